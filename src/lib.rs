@@ -1,0 +1,8 @@
+//! makuo: push a file tree to every live member of a cluster at once over UDP multicast.
+//!
+//! Layers, bottom up:
+//! - [`proto`]: the protocol engine, a sans-IO state machine. It performs no I/O: time is an
+//!   argument, datagrams go in and out as byte slices, files pass through a storage trait.
+#![warn(missing_docs)]
+
+pub mod proto;

@@ -1,0 +1,594 @@
+//! The manifest: what a push announces about every path it covers.
+//!
+//! A manifest is a header (push options, the transfer roots, the filter rules that protect
+//! receiver paths from `--delete`) followed by entries in tree order (a directory before its
+//! contents). It travels as the bytes of stream 0 of a transfer (see `docs/protocol.md`), so it
+//! has its own compact encoding here: varints and path prefix compression. Decoding takes
+//! untrusted bytes and returns a value or an error; it never panics and never allocates more
+//! than the input implies.
+//!
+//! This module also holds the *change flags* a receiver reports per entry, and the payload
+//! layout (which entries' contents are concatenated into the data stream).
+
+use super::wire::{Reader, WireError, Writer};
+
+/// The kind of a manifest entry. Values are wire constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A regular file; its contents travel in the payload stream.
+    File = 1,
+    /// A directory.
+    Dir = 2,
+    /// A symbolic link; `target` holds the link text. Never followed.
+    Symlink = 3,
+    /// Reserved: a hard link to an earlier entry (not produced yet).
+    HardLink = 4,
+    /// Reserved: a device node (not produced yet; receivers refuse unless allowed).
+    Device = 5,
+    /// Reserved: a FIFO (not produced yet).
+    Fifo = 6,
+}
+
+impl EntryKind {
+    fn from_u8(v: u8) -> Result<Self, WireError> {
+        Ok(match v {
+            1 => Self::File,
+            2 => Self::Dir,
+            3 => Self::Symlink,
+            4 => Self::HardLink,
+            5 => Self::Device,
+            6 => Self::Fifo,
+            _ => return Err(WireError::BadValue("entry kind")),
+        })
+    }
+}
+
+/// One path of a push, with the attributes receivers reproduce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the base directory, as raw bytes (non-UTF-8 allowed), `/`-separated,
+    /// no leading `/`, no `.` or `..` components, no NUL. Checked by [`check_rel_path`].
+    pub path: Vec<u8>,
+    /// What the path is.
+    pub kind: EntryKind,
+    /// Size in bytes (files only; 0 otherwise).
+    pub size: u64,
+    /// Permission bits including set-id and sticky bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: u32,
+    /// Owner (32-bit, never truncated).
+    pub uid: u32,
+    /// Group (32-bit, never truncated).
+    pub gid: u32,
+    /// Link text for symlinks; empty otherwise.
+    pub target: Vec<u8>,
+    /// MD5 of the contents when the push runs in checksum mode (files only).
+    pub checksum: Option<[u8; 16]>,
+}
+
+impl Entry {
+    /// A convenience constructor for a regular file (tests and tools).
+    pub fn file(path: &[u8], size: u64, mode: u32, mtime: i64) -> Self {
+        Self {
+            path: path.to_vec(),
+            kind: EntryKind::File,
+            size,
+            mode,
+            mtime,
+            mtime_nsec: 0,
+            uid: 0,
+            gid: 0,
+            target: Vec::new(),
+            checksum: None,
+        }
+    }
+
+    /// A convenience constructor for a directory.
+    pub fn dir(path: &[u8], mode: u32, mtime: i64) -> Self {
+        Self {
+            kind: EntryKind::Dir,
+            size: 0,
+            ..Self::file(path, 0, mode, mtime)
+        }
+    }
+
+    /// A convenience constructor for a symbolic link.
+    pub fn symlink(path: &[u8], target: &[u8], mtime: i64) -> Self {
+        Self {
+            kind: EntryKind::Symlink,
+            size: 0,
+            target: target.to_vec(),
+            ..Self::file(path, 0, 0o777, mtime)
+        }
+    }
+}
+
+/// Why a relative path from the network is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Empty path.
+    Empty,
+    /// Starts with `/`.
+    Absolute,
+    /// Contains a NUL byte.
+    Nul,
+    /// Contains a `.`, `..` or empty component.
+    BadComponent,
+    /// Longer than [`MAX_PATH`].
+    TooLong,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "empty path",
+            Self::Absolute => "absolute path",
+            Self::Nul => "path contains NUL",
+            Self::BadComponent => "path contains '.', '..' or an empty component",
+            Self::TooLong => "path too long",
+        })
+    }
+}
+
+/// Longest relative path accepted (bytes).
+pub const MAX_PATH: usize = 4096;
+
+/// Checks that `p` is a clean relative path that cannot escape the base directory by itself
+/// (symlinked parents are the file layer's concern). `.` alone names the base itself.
+pub fn check_rel_path(p: &[u8]) -> Result<(), PathError> {
+    if p.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if p.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    if p == b"." {
+        return Ok(());
+    }
+    if p[0] == b'/' {
+        return Err(PathError::Absolute);
+    }
+    if p.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    for comp in p.split(|&b| b == b'/') {
+        if comp.is_empty() || comp == b"." || comp == b".." {
+            return Err(PathError::BadComponent);
+        }
+    }
+    Ok(())
+}
+
+/// Push-wide options carried in the manifest header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Compare contents by checksum instead of size+mtime.
+    pub checksum: bool,
+    /// Compare owners too (the sender runs as root and preserves owners).
+    pub owners: bool,
+    /// Delete, under each root, receiver paths the manifest lacks (rsync `--delete`).
+    pub delete: bool,
+    /// Only delete; transfer nothing (makuosan `dsync`).
+    pub delete_only: bool,
+    /// Report what would change; change nothing.
+    pub dry_run: bool,
+}
+
+const OPT_CHECKSUM: u8 = 1;
+const OPT_OWNERS: u8 = 2;
+const OPT_DELETE: u8 = 4;
+const OPT_DELETE_ONLY: u8 = 8;
+const OPT_DRY_RUN: u8 = 16;
+
+/// A filter rule as sent to receivers (they need it to protect excluded paths from deletion).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterRule {
+    /// `true` for include, `false` for exclude.
+    pub include: bool,
+    /// rsync-style pattern.
+    pub pattern: String,
+}
+
+/// A whole manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Push options.
+    pub options: PushOptions,
+    /// The transfer roots (relative paths as given to `send`), scopes for `--delete`.
+    pub roots: Vec<Vec<u8>>,
+    /// Filter rules, in order (first match wins).
+    pub rules: Vec<FilterRule>,
+    /// Entries in tree order.
+    pub entries: Vec<Entry>,
+}
+
+/// Most entries one manifest may hold.
+pub const MAX_ENTRIES: usize = 16 << 20;
+
+const E_HAS_SUM: u8 = 1;
+const E_HAS_NSEC: u8 = 2;
+
+impl Manifest {
+    /// Serialises the manifest.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        let o = &self.options;
+        let mut flags = 0u8;
+        if o.checksum {
+            flags |= OPT_CHECKSUM;
+        }
+        if o.owners {
+            flags |= OPT_OWNERS;
+        }
+        if o.delete {
+            flags |= OPT_DELETE;
+        }
+        if o.delete_only {
+            flags |= OPT_DELETE_ONLY;
+        }
+        if o.dry_run {
+            flags |= OPT_DRY_RUN;
+        }
+        w.u8(flags);
+        w.varint(self.roots.len() as u64);
+        for r in &self.roots {
+            w.bytes_v(r);
+        }
+        w.varint(self.rules.len() as u64);
+        for r in &self.rules {
+            w.u8(r.include as u8);
+            w.bytes_v(r.pattern.as_bytes());
+        }
+        w.varint(self.entries.len() as u64);
+        let mut prev: &[u8] = &[];
+        for e in &self.entries {
+            let common = prev
+                .iter()
+                .zip(e.path.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
+            w.varint(common as u64);
+            w.bytes_v(&e.path[common..]);
+            w.u8(e.kind as u8);
+            let mut ef = 0u8;
+            if e.checksum.is_some() {
+                ef |= E_HAS_SUM;
+            }
+            if e.mtime_nsec != 0 {
+                ef |= E_HAS_NSEC;
+            }
+            w.u8(ef);
+            w.varint(e.size);
+            w.varint(e.mode as u64);
+            w.varint(zigzag(e.mtime));
+            if e.mtime_nsec != 0 {
+                w.varint(e.mtime_nsec as u64);
+            }
+            w.varint(e.uid as u64);
+            w.varint(e.gid as u64);
+            if e.kind == EntryKind::Symlink || e.kind == EntryKind::HardLink {
+                w.bytes_v(&e.target);
+            }
+            if let Some(s) = &e.checksum {
+                w.raw(s);
+            }
+            prev = &e.path;
+        }
+        w.into_vec()
+    }
+
+    /// Parses untrusted manifest bytes. Every path is checked with [`check_rel_path`].
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(buf);
+        let flags = r.u8()?;
+        let options = PushOptions {
+            checksum: flags & OPT_CHECKSUM != 0,
+            owners: flags & OPT_OWNERS != 0,
+            delete: flags & OPT_DELETE != 0,
+            delete_only: flags & OPT_DELETE_ONLY != 0,
+            dry_run: flags & OPT_DRY_RUN != 0,
+        };
+        let nroots = r.count(1)?;
+        let mut roots = Vec::with_capacity(nroots);
+        for _ in 0..nroots {
+            let p = r.bytes_v(MAX_PATH)?.to_vec();
+            check_rel_path(&p).map_err(|_| WireError::BadValue("root path"))?;
+            roots.push(p);
+        }
+        let nrules = r.count(2)?;
+        let mut rules = Vec::with_capacity(nrules);
+        for _ in 0..nrules {
+            let include = r.u8()? != 0;
+            let pat = r.bytes_v(MAX_PATH)?;
+            let pattern = String::from_utf8(pat.to_vec())
+                .map_err(|_| WireError::BadValue("filter pattern"))?;
+            rules.push(FilterRule { include, pattern });
+        }
+        // Each entry takes at least 8 bytes, which bounds the allocation by the input size.
+        let n = r.count(8)?;
+        if n > MAX_ENTRIES {
+            return Err(WireError::TooLarge("entries"));
+        }
+        let mut entries = Vec::with_capacity(n);
+        let mut prev: Vec<u8> = Vec::new();
+        for _ in 0..n {
+            let common = r.varint()? as usize;
+            if common > prev.len() {
+                return Err(WireError::BadValue("path prefix"));
+            }
+            let suffix = r.bytes_v(MAX_PATH)?;
+            let mut path = Vec::with_capacity(common + suffix.len());
+            path.extend_from_slice(&prev[..common]);
+            path.extend_from_slice(suffix);
+            check_rel_path(&path).map_err(|_| WireError::BadValue("entry path"))?;
+            let kind = EntryKind::from_u8(r.u8()?)?;
+            let ef = r.u8()?;
+            let size = r.varint()?;
+            let mode = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("mode"))?;
+            let mtime = unzigzag(r.varint()?);
+            let mtime_nsec = if ef & E_HAS_NSEC != 0 {
+                let v = r.varint()?;
+                if v >= 1_000_000_000 {
+                    return Err(WireError::BadValue("mtime nsec"));
+                }
+                v as u32
+            } else {
+                0
+            };
+            let uid = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("uid"))?;
+            let gid = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("gid"))?;
+            let target = if kind == EntryKind::Symlink || kind == EntryKind::HardLink {
+                r.bytes_v(MAX_PATH)?.to_vec()
+            } else {
+                Vec::new()
+            };
+            let checksum = if ef & E_HAS_SUM != 0 {
+                let mut s = [0u8; 16];
+                s.copy_from_slice(r.raw(16)?);
+                Some(s)
+            } else {
+                None
+            };
+            if kind != EntryKind::File && size != 0 {
+                return Err(WireError::BadValue("size of non-file"));
+            }
+            prev.clone_from(&path);
+            entries.push(Entry {
+                path,
+                kind,
+                size,
+                mode,
+                mtime,
+                mtime_nsec,
+                uid,
+                gid,
+                target,
+                checksum,
+            });
+        }
+        r.finish()?;
+        Ok(Self {
+            options,
+            roots,
+            rules,
+            entries,
+        })
+    }
+
+    /// Total bytes of all regular files.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| e.size)
+            .fold(0u64, |a, b| a.saturating_add(b))
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Change flags: what a receiver found different about one entry (one byte per entry in a
+/// receiver's report). Zero means up to date.
+pub mod change {
+    /// The path does not exist on the receiver.
+    pub const MISSING: u8 = 0x01;
+    /// It exists with another type (file vs dir vs symlink).
+    pub const TYPE: u8 = 0x02;
+    /// Size differs.
+    pub const SIZE: u8 = 0x04;
+    /// Modification time differs.
+    pub const TIME: u8 = 0x08;
+    /// Permission bits differ.
+    pub const PERM: u8 = 0x10;
+    /// Owner or group differs (only compared when the push preserves owners).
+    pub const OWNER: u8 = 0x20;
+    /// Contents differ by checksum (checksum mode).
+    pub const SUM: u8 = 0x40;
+    /// Symlink text differs.
+    pub const LINK: u8 = 0x80;
+}
+
+/// Whether an entry with these change flags needs its contents sent.
+pub fn needs_data(kind: EntryKind, flags: u8, checksum_mode: bool) -> bool {
+    if kind != EntryKind::File || flags == 0 {
+        return false;
+    }
+    let mut data = change::MISSING | change::TYPE | change::SIZE | change::SUM;
+    if !checksum_mode {
+        data |= change::TIME;
+    }
+    flags & data != 0
+}
+
+/// rsync-style itemized change string (`>f+++++++++`, `>f.st......`, `cd+++++++++`, ...)
+/// for an entry with the given change flags, as a dry run prints it.
+pub fn itemize(e: &Entry, flags: u8) -> String {
+    let t = match e.kind {
+        EntryKind::File => 'f',
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'L',
+        EntryKind::HardLink => 'h',
+        EntryKind::Device => 'D',
+        EntryKind::Fifo => 'S',
+    };
+    let y = if e.kind == EntryKind::File && flags & (change::MISSING | change::TYPE) == 0 {
+        if needs_data(e.kind, flags, false) {
+            '>'
+        } else {
+            '.'
+        }
+    } else if e.kind == EntryKind::File {
+        '>'
+    } else {
+        'c'
+    };
+    if flags & (change::MISSING | change::TYPE) != 0 {
+        return format!("{y}{t}+++++++++");
+    }
+    let c = |bit: u8, ch: char| if flags & bit != 0 { ch } else { '.' };
+    format!(
+        "{y}{t}{}{}{}{}{}{}...",
+        c(change::SUM, 'c'),
+        c(change::SIZE, 's'),
+        c(change::TIME, 't'),
+        c(change::PERM, 'p'),
+        c(change::OWNER, 'o'),
+        c(change::OWNER, 'g'),
+    )
+}
+
+/// Where each sent file sits in the payload stream: the contents of the entries selected by
+/// the plan, concatenated in manifest order with no padding.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// `(entry index, offset in payload, size)`, sorted by offset; zero-size files omitted.
+    pub spans: Vec<(u32, u64, u64)>,
+    /// Total payload bytes.
+    pub len: u64,
+}
+
+impl Layout {
+    /// Builds the layout of the entries whose bit is set in `plan` (one bit per entry, LSB
+    /// first). Entries that are not regular files are ignored.
+    pub fn new(manifest: &Manifest, plan: &[u8]) -> Self {
+        let mut spans = Vec::new();
+        let mut off = 0u64;
+        for (i, e) in manifest.entries.iter().enumerate() {
+            if e.kind == EntryKind::File && e.size > 0 && bit(plan, i) {
+                spans.push((i as u32, off, e.size));
+                off += e.size;
+            }
+        }
+        Self { spans, len: off }
+    }
+
+    /// Indices into `spans` of the spans overlapping payload bytes `[start, end)`.
+    pub fn overlapping(&self, start: u64, end: u64) -> std::ops::Range<usize> {
+        let first = self.spans.partition_point(|&(_, off, size)| off + size <= start);
+        let last = self.spans.partition_point(|&(_, off, _)| off < end);
+        first..last.max(first)
+    }
+}
+
+/// Reads bit `i` of an LSB-first bitmap; bits past the end are 0.
+pub fn bit(map: &[u8], i: usize) -> bool {
+    map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// Sets bit `i` of an LSB-first bitmap (which must be long enough).
+pub fn set_bit(map: &mut [u8], i: usize) {
+    map[i / 8] |= 1 << (i % 8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let mut f = Entry::file(b"htdocs/index.html", 1234, 0o644, 1_700_000_000);
+        f.mtime_nsec = 5;
+        f.uid = 70_000;
+        f.gid = 4_000_000_000;
+        f.checksum = Some([7; 16]);
+        Manifest {
+            options: PushOptions {
+                delete: true,
+                ..Default::default()
+            },
+            roots: vec![b"htdocs".to_vec()],
+            rules: vec![FilterRule {
+                include: false,
+                pattern: "*.tmp".into(),
+            }],
+            entries: vec![
+                Entry::dir(b"htdocs", 0o755, 1_600_000_000),
+                f,
+                Entry::symlink(b"htdocs/link", b"../x", -5),
+                Entry::file(b"htdocs/\xff\xfe", 0, 0o4755, 0),
+            ],
+        }
+    }
+
+    #[test]
+    fn manifest_round_trip() {
+        let m = sample();
+        let b = m.encode();
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+    }
+
+    #[test]
+    fn manifest_truncations_are_errors_not_panics() {
+        let b = sample().encode();
+        for n in 0..b.len() {
+            assert!(Manifest::decode(&b[..n]).is_err(), "prefix {n} accepted");
+        }
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for bad in [&b"/etc/passwd"[..], b"a/../../x", b"a/./b", b"a//b", b"a\0b", b""] {
+            assert!(check_rel_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_rel_path(b"a/b.c/..d").is_ok());
+        let mut m = sample();
+        m.entries[1].path = b"htdocs/../../etc/shadow".to_vec();
+        assert!(Manifest::decode(&m.encode()).is_err());
+    }
+
+    #[test]
+    fn layout_finds_overlaps() {
+        let m = Manifest {
+            entries: vec![
+                Entry::file(b"a", 10, 0o644, 0),
+                Entry::file(b"b", 0, 0o644, 0),
+                Entry::file(b"c", 5, 0o644, 0),
+                Entry::file(b"d", 20, 0o644, 0),
+            ],
+            ..Default::default()
+        };
+        let l = Layout::new(&m, &[0b1101]);
+        assert_eq!(l.spans, vec![(0, 0, 10), (2, 10, 5), (3, 15, 20)]);
+        assert_eq!(l.len, 35);
+        assert_eq!(l.overlapping(0, 10), 0..1);
+        assert_eq!(l.overlapping(9, 11), 0..2);
+        assert_eq!(l.overlapping(15, 16), 2..3);
+        assert_eq!(l.overlapping(35, 40), 3..3);
+    }
+
+    #[test]
+    fn itemize_like_rsync() {
+        let f = Entry::file(b"x", 1, 0o644, 0);
+        assert_eq!(itemize(&f, change::MISSING), ">f+++++++++");
+        assert_eq!(itemize(&f, change::SIZE | change::TIME), ">f.st......");
+        assert_eq!(itemize(&Entry::dir(b"d", 0o755, 0), change::MISSING), "cd+++++++++");
+    }
+}

@@ -1,0 +1,385 @@
+//! The storage boundary: how file contents reach the engine and how received files are
+//! staged and applied, without the engine touching a file system.
+//!
+//! The engine calls [`Storage`] synchronously for cheap operations (reading a source block,
+//! writing a received block into a staged file). The two slow ones, inspecting what a
+//! receiver has and committing a transfer, may answer "pending" (`None`); the driver then
+//! finishes the work elsewhere and reports back through `Engine::handle_inspected` and
+//! `Engine::handle_committed`, while the engine keeps answering the network.
+//!
+//! [`MemStorage`] is the in-memory implementation used by the simulated-cluster tests; the
+//! real file system implementation lives in `apply.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+
+use super::manifest::{change, needs_data, Entry, EntryKind, Manifest};
+
+/// Identifies one inbound transfer on a receiver: the sender's node id and its transfer id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct XferKey {
+    /// Sender's node id.
+    pub origin: u64,
+    /// Transfer id, unique per sender.
+    pub xfer: u32,
+}
+
+/// What a receiver found when comparing a manifest with its tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// One byte of [`change`] flags per manifest entry (0 = up to date).
+    pub flags: Vec<u8>,
+    /// Paths under the manifest's roots that the manifest lacks and that `--delete` would
+    /// remove (filter-protected paths excluded), deepest first. Empty unless the push deletes.
+    pub deletions: Vec<Vec<u8>>,
+}
+
+/// What to apply when a transfer commits.
+#[derive(Debug)]
+pub struct CommitRequest<'a> {
+    /// The transfer's manifest.
+    pub manifest: &'a Manifest,
+    /// Change flags per entry (from the inspection); entries with 0 are left alone.
+    pub flags: &'a [u8],
+    /// Paths to delete (empty when deletion is off or was vetoed).
+    pub deletions: &'a [Vec<u8>],
+    /// Entries whose source vanished during the push: do not apply them.
+    pub skip: &'a [u32],
+}
+
+/// The result of a commit on one receiver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// Entries created or updated.
+    pub files: u32,
+    /// File bytes written.
+    pub bytes: u64,
+    /// Paths deleted.
+    pub deleted: u32,
+    /// Failures, one line each (path and reason). Empty means success.
+    pub errors: Vec<String>,
+}
+
+/// File access for the engine. See the module doc for the calling contract.
+pub trait Storage {
+    /// Sender: reads up to `buf.len()` bytes of `entry`'s contents at `offset`. A short read
+    /// or an error means the source changed or vanished during the push.
+    fn read(&mut self, entry: &Entry, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Receiver: compares the manifest with what is on disk. `None` means the answer will
+    /// come later through `Engine::handle_inspected`.
+    fn inspect(&mut self, key: XferKey, manifest: &Manifest) -> Option<Inspection>;
+
+    /// Receiver: writes received contents of entry `idx` at `offset` into its staged (hidden)
+    /// copy, creating it on first use.
+    fn write(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()>;
+
+    /// Receiver: reads back staged contents (needed to decode parity).
+    fn read_staged(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<()>;
+
+    /// Receiver: applies the transfer (renames staged files into place, creates dirs and
+    /// links, sets attributes, deletes). `None` means the outcome will come later through
+    /// `Engine::handle_committed`.
+    fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome>;
+
+    /// Receiver: drops everything staged for the transfer.
+    fn abort(&mut self, key: XferKey);
+}
+
+/// A node of the in-memory tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemNode {
+    /// Type.
+    pub kind: EntryKind,
+    /// Contents (files).
+    pub data: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time.
+    pub mtime: i64,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Link text (symlinks).
+    pub target: Vec<u8>,
+}
+
+/// An in-memory file tree implementing [`Storage`], for tests.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    /// The tree: relative path -> node.
+    pub tree: BTreeMap<Vec<u8>, MemNode>,
+    staged: HashMap<(XferKey, u32), Vec<u8>>,
+    /// Make every staged write fail (simulates a full disk).
+    pub fail_writes: bool,
+}
+
+impl MemStorage {
+    /// Empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file (and its parent dirs) to the tree.
+    pub fn add_file(&mut self, path: &[u8], data: Vec<u8>, mode: u32, mtime: i64) {
+        self.add_parents(path, mtime);
+        self.tree.insert(
+            path.to_vec(),
+            MemNode {
+                kind: EntryKind::File,
+                data,
+                mode,
+                mtime,
+                uid: 0,
+                gid: 0,
+                target: Vec::new(),
+            },
+        );
+    }
+
+    fn add_parents(&mut self, path: &[u8], mtime: i64) {
+        let mut end = 0;
+        while let Some(p) = path[end..].iter().position(|&b| b == b'/') {
+            end += p;
+            let dir = path[..end].to_vec();
+            self.tree.entry(dir).or_insert(MemNode {
+                kind: EntryKind::Dir,
+                data: Vec::new(),
+                mode: 0o755,
+                mtime,
+                uid: 0,
+                gid: 0,
+                target: Vec::new(),
+            });
+            end += 1;
+        }
+    }
+
+    /// The manifest of the whole tree (tree order: parents sort before children).
+    pub fn manifest(&self) -> Manifest {
+        let entries = self
+            .tree
+            .iter()
+            .map(|(p, n)| Entry {
+                path: p.clone(),
+                kind: n.kind,
+                size: if n.kind == EntryKind::File {
+                    n.data.len() as u64
+                } else {
+                    0
+                },
+                mode: n.mode,
+                mtime: n.mtime,
+                mtime_nsec: 0,
+                uid: n.uid,
+                gid: n.gid,
+                target: n.target.clone(),
+                checksum: None,
+            })
+            .collect();
+        let roots = self
+            .tree
+            .keys()
+            .filter(|p| !p.contains(&b'/'))
+            .cloned()
+            .collect();
+        Manifest {
+            roots,
+            entries,
+            ..Default::default()
+        }
+    }
+
+    /// Staged files that currently exist (should be 0 when idle).
+    pub fn staged_count(&self) -> usize {
+        self.staged.len()
+    }
+
+    fn compare(&self, e: &Entry, m: &Manifest) -> u8 {
+        let Some(n) = self.tree.get(&e.path) else {
+            return change::MISSING;
+        };
+        if n.kind != e.kind {
+            return change::TYPE;
+        }
+        let mut f = 0;
+        if e.kind == EntryKind::File {
+            if n.data.len() as u64 != e.size {
+                f |= change::SIZE;
+            }
+            if m.options.checksum {
+                if let Some(sum) = e.checksum {
+                    if md5_of(&n.data) != sum {
+                        f |= change::SUM;
+                    }
+                }
+            }
+        }
+        if e.kind != EntryKind::Dir && n.mtime != e.mtime {
+            f |= change::TIME;
+        }
+        if e.kind != EntryKind::Symlink && n.mode != e.mode {
+            f |= change::PERM;
+        }
+        if m.options.owners && (n.uid != e.uid || n.gid != e.gid) {
+            f |= change::OWNER;
+        }
+        if e.kind == EntryKind::Symlink && n.target != e.target {
+            f |= change::LINK;
+        }
+        f
+    }
+}
+
+/// MD5 of a byte string (checksum mode).
+pub fn md5_of(data: &[u8]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    Md5::digest(data).into()
+}
+
+fn under(path: &[u8], root: &[u8]) -> bool {
+    root == b"." || path == root || (path.starts_with(root) && path.get(root.len()) == Some(&b'/'))
+}
+
+impl Storage for MemStorage {
+    fn read(&mut self, entry: &Entry, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self
+            .tree
+            .get(&entry.path)
+            .filter(|n| n.kind == EntryKind::File)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "vanished"))?;
+        let start = (offset as usize).min(n.data.len());
+        let len = buf.len().min(n.data.len() - start);
+        buf[..len].copy_from_slice(&n.data[start..start + len]);
+        Ok(len)
+    }
+
+    fn inspect(&mut self, _key: XferKey, m: &Manifest) -> Option<Inspection> {
+        let flags = m.entries.iter().map(|e| self.compare(e, m)).collect();
+        let mut deletions = Vec::new();
+        if m.options.delete || m.options.delete_only {
+            let wanted: std::collections::HashSet<&[u8]> =
+                m.entries.iter().map(|e| e.path.as_slice()).collect();
+            for p in self.tree.keys() {
+                if m.roots.iter().any(|r| under(p, r)) && !wanted.contains(p.as_slice()) {
+                    deletions.push(p.clone());
+                }
+            }
+            deletions.reverse();
+        }
+        Some(Inspection { flags, deletions })
+    }
+
+    fn write(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        if self.fail_writes {
+            return Err(io::Error::other("no space left on device"));
+        }
+        let end = offset as usize + data.len();
+        if end as u64 > entry.size {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "beyond size"));
+        }
+        let f = self.staged.entry((key, idx)).or_default();
+        if f.len() < end {
+            f.resize(end, 0);
+        }
+        f[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read_staged(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        _entry: &Entry,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<()> {
+        let f = self
+            .staged
+            .get(&(key, idx))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not staged"))?;
+        let end = offset as usize + buf.len();
+        if end > f.len() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"));
+        }
+        buf.copy_from_slice(&f[offset as usize..end]);
+        Ok(())
+    }
+
+    fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        let mut out = CommitOutcome::default();
+        let checksum = req.manifest.options.checksum;
+        for (i, e) in req.manifest.entries.iter().enumerate() {
+            let f = req.flags.get(i).copied().unwrap_or(0);
+            if f == 0 || req.skip.contains(&(i as u32)) {
+                self.staged.remove(&(key, i as u32));
+                continue;
+            }
+            let data = if needs_data(e.kind, f, checksum) {
+                let mut d = self.staged.remove(&(key, i as u32)).unwrap_or_default();
+                if d.len() as u64 > e.size {
+                    out.errors.push(format!("{}: staged too long", show(&e.path)));
+                    continue;
+                }
+                d.resize(e.size as usize, 0);
+                out.bytes += e.size;
+                d
+            } else if let Some(n) = self.tree.get(&e.path).filter(|n| n.kind == e.kind) {
+                n.data.clone()
+            } else {
+                Vec::new()
+            };
+            self.tree.insert(
+                e.path.clone(),
+                MemNode {
+                    kind: e.kind,
+                    data,
+                    mode: e.mode,
+                    mtime: e.mtime,
+                    uid: e.uid,
+                    gid: e.gid,
+                    target: e.target.clone(),
+                },
+            );
+            out.files += 1;
+        }
+        for p in req.deletions {
+            if self.tree.remove(p).is_some() {
+                out.deleted += 1;
+            }
+        }
+        self.abort(key);
+        Some(out)
+    }
+
+    fn abort(&mut self, key: XferKey) {
+        self.staged.retain(|(k, _), _| *k != key);
+    }
+}
+
+/// A path for messages (lossy UTF-8).
+pub fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}

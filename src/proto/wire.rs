@@ -1,0 +1,1137 @@
+//! The datagram codec: every byte that crosses the network is parsed here, once.
+//!
+//! A datagram is a fixed 24-byte [`Header`] followed by a message body. [`decode`] turns
+//! untrusted bytes into a typed [`Msg`] that borrows from the input, or a [`WireError`]; it
+//! never panics and never allocates. [`Msg::encode`] writes into a buffer the caller owns.
+//! Every length and count is checked against what remains of the datagram. Layout and
+//! constants are documented in `docs/protocol.md`; keep the two in step.
+//!
+//! When the cluster has a key, the body (and a sealed timestamp) is encrypted and followed by
+//! an authentication tag; [`SEAL_OVERHEAD`] bytes of every datagram are reserved for that, and
+//! the sealing itself lives outside the engine (see `seal.rs`), on the socket side.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// First two bytes of every makuo datagram.
+pub const MAGIC: [u8; 2] = *b"MK";
+/// Protocol version this build speaks (and the highest it accepts).
+pub const VERSION: u8 = 1;
+/// Lowest protocol version this build accepts.
+pub const MIN_VERSION: u8 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 24;
+/// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.
+pub const SEAL_OVERHEAD: usize = 24;
+/// IPv4 + UDP header bytes subtracted from the MTU to get the datagram size.
+pub const IP_UDP_OVERHEAD: usize = 28;
+/// Largest datagram makuo emits or accepts (jumbo frames included).
+pub const MAX_DATAGRAM: usize = 9000;
+/// Body bytes of a block message before its data.
+pub const BLOCK_HDR: usize = 8;
+/// Body bytes of a parity message before its data.
+pub const PARITY_HDR: usize = 11;
+
+/// Header flag: the body is sealed (encrypted + authenticated).
+pub const FLAG_SEALED: u8 = 0x01;
+
+/// Block payload size for a path MTU, with or without sealing. Always even (the erasure
+/// code needs even shard sizes) and fits a parity message.
+pub fn block_size(mtu: usize, sealed: bool) -> usize {
+    let dgram = mtu.clamp(576, MAX_DATAGRAM + IP_UDP_OVERHEAD) - IP_UDP_OVERHEAD;
+    let seal = if sealed { SEAL_OVERHEAD } else { 0 };
+    (dgram - HEADER_LEN - seal - PARITY_HDR) & !1
+}
+
+/// Why a datagram (or a piece of one) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// Shorter than the structure it claims to hold.
+    Truncated,
+    /// Not a makuo datagram (magic).
+    BadMagic,
+    /// A protocol version this build does not speak.
+    BadVersion(u8),
+    /// A message kind this build does not know (ignored, counted).
+    UnknownKind(u8),
+    /// A field holds a value outside its range.
+    BadValue(&'static str),
+    /// A count or length larger than allowed.
+    TooLarge(&'static str),
+    /// Bytes left over after the message.
+    Trailing,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("truncated"),
+            Self::BadMagic => f.write_str("bad magic"),
+            Self::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
+            Self::UnknownKind(k) => write!(f, "unknown message kind {k}"),
+            Self::BadValue(what) => write!(f, "bad value in {what}"),
+            Self::TooLarge(what) => write!(f, "{what} too large"),
+            Self::Trailing => f.write_str("trailing bytes"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Bounds-checked reader over untrusted bytes.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Starts reading `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// Takes `n` raw bytes.
+    pub fn raw(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.remaining() < n {
+            return Err(WireError::Truncated);
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    /// Takes everything left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+    /// One byte.
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.raw(1)?[0])
+    }
+    /// Big-endian u16.
+    pub fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.raw(2)?.try_into().unwrap()))
+    }
+    /// Big-endian u32.
+    pub fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.raw(4)?.try_into().unwrap()))
+    }
+    /// Big-endian u64.
+    pub fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.raw(8)?.try_into().unwrap()))
+    }
+    /// LEB128 varint, at most 10 bytes, no overflow.
+    pub fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            if i == 9 && b > 1 {
+                return Err(WireError::BadValue("varint"));
+            }
+            v |= ((b & 0x7f) as u64) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(WireError::BadValue("varint"))
+    }
+    /// A varint count of items that each take at least `min_item` bytes; refuses counts the
+    /// remaining input cannot hold (so callers may allocate `count` items safely).
+    pub fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
+        let n = self.varint()?;
+        if n > (self.remaining() / min_item.max(1)) as u64 {
+            return Err(WireError::TooLarge("count"));
+        }
+        Ok(n as usize)
+    }
+    /// Varint-length-prefixed bytes of at most `max` bytes.
+    pub fn bytes_v(&mut self, max: usize) -> Result<&'a [u8], WireError> {
+        let n = self.varint()?;
+        if n > max as u64 {
+            return Err(WireError::TooLarge("string"));
+        }
+        self.raw(n as usize)
+    }
+    /// u8-length-prefixed bytes.
+    pub fn bytes8(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.u8()? as usize;
+        self.raw(n)
+    }
+    /// u16-length-prefixed bytes.
+    pub fn bytes16(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.u16()? as usize;
+        self.raw(n)
+    }
+    /// Fails if bytes remain.
+    pub fn finish(&self) -> Result<(), WireError> {
+        if self.remaining() == 0 {
+            Ok(())
+        } else {
+            Err(WireError::Trailing)
+        }
+    }
+}
+
+/// Growable writer (for manifests and reports, which span many datagrams).
+#[derive(Default)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The bytes written.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
+    /// Appends raw bytes.
+    pub fn raw(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+    /// One byte.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    /// LEB128 varint.
+    pub fn varint(&mut self, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.buf.push(b);
+                return;
+            }
+            self.buf.push(b | 0x80);
+        }
+    }
+    /// Varint-length-prefixed bytes.
+    pub fn bytes_v(&mut self, b: &[u8]) {
+        self.varint(b.len() as u64);
+        self.raw(b);
+    }
+}
+
+/// Fixed-capacity writer into a caller's datagram buffer.
+pub struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Writes into `buf` from its start.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    /// Bytes written.
+    pub fn len(&self) -> usize {
+        self.pos
+    }
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.pos == 0
+    }
+    /// Room left.
+    pub fn room(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// Appends raw bytes; panics if the caller's buffer is too small (a programming error:
+    /// callers size messages from [`block_size`] and the MTU).
+    pub fn raw(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+    /// One byte.
+    pub fn u8(&mut self, v: u8) {
+        self.raw(&[v]);
+    }
+    /// Big-endian u16.
+    pub fn u16(&mut self, v: u16) {
+        self.raw(&v.to_be_bytes());
+    }
+    /// Big-endian u32.
+    pub fn u32(&mut self, v: u32) {
+        self.raw(&v.to_be_bytes());
+    }
+    /// Big-endian u64.
+    pub fn u64(&mut self, v: u64) {
+        self.raw(&v.to_be_bytes());
+    }
+    /// LEB128 varint.
+    pub fn varint(&mut self, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.u8(b);
+                return;
+            }
+            self.u8(b | 0x80);
+        }
+    }
+    /// u8-length-prefixed bytes (truncated to 255).
+    pub fn bytes8(&mut self, b: &[u8]) {
+        let b = &b[..b.len().min(255)];
+        self.u8(b.len() as u8);
+        self.raw(b);
+    }
+    /// u16-length-prefixed bytes (truncated to 65535).
+    pub fn bytes16(&mut self, b: &[u8]) {
+        let b = &b[..b.len().min(65535)];
+        self.u16(b.len() as u16);
+        self.raw(b);
+    }
+}
+
+/// Bytes a varint takes.
+pub fn varint_len(v: u64) -> usize {
+    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The fixed header at the start of every datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Protocol version the datagram is written in.
+    pub version: u8,
+    /// Message kind (see [`kind`]).
+    pub kind: u8,
+    /// Header flags ([`FLAG_SEALED`]).
+    pub flags: u8,
+    /// Key id that sealed the datagram (0 when unsealed).
+    pub key_id: u8,
+    /// Cluster id: datagrams of another cluster sharing the group are dropped.
+    pub cluster: u16,
+    /// Sender's node id.
+    pub node: u64,
+    /// Sender's datagram sequence number (monotonic per node).
+    pub seq: u64,
+}
+
+impl Header {
+    /// Writes the header.
+    pub fn write(&self, c: &mut Cursor<'_>) {
+        c.raw(&MAGIC);
+        c.u8(self.version);
+        c.u8(self.kind);
+        c.u8(self.flags);
+        c.u8(self.key_id);
+        c.u16(self.cluster);
+        c.u64(self.node);
+        c.u64(self.seq);
+    }
+
+    /// Parses and checks the header (magic, version).
+    pub fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        if r.raw(2)? != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let version = r.u8()?;
+        if !(MIN_VERSION..=VERSION).contains(&version) {
+            return Err(WireError::BadVersion(version));
+        }
+        Ok(Self {
+            version,
+            kind: r.u8()?,
+            flags: r.u8()?,
+            key_id: r.u8()?,
+            cluster: r.u16()?,
+            node: r.u64()?,
+            seq: r.u64()?,
+        })
+    }
+}
+
+/// Message kind numbers.
+pub mod kind {
+    /// Membership announcement / heartbeat.
+    pub const HEARTBEAT: u8 = 1;
+    /// Graceful leave.
+    pub const LEAVE: u8 = 2;
+    /// A transfer's announcement and registration poll.
+    pub const ANNOUNCE: u8 = 3;
+    /// A block of a transfer stream (the stream is in the body).
+    pub const BLOCK: u8 = 4;
+    /// An erasure-code parity block.
+    pub const PARITY: u8 = 7;
+    /// Repair poll: receivers report missing symbols.
+    pub const POLL: u8 = 8;
+    /// Receiver's registration report (change flags, deletions).
+    pub const REPORT: u8 = 9;
+    /// Receiver's answer to a poll: missing symbols per group.
+    pub const NAK: u8 = 10;
+    /// Commit request.
+    pub const COMMIT: u8 = 11;
+    /// Receiver's per-transfer result.
+    pub const RESULT: u8 = 12;
+    /// Sender abandons a transfer.
+    pub const ABORT: u8 = 13;
+}
+
+/// Transfer streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    /// The encoded manifest.
+    Manifest = 0,
+    /// The plan: a bitmap of entries whose contents are in the payload.
+    Plan = 1,
+    /// The concatenated file contents.
+    Payload = 2,
+}
+
+impl Stream {
+    fn from_u8(v: u8) -> Result<Self, WireError> {
+        Ok(match v {
+            0 => Self::Manifest,
+            1 => Self::Plan,
+            2 => Self::Payload,
+            _ => return Err(WireError::BadValue("stream")),
+        })
+    }
+    /// All streams, in order.
+    pub const ALL: [Stream; 3] = [Stream::Manifest, Stream::Plan, Stream::Payload];
+}
+
+/// Heartbeat flag: the sender just started and asks members to announce themselves soon.
+pub const HB_JOIN: u8 = 0x01;
+/// Heartbeat flag: the member accepts pushes.
+pub const HB_RECEIVER: u8 = 0x02;
+
+/// A member known to the heartbeat's sender, passed along so newcomers learn the whole set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Known<'a> {
+    /// Node id.
+    pub node: u64,
+    /// Its reply address.
+    pub addr: SocketAddr,
+    /// Milliseconds since the sender last heard it directly.
+    pub age_ms: u32,
+    /// Its flags (from its heartbeats).
+    pub flags: u8,
+    /// Its name.
+    pub name: &'a [u8],
+}
+
+/// Heartbeat body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat<'a> {
+    /// [`HB_JOIN`], [`HB_RECEIVER`].
+    pub flags: u8,
+    /// Lowest protocol version the member speaks.
+    pub proto_min: u8,
+    /// Highest protocol version the member speaks.
+    pub proto_max: u8,
+    /// Heartbeat interval in ms (others derive expiry from it).
+    pub interval_ms: u32,
+    /// Member name (host name by default).
+    pub name: &'a [u8],
+    /// Software version string.
+    pub version: &'a [u8],
+    /// Opaque status from the driver (e.g. last push applied).
+    pub info: &'a [u8],
+    /// Raw encoding of the known-members list; iterate with [`Heartbeat::known`].
+    pub known_raw: &'a [u8],
+    /// Number of entries in `known_raw`.
+    pub known_count: u16,
+}
+
+impl<'a> Heartbeat<'a> {
+    /// Iterates over the known members (stops at the first malformed entry, which decode
+    /// already rejected).
+    pub fn known(&self) -> impl Iterator<Item = Known<'a>> + 'a {
+        let mut r = Reader::new(self.known_raw);
+        let n = self.known_count;
+        (0..n).map_while(move |_| read_known(&mut r).ok())
+    }
+}
+
+fn read_known<'a>(r: &mut Reader<'a>) -> Result<Known<'a>, WireError> {
+    let node = r.u64()?;
+    let addr = read_addr(r)?;
+    let age_ms = r.u32()?;
+    let flags = r.u8()?;
+    let name = r.bytes8()?;
+    Ok(Known {
+        node,
+        addr,
+        age_ms,
+        flags,
+        name,
+    })
+}
+
+fn read_addr(r: &mut Reader<'_>) -> Result<SocketAddr, WireError> {
+    let ip = match r.u8()? {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.raw(4)?).unwrap())),
+        6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.raw(16)?).unwrap())),
+        _ => return Err(WireError::BadValue("address family")),
+    };
+    Ok(SocketAddr::new(ip, r.u16()?))
+}
+
+/// Writes a socket address (family byte, address, port).
+pub fn write_addr(c: &mut Cursor<'_>, a: &SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(v4) => {
+            c.u8(4);
+            c.raw(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            c.u8(6);
+            c.raw(&v6.octets());
+        }
+    }
+    c.u16(a.port());
+}
+
+/// Encoded size of one known-member entry.
+pub fn known_len(k: &Known<'_>) -> usize {
+    8 + if k.addr.is_ipv4() { 5 } else { 17 } + 2 + 4 + 1 + 1 + k.name.len().min(255)
+}
+
+/// Announce body: opens a transfer and polls for registrations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announce<'a> {
+    /// Transfer id (unique per sender node).
+    pub xfer: u32,
+    /// Block size of every stream.
+    pub block: u16,
+    /// Source blocks per erasure-code group.
+    pub group: u16,
+    /// Parity symbols that exist per group (indices `0..parity`).
+    pub parity: u16,
+    /// Length of the manifest stream.
+    pub manifest_len: u64,
+    /// Raw target node ids (8 bytes each); see [`Announce::targets`].
+    pub targets_raw: &'a [u8],
+    /// Bitmap over targets: which have not registered yet.
+    pub pending: &'a [u8],
+}
+
+impl Announce<'_> {
+    /// Target node ids.
+    pub fn targets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.targets_raw
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+    }
+    /// Number of targets.
+    pub fn target_count(&self) -> usize {
+        self.targets_raw.len() / 8
+    }
+}
+
+/// Most targets one transfer may have (they are listed in one announce datagram).
+pub const MAX_TARGETS: usize = 160;
+
+/// NAK flag: last part of this answer.
+pub const NAK_FINAL: u8 = 0x01;
+/// NAK flag: the receiver has everything it needs.
+pub const NAK_DONE: u8 = 0x02;
+/// NAK flag: the receiver does not know this transfer (restarted, or never registered).
+pub const NAK_UNKNOWN: u8 = 0x04;
+
+/// Commit flag: do not delete anything (`--max-delete` was exceeded).
+pub const COMMIT_NO_DELETE: u8 = 0x01;
+
+/// Result status: applied.
+pub const RESULT_OK: u8 = 0;
+/// Result status: failed (message says why).
+pub const RESULT_FAILED: u8 = 1;
+/// Result status: still working on the commit.
+pub const RESULT_BUSY: u8 = 2;
+/// Result status: transfer unknown to the receiver.
+pub const RESULT_UNKNOWN: u8 = 3;
+
+/// A decoded message body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg<'a> {
+    /// Membership.
+    Heartbeat(Heartbeat<'a>),
+    /// Graceful leave.
+    Leave,
+    /// Transfer announcement / registration poll.
+    Announce(Announce<'a>),
+    /// One source block of a stream.
+    Block {
+        /// Transfer.
+        xfer: u32,
+        /// Stream.
+        stream: Stream,
+        /// Block index in the stream.
+        idx: u32,
+        /// Block contents (the last block of a stream may be short).
+        data: &'a [u8],
+    },
+    /// One parity symbol of a group.
+    Parity {
+        /// Transfer.
+        xfer: u32,
+        /// Stream.
+        stream: Stream,
+        /// Group number.
+        group: u32,
+        /// Parity symbol index within the group.
+        index: u16,
+        /// Symbol (always a full block).
+        data: &'a [u8],
+    },
+    /// Repair poll.
+    Poll {
+        /// Transfer.
+        xfer: u32,
+        /// Round number (answers name it).
+        round: u32,
+        /// Bitmap over targets: who must answer.
+        pending: &'a [u8],
+    },
+    /// Registration report part.
+    Report {
+        /// Transfer.
+        xfer: u32,
+        /// Part number.
+        part: u16,
+        /// Number of parts.
+        parts: u16,
+        /// Bytes of this part.
+        data: &'a [u8],
+    },
+    /// Missing-symbol report.
+    Nak {
+        /// Transfer.
+        xfer: u32,
+        /// Round it answers.
+        round: u32,
+        /// [`NAK_FINAL`], [`NAK_DONE`], [`NAK_UNKNOWN`].
+        flags: u8,
+        /// Symbols received in the round's pass (for loss estimation).
+        received: u32,
+        /// Raw `(stream u8, group varint, missing varint)` triples; see [`naks`].
+        entries: &'a [u8],
+    },
+    /// Commit request.
+    Commit {
+        /// Transfer.
+        xfer: u32,
+        /// [`COMMIT_NO_DELETE`].
+        flags: u8,
+        /// Bitmap over targets: who must answer.
+        pending: &'a [u8],
+        /// Raw u32 entry indices whose source vanished (do not apply them).
+        vanished_raw: &'a [u8],
+    },
+    /// Per-receiver result.
+    Result {
+        /// Transfer.
+        xfer: u32,
+        /// `RESULT_*`.
+        status: u8,
+        /// Entries applied.
+        files: u32,
+        /// Bytes written.
+        bytes: u64,
+        /// Paths deleted.
+        deleted: u32,
+        /// Failure reason (UTF-8, may be empty).
+        message: &'a [u8],
+    },
+    /// The sender abandoned the transfer.
+    Abort {
+        /// Transfer.
+        xfer: u32,
+        /// Reason.
+        reason: &'a [u8],
+    },
+}
+
+/// Iterates over NAK entries `(stream, group, missing)`; a malformed tail ends the iteration
+/// (decode already validated the whole list).
+pub fn naks(raw: &[u8]) -> impl Iterator<Item = (Stream, u32, u32)> + '_ {
+    let mut r = Reader::new(raw);
+    std::iter::from_fn(move || {
+        if r.remaining() == 0 {
+            return None;
+        }
+        read_nak(&mut r).ok()
+    })
+}
+
+fn read_nak(r: &mut Reader<'_>) -> Result<(Stream, u32, u32), WireError> {
+    let s = Stream::from_u8(r.u8()?)?;
+    let g = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("group"))?;
+    let m = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("missing"))?;
+    Ok((s, g, m))
+}
+
+/// Parses one whole datagram (unsealed form).
+pub fn decode(buf: &[u8]) -> Result<(Header, Msg<'_>), WireError> {
+    let mut r = Reader::new(buf);
+    let h = Header::read(&mut r)?;
+    let m = decode_body(h.kind, &mut r)?;
+    Ok((h, m))
+}
+
+/// Parses a message body of kind `kind`.
+pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> {
+    let m = match k {
+        kind::HEARTBEAT => {
+            let flags = r.u8()?;
+            let proto_min = r.u8()?;
+            let proto_max = r.u8()?;
+            let interval_ms = r.u32()?;
+            let name = r.bytes8()?;
+            let version = r.bytes8()?;
+            let info = r.bytes16()?;
+            let known_count = r.u16()?;
+            let start = r.rest();
+            let mut kr = Reader::new(start);
+            for _ in 0..known_count {
+                read_known(&mut kr)?;
+            }
+            kr.finish()?;
+            Msg::Heartbeat(Heartbeat {
+                flags,
+                proto_min,
+                proto_max,
+                interval_ms,
+                name,
+                version,
+                info,
+                known_raw: start,
+                known_count,
+            })
+        }
+        kind::LEAVE => Msg::Leave,
+        kind::ANNOUNCE => {
+            let xfer = r.u32()?;
+            let block = r.u16()?;
+            let group = r.u16()?;
+            let parity = r.u16()?;
+            if block < 16 || block % 2 != 0 || group == 0 || group > 1024 || parity == 0 {
+                return Err(WireError::BadValue("announce parameters"));
+            }
+            let manifest_len = r.u64()?;
+            let n = r.u16()? as usize;
+            if n > MAX_TARGETS {
+                return Err(WireError::TooLarge("targets"));
+            }
+            let targets_raw = r.raw(n * 8)?;
+            let pending = r.bytes8()?;
+            Msg::Announce(Announce {
+                xfer,
+                block,
+                group,
+                parity,
+                manifest_len,
+                targets_raw,
+                pending,
+            })
+        }
+        kind::BLOCK => {
+            let xfer = r.u32()?;
+            let stream = Stream::from_u8(r.u8()?)?;
+            let hi = r.u8()? as u32;
+            let lo = r.u16()? as u32;
+            let idx = (hi << 16) | lo;
+            let data = r.rest();
+            if data.is_empty() {
+                return Err(WireError::Truncated);
+            }
+            Msg::Block {
+                xfer,
+                stream,
+                idx,
+                data,
+            }
+        }
+        kind::PARITY => {
+            let xfer = r.u32()?;
+            let stream = Stream::from_u8(r.u8()?)?;
+            let group = r.u32()?;
+            let index = r.u16()?;
+            let data = r.rest();
+            if data.is_empty() || data.len() % 2 != 0 {
+                return Err(WireError::BadValue("parity size"));
+            }
+            Msg::Parity {
+                xfer,
+                stream,
+                group,
+                index,
+                data,
+            }
+        }
+        kind::POLL => Msg::Poll {
+            xfer: r.u32()?,
+            round: r.u32()?,
+            pending: r.bytes8()?,
+        },
+        kind::REPORT => {
+            let xfer = r.u32()?;
+            let part = r.u16()?;
+            let parts = r.u16()?;
+            if parts == 0 || part >= parts {
+                return Err(WireError::BadValue("report part"));
+            }
+            Msg::Report {
+                xfer,
+                part,
+                parts,
+                data: r.rest(),
+            }
+        }
+        kind::NAK => {
+            let xfer = r.u32()?;
+            let round = r.u32()?;
+            let flags = r.u8()?;
+            let received = r.u32()?;
+            let entries = r.rest();
+            let mut er = Reader::new(entries);
+            while er.remaining() > 0 {
+                read_nak(&mut er)?;
+            }
+            Msg::Nak {
+                xfer,
+                round,
+                flags,
+                received,
+                entries,
+            }
+        }
+        kind::COMMIT => {
+            let xfer = r.u32()?;
+            let flags = r.u8()?;
+            let pending = r.bytes8()?;
+            let n = r.u16()? as usize;
+            let vanished_raw = r.raw(n * 4)?;
+            Msg::Commit {
+                xfer,
+                flags,
+                pending,
+                vanished_raw,
+            }
+        }
+        kind::RESULT => {
+            let xfer = r.u32()?;
+            let status = r.u8()?;
+            if status > RESULT_UNKNOWN {
+                return Err(WireError::BadValue("result status"));
+            }
+            Msg::Result {
+                xfer,
+                status,
+                files: r.u32()?,
+                bytes: r.u64()?,
+                deleted: r.u32()?,
+                message: r.bytes16()?,
+            }
+        }
+        kind::ABORT => Msg::Abort {
+            xfer: r.u32()?,
+            reason: r.bytes16()?,
+        },
+        other => return Err(WireError::UnknownKind(other)),
+    };
+    r.finish()?;
+    Ok(m)
+}
+
+impl Msg<'_> {
+    /// The kind number of this message.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Msg::Heartbeat(_) => kind::HEARTBEAT,
+            Msg::Leave => kind::LEAVE,
+            Msg::Announce(_) => kind::ANNOUNCE,
+            Msg::Block { .. } => kind::BLOCK,
+            Msg::Parity { .. } => kind::PARITY,
+            Msg::Poll { .. } => kind::POLL,
+            Msg::Report { .. } => kind::REPORT,
+            Msg::Nak { .. } => kind::NAK,
+            Msg::Commit { .. } => kind::COMMIT,
+            Msg::Result { .. } => kind::RESULT,
+            Msg::Abort { .. } => kind::ABORT,
+        }
+    }
+
+    /// Writes header and body into `buf`; returns the datagram length.
+    pub fn encode(&self, hdr: &Header, buf: &mut [u8]) -> usize {
+        let mut c = Cursor::new(buf);
+        let mut h = *hdr;
+        h.kind = self.kind();
+        h.write(&mut c);
+        match self {
+            Msg::Heartbeat(hb) => {
+                c.u8(hb.flags);
+                c.u8(hb.proto_min);
+                c.u8(hb.proto_max);
+                c.u32(hb.interval_ms);
+                c.bytes8(hb.name);
+                c.bytes8(hb.version);
+                c.bytes16(hb.info);
+                c.u16(hb.known_count);
+                c.raw(hb.known_raw);
+            }
+            Msg::Leave => {}
+            Msg::Announce(a) => {
+                c.u32(a.xfer);
+                c.u16(a.block);
+                c.u16(a.group);
+                c.u16(a.parity);
+                c.u64(a.manifest_len);
+                c.u16((a.targets_raw.len() / 8) as u16);
+                c.raw(a.targets_raw);
+                c.bytes8(a.pending);
+            }
+            Msg::Block {
+                xfer,
+                stream,
+                idx,
+                data,
+            } => {
+                c.u32(*xfer);
+                c.u8(*stream as u8);
+                c.u8((idx >> 16) as u8);
+                c.u16(*idx as u16);
+                c.raw(data);
+            }
+            Msg::Parity {
+                xfer,
+                stream,
+                group,
+                index,
+                data,
+            } => {
+                c.u32(*xfer);
+                c.u8(*stream as u8);
+                c.u32(*group);
+                c.u16(*index);
+                c.raw(data);
+            }
+            Msg::Poll {
+                xfer,
+                round,
+                pending,
+            } => {
+                c.u32(*xfer);
+                c.u32(*round);
+                c.bytes8(pending);
+            }
+            Msg::Report {
+                xfer,
+                part,
+                parts,
+                data,
+            } => {
+                c.u32(*xfer);
+                c.u16(*part);
+                c.u16(*parts);
+                c.raw(data);
+            }
+            Msg::Nak {
+                xfer,
+                round,
+                flags,
+                received,
+                entries,
+            } => {
+                c.u32(*xfer);
+                c.u32(*round);
+                c.u8(*flags);
+                c.u32(*received);
+                c.raw(entries);
+            }
+            Msg::Commit {
+                xfer,
+                flags,
+                pending,
+                vanished_raw,
+            } => {
+                c.u32(*xfer);
+                c.u8(*flags);
+                c.bytes8(pending);
+                c.u16((vanished_raw.len() / 4) as u16);
+                c.raw(vanished_raw);
+            }
+            Msg::Result {
+                xfer,
+                status,
+                files,
+                bytes,
+                deleted,
+                message,
+            } => {
+                c.u32(*xfer);
+                c.u8(*status);
+                c.u32(*files);
+                c.u64(*bytes);
+                c.u32(*deleted);
+                c.bytes16(message);
+            }
+            Msg::Abort { xfer, reason } => {
+                c.u32(*xfer);
+                c.bytes16(reason);
+            }
+        }
+        c.len()
+    }
+}
+
+/// Largest block index a block message can carry (24 bits).
+pub const MAX_BLOCK_INDEX: u32 = (1 << 24) - 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr() -> Header {
+        Header {
+            version: VERSION,
+            kind: 0,
+            flags: 0,
+            key_id: 0,
+            cluster: 0x1234,
+            node: 0xdead_beef_0102_0304,
+            seq: 99,
+        }
+    }
+
+    #[track_caller]
+    fn round_trip(m: Msg<'_>) {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = m.encode(&hdr(), &mut buf);
+        let (h, back) = decode(&buf[..n]).expect("decodes");
+        assert_eq!(h.node, hdr().node);
+        assert_eq!(h.seq, 99);
+        assert_eq!(h.kind, m.kind());
+        assert_eq!(back, m);
+        for cut in 0..n {
+            // Any truncation is an error or a different valid message, never a panic.
+            let _ = decode(&buf[..cut]);
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let mut known = [0u8; 64];
+        let mut c = Cursor::new(&mut known);
+        c.u64(7);
+        write_addr(&mut c, &"127.0.0.1:4000".parse().unwrap());
+        c.u32(10);
+        c.u8(HB_RECEIVER);
+        c.bytes8(b"web2");
+        let kl = c.len();
+        round_trip(Msg::Heartbeat(Heartbeat {
+            flags: HB_JOIN,
+            proto_min: 1,
+            proto_max: 1,
+            interval_ms: 1000,
+            name: b"web1",
+            version: b"0.1.0",
+            info: b"x",
+            known_raw: &known[..kl],
+            known_count: 1,
+        }));
+        round_trip(Msg::Leave);
+        round_trip(Msg::Announce(Announce {
+            xfer: 5,
+            block: 1436,
+            group: 128,
+            parity: 256,
+            manifest_len: 12345,
+            targets_raw: &[0, 0, 0, 0, 0, 0, 0, 9],
+            pending: &[1],
+        }));
+        round_trip(Msg::Block {
+            xfer: 1,
+            stream: Stream::Payload,
+            idx: 0x00ab_cdef,
+            data: b"hello",
+        });
+        round_trip(Msg::Parity {
+            xfer: 1,
+            stream: Stream::Manifest,
+            group: 3,
+            index: 4,
+            data: b"ab",
+        });
+        round_trip(Msg::Poll {
+            xfer: 1,
+            round: 2,
+            pending: &[3],
+        });
+        round_trip(Msg::Report {
+            xfer: 1,
+            part: 0,
+            parts: 2,
+            data: b"rep",
+        });
+        round_trip(Msg::Nak {
+            xfer: 1,
+            round: 3,
+            flags: NAK_FINAL,
+            received: 77,
+            entries: &[2, 5, 3],
+        });
+        round_trip(Msg::Commit {
+            xfer: 1,
+            flags: COMMIT_NO_DELETE,
+            pending: &[1],
+            vanished_raw: &[0, 0, 0, 1],
+        });
+        round_trip(Msg::Result {
+            xfer: 1,
+            status: RESULT_FAILED,
+            files: 3,
+            bytes: 4,
+            deleted: 5,
+            message: b"disk full",
+        });
+        round_trip(Msg::Abort {
+            xfer: 1,
+            reason: b"bye",
+        });
+    }
+
+    #[test]
+    fn header_checks() {
+        let mut buf = [0u8; 64];
+        let n = Msg::Leave.encode(&hdr(), &mut buf);
+        assert!(decode(&buf[..n]).is_ok());
+        buf[0] = b'X';
+        assert_eq!(decode(&buf[..n]), Err(WireError::BadMagic));
+        buf[0] = b'M';
+        buf[2] = 77;
+        assert_eq!(decode(&buf[..n]), Err(WireError::BadVersion(77)));
+        buf[2] = VERSION;
+        buf[3] = 200;
+        assert_eq!(decode(&buf[..n]), Err(WireError::UnknownKind(200)));
+    }
+
+    #[test]
+    fn block_size_fits_ethernet() {
+        let b = block_size(1500, false);
+        assert_eq!(b % 2, 0);
+        assert!(HEADER_LEN + PARITY_HDR + b <= 1472);
+        assert!(HEADER_LEN + BLOCK_HDR + b <= 1472);
+        let s = block_size(1500, true);
+        assert!(HEADER_LEN + PARITY_HDR + s + SEAL_OVERHEAD <= 1472);
+    }
+
+    #[test]
+    fn varints() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut w = Writer::new();
+            w.varint(v);
+            let b = w.into_vec();
+            assert_eq!(b.len(), varint_len(v));
+            assert_eq!(Reader::new(&b).varint().unwrap(), v);
+        }
+        assert!(Reader::new(&[0xff; 11]).varint().is_err());
+    }
+}
