@@ -1,8 +1,1183 @@
-//! The protocol engine: a sans-IO state machine (no sockets, no clock, no files).
+//! The protocol engine: a sans-IO state machine. No sockets, no clock, no files.
 //!
-//! Time comes in as an argument, datagrams come in through `handle_datagram` and go out
-//! through `poll_transmit`, and file contents pass through the [`storage::Storage`] trait.
+//! [`Engine`] is driven by four kinds of method:
+//! - **input**: [`Engine::handle_datagram`] (bytes from the network, unsealed),
+//!   [`Engine::handle_timeout`] (the deadline from `poll_timeout` passed), and the answers to
+//!   storage work that finished elsewhere: [`Engine::handle_inspected`],
+//!   [`Engine::handle_committed`];
+//! - **commands**: [`Engine::handle_command`] (start a push, leave the cluster);
+//! - **output**, to drain after every input in this order: [`Engine::poll_transmit`] until it
+//!   returns `None`, then [`Engine::poll_event`] until `None`, then [`Engine::poll_timeout`]
+//!   for the next wake-up;
+//! - **getters**: [`Engine::members`], [`Engine::stats`], [`Engine::storage`].
+//!
+//! Time is always an argument and must never go backwards; nothing here reads a clock, so a
+//! simulated cluster runs deterministically from a seed. Each call does bounded work.
+//! File contents pass through the [`storage::Storage`] trait.
 
 pub mod manifest;
+pub mod members;
+mod recv;
+pub mod repair;
+mod send;
 pub mod storage;
 pub mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use manifest::Manifest;
+use members::{Change, LeaveReason, MemberInfo, Members};
+use recv::{CommitState, Inbound};
+use repair::Code;
+use send::{Outbound, Phase};
+use storage::{CommitOutcome, Inspection, Storage, XferKey};
+use wire::{Header, Heartbeat, Msg, WireError, HB_JOIN, HB_RECEIVER};
+
+/// Most inbound transfers a receiver keeps at once (more are dropped until some finish).
+pub const MAX_INBOUND: usize = 64;
+/// Most members the table holds.
+pub const MAX_MEMBERS: usize = 4096;
+
+/// Engine settings. Defaults suit a LAN.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This process's node id (random per start).
+    pub node_id: u64,
+    /// Member name.
+    pub name: String,
+    /// Software version announced in heartbeats.
+    pub version: String,
+    /// Cluster id; datagrams with another id are dropped.
+    pub cluster: u16,
+    /// Path MTU (bytes, IP packet).
+    pub mtu: usize,
+    /// Whether datagrams will be sealed by the driver (reserves room for the tag).
+    pub sealed: bool,
+    /// Accept pushes from others.
+    pub receive: bool,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// A member not heard for this long is dropped from the table.
+    pub member_expiry: Duration,
+    /// A push target silent this long while the push waits for it has failed.
+    pub member_timeout: Duration,
+    /// A receiver abandons an inbound transfer whose sender is silent this long.
+    pub transfer_timeout: Duration,
+    /// First retry interval of polls (doubles while nobody answers).
+    pub poll_interval: Duration,
+    /// Largest retry interval.
+    pub max_poll_interval: Duration,
+    /// Upper bound on answering a join with an early heartbeat (random delay below it).
+    pub join_jitter: Duration,
+    /// Rate cap in bytes per second (`None`: as fast as the socket takes it).
+    pub rate_limit: Option<u64>,
+    /// Lowest rate loss-driven backoff may go to (bytes per second).
+    pub min_rate: u64,
+    /// Worst-receiver loss fraction of a pass above which the sender slows down.
+    pub backoff_loss: f64,
+    /// Source blocks per erasure-code group.
+    pub group_size: u16,
+    /// Seed of the engine's random numbers (join jitter, transfer ids).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            name: "makuo".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            cluster: 0,
+            mtu: 1500,
+            sealed: false,
+            receive: true,
+            heartbeat: Duration::from_millis(1000),
+            member_expiry: Duration::from_millis(5000),
+            member_timeout: Duration::from_millis(5000),
+            transfer_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(20),
+            max_poll_interval: Duration::from_millis(500),
+            join_jitter: Duration::from_millis(30),
+            rate_limit: None,
+            min_rate: 1_000_000,
+            backoff_loss: 0.10,
+            group_size: 128,
+            seed: 1,
+        }
+    }
+}
+
+/// Where a datagram goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// The multicast group.
+    Group,
+    /// One member's reply address.
+    Unicast(SocketAddr),
+}
+
+/// A datagram written into the caller's buffer by [`Engine::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub dest: Dest,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+}
+
+/// A push to start.
+#[derive(Clone, Debug)]
+pub struct PushRequest {
+    /// What to push.
+    pub manifest: Manifest,
+    /// Node ids to push to (the driver decides: live members, remembered ones, `-t`).
+    pub targets: Vec<u64>,
+    /// Veto all deletions when any target would delete more than this.
+    pub max_delete: Option<u64>,
+}
+
+/// Commands.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Start a push; its id comes back from `handle_command`.
+    Push(PushRequest),
+    /// Say goodbye to the cluster (before exiting).
+    Leave,
+}
+
+/// Why a command was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// No targets.
+    NoTargets,
+    /// More targets than one transfer can carry.
+    TooManyTargets(usize),
+    /// A target is not a known member.
+    UnknownTarget(u64),
+    /// The payload exceeds what one transfer can address.
+    TooLarge,
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoTargets => f.write_str("no member to push to"),
+            Self::TooManyTargets(n) => {
+                write!(
+                    f,
+                    "{n} targets; one push serves at most {}",
+                    wire::MAX_TARGETS
+                )
+            }
+            Self::UnknownTarget(n) => write!(f, "unknown member {n:016x}"),
+            Self::TooLarge => f.write_str("push too large for one transfer"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// One member's outcome of a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberReport {
+    /// Node id.
+    pub node: u64,
+    /// Name.
+    pub name: String,
+    /// Reply address.
+    pub addr: SocketAddr,
+    /// Everything applied.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// Entries applied (from its result).
+    pub files: u32,
+    /// Bytes written (from its result).
+    pub bytes: u64,
+    /// Paths deleted.
+    pub deleted: u32,
+    /// Paths `--delete` would remove (from its report).
+    pub would_delete: u64,
+    /// Entries it reported as changed.
+    pub planned_files: u32,
+    /// Bytes of contents it needed.
+    pub planned_bytes: u64,
+    /// `(entry index, change flags)` of every changed entry.
+    pub changes: Vec<(u32, u8)>,
+    /// Paths it would delete (dry runs list them).
+    pub deletions: Vec<Vec<u8>>,
+}
+
+/// The outcome of a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushReport {
+    /// Transfer id.
+    pub xfer: u32,
+    /// Per target.
+    pub members: Vec<MemberReport>,
+    /// Entries whose source changed or vanished while being sent (not applied anywhere).
+    pub vanished: Vec<u32>,
+    /// `--max-delete` vetoed all deletions.
+    pub max_delete_hit: bool,
+    /// Time from start to the last result.
+    pub elapsed: Duration,
+    /// Payload bytes multicast (each once, plus repair).
+    pub payload_bytes: u64,
+    /// Datagrams of this transfer.
+    pub datagrams: u64,
+}
+
+/// Something the driver should know.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A member appeared.
+    MemberUp(MemberInfo),
+    /// A member left or expired.
+    MemberDown(MemberInfo, LeaveReason),
+    /// A progress line of a push.
+    Progress {
+        /// Transfer.
+        xfer: u32,
+        /// Text.
+        line: String,
+    },
+    /// A push finished.
+    PushDone(PushReport),
+    /// This receiver's storage must inspect a manifest (it answered "pending").
+    Inspect(XferKey),
+    /// This receiver applied (or failed) a push from another member.
+    Applied {
+        /// Which transfer.
+        key: XferKey,
+        /// Sender's name, if known.
+        origin: String,
+        /// What happened.
+        outcome: CommitOutcome,
+        /// Whether it was a dry run.
+        dry_run: bool,
+    },
+    /// An inbound transfer was abandoned (sender silent or aborted).
+    Abandoned(XferKey, String),
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to `handle_datagram`.
+    pub received: u64,
+    /// Datagrams emitted.
+    pub sent: u64,
+    /// Bytes emitted.
+    pub sent_bytes: u64,
+    /// Dropped: not decodable (by reason).
+    pub dropped_malformed: u64,
+    /// Dropped: unknown message kind.
+    pub dropped_unknown_kind: u64,
+    /// Dropped: bad version.
+    pub dropped_version: u64,
+    /// Dropped: another cluster.
+    pub dropped_cluster: u64,
+    /// Dropped: still sealed (the driver could not open it).
+    pub dropped_sealed: u64,
+    /// Dropped: well-formed but not acceptable in context (unknown transfer, bad sizes).
+    pub dropped_context: u64,
+    /// Own datagrams looped back.
+    pub own: u64,
+    /// Datagrams accepted and acted on.
+    pub accepted: u64,
+}
+
+impl Stats {
+    /// All dropped datagrams.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_malformed
+            + self.dropped_unknown_kind
+            + self.dropped_version
+            + self.dropped_cluster
+            + self.dropped_sealed
+            + self.dropped_context
+    }
+}
+
+/// Writes headers with increasing sequence numbers.
+#[derive(Debug)]
+pub(crate) struct HeaderGen {
+    node: u64,
+    cluster: u16,
+    seq: u64,
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl HeaderGen {
+    pub(crate) fn next(&mut self) -> Header {
+        self.seq += 1;
+        Header {
+            version: wire::VERSION,
+            kind: 0,
+            flags: 0,
+            key_id: 0,
+            cluster: self.cluster,
+            node: self.node,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*).
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The protocol engine of one process. See the module doc for the calling contract.
+pub struct Engine<S: Storage> {
+    cfg: Config,
+    storage: S,
+    members: Members,
+    outbound: BTreeMap<u32, Outbound>,
+    inbound: BTreeMap<XferKey, Inbound>,
+    finished: BTreeMap<XferKey, Instant>,
+    ctl: VecDeque<(Dest, Vec<u8>)>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    hdr: HeaderGen,
+    rng: Rng,
+    next_heartbeat: Instant,
+    joined: bool,
+    info: Vec<u8>,
+    next_xfer: u32,
+    code: Code,
+    /// Current send rate (bytes/s) set by backoff, or the cap.
+    rate: Option<f64>,
+    pace_next: Option<Instant>,
+    rr: u32,
+}
+
+impl<S: Storage> Engine<S> {
+    /// A new engine; it announces itself on the first `poll_transmit`.
+    pub fn new(cfg: Config, storage: S, now: Instant) -> Self {
+        let block = wire::block_size(cfg.mtu, cfg.sealed);
+        let k = u32::from(cfg.group_size.clamp(1, 1024));
+        let mut rng = Rng(cfg.seed ^ cfg.node_id ^ 0x9e37_79b9_7f4a_7c15 | 1);
+        let next_xfer = (rng.next() as u32) | 1;
+        Self {
+            code: Code {
+                block,
+                k,
+                parity: k as u16,
+            },
+            rate: cfg.rate_limit.map(|r| r as f64),
+            hdr: HeaderGen {
+                node: cfg.node_id,
+                cluster: cfg.cluster,
+                seq: 0,
+                scratch: Vec::new(),
+            },
+            cfg,
+            storage,
+            members: Members::default(),
+            outbound: BTreeMap::new(),
+            inbound: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            ctl: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            rng,
+            next_heartbeat: now,
+            joined: false,
+            info: Vec::new(),
+            next_xfer,
+            pace_next: None,
+            rr: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Known members (not including this node).
+    pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.iter()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The storage, mutably.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Sets the opaque status published in heartbeats (at most 512 bytes are sent).
+    pub fn set_info(&mut self, info: Vec<u8>) {
+        self.info = info;
+        self.info.truncate(512);
+    }
+
+    /// Number of pushes in flight from this node, and inbound transfers in progress.
+    pub fn transfers(&self) -> (usize, usize) {
+        (self.outbound.len(), self.inbound.len())
+    }
+
+    /// Block size used for streams.
+    pub fn block_size(&self) -> usize {
+        self.code.block
+    }
+
+    fn max_dgram(&self) -> usize {
+        let seal = if self.cfg.sealed {
+            wire::SEAL_OVERHEAD
+        } else {
+            0
+        };
+        self.cfg
+            .mtu
+            .clamp(576, wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD)
+            - wire::IP_UDP_OVERHEAD
+            - seal
+    }
+
+    fn queue(&mut self, dest: Dest, m: &Msg<'_>) {
+        let mut buf = vec![0u8; wire::MAX_DATAGRAM];
+        let h = Header {
+            version: wire::VERSION,
+            kind: 0,
+            flags: 0,
+            key_id: 0,
+            cluster: self.cfg.cluster,
+            node: self.cfg.node_id,
+            seq: 0,
+        };
+        let n = m.encode(&h, &mut buf);
+        buf.truncate(n);
+        self.ctl.push_back((dest, buf));
+    }
+
+    fn heartbeat(&mut self, now: Instant, join: bool) {
+        // Pass along the members we heard ourselves, as many as fit.
+        let room = self.max_dgram()
+            - wire::HEADER_LEN
+            - 20
+            - self.cfg.name.len().min(255)
+            - self.cfg.version.len().min(255)
+            - self.info.len();
+        let mut known = vec![0u8; room];
+        let mut c = wire::Cursor::new(&mut known);
+        let mut count = 0u16;
+        for m in self.members.iter().filter(|m| m.direct) {
+            let k = wire::Known {
+                node: m.node,
+                addr: m.addr,
+                age_ms: now
+                    .saturating_duration_since(m.last_seen)
+                    .as_millis()
+                    .min(u32::MAX as u128) as u32,
+                flags: m.flags,
+                name: m.name.as_bytes(),
+            };
+            if wire::known_len(&k) > c.room() {
+                break;
+            }
+            c.u64(k.node);
+            wire::write_addr(&mut c, &k.addr);
+            c.u32(k.age_ms);
+            c.u8(k.flags);
+            c.bytes8(k.name);
+            count += 1;
+        }
+        let kl = c.len();
+        let mut flags = if self.cfg.receive { HB_RECEIVER } else { 0 };
+        if join {
+            flags |= HB_JOIN;
+        }
+        let name = self.cfg.name.clone();
+        let version = self.cfg.version.clone();
+        let info = self.info.clone();
+        self.queue(
+            Dest::Group,
+            &Msg::Heartbeat(Heartbeat {
+                flags,
+                proto_min: wire::MIN_VERSION,
+                proto_max: wire::VERSION,
+                interval_ms: self.cfg.heartbeat.as_millis() as u32,
+                name: name.as_bytes(),
+                version: version.as_bytes(),
+                info: &info,
+                known_raw: &known[..kl],
+                known_count: count,
+            }),
+        );
+    }
+
+    fn apply_changes(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            self.events.push_back(match c {
+                Change::Up(m) => Event::MemberUp(m),
+                Change::Down(m, r) => Event::MemberDown(m, r),
+            });
+        }
+    }
+
+    /// Input: one datagram (already unsealed by the driver) from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.received += 1;
+        let (h, msg) = match wire::decode(bytes) {
+            Ok(x) => x,
+            Err(WireError::UnknownKind(_)) => {
+                self.stats.dropped_unknown_kind += 1;
+                return;
+            }
+            Err(WireError::BadVersion(_)) => {
+                self.stats.dropped_version += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        if h.flags & wire::FLAG_SEALED != 0 {
+            self.stats.dropped_sealed += 1;
+            return;
+        }
+        if h.cluster != self.cfg.cluster {
+            self.stats.dropped_cluster += 1;
+            return;
+        }
+        if h.node == self.cfg.node_id {
+            self.stats.own += 1;
+            return;
+        }
+        self.members.touch(now, h.node);
+        if self.dispatch(now, from, h.node, msg) {
+            self.stats.accepted += 1;
+        } else {
+            self.stats.dropped_context += 1;
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, from: SocketAddr, node: u64, msg: Msg<'_>) -> bool {
+        match msg {
+            Msg::Heartbeat(hb) => {
+                if self.members.len() >= MAX_MEMBERS && self.members.get(node).is_none() {
+                    return false;
+                }
+                let mut ch = Vec::new();
+                let new = self.members.heard(
+                    now,
+                    self.cfg.node_id,
+                    node,
+                    from,
+                    &hb,
+                    self.cfg.member_expiry,
+                    &mut ch,
+                );
+                self.apply_changes(ch);
+                if hb.flags & HB_JOIN != 0 && new {
+                    // Answer a newcomer soon, at a random moment so answers do not collide.
+                    let j = self.cfg.join_jitter.as_micros().max(1) as u64;
+                    let at = now + Duration::from_micros(self.rng.next() % j);
+                    self.next_heartbeat = self.next_heartbeat.min(at);
+                }
+                true
+            }
+            Msg::Leave => {
+                let mut ch = Vec::new();
+                self.members.leave(node, &mut ch);
+                self.apply_changes(ch);
+                true
+            }
+            Msg::Announce(a) => self.on_announce(now, from, node, &a),
+            Msg::Block {
+                xfer,
+                stream,
+                idx,
+                data,
+            } => {
+                let key = XferKey { origin: node, xfer };
+                let Some(ib) = self.inbound.get_mut(&key) else {
+                    return self.finished.contains_key(&key);
+                };
+                ib.last_heard = now;
+                let ok = ib.on_block(&mut self.storage, stream, idx, data);
+                self.after_inbound(now, key);
+                ok
+            }
+            Msg::Parity {
+                xfer,
+                stream,
+                group,
+                index,
+                data,
+            } => {
+                let key = XferKey { origin: node, xfer };
+                let Some(ib) = self.inbound.get_mut(&key) else {
+                    return self.finished.contains_key(&key);
+                };
+                ib.last_heard = now;
+                let ok = ib.on_parity(&mut self.storage, stream, group, index, data);
+                self.after_inbound(now, key);
+                ok
+            }
+            Msg::Poll {
+                xfer,
+                round,
+                pending,
+            } => {
+                let key = XferKey { origin: node, xfer };
+                let Some(ib) = self.inbound.get_mut(&key) else {
+                    return self.finished.contains_key(&key);
+                };
+                ib.last_heard = now;
+                if manifest::bit(pending, ib.pos) {
+                    self.answer_poll(key, round);
+                }
+                true
+            }
+            Msg::Commit {
+                xfer,
+                flags,
+                pending,
+                vanished_raw,
+            } => {
+                let key = XferKey { origin: node, xfer };
+                let Some(ib) = self.inbound.get_mut(&key) else {
+                    return self.finished.contains_key(&key);
+                };
+                ib.last_heard = now;
+                if !manifest::bit(pending, ib.pos) {
+                    return true;
+                }
+                if matches!(ib.commit, CommitState::None) {
+                    let skip: Vec<u32> = vanished_raw
+                        .chunks_exact(4)
+                        .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                        .collect();
+                    ib.commit(
+                        &mut self.storage,
+                        flags & wire::COMMIT_NO_DELETE != 0,
+                        &skip,
+                    );
+                    self.commit_event(key);
+                }
+                self.send_result(key);
+                true
+            }
+            Msg::Abort { xfer, reason } => {
+                let key = XferKey { origin: node, xfer };
+                if self.inbound.remove(&key).is_some() {
+                    self.storage.abort(key);
+                    self.events.push_back(Event::Abandoned(
+                        key,
+                        String::from_utf8_lossy(reason).into_owned(),
+                    ));
+                }
+                true
+            }
+            Msg::Report {
+                xfer,
+                part,
+                parts,
+                data,
+            } => match self.outbound.get_mut(&xfer) {
+                Some(ob) if ob.is_target(node) => {
+                    ob.on_report(now, node, part, parts, data);
+                    self.after_outbound(now, xfer);
+                    true
+                }
+                _ => false,
+            },
+            Msg::Nak {
+                xfer,
+                round,
+                flags,
+                received,
+                entries,
+            } => match self.outbound.get_mut(&xfer) {
+                Some(ob) if ob.is_target(node) => {
+                    ob.on_nak(now, node, round, flags, received, entries, &self.cfg);
+                    self.after_outbound(now, xfer);
+                    true
+                }
+                _ => false,
+            },
+            Msg::Result {
+                xfer,
+                status,
+                files,
+                bytes,
+                deleted,
+                message,
+            } => match self.outbound.get_mut(&xfer) {
+                Some(ob) if ob.is_target(node) => {
+                    ob.on_result(now, node, status, files, bytes, deleted, message);
+                    self.after_outbound(now, xfer);
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    fn on_announce(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        node: u64,
+        a: &wire::Announce<'_>,
+    ) -> bool {
+        if !self.cfg.receive {
+            return true;
+        }
+        let Some(pos) = a.targets().position(|t| t == self.cfg.node_id) else {
+            return true;
+        };
+        let key = XferKey {
+            origin: node,
+            xfer: a.xfer,
+        };
+        if self.finished.contains_key(&key) {
+            return true;
+        }
+        if !self.inbound.contains_key(&key) {
+            if self.inbound.len() >= MAX_INBOUND {
+                return false;
+            }
+            let code = Code {
+                block: a.block as usize,
+                k: a.group as u32,
+                parity: a.parity,
+            };
+            if a.manifest_len == 0
+                || a.manifest_len > (1 << 32)
+                || code.blocks(a.manifest_len) > wire::MAX_BLOCK_INDEX
+            {
+                return false;
+            }
+            self.inbound
+                .insert(key, Inbound::new(key, from, pos, code, a.manifest_len, now));
+        }
+        let ib = self.inbound.get_mut(&key).unwrap();
+        ib.last_heard = now;
+        ib.sender = from;
+        if manifest::bit(a.pending, pos) {
+            if let Some(report) = ib.report.clone() {
+                self.send_report(key, &report);
+            } else {
+                // Not ready: say which manifest groups are missing (or just that we live).
+                self.answer_poll(key, 0);
+            }
+        }
+        true
+    }
+
+    fn after_inbound(&mut self, now: Instant, key: XferKey) {
+        let Some(ib) = self.inbound.get_mut(&key) else {
+            return;
+        };
+        if ib.manifest.is_none() && ib.manifest_ready() {
+            let bytes = ib.take_manifest_bytes();
+            match Manifest::decode(&bytes) {
+                Ok(m) => {
+                    ib.manifest = Some(m);
+                    ib.inspecting = true;
+                    let m = ib.manifest.as_ref().unwrap();
+                    match self.storage.inspect(key, m) {
+                        Some(insp) => self.handle_inspected(now, key, insp),
+                        None => self.events.push_back(Event::Inspect(key)),
+                    }
+                }
+                Err(_) => {
+                    self.inbound.remove(&key);
+                    self.stats.dropped_malformed += 1;
+                    self.events
+                        .push_back(Event::Abandoned(key, "malformed manifest".into()));
+                }
+            }
+        }
+    }
+
+    /// Input: the storage finished an inspection it answered "pending" to.
+    pub fn handle_inspected(&mut self, _now: Instant, key: XferKey, insp: Inspection) {
+        let Some(ib) = self.inbound.get_mut(&key) else {
+            return;
+        };
+        if ib.inspection.is_some() || ib.manifest.is_none() {
+            return;
+        }
+        let list = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);
+        ib.set_inspection(insp, list);
+        let report = ib.report.clone().unwrap();
+        self.send_report(key, &report);
+    }
+
+    /// Input: the storage finished a commit it answered "pending" to.
+    pub fn handle_committed(&mut self, _now: Instant, key: XferKey, outcome: CommitOutcome) {
+        let Some(ib) = self.inbound.get_mut(&key) else {
+            return;
+        };
+        if matches!(ib.commit, CommitState::Pending) {
+            ib.commit = Inbound::finished(outcome);
+            self.commit_event(key);
+            self.send_result(key);
+        }
+    }
+
+    fn commit_event(&mut self, key: XferKey) {
+        let Some(ib) = self.inbound.get(&key) else {
+            return;
+        };
+        if let CommitState::Done(_, out) = &ib.commit {
+            let origin = self
+                .members
+                .get(key.origin)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            let dry_run = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);
+            self.events.push_back(Event::Applied {
+                key,
+                origin,
+                outcome: out.clone(),
+                dry_run,
+            });
+        }
+    }
+
+    fn send_report(&mut self, key: XferKey, report: &[u8]) {
+        let Some(ib) = self.inbound.get(&key) else {
+            return;
+        };
+        let dest = Dest::Unicast(ib.sender);
+        let room = self.max_dgram() - wire::HEADER_LEN - 8;
+        let chunks: Vec<&[u8]> = if report.is_empty() {
+            vec![&[][..]]
+        } else {
+            report.chunks(room).collect()
+        };
+        let parts = chunks.len().min(u16::MAX as usize) as u16;
+        for (i, c) in chunks.iter().take(parts as usize).enumerate() {
+            self.queue(
+                dest,
+                &Msg::Report {
+                    xfer: key.xfer,
+                    part: i as u16,
+                    parts,
+                    data: c,
+                },
+            );
+        }
+    }
+
+    fn send_result(&mut self, key: XferKey) {
+        let Some(ib) = self.inbound.get(&key) else {
+            return;
+        };
+        let dest = Dest::Unicast(ib.sender);
+        let (status, files, bytes, deleted, msg) = match &ib.commit {
+            CommitState::Pending | CommitState::None => (wire::RESULT_BUSY, 0, 0, 0, String::new()),
+            CommitState::Done(s, o) => (*s, o.files, o.bytes, o.deleted, o.errors.join("; ")),
+        };
+        let mut msg = msg.into_bytes();
+        msg.truncate(1000);
+        self.queue(
+            dest,
+            &Msg::Result {
+                xfer: key.xfer,
+                status,
+                files,
+                bytes,
+                deleted,
+                message: &msg,
+            },
+        );
+    }
+
+    fn answer_poll(&mut self, key: XferKey, round: u32) {
+        let room = self.max_dgram() - wire::HEADER_LEN - 13;
+        let Some(ib) = self.inbound.get_mut(&key) else {
+            return;
+        };
+        let dest = Dest::Unicast(ib.sender);
+        let (entries, received) = ib.naks(round);
+        let done = ib.complete() && entries.is_empty();
+        let parts = recv::nak_parts(&entries, room);
+        let n = parts.len().min(16);
+        for (i, p) in parts.iter().take(n).enumerate() {
+            let mut flags = 0;
+            if i + 1 == n {
+                flags |= wire::NAK_FINAL;
+            }
+            if done {
+                flags |= wire::NAK_DONE;
+            }
+            self.queue(
+                dest,
+                &Msg::Nak {
+                    xfer: key.xfer,
+                    round,
+                    flags,
+                    received,
+                    entries: p,
+                },
+            );
+        }
+    }
+
+    fn after_outbound(&mut self, now: Instant, xfer: u32) {
+        let members = &self.members;
+        if let Some(ob) = self.outbound.get_mut(&xfer) {
+            ob.on_timeout(now, &self.cfg, |n| {
+                members.get(n).filter(|m| m.direct).map(|m| m.last_seen)
+            });
+        }
+        self.collect_outbound(now);
+    }
+
+    fn collect_outbound(&mut self, now: Instant) {
+        let mut done = Vec::new();
+        let mut samples = Vec::new();
+        for (x, ob) in self.outbound.iter_mut() {
+            for line in ob.take_progress() {
+                self.events.push_back(Event::Progress { xfer: *x, line });
+            }
+            if let Some(s) = ob.loss_sample.take() {
+                samples.push(s);
+            }
+            if ob.phase == Phase::Done {
+                done.push(*x);
+            }
+        }
+        for (rate, loss) in samples {
+            self.adapt_rate(rate, loss);
+        }
+        for x in done {
+            let ob = self.outbound.remove(&x).unwrap();
+            self.events.push_back(Event::PushDone(ob.report(now)));
+        }
+    }
+
+    /// Loss-driven backoff: slow down when the worst receiver lost much of a pass, speed up
+    /// again (up to the cap) when passes go through clean.
+    fn adapt_rate(&mut self, observed: f64, worst_loss: f64) {
+        let cap = self.cfg.rate_limit.map(|r| r as f64);
+        if worst_loss > self.cfg.backoff_loss {
+            let base = self
+                .rate
+                .unwrap_or(observed)
+                .min(observed.max(self.cfg.min_rate as f64));
+            self.rate = Some((base * 0.6).max(self.cfg.min_rate as f64));
+        } else if worst_loss < self.cfg.backoff_loss / 4.0 {
+            if let Some(r) = self.rate {
+                let up = r * 1.5;
+                self.rate = match cap {
+                    Some(c) => Some(up.min(c)),
+                    None if up > observed * 4.0 => None,
+                    None => Some(up),
+                };
+            }
+        }
+    }
+
+    /// Current send rate in bytes per second (`None`: unpaced).
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Command input.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) -> Result<u32, CommandError> {
+        match cmd {
+            Command::Leave => {
+                self.queue(Dest::Group, &Msg::Leave);
+                Ok(0)
+            }
+            Command::Push(req) => {
+                if req.targets.is_empty() {
+                    return Err(CommandError::NoTargets);
+                }
+                if req.targets.len() > wire::MAX_TARGETS {
+                    return Err(CommandError::TooManyTargets(req.targets.len()));
+                }
+                let payload = req.manifest.total_bytes();
+                if self.code.blocks(payload) > wire::MAX_BLOCK_INDEX
+                    || self.code.blocks(req.manifest.encode().len() as u64) > wire::MAX_BLOCK_INDEX
+                {
+                    return Err(CommandError::TooLarge);
+                }
+                let mut targets = Vec::new();
+                for t in &req.targets {
+                    let m = self
+                        .members
+                        .get(*t)
+                        .ok_or(CommandError::UnknownTarget(*t))?;
+                    if !targets.iter().any(|(n, _, _)| n == t) {
+                        targets.push((*t, m.name.clone(), m.addr));
+                    }
+                }
+                let xfer = self.next_xfer;
+                self.next_xfer = self.next_xfer.wrapping_add(1).max(1);
+                let ob = Outbound::new(
+                    xfer,
+                    now,
+                    req.manifest,
+                    targets,
+                    self.code,
+                    req.max_delete,
+                    &self.cfg,
+                );
+                self.outbound.insert(xfer, ob);
+                Ok(xfer)
+            }
+        }
+    }
+
+    /// Timer input: call when `poll_timeout` has passed (spurious calls are harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_heartbeat {
+            let join = !self.joined;
+            self.joined = true;
+            self.heartbeat(now, join);
+            self.next_heartbeat = now + self.cfg.heartbeat;
+        }
+        let mut ch = Vec::new();
+        self.members.expire(now, self.cfg.member_expiry, &mut ch);
+        self.apply_changes(ch);
+        let xfers: Vec<u32> = self.outbound.keys().copied().collect();
+        for x in xfers {
+            let members = &self.members;
+            if let Some(ob) = self.outbound.get_mut(&x) {
+                if ob.deadline().is_none_or(|d| now >= d) || !ob.has_work() {
+                    ob.on_timeout(now, &self.cfg, |n| {
+                        members.get(n).filter(|m| m.direct).map(|m| m.last_seen)
+                    });
+                }
+            }
+        }
+        self.collect_outbound(now);
+        // Receivers: abandon transfers whose sender went silent; forget finished ones.
+        let stale: Vec<XferKey> = self
+            .inbound
+            .iter()
+            .filter(|(_, ib)| {
+                now.saturating_duration_since(ib.last_heard) >= self.cfg.transfer_timeout
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            let ib = self.inbound.remove(&k).unwrap();
+            match ib.commit {
+                CommitState::Done(..) => {}
+                _ => {
+                    self.storage.abort(k);
+                    self.events
+                        .push_back(Event::Abandoned(k, "sender went silent".into()));
+                }
+            }
+            self.finished.insert(k, now);
+        }
+        let keep = self.cfg.transfer_timeout * 2;
+        self.finished
+            .retain(|_, t| now.saturating_duration_since(*t) < keep);
+        // Inbound transfers whose commit is done are kept a while to answer repeated commits.
+        for (k, ib) in &self.inbound {
+            if matches!(ib.commit, CommitState::Done(..)) {
+                self.finished.entry(*k).or_insert(now);
+            }
+        }
+    }
+
+    /// Output: the next datagram to send, written into `buf` (at least `MAX_DATAGRAM` bytes).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.joined {
+            self.handle_timeout(now);
+        }
+        if let Some((dest, mut d)) = self.ctl.pop_front() {
+            let h = self.hdr.next();
+            d[16..24].copy_from_slice(&h.seq.to_be_bytes());
+            buf[..d.len()].copy_from_slice(&d);
+            self.stats.sent += 1;
+            self.stats.sent_bytes += d.len() as u64;
+            return Some(Transmit { dest, len: d.len() });
+        }
+        if let (Some(_), Some(at)) = (self.rate, self.pace_next) {
+            if now < at {
+                return None;
+            }
+        }
+        let keys: Vec<u32> = self.outbound.keys().copied().collect();
+        if keys.is_empty() {
+            return None;
+        }
+        for i in 0..keys.len() {
+            let x = keys[(self.rr as usize + i) % keys.len()];
+            let ob = self.outbound.get_mut(&x).unwrap();
+            if let Some((dest, len)) = ob.poll(now, &mut self.storage, &mut self.hdr, buf) {
+                self.rr = self.rr.wrapping_add(1);
+                self.stats.sent += 1;
+                self.stats.sent_bytes += len as u64;
+                if let Some(rate) = self.rate {
+                    let burst = Duration::from_secs_f64(16.0 * 1500.0 / rate);
+                    let base = self
+                        .pace_next
+                        .unwrap_or(now)
+                        .max(now.checked_sub(burst).unwrap_or(now));
+                    self.pace_next = Some(base + Duration::from_secs_f64((len + 42) as f64 / rate));
+                }
+                return Some(Transmit { dest, len });
+            }
+        }
+        None
+    }
+
+    /// Output: the next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Output: when to call `handle_timeout` next (`None`: only on input).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_heartbeat;
+        if let Some(e) = self.members.next_expiry(self.cfg.member_expiry) {
+            t = t.min(e);
+        }
+        for ob in self.outbound.values() {
+            if let Some(d) = ob.deadline() {
+                t = t.min(d);
+            }
+            if ob.has_work() {
+                if let (Some(_), Some(p)) = (self.rate, self.pace_next) {
+                    t = t.min(p);
+                }
+            }
+        }
+        for ib in self.inbound.values() {
+            t = t.min(ib.last_heard + self.cfg.transfer_timeout);
+        }
+        Some(t)
+    }
+
+    /// Whether output is waiting that pacing holds back (the driver should come back at
+    /// `poll_timeout`).
+    pub fn wants_transmit(&self) -> bool {
+        !self.ctl.is_empty() || self.outbound.values().any(Outbound::has_work)
+    }
+}

@@ -1,0 +1,618 @@
+//! One inbound transfer on a receiver: assemble the manifest, report what is needed, take
+//! the needed parts of the payload into staged files, rebuild losses from parity, answer
+//! polls with compact per-group missing counts, commit on request.
+//!
+//! Received payload blocks that are wholly needed go straight to storage (and are read back
+//! only to decode parity). Blocks that are needed in part or not at all, but sit in a group
+//! that holds needed data, are kept in memory until the group is complete, since decoding
+//! needs every symbol of the group. Groups without needed data are ignored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::manifest::{bit, needs_data, Layout, Manifest};
+use super::repair::Code;
+use super::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
+use super::wire::{Stream, Writer};
+
+/// Most payload blocks held while the plan is still missing.
+const EARLY_LIMIT: usize = 8192;
+
+/// A stream kept wholly in memory (manifest, plan).
+#[derive(Debug, Default)]
+pub(crate) struct MemStream {
+    len: u64,
+    nblocks: u32,
+    blocks: BTreeMap<u32, Vec<u8>>,
+    parity: BTreeMap<u32, BTreeMap<u16, Vec<u8>>>,
+}
+
+impl MemStream {
+    fn new(code: &Code, len: u64) -> Self {
+        Self {
+            len,
+            nblocks: code.blocks(len),
+            ..Default::default()
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.blocks.len() as u32 == self.nblocks
+    }
+
+    fn add_block(&mut self, code: &Code, idx: u32, data: &[u8]) -> bool {
+        let r = code.block_range(idx, self.len);
+        if idx >= self.nblocks || data.len() as u64 != r.end - r.start {
+            return false;
+        }
+        if let std::collections::btree_map::Entry::Vacant(v) = self.blocks.entry(idx) {
+            let mut b = data.to_vec();
+            b.resize(code.block, 0);
+            v.insert(b);
+            self.try_decode(code, idx / code.k);
+        }
+        true
+    }
+
+    fn add_parity(&mut self, code: &Code, g: u32, index: u16, data: &[u8]) -> bool {
+        if g >= code.groups(self.len) || data.len() != code.block || index >= code.parity {
+            return false;
+        }
+        let range = code.group_range(g, self.nblocks);
+        if range.clone().all(|i| self.blocks.contains_key(&i)) {
+            return true;
+        }
+        self.parity
+            .entry(g)
+            .or_default()
+            .insert(index, data.to_vec());
+        self.try_decode(code, g);
+        true
+    }
+
+    fn try_decode(&mut self, code: &Code, g: u32) {
+        let range = code.group_range(g, self.nblocks);
+        let have = range
+            .clone()
+            .filter(|i| self.blocks.contains_key(i))
+            .count();
+        let k_g = range.len();
+        if have == k_g {
+            self.parity.remove(&g);
+            return;
+        }
+        let Some(par) = self.parity.get(&g) else {
+            return;
+        };
+        if have + par.len() < k_g {
+            return;
+        }
+        let present: Vec<(usize, &[u8])> = range
+            .clone()
+            .filter_map(|i| {
+                self.blocks
+                    .get(&i)
+                    .map(|b| ((i - range.start) as usize, b.as_slice()))
+            })
+            .collect();
+        let parity: Vec<(usize, &[u8])> = par
+            .iter()
+            .map(|(i, b)| (*i as usize, b.as_slice()))
+            .collect();
+        if let Ok(restored) = code.decode(k_g, &present, &parity) {
+            for (pos, b) in restored {
+                self.blocks.insert(range.start + pos as u32, b);
+            }
+        }
+        self.parity.remove(&g);
+    }
+
+    fn naks(&self, code: &Code, s: Stream, out: &mut Vec<(Stream, u32, u32)>) {
+        for g in 0..code.groups(self.len) {
+            let range = code.group_range(g, self.nblocks);
+            let have = range
+                .clone()
+                .filter(|i| self.blocks.contains_key(i))
+                .count();
+            let par = self.parity.get(&g).map_or(0, BTreeMap::len);
+            let k_g = range.len();
+            if have < k_g {
+                out.push((s, g, (k_g - have - par.min(k_g - have)).max(1) as u32));
+            }
+        }
+    }
+
+    fn assemble(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len as usize);
+        for b in self.blocks.values() {
+            v.extend_from_slice(b);
+        }
+        v.truncate(self.len as usize);
+        v
+    }
+}
+
+/// Bitset helpers over `Vec<u64>`.
+fn bs_get(v: &[u64], i: u32) -> bool {
+    v.get(i as usize / 64)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+fn bs_set(v: &mut [u64], i: u32) {
+    v[i as usize / 64] |= 1 << (i % 64);
+}
+
+/// Payload reception state, once the plan is known.
+#[derive(Debug)]
+struct Payload {
+    layout: Layout,
+    nblocks: u32,
+    needed: Vec<u64>,
+    full: Vec<u64>,
+    have: Vec<u64>,
+    incomplete: BTreeSet<u32>,
+    mem: BTreeMap<u32, Vec<u8>>,
+    parity: BTreeMap<u32, BTreeMap<u16, Vec<u8>>>,
+}
+
+/// Where the commit stands.
+#[derive(Debug, Clone)]
+pub(crate) enum CommitState {
+    None,
+    Pending,
+    Done(u8, CommitOutcome),
+}
+
+/// One transfer this receiver takes part in.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) key: XferKey,
+    pub(crate) sender: SocketAddr,
+    pub(crate) pos: usize,
+    pub(crate) code: Code,
+    mstream: MemStream,
+    pstream: Option<MemStream>,
+    payload: Option<Payload>,
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) inspection: Option<Inspection>,
+    pub(crate) inspecting: bool,
+    needs: Vec<u8>,
+    needs_any: bool,
+    early: Vec<(u32, Vec<u8>)>,
+    pub(crate) commit: CommitState,
+    pub(crate) error: Option<String>,
+    pub(crate) last_heard: Instant,
+    received: u32,
+    answered: (u32, u32),
+    pub(crate) report: Option<Vec<u8>>,
+}
+
+impl Inbound {
+    pub(crate) fn new(
+        key: XferKey,
+        sender: SocketAddr,
+        pos: usize,
+        code: Code,
+        manifest_len: u64,
+        now: Instant,
+    ) -> Self {
+        Self {
+            key,
+            sender,
+            pos,
+            code,
+            mstream: MemStream::new(&code, manifest_len),
+            pstream: None,
+            payload: None,
+            manifest: None,
+            inspection: None,
+            inspecting: false,
+            needs: Vec::new(),
+            needs_any: false,
+            early: Vec::new(),
+            commit: CommitState::None,
+            error: None,
+            last_heard: now,
+            received: 0,
+            answered: (0, 0),
+            report: None,
+        }
+    }
+
+    /// Whether the manifest is assembled (decoding it is the engine's next step).
+    pub(crate) fn manifest_ready(&self) -> bool {
+        self.mstream.complete()
+    }
+
+    pub(crate) fn take_manifest_bytes(&mut self) -> Vec<u8> {
+        let b = self.mstream.assemble();
+        self.mstream.blocks.clear();
+        self.mstream.parity.clear();
+        b
+    }
+
+    /// Installs the inspection: computes what this receiver needs.
+    pub(crate) fn set_inspection(&mut self, insp: Inspection, list: bool) {
+        let m = self.manifest.as_ref().expect("manifest before inspection");
+        let n = m.entries.len();
+        let mut flags = insp.flags;
+        flags.resize(n, 0);
+        let opts = &m.options;
+        self.needs = vec![0u8; n.div_ceil(8)];
+        if !(opts.dry_run || opts.delete_only) {
+            for (i, e) in m.entries.iter().enumerate() {
+                if needs_data(e.kind, flags[i], opts.checksum) && e.size > 0 {
+                    self.needs[i / 8] |= 1 << (i % 8);
+                    self.needs_any = true;
+                }
+            }
+        }
+        if opts.delete_only {
+            flags.iter_mut().for_each(|f| *f = 0);
+        }
+        self.report = Some(super::send::encode_report(&flags, &insp.deletions, list));
+        self.inspection = Some(Inspection {
+            flags,
+            deletions: insp.deletions,
+        });
+        self.inspecting = false;
+        if self.needs_any {
+            let plan_len = n.div_ceil(8) as u64;
+            self.pstream = Some(MemStream::new(&self.code, plan_len));
+        }
+    }
+
+    /// Has everything this receiver needs.
+    pub(crate) fn complete(&self) -> bool {
+        self.inspection.is_some()
+            && (!self.needs_any
+                || self
+                    .payload
+                    .as_ref()
+                    .is_some_and(|p| p.incomplete.is_empty()))
+    }
+
+    pub(crate) fn on_block<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        s: Stream,
+        idx: u32,
+        data: &[u8],
+    ) -> bool {
+        self.received = self.received.saturating_add(1);
+        match s {
+            Stream::Manifest => self.mstream.add_block(&self.code, idx, data),
+            Stream::Plan => {
+                let Some(p) = self.pstream.as_mut() else {
+                    return true;
+                };
+                let ok = p.add_block(&self.code, idx, data);
+                self.maybe_plan(storage);
+                ok
+            }
+            Stream::Payload => {
+                if self.payload.is_none() {
+                    if self.needs_any && self.early.len() < EARLY_LIMIT {
+                        self.early.push((idx, data.to_vec()));
+                    }
+                    return true;
+                }
+                self.payload_block(storage, idx, data)
+            }
+        }
+    }
+
+    pub(crate) fn on_parity<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        s: Stream,
+        g: u32,
+        index: u16,
+        data: &[u8],
+    ) -> bool {
+        self.received = self.received.saturating_add(1);
+        match s {
+            Stream::Manifest => self.mstream.add_parity(&self.code, g, index, data),
+            Stream::Plan => {
+                let Some(p) = self.pstream.as_mut() else {
+                    return true;
+                };
+                let ok = p.add_parity(&self.code, g, index, data);
+                self.maybe_plan(storage);
+                ok
+            }
+            Stream::Payload => {
+                let code = self.code;
+                let Some(p) = self.payload.as_mut() else {
+                    return true;
+                };
+                if data.len() != code.block
+                    || index >= code.parity
+                    || g >= p.nblocks.div_ceil(code.k)
+                {
+                    return false;
+                }
+                if !p.incomplete.contains(&g) {
+                    return true;
+                }
+                p.parity.entry(g).or_default().insert(index, data.to_vec());
+                self.try_decode(storage, g);
+                true
+            }
+        }
+    }
+
+    fn maybe_plan<S: Storage>(&mut self, storage: &mut S) {
+        if self.payload.is_some() || !self.pstream.as_ref().is_some_and(MemStream::complete) {
+            return;
+        }
+        let plan = self.pstream.as_ref().unwrap().assemble();
+        let m = self.manifest.as_ref().unwrap();
+        let layout = Layout::new(m, &plan);
+        let code = self.code;
+        let nblocks = code.blocks(layout.len);
+        let words = (nblocks as usize).div_ceil(64);
+        let mut needed = vec![0u64; words];
+        let mut full = vec![!0u64; words];
+        let mut incomplete = BTreeSet::new();
+        // A block is needed if any byte of it belongs to a needed entry, and "full" if all
+        // of its bytes do.
+        for &(idx, off, size) in &layout.spans {
+            let first = (off / code.block as u64) as u32;
+            let last = ((off + size - 1) / code.block as u64) as u32;
+            let want = bit(&self.needs, idx as usize);
+            for b in first..=last {
+                if want {
+                    bs_set(&mut needed, b);
+                    incomplete.insert(b / code.k);
+                } else {
+                    full[b as usize / 64] &= !(1 << (b % 64));
+                }
+            }
+        }
+        for (i, w) in full.iter_mut().enumerate() {
+            *w &= needed[i];
+        }
+        self.payload = Some(Payload {
+            layout,
+            nblocks,
+            needed,
+            full,
+            have: vec![0u64; words],
+            incomplete,
+            mem: BTreeMap::new(),
+            parity: BTreeMap::new(),
+        });
+        self.pstream = None;
+        for (idx, data) in std::mem::take(&mut self.early) {
+            self.payload_block(storage, idx, &data);
+        }
+    }
+
+    fn write_parts<S: Storage>(&mut self, storage: &mut S, idx: u32, data: &[u8]) {
+        let code = self.code;
+        let key = self.key;
+        let (Some(p), Some(m)) = (self.payload.as_ref(), self.manifest.as_ref()) else {
+            return;
+        };
+        let r = code.block_range(idx, p.layout.len);
+        for si in p.layout.overlapping(r.start, r.end) {
+            let (e, off, size) = p.layout.spans[si];
+            if !bit(&self.needs, e as usize) {
+                continue;
+            }
+            let a = r.start.max(off);
+            let b = r.end.min(off + size);
+            let part = &data[(a - r.start) as usize..(b - r.start) as usize];
+            if let Err(err) = storage.write(key, e, &m.entries[e as usize], a - off, part) {
+                if self.error.is_none() {
+                    self.error = Some(format!(
+                        "{}: {err}",
+                        super::storage::show(&m.entries[e as usize].path)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn payload_block<S: Storage>(&mut self, storage: &mut S, idx: u32, data: &[u8]) -> bool {
+        let code = self.code;
+        let p = self.payload.as_mut().unwrap();
+        let r = code.block_range(idx, p.layout.len);
+        if idx >= p.nblocks || data.len() as u64 != r.end - r.start {
+            return false;
+        }
+        let g = idx / code.k;
+        if bs_get(&p.have, idx) || !p.incomplete.contains(&g) {
+            return true;
+        }
+        bs_set(&mut p.have, idx);
+        let needed = bs_get(&p.needed, idx);
+        if !bs_get(&p.full, idx) {
+            let mut b = data.to_vec();
+            b.resize(code.block, 0);
+            p.mem.insert(idx, b);
+        }
+        if needed {
+            self.write_parts(storage, idx, data);
+        }
+        self.try_decode(storage, g);
+        true
+    }
+
+    fn try_decode<S: Storage>(&mut self, storage: &mut S, g: u32) {
+        let code = self.code;
+        let key = self.key;
+        let p = self.payload.as_mut().unwrap();
+        let range = code.group_range(g, p.nblocks);
+        let k_g = range.len();
+        let done = range
+            .clone()
+            .all(|i| !bs_get(&p.needed, i) || bs_get(&p.have, i));
+        if done {
+            p.incomplete.remove(&g);
+            for i in range {
+                p.mem.remove(&i);
+            }
+            p.parity.remove(&g);
+            return;
+        }
+        let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
+        let npar = p.parity.get(&g).map_or(0, BTreeMap::len);
+        if have + npar < k_g {
+            return;
+        }
+        // Gather the group's present symbols: from memory, or read back from staged files.
+        let mut present: Vec<(usize, Vec<u8>)> = Vec::with_capacity(have);
+        let m = self.manifest.as_ref().unwrap();
+        for i in range.clone().filter(|&i| bs_get(&p.have, i)) {
+            if let Some(b) = p.mem.get(&i) {
+                present.push(((i - range.start) as usize, b.clone()));
+                continue;
+            }
+            let mut b = vec![0u8; code.block];
+            let r = code.block_range(i, p.layout.len);
+            for si in p.layout.overlapping(r.start, r.end) {
+                let (e, off, size) = p.layout.spans[si];
+                let a = r.start.max(off);
+                let z = r.end.min(off + size);
+                let dst = &mut b[(a - r.start) as usize..(z - r.start) as usize];
+                if storage
+                    .read_staged(key, e, &m.entries[e as usize], a - off, dst)
+                    .is_err()
+                {
+                    self.error
+                        .get_or_insert_with(|| "cannot read back a staged file".into());
+                    return;
+                }
+            }
+            present.push(((i - range.start) as usize, b));
+        }
+        let parity = p.parity.remove(&g).unwrap_or_default();
+        let pres: Vec<(usize, &[u8])> = present.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        let par: Vec<(usize, &[u8])> = parity
+            .iter()
+            .map(|(i, b)| (*i as usize, b.as_slice()))
+            .collect();
+        let Ok(restored) = code.decode(k_g, &pres, &par) else {
+            return;
+        };
+        for (pos, b) in restored {
+            let i = range.start + pos as u32;
+            let p = self.payload.as_mut().unwrap();
+            if bs_get(&p.have, i) {
+                continue;
+            }
+            bs_set(&mut p.have, i);
+            if bs_get(&p.needed, i) {
+                let r = code.block_range(i, p.layout.len);
+                let n = (r.end - r.start) as usize;
+                self.write_parts(storage, i, &b[..n]);
+            }
+        }
+        let p = self.payload.as_mut().unwrap();
+        p.incomplete.remove(&g);
+        for i in range {
+            p.mem.remove(&i);
+        }
+    }
+
+    /// Builds NAK entries `(stream, group, missing)` for a poll of `round`; returns them with
+    /// the number of symbols received since the previous round's answer.
+    pub(crate) fn naks(&mut self, round: u32) -> (Vec<(Stream, u32, u32)>, u32) {
+        if self.answered.0 != round {
+            self.answered = (round, self.received);
+            self.received = 0;
+        }
+        let mut out = Vec::new();
+        if !self.mstream.complete() && self.manifest.is_none() {
+            self.mstream.naks(&self.code, Stream::Manifest, &mut out);
+        }
+        if let Some(p) = &self.pstream {
+            p.naks(&self.code, Stream::Plan, &mut out);
+        }
+        if let Some(p) = &self.payload {
+            for &g in &p.incomplete {
+                let range = self.code.group_range(g, p.nblocks);
+                let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
+                let par = p.parity.get(&g).map_or(0, BTreeMap::len);
+                let missing = range.len().saturating_sub(have + par).max(1);
+                out.push((Stream::Payload, g, missing as u32));
+            }
+        }
+        (out, self.answered.1)
+    }
+
+    /// Runs the commit through storage.
+    pub(crate) fn commit<S: Storage>(&mut self, storage: &mut S, no_delete: bool, skip: &[u32]) {
+        let (Some(m), Some(insp)) = (self.manifest.as_ref(), self.inspection.as_ref()) else {
+            self.commit = CommitState::Done(
+                super::wire::RESULT_FAILED,
+                failed("commit before the manifest"),
+            );
+            return;
+        };
+        if let Some(e) = &self.error {
+            storage.abort(self.key);
+            self.commit = CommitState::Done(super::wire::RESULT_FAILED, failed(e));
+            return;
+        }
+        if !self.complete() {
+            storage.abort(self.key);
+            self.commit =
+                CommitState::Done(super::wire::RESULT_FAILED, failed("incomplete at commit"));
+            return;
+        }
+        if m.options.dry_run {
+            self.commit = CommitState::Done(super::wire::RESULT_OK, CommitOutcome::default());
+            return;
+        }
+        let req = CommitRequest {
+            manifest: m,
+            flags: &insp.flags,
+            deletions: if no_delete { &[] } else { &insp.deletions },
+            skip,
+        };
+        self.commit = match storage.commit(self.key, &req) {
+            Some(out) => Self::finished(out),
+            None => CommitState::Pending,
+        };
+        self.payload = None;
+    }
+
+    pub(crate) fn finished(out: CommitOutcome) -> CommitState {
+        let status = if out.errors.is_empty() {
+            super::wire::RESULT_OK
+        } else {
+            super::wire::RESULT_FAILED
+        };
+        CommitState::Done(status, out)
+    }
+}
+
+fn failed(msg: &str) -> CommitOutcome {
+    CommitOutcome {
+        errors: vec![msg.to_string()],
+        ..Default::default()
+    }
+}
+
+/// Encodes NAK entries into parts that each fit `room` bytes.
+pub(crate) fn nak_parts(entries: &[(Stream, u32, u32)], room: usize) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    let mut w = Writer::new();
+    let mut len = 0;
+    for &(s, g, m) in entries {
+        let need = 1 + super::wire::varint_len(g as u64) + super::wire::varint_len(m as u64);
+        if len + need > room {
+            parts.push(std::mem::take(&mut w).into_vec());
+            len = 0;
+        }
+        w.u8(s as u8);
+        w.varint(g as u64);
+        w.varint(m as u64);
+        len += need;
+    }
+    parts.push(w.into_vec());
+    parts
+}

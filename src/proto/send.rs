@@ -1,0 +1,918 @@
+//! One outbound transfer (a push), from announcement to per-member results.
+//!
+//! Phases: **register** (announce + manifest stream, repeated polls until every target sent
+//! its report of what it needs), **data** (plan stream, then the payload stream: the contents
+//! of every file any target needs, packed back to back; then rounds of poll → NAK → parity
+//! repair until every target has everything), **commit** (repeated until every target sent
+//! its result). A target that stays silent past the member timeout is failed and the others
+//! go on. See `docs/protocol.md`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::manifest::{bit, needs_data, set_bit, Layout, Manifest};
+use super::repair::Code;
+use super::storage::{show, Storage};
+use super::wire::{
+    self, Announce, Msg, Stream, COMMIT_NO_DELETE, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY, RESULT_OK,
+    RESULT_UNKNOWN,
+};
+use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
+
+/// Phase of an outbound transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Register,
+    Data,
+    Commit,
+    Done,
+}
+
+#[derive(Debug)]
+enum Work {
+    Announce,
+    Blocks {
+        stream: Stream,
+        next: u32,
+        end: u32,
+    },
+    Parity {
+        stream: Stream,
+        group: u32,
+        next: u16,
+        end: u16,
+    },
+    Poll,
+    Commit,
+}
+
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) node: u64,
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    parts: Vec<Option<Vec<u8>>>,
+    flags: Option<Vec<u8>>,
+    deletions: u64,
+    deletion_list: Vec<Vec<u8>>,
+    answered: u32,
+    done: bool,
+    result: Option<(u8, u32, u64, u32, String)>,
+    failed: Option<String>,
+    last_heard: Option<Instant>,
+    received: u32,
+}
+
+impl Target {
+    fn active(&self) -> bool {
+        self.failed.is_none()
+    }
+}
+
+/// The parity symbols of the group being repaired: `((stream, group), _, symbols)`.
+type ParityCache = ((Stream, u32), u16, Vec<Vec<u8>>);
+
+/// One push in flight.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) xfer: u32,
+    started: Instant,
+    manifest: Manifest,
+    mbytes: Vec<u8>,
+    pub(crate) code: Code,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) phase: Phase,
+    round: u32,
+    queue: VecDeque<Work>,
+    plan: Vec<u8>,
+    layout: Layout,
+    next_parity: BTreeMap<(Stream, u32), u16>,
+    repair: BTreeMap<(Stream, u32), u32>,
+    deadline: Option<Instant>,
+    interval: Duration,
+    waiting_since: Instant,
+    max_delete: Option<u64>,
+    no_delete: bool,
+    vanished: BTreeSet<u32>,
+    cache: Option<ParityCache>,
+    pass_sent: u32,
+    pass_start: Option<Instant>,
+    pass_bytes: u64,
+    /// Symbols and bytes sent in total (for reports).
+    pub(crate) sent_datagrams: u64,
+    progress: Vec<String>,
+    /// Observed send rate of the last pass and the worst receiver's loss in it.
+    pub(crate) loss_sample: Option<(f64, f64)>,
+}
+
+impl Outbound {
+    pub(crate) fn new(
+        xfer: u32,
+        now: Instant,
+        manifest: Manifest,
+        targets: Vec<(u64, String, SocketAddr)>,
+        code: Code,
+        max_delete: Option<u64>,
+        cfg: &Config,
+    ) -> Self {
+        let mbytes = manifest.encode();
+        let nblocks = code.blocks(mbytes.len() as u64);
+        let mut queue = VecDeque::new();
+        queue.push_back(Work::Announce);
+        queue.push_back(Work::Blocks {
+            stream: Stream::Manifest,
+            next: 0,
+            end: nblocks,
+        });
+        queue.push_back(Work::Announce);
+        Self {
+            xfer,
+            started: now,
+            manifest,
+            mbytes,
+            code,
+            targets: targets
+                .into_iter()
+                .map(|(node, name, addr)| Target {
+                    node,
+                    name,
+                    addr,
+                    parts: Vec::new(),
+                    flags: None,
+                    deletions: 0,
+                    deletion_list: Vec::new(),
+                    answered: 0,
+                    done: false,
+                    result: None,
+                    failed: None,
+                    last_heard: None,
+                    received: 0,
+                })
+                .collect(),
+            phase: Phase::Register,
+            round: 0,
+            queue,
+            plan: Vec::new(),
+            layout: Layout::default(),
+            next_parity: BTreeMap::new(),
+            repair: BTreeMap::new(),
+            deadline: Some(now + cfg.poll_interval),
+            interval: cfg.poll_interval,
+            waiting_since: now,
+            max_delete,
+            no_delete: false,
+            vanished: BTreeSet::new(),
+            cache: None,
+            pass_sent: 0,
+            pass_start: None,
+            pass_bytes: 0,
+            sent_datagrams: 0,
+            progress: Vec::new(),
+            loss_sample: None,
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.phase == Phase::Done {
+            None
+        } else {
+            self.deadline
+        }
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub(crate) fn take_progress(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.progress)
+    }
+
+    fn target_pos(&self, node: u64) -> Option<usize> {
+        self.targets.iter().position(|t| t.node == node)
+    }
+
+    fn pending_bitmap(&self, pred: impl Fn(&Target) -> bool) -> Vec<u8> {
+        let mut map = vec![0u8; self.targets.len().div_ceil(8)];
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.active() && pred(t) {
+                set_bit(&mut map, i);
+            }
+        }
+        map
+    }
+
+    fn stream_len(&self, s: Stream) -> u64 {
+        match s {
+            Stream::Manifest => self.mbytes.len() as u64,
+            Stream::Plan => self.plan.len() as u64,
+            Stream::Payload => self.layout.len,
+        }
+    }
+
+    /// Fills `dst` (exactly one block, zero-padded) with block `i` of stream `s`.
+    fn read_block<S: Storage>(&mut self, storage: &mut S, s: Stream, i: u32, dst: &mut [u8]) {
+        let r = self.code.block_range(i, self.stream_len(s));
+        dst.fill(0);
+        let n = (r.end - r.start) as usize;
+        match s {
+            Stream::Manifest => {
+                dst[..n].copy_from_slice(&self.mbytes[r.start as usize..r.end as usize])
+            }
+            Stream::Plan => dst[..n].copy_from_slice(&self.plan[r.start as usize..r.end as usize]),
+            Stream::Payload => {
+                for si in self.layout.overlapping(r.start, r.end) {
+                    let (idx, off, size) = self.layout.spans[si];
+                    let a = r.start.max(off);
+                    let b = r.end.min(off + size);
+                    let d = &mut dst[(a - r.start) as usize..(b - r.start) as usize];
+                    let e = &self.manifest.entries[idx as usize];
+                    let mut got = 0;
+                    while got < d.len() {
+                        match storage.read(e, a - off + got as u64, &mut d[got..]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => got += k,
+                        }
+                    }
+                    if got < d.len() && self.vanished.insert(idx) {
+                        self.progress.push(format!(
+                            "warning: {} changed or vanished during the push",
+                            show(&e.path)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Produces the next datagram of this transfer, if any is due.
+    pub(crate) fn poll<S: Storage>(
+        &mut self,
+        now: Instant,
+        storage: &mut S,
+        hdr: &mut HeaderGen,
+        buf: &mut [u8],
+    ) -> Option<(Dest, usize)> {
+        loop {
+            let w = self.queue.front_mut()?;
+            match w {
+                Work::Announce => {
+                    self.queue.pop_front();
+                    let mut targets_raw = Vec::with_capacity(self.targets.len() * 8);
+                    for t in &self.targets {
+                        targets_raw.extend_from_slice(&t.node.to_be_bytes());
+                    }
+                    let pending = self.pending_bitmap(|t| t.flags.is_none());
+                    let m = Msg::Announce(Announce {
+                        xfer: self.xfer,
+                        block: self.code.block as u16,
+                        group: self.code.k as u16,
+                        parity: self.code.parity,
+                        manifest_len: self.mbytes.len() as u64,
+                        targets_raw: &targets_raw,
+                        pending: &pending,
+                    });
+                    return Some((Dest::Group, m.encode(&hdr.next(), buf)));
+                }
+                Work::Blocks { stream, next, end } => {
+                    if *next >= *end {
+                        self.queue.pop_front();
+                        continue;
+                    }
+                    let (s, i) = (*stream, *next);
+                    *next += 1;
+                    let r = self.code.block_range(i, self.stream_len(s));
+                    let n = (r.end - r.start) as usize;
+                    let mut tmp = std::mem::take(&mut hdr.scratch);
+                    tmp.resize(self.code.block, 0);
+                    self.read_block(storage, s, i, &mut tmp);
+                    let m = Msg::Block {
+                        xfer: self.xfer,
+                        stream: s,
+                        idx: i,
+                        data: &tmp[..n],
+                    };
+                    let len = m.encode(&hdr.next(), buf);
+                    hdr.scratch = tmp;
+                    self.count_pass(now, len);
+                    return Some((Dest::Group, len));
+                }
+                Work::Parity {
+                    stream,
+                    group,
+                    next,
+                    end,
+                } => {
+                    if *next >= *end {
+                        self.queue.pop_front();
+                        continue;
+                    }
+                    let (s, g, p) = (*stream, *group, *next);
+                    *next += 1;
+                    let idx = p % self.code.parity;
+                    let sym = match self.parity_symbol(storage, s, g, idx) {
+                        Some(sym) => sym,
+                        None => continue,
+                    };
+                    let m = Msg::Parity {
+                        xfer: self.xfer,
+                        stream: s,
+                        group: g,
+                        index: idx,
+                        data: &sym,
+                    };
+                    let len = m.encode(&hdr.next(), buf);
+                    self.count_pass(now, len);
+                    return Some((Dest::Group, len));
+                }
+                Work::Poll => {
+                    self.queue.pop_front();
+                    let pending = self.pending_bitmap(|t| !t.done);
+                    let m = Msg::Poll {
+                        xfer: self.xfer,
+                        round: self.round,
+                        pending: &pending,
+                    };
+                    self.deadline = Some(now + self.interval);
+                    return Some((Dest::Group, m.encode(&hdr.next(), buf)));
+                }
+                Work::Commit => {
+                    self.queue.pop_front();
+                    let pending = self.pending_bitmap(|t| t.result.is_none());
+                    let vanished: Vec<u8> = self
+                        .vanished
+                        .iter()
+                        .take(2048)
+                        .flat_map(|v| v.to_be_bytes())
+                        .collect();
+                    let m = Msg::Commit {
+                        xfer: self.xfer,
+                        flags: if self.no_delete { COMMIT_NO_DELETE } else { 0 },
+                        pending: &pending,
+                        vanished_raw: &vanished,
+                    };
+                    self.deadline = Some(now + self.interval);
+                    return Some((Dest::Group, m.encode(&hdr.next(), buf)));
+                }
+            }
+        }
+    }
+
+    fn count_pass(&mut self, now: Instant, len: usize) {
+        self.pass_start.get_or_insert(now);
+        self.pass_sent += 1;
+        self.pass_bytes += len as u64;
+        self.sent_datagrams += 1;
+    }
+
+    fn parity_symbol<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        s: Stream,
+        g: u32,
+        idx: u16,
+    ) -> Option<Vec<u8>> {
+        let nblocks = self.code.blocks(self.stream_len(s));
+        let range = self.code.group_range(g, nblocks);
+        if range.is_empty() {
+            return None;
+        }
+        let fresh = match &self.cache {
+            Some((key, _, _)) => *key != (s, g),
+            None => true,
+        };
+        if fresh {
+            let mut sources = Vec::with_capacity(range.len());
+            for i in range {
+                let mut b = vec![0u8; self.code.block];
+                self.read_block(storage, s, i, &mut b);
+                sources.push(b);
+            }
+            let all = self.code.encode(&sources, 0..self.code.parity).ok()?;
+            self.cache = Some(((s, g), 0, all));
+        }
+        self.cache
+            .as_ref()
+            .and_then(|(_, _, all)| all.get(idx as usize).cloned())
+    }
+
+    /// Queues `count` fresh parity symbols for group `g` of stream `s`.
+    fn queue_parity(&mut self, s: Stream, g: u32, count: u32) {
+        let next = self.next_parity.entry((s, g)).or_insert(0);
+        let start = *next;
+        let count = count.min(u16::MAX as u32 / 2) as u16;
+        *next = next.wrapping_add(count) % self.code.parity.max(1);
+        let end = start as u32 + count as u32;
+        // Indices wrap modulo the parity count (handled when emitted).
+        self.queue.push_back(Work::Parity {
+            stream: s,
+            group: g,
+            next: start,
+            end: end.min(u16::MAX as u32) as u16,
+        });
+    }
+
+    pub(crate) fn on_report(
+        &mut self,
+        now: Instant,
+        node: u64,
+        part: u16,
+        parts: u16,
+        data: &[u8],
+    ) {
+        let Some(p) = self.target_pos(node) else {
+            return;
+        };
+        let t = &mut self.targets[p];
+        t.last_heard = Some(now);
+        if t.flags.is_some() || !t.active() {
+            return;
+        }
+        if t.parts.len() != parts as usize {
+            t.parts = vec![None; parts as usize];
+        }
+        t.parts[part as usize] = Some(data.to_vec());
+        if t.parts.iter().all(Option::is_some) {
+            let blob: Vec<u8> = t.parts.drain(..).flatten().flatten().collect();
+            match decode_report(&blob, self.manifest.entries.len()) {
+                Ok((flags, deletions, list)) => {
+                    t.flags = Some(flags);
+                    t.deletions = deletions;
+                    t.deletion_list = list;
+                    self.interval =
+                        Duration::ZERO.max(self.interval.min(Duration::from_millis(50)));
+                }
+                Err(e) => t.failed = Some(format!("bad report: {e}")),
+            }
+        }
+    }
+
+    /// A NAK (or registration-phase status) from a target.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_nak(
+        &mut self,
+        now: Instant,
+        node: u64,
+        round: u32,
+        flags: u8,
+        received: u32,
+        entries: &[u8],
+        cfg: &Config,
+    ) {
+        let Some(p) = self.target_pos(node) else {
+            return;
+        };
+        let t = &mut self.targets[p];
+        t.last_heard = Some(now);
+        if !t.active() {
+            return;
+        }
+        if flags & NAK_UNKNOWN != 0 {
+            t.failed = Some("lost the transfer (restarted?)".into());
+            return;
+        }
+        match self.phase {
+            Phase::Register => {
+                for (s, g, m) in wire::naks(entries) {
+                    if s == Stream::Manifest {
+                        let e = self.repair.entry((s, g)).or_insert(0);
+                        *e = (*e).max(m);
+                    }
+                }
+            }
+            Phase::Data => {
+                if flags & NAK_DONE != 0 {
+                    t.done = true;
+                }
+                if round != self.round || t.answered == round {
+                    return;
+                }
+                t.answered = round;
+                t.received = received;
+                for (s, g, m) in wire::naks(entries) {
+                    if s != Stream::Manifest {
+                        let e = self.repair.entry((s, g)).or_insert(0);
+                        *e = (*e).max(m);
+                    }
+                }
+                self.maybe_next_round(now, cfg);
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_result(
+        &mut self,
+        now: Instant,
+        node: u64,
+        status: u8,
+        files: u32,
+        bytes: u64,
+        deleted: u32,
+        message: &[u8],
+    ) {
+        let Some(p) = self.target_pos(node) else {
+            return;
+        };
+        let t = &mut self.targets[p];
+        t.last_heard = Some(now);
+        if self.phase != Phase::Commit || !t.active() || t.result.is_some() {
+            return;
+        }
+        match status {
+            RESULT_BUSY => {}
+            RESULT_UNKNOWN => t.failed = Some("lost the transfer before commit".into()),
+            s => {
+                t.result = Some((
+                    s,
+                    files,
+                    bytes,
+                    deleted,
+                    String::from_utf8_lossy(message).into_owned(),
+                ))
+            }
+        }
+        self.maybe_finish();
+    }
+
+    fn maybe_finish(&mut self) {
+        if self.phase == Phase::Commit
+            && self
+                .targets
+                .iter()
+                .all(|t| !t.active() || t.result.is_some())
+        {
+            self.phase = Phase::Done;
+        }
+    }
+
+    fn maybe_next_round(&mut self, now: Instant, cfg: &Config) {
+        let all_in = self
+            .targets
+            .iter()
+            .all(|t| !t.active() || t.done || t.answered == self.round);
+        if !all_in || !self.queue.is_empty() {
+            return;
+        }
+        // Loss estimate of the pass that just ended: the worst receiver.
+        if self.pass_sent > 0 {
+            let worst = self
+                .targets
+                .iter()
+                .filter(|t| t.active() && t.answered == self.round)
+                .map(|t| 1.0 - (t.received as f64 / self.pass_sent as f64).min(1.0))
+                .fold(0.0f64, f64::max);
+            if let Some(start) = self.pass_start {
+                let secs = now.saturating_duration_since(start).as_secs_f64();
+                if secs > 0.0 {
+                    self.loss_sample = Some((self.pass_bytes as f64 / secs, worst));
+                }
+            }
+        }
+        self.pass_sent = 0;
+        self.pass_bytes = 0;
+        self.pass_start = None;
+        if self.targets.iter().all(|t| !t.active() || t.done) {
+            self.start_commit(now, cfg);
+            return;
+        }
+        self.round += 1;
+        let repair = std::mem::take(&mut self.repair);
+        let groups = repair.len();
+        for ((s, g), m) in repair {
+            if m > 0 {
+                self.queue_parity(s, g, m);
+            }
+        }
+        if self.round > 1 && groups > 0 {
+            self.progress.push(format!(
+                "repair round {}: parity for {groups} groups",
+                self.round
+            ));
+        }
+        self.queue.push_back(Work::Poll);
+        self.interval = cfg.poll_interval;
+        self.waiting_since = now;
+        self.deadline = None;
+    }
+
+    fn start_data(&mut self, now: Instant, cfg: &Config) {
+        let n = self.manifest.entries.len();
+        let mut plan = vec![0u8; n.div_ceil(8)];
+        let checksum = self.manifest.options.checksum;
+        let mut any = false;
+        for t in self.targets.iter().filter(|t| t.active()) {
+            let Some(f) = &t.flags else { continue };
+            for (i, e) in self.manifest.entries.iter().enumerate() {
+                if needs_data(e.kind, f[i], checksum) && e.size > 0 && !bit(&plan, i) {
+                    set_bit(&mut plan, i);
+                    any = true;
+                }
+            }
+        }
+        if let Some(max) = self.max_delete {
+            if self.targets.iter().any(|t| t.active() && t.deletions > max) {
+                self.no_delete = true;
+                self.progress.push(format!(
+                    "--max-delete {max} exceeded: nothing will be deleted"
+                ));
+            }
+        }
+        self.plan = plan;
+        self.layout = Layout::new(&self.manifest, &self.plan);
+        let opts = &self.manifest.options;
+        let registered = self.targets.iter().filter(|t| t.active()).count();
+        self.progress.push(format!(
+            "registered {registered}/{} members; sending {} bytes",
+            self.targets.len(),
+            if opts.dry_run || opts.delete_only {
+                0
+            } else {
+                self.layout.len
+            }
+        ));
+        if opts.dry_run || opts.delete_only || !any {
+            for t in &mut self.targets {
+                t.done = true;
+            }
+            self.start_commit(now, cfg);
+            return;
+        }
+        self.phase = Phase::Data;
+        self.round = 1;
+        let plan_blocks = self.code.blocks(self.plan.len() as u64);
+        self.queue.push_back(Work::Blocks {
+            stream: Stream::Plan,
+            next: 0,
+            end: plan_blocks,
+        });
+        // The plan is tiny and everyone needs it before the payload makes sense: send
+        // proactive parity with it.
+        for g in 0..self.code.groups(self.plan.len() as u64) {
+            let k_g = self.code.group_range(g, plan_blocks).len() as u32;
+            self.queue_parity(Stream::Plan, g, k_g.div_ceil(2) + 1);
+        }
+        self.queue.push_back(Work::Blocks {
+            stream: Stream::Payload,
+            next: 0,
+            end: self.code.blocks(self.layout.len),
+        });
+        self.queue.push_back(Work::Poll);
+        self.interval = cfg.poll_interval;
+        self.waiting_since = now;
+        self.deadline = None;
+    }
+
+    fn start_commit(&mut self, now: Instant, cfg: &Config) {
+        self.phase = Phase::Commit;
+        self.queue.clear();
+        self.queue.push_back(Work::Commit);
+        self.interval = cfg.poll_interval;
+        self.waiting_since = now;
+        self.deadline = None;
+    }
+
+    /// Timer: retries, silence detection, phase changes.
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        last_seen: impl Fn(u64) -> Option<Instant>,
+    ) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        // Fail targets that went silent while we wait for them.
+        let waiting_since = self.waiting_since;
+        let phase = self.phase;
+        for t in &mut self.targets {
+            if !t.active() {
+                continue;
+            }
+            let waiting = match phase {
+                Phase::Register => t.flags.is_none(),
+                Phase::Data => !t.done && t.answered != self.round,
+                Phase::Commit => t.result.is_none(),
+                Phase::Done => false,
+            };
+            if !waiting {
+                continue;
+            }
+            let heard = t.last_heard.unwrap_or(waiting_since).max(waiting_since);
+            let alive = last_seen(t.node).unwrap_or(heard).max(heard);
+            if now.saturating_duration_since(alive) >= cfg.member_timeout {
+                t.failed = Some(format!(
+                    "no answer for {:.1}s",
+                    now.saturating_duration_since(alive).as_secs_f64()
+                ));
+            } else if now.saturating_duration_since(heard) >= cfg.member_timeout * 4 {
+                t.failed = Some("alive but not answering".into());
+            }
+        }
+        match self.phase {
+            Phase::Register => {
+                if self
+                    .targets
+                    .iter()
+                    .all(|t| !t.active() || t.flags.is_some())
+                {
+                    self.start_data(now, cfg);
+                    return;
+                }
+                if self.deadline.is_some_and(|d| now >= d) && self.queue.is_empty() {
+                    let repair = std::mem::take(&mut self.repair);
+                    for ((s, g), m) in repair {
+                        self.queue_parity(s, g, m);
+                    }
+                    self.queue.push_back(Work::Announce);
+                    self.interval = (self.interval * 2).min(cfg.max_poll_interval);
+                    self.deadline = Some(now + self.interval);
+                }
+            }
+            Phase::Data => {
+                self.maybe_next_round(now, cfg);
+                if self.phase == Phase::Data
+                    && self.deadline.is_some_and(|d| now >= d)
+                    && self.queue.is_empty()
+                {
+                    self.queue.push_back(Work::Poll);
+                    self.interval = (self.interval * 2).min(cfg.max_poll_interval);
+                    self.deadline = None;
+                }
+            }
+            Phase::Commit => {
+                self.maybe_finish();
+                if self.phase == Phase::Commit
+                    && self.deadline.is_some_and(|d| now >= d)
+                    && self.queue.is_empty()
+                {
+                    self.queue.push_back(Work::Commit);
+                    self.interval = (self.interval * 2).min(cfg.max_poll_interval);
+                    self.deadline = None;
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// The final report (once `phase == Done`).
+    pub(crate) fn report(&self, now: Instant) -> PushReport {
+        let entries = &self.manifest.entries;
+        let checksum = self.manifest.options.checksum;
+        let members = self
+            .targets
+            .iter()
+            .map(|t| {
+                let changes: Vec<(u32, u8)> = t
+                    .flags
+                    .as_ref()
+                    .map(|f| {
+                        f.iter()
+                            .enumerate()
+                            .filter(|(_, &b)| b != 0)
+                            .map(|(i, &b)| (i as u32, b))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let planned_bytes = changes
+                    .iter()
+                    .filter(|(i, f)| needs_data(entries[*i as usize].kind, *f, checksum))
+                    .map(|(i, _)| entries[*i as usize].size)
+                    .sum();
+                let (ok, error, files, bytes, deleted) = match (&t.failed, &t.result) {
+                    (Some(e), _) => (false, Some(e.clone()), 0, 0, 0),
+                    (None, Some((s, f, b, d, msg))) => (
+                        *s == RESULT_OK,
+                        (*s != RESULT_OK).then(|| msg.clone()),
+                        *f,
+                        *b,
+                        *d,
+                    ),
+                    (None, None) => (false, Some("did not finish".into()), 0, 0, 0),
+                };
+                MemberReport {
+                    node: t.node,
+                    name: t.name.clone(),
+                    addr: t.addr,
+                    ok,
+                    error,
+                    files,
+                    bytes,
+                    deleted,
+                    would_delete: t.deletions,
+                    planned_files: changes.len() as u32,
+                    planned_bytes,
+                    changes,
+                    deletions: t.deletion_list.clone(),
+                }
+            })
+            .collect();
+        PushReport {
+            xfer: self.xfer,
+            members,
+            vanished: self.vanished.iter().copied().collect(),
+            max_delete_hit: self.no_delete,
+            elapsed: now.saturating_duration_since(self.started),
+            payload_bytes: self.layout.len,
+            datagrams: self.sent_datagrams,
+        }
+    }
+
+    /// Whether target `node` must answer (for receivers of a sender's own loopback).
+    pub(crate) fn is_target(&self, node: u64) -> bool {
+        self.target_pos(node).is_some()
+    }
+}
+
+/// Report blob: `varint n`, then `(varint zero-run, u8 flags)` pairs covering entries
+/// (trailing zeros implicit, terminated by a zero-run that reaches `n`), `varint deletions`,
+/// `varint listed`, `listed × bytes_v path`.
+pub(crate) fn encode_report(flags: &[u8], deletions: &[Vec<u8>], list: bool) -> Vec<u8> {
+    let mut w = wire::Writer::new();
+    w.varint(flags.len() as u64);
+    let mut run = 0u64;
+    for &f in flags {
+        if f == 0 {
+            run += 1;
+        } else {
+            w.varint(run);
+            w.u8(f);
+            run = 0;
+        }
+    }
+    w.varint(run);
+    w.varint(deletions.len() as u64);
+    let listed = if list {
+        deletions.len().min(100_000)
+    } else {
+        0
+    };
+    w.varint(listed as u64);
+    for d in &deletions[..listed] {
+        w.bytes_v(d);
+    }
+    w.into_vec()
+}
+
+type Report = (Vec<u8>, u64, Vec<Vec<u8>>);
+
+fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError> {
+    use wire::WireError::BadValue;
+    let mut r = wire::Reader::new(blob);
+    let n = r.varint()? as usize;
+    if n != entries {
+        return Err(BadValue("report entry count"));
+    }
+    let mut flags = vec![0u8; n];
+    let mut pos = 0usize;
+    loop {
+        let run = r.varint()? as usize;
+        pos = pos.checked_add(run).ok_or(BadValue("report run"))?;
+        if pos > n {
+            return Err(BadValue("report run"));
+        }
+        if pos == n {
+            break;
+        }
+        let f = r.u8()?;
+        if f == 0 {
+            return Err(BadValue("report flag"));
+        }
+        flags[pos] = f;
+        pos += 1;
+    }
+    let deletions = r.varint()?;
+    let listed = r.count(1)?;
+    let mut list = Vec::with_capacity(listed);
+    for _ in 0..listed {
+        let p = r.bytes_v(super::manifest::MAX_PATH)?;
+        super::manifest::check_rel_path(p).map_err(|_| BadValue("deletion path"))?;
+        list.push(p.to_vec());
+    }
+    r.finish()?;
+    Ok((flags, deletions, list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_round_trip() {
+        let flags = vec![0, 0, 3, 0, 1, 0, 0];
+        let dels = vec![b"a/b".to_vec(), b"c".to_vec()];
+        let b = encode_report(&flags, &dels, true);
+        assert_eq!(
+            decode_report(&b, 7).unwrap(),
+            (flags.clone(), 2, dels.clone())
+        );
+        let b = encode_report(&flags, &dels, false);
+        assert_eq!(decode_report(&b, 7).unwrap(), (flags, 2, vec![]));
+        assert!(decode_report(&b, 8).is_err());
+        for cut in 0..b.len() {
+            assert!(decode_report(&b[..cut], 7).is_err());
+        }
+    }
+}

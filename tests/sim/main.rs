@@ -1,0 +1,638 @@
+//! The `sim` test target: the engine on a simulated multicast LAN of 8 receiving members plus
+//! senders, under loss, reordering, duplication, bursts, silence, joins and concurrent pushes.
+//! Deterministic from seeds; every member's tree is checked byte for byte.
+//! Run: `cargo test --release --test sim`. Writes `target/sim-report.txt` (wire ratios).
+
+mod lan;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lan::{Faults, Lan, Rng};
+use makuo::proto::manifest::{Entry, EntryKind, Manifest};
+use makuo::proto::storage::{MemNode, MemStorage};
+use makuo::proto::{wire, Event};
+
+const RECEIVERS: usize = 8;
+
+fn content(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// One big file (16 MiB + a bit, so the last block is short) under `big/`.
+fn big_tree(seed: u64) -> MemStorage {
+    let mut rng = Rng(seed);
+    let mut s = MemStorage::new();
+    s.add_file(
+        b"big/image.bin",
+        content(&mut rng, (16 << 20) + 777),
+        0o644,
+        1_700_000_000,
+    );
+    s
+}
+
+/// A docroot-like tree of `n` files of mixed sizes in nested dirs, plus a symlink, an empty
+/// dir and a non-UTF-8 name, under `root/`.
+fn small_tree(seed: u64, root: &str, n: usize) -> MemStorage {
+    let mut rng = Rng(seed);
+    let mut s = MemStorage::new();
+    for i in 0..n {
+        let size = match rng.below(10) {
+            0 => 0,
+            1..=5 => rng.below(2048) as usize,
+            6..=8 => 2048 + rng.below(16384) as usize,
+            _ => 16384 + rng.below(100_000) as usize,
+        };
+        let path = format!("{root}/d{}/s{}/f{i}.php", i % 17, i % 5);
+        let mode = if i % 13 == 0 { 0o755 } else { 0o644 };
+        s.add_file(
+            path.as_bytes(),
+            content(&mut rng, size),
+            mode,
+            1_600_000_000 + i as i64,
+        );
+    }
+    s.add_file(
+        format!("{root}/caf\u{e9}/\u{fffd}").as_bytes(),
+        b"x".to_vec(),
+        0o600,
+        5,
+    );
+    let mut odd = root.as_bytes().to_vec();
+    odd.extend_from_slice(b"/bin\xff\xfename");
+    s.add_file(&odd, b"raw bytes".to_vec(), 0o644, 6);
+    s.tree.insert(
+        format!("{root}/empty").into_bytes(),
+        MemNode {
+            kind: EntryKind::Dir,
+            data: vec![],
+            mode: 0o700,
+            mtime: 7,
+            uid: 0,
+            gid: 0,
+            target: vec![],
+        },
+    );
+    s.tree.insert(
+        format!("{root}/current").into_bytes(),
+        MemNode {
+            kind: EntryKind::Symlink,
+            data: vec![],
+            mode: 0o777,
+            mtime: 8,
+            uid: 0,
+            gid: 0,
+            target: b"d1/s1".to_vec(),
+        },
+    );
+    s
+}
+
+/// A LAN with one sender (index 0, holding `src`) and `RECEIVERS` receivers, converged.
+fn cluster(seed: u64, faults: Faults, src: MemStorage) -> Lan {
+    let mut lan = Lan::new(seed, faults);
+    lan.add("sender", src);
+    for i in 0..RECEIVERS {
+        lan.add(&format!("web{}", i + 1), MemStorage::new());
+    }
+    let n = lan.nodes.len();
+    lan.drive(Duration::from_secs(5), |l| {
+        (0..n).all(|i| l.known(i) == n - 1)
+    });
+    lan
+}
+
+fn receivers() -> Vec<usize> {
+    (1..=RECEIVERS).collect()
+}
+
+#[track_caller]
+fn assert_same_tree(lan: &Lan, src: usize, dst: usize, roots: &[&str]) {
+    let under = |p: &[u8]| {
+        roots
+            .iter()
+            .any(|r| p == r.as_bytes() || p.starts_with(format!("{r}/").as_bytes()))
+    };
+    let a: BTreeMap<_, _> = lan.nodes[src]
+        .engine
+        .storage()
+        .tree
+        .iter()
+        .filter(|(p, _)| under(p))
+        .collect();
+    let b: BTreeMap<_, _> = lan.nodes[dst]
+        .engine
+        .storage()
+        .tree
+        .iter()
+        .filter(|(p, _)| under(p))
+        .collect();
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "member {dst}: {} paths, sender {}",
+        b.len(),
+        a.len()
+    );
+    for (p, n) in &a {
+        let m = b
+            .get(p)
+            .unwrap_or_else(|| panic!("member {dst} lacks {}", String::from_utf8_lossy(p)));
+        assert!(
+            n == m,
+            "member {dst}: {} differs",
+            String::from_utf8_lossy(p)
+        );
+    }
+    assert_eq!(
+        lan.nodes[dst].engine.storage().staged_count(),
+        0,
+        "staged files left on {dst}"
+    );
+}
+
+/// Runs one push of the sender's whole tree to every receiver; returns (report, ratio).
+fn push_all(lan: &mut Lan, limit: Duration) -> (makuo::proto::PushReport, f64) {
+    let m = lan.nodes[0].engine.storage().manifest();
+    let payload = m.total_bytes() as f64;
+    let before = lan.nodes[0].sent_wire_bytes;
+    let x = lan.push(0, &receivers(), m);
+    lan.drive(limit, |l| l.report(0, x).is_some());
+    let (_, r) = lan.report(0, x).unwrap();
+    let ratio = (lan.nodes[0].sent_wire_bytes - before) as f64 / payload;
+    (r, ratio)
+}
+
+#[track_caller]
+fn assert_all_ok(r: &makuo::proto::PushReport) {
+    for m in &r.members {
+        assert!(m.ok, "{} failed: {:?}", m.name, m.error);
+    }
+}
+
+static REPORT: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+fn record(key: &str, line: String) {
+    let mut r = REPORT.lock().unwrap();
+    r.insert(key.to_string(), line);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/sim-report.txt");
+    let mut text = String::from(
+        "# makuo engine on a simulated LAN: 1 sender, 8 receivers, big file 16 MiB\n\
+         # wire ratio = bytes the sender emits (datagrams + 42 B Ethernet/IP/UDP each) / payload bytes\n",
+    );
+    for v in r.values() {
+        text.push_str(v);
+        text.push('\n');
+    }
+    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target"));
+    std::fs::write(path, text).unwrap();
+}
+
+fn big_with_loss(seed: u64, loss: f64, limit: Duration) -> f64 {
+    let mut lan = cluster(seed, Faults::lossy(loss), big_tree(seed));
+    let start = lan.now;
+    let (r, ratio) = push_all(&mut lan, limit);
+    assert_all_ok(&r);
+    for j in receivers() {
+        assert_same_tree(&lan, 0, j, &["big"]);
+    }
+    record(
+        &format!("loss {:05.1}", loss * 100.0),
+        format!(
+            "loss {:>4.1} %  wire ratio {:.4}  virtual time {:.2} s  datagrams {}",
+            loss * 100.0,
+            ratio,
+            (lan.now - start).as_secs_f64(),
+            r.datagrams
+        ),
+    );
+    ratio
+}
+
+#[test]
+fn big_file_loss_0pct_wire_ratio() {
+    let ratio = big_with_loss(1, 0.0, Duration::from_secs(20));
+    assert!(ratio <= 1.06, "wire ratio {ratio:.4} > 1.06 at 0 % loss");
+}
+
+#[test]
+fn big_file_loss_1pct_wire_ratio() {
+    let ratio = big_with_loss(2, 0.01, Duration::from_secs(30));
+    assert!(ratio <= 1.12, "wire ratio {ratio:.4} > 1.12 at 1 % loss");
+}
+
+#[test]
+fn big_file_loss_5pct_reorder_dup() {
+    big_with_loss(3, 0.05, Duration::from_secs(60));
+}
+
+#[test]
+fn big_file_loss_20pct_reorder_dup() {
+    big_with_loss(4, 0.20, Duration::from_secs(300));
+}
+
+fn small_with(seed: u64, faults: Faults, limit: Duration) -> Lan {
+    let mut lan = cluster(seed, faults, small_tree(seed, "www", 2000));
+    let (r, _) = push_all(&mut lan, limit);
+    assert_all_ok(&r);
+    for j in receivers() {
+        assert_same_tree(&lan, 0, j, &["www"]);
+    }
+    lan
+}
+
+#[test]
+fn small_files_loss_0pct() {
+    let mut lan = small_with(10, Faults::lossy(0.0), Duration::from_secs(20));
+    // A second push of the same tree sends no payload at all.
+    let (r, ratio) = push_all(&mut lan, Duration::from_secs(10));
+    assert_all_ok(&r);
+    assert_eq!(r.payload_bytes, 0);
+    assert!(ratio < 0.05, "no-op push sent {ratio:.3} of the payload");
+}
+
+#[test]
+fn small_files_loss_5pct_reorder_dup() {
+    small_with(11, Faults::lossy(0.05), Duration::from_secs(60));
+}
+
+#[test]
+fn small_files_loss_20pct_reorder_dup() {
+    small_with(12, Faults::lossy(0.20), Duration::from_secs(300));
+}
+
+#[test]
+fn loss_burst_big_and_small() {
+    let faults = Faults {
+        burst: Some((0.002, 0.1)),
+        ..Faults::lossy(0.001)
+    };
+    let mut lan = cluster(20, faults.clone(), big_tree(20));
+    let (r, _) = push_all(&mut lan, Duration::from_secs(60));
+    assert_all_ok(&r);
+    for j in receivers() {
+        assert_same_tree(&lan, 0, j, &["big"]);
+    }
+    small_with(21, faults, Duration::from_secs(60));
+}
+
+#[test]
+fn update_sends_only_changes_and_metadata() {
+    let mut lan = small_with(30, Faults::default(), Duration::from_secs(20));
+    // Change 1 % of files on the sender: content, size, mode only.
+    let keys: Vec<Vec<u8>> = lan.nodes[0].engine.storage().tree.keys().cloned().collect();
+    let mut changed = 0u64;
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 100 == 3) {
+        let n = lan.nodes[0].engine.storage_mut().tree.get_mut(k).unwrap();
+        if n.kind != EntryKind::File {
+            continue;
+        }
+        if i % 200 == 3 {
+            n.mode = 0o600;
+        } else {
+            n.data.extend_from_slice(b"<?php // changed");
+            n.mtime += 1;
+            changed += n.data.len() as u64;
+        }
+    }
+    let (r, _) = push_all(&mut lan, Duration::from_secs(20));
+    assert_all_ok(&r);
+    assert_eq!(
+        r.payload_bytes, changed,
+        "payload is exactly the changed files"
+    );
+    for j in receivers() {
+        assert_same_tree(&lan, 0, j, &["www"]);
+    }
+}
+
+#[test]
+fn silent_member_is_failed_within_timeout_others_complete() {
+    let mut lan = cluster(40, Faults::default(), big_tree(40));
+    let m = lan.nodes[0].engine.storage().manifest();
+    let x = lan.push(0, &receivers(), m);
+    // Let the transfer get going (a quarter of the data sent), then freeze web3 (SIGSTOP).
+    lan.drive(Duration::from_secs(5), |l| l.nodes[0].sent_datagrams > 3000);
+    assert!(
+        lan.report(0, x).is_none(),
+        "push finished too early to test silence"
+    );
+    lan.nodes[3].paused = true;
+    let paused_at = lan.now;
+    lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+    let (t, r) = lan.report(0, x).unwrap();
+    let timeout = lan.nodes[0].engine.config().member_timeout;
+    for m in &r.members {
+        if m.name == "web3" {
+            assert!(!m.ok, "silent member reported ok");
+            assert!(
+                m.error.as_deref().unwrap_or("").contains("no answer"),
+                "{:?}",
+                m.error
+            );
+        } else {
+            assert!(m.ok, "{} failed: {:?}", m.name, m.error);
+        }
+    }
+    let waited = t - paused_at;
+    assert!(
+        waited <= timeout + Duration::from_secs(3),
+        "failed only after {waited:?}"
+    );
+    for j in receivers().into_iter().filter(|&j| j != 3) {
+        assert_same_tree(&lan, 0, j, &["big"]);
+    }
+    // When it comes back, it abandons the transfer and leaves no staged file; the next
+    // push repairs it.
+    lan.nodes[3].paused = false;
+    lan.run_for(Duration::from_secs(7));
+    assert_eq!(lan.nodes[3].engine.storage().staged_count(), 0);
+    let (r, _) = push_all(&mut lan, Duration::from_secs(30));
+    assert_all_ok(&r);
+    assert_same_tree(&lan, 0, 3, &["big"]);
+}
+
+#[test]
+fn join_midway_learns_everyone_and_gets_next_push() {
+    let mut lan = cluster(50, Faults::lossy(0.01), small_tree(50, "www", 2000));
+    let m = lan.nodes[0].engine.storage().manifest();
+    let x = lan.push(0, &receivers(), m);
+    lan.run_for(Duration::from_millis(20));
+    let late = lan.add("late", MemStorage::new());
+    let joined_at = lan.now;
+    let n = lan.nodes.len();
+    // The newcomer learns the whole live set from the first answers to its join.
+    lan.drive(Duration::from_secs(2), |l| l.known(late) == n - 1);
+    assert!(
+        lan.now - joined_at < Duration::from_millis(500),
+        "took {:?}",
+        lan.now - joined_at
+    );
+    lan.drive(Duration::from_secs(60), |l| l.report(0, x).is_some());
+    assert_all_ok(&lan.report(0, x).unwrap().1);
+    lan.drive(Duration::from_secs(5), |l| l.known(0) == n - 1);
+    let m = lan.nodes[0].engine.storage().manifest();
+    let mut to = receivers();
+    to.push(late);
+    let x2 = lan.push(0, &to, m);
+    lan.drive(Duration::from_secs(60), |l| l.report(0, x2).is_some());
+    assert_all_ok(&lan.report(0, x2).unwrap().1);
+    for j in to {
+        assert_same_tree(&lan, 0, j, &["www"]);
+    }
+}
+
+#[test]
+fn concurrent_senders_both_complete() {
+    let mut lan = Lan::new(60, Faults::lossy(0.02));
+    let a = lan.add("alpha", small_tree(61, "alpha", 2000));
+    let b = lan.add("beta", big_tree(62));
+    for i in 0..RECEIVERS {
+        lan.add(&format!("web{}", i + 1), MemStorage::new());
+    }
+    let n = lan.nodes.len();
+    lan.drive(Duration::from_secs(5), |l| {
+        (0..n).all(|i| l.known(i) == n - 1)
+    });
+    let to: Vec<usize> = (2..n).collect();
+    let ma = lan.nodes[a].engine.storage().manifest();
+    let mb = lan.nodes[b].engine.storage().manifest();
+    let xa = lan.push(a, &to, ma);
+    let xb = lan.push(b, &to, mb);
+    lan.drive(Duration::from_secs(120), |l| {
+        l.report(a, xa).is_some() && l.report(b, xb).is_some()
+    });
+    assert_all_ok(&lan.report(a, xa).unwrap().1);
+    assert_all_ok(&lan.report(b, xb).unwrap().1);
+    for j in to {
+        assert_same_tree(&lan, a, j, &["alpha"]);
+        assert_same_tree(&lan, b, j, &["big"]);
+    }
+}
+
+#[test]
+fn delete_removes_extras_and_max_delete_vetoes() {
+    let mut lan = small_with(70, Faults::default(), Duration::from_secs(20));
+    lan.nodes[2]
+        .engine
+        .storage_mut()
+        .add_file(b"www/stale.php", b"old".to_vec(), 0o644, 1);
+    lan.nodes[2]
+        .engine
+        .storage_mut()
+        .add_file(b"other/keep", b"k".to_vec(), 0o644, 1);
+    // --max-delete 0: vetoed, nothing deleted, reported.
+    let mut m = lan.nodes[0].engine.storage().manifest();
+    m.roots = vec![b"www".to_vec()];
+    m.options.delete = true;
+    let req = makuo::proto::PushRequest {
+        manifest: m.clone(),
+        targets: receivers().iter().map(|&j| lan.node_id(j)).collect(),
+        max_delete: Some(0),
+    };
+    let now = lan.now;
+    let x = lan.nodes[0]
+        .engine
+        .handle_command(now, makuo::proto::Command::Push(req))
+        .unwrap();
+    lan.drive(Duration::from_secs(10), |l| l.report(0, x).is_some());
+    let r = lan.report(0, x).unwrap().1;
+    assert!(r.max_delete_hit);
+    assert_eq!(
+        r.members
+            .iter()
+            .find(|m| m.name == "web2")
+            .unwrap()
+            .would_delete,
+        1
+    );
+    assert!(lan.nodes[2]
+        .engine
+        .storage()
+        .tree
+        .contains_key(&b"www/stale.php"[..]));
+    // Without the cap the extra goes; paths outside the roots stay.
+    let x = lan.push(0, &receivers(), m);
+    lan.drive(Duration::from_secs(10), |l| l.report(0, x).is_some());
+    let r = lan.report(0, x).unwrap().1;
+    assert_all_ok(&r);
+    assert_eq!(
+        r.members.iter().find(|m| m.name == "web2").unwrap().deleted,
+        1
+    );
+    assert!(!lan.nodes[2]
+        .engine
+        .storage()
+        .tree
+        .contains_key(&b"www/stale.php"[..]));
+    assert!(lan.nodes[2]
+        .engine
+        .storage()
+        .tree
+        .contains_key(&b"other/keep"[..]));
+    assert_same_tree(&lan, 0, 2, &["www"]);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_reports_exactly() {
+    let mut lan = cluster(80, Faults::default(), small_tree(80, "www", 300));
+    lan.nodes[1]
+        .engine
+        .storage_mut()
+        .add_file(b"www/extra", b"e".to_vec(), 0o644, 1);
+    let before: Vec<_> = receivers()
+        .iter()
+        .map(|&j| lan.nodes[j].engine.storage().tree.clone())
+        .collect();
+    let mut m = lan.nodes[0].engine.storage().manifest();
+    m.options.dry_run = true;
+    m.options.delete = true;
+    let x = lan.push(0, &receivers(), m);
+    lan.drive(Duration::from_secs(10), |l| l.report(0, x).is_some());
+    let r = lan.report(0, x).unwrap().1;
+    assert_all_ok(&r);
+    for (k, j) in receivers().into_iter().enumerate() {
+        assert!(
+            lan.nodes[j].engine.storage().tree == before[k],
+            "dry run changed member {j}"
+        );
+    }
+    let web1 = r.members.iter().find(|m| m.name == "web1").unwrap();
+    assert_eq!(web1.deletions, vec![b"www/extra".to_vec()]);
+    let entries = lan.nodes[0].engine.storage().manifest().entries.len() as u32;
+    // web1 already has an identical `www` directory; web2 has nothing.
+    assert_eq!(web1.planned_files, entries - 1);
+    let web2 = r.members.iter().find(|m| m.name == "web2").unwrap();
+    assert_eq!(web2.planned_files, entries);
+    assert!(web2.deletions.is_empty());
+}
+
+#[test]
+fn disk_full_receiver_fails_alone() {
+    let mut lan = cluster(90, Faults::default(), small_tree(90, "www", 200));
+    lan.nodes[5].engine.storage_mut().fail_writes = true;
+    let (r, _) = push_all(&mut lan, Duration::from_secs(20));
+    for m in &r.members {
+        if m.name == "web5" {
+            assert!(!m.ok);
+            assert!(
+                m.error.as_deref().unwrap().contains("no space"),
+                "{:?}",
+                m.error
+            );
+        } else {
+            assert!(m.ok, "{}: {:?}", m.name, m.error);
+        }
+    }
+    assert_eq!(lan.nodes[5].engine.storage().staged_count(), 0);
+}
+
+#[test]
+fn hostile_datagrams_fuzz_100k() {
+    // A corpus of real datagrams of every kind, captured from a lossy push.
+    let mut lan = cluster(100, Faults::lossy(0.05), small_tree(100, "www", 50));
+    lan.capture = Some(Vec::new());
+    let (r, _) = push_all(&mut lan, Duration::from_secs(20));
+    assert_all_ok(&r);
+    let corpus = lan.capture.take().unwrap();
+    let kinds: std::collections::BTreeSet<u8> =
+        corpus.iter().filter_map(|d| d.get(3).copied()).collect();
+    assert!(kinds.len() >= 9, "corpus has kinds {kinds:?}");
+    let victim = MemStorage::new();
+    let cfg = lan::test_config(0x4242, "victim");
+    let t0 = lan.now;
+    let mut e = makuo::proto::Engine::new(cfg, victim, t0);
+    let mut rng = Rng(0xf00d);
+    let mut buf = vec![0u8; wire::MAX_DATAGRAM];
+    let from: std::net::SocketAddr = "127.0.0.9:1".parse().unwrap();
+    let cases = 120_000u64;
+    for i in 0..cases {
+        let mut d = match rng.below(4) {
+            0 => {
+                // Pure random bytes of random length (sometimes with a valid header start).
+                let len = rng.below(1600) as usize;
+                let mut d: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                if len > 4 && rng.chance(0.5) {
+                    d[..3].copy_from_slice(&[b'M', b'K', wire::VERSION]);
+                    d[3] = rng.below(15) as u8;
+                }
+                d
+            }
+            _ => corpus[rng.below(corpus.len() as u64) as usize].clone(),
+        };
+        // Mutate: flip bytes, truncate, extend, overwrite lengths with extremes.
+        for _ in 0..rng.below(6) {
+            if d.is_empty() {
+                break;
+            }
+            let p = rng.below(d.len() as u64) as usize;
+            match rng.below(5) {
+                0 => d[p] ^= 1 << rng.below(8),
+                1 => d[p] = rng.next() as u8,
+                2 => d.truncate(p),
+                3 => d[p] = 0xff,
+                _ => d.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+            }
+        }
+        // Keep the cluster id and make it look like another node half the time, so decoded
+        // messages reach the transfer state machines.
+        if d.len() >= 24 && rng.chance(0.5) {
+            d[6..8].copy_from_slice(&[0, 0]);
+        }
+        let now = t0 + Duration::from_micros(i * 50);
+        e.handle_datagram(now, from, &d);
+        if i % 64 == 0 {
+            e.handle_timeout(now);
+            while e.poll_transmit(now, &mut buf).is_some() {}
+            while e.poll_event().is_some() {}
+        }
+    }
+    let s = e.stats().clone();
+    assert_eq!(s.received, cases);
+    assert_eq!(
+        s.accepted + s.dropped() + s.own,
+        s.received,
+        "every datagram accepted or dropped: {s:?}"
+    );
+    assert!(s.dropped() > cases / 3, "{s:?}");
+    assert!(
+        s.accepted > 1000,
+        "mutations too destructive to reach deep code: {s:?}"
+    );
+    let (out, inn) = e.transfers();
+    assert_eq!(out, 0);
+    assert!(inn <= makuo::proto::MAX_INBOUND);
+    assert!(e.members().count() <= makuo::proto::MAX_MEMBERS);
+    // Nothing was written outside staging: no path in the victim's tree escapes.
+    for p in e.storage().tree.keys() {
+        assert!(makuo::proto::manifest::check_rel_path(p).is_ok());
+    }
+}
+
+#[test]
+fn manifest_entry_kinds_round_trip_through_a_push() {
+    let mut lan = cluster(110, Faults::default(), small_tree(110, "www", 20));
+    let m: Manifest = lan.nodes[0].engine.storage().manifest();
+    assert!(m
+        .entries
+        .iter()
+        .any(|e: &Entry| e.kind == EntryKind::Symlink));
+    let (r, _) = push_all(&mut lan, Duration::from_secs(10));
+    assert_all_ok(&r);
+    for j in receivers() {
+        assert_same_tree(&lan, 0, j, &["www"]);
+    }
+    let applied = lan.nodes[1]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Applied { .. }))
+        .count();
+    assert_eq!(applied, 1);
+}
