@@ -13,6 +13,47 @@
 //! with mode 0600 and `O_EXCL`, so an existing key is never overwritten. Each key has a one-byte
 //! [`Key::id`], derived from the key itself, which travels in the header so a receiver holding
 //! two keys (rotation) knows which one to try.
+//!
+//! # Sealed datagrams
+//!
+//! `header(24) | XChaCha20-Poly1305(body | timestamp(8)) | tag(16)`, so sealing adds exactly
+//! [`SEAL_OVERHEAD`] bytes and works in place. The header travels in clear (with
+//! [`FLAG_SEALED`] and the key id set) and is the associated data, so none of it can be
+//! altered. The timestamp is the sender's clock in unix ms.
+//!
+//! **Nonce**: `node id (8) | seq (8) | "MKseal01"`. It never repeats for a key because the node
+//! id is drawn at random per process (a collision among `n` processes ever run with one key
+//! has probability about `n² / 2^65`) and the sequence number strictly increases within a
+//! process; [`Sealer::seal`] panics rather than seal a non-increasing one. This relies on the
+//! node id being fresh random for every process, never persisted or derived from the host.
+//! XChaCha20-Poly1305 was chosen because its 24-byte nonce holds both ids whole; the 12-byte
+//! nonce of ChaCha20-Poly1305 would force truncating the node id, and random nonces would not
+//! fit in [`SEAL_OVERHEAD`].
+//!
+//! # Replay protection
+//!
+//! After authentication a datagram is accepted only if (1) its timestamp is within
+//! ±`window` (default 60 s, [`Sealer::set_window`]) of our clock, and (2) its (node, seq) has
+//! not been accepted before: each sender has a window of its highest sequence number and a
+//! bitmap of the [`REPLAY_BITS`] below it (older numbers are refused). A sender's window is
+//! kept until our clock passes the newest timestamp accepted from it by more than `window`:
+//! from then on every datagram of it that we accepted is refused as stale anyway, so a
+//! short-lived sender that has exited is still covered. At most [`DEFAULT_MAX_NODES`] windows
+//! are kept ([`Sealer::set_max_nodes`]); when full, expired ones are dropped, and if none has
+//! expired a datagram from a new sender is refused rather than forgetting a live window.
+//!
+//! **Receiver restart**: the windows live in memory only. Instead of persisting them (a state
+//! file is lost on a crash between write and exit, and is one more file to protect), a sealer
+//! refuses timestamps older than its start time minus a small skew (default 2 s,
+//! [`Sealer::set_start_time`], [`Sealer::set_start_skew`]); if the start time is not set, the
+//! first `open` sets it. Limits, also in the protocol document:
+//! - a datagram sealed within the skew before a restart, and already accepted by the previous
+//!   run, can be replayed once to the new run;
+//! - a sender whose clock is more than the skew behind ours is refused for that long after our
+//!   start, and one more than `window` off is refused always: the cluster needs synchronised
+//!   clocks (NTP);
+//! - if our clock steps backwards by more than `window`, forgotten datagrams can become fresh
+//!   again.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -306,6 +347,77 @@ pub const TIMESTAMP_LEN: usize = 8;
 /// Length of the authentication tag.
 pub const TAG_LEN: usize = 16;
 const _: () = assert!(TIMESTAMP_LEN + TAG_LEN == SEAL_OVERHEAD);
+/// Sequence numbers remembered below a node's highest one.
+pub const REPLAY_BITS: u64 = 4096;
+/// Default number of senders whose replay windows are tracked at once.
+pub const DEFAULT_MAX_NODES: usize = 4096;
+/// Default tolerance (ms) for timestamps sealed before our start, for clock skew between
+/// nodes (see [`Sealer::set_start_time`]).
+pub const DEFAULT_START_SKEW_MS: u64 = 2_000;
+
+const WORDS: usize = (REPLAY_BITS / 64) as usize;
+
+/// One sender's replay window: its highest accepted sequence number and a bitmap of the
+/// [`REPLAY_BITS`] numbers at and below it (bit `i` is `top - i`).
+struct SeqWindow {
+    top: u64,
+    bits: [u64; WORDS],
+    /// Highest sealed timestamp accepted from this node: once our clock passes it by more
+    /// than the window, every datagram of this node we accepted is stale, and the window may
+    /// be forgotten.
+    max_ts: u64,
+}
+
+impl SeqWindow {
+    fn new(seq: u64, ts: u64) -> Self {
+        let mut bits = [0; WORDS];
+        bits[0] = 1;
+        Self {
+            top: seq,
+            bits,
+            max_ts: ts,
+        }
+    }
+
+    /// Marks `seq` as seen; false if it was already seen or lies below the window.
+    fn accept(&mut self, seq: u64) -> bool {
+        if seq > self.top {
+            self.shift(seq - self.top);
+            self.top = seq;
+            self.bits[0] |= 1;
+            return true;
+        }
+        let d = self.top - seq;
+        if d >= REPLAY_BITS {
+            return false;
+        }
+        let (w, b) = ((d / 64) as usize, d % 64);
+        if self.bits[w] & (1 << b) != 0 {
+            return false;
+        }
+        self.bits[w] |= 1 << b;
+        true
+    }
+
+    /// Moves every bit `k` places further from the top (bits past the end fall off).
+    fn shift(&mut self, k: u64) {
+        if k >= REPLAY_BITS {
+            self.bits = [0; WORDS];
+            return;
+        }
+        let (ws, bs) = ((k / 64) as usize, (k % 64) as u32);
+        for w in (0..WORDS).rev() {
+            let mut v = 0;
+            if w >= ws {
+                v = self.bits[w - ws] << bs;
+                if bs > 0 && w > ws {
+                    v |= self.bits[w - ws - 1] >> (64 - bs);
+                }
+            }
+            self.bits[w] = v;
+        }
+    }
+}
 
 /// Counters of what a [`Sealer`] did, for status output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -338,6 +450,13 @@ pub struct Sealer {
     keys: Vec<(u8, XChaCha20Poly1305)>,
     cluster: Option<u16>,
     window_ms: u64,
+    /// Replay windows per sender node id.
+    nodes: std::collections::HashMap<u64, SeqWindow>,
+    max_nodes: usize,
+    /// Our start (unix ms): timestamps sealed before `start - start_skew` are refused, as the
+    /// replay windows of a previous run are gone. Unset: the first `open` sets it.
+    start_ms: Option<u64>,
+    start_skew_ms: u64,
     /// Last sequence number sealed per node id: a repeat would reuse a nonce.
     last_sealed: std::collections::HashMap<u64, u64>,
     stats: SealStats,
@@ -379,6 +498,10 @@ impl Sealer {
             keys,
             cluster,
             window_ms: DEFAULT_WINDOW_MS,
+            nodes: Default::default(),
+            max_nodes: DEFAULT_MAX_NODES,
+            start_ms: None,
+            start_skew_ms: DEFAULT_START_SKEW_MS,
             last_sealed: Default::default(),
             stats: SealStats::default(),
         }
@@ -387,6 +510,33 @@ impl Sealer {
     /// Sets how far (ms, either way) a sealed timestamp may be from our clock.
     pub fn set_window(&mut self, window_ms: u64) {
         self.window_ms = window_ms;
+    }
+
+    /// Sets our start time (unix ms), normally the process start. Datagrams sealed more than
+    /// the start skew before it are refused as stale: they may have been accepted by a
+    /// previous run of this process, whose replay windows are lost. If never called, the
+    /// first [`Sealer::open`] sets it to its `now_unix_ms`.
+    pub fn set_start_time(&mut self, start_unix_ms: u64) {
+        self.start_ms = Some(start_unix_ms);
+    }
+
+    /// Sets how long (ms) before our start a timestamp may be and still be accepted (clock
+    /// skew between nodes). Default [`DEFAULT_START_SKEW_MS`].
+    pub fn set_start_skew(&mut self, skew_ms: u64) {
+        self.start_skew_ms = skew_ms;
+    }
+
+    /// Sets how many senders' replay windows are kept (about 530 bytes each). When full,
+    /// windows whose senders' datagrams are all stale are dropped; if none is, a datagram
+    /// from a new sender is refused ([`SealError::TooManyNodes`]) rather than forgetting a
+    /// window that still guards against replays.
+    pub fn set_max_nodes(&mut self, max_nodes: usize) {
+        self.max_nodes = max_nodes.max(1);
+    }
+
+    /// Number of senders whose replay windows are currently kept.
+    pub fn tracked_nodes(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Id of the sealing key.
@@ -522,19 +672,39 @@ impl Sealer {
         Ok(HEADER_LEN + body_len)
     }
 
+    /// Timestamp and replay checks of an authenticated datagram; records it if accepted.
     fn check_fresh(
         &mut self,
-        _node: u64,
-        _seq: u64,
+        node: u64,
+        seq: u64,
         sealed_ms: u64,
         now: u64,
     ) -> Result<(), SealError> {
-        if sealed_ms.abs_diff(now) > self.window_ms {
+        let start = *self.start_ms.get_or_insert(now);
+        if sealed_ms.abs_diff(now) > self.window_ms
+            || sealed_ms < start.saturating_sub(self.start_skew_ms)
+        {
             return Err(SealError::Stale {
                 sealed_ms,
                 now_ms: now,
             });
         }
+        if let Some(w) = self.nodes.get_mut(&node) {
+            if !w.accept(seq) {
+                return Err(SealError::Replayed { node, seq });
+            }
+            w.max_ts = w.max_ts.max(sealed_ms);
+            return Ok(());
+        }
+        if self.nodes.len() >= self.max_nodes {
+            let window = self.window_ms;
+            self.nodes
+                .retain(|_, w| now <= w.max_ts.saturating_add(window));
+            if self.nodes.len() >= self.max_nodes {
+                return Err(SealError::TooManyNodes);
+            }
+        }
+        self.nodes.insert(node, SeqWindow::new(seq, sealed_ms));
         Ok(())
     }
 }
@@ -768,6 +938,147 @@ mod tests {
         let (_, d) = sealed(&mut tx, 1, 4, NOW - 1001);
         assert!(matches!(
             open(&mut rx, &d, NOW),
+            Err(SealError::Stale { .. })
+        ));
+    }
+
+    #[test]
+    fn seal_replay_refused() {
+        let k = key(1);
+        let mut tx = Sealer::new(&k, None, None);
+        let mut rx = Sealer::new(&k, None, None);
+        let (_, d) = sealed(&mut tx, 42, 10, NOW);
+        assert!(open(&mut rx, &d, NOW).is_ok());
+        assert!(matches!(
+            open(&mut rx, &d, NOW + 1),
+            Err(SealError::Replayed { node: 42, seq: 10 })
+        ));
+        // Reordering is fine, each seq once.
+        let (_, d8) = sealed(&mut Sealer::new(&k, None, None), 42, 8, NOW);
+        let (_, d12) = sealed(&mut tx, 42, 12, NOW);
+        assert!(open(&mut rx, &d12, NOW).is_ok());
+        assert!(open(&mut rx, &d8, NOW).is_ok());
+        assert!(open(&mut rx, &d8, NOW).is_err());
+        assert!(open(&mut rx, &d12, NOW).is_err());
+        assert_eq!(rx.stats().replayed, 3);
+        // Same seq from another node is a different datagram.
+        let (_, other) = sealed(&mut tx, 43, 10, NOW);
+        assert!(open(&mut rx, &other, NOW).is_ok());
+    }
+
+    #[test]
+    fn seal_replay_window_matches_a_model() {
+        let mut w = SeqWindow::new(1000, 0);
+        let mut seen = std::collections::HashSet::from([1000u64]);
+        let mut top = 1000u64;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly near the top, some far behind, some big jumps ahead.
+            let seq = match x % 100 {
+                0 => top + 1 + (x >> 40) % 10_000,
+                1..=4 => top.saturating_sub((x >> 20) % 9_000),
+                _ => (top + 3).saturating_sub((x >> 20) % 300),
+            };
+            let fresh = !seen.contains(&seq) && seq + REPLAY_BITS > top;
+            assert_eq!(w.accept(seq), fresh, "step {i}: seq {seq}, top {top}");
+            if fresh {
+                seen.insert(seq);
+                top = top.max(seq);
+            }
+        }
+    }
+
+    #[test]
+    fn seal_replay_after_window_is_stale() {
+        let k = key(1);
+        let mut tx = Sealer::new(&k, None, None);
+        let mut rx = Sealer::new(&k, None, None);
+        let (_, d) = sealed(&mut tx, 42, 1, NOW);
+        assert!(open(&mut rx, &d, NOW).is_ok());
+        // The sender exits; its window is kept while its datagrams are fresh...
+        assert!(matches!(
+            open(&mut rx, &d, NOW + DEFAULT_WINDOW_MS),
+            Err(SealError::Replayed { .. })
+        ));
+        // ...and after that a replay is too old, remembered or not.
+        assert!(matches!(
+            open(&mut rx, &d, NOW + DEFAULT_WINDOW_MS + 1),
+            Err(SealError::Stale { .. })
+        ));
+        assert_eq!(rx.stats().stale, 1);
+    }
+
+    #[test]
+    fn seal_node_table_is_bounded() {
+        let k = key(1);
+        let mut tx = Sealer::new(&k, None, None);
+        let mut rx = Sealer::new(&k, None, None);
+        rx.set_max_nodes(2);
+        let (_, a) = sealed(&mut tx, 1, 1, NOW);
+        let (_, b) = sealed(&mut tx, 2, 1, NOW + 10);
+        let (_, c) = sealed(&mut tx, 3, 1, NOW + 20);
+        assert!(open(&mut rx, &a, NOW).is_ok());
+        assert!(open(&mut rx, &b, NOW + 10).is_ok());
+        // Both windows still guard fresh datagrams: refuse the newcomer, forget nothing.
+        assert!(matches!(
+            open(&mut rx, &c, NOW + 20),
+            Err(SealError::TooManyNodes)
+        ));
+        assert!(matches!(
+            open(&mut rx, &a, NOW + 20),
+            Err(SealError::Replayed { .. })
+        ));
+        assert_eq!(rx.stats().too_many_nodes, 1);
+        // Once node 1's datagrams are all stale its window goes, and the newcomer fits.
+        let t = NOW + DEFAULT_WINDOW_MS + 5;
+        let (_, c2) = sealed(&mut tx, 3, 2, t);
+        assert!(open(&mut rx, &c2, t).is_ok());
+        assert_eq!(rx.tracked_nodes(), 2);
+        assert!(matches!(open(&mut rx, &a, t), Err(SealError::Stale { .. })));
+        assert!(matches!(
+            open(&mut rx, &b, t),
+            Err(SealError::Replayed { .. })
+        ));
+    }
+
+    #[test]
+    fn seal_replay_to_a_restarted_receiver() {
+        let k = key(1);
+        let mut tx = Sealer::new(&k, None, None);
+        let mut before = Sealer::new(&k, None, None);
+        let (_, old) = sealed(&mut tx, 42, 1, NOW - 10_000);
+        let (_, recent) = sealed(&mut tx, 42, 2, NOW - 1_000);
+        assert!(open(&mut before, &old, NOW - 10_000).is_ok());
+        assert!(open(&mut before, &recent, NOW - 1_000).is_ok());
+
+        // The receiver restarts at NOW: its windows are gone, but anything sealed more than
+        // the start skew before its start is refused.
+        let mut after = Sealer::new(&k, None, None);
+        after.set_start_time(NOW);
+        assert!(matches!(
+            open(&mut after, &old, NOW + 1),
+            Err(SealError::Stale { .. })
+        ));
+        // Documented limit: a datagram sealed within the skew before the restart can be
+        // replayed once more to the new instance...
+        assert!(open(&mut after, &recent, NOW + 1).is_ok());
+        // ...but only once.
+        assert!(open(&mut after, &recent, NOW + 2).is_err());
+        let (_, new) = sealed(&mut tx, 42, 3, NOW + 5);
+        assert!(open(&mut after, &new, NOW + 5).is_ok());
+
+        // Without set_start_time, the first open stands for the start.
+        let mut fresh = Sealer::new(&k, None, None);
+        assert!(matches!(
+            open(&mut fresh, &old, NOW),
+            Err(SealError::Stale { .. })
+        ));
+        fresh.set_start_skew(0);
+        assert!(matches!(
+            open(&mut fresh, &recent, NOW),
             Err(SealError::Stale { .. })
         ));
     }
