@@ -597,7 +597,12 @@ impl Sealer {
     /// Opens the sealed datagram `buf[..len]` in place: checks the flag, cluster and key id,
     /// verifies the tag and decrypts, checks the sealed timestamp and the replay window, then
     /// rewrites the buffer to the unsealed form `[header | body]` ([`FLAG_SEALED`] and key id
-    /// cleared) and returns its length. On error the datagram must be dropped unparsed.
+    /// cleared) and returns its length. On error the datagram must be dropped unparsed; the
+    /// replay state changes only for datagrams that are accepted.
+    ///
+    /// # Panics
+    ///
+    /// If `len > buf.len()`.
     pub fn open(
         &mut self,
         buf: &mut [u8],
