@@ -11,3 +11,4 @@ pub mod apply;
 pub mod filter;
 pub mod net;
 pub mod proto;
+pub mod seal;
