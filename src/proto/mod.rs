@@ -947,7 +947,9 @@ impl<S: Storage> Engine<S> {
         let members = &self.members;
         if let Some(ob) = self.outbound.get_mut(&xfer) {
             ob.on_timeout(now, &self.cfg, |n| {
-                members.get(n).filter(|m| m.direct).map(|m| m.last_seen)
+                members
+                    .get(n)
+                    .map(|m| if m.direct { m.last_seen } else { now })
             });
         }
         self.collect_outbound(now);
@@ -1067,7 +1069,9 @@ impl<S: Storage> Engine<S> {
             if let Some(ob) = self.outbound.get_mut(&x) {
                 if ob.deadline().is_none_or(|d| now >= d) || !ob.has_work() {
                     ob.on_timeout(now, &self.cfg, |n| {
-                        members.get(n).filter(|m| m.direct).map(|m| m.last_seen)
+                        members
+                            .get(n)
+                            .map(|m| if m.direct { m.last_seen } else { now })
                     });
                 }
             }
