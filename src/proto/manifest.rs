@@ -493,7 +493,9 @@ impl Layout {
 
     /// Indices into `spans` of the spans overlapping payload bytes `[start, end)`.
     pub fn overlapping(&self, start: u64, end: u64) -> std::ops::Range<usize> {
-        let first = self.spans.partition_point(|&(_, off, size)| off + size <= start);
+        let first = self
+            .spans
+            .partition_point(|&(_, off, size)| off + size <= start);
         let last = self.spans.partition_point(|&(_, off, _)| off < end);
         first..last.max(first)
     }
@@ -555,7 +557,14 @@ mod tests {
 
     #[test]
     fn hostile_paths_are_refused() {
-        for bad in [&b"/etc/passwd"[..], b"a/../../x", b"a/./b", b"a//b", b"a\0b", b""] {
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"a/../../x",
+            b"a/./b",
+            b"a//b",
+            b"a\0b",
+            b"",
+        ] {
             assert!(check_rel_path(bad).is_err(), "{bad:?}");
         }
         assert!(check_rel_path(b"a/b.c/..d").is_ok());
@@ -589,6 +598,9 @@ mod tests {
         let f = Entry::file(b"x", 1, 0o644, 0);
         assert_eq!(itemize(&f, change::MISSING), ">f+++++++++");
         assert_eq!(itemize(&f, change::SIZE | change::TIME), ">f.st......");
-        assert_eq!(itemize(&Entry::dir(b"d", 0o755, 0), change::MISSING), "cd+++++++++");
+        assert_eq!(
+            itemize(&Entry::dir(b"d", 0o755, 0), change::MISSING),
+            "cd+++++++++"
+        );
     }
 }

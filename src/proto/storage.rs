@@ -340,7 +340,8 @@ impl Storage for MemStorage {
             let data = if needs_data(e.kind, f, checksum) {
                 let mut d = self.staged.remove(&(key, i as u32)).unwrap_or_default();
                 if d.len() as u64 > e.size {
-                    out.errors.push(format!("{}: staged too long", show(&e.path)));
+                    out.errors
+                        .push(format!("{}: staged too long", show(&e.path)));
                     continue;
                 }
                 d.resize(e.size as usize, 0);
