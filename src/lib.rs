@@ -7,3 +7,4 @@
 
 pub mod filter;
 pub mod proto;
+pub mod tree;
