@@ -12,3 +12,4 @@ pub mod filter;
 pub mod net;
 pub mod proto;
 pub mod seal;
+pub mod tree;
