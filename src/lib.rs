@@ -5,5 +5,6 @@
 //!   argument, datagrams go in and out as byte slices, files pass through a storage trait.
 #![warn(missing_docs)]
 
+pub mod exit;
 pub mod filter;
 pub mod proto;
