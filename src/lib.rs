@@ -3,8 +3,11 @@
 //! Layers, bottom up:
 //! - [`proto`]: the protocol engine, a sans-IO state machine. It performs no I/O: time is an
 //!   argument, datagrams go in and out as byte slices, files pass through a storage trait.
+//! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
+//!   completions; [`exit`]: the exit-status table.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod exit;
 pub mod filter;
 pub mod proto;
