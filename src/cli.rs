@@ -33,7 +33,7 @@ const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
 
 /// Push a file tree to every server of a cluster at once, over UDP multicast.
 ///
-/// makuo is the successor of makuosan. A daemon (`makuo daemon`) runs on every server of the
+/// makuo is the successor of makuosan. A daemon (makuo daemon) runs on every server of the
 /// cluster; the daemons find each other by multicast and a tree pushed at any one of them is
 /// written on every live member at the same time, so a push takes about as long for fifty
 /// servers as for two.
@@ -44,7 +44,7 @@ const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
 /// and status walk the tree themselves and multicast directly, as a short-lived sender that
 /// joins the cluster for the length of the run.
 ///
-/// Members authenticate and encrypt with the shared key files given by -k; `makuo keygen`
+/// Members authenticate and encrypt with the shared key files given by -k; makuo keygen
 /// makes one.
 #[derive(Debug, Parser)]
 #[command(
@@ -91,12 +91,12 @@ pub enum Command {
     Exclude(ExcludeArgs),
     /// Set the daemon's log level, from 0 (quiet) to 9 (debug).
     Loglevel(LoglevelArgs),
-    /// Write a new random cluster key to FILE (`-` prints it to stdout).
+    /// Write a new random cluster key to FILE ('-' prints it to stdout).
     ///
     /// A key is 32 random bytes written as 64 hex digits. FILE is created with mode 0600 and an
     /// existing file is never overwritten. Copy the key to every member (keeping it 0600: a
     /// key file others can read is refused) and pass it with -k. To rotate keys without
-    /// downtime, give every daemon `-k NEW -k OLD`, then `-k NEW`.
+    /// downtime, give every daemon '-k NEW -k OLD', then '-k NEW'.
     Keygen(KeygenArgs),
     /// Run a throwaway cluster on loopback and push a generated tree through it.
     ///
@@ -156,9 +156,9 @@ pub struct ClusterArgs {
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
     ///
     /// Every datagram is authenticated and encrypted with the first key; datagrams sealed with
-    /// either key are accepted. Give two keys to rotate: first `-k NEW -k OLD` everywhere, then
-    /// `-k NEW`. Without -k the cluster runs in clear and unauthenticated. Make a key with
-    /// `makuo keygen`.
+    /// either key are accepted. Give two keys to rotate: first '-k NEW -k OLD' everywhere, then
+    /// '-k NEW'. Without -k the cluster runs in clear and unauthenticated. Make a key with
+    /// makuo keygen.
     #[arg(short = 'k', long = "key", value_name = "KEYFILE", action = ArgAction::Append,
           value_hint = ValueHint::FilePath)]
     pub keys: Vec<PathBuf>,
@@ -297,7 +297,7 @@ pub struct DaemonArgs {
 /// Where the front end finds the daemon console.
 #[derive(Debug, Args)]
 pub struct ConsoleArgs {
-    /// Daemon console: HOST:PORT, or a unix socket path (anything containing `/`).
+    /// Daemon console: HOST:PORT, or a unix socket path (anything containing '/').
     #[arg(
         long,
         value_name = "ADDR",
@@ -376,8 +376,8 @@ pub struct SelectArgs {
     /// Exclude paths matching PATTERN (rsync rules; repeatable).
     ///
     /// --exclude, --include and --exclude-from rules apply in the order given, and the first
-    /// rule that matches a path decides. A pattern with a `/` is anchored at the transfer root,
-    /// a trailing `/` matches directories only, `*` stops at `/` and `**` does not.
+    /// rule that matches a path decides. A leading '/' anchors a pattern at the transfer root, a
+    /// trailing '/' matches directories only, '*' stops at '/' and '**' does not.
     #[arg(long, value_name = "PATTERN", action = ArgAction::Append, help_heading = "Filter")]
     pub exclude: Vec<String>,
 
@@ -387,8 +387,8 @@ pub struct SelectArgs {
 
     /// Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order).
     ///
-    /// Blank lines and lines starting with `#` or `;` are ignored. A line starting with `+ ` is
-    /// an include rule and one starting with `- ` an exclude rule, as in rsync.
+    /// Blank lines and lines starting with '#' or ';' are ignored. A line starting with '+ ' is
+    /// an include rule and one starting with '- ' an exclude rule, as in rsync.
     #[arg(long, value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath,
           help_heading = "Filter")]
     pub exclude_from: Vec<String>,
@@ -423,7 +423,7 @@ pub struct SyncArgs {
     #[arg(short = 'c', long)]
     pub checksum: bool,
 
-    /// Cap the send rate; RATE is in KiB/s unless suffixed (see --help).
+    /// Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units).
     ///
     /// As rsync: a plain number is KiB/s; suffixes K, M, G, T, P (or KiB, MiB, ...) multiply
     /// by powers of 1024, KB, MB, ... by powers of 1000, and B means bytes. Fractions are
@@ -520,7 +520,7 @@ pub struct LoglevelArgs {
 /// `makuo keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Where to write the key; `-` prints it to stdout.
+    /// Where to write the key; '-' prints it to stdout.
     #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
 }
@@ -549,7 +549,7 @@ pub struct GenerateArgs {
     #[arg(value_name = "WHAT")]
     pub what: GenerateWhat,
 
-    /// Directory to write `man/` and `completions/` under.
+    /// Directory to write man/ and completions/ under.
     #[arg(long, value_name = "DIR", default_value = ".", value_hint = ValueHint::DirPath)]
     pub out: PathBuf,
 }

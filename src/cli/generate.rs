@@ -82,29 +82,48 @@ fn add_pages(
 ) -> io::Result<()> {
     let source = format!("{BIN} {}", env!("CARGO_PKG_VERSION"));
     let man = Man::new(cmd.clone()).source(source).manual("makuo manual");
-    let mut buf = Vec::new();
     // Section by section rather than `render`, to put the exit table in EXIT STATUS (clap_mangen
-    // would title `after_long_help` "EXTRA") and to add SEE ALSO on subcommand pages.
-    man.render_title(&mut buf)?;
-    man.render_name_section(&mut buf)?;
-    man.render_synopsis_section(&mut buf)?;
-    man.render_description_section(&mut buf)?;
+    // would title `after_long_help` "EXTRA") and to add SEE ALSO on subcommand pages. Every
+    // `render_*` call writes roff's preamble; only the first copy is kept.
+    let mut sections: Vec<Vec<u8>> = Vec::new();
+    let mut section = |f: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| -> io::Result<()> {
+        let mut b = Vec::new();
+        f(&mut b)?;
+        sections.push(b);
+        Ok(())
+    };
+    section(&|b| man.render_title(b))?;
+    section(&|b| man.render_name_section(b))?;
+    section(&|b| man.render_synopsis_section(b))?;
+    section(&|b| man.render_description_section(b))?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
-        man.render_options_section(&mut buf)?;
+        section(&|b| man.render_options_section(b))?;
     }
     if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
-        man.render_subcommands_section(&mut buf)?;
+        section(&|b| man.render_subcommands_section(b))?;
     }
-    let mut roff = Roff::new();
+    section(&|b| {
+        let mut roff = Roff::new();
+        if top {
+            exit_status_section(&mut roff);
+        } else {
+            roff.control("SH", ["SEE ALSO"]);
+            roff.text([bold(BIN), roman("(1), for the exit status table.")]);
+        }
+        roff.to_writer(b)
+    })?;
     if top {
-        exit_status_section(&mut roff);
-    } else {
-        roff.control("SH", ["SEE ALSO"]);
-        roff.text([bold(BIN), roman("(1), for the exit status table.")]);
+        section(&|b| man.render_version_section(b))?;
     }
-    roff.to_writer(&mut buf)?;
-    if top {
-        man.render_version_section(&mut buf)?;
+    let mut preamble = Vec::new();
+    Roff::new().to_writer(&mut preamble)?;
+    let mut buf = Vec::new();
+    for (i, s) in sections.iter().enumerate() {
+        let s = match s.strip_prefix(preamble.as_slice()) {
+            Some(rest) if i > 0 => rest,
+            _ => s,
+        };
+        buf.extend_from_slice(s);
     }
     pages.push((Path::new("man").join(man.get_filename()), buf));
 
