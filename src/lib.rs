@@ -8,6 +8,12 @@
 #![warn(missing_docs)]
 
 pub mod apply;
+//! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
+//!   completions; [`exit`]: the exit-status table.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod exit;
 pub mod filter;
 pub mod net;
 pub mod proto;
