@@ -45,6 +45,14 @@ impl Exit {
         self as u8
     }
 
+    /// The exit for a status code (unknown codes are internal errors).
+    pub fn from_code(code: u8) -> Exit {
+        Exit::ALL
+            .into_iter()
+            .find(|e| e.code() == code)
+            .unwrap_or(Exit::Error)
+    }
+
     /// One-line meaning, as printed in `--help` and the man page.
     pub const fn meaning(self) -> &'static str {
         match self {

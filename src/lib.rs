@@ -20,9 +20,16 @@
 
 pub mod apply;
 pub mod cli;
+pub mod client;
+pub mod console;
+pub mod daemon;
+pub mod demo;
 pub mod exit;
 pub mod filter;
 pub mod net;
+pub mod node;
 pub mod proto;
+pub mod report;
 pub mod seal;
+pub mod state;
 pub mod tree;

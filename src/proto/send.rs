@@ -778,6 +778,16 @@ impl Outbound {
         }
     }
 
+    /// Ends the push now: every target without a result has failed with `reason`.
+    pub(crate) fn abort(&mut self, reason: &str) {
+        for t in &mut self.targets {
+            if t.failed.is_none() && t.result.is_none() {
+                t.failed = Some(reason.to_string());
+            }
+        }
+        self.phase = Phase::Done;
+    }
+
     /// The final report (once `phase == Done`).
     pub(crate) fn report(&self, now: Instant) -> PushReport {
         let entries = &self.manifest.entries;
