@@ -74,7 +74,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l bwlimit -d 'Cap the
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l timeout -d 'Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s p -l port -d 'UDP port of the multicast group' -r
@@ -100,7 +100,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l include -d 'Do not
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l exclude-from -d 'Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
-complete -c makuo -n "__fish_makuo_using_subcommand check" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Multicast group address' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s p -l port -d 'UDP port of the multicast group' -r
@@ -117,7 +117,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print res
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
-complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s p -l port -d 'UDP port of the multicast group' -r
@@ -133,7 +133,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s p -l port -d 'UDP port of the multicast group' -r

@@ -341,7 +341,11 @@ pub struct FrontArgs {
     #[arg(long, conflicts_with = "console", help_heading = "Direct mode")]
     pub direct: bool,
 
-    /// In direct mode, how long to listen for members before starting, in milliseconds.
+    /// In direct mode, the longest to listen for members before starting, in milliseconds.
+    ///
+    /// Members answer a join within tens of milliseconds and pass along everyone they know,
+    /// so listening ends early once members have answered and none has appeared for 80 ms
+    /// (and, with --state-dir, every remembered member has been heard).
     #[arg(
         long,
         value_name = "MS",

@@ -358,14 +358,29 @@ fn direct_node(front: &FrontArgs, rate: Option<u64>) -> Result<Node> {
     })
 }
 
-/// Runs the node until `deadline`, collecting events.
-fn discover(node: &mut Node, d: Duration) -> Result<()> {
-    let end = Instant::now() + d;
+/// Listens for members for at most `d`. Members answer a join within tens of milliseconds
+/// and pass along everyone they know, so once some have answered and no new one has appeared
+/// for a short quiet period (and every remembered member is live), waiting longer learns
+/// nothing: discovery ends early.
+fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
+    let start = Instant::now();
+    let end = start + d;
+    let quiet = Duration::from_millis(80);
+    let mut count = 0;
+    let mut changed = start;
     while Instant::now() < end {
-        node.turn(
-            end.saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(20)),
-        )?;
+        node.turn(end.saturating_duration_since(Instant::now()).min(Duration::from_millis(10)))?;
+        let n = node.engine.members().filter(|m| m.receives()).count();
+        if n != count {
+            count = n;
+            changed = Instant::now();
+        }
+        let all_expected = expect
+            .iter()
+            .all(|name| node.engine.members().any(|m| &m.name == name));
+        if count > 0 && all_expected && changed.elapsed() >= quiet {
+            break;
+        }
     }
     Ok(())
 }
@@ -406,8 +421,9 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     if load_keys(front)?.is_empty() && out.verbose > 0 {
         eprintln!("makuo: warning: no cluster key (-k): traffic is unauthenticated");
     }
-    discover(&mut node, Duration::from_millis(front.discover))?;
     let (mut state, remembered) = remembered(front)?;
+    let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
+    discover(&mut node, Duration::from_millis(front.discover), &expect)?;
     let (live, mut absent, unknown) =
         node::resolve_targets(node.engine.members(), &remembered, &cmd.targets);
     for u in unknown {
@@ -529,7 +545,7 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
         }
     }
     let mut node = direct_node(front, None)?;
-    discover(&mut node, Duration::from_millis(front.discover))?;
+    discover(&mut node, Duration::from_millis(front.discover), &[])?;
     let mut lines = Vec::new();
     for m in node.engine.members() {
         let info = if m.info.is_empty() {

@@ -377,7 +377,7 @@ impl<S: Storage> Engine<S> {
             code: Code {
                 block,
                 k,
-                parity: k as u16,
+                parity: (k as u16 / 2).max(1),
             },
             rate: cfg.rate_limit.map(|r| r as f64),
             hdr: HeaderGen {

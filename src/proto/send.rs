@@ -674,6 +674,11 @@ impl Outbound {
     }
 
     fn start_commit(&mut self, now: Instant, cfg: &Config) {
+        let ok = self.targets.iter().filter(|t| t.active()).count();
+        self.progress.push(format!(
+            "committing on {ok} member(s) after {:.2}s",
+            now.saturating_duration_since(self.started).as_secs_f64()
+        ));
         self.phase = Phase::Commit;
         self.queue.clear();
         self.queue.push_back(Work::Commit);
