@@ -369,7 +369,10 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
     let mut count = 0;
     let mut changed = start;
     while Instant::now() < end {
-        node.turn(end.saturating_duration_since(Instant::now()).min(Duration::from_millis(10)))?;
+        node.turn(
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(10)),
+        )?;
         let n = node.engine.members().filter(|m| m.receives()).count();
         if n != count {
             count = n;
