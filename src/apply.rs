@@ -739,6 +739,12 @@ impl FsStorage {
         Ok(gone)
     }
 
+    /// Re-reads who we run as (after the daemon dropped privileges with `-u`): owners and
+    /// set-id bits are only reproduced while running as root.
+    pub fn refresh_identity(&mut self) {
+        self.is_root = unsafe { libc::geteuid() } == 0;
+    }
+
     /// Flushes the whole file system holding the base (syncfs needs a real descriptor, not
     /// the O_PATH one kept for walking).
     fn syncfs(&self) -> io::Result<()> {

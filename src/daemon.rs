@@ -177,6 +177,7 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         None => None,
     };
     drop_privileges(args)?;
+    node.engine.storage_mut().refresh_identity();
     if !args.foreground {
         daemonize(&state_dir)?;
     }
