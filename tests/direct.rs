@@ -572,7 +572,7 @@ fn second_identical_sync_is_a_fast_no_op() {
 }
 
 /// A path that exists only on a receiver survives a plain sync and is removed by
-/// `--delete`; `--max-delete` counts per member.
+/// `--delete`, which only reaches under the PATHs given; `--max-delete` counts per member.
 #[test]
 fn receiver_only_paths_survive_plain_sync_and_go_with_delete() {
     let c = Cluster::start(3);
@@ -587,8 +587,15 @@ fn receiver_only_paths_survive_plain_sync_and_go_with_delete() {
     assert!(c.base("m3").join("olddir/sub/f").exists());
     assert!(c.base("m3").join("lib/stale.php").exists());
 
-    // Two deletions on m3 under a limit of 2 per member: within the limit.
-    let r = c.sync("-r --delete --max-delete 2 --json .");
+    // Deleting under lib/ leaves the rest of the member alone.
+    let r = c.sync("-r --delete lib");
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!c.base("m3").join("lib/stale.php").exists());
+    assert!(c.base("m3").join("olddir/sub/f").exists());
+    assert!(c.base("m2").join("extra.txt").exists());
+
+    // One deletion on each of two members under a limit of 1: the limit is per member.
+    let r = c.sync("-r --delete --max-delete 1 --json .");
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();
     let j = r.json();
@@ -604,7 +611,7 @@ fn receiver_only_paths_survive_plain_sync_and_go_with_delete() {
     };
     assert_eq!(
         (deleted("m1"), deleted("m2"), deleted("m3")),
-        (0, 1, 2),
+        (0, 1, 1),
         "{r}"
     );
 }
@@ -1065,6 +1072,15 @@ fn console_mode_goes_through_the_daemon_with_the_same_table_and_exits() {
     let r = via(&console, "sync", "-r --delete --exclude *.log .");
     assert_eq!(r.code, 0, "{r}");
     assert!(!c.base("m2").join("extra.txt").exists());
+
+    write(&c.src, "new.txt", "new\n");
+    let r = via(&console, "sync", "-r -t m2 .");
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(names(&r.table(1)), set(&["m2"]), "{r}");
+    assert!(c.base("m2").join("new.txt").exists());
+    assert!(!c.base("m1").join("new.txt").exists());
+    let r = via(&console, "sync", "-r .");
+    assert_eq!(r.code, 0, "{r}");
 
     let r = via(&console, "check", "-r");
     assert_eq!(r.code, 0, "{r}");
