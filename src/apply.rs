@@ -849,6 +849,21 @@ impl Storage for FsStorage {
     }
 
     fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        // A push may ask members to skip the durability step (`sync --no-fsync`).
+        let durable = self.opts.durable;
+        self.opts.durable = durable && !req.manifest.options.no_fsync;
+        let out = self.commit_durable(key, req);
+        self.opts.durable = durable;
+        out
+    }
+
+    fn abort(&mut self, key: XferKey) {
+        self.drop_staged(key);
+    }
+}
+
+impl FsStorage {
+    fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
         Some(match Filter::new(&req.manifest.rules) {
             Ok(filter) => self.commit_with(key, req, &|p, d| filter.excluded(p, d)),
             Err(e) => {
@@ -858,10 +873,6 @@ impl Storage for FsStorage {
                 out
             }
         })
-    }
-
-    fn abort(&mut self, key: XferKey) {
-        self.drop_staged(key);
     }
 }
 

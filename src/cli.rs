@@ -444,6 +444,8 @@ pub struct SyncArgs {
     pub progress: bool,
 
     /// Let members skip the durability step (fsync before rename) for this push.
+    ///
+    /// Faster on slow disks; a power cut right after the push may then lose what it wrote.
     #[arg(long)]
     pub no_fsync: bool,
 

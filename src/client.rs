@@ -30,27 +30,58 @@ use crate::report::{Absent, Outcome};
 pub struct Console {
     r: Box<dyn BufRead>,
     w: Box<dyn Write>,
+    /// `--timeout`: no line from the daemon for this long ends the run (exit 30).
+    pub timeout: Option<Duration>,
+    set_timeout: Box<dyn Fn(Option<Duration>) -> std::io::Result<()>>,
 }
+
+/// The daemon went quiet for longer than `--timeout`.
+#[derive(Debug)]
+pub struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("timed out waiting for the daemon")
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 impl Console {
     /// Connects (TCP `HOST:PORT` or a unix socket path) and authenticates if asked.
     pub fn connect(addr: &ConsoleAddr, password_file: Option<&std::path::Path>) -> Result<Self> {
-        let (r, w): (Box<dyn BufRead>, Box<dyn Write>) = match addr {
+        type Setter = Box<dyn Fn(Option<Duration>) -> std::io::Result<()>>;
+        let (r, w, set_timeout): (Box<dyn BufRead>, Box<dyn Write>, Setter) = match addr {
             ConsoleAddr::Tcp(a) => {
                 let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(a.as_str())?.collect();
                 let s = addrs
                     .iter()
                     .find_map(|sa| TcpStream::connect_timeout(sa, Duration::from_millis(500)).ok())
                     .ok_or_else(|| anyhow!("no daemon answers on {a}"))?;
-                (Box::new(BufReader::new(s.try_clone()?)), Box::new(s))
+                let t = s.try_clone()?;
+                (
+                    Box::new(BufReader::new(s.try_clone()?)),
+                    Box::new(s),
+                    Box::new(move |d| t.set_read_timeout(d)),
+                )
             }
             ConsoleAddr::Unix(p) => {
                 let s = UnixStream::connect(p)
                     .with_context(|| format!("no daemon answers on {}", p.display()))?;
-                (Box::new(BufReader::new(s.try_clone()?)), Box::new(s))
+                let t = s.try_clone()?;
+                (
+                    Box::new(BufReader::new(s.try_clone()?)),
+                    Box::new(s),
+                    Box::new(move |d| t.set_read_timeout(d)),
+                )
             }
         };
-        let mut c = Console { r, w };
+        let mut c = Console {
+            r,
+            w,
+            timeout: None,
+            set_timeout,
+        };
         if let Some(pf) = password_file {
             let pw = std::fs::read_to_string(pf)
                 .with_context(|| format!("password file {}", pf.display()))?;
@@ -69,11 +100,22 @@ impl Console {
     pub fn command(&mut self, cmd: &str, mut line: impl FnMut(&str)) -> Result<String> {
         writeln!(self.w, "{cmd}")?;
         self.w.flush()?;
+        (self.set_timeout)(self.timeout)?;
         let mut buf = String::new();
         loop {
             buf.clear();
-            if self.r.read_line(&mut buf)? == 0 {
-                bail!("the daemon closed the console");
+            match self.r.read_line(&mut buf) {
+                Ok(0) => bail!("the daemon closed the console"),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(TimedOut.into())
+                }
+                Err(e) => return Err(e.into()),
             }
             let l = buf.trim_end_matches(['\r', '\n']);
             if l == "ok" || l.starts_with("error:") {
@@ -183,6 +225,7 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
             delete: args.delete,
             delete_only: false,
             dry_run: args.dry_run,
+            no_fsync: args.no_fsync,
         },
         max_delete: args.max_delete,
         check: false,
@@ -215,6 +258,7 @@ pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
             delete: false,
             delete_only: false,
             dry_run: true,
+            no_fsync: false,
         },
         max_delete: None,
         check: true,
@@ -260,6 +304,10 @@ fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> 
 
 fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let out = &front.output;
+    if cmd.bwlimit.is_some() && !out.quiet {
+        eprintln!("makuo: --bwlimit applies to direct mode; the daemon's rate is its -T");
+    }
+    c.timeout = cmd.timeout;
     c.command("exclude clear", |_| {})?;
     for r in &cmd.rules {
         let w = if r.include { "include" } else { "exclude" };
@@ -290,6 +338,9 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
     if let Some(n) = cmd.max_delete {
         line.push_str(&format!(" --max-delete {n}"));
     }
+    if cmd.options.no_fsync {
+        line.push_str(" --no-fsync");
+    }
     line.push_str(" --json --");
     for p in &cmd.paths {
         line.push(' ');
@@ -304,7 +355,19 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
         {
             eprintln!("{l}");
         }
-    })?;
+    });
+    let last = match last {
+        Err(e) if e.is::<TimedOut>() => {
+            let t = cmd.timeout.unwrap_or_default().as_secs();
+            let o = Outcome::failed(
+                Exit::Timeout,
+                format!("the daemon said nothing for {t}s"),
+                0.0,
+            );
+            return Ok(print_outcome(&o, out, cmd.check));
+        }
+        other => other?,
+    };
     let _ = c.command("quit", |_| {});
     match result {
         Some(o) => Ok(print_outcome(&o, out, cmd.check)),
@@ -437,15 +500,20 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         });
     }
     if live.is_empty() {
+        let heard = node.engine.members().filter(|m| m.receives()).count();
         node.leave();
-        let mut o = Outcome::failed(
-            Exit::NoMember,
+        let why = if heard > 0 && !cmd.targets.is_empty() {
+            format!(
+                "none of the targets ({}) is a live member ({heard} others answered)",
+                cmd.targets.join(", ")
+            )
+        } else {
             format!(
                 "no member answered on {}:{} within {} ms",
                 front.cluster.group, front.cluster.port, front.discover
-            ),
-            started.elapsed().as_secs_f64(),
-        );
+            )
+        };
+        let mut o = Outcome::failed(Exit::NoMember, why, started.elapsed().as_secs_f64());
         o.members = absent_members(&absent);
         return Ok(print_outcome(&o, out, cmd.check));
     }

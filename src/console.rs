@@ -27,6 +27,8 @@ pub struct SendCmd {
     pub max_delete: Option<u64>,
     /// `--json`: end with one `result {json}` line.
     pub json: bool,
+    /// `--no-fsync`: members skip the durability step for this push.
+    pub no_fsync: bool,
     /// Paths relative to the base (default `.`).
     pub paths: Vec<String>,
 }
@@ -71,7 +73,7 @@ pub enum Request {
 
 /// The help text (`help`).
 pub const HELP: &[&str] = &[
-    "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--json] [PATH...]",
+    "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--no-fsync] [--json] [PATH...]",
     "                      push PATHs (relative to the base; default .) to every member",
     "sync [...]            send, then delete on members what the sender lacks",
     "dsync [...]           only the delete half of sync",
@@ -146,6 +148,7 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, String> {
                 )
             }
             "--json" => c.json = true,
+            "--no-fsync" if !check => c.no_fsync = true,
             "--" => {
                 c.paths.extend(words[i + 1..].iter().cloned());
                 break;

@@ -83,6 +83,8 @@ pub(crate) enum Reply {
 
 struct Pending {
     reply: Sender<Reply>,
+    /// When the session last got a line (a keep-alive goes out every second).
+    last_line: Instant,
     manifest: proto::manifest::Manifest,
     absent: Vec<Absent>,
     started: Instant,
@@ -349,6 +351,18 @@ fn event_loop(
         while let Ok(job) = jobs.try_recv() {
             handle_job(node, state, &mut pending, job, name);
         }
+        // Sessions hear from a push at least every second, so `--timeout` on the front end
+        // measures a stuck daemon, not a long pass.
+        let sent = node.engine.stats().sent;
+        for p in pending.values_mut() {
+            if p.last_line.elapsed() >= Duration::from_secs(1) {
+                p.last_line = Instant::now();
+                let _ = p.reply.send(Reply::Line(format!(
+                    "working: {:.0}s, {sent} datagrams sent by this member",
+                    p.started.elapsed().as_secs_f64()
+                )));
+            }
+        }
         if last_save.elapsed() > Duration::from_secs(5) {
             last_save = Instant::now();
             let live: Vec<(String, String)> = node
@@ -399,7 +413,8 @@ fn handle_event(
             format_args!("member down: {} {} ({why:?})", m.name, m.addr),
         ),
         Event::Progress { xfer, line } => {
-            if let Some(p) = pending.get(&xfer) {
+            if let Some(p) = pending.get_mut(&xfer) {
+                p.last_line = Instant::now();
                 let _ = p.reply.send(Reply::Line(line));
             }
         }
@@ -560,6 +575,7 @@ fn handle_job(
                         x,
                         Pending {
                             reply,
+                            last_line: now,
                             manifest,
                             absent,
                             started: now,
@@ -834,6 +850,7 @@ impl Session {
             delete: c.delete && !check,
             delete_only: c.delete_only,
             dry_run: c.dry_run || check,
+            no_fsync: c.no_fsync,
         };
         let sel = match node::build_manifest(&self.base, &c.paths, c.recursive, rules, options) {
             Ok(s) => s,

@@ -175,6 +175,8 @@ pub struct PushOptions {
     pub delete_only: bool,
     /// Report what would change; change nothing.
     pub dry_run: bool,
+    /// Receivers skip the durability step (fsync before rename) for this push.
+    pub no_fsync: bool,
 }
 
 const OPT_CHECKSUM: u8 = 1;
@@ -182,6 +184,7 @@ const OPT_OWNERS: u8 = 2;
 const OPT_DELETE: u8 = 4;
 const OPT_DELETE_ONLY: u8 = 8;
 const OPT_DRY_RUN: u8 = 16;
+const OPT_NO_FSYNC: u8 = 32;
 
 /// A filter rule as sent to receivers (they need it to protect excluded paths from deletion).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +234,9 @@ impl Manifest {
         }
         if o.dry_run {
             flags |= OPT_DRY_RUN;
+        }
+        if o.no_fsync {
+            flags |= OPT_NO_FSYNC;
         }
         w.u8(flags);
         w.varint(self.roots.len() as u64);
@@ -290,6 +296,7 @@ impl Manifest {
             delete: flags & OPT_DELETE != 0,
             delete_only: flags & OPT_DELETE_ONLY != 0,
             dry_run: flags & OPT_DRY_RUN != 0,
+            no_fsync: flags & OPT_NO_FSYNC != 0,
         };
         let nroots = r.count(1)?;
         let mut roots = Vec::with_capacity(nroots);
