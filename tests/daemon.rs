@@ -775,12 +775,27 @@ const FAST: [&str; 4] = ["--heartbeat", "200", "--member-timeout", "1500"];
 #[test]
 fn loopback_sync_via_console_makes_receivers_identical_and_md5_finds_one_change() {
     let mut c = Cluster::new();
-    let s = c.add("sender", &["--no-fsync", "--heartbeat", "200"]);
+    // Receivers keep the default durability (fsync before rename): the real write path.
+    let s = c.add("sender", &["--heartbeat", "200"]);
     for r in ["recv1", "recv2", "recv3"] {
-        c.add(r, &["--no-fsync", "--heartbeat", "200"]);
+        c.add(r, &["--heartbeat", "200"]);
     }
     let src = c.daemons[s].base.clone();
     make_tree(&src, 300, Some(3 << 20));
+
+    // Four daemons, four node ids.
+    let mut nodes: Vec<String> = c
+        .daemons
+        .iter()
+        .map(|d| {
+            let (lines, last) = d.console().cmd("status");
+            assert_eq!(last, "ok");
+            lines.into_iter().find(|l| l.starts_with("node ")).unwrap()
+        })
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 4, "node ids are not distinct: {nodes:?}");
 
     // members over the TCP console lists all four (the sender as self).
     c.wait_converged(s);
@@ -829,7 +844,12 @@ fn loopback_sync_via_console_makes_receivers_identical_and_md5_finds_one_change(
     assert_eq!(diffs, ["site/d6/s1/f13.txt recv2"], "{lines:?}");
     assert_eq!(row_result(&lines.join("\n"), "recv2"), "differ");
     assert_eq!(row_result(&lines.join("\n"), "recv1"), "ok");
-    assert_eq!(con.cmd("quit").1, "ok");
+    // quit right behind a check: the check answers in full first, then quit, then EOF.
+    con.send("md5 -r\nquit\n");
+    let (lines, last) = con.reply();
+    assert_eq!(last, "error: 1 differ", "{lines:?}");
+    assert_eq!(con.line().as_deref(), Some("ok"));
+    assert_eq!(con.line(), None);
     for d in &c.daemons {
         assert_nothing_of_makuo(&d.base, &d.name);
     }
@@ -965,6 +985,9 @@ fn unix_socket_only_with_u_mode_0600_and_sigterm_exits_0_quickly() {
     assert_eq!(st.code, Some(0), "{st:?}");
     assert!(st.stdout.contains("name withsock"), "{st:?}");
 
+    // An idle console session does not hold the daemon up, and sees EOF when it exits.
+    let mut idle = c.daemons[plain].console();
+    assert_eq!(idle.cmd("alive").1, "ok");
     for i in [plain, with] {
         let t = Instant::now();
         let status = c.daemons[i]
@@ -978,6 +1001,7 @@ fn unix_socket_only_with_u_mode_0600_and_sigterm_exits_0_quickly() {
         );
     }
     assert!(!sock.exists(), "the socket outlived the daemon");
+    assert_eq!(idle.line(), None);
 }
 
 /// A daemon that restarts removes leftover staged files (`.NAME.makuo-XXXXXX`) anywhere in its
