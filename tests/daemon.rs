@@ -1241,6 +1241,12 @@ impl Net {
             namespaces: Vec::new(),
             veths: Vec::new(),
         };
+        // Leftovers of a SIGKILLed earlier run that had this pid (no Drop ran) are ours.
+        for i in 0..4 {
+            quiet_ip(&["netns", "del", &format!("{}h{i}", net.tag)]);
+            quiet_ip(&["link", "del", &format!("{}v{i}", net.tag)]);
+        }
+        quiet_ip(&["link", "del", &net.bridge]);
         sh(&["ip", "link", "add", &net.bridge, "type", "bridge"]);
         // Forward multicast to every port whether or not IGMP was heard.
         let _ = run(
@@ -1322,22 +1328,24 @@ impl Net {
     }
 }
 
+/// Runs `ip ARGS`, ignoring failure and output.
+fn quiet_ip(args: &[&str]) {
+    let _ = Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
-        let quiet = |args: &[&str]| {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
         for ns in &self.namespaces {
-            quiet(&["netns", "del", ns]);
+            quiet_ip(&["netns", "del", ns]);
         }
         for v in &self.veths {
-            quiet(&["link", "del", v]);
+            quiet_ip(&["link", "del", v]);
         }
-        quiet(&["link", "del", &self.bridge]);
+        quiet_ip(&["link", "del", &self.bridge]);
     }
 }
 
