@@ -768,10 +768,16 @@ const FAST: [&str; 4] = ["--heartbeat", "200", "--member-timeout", "1500"];
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-/// The issue's loopback test: 3 receivers and 1 sender daemon; `makuo sync --console` makes
-/// every receiver identical (contents, modes, mtimes, symlinks, empty dirs); `members` lists
-/// all four; `md5 -r` says `ok`, then names exactly the one changed file and member; nothing
-/// of makuo's is left in any base.
+/// Must show: "An integration test on loopback: 3 receiving daemons and 1 sending daemon (each
+/// its own base, console port, node id; group in 239.255.0.0/16; `-i 127.0.0.1`); `makuo sync
+/// --console 127.0.0.1:PORT -r .` at the sender makes every receiver's base identical to the
+/// sender's (contents, modes, mtimes, symlinks, empty dirs); `members` over the TCP console
+/// lists all four; `md5 -r` reports no difference (`ok`), then exactly the changed file and
+/// member after one receiver file is changed."
+///
+/// Also: nothing of makuo's (staged files, state) is left in any base, and `quit` right
+/// behind a check answers only after it. Directory mtimes are not compared: makuo does not
+/// push them (see `apply.rs`).
 #[test]
 fn loopback_sync_via_console_makes_receivers_identical_and_md5_finds_one_change() {
     let mut c = Cluster::new();
@@ -1037,8 +1043,9 @@ fn restarted_daemon_sweeps_leftover_temp_files() {
     }
 }
 
-/// A receiver SIGKILLed mid-transfer and restarted has no staged file left once it is up; the
-/// push that lost it exits 23 naming it; the next push repairs it.
+/// Must show: "A receiver killed with SIGKILL mid-transfer and restarted leaves no temp file
+/// after restart, the push that lost it exits non-zero naming it, and the next push repairs
+/// it." (Exit 23, the member's row says failed.)
 #[test]
 fn receiver_sigkilled_mid_transfer_is_named_failed_and_repaired_by_the_next_push() {
     let mut c = Cluster::new();
@@ -1147,9 +1154,10 @@ fn receiver_restarted_just_before_a_push_is_not_failed_by_its_dead_incarnation()
     }
 }
 
-/// A receiver stopped with SIGSTOP before a push is named as failed by that push (exit 23)
-/// while the others get everything; still named failed once it has expired from the member
-/// table; repaired by a push after SIGCONT.
+/// Must show: "A receiver that was stopped (SIGSTOP) before a push is named as failed by that
+/// push." (Exit 23 while the others get everything.) Also: still named failed once it has
+/// expired from the member table (remembered in the state dir), and repaired by a push after
+/// SIGCONT.
 #[test]
 fn receiver_stopped_before_a_push_is_named_failed() {
     let started = Instant::now();
@@ -1367,8 +1375,10 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// 4 hosts in network namespaces on one bridge (198.18.0.0/15), 5 % loss on every receiver's
-/// multicast port (nftables): one direct push makes every receiver identical.
+/// Must show: "A test as root in network namespaces (4 hosts on a bridge, 198.18.0.0/15, 5 %
+/// loss on every receiver via nftables): trees identical after one push. It tears everything
+/// down even on failure, uses unique names, and is skipped with a clear message when not
+/// root." The push is a direct-mode `makuo sync` from the sender's namespace.
 #[test]
 fn netns_four_hosts_with_5_percent_loss_identical_after_one_push() {
     if !is_root() {
