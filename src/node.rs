@@ -280,6 +280,10 @@ pub fn build_manifest(
 /// Chooses the targets of a push: every live member that receives (or those named by
 /// `-t`, by name or address), plus remembered members that are not live now, which are
 /// reported failed instead of silently skipped.
+///
+/// A daemon restarted under the same name on the same address is a new node id, and its dead
+/// incarnation stays in the member table until it expires; of such twins only the one heard
+/// most recently is targeted, so a push right after a restart does not fail on the dead one.
 pub fn resolve_targets<'a>(
     members: impl Iterator<Item = &'a proto::members::MemberInfo>,
     remembered: &[crate::state::Remembered],
@@ -287,12 +291,21 @@ pub fn resolve_targets<'a>(
 ) -> (Vec<u64>, Vec<crate::report::Absent>, Vec<String>) {
     let wanted =
         |name: &str, addr: &str| only.is_empty() || only.iter().any(|t| t == name || t == addr);
+    let receivers: Vec<&proto::members::MemberInfo> = members.filter(|m| m.receives()).collect();
+    let superseded = |m: &proto::members::MemberInfo| {
+        receivers.iter().any(|o| {
+            o.node != m.node
+                && o.name == m.name
+                && o.addr.ip() == m.addr.ip()
+                && (o.last_seen, o.node) > (m.last_seen, m.node)
+        })
+    };
     let mut live = Vec::new();
     let mut live_names = std::collections::BTreeSet::new();
     let mut found = std::collections::BTreeSet::new();
-    for m in members {
+    for &m in &receivers {
         let addr = m.addr.ip().to_string();
-        if !m.receives() {
+        if superseded(m) {
             continue;
         }
         if wanted(&m.name, &addr) {
@@ -323,4 +336,42 @@ pub fn resolve_targets<'a>(
         .cloned()
         .collect();
     (live, absent, unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::members::MemberInfo;
+    use crate::proto::wire::HB_RECEIVER;
+
+    fn member(node: u64, name: &str, addr: &str, age_ms: u64, now: Instant) -> MemberInfo {
+        MemberInfo {
+            node,
+            name: name.into(),
+            addr: addr.parse().unwrap(),
+            version: String::new(),
+            proto: (0, 0),
+            flags: HB_RECEIVER,
+            info: Vec::new(),
+            last_seen: now - Duration::from_millis(age_ms),
+            direct: true,
+        }
+    }
+
+    #[test]
+    fn a_restarted_member_is_targeted_once_not_its_dead_incarnation() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let ms = [
+            member(1, "web1", "10.0.0.1:4000", 3000, now), // dead incarnation
+            member(2, "web2", "10.0.0.2:4000", 100, now),
+            member(3, "web1", "10.0.0.1:4001", 100, now), // restarted
+            member(4, "web1", "10.0.0.9:4000", 3000, now), // same name elsewhere: kept
+        ];
+        let (live, absent, unknown) = resolve_targets(ms.iter(), &[], &[]);
+        assert_eq!(live, vec![2, 3, 4]);
+        assert!(absent.is_empty() && unknown.is_empty());
+        let (live, _, unknown) = resolve_targets(ms.iter(), &[], &["web1".to_string()]);
+        assert_eq!(live, vec![3, 4]);
+        assert!(unknown.is_empty());
+    }
 }
