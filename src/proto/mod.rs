@@ -687,7 +687,12 @@ impl<S: Storage> Engine<S> {
             }
             Msg::Abort { xfer, reason } => {
                 let key = XferKey { origin: node, xfer };
-                if self.inbound.remove(&key).is_some() {
+                let committed = self
+                    .inbound
+                    .get(&key)
+                    .is_some_and(|ib| matches!(ib.commit, CommitState::Done(..)));
+                if !committed && self.inbound.remove(&key).is_some() {
+                    self.finished.insert(key, now);
                     self.storage.abort(key);
                     self.events.push_back(Event::Abandoned(
                         key,
@@ -977,7 +982,23 @@ impl<S: Storage> Engine<S> {
         }
         for x in done {
             let ob = self.outbound.remove(&x).unwrap();
-            self.events.push_back(Event::PushDone(ob.report(now)));
+            let report = ob.report(now);
+            // A target given up on may still be alive (stopped, then resumed): tell it, so it
+            // drops what it staged now rather than after the transfer timeout.
+            for m in report.members.iter().filter(|m| !m.ok) {
+                let reason = format!(
+                    "the sender gave up on this member: {}",
+                    m.error.as_deref().unwrap_or("failed")
+                );
+                self.queue(
+                    Dest::Unicast(m.addr),
+                    &Msg::Abort {
+                        xfer: x,
+                        reason: reason.as_bytes(),
+                    },
+                );
+            }
+            self.events.push_back(Event::PushDone(report));
         }
     }
 

@@ -84,6 +84,8 @@ pub struct Node {
     pub events: Vec<(Instant, Event)>,
     pub sent_datagrams: u64,
     pub sent_wire_bytes: u64,
+    /// Datagrams that arrived while paused, as a socket buffer holds them (bounded).
+    backlog: Vec<(SocketAddr, Vec<u8>)>,
     link_free: Instant,
     bad: bool,
 }
@@ -157,6 +159,7 @@ impl Lan {
             events: Vec::new(),
             sent_datagrams: 0,
             sent_wire_bytes: 0,
+            backlog: Vec::new(),
             link_free: self.now,
             bad: false,
         });
@@ -286,8 +289,19 @@ impl Lan {
             let a = self.arrivals[slot].take().unwrap();
             self.free.push(slot);
             let n = &mut self.nodes[a.to];
-            if !n.paused && !n.gone {
+            if n.paused {
+                if n.backlog.len() < 4096 {
+                    n.backlog.push((a.from, a.bytes));
+                }
+            } else if !n.gone {
                 n.engine.handle_datagram(self.now, a.from, &a.bytes);
+            }
+        }
+        for n in &mut self.nodes {
+            if !n.paused && !n.gone && !n.backlog.is_empty() {
+                for (from, bytes) in std::mem::take(&mut n.backlog) {
+                    n.engine.handle_datagram(self.now, from, &bytes);
+                }
             }
         }
         for n in &mut self.nodes {

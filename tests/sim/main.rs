@@ -349,11 +349,24 @@ fn silent_member_is_failed_within_timeout_others_complete() {
     for j in receivers().into_iter().filter(|&j| j != 3) {
         assert_same_tree(&lan, 0, j, &["big"]);
     }
-    // When it comes back, it abandons the transfer and leaves no staged file; the next
-    // push repairs it.
+    // When it comes back it works through what its socket buffer held, including the
+    // sender's abort, so it drops what it staged at once (well before its transfer timeout);
+    // the next push repairs it.
     lan.nodes[3].paused = false;
-    lan.run_for(Duration::from_secs(7));
+    lan.run_for(Duration::from_millis(300));
+    assert!(
+        lan.nodes[3].engine.transfers().1 == 0,
+        "resumed member still holds the transfer"
+    );
     assert_eq!(lan.nodes[3].engine.storage().staged_count(), 0);
+    let abandoned = lan.nodes[3]
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Abandoned(_, why) if why.contains("gave up")));
+    assert!(
+        abandoned,
+        "the resumed member was not told the sender gave up"
+    );
     let (r, _) = push_all(&mut lan, Duration::from_secs(30));
     assert_all_ok(&r);
     assert_same_tree(&lan, 0, 3, &["big"]);
