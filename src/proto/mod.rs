@@ -810,8 +810,9 @@ impl<S: Storage> Engine<S> {
                     }
                 }
                 Err(_) => {
+                    // Not a datagram count: the block that completed the manifest was
+                    // already counted as accepted. The event says what happened.
                     self.inbound.remove(&key);
-                    self.stats.dropped_malformed += 1;
                     self.events
                         .push_back(Event::Abandoned(key, "malformed manifest".into()));
                 }
