@@ -800,6 +800,16 @@ impl<S: Storage> Engine<S> {
         if ib.manifest.is_none() && ib.manifest_ready() {
             let bytes = ib.take_manifest_bytes();
             match Manifest::decode(&bytes) {
+                // The payload must be addressable (block indices are 24 bits), as the sender
+                // checks too; a larger one would overflow the layout and block counts.
+                Ok(m)
+                    if m.total_bytes().div_ceil(ib.code.block as u64)
+                        > u64::from(wire::MAX_BLOCK_INDEX) =>
+                {
+                    self.inbound.remove(&key);
+                    self.events
+                        .push_back(Event::Abandoned(key, "payload too large".into()));
+                }
                 Ok(m) => {
                     ib.manifest = Some(m);
                     ib.inspecting = true;
