@@ -932,10 +932,13 @@ impl<S: Storage> Engine<S> {
             return;
         };
         let dest = Dest::Unicast(ib.sender);
-        let (entries, received) = ib.naks(round);
+        // At most 16 parts are sent, and an entry takes at least 3 bytes: listing more
+        // entries than that would change nothing but the time and memory spent.
+        const MAX_PARTS: usize = 16;
+        let (entries, received) = ib.naks(round, MAX_PARTS * room / 3);
         let done = ib.complete() && entries.is_empty();
         let parts = recv::nak_parts(&entries, room);
-        let n = parts.len().min(16);
+        let n = parts.len().min(MAX_PARTS);
         for (i, p) in parts.iter().take(n).enumerate() {
             let mut flags = 0;
             if i + 1 == n {
