@@ -1105,13 +1105,12 @@ impl<S: Storage> Engine<S> {
             .collect();
         for k in stale {
             let ib = self.inbound.remove(&k).unwrap();
-            match ib.commit {
-                CommitState::Done(..) => {}
-                _ => {
-                    self.storage.abort(k);
-                    self.events
-                        .push_back(Event::Abandoned(k, "sender went silent".into()));
-                }
+            // Even after a commit: blocks that arrived after it (a plan completed late) may
+            // have staged files, which nothing else would ever remove.
+            self.storage.abort(k);
+            if !matches!(ib.commit, CommitState::Done(..)) {
+                self.events
+                    .push_back(Event::Abandoned(k, "sender went silent".into()));
             }
             self.finished.insert(k, now);
         }
