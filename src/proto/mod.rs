@@ -805,6 +805,16 @@ impl<S: Storage> Engine<S> {
         if ib.manifest.is_none() && ib.manifest_ready() {
             let bytes = ib.take_manifest_bytes();
             match Manifest::decode(&bytes) {
+                // The payload must be addressable (block indices are 24 bits), as the sender
+                // checks too; a larger one would overflow the layout and block counts.
+                Ok(m)
+                    if m.total_bytes().div_ceil(ib.code.block as u64)
+                        > u64::from(wire::MAX_BLOCK_INDEX) =>
+                {
+                    self.inbound.remove(&key);
+                    self.events
+                        .push_back(Event::Abandoned(key, "payload too large".into()));
+                }
                 Ok(m) => {
                     ib.manifest = Some(m);
                     ib.inspecting = true;
@@ -815,8 +825,9 @@ impl<S: Storage> Engine<S> {
                     }
                 }
                 Err(_) => {
+                    // Not a datagram count: the block that completed the manifest was
+                    // already counted as accepted. The event says what happened.
                     self.inbound.remove(&key);
-                    self.stats.dropped_malformed += 1;
                     self.events
                         .push_back(Event::Abandoned(key, "malformed manifest".into()));
                 }
@@ -926,10 +937,13 @@ impl<S: Storage> Engine<S> {
             return;
         };
         let dest = Dest::Unicast(ib.sender);
-        let (entries, received) = ib.naks(round);
+        // At most 16 parts are sent, and an entry takes at least 3 bytes: listing more
+        // entries than that would change nothing but the time and memory spent.
+        const MAX_PARTS: usize = 16;
+        let (entries, received) = ib.naks(round, MAX_PARTS * room / 3);
         let done = ib.complete() && entries.is_empty();
         let parts = recv::nak_parts(&entries, room);
-        let n = parts.len().min(16);
+        let n = parts.len().min(MAX_PARTS);
         for (i, p) in parts.iter().take(n).enumerate() {
             let mut flags = 0;
             if i + 1 == n {
@@ -1112,13 +1126,12 @@ impl<S: Storage> Engine<S> {
             .collect();
         for k in stale {
             let ib = self.inbound.remove(&k).unwrap();
-            match ib.commit {
-                CommitState::Done(..) => {}
-                _ => {
-                    self.storage.abort(k);
-                    self.events
-                        .push_back(Event::Abandoned(k, "sender went silent".into()));
-                }
+            // Even after a commit: blocks that arrived after it (a plan completed late) may
+            // have staged files, which nothing else would ever remove.
+            self.storage.abort(k);
+            if !matches!(ib.commit, CommitState::Done(..)) {
+                self.events
+                    .push_back(Event::Abandoned(k, "sender went silent".into()));
             }
             self.finished.insert(k, now);
         }

@@ -108,8 +108,11 @@ impl MemStream {
         self.parity.remove(&g);
     }
 
-    fn naks(&self, code: &Code, s: Stream, out: &mut Vec<(Stream, u32, u32)>) {
+    fn naks(&self, code: &Code, s: Stream, out: &mut Vec<(Stream, u32, u32)>, limit: usize) {
         for g in 0..code.groups(self.len) {
+            if out.len() >= limit {
+                return;
+            }
             let range = code.group_range(g, self.nblocks);
             let have = range
                 .clone()
@@ -521,22 +524,28 @@ impl Inbound {
         }
     }
 
-    /// Builds NAK entries `(stream, group, missing)` for a poll of `round`; returns them with
-    /// the number of symbols received since the previous round's answer.
-    pub(crate) fn naks(&mut self, round: u32) -> (Vec<(Stream, u32, u32)>, u32) {
+    /// Builds NAK entries `(stream, group, missing)` for a poll of `round`, at most `limit`
+    /// of them (the first ones: no more fit the answer, and a hostile announce can claim
+    /// millions of groups); returns them with the number of symbols received since the
+    /// previous round's answer.
+    pub(crate) fn naks(&mut self, round: u32, limit: usize) -> (Vec<(Stream, u32, u32)>, u32) {
         if self.answered.0 != round {
             self.answered = (round, self.received);
             self.received = 0;
         }
         let mut out = Vec::new();
         if !self.mstream.complete() && self.manifest.is_none() {
-            self.mstream.naks(&self.code, Stream::Manifest, &mut out);
+            self.mstream
+                .naks(&self.code, Stream::Manifest, &mut out, limit);
         }
         if let Some(p) = &self.pstream {
-            p.naks(&self.code, Stream::Plan, &mut out);
+            p.naks(&self.code, Stream::Plan, &mut out, limit);
         }
         if let Some(p) = &self.payload {
             for &g in &p.incomplete {
+                if out.len() >= limit {
+                    break;
+                }
                 let range = self.code.group_range(g, p.nblocks);
                 let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
                 let par = p.parity.get(&g).map_or(0, BTreeMap::len);

@@ -712,7 +712,16 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
             let block = r.u16()?;
             let group = r.u16()?;
             let parity = r.u16()?;
-            if block < 16 || block % 2 != 0 || group == 0 || group > 1024 || parity == 0 {
+            // Parity is bounded like the group: a receiver's erasure decoder takes memory in
+            // proportion to the parity count times the block size (65535 symbols of 9000
+            // bytes would be half a gigabyte per decode). Senders announce parity = group.
+            if block < 16
+                || block % 2 != 0
+                || group == 0
+                || group > 1024
+                || parity == 0
+                || parity > 1024
+            {
                 return Err(WireError::BadValue("announce parameters"));
             }
             let manifest_len = r.u64()?;

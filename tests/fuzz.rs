@@ -1,0 +1,1720 @@
+//! Seeded mutation fuzzer for everything that takes bytes from the network, on stable Rust.
+//!
+//! Corpus: real datagrams captured from an in-process push on the simulated LAN
+//! (`tests/sim/lan.rs`), plus structured random messages and whole structured transfers
+//! (announce, manifest, plan, payload, parity, poll, commit) built with `wire::Msg::encode`
+//! around hostile manifests (symlink tricks, pre-planted escape links, set-id modes, special
+//! files, huge sizes). Mutations: bit flips, byte overwrites, truncation, extension, length
+//! fields forced to extremes, chunk deletion and duplication, splicing two datagrams, header
+//! fields rewritten.
+//!
+//! Three targets:
+//! - **decoder**: `wire::decode` on every input; what decodes must re-encode to the same bytes
+//!   (the encoding is canonical), and mutated manifests go through `Manifest::decode`;
+//! - **engine + file application**: an `Engine<FsStorage>` whose base is a temp dir, fed
+//!   sequences that open, fill and commit transfers (so files really get applied), mutated;
+//! - **sealing**: `Sealer::open` with genuine, mutated, replayed, stale, foreign-key and random
+//!   sealed datagrams: only a genuine datagram not accepted before may open, and it opens to
+//!   exactly what was sealed.
+//!
+//! Asserted: no panic; no hang (a watchdog aborts after 60 s without progress); every
+//! datagram counted as accepted, dropped or own (`Stats`); the engine's own output always
+//! decodes; bounded transfers, members and memory (a counting allocator: no single allocation
+//! above 64 MiB, peak below 512 MiB); after the run nothing outside the base changed, no
+//! staged file is left, no set-id file or special file was created.
+//!
+//! Run: `cargo test --release --test fuzz` (200 000 cases, a few seconds).
+//! `MAKUO_FUZZ_CASES=N` for a longer run, `MAKUO_FUZZ_SEED=S` (decimal, 0x-hex or `random`)
+//! to pick the seed; the seed and the failing case are printed on failure.
+
+#[path = "sim/lan.rs"]
+#[allow(dead_code)]
+mod lan;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lan::{Faults, Lan, Rng};
+use makuo::apply::{ApplyOptions, FsStorage};
+use makuo::proto::manifest::{Entry, EntryKind, FilterRule, Manifest, PushOptions};
+use makuo::proto::repair::Code;
+use makuo::proto::storage::MemStorage;
+use makuo::proto::wire::{self, Header, Msg, Stream};
+use makuo::proto::{Engine, Event, MAX_INBOUND, MAX_MEMBERS};
+use makuo::seal::{Key, SealError, Sealer};
+
+// ---------------------------------------------------------------------------------------------
+// Memory accounting: a counting global allocator.
+
+/// No single allocation may be larger than this.
+const MAX_ALLOC: usize = 64 << 20;
+/// Live heap may never exceed this.
+const MAX_PEAK: usize = 512 << 20;
+/// Allocations above this are refused outright (the process aborts with a message) rather
+/// than risk taking the shared machine down.
+const HARD_ALLOC: usize = 1 << 30;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static BIGGEST: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+thread_local! {
+    static IN_REPORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note_alloc(n: usize) {
+    if n > MAX_ALLOC && BIGGEST.load(Relaxed) <= MAX_ALLOC && !IN_REPORT.get() {
+        // The first oversized allocation: say where it came from (the report allocates,
+        // hence the guard).
+        IN_REPORT.set(true);
+        let bt = std::backtrace::Backtrace::force_capture();
+        eprintln!("fuzz: allocation of {n} bytes at {}:\n{bt}", where_());
+        IN_REPORT.set(false);
+    }
+    BIGGEST.fetch_max(n, Relaxed);
+    let live = LIVE.fetch_add(n, Relaxed) + n;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if l.size() > HARD_ALLOC {
+            BIGGEST.fetch_max(l.size(), Relaxed);
+            return std::ptr::null_mut();
+        }
+        let p = System.alloc(l);
+        if !p.is_null() {
+            note_alloc(l.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if l.size() > HARD_ALLOC {
+            BIGGEST.fetch_max(l.size(), Relaxed);
+            return std::ptr::null_mut();
+        }
+        let p = System.alloc_zeroed(l);
+        if !p.is_null() {
+            note_alloc(l.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l);
+        LIVE.fetch_sub(l.size(), Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if new > HARD_ALLOC {
+            BIGGEST.fetch_max(new, Relaxed);
+            return std::ptr::null_mut();
+        }
+        let q = System.realloc(p, l, new);
+        if !q.is_null() {
+            LIVE.fetch_sub(l.size(), Relaxed);
+            note_alloc(new);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+// ---------------------------------------------------------------------------------------------
+// Run parameters, progress and failure reporting.
+
+const DEFAULT_SEED: u64 = 0x6d61_6b75_6f66_757a;
+const DEFAULT_CASES: u64 = 200_000;
+
+static CASE: AtomicU64 = AtomicU64::new(0);
+static SEED: AtomicU64 = AtomicU64::new(0);
+static PHASE: AtomicUsize = AtomicUsize::new(0);
+const PHASES: [&str; 4] = ["setup", "engine", "seal", "decode"];
+
+fn params() -> (u64, u64) {
+    let seed = match std::env::var("MAKUO_FUZZ_SEED") {
+        Ok(s) if s == "random" => {
+            let mut b = [0u8; 8];
+            getrandom::getrandom(&mut b).unwrap();
+            u64::from_le_bytes(b)
+        }
+        Ok(s) => match s.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => s.parse(),
+        }
+        .expect("MAKUO_FUZZ_SEED: a number, 0x-hex, or `random`"),
+        Err(_) => DEFAULT_SEED,
+    };
+    let cases = std::env::var("MAKUO_FUZZ_CASES")
+        .map(|s| s.parse().expect("MAKUO_FUZZ_CASES: a number"))
+        .unwrap_or(DEFAULT_CASES);
+    (seed, cases)
+}
+
+fn where_() -> String {
+    format!(
+        "phase {} case {} (reproduce with MAKUO_FUZZ_SEED={:#x})",
+        PHASES[PHASE.load(Relaxed)],
+        CASE.load(Relaxed),
+        SEED.load(Relaxed)
+    )
+}
+
+/// Prints the seed and case before the default panic message.
+fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("fuzz: PANIC at {}", where_());
+        prev(info);
+    }));
+}
+
+/// Aborts the process (with the seed and case) if no case completes for `limit`.
+fn watchdog(limit: Duration) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let mut last = u64::MAX;
+        let mut since = Instant::now();
+        while !d.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let c = CASE.load(Relaxed) + ((PHASE.load(Relaxed) as u64) << 56);
+            if c != last {
+                last = c;
+                since = Instant::now();
+            } else if since.elapsed() > limit {
+                eprintln!("fuzz: HANG: no progress for {limit:?} at {}", where_());
+                std::process::abort();
+            }
+        }
+    });
+    done
+}
+
+fn check_memory() {
+    let big = BIGGEST.load(Relaxed);
+    assert!(
+        big <= MAX_ALLOC,
+        "an allocation of {big} bytes (limit {MAX_ALLOC}) at or before {}",
+        where_()
+    );
+    let peak = PEAK.load(Relaxed);
+    assert!(
+        peak <= MAX_PEAK,
+        "live heap reached {peak} bytes (limit {MAX_PEAK}) at or before {}",
+        where_()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations.
+
+fn pick<'a, T>(rng: &mut Rng, v: &'a [T]) -> &'a T {
+    &v[rng.below(v.len() as u64) as usize]
+}
+
+fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next() as u8).collect()
+}
+
+/// Random bytes of a random length below `max`.
+fn noise(rng: &mut Rng, max: u64) -> Vec<u8> {
+    let n = rng.below(max) as usize;
+    random_bytes(rng, n)
+}
+
+/// Applies `n` random mutations to `d`; `other` supplies material for splicing.
+fn mutate(rng: &mut Rng, d: &mut Vec<u8>, other: &[u8], n: u64) {
+    for _ in 0..n {
+        let len = d.len();
+        let p = rng.below(len as u64 + 1) as usize;
+        match rng.below(11) {
+            0 | 1 => {
+                if len > 0 {
+                    let p = p.min(len - 1);
+                    d[p] ^= 1 << rng.below(8);
+                }
+            }
+            2 => {
+                if len > 0 {
+                    d[p.min(len - 1)] = rng.next() as u8;
+                }
+            }
+            3 => d.truncate(p),
+            4 => {
+                let extra = noise(rng, 80);
+                d.extend_from_slice(&extra);
+            }
+            5 => {
+                // A length or count field forced to an extreme (1, 2, 4 or 8 bytes wide).
+                let w = *pick(rng, &[1usize, 2, 4, 8]);
+                if len >= w {
+                    let p = p.min(len - w);
+                    let v = *pick(rng, &[0x00u8, 0xff, 0x7f, 0x80, 0x01]);
+                    d[p..p + w].fill(v);
+                    if rng.chance(0.5) {
+                        d[p + w - 1] = v ^ 0x80;
+                    }
+                }
+            }
+            6 => {
+                // Splice: our head, another datagram's tail.
+                if !other.is_empty() {
+                    let q = rng.below(other.len() as u64) as usize;
+                    d.truncate(p);
+                    d.extend_from_slice(&other[q..]);
+                }
+            }
+            7 => {
+                // Delete a chunk.
+                let n = rng.below(32) as usize;
+                let end = (p + n).min(len);
+                d.drain(p..end);
+            }
+            8 => {
+                // Duplicate a chunk in place.
+                let n = rng.below(32) as usize;
+                let end = (p + n).min(len);
+                let chunk = d[p..end].to_vec();
+                let at = rng.below(d.len() as u64 + 1) as usize;
+                d.splice(at..at, chunk);
+            }
+            9 => {
+                // Header fields: version, kind, flags, key id.
+                if len >= 6 {
+                    let f = 2 + rng.below(4) as usize;
+                    d[f] = match rng.below(3) {
+                        0 => rng.below(16) as u8,
+                        1 => 0xff,
+                        _ => rng.next() as u8,
+                    };
+                }
+            }
+            _ => {
+                // A varint-looking run: continuation bits everywhere.
+                let n = 1 + rng.below(12) as usize;
+                let end = (p + n).min(len);
+                for b in &mut d[p..end] {
+                    *b |= 0x80;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decoder's own property: what decodes re-encodes to the same bytes.
+
+fn check_decode(d: &[u8], scratch: &mut [u8]) -> bool {
+    match wire::decode(d) {
+        Ok((h, m)) => {
+            let n = m.encode(&h, scratch);
+            assert_eq!(
+                &scratch[..n],
+                d,
+                "decode/encode not canonical for {m:?} at {}",
+                where_()
+            );
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The corpus: real datagrams of a push on the simulated LAN.
+
+fn content(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&rng.next().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Captures two pushes (a plain one, then a `--delete -c` one after changes) from node 0 to
+/// nodes 1 and 2 under 3% loss, so every message kind appears. Returns the datagrams in send
+/// order and the receiving node id the fuzzed engine impersonates (every announce targets it).
+fn capture_corpus(seed: u64) -> (Vec<Vec<u8>>, u64) {
+    let mut rng = Rng(seed);
+    let mut src = MemStorage::new();
+    for i in 0..60 {
+        let size = match rng.below(8) {
+            0 => 0,
+            1..=5 => rng.below(3000) as usize,
+            _ => 3000 + rng.below(40_000) as usize,
+        };
+        let path = format!("www/d{}/f{i}.html", i % 7);
+        src.add_file(
+            path.as_bytes(),
+            content(&mut rng, size),
+            0o644,
+            1_600_000_000 + i,
+        );
+    }
+    let mut lan = Lan::new(seed, Faults::lossy(0.03));
+    lan.add("sender", src);
+    lan.add("victim", MemStorage::new());
+    lan.add("other", MemStorage::new());
+    lan.drive(Duration::from_secs(5), |l| (0..3).all(|i| l.known(i) == 2));
+    lan.capture = Some(Vec::new());
+    let m = lan.nodes[0].engine.storage().manifest();
+    let x = lan.push(0, &[1, 2], m);
+    lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+    // Change some files, then push again with --delete -c.
+    {
+        let s = lan.nodes[0].engine.storage_mut();
+        s.add_file(b"www/new/added.txt", content(&mut rng, 5000), 0o600, 7);
+        s.tree.remove(b"www/d1/f1.html".as_slice());
+    }
+    let mut m = lan.nodes[0].engine.storage().manifest();
+    m.options.delete = true;
+    m.options.checksum = true;
+    let x = lan.push(0, &[1, 2], m);
+    lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+    let victim = lan.node_id(1);
+    let corpus = lan.capture.take().unwrap();
+    let kinds: HashSet<u8> = corpus.iter().map(|d| d[3]).collect();
+    assert!(kinds.len() >= 9, "corpus has only kinds {kinds:?}");
+    (corpus, victim)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structured messages and transfers.
+
+const SENDERS: [u64; 3] = [
+    0xa11c_e000_0000_0001,
+    0xb0b0_0000_0000_0002,
+    0xe5e5_0000_0000_0003,
+];
+
+fn header(node: u64, seq: u64) -> Header {
+    Header {
+        version: wire::VERSION,
+        kind: 0,
+        flags: 0,
+        key_id: 0,
+        cluster: 0,
+        node,
+        seq,
+    }
+}
+
+fn encode(m: &Msg<'_>, node: u64, seq: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; 70_000];
+    let n = m.encode(&header(node, seq), &mut buf);
+    buf.truncate(n);
+    buf
+}
+
+/// Paths a hostile sender would try: through pre-planted symlinks (`escape`, `abs`), through
+/// a symlink it creates itself (`lnk`), over the base itself, odd bytes, over-long names.
+fn hostile_path(rng: &mut Rng) -> Vec<u8> {
+    let long = |n: usize| format!("new/{}", "n".repeat(n)).into_bytes();
+    match rng.below(22) {
+        0 => b"new".to_vec(),
+        1 => b"new/a.txt".to_vec(),
+        2 => b"new/sub/b.bin".to_vec(),
+        3 => b"site".to_vec(),
+        4 => b"site/index.html".to_vec(),
+        5 => b"escape".to_vec(),
+        6 => b"escape/pwned".to_vec(),
+        7 => b"abs/pwned".to_vec(),
+        8 => b"abs/deep/pwned".to_vec(),
+        9 => b"lnk".to_vec(),
+        10 => b"lnk/pwned".to_vec(),
+        11 => b"lnk/sub/pwned".to_vec(),
+        12 => b".".to_vec(),
+        13 => b"deep/1/2/3/4/5/6/f".to_vec(),
+        14 => b"new/caf\xc3\xa9 \xff\xfe\n\r\t".to_vec(),
+        15 => long(255),
+        16 => long(300),
+        17 => long(4090),
+        18 => b"new/.f.makuo-AAAAAA".to_vec(),
+        19 => b"escape/../pwned".to_vec(), // refused by the decoder
+        20 => b"/etc/makuo-pwned".to_vec(), // refused by the decoder
+        _ => format!("r{}/f{}", rng.below(4), rng.below(6)).into_bytes(),
+    }
+}
+
+fn hostile_manifest(rng: &mut Rng, outside: &Path) -> Manifest {
+    let outside = outside.as_os_str().as_encoded_bytes().to_vec();
+    let mut entries = Vec::new();
+    for _ in 0..1 + rng.below(10) {
+        let path = hostile_path(rng);
+        let kind = match rng.below(20) {
+            0..=9 => EntryKind::File,
+            10..=13 => EntryKind::Dir,
+            14..=16 => EntryKind::Symlink,
+            17 => EntryKind::Fifo,
+            18 => EntryKind::Device,
+            _ => EntryKind::HardLink,
+        };
+        let size = if kind != EntryKind::File {
+            0
+        } else {
+            match rng.below(40) {
+                0 => 1 << 40,
+                1 => u64::MAX / 3,
+                2 => (1 << 32) + 1,
+                3 => 0,
+                _ => rng.below(5000),
+            }
+        };
+        let target = match rng.below(7) {
+            0 => b"../outside".to_vec(),
+            1 => outside.clone(),
+            2 => b"/etc".to_vec(),
+            3 => b"..".to_vec(),
+            4 => b"new".to_vec(),
+            5 => b"../../../../../../tmp".to_vec(),
+            _ => noise(rng, 20),
+        };
+        entries.push(Entry {
+            path,
+            kind,
+            size,
+            mode: *pick(rng, &[0o644, 0o755, 0o4755, 0o6777, 0o1777, 0, 0o200]),
+            mtime: match rng.below(4) {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                _ => 1_600_000_000 + rng.below(1000) as i64,
+            },
+            mtime_nsec: if rng.chance(0.2) {
+                rng.below(1_000_000_000) as u32
+            } else {
+                0
+            },
+            uid: *pick(rng, &[0, 1000, u32::MAX]),
+            gid: *pick(rng, &[0, 1000, u32::MAX]),
+            target: if matches!(kind, EntryKind::Symlink | EntryKind::HardLink) {
+                target
+            } else {
+                Vec::new()
+            },
+            checksum: if rng.chance(0.2) {
+                Some([rng.next() as u8; 16])
+            } else {
+                None
+            },
+        });
+    }
+    if rng.chance(0.7) {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    let roots = if rng.chance(0.5) {
+        vec![b".".to_vec()]
+    } else {
+        (0..1 + rng.below(2))
+            .map(|_| pick(rng, &[&b"new"[..], b"site", b"escape", b"abs", b"lnk"]).to_vec())
+            .collect()
+    };
+    let rules = (0..rng.below(3))
+        .map(|_| FilterRule {
+            include: rng.chance(0.3),
+            pattern: pick(rng, &["*.tmp", "keep/**", "[", "site/index.html", "**"]).to_string(),
+        })
+        .collect();
+    Manifest {
+        options: PushOptions {
+            checksum: rng.chance(0.2),
+            owners: rng.chance(0.3),
+            delete: rng.chance(0.3),
+            delete_only: rng.chance(0.05),
+            dry_run: rng.chance(0.1),
+        },
+        roots,
+        rules,
+        entries,
+    }
+}
+
+/// Datagrams of one stream: blocks, with some dropped and replaced by real parity.
+#[allow(clippy::too_many_arguments)]
+fn stream_datagrams(
+    rng: &mut Rng,
+    out: &mut Vec<Vec<u8>>,
+    node: u64,
+    seq: &mut u64,
+    xfer: u32,
+    stream: Stream,
+    code: &Code,
+    bytes: &[u8],
+) {
+    let nblocks = bytes.len().div_ceil(code.block);
+    // (Making parity costs the encoder memory in proportion to the parity count: only for
+    // counts an honest sender uses.)
+    let drop_some = code.parity <= 1024 && rng.chance(0.3);
+    for g in 0..nblocks.div_ceil(code.k as usize) {
+        let first = g * code.k as usize;
+        let last = (first + code.k as usize).min(nblocks);
+        let mut dropped = 0u16;
+        for i in first..last {
+            if drop_some && dropped < code.parity && rng.chance(0.2) {
+                dropped += 1;
+                continue;
+            }
+            let data = &bytes[i * code.block..((i + 1) * code.block).min(bytes.len())];
+            *seq += 1;
+            out.push(encode(
+                &Msg::Block {
+                    xfer,
+                    stream,
+                    idx: i as u32,
+                    data,
+                },
+                node,
+                *seq,
+            ));
+        }
+        if dropped > 0 {
+            let sources: Vec<Vec<u8>> = (first..last)
+                .map(|i| {
+                    let mut b =
+                        bytes[i * code.block..((i + 1) * code.block).min(bytes.len())].to_vec();
+                    b.resize(code.block, 0);
+                    b
+                })
+                .collect();
+            if let Ok(par) = code.encode(&sources, 0..dropped) {
+                for (j, p) in par.iter().enumerate() {
+                    *seq += 1;
+                    out.push(encode(
+                        &Msg::Parity {
+                            xfer,
+                            stream,
+                            group: g as u32,
+                            index: j as u16,
+                            data: p,
+                        },
+                        node,
+                        *seq,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A whole transfer to `victim`: announce, manifest, plan, payload, poll, commit (and
+/// sometimes an abort or a repeated commit), as a well-formed sequence.
+fn structured_transfer(rng: &mut Rng, victim: u64, outside: &Path, seq: &mut u64) -> Vec<Vec<u8>> {
+    let node = *pick(rng, &SENDERS);
+    let xfer = rng.next() as u32 | 1;
+    let m = hostile_manifest(rng, outside);
+    let mbytes = m.encode();
+    let block = match rng.below(5) {
+        0 => 16,
+        1 => 64 + 2 * rng.below(64) as usize,
+        2 => 1400,
+        3 => 8000,
+        _ => 16 + 2 * rng.below(4400) as usize,
+    };
+    let k = match rng.below(4) {
+        0 => 1,
+        1 => 4,
+        2 => 128,
+        _ => 1 + rng.below(1024) as u32,
+    };
+    let parity = match rng.below(6) {
+        0 => 1,
+        1 => 1 + rng.below(u16::MAX as u64) as u16,
+        _ => k as u16,
+    };
+    let code = Code { block, k, parity };
+    let mut targets = Vec::new();
+    let others = rng.below(3);
+    let pos = rng.below(others + 1) as usize;
+    for i in 0..=others as usize {
+        let id = if i == pos { victim } else { rng.next() };
+        targets.extend_from_slice(&id.to_be_bytes());
+    }
+    let bit = |p: usize| {
+        let mut v = vec![0u8; p / 8 + 1];
+        v[p / 8] |= 1 << (p % 8);
+        v
+    };
+    let pending = bit(pos);
+    let mut out = Vec::new();
+    *seq += 1;
+    out.push(encode(
+        &Msg::Announce(wire::Announce {
+            xfer,
+            block: block as u16,
+            group: k as u16,
+            parity,
+            manifest_len: mbytes.len() as u64,
+            targets_raw: &targets,
+            pending: &pending,
+        }),
+        node,
+        *seq,
+    ));
+    stream_datagrams(
+        rng,
+        &mut out,
+        node,
+        seq,
+        xfer,
+        Stream::Manifest,
+        &code,
+        &mbytes,
+    );
+    // Plan: every entry (so whatever the victim needs is sent), or random bits.
+    let n = m.entries.len();
+    let plan: Vec<u8> = if rng.chance(0.8) {
+        vec![0xff; n.div_ceil(8)]
+    } else {
+        random_bytes(rng, n.div_ceil(8))
+    };
+    stream_datagrams(rng, &mut out, node, seq, xfer, Stream::Plan, &code, &plan);
+    let layout = makuo::proto::manifest::Layout::new(&m, &plan);
+    if layout.len <= 1 << 20 {
+        let payload = random_bytes(rng, layout.len as usize);
+        stream_datagrams(
+            rng,
+            &mut out,
+            node,
+            seq,
+            xfer,
+            Stream::Payload,
+            &code,
+            &payload,
+        );
+    } else {
+        for _ in 0..3 {
+            *seq += 1;
+            out.push(encode(
+                &Msg::Block {
+                    xfer,
+                    stream: Stream::Payload,
+                    idx: rng.below(1 << 24) as u32,
+                    data: &random_bytes(rng, block),
+                },
+                node,
+                *seq,
+            ));
+        }
+    }
+    *seq += 1;
+    out.push(encode(
+        &Msg::Poll {
+            xfer,
+            round: 1,
+            pending: &pending,
+        },
+        node,
+        *seq,
+    ));
+    if rng.chance(0.1) {
+        *seq += 1;
+        out.push(encode(
+            &Msg::Abort {
+                xfer,
+                reason: b"fuzz",
+            },
+            node,
+            *seq,
+        ));
+    }
+    let vanished: Vec<u8> = if rng.chance(0.2) {
+        (0..rng.below(4))
+            .flat_map(|_| (rng.below(n as u64 + 2) as u32).to_be_bytes())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for _ in 0..1 + rng.below(2) {
+        *seq += 1;
+        out.push(encode(
+            &Msg::Commit {
+                xfer,
+                flags: if rng.chance(0.2) {
+                    wire::COMMIT_NO_DELETE
+                } else {
+                    0
+                },
+                pending: &pending,
+                vanished_raw: &vanished,
+            },
+            node,
+            *seq,
+        ));
+    }
+    out
+}
+
+/// Hand-made sequences for problems the fuzzer found, so every run covers them whatever the
+/// seed: each is a list of datagrams to feed in order.
+fn regressions(rng: &mut Rng, victim: u64, seq: &mut u64) -> Vec<Vec<Vec<u8>>> {
+    let node = SENDERS[0];
+    let me = victim.to_be_bytes();
+    let mut next = || {
+        *seq += 1;
+        *seq
+    };
+    let announce = |xfer, block: u16, group, parity, manifest_len, seq| {
+        encode(
+            &Msg::Announce(wire::Announce {
+                xfer,
+                block,
+                group,
+                parity,
+                manifest_len,
+                targets_raw: &me,
+                pending: &[1],
+            }),
+            node,
+            seq,
+        )
+    };
+    let mut out = Vec::new();
+    // 1. A 4 GiB manifest in 16.6 million one-block groups: answering the poll must not list
+    //    every missing group (hundreds of MB) when only 16 NAK datagrams are sent.
+    out.push(vec![
+        announce(0x1001, 258, 1, 1, 1 << 32, next()),
+        announce(0x1001, 258, 1, 1, 1 << 32, next()),
+    ]);
+    // 2. 65535 parity symbols announced, one block of 8000 bytes: decoding must not size its
+    //    work area for them (half a gigabyte).
+    out.push(vec![
+        announce(0x1002, 8000, 1, u16::MAX, 100, next()),
+        encode(
+            &Msg::Parity {
+                xfer: 0x1002,
+                stream: Stream::Manifest,
+                group: 0,
+                index: u16::MAX - 1,
+                data: &[7u8; 8000],
+            },
+            node,
+            next(),
+        ),
+    ]);
+    // 3. A manifest whose payload cannot be addressed (a 1 TiB file), plan and a block.
+    let m = Manifest {
+        roots: vec![b"new".to_vec()],
+        entries: vec![Entry::file(b"new/huge", 1 << 40, 0o644, 0)],
+        ..Default::default()
+    };
+    let mut v = vec![announce(0x1003, 16, 1, 1, m.encode().len() as u64, next())];
+    let code = Code {
+        block: 16,
+        k: 1,
+        parity: 1,
+    };
+    stream_datagrams(
+        rng,
+        &mut v,
+        node,
+        seq,
+        0x1003,
+        Stream::Manifest,
+        &code,
+        &m.encode(),
+    );
+    stream_datagrams(rng, &mut v, node, seq, 0x1003, Stream::Plan, &code, &[1]);
+    *seq += 1;
+    v.push(encode(
+        &Msg::Block {
+            xfer: 0x1003,
+            stream: Stream::Payload,
+            idx: 5,
+            data: &[0; 16],
+        },
+        node,
+        *seq,
+    ));
+    out.push(v);
+    // 4. Commit before the plan, then plan and payload: the files staged after the commit
+    //    must still go when the transfer is forgotten.
+    let m = Manifest {
+        roots: vec![b"new".to_vec()],
+        entries: vec![Entry::file(b"new/late.bin", 3000, 0o644, 0)],
+        ..Default::default()
+    };
+    let code = Code {
+        block: 1400,
+        k: 4,
+        parity: 4,
+    };
+    *seq += 1;
+    let mut v = vec![announce(0x1004, 1400, 4, 4, m.encode().len() as u64, *seq)];
+    stream_datagrams(
+        rng,
+        &mut v,
+        node,
+        seq,
+        0x1004,
+        Stream::Manifest,
+        &code,
+        &m.encode(),
+    );
+    *seq += 1;
+    v.push(encode(
+        &Msg::Commit {
+            xfer: 0x1004,
+            flags: 0,
+            pending: &[1],
+            vanished_raw: &[],
+        },
+        node,
+        *seq,
+    ));
+    stream_datagrams(rng, &mut v, node, seq, 0x1004, Stream::Plan, &code, &[1]);
+    let payload = random_bytes(rng, 3000);
+    stream_datagrams(
+        rng,
+        &mut v,
+        node,
+        seq,
+        0x1004,
+        Stream::Payload,
+        &code,
+        &payload,
+    );
+    out.push(v);
+    out
+}
+
+/// One random message of any kind with random (but encodable) fields.
+fn random_message(rng: &mut Rng, victim: u64, xfers: &[u32], seq: &mut u64) -> Vec<u8> {
+    let node = if rng.chance(0.8) {
+        *pick(rng, &SENDERS)
+    } else {
+        rng.next()
+    };
+    let xfer = if !xfers.is_empty() && rng.chance(0.7) {
+        *pick(rng, xfers)
+    } else {
+        rng.next() as u32
+    };
+    let stream = *pick(rng, &Stream::ALL);
+    let data = noise(rng, 1500 + 1);
+    let bits = noise(rng, 4);
+    *seq += 1;
+    let m = match rng.below(11) {
+        0 => {
+            let mut known = vec![0u8; 2000];
+            let mut c = wire::Cursor::new(&mut known);
+            let count = rng.below(12) as u16;
+            for _ in 0..count {
+                c.u64(rng.next());
+                let a: SocketAddr = if rng.chance(0.8) {
+                    format!("127.0.0.{}:{}", rng.below(255), rng.below(65536))
+                        .parse()
+                        .unwrap()
+                } else {
+                    "[::1]:5000".parse().unwrap()
+                };
+                wire::write_addr(&mut c, &a);
+                c.u32(rng.next() as u32);
+                c.u8(rng.next() as u8);
+                c.bytes8(&data[..data.len().min(20)]);
+            }
+            let kl = c.len();
+            return encode(
+                &Msg::Heartbeat(wire::Heartbeat {
+                    flags: rng.next() as u8,
+                    proto_min: 1,
+                    proto_max: rng.next() as u8,
+                    interval_ms: rng.next() as u32,
+                    name: &data[..data.len().min(40)],
+                    version: b"fuzz",
+                    info: &data[..data.len().min(100)],
+                    known_raw: &known[..kl],
+                    known_count: count,
+                }),
+                node,
+                *seq,
+            );
+        }
+        1 => Msg::Leave,
+        2 => {
+            let targets: Vec<u8> = [victim, rng.next()]
+                .iter()
+                .flat_map(|t| t.to_be_bytes())
+                .collect();
+            return encode(
+                &Msg::Announce(wire::Announce {
+                    xfer,
+                    block: (16 + 2 * rng.below(32000)) as u16,
+                    group: 1 + rng.below(1024) as u16,
+                    parity: 1 + rng.below(u16::MAX as u64) as u16,
+                    manifest_len: *pick(rng, &[1, 100, 1 << 32, (1 << 32) + 1, u64::MAX]),
+                    targets_raw: &targets,
+                    pending: &[0xff],
+                }),
+                node,
+                *seq,
+            );
+        }
+        3 => Msg::Block {
+            xfer,
+            stream,
+            idx: rng.below(1 << 24) as u32,
+            data: &data,
+        },
+        4 => Msg::Parity {
+            xfer,
+            stream,
+            group: rng.next() as u32 % 8,
+            index: rng.next() as u16,
+            data: &data[..data.len() & !1],
+        },
+        5 => Msg::Poll {
+            xfer,
+            round: rng.next() as u32,
+            pending: &bits,
+        },
+        6 => Msg::Report {
+            xfer,
+            part: 0,
+            parts: 1 + rng.below(3) as u16,
+            data: &data,
+        },
+        7 => Msg::Nak {
+            xfer,
+            round: rng.next() as u32,
+            flags: rng.next() as u8,
+            received: rng.next() as u32,
+            entries: &[],
+        },
+        8 => Msg::Commit {
+            xfer,
+            flags: rng.next() as u8,
+            pending: &bits,
+            vanished_raw: &[],
+        },
+        9 => Msg::Result {
+            xfer,
+            status: rng.below(4) as u8,
+            files: rng.next() as u32,
+            bytes: rng.next(),
+            deleted: rng.next() as u32,
+            message: &data[..data.len().min(100)],
+        },
+        _ => Msg::Abort {
+            xfer,
+            reason: &data[..data.len().min(50)],
+        },
+    };
+    if matches!(m, Msg::Parity { data, .. } if data.is_empty()) {
+        return encode(&Msg::Leave, node, *seq);
+    }
+    encode(&m, node, *seq)
+}
+
+/// The transfer id of a transfer message (every transfer kind starts its body with it).
+fn xfer_of(d: &[u8]) -> Option<u32> {
+    match d.get(3).copied()? {
+        wire::kind::HEARTBEAT | wire::kind::LEAVE => None,
+        _ => Some(u32::from_be_bytes(d.get(24..28)?.try_into().ok()?)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file system around the fuzzed engine.
+
+struct Sandbox {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    base: PathBuf,
+    outside: PathBuf,
+    sentinel: std::fs::Metadata,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let base = root.join("base");
+        let outside = root.join("outside");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("sentinel"), b"untouched\n").unwrap();
+        let sentinel = std::fs::symlink_metadata(outside.join("sentinel")).unwrap();
+        std::fs::create_dir_all(base.join("site")).unwrap();
+        std::fs::write(base.join("site/index.html"), b"<html>\n").unwrap();
+        let s = Self {
+            _tmp: tmp,
+            root,
+            base,
+            outside,
+            sentinel,
+        };
+        s.plant();
+        s
+    }
+
+    /// (Re)plants the escape symlinks in the base if a push removed or replaced them.
+    fn plant(&self) {
+        for (name, target) in [
+            ("escape", PathBuf::from("../outside")),
+            ("abs", self.outside.clone()),
+        ] {
+            let p = self.base.join(name);
+            if std::fs::symlink_metadata(&p).is_err() {
+                std::os::unix::fs::symlink(target, &p).unwrap();
+            }
+        }
+    }
+
+    /// Nothing outside the base changed; reports what the base holds.
+    fn check(&self) -> Tally {
+        let mut names: Vec<_> = std::fs::read_dir(&self.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["base", "outside"],
+            "something appeared next to the base"
+        );
+        let out: Vec<_> = std::fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(out, ["sentinel"], "something was written outside the base");
+        let s = std::fs::symlink_metadata(self.outside.join("sentinel")).unwrap();
+        assert_eq!(
+            std::fs::read(self.outside.join("sentinel")).unwrap(),
+            b"untouched\n"
+        );
+        assert_eq!(
+            (s.mode(), s.mtime(), s.mtime_nsec(), s.uid(), s.ino()),
+            (
+                self.sentinel.mode(),
+                self.sentinel.mtime(),
+                self.sentinel.mtime_nsec(),
+                self.sentinel.uid(),
+                self.sentinel.ino()
+            ),
+            "the file outside the base was touched"
+        );
+        let o = std::fs::symlink_metadata(&self.outside).unwrap();
+        assert!(o.is_dir() && !o.file_type().is_symlink());
+        let mut t = Tally::default();
+        walk(&self.base, &self.base, &mut t);
+        t
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    symlinks_pointing_out: u64,
+    temps: Vec<PathBuf>,
+}
+
+/// Walks without following symlinks. Every path must resolve (parents canonicalised) inside
+/// the base; no set-id file, device or fifo may exist (the fuzzed node neither preserves
+/// owners nor allows devices).
+fn walk(base: &Path, dir: &Path, t: &mut Tally) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let parent = p.parent().unwrap().canonicalize().unwrap();
+        assert!(parent.starts_with(base), "{} escapes the base", p.display());
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        let name = e.file_name();
+        let name = name.as_encoded_bytes();
+        if name.starts_with(b".") && name.len() > 14 && name[..name.len() - 6].ends_with(b".makuo-")
+        {
+            t.temps.push(p.clone());
+        }
+        if ft.is_symlink() {
+            t.symlinks += 1;
+            let target = std::fs::read_link(&p).unwrap();
+            let resolved = p.parent().unwrap().join(&target);
+            if target.is_absolute() || !normalise(&resolved).starts_with(base) {
+                t.symlinks_pointing_out += 1;
+            }
+        } else if ft.is_dir() {
+            t.dirs += 1;
+            walk(base, &p, t);
+        } else if ft.is_file() {
+            t.files += 1;
+            assert_eq!(
+                m.mode() & 0o6000,
+                0,
+                "{} was created set-id ({:o})",
+                p.display(),
+                m.mode()
+            );
+        } else {
+            assert!(
+                !(ft.is_fifo() || ft.is_block_device() || ft.is_char_device() || ft.is_socket()),
+                "special file {} was created",
+                p.display()
+            );
+        }
+    }
+}
+
+fn normalise(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine target.
+
+struct EngineRun {
+    engine: Engine<FsStorage>,
+    now: Instant,
+    from: SocketAddr,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    fed: u64,
+    decoded: u64,
+    applied_ok: u64,
+    applied_failed: u64,
+    abandoned: u64,
+    sent: u64,
+}
+
+impl EngineRun {
+    fn feed(&mut self, d: &[u8]) {
+        if check_decode(d, &mut self.scratch) {
+            self.decoded += 1;
+        }
+        self.engine.handle_datagram(self.now, self.from, d);
+        self.fed += 1;
+        self.now += Duration::from_micros(100);
+        if self.fed % 16 == 0 {
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        if self.engine.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.engine.handle_timeout(self.now);
+        }
+        while let Some(t) = self.engine.poll_transmit(self.now, &mut self.out) {
+            self.sent += 1;
+            // The engine's own output always decodes.
+            let d = &self.out[..t.len];
+            if let Err(e) = wire::decode(d) {
+                panic!(
+                    "engine emitted an undecodable datagram ({e}) at {}",
+                    where_()
+                );
+            }
+        }
+        while let Some(e) = self.engine.poll_event() {
+            match e {
+                Event::Applied { outcome, .. } if outcome.errors.is_empty() => self.applied_ok += 1,
+                Event::Applied { .. } => self.applied_failed += 1,
+                Event::Abandoned(..) => self.abandoned += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.drain();
+    }
+
+    fn check_bounds(&self) {
+        let (out, inn) = self.engine.transfers();
+        assert_eq!(out, 0, "the fuzzed node never pushes");
+        assert!(
+            inn <= MAX_INBOUND,
+            "{inn} inbound transfers at {}",
+            where_()
+        );
+        let members = self.engine.members().count();
+        assert!(members <= MAX_MEMBERS, "{members} members at {}", where_());
+        let s = self.engine.stats();
+        assert_eq!(
+            s.accepted + s.dropped() + s.own,
+            s.received,
+            "a datagram neither accepted nor dropped: {s:?}"
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn engine_phase(
+    rng: &mut Rng,
+    cases: u64,
+    corpus: &[Vec<u8>],
+    victim: u64,
+    sandbox: &Sandbox,
+    case0: u64,
+) -> EngineRun {
+    let mut cfg = lan::test_config(victim, "victim");
+    cfg.node_id = victim;
+    let storage = FsStorage::new(sandbox.base.clone(), ApplyOptions::default()).unwrap();
+    let now = Instant::now();
+    let mut r = EngineRun {
+        engine: Engine::new(cfg, storage, now),
+        now,
+        from: "127.0.0.9:4242".parse().unwrap(),
+        out: vec![0u8; wire::MAX_DATAGRAM],
+        scratch: vec![0u8; 70_000],
+        fed: 0,
+        decoded: 0,
+        applied_ok: 0,
+        applied_failed: 0,
+        abandoned: 0,
+        sent: 0,
+    };
+    let announces: Vec<usize> = (0..corpus.len())
+        .filter(|&i| corpus[i][3] == wire::kind::ANNOUNCE)
+        .collect();
+    let mut seq = 0u64;
+    for (i, r_) in regressions(rng, victim, &mut seq).into_iter().enumerate() {
+        for d in r_ {
+            r.feed(&d);
+        }
+        r.drain();
+        check_memory();
+        if i == 3 {
+            assert!(
+                r.engine.storage().staged_count() > 0,
+                "regression 4 no longer stages a file after the commit"
+            );
+        }
+    }
+    let mut xfers: Vec<u32> = Vec::new();
+    let mut next_check = 0;
+    while r.fed < cases {
+        CASE.store(case0 + r.fed, Relaxed);
+        if r.fed >= next_check {
+            next_check = r.fed + 2000;
+            r.check_bounds();
+            check_memory();
+            sandbox.plant();
+        }
+        match rng.below(10) {
+            0..=2 => {
+                // A run of the captured push, renumbered as a fresh transfer, lightly mutated.
+                let start = if rng.chance(0.7) {
+                    *pick(rng, &announces)
+                } else {
+                    rng.below(corpus.len() as u64) as usize
+                };
+                let len = 50 + rng.below(3000) as usize;
+                let p = if rng.chance(0.4) { 0.0 } else { 0.02 };
+                let mut renumber: HashMap<u32, u32> = HashMap::new();
+                for d in corpus.iter().skip(start).take(len) {
+                    let mut d = d.clone();
+                    if let Some(x) = xfer_of(&d) {
+                        let new = *renumber.entry(x).or_insert_with(|| rng.next() as u32);
+                        d[24..28].copy_from_slice(&new.to_be_bytes());
+                        xfers.push(new);
+                    }
+                    if rng.chance(p) {
+                        let other = pick(rng, corpus);
+                        let n = 1 + rng.below(3);
+                        mutate(rng, &mut d, other, n);
+                    }
+                    r.feed(&d);
+                }
+            }
+            3..=5 => {
+                // A structured transfer with a hostile manifest, sometimes mutated.
+                let p = if rng.chance(0.5) { 0.0 } else { 0.05 };
+                let seqd = structured_transfer(rng, victim, &sandbox.outside, &mut seq);
+                for mut d in seqd {
+                    if let Some(x) = xfer_of(&d) {
+                        xfers.push(x);
+                    }
+                    if rng.chance(p) {
+                        let other = pick(rng, corpus);
+                        let n = 1 + rng.below(3);
+                        mutate(rng, &mut d, other, n);
+                    }
+                    r.feed(&d);
+                }
+            }
+            _ => {
+                // Single datagrams: mutated corpus, structured random, or noise.
+                for _ in 0..1 + rng.below(64) {
+                    let mut d = match rng.below(6) {
+                        0..=2 => pick(rng, corpus).clone(),
+                        3 | 4 => random_message(rng, victim, &xfers, &mut seq),
+                        _ => {
+                            let mut d = noise(rng, 1600);
+                            if d.len() > 4 && rng.chance(0.5) {
+                                d[..3].copy_from_slice(&[b'M', b'K', wire::VERSION]);
+                                d[3] = rng.below(15) as u8;
+                            }
+                            d
+                        }
+                    };
+                    let other = pick(rng, corpus);
+                    let n = rng.below(5);
+                    mutate(rng, &mut d, other, n);
+                    if d.len() >= 8 && rng.chance(0.6) {
+                        d[6..8].fill(0); // our cluster, so it reaches the state machines
+                    }
+                    r.feed(&d);
+                }
+            }
+        }
+        if xfers.len() > 256 {
+            xfers.drain(..128);
+        }
+        r.drain();
+        if rng.chance(0.05) {
+            // Let timers run: silent senders' transfers are abandoned, members expire.
+            let d = Duration::from_millis(rng.below(12_000));
+            r.advance(d);
+        }
+    }
+    // Let everything expire, then look at what is left.
+    for _ in 0..3 {
+        r.advance(Duration::from_secs(60));
+    }
+    r.check_bounds();
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sealing target.
+
+#[derive(Debug, Default)]
+struct SealRun {
+    opened: u64,
+    refused: u64,
+    replay_refused: u64,
+}
+
+fn hash(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> SealRun {
+    let key = Key::from_bytes(std::array::from_fn(|_| rng.next() as u8));
+    let other = Key::from_bytes(std::array::from_fn(|_| rng.next() as u8));
+    let cluster = 0x5ea1_u16;
+    let mut tx = Sealer::new(&key, None, Some(cluster));
+    let mut tx_other = Sealer::new(&other, None, Some(cluster));
+    let mut rx = Sealer::new(&key, None, Some(cluster));
+    let t0 = 1_700_000_000_000u64;
+    rx.set_start_time(t0);
+    let mut now = t0;
+    let mut seqs: HashMap<u64, u64> = HashMap::new();
+    // Every datagram sealed with the cluster key, by (node, seq): hashes of its sealed and
+    // unsealed forms; which were accepted; the recent ones whole, for replays.
+    let mut genuine: HashMap<(u64, u64), (u64, u64)> = HashMap::new();
+    let mut accepted: HashSet<(u64, u64)> = HashSet::new();
+    let mut history: Vec<Vec<u8>> = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    let mut scratch = vec![0u8; 70_000];
+    let mut run = SealRun::default();
+    let mut seal_one =
+        |rng: &mut Rng, tx: &mut Sealer, ts: u64| -> ((u64, u64), Vec<u8>, Vec<u8>) {
+            let node = *pick(rng, &SENDERS);
+            let seq = seqs.entry(node).or_insert(0);
+            *seq += 1 + rng.below(3);
+            let mut d = pick(rng, corpus).clone();
+            d[6..8].copy_from_slice(&cluster.to_be_bytes());
+            d[8..16].copy_from_slice(&node.to_be_bytes());
+            d[16..24].copy_from_slice(&seq.to_be_bytes());
+            let plain = d.clone();
+            let len = d.len();
+            d.resize(len + wire::SEAL_OVERHEAD, 0);
+            let n = tx.seal(&mut d, len, ts);
+            d.truncate(n);
+            ((node, *seq), plain, d)
+        };
+    for i in 0..cases {
+        CASE.store(case0 + i, Relaxed);
+        now += rng.below(3);
+        let input = match rng.below(10) {
+            0..=3 => {
+                // Genuine, possibly mutated.
+                let (k, plain, d) = seal_one(rng, &mut tx, now);
+                genuine.insert(k, (hash(&d), hash(&plain)));
+                history.push(d.clone());
+                let mut m = d;
+                if rng.chance(0.7) {
+                    let other = pick(rng, corpus);
+                    let n = 1 + rng.below(4);
+                    mutate(rng, &mut m, other, n);
+                }
+                m
+            }
+            4 | 5 => {
+                // A replay of an earlier genuine datagram, or a mutation of one.
+                if history.is_empty() {
+                    continue;
+                }
+                let mut m = pick(rng, &history).clone();
+                if rng.chance(0.3) {
+                    let other = pick(rng, corpus);
+                    mutate(rng, &mut m, other, 1);
+                }
+                m
+            }
+            6 => {
+                // Sealed with another key (same layout, same node and seq space).
+                seal_one(rng, &mut tx_other, now).2
+            }
+            7 => {
+                // Genuine but stale or from the future.
+                let skew = 61_000 + rng.below(1_000_000);
+                let ts = if rng.chance(0.5) {
+                    now.saturating_sub(skew)
+                } else {
+                    now + skew
+                };
+                let (k, plain, d) = seal_one(rng, &mut tx, ts);
+                genuine.insert(k, (hash(&d), hash(&plain)));
+                d
+            }
+            8 => {
+                // Unsealed corpus datagram (a keyless sender), or one with the flag forged.
+                let mut d = pick(rng, corpus).clone();
+                d[6..8].copy_from_slice(&cluster.to_be_bytes());
+                if rng.chance(0.5) {
+                    d[4] |= wire::FLAG_SEALED;
+                    d[5] = key.id();
+                }
+                d
+            }
+            _ => {
+                let mut d = noise(rng, 200);
+                if d.len() >= 8 && rng.chance(0.7) {
+                    d[..3].copy_from_slice(&[b'M', b'K', wire::VERSION]);
+                    d[4] = wire::FLAG_SEALED;
+                    d[5] = key.id();
+                    d[6..8].copy_from_slice(&cluster.to_be_bytes());
+                }
+                d
+            }
+        };
+        if history.len() > 10_000 {
+            history.drain(..5_000);
+        }
+        buf[..input.len()].copy_from_slice(&input);
+        match rx.open(&mut buf, input.len(), now) {
+            Ok(n) => {
+                run.opened += 1;
+                let node = u64::from_be_bytes(input[8..16].try_into().unwrap());
+                let seq = u64::from_be_bytes(input[16..24].try_into().unwrap());
+                let g = genuine.get(&(node, seq)).copied();
+                assert_eq!(
+                    g.map(|g| g.0),
+                    Some(hash(&input)),
+                    "a datagram that was never sealed opened, at {}",
+                    where_()
+                );
+                assert!(
+                    accepted.insert((node, seq)),
+                    "a datagram opened twice, at {}",
+                    where_()
+                );
+                // It opens to exactly what was sealed.
+                assert_eq!(n, input.len() - wire::SEAL_OVERHEAD);
+                assert_eq!(
+                    g.map(|g| g.1),
+                    Some(hash(&buf[..n])),
+                    "opened to other bytes than were sealed, at {}",
+                    where_()
+                );
+                check_decode(&buf[..n], &mut scratch);
+                assert!(wire::decode(&buf[..n]).is_ok(), "{}", where_());
+            }
+            Err(e) => {
+                run.refused += 1;
+                if matches!(e, SealError::Replayed { .. }) {
+                    run.replay_refused += 1;
+                }
+                check_decode(&input, &mut scratch);
+            }
+        }
+    }
+    let s = rx.stats();
+    let refused = s.bad_tag
+        + s.unsealed_refused
+        + s.unknown_key
+        + s.replayed
+        + s.stale
+        + s.malformed
+        + s.other_cluster
+        + s.too_many_nodes;
+    assert_eq!(s.opened, run.opened);
+    assert_eq!(refused, run.refused, "every refusal counted: {s:?}");
+    assert!(s.replayed > 0 && s.stale > 0 && s.bad_tag > 0, "{s:?}");
+    assert!(
+        s.unknown_key + s.bad_tag > 0 && s.unsealed_refused > 0,
+        "{s:?}"
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decoder target (manifests; datagrams go through it in the other phases too).
+
+fn decode_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], outside: &Path, case0: u64) -> u64 {
+    let mut ok = 0;
+    let mut scratch = vec![0u8; 70_000];
+    let mut i = 0;
+    while i < cases {
+        let m = hostile_manifest(rng, outside);
+        let bytes = m.encode();
+        for _ in 0..8 {
+            CASE.store(case0 + i, Relaxed);
+            i += 1;
+            let mut b = bytes.clone();
+            let other = pick(rng, corpus);
+            let n = rng.below(4);
+            mutate(rng, &mut b, other, n);
+            if let Ok(d) = Manifest::decode(&b) {
+                ok += 1;
+                for e in &d.entries {
+                    assert!(
+                        makuo::proto::manifest::check_rel_path(&e.path).is_ok(),
+                        "decoded a bad path {:?} at {}",
+                        String::from_utf8_lossy(&e.path),
+                        where_()
+                    );
+                }
+                assert_eq!(Manifest::decode(&d.encode()).as_ref(), Ok(&d));
+            }
+            let mut d = pick(rng, corpus).clone();
+            let n = 1 + rng.below(4);
+            mutate(rng, &mut d, other, n);
+            check_decode(&d, &mut scratch);
+        }
+    }
+    ok
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fuzz_decoder_engine_apply_and_sealing() {
+    let (seed, cases) = params();
+    SEED.store(seed, Relaxed);
+    install_panic_hook();
+    let done = watchdog(Duration::from_secs(60));
+    let started = Instant::now();
+    eprintln!("fuzz: seed {seed:#x}, {cases} cases (MAKUO_FUZZ_SEED, MAKUO_FUZZ_CASES to change)");
+    let mut rng = Rng(seed);
+    let (corpus, victim) = capture_corpus(seed);
+    let sandbox = Sandbox::new();
+
+    let n_engine = cases * 6 / 10;
+    let n_seal = cases * 3 / 10;
+    let n_decode = cases - n_engine - n_seal;
+
+    PHASE.store(1, Relaxed);
+    let t = Instant::now();
+    let r = engine_phase(&mut rng, n_engine, &corpus, victim, &sandbox, 0);
+    let engine_time = t.elapsed();
+    check_memory();
+    let s = r.engine.stats().clone();
+    let (_, inn) = r.engine.transfers();
+    assert_eq!(inn, 0, "every transfer expired");
+    assert_eq!(
+        r.engine.storage().staged_count(),
+        0,
+        "staged files left after every transfer ended"
+    );
+    let tally = sandbox.check();
+    assert!(
+        tally.temps.is_empty(),
+        "staged temp files left in the base: {:?}",
+        tally.temps
+    );
+    // The run reached deep code: transfers were applied (and some refused).
+    assert!(s.accepted > n_engine / 10, "{s:?}");
+    assert!(s.dropped() > n_engine / 10, "{s:?}");
+    assert!(
+        r.applied_ok > 0 && r.applied_failed > 0,
+        "applied ok {} failed {}",
+        r.applied_ok,
+        r.applied_failed
+    );
+    assert!(
+        r.engine.storage().refused() > 0,
+        "no hostile path was ever refused"
+    );
+    eprintln!(
+        "fuzz: engine: {} datagrams in {:.1}s ({} decoded, {} accepted, {} dropped, {} own), \
+         {} pushes applied, {} failed, {} abandoned, {} paths refused, {} datagrams sent; \
+         base holds {} files, {} dirs, {} symlinks ({} pointing outside, as pushed)",
+        r.fed,
+        engine_time.as_secs_f64(),
+        r.decoded,
+        s.accepted,
+        s.dropped(),
+        s.own,
+        r.applied_ok,
+        r.applied_failed,
+        r.abandoned,
+        r.engine.storage().refused(),
+        r.sent,
+        tally.files,
+        tally.dirs,
+        tally.symlinks,
+        tally.symlinks_pointing_out,
+    );
+    drop(r);
+
+    PHASE.store(2, Relaxed);
+    let t = Instant::now();
+    let sr = seal_phase(&mut rng, n_seal, &corpus, n_engine);
+    eprintln!(
+        "fuzz: seal: {n_seal} datagrams in {:.1}s ({} opened, {} refused, {} of them replays)",
+        t.elapsed().as_secs_f64(),
+        sr.opened,
+        sr.refused,
+        sr.replay_refused
+    );
+    assert!(sr.opened > n_seal / 20, "{sr:?}");
+
+    PHASE.store(3, Relaxed);
+    let t = Instant::now();
+    let ok = decode_phase(
+        &mut rng,
+        n_decode,
+        &corpus,
+        &sandbox.outside,
+        n_engine + n_seal,
+    );
+    eprintln!(
+        "fuzz: decode: {n_decode} manifests in {:.1}s ({ok} decoded)",
+        t.elapsed().as_secs_f64()
+    );
+    check_memory();
+    done.store(true, Relaxed);
+    eprintln!(
+        "fuzz: {cases} cases in {:.1}s; peak heap {} MiB, largest allocation {} KiB",
+        started.elapsed().as_secs_f64(),
+        PEAK.load(Relaxed) >> 20,
+        BIGGEST.load(Relaxed) >> 10
+    );
+}
