@@ -96,7 +96,8 @@ pub enum Command {
     /// A key is 32 random bytes written as 64 hex digits. FILE is created with mode 0600 and an
     /// existing file is never overwritten. Copy the key to every member (keeping it 0600: a
     /// key file others can read is refused) and pass it with -k. To rotate keys without
-    /// downtime, give every daemon '-k NEW -k OLD', then '-k NEW'.
+    /// downtime, restart every node with '-k OLD -k NEW', then all with '-k NEW -k OLD', then
+    /// all with '-k NEW' (finish each step everywhere before the next; docs/protocol.md).
     Keygen(KeygenArgs),
     /// Run a throwaway cluster on loopback and push a generated tree through it.
     ///
@@ -156,9 +157,9 @@ pub struct ClusterArgs {
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
     ///
     /// Every datagram is authenticated and encrypted with the first key; datagrams sealed with
-    /// either key are accepted. Give two keys to rotate: first '-k NEW -k OLD' everywhere, then
-    /// '-k NEW'. Without -k the cluster runs in clear and unauthenticated. Make a key with
-    /// makuo keygen.
+    /// either key are accepted. To rotate, restart every node with '-k OLD -k NEW', then all
+    /// with '-k NEW -k OLD', then all with '-k NEW', finishing each step everywhere first.
+    /// Without -k the cluster runs in clear and unauthenticated. Make a key with makuo keygen.
     #[arg(short = 'k', long = "key", value_name = "KEYFILE", action = ArgAction::Append,
           value_hint = ValueHint::FilePath)]
     pub keys: Vec<PathBuf>,

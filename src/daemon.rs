@@ -668,13 +668,16 @@ fn handle_job(
             ];
             if let Some(ss) = node.seal_stats() {
                 lines.push(format!(
-                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} stale {}",
+                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} stale {} malformed {} other-cluster {} too-many-nodes {}",
                     ss.opened,
                     ss.bad_tag,
                     ss.unsealed_refused,
                     ss.unknown_key,
                     ss.replayed,
-                    ss.stale
+                    ss.stale,
+                    ss.malformed,
+                    ss.other_cluster,
+                    ss.too_many_nodes
                 ));
             }
             let _ = reply.send(Reply::Lines(lines));

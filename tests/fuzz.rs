@@ -531,6 +531,7 @@ fn hostile_manifest(rng: &mut Rng, outside: &Path) -> Manifest {
             delete: rng.chance(0.3),
             delete_only: rng.chance(0.05),
             dry_run: rng.chance(0.1),
+            no_fsync: rng.chance(0.5),
         },
         roots,
         rules,

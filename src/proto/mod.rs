@@ -37,6 +37,8 @@ use wire::{Header, Heartbeat, Msg, WireError, HB_JOIN, HB_RECEIVER};
 
 /// Most inbound transfers a receiver keeps at once (more are dropped until some finish).
 pub const MAX_INBOUND: usize = 64;
+/// Largest manifest a receiver accepts (it is held in memory while it arrives).
+pub const MAX_MANIFEST: u64 = 512 << 20;
 /// Most members the table holds.
 pub const MAX_MEMBERS: usize = 4096;
 
@@ -776,7 +778,7 @@ impl<S: Storage> Engine<S> {
                 parity: a.parity,
             };
             if a.manifest_len == 0
-                || a.manifest_len > (1 << 32)
+                || a.manifest_len > MAX_MANIFEST
                 || code.blocks(a.manifest_len) > wire::MAX_BLOCK_INDEX
             {
                 return false;

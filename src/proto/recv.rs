@@ -16,8 +16,8 @@ use super::repair::Code;
 use super::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
 use super::wire::{Stream, Writer};
 
-/// Most payload blocks held while the plan is still missing.
-const EARLY_LIMIT: usize = 8192;
+/// Most payload bytes held while the plan is still missing.
+const EARLY_BYTES: usize = 16 << 20;
 
 /// A stream kept wholly in memory (manifest, plan).
 #[derive(Debug, Default)]
@@ -299,7 +299,7 @@ impl Inbound {
             }
             Stream::Payload => {
                 if self.payload.is_none() {
-                    if self.needs_any && self.early.len() < EARLY_LIMIT {
+                    if self.needs_any && self.early.len() * self.code.block < EARLY_BYTES {
                         self.early.push((idx, data.to_vec()));
                     }
                     return true;

@@ -714,8 +714,9 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
             let parity = r.u16()?;
             // Parity is bounded like the group: a receiver's erasure decoder takes memory in
             // proportion to the parity count times the block size (65535 symbols of 9000
-            // bytes would be half a gigabyte per decode). Senders announce parity = group.
-            if block < 16
+            // bytes would be half a gigabyte per decode). Senders announce parity = group / 2.
+            // Tiny blocks are refused: they multiply per-group bookkeeping for nothing.
+            if block < MIN_BLOCK
                 || block % 2 != 0
                 || group == 0
                 || group > 1024
@@ -990,6 +991,9 @@ impl Msg<'_> {
         c.len()
     }
 }
+
+/// Smallest block size an announce may use (MTU 576 with sealing gives 488).
+pub const MIN_BLOCK: u16 = 256;
 
 /// Largest block index a block message can carry (24 bits).
 pub const MAX_BLOCK_INDEX: u32 = (1 << 24) - 1;
