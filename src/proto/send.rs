@@ -20,6 +20,10 @@ use super::wire::{
 };
 use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
 
+/// Repair rounds in a row in which a target's missing count does not go down before it
+/// is failed (repair always converges unless a receiver keeps losing everything).
+const MAX_STALLED_ROUNDS: u32 = 30;
+
 /// Phase of an outbound transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -37,11 +41,14 @@ enum Work {
         next: u32,
         end: u32,
     },
+    /// Repair symbols `next..end` of a group: numbers below the parity count are parity
+    /// symbols, higher ones are the group's source blocks again (cycling), for receivers that
+    /// lost more of a group than parity can rebuild.
     Parity {
         stream: Stream,
         group: u32,
-        next: u16,
-        end: u16,
+        next: u32,
+        end: u32,
     },
     Poll,
     Commit,
@@ -62,6 +69,11 @@ pub(crate) struct Target {
     failed: Option<String>,
     last_heard: Option<Instant>,
     received: u32,
+    /// Symbols it reported missing in the current round, the fewest in any round so far,
+    /// and rounds since that fewest went down (repair that makes no progress is bounded).
+    missing: u64,
+    fewest_missing: u64,
+    stalled: u32,
 }
 
 impl Target {
@@ -87,7 +99,8 @@ pub(crate) struct Outbound {
     queue: VecDeque<Work>,
     plan: Vec<u8>,
     layout: Layout,
-    next_parity: BTreeMap<(Stream, u32), u16>,
+    /// Repair symbols sent so far per group (see [`Work::Parity`]).
+    next_parity: BTreeMap<(Stream, u32), u32>,
     repair: BTreeMap<(Stream, u32), u32>,
     deadline: Option<Instant>,
     interval: Duration,
@@ -149,6 +162,9 @@ impl Outbound {
                     failed: None,
                     last_heard: None,
                     received: 0,
+                    missing: 0,
+                    fewest_missing: u64::MAX,
+                    stalled: 0,
                 })
                 .collect(),
             phase: Phase::Register,
@@ -310,9 +326,34 @@ impl Outbound {
                         self.queue.pop_front();
                         continue;
                     }
-                    let (s, g, p) = (*stream, *group, *next);
+                    let (s, g, n) = (*stream, *group, *next);
                     *next += 1;
-                    let idx = p % self.code.parity;
+                    let parity = u32::from(self.code.parity);
+                    if n >= parity {
+                        // Parity is used up for this group: send its source blocks again.
+                        let nblocks = self.code.blocks(self.stream_len(s));
+                        let range = self.code.group_range(g, nblocks);
+                        if range.is_empty() {
+                            continue;
+                        }
+                        let i = range.start + (n - parity) % range.len() as u32;
+                        let r = self.code.block_range(i, self.stream_len(s));
+                        let len = (r.end - r.start) as usize;
+                        let mut tmp = std::mem::take(&mut hdr.scratch);
+                        tmp.resize(self.code.block, 0);
+                        self.read_block(storage, s, i, &mut tmp);
+                        let m = Msg::Block {
+                            xfer: self.xfer,
+                            stream: s,
+                            idx: i,
+                            data: &tmp[..len],
+                        };
+                        let len = m.encode(&hdr.next(), buf);
+                        hdr.scratch = tmp;
+                        self.count_pass(now, len);
+                        return Some((Dest::Group, len));
+                    }
+                    let idx = n as u16;
                     let sym = match self.parity_symbol(storage, s, g, idx) {
                         Some(sym) => sym,
                         None => continue,
@@ -405,19 +446,18 @@ impl Outbound {
             .and_then(|(_, _, all)| all.get(idx as usize).cloned())
     }
 
-    /// Queues `count` fresh parity symbols for group `g` of stream `s`.
+    /// Queues `count` fresh repair symbols for group `g` of stream `s` (parity first, then
+    /// source blocks again once parity is used up).
     fn queue_parity(&mut self, s: Stream, g: u32, count: u32) {
         let next = self.next_parity.entry((s, g)).or_insert(0);
         let start = *next;
-        let count = count.min(u16::MAX as u32 / 2) as u16;
-        *next = next.wrapping_add(count) % self.code.parity.max(1);
-        let end = start as u32 + count as u32;
-        // Indices wrap modulo the parity count (handled when emitted).
+        let count = count.min(4 * self.code.k);
+        *next = next.saturating_add(count);
         self.queue.push_back(Work::Parity {
             stream: s,
             group: g,
             next: start,
-            end: end.min(u16::MAX as u32) as u16,
+            end: start.saturating_add(count),
         });
     }
 
@@ -498,7 +538,9 @@ impl Outbound {
                 }
                 t.answered = round;
                 t.received = received;
+                t.missing = 0;
                 for (s, g, m) in wire::naks(entries) {
+                    t.missing += u64::from(m);
                     if s != Stream::Manifest {
                         let e = self.repair.entry((s, g)).or_insert(0);
                         *e = (*e).max(m);
@@ -582,6 +624,20 @@ impl Outbound {
         self.pass_sent = 0;
         self.pass_bytes = 0;
         self.pass_start = None;
+        for t in self.targets.iter_mut().filter(|t| t.active() && !t.done) {
+            if t.missing < t.fewest_missing {
+                t.fewest_missing = t.missing;
+                t.stalled = 0;
+            } else {
+                t.stalled += 1;
+                if t.stalled >= MAX_STALLED_ROUNDS {
+                    t.failed = Some(format!(
+                        "repair made no progress in {MAX_STALLED_ROUNDS} rounds ({} symbols missing)",
+                        t.missing
+                    ));
+                }
+            }
+        }
         if self.targets.iter().all(|t| !t.active() || t.done) {
             self.start_commit(now, cfg);
             return;

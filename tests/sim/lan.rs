@@ -87,7 +87,9 @@ pub struct Node {
     /// Datagrams that arrived while paused, as a socket buffer holds them (bounded).
     backlog: Vec<(SocketAddr, Vec<u8>)>,
     link_free: Instant,
-    bad: bool,
+    /// In a loss burst since this time (bursts also end after 5 ms: a buffer overflow
+    /// lasts while traffic is heavy, not through quiet periods).
+    bad: Option<Instant>,
 }
 
 struct Arrival {
@@ -161,7 +163,7 @@ impl Lan {
             sent_wire_bytes: 0,
             backlog: Vec::new(),
             link_free: self.now,
-            bad: false,
+            bad: None,
         });
         i
     }
@@ -187,15 +189,16 @@ impl Lan {
 
     fn lost(&mut self, to: usize) -> bool {
         if let Some((enter, leave)) = self.faults.burst {
+            let now = self.now;
             let n = &mut self.nodes[to];
-            if n.bad {
-                if self.rng.chance(leave) {
-                    n.bad = false;
+            if let Some(since) = n.bad {
+                if self.rng.chance(leave) || now - since > Duration::from_millis(5) {
+                    n.bad = None;
                 }
             } else if self.rng.chance(enter) {
-                n.bad = true;
+                n.bad = Some(now);
             }
-            if self.nodes[to].bad {
+            if self.nodes[to].bad.is_some() {
                 return true;
             }
         }
