@@ -619,23 +619,7 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
     discover(&mut node, Duration::from_millis(front.discover), &[])?;
     let mut lines = Vec::new();
     for m in node.engine.members() {
-        let info = if m.info.is_empty() {
-            "-".to_string()
-        } else {
-            String::from_utf8_lossy(&m.info).replace(' ', ",")
-        };
-        lines.push(format!(
-            "{} {} {} {} last-push={}",
-            m.name,
-            m.addr.ip(),
-            if m.direct { "live" } else { "live-indirect" },
-            if m.version.is_empty() {
-                "-"
-            } else {
-                &m.version
-            },
-            info
-        ));
+        lines.push(crate::node::member_line(m));
     }
     node.leave();
     if front.output.json {

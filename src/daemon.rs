@@ -609,23 +609,7 @@ fn handle_job(
             let mut live = std::collections::BTreeSet::new();
             for m in node.engine.members() {
                 live.insert(m.name.clone());
-                let info = if m.info.is_empty() {
-                    "-".to_string()
-                } else {
-                    String::from_utf8_lossy(&m.info).replace(' ', ",")
-                };
-                lines.push(format!(
-                    "{} {} {} {} last-push={}",
-                    m.name,
-                    m.addr.ip(),
-                    if m.direct { "live" } else { "live-indirect" },
-                    if m.version.is_empty() {
-                        "-"
-                    } else {
-                        &m.version
-                    },
-                    info
-                ));
+                lines.push(crate::node::member_line(m));
             }
             for r in state.recent(24 * 3600) {
                 if !live.contains(&r.name) && r.name != cfg.name {

@@ -338,6 +338,27 @@ pub fn resolve_targets<'a>(
     (live, absent, unknown)
 }
 
+/// One line of `members` for a live member: `NAME ADDR live|live-indirect VERSION
+/// last-push=ID,ORIGIN,TIME,DIGEST` (the name is the first word).
+pub fn member_line(m: &proto::members::MemberInfo) -> String {
+    let info = if m.info.is_empty() {
+        "-".to_string()
+    } else {
+        String::from_utf8_lossy(&m.info).replace(' ', ",")
+    };
+    format!(
+        "{} {} {} {} last-push={info}",
+        m.name,
+        m.addr.ip(),
+        if m.direct { "live" } else { "live-indirect" },
+        if m.version.is_empty() {
+            "-"
+        } else {
+            &m.version
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

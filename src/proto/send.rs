@@ -300,21 +300,7 @@ impl Outbound {
                     }
                     let (s, i) = (*stream, *next);
                     *next += 1;
-                    let r = self.code.block_range(i, self.stream_len(s));
-                    let n = (r.end - r.start) as usize;
-                    let mut tmp = std::mem::take(&mut hdr.scratch);
-                    tmp.resize(self.code.block, 0);
-                    self.read_block(storage, s, i, &mut tmp);
-                    let m = Msg::Block {
-                        xfer: self.xfer,
-                        stream: s,
-                        idx: i,
-                        data: &tmp[..n],
-                    };
-                    let len = m.encode(&hdr.next(), buf);
-                    hdr.scratch = tmp;
-                    self.count_pass(now, len);
-                    return Some((Dest::Group, len));
+                    return Some(self.emit_block(now, storage, hdr, buf, s, i));
                 }
                 Work::Parity {
                     stream,
@@ -337,21 +323,7 @@ impl Outbound {
                             continue;
                         }
                         let i = range.start + (n - parity) % range.len() as u32;
-                        let r = self.code.block_range(i, self.stream_len(s));
-                        let len = (r.end - r.start) as usize;
-                        let mut tmp = std::mem::take(&mut hdr.scratch);
-                        tmp.resize(self.code.block, 0);
-                        self.read_block(storage, s, i, &mut tmp);
-                        let m = Msg::Block {
-                            xfer: self.xfer,
-                            stream: s,
-                            idx: i,
-                            data: &tmp[..len],
-                        };
-                        let len = m.encode(&hdr.next(), buf);
-                        hdr.scratch = tmp;
-                        self.count_pass(now, len);
-                        return Some((Dest::Group, len));
+                        return Some(self.emit_block(now, storage, hdr, buf, s, i));
                     }
                     let idx = n as u16;
                     let sym = match self.parity_symbol(storage, s, g, idx) {
@@ -406,6 +378,33 @@ impl Outbound {
                 }
             }
         }
+    }
+
+    /// Writes source block `i` of stream `s` as a BLOCK datagram into `buf`.
+    fn emit_block<S: Storage>(
+        &mut self,
+        now: Instant,
+        storage: &mut S,
+        hdr: &mut HeaderGen,
+        buf: &mut [u8],
+        s: Stream,
+        i: u32,
+    ) -> (Dest, usize) {
+        let r = self.code.block_range(i, self.stream_len(s));
+        let n = (r.end - r.start) as usize;
+        let mut tmp = std::mem::take(&mut hdr.scratch);
+        tmp.resize(self.code.block, 0);
+        self.read_block(storage, s, i, &mut tmp);
+        let m = Msg::Block {
+            xfer: self.xfer,
+            stream: s,
+            idx: i,
+            data: &tmp[..n],
+        };
+        let len = m.encode(&hdr.next(), buf);
+        hdr.scratch = tmp;
+        self.count_pass(now, len);
+        (Dest::Group, len)
     }
 
     fn count_pass(&mut self, now: Instant, len: usize) {
