@@ -200,6 +200,7 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let shared = Arc::new(Session {
         base: base.clone(),
+        no_send: args.no_send,
         password,
         jobs: Mutex::new(jobs_tx),
     });
@@ -672,6 +673,8 @@ fn handle_job(
 /// What console sessions share.
 struct Session {
     base: PathBuf,
+    /// `-s`: this daemon never sends (console pushes are refused).
+    no_send: bool,
     password: Option<String>,
     jobs: Mutex<Sender<Job>>,
 }
@@ -831,6 +834,9 @@ impl Session {
         rules: &[FilterRule],
         check: bool,
     ) -> std::io::Result<()> {
+        if self.no_send {
+            return writeln!(w, "error: this daemon never sends (-s)");
+        }
         let options = PushOptions {
             checksum: c.checksum || check,
             owners: unsafe { libc::geteuid() } == 0,
