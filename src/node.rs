@@ -172,6 +172,9 @@ impl Node {
                 }
             }
         }
+        // Answers go out before timers run: a queued commit (which may block for a while)
+        // runs only after its BUSY answer has left.
+        self.flush(Instant::now())?;
         let now = Instant::now();
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);

@@ -65,6 +65,9 @@ pub struct Config {
     pub member_expiry: Duration,
     /// A push target silent this long while the push waits for it has failed.
     pub member_timeout: Duration,
+    /// A target that acknowledged the commit (BUSY) may take this long to finish it (a
+    /// durable commit of many files on a slow disk blocks the member's loop meanwhile).
+    pub commit_timeout: Duration,
     /// A receiver abandons an inbound transfer whose sender is silent this long.
     pub transfer_timeout: Duration,
     /// First retry interval of polls (doubles while nobody answers).
@@ -98,6 +101,7 @@ impl Default for Config {
             heartbeat: Duration::from_millis(1000),
             member_expiry: Duration::from_millis(5000),
             member_timeout: Duration::from_millis(5000),
+            commit_timeout: Duration::from_secs(120),
             transfer_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(20),
             max_poll_interval: Duration::from_millis(500),
@@ -677,12 +681,10 @@ impl<S: Storage> Engine<S> {
                         .chunks_exact(4)
                         .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
                         .collect();
-                    ib.commit(
-                        &mut self.storage,
-                        flags & wire::COMMIT_NO_DELETE != 0,
-                        &skip,
-                    );
-                    self.commit_event(key);
+                    ib.commit = CommitState::Queued {
+                        no_delete: flags & wire::COMMIT_NO_DELETE != 0,
+                        skip,
+                    };
                 }
                 self.send_result(key);
                 true
@@ -915,7 +917,9 @@ impl<S: Storage> Engine<S> {
         };
         let dest = Dest::Unicast(ib.sender);
         let (status, files, bytes, deleted, msg) = match &ib.commit {
-            CommitState::Pending | CommitState::None => (wire::RESULT_BUSY, 0, 0, 0, String::new()),
+            CommitState::Pending | CommitState::None | CommitState::Queued { .. } => {
+                (wire::RESULT_BUSY, 0, 0, 0, String::new())
+            }
             CommitState::Done(s, o) => (*s, o.files, o.bytes, o.deleted, o.errors.join("; ")),
         };
         let mut msg = msg.into_bytes();
@@ -1092,8 +1096,30 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Runs commits that were asked for (after their BUSY answer went out).
+    fn run_queued_commits(&mut self) {
+        let queued: Vec<XferKey> = self
+            .inbound
+            .iter()
+            .filter(|(_, ib)| matches!(ib.commit, CommitState::Queued { .. }))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in queued {
+            let ib = self.inbound.get_mut(&key).unwrap();
+            let CommitState::Queued { no_delete, skip } =
+                std::mem::replace(&mut ib.commit, CommitState::None)
+            else {
+                continue;
+            };
+            ib.commit(&mut self.storage, no_delete, &skip);
+            self.commit_event(key);
+            self.send_result(key);
+        }
+    }
+
     /// Timer input: call when `poll_timeout` has passed (spurious calls are harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.run_queued_commits();
         if now >= self.next_heartbeat {
             let join = !self.joined;
             self.joined = true;
@@ -1214,6 +1240,9 @@ impl<S: Storage> Engine<S> {
         }
         for ib in self.inbound.values() {
             t = t.min(ib.last_heard + self.cfg.transfer_timeout);
+            if matches!(ib.commit, CommitState::Queued { .. }) {
+                t = t.min(ib.last_heard);
+            }
         }
         Some(t)
     }

@@ -162,6 +162,12 @@ struct Payload {
 #[derive(Debug, Clone)]
 pub(crate) enum CommitState {
     None,
+    /// Asked to commit; BUSY goes out first, then the (possibly slow) commit runs at the
+    /// next timer, so the sender knows the member is working on it.
+    Queued {
+        no_delete: bool,
+        skip: Vec<u32>,
+    },
     Pending,
     Done(u8, CommitOutcome),
 }

@@ -74,6 +74,8 @@ pub(crate) struct Target {
     missing: u64,
     fewest_missing: u64,
     stalled: u32,
+    /// It acknowledged the commit (BUSY): it gets the commit timeout.
+    committing: bool,
 }
 
 impl Target {
@@ -165,6 +167,7 @@ impl Outbound {
                     missing: 0,
                     fewest_missing: u64::MAX,
                     stalled: 0,
+                    committing: false,
                 })
                 .collect(),
             phase: Phase::Register,
@@ -571,7 +574,7 @@ impl Outbound {
             return;
         }
         match status {
-            RESULT_BUSY => {}
+            RESULT_BUSY => t.committing = true,
             RESULT_UNKNOWN => t.failed = Some("lost the transfer before commit".into()),
             s => {
                 t.result = Some((
@@ -783,12 +786,17 @@ impl Outbound {
             }
             let heard = t.last_heard.unwrap_or(waiting_since).max(waiting_since);
             let alive = last_seen(t.node).unwrap_or(heard).max(heard);
-            if now.saturating_duration_since(alive) >= cfg.member_timeout {
+            let timeout = if phase == Phase::Commit && t.committing {
+                cfg.commit_timeout.max(cfg.member_timeout)
+            } else {
+                cfg.member_timeout
+            };
+            if now.saturating_duration_since(alive) >= timeout {
                 t.failed = Some(format!(
                     "no answer for {:.1}s",
                     now.saturating_duration_since(alive).as_secs_f64()
                 ));
-            } else if now.saturating_duration_since(heard) >= cfg.member_timeout * 4 {
+            } else if now.saturating_duration_since(heard) >= timeout * 4 {
                 t.failed = Some("alive but not answering".into());
             }
         }

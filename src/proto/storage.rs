@@ -127,6 +127,11 @@ pub struct MemStorage {
     staged: HashMap<(XferKey, u32), Vec<u8>>,
     /// Make every staged write fail (simulates a full disk).
     pub fail_writes: bool,
+    /// Answer commits "pending" and keep their outcome here (simulates a slow commit that the
+    /// driver finishes elsewhere and reports with `Engine::handle_committed`).
+    pub defer_commits: bool,
+    /// Outcomes of deferred commits, for the test to hand back.
+    pub deferred: Vec<(XferKey, CommitOutcome)>,
 }
 
 impl MemStorage {
@@ -329,6 +334,21 @@ impl Storage for MemStorage {
     }
 
     fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        let out = self.commit_now(key, req);
+        if self.defer_commits {
+            self.deferred.push((key, out));
+            return None;
+        }
+        Some(out)
+    }
+
+    fn abort(&mut self, key: XferKey) {
+        self.staged.retain(|(k, _), _| *k != key);
+    }
+}
+
+impl MemStorage {
+    fn commit_now(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
         let mut out = CommitOutcome::default();
         let checksum = req.manifest.options.checksum;
         for (i, e) in req.manifest.entries.iter().enumerate() {
@@ -372,11 +392,7 @@ impl Storage for MemStorage {
             }
         }
         self.abort(key);
-        Some(out)
-    }
-
-    fn abort(&mut self, key: XferKey) {
-        self.staged.retain(|(k, _), _| *k != key);
+        out
     }
 }
 

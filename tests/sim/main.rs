@@ -548,6 +548,36 @@ fn dry_run_changes_nothing_and_reports_exactly() {
 }
 
 #[test]
+fn slow_commit_that_blocks_a_member_is_waited_for() {
+    // web2 acknowledges the commit (BUSY), then its loop is blocked by a slow durable commit
+    // for three member timeouts: no heartbeat, no answer. It must not be failed for that.
+    let mut lan = cluster(95, Faults::default(), small_tree(95, "www", 300));
+    lan.nodes[2].engine.storage_mut().defer_commits = true;
+    let m = lan.nodes[0].engine.storage().manifest();
+    let x = lan.push(0, &receivers(), m);
+    lan.drive(Duration::from_secs(10), |l| {
+        !l.nodes[2].engine.storage().deferred.is_empty()
+    });
+    lan.run_for(Duration::from_millis(5));
+    lan.nodes[2].paused = true;
+    let timeout = lan.nodes[0].engine.config().member_timeout;
+    lan.run_for(timeout * 3);
+    assert!(
+        lan.report(0, x).is_none(),
+        "the push ended while web2 was still committing"
+    );
+    lan.nodes[2].paused = false;
+    let (key, out) = lan.nodes[2].engine.storage_mut().deferred.pop().unwrap();
+    let now = lan.now;
+    lan.nodes[2].engine.handle_committed(now, key, out);
+    lan.drive(Duration::from_secs(10), |l| l.report(0, x).is_some());
+    assert_all_ok(&lan.report(0, x).unwrap().1);
+    for j in receivers() {
+        assert_same_tree(&lan, 0, j, &["www"]);
+    }
+}
+
+#[test]
 fn disk_full_receiver_fails_alone() {
     let mut lan = cluster(90, Faults::default(), small_tree(90, "www", 200));
     lan.nodes[5].engine.storage_mut().fail_writes = true;
