@@ -308,7 +308,7 @@ impl FsStorage {
                 continue;
             };
             drop(s.file);
-            if dir_cache.as_ref().map_or(true, |(d, _)| *d != s.dir) {
+            if dir_cache.as_ref().is_none_or(|(d, _)| *d != s.dir) {
                 // A directory that cannot be resolved any more leaves the temp to sweep_temp.
                 dir_cache = open_dir(self.base_raw(), &s.dir, None)
                     .ok()
@@ -769,7 +769,7 @@ impl Storage for FsStorage {
         }
         if offset
             .checked_add(data.len() as u64)
-            .map_or(true, |end| end > entry.size)
+            .is_none_or(|end| end > entry.size)
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -5,10 +5,31 @@
 //!   argument, datagrams go in and out as byte slices, files pass through a storage trait.
 //! - [`net`]: the UDP sockets (group and unicast), batched sends (GSO, `sendmmsg`) and
 //!   receives (`recvmmsg`, GRO). Moves opaque datagrams; knows nothing of the protocol.
+//! - [`seal`]: cluster keys and the AEAD sealing of every datagram, with replay protection.
+//! - [`apply`]: the receiver's file system side: staging, fsync, rename into place, deletes,
+//!   all confined to the base directory. [`tree`] and [`filter`]: the sender's walk and
+//!   rsync-style include/exclude rules.
+//! - [`node`]: the driver loop that joins the engine to sockets, keys, clock and files.
+//! - [`daemon`] and [`console`]: the long-running member and its telnet-able control port;
+//!   [`state`]: what a daemon remembers across restarts (members, last push).
+//! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct);
+//!   [`report`]: per-member results, tables, JSON and exit codes.
+//! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
+//!   completions; [`exit`]: the exit-status table.
 #![warn(missing_docs)]
 
 pub mod apply;
+pub mod cli;
+pub mod client;
+pub mod console;
+pub mod daemon;
+pub mod demo;
+pub mod exit;
 pub mod filter;
 pub mod net;
+pub mod node;
 pub mod proto;
+pub mod report;
 pub mod seal;
+pub mod state;
+pub mod tree;

@@ -1,1 +1,109 @@
-fn main() {}
+//! The `makuo` binary: parse the command line, dispatch, map the outcome to an exit status.
+//!
+//! Kept thin on purpose: flags live in `cli.rs`, codes in `exit.rs`, the work in the library.
+//! This is the only function in the crate that returns an `ExitCode`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use makuo::cli::{generate, Cli, Command, ExcludeAction};
+use makuo::client::quote;
+use makuo::exit::Exit;
+
+fn main() -> ExitCode {
+    let (cli, matches) = match Cli::parse_with_matches(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            // --help and --version come back as errors that go to stdout and mean success.
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Error
+            } else {
+                Exit::Ok
+            }
+            .into();
+        }
+    };
+    match cli.command {
+        Command::Generate(args) => match generate::generate(args.what, &args.out) {
+            Ok(files) => {
+                let mut out = std::io::stdout().lock();
+                for f in files {
+                    // A closed stdout (e.g. `| head`) is not a failure.
+                    let _ = writeln!(out, "{}", args.out.join(f).display());
+                }
+                Exit::Ok.into()
+            }
+            Err(e) => {
+                eprintln!("makuo: generate: {e:#}");
+                Exit::Error.into()
+            }
+        },
+        other => {
+            let name = other.name();
+            let sub = matches
+                .subcommand()
+                .map(|(_, m)| m.clone())
+                .unwrap_or_default();
+            let r = match other {
+                Command::Daemon(a) => makuo::daemon::run(&a),
+                Command::Sync(a) => makuo::client::sync(&a, &sub),
+                Command::Check(a) => makuo::client::check(&a, &sub),
+                Command::Members(a) => makuo::client::members(&a, &sub),
+                Command::Status(a) => makuo::client::status(&a),
+                Command::Exclude(a) => {
+                    let words = match &a.action {
+                        ExcludeAction::Add(p) => p
+                            .patterns
+                            .iter()
+                            .map(|p| format!("exclude add {}", quote(p)))
+                            .collect::<Vec<_>>(),
+                        ExcludeAction::Del(p) => p
+                            .patterns
+                            .iter()
+                            .map(|p| format!("exclude del {}", quote(p)))
+                            .collect(),
+                        ExcludeAction::List => vec!["exclude list".into()],
+                        ExcludeAction::Clear => vec!["exclude clear".into()],
+                    };
+                    words.iter().try_fold(Exit::Ok, |acc, w| {
+                        makuo::client::console_words(&a.console, w, &a.output).map(|e| {
+                            if acc == Exit::Ok {
+                                e
+                            } else {
+                                acc
+                            }
+                        })
+                    })
+                }
+                Command::Loglevel(a) => makuo::client::console_words(
+                    &a.console,
+                    &format!("loglevel {}", a.level),
+                    &a.output,
+                ),
+                Command::Keygen(a) => makuo::seal::keygen(&a.file.to_string_lossy())
+                    .map(|_| Exit::Ok)
+                    .map_err(|e| anyhow::anyhow!("{e}")),
+                Command::Demo(a) => makuo::demo::run(&a),
+                Command::Generate(_) => unreachable!(),
+            };
+            match r {
+                Ok(e) => e.into(),
+                Err(e) => {
+                    if is_broken_pipe(&e) {
+                        return Exit::Ok.into();
+                    }
+                    eprintln!("makuo {name}: {e:#}");
+                    Exit::Error.into()
+                }
+            }
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

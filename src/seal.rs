@@ -3,7 +3,7 @@
 //! The engine emits and accepts unsealed datagrams `[header | body]`; this module turns them
 //! into sealed ones on the way out and back on the way in, so nothing forged, altered or
 //! replayed ever reaches the wire decoder. Without a key nothing is sealed (callers simply do
-//! not create a [`Sealer`]). The byte layout is documented in `docs/protocol-sealing.md`.
+//! not create a [`Sealer`]). The byte layout is documented in `docs/protocol.md (Sealing)`.
 //!
 //! # Keys
 //!
@@ -1186,7 +1186,7 @@ mod tests {
         assert!(!dir.path().join("nowhere").exists());
     }
 
-    /// The test vector of `docs/protocol-sealing.md`, checked independently (HChaCha20 by
+    /// The test vector of `docs/protocol.md (Sealing)`, checked independently (HChaCha20 by
     /// hand plus an IETF ChaCha20-Poly1305 library); pins the format.
     #[test]
     fn seal_known_answer() {

@@ -257,6 +257,8 @@ pub enum Event {
         outcome: CommitOutcome,
         /// Whether it was a dry run.
         dry_run: bool,
+        /// MD5 of the pushed manifest (same on every member that got this push).
+        digest: [u8; 16],
     },
     /// An inbound transfer was abandoned (sender silent or aborted).
     Abandoned(XferKey, String),
@@ -859,6 +861,7 @@ impl<S: Storage> Engine<S> {
                 origin,
                 outcome: out.clone(),
                 dry_run,
+                digest: ib.digest,
             });
         }
     }
@@ -947,7 +950,9 @@ impl<S: Storage> Engine<S> {
         let members = &self.members;
         if let Some(ob) = self.outbound.get_mut(&xfer) {
             ob.on_timeout(now, &self.cfg, |n| {
-                members.get(n).filter(|m| m.direct).map(|m| m.last_seen)
+                members
+                    .get(n)
+                    .map(|m| if m.direct { m.last_seen } else { now })
             });
         }
         self.collect_outbound(now);
@@ -1067,7 +1072,9 @@ impl<S: Storage> Engine<S> {
             if let Some(ob) = self.outbound.get_mut(&x) {
                 if ob.deadline().is_none_or(|d| now >= d) || !ob.has_work() {
                     ob.on_timeout(now, &self.cfg, |n| {
-                        members.get(n).filter(|m| m.direct).map(|m| m.last_seen)
+                        members
+                            .get(n)
+                            .map(|m| if m.direct { m.last_seen } else { now })
                     });
                 }
             }
@@ -1173,6 +1180,25 @@ impl<S: Storage> Engine<S> {
             t = t.min(ib.last_heard + self.cfg.transfer_timeout);
         }
         Some(t)
+    }
+
+    /// Abandons every transfer (shutting down): inbound ones are dropped from storage,
+    /// outbound ones are aborted on the wire so receivers clean up at once.
+    pub fn abort_all(&mut self, now: Instant, reason: &str) {
+        for key in std::mem::take(&mut self.inbound).into_keys() {
+            self.storage.abort(key);
+        }
+        for (xfer, mut ob) in std::mem::take(&mut self.outbound) {
+            self.queue(
+                Dest::Group,
+                &Msg::Abort {
+                    xfer,
+                    reason: reason.as_bytes(),
+                },
+            );
+            ob.abort(reason);
+            self.events.push_back(Event::PushDone(ob.report(now)));
+        }
     }
 
     /// Whether output is waiting that pacing holds back (the driver should come back at

@@ -185,6 +185,8 @@ pub(crate) struct Inbound {
     received: u32,
     answered: (u32, u32),
     pub(crate) report: Option<Vec<u8>>,
+    /// MD5 of the manifest bytes: identical on every member that got the same push.
+    pub(crate) digest: [u8; 16],
 }
 
 impl Inbound {
@@ -216,6 +218,7 @@ impl Inbound {
             received: 0,
             answered: (0, 0),
             report: None,
+            digest: [0; 16],
         }
     }
 
@@ -226,6 +229,7 @@ impl Inbound {
 
     pub(crate) fn take_manifest_bytes(&mut self) -> Vec<u8> {
         let b = self.mstream.assemble();
+        self.digest = super::storage::md5_of(&b);
         self.mstream.blocks.clear();
         self.mstream.parity.clear();
         b

@@ -92,6 +92,7 @@ pub(crate) struct Outbound {
     deadline: Option<Instant>,
     interval: Duration,
     waiting_since: Instant,
+    polled_round: u32,
     max_delete: Option<u64>,
     no_delete: bool,
     vanished: BTreeSet<u32>,
@@ -160,6 +161,7 @@ impl Outbound {
             deadline: Some(now + cfg.poll_interval),
             interval: cfg.poll_interval,
             waiting_since: now,
+            polled_round: 0,
             max_delete,
             no_delete: false,
             vanished: BTreeSet::new(),
@@ -329,6 +331,12 @@ impl Outbound {
                 Work::Poll => {
                     self.queue.pop_front();
                     let pending = self.pending_bitmap(|t| !t.done);
+                    if self.polled_round != self.round {
+                        // Targets are waited for from the first poll of a round on, not
+                        // while the pass before it is still being sent.
+                        self.polled_round = self.round;
+                        self.waiting_since = now;
+                    }
                     let m = Msg::Poll {
                         xfer: self.xfer,
                         round: self.round,
@@ -693,11 +701,24 @@ impl Outbound {
             }
             let waiting = match phase {
                 Phase::Register => t.flags.is_none(),
-                Phase::Data => !t.done && t.answered != self.round,
+                Phase::Data => {
+                    !t.done && t.answered != self.round && self.polled_round == self.round
+                }
                 Phase::Commit => t.result.is_none(),
                 Phase::Done => false,
             };
             if !waiting {
+                // Mid-pass nobody is asked anything, but heartbeats still show who lives.
+                if phase == Phase::Data && !t.done {
+                    let since = t.last_heard.unwrap_or(self.started).max(self.started);
+                    let hb = last_seen(t.node).unwrap_or(since).max(since);
+                    if now.saturating_duration_since(hb) >= cfg.member_timeout {
+                        t.failed = Some(format!(
+                            "no answer for {:.1}s",
+                            now.saturating_duration_since(hb).as_secs_f64()
+                        ));
+                    }
+                }
                 continue;
             }
             let heard = t.last_heard.unwrap_or(waiting_since).max(waiting_since);
@@ -755,6 +776,16 @@ impl Outbound {
             }
             Phase::Done => {}
         }
+    }
+
+    /// Ends the push now: every target without a result has failed with `reason`.
+    pub(crate) fn abort(&mut self, reason: &str) {
+        for t in &mut self.targets {
+            if t.failed.is_none() && t.result.is_none() {
+                t.failed = Some(reason.to_string());
+            }
+        }
+        self.phase = Phase::Done;
     }
 
     /// The final report (once `phase == Done`).

@@ -1,0 +1,176 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_makuo_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_makuo_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_makuo_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_makuo_using_subcommand
+    set -l cmd (__fish_makuo_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c makuo -n "__fish_makuo_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_needs_command" -s V -l version -d 'Print version'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "daemon" -d 'Run the daemon: receive pushes into the base dir, send what the console asks for'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "sync" -d 'Push paths to every member (rsync-style): send what differs, optionally delete'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "check" -d 'Compare paths on every member with the sender and list what differs; change nothing'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "status" -d 'Show daemon state: transfers in flight, members, counters'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s session exclude list (shell globs), which applies to every push'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "loglevel" -d 'Set the daemon\'s log level, from 0 (quiet) to 9 (debug)'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "keygen" -d 'Write a new random cluster key to FILE (\'-\' prints it to stdout)'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "demo" -d 'Run a throwaway cluster on loopback and push a generated tree through it'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packagers and the repository)'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s l -l listen -d 'Address to bind the UDP socket to. Default: any' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s P -l console-port -d 'TCP port of the console' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l console-addr -d 'Address to bind the TCP console to' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s U -l console-socket -d 'Also serve the console on this unix socket (created only when given)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s K -l password-file -d 'File holding the console password; clients must send it before any command' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s d -l loglevel -d 'Log level, 0 (quiet) to 9 (debug)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s u -l user -d 'Run as this user (name or uid) once the sockets are open' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s g -l run-group -l group-id -d 'Run as this group (name or gid) once the sockets are open' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s c -l chroot -d 'Chroot into DIR once the sockets are open' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s T -l rate -d 'Cap the send rate, in Mbit/s. Default: no cap' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: the system\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: the system\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a member is dropped, in milliseconds. Default: the engine\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s n -l foreground -d 'Stay in the foreground and log to stderr'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s r -l no-receive -d 'Never receive: do not write what other members push'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s s -l no-send -d 'Never send: refuse pushes submitted through the console'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l no-fsync -d 'Skip the durability step (fsync before rename) when receiving'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l allow-devices -d 'Accept block and character device nodes (needs root)'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s O -l preserve-owner -d 'Keep the owner and group pushed by the sender (needs root)'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l include -d 'Do not exclude paths matching PATTERN (repeatable; see --exclude for the order)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l exclude-from -d 'Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l max-delete -d 'Delete at most N paths per member; stop deleting (exit 25) beyond that' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l bwlimit -d 'Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l timeout -d 'Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s n -l dry-run -d 'Show what would change; change nothing'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l delete -d 'Delete member paths under each PATH that the sender does not have'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s c -l checksum -d 'Compare file contents by checksum, not size and mtime'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l progress -d 'Show progress while transferring'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l no-fsync -d 'Let members skip the durability step (fsync before rename) for this push'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l include -d 'Do not exclude paths matching PATTERN (repeatable; see --exclude for the order)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l exclude-from -d 'Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, how long to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "add" -d 'Add patterns to the session exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "del" -d 'Remove patterns from the session exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "list" -d 'Print the session exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "clear" -d 'Empty the session exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from del" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from clear" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand demo" -l members -d 'Number of daemons to start' -r
+complete -c makuo -n "__fish_makuo_using_subcommand demo" -l files -d 'Number of files in the generated tree' -r
+complete -c makuo -n "__fish_makuo_using_subcommand demo" -l keep -d 'Keep the temporary directory and print its path'
+complete -c makuo -n "__fish_makuo_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand generate" -l out -d 'Directory to write man/ and completions/ under' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'

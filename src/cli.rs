@@ -1,0 +1,1164 @@
+//! Every subcommand and flag of `makuo`, defined once (clap derive).
+//!
+//! The one-line help (first paragraph of each doc comment) is what `-h` shows; the whole doc
+//! comment is what `--help` and the man page show. `makuo generate` ([`generate`]) builds the
+//! man pages and shell completions by walking [`Cli::command`], so no flag list is kept
+//! anywhere else.
+//!
+//! This module only checks what the user typed (types, ranges, conflicts, counts). It makes no
+//! syscalls: resolving paths, compiling globs, reading `--exclude-from` files, looking up the
+//! hostname and opening sockets belong to the second stage, so `--help` and `--version` work
+//! even when the base dir or the network is broken.
+
+pub mod generate;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ValueEnum, ValueHint};
+
+use crate::exit;
+use crate::proto::wire;
+
+/// Most `-k/--key` files: the first seals what we send, both open what we receive.
+pub const MAX_KEYS: usize = 2;
+
+/// Smallest accepted `--mtu`.
+const MIN_MTU: i64 = 576;
+/// Largest accepted `--mtu`: the biggest datagram plus IPv4 and UDP headers.
+const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
+
+/// Push a file tree to every server of a cluster at once, over UDP multicast.
+///
+/// makuo is the successor of makuosan. A daemon (makuo daemon) runs on every server of the
+/// cluster; the daemons find each other by multicast and a tree pushed at any one of them is
+/// written on every live member at the same time, so a push takes about as long for fifty
+/// servers as for two.
+///
+/// Each daemon serves a console on 127.0.0.1:5000 (TCP, or a unix socket with -U). The front-end
+/// commands (sync, check, members, status, exclude, loglevel) talk to the local daemon through
+/// that console when one answers. When none answers (or with --direct), sync, check, members
+/// and status walk the tree themselves and multicast directly, as a short-lived sender that
+/// joins the cluster for the length of the run.
+///
+/// Members authenticate and encrypt with the shared key files given by -k; makuo keygen
+/// makes one.
+#[derive(Debug, Parser)]
+#[command(
+    name = "makuo",
+    version,
+    after_long_help = exit::help_table(),
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: receive pushes into the base dir, send what the console asks for.
+    ///
+    /// Run one on every server of the cluster. The daemon joins the multicast group, announces
+    /// itself with heartbeats, writes what other members push into its base directory, and
+    /// serves a line-based console (TCP on 127.0.0.1, and a unix socket if -U is given) through
+    /// which the front-end commands submit pushes. It detaches unless -n is given. Stop it with
+    /// SIGTERM. The flag letters are makuosan's.
+    Daemon(DaemonArgs),
+    /// Push paths to every member (rsync-style): send what differs, optionally delete.
+    ///
+    /// Each PATH (relative to the base directory) is compared with every member, and whatever
+    /// differs (size and mtime, or content with -c) is multicast once to all of them. A file is
+    /// written to a temporary name, made durable and renamed into place. With --delete, member
+    /// paths under each PATH that the sender lacks are deleted. The exit status says whether
+    /// every targeted member ended with everything (see EXIT STATUS in makuo(1)).
+    Sync(SyncArgs),
+    /// Compare paths on every member with the sender and list what differs; change nothing.
+    ///
+    /// Without PATH the whole base directory is compared. Contents are compared by checksum.
+    /// Exits 0 only when every targeted member matches.
+    Check(CheckArgs),
+    /// List live members: name, address, version and role.
+    Members(FrontArgs),
+    /// Show daemon state: transfers in flight, members, counters.
+    Status(FrontArgs),
+    /// Edit the daemon's session exclude list (shell globs), which applies to every push.
+    Exclude(ExcludeArgs),
+    /// Set the daemon's log level, from 0 (quiet) to 9 (debug).
+    Loglevel(LoglevelArgs),
+    /// Write a new random cluster key to FILE ('-' prints it to stdout).
+    ///
+    /// A key is 32 random bytes written as 64 hex digits. FILE is created with mode 0600 and an
+    /// existing file is never overwritten. Copy the key to every member (keeping it 0600: a
+    /// key file others can read is refused) and pass it with -k. To rotate keys without
+    /// downtime, give every daemon '-k NEW -k OLD', then '-k NEW'.
+    Keygen(KeygenArgs),
+    /// Run a throwaway cluster on loopback and push a generated tree through it.
+    ///
+    /// Starts N daemons on 127.0.0.1 with private state and base directories under a temporary
+    /// directory, pushes a generated tree from the first to the rest, checks every copy and
+    /// prints timings. Nothing outside the temporary directory is touched.
+    Demo(DemoArgs),
+    /// Write the man pages and shell completions (for packagers and the repository).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+impl Command {
+    /// The subcommand's name as typed on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Daemon(_) => "daemon",
+            Command::Sync(_) => "sync",
+            Command::Check(_) => "check",
+            Command::Members(_) => "members",
+            Command::Status(_) => "status",
+            Command::Exclude(_) => "exclude",
+            Command::Loglevel(_) => "loglevel",
+            Command::Keygen(_) => "keygen",
+            Command::Demo(_) => "demo",
+            Command::Generate(_) => "generate",
+        }
+    }
+}
+
+/// Flags that describe the cluster, the same for the daemon and for the front end's direct
+/// mode.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Base directory: the tree that is pushed and received.
+    ///
+    /// Every path on the wire is relative to it, and nothing is ever written outside it. In the
+    /// front end it matters only in direct mode; through a daemon, the daemon's base is used.
+    #[arg(short = 'b', long, value_name = "DIR", default_value = ".", value_hint = ValueHint::DirPath)]
+    pub base: PathBuf,
+
+    /// Multicast group address.
+    #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108")]
+    pub group: Ipv4Addr,
+
+    /// UDP port of the multicast group.
+    #[arg(short = 'p', long, value_name = "PORT", default_value_t = 5000,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// Address of the local interface to send and join multicast on.
+    ///
+    /// Default: the interface the routing table picks for the group.
+    #[arg(short = 'i', long, value_name = "ADDR")]
+    pub interface: Option<Ipv4Addr>,
+
+    /// Cluster key file (repeatable, at most 2): the first seals, both open.
+    ///
+    /// Every datagram is authenticated and encrypted with the first key; datagrams sealed with
+    /// either key are accepted. Give two keys to rotate: first '-k NEW -k OLD' everywhere, then
+    /// '-k NEW'. Without -k the cluster runs in clear and unauthenticated. Make a key with
+    /// makuo keygen.
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", action = ArgAction::Append,
+          value_hint = ValueHint::FilePath)]
+    pub keys: Vec<PathBuf>,
+
+    /// Member name announced to the cluster. Default: the hostname.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Directory for persistent state (member identity, interrupted transfers).
+    ///
+    /// Default: /var/lib/makuo/NAME.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub state_dir: Option<PathBuf>,
+
+    /// Path MTU in bytes; datagrams are sized to fit it.
+    #[arg(long, value_name = "BYTES", default_value_t = 1500,
+          value_parser = clap::value_parser!(u32).range(MIN_MTU..=MAX_MTU))]
+    pub mtu: u32,
+}
+
+/// `makuo daemon`: makuosan's flag letters.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Cluster flags shared with direct mode.
+    #[command(flatten, next_help_heading = "Cluster")]
+    pub cluster: ClusterArgs,
+
+    /// Address to bind the UDP socket to. Default: any.
+    #[arg(short = 'l', long, value_name = "ADDR", help_heading = "Cluster")]
+    pub listen: Option<IpAddr>,
+
+    /// TCP port of the console.
+    #[arg(short = 'P', long, value_name = "PORT", default_value_t = 5000,
+          value_parser = clap::value_parser!(u16).range(1..), help_heading = "Console")]
+    pub console_port: u16,
+
+    /// Address to bind the TCP console to.
+    ///
+    /// Anything but loopback exposes the console to the network; use it only together with -K.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1",
+        help_heading = "Console"
+    )]
+    pub console_addr: IpAddr,
+
+    /// Also serve the console on this unix socket (created only when given).
+    #[arg(short = 'U', long, value_name = "PATH", value_hint = ValueHint::FilePath,
+          help_heading = "Console")]
+    pub console_socket: Option<PathBuf>,
+
+    /// File holding the console password; clients must send it before any command.
+    ///
+    /// Without -K the console accepts any local connection.
+    #[arg(short = 'K', long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          help_heading = "Console")]
+    pub password_file: Option<PathBuf>,
+
+    /// Stay in the foreground and log to stderr.
+    #[arg(short = 'n', long, help_heading = "Process")]
+    pub foreground: bool,
+
+    /// Log level, 0 (quiet) to 9 (debug).
+    #[arg(short = 'd', long, value_name = "LEVEL", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=9), help_heading = "Process")]
+    pub loglevel: u8,
+
+    /// Run as this user (name or uid) once the sockets are open.
+    #[arg(short = 'u', long, value_name = "USER", help_heading = "Process")]
+    pub user: Option<String>,
+
+    /// Run as this group (name or gid) once the sockets are open.
+    #[arg(
+        short = 'g',
+        long = "run-group",
+        visible_alias = "group-id",
+        value_name = "GROUP",
+        help_heading = "Process"
+    )]
+    pub run_group: Option<String>,
+
+    /// Chroot into DIR once the sockets are open.
+    #[arg(short = 'c', long, value_name = "DIR", value_hint = ValueHint::DirPath,
+          help_heading = "Process")]
+    pub chroot: Option<PathBuf>,
+
+    /// Never receive: do not write what other members push.
+    #[arg(short = 'r', long, help_heading = "Transfer")]
+    pub no_receive: bool,
+
+    /// Never send: refuse pushes submitted through the console.
+    #[arg(short = 's', long, help_heading = "Transfer")]
+    pub no_send: bool,
+
+    /// Cap the send rate, in Mbit/s. Default: no cap.
+    #[arg(short = 'T', long, value_name = "MBIT",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = "Transfer")]
+    pub rate: Option<u32>,
+
+    /// UDP receive buffer size (SO_RCVBUF). Default: the system's.
+    #[arg(short = 'R', long, value_name = "BYTES", help_heading = "Transfer")]
+    pub rcvbuf: Option<usize>,
+
+    /// UDP send buffer size (SO_SNDBUF). Default: the system's.
+    #[arg(short = 'S', long, value_name = "BYTES", help_heading = "Transfer")]
+    pub sndbuf: Option<usize>,
+
+    /// Skip the durability step (fsync before rename) when receiving.
+    ///
+    /// Faster, but a power cut may leave renamed files empty or torn.
+    #[arg(long, help_heading = "Transfer")]
+    pub no_fsync: bool,
+
+    /// Heartbeat interval in milliseconds. Default: the engine's.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = "Transfer")]
+    pub heartbeat: Option<u64>,
+
+    /// Silence after which a member is dropped, in milliseconds. Default: the engine's.
+    ///
+    /// A member dropped in the middle of a transfer counts as failed for that transfer.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = "Transfer")]
+    pub member_timeout: Option<u64>,
+
+    /// Accept block and character device nodes (needs root).
+    #[arg(long, help_heading = "Transfer")]
+    pub allow_devices: bool,
+
+    /// Keep the owner and group pushed by the sender (needs root).
+    #[arg(short = 'O', long, help_heading = "Transfer")]
+    pub preserve_owner: bool,
+}
+
+/// Where the front end finds the daemon console.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Daemon console: HOST:PORT, or a unix socket path (anything containing '/').
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:5000",
+        help_heading = "Console"
+    )]
+    pub console: ConsoleAddr,
+
+    /// File holding the console password (the daemon's -K).
+    #[arg(short = 'K', long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          help_heading = "Console")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// How much the front end prints, and in what form.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print more (repeat for even more).
+    #[arg(short = 'v', long, action = ArgAction::Count, help_heading = "Output")]
+    pub verbose: u8,
+
+    /// Print errors only.
+    #[arg(short = 'q', long, conflicts_with = "verbose", help_heading = "Output")]
+    pub quiet: bool,
+
+    /// Print results as JSON lines instead of text.
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+}
+
+/// Options shared by the front-end commands that can run with or without a daemon.
+#[derive(Debug, Args)]
+pub struct FrontArgs {
+    /// Where the daemon console is.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
+    /// Do not use a daemon: walk the tree and multicast directly.
+    ///
+    /// Without --direct the local daemon is tried first and direct mode is the fallback.
+    #[arg(long, conflicts_with = "console", help_heading = "Direct mode")]
+    pub direct: bool,
+
+    /// In direct mode, how long to listen for members before starting, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 500,
+        help_heading = "Direct mode"
+    )]
+    pub discover: u64,
+
+    /// Cluster flags, used in direct mode.
+    #[command(flatten, next_help_heading = "Direct mode")]
+    pub cluster: ClusterArgs,
+
+    /// Output shape.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// What `sync` and `check` look at: recursion, members, filters.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Recurse into directories (without it, directories are skipped).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// Only this member (name or address; repeatable). Default: every live member.
+    ///
+    /// A target that does not answer counts as failed.
+    #[arg(short = 't', long = "target", value_name = "HOST", action = ArgAction::Append,
+          value_hint = ValueHint::Hostname)]
+    pub targets: Vec<String>,
+
+    /// Exclude paths matching PATTERN (rsync rules; repeatable).
+    ///
+    /// --exclude, --include and --exclude-from rules apply in the order given, and the first
+    /// rule that matches a path decides. A leading '/' anchors a pattern at the transfer root, a
+    /// trailing '/' matches directories only, '*' stops at '/' and '**' does not.
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append, help_heading = "Filter")]
+    pub exclude: Vec<String>,
+
+    /// Do not exclude paths matching PATTERN (repeatable; see --exclude for the order).
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append, help_heading = "Filter")]
+    pub include: Vec<String>,
+
+    /// Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order).
+    ///
+    /// Blank lines and lines starting with '#' or ';' are ignored. A line starting with '+ ' is
+    /// an include rule and one starting with '- ' an exclude rule, as in rsync.
+    #[arg(long, value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath,
+          help_heading = "Filter")]
+    pub exclude_from: Vec<String>,
+}
+
+/// `makuo sync`: rsync spellings.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Paths to push, relative to the base directory.
+    #[arg(value_name = "PATH", required = true, value_hint = ValueHint::AnyPath)]
+    pub paths: Vec<PathBuf>,
+
+    /// Recursion, targets and filters.
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// Show what would change; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Delete member paths under each PATH that the sender does not have.
+    ///
+    /// Excluded paths are protected from deletion, as in rsync.
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Delete at most N paths per member; stop deleting (exit 25) beyond that.
+    #[arg(long, value_name = "N", requires = "delete")]
+    pub max_delete: Option<u64>,
+
+    /// Compare file contents by checksum, not size and mtime.
+    #[arg(short = 'c', long)]
+    pub checksum: bool,
+
+    /// Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units).
+    ///
+    /// As rsync: a plain number is KiB/s; suffixes K, M, G, T, P (or KiB, MiB, ...) multiply
+    /// by powers of 1024, KB, MB, ... by powers of 1000, and B means bytes. Fractions are
+    /// allowed (1.5M). 0 means no cap. Nonzero rates below 512 bytes/s are refused.
+    #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
+    pub bwlimit: Option<u64>,
+
+    /// Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Show progress while transferring.
+    #[arg(long)]
+    pub progress: bool,
+
+    /// Let members skip the durability step (fsync before rename) for this push.
+    #[arg(long)]
+    pub no_fsync: bool,
+
+    /// Console, direct mode and output.
+    #[command(flatten)]
+    pub front: FrontArgs,
+}
+
+/// `makuo check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Paths to compare, relative to the base directory. Default: all of it.
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath)]
+    pub paths: Vec<PathBuf>,
+
+    /// Recursion, targets and filters.
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// Console, direct mode and output.
+    #[command(flatten)]
+    pub front: FrontArgs,
+}
+
+/// `makuo exclude`: the daemon's session excludes. Needs a daemon; there is no direct mode.
+#[derive(Debug, Args)]
+pub struct ExcludeArgs {
+    /// The edit to make.
+    #[command(subcommand)]
+    pub action: ExcludeAction,
+
+    /// Where the daemon console is.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
+    /// Output shape.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// An edit of the session exclude list.
+#[derive(Debug, Subcommand)]
+pub enum ExcludeAction {
+    /// Add patterns to the session exclude list.
+    Add(ExcludePatterns),
+    /// Remove patterns from the session exclude list.
+    Del(ExcludePatterns),
+    /// Print the session exclude list.
+    List,
+    /// Empty the session exclude list.
+    Clear,
+}
+
+/// Patterns for `exclude add` and `exclude del`.
+#[derive(Debug, Args)]
+pub struct ExcludePatterns {
+    /// Shell glob patterns, matched like --exclude.
+    #[arg(value_name = "PATTERN", required = true)]
+    pub patterns: Vec<String>,
+}
+
+/// `makuo loglevel`. Needs a daemon; there is no direct mode.
+#[derive(Debug, Args)]
+pub struct LoglevelArgs {
+    /// New log level, 0 (quiet) to 9 (debug).
+    #[arg(value_name = "LEVEL", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub level: u8,
+
+    /// Where the daemon console is.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
+    /// Output shape.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `makuo keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key; '-' prints it to stdout.
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+}
+
+/// `makuo demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of daemons to start.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(2..=64))]
+    pub members: u16,
+
+    /// Number of files in the generated tree.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub files: u32,
+
+    /// Keep the temporary directory and print its path.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `makuo generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_name = "WHAT")]
+    pub what: GenerateWhat,
+
+    /// Directory to write man/ and completions/ under.
+    #[arg(long, value_name = "DIR", default_value = ".", value_hint = ValueHint::DirPath)]
+    pub out: PathBuf,
+}
+
+/// Which generated files `makuo generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateWhat {
+    /// man/makuo.1 and man/makuo-SUBCOMMAND.1.
+    Man,
+    /// completions/makuo.bash.
+    Bash,
+    /// completions/_makuo.
+    Zsh,
+    /// completions/makuo.fish.
+    Fish,
+    /// All of the above.
+    All,
+}
+
+/// The daemon console address given to `--console`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleAddr {
+    /// `HOST:PORT` (host may be a name, an IPv4 address or a bracketed IPv6 address).
+    Tcp(String),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+impl FromStr for ConsoleAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.contains('/') {
+            return Ok(ConsoleAddr::Unix(PathBuf::from(s)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                Ok(ConsoleAddr::Tcp(s.to_owned()))
+            }
+            _ => Err(format!(
+                "'{s}' is neither HOST:PORT nor a unix socket path (a path must contain '/')"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ConsoleAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleAddr::Tcp(s) => f.write_str(s),
+            ConsoleAddr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Parses an rsync `--bwlimit` RATE into bytes per second (0 means no limit).
+///
+/// A plain number is KiB/s. A suffix sets the unit: `B` bytes; `K`, `M`, `G`, `T`, `P` (alone
+/// or followed by `iB`) powers of 1024; `KB`, `MB`, ... powers of 1000. Suffixes are
+/// case-insensitive and the number may have a fraction (`1.5M`). As in rsync, a nonzero rate
+/// below 512 bytes/s is refused.
+pub fn parse_bwlimit(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, suffix) = t.split_at(split);
+    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+        return Err(format!(
+            "invalid rate '{s}': expected a number, e.g. 500, 1.5M"
+        ));
+    }
+    let lower = suffix.to_ascii_lowercase();
+    let (letter, rest) = match lower.chars().next() {
+        Some(c) => lower.split_at(c.len_utf8()),
+        None => ("k", ""),
+    };
+    let power: i32 = match letter {
+        "b" if rest.is_empty() => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return Err(format!("invalid rate '{s}': unknown unit '{suffix}'")),
+    };
+    let base: f64 = match rest {
+        "" | "ib" => 1024.0,
+        "b" => 1000.0,
+        _ => return Err(format!("invalid rate '{s}': unknown unit '{suffix}'")),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid rate '{s}': expected a number"))?;
+    let bytes = (n * base.powi(power)).round();
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("invalid rate '{s}': too large"));
+    }
+    let bytes = bytes as u64;
+    if bytes != 0 && bytes < 512 {
+        return Err(format!(
+            "rate '{s}' is too small (min: 512 bytes/s, or 0 for no limit)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Which filter flag a rule came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterArgKind {
+    /// `--include PATTERN`.
+    Include,
+    /// `--exclude PATTERN`.
+    Exclude,
+    /// `--exclude-from FILE` (the value is the file name, not yet read).
+    ExcludeFrom,
+}
+
+impl FilterArgKind {
+    /// The clap argument id of the flag (the field name in [`SelectArgs`]).
+    pub const fn id(self) -> &'static str {
+        match self {
+            FilterArgKind::Include => "include",
+            FilterArgKind::Exclude => "exclude",
+            FilterArgKind::ExcludeFrom => "exclude_from",
+        }
+    }
+}
+
+/// The `--include`, `--exclude` and `--exclude-from` values in command-line order.
+///
+/// clap keeps one `Vec` per flag, which loses how they interleave, yet rsync rules apply in the
+/// order given. `matches` should be the `sync` or `check` subcommand's matches; given the
+/// top-level matches, this descends into the subcommand. Matches without filter flags give an
+/// empty list.
+pub fn filter_args_in_order(matches: &ArgMatches) -> Vec<(FilterArgKind, String)> {
+    if let Some((_, sub)) = matches.subcommand() {
+        return filter_args_in_order(sub);
+    }
+    let mut found: Vec<(usize, FilterArgKind, String)> = Vec::new();
+    for kind in [
+        FilterArgKind::Include,
+        FilterArgKind::Exclude,
+        FilterArgKind::ExcludeFrom,
+    ] {
+        // try_get_many rather than get_many: an unknown id panics in debug builds.
+        let Ok(Some(values)) = matches.try_get_many::<String>(kind.id()) else {
+            continue;
+        };
+        let Some(indices) = matches.indices_of(kind.id()) else {
+            continue;
+        };
+        found.extend(indices.zip(values).map(|(i, v)| (i, kind, v.clone())));
+    }
+    found.sort_by_key(|&(i, _, _)| i);
+    found.into_iter().map(|(_, k, v)| (k, v)).collect()
+}
+
+impl Cli {
+    /// Parses `args` (program name first) into the typed [`Cli`] and the raw matches, which
+    /// [`filter_args_in_order`] needs. Runs [`Cli::check`] too.
+    pub fn parse_with_matches<I, T>(args: I) -> Result<(Cli, ArgMatches), clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        cli.check()?;
+        Ok((cli, matches))
+    }
+
+    /// Checks what clap's derive cannot express (at most [`MAX_KEYS`] `-k`). No syscalls.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let cluster = match &self.command {
+            Command::Daemon(a) => &a.cluster,
+            Command::Sync(a) => &a.front.cluster,
+            Command::Check(a) => &a.front.cluster,
+            Command::Members(a) | Command::Status(a) => &a.cluster,
+            _ => return Ok(()),
+        };
+        if cluster.keys.len() > MAX_KEYS {
+            let mut cmd = Cli::command();
+            return Err(cmd.error(
+                clap::error::ErrorKind::TooManyValues,
+                format!(
+                    "-k/--key was given {} times; at most {MAX_KEYS} keys (the first seals, both open)",
+                    cluster.keys.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every command in the tree, with its path (`makuo sync`, `makuo exclude add`, ...).
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            let path = format!("{prefix} {}", cmd.get_name()).trim().to_owned();
+            out.push((path.clone(), cmd.clone()));
+            for sub in cmd.get_subcommands() {
+                walk(&path, sub, out);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        walk("", &cmd, &mut out);
+        out
+    }
+
+    fn parse(args: &[&str]) -> Result<(Cli, ArgMatches), clap::Error> {
+        Cli::parse_with_matches(std::iter::once("makuo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn debug_assert() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_duplicate_short_or_long_flags() {
+        for (path, cmd) in all_commands() {
+            let mut shorts: BTreeMap<char, String> = BTreeMap::new();
+            let mut longs: BTreeMap<String, String> = BTreeMap::new();
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().to_string();
+                let aliases = arg.get_short_and_visible_aliases().unwrap_or_default();
+                for s in aliases {
+                    if let Some(prev) = shorts.insert(s, id.clone()) {
+                        panic!("{path}: -{s} is used by both --{prev} and --{id}");
+                    }
+                }
+                let longs_of = arg.get_long_and_visible_aliases().unwrap_or_default();
+                for l in longs_of {
+                    if let Some(prev) = longs.insert(l.to_owned(), id.clone()) {
+                        panic!("{path}: --{l} is used by both {prev} and {id}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Value names come from one small vocabulary, so the docs read the same everywhere.
+    const VALUE_NAMES: &[&str] = &[
+        "ADDR", "BYTES", "DIR", "FILE", "GROUP", "HOST", "KEYFILE", "LEVEL", "MBIT", "MS", "N",
+        "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT",
+    ];
+
+    #[test]
+    fn every_value_has_a_known_value_name() {
+        for (path, cmd) in all_commands() {
+            for arg in cmd.get_arguments() {
+                if !arg.get_action().takes_values() {
+                    continue;
+                }
+                let id = arg.get_id();
+                let names = arg.get_value_names().unwrap_or_default();
+                assert!(
+                    !names.is_empty(),
+                    "{path}: {id} takes a value but has no value name"
+                );
+                for n in names {
+                    assert!(
+                        VALUE_NAMES.contains(&n.as_str()),
+                        "{path}: {id} has value name {n}, not in VALUE_NAMES"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_arg_and_command_has_help() {
+        for (path, cmd) in all_commands() {
+            assert!(cmd.get_about().is_some(), "{path} has no about");
+            for arg in cmd.get_arguments() {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "{path}: {} has no help",
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_line_helps_fit_one_line() {
+        for (path, cmd) in all_commands() {
+            for arg in cmd.get_arguments() {
+                let h = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(
+                    !h.contains('\n'),
+                    "{path}: {}: short help spans lines",
+                    arg.get_id()
+                );
+                assert!(
+                    h.len() <= 100,
+                    "{path}: {}: short help too long",
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn daemon_takes_makuosan_letters() {
+        let (cli, _) = parse(&[
+            "daemon",
+            "-b",
+            "/srv",
+            "-m",
+            "239.1.2.3",
+            "-p",
+            "6000",
+            "-i",
+            "10.0.0.1",
+            "-l",
+            "10.0.0.1",
+            "-P",
+            "5001",
+            "-U",
+            "/run/makuo.sock",
+            "-K",
+            "pw",
+            "-n",
+            "-d",
+            "9",
+            "-u",
+            "www",
+            "-g",
+            "www",
+            "-c",
+            "/jail",
+            "-r",
+            "-s",
+            "-T",
+            "100",
+            "-R",
+            "1000",
+            "-S",
+            "2000",
+            "-k",
+            "a",
+            "-k",
+            "b",
+            "-O",
+        ])
+        .unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.cluster.base, PathBuf::from("/srv"));
+        assert_eq!(d.cluster.group, Ipv4Addr::new(239, 1, 2, 3));
+        assert_eq!(d.cluster.port, 6000);
+        assert_eq!(d.cluster.keys.len(), 2);
+        assert_eq!(d.console_port, 5001);
+        assert_eq!(d.run_group.as_deref(), Some("www"));
+        assert!(d.foreground && d.no_receive && d.no_send && d.preserve_owner);
+        assert_eq!(
+            (d.loglevel, d.rate, d.rcvbuf, d.sndbuf),
+            (9, Some(100), Some(1000), Some(2000))
+        );
+    }
+
+    #[test]
+    fn daemon_defaults() {
+        let (cli, _) = parse(&["daemon"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.cluster.base, PathBuf::from("."));
+        assert_eq!(d.cluster.group, Ipv4Addr::new(224, 0, 0, 108));
+        assert_eq!(
+            (d.cluster.port, d.console_port, d.cluster.mtu),
+            (5000, 5000, 1500)
+        );
+        assert_eq!(d.console_addr, IpAddr::from([127, 0, 0, 1]));
+        assert!(d.console_socket.is_none() && d.cluster.name.is_none());
+    }
+
+    #[test]
+    fn group_id_is_an_alias_of_run_group() {
+        let (cli, _) = parse(&["daemon", "--group-id", "staff"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.run_group.as_deref(), Some("staff"));
+    }
+
+    #[test]
+    fn at_most_two_keys() {
+        let err = parse(&["daemon", "-k", "a", "-k", "b", "-k", "c"]).unwrap_err();
+        assert!(err.to_string().contains("at most 2"), "{err}");
+        let err = parse(&["sync", "x", "-k", "a", "-k", "b", "-k", "c"]).unwrap_err();
+        assert!(err.to_string().contains("at most 2"), "{err}");
+    }
+
+    #[test]
+    fn value_ranges_are_enforced() {
+        assert!(parse(&["daemon", "-d", "10"]).is_err());
+        assert!(parse(&["daemon", "--mtu", "100"]).is_err());
+        assert!(parse(&["daemon", "-p", "0"]).is_err());
+        assert!(parse(&["loglevel", "10"]).is_err());
+        assert!(parse(&["loglevel", "3"]).is_ok());
+    }
+
+    #[test]
+    fn sync_takes_rsync_spellings() {
+        let (cli, _) = parse(&[
+            "sync",
+            "-rnc",
+            "-t",
+            "web1",
+            "--target=10.0.0.2",
+            "--delete",
+            "--max-delete",
+            "5",
+            "--bwlimit",
+            "1M",
+            "--timeout",
+            "30",
+            "--progress",
+            "--no-fsync",
+            "--json",
+            "-vv",
+            "htdocs",
+            "lib",
+        ])
+        .unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(s.paths, [PathBuf::from("htdocs"), PathBuf::from("lib")]);
+        assert!(s.select.recursive && s.dry_run && s.checksum && s.delete);
+        assert_eq!(s.select.targets, ["web1", "10.0.0.2"]);
+        assert_eq!(
+            (s.max_delete, s.bwlimit, s.timeout),
+            (Some(5), Some(1 << 20), Some(30))
+        );
+        assert!(s.progress && s.no_fsync && s.front.output.json);
+        assert_eq!(s.front.output.verbose, 2);
+        assert_eq!(s.front.discover, 500);
+        assert_eq!(
+            s.front.console.console,
+            ConsoleAddr::Tcp("127.0.0.1:5000".into())
+        );
+    }
+
+    #[test]
+    fn sync_needs_a_path_and_max_delete_needs_delete() {
+        assert!(parse(&["sync"]).is_err());
+        assert!(parse(&["sync", "x", "--max-delete", "1"]).is_err());
+        assert!(parse(&["check"]).is_ok());
+    }
+
+    #[test]
+    fn direct_conflicts_with_console() {
+        assert!(parse(&["members", "--direct"]).is_ok());
+        assert!(parse(&["members", "--direct", "--console", "h:1"]).is_err());
+    }
+
+    #[test]
+    fn exclude_subcommands() {
+        let (cli, _) = parse(&["exclude", "add", "*.swp", "*.tmp"]).unwrap();
+        let Command::Exclude(e) = cli.command else {
+            panic!("not exclude")
+        };
+        let ExcludeAction::Add(p) = e.action else {
+            panic!("not add")
+        };
+        assert_eq!(p.patterns, ["*.swp", "*.tmp"]);
+        assert!(parse(&["exclude", "add"]).is_err());
+        assert!(parse(&["exclude", "list"]).is_ok());
+        assert!(parse(&["exclude", "clear"]).is_ok());
+        assert!(parse(&["exclude", "--direct", "list"]).is_err());
+    }
+
+    #[test]
+    fn console_addr() {
+        assert_eq!(
+            "127.0.0.1:5000".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Tcp("127.0.0.1:5000".into()))
+        );
+        assert_eq!(
+            "[::1]:5000".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Tcp("[::1]:5000".into()))
+        );
+        assert_eq!(
+            "/run/makuo.sock".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Unix("/run/makuo.sock".into()))
+        );
+        assert_eq!(
+            "./s".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Unix("./s".into()))
+        );
+        for bad in ["localhost", ":5000", "h:0", "h:x", "h:70000", ""] {
+            assert!(bad.parse::<ConsoleAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bwlimit_units() {
+        let ok = [
+            ("0", 0),
+            ("1", 1024),
+            ("100", 100 * 1024),
+            ("1k", 1024),
+            ("1K", 1024),
+            ("1KiB", 1024),
+            ("1KB", 1000),
+            ("1kb", 1000),
+            ("1m", 1 << 20),
+            ("1MiB", 1 << 20),
+            ("1MB", 1_000_000),
+            ("1.5M", 3 << 19),
+            ("2G", 2 << 30),
+            ("1T", 1 << 40),
+            ("1P", 1 << 50),
+            ("512b", 512),
+            ("600B", 600),
+            (" 2k ", 2048),
+            ("0.5", 512),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_bwlimit(s), Ok(want), "{s}");
+        }
+        for bad in [
+            "",
+            "k",
+            ".",
+            "-1",
+            "1x",
+            "1kx",
+            "1..2",
+            "1.2.3",
+            "1 k",
+            "100b",
+            "1bb",
+            "0.1",
+            "1e3",
+            "99999999999999999999P",
+        ] {
+            assert!(parse_bwlimit(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn bwlimit_through_clap() {
+        let (cli, _) = parse(&["sync", "--bwlimit=2M", "x"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(s.bwlimit, Some(2 << 20));
+        assert!(parse(&["sync", "--bwlimit=2Q", "x"]).is_err());
+    }
+
+    #[test]
+    fn filters_keep_command_line_order() {
+        use FilterArgKind::*;
+        let (_, m) = parse(&[
+            "sync",
+            "--include",
+            "*.php",
+            "--exclude=*.tmp",
+            "-r",
+            "--exclude-from",
+            "ex.txt",
+            "--include=keep/",
+            "src",
+            "--exclude",
+            "*",
+        ])
+        .unwrap();
+        let want = vec![
+            (Include, "*.php".to_owned()),
+            (Exclude, "*.tmp".to_owned()),
+            (ExcludeFrom, "ex.txt".to_owned()),
+            (Include, "keep/".to_owned()),
+            (Exclude, "*".to_owned()),
+        ];
+        let (_, sub) = m.subcommand().unwrap();
+        assert_eq!(filter_args_in_order(sub), want);
+        // Top-level matches descend into the subcommand.
+        assert_eq!(filter_args_in_order(&m), want);
+
+        let (_, m) = parse(&["check", "--exclude", "a", "--include", "b"]).unwrap();
+        assert_eq!(
+            filter_args_in_order(&m),
+            [(Exclude, "a".to_owned()), (Include, "b".to_owned())]
+        );
+        // Subcommands without filter flags give nothing rather than panicking.
+        let (_, m) = parse(&["members"]).unwrap();
+        assert!(filter_args_in_order(&m).is_empty());
+        let (_, m) = parse(&["sync", "x"]).unwrap();
+        assert!(filter_args_in_order(&m).is_empty());
+    }
+
+    #[test]
+    fn help_carries_the_exit_table() {
+        let help = Cli::command().render_long_help().to_string();
+        for e in exit::Exit::ALL {
+            assert!(help.contains(e.meaning()), "{help}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! `makuo generate`: man pages and shell completions, built by walking [`Cli::command`].
+//!
+//! Nothing here lists a flag; everything comes from the clap definitions in `cli.rs`. Output is
+//! deterministic (no dates, no absolute paths, no terminal width), so the generated files can
+//! be committed and `tests/generated.rs` can fail when they go stale. This module writes only
+//! under the output directory it is given.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_complete::{Generator, Shell};
+use clap_mangen::roff::{bold, roman, Roff};
+use clap_mangen::Man;
+
+use super::{Cli, GenerateWhat};
+use crate::exit::Exit;
+
+/// The binary name used in completions and man page titles.
+const BIN: &str = "makuo";
+
+/// Writes the files selected by `what` under `out_dir` (`man/…` and `completions/…`),
+/// creating those directories. Returns the written paths relative to `out_dir`, in the order
+/// written.
+pub fn generate(what: GenerateWhat, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (rel, bytes) in render(what)? {
+        let path = out_dir.join(&rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
+        }
+        fs::write(&path, bytes).map_err(|e| with_path(e, &path))?;
+        written.push(rel);
+    }
+    Ok(written)
+}
+
+/// Renders the files selected by `what` in memory: (path relative to the output dir, bytes).
+pub fn render(what: GenerateWhat) -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    if matches!(what, GenerateWhat::Man | GenerateWhat::All) {
+        files.extend(man_pages()?);
+    }
+    let shells: &[Shell] = match what {
+        GenerateWhat::Man => &[],
+        GenerateWhat::Bash => &[Shell::Bash],
+        GenerateWhat::Zsh => &[Shell::Zsh],
+        GenerateWhat::Fish => &[Shell::Fish],
+        GenerateWhat::All => &[Shell::Bash, Shell::Zsh, Shell::Fish],
+    };
+    for &shell in shells {
+        files.push(completion(shell));
+    }
+    Ok(files)
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+fn completion(shell: Shell) -> (PathBuf, Vec<u8>) {
+    let mut cmd = Cli::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, BIN, &mut buf);
+    (Path::new("completions").join(shell.file_name(BIN)), buf)
+}
+
+/// `makuo.1` plus one page per visible subcommand (`makuo-sync.1`, `makuo-exclude-add.1`, …).
+fn man_pages() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut pages = Vec::new();
+    add_pages(&cmd, true, &mut pages)?;
+    Ok(pages)
+}
+
+fn add_pages(
+    cmd: &clap::Command,
+    top: bool,
+    pages: &mut Vec<(PathBuf, Vec<u8>)>,
+) -> io::Result<()> {
+    let source = format!("{BIN} {}", env!("CARGO_PKG_VERSION"));
+    let man = Man::new(cmd.clone()).source(source).manual("makuo manual");
+    // Section by section rather than `render`, to put the exit table in EXIT STATUS (clap_mangen
+    // would title `after_long_help` "EXTRA") and to add SEE ALSO on subcommand pages. Every
+    // `render_*` call writes roff's preamble; only the first copy is kept.
+    let mut sections: Vec<Vec<u8>> = Vec::new();
+    let mut section = |f: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| -> io::Result<()> {
+        let mut b = Vec::new();
+        f(&mut b)?;
+        sections.push(b);
+        Ok(())
+    };
+    section(&|b| man.render_title(b))?;
+    section(&|b| man.render_name_section(b))?;
+    section(&|b| man.render_synopsis_section(b))?;
+    section(&|b| man.render_description_section(b))?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        section(&|b| man.render_options_section(b))?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        section(&|b| man.render_subcommands_section(b))?;
+    }
+    section(&|b| {
+        let mut roff = Roff::new();
+        if top {
+            exit_status_section(&mut roff);
+        } else {
+            roff.control("SH", ["SEE ALSO"]);
+            roff.text([bold(BIN), roman("(1), for the exit status table.")]);
+        }
+        roff.to_writer(b)
+    })?;
+    if top {
+        section(&|b| man.render_version_section(b))?;
+    }
+    let mut preamble = Vec::new();
+    Roff::new().to_writer(&mut preamble)?;
+    let mut buf = Vec::new();
+    for (i, s) in sections.iter().enumerate() {
+        let s = match s.strip_prefix(preamble.as_slice()) {
+            Some(rest) if i > 0 => rest,
+            _ => s,
+        };
+        buf.extend_from_slice(s);
+    }
+    pages.push((Path::new("man").join(man.get_filename()), buf));
+
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        add_pages(sub, false, pages)?;
+    }
+    Ok(())
+}
+
+/// The EXIT STATUS section, from the table in `exit.rs`.
+fn exit_status_section(roff: &mut Roff) {
+    roff.control("SH", ["EXIT STATUS"]);
+    for e in Exit::ALL {
+        roff.control("TP", []);
+        roff.text([bold(e.code().to_string())]);
+        roff.text([roman(e.meaning())]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(files: &[(PathBuf, Vec<u8>)], name: &str) -> String {
+        let (_, bytes) = files
+            .iter()
+            .find(|(p, _)| p == Path::new(name))
+            .unwrap_or_else(|| panic!("{name} not generated"));
+        String::from_utf8(bytes.clone()).unwrap()
+    }
+
+    #[test]
+    fn all_writes_every_kind() {
+        let files = render(GenerateWhat::All).unwrap();
+        let names: Vec<_> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        for want in [
+            "man/makuo.1",
+            "man/makuo-daemon.1",
+            "man/makuo-sync.1",
+            "man/makuo-exclude-add.1",
+            "completions/makuo.bash",
+            "completions/_makuo",
+            "completions/makuo.fish",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
+        }
+        assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
+    }
+
+    #[test]
+    fn man_page_has_exit_status_and_flags() {
+        let files = render(GenerateWhat::Man).unwrap();
+        let top = page(&files, "man/makuo.1");
+        assert!(top.contains(".SH \"EXIT STATUS\""), "{top}");
+        assert!(!top.contains("EXTRA"));
+        for e in Exit::ALL {
+            assert!(top.contains(&format!("\\fB{}\\fR", e.code())), "{top}");
+        }
+        let daemon = page(&files, "man/makuo-daemon.1");
+        assert!(daemon.contains("console\\-socket"), "{daemon}");
+        let sync = page(&files, "man/makuo-sync.1");
+        assert!(
+            sync.contains("bwlimit") && sync.contains("SEE ALSO"),
+            "{sync}"
+        );
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        assert_eq!(
+            render(GenerateWhat::All).unwrap(),
+            render(GenerateWhat::All).unwrap()
+        );
+    }
+}

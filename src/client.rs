@@ -1,0 +1,603 @@
+//! The rsync-flavoured front end: `makuo sync|check|members|status|exclude|loglevel`.
+//!
+//! With a daemon answering on the console (and no `--direct`, `-b`, `-m`, `-p`, `-i`, `-k`),
+//! the request goes to it and its answer is printed. Otherwise the front end walks the tree
+//! itself, joins the cluster for a moment, discovers the members and multicasts directly with
+//! the same engine. Output and exit codes are the same either way: itemized lines for `-n`,
+//! then a per-member table (or one JSON document with `--json`; everything else on stderr).
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use crate::apply::ApplyOptions;
+use crate::cli::{
+    self, CheckArgs, ConsoleAddr, ConsoleArgs, FilterArgKind, FrontArgs, OutputArgs, SyncArgs,
+};
+use crate::console;
+use crate::exit::Exit;
+use crate::node::{self, Node, NodeConfig};
+use crate::proto::manifest::{FilterRule, PushOptions};
+use crate::proto::{self, Command, Event, PushRequest};
+use crate::report::{Absent, Outcome};
+
+/// A line-based console connection.
+pub struct Console {
+    r: Box<dyn BufRead>,
+    w: Box<dyn Write>,
+}
+
+impl Console {
+    /// Connects (TCP `HOST:PORT` or a unix socket path) and authenticates if asked.
+    pub fn connect(addr: &ConsoleAddr, password_file: Option<&std::path::Path>) -> Result<Self> {
+        let (r, w): (Box<dyn BufRead>, Box<dyn Write>) = match addr {
+            ConsoleAddr::Tcp(a) => {
+                let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(a.as_str())?.collect();
+                let s = addrs
+                    .iter()
+                    .find_map(|sa| TcpStream::connect_timeout(sa, Duration::from_millis(500)).ok())
+                    .ok_or_else(|| anyhow!("no daemon answers on {a}"))?;
+                (Box::new(BufReader::new(s.try_clone()?)), Box::new(s))
+            }
+            ConsoleAddr::Unix(p) => {
+                let s = UnixStream::connect(p)
+                    .with_context(|| format!("no daemon answers on {}", p.display()))?;
+                (Box::new(BufReader::new(s.try_clone()?)), Box::new(s))
+            }
+        };
+        let mut c = Console { r, w };
+        if let Some(pf) = password_file {
+            let pw = std::fs::read_to_string(pf)
+                .with_context(|| format!("password file {}", pf.display()))?;
+            let last = c.command(
+                &format!("password {}", quote(pw.lines().next().unwrap_or(""))),
+                |_| {},
+            )?;
+            if last != "ok" {
+                bail!("console refused the password: {last}");
+            }
+        }
+        Ok(c)
+    }
+
+    /// Sends one command; calls `line` for every line before the final one, which it returns.
+    pub fn command(&mut self, cmd: &str, mut line: impl FnMut(&str)) -> Result<String> {
+        writeln!(self.w, "{cmd}")?;
+        self.w.flush()?;
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            if self.r.read_line(&mut buf)? == 0 {
+                bail!("the daemon closed the console");
+            }
+            let l = buf.trim_end_matches(['\r', '\n']);
+            if l == "ok" || l.starts_with("error:") {
+                return Ok(l.to_string());
+            }
+            line(l);
+        }
+    }
+}
+
+/// Quotes a word for the console.
+pub fn quote(s: &str) -> String {
+    let mut q = String::from("\"");
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+fn explicit(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_get_raw(id), Ok(Some(_))) && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// Whether to run in-process: `--direct`, any of `-b -m -p -i -k`, or no daemon answering.
+fn want_direct(front: &FrontArgs, sub: &ArgMatches) -> bool {
+    front.direct
+        || ["base", "group", "port", "interface", "keys"]
+            .iter()
+            .any(|id| explicit(sub, id))
+}
+
+fn rules_in_order(sub: &ArgMatches) -> Result<Vec<FilterRule>> {
+    let mut rules = Vec::new();
+    for (kind, v) in cli::filter_args_in_order(sub) {
+        match kind {
+            FilterArgKind::Include => rules.push(FilterRule {
+                include: true,
+                pattern: v,
+            }),
+            FilterArgKind::Exclude => rules.push(FilterRule {
+                include: false,
+                pattern: v,
+            }),
+            FilterArgKind::ExcludeFrom => {
+                for p in crate::filter::read_rules_file(&v)? {
+                    rules.push(FilterRule {
+                        include: false,
+                        pattern: p,
+                    });
+                }
+            }
+        }
+    }
+    crate::filter::Filter::new(&rules)?;
+    Ok(rules)
+}
+
+fn print_outcome(o: &Outcome, out: &OutputArgs, check: bool) -> Exit {
+    if out.json {
+        let mut so = std::io::stdout().lock();
+        let _ = writeln!(
+            so,
+            "{}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        );
+    } else {
+        let mut so = std::io::stdout().lock();
+        let lines = console::render(o, check);
+        let n = lines.len();
+        for (i, l) in lines.into_iter().enumerate() {
+            // The table is always printed; with -q only the table.
+            if !out.quiet || i + o.members.len() + 1 >= n {
+                let _ = writeln!(so, "{l}");
+            }
+        }
+        let last = if check {
+            console::check_final(o)
+        } else {
+            o.final_line()
+        };
+        if last != "ok" {
+            eprintln!("makuo: {}", last.trim_start_matches("error: "));
+        }
+    }
+    Exit::from_code(o.exit)
+}
+
+/// `makuo sync`.
+pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
+    let rules = rules_in_order(sub)?;
+    let cmd = PushCmd {
+        paths: args
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        recursive: args.select.recursive,
+        targets: args.select.targets.clone(),
+        rules,
+        options: PushOptions {
+            checksum: args.checksum,
+            owners: unsafe { libc::geteuid() } == 0,
+            delete: args.delete,
+            delete_only: false,
+            dry_run: args.dry_run,
+        },
+        max_delete: args.max_delete,
+        check: false,
+        bwlimit: args.bwlimit.filter(|&b| b > 0),
+        timeout: args.timeout.filter(|&t| t > 0).map(Duration::from_secs),
+        progress: args.progress,
+    };
+    run_push(&args.front, sub, &cmd)
+}
+
+/// `makuo check`.
+pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
+    let rules = rules_in_order(sub)?;
+    let mut paths: Vec<String> = args
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if paths.is_empty() {
+        paths.push(".".into());
+    }
+    let cmd = PushCmd {
+        paths,
+        recursive: args.select.recursive,
+        targets: args.select.targets.clone(),
+        rules,
+        options: PushOptions {
+            checksum: true,
+            owners: false,
+            delete: false,
+            delete_only: false,
+            dry_run: true,
+        },
+        max_delete: None,
+        check: true,
+        bwlimit: None,
+        timeout: None,
+        progress: false,
+    };
+    run_push(&args.front, sub, &cmd)
+}
+
+struct PushCmd {
+    paths: Vec<String>,
+    recursive: bool,
+    targets: Vec<String>,
+    rules: Vec<FilterRule>,
+    options: PushOptions,
+    max_delete: Option<u64>,
+    check: bool,
+    bwlimit: Option<u64>,
+    timeout: Option<Duration>,
+    progress: bool,
+}
+
+fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> {
+    if !want_direct(front, sub) {
+        match Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        ) {
+            Ok(c) => return via_console(c, front, cmd),
+            Err(e) => {
+                if explicit(sub, "console") {
+                    return Err(e);
+                }
+                if front.output.verbose > 0 {
+                    eprintln!("makuo: {e:#}; running direct");
+                }
+            }
+        }
+    }
+    direct_push(front, cmd)
+}
+
+fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+    let out = &front.output;
+    c.command("exclude clear", |_| {})?;
+    for r in &cmd.rules {
+        let w = if r.include { "include" } else { "exclude" };
+        let last = c.command(&format!("{w} add {}", quote(&r.pattern)), |_| {})?;
+        if last != "ok" {
+            bail!("daemon refused rule {}: {last}", r.pattern);
+        }
+    }
+    let mut line = String::from(if cmd.check {
+        "md5"
+    } else if cmd.options.delete {
+        "sync"
+    } else {
+        "send"
+    });
+    if cmd.options.dry_run && !cmd.check {
+        line.push_str(" -n");
+    }
+    if cmd.recursive {
+        line.push_str(" -r");
+    }
+    if cmd.options.checksum && !cmd.check {
+        line.push_str(" -c");
+    }
+    for t in &cmd.targets {
+        line.push_str(&format!(" -t {}", quote(t)));
+    }
+    if let Some(n) = cmd.max_delete {
+        line.push_str(&format!(" --max-delete {n}"));
+    }
+    line.push_str(" --json --");
+    for p in &cmd.paths {
+        line.push(' ');
+        line.push_str(&quote(p));
+    }
+    let mut result = None;
+    let last = c.command(&line, |l| {
+        if let Some(j) = l.strip_prefix("result ") {
+            result = serde_json::from_str::<Outcome>(j).ok();
+        } else if !out.quiet
+            && (out.verbose > 0 || l.starts_with("skipping") || l.starts_with("warning"))
+        {
+            eprintln!("{l}");
+        }
+    })?;
+    let _ = c.command("quit", |_| {});
+    match result {
+        Some(o) => Ok(print_outcome(&o, out, cmd.check)),
+        None => {
+            eprintln!("makuo: {}", last.trim_start_matches("error: "));
+            Ok(Exit::Error)
+        }
+    }
+}
+
+fn load_keys(front: &FrontArgs) -> Result<Vec<crate::seal::Key>> {
+    front
+        .cluster
+        .keys
+        .iter()
+        .map(|p| crate::seal::load_key(p).map_err(|e| anyhow!("{e}")))
+        .collect()
+}
+
+/// Starts an in-process node for direct mode (it does not receive pushes itself).
+fn direct_node(front: &FrontArgs, rate: Option<u64>) -> Result<Node> {
+    let name = front
+        .cluster
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-sync", crate::daemon::hostname()));
+    let keys = load_keys(front)?;
+    let engine = proto::Config {
+        node_id: node::random_node_id(),
+        name: name.clone(),
+        receive: false,
+        rate_limit: rate,
+        seed: node::random_node_id(),
+        mtu: front.cluster.mtu as usize,
+        ..proto::Config::default()
+    };
+    Node::new(NodeConfig {
+        group: front.cluster.group,
+        port: front.cluster.port,
+        interface: front.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        listen: None,
+        rcvbuf: 0,
+        sndbuf: 0,
+        engine,
+        keys,
+        base: front.cluster.base.clone(),
+        apply: ApplyOptions {
+            node_name: name,
+            ..Default::default()
+        },
+    })
+}
+
+/// Runs the node until `deadline`, collecting events.
+fn discover(node: &mut Node, d: Duration) -> Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        node.turn(
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20)),
+        )?;
+    }
+    Ok(())
+}
+
+fn remembered(
+    front: &FrontArgs,
+) -> Result<(
+    Option<crate::state::StateDir>,
+    Vec<crate::state::Remembered>,
+)> {
+    match &front.cluster.state_dir {
+        Some(d) => {
+            let s = crate::state::StateDir::open(d)?;
+            let r = s.recent(24 * 3600).cloned().collect();
+            Ok((Some(s), r))
+        }
+        None => Ok((None, Vec::new())),
+    }
+}
+
+fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+    let started = Instant::now();
+    let out = &front.output;
+    let base = &front.cluster.base;
+    let sel = node::build_manifest(
+        base,
+        &cmd.paths,
+        cmd.recursive,
+        &cmd.rules,
+        cmd.options.clone(),
+    )?;
+    for (p, why) in &sel.skipped {
+        if !out.quiet {
+            eprintln!("skipping {}: {why}", crate::proto::storage::show(p));
+        }
+    }
+    let mut node = direct_node(front, cmd.bwlimit)?;
+    if load_keys(front)?.is_empty() && out.verbose > 0 {
+        eprintln!("makuo: warning: no cluster key (-k): traffic is unauthenticated");
+    }
+    discover(&mut node, Duration::from_millis(front.discover))?;
+    let (mut state, remembered) = remembered(front)?;
+    let (live, mut absent, unknown) =
+        node::resolve_targets(node.engine.members(), &remembered, &cmd.targets);
+    for u in unknown {
+        absent.push(Absent {
+            name: u,
+            address: "-".into(),
+            reason: "no such member".into(),
+        });
+    }
+    if live.is_empty() {
+        node.leave();
+        let mut o = Outcome::failed(
+            Exit::NoMember,
+            format!(
+                "no member answered on {}:{} within {} ms",
+                front.cluster.group, front.cluster.port, front.discover
+            ),
+            started.elapsed().as_secs_f64(),
+        );
+        o.members = absent_members(&absent);
+        return Ok(print_outcome(&o, out, cmd.check));
+    }
+    let manifest = sel.manifest;
+    let req = PushRequest {
+        manifest: manifest.clone(),
+        targets: live,
+        max_delete: cmd.max_delete,
+    };
+    let xfer = node
+        .engine
+        .handle_command(Instant::now(), Command::Push(req))
+        .map_err(|e| anyhow!("{e}"))?;
+    let bar = (cmd.progress && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(100));
+        b
+    });
+    let mut last_activity = Instant::now();
+    let mut last_rx = 0;
+    let report = loop {
+        let events = node.turn(Duration::from_millis(50))?;
+        let rx = node.engine.stats().received;
+        if rx != last_rx {
+            last_rx = rx;
+            last_activity = Instant::now();
+        }
+        let mut done = None;
+        for e in events {
+            match e {
+                Event::Progress { line, .. } => match &bar {
+                    Some(b) => b.set_message(line),
+                    None if out.verbose > 0 => eprintln!("{line}"),
+                    None => {}
+                },
+                Event::PushDone(r) if r.xfer == xfer => done = Some(r),
+                _ => {}
+            }
+        }
+        if let Some(r) = done {
+            break r;
+        }
+        if let Some(t) = cmd.timeout {
+            if last_activity.elapsed() >= t {
+                node.engine.abort_all(Instant::now(), "sender timed out");
+                node.leave();
+                let mut o = Outcome::failed(
+                    Exit::Timeout,
+                    format!("no progress for {}s", t.as_secs()),
+                    started.elapsed().as_secs_f64(),
+                );
+                o.exit = Exit::Timeout.code();
+                return Ok(print_outcome(&o, out, cmd.check));
+            }
+        }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(s) = &mut state {
+        for m in node.engine.members().filter(|m| m.direct && m.receives()) {
+            s.seen(&m.name, &m.addr.ip().to_string());
+        }
+        let _ = s.save();
+    }
+    node.leave();
+    let secs = started.elapsed().as_secs_f64();
+    let mut o = if cmd.check {
+        crate::daemon::check_outcome(&manifest, &report, &absent, secs)
+    } else {
+        Outcome::from_report(&manifest, &report, &absent, secs)
+    };
+    if sel.vanished > 0 && o.exit == 0 {
+        o.exit = Exit::Vanished.code();
+    }
+    Ok(print_outcome(&o, out, cmd.check))
+}
+
+fn absent_members(absent: &[Absent]) -> Vec<crate::report::MemberOutcome> {
+    absent
+        .iter()
+        .map(|a| crate::report::MemberOutcome {
+            name: a.name.clone(),
+            address: a.address.clone(),
+            result: "failed".into(),
+            error: Some(a.reason.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// `makuo members`.
+pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
+    if !want_direct(front, sub) {
+        if let Ok(mut c) = Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        ) {
+            return simple(&mut c, "members", &front.output);
+        }
+    }
+    let mut node = direct_node(front, None)?;
+    discover(&mut node, Duration::from_millis(front.discover))?;
+    let mut lines = Vec::new();
+    for m in node.engine.members() {
+        let info = if m.info.is_empty() {
+            "-".to_string()
+        } else {
+            String::from_utf8_lossy(&m.info).replace(' ', ",")
+        };
+        lines.push(format!(
+            "{} {} {} {} last-push={}",
+            m.name,
+            m.addr.ip(),
+            if m.direct { "live" } else { "live-indirect" },
+            if m.version.is_empty() {
+                "-"
+            } else {
+                &m.version
+            },
+            info
+        ));
+    }
+    node.leave();
+    if front.output.json {
+        println!("{}", serde_json::to_string(&lines)?);
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    Ok(if lines.is_empty() {
+        Exit::NoMember
+    } else {
+        Exit::Ok
+    })
+}
+
+fn simple(c: &mut Console, cmd: &str, out: &OutputArgs) -> Result<Exit> {
+    let mut lines = Vec::new();
+    let last = c.command(cmd, |l| lines.push(l.to_string()))?;
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"lines": lines, "result": last}))?
+        );
+    } else {
+        for l in &lines {
+            println!("{l}");
+        }
+    }
+    let _ = c.command("quit", |_| {});
+    if last == "ok" {
+        Ok(Exit::Ok)
+    } else {
+        eprintln!("makuo: {}", last.trim_start_matches("error: "));
+        Ok(Exit::Error)
+    }
+}
+
+/// `makuo status` (daemon only).
+pub fn status(front: &FrontArgs) -> Result<Exit> {
+    let mut c = Console::connect(
+        &front.console.console,
+        front.console.password_file.as_deref(),
+    )?;
+    simple(&mut c, "status", &front.output)
+}
+
+/// `makuo exclude ...` and `makuo loglevel N` (daemon only): forwards the console words.
+pub fn console_words(console: &ConsoleArgs, words: &str, out: &OutputArgs) -> Result<Exit> {
+    let mut c = Console::connect(&console.console, console.password_file.as_deref())?;
+    simple(&mut c, words, out)
+}

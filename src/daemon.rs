@@ -1,0 +1,893 @@
+//! `makuo daemon`: the long-running member on every server.
+//!
+//! The main thread runs the network loop ([`crate::node::Node`]); console sessions (TCP on
+//! loopback by default, and a unix socket with `-U`) run on their own threads, walk the tree
+//! for `send`/`md5` themselves, and hand requests to the loop over a channel. Nothing of
+//! makuo's lives in BASE while idle: state goes to the state directory, and leftover staged
+//! files are swept at start. SIGTERM leaves the cluster gracefully and exits 0.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::apply::ApplyOptions;
+use crate::cli::DaemonArgs;
+use crate::console::{self, Request, SendCmd};
+use crate::exit::Exit;
+use crate::node::{self, Node, NodeConfig};
+use crate::proto::manifest::{FilterRule, PushOptions};
+use crate::proto::{self, Command, Event, PushRequest};
+use crate::report::{Absent, MemberOutcome, Outcome};
+use crate::state::{LastPush, StateDir};
+
+static LOGLEVEL: AtomicU8 = AtomicU8::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Logs a line to stderr when `level` is at most the current log level.
+pub fn log(level: u8, msg: impl std::fmt::Display) {
+    if level <= LOGLEVEL.load(Ordering::Relaxed) {
+        let t = crate::state::unix_now();
+        eprintln!("makuo[{}] {t}: {msg}", std::process::id());
+    }
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// The host name (default member name).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r != 0 {
+        return "makuo".into();
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A request from a console session to the network loop.
+pub(crate) enum Job {
+    Push {
+        manifest: proto::manifest::Manifest,
+        targets: Vec<String>,
+        max_delete: Option<u64>,
+        check: bool,
+        reply: Sender<Reply>,
+    },
+    Members(Sender<Reply>),
+    Status(Sender<Reply>),
+}
+
+/// What the loop sends back.
+pub(crate) enum Reply {
+    Line(String),
+    Done(Outcome),
+    Lines(Vec<String>),
+}
+
+struct Pending {
+    reply: Sender<Reply>,
+    manifest: proto::manifest::Manifest,
+    absent: Vec<Absent>,
+    started: Instant,
+    check: bool,
+}
+
+/// Runs the daemon until SIGTERM.
+pub fn run(args: &DaemonArgs) -> Result<Exit> {
+    LOGLEVEL.store(args.loglevel.max(1), Ordering::Relaxed);
+    let name = args.cluster.name.clone().unwrap_or_else(hostname);
+    let state_dir = args
+        .cluster
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/makuo").join(&name));
+    let base = args
+        .cluster
+        .base
+        .canonicalize()
+        .with_context(|| format!("base directory {}", args.cluster.base.display()))?;
+    let keys = load_keys(&args.cluster.keys)?;
+    if keys.is_empty() {
+        log(0, "WARNING: no cluster key (-k): this cluster is UNAUTHENTICATED; anyone on the LAN can push or delete files");
+    }
+    let swept = crate::apply::sweep_temp(&base).unwrap_or(0);
+    if swept > 0 {
+        log(
+            1,
+            format_args!(
+                "removed {swept} leftover staged file(s) under {}",
+                base.display()
+            ),
+        );
+    }
+    let mut state = StateDir::open(&state_dir)?;
+    let password = match &args.password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("password file {}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut engine = proto::Config {
+        node_id: node::random_node_id(),
+        name: name.clone(),
+        receive: !args.no_receive,
+        rate_limit: args.rate.map(|m| m as u64 * 1_000_000 / 8),
+        seed: node::random_node_id(),
+        ..proto::Config::default()
+    };
+    if let Some(h) = args.heartbeat {
+        engine.heartbeat = Duration::from_millis(h);
+        engine.member_expiry = engine.member_expiry.max(engine.heartbeat * 3);
+    }
+    if let Some(t) = args.member_timeout {
+        engine.member_timeout = Duration::from_millis(t);
+    }
+    engine.mtu = args.cluster.mtu as usize;
+    let listen = match args.listen {
+        Some(std::net::IpAddr::V4(a)) => Some(a),
+        Some(_) => bail!("-l: only IPv4 addresses are supported"),
+        None => None,
+    };
+    let mut node = Node::new(NodeConfig {
+        group: args.cluster.group,
+        port: args.cluster.port,
+        interface: args.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        listen,
+        rcvbuf: args.rcvbuf.unwrap_or(0),
+        sndbuf: args.sndbuf.unwrap_or(0),
+        engine,
+        keys,
+        base: base.clone(),
+        apply: ApplyOptions {
+            node_name: name.clone(),
+            durable: !args.no_fsync,
+            preserve_owner: args.preserve_owner,
+            allow_devices: args.allow_devices,
+        },
+    })?;
+    if let Some(lp) = &state.last_push {
+        node.engine.set_info(lp.line().into_bytes());
+    }
+    let tcp = TcpListener::bind(SocketAddr::new(args.console_addr, args.console_port))
+        .with_context(|| format!("console port {}:{}", args.console_addr, args.console_port))?;
+    let unix = match &args.console_socket {
+        Some(p) => Some(bind_unix(p)?),
+        None => None,
+    };
+    drop_privileges(args)?;
+    if !args.foreground {
+        daemonize(&state_dir)?;
+    }
+    install_signals();
+    log(
+        1,
+        format_args!(
+            "{name} up: node {:016x}, base {}, group {}:{}, reply {}, console {}:{}",
+            node.engine.config().node_id,
+            base.display(),
+            args.cluster.group,
+            args.cluster.port,
+            node.local_addr(),
+            args.console_addr,
+            args.console_port
+        ),
+    );
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let shared = Arc::new(Session {
+        base: base.clone(),
+        password,
+        jobs: Mutex::new(jobs_tx),
+    });
+    {
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            for c in tcp.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let w = c.try_clone();
+                    if let Ok(w) = w {
+                        s.serve(BufReader::new(c), w);
+                    }
+                });
+            }
+        });
+    }
+    if let Some(u) = unix {
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            for c in u.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    if let Ok(w) = c.try_clone() {
+                        s.serve(BufReader::new(c), w);
+                    }
+                });
+            }
+        });
+    }
+    let result = event_loop(&mut node, &mut state, &jobs_rx, &name);
+    log(1, "leaving the cluster");
+    node.engine.abort_all(Instant::now(), "sender shut down");
+    node.leave();
+    let _ = state.save();
+    if let Some(p) = &args.console_socket {
+        let _ = std::fs::remove_file(p);
+    }
+    result.map(|_| Exit::Ok)
+}
+
+fn load_keys(paths: &[PathBuf]) -> Result<Vec<crate::seal::Key>> {
+    paths
+        .iter()
+        .map(|p| crate::seal::load_key(p).map_err(|e| anyhow::anyhow!("{e}")))
+        .collect()
+}
+
+fn bind_unix(p: &Path) -> Result<UnixListener> {
+    if std::os::unix::net::UnixStream::connect(p).is_ok() {
+        bail!(
+            "console socket {} is in use by a running daemon",
+            p.display()
+        );
+    }
+    let _ = std::fs::remove_file(p);
+    let old = unsafe { libc::umask(0o177) };
+    let l = UnixListener::bind(p);
+    unsafe { libc::umask(old) };
+    let l = l.with_context(|| format!("console socket {}", p.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+fn drop_privileges(args: &DaemonArgs) -> Result<()> {
+    if let Some(dir) = &args.chroot {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+        if unsafe { libc::chroot(c.as_ptr()) } != 0 || std::env::set_current_dir("/").is_err() {
+            bail!(
+                "chroot {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    if let Some(g) = &args.run_group {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let c = std::ffi::CString::new(g.as_str())?;
+                let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+                if gr.is_null() {
+                    bail!("-g: no such group {g}");
+                }
+                unsafe { (*gr).gr_gid }
+            }
+        };
+        if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 || unsafe { libc::setgid(gid) } != 0
+        {
+            bail!("setgid {gid}: {}", std::io::Error::last_os_error());
+        }
+    }
+    if let Some(u) = &args.user {
+        let uid = match u.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let c = std::ffi::CString::new(u.as_str())?;
+                let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+                if pw.is_null() {
+                    bail!("-u: no such user {u}");
+                }
+                unsafe { (*pw).pw_uid }
+            }
+        };
+        if unsafe { libc::setuid(uid) } != 0 {
+            bail!("setuid {uid}: {}", std::io::Error::last_os_error());
+        }
+        if args.preserve_owner {
+            log(
+                0,
+                "note: -u drops root, so owners cannot be preserved (-O is off)",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn daemonize(state_dir: &Path) -> Result<()> {
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("makuo.log"))
+        .with_context(|| format!("log file in {}", state_dir.display()))?;
+    use std::os::fd::AsRawFd;
+    unsafe {
+        if libc::daemon(1, 1) != 0 {
+            bail!("daemon: {}", std::io::Error::last_os_error());
+        }
+        libc::dup2(logf.as_raw_fd(), 2);
+        libc::dup2(logf.as_raw_fd(), 1);
+    }
+    Ok(())
+}
+
+fn event_loop(
+    node: &mut Node,
+    state: &mut StateDir,
+    jobs: &Receiver<Job>,
+    name: &str,
+) -> Result<()> {
+    let mut pending: std::collections::BTreeMap<u32, Pending> = Default::default();
+    let mut last_save = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        let events = node.turn(Duration::from_millis(20))?;
+        for e in events {
+            handle_event(node, state, &mut pending, e);
+        }
+        while let Ok(job) = jobs.try_recv() {
+            handle_job(node, state, &mut pending, job, name);
+        }
+        if last_save.elapsed() > Duration::from_secs(5) {
+            last_save = Instant::now();
+            let live: Vec<(String, String)> = node
+                .engine
+                .members()
+                .filter(|m| m.direct)
+                .map(|m| (m.name.clone(), m.addr.ip().to_string()))
+                .collect();
+            for (n, a) in live {
+                state.seen(&n, &a);
+            }
+            if let Err(e) = state.save() {
+                log(0, format_args!("cannot save state: {e:#}"));
+            }
+        }
+    }
+    for (_, p) in pending {
+        let _ = p.reply.send(Reply::Done(Outcome::failed(
+            Exit::Error,
+            "daemon shutting down".into(),
+            0.0,
+        )));
+    }
+    Ok(())
+}
+
+fn handle_event(
+    node: &mut Node,
+    state: &mut StateDir,
+    pending: &mut std::collections::BTreeMap<u32, Pending>,
+    e: Event,
+) {
+    match e {
+        Event::MemberUp(m) => {
+            log(
+                2,
+                format_args!(
+                    "member up: {} {} ({})",
+                    m.name,
+                    m.addr,
+                    if m.direct { "heard" } else { "passed along" }
+                ),
+            );
+            state.seen(&m.name, &m.addr.ip().to_string());
+        }
+        Event::MemberDown(m, why) => log(
+            1,
+            format_args!("member down: {} {} ({why:?})", m.name, m.addr),
+        ),
+        Event::Progress { xfer, line } => {
+            if let Some(p) = pending.get(&xfer) {
+                let _ = p.reply.send(Reply::Line(line));
+            }
+        }
+        Event::PushDone(r) => {
+            if let Some(p) = pending.remove(&r.xfer) {
+                let secs = p.started.elapsed().as_secs_f64();
+                let o = if p.check {
+                    check_outcome(&p.manifest, &r, &p.absent, secs)
+                } else {
+                    Outcome::from_report(&p.manifest, &r, &p.absent, secs)
+                };
+                log(
+                    1,
+                    format_args!("push {:x} done in {secs:.2}s: exit {}", r.xfer, o.exit),
+                );
+                let _ = p.reply.send(Reply::Done(o));
+            }
+        }
+        Event::Applied {
+            key,
+            origin,
+            outcome,
+            dry_run,
+            digest,
+        } => {
+            if dry_run {
+                return;
+            }
+            log(
+                1,
+                format_args!(
+                    "applied push {:016x}/{:x} from {origin}: {} entries, {} bytes, {} deleted{}",
+                    key.origin,
+                    key.xfer,
+                    outcome.files,
+                    outcome.bytes,
+                    outcome.deleted,
+                    if outcome.errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", errors: {}", outcome.errors.join("; "))
+                    }
+                ),
+            );
+            if outcome.errors.is_empty() {
+                let lp = LastPush {
+                    id: format!("{:016x}/{:x}", key.origin, key.xfer),
+                    origin: if origin.is_empty() {
+                        "?".into()
+                    } else {
+                        origin
+                    },
+                    time: crate::state::unix_now(),
+                    digest: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+                };
+                node.engine.set_info(lp.line().into_bytes());
+                if let Err(e) = state.set_last_push(lp) {
+                    log(0, format_args!("cannot record last push: {e:#}"));
+                }
+            }
+        }
+        Event::Abandoned(key, why) => log(
+            1,
+            format_args!("abandoned push {:016x}/{:x}: {why}", key.origin, key.xfer),
+        ),
+        Event::Inspect(_) => {}
+    }
+}
+
+/// Outcome of a check: a member "differs" when any file's contents (or existence, type,
+/// size, link text) differ; `changes` lists those paths.
+pub fn check_outcome(
+    m: &proto::manifest::Manifest,
+    r: &proto::PushReport,
+    absent: &[Absent],
+    secs: f64,
+) -> Outcome {
+    use crate::proto::manifest::change;
+    let mut o = Outcome::from_report(m, r, absent, secs);
+    for (mo, mr) in o.members.iter_mut().zip(r.members.iter()) {
+        let mut diffs = Vec::new();
+        for (i, f) in &mr.changes {
+            if f & (change::MISSING | change::TYPE | change::SIZE | change::SUM | change::LINK) != 0
+            {
+                diffs.push(crate::proto::storage::show(&m.entries[*i as usize].path));
+            }
+        }
+        mo.files = diffs.len() as u64;
+        mo.bytes = 0;
+        if mo.result == "ok" && !diffs.is_empty() {
+            mo.result = "differ".into();
+        }
+        mo.changes = diffs;
+    }
+    o.dry_run = true;
+    o.exit = o.compute_exit().code();
+    o
+}
+
+fn handle_job(
+    node: &mut Node,
+    state: &mut StateDir,
+    pending: &mut std::collections::BTreeMap<u32, Pending>,
+    job: Job,
+    name: &str,
+) {
+    let now = Instant::now();
+    match job {
+        Job::Push {
+            manifest,
+            targets,
+            max_delete,
+            check,
+            reply,
+        } => {
+            let remembered: Vec<_> = state
+                .recent(24 * 3600)
+                .filter(|r| r.name != name)
+                .cloned()
+                .collect();
+            let (live, mut absent, unknown) =
+                node::resolve_targets(node.engine.members(), &remembered, &targets);
+            for u in unknown {
+                absent.push(Absent {
+                    name: u.clone(),
+                    address: "-".into(),
+                    reason: "no such member".into(),
+                });
+            }
+            if live.is_empty() {
+                let mut o = Outcome::failed(Exit::NoMember, "no member answered".into(), 0.0);
+                o.members = absent
+                    .iter()
+                    .map(|a| MemberOutcome {
+                        name: a.name.clone(),
+                        address: a.address.clone(),
+                        result: "failed".into(),
+                        error: Some(a.reason.clone()),
+                        ..Default::default()
+                    })
+                    .collect();
+                let _ = reply.send(Reply::Done(o));
+                return;
+            }
+            let req = PushRequest {
+                manifest: manifest.clone(),
+                targets: live,
+                max_delete,
+            };
+            match node.engine.handle_command(now, Command::Push(req)) {
+                Ok(x) => {
+                    let _ = reply.send(Reply::Line(format!(
+                        "push {x:x}: {} entries, {} bytes",
+                        manifest.entries.len(),
+                        manifest.total_bytes()
+                    )));
+                    pending.insert(
+                        x,
+                        Pending {
+                            reply,
+                            manifest,
+                            absent,
+                            started: now,
+                            check,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = reply.send(Reply::Done(Outcome::failed(
+                        Exit::Error,
+                        e.to_string(),
+                        0.0,
+                    )));
+                }
+            }
+        }
+        Job::Members(reply) => {
+            let cfg = node.engine.config();
+            let me_info = state
+                .last_push
+                .as_ref()
+                .map(|l| l.line())
+                .unwrap_or_else(|| "-".into());
+            let mut lines = vec![format!(
+                "{} {} self {} last-push={}",
+                cfg.name,
+                node.local_addr().ip(),
+                cfg.version,
+                me_info.replace(' ', ",")
+            )];
+            let mut live = std::collections::BTreeSet::new();
+            for m in node.engine.members() {
+                live.insert(m.name.clone());
+                let info = if m.info.is_empty() {
+                    "-".to_string()
+                } else {
+                    String::from_utf8_lossy(&m.info).replace(' ', ",")
+                };
+                lines.push(format!(
+                    "{} {} {} {} last-push={}",
+                    m.name,
+                    m.addr.ip(),
+                    if m.direct { "live" } else { "live-indirect" },
+                    if m.version.is_empty() {
+                        "-"
+                    } else {
+                        &m.version
+                    },
+                    info
+                ));
+            }
+            for r in state.recent(24 * 3600) {
+                if !live.contains(&r.name) && r.name != cfg.name {
+                    lines.push(format!(
+                        "{} {} missing - last-seen={}s-ago",
+                        r.name,
+                        r.addr,
+                        crate::state::unix_now().saturating_sub(r.last_seen)
+                    ));
+                }
+            }
+            let _ = reply.send(Reply::Lines(lines));
+        }
+        Job::Status(reply) => {
+            let s = node.engine.stats().clone();
+            let (out, inn) = node.engine.transfers();
+            let ns = node.net_stats();
+            let cfg = node.engine.config();
+            let mut lines = vec![
+                format!("name {}", cfg.name),
+                format!("node {:016x}", cfg.node_id),
+                format!("version {}", cfg.version),
+                format!("members {}", node.engine.members().count()),
+                format!("transfers sending {out} receiving {inn}"),
+                format!("datagrams received {} sent {}", s.received, s.sent),
+                format!(
+                    "dropped {} (malformed {}, unknown-kind {}, version {}, other-cluster {}, out-of-context {}, auth {})",
+                    s.dropped() + node.seal_refused,
+                    s.dropped_malformed,
+                    s.dropped_unknown_kind,
+                    s.dropped_version,
+                    s.dropped_cluster,
+                    s.dropped_context,
+                    node.seal_refused
+                ),
+                format!("refused-paths {}", node.engine.storage().refused()),
+                format!("socket sent {} in {} syscalls, received {} in {} syscalls, overflows {}", ns.sent_datagrams, ns.sent_syscalls, ns.recv_datagrams, ns.recv_syscalls, ns.recv_overflows),
+                format!("authenticated {}", if node.seal_stats().is_some() { "yes" } else { "NO (no cluster key)" }),
+                format!("last-push {}", state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into())),
+            ];
+            if let Some(ss) = node.seal_stats() {
+                lines.push(format!(
+                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} stale {}",
+                    ss.opened,
+                    ss.bad_tag,
+                    ss.unsealed_refused,
+                    ss.unknown_key,
+                    ss.replayed,
+                    ss.stale
+                ));
+            }
+            let _ = reply.send(Reply::Lines(lines));
+        }
+    }
+}
+
+/// What console sessions share.
+struct Session {
+    base: PathBuf,
+    password: Option<String>,
+    jobs: Mutex<Sender<Job>>,
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Session {
+    fn send_job(&self, job: Job) -> bool {
+        self.jobs
+            .lock()
+            .map(|j| j.send(job).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Serves one console connection until `quit` or EOF.
+    fn serve(&self, r: impl BufRead, mut w: impl Write) {
+        let mut rules: Vec<FilterRule> = Vec::new();
+        let mut authed = self.password.is_none();
+        for line in r.lines() {
+            let Ok(line) = line else { break };
+            let req = match console::parse(line.trim_end_matches('\r')) {
+                Ok(r) => r,
+                Err(e) => {
+                    if writeln!(w, "error: {e}").is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if !authed {
+                match &req {
+                    Request::Password(p) => {
+                        authed = ct_eq(
+                            p.as_bytes(),
+                            self.password.as_deref().unwrap_or("").as_bytes(),
+                        );
+                        let _ = writeln!(
+                            w,
+                            "{}",
+                            if authed {
+                                "ok"
+                            } else {
+                                "error: wrong password"
+                            }
+                        );
+                    }
+                    Request::Quit => break,
+                    Request::Nothing => {}
+                    _ => {
+                        let _ = writeln!(w, "error: password required");
+                    }
+                }
+                continue;
+            }
+            let quit = matches!(req, Request::Quit);
+            if self.handle(req, &mut rules, &mut w).is_err() || quit {
+                break;
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        req: Request,
+        rules: &mut Vec<FilterRule>,
+        w: &mut impl Write,
+    ) -> std::io::Result<()> {
+        match req {
+            Request::Nothing => Ok(()),
+            Request::Quit => writeln!(w, "ok"),
+            Request::Password(_) => writeln!(w, "ok"),
+            Request::Help => {
+                for l in console::HELP {
+                    writeln!(w, "{l}")?;
+                }
+                writeln!(w, "ok")
+            }
+            Request::Alive => writeln!(w, "alive\nok"),
+            Request::Echo(s) => writeln!(w, "{s}\nok"),
+            Request::Loglevel(n) => {
+                LOGLEVEL.store(n, Ordering::Relaxed);
+                writeln!(w, "ok")
+            }
+            Request::RuleAdd(r) => {
+                rules.push(r);
+                writeln!(w, "ok")
+            }
+            Request::RuleDel(p) => {
+                let before = rules.len();
+                rules.retain(|r| r.pattern != p);
+                if rules.len() == before {
+                    writeln!(w, "error: no such pattern")
+                } else {
+                    writeln!(w, "ok")
+                }
+            }
+            Request::RuleList => {
+                for r in rules.iter() {
+                    writeln!(
+                        w,
+                        "{} {}",
+                        if r.include { "include" } else { "exclude" },
+                        r.pattern
+                    )?;
+                }
+                writeln!(w, "ok")
+            }
+            Request::RuleClear => {
+                rules.clear();
+                writeln!(w, "ok")
+            }
+            Request::Members { json } => self.simple(w, Job::Members, json),
+            Request::Status => self.simple(w, Job::Status, false),
+            Request::Send(c) => self.push(w, &c, rules, false),
+            Request::Check(c) => self.push(w, &c, rules, true),
+        }
+    }
+
+    fn simple(
+        &self,
+        w: &mut impl Write,
+        job: fn(Sender<Reply>) -> Job,
+        json: bool,
+    ) -> std::io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        if !self.send_job(job(tx)) {
+            return writeln!(w, "error: daemon is shutting down");
+        }
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Reply::Lines(lines)) => {
+                if json {
+                    writeln!(
+                        w,
+                        "result {}",
+                        serde_json::to_string(&lines).unwrap_or_default()
+                    )?;
+                } else {
+                    for l in lines {
+                        writeln!(w, "{l}")?;
+                    }
+                }
+                writeln!(w, "ok")
+            }
+            _ => writeln!(w, "error: no answer from the network loop"),
+        }
+    }
+
+    fn push(
+        &self,
+        w: &mut impl Write,
+        c: &SendCmd,
+        rules: &[FilterRule],
+        check: bool,
+    ) -> std::io::Result<()> {
+        let options = PushOptions {
+            checksum: c.checksum || check,
+            owners: unsafe { libc::geteuid() } == 0,
+            delete: c.delete && !check,
+            delete_only: c.delete_only,
+            dry_run: c.dry_run || check,
+        };
+        let sel = match node::build_manifest(&self.base, &c.paths, c.recursive, rules, options) {
+            Ok(s) => s,
+            Err(e) => return writeln!(w, "error: {e:#}"),
+        };
+        for (p, why) in &sel.skipped {
+            writeln!(w, "skipping {}: {why}", crate::proto::storage::show(p))?;
+        }
+        let (tx, rx) = mpsc::channel();
+        let job = Job::Push {
+            manifest: sel.manifest,
+            targets: c.targets.clone(),
+            max_delete: c.max_delete,
+            check,
+            reply: tx,
+        };
+        if !self.send_job(job) {
+            return writeln!(w, "error: daemon is shutting down");
+        }
+        loop {
+            match rx.recv() {
+                Ok(Reply::Line(l)) => {
+                    if !c.json {
+                        writeln!(w, "{l}")?;
+                    }
+                }
+                Ok(Reply::Lines(ls)) => {
+                    for l in ls {
+                        writeln!(w, "{l}")?;
+                    }
+                }
+                Ok(Reply::Done(mut o)) => {
+                    if sel.vanished > 0 && o.exit == 0 {
+                        o.exit = Exit::Vanished.code();
+                    }
+                    if c.json {
+                        writeln!(
+                            w,
+                            "result {}",
+                            serde_json::to_string(&o).unwrap_or_default()
+                        )?;
+                    } else {
+                        for l in console::render(&o, check) {
+                            writeln!(w, "{l}")?;
+                        }
+                    }
+                    let last = if check {
+                        console::check_final(&o)
+                    } else {
+                        o.final_line()
+                    };
+                    return writeln!(w, "{last}");
+                }
+                Err(_) => return writeln!(w, "error: daemon is shutting down"),
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The driver: joins the sans-IO engine to real sockets, keys, the clock and the file system.
+//!
+//! One [`Node`] owns an `Engine<FsStorage>`, the UDP sockets ([`crate::net`]) and, with a
+//! cluster key, a [`Sealer`]. [`Node::turn`] does one bounded round of work: wait for input
+//! until the engine's next deadline (or a cap), open and feed datagrams, fire timers, then
+//! drain the engine's output in batches (sealed, sent with GSO/sendmmsg) and return its
+//! events. Both the daemon and the front end's direct mode run this loop.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::apply::{ApplyOptions, FsStorage};
+use crate::net::{self, Net, NetConfig, RecvBatch};
+use crate::proto::{self, wire, Engine, Event};
+use crate::seal::{Key, SealStats, Sealer};
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Multicast group.
+    pub group: Ipv4Addr,
+    /// UDP port.
+    pub port: u16,
+    /// Multicast interface address.
+    pub interface: Ipv4Addr,
+    /// Address the group socket binds (default: the group).
+    pub listen: Option<Ipv4Addr>,
+    /// Socket buffer sizes (0: default).
+    pub rcvbuf: usize,
+    /// Socket buffer sizes (0: default).
+    pub sndbuf: usize,
+    /// Engine settings (node id, name, timers, rate...).
+    pub engine: proto::Config,
+    /// Cluster keys: the first seals, all open. Empty: unauthenticated.
+    pub keys: Vec<Key>,
+    /// Base directory.
+    pub base: PathBuf,
+    /// File application options.
+    pub apply: ApplyOptions,
+}
+
+/// A random 64-bit node id (fresh per process, so a restart is visible and nonces stay
+/// unique per key).
+pub fn random_node_id() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).expect("the OS random source works");
+    u64::from_le_bytes(b) | 1
+}
+
+/// The wall clock in Unix milliseconds (for sealed timestamps only).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Cluster id derived from group and port, so two clusters sharing a wire drop each
+/// other's datagrams early.
+pub fn cluster_id(group: Ipv4Addr, port: u16) -> u16 {
+    let o = group.octets();
+    let mut h: u32 = 2166136261;
+    for b in o.iter().chain(port.to_be_bytes().iter()) {
+        h = (h ^ *b as u32).wrapping_mul(16777619);
+    }
+    (h ^ (h >> 16)) as u16
+}
+
+/// One member process's engine, sockets and keys.
+pub struct Node {
+    /// The protocol engine (public so drivers can issue commands and read state).
+    pub engine: Engine<FsStorage>,
+    net: Net,
+    sealer: Option<Sealer>,
+    batch: RecvBatch,
+    bufs: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+    /// Datagrams refused by the sealing layer (bad tag, replay, unsealed...).
+    pub seal_refused: u64,
+}
+
+const BATCH: usize = 128;
+
+impl Node {
+    /// Opens the sockets and starts the engine.
+    pub fn new(mut cfg: NodeConfig) -> Result<Self> {
+        let mut nc = NetConfig::new(cfg.group, cfg.port, cfg.interface);
+        nc.listen = cfg.listen;
+        if cfg.rcvbuf > 0 {
+            nc.rcvbuf = cfg.rcvbuf;
+        }
+        if cfg.sndbuf > 0 {
+            nc.sndbuf = cfg.sndbuf;
+        }
+        let net = Net::new(&nc).with_context(|| {
+            format!(
+                "cannot open multicast sockets for {}:{} on {}",
+                cfg.group, cfg.port, cfg.interface
+            )
+        })?;
+        let storage = FsStorage::new(cfg.base.clone(), cfg.apply.clone())
+            .with_context(|| format!("cannot use base directory {}", cfg.base.display()))?;
+        cfg.engine.sealed = !cfg.keys.is_empty();
+        if cfg.engine.cluster == 0 {
+            cfg.engine.cluster = cluster_id(cfg.group, cfg.port);
+        }
+        let sealer = cfg.keys.first().map(|k| {
+            let mut s = Sealer::new(k, cfg.keys.get(1), Some(cfg.engine.cluster));
+            s.set_start_time(unix_ms());
+            s
+        });
+        let engine = Engine::new(cfg.engine, storage, Instant::now());
+        Ok(Self {
+            engine,
+            net,
+            sealer,
+            batch: RecvBatch::default(),
+            bufs: (0..BATCH)
+                .map(|_| vec![0u8; wire::MAX_DATAGRAM + wire::SEAL_OVERHEAD])
+                .collect(),
+            scratch: vec![0u8; net::SLOT_SIZE],
+            seal_refused: 0,
+        })
+    }
+
+    /// The node's reply address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.net.local_addr()
+    }
+
+    /// Socket counters.
+    pub fn net_stats(&self) -> net::NetStats {
+        self.net.stats()
+    }
+
+    /// Sealing counters (`None` without a key).
+    pub fn seal_stats(&self) -> Option<SealStats> {
+        self.sealer.as_ref().map(Sealer::stats)
+    }
+
+    /// One bounded round: wait for input up to the engine's deadline (at most `cap`), feed
+    /// it, fire timers, send what is due. Returns the engine's events.
+    pub fn turn(&mut self, cap: Duration) -> Result<Vec<Event>> {
+        let now = Instant::now();
+        let wait = if self.engine.wants_transmit() && self.engine.rate().is_none() {
+            Duration::ZERO
+        } else {
+            self.engine
+                .poll_timeout()
+                .map_or(cap, |t| t.saturating_duration_since(now).min(cap))
+        };
+        let n = self
+            .net
+            .recv(Some(wait), &mut self.batch)
+            .context("receive")?;
+        let now = Instant::now();
+        for i in 0..n {
+            let Some(d) = self.batch.get(i) else { continue };
+            let from = d.from;
+            match &mut self.sealer {
+                None => self.engine.handle_datagram(now, from, d.data),
+                Some(s) => {
+                    let len = d.data.len();
+                    self.scratch[..len].copy_from_slice(d.data);
+                    match s.open(&mut self.scratch, len, unix_ms()) {
+                        Ok(l) => self.engine.handle_datagram(now, from, &self.scratch[..l]),
+                        Err(_) => self.seal_refused += 1,
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.flush(now)?;
+        let mut events = Vec::new();
+        while let Some(e) = self.engine.poll_event() {
+            events.push(e);
+        }
+        Ok(events)
+    }
+
+    /// Sends what the engine has ready (bounded: a few batches, so input is not starved).
+    pub fn flush(&mut self, now: Instant) -> Result<()> {
+        for _ in 0..32 {
+            let mut dests = Vec::with_capacity(BATCH);
+            let mut lens = Vec::with_capacity(BATCH);
+            while dests.len() < BATCH {
+                let i = dests.len();
+                let Some(t) = self.engine.poll_transmit(now, &mut self.bufs[i]) else {
+                    break;
+                };
+                let len = match &mut self.sealer {
+                    Some(s) => s.seal(&mut self.bufs[i], t.len, unix_ms()),
+                    None => t.len,
+                };
+                dests.push(match t.dest {
+                    proto::Dest::Group => net::Dest::Group,
+                    proto::Dest::Unicast(a) => net::Dest::Unicast(a),
+                });
+                lens.push(len);
+            }
+            if dests.is_empty() {
+                return Ok(());
+            }
+            let batch: Vec<(net::Dest, &[u8])> = dests
+                .iter()
+                .zip(lens.iter())
+                .zip(self.bufs.iter())
+                .map(|((d, l), b)| (*d, &b[..*l]))
+                .collect();
+            self.net.send(&batch).context("send")?;
+        }
+        Ok(())
+    }
+
+    /// Says goodbye to the cluster and flushes it out.
+    pub fn leave(&mut self) {
+        let now = Instant::now();
+        let _ = self.engine.handle_command(now, proto::Command::Leave);
+        let _ = self.flush(now);
+    }
+}
+
+/// What to push: the walk of `paths` under `base` turned into a manifest.
+pub struct Selection {
+    /// The manifest.
+    pub manifest: proto::manifest::Manifest,
+    /// Source files that vanished during the walk.
+    pub vanished: u64,
+    /// Paths skipped, with why (special files, unreadable).
+    pub skipped: Vec<(Vec<u8>, String)>,
+}
+
+/// Walks `paths` (relative to `base`) with the filter rules and builds the manifest.
+pub fn build_manifest(
+    base: &std::path::Path,
+    paths: &[String],
+    recursive: bool,
+    rules: &[proto::manifest::FilterRule],
+    options: proto::manifest::PushOptions,
+) -> Result<Selection> {
+    let filter = crate::filter::Filter::new(rules)?;
+    let paths: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| {
+            let p = p.trim_end_matches('/');
+            if p.is_empty() {
+                b".".to_vec()
+            } else {
+                p.as_bytes().to_vec()
+            }
+        })
+        .collect();
+    let walk = crate::tree::walk(
+        base,
+        &paths,
+        &crate::tree::WalkOptions {
+            recursive,
+            checksum: options.checksum,
+        },
+        &filter,
+    )?;
+    Ok(Selection {
+        manifest: proto::manifest::Manifest {
+            options,
+            roots: walk.roots,
+            rules: rules.to_vec(),
+            entries: walk.entries,
+        },
+        vanished: walk.vanished,
+        skipped: walk.skipped,
+    })
+}
+
+/// Chooses the targets of a push: every live member that receives (or those named by
+/// `-t`, by name or address), plus remembered members that are not live now, which are
+/// reported failed instead of silently skipped.
+pub fn resolve_targets<'a>(
+    members: impl Iterator<Item = &'a proto::members::MemberInfo>,
+    remembered: &[crate::state::Remembered],
+    only: &[String],
+) -> (Vec<u64>, Vec<crate::report::Absent>, Vec<String>) {
+    let wanted =
+        |name: &str, addr: &str| only.is_empty() || only.iter().any(|t| t == name || t == addr);
+    let mut live = Vec::new();
+    let mut live_names = std::collections::BTreeSet::new();
+    let mut found = std::collections::BTreeSet::new();
+    for m in members {
+        let addr = m.addr.ip().to_string();
+        if !m.receives() {
+            continue;
+        }
+        if wanted(&m.name, &addr) {
+            live.push(m.node);
+            found.insert(m.name.clone());
+            found.insert(addr.clone());
+        }
+        live_names.insert(m.name.clone());
+    }
+    let mut absent = Vec::new();
+    for r in remembered {
+        if !live_names.contains(&r.name) && wanted(&r.name, &r.addr) {
+            found.insert(r.name.clone());
+            found.insert(r.addr.clone());
+            absent.push(crate::report::Absent {
+                name: r.name.clone(),
+                address: r.addr.clone(),
+                reason: format!(
+                    "not answering (last seen {}s ago)",
+                    crate::state::unix_now().saturating_sub(r.last_seen)
+                ),
+            });
+        }
+    }
+    let unknown = only
+        .iter()
+        .filter(|t| !found.contains(*t))
+        .cloned()
+        .collect();
+    (live, absent, unknown)
+}

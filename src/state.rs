@@ -1,0 +1,201 @@
+//! What a member remembers across restarts, kept in its state directory (never in BASE):
+//! the members it has seen (so a push names a down server as failed instead of silently
+//! skipping it) and the last push it applied (so a member that is behind is visible).
+//!
+//! Files are plain text, one record a line, written to a temp file and renamed into place.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+/// A member seen at some time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remembered {
+    /// Name (the identity that survives restarts).
+    pub name: String,
+    /// Last address.
+    pub addr: String,
+    /// Unix seconds when last seen.
+    pub last_seen: u64,
+}
+
+/// The last push this member applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LastPush {
+    /// Push id (`ORIGIN-NODE/XFER` in hex).
+    pub id: String,
+    /// Sender's name.
+    pub origin: String,
+    /// Unix seconds when applied.
+    pub time: u64,
+    /// Digest of the pushed manifest (hex), identical on members that got the same tree.
+    pub digest: String,
+}
+
+impl LastPush {
+    /// One-line form (also published in heartbeats).
+    pub fn line(&self) -> String {
+        format!("{} {} {} {}", self.id, self.origin, self.time, self.digest)
+    }
+
+    /// Parses [`LastPush::line`].
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut w = s.split_whitespace();
+        Some(Self {
+            id: w.next()?.to_string(),
+            origin: w.next()?.to_string(),
+            time: w.next()?.parse().ok()?,
+            digest: w.next()?.to_string(),
+        })
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A state directory.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    /// Remembered members by name.
+    pub members: BTreeMap<String, Remembered>,
+    /// Last push applied here.
+    pub last_push: Option<LastPush>,
+    dirty: bool,
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+impl StateDir {
+    /// Opens (creating) a state directory and loads what it holds.
+    pub fn open(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create state dir {}", dir.display()))?;
+        let mut members = BTreeMap::new();
+        if let Ok(text) = fs::read_to_string(dir.join("members")) {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split('\t').collect();
+                if let [name, addr, seen] = f[..] {
+                    if let Ok(last_seen) = seen.parse() {
+                        members.insert(
+                            name.to_string(),
+                            Remembered {
+                                name: name.into(),
+                                addr: addr.into(),
+                                last_seen,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let last_push = fs::read_to_string(dir.join("last-push"))
+            .ok()
+            .and_then(|t| LastPush::parse(t.trim()));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            members,
+            last_push,
+            dirty: false,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Notes that `name` was seen now at `addr`.
+    pub fn seen(&mut self, name: &str, addr: &str) {
+        let now = unix_now();
+        let e = self
+            .members
+            .entry(name.to_string())
+            .or_insert_with(|| Remembered {
+                name: name.into(),
+                addr: addr.into(),
+                last_seen: 0,
+            });
+        if e.addr != addr || now >= e.last_seen + 10 {
+            self.dirty = true;
+        }
+        e.addr = addr.into();
+        e.last_seen = now;
+    }
+
+    /// Forgets a member (operator's choice, or it was replaced).
+    pub fn forget(&mut self, name: &str) -> bool {
+        let gone = self.members.remove(name).is_some();
+        self.dirty |= gone;
+        gone
+    }
+
+    /// Members seen within `window_secs`, by name.
+    pub fn recent(&self, window_secs: u64) -> impl Iterator<Item = &Remembered> {
+        let now = unix_now();
+        self.members
+            .values()
+            .filter(move |m| now.saturating_sub(m.last_seen) <= window_secs)
+    }
+
+    /// Records the last push applied.
+    pub fn set_last_push(&mut self, p: LastPush) -> Result<()> {
+        write_atomic(&self.dir.join("last-push"), &format!("{}\n", p.line()))?;
+        self.last_push = Some(p);
+        Ok(())
+    }
+
+    /// Writes the member list if it changed.
+    pub fn save(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for m in self.members.values() {
+            text.push_str(&format!("{}\t{}\t{}\n", m.name, m.addr, m.last_seen));
+        }
+        write_atomic(&self.dir.join("members"), &text)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_members_and_last_push_across_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = StateDir::open(d.path()).unwrap();
+        s.seen("web1", "198.18.0.2");
+        s.save().unwrap();
+        s.set_last_push(LastPush {
+            id: "a/1".into(),
+            origin: "src".into(),
+            time: 5,
+            digest: "ff".into(),
+        })
+        .unwrap();
+        let s = StateDir::open(d.path()).unwrap();
+        assert_eq!(s.members["web1"].addr, "198.18.0.2");
+        assert_eq!(s.recent(60).count(), 1);
+        assert_eq!(s.last_push.as_ref().unwrap().origin, "src");
+    }
+}

@@ -1,0 +1,586 @@
+//! The sender's side of a push: walk the paths given under the base directory and describe
+//! them as manifest [`Entry`]s.
+//!
+//! Owns: reading the source tree (walkdir, never following symlinks), applying the
+//! [`Filter`], and the optional MD5 of every regular file (in parallel on rayon). It writes
+//! nothing and opens no sockets.
+//!
+//! Like rsync without `-R`, the parents of a given path are not emitted (receivers create
+//! missing parents); `.` stands for the contents of the base. Entries come out in tree order:
+//! sorted by path with `/` ordering before every other byte, so a directory precedes its
+//! contents and siblings are sorted by name bytes. A path reached twice (overlapping roots)
+//! is emitted once.
+
+use std::cmp::Ordering;
+use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use md5::{Digest, Md5};
+use rayon::prelude::*;
+
+use crate::filter::Filter;
+use crate::proto::manifest::{check_rel_path, Entry, EntryKind, MAX_PATH};
+
+/// What to walk and what to compute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkOptions {
+    /// Descend into directories (rsync `-r`). Without it a directory path yields only its
+    /// own entry.
+    pub recursive: bool,
+    /// Fill [`Entry::checksum`] with the MD5 of each regular file.
+    pub checksum: bool,
+}
+
+/// The result of a walk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Entries in tree order, each path once.
+    pub entries: Vec<Entry>,
+    /// The transfer roots, normalised (no trailing `/`), in the order given.
+    pub roots: Vec<Vec<u8>>,
+    /// Paths that disappeared between being listed and being read (rsync's exit 24 case).
+    pub vanished: u64,
+    /// Paths left out, with the reason: sockets, FIFOs and devices, unreadable directories
+    /// or files, paths too long for a manifest (rsync's exit 23 case).
+    pub skipped: Vec<(Vec<u8>, String)>,
+}
+
+/// Walks `paths` (relative to `base`, as given to `send`) and returns their entries.
+///
+/// Fails, before reading anything, on a path that is absolute, contains `.`/`..`/empty
+/// components or NUL, or whose parent directories under `base` include a symlink (it could
+/// lead out of `base`). Fails if `base` is not a directory or a given path does not exist.
+pub fn walk(
+    base: &Path,
+    paths: &[Vec<u8>],
+    opts: &WalkOptions,
+    filter: &Filter,
+) -> anyhow::Result<Walk> {
+    let base_md = fs::metadata(base).with_context(|| format!("base {}", base.display()))?;
+    if !base_md.is_dir() {
+        bail!("base {} is not a directory", base.display());
+    }
+    let mut roots = Vec::with_capacity(paths.len());
+    for p in paths {
+        let root = normalize_root(p)?;
+        check_parents(base, &root)?;
+        roots.push(root);
+    }
+
+    let mut w = Walk {
+        roots: roots.clone(),
+        ..Walk::default()
+    };
+    for root in &roots {
+        walk_root(base, root, opts, filter, &mut w)?;
+    }
+
+    w.entries.sort_by(|a, b| tree_cmp(&a.path, &b.path));
+    w.entries.dedup_by(|a, b| a.path == b.path);
+
+    if opts.checksum {
+        checksum_all(base, &mut w);
+    }
+    Ok(w)
+}
+
+/// Strips trailing `/`s and checks the path with [`check_rel_path`].
+fn normalize_root(p: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let show = String::from_utf8_lossy(p);
+    if p.first() == Some(&b'/') {
+        bail!("{show:?}: absolute paths are refused (paths are relative to the base)");
+    }
+    let mut end = p.len();
+    while end > 0 && p[end - 1] == b'/' {
+        end -= 1;
+    }
+    let root = &p[..end];
+    check_rel_path(root).map_err(|e| anyhow::anyhow!("{show:?}: {e}"))?;
+    Ok(root.to_vec())
+}
+
+/// Refuses a root whose parents under `base` are not real directories (a symlinked parent
+/// could point outside `base`).
+fn check_parents(base: &Path, root: &[u8]) -> anyhow::Result<()> {
+    if root == b"." {
+        return Ok(());
+    }
+    let mut dir = base.to_path_buf();
+    let comps: Vec<&[u8]> = root.split(|&b| b == b'/').collect();
+    for c in &comps[..comps.len() - 1] {
+        dir.push(OsStr::from_bytes(c));
+        let md = fs::symlink_metadata(&dir).with_context(|| {
+            format!(
+                "{:?}: cannot stat parent {}",
+                String::from_utf8_lossy(root),
+                dir.display()
+            )
+        })?;
+        if !md.is_dir() {
+            bail!(
+                "{:?}: parent {} is not a directory (symlinked parents are refused)",
+                String::from_utf8_lossy(root),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn walk_root(
+    base: &Path,
+    root: &[u8],
+    opts: &WalkOptions,
+    filter: &Filter,
+    w: &mut Walk,
+) -> anyhow::Result<()> {
+    let whole_base = root == b".";
+    let top = if whole_base {
+        base.to_path_buf()
+    } else {
+        base.join(OsStr::from_bytes(root))
+    };
+    if !whole_base {
+        // A missing root is the user's mistake, not a vanished file.
+        fs::symlink_metadata(&top)
+            .with_context(|| format!("{:?}", String::from_utf8_lossy(root)))?;
+    }
+    if whole_base && !opts.recursive {
+        // Without recursion the base's contents are not listed and `.` has no entry.
+        return Ok(());
+    }
+    let mut it = walkdir::WalkDir::new(&top)
+        .follow_links(false)
+        .follow_root_links(false)
+        .min_depth(usize::from(whole_base))
+        .max_depth(if opts.recursive { usize::MAX } else { 0 })
+        .into_iter();
+    loop {
+        let ent = match it.next() {
+            None => break,
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                let path = e.path().map(|p| rel_of(base, p));
+                if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) {
+                    w.vanished += 1;
+                } else if let Some(path) = path {
+                    w.skipped.push((path, error_reason(&e)));
+                } else {
+                    bail!("walking {}: {e}", top.display());
+                }
+                continue;
+            }
+        };
+        let rel = rel_of(base, ent.path());
+        let ft = ent.file_type();
+        if filter.excluded(&rel, ft.is_dir()) {
+            if ft.is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        if rel.len() > MAX_PATH {
+            if ft.is_dir() {
+                it.skip_current_dir();
+            }
+            w.skipped.push((rel, "path too long".into()));
+            continue;
+        }
+        let md = match ent.metadata() {
+            Ok(md) => md,
+            Err(e) => {
+                if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) {
+                    w.vanished += 1;
+                } else {
+                    w.skipped.push((rel, error_reason(&e)));
+                }
+                if ft.is_dir() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+        };
+        match entry_of(ent.path(), rel, &md) {
+            Ok(e) => w.entries.push(e),
+            Err(Skip::Vanished) => w.vanished += 1,
+            Err(Skip::Other(rel, why)) => w.skipped.push((rel, why)),
+        }
+    }
+    Ok(())
+}
+
+enum Skip {
+    Vanished,
+    Other(Vec<u8>, String),
+}
+
+fn entry_of(path: &Path, rel: Vec<u8>, md: &Metadata) -> Result<Entry, Skip> {
+    let ft = md.file_type();
+    let (kind, size, target) = if ft.is_file() {
+        (EntryKind::File, md.len(), Vec::new())
+    } else if ft.is_dir() {
+        (EntryKind::Dir, 0, Vec::new())
+    } else if ft.is_symlink() {
+        match fs::read_link(path) {
+            Ok(t) => (EntryKind::Symlink, 0, t.into_os_string().into_vec()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Skip::Vanished),
+            Err(e) => return Err(Skip::Other(rel, format!("cannot read link: {e}"))),
+        }
+    } else {
+        let what = if ft.is_socket() {
+            "socket"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_block_device() || ft.is_char_device() {
+            "device"
+        } else {
+            "unknown file type"
+        };
+        return Err(Skip::Other(rel, format!("{what} not transferred")));
+    };
+    Ok(Entry {
+        path: rel,
+        kind,
+        size,
+        mode: md.mode() & 0o7777,
+        mtime: md.mtime(),
+        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+        uid: md.uid(),
+        gid: md.gid(),
+        target,
+        checksum: None,
+    })
+}
+
+/// The path of `p` relative to `base`, as bytes.
+fn rel_of(base: &Path, p: &Path) -> Vec<u8> {
+    p.strip_prefix(base)
+        .unwrap_or(p)
+        .as_os_str()
+        .as_bytes()
+        .to_vec()
+}
+
+fn error_reason(e: &walkdir::Error) -> String {
+    match e.io_error() {
+        Some(io) => format!("cannot read: {io}"),
+        None => e.to_string(),
+    }
+}
+
+/// Tree order: byte order with `/` before every other byte (names hold no NUL), so `a`,
+/// `a/x`, `a.txt`.
+pub fn tree_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let key = |c: &u8| if *c == b'/' { 0 } else { *c };
+    a.iter().map(key).cmp(b.iter().map(key))
+}
+
+/// Computes the MD5 of every regular file in parallel. Files that vanished meanwhile are
+/// dropped and counted; unreadable ones are dropped and recorded as skipped.
+fn checksum_all(base: &Path, w: &mut Walk) {
+    let results: Vec<Result<(), io::Error>> = w
+        .entries
+        .par_iter_mut()
+        .map(|e| {
+            if e.kind == EntryKind::File {
+                let p: PathBuf = base.join(OsStr::from_bytes(&e.path));
+                e.checksum = Some(md5_file(&p)?);
+            }
+            Ok(())
+        })
+        .collect();
+    let mut keep = Vec::with_capacity(results.len());
+    for (r, e) in results.into_iter().zip(w.entries.iter()) {
+        match r {
+            Ok(()) => keep.push(true),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                w.vanished += 1;
+                keep.push(false);
+            }
+            Err(err) => {
+                w.skipped
+                    .push((e.path.clone(), format!("cannot read for checksum: {err}")));
+                keep.push(false);
+            }
+        }
+    }
+    let mut keep = keep.into_iter();
+    w.entries.retain(|_| keep.next().unwrap_or(true));
+}
+
+/// The MD5 of a file's contents. Opens with `O_NOFOLLOW` so a file swapped for a symlink
+/// after the walk is not followed.
+pub fn md5_file(path: &Path) -> io::Result<[u8; 16]> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+    use crate::proto::manifest::FilterRule;
+
+    const REC: WalkOptions = WalkOptions {
+        recursive: true,
+        checksum: false,
+    };
+
+    fn touch(base: &Path, rel: &[u8], contents: &[u8]) {
+        let p = base.join(OsStr::from_bytes(rel));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, contents).unwrap();
+    }
+
+    fn mkdir(base: &Path, rel: &str) {
+        fs::create_dir_all(base.join(rel)).unwrap();
+    }
+
+    fn excluding(pats: &[&str]) -> Filter {
+        let rules: Vec<FilterRule> = pats
+            .iter()
+            .map(|p| FilterRule {
+                include: false,
+                pattern: (*p).to_owned(),
+            })
+            .collect();
+        Filter::new(&rules).unwrap()
+    }
+
+    fn paths(w: &Walk) -> Vec<String> {
+        w.entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect()
+    }
+
+    fn run(base: &Path, roots: &[&[u8]], opts: &WalkOptions, f: &Filter) -> Walk {
+        let roots: Vec<Vec<u8>> = roots.iter().map(|r| r.to_vec()).collect();
+        walk(base, &roots, opts, f).unwrap()
+    }
+
+    #[test]
+    fn tree_order_dir_before_contents_siblings_by_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"a/x", b"1");
+        touch(b, b"a.txt", b"22");
+        touch(b, b"B", b"");
+        touch(b, b"a0/y", b"");
+        let w = run(b, &[b"."], &REC, &Filter::default());
+        assert_eq!(paths(&w), ["B", "a", "a/x", "a.txt", "a0", "a0/y"]);
+        assert_eq!(w.roots, [b".".to_vec()]);
+        let e = &w.entries[3];
+        assert_eq!((e.kind, e.size, e.checksum), (EntryKind::File, 2, None));
+        assert_eq!(w.entries[1].kind, EntryKind::Dir);
+    }
+
+    #[test]
+    fn tree_attributes() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"f", b"hello");
+        fs::set_permissions(b.join("f"), fs::Permissions::from_mode(0o4751)).unwrap();
+        let w = run(b, &[b"f"], &REC, &Filter::default());
+        let md = fs::symlink_metadata(b.join("f")).unwrap();
+        let e = &w.entries[0];
+        assert_eq!(e.path, b"f");
+        assert_eq!(e.mode, 0o4751);
+        assert_eq!(e.size, 5);
+        assert_eq!(
+            (e.mtime, e.mtime_nsec as i64),
+            (md.mtime(), md.mtime_nsec())
+        );
+        assert_eq!((e.uid, e.gid), (md.uid(), md.gid()));
+    }
+
+    #[test]
+    fn tree_non_utf8_names() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"d\xff/n\xfe.bin", b"x");
+        touch(b, b"d\xff/keep", b"x");
+        let w = run(b, &[b"."], &REC, &excluding(&["*.bin"]));
+        let got: Vec<&[u8]> = w.entries.iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(got, [&b"d\xff"[..], b"d\xff/keep"]);
+    }
+
+    #[test]
+    fn tree_symlinks_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"real/f", b"x");
+        symlink("real", b.join("link")).unwrap();
+        symlink("/nonexistent/\u{e9}", b.join("dangling")).unwrap();
+        let w = run(b, &[b"."], &REC, &Filter::default());
+        assert_eq!(paths(&w), ["dangling", "link", "real", "real/f"]);
+        assert_eq!(w.entries[1].kind, EntryKind::Symlink);
+        assert_eq!(w.entries[1].target, b"real");
+        assert_eq!(w.entries[0].target, "/nonexistent/\u{e9}".as_bytes());
+        // A symlink given as a root is not followed either.
+        let w = run(b, &[b"link/"], &REC, &Filter::default());
+        assert_eq!(paths(&w), ["link"]);
+        // A symlinked parent is refused: it could lead out of the base.
+        let err = walk(b, &[b"link/f".to_vec()], &REC, &Filter::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("symlink"), "{err:#}");
+    }
+
+    #[test]
+    fn tree_excluded_dir_prunes_subtree() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"cache/keep", b"");
+        touch(b, b"cache/sub/x", b"");
+        touch(b, b"src/cache", b"");
+        let f = Filter::new(&[
+            FilterRule {
+                include: true,
+                pattern: "cache/keep".into(),
+            },
+            FilterRule {
+                include: false,
+                pattern: "cache/".into(),
+            },
+        ])
+        .unwrap();
+        let w = run(b, &[b"."], &REC, &f);
+        // cache/keep is never seen: its directory is excluded and not descended.
+        assert_eq!(paths(&w), ["src", "src/cache"]);
+        // The root itself is filtered too (unless it is `.`).
+        let w = run(b, &[b"cache"], &REC, &f);
+        assert!(w.entries.is_empty());
+    }
+
+    #[test]
+    fn tree_roots_parents_not_emitted_and_non_recursive() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"a/b/c/f", b"");
+        touch(b, b"a/b/c/g/h", b"");
+        touch(b, b"z", b"");
+        let w = run(b, &[b"a/b/c/", b"z"], &REC, &Filter::default());
+        assert_eq!(paths(&w), ["a/b/c", "a/b/c/f", "a/b/c/g", "a/b/c/g/h", "z"]);
+        assert_eq!(w.roots, [b"a/b/c".to_vec(), b"z".to_vec()]);
+        let flat = WalkOptions::default();
+        let w = run(b, &[b"a/b/c"], &flat, &Filter::default());
+        assert_eq!(paths(&w), ["a/b/c"]);
+        let w = run(b, &[b"."], &flat, &Filter::default());
+        assert!(w.entries.is_empty());
+        // Overlapping roots: each path once, in tree order.
+        let w = run(b, &[b"a/b/c/g", b"a/b"], &REC, &Filter::default());
+        assert_eq!(
+            paths(&w),
+            ["a/b", "a/b/c", "a/b/c/f", "a/b/c/g", "a/b/c/g/h"]
+        );
+    }
+
+    #[test]
+    fn tree_refuses_escaping_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        mkdir(b, "a");
+        for bad in [
+            &b".."[..],
+            b"a/../..",
+            b"../x",
+            b"a/./b",
+            b"/etc",
+            b"",
+            b"a//b",
+            b"a\0b",
+        ] {
+            let r = walk(b, &[bad.to_vec()], &REC, &Filter::default());
+            assert!(r.is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+        }
+        let err = walk(b, &[b"missing".to_vec()], &REC, &Filter::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("missing"));
+    }
+
+    #[test]
+    fn tree_skips_special_files() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"f", b"");
+        let sock = b.join("sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let fifo = std::ffi::CString::new(b.join("fifo").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let w = run(b, &[b"."], &REC, &Filter::default());
+        assert_eq!(paths(&w), ["f"]);
+        let mut skipped: Vec<_> = w.skipped.iter().map(|(p, _)| p.clone()).collect();
+        skipped.sort();
+        assert_eq!(skipped, [b"fifo".to_vec(), b"sock".to_vec()]);
+        assert!(w.skipped.iter().all(|(_, why)| !why.is_empty()));
+        // Excluded special files are not reported.
+        let w = run(b, &[b"."], &REC, &excluding(&["sock", "fifo"]));
+        assert!(w.skipped.is_empty());
+    }
+
+    #[test]
+    fn tree_checksums() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"d/empty", b"");
+        touch(b, b"d/abc", b"abc");
+        symlink("d/abc", b.join("l")).unwrap();
+        let opts = WalkOptions {
+            recursive: true,
+            checksum: true,
+        };
+        let w = run(b, &[b"."], &opts, &Filter::default());
+        let sum = |p: &[u8]| {
+            w.entries
+                .iter()
+                .find(|e| e.path == p)
+                .unwrap()
+                .checksum
+                .map(|s| s.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        };
+        assert_eq!(sum(b"d/abc").unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(sum(b"d/empty").unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(sum(b"d"), None);
+        assert_eq!(sum(b"l"), None);
+    }
+
+    #[test]
+    fn tree_vanished_during_checksum_is_counted_and_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"gone", b"x");
+        touch(b, b"stays", b"x");
+        let mut w = run(b, &[b"."], &REC, &Filter::default());
+        fs::remove_file(b.join("gone")).unwrap();
+        checksum_all(b, &mut w);
+        assert_eq!(w.vanished, 1);
+        assert_eq!(paths(&w), ["stays"]);
+        assert!(w.entries[0].checksum.is_some());
+    }
+
+    #[test]
+    fn tree_cmp_orders_slash_first() {
+        let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/x", b"a", b"a0", b"a/x/y", b"a-"];
+        v.sort_by(|a, b| tree_cmp(a, b));
+        assert_eq!(v, [&b"a"[..], b"a/x", b"a/x/y", b"a-", b"a.txt", b"a0"]);
+    }
+}
