@@ -111,6 +111,39 @@ def manifest(root):
     print(h.hexdigest(), nf, nb)
 
 
+def treediff(want, got, limit=4):
+    """one line naming the first differences between two trees (for failure notes)"""
+    def walk(root):
+        out = {}
+        for dp, dn, fn in os.walk(root):
+            rel = os.path.relpath(dp, root)
+            out[rel] = 'd'
+            for f in fn:
+                out[os.path.normpath(os.path.join(rel, f))] = os.path.join(dp, f)
+        return out
+    a, b = walk(want), walk(got)
+    diffs = []
+    for k in sorted(set(a) | set(b)):
+        if k not in b:
+            diffs.append(f"missing {k}")
+        elif k not in a:
+            diffs.append(f"extra {k}")
+        elif (a[k] == 'd') != (b[k] == 'd'):
+            diffs.append(f"type {k}")
+        elif a[k] != 'd':
+            sa, sb = os.path.getsize(a[k]), os.path.getsize(b[k])
+            if sa != sb:
+                diffs.append(f"size {k} {sb}!={sa}")
+            else:
+                with open(a[k], 'rb') as x, open(b[k], 'rb') as y:
+                    da, db = x.read(), y.read()
+                if da != db:
+                    first = next(i for i in range(len(da)) if da[i] != db[i])
+                    zero = db[first:].count(0) == len(db) - first
+                    diffs.append(f"content {k} from byte {first}{' (zeros)' if zero else ''}")
+    print(f"{len(diffs)} differences: " + ", ".join(diffs[:int(limit)]) + (" ..." if len(diffs) > int(limit) else ""))
+
+
 # ------------------------------------------------------------------ raw-mcast
 # The reference: the workload's file contents, concatenated in a fixed order, multicast
 # as plain UDP datagrams of 1472 bytes (a 1500-byte IP packet), 44 of them per send()

@@ -82,7 +82,8 @@ def cells_from_reps(recs):
            for c in cells if c["tool"] == REFERENCE}
     for c in cells:
         r = ref.get((c["workload"], c["receivers"], c["loss_pct"], c["link_mbit"]))
-        if r and r["seconds"] and c["seconds"]:
+        # with nothing to send (noop) the reference takes no time: no ratio
+        if r and r["seconds"] and c["seconds"] and c["payload_bytes"]:
             c["raw_ratio"] = rnd(r["seconds"] / c["seconds"])
     cells.sort(key=cell_key)
     return cells
