@@ -96,7 +96,9 @@ def fmt(x, k=2, none="-"):
 
 
 def mib(b):
-    return f"{b / 1048576:.1f} MiB"
+    if b >= 1048576:
+        return f"{b / 1048576:.1f} MiB"
+    return f"{b / 1024:.1f} KiB"
 
 
 def markdown(cells, meta, svgname=None):
@@ -193,6 +195,9 @@ def nice_max(v):
     return 10 * e
 
 
+NO_DURABILITY = ("raw-mcast", "uftp", "udpcast")
+
+
 def svg(cells, title=""):
     panels = []
     for wl in sorted({c["workload"] for c in cells}, key=lambda w: WL_ORDER.index(w) if w in WL_ORDER else 9):
@@ -234,7 +239,7 @@ def svg(cells, title=""):
             return py + ph - s / ymax * ph
         payload = sub[0]["payload_bytes"] if sub else 0
         o.append(f'<text x="{px}" y="{py - 8}" font-size="12" font-weight="bold">{esc(wl)} '
-                 f'({payload / 1048576:.1f} MiB), loss {loss:g} %</text>')
+                 f'({mib(payload) if payload else "nothing to send"}), loss {loss:g} %</text>')
         o.append(f'<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
         for i in range(6):
             v = ymax * i / 5
@@ -252,9 +257,11 @@ def svg(cells, title=""):
                      f'stroke-dasharray="2,3"/>')
             o.append(f'<text x="{px + pw - 3}" y="{Y(lim) - 3:.1f}" text-anchor="end" fill="#777">link limit</text>')
         for tool, durable in series:
-            pts = sorted((c["receivers"], c) for c in sub if c["tool"] == tool and c["durable"] == durable)
+            pts = sorted(((c["receivers"], c) for c in sub if c["tool"] == tool and c["durable"] == durable),
+                         key=lambda p: p[0])
             col = colors[tool]
-            dash = '' if durable else ' stroke-dasharray="6,3"'
+            variant = not durable and tool not in NO_DURABILITY   # the no-fsync variant
+            dash = ' stroke-dasharray="6,3"' if variant else ''
             good = [(n, c) for n, c in pts if c["seconds"] is not None]
             if len(good) > 1:
                 d = " ".join(f"{X(n):.1f},{Y(c['seconds']):.1f}" for n, c in good)
@@ -264,16 +271,26 @@ def svg(cells, title=""):
                     o.append(f'<text x="{X(n):.1f}" y="{py + 12}" text-anchor="middle" fill="{col}">✗</text>')
                 else:
                     fill = col if c["ok"] else "white"
-                    o.append(f'<circle cx="{X(n):.1f}" cy="{Y(c["seconds"]):.1f}" r="3.5" fill="{fill}" '
-                             f'stroke="{col}"><title>{esc(tool)} fsync={"yes" if durable else "no"} N={n}: '
-                             f'{c["seconds"]:.2f} s</title></circle>')
+                    tip = (f'<title>{esc(tool)} fsync={"yes" if durable else "no"} N={n}: '
+                           f'{c["seconds"]:.2f} s</title>')
+                    if variant:
+                        o.append(f'<rect x="{X(n) - 3.5:.1f}" y="{Y(c["seconds"]) - 3.5:.1f}" width="7" height="7" '
+                                 f'fill="{fill}" stroke="{col}">{tip}</rect>')
+                    else:
+                        o.append(f'<circle cx="{X(n):.1f}" cy="{Y(c["seconds"]):.1f}" r="3.5" fill="{fill}" '
+                                 f'stroke="{col}">{tip}</circle>')
     lx0 = cols * (pw + ml + mr) + 5
     ly = 60
     for tool, durable in series:
         col = colors[tool]
-        dash = '' if durable else ' stroke-dasharray="6,3"'
-        lab = tool + ("" if tool in ("raw-mcast", "uftp", "udpcast") else (" (fsync)" if durable else " (no fsync)"))
+        variant = not durable and tool not in NO_DURABILITY
+        dash = ' stroke-dasharray="6,3"' if variant else ''
+        lab = tool + ("" if tool in NO_DURABILITY else (" (fsync)" if durable else " (no fsync)"))
         o.append(f'<line x1="{lx0}" y1="{ly}" x2="{lx0 + 28}" y2="{ly}" stroke="{col}" stroke-width="2"{dash}/>')
+        if variant:
+            o.append(f'<rect x="{lx0 + 10.5}" y="{ly - 3.5}" width="7" height="7" fill="{col}"/>')
+        else:
+            o.append(f'<circle cx="{lx0 + 14}" cy="{ly}" r="3.5" fill="{col}"/>')
         o.append(f'<text x="{lx0 + 34}" y="{ly + 4}">{esc(lab)}</text>')
         ly += 18
     o.append(f'<text x="{lx0}" y="{ly + 10}" fill="#555">hollow: data lost (unreliable)</text>')
