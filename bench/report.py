@@ -76,6 +76,7 @@ def cells_from_reps(recs):
             "cpu_receivers_s": rnd(med(cr), 2),
             "payload_bytes": payload,
             "wire_bytes": wire,
+            "kernel_drops": sum(r.get("kernel_drops", 0) for r in rs),
             "note": "; ".join(notes) if notes else None,
         })
     ref = {(c["workload"], c["receivers"], c["loss_pct"], c["link_mbit"]): c
@@ -127,7 +128,7 @@ def markdown(cells, meta, svgname=None):
             link = sub[0]["link_mbit"]
             lim = sub[0]["limit_seconds"]
             out.append(f"**{wl}**, loss {loss:g} %, payload {mib(payload)} ({payload} B)"
-                       + (f", link limit {lim:.2f} s at {link} Mbit/s" if lim is not None else "") + "\n")
+                       + (f", link limit {lim:.3g} s at {link} Mbit/s" if lim else "") + "\n")
             out.append("| tool | " + " | ".join(f"N={n}" for n in ns) + " |")
             out.append("|---|" + "---:|" * len(ns))
             for tool in sorted({c["tool"] for c in sub}, key=tool_key):
@@ -161,7 +162,7 @@ def markdown(cells, meta, svgname=None):
         secs = "FAIL" if c["seconds"] is None else fmt(c["seconds"]) + ("" if c["ok"] else "*")
         wb = "-" if c["wire_bytes"] is None else f"{c['wire_bytes']:,}"
         out.append(f"| {c['workload']} | {c['loss_pct']:g} | {c['receivers']} | {c['tool']} | "
-                   f"{'yes' if c['durable'] else 'no'} | {secs} | {reps} | {fmt(c['limit_seconds'])} | "
+                   f"{'yes' if c['durable'] else 'no'} | {secs} | {reps} | {fmt(c['limit_seconds'], 3)} | "
                    f"{fmt(c['raw_ratio'])} | {fmt(c['wire_ratio'], 3)} | {wb} | {fmt(c['cpu_sender_s'])} | "
                    f"{fmt(c['cpu_receivers_s'])} | {ok} |")
     out.append("")
