@@ -345,7 +345,7 @@ pub struct FrontArgs {
     /// In direct mode, the longest to listen for members before starting, in milliseconds.
     ///
     /// Members answer a join within tens of milliseconds and pass along everyone they know,
-    /// so listening ends early once members have answered and none has appeared for 80 ms
+    /// so listening ends early once members have answered and none has appeared for 50 ms
     /// (and, with --state-dir, every remembered member has been heard).
     #[arg(
         long,

@@ -428,7 +428,7 @@ fn direct_node(front: &FrontArgs, rate: Option<u64>) -> Result<Node> {
 fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
     let start = Instant::now();
     let end = start + d;
-    let quiet = Duration::from_millis(80);
+    let quiet = Duration::from_millis(50);
     let mut count = 0;
     let mut changed = start;
     while Instant::now() < end {
