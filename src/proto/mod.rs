@@ -770,7 +770,8 @@ impl<S: Storage> Engine<S> {
         if self.finished.contains_key(&key) {
             return true;
         }
-        if !self.inbound.contains_key(&key) {
+        let fresh = !self.inbound.contains_key(&key);
+        if fresh {
             if self.inbound.len() >= MAX_INBOUND {
                 return false;
             }
@@ -791,7 +792,10 @@ impl<S: Storage> Engine<S> {
         let ib = self.inbound.get_mut(&key).unwrap();
         ib.last_heard = now;
         ib.sender = from;
-        if manifest::bit(a.pending, pos) {
+        // The first announce of a transfer travels just ahead of its manifest: answering it
+        // would only report the whole manifest missing and have it resent as parity. The
+        // report goes out by itself once the manifest is in; later announces are answered.
+        if manifest::bit(a.pending, pos) && !fresh {
             if let Some(report) = ib.report.clone() {
                 self.send_report(key, &report);
             } else {

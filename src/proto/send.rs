@@ -448,18 +448,28 @@ impl Outbound {
             .and_then(|(_, _, all)| all.get(idx as usize).cloned())
     }
 
-    /// Queues `count` fresh repair symbols for group `g` of stream `s` (parity first, then
-    /// source blocks again once parity is used up).
+    /// Queues `count` fresh repair symbols for group `g` of stream `s`: parity while it
+    /// lasts; once a group needs more than its parity, every source block of the group once
+    /// more (receivers say how many symbols they miss, not which, so resending fewer could
+    /// keep missing the ones they lack).
     fn queue_parity(&mut self, s: Stream, g: u32, count: u32) {
+        let parity = u32::from(self.code.parity);
+        let nblocks = self.code.blocks(self.stream_len(s));
+        let k_g = self.code.group_range(g, nblocks).len() as u32;
         let next = self.next_parity.entry((s, g)).or_insert(0);
         let start = *next;
         let count = count.min(4 * self.code.k);
-        *next = next.saturating_add(count);
+        let end = if start.saturating_add(count) <= parity {
+            start + count
+        } else {
+            start.max(parity).saturating_add(k_g)
+        };
+        *next = end;
         self.queue.push_back(Work::Parity {
             stream: s,
             group: g,
             next: start,
-            end: start.saturating_add(count),
+            end,
         });
     }
 
@@ -691,8 +701,9 @@ impl Outbound {
         let opts = &self.manifest.options;
         let registered = self.targets.iter().filter(|t| t.active()).count();
         self.progress.push(format!(
-            "registered {registered}/{} members; sending {} bytes",
+            "registered {registered}/{} members after {:.2}s; sending {} bytes",
             self.targets.len(),
+            now.saturating_duration_since(self.started).as_secs_f64(),
             if opts.dry_run || opts.delete_only {
                 0
             } else {

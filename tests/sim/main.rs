@@ -298,9 +298,10 @@ fn loss_burst_of_whole_groups_is_repaired_from_sources() {
     for j in receivers() {
         assert_same_tree(&lan, 0, j, &["big"]);
     }
-    // About 20 % of datagrams are lost in long bursts; cycling source blocks wastes some of
-    // the resend (receivers report counts, not which blocks), which this bound tolerates.
-    assert!(ratio < 2.5, "wire ratio {ratio:.3}");
+    // About 20 % of datagrams are lost in long bursts. A group whose parity is used up is
+    // resent whole (receivers report how many symbols they miss, not which), which costs:
+    // this bound tolerates it; per-group bitmaps in NAKs would bring it down.
+    assert!(ratio < 3.0, "wire ratio {ratio:.3}");
 }
 
 #[test]
