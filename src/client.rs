@@ -514,7 +514,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
             )
         };
         let mut o = Outcome::failed(Exit::NoMember, why, started.elapsed().as_secs_f64());
-        o.members = absent_members(&absent);
+        o.members = absent.iter().map(Absent::outcome).collect();
         return Ok(print_outcome(&o, out, cmd.check));
     }
     let manifest = sel.manifest;
@@ -582,7 +582,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     node.leave();
     let secs = started.elapsed().as_secs_f64();
     let mut o = if cmd.check {
-        crate::daemon::check_outcome(&manifest, &report, &absent, secs)
+        Outcome::from_check(&manifest, &report, &absent, secs)
     } else {
         Outcome::from_report(&manifest, &report, &absent, secs)
     };
@@ -590,19 +590,6 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         o.exit = Exit::Vanished.code();
     }
     Ok(print_outcome(&o, out, cmd.check))
-}
-
-fn absent_members(absent: &[Absent]) -> Vec<crate::report::MemberOutcome> {
-    absent
-        .iter()
-        .map(|a| crate::report::MemberOutcome {
-            name: a.name.clone(),
-            address: a.address.clone(),
-            result: "failed".into(),
-            error: Some(a.reason.clone()),
-            ..Default::default()
-        })
-        .collect()
 }
 
 /// `makuo members`.

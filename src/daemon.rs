@@ -24,7 +24,7 @@ use crate::exit::Exit;
 use crate::node::{self, Node, NodeConfig};
 use crate::proto::manifest::{FilterRule, PushOptions};
 use crate::proto::{self, Command, Event, PushRequest};
-use crate::report::{Absent, MemberOutcome, Outcome};
+use crate::report::{Absent, Outcome};
 use crate::state::{LastPush, StateDir};
 
 static LOGLEVEL: AtomicU8 = AtomicU8::new(0);
@@ -423,7 +423,7 @@ fn handle_event(
             if let Some(p) = pending.remove(&r.xfer) {
                 let secs = p.started.elapsed().as_secs_f64();
                 let o = if p.check {
-                    check_outcome(&p.manifest, &r, &p.absent, secs)
+                    Outcome::from_check(&p.manifest, &r, &p.absent, secs)
                 } else {
                     Outcome::from_report(&p.manifest, &r, &p.absent, secs)
                 };
@@ -485,36 +485,6 @@ fn handle_event(
     }
 }
 
-/// Outcome of a check: a member "differs" when any file's contents (or existence, type,
-/// size, link text) differ; `changes` lists those paths.
-pub fn check_outcome(
-    m: &proto::manifest::Manifest,
-    r: &proto::PushReport,
-    absent: &[Absent],
-    secs: f64,
-) -> Outcome {
-    use crate::proto::manifest::change;
-    let mut o = Outcome::from_report(m, r, absent, secs);
-    for (mo, mr) in o.members.iter_mut().zip(r.members.iter()) {
-        let mut diffs = Vec::new();
-        for (i, f) in &mr.changes {
-            if f & (change::MISSING | change::TYPE | change::SIZE | change::SUM | change::LINK) != 0
-            {
-                diffs.push(crate::proto::storage::show(&m.entries[*i as usize].path));
-            }
-        }
-        mo.files = diffs.len() as u64;
-        mo.bytes = 0;
-        if mo.result == "ok" && !diffs.is_empty() {
-            mo.result = "differ".into();
-        }
-        mo.changes = diffs;
-    }
-    o.dry_run = true;
-    o.exit = o.compute_exit().code();
-    o
-}
-
 fn handle_job(
     node: &mut Node,
     state: &mut StateDir,
@@ -547,16 +517,7 @@ fn handle_job(
             }
             if live.is_empty() {
                 let mut o = Outcome::failed(Exit::NoMember, "no member answered".into(), 0.0);
-                o.members = absent
-                    .iter()
-                    .map(|a| MemberOutcome {
-                        name: a.name.clone(),
-                        address: a.address.clone(),
-                        result: "failed".into(),
-                        error: Some(a.reason.clone()),
-                        ..Default::default()
-                    })
-                    .collect();
+                o.members = absent.iter().map(Absent::outcome).collect();
                 let _ = reply.send(Reply::Done(o));
                 return;
             }

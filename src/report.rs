@@ -69,7 +69,47 @@ pub struct Absent {
     pub reason: String,
 }
 
+impl Absent {
+    /// Its row: failed, with the reason.
+    pub fn outcome(&self) -> MemberOutcome {
+        MemberOutcome {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            result: "failed".into(),
+            error: Some(self.reason.clone()),
+            ..Default::default()
+        }
+    }
+}
+
 impl Outcome {
+    /// Outcome of a check (a dry run in checksum mode): a member "differs" when any file's
+    /// contents (or existence, type, size, link text) differ; `changes` lists those paths.
+    pub fn from_check(m: &Manifest, r: &PushReport, absent: &[Absent], seconds: f64) -> Self {
+        use crate::proto::manifest::change;
+        let mut o = Self::from_report(m, r, absent, seconds);
+        for (mo, mr) in o.members.iter_mut().zip(r.members.iter()) {
+            let diffs: Vec<String> = mr
+                .changes
+                .iter()
+                .filter(|(_, f)| {
+                    f & (change::MISSING | change::TYPE | change::SIZE | change::SUM | change::LINK)
+                        != 0
+                })
+                .map(|(i, _)| show(&m.entries[*i as usize].path))
+                .collect();
+            mo.files = diffs.len() as u64;
+            mo.bytes = 0;
+            if mo.result == "ok" && !diffs.is_empty() {
+                mo.result = "differ".into();
+            }
+            mo.changes = diffs;
+        }
+        o.dry_run = true;
+        o.exit = o.compute_exit().code();
+        o
+    }
+
     /// Builds the outcome of a push from the engine's report.
     pub fn from_report(m: &Manifest, r: &PushReport, absent: &[Absent], seconds: f64) -> Self {
         let dry = m.options.dry_run;
@@ -115,15 +155,7 @@ impl Outcome {
                 }
             })
             .collect();
-        for a in absent {
-            members.push(MemberOutcome {
-                name: a.name.clone(),
-                address: a.address.clone(),
-                result: "failed".into(),
-                error: Some(a.reason.clone()),
-                ..Default::default()
-            });
-        }
+        members.extend(absent.iter().map(Absent::outcome));
         let mut o = Outcome {
             members,
             files: m.entries.len() as u64,

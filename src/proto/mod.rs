@@ -333,6 +333,24 @@ impl HeaderGen {
     }
 }
 
+/// The inbound transfer a datagram belongs to, marked as heard now; `Err(known)` when there
+/// is none (`known`: it finished recently, so the datagram is a harmless straggler rather
+/// than one to count as dropped).
+fn heard_inbound<'a>(
+    inbound: &'a mut BTreeMap<XferKey, Inbound>,
+    finished: &BTreeMap<XferKey, Instant>,
+    key: XferKey,
+    now: Instant,
+) -> Result<&'a mut Inbound, bool> {
+    match inbound.get_mut(&key) {
+        Some(ib) => {
+            ib.last_heard = now;
+            Ok(ib)
+        }
+        None => Err(finished.contains_key(&key)),
+    }
+}
+
 /// A small deterministic PRNG (xorshift64*).
 #[derive(Debug)]
 struct Rng(u64);
@@ -623,10 +641,10 @@ impl<S: Storage> Engine<S> {
                 data,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let Some(ib) = self.inbound.get_mut(&key) else {
-                    return self.finished.contains_key(&key);
+                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                    Ok(ib) => ib,
+                    Err(known) => return known,
                 };
-                ib.last_heard = now;
                 let ok = ib.on_block(&mut self.storage, stream, idx, data);
                 self.after_inbound(now, key);
                 ok
@@ -639,10 +657,10 @@ impl<S: Storage> Engine<S> {
                 data,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let Some(ib) = self.inbound.get_mut(&key) else {
-                    return self.finished.contains_key(&key);
+                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                    Ok(ib) => ib,
+                    Err(known) => return known,
                 };
-                ib.last_heard = now;
                 let ok = ib.on_parity(&mut self.storage, stream, group, index, data);
                 self.after_inbound(now, key);
                 ok
@@ -653,10 +671,10 @@ impl<S: Storage> Engine<S> {
                 pending,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let Some(ib) = self.inbound.get_mut(&key) else {
-                    return self.finished.contains_key(&key);
+                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                    Ok(ib) => ib,
+                    Err(known) => return known,
                 };
-                ib.last_heard = now;
                 if manifest::bit(pending, ib.pos) {
                     self.answer_poll(key, round);
                 }
@@ -669,10 +687,10 @@ impl<S: Storage> Engine<S> {
                 vanished_raw,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let Some(ib) = self.inbound.get_mut(&key) else {
-                    return self.finished.contains_key(&key);
+                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                    Ok(ib) => ib,
+                    Err(known) => return known,
                 };
-                ib.last_heard = now;
                 if !manifest::bit(pending, ib.pos) {
                     return true;
                 }
