@@ -22,6 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::filter::Filter;
 use crate::proto::manifest::{change, check_rel_path, needs_data, Entry, EntryKind, Manifest};
@@ -89,6 +90,9 @@ struct Staged {
     tmp: Vec<u8>,
     /// Open descriptor, or `None` when closed to bound the number of open files.
     file: Option<File>,
+    /// Contents complete and attributes set (`Storage::complete`): the commit only makes it
+    /// durable (if asked) and renames it.
+    ready: bool,
 }
 
 /// Predicate telling whether a path (relative, and whether it is a directory) is protected
@@ -126,6 +130,8 @@ pub struct FsStorage {
     /// During a commit of many files: one syncfs before the renames and one after replace
     /// the per-file and per-directory fsyncs.
     batch_sync: bool,
+    /// Recently used directories, kept open.
+    dirs: DirCache,
 }
 
 /// Staged files in one commit from which on durability is batched with syncfs(2).
@@ -149,6 +155,7 @@ impl FsStorage {
             is_root: unsafe { libc::geteuid() } == 0,
             staged: HashMap::new(),
             batch_sync: false,
+            dirs: DirCache::default(),
             open_order: VecDeque::new(),
             open_count: 0,
             refusals: HashMap::new(),
@@ -200,14 +207,15 @@ impl FsStorage {
     }
 
     /// Opens directory `rel` for a path that arrived from the network, counting refusals.
-    fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<OwnedFd> {
+    /// The descriptor comes from the directory cache: use it before the next call.
+    fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<RawFd> {
         let base = self.base_fd.as_raw_fd();
         let made = if create {
             Some(&mut self.made_dirs)
         } else {
             None
         };
-        let r = open_dir(base, rel, made);
+        let r = self.dirs.get(base, rel, made);
         if !self.opts.durable {
             // Only needed to fsync their parents.
             self.made_dirs.clear();
@@ -239,24 +247,20 @@ impl FsStorage {
             let file = if let Some(s) = self.staged.get(&k) {
                 let (dir, tmp) = (s.dir.clone(), s.tmp.clone());
                 let dfd = self.open_parent(&dir, false)?;
-                File::from(open_at(
-                    dfd.as_raw_fd(),
-                    &tmp,
-                    libc::O_RDWR | libc::O_NOFOLLOW,
-                    0,
-                )?)
+                File::from(open_at(dfd, &tmp, libc::O_RDWR | libc::O_NOFOLLOW, 0)?)
             } else {
                 let (dir, name) = checked_split(&entry.path, entry.kind).inspect_err(|_| {
                     self.refused += 1;
                 })?;
                 let dfd = self.open_parent(dir, true)?;
-                let (tmp, fd) = create_temp_file(dfd.as_raw_fd(), name)?;
+                let (tmp, fd) = create_temp_file(dfd, name)?;
                 self.staged.insert(
                     k,
                     Staged {
                         dir: dir.to_vec(),
                         tmp,
                         file: None,
+                        ready: false,
                     },
                 );
                 File::from(fd)
@@ -302,6 +306,7 @@ impl FsStorage {
 
     /// Removes every temp file staged for `key`.
     fn drop_staged(&mut self, key: XferKey) {
+        self.dirs.clear();
         let mut keys: Vec<_> = self
             .staged
             .keys()
@@ -335,7 +340,7 @@ impl FsStorage {
         })?;
         let dfd = self.open_parent(dir, false)?;
         let f = File::from(open_at(
-            dfd.as_raw_fd(),
+            dfd,
             name,
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
             0,
@@ -347,15 +352,14 @@ impl FsStorage {
     }
 
     /// Change flags of one entry against what is on disk.
-    fn compare(&self, e: &Entry, m: &Manifest) -> u8 {
+    fn compare(&self, e: &Entry, m: &Manifest, dirs: &mut DirCache) -> u8 {
         let Ok((dir, name)) = checked_split(&e.path, e.kind) else {
             // Reported (and refused) at commit rather than silently called up to date.
             return change::MISSING;
         };
-        let Ok(dfd) = open_dir(self.base_raw(), dir, None) else {
+        let Ok(dfd) = dirs.get(self.base_raw(), dir, None) else {
             return change::MISSING;
         };
-        let dfd = dfd.as_raw_fd();
         let Ok(st) = lstat_at(dfd, name) else {
             return change::MISSING;
         };
@@ -420,7 +424,12 @@ impl FsStorage {
     }
 
     fn inspect_with(&self, m: &Manifest, protect: Protect<'_>) -> Inspection {
-        let flags = m.entries.iter().map(|e| self.compare(e, m)).collect();
+        let mut dirs = DirCache::default();
+        let flags = m
+            .entries
+            .iter()
+            .map(|e| self.compare(e, m, &mut dirs))
+            .collect();
         let deletions = if m.options.delete || m.options.delete_only {
             self.list_deletions(m, protect)
         } else {
@@ -437,6 +446,7 @@ impl FsStorage {
     ) -> CommitOutcome {
         let m = req.manifest;
         let mut st = CommitState::default();
+        self.dirs.clear();
         // Many small files: one syncfs makes every staged file durable at once (the data
         // is all written by now), instead of one fsync per file; a second one after the
         // renames replaces the per-directory fsyncs.
@@ -513,8 +523,23 @@ impl FsStorage {
         match e.kind {
             EntryKind::File if needs_data(e.kind, f, m.options.checksum) => {
                 let dfd = self.open_parent(dir, true)?;
-                let dfd = dfd.as_raw_fd();
                 let (tmp, file) = match self.take_staged((key, i as u32)) {
+                    Some(s) if s.ready => {
+                        let r = if self.opts.durable && !self.batch_sync {
+                            open_at(dfd, &s.tmp, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                                .and_then(|fd| File::from(fd).sync_all())
+                        } else {
+                            Ok(())
+                        };
+                        let r = r.and_then(|()| replace(dfd, &s.tmp, name, &e.path, f, protect));
+                        if r.is_err() {
+                            let _ = unlink_at(dfd, &s.tmp, 0);
+                        }
+                        r?;
+                        st.out.bytes += e.size;
+                        st.touched.insert(dir.to_vec());
+                        return Ok(());
+                    }
                     Some(s) => {
                         let file = match s.file {
                             Some(file) => file,
@@ -545,13 +570,11 @@ impl FsStorage {
             }
             EntryKind::File => {
                 let dfd = self.open_parent(dir, false)?;
-                let dfd = dfd.as_raw_fd();
                 expect_kind(dfd, name, EntryKind::File)?;
                 set_attrs_at(dfd, name, e, f, self.want_mode(e, owners), owners)?;
             }
             EntryKind::Dir => {
                 let dfd = self.open_parent(dir, true)?;
-                let dfd = dfd.as_raw_fd();
                 match lstat_at(dfd, name) {
                     Ok(s) if kind_of(s.st_mode) == Some(EntryKind::Dir) => {}
                     Ok(_) if f & change::TYPE != 0 => {
@@ -571,7 +594,6 @@ impl FsStorage {
             }
             EntryKind::Symlink => {
                 let dfd = self.open_parent(dir, true)?;
-                let dfd = dfd.as_raw_fd();
                 if f & (change::MISSING | change::TYPE | change::LINK) != 0 {
                     let target = cstr(&e.target)?;
                     let (tmp, ()) = with_temp_name(name, |t| {
@@ -598,7 +620,6 @@ impl FsStorage {
                     return Err(refused("special files are not allowed on this node".into()));
                 }
                 let dfd = self.open_parent(dir, true)?;
-                let dfd = dfd.as_raw_fd();
                 if f & (change::MISSING | change::TYPE) != 0 {
                     let (tmp, ()) = with_temp_name(name, |t| {
                         let c = cstr(t)?;
@@ -646,13 +667,7 @@ impl FsStorage {
             ));
         }
         file.set_len(e.size)?;
-        // Owner first: chown clears set-id bits, which the chmod below then sets.
-        if owners {
-            std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))?;
-        }
-        file.set_permissions(Permissions::from_mode(self.want_mode(e, owners)))?;
-        let ts = mtime_spec(e);
-        cvt(unsafe { libc::futimens(file.as_raw_fd(), ts.as_ptr()) })?;
+        finish_attrs(file, e, owners, self.want_mode(e, owners))?;
         if self.opts.durable && !self.batch_sync {
             // After the attributes so that they are on disk too.
             file.sync_all()?;
@@ -719,7 +734,6 @@ impl FsStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        let dfd = dfd.as_raw_fd();
         let s = match lstat_at(dfd, name) {
             Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -730,7 +744,9 @@ impl FsStorage {
             return Ok(false);
         }
         let gone = if is_dir {
-            remove_tree(dfd, name, p, protect)?
+            let gone = remove_tree(dfd, name, p, protect);
+            self.dirs.clear();
+            gone?
         } else {
             unlink_at(dfd, name, 0)?;
             true
@@ -832,6 +848,33 @@ impl Storage for FsStorage {
                     self.refusals.insert((key, idx), r.0.clone());
                 }
                 Err(e)
+            }
+        }
+    }
+
+    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) {
+        // Attributes now, while the network is what the transfer waits for; the commit is
+        // then one rename per file. Skipped (left to the commit) when the final mode would
+        // keep this non-root daemon from reopening the file to decode parity; a failure is
+        // left to the commit to retry and report.
+        let Some(e) = m.entries.get(idx as usize) else {
+            return;
+        };
+        let owners = self.owners(m);
+        let mode = self.want_mode(e, owners);
+        if !self.is_root && mode & 0o600 != 0o600 {
+            return;
+        }
+        let Ok(file) = self.staged_file(key, idx, e, false) else {
+            return;
+        };
+        if finish_attrs(file, e, owners, mode).is_err() {
+            return;
+        }
+        if let Some(s) = self.staged.get_mut(&(key, idx)) {
+            s.ready = true;
+            if s.file.take().is_some() {
+                self.open_count -= 1;
             }
         }
     }
@@ -971,8 +1014,15 @@ fn replace(
     flags: u8,
     protect: Protect<'_>,
 ) -> io::Result<()> {
-    if let Ok(s) = lstat_at(dfd, name) {
-        if kind_of(s.st_mode) == Some(EntryKind::Dir) {
+    let (t, n) = (cstr(tmp)?, cstr(name)?);
+    let rename = || cvt(unsafe { libc::renameat(dfd, t.as_ptr(), dfd, n.as_ptr()) }).map(drop);
+    // The rename alone in the common case; only when it fails may a directory be in the way.
+    let err = match rename() {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match lstat_at(dfd, name) {
+        Ok(s) if kind_of(s.st_mode) == Some(EntryKind::Dir) => {
             if flags & change::TYPE == 0 {
                 return Err(io::Error::other("a directory is in the way"));
             }
@@ -981,10 +1031,10 @@ fn replace(
                     "a directory is in the way and holds protected paths",
                 ));
             }
+            rename()
         }
+        _ => Err(err),
     }
-    let (t, n) = (cstr(tmp)?, cstr(name)?);
-    cvt(unsafe { libc::renameat(dfd, t.as_ptr(), dfd, n.as_ptr()) }).map(drop)
 }
 
 /// Removes directory `name` and its contents without following symlinks, sparing protected
@@ -1107,6 +1157,17 @@ fn set_attrs_at(
     Ok(())
 }
 
+/// Owner, mode and modification time of a staged file.
+fn finish_attrs(file: &File, e: &Entry, owners: bool, mode: u32) -> io::Result<()> {
+    // Owner first: chown clears set-id bits, which the chmod below then sets.
+    if owners {
+        std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))?;
+    }
+    file.set_permissions(Permissions::from_mode(mode))?;
+    let ts = mtime_spec(e);
+    cvt(unsafe { libc::futimens(file.as_raw_fd(), ts.as_ptr()) }).map(drop)
+}
+
 /// Times for `utimensat`/`futimens`: access time untouched, modification time from `e`.
 fn mtime_spec(e: &Entry) -> [libc::timespec; 2] {
     let mut atime: libc::timespec = unsafe { std::mem::zeroed() };
@@ -1182,20 +1243,32 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 /// Opens directory `rel` (relative to `base`, "" for the base itself) one component at a
 /// time, never following a symlink. A symlink or non-directory on the way is refused. With
 /// `made`, missing directories are created (mode 0755) and their parents recorded there.
-fn open_dir(base: RawFd, rel: &[u8], mut made: Option<&mut Vec<Vec<u8>>>) -> io::Result<OwnedFd> {
-    let mut cur = open_at(base, b".", DIR_WALK, 0)?;
+fn open_dir(base: RawFd, rel: &[u8], made: Option<&mut Vec<Vec<u8>>>) -> io::Result<OwnedFd> {
     if rel.is_empty() {
-        return Ok(cur);
+        return open_at(base, b".", DIR_WALK, 0);
     }
-    let mut end = 0;
-    for comp in rel.split(|&b| b == b'/') {
+    open_dir_from(base, rel, 0, made)
+}
+
+/// Opens directory `rel` (non-empty) one component at a time from `start`, the directory
+/// `rel[..from]` (`from` is 0 for the base, else just past a '/').
+fn open_dir_from(
+    start: RawFd,
+    rel: &[u8],
+    from: usize,
+    mut made: Option<&mut Vec<Vec<u8>>>,
+) -> io::Result<OwnedFd> {
+    let mut cur: Option<OwnedFd> = None;
+    let mut end = from;
+    for comp in rel[from..].split(|&b| b == b'/') {
         let parent = &rel[..end.max(1) - 1];
         end += comp.len() + 1;
         let at = &rel[..end - 1];
-        let next = match open_at(cur.as_raw_fd(), comp, DIR_WALK, 0) {
+        let dfd = cur.as_ref().map_or(start, |c| c.as_raw_fd());
+        let next = match open_at(dfd, comp, DIR_WALK, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound && made.is_some() => {
-                match mkdir_at(cur.as_raw_fd(), comp, 0o755) {
+                match mkdir_at(dfd, comp, 0o755) {
                     Ok(()) => {
                         if let Some(m) = made.as_deref_mut() {
                             m.push(parent.to_vec());
@@ -1204,14 +1277,80 @@ fn open_dir(base: RawFd, rel: &[u8], mut made: Option<&mut Vec<Vec<u8>>>) -> io:
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
                 }
-                open_at(cur.as_raw_fd(), comp, DIR_WALK, 0)
-                    .map_err(|e| why_not_dir(e, cur.as_raw_fd(), comp, at))?
+                open_at(dfd, comp, DIR_WALK, 0).map_err(|e| why_not_dir(e, dfd, comp, at))?
             }
-            Err(e) => return Err(why_not_dir(e, cur.as_raw_fd(), comp, at)),
+            Err(e) => return Err(why_not_dir(e, dfd, comp, at)),
         };
-        cur = next;
+        cur = Some(next);
     }
-    Ok(cur)
+    cur.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty directory path"))
+}
+
+/// A few recently used directories of the base, kept open: files arrive in tree order, so
+/// most paths resolve with no system call, and the rest from their nearest open ancestor
+/// instead of from the base. Each directory was reached the same confined way as without
+/// the cache (one `O_NOFOLLOW` component at a time). Cleared around every commit and abort,
+/// after a directory is removed, and after a second unused, so a directory replaced on disk
+/// (a deploy swapping trees between two pushes) is never read from or written to later.
+#[derive(Debug, Default)]
+struct DirCache {
+    /// Most recently used last.
+    open: Vec<(Vec<u8>, OwnedFd)>,
+    used: Option<Instant>,
+}
+
+/// A cache unused this long starts afresh.
+const DIR_CACHE_IDLE: Duration = Duration::from_secs(1);
+
+/// Directories a [`DirCache`] keeps open.
+const DIR_CACHE: usize = 16;
+
+impl DirCache {
+    /// The descriptor of directory `rel` (`base` itself for ""), valid until the next call
+    /// or `clear`. With `made`, missing directories are created (and their parents noted).
+    fn get(
+        &mut self,
+        base: RawFd,
+        rel: &[u8],
+        made: Option<&mut Vec<Vec<u8>>>,
+    ) -> io::Result<RawFd> {
+        if rel.is_empty() {
+            return Ok(base);
+        }
+        let now = Instant::now();
+        if self
+            .used
+            .replace(now)
+            .is_some_and(|t| now.saturating_duration_since(t) > DIR_CACHE_IDLE)
+        {
+            self.open.clear();
+        }
+        if let Some(i) = self.open.iter().rposition(|(p, _)| p == rel) {
+            let hit = self.open.remove(i);
+            self.open.push(hit);
+        } else {
+            // The nearest open ancestor, if any.
+            let mut from = (base, 0);
+            let mut cut = rel.len();
+            while let Some(slash) = rel[..cut].iter().rposition(|&b| b == b'/') {
+                if let Some((_, fd)) = self.open.iter().find(|(p, _)| p == &rel[..slash]) {
+                    from = (fd.as_raw_fd(), slash + 1);
+                    break;
+                }
+                cut = slash;
+            }
+            let fd = open_dir_from(from.0, rel, from.1, made)?;
+            if self.open.len() >= DIR_CACHE {
+                self.open.remove(0);
+            }
+            self.open.push((rel.to_vec(), fd));
+        }
+        Ok(self.open.last().map_or(base, |(_, fd)| fd.as_raw_fd()))
+    }
+
+    fn clear(&mut self) {
+        self.open.clear();
+    }
 }
 
 /// Turns the error of opening a parent into a refusal when it is a symlink or not a
@@ -1390,6 +1529,8 @@ mod tests {
     }
 
     /// Inspects, stages `data[i]` (back half first) for every file that needs data, commits.
+    /// Every other file is reported complete before the commit (as the engine does), so
+    /// both ways to the commit are covered.
     #[track_caller]
     fn push(s: &mut FsStorage, m: &Manifest, data: &[&[u8]]) -> (Inspection, CommitOutcome) {
         let ins = s.inspect(KEY, m).unwrap();
@@ -1399,6 +1540,9 @@ mod tests {
                 let half = d.len() / 2;
                 s.write(KEY, i as u32, e, half as u64, &d[half..]).unwrap();
                 s.write(KEY, i as u32, e, 0, &d[..half]).unwrap();
+                if i % 2 == 0 {
+                    s.complete(KEY, i as u32, m);
+                }
             }
         }
         let out = commit(s, m, &ins.flags, &ins.deletions);
@@ -1560,6 +1704,64 @@ mod tests {
         let mut buf = [0u8; 16];
         assert!(s.read(&m.entries[3], 0, &mut buf).is_err());
         assert!(temps(base).is_empty() && temps(outside.path()).is_empty());
+    }
+
+    #[test]
+    fn complete_files_get_attributes_early_and_stay_hidden_until_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        let mut s = storage(base);
+        let m = manifest(vec![
+            Entry::dir(b"d", 0o755, 0),
+            file(b"d/a", b"alpha", 0o640, 1_000_000_000),
+            file(b"d/b", b"beta", 0o600, 1_000_000_001),
+        ]);
+        let ins = s.inspect(KEY, &m).unwrap();
+        s.write(KEY, 1, &m.entries[1], 0, b"alpha").unwrap();
+        s.complete(KEY, 1, &m);
+        s.write(KEY, 2, &m.entries[2], 0, b"beta").unwrap();
+        s.complete(KEY, 2, &m);
+        // Finished but hidden: only temp names exist, with the final mode already.
+        assert!(!base.join("d/a").exists() && !base.join("d/b").exists());
+        let staged = temps(base);
+        assert_eq!(staged.len(), 2, "{staged:?}");
+        assert!(staged.iter().any(|t| mode(t) == 0o640), "{staged:?}");
+        // Still readable back (parity decoding needs that).
+        let mut buf = [0u8; 5];
+        s.read_staged(KEY, 1, &m.entries[1], 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"alpha");
+        let out = commit(&mut s, &m, &ins.flags, &[]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!((out.files, out.bytes), (3, 9));
+        assert_eq!(fs::read(base.join("d/a")).unwrap(), b"alpha");
+        assert_eq!(mode(&base.join("d/a")), 0o640);
+        let mt = fs::metadata(base.join("d/b")).unwrap().mtime();
+        assert_eq!(mt, 1_000_000_001);
+        assert!(temps(base).is_empty());
+    }
+
+    #[test]
+    fn parent_swapped_for_a_symlink_after_staging_is_refused_at_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        fs::create_dir(base.join("d")).unwrap();
+        let mut s = storage(base);
+        let m = manifest(vec![file(b"d/x", b"data", 0o644, 0)]);
+        let ins = s.inspect(KEY, &m).unwrap();
+        s.write(KEY, 0, &m.entries[0], 0, b"data").unwrap();
+        s.complete(KEY, 0, &m);
+        // The staged file sits in the old directory; the path now leads outside.
+        fs::rename(base.join("d"), base.join("old")).unwrap();
+        symlink(outside.path(), base.join("d")).unwrap();
+        let out = commit(&mut s, &m, &ins.flags, &[]);
+        assert_eq!(out.files, 0);
+        assert!(
+            out.errors.len() == 1 && out.errors[0].contains("symlink"),
+            "{:?}",
+            out.errors
+        );
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]

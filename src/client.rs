@@ -483,6 +483,13 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
             eprintln!("skipping {}: {why}", crate::proto::storage::show(p));
         }
     }
+    if out.verbose > 1 {
+        eprintln!(
+            "selected {} entries after {:.3}s",
+            sel.manifest.entries.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     let mut node = direct_node(front, cmd.bwlimit)?;
     if load_keys(front)?.is_empty() && out.verbose > 0 {
         eprintln!("makuo: warning: no cluster key (-k): traffic is unauthenticated");
@@ -490,6 +497,13 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let (mut state, remembered) = remembered(front)?;
     let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
     discover(&mut node, Duration::from_millis(front.discover), &expect)?;
+    if out.verbose > 1 {
+        eprintln!(
+            "discovered {} members after {:.3}s",
+            node.engine.members().filter(|m| m.receives()).count(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     let (live, mut absent, unknown) =
         node::resolve_targets(node.engine.members(), &remembered, &cmd.targets);
     for u in unknown {
@@ -572,6 +586,9 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     };
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if out.verbose > 1 {
+        eprintln!("push done after {:.3}s", started.elapsed().as_secs_f64());
     }
     if let Some(s) = &mut state {
         for m in node.engine.members().filter(|m| m.direct && m.receives()) {

@@ -154,6 +154,8 @@ struct Payload {
     full: Vec<u64>,
     have: Vec<u64>,
     incomplete: BTreeSet<u32>,
+    /// Bytes still to be written, per span of the layout (every block is written once).
+    left: Vec<u64>,
     mem: BTreeMap<u32, Vec<u8>>,
     parity: BTreeMap<u32, BTreeMap<u16, Vec<u8>>>,
 }
@@ -386,7 +388,9 @@ impl Inbound {
         for (i, w) in full.iter_mut().enumerate() {
             *w &= needed[i];
         }
+        let left = layout.spans.iter().map(|&(_, _, size)| size).collect();
         self.payload = Some(Payload {
+            left,
             layout,
             nblocks,
             needed,
@@ -405,7 +409,7 @@ impl Inbound {
     fn write_parts<S: Storage>(&mut self, storage: &mut S, idx: u32, data: &[u8]) {
         let code = self.code;
         let key = self.key;
-        let (Some(p), Some(m)) = (self.payload.as_ref(), self.manifest.as_ref()) else {
+        let (Some(p), Some(m)) = (self.payload.as_mut(), self.manifest.as_ref()) else {
             return;
         };
         let r = code.block_range(idx, p.layout.len);
@@ -417,12 +421,20 @@ impl Inbound {
             let a = r.start.max(off);
             let b = r.end.min(off + size);
             let part = &data[(a - r.start) as usize..(b - r.start) as usize];
-            if let Err(err) = storage.write(key, e, &m.entries[e as usize], a - off, part) {
-                if self.error.is_none() {
-                    self.error = Some(format!(
-                        "{}: {err}",
-                        super::storage::show(&m.entries[e as usize].path)
-                    ));
+            let entry = &m.entries[e as usize];
+            match storage.write(key, e, entry, a - off, part) {
+                Ok(()) => {
+                    // Blocks are written once each, so the countdown reaches 0 exactly when
+                    // the file's last byte is in.
+                    p.left[si] = p.left[si].saturating_sub(part.len() as u64);
+                    if p.left[si] == 0 {
+                        storage.complete(key, e, m);
+                    }
+                }
+                Err(err) => {
+                    if self.error.is_none() {
+                        self.error = Some(format!("{}: {err}", super::storage::show(&entry.path)));
+                    }
                 }
             }
         }

@@ -10,7 +10,7 @@
 //! [`MemStorage`] is the in-memory implementation used by the simulated-cluster tests; the
 //! real file system implementation lives in `apply.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 
 use super::manifest::{change, needs_data, Entry, EntryKind, Manifest};
@@ -81,6 +81,11 @@ pub trait Storage {
         data: &[u8],
     ) -> io::Result<()>;
 
+    /// Receiver: every byte of entry `idx` has been written (called once per file with
+    /// contents, before the commit). The staged copy may now be finished (attributes set,
+    /// file closed) ahead of the commit; it may still be read back with `read_staged`.
+    fn complete(&mut self, _key: XferKey, _idx: u32, _manifest: &Manifest) {}
+
     /// Receiver: reads back staged contents (needed to decode parity).
     fn read_staged(
         &mut self,
@@ -132,6 +137,11 @@ pub struct MemStorage {
     pub defer_commits: bool,
     /// Outcomes of deferred commits, for the test to hand back.
     pub deferred: Vec<(XferKey, CommitOutcome)>,
+    /// Staged files reported complete (`Storage::complete`).
+    completed: HashSet<(XferKey, u32)>,
+    /// `complete` calls that broke the contract: a second call for the same file, or one
+    /// before every byte was written. Tests require 0.
+    pub bad_completions: u32,
 }
 
 impl MemStorage {
@@ -210,9 +220,10 @@ impl MemStorage {
         }
     }
 
-    /// Staged files that currently exist (should be 0 when idle).
+    /// Staged files that currently exist, or are remembered as complete (should be 0 when
+    /// idle).
     pub fn staged_count(&self) -> usize {
-        self.staged.len()
+        self.staged.len() + self.completed.len()
     }
 
     fn compare(&self, e: &Entry, m: &Manifest) -> u8 {
@@ -313,6 +324,17 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) {
+        let entry = &m.entries[idx as usize];
+        let whole = self
+            .staged
+            .get(&(key, idx))
+            .is_some_and(|d| d.len() as u64 == entry.size);
+        if !whole || !self.completed.insert((key, idx)) {
+            self.bad_completions += 1;
+        }
+    }
+
     fn read_staged(
         &mut self,
         key: XferKey,
@@ -344,6 +366,7 @@ impl Storage for MemStorage {
 
     fn abort(&mut self, key: XferKey) {
         self.staged.retain(|(k, _), _| *k != key);
+        self.completed.retain(|(k, _)| *k != key);
     }
 }
 
@@ -353,11 +376,19 @@ impl MemStorage {
         let checksum = req.manifest.options.checksum;
         for (i, e) in req.manifest.entries.iter().enumerate() {
             let f = req.flags.get(i).copied().unwrap_or(0);
+            let done = self.completed.remove(&(key, i as u32));
             if f == 0 || req.skip.contains(&(i as u32)) {
                 self.staged.remove(&(key, i as u32));
                 continue;
             }
             let data = if needs_data(e.kind, f, checksum) {
+                if e.size > 0 && !done {
+                    // The engine must report every file with contents complete first.
+                    out.errors
+                        .push(format!("{}: committed before complete", show(&e.path)));
+                    self.staged.remove(&(key, i as u32));
+                    continue;
+                }
                 let mut d = self.staged.remove(&(key, i as u32)).unwrap_or_default();
                 if d.len() as u64 > e.size {
                     out.errors

@@ -156,6 +156,11 @@ fn assert_same_tree(lan: &Lan, src: usize, dst: usize, roots: &[&str]) {
         0,
         "staged files left on {dst}"
     );
+    assert_eq!(
+        lan.nodes[dst].engine.storage().bad_completions,
+        0,
+        "member {dst}: a file was reported complete twice or too early"
+    );
 }
 
 /// Runs one push of the sender's whole tree to every receiver; returns (report, ratio).
