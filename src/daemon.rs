@@ -447,12 +447,14 @@ fn handle_event(
             log(
                 1,
                 format_args!(
-                    "applied push {:016x}/{:x} from {origin}: {} entries, {} bytes, {} deleted{}",
+                    "applied push {:016x}/{:x} from {origin}: {} entries, {} bytes, {} deleted \
+                     (commit {:.3}s){}",
                     key.origin,
                     key.xfer,
                     outcome.files,
                     outcome.bytes,
                     outcome.deleted,
+                    node.engine.storage().last_commit().as_secs_f64(),
                     if outcome.errors.is_empty() {
                         String::new()
                     } else {
