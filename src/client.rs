@@ -471,37 +471,54 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let started = Instant::now();
     let out = &front.output;
     let base = &front.cluster.base;
-    let sel = node::build_manifest(
-        base,
-        &cmd.paths,
-        cmd.recursive,
-        &cmd.rules,
-        cmd.options.clone(),
-    )?;
+    // Walking (and hashing) the tree and listening for members both take tens of
+    // milliseconds on a big tree; they overlap.
+    let (sel, found) = std::thread::scope(|s| {
+        let walk = s.spawn(|| {
+            let sel = node::build_manifest(
+                base,
+                &cmd.paths,
+                cmd.recursive,
+                &cmd.rules,
+                cmd.options.clone(),
+            );
+            (sel, started.elapsed())
+        });
+        let found = (|| -> Result<_> {
+            let mut node = direct_node(front, cmd.bwlimit)?;
+            let (state, remembered) = remembered(front)?;
+            let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
+            discover(&mut node, Duration::from_millis(front.discover), &expect)?;
+            Ok((node, state, remembered, started.elapsed()))
+        })();
+        (walk.join(), found)
+    });
+    let (sel, walked) = sel.map_err(|_| anyhow!("walking the tree failed unexpectedly"))?;
+    let sel = match sel {
+        Ok(sel) => sel,
+        Err(e) => {
+            if let Ok((mut node, ..)) = found {
+                node.leave();
+            }
+            return Err(e);
+        }
+    };
+    let (mut node, mut state, remembered, discovered) = found?;
     for (p, why) in &sel.skipped {
         if !out.quiet {
             eprintln!("skipping {}: {why}", crate::proto::storage::show(p));
         }
     }
-    if out.verbose > 1 {
-        eprintln!(
-            "selected {} entries after {:.3}s",
-            sel.manifest.entries.len(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    let mut node = direct_node(front, cmd.bwlimit)?;
     if load_keys(front)?.is_empty() && out.verbose > 0 {
         eprintln!("makuo: warning: no cluster key (-k): traffic is unauthenticated");
     }
-    let (mut state, remembered) = remembered(front)?;
-    let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
-    discover(&mut node, Duration::from_millis(front.discover), &expect)?;
     if out.verbose > 1 {
         eprintln!(
-            "discovered {} members after {:.3}s",
+            "selected {} entries after {:.3}s; discovered {} members after {:.3}s",
+            sel.manifest.entries.len(),
+            walked.as_secs_f64(),
             node.engine.members().filter(|m| m.receives()).count(),
-            started.elapsed().as_secs_f64()
+            discovered.as_secs_f64()
         );
     }
     let (live, mut absent, unknown) =
