@@ -54,8 +54,8 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s u -l user -d 'Run
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s g -l run-group -l group-id -d 'Run as this group (name or gid) once the sockets are open' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s c -l chroot -d 'Chroot into DIR once the sockets are open' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s T -l rate -d 'Cap the send rate, in Mbit/s. Default: no cap' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: the system\'s' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: the system\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: 32 MiB' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: 8 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a member is dropped, in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s n -l foreground -d 'Stay in the foreground and log to stderr'

@@ -260,11 +260,17 @@ pub struct DaemonArgs {
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Transfer")]
     pub rate: Option<u32>,
 
-    /// UDP receive buffer size (SO_RCVBUF). Default: the system's.
+    /// UDP receive buffer size (SO_RCVBUF). Default: 32 MiB.
+    ///
+    /// A limit, not an allocation: room for a receiver that falls behind for a moment (a
+    /// burst of file creations, a busy CPU) to catch up without dropping. Set with
+    /// SO_RCVBUFFORCE when running as root; otherwise net.core.rmem_max caps it.
     #[arg(short = 'R', long, value_name = "BYTES", help_heading = "Transfer")]
     pub rcvbuf: Option<usize>,
 
-    /// UDP send buffer size (SO_SNDBUF). Default: the system's.
+    /// UDP send buffer size (SO_SNDBUF). Default: 8 MiB.
+    ///
+    /// Set with SO_SNDBUFFORCE when running as root; otherwise net.core.wmem_max caps it.
     #[arg(short = 'S', long, value_name = "BYTES", help_heading = "Transfer")]
     pub sndbuf: Option<usize>,
 

@@ -65,7 +65,9 @@ pub struct NetConfig {
     /// Multicast TTL (1: stay on the local link).
     pub ttl: u32,
     /// Receive buffer per socket in bytes (`SO_RCVBUFFORCE` when permitted, else capped by
-    /// `net.core.rmem_max`).
+    /// `net.core.rmem_max`). A limit, not an allocation: it lets a receiver that falls
+    /// behind for a moment (a burst of file creations, a busy CPU) catch up instead of
+    /// dropping, which would cost a repair round.
     pub rcvbuf: usize,
     /// Send buffer in bytes (`SO_SNDBUFFORCE` when permitted, else capped by `wmem_max`).
     pub sndbuf: usize,
@@ -74,7 +76,7 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// Defaults: bind the group, TTL 1, 8 MiB buffers, loopback on.
+    /// Defaults: bind the group, TTL 1, 32 MiB receive and 8 MiB send buffers, loopback on.
     pub fn new(group: Ipv4Addr, port: u16, interface: Ipv4Addr) -> Self {
         Self {
             group,
@@ -82,7 +84,7 @@ impl NetConfig {
             interface,
             listen: None,
             ttl: 1,
-            rcvbuf: 8 << 20,
+            rcvbuf: 32 << 20,
             sndbuf: 8 << 20,
             loopback: true,
         }
