@@ -5,14 +5,17 @@
 //! Everything here is confined to one base directory. Every path from the network is checked
 //! again with [`check_rel_path`], and its parent is resolved one component at a time from a
 //! descriptor of the base with `openat(O_DIRECTORY|O_NOFOLLOW)`: a symlink or a non-directory
-//! in a parent position is refused (and counted), never followed. Received contents go to a
-//! hidden temp file (`.name.makuo-XXXXXX`, mode 0600) in the target directory and reach their
-//! final name only at commit, by `renameat`, after truncation, attributes and (when durable)
-//! fsync: a reader never sees a half-written file. Attributes are set on the open descriptor
+//! in a parent position is refused (and counted), never followed. On the receiving side a few
+//! directories so resolved stay open for at most [`DIR_CACHE_AGE`]. Received contents go to a
+//! hidden temp file (`.name.makuo-XXXXXX`, mode 0600; small files are gathered in memory
+//! first) in the target directory and reach their final name only at commit, by `renameat`,
+//! after truncation, attributes and (when durable) fsync: a reader never sees a half-written
+//! file. A staged file reopened by name must still be the inode that was created. Attributes are set on the open descriptor
 //! or with the `*at(AT_SYMLINK_NOFOLLOW)` calls, never through a symlink. Deletions remove
 //! trees without following symlinks and spare filter-protected paths.
 //!
-//! This file writes nothing outside the base directory; it touches no socket and no clock.
+//! This file writes nothing outside the base directory; it touches no socket, and reads the
+//! clock only to age its directory cache.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CStr, CString};
@@ -90,10 +93,23 @@ struct Staged {
     tmp: Vec<u8>,
     /// Open descriptor, or `None` when closed to bound the number of open files.
     file: Option<File>,
+    /// Device and inode of the temp file: a reopen by name must find the same one (a
+    /// directory writer could otherwise swap in a file of its own, which a parity decode
+    /// would then read as received data).
+    id: (u64, u64),
     /// Contents complete and attributes set (`Storage::complete`): the commit only makes it
-    /// durable (if asked) and renames it.
+    /// durable (if asked), gives it `final_mode` if set, and renames it.
     ready: bool,
+    /// The mode to set just before the rename, when the early one withheld group/other
+    /// write permission.
+    final_mode: Option<u32>,
+    /// Bytes written since writeback was last started (durable daemons only).
+    unsynced: u64,
 }
+
+/// A durable daemon starts writeback of a staged file every this many bytes, so that the
+/// fsync before its rename finds little left to write.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Predicate telling whether a path (relative, and whether it is a directory) is protected
 /// from deletion by the push's filter rules.
@@ -136,8 +152,6 @@ pub struct FsStorage {
     /// one call when complete instead of one per datagram.
     pending: HashMap<(XferKey, u32), Vec<u8>>,
     pending_bytes: usize,
-    /// Files whose write-out failed after their data had been accepted (reported at commit).
-    late_errors: HashMap<(XferKey, u32), String>,
     /// How long the last commit took.
     last_commit: Duration,
 }
@@ -171,7 +185,6 @@ impl FsStorage {
             dirs: DirCache::default(),
             pending: HashMap::new(),
             pending_bytes: 0,
-            late_errors: HashMap::new(),
             last_commit: Duration::ZERO,
             open_order: VecDeque::new(),
             open_count: 0,
@@ -267,25 +280,30 @@ impl FsStorage {
         if !open {
             self.make_room();
             let file = if let Some(s) = self.staged.get(&k) {
-                let (dir, tmp) = (s.dir.clone(), s.tmp.clone());
+                let (dir, tmp, id) = (s.dir.clone(), s.tmp.clone(), s.id);
                 let dfd = self.open_parent(&dir, false)?;
-                File::from(open_at(dfd, &tmp, libc::O_RDWR | libc::O_NOFOLLOW, 0)?)
+                reopen_staged(dfd, &tmp, id, libc::O_RDWR)?
             } else {
                 let (dir, name) = checked_split(&entry.path, entry.kind).inspect_err(|_| {
                     self.refused += 1;
                 })?;
                 let dfd = self.open_parent(dir, true)?;
                 let (tmp, fd) = create_temp_file(dfd, name)?;
+                let file = File::from(fd);
+                let id = file_id(&file)?;
                 self.staged.insert(
                     k,
                     Staged {
                         dir: dir.to_vec(),
                         tmp,
                         file: None,
+                        id,
                         ready: false,
+                        final_mode: None,
+                        unsynced: 0,
                     },
                 );
-                File::from(fd)
+                file
             };
             if let Some(s) = self.staged.get_mut(&k) {
                 s.file = Some(file);
@@ -349,7 +367,6 @@ impl FsStorage {
             keep
         });
         self.pending_bytes -= freed;
-        self.late_errors.retain(|(k, _), _| *k != key);
         let mut keys: Vec<_> = self
             .staged
             .keys()
@@ -381,9 +398,15 @@ impl FsStorage {
         let (dir, name) = checked_split(&e.path, EntryKind::File).inspect_err(|_| {
             self.refused += 1;
         })?;
-        let dfd = self.open_parent(dir, false)?;
+        // Resolved afresh for every file, not through the cache: a deploy may have swapped a
+        // directory since the last push, and contents must come from the tree just walked.
+        let dfd = open_dir(self.base_raw(), dir, None).inspect_err(|e| {
+            if is_refused(e) {
+                self.refused += 1;
+            }
+        })?;
         let f = File::from(open_at(
-            dfd,
+            dfd.as_raw_fd(),
             name,
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
             0,
@@ -508,6 +531,23 @@ impl FsStorage {
         // Many small files: one syncfs makes every staged file durable at once (the data
         // is all written by now), instead of one fsync per file; a second one after the
         // renames replaces the per-directory fsyncs.
+        // Gathered files never reported complete (the engine reports every one; this keeps
+        // the Storage contract whole) go to disk first, so the syncfs below covers them.
+        let mut unwritten: HashMap<u32, String> = HashMap::new();
+        let mut gathered: Vec<u32> = self
+            .pending
+            .keys()
+            .filter(|(k, _)| *k == key)
+            .map(|&(_, i)| i)
+            .collect();
+        gathered.sort_unstable();
+        for i in gathered {
+            if let Some(e) = m.entries.get(i as usize) {
+                if let Err(err) = self.flush_pending(key, i, e) {
+                    unwritten.insert(i, err.to_string());
+                }
+            }
+        }
         let staged = self.staged.keys().filter(|(k, _)| *k == key).count();
         self.batch_sync = self.opts.durable && staged >= BATCH_SYNC_FILES;
         if self.batch_sync {
@@ -518,6 +558,10 @@ impl FsStorage {
         for (i, e) in m.entries.iter().enumerate() {
             let f = req.flags.get(i).copied().unwrap_or(0);
             if f == 0 || req.skip.contains(&(i as u32)) {
+                continue;
+            }
+            if let Some(err) = unwritten.remove(&(i as u32)) {
+                st.out.errors.push(format!("{}: {err}", show(&e.path)));
                 continue;
             }
             match self.apply_entry(key, i, e, f, m, protect, &mut st) {
@@ -574,9 +618,6 @@ impl FsStorage {
                 Refused(why),
             ));
         }
-        if let Some(why) = self.late_errors.remove(&(key, i as u32)) {
-            return Err(io::Error::other(why));
-        }
         self.flush_pending(key, i as u32, e)?;
         let (dir, name) = checked_split(&e.path, e.kind).inspect_err(|_| {
             self.refused += 1;
@@ -587,11 +628,29 @@ impl FsStorage {
                 let dfd = self.open_parent(dir, true)?;
                 let (tmp, file) = match self.take_staged((key, i as u32)) {
                     Some(s) if s.ready => {
-                        let r = if self.opts.durable && !self.batch_sync {
-                            open_at(dfd, &s.tmp, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-                                .and_then(|fd| File::from(fd).sync_all())
+                        let r = if (self.opts.durable && !self.batch_sync) || s.final_mode.is_some()
+                        {
+                            reopen_staged(dfd, &s.tmp, s.id, libc::O_RDONLY).and_then(|file| {
+                                if let Some(mode) = s.final_mode {
+                                    file.set_permissions(Permissions::from_mode(mode))?;
+                                }
+                                if self.opts.durable && !self.batch_sync {
+                                    file.sync_all()?;
+                                }
+                                Ok(())
+                            })
                         } else {
-                            Ok(())
+                            // Closed since it was finished: still the inode created for it?
+                            lstat_at(dfd, &s.tmp).and_then(|st| {
+                                if (st.st_dev, st.st_ino) == s.id {
+                                    Ok(())
+                                } else {
+                                    Err(refused(format!(
+                                        "staged file {} was replaced",
+                                        show(&s.tmp)
+                                    )))
+                                }
+                            })
                         };
                         let r = r.and_then(|()| replace(dfd, &s.tmp, name, &e.path, f, protect));
                         if r.is_err() {
@@ -605,12 +664,7 @@ impl FsStorage {
                     Some(s) => {
                         let file = match s.file {
                             Some(file) => file,
-                            None => File::from(open_at(
-                                dfd,
-                                &s.tmp,
-                                libc::O_RDWR | libc::O_NOFOLLOW,
-                                0,
-                            )?),
+                            None => reopen_staged(dfd, &s.tmp, s.id, libc::O_RDWR)?,
                         };
                         (s.tmp, file)
                     }
@@ -935,7 +989,21 @@ impl Storage for FsStorage {
             }
         }
         match self.staged_file(key, idx, entry, true) {
-            Ok(f) => f.write_all_at(data, offset),
+            Ok(f) => {
+                f.write_all_at(data, offset)?;
+                let fd = f.as_raw_fd();
+                if self.opts.durable {
+                    if let Some(s) = self.staged.get_mut(&k) {
+                        s.unsynced += data.len() as u64;
+                        if s.unsynced >= WRITEBACK_EVERY {
+                            s.unsynced = 0;
+                            // Asynchronous: starts writing dirty pages, waits for nothing.
+                            unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                        }
+                    }
+                }
+                Ok(())
+            }
             Err(e) => {
                 if let Some(r) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
                     self.refusals.insert((key, idx), r.0.clone());
@@ -945,35 +1013,40 @@ impl Storage for FsStorage {
         }
     }
 
-    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) {
-        // Attributes now, while the network is what the transfer waits for; the commit is
-        // then one rename per file. Skipped (left to the commit) when the final mode would
-        // keep this non-root daemon from reopening the file to decode parity; a failure is
-        // left to the commit to retry and report.
+    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) -> io::Result<()> {
         let Some(e) = m.entries.get(idx as usize) else {
-            return;
+            return Ok(());
         };
-        if let Err(err) = self.flush_pending(key, idx, e) {
-            self.late_errors.insert((key, idx), err.to_string());
-            return;
-        }
+        // A gathered file that cannot be written out fails the transfer, as a failed write
+        // of a bigger one does.
+        self.flush_pending(key, idx, e)?;
+        // Attributes now, while the network is what the transfer waits for; the commit is
+        // then one rename per file. Only while the file stays ours alone: it may still be
+        // read back to decode parity for other files, so it is not handed to another owner
+        // and gets no group/other write permission before the commit (which adds those
+        // bits just before the rename), and it must stay readable and writable by its
+        // owner without privileges. Otherwise, and on any failure, the commit does it all.
         let owners = self.owners(m);
         let mode = self.want_mode(e, owners);
-        if !self.is_root && mode & 0o600 != 0o600 {
-            return;
+        let euid = unsafe { libc::geteuid() };
+        if (owners && e.uid != euid) || mode & 0o600 != 0o600 {
+            return Ok(());
         }
+        let early = mode & !0o022;
         let Ok(file) = self.staged_file(key, idx, e, false) else {
-            return;
+            return Ok(());
         };
-        if finish_attrs(file, e, owners, mode).is_err() {
-            return;
+        if finish_attrs(file, e, owners, early).is_err() {
+            return Ok(());
         }
         if let Some(s) = self.staged.get_mut(&(key, idx)) {
             s.ready = true;
+            s.final_mode = (early != mode).then_some(mode);
             if s.file.take().is_some() {
                 self.open_count -= 1;
             }
         }
+        Ok(())
     }
 
     fn read_staged(
@@ -1124,6 +1197,25 @@ fn with_temp_name<T>(
         io::ErrorKind::AlreadyExists,
         "no free temp name",
     ))
+}
+
+/// Device and inode of an open file.
+fn file_id(file: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let md = file.metadata()?;
+    Ok((md.dev(), md.ino()))
+}
+
+/// Reopens staged temp file `tmp` in `dfd`, refusing anything but the inode created for it.
+fn reopen_staged(dfd: RawFd, tmp: &[u8], id: (u64, u64), access: libc::c_int) -> io::Result<File> {
+    let file = File::from(open_at(dfd, tmp, access | libc::O_NOFOLLOW, 0)?);
+    if file_id(&file)? != id {
+        return Err(refused(format!(
+            "staged file {} was replaced",
+            String::from_utf8_lossy(tmp)
+        )));
+    }
+    Ok(file)
 }
 
 fn create_temp_file(dfd: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, OwnedFd)> {
@@ -1420,24 +1512,24 @@ fn open_dir_from(
     cur.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty directory path"))
 }
 
-/// A few recently used directories of the base, kept open: files arrive in tree order, so
-/// most paths resolve with no system call, and the rest from their nearest open ancestor
-/// instead of from the base. Each directory was reached the same confined way as without
-/// the cache (one `O_NOFOLLOW` component at a time). Cleared around every commit and abort,
-/// after a directory is removed, and after a second unused, so a directory replaced on disk
-/// (a deploy swapping trees between two pushes) is never read from or written to later.
+/// A few recently used directories of the base, kept open for the receiving side: files
+/// arrive in tree order, so most parents resolve with no system call, and the rest from
+/// their nearest open ancestor instead of from the base. Each directory was reached the same
+/// confined way as without the cache (one `O_NOFOLLOW` component at a time), and none is
+/// used longer than [`DIR_CACHE_AGE`] after it was opened: a directory moved away or
+/// replaced meanwhile is not written into for longer than that. Also cleared around every
+/// commit and abort and after a directory is removed. The sending side does not use it.
 #[derive(Debug, Default)]
 struct DirCache {
-    /// Most recently used last.
-    open: Vec<(Vec<u8>, OwnedFd)>,
-    used: Option<Instant>,
+    /// `(path, descriptor, opened at)`, most recently used last.
+    open: Vec<(Vec<u8>, OwnedFd, Instant)>,
 }
-
-/// A cache unused this long starts afresh.
-const DIR_CACHE_IDLE: Duration = Duration::from_secs(1);
 
 /// Directories a [`DirCache`] keeps open.
 const DIR_CACHE: usize = 16;
+
+/// How long a cached directory may be used after it was opened.
+const DIR_CACHE_AGE: Duration = Duration::from_millis(50);
 
 impl DirCache {
     /// The descriptor of directory `rel` (`base` itself for ""), valid until the next call
@@ -1452,14 +1544,9 @@ impl DirCache {
             return Ok(base);
         }
         let now = Instant::now();
-        if self
-            .used
-            .replace(now)
-            .is_some_and(|t| now.saturating_duration_since(t) > DIR_CACHE_IDLE)
-        {
-            self.open.clear();
-        }
-        if let Some(i) = self.open.iter().rposition(|(p, _)| p == rel) {
+        self.open
+            .retain(|(_, _, t)| now.saturating_duration_since(*t) <= DIR_CACHE_AGE);
+        if let Some(i) = self.open.iter().rposition(|(p, _, _)| p == rel) {
             let hit = self.open.remove(i);
             self.open.push(hit);
         } else {
@@ -1467,7 +1554,7 @@ impl DirCache {
             let mut from = (base, 0);
             let mut cut = rel.len();
             while let Some(slash) = rel[..cut].iter().rposition(|&b| b == b'/') {
-                if let Some((_, fd)) = self.open.iter().find(|(p, _)| p == &rel[..slash]) {
+                if let Some((_, fd, _)) = self.open.iter().find(|(p, _, _)| p == &rel[..slash]) {
                     from = (fd.as_raw_fd(), slash + 1);
                     break;
                 }
@@ -1477,9 +1564,9 @@ impl DirCache {
             if self.open.len() >= DIR_CACHE {
                 self.open.remove(0);
             }
-            self.open.push((rel.to_vec(), fd));
+            self.open.push((rel.to_vec(), fd, now));
         }
-        Ok(self.open.last().map_or(base, |(_, fd)| fd.as_raw_fd()))
+        Ok(self.open.last().map_or(base, |(_, fd, _)| fd.as_raw_fd()))
     }
 
     fn clear(&mut self) {
@@ -1675,7 +1762,7 @@ mod tests {
                 s.write(KEY, i as u32, e, half as u64, &d[half..]).unwrap();
                 s.write(KEY, i as u32, e, 0, &d[..half]).unwrap();
                 if i % 2 == 0 {
-                    s.complete(KEY, i as u32, m);
+                    s.complete(KEY, i as u32, m).unwrap();
                 }
             }
         }
@@ -1849,18 +1936,20 @@ mod tests {
         let m = manifest(vec![
             Entry::dir(b"d", 0o755, 0),
             file(b"d/a", b"alpha", 0o640, 1_000_000_000),
-            file(b"d/b", b"beta", 0o600, 1_000_000_001),
+            file(b"d/b", b"beta", 0o664, 1_000_000_001),
         ]);
         let ins = s.inspect(KEY, &m).unwrap();
         s.write(KEY, 1, &m.entries[1], 0, b"alpha").unwrap();
-        s.complete(KEY, 1, &m);
+        s.complete(KEY, 1, &m).unwrap();
         s.write(KEY, 2, &m.entries[2], 0, b"beta").unwrap();
-        s.complete(KEY, 2, &m);
+        s.complete(KEY, 2, &m).unwrap();
         // Finished but hidden: only temp names exist, with the final mode already.
         assert!(!base.join("d/a").exists() && !base.join("d/b").exists());
         let staged = temps(base);
         assert_eq!(staged.len(), 2, "{staged:?}");
         assert!(staged.iter().any(|t| mode(t) == 0o640), "{staged:?}");
+        // Group write is withheld until the rename (the file may still be read back).
+        assert!(staged.iter().any(|t| mode(t) == 0o644), "{staged:?}");
         // Still readable back (parity decoding needs that).
         let mut buf = [0u8; 5];
         s.read_staged(KEY, 1, &m.entries[1], 0, &mut buf).unwrap();
@@ -1870,6 +1959,7 @@ mod tests {
         assert_eq!((out.files, out.bytes), (3, 9));
         assert_eq!(fs::read(base.join("d/a")).unwrap(), b"alpha");
         assert_eq!(mode(&base.join("d/a")), 0o640);
+        assert_eq!(mode(&base.join("d/b")), 0o664);
         let mt = fs::metadata(base.join("d/b")).unwrap().mtime();
         assert_eq!(mt, 1_000_000_001);
         assert!(temps(base).is_empty());
@@ -1897,7 +1987,7 @@ mod tests {
         let mut past = [0u8; 8];
         assert!(s.read_staged(KEY, 0, &m.entries[0], 6, &mut past).is_err());
         s.write(KEY, 0, &m.entries[0], 0, b"01234").unwrap();
-        s.complete(KEY, 0, &m);
+        s.complete(KEY, 0, &m).unwrap();
         assert_eq!(temps(base).len(), 1, "the complete one is on disk");
         // Not completed (the engine would not commit this): written out at commit anyway.
         s.write(KEY, 1, &m.entries[1], 5, b"fghij").unwrap();
@@ -1925,7 +2015,7 @@ mod tests {
         let m = manifest(vec![file(b"d/x", b"data", 0o644, 0)]);
         let ins = s.inspect(KEY, &m).unwrap();
         s.write(KEY, 0, &m.entries[0], 0, b"data").unwrap();
-        s.complete(KEY, 0, &m);
+        s.complete(KEY, 0, &m).unwrap();
         // The staged file sits in the old directory; the path now leads outside.
         fs::rename(base.join("d"), base.join("old")).unwrap();
         symlink(outside.path(), base.join("d")).unwrap();
@@ -1937,6 +2027,31 @@ mod tests {
             out.errors
         );
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_staged_file_swapped_by_name_is_never_read_back_or_installed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
+        let mut s = storage(base);
+        // Bigger than GATHER_FILE, so it is on disk from the first write.
+        let data = vec![b'r'; 100_000];
+        let m = manifest(vec![file(b"f", &data, 0o644, 0)]);
+        let ins = s.inspect(KEY, &m).unwrap();
+        s.write(KEY, 0, &m.entries[0], 0, &data).unwrap();
+        s.complete(KEY, 0, &m).unwrap();
+        let t = temps(base);
+        assert_eq!(t.len(), 1);
+        fs::remove_file(&t[0]).unwrap();
+        fs::write(&t[0], vec![b'x'; 100_000]).unwrap();
+        let mut buf = [0u8; 4];
+        let err = s
+            .read_staged(KEY, 0, &m.entries[0], 0, &mut buf)
+            .unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err}");
+        let out = commit(&mut s, &m, &ins.flags, &[]);
+        assert_eq!(out.files, 0, "{:?}", out.errors);
+        assert!(!base.join("f").exists());
     }
 
     #[test]

@@ -422,15 +422,18 @@ impl Inbound {
             let b = r.end.min(off + size);
             let part = &data[(a - r.start) as usize..(b - r.start) as usize];
             let entry = &m.entries[e as usize];
-            match storage.write(key, e, entry, a - off, part) {
-                Ok(()) => {
-                    // Blocks are written once each, so the countdown reaches 0 exactly when
-                    // the file's last byte is in.
-                    p.left[si] = p.left[si].saturating_sub(part.len() as u64);
-                    if p.left[si] == 0 {
-                        storage.complete(key, e, m);
-                    }
+            let r = storage.write(key, e, entry, a - off, part).and_then(|()| {
+                // Blocks are written once each, so the countdown reaches 0 exactly when the
+                // file's last byte is in.
+                p.left[si] = p.left[si].saturating_sub(part.len() as u64);
+                if p.left[si] == 0 {
+                    storage.complete(key, e, m)
+                } else {
+                    Ok(())
                 }
+            });
+            match r {
+                Ok(()) => {}
                 Err(err) => {
                     if self.error.is_none() {
                         self.error = Some(format!("{}: {err}", super::storage::show(&entry.path)));

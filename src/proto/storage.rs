@@ -83,8 +83,11 @@ pub trait Storage {
 
     /// Receiver: every byte of entry `idx` has been written (called once per file with
     /// contents, before the commit). The staged copy may now be finished (attributes set,
-    /// file closed) ahead of the commit; it may still be read back with `read_staged`.
-    fn complete(&mut self, _key: XferKey, _idx: u32, _manifest: &Manifest) {}
+    /// file closed) ahead of the commit; it may still be read back with `read_staged`. An
+    /// error fails the transfer on this member, as a failed `write` does.
+    fn complete(&mut self, _key: XferKey, _idx: u32, _manifest: &Manifest) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Receiver: reads back staged contents (needed to decode parity).
     fn read_staged(
@@ -324,7 +327,7 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) {
+    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) -> io::Result<()> {
         let entry = &m.entries[idx as usize];
         let whole = self
             .staged
@@ -333,6 +336,7 @@ impl Storage for MemStorage {
         if !whole || !self.completed.insert((key, idx)) {
             self.bad_completions += 1;
         }
+        Ok(())
     }
 
     fn read_staged(
