@@ -210,9 +210,9 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
             for c in tcp.incoming().flatten() {
                 let s = s.clone();
                 std::thread::spawn(move || {
-                    let w = c.try_clone();
-                    if let Ok(w) = w {
-                        s.serve(BufReader::new(c), w);
+                    if let (Ok(r), Ok(w)) = (c.try_clone(), c.try_clone()) {
+                        s.serve(BufReader::new(r), w);
+                        close_gently(&c);
                     }
                 });
             }
@@ -388,6 +388,23 @@ fn event_loop(
         )));
     }
     Ok(())
+}
+
+/// Ends a console connection with a FIN after everything written, then reads what the
+/// client still sends until it closes (at most 2 s): closing with unread input would send
+/// a reset, which can destroy the last answer before the client has read it.
+fn close_gently(c: &std::net::TcpStream) {
+    use std::io::Read;
+    let _ = c.shutdown(std::net::Shutdown::Write);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4096];
+    let mut r = c;
+    for _ in 0..256 {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
 }
 
 fn handle_event(
