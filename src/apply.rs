@@ -317,6 +317,54 @@ impl FsStorage {
             .ok_or_else(|| io::Error::other("staged file vanished"))
     }
 
+    /// Puts received bytes where they wait for the commit: the gathered copy of a small
+    /// file, or its temp file.
+    fn stage(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let k = (key, idx);
+        let at = offset as usize..offset as usize + data.len();
+        if let Some(buf) = self.pending.get_mut(&k) {
+            buf[at].copy_from_slice(data);
+            return Ok(());
+        }
+        if entry.size <= GATHER_FILE
+            && !self.staged.contains_key(&k)
+            && self.pending_bytes + entry.size as usize <= GATHER_BUDGET
+        {
+            // The parent is resolved (and made) now, so a refusal shows on the first write
+            // as for a file written straight to disk.
+            let (dir, _) = checked_split(&entry.path, entry.kind).inspect_err(|_| {
+                self.refused += 1;
+            })?;
+            self.open_parent(dir, true)?;
+            let mut buf = vec![0; entry.size as usize];
+            buf[at].copy_from_slice(data);
+            self.pending.insert(k, buf);
+            self.pending_bytes += entry.size as usize;
+            return Ok(());
+        }
+        let f = self.staged_file(key, idx, entry, true)?;
+        f.write_all_at(data, offset)?;
+        let fd = f.as_raw_fd();
+        if self.opts.durable {
+            if let Some(s) = self.staged.get_mut(&k) {
+                s.unsynced += data.len() as u64;
+                if s.unsynced >= WRITEBACK_EVERY {
+                    s.unsynced = 0;
+                    // Asynchronous: starts writing dirty pages, waits for nothing.
+                    unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a gathered file out to its temp file (one write), leaving it open and staged.
     fn flush_pending(&mut self, key: XferKey, idx: u32, e: &Entry) -> io::Result<()> {
         let k = (key, idx);
@@ -618,7 +666,6 @@ impl FsStorage {
                 Refused(why),
             ));
         }
-        self.flush_pending(key, i as u32, e)?;
         let (dir, name) = checked_split(&e.path, e.kind).inspect_err(|_| {
             self.refused += 1;
         })?;
@@ -641,16 +688,8 @@ impl FsStorage {
                             })
                         } else {
                             // Closed since it was finished: still the inode created for it?
-                            lstat_at(dfd, &s.tmp).and_then(|st| {
-                                if (st.st_dev, st.st_ino) == s.id {
-                                    Ok(())
-                                } else {
-                                    Err(refused(format!(
-                                        "staged file {} was replaced",
-                                        show(&s.tmp)
-                                    )))
-                                }
-                            })
+                            lstat_at(dfd, &s.tmp)
+                                .and_then(|st| same_staged(&s.tmp, (st.st_dev, st.st_ino), s.id))
                         };
                         let r = r.and_then(|()| replace(dfd, &s.tmp, name, &e.path, f, protect));
                         if r.is_err() {
@@ -958,59 +997,13 @@ impl Storage for FsStorage {
                 Refused(why.clone()),
             ));
         }
-        let k = (key, idx);
-        if let Some(buf) = self.pending.get_mut(&k) {
-            buf[offset as usize..offset as usize + data.len()].copy_from_slice(data);
-            return Ok(());
-        }
-        if entry.size <= GATHER_FILE
-            && !self.staged.contains_key(&k)
-            && self.pending_bytes + entry.size as usize <= GATHER_BUDGET
-        {
-            // The parent is resolved (and made) now, so a refusal shows on the first write
-            // as for a file written straight to disk.
-            let r = checked_split(&entry.path, entry.kind)
-                .inspect_err(|_| self.refused += 1)
-                .and_then(|(dir, _)| self.open_parent(dir, true));
-            match r {
-                Ok(_) => {
-                    let mut buf = vec![0; entry.size as usize];
-                    buf[offset as usize..offset as usize + data.len()].copy_from_slice(data);
-                    self.pending.insert(k, buf);
-                    self.pending_bytes += entry.size as usize;
-                    return Ok(());
-                }
-                Err(e) => {
-                    if let Some(r) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
-                        self.refusals.insert(k, r.0.clone());
-                    }
-                    return Err(e);
-                }
+        let r = self.stage(key, idx, entry, offset, data);
+        if let Err(e) = &r {
+            if let Some(why) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
+                self.refusals.insert((key, idx), why.0.clone());
             }
         }
-        match self.staged_file(key, idx, entry, true) {
-            Ok(f) => {
-                f.write_all_at(data, offset)?;
-                let fd = f.as_raw_fd();
-                if self.opts.durable {
-                    if let Some(s) = self.staged.get_mut(&k) {
-                        s.unsynced += data.len() as u64;
-                        if s.unsynced >= WRITEBACK_EVERY {
-                            s.unsynced = 0;
-                            // Asynchronous: starts writing dirty pages, waits for nothing.
-                            unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(r) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
-                    self.refusals.insert((key, idx), r.0.clone());
-                }
-                Err(e)
-            }
-        }
+        r
     }
 
     fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) -> io::Result<()> {
@@ -1209,13 +1202,18 @@ fn file_id(file: &File) -> io::Result<(u64, u64)> {
 /// Reopens staged temp file `tmp` in `dfd`, refusing anything but the inode created for it.
 fn reopen_staged(dfd: RawFd, tmp: &[u8], id: (u64, u64), access: libc::c_int) -> io::Result<File> {
     let file = File::from(open_at(dfd, tmp, access | libc::O_NOFOLLOW, 0)?);
-    if file_id(&file)? != id {
-        return Err(refused(format!(
-            "staged file {} was replaced",
-            String::from_utf8_lossy(tmp)
-        )));
-    }
+    same_staged(tmp, file_id(&file)?, id)?;
     Ok(file)
+}
+
+/// Refuses a staged temp file `tmp` whose device and inode (`found`) are not the ones it
+/// was created with (`id`).
+fn same_staged(tmp: &[u8], found: (u64, u64), id: (u64, u64)) -> io::Result<()> {
+    if found == id {
+        Ok(())
+    } else {
+        Err(refused(format!("staged file {} was replaced", show(tmp))))
+    }
 }
 
 fn create_temp_file(dfd: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, OwnedFd)> {
