@@ -7,489 +7,14 @@
 //! members and multicasts to them. The cluster's `Drop` resumes (SIGCONT) and stops (SIGTERM)
 //! every daemon and reaps it, also when a test panics.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Read;
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tempfile::TempDir;
-
-const MAKUO: &str = env!("CARGO_BIN_EXE_makuo");
-
-/// Longest any single `makuo` run may take before the test gives up on it.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-// ---------------------------------------------------------------------------------------------
-// Running makuo
-// ---------------------------------------------------------------------------------------------
-
-/// A finished `makuo` run.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    /// Non-empty stdout lines.
-    fn lines(&self) -> Vec<&str> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect()
-    }
-
-    /// The per-member table at the end of stdout: `(name, address, files, bytes, result)` rows,
-    /// after checking the header. `n` is the number of member rows expected.
-    fn table(&self, n: usize) -> Vec<Row> {
-        let lines = self.lines();
-        assert!(lines.len() > n, "no table of {n} rows in:\n{self}");
-        let start = lines.len() - n - 1;
-        let header: Vec<&str> = lines[start].split_whitespace().collect();
-        assert_eq!(
-            header,
-            ["MEMBER", "ADDRESS", "FILES", "BYTES", "RESULT"],
-            "table header not where expected in:\n{self}"
-        );
-        lines[start + 1..]
-            .iter()
-            .map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                assert!(w.len() >= 5, "short table row {l:?} in:\n{self}");
-                Row {
-                    name: w[0].to_string(),
-                    address: w[1].to_string(),
-                    files: w[2].parse().expect("FILES is a number"),
-                    bytes: w[3].parse().expect("BYTES is a number"),
-                    result: w[4..].join(" "),
-                }
-            })
-            .collect()
-    }
-
-    /// The stdout lines before the table of `n` rows.
-    fn before_table(&self, n: usize) -> Vec<&str> {
-        let lines = self.lines();
-        lines[..lines.len() - n - 1].to_vec()
-    }
-
-    /// stdout parsed as exactly one JSON document.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {} after {:.2}s\n--- stdout\n{}--- stderr\n{}---",
-            self.code,
-            self.elapsed.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Row {
-    name: String,
-    address: String,
-    files: u64,
-    bytes: u64,
-    result: String,
-}
-
-/// Runs `makuo ARGS`, with a time limit.
-fn makuo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(MAKUO)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run makuo");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for makuo") {
-            break s;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "makuo {:?} still running after {RUN_LIMIT:?}",
-                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-        elapsed: started.elapsed(),
-    }
-}
-
-/// `makuo CMD --console ADDR ARGS` (ARGS split at whitespace): through a daemon.
-fn via(console: &str, cmd: &str, args: &str) -> Run {
-    let mut a = vec![cmd, "--console", console];
-    a.extend(args.split_whitespace());
-    makuo(&a)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The cluster
-// ---------------------------------------------------------------------------------------------
-
-fn random() -> u64 {
-    makuo::node::random_node_id()
-}
-
-/// A TCP port nobody listens on right now.
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A UDP port nobody uses right now.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A random administratively scoped group, 239.255.X.Y.
-fn random_group() -> String {
-    let r = random();
-    format!("239.255.{}.{}", r as u8, 1 + (r >> 8) as u8 % 254)
-}
-
-struct Daemon {
-    name: String,
-    base: PathBuf,
-    console: u16,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Daemon {
-    fn signal(&self, sig: libc::c_int) {
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-}
-
-/// Receiving daemons on loopback plus a source tree, all in one temporary directory.
-struct Cluster {
-    daemons: Vec<Daemon>,
-    group: String,
-    port: u16,
-    src: PathBuf,
-    dir: TempDir,
-}
-
-impl Cluster {
-    /// Starts `n` receiving daemons `m1..mN`, each with an empty base, and fills SRC with
-    /// [`make_tree`]. Returns once every daemon's console answers.
-    fn start(n: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        fs::create_dir(&src).unwrap();
-        make_tree(&src);
-        let mut c = Cluster {
-            daemons: Vec::new(),
-            group: random_group(),
-            port: free_udp_port(),
-            src,
-            dir,
-        };
-        for i in 1..=n {
-            let base = c.dir.path().join(format!("m{i}"));
-            fs::create_dir(&base).unwrap();
-            c.add_daemon(&format!("m{i}"), &base);
-        }
-        c
-    }
-
-    /// Starts one more daemon named `name` on `base` and waits for its console.
-    fn add_daemon(&mut self, name: &str, base: &Path) -> &Daemon {
-        let console = free_tcp_port();
-        let log = self.dir.path().join(format!("{name}.log"));
-        let child = Command::new(MAKUO)
-            .args(["daemon", "-n", "-i", "127.0.0.1", "-m", &self.group])
-            .args(["-p", &self.port.to_string()])
-            .arg("-b")
-            .arg(base)
-            .arg("--state-dir")
-            .arg(self.dir.path().join(format!("state-{name}")))
-            .args(["--name", name, "-P", &console.to_string(), "--no-fsync"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("cannot start makuo daemon");
-        self.daemons.push(Daemon {
-            name: name.to_string(),
-            base: base.to_path_buf(),
-            console,
-            log,
-            child,
-        });
-        let d = self.daemons.last_mut().unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", console)).is_err() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!(
-                    "daemon {name} exited ({st}):\n{}",
-                    fs::read_to_string(&d.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon {name}'s console never answered"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.daemons.last().unwrap()
-    }
-
-    fn daemon(&self, name: &str) -> &Daemon {
-        self.daemons.iter().find(|d| d.name == name).unwrap()
-    }
-
-    /// Base directory of member `name`.
-    fn base(&self, name: &str) -> &Path {
-        &self.daemon(name).base
-    }
-
-    /// The receiving members `m1..mN` (not a sending daemon added later).
-    fn receivers(&self) -> Vec<&Daemon> {
-        self.daemons
-            .iter()
-            .filter(|d| d.name.starts_with('m'))
-            .collect()
-    }
-
-    fn receiver_names(&self) -> BTreeSet<String> {
-        self.receivers().iter().map(|d| d.name.clone()).collect()
-    }
-
-    /// `-m GROUP -p PORT -i 127.0.0.1`.
-    fn net(&self) -> Vec<String> {
-        vec![
-            "-m".into(),
-            self.group.clone(),
-            "-p".into(),
-            self.port.to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-        ]
-    }
-
-    /// `makuo CMD --direct -b SRC -m GROUP -p PORT -i 127.0.0.1 ARGS...`.
-    fn direct(&self, cmd: &str, args: &[&str]) -> Run {
-        let mut a: Vec<String> = vec![cmd.into(), "--direct".into(), "-b".into()];
-        a.push(self.src.to_str().unwrap().into());
-        a.extend(self.net());
-        a.extend(args.iter().map(|s| s.to_string()));
-        makuo(&a)
-    }
-
-    /// `makuo sync --direct -b SRC -m GROUP -p PORT -i 127.0.0.1 ARGS` (ARGS split at
-    /// whitespace, never through a shell).
-    fn sync(&self, args: &str) -> Run {
-        self.direct("sync", &args.split_whitespace().collect::<Vec<_>>())
-    }
-
-    /// `makuo check --direct -b SRC -m GROUP -p PORT -i 127.0.0.1 ARGS`.
-    fn check(&self, args: &str) -> Run {
-        self.direct("check", &args.split_whitespace().collect::<Vec<_>>())
-    }
-
-    /// A first full sync, checked: every receiver ends identical to SRC.
-    fn initial_sync(&self) {
-        let r = self.sync("-r .");
-        assert_eq!(r.code, 0, "initial sync failed:\n{r}");
-        self.assert_all_identical();
-    }
-
-    fn assert_all_identical(&self) {
-        let want = snapshot(&self.src);
-        for d in self.receivers() {
-            assert_same(&want, &snapshot(&d.base), &d.name);
-        }
-    }
-
-    /// Snapshots of every receiver, by name.
-    fn snapshots(&self) -> BTreeMap<String, Tree> {
-        self.receivers()
-            .iter()
-            .map(|d| (d.name.clone(), snapshot(&d.base)))
-            .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for d in &self.daemons {
-            d.signal(libc::SIGCONT);
-            d.signal(libc::SIGTERM);
-        }
-        for d in &mut self.daemons {
-            let end = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = d.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = d.child.kill();
-            let _ = d.child.wait();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Trees
-// ---------------------------------------------------------------------------------------------
-
-fn write(base: &Path, rel: &str, data: impl AsRef<[u8]>) {
-    let p = base.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, data).unwrap();
-}
-
-/// Sets a file's mtime to `secs` after the epoch.
-fn set_mtime(p: &Path, secs: u64) {
-    fs::File::options()
-        .write(true)
-        .open(p)
-        .unwrap()
-        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-        .unwrap();
-}
-
-/// A small docroot: PHP and text files at several depths, logs, a cache dir, an empty dir, a
-/// symlink and one file big enough to span many datagrams.
-fn make_tree(src: &Path) {
-    write(src, "index.php", "<?php echo 'hello';\n");
-    write(src, "a.txt", "hello\n");
-    write(src, "lib/util.php", "<?php function f() {}\n");
-    write(src, "lib/notes.txt", "notes\n");
-    write(src, "lib/access.log", "GET /\n");
-    write(src, "sub/deep/d.php", "<?php // deep\n");
-    write(src, "sub/deep/e.txt", "e\n");
-    write(src, "sub/deep/error.log", "oops\n");
-    write(src, "cache/page1.html", "<html>1</html>\n");
-    write(src, "cache/page2.html", "<html>2</html>\n");
-    for i in 0..20 {
-        write(
-            src,
-            &format!("many/f{i:02}.txt"),
-            format!("file {i}\n").repeat(i + 1),
-        );
-    }
-    let big: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    write(src, "big.bin", big);
-    fs::create_dir(src.join("emptydir")).unwrap();
-    symlink("lib", src.join("current")).unwrap();
-}
-
-/// What must match between SRC and a member for one path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Node {
-    File {
-        mode: u32,
-        mtime: i64,
-        data: Vec<u8>,
-    },
-    /// Directory mtimes are not compared (adding an entry changes them on any copy).
-    Dir {
-        mode: u32,
-    },
-    Link(PathBuf),
-}
-
-type Tree = BTreeMap<String, Node>;
-
-/// Every path under `base` (not `base` itself), relative and `/`-separated.
-fn snapshot(base: &Path) -> Tree {
-    let mut t = Tree::new();
-    for e in walkdir::WalkDir::new(base).min_depth(1) {
-        let e = e.unwrap();
-        let rel = e
-            .path()
-            .strip_prefix(base)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        let md = fs::symlink_metadata(e.path()).unwrap();
-        let node = if md.file_type().is_symlink() {
-            Node::Link(fs::read_link(e.path()).unwrap())
-        } else if md.is_dir() {
-            Node::Dir {
-                mode: md.mode() & 0o7777,
-            }
-        } else {
-            Node::File {
-                mode: md.mode() & 0o7777,
-                mtime: md.mtime(),
-                data: fs::read(e.path()).unwrap(),
-            }
-        };
-        t.insert(rel, node);
-    }
-    t
-}
-
-/// Paths that differ between two snapshots (added, removed or changed).
-fn changed(before: &Tree, after: &Tree) -> BTreeSet<String> {
-    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    keys.into_iter()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .cloned()
-        .collect()
-}
-
-fn assert_same(want: &Tree, got: &Tree, who: &str) {
-    let diff = changed(want, got);
-    assert!(
-        diff.is_empty(),
-        "{who} differs from SRC at {diff:?}\n(SRC has {} paths, {who} has {})",
-        want.len(),
-        got.len()
-    );
-}
+use common::*;
 
 fn names(rows: &[Row]) -> BTreeSet<String> {
     rows.iter().map(|r| r.name.clone()).collect()
@@ -516,10 +41,10 @@ fn direct_sync_makes_every_receiver_identical_and_ends_with_the_table() {
 
     let rows = r.table(3);
     assert_eq!(names(&rows), c.receiver_names(), "{r}");
-    let src_bytes: u64 = snapshot(&c.src)
+    let src_bytes: u64 = fingerprint(&c.src)
         .values()
         .map(|n| match n {
-            Node::File { data, .. } => data.len() as u64,
+            Node::File { size, .. } => *size,
             _ => 0,
         })
         .sum();
@@ -647,9 +172,9 @@ fn dry_run_changes_nothing_and_lists_what_the_real_run_changes() {
     c.initial_sync();
     // Content and size change (and a new mtime).
     write(&c.src, "a.txt", "hello, longer\n");
-    set_mtime(&c.src.join("a.txt"), 1_600_000_000);
+    set_mtime(&c.src.join("a.txt"), 1_600_000_000, 0);
     // Only the mtime changes.
-    set_mtime(&c.src.join("lib/notes.txt"), 1_500_000_000);
+    set_mtime(&c.src.join("lib/notes.txt"), 1_500_000_000, 0);
     // New file, new directory with a file, a file removed from SRC.
     write(&c.src, "new.php", "<?php // new\n");
     write(&c.src, "newdir/x.txt", "x\n");
@@ -727,7 +252,7 @@ fn exclude_keeps_paths_off_receivers_and_protects_them_from_delete() {
     let c = Cluster::start(3);
     let r = c.sync("-r --exclude *.log --exclude cache/ .");
     assert_eq!(r.code, 0, "{r}");
-    let src = snapshot(&c.src);
+    let src = fingerprint(&c.src);
     let want: Tree = src
         .iter()
         .filter(|(p, _)| !p.ends_with(".log") && !p.starts_with("cache"))
@@ -738,7 +263,7 @@ fn exclude_keeps_paths_off_receivers_and_protects_them_from_delete() {
         "3 logs, cache/ and its 2 pages"
     );
     for d in c.receivers() {
-        assert_same(&want, &snapshot(&d.base), &d.name);
+        assert_same(&want, &fingerprint(&d.base), &d.name);
     }
 
     write(c.base("m1"), "local.log", "m1's own log\n");
@@ -759,14 +284,14 @@ fn include_exclude_order_matters() {
     let r = c.sync("-r --exclude * --include */ --include *.php .");
     assert_eq!(r.code, 0, "{r}");
     for d in c.receivers() {
-        assert_eq!(snapshot(&d.base), Tree::new(), "{}: {r}", d.name);
+        assert_eq!(fingerprint(&d.base), Tree::new(), "{}: {r}", d.name);
     }
 
     let r = c.sync("-r --include */ --include *.php --exclude * .");
     assert_eq!(r.code, 0, "{r}");
     let want_files = set(&["index.php", "lib/util.php", "sub/deep/d.php"]);
     for d in c.receivers() {
-        let t = snapshot(&d.base);
+        let t = fingerprint(&d.base);
         let files: BTreeSet<String> = t
             .iter()
             .filter(|(_, n)| !matches!(n, Node::Dir { .. }))
@@ -786,7 +311,7 @@ fn include_exclude_order_matters() {
 #[test]
 fn exclude_from_file_applies_its_rules() {
     let c = Cluster::start(3);
-    let rules = c.dir.path().join("rules.txt");
+    let rules = c.tmp.path().join("rules.txt");
     fs::write(
         &rules,
         "# keep logs and caches off the members\n\n*.log\n; but this one goes\n+ page2.html\ncache/*\n",
@@ -798,14 +323,14 @@ fn exclude_from_file_applies_its_rules() {
     );
     assert_eq!(r.code, 0, "{r}");
     for d in c.receivers() {
-        let t = snapshot(&d.base);
+        let t = fingerprint(&d.base);
         assert!(!t.keys().any(|p| p.ends_with(".log")), "{}: {t:?}", d.name);
         assert!(t.contains_key("cache/page2.html"), "{}", d.name);
         assert!(!t.contains_key("cache/page1.html"), "{}", d.name);
         assert!(t.contains_key("index.php") && t.contains_key("big.bin"));
     }
 
-    let missing = c.dir.path().join("no-such-rules.txt");
+    let missing = c.tmp.path().join("no-such-rules.txt");
     let r = c.direct(
         "sync",
         &["-r", "--exclude-from", missing.to_str().unwrap(), "."],
@@ -876,9 +401,9 @@ fn stopped_receiver_fails_with_23_and_the_others_get_everything() {
     }
     assert_eq!(names(&rows), c.receiver_names(), "{r}");
     assert!(!m3_got_it, "a stopped process wrote a file");
-    let want = snapshot(&c.src);
-    assert_same(&want, &snapshot(c.base("m1")), "m1");
-    assert_same(&want, &snapshot(c.base("m2")), "m2");
+    let want = fingerprint(&c.src);
+    assert_same(&want, &fingerprint(c.base("m1")), "m1");
+    assert_same(&want, &fingerprint(c.base("m2")), "m2");
     assert!(r.elapsed < Duration::from_secs(12), "{r}");
 }
 
@@ -890,9 +415,9 @@ fn target_pushes_to_that_member_only() {
     assert_eq!(r.code, 0, "{r}");
     let rows = r.table(1);
     assert_eq!(rows[0].name, "m2", "{r}");
-    assert_same(&snapshot(&c.src), &snapshot(c.base("m2")), "m2");
-    assert_eq!(snapshot(c.base("m1")), Tree::new());
-    assert_eq!(snapshot(c.base("m3")), Tree::new());
+    assert_same(&fingerprint(&c.src), &fingerprint(c.base("m2")), "m2");
+    assert_eq!(fingerprint(c.base("m1")), Tree::new());
+    assert_eq!(fingerprint(c.base("m3")), Tree::new());
 }
 
 /// With no member answering, sync exits 10 (text or JSON) and `members` too.
@@ -1010,6 +535,7 @@ fn members_direct_lists_the_daemons() {
     let c = Cluster::start(3);
     let mut a: Vec<String> = vec!["members".into(), "--direct".into()];
     a.extend(c.net());
+    a.extend(c.key_args());
     let r = makuo(&a);
     assert_eq!(r.code, 0, "{r}");
     let mut seen = BTreeSet::new();
@@ -1032,7 +558,8 @@ fn members_direct_lists_the_daemons() {
 fn console_mode_goes_through_the_daemon_with_the_same_table_and_exits() {
     let mut c = Cluster::start(3);
     let src = c.src.clone();
-    let console = format!("127.0.0.1:{}", c.add_daemon("sender", &src).console);
+    let sender = c.add_sender("sender", &src, &["--no-fsync"]);
+    let console = c.daemons[sender].console_addr();
     // Wait until the sending daemon has heard the three receivers.
     let end = Instant::now() + Duration::from_secs(10);
     loop {

@@ -20,328 +20,38 @@
 //!   nothing and are counted as replayed;
 //! - a daemon without a key says loudly that it is UNAUTHENTICATED.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const EXE: &str = env!("CARGO_BIN_EXE_makuo");
+use common::*;
+
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::getrandom(&mut b).unwrap();
-    u64::from_le_bytes(b)
-}
-
-/// A free TCP port on 127.0.0.1 (for a console).
-fn free_tcp_port() -> u16 {
-    TcpListener::bind((LO, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// A cluster of daemons on loopback.
-
-struct Daemon {
-    name: String,
-    child: Child,
-    base: PathBuf,
-    console: u16,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The member's unicast reply address, from its start-up log line.
-    fn reply_addr(&self) -> SocketAddr {
-        let log = self.stderr();
-        let at = log
-            .find(", reply ")
-            .expect("start-up line names the reply address");
-        let rest = &log[at + 8..];
-        rest[..rest.find(',').unwrap()].parse().unwrap()
-    }
-
-    /// Sends `cmd` to the console; returns the lines before the final one, and that one.
-    fn console(&self, cmd: &str) -> (Vec<String>, String) {
-        let s = TcpStream::connect((LO, self.console)).expect("console answers");
-        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        writeln!(w, "{cmd}").unwrap();
-        let mut r = BufReader::new(s);
-        let mut lines = Vec::new();
-        loop {
-            let mut l = String::new();
-            assert!(r.read_line(&mut l).unwrap() > 0, "console closed");
-            let l = l.trim_end().to_string();
-            if l == "ok" || l.starts_with("error:") {
-                let _ = writeln!(w, "quit");
-                return (lines, l);
-            }
-            lines.push(l);
-        }
-    }
-
-    /// `status` on the console, which must end with `ok`.
-    fn status(&self) -> Status {
-        let (lines, last) = self.console("status");
-        assert_eq!(
-            last, "ok",
-            "{}: status answered {last:?}: {lines:?}",
-            self.name
-        );
-        Status::parse(lines)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The counters of a `status` answer.
-#[derive(Debug)]
-struct Status {
-    lines: Vec<String>,
-    /// Numbers by name: `dropped`, `auth`, `opened`, `bad-tag`, `unsealed`, `unknown-key`,
-    /// `replayed`, `stale`, `received`.
-    n: BTreeMap<String, u64>,
-}
-
-impl Status {
-    fn parse(lines: Vec<String>) -> Self {
-        let mut n = BTreeMap::new();
-        for l in &lines {
-            let words: Vec<&str> = l
-                .split([' ', '(', ')', ','])
-                .filter(|w| !w.is_empty())
-                .collect();
-            for pair in words.windows(2) {
-                if let Ok(v) = pair[1].parse::<u64>() {
-                    n.entry(pair[0].to_string()).or_insert(v);
-                }
-            }
-        }
-        Self { lines, n }
-    }
-
-    fn get(&self, k: &str) -> u64 {
-        *self
-            .n
-            .get(k)
-            .unwrap_or_else(|| panic!("no {k} in status {:?}", self.lines))
-    }
-
-    fn line(&self, start: &str) -> &str {
-        self.lines
-            .iter()
-            .find(|l| l.starts_with(start))
-            .unwrap_or_else(|| panic!("no {start} line in {:?}", self.lines))
-    }
-}
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    group: Ipv4Addr,
-    port: u16,
-    daemons: Vec<Daemon>,
-}
-
-impl Cluster {
-    fn new() -> Self {
-        let r = rand_u64();
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            group: Ipv4Addr::new(239, 255, (r >> 8) as u8, (r as u8).max(1)),
-            port: 20_000 + (r >> 16) as u16 % 30_000,
-            daemons: Vec::new(),
-        }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// A new key file made by `makuo keygen FILE`.
-    fn keygen(&self, name: &str) -> PathBuf {
-        let p = self.path(name);
-        let out = makuo(&["keygen", p.to_str().unwrap()]);
-        assert!(out.status.success(), "keygen: {}", text(&out.stderr));
-        p
-    }
-
-    fn spawn(&self, name: &str, keys: &[&Path], extra: &[&str]) -> Daemon {
-        let base = self.path(&format!("{name}-base"));
-        std::fs::create_dir_all(&base).unwrap();
-        let console = free_tcp_port();
-        let log = self.path(&format!("{name}.log"));
-        let mut cmd = Command::new(EXE);
-        cmd.args(["daemon", "-n", "-i", "127.0.0.1", "-m"])
-            .arg(self.group.to_string())
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-b")
-            .arg(&base)
-            .arg("--state-dir")
-            .arg(self.path(&format!("{name}-state")))
-            .args(["--name", name, "-P", &console.to_string(), "--no-fsync"])
-            .args(extra);
-        for k in keys {
-            cmd.arg("-k").arg(k);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon {
-            name: name.into(),
-            child,
-            base,
-            console,
-            log,
-        }
-    }
-
-    /// Starts a daemon and waits until its console answers.
-    fn start(&mut self, name: &str, keys: &[&Path]) -> &Daemon {
-        let mut d = self.spawn(name, keys, &[]);
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            assert!(d.alive(), "{name} exited: {}", d.stderr());
-            if TcpStream::connect((LO, d.console)).is_ok() && d.stderr().contains(" up: ") {
-                break;
-            }
-            assert!(Instant::now() < end, "{name} did not start: {}", d.stderr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.daemons.push(d);
-        self.daemons.last().unwrap()
-    }
-
-    /// `makuo sync --direct -r` of everything in `src`, with these keys.
-    fn sync(&self, src: &Path, keys: &[&Path], extra: &[&str]) -> Output {
-        let mut args: Vec<String> = [
-            "sync",
-            "--direct",
-            "-r",
-            "-i",
-            "127.0.0.1",
-            "-m",
-            &self.group.to_string(),
-            "-p",
-            &self.port.to_string(),
-            "--discover",
-            "700",
-            "-b",
-            src.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for k in keys {
-            args.push("-k".into());
-            args.push(k.to_str().unwrap().into());
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(".".into());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        makuo(&args)
-    }
-
-    fn group_addr(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(self.group, self.port))
-    }
-}
-
-fn makuo(args: &[&str]) -> Output {
-    Command::new(EXE)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}stderr:\n{}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
-
-/// Every path under `dir` with its contents (`None` for directories) and mode.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Option<Vec<u8>>, u32)> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-            if m.is_dir() {
-                todo.push(p);
-                out.insert(rel, (None, m.permissions().mode()));
-            } else if m.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).unwrap();
-                out.insert(rel, (Some(t.into_os_string().into_encoded_bytes()), 0));
-            } else {
-                out.insert(
-                    rel,
-                    (Some(std::fs::read(&p).unwrap()), m.permissions().mode()),
-                );
-            }
-        }
-    }
-    out
-}
-
-fn write(p: &Path, data: &[u8]) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
+/// `makuo sync --direct -r --discover 700 -b SRC` with exactly these keys, of everything in
+/// `src`.
+fn push(c: &Cluster, src: &Path, keys: &[&Path], extra: &[&str]) -> Run {
+    let mut args = vec!["-r", "--discover", "700"];
+    args.extend_from_slice(extra);
+    args.push(".");
+    c.direct_keys(src, keys, "sync", &args)
 }
 
 /// A small source tree: a docroot with a few files of different sizes.
 fn source(c: &Cluster, name: &str, version: &str) -> PathBuf {
     let src = c.path(name);
     write(
-        &src.join("site/index.html"),
+        &src,
+        "site/index.html",
         format!("<h1>{version}</h1>\n").as_bytes(),
     );
-    write(&src.join("site/app.php"), version.repeat(3000).as_bytes());
-    write(&src.join("site/img/logo.bin"), &vec![7u8; 70_000]);
+    write(&src, "site/app.php", version.repeat(3000).as_bytes());
+    write(&src, "site/img/logo.bin", vec![7u8; 70_000]);
     src
 }
 
@@ -369,8 +79,9 @@ impl Capture {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
         s.set_reuse_address(true).unwrap();
         s.set_reuse_port(true).unwrap();
-        s.bind(&SocketAddrV4::new(c.group, c.port).into()).unwrap();
-        s.join_multicast_v4(&c.group, &LO).unwrap();
+        let group: Ipv4Addr = c.group.parse().unwrap();
+        s.bind(&SocketAddrV4::new(group, c.port).into()).unwrap();
+        s.join_multicast_v4(&group, &LO).unwrap();
         s.set_recv_buffer_size(8 << 20).unwrap();
         let s: UdpSocket = s.into();
         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
@@ -408,15 +119,20 @@ fn node_of(d: &[u8]) -> u64 {
 
 #[test]
 fn keyed_push_reaches_every_member() {
-    let mut c = Cluster::new();
+    let mut c = Cluster::unkeyed();
     let key = c.keygen("cluster.key");
-    c.start("web1", &[&key]);
-    c.start("web2", &[&key]);
+    c.add_with_keys("web1", &[&key], &[]);
+    c.add_with_keys("web2", &[&key], &[]);
     let src = source(&c, "src", "v1");
-    let out = c.sync(&src, &[&key], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = push(&c, &src, &[&key], &[]);
+    assert_eq!(out.code, 0, "{}", out);
     for d in &c.daemons {
-        assert_eq!(snapshot(&d.base), snapshot(&src), "{} differs", d.name);
+        assert_eq!(
+            fingerprint(&d.base),
+            fingerprint(&src),
+            "{} differs",
+            d.name
+        );
         let s = d.status();
         assert_eq!(s.line("authenticated"), "authenticated yes");
         assert!(s.get("opened") > 0, "{:?}", s.lines);
@@ -425,32 +141,33 @@ fn keyed_push_reaches_every_member() {
 
 #[test]
 fn sender_without_the_key_or_with_a_wrong_key_changes_nothing() {
-    let mut c = Cluster::new();
+    let mut c = Cluster::unkeyed();
     let key = c.keygen("cluster.key");
     let wrong = c.keygen("wrong.key");
-    c.start("web1", &[&key]);
-    c.start("web2", &[&key]);
+    c.add_with_keys("web1", &[&key], &[]);
+    c.add_with_keys("web2", &[&key], &[]);
     // The members hold a docroot; the intruder wants to replace a page, add one and (with
     // --delete) remove the rest.
     for d in &c.daemons {
-        write(&d.base.join("site/index.html"), b"<h1>the real site</h1>\n");
-        write(&d.base.join("site/keep.php"), b"<?php keep(); ?>\n");
+        write(&d.base, "site/index.html", b"<h1>the real site</h1>\n");
+        write(&d.base, "site/keep.php", b"<?php keep(); ?>\n");
     }
-    let before: Vec<_> = c.daemons.iter().map(|d| snapshot(&d.base)).collect();
+    let before: Vec<_> = c.daemons.iter().map(|d| fingerprint(&d.base)).collect();
     let evil = c.path("evil");
-    write(&evil.join("site/index.html"), b"<h1>defaced</h1>\n");
+    write(&evil, "site/index.html", b"<h1>defaced</h1>\n");
     write(
-        &evil.join("site/backdoor.php"),
+        &evil,
+        "site/backdoor.php",
         b"<?php system($_GET['c']); ?>\n",
     );
 
     for (what, keys) in [("no key", vec![]), ("a wrong key", vec![wrong.as_path()])] {
-        let out = c.sync(&evil, &keys, &["--delete"]);
-        assert_eq!(out.status.code(), Some(10), "{what}: {}", show(&out));
-        let err = text(&out.stderr);
-        assert!(err.contains("no member answered"), "{what}: {}", show(&out));
+        let out = push(&c, &evil, &keys, &["--delete"]);
+        assert_eq!(out.code, 10, "{what}: {}", out);
+        let err = &out.stderr;
+        assert!(err.contains("no member answered"), "{what}: {}", out);
         for (d, b) in c.daemons.iter().zip(&before) {
-            assert_eq!(&snapshot(&d.base), b, "{what}: {} changed", d.name);
+            assert_eq!(&fingerprint(&d.base), b, "{what}: {} changed", d.name);
         }
     }
     // The members heard the intruder and refused everything it sent.
@@ -461,60 +178,45 @@ fn sender_without_the_key_or_with_a_wrong_key_changes_nothing() {
         assert_eq!(s.line("last-push"), "last-push -", "{}", d.name);
     }
     // And the genuine key still works.
-    let out = c.sync(&evil, &[&key], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = push(&c, &evil, &[&key], &[]);
+    assert_eq!(out.code, 0, "{}", out);
 }
 
 #[test]
 fn key_rotation_follows_the_documented_steps() {
     // docs/protocol-sealing.md: 1 `-k OLD`, 2 `-k OLD -k NEW`, 3 `-k NEW -k OLD`, 4 `-k NEW`;
     // nodes at most one step apart understand each other.
-    let mut c = Cluster::new();
+    let mut c = Cluster::unkeyed();
     let old = c.keygen("old.key");
     let new = c.keygen("new.key");
     let src = source(&c, "src", "rotated");
     // Members at step 2.
-    c.start("web1", &[&old, &new]);
-    c.start("web2", &[&old, &new]);
+    c.add_with_keys("web1", &[&old, &new], &[]);
+    c.add_with_keys("web2", &[&old, &new], &[]);
     for (step, keys) in [(1, vec![old.as_path()]), (3, vec![&new, &old])] {
-        let out = c.sync(&src, &keys, &["-c"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "sender at step {step}: {}",
-            show(&out)
-        );
+        let out = push(&c, &src, &keys, &["-c"]);
+        assert_eq!(out.code, (0), "sender at step {step}: {}", out);
     }
     for d in &c.daemons {
-        assert_eq!(snapshot(&d.base), snapshot(&src), "{}", d.name);
+        assert_eq!(fingerprint(&d.base), fingerprint(&src), "{}", d.name);
     }
     drop(std::mem::take(&mut c.daemons));
 
     // Members at step 3.
-    c.start("web3", &[&new, &old]);
-    c.start("web4", &[&new, &old]);
+    c.add_with_keys("web3", &[&new, &old], &[]);
+    c.add_with_keys("web4", &[&new, &old], &[]);
     for (step, keys) in [(2, vec![old.as_path(), &new]), (4, vec![&new])] {
-        let out = c.sync(&src, &keys, &["-c"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "sender at step {step}: {}",
-            show(&out)
-        );
+        let out = push(&c, &src, &keys, &["-c"]);
+        assert_eq!(out.code, (0), "sender at step {step}: {}", out);
     }
     for d in &c.daemons {
-        assert_eq!(snapshot(&d.base), snapshot(&src), "{}", d.name);
+        assert_eq!(fingerprint(&d.base), fingerprint(&src), "{}", d.name);
     }
     // Two steps apart: a sender still at step 1 cannot open the members' heartbeats (sealed
     // with NEW), so it finds nobody and changes nothing.
-    write(&src.join("site/index.html"), b"<h1>stale sender</h1>\n");
-    let out = c.sync(&src, &[&old], &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(10),
-        "sender at step 1: {}",
-        show(&out)
-    );
+    write(&src, "site/index.html", b"<h1>stale sender</h1>\n");
+    let out = push(&c, &src, &[&old], &[]);
+    assert_eq!(out.code, 10, "sender at step 1: {out}");
     for d in &c.daemons {
         assert_ne!(
             std::fs::read(d.base.join("site/index.html")).unwrap(),
@@ -525,16 +227,17 @@ fn key_rotation_follows_the_documented_steps() {
 
 #[test]
 fn key_files_others_can_read_are_refused() {
-    let mut c = Cluster::new();
+    let mut c = Cluster::unkeyed();
     let key = c.keygen("cluster.key");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
 
-    let mut d = c.spawn("web1", &[&key], &[]);
-    let status = d.child.wait().unwrap();
+    let mut d = c.daemon_with_keys("web1", &[&key], &[]);
+    d.spawn();
+    let status = d.wait_exit(Duration::from_secs(10)).expect("web1 exits");
     assert!(!status.success());
-    let err = d.stderr();
+    let err = d.log_text();
     assert!(
         err.contains("accessible by group or others") && err.contains("chmod 600"),
         "{err}"
@@ -542,41 +245,33 @@ fn key_files_others_can_read_are_refused() {
     assert!(!err.contains(" up: "), "it started anyway: {err}");
 
     let src = source(&c, "src", "v1");
-    let out = c.sync(&src, &[&key], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(text(&out.stderr).contains("chmod 600"), "{}", show(&out));
+    let out = push(&c, &src, &[&key], &[]);
+    assert_eq!(out.code, 1, "{}", out);
+    assert!(out.stderr.contains("chmod 600"), "{}", out);
 
     // A malformed key is refused as clearly.
     let bad = c.path("bad.key");
     std::fs::write(&bad, "not a key\n").unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = c.sync(&src, &[&bad], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(
-        text(&out.stderr).contains("64 hex digits"),
-        "{}",
-        show(&out)
-    );
+    let out = push(&c, &src, &[&bad], &[]);
+    assert_eq!(out.code, 1, "{}", out);
+    assert!(out.stderr.contains("64 hex digits"), "{}", out);
 
     // Restricted again, it works.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
-    c.start("web2", &[&key]);
+    c.add_with_keys("web2", &[&key], &[]);
 }
 
 #[test]
 fn keygen_never_overwrites() {
-    let c = Cluster::new();
+    let c = Cluster::unkeyed();
     let key = c.keygen("cluster.key");
     let first = std::fs::read(&key).unwrap();
     assert_eq!(first.len(), 65);
     assert!(first[..64].iter().all(u8::is_ascii_hexdigit) && first[64] == b'\n');
     let out = makuo(&["keygen", key.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("already exists"),
-        "{}",
-        show(&out)
-    );
+    assert!(out.code != 0);
+    assert!(out.stderr.contains("already exists"), "{}", out);
     assert_eq!(
         std::fs::read(&key).unwrap(),
         first,
@@ -586,20 +281,21 @@ fn keygen_never_overwrites() {
     let link = c.path("link.key");
     std::os::unix::fs::symlink(c.path("elsewhere"), &link).unwrap();
     let out = makuo(&["keygen", link.to_str().unwrap()]);
-    assert!(!out.status.success(), "{}", show(&out));
+    assert!(out.code != 0, "{}", out);
     assert!(!c.path("elsewhere").exists());
     // `-` prints a fresh key.
     let out = makuo(&["keygen", "-"]);
-    assert!(out.status.success());
+    assert!(out.code == 0);
     assert_eq!(out.stdout.len(), 65);
-    assert_ne!(out.stdout, first);
+    assert_ne!(out.stdout.as_bytes(), first);
 }
 
 #[test]
 fn unkeyed_daemon_warns_loudly() {
-    let mut c = Cluster::new();
-    let d = c.start("web1", &[]);
-    assert!(d.stderr().contains("UNAUTHENTICATED"), "{}", d.stderr());
+    let mut c = Cluster::unkeyed();
+    let i = c.add_with_keys("web1", &[], &[]);
+    let d = &c.daemons[i];
+    assert!(d.log_text().contains("UNAUTHENTICATED"), "{}", d.log_text());
     let s = d.status();
     assert!(s.line("authenticated").contains("NO"), "{:?}", s.lines);
 }
@@ -609,16 +305,16 @@ fn unkeyed_daemon_warns_loudly() {
 /// copies of real sealed datagrams captured during a push.
 #[test]
 fn flood_of_garbage_and_bit_flipped_datagrams_leaves_every_daemon_alive() {
-    let mut c = Cluster::new();
+    let mut c = Cluster::unkeyed();
     let key = c.keygen("cluster.key");
     for name in ["web1", "web2", "web3"] {
-        c.start(name, &[&key]);
+        c.add_with_keys(name, &[&key], &[]);
     }
     let src = source(&c, "src", "v1");
     let cap = Capture::start(&c);
-    let out = c.sync(&src, &[&key], &[]);
+    let out = push(&c, &src, &[&key], &[]);
     let captured = cap.finish();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.code, 0, "{}", out);
     assert!(captured.len() > 20, "captured only {}", captured.len());
     let before: Vec<Status> = c.daemons.iter().map(Daemon::status).collect();
 
@@ -673,7 +369,7 @@ fn flood_of_garbage_and_bit_flipped_datagrams_leaves_every_daemon_alive() {
     std::thread::sleep(Duration::from_millis(500));
 
     for (d, b) in c.daemons.iter_mut().zip(&before) {
-        assert!(d.alive(), "{} died: {}", d.name, d.stderr());
+        assert!(d.alive(), "{} died: {}", d.name, d.log_text());
         let s = d.status();
         let dropped = s.get("dropped") - b.get("dropped");
         let auth = s.get("auth") - b.get("auth");
@@ -703,26 +399,26 @@ fn flood_of_garbage_and_bit_flipped_datagrams_leaves_every_daemon_alive() {
     );
     // Still a working cluster.
     let src2 = source(&c, "src2", "v2");
-    let out = c.sync(&src2, &[&key], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = push(&c, &src2, &[&key], &[]);
+    assert_eq!(out.code, 0, "{}", out);
     for d in &c.daemons {
-        assert_eq!(snapshot(&d.base), snapshot(&src2), "{}", d.name);
+        assert_eq!(fingerprint(&d.base), fingerprint(&src2), "{}", d.name);
     }
 }
 
 #[test]
 fn replayed_push_does_not_revert_a_changed_file() {
-    let mut c = Cluster::new();
+    let mut c = Cluster::unkeyed();
     let key = c.keygen("cluster.key");
-    c.start("web1", &[&key]);
-    c.start("web2", &[&key]);
+    c.add_with_keys("web1", &[&key], &[]);
+    c.add_with_keys("web2", &[&key], &[]);
     // Push v1 while recording every datagram sent to the group.
     let v1 = source(&c, "v1", "v1");
     let cap = Capture::start(&c);
-    let out = c.sync(&v1, &[&key], &[]);
+    let out = push(&c, &v1, &[&key], &[]);
     std::thread::sleep(Duration::from_millis(200));
     let captured = cap.finish();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.code, 0, "{}", out);
     // The sender's datagrams: those of the node id no daemon has.
     let daemon_ids: Vec<u64> = c
         .daemons
@@ -743,12 +439,15 @@ fn replayed_push_does_not_revert_a_changed_file() {
 
     // Since then: web1 got v2 by a push, web2's page was edited by hand.
     let v2 = source(&c, "v2", "v2");
-    let out = c.sync(&v2, &[&key], &["-t", "web1"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = push(&c, &v2, &[&key], &["-t", "web1"]);
+    assert_eq!(out.code, 0, "{}", out);
     let edited = b"<h1>hotfix made by hand on web2</h1>\n";
-    write(&c.daemons[1].base.join("site/index.html"), edited);
-    let want = [snapshot(&c.daemons[0].base), snapshot(&c.daemons[1].base)];
-    assert_eq!(want[0], snapshot(&v2));
+    write(&c.daemons[1].base, "site/index.html", edited);
+    let want = [
+        fingerprint(&c.daemons[0].base),
+        fingerprint(&c.daemons[1].base),
+    ];
+    assert_eq!(want[0], fingerprint(&v2));
     let before: Vec<Status> = c.daemons.iter().map(Daemon::status).collect();
 
     // Both senders have exited. Replay the v1 push, twice, in order.
@@ -765,7 +464,7 @@ fn replayed_push_does_not_revert_a_changed_file() {
 
     for (i, d) in c.daemons.iter().enumerate() {
         assert_eq!(
-            snapshot(&d.base),
+            fingerprint(&d.base),
             want[i],
             "{} was reverted by a replay",
             d.name

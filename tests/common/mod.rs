@@ -1,0 +1,1430 @@
+//! Fixtures shared by every integration test: running the real `makuo` binary with a time
+//! limit, clusters of daemons on loopback (or in network namespaces), console sessions,
+//! generated trees and their fingerprints.
+//!
+//! Every cluster lives in its own temporary directory: each daemon has its own base, state
+//! dir, console port and name, and the cluster gets a random group in 239.255.0.0/16 and a
+//! random port, so tests can run in parallel. On loopback every daemon is started with
+//! `-i 127.0.0.1`; the namespace fixture ([`Net`]) builds hosts on a private bridge with
+//! addresses in 198.18.0.0/15. Clusters are keyed by default (a fresh key made by
+//! `makuo keygen`), as operators run makuo; [`Cluster::unkeyed`] is for what is measured
+//! without a key. Daemons are resumed, SIGTERMed and reaped (and namespaces deleted) by Drop
+//! guards, so nothing outlives a failing test; on failure the daemons' logs are printed.
+//! Every wait is bounded.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const EXE: &str = env!("CARGO_BIN_EXE_makuo");
+
+/// Longest any single front-end command may take before the test gives up.
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Daemon flags that make a silent member fail fast.
+pub const FAST: [&str; 4] = ["--heartbeat", "200", "--member-timeout", "1500"];
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+pub fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A random group in 239.255.0.0/16 (administratively scoped).
+pub fn random_group() -> String {
+    let r = rand_u64();
+    format!("239.255.{}.{}", (r >> 8) as u8, (r as u8).clamp(1, 254))
+}
+
+/// Polls `f` until it gives a value; panics naming `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child for at most `limit`; `None` if it is still running.
+pub fn wait_child(c: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn signal(pid: u32, sig: libc::c_int) {
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether a root-only test can run. Without root it prints why it is skipped and returns
+/// false, except under CI (`CI=true`), where a skipped root test would be a silent green: it
+/// fails instead.
+pub fn root_or_skip(test: &str, needs: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{test} needs root ({needs}) and CI=true: run the tests as root"
+    );
+    eprintln!("SKIPPED {test}: needs root ({needs})");
+    false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+// ---------------------------------------------------------------------------------------------
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code; -1 when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// One row of the per-member table (`MEMBER ADDRESS FILES BYTES RESULT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub name: String,
+    pub address: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub result: String,
+}
+
+impl Run {
+    /// Non-empty stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+
+    /// The per-member table at the end of stdout: `(name, address, files, bytes, result)` rows,
+    /// after checking the header. `n` is the number of member rows expected.
+    pub fn table(&self, n: usize) -> Vec<Row> {
+        let lines = self.lines();
+        assert!(lines.len() > n, "no table of {n} rows in:\n{self}");
+        let start = lines.len() - n - 1;
+        let header: Vec<&str> = lines[start].split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["MEMBER", "ADDRESS", "FILES", "BYTES", "RESULT"],
+            "table header not where expected in:\n{self}"
+        );
+        lines[start + 1..]
+            .iter()
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                assert!(w.len() >= 5, "short table row {l:?} in:\n{self}");
+                Row {
+                    name: w[0].to_string(),
+                    address: w[1].to_string(),
+                    files: w[2].parse().expect("FILES is a number"),
+                    bytes: w[3].parse().expect("BYTES is a number"),
+                    result: w[4..].join(" "),
+                }
+            })
+            .collect()
+    }
+
+    /// The stdout lines before the table of `n` rows.
+    pub fn before_table(&self, n: usize) -> Vec<&str> {
+        let lines = self.lines();
+        lines[..lines.len() - n - 1].to_vec()
+    }
+
+    /// The RESULT column of `member`'s table row (`ok`, `failed: ...`).
+    pub fn result_of(&self, member: &str) -> String {
+        row_result(&self.stdout, member)
+    }
+
+    /// stdout parsed as exactly one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {} after {:.2}s\n--- stdout\n{}--- stderr\n{}---",
+            self.code,
+            self.elapsed.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// The RESULT column of `member`'s row in a per-member table (`NAME ADDRESS FILES BYTES
+/// RESULT`) anywhere in `out`.
+pub fn row_result(out: &str, member: &str) -> String {
+    let r = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(member))
+        .unwrap_or_else(|| panic!("no row for {member} in:\n{out}"));
+    r.split_whitespace().skip(4).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs a command to completion, killing it (and failing) after `limit`.
+pub fn run(cmd: &mut Command, limit: Duration) -> Run {
+    let started = Instant::now();
+    let mut c = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut out = c.stdout.take().unwrap();
+    let mut err = c.stderr.take().unwrap();
+    let to = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let te = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_child(&mut c, limit);
+    if status.is_none() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let r = Run {
+        code: status.and_then(|s| s.code()).unwrap_or(-1),
+        stdout: to.join().unwrap(),
+        stderr: te.join().unwrap(),
+        elapsed: started.elapsed(),
+    };
+    assert!(status.is_some(), "{cmd:?} ran longer than {limit:?}:\n{r}");
+    r
+}
+
+/// Runs `makuo ARGS` with [`RUN_LIMIT`].
+pub fn makuo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    run(Command::new(EXE).args(args), RUN_LIMIT)
+}
+
+/// `makuo CMD --console ADDR ARGS` (ARGS split at whitespace): through a daemon.
+pub fn via(console: &str, cmd: &str, args: &str) -> Run {
+    let mut a = vec![cmd, "--console", console];
+    a.extend(args.split_whitespace());
+    makuo(&a)
+}
+
+/// Runs `cmd` and fails unless it succeeds.
+pub fn sh(cmd: &[&str]) {
+    let r = run(
+        Command::new(cmd[0]).args(&cmd[1..]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 0, "{cmd:?} failed: {}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees: generate, fingerprint, compare
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `data` to `base/rel`, making parent directories.
+pub fn write(base: &Path, rel: &str, data: impl AsRef<[u8]>) {
+    let p = base.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+/// Sets a path's mtime (seconds and nanoseconds) without following a symlink.
+pub fn set_mtime(p: &Path, secs: i64, nsec: i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let ts = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: nsec as _,
+        },
+    ];
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0, "utimensat {}", p.display());
+}
+
+/// Writes a file with this mode and mtime, making parent directories.
+pub fn write_file(p: &Path, data: &[u8], mode: u32, mtime: (i64, i64)) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    set_mtime(p, mtime.0, mtime.1);
+}
+
+/// Deterministic filler bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Writes a large file quickly (a pattern that changes every 4 KiB, so no block repeats).
+pub fn write_big(p: &Path, len: usize) {
+    let mut f = std::io::BufWriter::new(fs::File::create(p).unwrap());
+    let mut block = bytes(0x5eed, 4096);
+    let mut left = len;
+    let mut n = 0u64;
+    while left > 0 {
+        block[..8].copy_from_slice(&n.to_le_bytes());
+        let k = left.min(block.len());
+        f.write_all(&block[..k]).unwrap();
+        left -= k;
+        n += 1;
+    }
+    f.flush().unwrap();
+}
+
+/// A docroot-like tree: `files` regular files of varied size, mode and mtime (with
+/// nanoseconds) in nested dirs, empty dirs, a private dir, symlinks (relative, absolute,
+/// dangling, to a dir), odd names, and optionally one big file `big.bin`.
+pub fn docroot(dir: &Path, files: usize, big: Option<usize>) {
+    let base_time = 1_600_000_000i64;
+    for i in 0..files {
+        let size = match i % 10 {
+            0 => 0,
+            1..=6 => (i * 397) % 4096,
+            7..=8 => 4096 + (i * 7919) % 20000,
+            _ => 30000 + (i * 104729) % 150_000,
+        };
+        let mode = match i % 5 {
+            0 => 0o755,
+            1 => 0o600,
+            2 => 0o640,
+            _ => 0o644,
+        };
+        let p = dir.join(format!("site/d{}/s{}/f{i}.txt", i % 7, i % 3));
+        let mtime = (
+            base_time + i as i64 * 17,
+            (i as i64 * 7_919_117) % 1_000_000_000,
+        );
+        write_file(&p, &bytes(i as u64 + 1, size), mode, mtime);
+    }
+    write_file(
+        &dir.join("with space & quote\".txt"),
+        b"odd name\n",
+        0o644,
+        (base_time, 0),
+    );
+    write_file(
+        &dir.join("ünïcødé.txt"),
+        b"unicode\n",
+        0o644,
+        (base_time, 1),
+    );
+    write_file(&dir.join("README"), b"readme\n", 0o444, (base_time, 2));
+    fs::create_dir_all(dir.join("empty")).unwrap();
+    fs::create_dir_all(dir.join("deep/er/empty")).unwrap();
+    fs::create_dir_all(dir.join("private")).unwrap();
+    write_file(
+        &dir.join("private/secret"),
+        b"s3cret\n",
+        0o600,
+        (base_time, 3),
+    );
+    fs::set_permissions(dir.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(dir.join("deep/er"), fs::Permissions::from_mode(0o750)).unwrap();
+    let links: [(&str, &str); 4] = [
+        ("current", "site/d1"),
+        ("dangling", "nowhere/at/all"),
+        ("site/up", "../README"),
+        ("abs", "/nonexistent/makuo/abs"),
+    ];
+    for (i, (l, t)) in links.iter().enumerate() {
+        std::os::unix::fs::symlink(t, dir.join(l)).unwrap();
+        set_mtime(&dir.join(l), base_time + 100 + i as i64, 500);
+    }
+    if let Some(len) = big {
+        let p = dir.join("big.bin");
+        write_big(&p, len);
+        set_mtime(&p, base_time + 1000, 42);
+    }
+}
+
+/// A small site: PHP and text files at several depths, logs, a cache dir, an empty dir, a
+/// symlink and one file (`big.bin`, 300,000 bytes) big enough to span many datagrams.
+pub fn small_site(src: &Path) {
+    write(src, "index.php", "<?php echo 'hello';\n");
+    write(src, "a.txt", "hello\n");
+    write(src, "lib/util.php", "<?php function f() {}\n");
+    write(src, "lib/notes.txt", "notes\n");
+    write(src, "lib/access.log", "GET /\n");
+    write(src, "sub/deep/d.php", "<?php // deep\n");
+    write(src, "sub/deep/e.txt", "e\n");
+    write(src, "sub/deep/error.log", "oops\n");
+    write(src, "cache/page1.html", "<html>1</html>\n");
+    write(src, "cache/page2.html", "<html>2</html>\n");
+    for i in 0..20 {
+        write(
+            src,
+            &format!("many/f{i:02}.txt"),
+            format!("file {i}\n").repeat(i + 1),
+        );
+    }
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write(src, "big.bin", big);
+    fs::create_dir(src.join("emptydir")).unwrap();
+    std::os::unix::fs::symlink("lib", src.join("current")).unwrap();
+}
+
+/// Everything that must match between the source and a member, per path: kind, permission
+/// bits, mtime (not for directories: adding an entry changes a directory's mtime on any
+/// copy), a content hash and size for files, the target for symlinks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        mtime: (i64, i64),
+        size: u64,
+        hash: u64,
+    },
+    Symlink {
+        target: PathBuf,
+        mtime: (i64, i64),
+    },
+    Other,
+}
+
+/// A fingerprint of a tree: relative `/`-separated path (lossy for names that are not
+/// UTF-8) to [`Node`].
+pub type Tree = BTreeMap<String, Node>;
+
+pub fn hash_file(p: &Path) -> u64 {
+    let mut f = fs::File::open(p).unwrap();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        buf[..n].hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Every path under `base` (not `base` itself).
+pub fn fingerprint(base: &Path) -> Tree {
+    fn walk(base: &Path, rel: &Path, out: &mut Tree) {
+        let mut names: Vec<_> = fs::read_dir(base.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let p = base.join(&r);
+            let Ok(md) = fs::symlink_metadata(&p) else {
+                continue; // vanished while walking (a staged file being renamed)
+            };
+            let ft = md.file_type();
+            let mtime = (md.mtime(), md.mtime_nsec());
+            let node = if ft.is_dir() {
+                walk(base, &r, out);
+                Node::Dir {
+                    mode: md.mode() & 0o7777,
+                }
+            } else if ft.is_file() {
+                Node::File {
+                    mode: md.mode() & 0o7777,
+                    mtime,
+                    size: md.len(),
+                    hash: hash_file(&p),
+                }
+            } else if ft.is_symlink() {
+                Node::Symlink {
+                    target: fs::read_link(&p).unwrap(),
+                    mtime,
+                }
+            } else {
+                Node::Other
+            };
+            out.insert(r.to_string_lossy().into_owned(), node);
+        }
+    }
+    let mut out = Tree::new();
+    walk(base, Path::new(""), &mut out);
+    out
+}
+
+/// Differences between two fingerprints, one line each (empty when identical).
+pub fn diff(want: &Tree, got: &Tree) -> Vec<String> {
+    let mut d = Vec::new();
+    for (p, w) in want {
+        match got.get(p) {
+            None => d.push(format!("missing {p}")),
+            Some(g) if g != w => d.push(format!("{p}: want {w:?}, got {g:?}")),
+            _ => {}
+        }
+    }
+    for p in got.keys().filter(|p| !want.contains_key(*p)) {
+        d.push(format!("extra {p}"));
+    }
+    d
+}
+
+/// Paths that differ between two fingerprints (added, removed or changed).
+pub fn changed(before: &Tree, after: &Tree) -> BTreeSet<String> {
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// Fails naming up to 20 differences unless `got` matches `want`.
+pub fn assert_same(want: &Tree, got: &Tree, who: &str) {
+    let d = diff(want, got);
+    assert!(
+        d.is_empty(),
+        "{who} differs from the source in {} place(s):\n  {}",
+        d.len(),
+        d.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+    );
+}
+
+/// Fails unless the tree under `member` matches the one under `src`.
+pub fn assert_identical(src: &Path, member: &Path, who: &str) {
+    assert_same(&fingerprint(src), &fingerprint(member), who);
+}
+
+/// Every path under `base` (relative), without reading contents.
+pub fn paths(base: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(base.join(rel)) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let r = rel.join(e.file_name());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(base, &r, out);
+            }
+            out.push(r);
+        }
+    }
+    let mut out = Vec::new();
+    walk(base, Path::new(""), &mut out);
+    out.sort();
+    out
+}
+
+/// makuo's staged files (`.NAME.makuo-XXXXXX`) anywhere under `base`.
+pub fn temp_files(base: &Path) -> Vec<PathBuf> {
+    paths(base)
+        .into_iter()
+        .filter(|p| is_temp_name(&p.file_name().unwrap().to_string_lossy()))
+        .collect()
+}
+
+/// `.NAME.makuo-XXXXXX`: hidden, a non-empty NAME, six alphanumerics.
+pub fn is_temp_name(n: &str) -> bool {
+    let Some(stem) = n.strip_prefix('.') else {
+        return false;
+    };
+    match stem.rsplit_once(".makuo-") {
+        Some((name, suffix)) => {
+            !name.is_empty()
+                && suffix.len() == 6
+                && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
+        None => false,
+    }
+}
+
+/// Fails if anything of makuo's is in `base`: staged files or state/log files.
+pub fn assert_nothing_of_makuo(base: &Path, who: &str) {
+    let bad: Vec<PathBuf> = paths(base)
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.contains(".makuo-") || ["members", "last-push", "makuo.log"].contains(&n.as_ref())
+        })
+        .collect();
+    assert!(bad.is_empty(), "{who}'s base holds makuo files: {bad:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console client
+// ---------------------------------------------------------------------------------------------
+
+/// A plain TCP console session.
+pub struct Console {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Console {
+    pub fn connect(port: u16) -> Console {
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("console 127.0.0.1:{port}: {e}"));
+        s.set_read_timeout(Some(RUN_LIMIT)).unwrap();
+        Console {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// One line, without its newline; `None` at EOF.
+    pub fn line(&mut self) -> Option<String> {
+        let mut s = String::new();
+        match self.r.read_line(&mut s) {
+            Ok(0) => None,
+            Ok(_) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => panic!("console read: {e}"),
+        }
+    }
+
+    /// Reads the lines of one command: those before the final line, and the final line
+    /// (`ok` or `error: ...`).
+    pub fn reply(&mut self) -> (Vec<String>, String) {
+        let mut lines = Vec::new();
+        loop {
+            let l = self
+                .line()
+                .unwrap_or_else(|| panic!("console closed mid-reply after {lines:?}"));
+            if l == "ok" || l.starts_with("error:") {
+                return (lines, l);
+            }
+            lines.push(l);
+        }
+    }
+
+    pub fn cmd(&mut self, line: &str) -> (Vec<String>, String) {
+        self.send(&format!("{line}\n"));
+        self.reply()
+    }
+}
+
+/// The counters of a `status` answer.
+#[derive(Debug)]
+pub struct Status {
+    pub lines: Vec<String>,
+    /// Numbers by the word before them: `dropped`, `auth`, `opened`, `bad-tag`, `unsealed`,
+    /// `unknown-key`, `replayed`, `stale`, `received`, ...
+    pub n: BTreeMap<String, u64>,
+}
+
+impl Status {
+    pub fn parse(lines: Vec<String>) -> Self {
+        let mut n = BTreeMap::new();
+        for l in &lines {
+            let words: Vec<&str> = l
+                .split([' ', '(', ')', ','])
+                .filter(|w| !w.is_empty())
+                .collect();
+            for pair in words.windows(2) {
+                if let Ok(v) = pair[1].parse::<u64>() {
+                    n.entry(pair[0].to_string()).or_insert(v);
+                }
+            }
+        }
+        Self { lines, n }
+    }
+
+    pub fn get(&self, k: &str) -> u64 {
+        *self
+            .n
+            .get(k)
+            .unwrap_or_else(|| panic!("no {k} in status {:?}", self.lines))
+    }
+
+    pub fn line(&self, start: &str) -> &str {
+        self.lines
+            .iter()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} line in {:?}", self.lines))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemons and clusters
+// ---------------------------------------------------------------------------------------------
+
+/// One daemon process, restartable with the same base, state dir, name, console port and
+/// flags.
+pub struct Daemon {
+    pub name: String,
+    pub base: PathBuf,
+    pub state: PathBuf,
+    pub console: u16,
+    pub log: PathBuf,
+    /// Runs the daemon inside a namespace: `ip netns exec NS`.
+    pub netns: Option<String>,
+    /// Everything after `makuo daemon`.
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    /// A sending member added to a cluster of receivers (not one of [`Cluster::receivers`]).
+    pub sender: bool,
+}
+
+impl Daemon {
+    /// `makuo WHAT...`, inside the daemon's namespace if it has one.
+    pub fn command(&self, what: &[&str]) -> Command {
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, EXE]);
+                c
+            }
+            None => Command::new(EXE),
+        };
+        c.args(what);
+        c
+    }
+
+    /// Starts the process (stdout and stderr appended to the log) without waiting for it.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut c = self.command(&["daemon"]);
+        c.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(c.spawn().expect("cannot start makuo daemon"));
+    }
+
+    /// Starts the daemon and waits until its console answers.
+    pub fn start(&mut self) {
+        self.spawn();
+        self.wait_up();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon not running").id()
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        signal(self.pid(), sig);
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits (bounded) for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let c = self.child.as_mut().expect("daemon not running");
+        let s = wait_child(c, limit);
+        if s.is_some() {
+            self.child = None;
+        }
+        s
+    }
+
+    /// Everything the daemon wrote to stdout and stderr so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the console answers (`alive`), failing if the daemon exits.
+    pub fn wait_up(&mut self) {
+        let port = self.console;
+        let netns = self.netns.is_some();
+        let mut probe = self.command(&["status", "--console", &format!("127.0.0.1:{port}")]);
+        let name = self.name.clone();
+        let log = self.log.clone();
+        let child = self.child.as_mut().unwrap();
+        wait_for(
+            &format!("daemon {name} to answer on its console"),
+            Duration::from_secs(10),
+            || {
+                if let Ok(Some(s)) = child.try_wait() {
+                    panic!(
+                        "daemon {name} exited ({s}) at start:\n{}",
+                        fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                if netns {
+                    let r = run(&mut probe, Duration::from_secs(10));
+                    (r.code == 0).then_some(())
+                } else {
+                    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                    let mut c = Console {
+                        r: BufReader::new(s.try_clone().ok()?),
+                        w: s,
+                    };
+                    (c.cmd("alive").1 == "ok").then_some(())
+                }
+            },
+        );
+    }
+
+    /// SIGCONT and SIGTERM, then waits (bounded) for the exit; SIGKILL if it did not come.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        signal(c.id(), libc::SIGCONT);
+        signal(c.id(), libc::SIGTERM);
+        let s = wait_child(&mut c, Duration::from_secs(5));
+        if s.is_none() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        s
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A new TCP console session (loopback daemons only).
+    pub fn console(&self) -> Console {
+        assert!(self.netns.is_none());
+        Console::connect(self.console)
+    }
+
+    pub fn console_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.console)
+    }
+
+    /// One command in a session of its own: the lines before the final one, and that one.
+    pub fn cmd(&self, line: &str) -> (Vec<String>, String) {
+        let mut c = self.console();
+        let r = c.cmd(line);
+        c.send("quit\n");
+        r
+    }
+
+    /// `status` on the console, which must end with `ok`.
+    pub fn status(&self) -> Status {
+        let (lines, last) = self.cmd("status");
+        assert_eq!(
+            last, "ok",
+            "{}: status answered {last:?}: {lines:?}",
+            self.name
+        );
+        Status::parse(lines)
+    }
+
+    /// The member's unicast reply address, from its start-up log line.
+    pub fn reply_addr(&self) -> std::net::SocketAddr {
+        let log = self.log_text();
+        let at = log
+            .find(", reply ")
+            .expect("start-up line names the reply address");
+        let rest = &log[at + 8..];
+        rest[..rest.find(',').unwrap()].parse().unwrap()
+    }
+
+    /// Runs `makuo sync --console THIS -r .` (plus `extra`).
+    pub fn sync(&self, extra: &[&str]) -> Run {
+        let addr = self.console_addr();
+        let mut args = vec!["sync", "--console", &addr, "-r"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        run(&mut self.command(&args), RUN_LIMIT)
+    }
+
+    /// Names of the members this daemon lists as live, in order, from `members`.
+    pub fn live_members(&self) -> Vec<String> {
+        let (lines, last) = self.cmd("members");
+        assert_eq!(last, "ok", "members: {lines:?}");
+        lines
+            .iter()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() >= 3 && (w[2] == "live" || w[2] == "self")).then(|| w[0].to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Daemons sharing a random group and port, each in its own dirs under one temp dir, and a
+/// source tree `src` for direct-mode pushes.
+pub struct Cluster {
+    // Field order matters: daemons are stopped before the temp dir is removed.
+    pub daemons: Vec<Daemon>,
+    pub group: String,
+    pub port: u16,
+    /// The cluster key every daemon and push uses (`None`: unkeyed).
+    pub key: Option<PathBuf>,
+    /// Source tree of direct-mode pushes ([`Cluster::direct`]); starts empty.
+    pub src: PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// An empty keyed cluster: a fresh key from `makuo keygen`, no daemon yet.
+    pub fn new() -> Cluster {
+        let mut c = Cluster::unkeyed();
+        c.key = Some(c.keygen("cluster.key"));
+        c
+    }
+
+    /// An empty cluster without a key.
+    pub fn unkeyed() -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("makuo-itest-")
+            .tempdir()
+            .unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        Cluster {
+            daemons: Vec::new(),
+            group: random_group(),
+            port: free_udp_port(),
+            key: None,
+            src,
+            tmp,
+        }
+    }
+
+    /// A keyed cluster of `n` receiving daemons `m1..mN` (`--no-fsync`, empty bases), with
+    /// [`small_site`] in `src`. Returns once every daemon's console answers.
+    pub fn start(n: usize) -> Cluster {
+        let mut c = Cluster::new();
+        small_site(&c.src);
+        for i in 1..=n {
+            c.add(&format!("m{i}"), &["--no-fsync"]);
+        }
+        c
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    /// A new key file made by `makuo keygen FILE`.
+    pub fn keygen(&self, name: &str) -> PathBuf {
+        let p = self.path(name);
+        let r = makuo(&[std::ffi::OsStr::new("keygen"), p.as_os_str()]);
+        assert_eq!(r.code, 0, "keygen: {r}");
+        p
+    }
+
+    /// `-k FILE` for the cluster key (nothing when unkeyed).
+    pub fn key_args(&self) -> Vec<String> {
+        keys_args(self.key.as_deref().into_iter())
+    }
+
+    /// A daemon named `name` on loopback with the cluster key and `extra` flags, its base
+    /// `NAME/base` (created), not started.
+    pub fn daemon_on_loopback(&self, name: &str, extra: &[&str]) -> Daemon {
+        let keys: Vec<&Path> = self.key.as_deref().into_iter().collect();
+        self.daemon_with_keys(name, &keys, extra)
+    }
+
+    /// As [`Cluster::daemon_on_loopback`], with these keys instead of the cluster's.
+    pub fn daemon_with_keys(&self, name: &str, keys: &[&Path], extra: &[&str]) -> Daemon {
+        let base = self.path(&format!("{name}/base"));
+        fs::create_dir_all(&base).unwrap();
+        let mut args = keys_args(keys.iter().copied());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.daemon_at(name, base, free_tcp_port(), None, "127.0.0.1", args)
+    }
+
+    /// A daemon with every placement spelled out, not started: base, console port, namespace,
+    /// interface, and every flag beyond the cluster's own (keys included).
+    pub fn daemon_at(
+        &self,
+        name: &str,
+        base: PathBuf,
+        console: u16,
+        netns: Option<String>,
+        iface: &str,
+        more: Vec<String>,
+    ) -> Daemon {
+        let state = self.path(&format!("{name}/state"));
+        let mut args: Vec<String> = [
+            "-n",
+            "-i",
+            iface,
+            "-m",
+            &self.group,
+            "-p",
+            &self.port.to_string(),
+            "--name",
+            name,
+            "-P",
+            &console.to_string(),
+            "-d",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("-b".into());
+        args.push(base.to_string_lossy().into_owned());
+        args.push("--state-dir".into());
+        args.push(state.to_string_lossy().into_owned());
+        args.extend(more);
+        Daemon {
+            name: name.to_string(),
+            base,
+            state,
+            console,
+            log: self.path(&format!("{name}.log")),
+            netns,
+            args,
+            child: None,
+            sender: false,
+        }
+    }
+
+    /// Starts `d`, waits for its console and adds it to the cluster; returns its index.
+    pub fn push_daemon(&mut self, mut d: Daemon) -> usize {
+        d.start();
+        self.daemons.push(d);
+        self.daemons.len() - 1
+    }
+
+    /// Starts a keyed daemon named `name` on loopback with `extra` flags and waits for its
+    /// console; returns its index.
+    pub fn add(&mut self, name: &str, extra: &[&str]) -> usize {
+        let d = self.daemon_on_loopback(name, extra);
+        self.push_daemon(d)
+    }
+
+    /// Starts a daemon named `name` on loopback with these keys (not the cluster's) and
+    /// `extra` flags, and waits for its console; returns its index.
+    pub fn add_with_keys(&mut self, name: &str, keys: &[&Path], extra: &[&str]) -> usize {
+        let d = self.daemon_with_keys(name, keys, extra);
+        self.push_daemon(d)
+    }
+
+    /// Adds a sending daemon on `base` (not one of [`Cluster::receivers`]); returns its index.
+    pub fn add_sender(&mut self, name: &str, base: &Path, extra: &[&str]) -> usize {
+        let mut args = self.key_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut d = self.daemon_at(
+            name,
+            base.to_path_buf(),
+            free_tcp_port(),
+            None,
+            "127.0.0.1",
+            args,
+        );
+        d.sender = true;
+        self.push_daemon(d)
+    }
+
+    pub fn daemon(&self, name: &str) -> &Daemon {
+        self.daemons
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no daemon {name}"))
+    }
+
+    /// Base directory of member `name`.
+    pub fn base(&self, name: &str) -> &Path {
+        &self.daemon(name).base
+    }
+
+    /// The receiving members (not a sending daemon added with [`Cluster::add_sender`]).
+    pub fn receivers(&self) -> Vec<&Daemon> {
+        self.daemons.iter().filter(|d| !d.sender).collect()
+    }
+
+    pub fn receiver_names(&self) -> BTreeSet<String> {
+        self.receivers().iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// Waits until daemon `i` lists every daemon of the cluster as live.
+    pub fn wait_converged(&self, i: usize) {
+        let mut want: Vec<String> = self.daemons.iter().map(|d| d.name.clone()).collect();
+        want.sort();
+        wait_for(
+            &format!("{} to see all of {want:?}", self.daemons[i].name),
+            Duration::from_secs(10),
+            || {
+                let mut got = self.daemons[i].live_members();
+                got.sort();
+                (got == want).then_some(())
+            },
+        );
+    }
+
+    /// `-m GROUP -p PORT -i 127.0.0.1`.
+    pub fn net(&self) -> Vec<String> {
+        vec![
+            "-m".into(),
+            self.group.clone(),
+            "-p".into(),
+            self.port.to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+        ]
+    }
+
+    /// The group as a socket address.
+    pub fn group_addr(&self) -> std::net::SocketAddr {
+        format!("{}:{}", self.group, self.port).parse().unwrap()
+    }
+
+    /// `makuo CMD --direct -b SRC -m GROUP -p PORT -i 127.0.0.1 [-k KEY] ARGS...`.
+    pub fn direct(&self, cmd: &str, args: &[&str]) -> Run {
+        self.direct_from(&self.src, cmd, args)
+    }
+
+    /// As [`Cluster::direct`], from another source tree.
+    pub fn direct_from(&self, src: &Path, cmd: &str, args: &[&str]) -> Run {
+        let keys: Vec<&Path> = self.key.as_deref().into_iter().collect();
+        self.direct_keys(src, &keys, cmd, args)
+    }
+
+    /// As [`Cluster::direct_from`], with these keys instead of the cluster's.
+    pub fn direct_keys(&self, src: &Path, keys: &[&Path], cmd: &str, args: &[&str]) -> Run {
+        let mut a: Vec<String> = vec![cmd.into(), "--direct".into(), "-b".into()];
+        a.push(src.to_string_lossy().into_owned());
+        a.extend(self.net());
+        a.extend(keys_args(keys.iter().copied()));
+        a.extend(args.iter().map(|s| s.to_string()));
+        makuo(&a)
+    }
+
+    /// `makuo sync --direct ... ARGS` (ARGS split at whitespace, never through a shell).
+    pub fn sync(&self, args: &str) -> Run {
+        self.direct("sync", &args.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// `makuo check --direct ... ARGS`.
+    pub fn check(&self, args: &str) -> Run {
+        self.direct("check", &args.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// A first full sync, checked: every receiver ends identical to SRC.
+    pub fn initial_sync(&self) {
+        let r = self.sync("-r .");
+        assert_eq!(r.code, 0, "initial sync failed:\n{r}");
+        self.assert_all_identical();
+    }
+
+    pub fn assert_all_identical(&self) {
+        let want = fingerprint(&self.src);
+        for d in self.receivers() {
+            assert_same(&want, &fingerprint(&d.base), &d.name);
+        }
+    }
+
+    /// Fingerprints of every receiver, by name.
+    pub fn snapshots(&self) -> BTreeMap<String, Tree> {
+        self.receivers()
+            .iter()
+            .map(|d| (d.name.clone(), fingerprint(&d.base)))
+            .collect()
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `-k FILE` for each key.
+pub fn keys_args<'a>(keys: impl Iterator<Item = &'a Path>) -> Vec<String> {
+    keys.flat_map(|k| ["-k".to_string(), k.to_string_lossy().into_owned()])
+        .collect()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            d.stop();
+        }
+        if std::thread::panicking() {
+            for d in &self.daemons {
+                let log = d.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- log of daemon {} (last 40 lines) ----", d.name);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces (root only)
+// ---------------------------------------------------------------------------------------------
+
+/// Namespaces, a bridge and veth pairs, all named after this process and a counter (at most
+/// 15 characters), deleted on drop even when the test fails.
+pub struct Net {
+    pub tag: String,
+    pub bridge: String,
+    pub namespaces: Vec<String>,
+    pub veths: Vec<String>,
+}
+
+impl Net {
+    /// Checks that `ip` and `nft` are installed, then makes the bridge.
+    pub fn new() -> Net {
+        for tool in ["ip", "nft"] {
+            let ok = Command::new(tool)
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok();
+            assert!(ok, "{tool} is missing: install iproute2 and nftables");
+        }
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // "mk" + pid in base 36 (at most 5 chars for pids up to 2^26) + counter.
+        let tag = format!("mk{}{n}", base36(std::process::id()));
+        let bridge = format!("{tag}br");
+        assert!(bridge.len() <= 15);
+        let net = Net {
+            tag,
+            bridge,
+            namespaces: Vec::new(),
+            veths: Vec::new(),
+        };
+        // Leftovers of a SIGKILLed earlier run that had this pid (no Drop ran) are ours.
+        for i in 0..10 {
+            quiet_ip(&["netns", "del", &format!("{}h{i}", net.tag)]);
+            quiet_ip(&["link", "del", &format!("{}v{i}", net.tag)]);
+        }
+        quiet_ip(&["link", "del", &net.bridge]);
+        sh(&["ip", "link", "add", &net.bridge, "type", "bridge"]);
+        // Forward multicast to every port whether or not IGMP was heard.
+        let _ = run(
+            Command::new("ip").args([
+                "link",
+                "set",
+                &net.bridge,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ]),
+            Duration::from_secs(10),
+        );
+        sh(&["ip", "link", "set", &net.bridge, "up"]);
+        net
+    }
+
+    /// The namespace name of host `i`.
+    pub fn ns(&self, i: usize) -> String {
+        format!("{}h{i}", self.tag)
+    }
+
+    /// The interface name of host `i` inside its namespace.
+    pub fn inside(&self, i: usize) -> String {
+        format!("{}p{i}", self.tag)
+    }
+
+    /// Adds host `i` (namespace with lo up and one veth on the bridge, address `addr`/24).
+    pub fn host(&mut self, i: usize, addr: &str) -> String {
+        let ns = self.ns(i);
+        let outside = format!("{}v{i}", self.tag);
+        let inside = self.inside(i);
+        assert!(outside.len() <= 15 && inside.len() <= 15);
+        sh(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        sh(&[
+            "ip", "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
+        self.veths.push(outside.clone());
+        sh(&["ip", "link", "set", &outside, "master", &self.bridge]);
+        sh(&["ip", "link", "set", &outside, "up"]);
+        sh(&["ip", "link", "set", &inside, "netns", &ns]);
+        let x = |args: &[&str]| {
+            let mut v = vec!["ip", "netns", "exec", &ns];
+            v.extend_from_slice(args);
+            sh(&v);
+        };
+        x(&["ip", "link", "set", "lo", "up"]);
+        x(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &inside]);
+        x(&["ip", "link", "set", &inside, "up"]);
+        ns
+    }
+
+    /// Runs `nft ARGS` inside `ns`, failing unless it succeeds.
+    pub fn nft(&self, ns: &str, args: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec", ns, "nft"];
+        v.extend_from_slice(args);
+        sh(&v);
+    }
+
+    /// Drops `pct` % of the UDP datagrams to `port` arriving in `ns` (counted).
+    pub fn loss(&self, ns: &str, port: u16, pct: u32) {
+        self.nft(ns, &["add", "table", "inet", "t"]);
+        self.nft(
+            ns,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "t",
+                "in",
+                "{ type filter hook input priority 0; }",
+            ],
+        );
+        self.nft(
+            ns,
+            &[
+                "add",
+                "rule",
+                "inet",
+                "t",
+                "in",
+                "udp",
+                "dport",
+                &port.to_string(),
+                "numgen",
+                "random",
+                "mod",
+                "100",
+                "<",
+                &pct.to_string(),
+                "counter",
+                "drop",
+            ],
+        );
+    }
+
+    /// Packets counted by the rules of `ns`'s ruleset (the first `counter`).
+    pub fn dropped(&self, ns: &str) -> u64 {
+        let l = run(
+            Command::new("ip").args(["netns", "exec", ns, "nft", "list", "ruleset"]),
+            Duration::from_secs(10),
+        );
+        l.stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Runs `ip ARGS`, ignoring failure and output.
+pub fn quiet_ip(args: &[&str]) {
+    let _ = Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            quiet_ip(&["netns", "del", ns]);
+        }
+        for v in &self.veths {
+            quiet_ip(&["link", "del", v]);
+        }
+        quiet_ip(&["link", "del", &self.bridge]);
+    }
+}
+
+pub fn base36(mut n: u32) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = Vec::new();
+    loop {
+        s.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap()
+}
