@@ -221,7 +221,7 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
         rules,
         options: PushOptions {
             checksum: args.checksum,
-            owners: unsafe { libc::geteuid() } == 0,
+            owners: rustix::process::geteuid().is_root(),
             delete: args.delete,
             delete_only: false,
             dry_run: args.dry_run,

@@ -2,16 +2,20 @@
 //! in one pass, then deletions, directory attributes and durability (fsync or batched syncfs).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, Permissions};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsFd, BorrowedFd};
 
+use rustix::fs::OFlags;
+
+use super::attrs::{finish_attrs, set_attrs_at};
 use super::delete::remove_tree;
 use super::dirs::open_dir;
 use super::names::with_temp_name;
 use super::stage::{create_temp_file, reopen_staged, same_staged};
-use super::sys::{cstr, cvt, kind_of, lstat_at, mkdir_at, open_at, unlink_at};
+use super::sys::{
+    fchmod, lstat_at, mkdir_at, mkfifo_at, open_at, rename_at, symlink_at, syncfs, unlink_at,
+};
 use super::{checked_split, refused, FsStorage, Protect, Refused};
 use crate::proto::manifest::{change, needs_data, Entry, EntryKind, Manifest};
 use crate::proto::storage::{show, CommitOutcome, CommitRequest, XferKey};
@@ -136,13 +140,14 @@ impl FsStorage {
         match e.kind {
             EntryKind::File if needs_data(e.kind, f, m.options.checksum) => {
                 let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
                 let (tmp, file) = match self.take_staged((key, i as u32)) {
                     Some(s) if s.ready => {
                         let r = if (self.opts.durable && !self.batch_sync) || s.final_mode.is_some()
                         {
-                            reopen_staged(dfd, &s.tmp, s.id, libc::O_RDONLY).and_then(|file| {
+                            reopen_staged(dfd, &s.tmp, s.id, OFlags::RDONLY).and_then(|file| {
                                 if let Some(mode) = s.final_mode {
-                                    file.set_permissions(Permissions::from_mode(mode))?;
+                                    fchmod(&file, mode)?;
                                 }
                                 if self.opts.durable && !self.batch_sync {
                                     file.sync_all()?;
@@ -152,11 +157,11 @@ impl FsStorage {
                         } else {
                             // Closed since it was finished: still the inode created for it?
                             lstat_at(dfd, &s.tmp)
-                                .and_then(|st| same_staged(&s.tmp, (st.st_dev, st.st_ino), s.id))
+                                .and_then(|st| same_staged(&s.tmp, (st.dev, st.ino), s.id))
                         };
                         let r = r.and_then(|()| replace(dfd, &s.tmp, name, &e.path, f, protect));
                         if r.is_err() {
-                            let _ = unlink_at(dfd, &s.tmp, 0);
+                            let _ = unlink_at(dfd, &s.tmp);
                         }
                         r?;
                         st.out.bytes += e.size;
@@ -166,7 +171,7 @@ impl FsStorage {
                     Some(s) => {
                         let file = match s.file {
                             Some(file) => file,
-                            None => reopen_staged(dfd, &s.tmp, s.id, libc::O_RDWR)?,
+                            None => reopen_staged(dfd, &s.tmp, s.id, OFlags::RDWR)?,
                         };
                         (s.tmp, file)
                     }
@@ -180,7 +185,7 @@ impl FsStorage {
                     .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
                 drop(file);
                 if r.is_err() {
-                    let _ = unlink_at(dfd, &tmp, 0);
+                    let _ = unlink_at(dfd, &tmp);
                 }
                 r?;
                 st.out.bytes += e.size;
@@ -188,15 +193,16 @@ impl FsStorage {
             }
             EntryKind::File => {
                 let dfd = self.open_parent(dir, false)?;
-                expect_kind(dfd, name, EntryKind::File)?;
-                set_attrs_at(dfd, name, e, f, self.want_mode(e, owners), owners)?;
+                let mode = self.want_mode(e, owners);
+                set_attrs_at(dfd.as_fd(), name, e.kind, e, f, mode, owners)?;
             }
             EntryKind::Dir => {
                 let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
                 match lstat_at(dfd, name) {
-                    Ok(s) if kind_of(s.st_mode) == Some(EntryKind::Dir) => {}
+                    Ok(s) if s.kind == Some(EntryKind::Dir) => {}
                     Ok(_) if f & change::TYPE != 0 => {
-                        unlink_at(dfd, name, 0)?;
+                        unlink_at(dfd, name)?;
                         mkdir_at(dfd, name, 0o700)?;
                         st.touched.insert(dir.to_vec());
                     }
@@ -212,24 +218,19 @@ impl FsStorage {
             }
             EntryKind::Symlink => {
                 let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
                 if f & (change::MISSING | change::TYPE | change::LINK) != 0 {
-                    let target = cstr(&e.target)?;
-                    let (tmp, ()) = with_temp_name(name, |t| {
-                        let c = cstr(t)?;
-                        cvt(unsafe { libc::symlinkat(target.as_ptr(), dfd, c.as_ptr()) }).map(drop)
-                    })?;
+                    let (tmp, ()) = with_temp_name(name, |t| symlink_at(&e.target, dfd, t))?;
                     let attrs = change::TIME | if owners { change::OWNER } else { 0 };
-                    let r = set_attrs_at(dfd, &tmp, e, attrs, 0, owners)
+                    let r = set_attrs_at(dfd, &tmp, e.kind, e, attrs, 0, owners)
                         .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
                     if r.is_err() {
-                        let _ = unlink_at(dfd, &tmp, 0);
+                        let _ = unlink_at(dfd, &tmp);
                     }
                     r?;
                     st.touched.insert(dir.to_vec());
                 } else {
-                    expect_kind(dfd, name, EntryKind::Symlink)?;
-                    // A symlink has no mode of its own: PERM is never applied to one.
-                    set_attrs_at(dfd, name, e, f & !change::PERM, 0, owners)?;
+                    set_attrs_at(dfd, name, e.kind, e, f, 0, owners)?;
                 }
             }
             EntryKind::Fifo => {
@@ -238,22 +239,20 @@ impl FsStorage {
                     return Err(refused("special files are not allowed on this node".into()));
                 }
                 let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
+                let mode = self.want_mode(e, owners);
                 if f & (change::MISSING | change::TYPE) != 0 {
-                    let (tmp, ()) = with_temp_name(name, |t| {
-                        let c = cstr(t)?;
-                        cvt(unsafe { libc::mkfifoat(dfd, c.as_ptr(), 0o600) }).map(drop)
-                    })?;
+                    let (tmp, ()) = with_temp_name(name, |t| mkfifo_at(dfd, t, 0o600))?;
                     let attrs = change::TIME | change::PERM | change::OWNER;
-                    let r = set_attrs_at(dfd, &tmp, e, attrs, self.want_mode(e, owners), owners)
+                    let r = set_attrs_at(dfd, &tmp, e.kind, e, attrs, mode, owners)
                         .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
                     if r.is_err() {
-                        let _ = unlink_at(dfd, &tmp, 0);
+                        let _ = unlink_at(dfd, &tmp);
                     }
                     r?;
                     st.touched.insert(dir.to_vec());
                 } else {
-                    expect_kind(dfd, name, EntryKind::Fifo)?;
-                    set_attrs_at(dfd, name, e, f, self.want_mode(e, owners), owners)?;
+                    set_attrs_at(dfd, name, e.kind, e, f, mode, owners)?;
                 }
             }
             EntryKind::Device => {
@@ -321,11 +320,9 @@ impl FsStorage {
                 change::TIME
             };
             let mode = self.want_mode(e, owners);
-            let base = self.base_raw();
             let r = checked_split(path, EntryKind::Dir).and_then(|(dir, name)| {
-                let dfd = self.dirs.get(base, dir, None)?;
-                expect_kind(dfd, name, EntryKind::Dir)?;
-                set_attrs_at(dfd, name, e, attrs, mode, owners)
+                let dfd = self.dirs.get(&self.base_fd, dir, None)?;
+                set_attrs_at(dfd.as_fd(), name, EntryKind::Dir, e, attrs, mode, owners)
             });
             if let Err(err) = r {
                 st.out.errors.push(format!("{}: {err}", show(path)));
@@ -336,20 +333,13 @@ impl FsStorage {
     /// Flushes the whole file system holding the base (syncfs needs a real descriptor, not
     /// the O_PATH one kept for walking).
     pub(super) fn syncfs(&self) -> io::Result<()> {
-        let fd = cvt(unsafe {
-            libc::openat(
-                self.base_fd.as_raw_fd(),
-                c".".as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })?;
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        cvt(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
+        let fd = open_at(self.base_dir(), b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+        syncfs(fd)
     }
 
     pub(super) fn sync_dir(&self, rel: &[u8]) -> io::Result<()> {
-        let dfd = open_dir(self.base_raw(), rel, None)?;
-        let fd = open_at(dfd.as_raw_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        let dfd = open_dir(self.base_dir(), rel, None)?;
+        let fd = open_at(dfd.as_fd(), b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
         File::from(fd).sync_all()
     }
 }
@@ -357,22 +347,21 @@ impl FsStorage {
 /// Renames `tmp` over `name` in the same directory. A directory in the way is removed first
 /// only when the flags say the type changed.
 pub(super) fn replace(
-    dfd: RawFd,
+    dfd: BorrowedFd<'_>,
     tmp: &[u8],
     name: &[u8],
     rel: &[u8],
     flags: u8,
     protect: Protect<'_>,
 ) -> io::Result<()> {
-    let (t, n) = (cstr(tmp)?, cstr(name)?);
-    let rename = || cvt(unsafe { libc::renameat(dfd, t.as_ptr(), dfd, n.as_ptr()) }).map(drop);
+    let rename = || rename_at(dfd, tmp, name);
     // The rename alone in the common case; only when it fails may a directory be in the way.
     let err = match rename() {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
     match lstat_at(dfd, name) {
-        Ok(s) if kind_of(s.st_mode) == Some(EntryKind::Dir) => {
+        Ok(s) if s.kind == Some(EntryKind::Dir) => {
             if flags & change::TYPE == 0 {
                 return Err(io::Error::other("a directory is in the way"));
             }
@@ -385,66 +374,4 @@ pub(super) fn replace(
         }
         _ => Err(err),
     }
-}
-
-/// Sets the attributes selected by `flags` (OWNER, PERM, TIME) on `name`, never following a
-/// symlink. A chown is followed by a chmod, since it clears set-id bits.
-pub(super) fn set_attrs_at(
-    dfd: RawFd,
-    name: &[u8],
-    e: &Entry,
-    flags: u8,
-    mode: u32,
-    owners: bool,
-) -> io::Result<()> {
-    let c = cstr(name)?;
-    let chown = owners && flags & change::OWNER != 0;
-    if chown {
-        cvt(unsafe { libc::fchownat(dfd, c.as_ptr(), e.uid, e.gid, libc::AT_SYMLINK_NOFOLLOW) })?;
-    }
-    if e.kind != EntryKind::Symlink && (chown || flags & change::PERM != 0) {
-        // Fails (rather than follows) if `name` has become a symlink.
-        cvt(unsafe {
-            libc::fchmodat(
-                dfd,
-                c.as_ptr(),
-                mode as libc::mode_t,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })?;
-    }
-    if flags & change::TIME != 0 {
-        let ts = mtime_spec(e);
-        cvt(unsafe { libc::utimensat(dfd, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
-    }
-    Ok(())
-}
-
-/// Owner, mode and modification time of a staged file.
-pub(super) fn finish_attrs(file: &File, e: &Entry, owners: bool, mode: u32) -> io::Result<()> {
-    // Owner first: chown clears set-id bits, which the chmod below then sets.
-    if owners {
-        std::os::unix::fs::fchown(file, Some(e.uid), Some(e.gid))?;
-    }
-    file.set_permissions(Permissions::from_mode(mode))?;
-    let ts = mtime_spec(e);
-    cvt(unsafe { libc::futimens(file.as_raw_fd(), ts.as_ptr()) }).map(drop)
-}
-
-/// Times for `utimensat`/`futimens`: access time untouched, modification time from `e`.
-pub(super) fn mtime_spec(e: &Entry) -> [libc::timespec; 2] {
-    let mut atime: libc::timespec = unsafe { std::mem::zeroed() };
-    atime.tv_nsec = libc::UTIME_OMIT;
-    let mut mtime: libc::timespec = unsafe { std::mem::zeroed() };
-    mtime.tv_sec = e.mtime as libc::time_t;
-    mtime.tv_nsec = e.mtime_nsec as _;
-    [atime, mtime]
-}
-
-pub(super) fn expect_kind(dfd: RawFd, name: &[u8], kind: EntryKind) -> io::Result<()> {
-    let s = lstat_at(dfd, name)?;
-    if kind_of(s.st_mode) != Some(kind) {
-        return Err(io::Error::other("changed type since inspection"));
-    }
-    Ok(())
 }

@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use super::commit::CommitState;
-use super::dirs::{open_dir, DIR_WALK};
+use super::dirs::open_dir;
 use super::names::is_temp_name;
-use super::sys::{kind_of, list_dir, lstat_at, open_at, unlink_at};
+use super::sys::{list_dir, lstat_at, open_at, rmdir_at, unlink_at, DIR_WALK};
 use super::{checked_split, join, refused, split, FsStorage, Protect};
 use crate::proto::manifest::{check_rel_path, EntryKind, Manifest};
 
@@ -24,12 +24,12 @@ impl FsStorage {
                 continue;
             }
             if r == b"." {
-                scan_children(self.base_raw(), b"", &wanted, protect, &mut out);
+                scan_children(self.base_dir(), b"", &wanted, protect, &mut out);
                 continue;
             }
             let (dir, name) = split(r);
-            if let Ok(dfd) = open_dir(self.base_raw(), dir, None) {
-                scan(dfd.as_raw_fd(), name, r, &wanted, protect, &mut out);
+            if let Ok(dfd) = open_dir(self.base_dir(), dir, None) {
+                scan(dfd.as_fd(), name, r, &wanted, protect, &mut out);
             }
         }
         // Reverse byte order puts every path after all of its descendants.
@@ -58,12 +58,13 @@ impl FsStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
+        let dfd = dfd.as_fd();
         let s = match lstat_at(dfd, name) {
             Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
         };
-        let is_dir = kind_of(s.st_mode) == Some(EntryKind::Dir);
+        let is_dir = s.kind == Some(EntryKind::Dir);
         if protect(p, is_dir) {
             return Ok(false);
         }
@@ -72,7 +73,7 @@ impl FsStorage {
             self.dirs.clear();
             gone?
         } else {
-            unlink_at(dfd, name, 0)?;
+            unlink_at(dfd, name)?;
             true
         };
         st.touched.insert(dir.to_vec());
@@ -83,13 +84,13 @@ impl FsStorage {
 /// Removes directory `name` and its contents without following symlinks, sparing protected
 /// paths. Returns whether the directory itself is gone.
 pub(super) fn remove_tree(
-    dfd: RawFd,
+    dfd: BorrowedFd<'_>,
     name: &[u8],
     rel: &[u8],
     protect: Protect<'_>,
 ) -> io::Result<bool> {
     let fd = open_at(dfd, name, DIR_WALK, 0)?;
-    let fd = fd.as_raw_fd();
+    let fd = fd.as_fd();
     let mut kept = false;
     for child in list_dir(fd)? {
         let crel = join(rel, &child);
@@ -98,25 +99,25 @@ pub(super) fn remove_tree(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let is_dir = kind_of(s.st_mode) == Some(EntryKind::Dir);
+        let is_dir = s.kind == Some(EntryKind::Dir);
         if protect(&crel, is_dir) {
             kept = true;
         } else if is_dir {
             kept |= !remove_tree(fd, &child, &crel, protect)?;
         } else {
-            unlink_at(fd, &child, 0)?;
+            unlink_at(fd, &child)?;
         }
     }
     if kept {
         return Ok(false);
     }
-    unlink_at(dfd, name, libc::AT_REMOVEDIR)?;
+    rmdir_at(dfd, name)?;
     Ok(true)
 }
 
 /// Deletion scan of one path; returns whether anything at or under it must stay.
 pub(super) fn scan(
-    dfd: RawFd,
+    dfd: BorrowedFd<'_>,
     name: &[u8],
     rel: &[u8],
     wanted: &HashSet<&[u8]>,
@@ -130,7 +131,7 @@ pub(super) fn scan(
     let Ok(st) = lstat_at(dfd, name) else {
         return true;
     };
-    let is_dir = kind_of(st.st_mode) == Some(EntryKind::Dir);
+    let is_dir = st.kind == Some(EntryKind::Dir);
     if protect(rel, is_dir) {
         return true;
     }
@@ -143,7 +144,7 @@ pub(super) fn scan(
     }
     let mut sub = Vec::new();
     let kept = match open_at(dfd, name, DIR_WALK, 0) {
-        Ok(fd) => scan_children(fd.as_raw_fd(), rel, wanted, protect, &mut sub),
+        Ok(fd) => scan_children(fd.as_fd(), rel, wanted, protect, &mut sub),
         Err(_) => true,
     };
     if want || kept {
@@ -156,7 +157,7 @@ pub(super) fn scan(
 }
 
 pub(super) fn scan_children(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     rel: &[u8],
     wanted: &HashSet<&[u8]>,
     protect: Protect<'_>,

@@ -2,26 +2,26 @@
 //! non-directory in a parent position is refused), and the small cache of recently used ones.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+
 use super::refused;
-use super::sys::{kind_of, lstat_at, mkdir_at, open_at};
+use super::sys::{lstat_at, mkdir_at, open_at, DIR_WALK};
 use crate::proto::manifest::EntryKind;
 use crate::proto::storage::show;
 
-/// Flags to open a directory we only walk through or name things in (`O_PATH` needs no read
-/// permission on Linux). Never follows a symlink.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) const DIR_WALK: libc::c_int = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) const DIR_WALK: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+/// An open directory of the base, shared between the cache and its users (cheap to clone,
+/// closed when the last holder drops it).
+pub(super) type DirFd = Arc<OwnedFd>;
 
 /// Opens directory `rel` (relative to `base`, "" for the base itself) one component at a
 /// time, never following a symlink. A symlink or non-directory on the way is refused. With
 /// `made`, missing directories are created (mode 0755) and their parents recorded there.
 pub(super) fn open_dir(
-    base: RawFd,
+    base: BorrowedFd<'_>,
     rel: &[u8],
     made: Option<&mut Vec<Vec<u8>>>,
 ) -> io::Result<OwnedFd> {
@@ -34,7 +34,7 @@ pub(super) fn open_dir(
 /// Opens directory `rel` (non-empty) one component at a time from `start`, the directory
 /// `rel[..from]` (`from` is 0 for the base, else just past a '/').
 pub(super) fn open_dir_from(
-    start: RawFd,
+    start: BorrowedFd<'_>,
     rel: &[u8],
     from: usize,
     mut made: Option<&mut Vec<Vec<u8>>>,
@@ -45,7 +45,7 @@ pub(super) fn open_dir_from(
         let parent = &rel[..end.max(1) - 1];
         end += comp.len() + 1;
         let at = &rel[..end - 1];
-        let dfd = cur.as_ref().map_or(start, |c| c.as_raw_fd());
+        let dfd = cur.as_ref().map_or(start, |c| c.as_fd());
         let next = match open_at(dfd, comp, DIR_WALK, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound && made.is_some() => {
@@ -77,7 +77,7 @@ pub(super) fn open_dir_from(
 #[derive(Debug, Default)]
 pub(super) struct DirCache {
     /// `(path, descriptor, opened at)`, most recently used last.
-    open: Vec<(Vec<u8>, OwnedFd, Instant)>,
+    open: Vec<(Vec<u8>, DirFd, Instant)>,
 }
 
 /// Directories a [`DirCache`] keeps open.
@@ -87,16 +87,16 @@ pub(super) const DIR_CACHE: usize = 16;
 pub(super) const DIR_CACHE_AGE: Duration = Duration::from_millis(50);
 
 impl DirCache {
-    /// The descriptor of directory `rel` (`base` itself for ""), valid until the next call
-    /// or `clear`. With `made`, missing directories are created (and their parents noted).
+    /// The descriptor of directory `rel` (`base` itself for ""). With `made`, missing
+    /// directories are created (and their parents noted).
     pub(super) fn get(
         &mut self,
-        base: RawFd,
+        base: &DirFd,
         rel: &[u8],
         made: Option<&mut Vec<Vec<u8>>>,
-    ) -> io::Result<RawFd> {
+    ) -> io::Result<DirFd> {
         if rel.is_empty() {
-            return Ok(base);
+            return Ok(base.clone());
         }
         let now = Instant::now();
         self.open
@@ -106,11 +106,11 @@ impl DirCache {
             self.open.push(hit);
         } else {
             // The nearest open ancestor, if any.
-            let mut from = (base, 0);
+            let mut from = (base.as_fd(), 0);
             let mut cut = rel.len();
             while let Some(slash) = rel[..cut].iter().rposition(|&b| b == b'/') {
                 if let Some((_, fd, _)) = self.open.iter().find(|(p, _, _)| p == &rel[..slash]) {
-                    from = (fd.as_raw_fd(), slash + 1);
+                    from = (fd.as_fd(), slash + 1);
                     break;
                 }
                 cut = slash;
@@ -119,9 +119,12 @@ impl DirCache {
             if self.open.len() >= DIR_CACHE {
                 self.open.remove(0);
             }
-            self.open.push((rel.to_vec(), fd, now));
+            self.open.push((rel.to_vec(), Arc::new(fd), now));
         }
-        Ok(self.open.last().map_or(base, |(_, fd, _)| fd.as_raw_fd()))
+        Ok(self
+            .open
+            .last()
+            .map_or_else(|| base.clone(), |(_, fd, _)| fd.clone()))
     }
 
     pub(super) fn clear(&mut self) {
@@ -131,11 +134,12 @@ impl DirCache {
 
 /// Turns the error of opening a parent into a refusal when it is a symlink or not a
 /// directory.
-pub(super) fn why_not_dir(e: io::Error, dfd: RawFd, comp: &[u8], at: &[u8]) -> io::Error {
-    if !matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+pub(super) fn why_not_dir(e: io::Error, dfd: BorrowedFd<'_>, comp: &[u8], at: &[u8]) -> io::Error {
+    let loop_or_notdir = [Errno::LOOP, Errno::NOTDIR].map(|n| Some(n.raw_os_error()));
+    if !loop_or_notdir.contains(&e.raw_os_error()) {
         return e;
     }
-    match lstat_at(dfd, comp).map(|s| kind_of(s.st_mode)) {
+    match lstat_at(dfd, comp).map(|s| s.kind) {
         Ok(Some(EntryKind::Symlink)) => refused(format!("parent {} is a symlink", show(at))),
         _ => refused(format!("parent {} is not a directory", show(at))),
     }

@@ -2,11 +2,11 @@
 //! ones written straight to their staged file, with early writeback for durable daemons.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use super::checked_split;
 use super::stage::WRITEBACK_EVERY;
+use super::sys::start_writeback;
 use super::FsStorage;
 use crate::proto::manifest::Entry;
 use crate::proto::storage::XferKey;
@@ -51,14 +51,15 @@ impl FsStorage {
         }
         let f = self.staged_file(key, idx, entry, true)?;
         f.write_all_at(data, offset)?;
-        let fd = f.as_raw_fd();
         if self.opts.durable {
             if let Some(s) = self.staged.get_mut(&k) {
                 s.unsynced += data.len() as u64;
                 if s.unsynced >= WRITEBACK_EVERY {
                     s.unsynced = 0;
                     // Asynchronous: starts writing dirty pages, waits for nothing.
-                    unsafe { libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                    if let Some(f) = &s.file {
+                        start_writeback(f);
+                    }
                 }
             }
         }

@@ -5,12 +5,13 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use std::os::fd::{AsFd, BorrowedFd};
+
 use super::dirs::DirCache;
-use super::sys::{kind_of, lstat_at, open_at, readlink_at};
+use super::sys::{lstat_at, open_at, readlink_at, READ_NOFOLLOW};
 use super::{checked_split, FsStorage, Protect};
 use crate::proto::manifest::{change, Entry, EntryKind, Manifest};
 use crate::proto::storage::Inspection;
-use std::os::fd::RawFd;
 
 impl FsStorage {
     /// Change flags of one entry against what is on disk.
@@ -19,19 +20,20 @@ impl FsStorage {
             // Reported (and refused) at commit rather than silently called up to date.
             return change::MISSING;
         };
-        let Ok(dfd) = dirs.get(self.base_raw(), dir, None) else {
+        let Ok(dfd) = dirs.get(&self.base_fd, dir, None) else {
             return change::MISSING;
         };
+        let dfd = dfd.as_fd();
         let Ok(st) = lstat_at(dfd, name) else {
             return change::MISSING;
         };
-        if kind_of(st.st_mode) != Some(e.kind) {
+        if st.kind != Some(e.kind) {
             return change::TYPE;
         }
         let owners = self.owners(m);
         let mut f = 0;
         if e.kind == EntryKind::File {
-            if st.st_size as u64 != e.size {
+            if st.size != e.size {
                 f |= change::SIZE;
             }
             if m.options.checksum {
@@ -44,14 +46,14 @@ impl FsStorage {
             }
         }
         if e.kind != EntryKind::Dir
-            && (st.st_mtime != e.mtime || st.st_mtime_nsec != i64::from(e.mtime_nsec))
+            && (st.mtime != e.mtime || st.mtime_nsec != i64::from(e.mtime_nsec))
         {
             f |= change::TIME;
         }
-        if e.kind != EntryKind::Symlink && (st.st_mode & 0o7777) != self.want_mode(e, owners) {
+        if e.kind != EntryKind::Symlink && st.perm != self.want_mode(e, owners) {
             f |= change::PERM;
         }
-        if owners && (st.st_uid != e.uid || st.st_gid != e.gid) {
+        if owners && (st.uid != e.uid || st.gid != e.gid) {
             f |= change::OWNER;
         }
         if e.kind == EntryKind::Symlink && readlink_at(dfd, name).map_or(true, |t| t != e.target) {
@@ -92,14 +94,9 @@ impl FsStorage {
 }
 
 /// MD5 of a regular file, opened without following a symlink.
-pub(super) fn md5_at(dfd: RawFd, name: &[u8]) -> io::Result<[u8; 16]> {
+pub(super) fn md5_at(dfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<[u8; 16]> {
     use md5::{Digest, Md5};
-    let f = File::from(open_at(
-        dfd,
-        name,
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        0,
-    )?);
+    let f = File::from(open_at(dfd, name, READ_NOFOLLOW, 0)?);
     let mut h = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut off = 0u64;

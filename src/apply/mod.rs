@@ -6,7 +6,7 @@
 //! again with [`check_rel_path`], and its parent is resolved one component at a time from a
 //! descriptor of the base with `openat(O_DIRECTORY|O_NOFOLLOW)`: a symlink or a non-directory
 //! in a parent position is refused (and counted), never followed. On the receiving side a few
-//! directories so resolved stay open for at most [`DIR_CACHE_AGE`]. Received contents go to a
+//! directories so resolved stay open for at most `DIR_CACHE_AGE`. Received contents go to a
 //! hidden temp file (`.name.makuo-XXXXXX`, mode 0600; small files are gathered in memory
 //! first) in the target directory and reach their final name only at commit, by `renameat`,
 //! after truncation, attributes and (when durable) fsync: a reader never sees a half-written
@@ -22,6 +22,7 @@
 //! (leftovers at start) and `sys` (the `*at` system calls); this file holds [`FsStorage`]
 //! itself and its [`Storage`] implementation.
 
+mod attrs;
 mod commit;
 mod delete;
 mod dirs;
@@ -37,20 +38,20 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::filter::Filter;
 use crate::proto::manifest::{check_rel_path, Entry, EntryKind, Manifest};
 use crate::proto::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
 
-use commit::finish_attrs;
-use dirs::{open_dir, DirCache, DIR_WALK};
+use attrs::finish_attrs;
+use dirs::{open_dir, DirCache, DirFd};
 use stage::Staged;
-use sys::{cstr, open_at};
+use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 
 pub use sweep::sweep_temp;
 
@@ -96,7 +97,7 @@ type Protect<'a> = &'a dyn Fn(&[u8], bool) -> bool;
 #[derive(Debug)]
 pub struct FsStorage {
     base: PathBuf,
-    base_fd: OwnedFd,
+    base_fd: DirFd,
     opts: ApplyOptions,
     is_root: bool,
     staged: HashMap<(XferKey, u32), Staged>,
@@ -126,19 +127,13 @@ pub struct FsStorage {
 impl FsStorage {
     /// Opens the base directory (which must exist) for a daemon.
     pub fn new(base: PathBuf, opts: ApplyOptions) -> io::Result<Self> {
-        let c = cstr(base.as_os_str().as_bytes())?;
         // The base itself may be reached through a symlink: the operator chose it.
-        let fd =
-            unsafe { libc::open(c.as_ptr(), (DIR_WALK & !libc::O_NOFOLLOW) | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let base_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let base_fd = Arc::new(open_dir_path(&base, DIR_WALK)?);
         Ok(Self {
             base,
             base_fd,
             opts,
-            is_root: unsafe { libc::geteuid() } == 0,
+            is_root: euid() == 0,
             staged: HashMap::new(),
             batch_sync: false,
             dirs: DirCache::default(),
@@ -180,8 +175,8 @@ impl FsStorage {
         self.staged.len() + self.pending.len()
     }
 
-    fn base_raw(&self) -> RawFd {
-        self.base_fd.as_raw_fd()
+    fn base_dir(&self) -> BorrowedFd<'_> {
+        self.base_fd.as_fd()
     }
 
     /// Whether owners (and set-id bits) are reproduced for this push.
@@ -201,9 +196,8 @@ impl FsStorage {
     }
 
     /// Opens directory `rel` for a path that arrived from the network, counting refusals.
-    /// The descriptor comes from the directory cache: use it before the next call.
-    fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<RawFd> {
-        let base = self.base_fd.as_raw_fd();
+    fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<DirFd> {
+        let base = &self.base_fd;
         let made = if create {
             Some(&mut self.made_dirs)
         } else {
@@ -229,17 +223,12 @@ impl FsStorage {
         })?;
         // Resolved afresh for every file, not through the cache: a deploy may have swapped a
         // directory since the last push, and contents must come from the tree just walked.
-        let dfd = open_dir(self.base_raw(), dir, None).inspect_err(|e| {
+        let dfd = open_dir(self.base_dir(), dir, None).inspect_err(|e| {
             if is_refused(e) {
                 self.refused += 1;
             }
         })?;
-        let f = File::from(open_at(
-            dfd.as_raw_fd(),
-            name,
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-            0,
-        )?);
+        let f = File::from(open_at(dfd.as_fd(), name, READ_NOFOLLOW, 0)?);
         if !f.metadata()?.is_file() {
             return Err(io::Error::other("not a regular file"));
         }
@@ -249,7 +238,7 @@ impl FsStorage {
     /// Re-reads who we run as (after the daemon dropped privileges with `-u`): owners and
     /// set-id bits are only reproduced while running as root.
     pub fn refresh_identity(&mut self) {
-        self.is_root = unsafe { libc::geteuid() } == 0;
+        self.is_root = euid() == 0;
     }
 }
 
@@ -336,8 +325,7 @@ impl Storage for FsStorage {
         // owner without privileges. Otherwise, and on any failure, the commit does it all.
         let owners = self.owners(m);
         let mode = self.want_mode(e, owners);
-        let euid = unsafe { libc::geteuid() };
-        if (owners && e.uid != euid) || mode & 0o600 != 0o600 {
+        if (owners && e.uid != euid()) || mode & 0o600 != 0o600 {
             return Ok(());
         }
         let early = mode & !0o022;

@@ -4,7 +4,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::OFlags;
 
 use super::dirs::open_dir;
 use super::names::with_temp_name;
@@ -64,13 +66,13 @@ impl FsStorage {
             let file = if let Some(s) = self.staged.get(&k) {
                 let (dir, tmp, id) = (s.dir.clone(), s.tmp.clone(), s.id);
                 let dfd = self.open_parent(&dir, false)?;
-                reopen_staged(dfd, &tmp, id, libc::O_RDWR)?
+                reopen_staged(dfd.as_fd(), &tmp, id, OFlags::RDWR)?
             } else {
                 let (dir, name) = checked_split(&entry.path, entry.kind).inspect_err(|_| {
                     self.refused += 1;
                 })?;
                 let dfd = self.open_parent(dir, true)?;
-                let (tmp, fd) = create_temp_file(dfd, name)?;
+                let (tmp, fd) = create_temp_file(dfd.as_fd(), name)?;
                 let file = File::from(fd);
                 let id = file_id(&file)?;
                 self.staged.insert(
@@ -153,12 +155,12 @@ impl FsStorage {
             drop(s.file);
             if dir_cache.as_ref().is_none_or(|(d, _)| *d != s.dir) {
                 // A directory that cannot be resolved any more leaves the temp to sweep_temp.
-                dir_cache = open_dir(self.base_raw(), &s.dir, None)
+                dir_cache = open_dir(self.base_dir(), &s.dir, None)
                     .ok()
                     .map(|fd| (s.dir.clone(), fd));
             }
             if let Some((_, dfd)) = &dir_cache {
-                let _ = unlink_at(dfd.as_raw_fd(), &s.tmp, 0);
+                let _ = unlink_at(dfd.as_fd(), &s.tmp);
             }
         }
         self.refusals.retain(|(k, _), _| *k != key);
@@ -174,12 +176,12 @@ pub(super) fn file_id(file: &File) -> io::Result<(u64, u64)> {
 
 /// Reopens staged temp file `tmp` in `dfd`, refusing anything but the inode created for it.
 pub(super) fn reopen_staged(
-    dfd: RawFd,
+    dfd: BorrowedFd<'_>,
     tmp: &[u8],
     id: (u64, u64),
-    access: libc::c_int,
+    access: OFlags,
 ) -> io::Result<File> {
-    let file = File::from(open_at(dfd, tmp, access | libc::O_NOFOLLOW, 0)?);
+    let file = File::from(open_at(dfd, tmp, access | OFlags::NOFOLLOW, 0)?);
     same_staged(tmp, file_id(&file)?, id)?;
     Ok(file)
 }
@@ -194,14 +196,8 @@ pub(super) fn same_staged(tmp: &[u8], found: (u64, u64), id: (u64, u64)) -> io::
     }
 }
 
-pub(super) fn create_temp_file(dfd: RawFd, name: &[u8]) -> io::Result<(Vec<u8>, OwnedFd)> {
+pub(super) fn create_temp_file(dfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<(Vec<u8>, OwnedFd)> {
     // Read-write (not write-only) so that staged data can be read back for repair.
-    with_temp_name(name, |t| {
-        open_at(
-            dfd,
-            t,
-            libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_RDWR,
-            0o600,
-        )
-    })
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR;
+    with_temp_name(name, |t| open_at(dfd, t, flags, 0o600))
 }

@@ -7,6 +7,7 @@ use crate::proto::manifest::{change, needs_data};
 use crate::proto::storage::md5_of;
 use crate::proto::storage::show;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::fs;
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
