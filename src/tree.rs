@@ -525,7 +525,14 @@ mod tests {
         let sock = b.join("sock");
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         use rustix::fs::{mknodat, FileType, Mode, CWD};
-        mknodat(CWD, b.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        mknodat(
+            CWD,
+            b.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         let w = run(b, &[b"."], &REC, &Filter::default());
         assert_eq!(paths(&w), ["f"]);
         let mut skipped: Vec<_> = w.skipped.iter().map(|(p, _)| p.clone()).collect();

@@ -12,7 +12,7 @@ use super::attrs::{finish_attrs, set_attrs_at};
 use super::delete::remove_tree;
 use super::dirs::open_dir;
 use super::names::with_temp_name;
-use super::stage::{create_temp_file, reopen_staged, same_staged};
+use super::stage::{check_installed, check_name, create_temp_file, reopen_staged, StagedId};
 use super::sys::{
     fchmod, lstat_at, mkdir_at, mkfifo_at, open_at, rename_at, symlink_at, syncfs, unlink_at,
 };
@@ -141,48 +141,51 @@ impl FsStorage {
             EntryKind::File if needs_data(e.kind, f, m.options.checksum) => {
                 let dfd = self.open_parent(dir, true)?;
                 let dfd = dfd.as_fd();
-                let (tmp, file) = match self.take_staged((key, i as u32)) {
-                    Some(s) if s.ready => {
-                        let r = if (self.opts.durable && !self.batch_sync) || s.final_mode.is_some()
-                        {
-                            reopen_staged(dfd, &s.tmp, s.id, OFlags::RDONLY).and_then(|file| {
-                                if let Some(mode) = s.final_mode {
-                                    fchmod(&file, mode)?;
-                                }
-                                if self.opts.durable && !self.batch_sync {
-                                    file.sync_all()?;
-                                }
-                                Ok(())
-                            })
-                        } else {
-                            // Closed since it was finished: still the inode created for it?
-                            lstat_at(dfd, &s.tmp)
-                                .and_then(|st| same_staged(&s.tmp, (st.dev, st.ino), s.id))
-                        };
-                        let r = r.and_then(|()| replace(dfd, &s.tmp, name, &e.path, f, protect));
-                        if r.is_err() {
-                            let _ = unlink_at(dfd, &s.tmp);
-                        }
-                        r?;
-                        st.out.bytes += e.size;
-                        st.touched.insert(dir.to_vec());
-                        return Ok(());
-                    }
+                let staged = match self.take_staged((key, i as u32)) {
                     Some(s) => {
-                        let file = match s.file {
-                            Some(file) => file,
-                            None => reopen_staged(dfd, &s.tmp, s.id, OFlags::RDWR)?,
+                        let access = if s.ready {
+                            OFlags::RDONLY
+                        } else {
+                            OFlags::RDWR
                         };
-                        (s.tmp, file)
+                        let file = match s.file {
+                            Some(file) => Ok(file),
+                            None => reopen_staged(dfd, &s.tmp, &s.id, access),
+                        };
+                        file.map(|file| (s.tmp.clone(), file, s.id, s.ready, s.final_mode))
+                            .inspect_err(|_| {
+                                let _ = unlink_at(dfd, &s.tmp);
+                            })?
                     }
                     None => {
                         let (tmp, fd) = create_temp_file(dfd, name)?;
-                        (tmp, File::from(fd))
+                        let file = File::from(fd);
+                        let id = StagedId::of(&file).inspect_err(|_| {
+                            let _ = unlink_at(dfd, &tmp);
+                        })?;
+                        (tmp, file, id, false, None)
                     }
                 };
-                let r = self
-                    .finish_file(&file, e, owners)
-                    .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
+                let (tmp, file, id, ready, final_mode) = staged;
+                let r = if ready {
+                    // Contents and attributes were finished early (`Storage::complete`).
+                    final_mode
+                        .map_or(Ok(()), |mode| fchmod(&file, mode))
+                        .and_then(|()| {
+                            if self.opts.durable && !self.batch_sync {
+                                file.sync_all()?;
+                            }
+                            Ok(())
+                        })
+                } else {
+                    self.finish_file(&file, e, owners)
+                };
+                // The name is checked while the file is held open (so its inode is ours),
+                // then renamed, then what landed is checked again.
+                let r = r
+                    .and_then(|()| check_name(dfd, &tmp, &id))
+                    .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect))
+                    .and_then(|()| check_installed(dfd, name, &tmp, &id));
                 drop(file);
                 if r.is_err() {
                     let _ = unlink_at(dfd, &tmp);

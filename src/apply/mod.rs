@@ -104,6 +104,8 @@ pub struct FsStorage {
     /// Staged entries in the order their files were opened (may hold stale keys).
     open_order: VecDeque<(XferKey, u32)>,
     open_count: usize,
+    /// Most staged files kept open at once.
+    max_open: usize,
     /// Entries whose staging was refused, with the reason (reported at commit).
     refusals: HashMap<(XferKey, u32), String>,
     /// Parents of directories created while staging (fsynced at the next commit if durable).
@@ -142,6 +144,7 @@ impl FsStorage {
             last_commit: Duration::ZERO,
             open_order: VecDeque::new(),
             open_count: 0,
+            max_open: stage::open_budget(),
             refusals: HashMap::new(),
             made_dirs: Vec::new(),
             reader: None,
@@ -338,9 +341,6 @@ impl Storage for FsStorage {
         if let Some(s) = self.staged.get_mut(&(key, idx)) {
             s.ready = true;
             s.final_mode = (early != mode).then_some(mode);
-            if s.file.take().is_some() {
-                self.open_count -= 1;
-            }
         }
         Ok(())
     }
@@ -361,7 +361,7 @@ impl Storage for FsStorage {
             buf.copy_from_slice(src);
             return Ok(());
         }
-        self.staged_file(key, idx, entry, false)?
+        self.staged_checked(key, idx, entry)?
             .read_exact_at(buf, offset)
     }
 

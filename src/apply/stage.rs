@@ -1,23 +1,71 @@
 //! Staged files: a received file's hidden temp file in its target directory, created on first
-//! write, kept open within a bound, reopened only if it is still the inode created for it, and
-//! removed when a transfer ends without committing it.
+//! write, and removed when a transfer ends without committing it.
+//!
+//! Its name is not trusted: whoever may write in that directory can unlink it and create a
+//! file of their own under the same name, and a file system may then hand out the very inode
+//! number just freed (ext4 does). So every staged file stays open, and reads, attributes and
+//! fsync go through that descriptor; while it is open its inode cannot be reused, and a name
+//! lookup that finds the same device and inode has found our file. Only beyond the open-file
+//! budget (most of `RLIMIT_NOFILE`, which the daemon raises at start) is the oldest closed;
+//! reopened by name, it must then also still be owned by us, have one link, and (where the
+//! file system keeps one) the same birth time: a file made by any other user fails that.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::OFlags;
+use rustix::process::{getrlimit, Resource};
 
 use super::dirs::open_dir;
 use super::names::with_temp_name;
-use super::sys::{open_at, unlink_at};
+use super::sys::{btime, fstat, lstat_at, open_at, unlink_at, Meta};
 use super::{checked_split, refused, FsStorage};
 use crate::proto::manifest::Entry;
 use crate::proto::storage::{show, XferKey};
 
-/// Most staged files kept open at once; beyond this the oldest are closed and reopened by
-/// their temp name when written again.
-pub(super) const MAX_OPEN: usize = 256;
+/// Staged files kept open at once when the open-file limit cannot be read.
+const MIN_OPEN: usize = 256;
+
+/// Most staged files kept open at once: half the open-file limit (the rest is left to
+/// sockets, console sessions and directories), at most 2^20. Beyond it the oldest are closed
+/// and reopened by name, with the stricter check described above.
+pub(super) fn open_budget() -> usize {
+    getrlimit(Resource::Nofile).current.map_or(MIN_OPEN, |n| {
+        (n / 2).clamp(MIN_OPEN as u64, 1 << 20) as usize
+    })
+}
+
+/// What identifies a staged file: its device and inode (enough while our descriptor is open,
+/// since the inode cannot be reused then), and for a reopen by name its owner and birth time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct StagedId {
+    dev: u64,
+    ino: u64,
+    uid: u32,
+    btime: Option<(i64, u32)>,
+}
+
+impl StagedId {
+    /// The identity of a staged file just created.
+    pub(super) fn of(file: &File) -> io::Result<Self> {
+        let m = fstat(file)?;
+        Ok(Self {
+            dev: m.dev,
+            ino: m.ino,
+            uid: m.uid,
+            btime: btime(file),
+        })
+    }
+
+    fn same_inode(&self, m: &Meta) -> bool {
+        (m.dev, m.ino) == (self.dev, self.ino)
+    }
+}
+
+fn replaced(tmp: &[u8]) -> io::Error {
+    refused(format!("staged file {} was replaced", show(tmp)))
+}
 
 /// A received file being staged under a temp name.
 #[derive(Debug)]
@@ -28,10 +76,10 @@ pub(super) struct Staged {
     pub(super) tmp: Vec<u8>,
     /// Open descriptor, or `None` when closed to bound the number of open files.
     pub(super) file: Option<File>,
-    /// Device and inode of the temp file: a reopen by name must find the same one (a
+    /// Identity of the temp file: a name lookup or reopen must find the same one (a
     /// directory writer could otherwise swap in a file of its own, which a parity decode
-    /// would then read as received data).
-    pub(super) id: (u64, u64),
+    /// would then read as received data, or the commit install).
+    pub(super) id: StagedId,
     /// Contents complete and attributes set (`Storage::complete`): the commit only makes it
     /// durable (if asked), gives it `final_mode` if set, and renames it.
     pub(super) ready: bool,
@@ -66,7 +114,7 @@ impl FsStorage {
             let file = if let Some(s) = self.staged.get(&k) {
                 let (dir, tmp, id) = (s.dir.clone(), s.tmp.clone(), s.id);
                 let dfd = self.open_parent(&dir, false)?;
-                reopen_staged(dfd.as_fd(), &tmp, id, OFlags::RDWR)?
+                reopen_staged(dfd.as_fd(), &tmp, &id, OFlags::RDWR)?
             } else {
                 let (dir, name) = checked_split(&entry.path, entry.kind).inspect_err(|_| {
                     self.refused += 1;
@@ -74,7 +122,7 @@ impl FsStorage {
                 let dfd = self.open_parent(dir, true)?;
                 let (tmp, fd) = create_temp_file(dfd.as_fd(), name)?;
                 let file = File::from(fd);
-                let id = file_id(&file)?;
+                let id = StagedId::of(&file)?;
                 self.staged.insert(
                     k,
                     Staged {
@@ -101,9 +149,25 @@ impl FsStorage {
             .ok_or_else(|| io::Error::other("staged file vanished"))
     }
 
+    /// The staged file of `(key, idx)` to read back, after checking that its name still
+    /// leads to it: a swapped file fails the entry now rather than at the commit.
+    pub(super) fn staged_checked(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+    ) -> io::Result<&File> {
+        if let Some(s) = self.staged.get(&(key, idx)).filter(|s| s.file.is_some()) {
+            let (dir, tmp, id) = (s.dir.clone(), s.tmp.clone(), s.id);
+            let dfd = self.open_parent(&dir, false)?;
+            check_name(dfd.as_fd(), &tmp, &id)?;
+        }
+        self.staged_file(key, idx, entry, false)
+    }
+
     /// Closes the oldest open staged files until one more may be opened.
     pub(super) fn make_room(&mut self) {
-        while self.open_count >= MAX_OPEN {
+        while self.open_count >= self.max_open {
             let Some(k) = self.open_order.pop_front() else {
                 break;
             };
@@ -112,7 +176,7 @@ impl FsStorage {
                 self.open_count -= 1;
             }
         }
-        if self.open_order.len() > 4 * MAX_OPEN {
+        if self.open_order.len() > 4 * self.max_open {
             let staged = &self.staged;
             self.open_order
                 .retain(|k| staged.get(k).is_some_and(|s| s.file.is_some()));
@@ -167,32 +231,48 @@ impl FsStorage {
     }
 }
 
-/// Device and inode of an open file.
-pub(super) fn file_id(file: &File) -> io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let md = file.metadata()?;
-    Ok((md.dev(), md.ino()))
-}
-
-/// Reopens staged temp file `tmp` in `dfd`, refusing anything but the inode created for it.
+/// Reopens staged temp file `tmp` in `dfd` (closed to stay within the open-file budget),
+/// refusing anything but the file created for it: same device and inode, still owned by the
+/// user who created it, one link, same birth time where the file system records one.
 pub(super) fn reopen_staged(
     dfd: BorrowedFd<'_>,
     tmp: &[u8],
-    id: (u64, u64),
+    id: &StagedId,
     access: OFlags,
 ) -> io::Result<File> {
     let file = File::from(open_at(dfd, tmp, access | OFlags::NOFOLLOW, 0)?);
-    same_staged(tmp, file_id(&file)?, id)?;
+    let m = fstat(&file)?;
+    if !id.same_inode(&m) || m.uid != id.uid || m.nlink != 1 || btime(&file) != id.btime {
+        return Err(replaced(tmp));
+    }
     Ok(file)
 }
 
-/// Refuses a staged temp file `tmp` whose device and inode (`found`) are not the ones it
-/// was created with (`id`).
-pub(super) fn same_staged(tmp: &[u8], found: (u64, u64), id: (u64, u64)) -> io::Result<()> {
-    if found == id {
-        Ok(())
-    } else {
-        Err(refused(format!("staged file {} was replaced", show(tmp))))
+/// Checks that name `tmp` in `dfd` still leads to the staged file `id`, whose descriptor the
+/// caller holds open (so its inode number cannot have been handed to another file), and that
+/// nobody linked it elsewhere.
+pub(super) fn check_name(dfd: BorrowedFd<'_>, tmp: &[u8], id: &StagedId) -> io::Result<()> {
+    match lstat_at(dfd, tmp) {
+        Ok(m) if id.same_inode(&m) && m.nlink == 1 => Ok(()),
+        Ok(_) => Err(replaced(tmp)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(replaced(tmp)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks, after renaming a staged file to `name`, that the file now at `name` is the one we
+/// hold open (a swap between the check before the rename and the rename would install
+/// someone else's file; it is then reported, not claimed).
+pub(super) fn check_installed(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    tmp: &[u8],
+    id: &StagedId,
+) -> io::Result<()> {
+    match lstat_at(dfd, name) {
+        Ok(m) if id.same_inode(&m) => Ok(()),
+        Ok(_) => Err(replaced(tmp)),
+        Err(e) => Err(e),
     }
 }
 

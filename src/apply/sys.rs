@@ -157,6 +157,13 @@ pub(super) fn fstat(fd: impl AsFd) -> io::Result<Meta> {
     Ok(Meta::of(&rfs::fstat(fd)?))
 }
 
+/// Birth time of an open file, where the file system records one.
+pub(super) fn btime(fd: impl AsFd) -> Option<(i64, u32)> {
+    let sx = rfs::statx(fd, c"", AtFlags::EMPTY_PATH, rfs::StatxFlags::BTIME).ok()?;
+    (sx.stx_mask & rfs::StatxFlags::BTIME.bits() != 0)
+        .then_some((sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec))
+}
+
 pub(super) fn readlink_at(dfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     Ok(rfs::readlinkat(dfd, name, Vec::new())?.into_bytes())
 }

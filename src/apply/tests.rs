@@ -1,15 +1,14 @@
 //! Unit tests of the receiver's and sender's disk side.
 
 use super::names::{is_temp_name, temp_name, NAME_MAX};
-use super::stage::MAX_OPEN;
 use super::*;
 use crate::proto::manifest::{change, needs_data};
 use crate::proto::storage::md5_of;
 use crate::proto::storage::show;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::fs;
 use std::fs::Permissions;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::time::{Duration, SystemTime};
@@ -591,26 +590,98 @@ fn many_staged_files_stay_within_the_fd_bound() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
     let mut s = storage(base);
-    let n = MAX_OPEN + 50;
+    s.max_open = 64;
+    let n = s.max_open + 50;
+    // Bigger than GATHER_FILE: each is on disk from its first write.
     let entries: Vec<_> = (0..n)
-        .map(|i| file(format!("f{i}").as_bytes(), b"ab", 0o644, 0))
+        .map(|i| Entry::file(format!("f{i}").as_bytes(), 100_000, 0o644, 0))
         .collect();
     let m = manifest(entries);
     for (i, e) in m.entries.iter().enumerate() {
         s.write(KEY, i as u32, e, 0, b"a").unwrap();
-        assert!(s.open_count <= MAX_OPEN);
+        assert!(s.open_count <= s.max_open);
     }
-    // Second halves reopen the files closed on the way.
+    // Second halves reopen the files closed on the way (each checked to be ours).
     for (i, e) in m.entries.iter().enumerate() {
         s.write(KEY, i as u32, e, 1, b"b").unwrap();
     }
-    assert!(s.open_count <= MAX_OPEN);
+    assert!(s.open_count <= s.max_open);
     let out = commit(&mut s, &m, &vec![change::MISSING; n], &[]);
     assert_eq!(out.errors, Vec::<String>::new());
     assert_eq!(out.files as usize, n);
-    assert_eq!(fs::read(base.join("f0")).unwrap(), b"ab");
+    let f0 = fs::read(base.join("f0")).unwrap();
+    assert_eq!((&f0[..2], f0.len()), (&b"ab"[..], 100_000));
     assert_eq!(s.open_count, 0);
     assert!(temps(base).is_empty());
+}
+
+/// Root can make a file owned by someone else, as an attacker's own file would be.
+fn root_or_skip(what: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what}: needs root in CI"
+    );
+    eprintln!("skipping {what}: needs root");
+    false
+}
+
+#[test]
+fn a_staged_file_closed_over_budget_and_swapped_is_refused_on_reopen() {
+    if !root_or_skip("a_staged_file_closed_over_budget_and_swapped_is_refused_on_reopen") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let mut s = storage(base);
+    s.max_open = 1;
+    let data = vec![b'r'; 100_000];
+    let m = manifest(vec![
+        file(b"a", &data, 0o644, 0),
+        file(b"b", &data, 0o644, 0),
+    ]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    s.write(KEY, 0, &m.entries[0], 0, &data[..50_000]).unwrap();
+    let ta = temps(base);
+    // Staging b closes a's descriptor: its inode number may now be handed out again.
+    s.write(KEY, 1, &m.entries[1], 0, &data).unwrap();
+    assert_eq!(s.open_count, 1);
+    // Someone else's file under a's temp name (same inode number or not).
+    fs::remove_file(&ta[0]).unwrap();
+    fs::write(&ta[0], vec![b'x'; 50_000]).unwrap();
+    std::os::unix::fs::chown(&ta[0], Some(65534), Some(65534)).unwrap();
+    let err = s.write(KEY, 0, &m.entries[0], 50_000, &data[50_000..]);
+    assert!(err.unwrap_err().to_string().contains("replaced"));
+    let mut buf = [0u8; 4];
+    let err = s
+        .read_staged(KEY, 0, &m.entries[0], 0, &mut buf)
+        .unwrap_err();
+    assert!(err.to_string().contains("replaced"), "{err}");
+    let out = commit(&mut s, &m, &ins.flags, &[]);
+    assert_eq!(out.files, 1, "{:?}", out.errors);
+    assert!(out.errors[0].contains("replaced"), "{:?}", out.errors);
+    assert!(!base.join("a").exists());
+    assert_eq!(fs::read(base.join("b")).unwrap(), data);
+}
+
+#[test]
+fn a_staged_file_linked_elsewhere_is_not_installed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let mut s = storage(base);
+    let data = vec![b'r'; 100_000];
+    let m = manifest(vec![file(b"f", &data, 0o4755, 0)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    s.write(KEY, 0, &m.entries[0], 0, &data).unwrap();
+    s.complete(KEY, 0, &m).unwrap();
+    // A second name kept by someone would outlive every later push of f.
+    fs::hard_link(&temps(base)[0], base.join("kept")).unwrap();
+    let out = commit(&mut s, &m, &ins.flags, &[]);
+    assert_eq!(out.files, 0, "{:?}", out.errors);
+    assert!(out.errors[0].contains("replaced"), "{:?}", out.errors);
+    assert!(!base.join("f").exists());
 }
 
 #[test]
