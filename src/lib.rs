@@ -11,7 +11,8 @@
 //!   rsync-style include/exclude rules.
 //! - [`node`]: the driver loop that joins the engine to sockets, keys, clock and files.
 //! - [`daemon`] and [`console`]: the long-running member and its telnet-able control port;
-//!   [`state`]: what a daemon remembers across restarts (members, last push).
+//!   [`state`]: what a daemon remembers across restarts (members, last push); [`startup`]:
+//!   locks, the console socket, and giving up root (groups, chroot, user).
 //! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct);
 //!   [`report`]: per-member results, tables, JSON and exit codes.
 //! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
@@ -31,5 +32,6 @@ pub mod node;
 pub mod proto;
 pub mod report;
 pub mod seal;
+pub mod startup;
 pub mod state;
 pub mod tree;

@@ -317,7 +317,8 @@ impl FsStorage {
         todo.sort_unstable_by(|a, b| b.0.cmp(a.0));
         for (path, (i, applied)) in todo {
             let e = &m.entries[i];
-            let attrs = if applied {
+            // The base directory's own owner and mode are the operator's, never a push's.
+            let attrs = if applied && path != b"." {
                 change::TIME | change::PERM | change::OWNER
             } else {
                 change::TIME

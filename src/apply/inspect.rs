@@ -50,10 +50,12 @@ impl FsStorage {
         {
             f |= change::TIME;
         }
-        if e.kind != EntryKind::Symlink && st.perm != self.want_mode(e, owners) {
+        // The base directory's own owner and mode are the operator's, never a push's.
+        let base = e.path == b".";
+        if e.kind != EntryKind::Symlink && !base && st.perm != self.want_mode(e, owners) {
             f |= change::PERM;
         }
-        if owners && (st.uid != e.uid || st.gid != e.gid) {
+        if owners && !base && (st.uid != e.uid || st.gid != e.gid) {
             f |= change::OWNER;
         }
         if e.kind == EntryKind::Symlink && readlink_at(dfd, name).map_or(true, |t| t != e.target) {

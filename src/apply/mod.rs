@@ -14,6 +14,10 @@
 //! or with the `*at(AT_SYMLINK_NOFOLLOW)` calls, never through a symlink. Deletions remove
 //! trees without following symlinks and spare filter-protected paths.
 //!
+//! Owners and setuid/setgid/sticky bits from the network are applied only when the daemon
+//! reproduces owners (`-O`, as root, for a push that carries them); otherwise those bits are
+//! stripped. The base directory's own owner and mode are never changed by a push.
+//!
 //! This module writes nothing outside the base directory; it touches no socket, and reads the
 //! clock only to age its directory cache. Its parts: `stage` (temp files of received files and
 //! their identity), `names` (temp names), `gather` (receiving data, small files in memory),
@@ -187,14 +191,14 @@ impl FsStorage {
         self.is_root && self.opts.preserve_owner && m.options.owners
     }
 
-    /// The permission bits this receiver gives an entry: set-id bits of non-directories only
-    /// when owners are reproduced.
+    /// The permission bits this receiver gives an entry: setuid, setgid and sticky bits only
+    /// when owners are reproduced (they mean something only together with the owner).
     fn want_mode(&self, e: &Entry, owners: bool) -> u32 {
         let mode = e.mode & 0o7777;
-        if e.kind == EntryKind::Dir || owners {
+        if owners {
             mode
         } else {
-            mode & !0o6000
+            mode & !0o7000
         }
     }
 

@@ -2,19 +2,18 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
 
 use super::names::is_temp_name;
-use super::sys::{list_dir, lstat_at, open_at, open_dir_path, unlink_at, DIR_WALK};
+use super::sys::{list_dir, lstat_at, open_at, unlink_at, DIR_WALK};
 use crate::proto::manifest::EntryKind;
 
 /// Removes leftover makuo temp files (`.*.makuo-XXXXXX`) anywhere under `base`, without
 /// following symlinks; run at daemon start. Directories that cannot be read are skipped.
-/// Returns how many were removed.
-pub fn sweep_temp(base: &Path) -> io::Result<usize> {
-    let fd = open_dir_path(base, DIR_WALK)?;
+/// `base` is a descriptor of the base directory (the daemon's locked one). Returns how many
+/// were removed.
+pub fn sweep_temp(base: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n = 0;
-    sweep_dir(fd.as_fd(), &mut n)?;
+    sweep_dir(base, &mut n)?;
     Ok(n)
 }
 

@@ -580,7 +580,8 @@ fn abort_and_sweep_temp_leave_no_temp_file() {
     symlink("nowhere", base.join("d/.l.makuo-000000")).unwrap();
     fs::write(base.join(".a.makuo-notes"), b"").unwrap();
     fs::write(base.join("a.makuo-Abc123"), b"").unwrap();
-    assert_eq!(sweep_temp(base).unwrap(), 3);
+    let fd = File::open(base).unwrap();
+    assert_eq!(sweep_temp(std::os::fd::AsFd::as_fd(&fd)).unwrap(), 3);
     assert!(temps(base).is_empty());
     assert!(base.join(".a.makuo-notes").exists() && base.join("a.makuo-Abc123").exists());
 }
@@ -944,4 +945,77 @@ fn sender_reads_sources_without_following_symlinks() {
     assert!(s.reader.is_some());
     let l = Entry::file(b"d/l", 10, 0o644, 0);
     assert!(s.read(&l, 0, &mut buf).is_err());
+}
+
+#[test]
+fn owners_and_set_id_bits_only_with_owner_preservation() {
+    if !root_or_skip("owners_and_set_id_bits_only_with_owner_preservation") {
+        return;
+    }
+    let entries = || {
+        let mut f = file(b"suid", b"#!/bin/sh\n", 0o6755, 0);
+        let mut d = Entry::dir(b"shared", 0o3775, 0);
+        (f.uid, f.gid, d.uid, d.gid) = (0, 0, 65534, 65534);
+        let mut g = file(b"theirs", b"x", 0o644, 0);
+        (g.uid, g.gid) = (65534, 65534);
+        let mut m = manifest(vec![f, d, g]);
+        m.options.owners = true;
+        m
+    };
+    let data: [&[u8]; 3] = [b"#!/bin/sh\n", b"", b"x"];
+    // Off (the default): the daemon's own owner, setuid/setgid/sticky stripped.
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let m = entries();
+    let (_, out) = push(&mut storage(base), &m, &data);
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!(mode(&base.join("suid")), 0o755);
+    assert_eq!(mode(&base.join("shared")), 0o775);
+    assert_eq!(fs::metadata(base.join("theirs")).unwrap().uid(), 0);
+    // On: exactly what was pushed.
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let opts = ApplyOptions {
+        preserve_owner: true,
+        ..Default::default()
+    };
+    let mut s = FsStorage::new(base.to_path_buf(), opts).unwrap();
+    let (_, out) = push(&mut s, &m, &data);
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!(mode(&base.join("suid")), 0o6755);
+    assert_eq!(mode(&base.join("shared")), 0o3775);
+    let md = fs::metadata(base.join("shared")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (65534, 65534));
+    assert_eq!(fs::metadata(base.join("theirs")).unwrap().uid(), 65534);
+    assert_eq!(s.inspect(KEY, &m).unwrap().flags, vec![0; 3]);
+}
+
+#[test]
+fn a_push_never_changes_the_base_directorys_own_owner_or_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    fs::set_permissions(base, Permissions::from_mode(0o750)).unwrap();
+    let before = fs::metadata(base).unwrap();
+    for preserve_owner in [false, true] {
+        let opts = ApplyOptions {
+            preserve_owner,
+            ..Default::default()
+        };
+        let mut s = FsStorage::new(base.to_path_buf(), opts).unwrap();
+        let mut dot = Entry::dir(b".", 0o7777, 1_234_567);
+        (dot.uid, dot.gid) = (65534, 65534);
+        let mut m = manifest(vec![dot, file(b"f", b"f", 0o644, 0)]);
+        m.options.owners = true;
+        let ins = s.inspect(KEY, &m).unwrap();
+        assert_eq!(ins.flags[0] & (change::PERM | change::OWNER), 0);
+        let (_, out) = push(&mut s, &m, &[b"", b"f"]);
+        assert_eq!(out.errors, Vec::<String>::new());
+        // Even when told explicitly.
+        let all = change::PERM | change::OWNER | change::TIME;
+        let out = commit(&mut s, &m, &[all, 0], &[]);
+        assert_eq!(out.errors, Vec::<String>::new());
+        let md = fs::metadata(base).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o750, "preserve_owner {preserve_owner}");
+        assert_eq!((md.uid(), md.gid()), (before.uid(), before.gid()));
+    }
 }
