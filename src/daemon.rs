@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use crate::apply::ApplyOptions;
 use crate::cli::DaemonArgs;
 use crate::console::{self, Request, SendCmd};
+use crate::escape;
 use crate::exit::Exit;
 use crate::node::{self, Node, NodeConfig};
 use crate::proto::manifest::{FilterRule, PushOptions};
@@ -39,7 +40,13 @@ fn stop_flag() -> &'static Arc<AtomicBool> {
 pub fn log(level: u8, msg: impl std::fmt::Display) {
     if level <= LOGLEVEL.load(Ordering::Relaxed) {
         let t = crate::state::unix_now();
-        eprintln!("makuo[{}] {t}: {msg}", std::process::id());
+        // Names, paths and errors from the network are in it: one line, nothing forged.
+        let msg = msg.to_string();
+        eprintln!(
+            "makuo[{}] {t}: {}",
+            std::process::id(),
+            crate::escape::text_str(&msg)
+        );
     }
 }
 
@@ -413,7 +420,9 @@ fn handle_event(
         Event::Progress { xfer, line } => {
             if let Some(p) = pending.get_mut(&xfer) {
                 p.last_line = Instant::now();
-                let _ = p.reply.send(Reply::Line(line));
+                let _ = p
+                    .reply
+                    .send(Reply::Line(escape::text_str(&line).into_owned()));
             }
         }
         Event::PushDone(r) => {
@@ -462,10 +471,11 @@ fn handle_event(
             if outcome.errors.is_empty() {
                 let lp = LastPush {
                     id: format!("{:016x}/{:x}", key.origin, key.xfer),
+                    // One word of a space-separated line (also sent in heartbeats).
                     origin: if origin.is_empty() {
                         "?".into()
                     } else {
-                        origin
+                        escape::text_str(&origin).replace(' ', "\\#040")
                     },
                     time: crate::state::unix_now(),
                     digest: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
@@ -562,10 +572,10 @@ fn handle_job(
                 .unwrap_or_else(|| "-".into());
             let mut lines = vec![format!(
                 "{} {} self {} last-push={}",
-                cfg.name,
+                escape::text_str(&cfg.name),
                 node.local_addr().ip(),
                 cfg.version,
-                me_info.replace(' ', ",")
+                escape::text_str(&me_info.replace(' ', ","))
             )];
             let mut live = std::collections::BTreeSet::new();
             for m in node.engine.members() {
@@ -576,8 +586,8 @@ fn handle_job(
                 if !live.contains(&r.name) && r.name != cfg.name {
                     lines.push(format!(
                         "{} {} missing - last-seen={}s-ago",
-                        r.name,
-                        r.addr,
+                        escape::text_str(&r.name),
+                        escape::text_str(&r.addr),
                         crate::state::unix_now().saturating_sub(r.last_seen)
                     ));
                 }
@@ -590,7 +600,7 @@ fn handle_job(
             let ns = node.net_stats();
             let cfg = node.engine.config();
             let mut lines = vec![
-                format!("name {}", cfg.name),
+                format!("name {}", escape::text_str(&cfg.name)),
                 format!("node {:016x}", cfg.node_id),
                 format!("version {}", cfg.version),
                 format!("members {}", node.engine.members().count()),
@@ -609,7 +619,7 @@ fn handle_job(
                 format!("refused-paths {}", node.engine.storage().refused()),
                 format!("socket sent {} in {} syscalls, received {} in {} syscalls, overflows {}", ns.sent_datagrams, ns.sent_syscalls, ns.recv_datagrams, ns.recv_syscalls, ns.recv_overflows),
                 format!("authenticated {}", if node.seal_stats().is_some() { "yes" } else { "NO (no cluster key)" }),
-                format!("last-push {}", state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into())),
+                format!("last-push {}", escape::text_str(&state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into()))),
             ];
             if let Some(ss) = node.seal_stats() {
                 lines.push(format!(
@@ -810,7 +820,7 @@ impl Session {
             Err(e) => return writeln!(w, "error: {e:#}"),
         };
         for (p, why) in &sel.skipped {
-            writeln!(w, "skipping {}: {why}", crate::proto::storage::show(p))?;
+            writeln!(w, "skipping {}: {why}", escape::text(p))?;
         }
         let (tx, rx) = mpsc::channel();
         let job = Job::Push {

@@ -16,7 +16,8 @@
 //! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct);
 //!   [`report`]: per-member results, tables, JSON and exit codes.
 //! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
-//!   completions; [`exit`]: the exit-status table.
+//!   completions; [`exit`]: the exit-status table; [`escape`]: how names and text from the
+//!   network are printed and logged (rsync's `\#ooo`), below both faces.
 #![warn(missing_docs)]
 
 pub mod apply;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod console;
 pub mod daemon;
 pub mod demo;
+pub mod escape;
 pub mod exit;
 pub mod filter;
 pub mod net;

@@ -17,6 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
+use crate::escape;
+
 /// A member seen at some time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remembered {
@@ -57,6 +59,10 @@ impl LastPush {
             digest: w.next()?.to_string(),
         })
     }
+}
+
+fn unescaped(s: &str) -> String {
+    String::from_utf8_lossy(&escape::unescape(s)).into_owned()
 }
 
 /// Unix seconds now.
@@ -114,11 +120,12 @@ impl StateDir {
                 let f: Vec<&str> = line.split('\t').collect();
                 if let [name, addr, seen] = f[..] {
                     if let Ok(last_seen) = seen.parse() {
+                        let name = unescaped(name);
                         members.insert(
-                            name.to_string(),
+                            name.clone(),
                             Remembered {
-                                name: name.into(),
-                                addr: addr.into(),
+                                name,
+                                addr: unescaped(addr),
                                 last_seen,
                             },
                         );
@@ -190,7 +197,10 @@ impl StateDir {
         }
         let mut text = String::new();
         for m in self.members.values() {
-            text.push_str(&format!("{}\t{}\t{}\n", m.name, m.addr, m.last_seen));
+            // Names come from heartbeats: escaped, so that a tab or newline in one cannot
+            // forge a record.
+            let (name, addr) = (escape::text_str(&m.name), escape::text_str(&m.addr));
+            text.push_str(&format!("{name}\t{addr}\t{}\n", m.last_seen));
         }
         write_atomic(self.fd.as_fd(), "members", &text)?;
         self.dirty = false;
@@ -215,9 +225,15 @@ mod tests {
             digest: "ff".into(),
         })
         .unwrap();
-        let s = StateDir::open(d.path()).unwrap();
+        let mut s = StateDir::open(d.path()).unwrap();
         assert_eq!(s.members["web1"].addr, "198.18.0.2");
-        assert_eq!(s.recent(60).count(), 1);
+        // A name with a tab and a newline is one record, read back as it was.
+        s.seen("evil\tx\t1\nforged", "198.18.0.3");
+        s.save().unwrap();
+        let s = StateDir::open(d.path()).unwrap();
+        assert_eq!(s.members.len(), 2, "{:?}", s.members);
+        assert_eq!(s.members["evil\tx\t1\nforged"].addr, "198.18.0.3");
+        assert_eq!(s.recent(60).count(), 2);
         assert_eq!(s.last_push.as_ref().unwrap().origin, "src");
     }
 }

@@ -433,5 +433,5 @@ impl MemStorage {
 
 /// A path for messages (lossy UTF-8).
 pub fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    crate::escape::exact(p).into_owned()
 }
