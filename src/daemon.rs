@@ -112,6 +112,7 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     // Locks first: a second daemon on the same base or state directory stops here, before
     // it sweeps, binds or writes anything.
     let base_lock = startup::lock_dir(&base, "base directory")?;
+    let state_is_new = !state_dir.exists();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
     if startup::same_dir(&base, &state_dir) {
@@ -225,6 +226,11 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         }
         None => base.clone(),
     };
+    if let (true, Some(uid)) = (state_is_new, identity.uid) {
+        // A state directory made now belongs to the user the daemon runs as, who must write
+        // into it; one that existed is the operator's to set up.
+        startup::give_dir(state_lock.fd(), uid, identity.gid)?;
+    }
     startup::become_identity(&identity)?;
     node.engine.storage_mut().refresh_identity();
     if args.preserve_owner && !rustix::process::geteuid().is_root() {

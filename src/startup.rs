@@ -250,6 +250,17 @@ pub fn resolve_identity(
     Ok(id)
 }
 
+/// Hands directory `fd` to `uid` (and `gid`).
+pub fn give_dir(fd: BorrowedFd<'_>, uid: u32, gid: Option<u32>) -> Result<()> {
+    rfs::fchown(
+        fd,
+        Some(rfs::Uid::from_raw(uid)),
+        gid.map(rfs::Gid::from_raw),
+    )
+    .map_err(io::Error::from)
+    .context("chown state directory")
+}
+
 /// Chroots to `dir` and moves into its root.
 pub fn enter_chroot(dir: &Path) -> Result<()> {
     nix::unistd::chroot(dir).with_context(|| format!("chroot {}", dir.display()))?;
