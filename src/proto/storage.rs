@@ -8,7 +8,7 @@
 //! `Engine::handle_committed`, while the engine keeps answering the network.
 //!
 //! [`MemStorage`] is the in-memory implementation used by the simulated-cluster tests; the
-//! real file system implementation lives in `apply.rs`.
+//! real file system implementation lives in `apply/`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
