@@ -815,7 +815,7 @@ impl Session {
         }
         let options = PushOptions {
             checksum: c.checksum || check,
-            owners: unsafe { libc::geteuid() } == 0,
+            owners: rustix::process::geteuid().is_root(),
             delete: c.delete && !check,
             delete_only: c.delete_only,
             dry_run: c.dry_run || check,
