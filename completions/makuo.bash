@@ -245,7 +245,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__daemon)
-            opts="-b -m -p -i -k -l -P -U -K -n -d -u -g -c -r -s -T -R -S -O -h --base --group --port --interface --key --name --state-dir --mtu --listen --console-port --console-addr --console-socket --password-file --foreground --loglevel --user --group-id --run-group --chroot --no-receive --no-send --rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --allow-devices --preserve-owner --help"
+            opts="-b -m -p -i -k -l -P -U -K -n -d -u -g -G -c -r -s -T -R -S -O -h --base --group --port --interface --key --name --state-dir --mtu --listen --console-port --console-addr --console-socket --password-file --foreground --loglevel --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --allow-devices --preserve-owner --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -442,14 +442,15 @@ _makuo() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --chroot)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
+                --groups)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                -c)
+                -G)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chroot-dir)
                     COMPREPLY=()
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs

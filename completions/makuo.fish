@@ -52,18 +52,20 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s K -l password-fil
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s d -l loglevel -d 'Log level, 0 (quiet) to 9 (debug)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s u -l user -d 'Run as this user (name or uid) once the sockets are open' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s g -l run-group -l group-id -d 'Run as this group (name or gid) once the sockets are open' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s c -l chroot -d 'Chroot into DIR once the sockets are open' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s G -l groups -d 'Supplementary groups (names or gids, comma-separated) once the sockets are open' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l chroot-dir -d 'Chroot into DIR instead (it must contain the base directory)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s T -l rate -d 'Cap the send rate, in Mbit/s. Default: no cap' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: 32 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: 8 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a member is dropped, in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s n -l foreground -d 'Stay in the foreground and log to stderr'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s c -l chroot -d 'Chroot into the base directory once the base, state directory, sockets and log are open'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s r -l no-receive -d 'Never receive: do not write what other members push'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s s -l no-send -d 'Never send: refuse pushes submitted through the console'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l no-fsync -d 'Skip the durability step (fsync before rename) when receiving'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l allow-devices -d 'Accept block and character device nodes (needs root)'
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s O -l preserve-owner -d 'Keep the owner and group pushed by the sender (needs root)'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s O -l preserve-owner -d 'Keep the owner, group and set-id bits pushed by the sender (needs root)'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r

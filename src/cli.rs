@@ -229,6 +229,9 @@ pub struct DaemonArgs {
     pub loglevel: u8,
 
     /// Run as this user (name or uid) once the sockets are open.
+    ///
+    /// Also takes the user's primary group (unless -g) and its supplementary groups
+    /// (unless -G), as login does; root's groups are all given up.
     #[arg(short = 'u', long, value_name = "USER", help_heading = "Process")]
     pub user: Option<String>,
 
@@ -242,10 +245,27 @@ pub struct DaemonArgs {
     )]
     pub run_group: Option<String>,
 
-    /// Chroot into DIR once the sockets are open.
-    #[arg(short = 'c', long, value_name = "DIR", value_hint = ValueHint::DirPath,
+    /// Supplementary groups (names or gids, comma-separated) once the sockets are open.
+    ///
+    /// Replaces the user's own supplementary groups (-u) or, without -u, root's.
+    #[arg(
+        short = 'G',
+        long = "groups",
+        value_name = "GROUPS",
+        help_heading = "Process"
+    )]
+    pub groups: Option<String>,
+
+    /// Chroot into the base directory once the base, state directory, sockets and log are open.
+    ///
+    /// Console pushes, state and logging keep working inside it. makuosan's -c.
+    #[arg(short = 'c', long, help_heading = "Process")]
+    pub chroot: bool,
+
+    /// Chroot into DIR instead (it must contain the base directory).
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath, conflicts_with = "chroot",
           help_heading = "Process")]
-    pub chroot: Option<PathBuf>,
+    pub chroot_dir: Option<PathBuf>,
 
     /// Never receive: do not write what other members push.
     #[arg(short = 'r', long, help_heading = "Transfer")]
@@ -296,7 +316,11 @@ pub struct DaemonArgs {
     #[arg(long, help_heading = "Transfer")]
     pub allow_devices: bool,
 
-    /// Keep the owner and group pushed by the sender (needs root).
+    /// Keep the owner, group and set-id bits pushed by the sender (needs root).
+    ///
+    /// Without it received files belong to the daemon's user, and setuid, setgid and sticky
+    /// bits are stripped. Either way a push never changes the base directory's own owner or
+    /// mode.
     #[arg(short = 'O', long, help_heading = "Transfer")]
     pub preserve_owner: bool,
 }
@@ -814,7 +838,7 @@ mod tests {
     /// Value names come from one small vocabulary, so the docs read the same everywhere.
     const VALUE_NAMES: &[&str] = &[
         "ADDR", "BYTES", "DIR", "FILE", "GROUP", "HOST", "KEYFILE", "LEVEL", "MBIT", "MS", "N",
-        "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT",
+        "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS",
     ];
 
     #[test]
@@ -901,8 +925,9 @@ mod tests {
             "www",
             "-g",
             "www",
+            "-G",
+            "adm,7",
             "-c",
-            "/jail",
             "-r",
             "-s",
             "-T",
@@ -927,6 +952,8 @@ mod tests {
         assert_eq!(d.cluster.keys.len(), 2);
         assert_eq!(d.console_port, 5001);
         assert_eq!(d.run_group.as_deref(), Some("www"));
+        assert_eq!(d.groups.as_deref(), Some("adm,7"));
+        assert!(d.chroot && d.chroot_dir.is_none());
         assert!(d.foreground && d.no_receive && d.no_send && d.preserve_owner);
         assert_eq!(
             (d.loglevel, d.rate, d.rcvbuf, d.sndbuf),

@@ -221,7 +221,7 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
         rules,
         options: PushOptions {
             checksum: args.checksum,
-            owners: unsafe { libc::geteuid() } == 0,
+            owners: rustix::process::geteuid().is_root(),
             delete: args.delete,
             delete_only: false,
             dry_run: args.dry_run,
@@ -506,7 +506,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let (mut node, mut state, remembered, discovered) = found?;
     for (p, why) in &sel.skipped {
         if !out.quiet {
-            eprintln!("skipping {}: {why}", crate::proto::storage::show(p));
+            eprintln!("skipping {}: {why}", crate::escape::text(p));
         }
     }
     if load_keys(front)?.is_empty() && out.verbose > 0 {
@@ -575,9 +575,10 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         let mut done = None;
         for e in events {
             match e {
+                // Member names and errors from the network are in it.
                 Event::Progress { line, .. } => match &bar {
-                    Some(b) => b.set_message(line),
-                    None if out.verbose > 0 => eprintln!("{line}"),
+                    Some(b) => b.set_message(crate::escape::text_str(&line).into_owned()),
+                    None if out.verbose > 0 => eprintln!("{}", crate::escape::text_str(&line)),
                     None => {}
                 },
                 Event::PushDone(r) if r.xfer == xfer => done = Some(r),

@@ -243,7 +243,11 @@ pub fn render(o: &Outcome, check: bool) -> Vec<String> {
         lines.push(format!("file has vanished: {v}"));
     }
     lines.extend(o.table());
+    // Paths and member names from the network: one line each, whatever they hold.
     lines
+        .into_iter()
+        .map(|l| crate::escape::text_str(&l).into_owned())
+        .collect()
 }
 
 /// The final line of a check: `ok` or `error: N differ`.

@@ -8,7 +8,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -20,45 +19,50 @@ use anyhow::{bail, Context, Result};
 use crate::apply::ApplyOptions;
 use crate::cli::DaemonArgs;
 use crate::console::{self, Request, SendCmd};
+use crate::escape;
 use crate::exit::Exit;
 use crate::node::{self, Node, NodeConfig};
 use crate::proto::manifest::{FilterRule, PushOptions};
 use crate::proto::{self, Command, Event, PushRequest};
 use crate::report::{Absent, Outcome};
+use crate::startup;
 use crate::state::{LastPush, StateDir};
 
 static LOGLEVEL: AtomicU8 = AtomicU8::new(0);
-static STOP: AtomicBool = AtomicBool::new(false);
+static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// Set by SIGTERM or SIGINT: the daemon leaves the cluster and exits.
+fn stop_flag() -> &'static Arc<AtomicBool> {
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
 
 /// Logs a line to stderr when `level` is at most the current log level.
 pub fn log(level: u8, msg: impl std::fmt::Display) {
     if level <= LOGLEVEL.load(Ordering::Relaxed) {
         let t = crate::state::unix_now();
-        eprintln!("makuo[{}] {t}: {msg}", std::process::id());
+        // Names, paths and errors from the network are in it: one line, nothing forged.
+        let msg = msg.to_string();
+        eprintln!(
+            "makuo[{}] {t}: {}",
+            std::process::id(),
+            crate::escape::text_str(&msg)
+        );
     }
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signals() {
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+/// SIGTERM and SIGINT stop the daemon (SIGPIPE is already ignored by the Rust runtime).
+fn install_signals() -> Result<()> {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop_flag().clone()).context("signal handler")?;
     }
+    Ok(())
 }
 
 /// The host name (default member name).
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    if r != 0 {
-        return "makuo".into();
-    }
-    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "makuo".into())
 }
 
 /// A request from a console session to the network loop.
@@ -105,11 +109,21 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         .base
         .canonicalize()
         .with_context(|| format!("base directory {}", args.cluster.base.display()))?;
+    // Locks first: a second daemon on the same base or state directory stops here, before
+    // it sweeps, binds or writes anything.
+    let base_lock = startup::lock_dir(&base, "base directory")?;
+    let state_is_new = !state_dir.exists();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    if startup::same_dir(&base, &state_dir) {
+        bail!("the state directory must not be the base directory");
+    }
+    let state_lock = startup::lock_dir(&state_dir, "state directory")?;
     let keys = load_keys(&args.cluster.keys)?;
     if keys.is_empty() {
         log(0, "WARNING: no cluster key (-k): this cluster is UNAUTHENTICATED; anyone on the LAN can push or delete files");
     }
-    let swept = crate::apply::sweep_temp(&base).unwrap_or(0);
+    let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
     if swept > 0 {
         log(
             1,
@@ -120,6 +134,8 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         );
     }
     let mut state = StateDir::open(&state_dir)?;
+    // Every staged file of a transfer stays open until its commit.
+    startup::raise_nofile();
     let password = match &args.password_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -174,22 +190,68 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     }
     let tcp = TcpListener::bind(SocketAddr::new(args.console_addr, args.console_port))
         .with_context(|| format!("console port {}:{}", args.console_addr, args.console_port))?;
-    let unix = match &args.console_socket {
-        Some(p) => Some(bind_unix(p)?),
-        None => None,
+    let (unix, socket_path) = match &args.console_socket {
+        Some(p) => {
+            let (l, sp) = startup::bind_unix(p)?;
+            (Some(l), Some(sp))
+        }
+        None => (None, None),
     };
-    drop_privileges(args)?;
-    node.engine.storage_mut().refresh_identity();
-    if !args.foreground {
-        daemonize(&state_dir)?;
+    let logf = if args.foreground {
+        None
+    } else {
+        Some(open_log(&state_dir)?)
+    };
+    // Everything the daemon needs is open: now give up root. Users and groups are looked up
+    // before the chroot hides /etc.
+    let identity = startup::resolve_identity(
+        args.user.as_deref(),
+        args.run_group.as_deref(),
+        args.groups.as_deref(),
+    )?;
+    let root = match (&args.chroot_dir, args.chroot) {
+        (Some(d), _) => Some(
+            d.canonicalize()
+                .with_context(|| format!("chroot directory {}", d.display()))?,
+        ),
+        (None, true) => Some(base.clone()),
+        (None, false) => None,
+    };
+    // Where console sessions find the base (they walk it by path).
+    let session_base = match &root {
+        Some(r) => {
+            let inside = startup::inside(r, &base)?;
+            startup::enter_chroot(r)?;
+            inside
+        }
+        None => base.clone(),
+    };
+    if let (true, Some(uid)) = (state_is_new, identity.uid) {
+        // A state directory made now belongs to the user the daemon runs as, who must write
+        // into it; one that existed is the operator's to set up.
+        startup::give_dir(state_lock.fd(), uid, identity.gid)?;
     }
-    install_signals();
+    startup::become_identity(&identity)?;
+    node.engine.storage_mut().refresh_identity();
+    if args.preserve_owner && !rustix::process::geteuid().is_root() {
+        log(
+            0,
+            "note: -u drops root, so owners cannot be preserved (-O is off)",
+        );
+    }
+    if let Some(logf) = logf {
+        daemonize(&logf)?;
+    }
+    install_signals()?;
     log(
         1,
         format_args!(
-            "{name} up: node {:016x}, base {}, group {}:{}, reply {}, console {}:{}",
+            "{name} up: node {:016x}, base {}{}, group {}:{}, reply {}, console {}:{}",
             node.engine.config().node_id,
             base.display(),
+            root.as_ref()
+                .map(|r| format!(" (chroot {})", r.display()))
+                .unwrap_or_default(),
             args.cluster.group,
             args.cluster.port,
             node.local_addr(),
@@ -199,7 +261,7 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     );
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let shared = Arc::new(Session {
-        base: base.clone(),
+        base: session_base,
         no_send: args.no_send,
         password,
         jobs: Mutex::new(jobs_tx),
@@ -236,9 +298,10 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     node.engine.abort_all(Instant::now(), "sender shut down");
     node.leave();
     let _ = state.save();
-    if let Some(p) = &args.console_socket {
-        let _ = std::fs::remove_file(p);
+    if let Some(sp) = &socket_path {
+        sp.remove();
     }
+    drop((base_lock, state_lock));
     result.map(|_| Exit::Ok)
 }
 
@@ -249,90 +312,20 @@ fn load_keys(paths: &[PathBuf]) -> Result<Vec<crate::seal::Key>> {
         .collect()
 }
 
-fn bind_unix(p: &Path) -> Result<UnixListener> {
-    if std::os::unix::net::UnixStream::connect(p).is_ok() {
-        bail!(
-            "console socket {} is in use by a running daemon",
-            p.display()
-        );
-    }
-    let _ = std::fs::remove_file(p);
-    let old = unsafe { libc::umask(0o177) };
-    let l = UnixListener::bind(p);
-    unsafe { libc::umask(old) };
-    let l = l.with_context(|| format!("console socket {}", p.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
-}
-
-fn drop_privileges(args: &DaemonArgs) -> Result<()> {
-    if let Some(dir) = &args.chroot {
-        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
-        if unsafe { libc::chroot(c.as_ptr()) } != 0 || std::env::set_current_dir("/").is_err() {
-            bail!(
-                "chroot {}: {}",
-                dir.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    if let Some(g) = &args.run_group {
-        let gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
-                let c = std::ffi::CString::new(g.as_str())?;
-                let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-                if gr.is_null() {
-                    bail!("-g: no such group {g}");
-                }
-                unsafe { (*gr).gr_gid }
-            }
-        };
-        if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 || unsafe { libc::setgid(gid) } != 0
-        {
-            bail!("setgid {gid}: {}", std::io::Error::last_os_error());
-        }
-    }
-    if let Some(u) = &args.user {
-        let uid = match u.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => {
-                let c = std::ffi::CString::new(u.as_str())?;
-                let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-                if pw.is_null() {
-                    bail!("-u: no such user {u}");
-                }
-                unsafe { (*pw).pw_uid }
-            }
-        };
-        if unsafe { libc::setuid(uid) } != 0 {
-            bail!("setuid {uid}: {}", std::io::Error::last_os_error());
-        }
-        if args.preserve_owner {
-            log(
-                0,
-                "note: -u drops root, so owners cannot be preserved (-O is off)",
-            );
-        }
-    }
-    Ok(())
-}
-
-fn daemonize(state_dir: &Path) -> Result<()> {
-    let logf = std::fs::OpenOptions::new()
+/// Opens the daemon's log (before any chroot: it stays open across it).
+fn open_log(state_dir: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(state_dir.join("makuo.log"))
-        .with_context(|| format!("log file in {}", state_dir.display()))?;
-    use std::os::fd::AsRawFd;
-    unsafe {
-        if libc::daemon(1, 1) != 0 {
-            bail!("daemon: {}", std::io::Error::last_os_error());
-        }
-        libc::dup2(logf.as_raw_fd(), 2);
-        libc::dup2(logf.as_raw_fd(), 1);
-    }
+        .with_context(|| format!("log file in {}", state_dir.display()))
+}
+
+/// Goes to the background (the parent exits) with stdout and stderr on the log.
+fn daemonize(logf: &std::fs::File) -> Result<()> {
+    nix::unistd::daemon(true, true).context("daemon")?;
+    nix::unistd::dup2_stderr(logf).context("log to stderr")?;
+    nix::unistd::dup2_stdout(logf).context("log to stdout")?;
     Ok(())
 }
 
@@ -344,7 +337,7 @@ fn event_loop(
 ) -> Result<()> {
     let mut pending: std::collections::BTreeMap<u32, Pending> = Default::default();
     let mut last_save = Instant::now();
-    while !STOP.load(Ordering::SeqCst) {
+    while !stop_flag().load(Ordering::SeqCst) {
         let events = node.turn(Duration::from_millis(20))?;
         for e in events {
             handle_event(node, state, &mut pending, e);
@@ -433,7 +426,9 @@ fn handle_event(
         Event::Progress { xfer, line } => {
             if let Some(p) = pending.get_mut(&xfer) {
                 p.last_line = Instant::now();
-                let _ = p.reply.send(Reply::Line(line));
+                let _ = p
+                    .reply
+                    .send(Reply::Line(escape::text_str(&line).into_owned()));
             }
         }
         Event::PushDone(r) => {
@@ -482,10 +477,11 @@ fn handle_event(
             if outcome.errors.is_empty() {
                 let lp = LastPush {
                     id: format!("{:016x}/{:x}", key.origin, key.xfer),
+                    // One word of a space-separated line (also sent in heartbeats).
                     origin: if origin.is_empty() {
                         "?".into()
                     } else {
-                        origin
+                        escape::text_str(&origin).replace(' ', "\\#040")
                     },
                     time: crate::state::unix_now(),
                     digest: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
@@ -582,10 +578,10 @@ fn handle_job(
                 .unwrap_or_else(|| "-".into());
             let mut lines = vec![format!(
                 "{} {} self {} last-push={}",
-                cfg.name,
+                escape::text_str(&cfg.name),
                 node.local_addr().ip(),
                 cfg.version,
-                me_info.replace(' ', ",")
+                escape::text_str(&me_info.replace(' ', ","))
             )];
             let mut live = std::collections::BTreeSet::new();
             for m in node.engine.members() {
@@ -596,8 +592,8 @@ fn handle_job(
                 if !live.contains(&r.name) && r.name != cfg.name {
                     lines.push(format!(
                         "{} {} missing - last-seen={}s-ago",
-                        r.name,
-                        r.addr,
+                        escape::text_str(&r.name),
+                        escape::text_str(&r.addr),
                         crate::state::unix_now().saturating_sub(r.last_seen)
                     ));
                 }
@@ -610,7 +606,7 @@ fn handle_job(
             let ns = node.net_stats();
             let cfg = node.engine.config();
             let mut lines = vec![
-                format!("name {}", cfg.name),
+                format!("name {}", escape::text_str(&cfg.name)),
                 format!("node {:016x}", cfg.node_id),
                 format!("version {}", cfg.version),
                 format!("members {}", node.engine.members().count()),
@@ -629,7 +625,7 @@ fn handle_job(
                 format!("refused-paths {}", node.engine.storage().refused()),
                 format!("socket sent {} in {} syscalls, received {} in {} syscalls, overflows {}", ns.sent_datagrams, ns.sent_syscalls, ns.recv_datagrams, ns.recv_syscalls, ns.recv_overflows),
                 format!("authenticated {}", if node.seal_stats().is_some() { "yes" } else { "NO (no cluster key)" }),
-                format!("last-push {}", state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into())),
+                format!("last-push {}", escape::text_str(&state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into()))),
             ];
             if let Some(ss) = node.seal_stats() {
                 lines.push(format!(
@@ -819,7 +815,7 @@ impl Session {
         }
         let options = PushOptions {
             checksum: c.checksum || check,
-            owners: unsafe { libc::geteuid() } == 0,
+            owners: rustix::process::geteuid().is_root(),
             delete: c.delete && !check,
             delete_only: c.delete_only,
             dry_run: c.dry_run || check,
@@ -830,7 +826,7 @@ impl Session {
             Err(e) => return writeln!(w, "error: {e:#}"),
         };
         for (p, why) in &sel.skipped {
-            writeln!(w, "skipping {}: {why}", crate::proto::storage::show(p))?;
+            writeln!(w, "skipping {}: {why}", escape::text(p))?;
         }
         let (tx, rx) = mpsc::channel();
         let job = Job::Push {

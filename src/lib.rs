@@ -11,11 +11,13 @@
 //!   rsync-style include/exclude rules.
 //! - [`node`]: the driver loop that joins the engine to sockets, keys, clock and files.
 //! - [`daemon`] and [`console`]: the long-running member and its telnet-able control port;
-//!   [`state`]: what a daemon remembers across restarts (members, last push).
+//!   [`state`]: what a daemon remembers across restarts (members, last push); [`startup`]:
+//!   locks, the console socket, and giving up root (groups, chroot, user).
 //! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct);
 //!   [`report`]: per-member results, tables, JSON and exit codes.
 //! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
-//!   completions; [`exit`]: the exit-status table.
+//!   completions; [`exit`]: the exit-status table; [`escape`]: how names and text from the
+//!   network are printed and logged (rsync's `\#ooo`), below both faces.
 #![warn(missing_docs)]
 
 pub mod apply;
@@ -24,6 +26,7 @@ pub mod client;
 pub mod console;
 pub mod daemon;
 pub mod demo;
+pub mod escape;
 pub mod exit;
 pub mod filter;
 pub mod net;
@@ -31,5 +34,6 @@ pub mod node;
 pub mod proto;
 pub mod report;
 pub mod seal;
+pub mod startup;
 pub mod state;
 pub mod tree;

@@ -344,20 +344,22 @@ pub fn resolve_targets<'a>(
 /// One line of `members` for a live member: `NAME ADDR live|live-indirect VERSION
 /// last-push=ID,ORIGIN,TIME,DIGEST` (the name is the first word).
 pub fn member_line(m: &proto::members::MemberInfo) -> String {
+    // Name, version and info come from the member's heartbeats: escaped, so that one line
+    // stays one line whatever they hold.
     let info = if m.info.is_empty() {
         "-".to_string()
     } else {
-        String::from_utf8_lossy(&m.info).replace(' ', ",")
+        crate::escape::text(&m.info).replace(' ', ",")
     };
     format!(
         "{} {} {} {} last-push={info}",
-        m.name,
+        crate::escape::text_str(&m.name),
         m.addr.ip(),
         if m.direct { "live" } else { "live-indirect" },
         if m.version.is_empty() {
-            "-"
+            "-".into()
         } else {
-            &m.version
+            crate::escape::text_str(&m.version)
         },
     )
 }
@@ -397,5 +399,20 @@ mod tests {
         let (live, _, unknown) = resolve_targets(ms.iter(), &[], &["web1".to_string()]);
         assert_eq!(live, vec![3, 4]);
         assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn a_member_line_is_one_line_whatever_the_heartbeat_held() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let mut m = member(1, "evil\nweb9 10.0.0.9 live", "10.0.0.1:4000", 0, now);
+        m.version = "1.0\r\x1b[2K".into();
+        m.info = b"id origin\n1 \xff".to_vec();
+        let l = member_line(&m);
+        assert!(!l.chars().any(char::is_control), "{l:?}");
+        assert_eq!(
+            l,
+            "evil\\#012web9 10.0.0.9 live 10.0.0.1 live 1.0\\#015\\#033[2K \
+             last-push=id,origin\\#0121,\\#377"
+        );
     }
 }

@@ -220,11 +220,12 @@ impl Outcome {
         let all = self.members.iter().filter(|m| m.result == "ok").count();
         seen.into_iter()
             .map(|(l, who)| {
-                if who.len() >= all {
+                let l = if who.len() >= all {
                     l
                 } else {
                     format!("{l}  [{}]", who.join(","))
-                }
+                };
+                crate::escape::text_str(&l).into_owned()
             })
             .collect()
     }
@@ -243,12 +244,13 @@ impl Outcome {
                 Some(e) if m.result != "ok" => format!("{}: {e}", m.result),
                 _ => m.result.clone(),
             };
+            let esc = |s: &str| crate::escape::text_str(s).into_owned();
             rows.push([
-                m.name.clone(),
-                m.address.clone(),
+                esc(&m.name),
+                esc(&m.address),
                 m.files.to_string(),
                 m.bytes.to_string(),
-                result,
+                esc(&result),
             ]);
         }
         let w: Vec<usize> = (0..4)
@@ -272,8 +274,12 @@ impl Outcome {
             .collect()
     }
 
-    /// The final console line: `ok` or `error: REASON`.
+    /// The final console line: `ok` or `error: REASON` (names and reasons escaped).
     pub fn final_line(&self) -> String {
+        crate::escape::text_str(&self.final_line_raw()).into_owned()
+    }
+
+    fn final_line_raw(&self) -> String {
         let failed: Vec<&str> = self
             .members
             .iter()

@@ -2,15 +2,22 @@
 //! the members it has seen (so a push names a down server as failed instead of silently
 //! skipping it) and the last push it applied (so a member that is behind is visible).
 //!
-//! Files are plain text, one record a line, written to a temp file and renamed into place.
+//! Files are plain text, one record a line, written to a temp file and renamed into place,
+//! relative to a descriptor of the directory opened at start: the daemon may chroot (and the
+//! state directory need not be inside the chroot).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, Mode, OFlags};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+
+use crate::escape;
 
 /// A member seen at some time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +61,10 @@ impl LastPush {
     }
 }
 
+fn unescaped(s: &str) -> String {
+    String::from_utf8_lossy(&escape::unescape(s)).into_owned()
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -66,6 +77,7 @@ pub fn unix_now() -> u64 {
 #[derive(Debug)]
 pub struct StateDir {
     dir: PathBuf,
+    fd: OwnedFd,
     /// Remembered members by name.
     pub members: BTreeMap<String, Remembered>,
     /// Last push applied here.
@@ -73,12 +85,20 @@ pub struct StateDir {
     dirty: bool,
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
+/// Writes file `name` in directory `dir` whole: to `name.tmp`, fsynced, renamed over `name`.
+fn write_atomic(dir: BorrowedFd<'_>, name: &str, text: &str) -> Result<()> {
+    let tmp = format!("{name}.tmp");
+    let flags =
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rfs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o644))
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("write {tmp}"))?;
+    let mut f = fs::File::from(fd);
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    rfs::renameat(dir, tmp.as_str(), dir, name)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("rename to {name}"))?;
     Ok(())
 }
 
@@ -87,17 +107,25 @@ impl StateDir {
     pub fn open(dir: &Path) -> Result<Self> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create state dir {}", dir.display()))?;
+        let fd = rfs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("state dir {}", dir.display()))?;
         let mut members = BTreeMap::new();
         if let Ok(text) = fs::read_to_string(dir.join("members")) {
             for line in text.lines() {
                 let f: Vec<&str> = line.split('\t').collect();
                 if let [name, addr, seen] = f[..] {
                     if let Ok(last_seen) = seen.parse() {
+                        let name = unescaped(name);
                         members.insert(
-                            name.to_string(),
+                            name.clone(),
                             Remembered {
-                                name: name.into(),
-                                addr: addr.into(),
+                                name,
+                                addr: unescaped(addr),
                                 last_seen,
                             },
                         );
@@ -110,6 +138,7 @@ impl StateDir {
             .and_then(|t| LastPush::parse(t.trim()));
         Ok(Self {
             dir: dir.to_path_buf(),
+            fd,
             members,
             last_push,
             dirty: false,
@@ -156,7 +185,7 @@ impl StateDir {
 
     /// Records the last push applied.
     pub fn set_last_push(&mut self, p: LastPush) -> Result<()> {
-        write_atomic(&self.dir.join("last-push"), &format!("{}\n", p.line()))?;
+        write_atomic(self.fd.as_fd(), "last-push", &format!("{}\n", p.line()))?;
         self.last_push = Some(p);
         Ok(())
     }
@@ -168,9 +197,12 @@ impl StateDir {
         }
         let mut text = String::new();
         for m in self.members.values() {
-            text.push_str(&format!("{}\t{}\t{}\n", m.name, m.addr, m.last_seen));
+            // Names come from heartbeats: escaped, so that a tab or newline in one cannot
+            // forge a record.
+            let (name, addr) = (escape::text_str(&m.name), escape::text_str(&m.addr));
+            text.push_str(&format!("{name}\t{addr}\t{}\n", m.last_seen));
         }
-        write_atomic(&self.dir.join("members"), &text)?;
+        write_atomic(self.fd.as_fd(), "members", &text)?;
         self.dirty = false;
         Ok(())
     }
@@ -193,9 +225,15 @@ mod tests {
             digest: "ff".into(),
         })
         .unwrap();
-        let s = StateDir::open(d.path()).unwrap();
+        let mut s = StateDir::open(d.path()).unwrap();
         assert_eq!(s.members["web1"].addr, "198.18.0.2");
-        assert_eq!(s.recent(60).count(), 1);
+        // A name with a tab and a newline is one record, read back as it was.
+        s.seen("evil\tx\t1\nforged", "198.18.0.3");
+        s.save().unwrap();
+        let s = StateDir::open(d.path()).unwrap();
+        assert_eq!(s.members.len(), 2, "{:?}", s.members);
+        assert_eq!(s.members["evil\tx\t1\nforged"].addr, "198.18.0.3");
+        assert_eq!(s.recent(60).count(), 2);
         assert_eq!(s.last_push.as_ref().unwrap().origin, "src");
     }
 }

@@ -524,8 +524,15 @@ mod tests {
         touch(b, b"f", b"");
         let sock = b.join("sock");
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let fifo = std::ffi::CString::new(b.join("fifo").as_os_str().as_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        use rustix::fs::{mknodat, FileType, Mode, CWD};
+        mknodat(
+            CWD,
+            b.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         let w = run(b, &[b"."], &REC, &Filter::default());
         assert_eq!(paths(&w), ["f"]);
         let mut skipped: Vec<_> = w.skipped.iter().map(|(p, _)| p.clone()).collect();

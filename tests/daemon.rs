@@ -28,7 +28,7 @@ use common::*;
 ///
 /// Also: nothing of makuo's (staged files, state) is left in any base, and `quit` right
 /// behind a check answers only after it. Directory mtimes are not compared: makuo does not
-/// push them (see `apply.rs`).
+/// push them (see `src/apply/`).
 #[test]
 fn loopback_sync_via_console_makes_receivers_identical_and_md5_finds_one_change() {
     let mut c = Cluster::new();

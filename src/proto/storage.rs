@@ -8,7 +8,7 @@
 //! `Engine::handle_committed`, while the engine keeps answering the network.
 //!
 //! [`MemStorage`] is the in-memory implementation used by the simulated-cluster tests; the
-//! real file system implementation lives in `apply.rs`.
+//! real file system implementation lives in `apply/`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -433,5 +433,5 @@ impl MemStorage {
 
 /// A path for messages (lossy UTF-8).
 pub fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    crate::escape::exact(p).into_owned()
 }

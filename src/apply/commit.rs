@@ -1,0 +1,381 @@
+//! The commit: every staged file, directory, link and attribute applied and renamed into place
+//! in one pass, then deletions, directory attributes and durability (fsync or batched syncfs).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::OFlags;
+
+use super::attrs::{finish_attrs, set_attrs_at};
+use super::delete::remove_tree;
+use super::dirs::open_dir;
+use super::names::with_temp_name;
+use super::stage::{check_installed, check_name, create_temp_file, reopen_staged, StagedId};
+use super::sys::{
+    fchmod, lstat_at, mkdir_at, mkfifo_at, open_at, rename_at, symlink_at, syncfs, unlink_at,
+};
+use super::{checked_split, refused, FsStorage, Protect, Refused};
+use crate::proto::manifest::{change, needs_data, Entry, EntryKind, Manifest};
+use crate::proto::storage::{show, CommitOutcome, CommitRequest, XferKey};
+
+/// Work collected during one commit.
+#[derive(Default)]
+pub(super) struct CommitState {
+    pub(super) out: CommitOutcome,
+    /// Directories that had entries created, renamed into or removed (fsynced when durable).
+    pub(super) touched: HashSet<Vec<u8>>,
+    /// Indices of directory entries whose mode and times are set in the final pass.
+    pub(super) dirs: Vec<usize>,
+}
+
+/// Staged files in one commit from which on durability is batched with syncfs(2).
+pub(super) const BATCH_SYNC_FILES: usize = 8;
+
+impl FsStorage {
+    pub(super) fn commit_with(
+        &mut self,
+        key: XferKey,
+        req: &CommitRequest<'_>,
+        protect: Protect<'_>,
+    ) -> CommitOutcome {
+        let m = req.manifest;
+        let mut st = CommitState::default();
+        self.dirs.clear();
+        // Many small files: one syncfs makes every staged file durable at once (the data
+        // is all written by now), instead of one fsync per file; a second one after the
+        // renames replaces the per-directory fsyncs.
+        // Gathered files never reported complete (the engine reports every one; this keeps
+        // the Storage contract whole) go to disk first, so the syncfs below covers them.
+        let mut unwritten: HashMap<u32, String> = HashMap::new();
+        let mut gathered: Vec<u32> = self
+            .pending
+            .keys()
+            .filter(|(k, _)| *k == key)
+            .map(|&(_, i)| i)
+            .collect();
+        gathered.sort_unstable();
+        for i in gathered {
+            if let Some(e) = m.entries.get(i as usize) {
+                if let Err(err) = self.flush_pending(key, i, e) {
+                    unwritten.insert(i, err.to_string());
+                }
+            }
+        }
+        let staged = self.staged.keys().filter(|(k, _)| *k == key).count();
+        self.batch_sync = self.opts.durable && staged >= BATCH_SYNC_FILES;
+        if self.batch_sync {
+            if let Err(err) = self.syncfs() {
+                st.out.errors.push(format!("syncfs: {err}"));
+            }
+        }
+        for (i, e) in m.entries.iter().enumerate() {
+            let f = req.flags.get(i).copied().unwrap_or(0);
+            if f == 0 || req.skip.contains(&(i as u32)) {
+                continue;
+            }
+            if let Some(err) = unwritten.remove(&(i as u32)) {
+                st.out.errors.push(format!("{}: {err}", show(&e.path)));
+                continue;
+            }
+            match self.apply_entry(key, i, e, f, m, protect, &mut st) {
+                Ok(()) => st.out.files += 1,
+                Err(err) => st.out.errors.push(format!("{}: {err}", show(&e.path))),
+            }
+        }
+        for p in req.deletions {
+            match self.delete_one(p, protect, &mut st) {
+                Ok(true) => st.out.deleted += 1,
+                Ok(false) => {}
+                Err(err) => st.out.errors.push(format!("{}: delete: {err}", show(p))),
+            }
+        }
+        self.finish_dirs(m, &mut st);
+        if self.batch_sync {
+            self.made_dirs.clear();
+            if let Err(err) = self.syncfs() {
+                st.out.errors.push(format!("syncfs: {err}"));
+            }
+            self.batch_sync = false;
+        } else if self.opts.durable {
+            st.touched.extend(self.made_dirs.drain(..));
+            let mut dirs: Vec<_> = st.touched.iter().collect();
+            dirs.sort_unstable_by(|a, b| b.cmp(a));
+            for d in dirs {
+                if let Err(err) = self.sync_dir(d) {
+                    let name = if d.is_empty() { ".".into() } else { show(d) };
+                    st.out.errors.push(format!("{name}: fsync: {err}"));
+                }
+            }
+        } else {
+            self.made_dirs.clear();
+        }
+        self.drop_staged(key);
+        st.out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply_entry(
+        &mut self,
+        key: XferKey,
+        i: usize,
+        e: &Entry,
+        f: u8,
+        m: &Manifest,
+        protect: Protect<'_>,
+        st: &mut CommitState,
+    ) -> io::Result<()> {
+        if let Some(why) = self.refusals.remove(&(key, i as u32)) {
+            // Counted when staging was refused.
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Refused(why),
+            ));
+        }
+        let (dir, name) = checked_split(&e.path, e.kind).inspect_err(|_| {
+            self.refused += 1;
+        })?;
+        let owners = self.owners(m);
+        match e.kind {
+            EntryKind::File if needs_data(e.kind, f, m.options.checksum) => {
+                let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
+                let staged = match self.take_staged((key, i as u32)) {
+                    Some(s) => {
+                        let access = if s.ready {
+                            OFlags::RDONLY
+                        } else {
+                            OFlags::RDWR
+                        };
+                        let file = match s.file {
+                            Some(file) => Ok(file),
+                            None => reopen_staged(dfd, &s.tmp, &s.id, access),
+                        };
+                        file.map(|file| (s.tmp.clone(), file, s.id, s.ready, s.final_mode))
+                            .inspect_err(|_| {
+                                let _ = unlink_at(dfd, &s.tmp);
+                            })?
+                    }
+                    None => {
+                        let (tmp, fd) = create_temp_file(dfd, name)?;
+                        let file = File::from(fd);
+                        let id = StagedId::of(&file).inspect_err(|_| {
+                            let _ = unlink_at(dfd, &tmp);
+                        })?;
+                        (tmp, file, id, false, None)
+                    }
+                };
+                let (tmp, file, id, ready, final_mode) = staged;
+                let r = if ready {
+                    // Contents and attributes were finished early (`Storage::complete`).
+                    final_mode
+                        .map_or(Ok(()), |mode| fchmod(&file, mode))
+                        .and_then(|()| {
+                            if self.opts.durable && !self.batch_sync {
+                                file.sync_all()?;
+                            }
+                            Ok(())
+                        })
+                } else {
+                    self.finish_file(&file, e, owners)
+                };
+                // The name is checked while the file is held open (so its inode is ours),
+                // then renamed, then what landed is checked again.
+                let r = r
+                    .and_then(|()| check_name(dfd, &tmp, &id))
+                    .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect))
+                    .and_then(|()| check_installed(dfd, name, &tmp, &id));
+                drop(file);
+                if r.is_err() {
+                    let _ = unlink_at(dfd, &tmp);
+                }
+                r?;
+                st.out.bytes += e.size;
+                st.touched.insert(dir.to_vec());
+            }
+            EntryKind::File => {
+                let dfd = self.open_parent(dir, false)?;
+                let mode = self.want_mode(e, owners);
+                set_attrs_at(dfd.as_fd(), name, e.kind, e, f, mode, owners)?;
+            }
+            EntryKind::Dir => {
+                let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
+                match lstat_at(dfd, name) {
+                    Ok(s) if s.kind == Some(EntryKind::Dir) => {}
+                    Ok(_) if f & change::TYPE != 0 => {
+                        unlink_at(dfd, name)?;
+                        mkdir_at(dfd, name, 0o700)?;
+                        st.touched.insert(dir.to_vec());
+                    }
+                    Ok(_) => return Err(io::Error::other("not a directory on this node")),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        mkdir_at(dfd, name, 0o700)?;
+                        st.touched.insert(dir.to_vec());
+                    }
+                    Err(err) => return Err(err),
+                }
+                // Owner, mode and times once the contents are in place.
+                st.dirs.push(i);
+            }
+            EntryKind::Symlink => {
+                let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
+                if f & (change::MISSING | change::TYPE | change::LINK) != 0 {
+                    let (tmp, ()) = with_temp_name(name, |t| symlink_at(&e.target, dfd, t))?;
+                    let attrs = change::TIME | if owners { change::OWNER } else { 0 };
+                    let r = set_attrs_at(dfd, &tmp, e.kind, e, attrs, 0, owners)
+                        .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
+                    if r.is_err() {
+                        let _ = unlink_at(dfd, &tmp);
+                    }
+                    r?;
+                    st.touched.insert(dir.to_vec());
+                } else {
+                    set_attrs_at(dfd, name, e.kind, e, f, 0, owners)?;
+                }
+            }
+            EntryKind::Fifo => {
+                if !self.opts.allow_devices {
+                    self.refused += 1;
+                    return Err(refused("special files are not allowed on this node".into()));
+                }
+                let dfd = self.open_parent(dir, true)?;
+                let dfd = dfd.as_fd();
+                let mode = self.want_mode(e, owners);
+                if f & (change::MISSING | change::TYPE) != 0 {
+                    let (tmp, ()) = with_temp_name(name, |t| mkfifo_at(dfd, t, 0o600))?;
+                    let attrs = change::TIME | change::PERM | change::OWNER;
+                    let r = set_attrs_at(dfd, &tmp, e.kind, e, attrs, mode, owners)
+                        .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
+                    if r.is_err() {
+                        let _ = unlink_at(dfd, &tmp);
+                    }
+                    r?;
+                    st.touched.insert(dir.to_vec());
+                } else {
+                    set_attrs_at(dfd, name, e.kind, e, f, mode, owners)?;
+                }
+            }
+            EntryKind::Device => {
+                if !self.opts.allow_devices {
+                    self.refused += 1;
+                    return Err(refused("device nodes are not allowed on this node".into()));
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "device nodes are not supported yet (the manifest carries no device number)",
+                ));
+            }
+            EntryKind::HardLink => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "hard links are not supported yet",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Size, attributes and durability of a staged file, before its rename.
+    pub(super) fn finish_file(&self, file: &File, e: &Entry, owners: bool) -> io::Result<()> {
+        if file.metadata()?.len() > e.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "staged data longer than the entry",
+            ));
+        }
+        file.set_len(e.size)?;
+        finish_attrs(file, e, owners, self.want_mode(e, owners))?;
+        if self.opts.durable && !self.batch_sync {
+            // After the attributes so that they are on disk too.
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Final pass over directories, deepest first: owner, mode and times, now that their
+    /// contents have been applied. Unchanged directories whose contents changed get their
+    /// times back.
+    pub(super) fn finish_dirs(&mut self, m: &Manifest, st: &mut CommitState) {
+        let owners = self.owners(m);
+        let mut todo: HashMap<&[u8], (usize, bool)> = st
+            .dirs
+            .iter()
+            .map(|&i| (m.entries[i].path.as_slice(), (i, true)))
+            .collect();
+        if !st.touched.is_empty() {
+            for (i, e) in m.entries.iter().enumerate() {
+                let p: &[u8] = if e.path == b"." { b"" } else { &e.path };
+                if e.kind == EntryKind::Dir && st.touched.contains(p) {
+                    todo.entry(e.path.as_slice()).or_insert((i, false));
+                }
+            }
+        }
+        let mut todo: Vec<_> = todo.into_iter().collect();
+        todo.sort_unstable_by(|a, b| b.0.cmp(a.0));
+        for (path, (i, applied)) in todo {
+            let e = &m.entries[i];
+            // The base directory's own owner and mode are the operator's, never a push's.
+            let attrs = if applied && path != b"." {
+                change::TIME | change::PERM | change::OWNER
+            } else {
+                change::TIME
+            };
+            let mode = self.want_mode(e, owners);
+            let r = checked_split(path, EntryKind::Dir).and_then(|(dir, name)| {
+                let dfd = self.dirs.get(&self.base_fd, dir, None)?;
+                set_attrs_at(dfd.as_fd(), name, EntryKind::Dir, e, attrs, mode, owners)
+            });
+            if let Err(err) = r {
+                st.out.errors.push(format!("{}: {err}", show(path)));
+            }
+        }
+    }
+
+    /// Flushes the whole file system holding the base (syncfs needs a real descriptor, not
+    /// the O_PATH one kept for walking).
+    pub(super) fn syncfs(&self) -> io::Result<()> {
+        let fd = open_at(self.base_dir(), b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+        syncfs(fd)
+    }
+
+    pub(super) fn sync_dir(&self, rel: &[u8]) -> io::Result<()> {
+        let dfd = open_dir(self.base_dir(), rel, None)?;
+        let fd = open_at(dfd.as_fd(), b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+        File::from(fd).sync_all()
+    }
+}
+
+/// Renames `tmp` over `name` in the same directory. A directory in the way is removed first
+/// only when the flags say the type changed.
+pub(super) fn replace(
+    dfd: BorrowedFd<'_>,
+    tmp: &[u8],
+    name: &[u8],
+    rel: &[u8],
+    flags: u8,
+    protect: Protect<'_>,
+) -> io::Result<()> {
+    let rename = || rename_at(dfd, tmp, name);
+    // The rename alone in the common case; only when it fails may a directory be in the way.
+    let err = match rename() {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match lstat_at(dfd, name) {
+        Ok(s) if s.kind == Some(EntryKind::Dir) => {
+            if flags & change::TYPE == 0 {
+                return Err(io::Error::other("a directory is in the way"));
+            }
+            if !remove_tree(dfd, name, rel, protect)? {
+                return Err(io::Error::other(
+                    "a directory is in the way and holds protected paths",
+                ));
+            }
+            rename()
+        }
+        _ => Err(err),
+    }
+}

@@ -1,0 +1,79 @@
+//! Receiving data: small files gathered in memory until complete (one write each), bigger
+//! ones written straight to their staged file, with early writeback for durable daemons.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::checked_split;
+use super::stage::WRITEBACK_EVERY;
+use super::sys::start_writeback;
+use super::FsStorage;
+use crate::proto::manifest::Entry;
+use crate::proto::storage::XferKey;
+
+/// Files up to this size are gathered in memory until complete...
+pub(super) const GATHER_FILE: u64 = 64 * 1024;
+/// ...as long as all gathered files together stay under this.
+pub(super) const GATHER_BUDGET: usize = 8 << 20;
+
+impl FsStorage {
+    /// Puts received bytes where they wait for the commit: the gathered copy of a small
+    /// file, or its temp file.
+    pub(super) fn stage(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let k = (key, idx);
+        let at = offset as usize..offset as usize + data.len();
+        if let Some(buf) = self.pending.get_mut(&k) {
+            buf[at].copy_from_slice(data);
+            return Ok(());
+        }
+        if entry.size <= GATHER_FILE
+            && !self.staged.contains_key(&k)
+            && self.pending_bytes + entry.size as usize <= GATHER_BUDGET
+        {
+            // The parent is resolved (and made) now, so a refusal shows on the first write
+            // as for a file written straight to disk.
+            let (dir, _) = checked_split(&entry.path, entry.kind).inspect_err(|_| {
+                self.refused += 1;
+            })?;
+            self.open_parent(dir, true)?;
+            let mut buf = vec![0; entry.size as usize];
+            buf[at].copy_from_slice(data);
+            self.pending.insert(k, buf);
+            self.pending_bytes += entry.size as usize;
+            return Ok(());
+        }
+        let f = self.staged_file(key, idx, entry, true)?;
+        f.write_all_at(data, offset)?;
+        if self.opts.durable {
+            if let Some(s) = self.staged.get_mut(&k) {
+                s.unsynced += data.len() as u64;
+                if s.unsynced >= WRITEBACK_EVERY {
+                    s.unsynced = 0;
+                    // Asynchronous: starts writing dirty pages, waits for nothing.
+                    if let Some(f) = &s.file {
+                        start_writeback(f);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a gathered file out to its temp file (one write), leaving it open and staged.
+    pub(super) fn flush_pending(&mut self, key: XferKey, idx: u32, e: &Entry) -> io::Result<()> {
+        let k = (key, idx);
+        let Some(buf) = self.pending.remove(&k) else {
+            return Ok(());
+        };
+        self.pending_bytes -= buf.len();
+        let file = self.staged_file(key, idx, e, true)?;
+        file.write_all_at(&buf, 0)
+    }
+}

@@ -1,0 +1,117 @@
+//! Inspection: what differs between a manifest entry and what is on disk (change flags), and
+//! the checksum of a file on disk.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::dirs::DirCache;
+use super::sys::{lstat_at, open_at, readlink_at, READ_NOFOLLOW};
+use super::{checked_split, FsStorage, Protect};
+use crate::proto::manifest::{change, Entry, EntryKind, Manifest};
+use crate::proto::storage::Inspection;
+
+impl FsStorage {
+    /// Change flags of one entry against what is on disk.
+    pub(super) fn compare(&self, e: &Entry, m: &Manifest, dirs: &mut DirCache) -> u8 {
+        let Ok((dir, name)) = checked_split(&e.path, e.kind) else {
+            // Reported (and refused) at commit rather than silently called up to date.
+            return change::MISSING;
+        };
+        let Ok(dfd) = dirs.get(&self.base_fd, dir, None) else {
+            return change::MISSING;
+        };
+        let dfd = dfd.as_fd();
+        let Ok(st) = lstat_at(dfd, name) else {
+            return change::MISSING;
+        };
+        if st.kind != Some(e.kind) {
+            return change::TYPE;
+        }
+        let owners = self.owners(m);
+        let mut f = 0;
+        if e.kind == EntryKind::File {
+            if st.size != e.size {
+                f |= change::SIZE;
+            }
+            if m.options.checksum {
+                if let Some(sum) = e.checksum {
+                    // A different size is a different checksum; no need to read the file.
+                    if f & change::SIZE != 0 || md5_at(dfd, name).map_or(true, |s| s != sum) {
+                        f |= change::SUM;
+                    }
+                }
+            }
+        }
+        if e.kind != EntryKind::Dir
+            && (st.mtime != e.mtime || st.mtime_nsec != i64::from(e.mtime_nsec))
+        {
+            f |= change::TIME;
+        }
+        // The base directory's own owner and mode are the operator's, never a push's.
+        let base = e.path == b".";
+        if e.kind != EntryKind::Symlink && !base && st.perm != self.want_mode(e, owners) {
+            f |= change::PERM;
+        }
+        if owners && !base && (st.uid != e.uid || st.gid != e.gid) {
+            f |= change::OWNER;
+        }
+        if e.kind == EntryKind::Symlink && readlink_at(dfd, name).map_or(true, |t| t != e.target) {
+            f |= change::LINK;
+        }
+        f
+    }
+
+    pub(super) fn inspect_with(&self, m: &Manifest, protect: Protect<'_>) -> Inspection {
+        let mut dirs = DirCache::default();
+        // A directory found missing: everything under it is missing too (a first push of a
+        // big tree would otherwise try to open it once per entry).
+        let mut gone: Option<&[u8]> = None;
+        let flags = m
+            .entries
+            .iter()
+            .map(|e| {
+                if let Some(g) = gone {
+                    if e.path.starts_with(g) && e.path.get(g.len()) == Some(&b'/') {
+                        return change::MISSING;
+                    }
+                    gone = None;
+                }
+                let f = self.compare(e, m, &mut dirs);
+                if f == change::MISSING && e.kind == EntryKind::Dir {
+                    gone = Some(&e.path);
+                }
+                f
+            })
+            .collect();
+        let deletions = if m.options.delete || m.options.delete_only {
+            self.list_deletions(m, protect)
+        } else {
+            Vec::new()
+        };
+        Inspection { flags, deletions }
+    }
+}
+
+/// MD5 of a regular file, opened without following a symlink.
+pub(super) fn md5_at(dfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<[u8; 16]> {
+    use md5::{Digest, Md5};
+    let f = File::from(open_at(dfd, name, READ_NOFOLLOW, 0)?);
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut off = 0u64;
+    loop {
+        match f.read_at(&mut buf, off) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(h.finalize().into())
+}

@@ -1,0 +1,428 @@
+//! The disk side of a daemon: [`FsStorage`], the real file system behind the engine's
+//! [`Storage`] trait, for senders (reading sources) and receivers (staging, committing,
+//! deleting).
+//!
+//! Everything here is confined to one base directory. Every path from the network is checked
+//! again with [`check_rel_path`], and its parent is resolved one component at a time from a
+//! descriptor of the base with `openat(O_DIRECTORY|O_NOFOLLOW)`: a symlink or a non-directory
+//! in a parent position is refused (and counted), never followed. On the receiving side a few
+//! directories so resolved stay open for at most `DIR_CACHE_AGE`. Received contents go to a
+//! hidden temp file (`.name.makuo-XXXXXX`, mode 0600; small files are gathered in memory
+//! first) in the target directory and reach their final name only at commit, by `renameat`,
+//! after truncation, attributes and (when durable) fsync: a reader never sees a half-written
+//! file. A staged file reopened by name must still be the inode that was created. Attributes are set on the open descriptor
+//! or with the `*at(AT_SYMLINK_NOFOLLOW)` calls, never through a symlink. Deletions remove
+//! trees without following symlinks and spare filter-protected paths.
+//!
+//! Owners and setuid/setgid/sticky bits from the network are applied only when the daemon
+//! reproduces owners (`-O`, as root, for a push that carries them); otherwise those bits are
+//! stripped. The base directory's own owner and mode are never changed by a push.
+//!
+//! This module writes nothing outside the base directory; it touches no socket, and reads the
+//! clock only to age its directory cache. Its parts: `stage` (temp files of received files and
+//! their identity), `names` (temp names), `gather` (receiving data, small files in memory),
+//! `commit` (applying a transfer and its durability), `delete` (deletion lists and removal),
+//! `inspect` (change flags), `dirs` (confined directory resolution and its cache), `sweep`
+//! (leftovers at start) and `sys` (the `*at` system calls); this file holds [`FsStorage`]
+//! itself and its [`Storage`] implementation.
+
+mod attrs;
+mod commit;
+mod delete;
+mod dirs;
+mod gather;
+mod inspect;
+mod names;
+mod stage;
+mod sweep;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::filter::Filter;
+use crate::proto::manifest::{check_rel_path, Entry, EntryKind, Manifest};
+use crate::proto::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
+
+use attrs::finish_attrs;
+use dirs::{open_dir, DirCache, DirFd};
+use stage::Staged;
+use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
+
+pub use sweep::sweep_temp;
+
+/// How a daemon applies transfers to its base directory.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    /// This node's name (for messages).
+    pub node_name: String,
+    /// fsync files before they are renamed into place, and the directories they land in.
+    pub durable: bool,
+    /// Reproduce owners, groups and set-id bits (only effective when running as root, and
+    /// only for pushes that carry owners).
+    pub preserve_owner: bool,
+    /// Accept special files (FIFOs; device nodes once the manifest can describe them).
+    pub allow_devices: bool,
+}
+
+/// A path refused for safety (symlinked or non-directory parent, bad path, special file).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, Refused(why))
+}
+
+fn is_refused(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<Refused>())
+}
+
+/// Predicate telling whether a path (relative, and whether it is a directory) is protected
+/// from deletion by the push's filter rules.
+type Protect<'a> = &'a dyn Fn(&[u8], bool) -> bool;
+
+/// The real file system behind the engine, confined to one base directory.
+#[derive(Debug)]
+pub struct FsStorage {
+    base: PathBuf,
+    base_fd: DirFd,
+    opts: ApplyOptions,
+    is_root: bool,
+    staged: HashMap<(XferKey, u32), Staged>,
+    /// Staged entries in the order their files were opened (may hold stale keys).
+    open_order: VecDeque<(XferKey, u32)>,
+    open_count: usize,
+    /// Most staged files kept open at once.
+    max_open: usize,
+    /// Entries whose staging was refused, with the reason (reported at commit).
+    refusals: HashMap<(XferKey, u32), String>,
+    /// Parents of directories created while staging (fsynced at the next commit if durable).
+    made_dirs: Vec<Vec<u8>>,
+    /// The source file most recently read (sender side).
+    reader: Option<(Vec<u8>, File)>,
+    refused: u64,
+    /// During a commit of many files: one syncfs before the renames and one after replace
+    /// the per-file and per-directory fsyncs.
+    batch_sync: bool,
+    /// Recently used directories, kept open.
+    dirs: DirCache,
+    /// Contents of small files still arriving, kept in memory so that each is written with
+    /// one call when complete instead of one per datagram.
+    pending: HashMap<(XferKey, u32), Vec<u8>>,
+    pending_bytes: usize,
+    /// How long the last commit took.
+    last_commit: Duration,
+}
+
+impl FsStorage {
+    /// Opens the base directory (which must exist) for a daemon.
+    pub fn new(base: PathBuf, opts: ApplyOptions) -> io::Result<Self> {
+        // The base itself may be reached through a symlink: the operator chose it.
+        let base_fd = Arc::new(open_dir_path(&base, DIR_WALK)?);
+        Ok(Self {
+            base,
+            base_fd,
+            opts,
+            is_root: euid() == 0,
+            staged: HashMap::new(),
+            batch_sync: false,
+            dirs: DirCache::default(),
+            pending: HashMap::new(),
+            pending_bytes: 0,
+            last_commit: Duration::ZERO,
+            open_order: VecDeque::new(),
+            open_count: 0,
+            max_open: stage::open_budget(),
+            refusals: HashMap::new(),
+            made_dirs: Vec::new(),
+            reader: None,
+            refused: 0,
+        })
+    }
+
+    /// The base directory.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The options this storage applies with.
+    pub fn options(&self) -> &ApplyOptions {
+        &self.opts
+    }
+
+    /// How many paths were refused for safety (symlinked or non-directory parent, bad path,
+    /// special file not allowed) since start.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// How long the last commit took (renames, attributes, deletions, durability).
+    pub fn last_commit(&self) -> Duration {
+        self.last_commit
+    }
+
+    /// Staged files that currently exist (0 when no transfer is in flight).
+    pub fn staged_count(&self) -> usize {
+        self.staged.len() + self.pending.len()
+    }
+
+    fn base_dir(&self) -> BorrowedFd<'_> {
+        self.base_fd.as_fd()
+    }
+
+    /// Whether owners (and set-id bits) are reproduced for this push.
+    fn owners(&self, m: &Manifest) -> bool {
+        self.is_root && self.opts.preserve_owner && m.options.owners
+    }
+
+    /// The permission bits this receiver gives an entry: setuid, setgid and sticky bits only
+    /// when owners are reproduced (they mean something only together with the owner).
+    fn want_mode(&self, e: &Entry, owners: bool) -> u32 {
+        let mode = e.mode & 0o7777;
+        if owners {
+            mode
+        } else {
+            mode & !0o7000
+        }
+    }
+
+    /// Opens directory `rel` for a path that arrived from the network, counting refusals.
+    fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<DirFd> {
+        let base = &self.base_fd;
+        let made = if create {
+            Some(&mut self.made_dirs)
+        } else {
+            None
+        };
+        let r = self.dirs.get(base, rel, made);
+        if !self.opts.durable {
+            // Only needed to fsync their parents.
+            self.made_dirs.clear();
+        }
+        if let Err(e) = &r {
+            if is_refused(e) {
+                self.refused += 1;
+            }
+        }
+        r
+    }
+
+    /// Opens a source file for reading (sender side), never following a symlink.
+    fn open_source(&mut self, e: &Entry) -> io::Result<File> {
+        let (dir, name) = checked_split(&e.path, EntryKind::File).inspect_err(|_| {
+            self.refused += 1;
+        })?;
+        // Resolved afresh for every file, not through the cache: a deploy may have swapped a
+        // directory since the last push, and contents must come from the tree just walked.
+        let dfd = open_dir(self.base_dir(), dir, None).inspect_err(|e| {
+            if is_refused(e) {
+                self.refused += 1;
+            }
+        })?;
+        let f = File::from(open_at(dfd.as_fd(), name, READ_NOFOLLOW, 0)?);
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        Ok(f)
+    }
+
+    /// Re-reads who we run as (after the daemon dropped privileges with `-u`): owners and
+    /// set-id bits are only reproduced while running as root.
+    pub fn refresh_identity(&mut self) {
+        self.is_root = euid() == 0;
+    }
+}
+
+impl Storage for FsStorage {
+    fn read(&mut self, entry: &Entry, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if !matches!(&self.reader, Some((p, _)) if *p == entry.path) {
+            self.reader = None;
+            let f = self.open_source(entry)?;
+            self.reader = Some((entry.path.clone(), f));
+        }
+        let Some((_, f)) = &self.reader else {
+            return Err(io::Error::other("no source open"));
+        };
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    fn inspect(&mut self, _key: XferKey, manifest: &Manifest) -> Option<Inspection> {
+        Some(match Filter::new(&manifest.rules) {
+            Ok(filter) => self.inspect_with(manifest, &|p, d| filter.excluded(p, d)),
+            // Rules we cannot read protect everything: nothing is deleted.
+            Err(_) => self.inspect_with(manifest, &|_, _| true),
+        })
+    }
+
+    fn write(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        if entry.kind != EntryKind::File {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "data for an entry that is not a regular file",
+            ));
+        }
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > entry.size)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "write beyond the entry's size",
+            ));
+        }
+        if let Some(why) = self.refusals.get(&(key, idx)) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                Refused(why.clone()),
+            ));
+        }
+        let r = self.stage(key, idx, entry, offset, data);
+        if let Err(e) = &r {
+            if let Some(why) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
+                self.refusals.insert((key, idx), why.0.clone());
+            }
+        }
+        r
+    }
+
+    fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) -> io::Result<()> {
+        let Some(e) = m.entries.get(idx as usize) else {
+            return Ok(());
+        };
+        // A gathered file that cannot be written out fails the transfer, as a failed write
+        // of a bigger one does.
+        self.flush_pending(key, idx, e)?;
+        // Attributes now, while the network is what the transfer waits for; the commit is
+        // then one rename per file. Only while the file stays ours alone: it may still be
+        // read back to decode parity for other files, so it is not handed to another owner
+        // and gets no group/other write permission before the commit (which adds those
+        // bits just before the rename), and it must stay readable and writable by its
+        // owner without privileges. Otherwise, and on any failure, the commit does it all.
+        let owners = self.owners(m);
+        let mode = self.want_mode(e, owners);
+        if (owners && e.uid != euid()) || mode & 0o600 != 0o600 {
+            return Ok(());
+        }
+        let early = mode & !0o022;
+        let Ok(file) = self.staged_file(key, idx, e, false) else {
+            return Ok(());
+        };
+        if finish_attrs(file, e, owners, early).is_err() {
+            return Ok(());
+        }
+        if let Some(s) = self.staged.get_mut(&(key, idx)) {
+            s.ready = true;
+            s.final_mode = (early != mode).then_some(mode);
+        }
+        Ok(())
+    }
+
+    fn read_staged(
+        &mut self,
+        key: XferKey,
+        idx: u32,
+        entry: &Entry,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<()> {
+        if let Some(b) = self.pending.get(&(key, idx)) {
+            let src = usize::try_from(offset)
+                .ok()
+                .and_then(|o| b.get(o..o.checked_add(buf.len())?))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"))?;
+            buf.copy_from_slice(src);
+            return Ok(());
+        }
+        self.staged_checked(key, idx, entry)?
+            .read_exact_at(buf, offset)
+    }
+
+    fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        // A push may ask members to skip the durability step (`sync --no-fsync`).
+        let started = Instant::now();
+        let durable = self.opts.durable;
+        self.opts.durable = durable && !req.manifest.options.no_fsync;
+        let out = self.commit_durable(key, req);
+        self.opts.durable = durable;
+        self.last_commit = started.elapsed();
+        out
+    }
+
+    fn abort(&mut self, key: XferKey) {
+        self.drop_staged(key);
+    }
+}
+
+impl FsStorage {
+    fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        Some(match Filter::new(&req.manifest.rules) {
+            Ok(filter) => self.commit_with(key, req, &|p, d| filter.excluded(p, d)),
+            Err(e) => {
+                let mut out = self.commit_with(key, req, &|_, _| true);
+                out.errors
+                    .push(format!("filter rules: {e:#}; nothing deleted"));
+                out
+            }
+        })
+    }
+}
+
+/// Checks a path from the network and splits it into parent and last component. `.` (the
+/// base itself) is only valid for a directory.
+fn checked_split(path: &[u8], kind: EntryKind) -> io::Result<(&[u8], &[u8])> {
+    check_rel_path(path).map_err(|e| refused(e.to_string()))?;
+    if path == b"." && kind != EntryKind::Dir {
+        return Err(refused("the base directory itself is not a file".into()));
+    }
+    Ok(split(path))
+}
+
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"", path),
+    }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
+    p.extend_from_slice(dir);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
