@@ -2,15 +2,19 @@
 """Helpers for bench/run (Python 3 standard library only).
 
 Workload generation and byte-for-byte verification come from shared/bench/peers.sh;
-the raw-mcast reference tool and the per-cell bookkeeping are new.
+the per-cell bookkeeping is new. The raw-mcast tool itself is examples/rawmc.rs (a Python
+sender reading its files inside the timed window was slower than makuo); the Python copy
+here only runs the paced loss probe, where speed does not matter.
 
     helper.py gen-big PATH MIB SEED
     helper.py gen-small ROOT NFILES SEED          -> prints payload bytes
     helper.py gen-update ROOT PCT SEED            -> prints "files bytes"
     helper.py manifest ROOT                       -> prints "digest files bytes"
     helper.py layout SRCROOT ITEM [BASEROOT] > L  -> raw-mcast layout (files that differ from BASEROOT)
-    helper.py rawmc-send GROUP PORT IFADDR SRCROOT LAYOUT
+    helper.py rawmc-send GROUP PORT IFADDR SRCROOT LAYOUT          (the loss probe)
     helper.py rawmc-recv GROUP PORT IFADDR READYFILE DESTROOT LAYOUT TIMEOUT
+    helper.py check-result RESULT.json N          -> "ok" or what is wrong with makuo's --json
+    helper.py outage MS PERIOD START MAXSECS IFNAME (in the deaf receiver's namespace)
     helper.py cpu-busy SECONDS
     helper.py median X...
 """
@@ -144,8 +148,8 @@ def treediff(want, got, limit=4):
     print(f"{len(diffs)} differences: " + ", ".join(diffs[:int(limit)]) + (" ..." if len(diffs) > int(limit) else ""))
 
 
-# ------------------------------------------------------------------ raw-mcast
-# The reference: the workload's file contents, concatenated in a fixed order, multicast
+# ------------------------------------------------------------------ raw-mcast (loss probe)
+# The same stream as examples/rawmc.rs (bench/run's raw-mcast tool): the workload's file contents, concatenated in a fixed order, multicast
 # as plain UDP datagrams of 1472 bytes (a 1500-byte IP packet), 44 of them per send()
 # with UDP GSO; no application header, no reliability. Each receiver knows the layout
 # (paths and sizes) out of band, writes the stream into temporary files and renames
@@ -303,6 +307,73 @@ def rawmc_recv(group, port, ifaddr, readyfile, destroot, layoutfile, timeout):
     print(json.dumps({"bytes": got, "expect": expect, "files": complete,
                       "of": len(files), "status": status}))
     sys.exit(0 if status == "complete" else 1)
+
+
+# ------------------------------------------------------------------ makuo's result
+def check_result(path, n):
+    """makuo sync --json: the result must list members r1..rN, each ok, and exit 0"""
+    n = int(n)
+    try:
+        with open(path) as f:
+            o = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"no JSON result ({e.__class__.__name__}: {e})")
+        return
+    problems = []
+    ms = o.get("members") or []
+    names = sorted(str(m.get("name")) for m in ms)
+    want = sorted(f"r{i}" for i in range(1, n + 1))
+    if names != want:
+        problems.append(f"{len(ms)} members ({','.join(names) or 'none'}), want r1..r{n}")
+    bad = [f"{m.get('name')} {m.get('result')}" + (f" ({m.get('error')})" if m.get("error") else "")
+           for m in ms if m.get("result") != "ok"]
+    if bad:
+        problems.append("not ok: " + ", ".join(bad))
+    if o.get("exit") != 0:
+        problems.append(f"exit {o.get('exit')}")
+    if o.get("error"):
+        problems.append(f"error: {o.get('error')}")
+    print("; ".join(problems) if problems else "ok")
+
+
+# ------------------------------------------------------------------ outage
+def outage(ms, period, start, maxsecs, ifname):
+    """In the deaf receiver's namespace: from START (epoch seconds) on, each PERIOD ms holds
+    PERIOD-MS ms of service and then MS ms in which everything arriving on IFNAME is dropped
+    (a rule in bench/run's table inet mbout, counted by its counter "dropped"). Ends after
+    MAXSECS, or on SIGTERM; either way the chain is flushed (bench/run flushes it again)."""
+    import signal
+    import subprocess
+    ms, period = int(ms) / 1000.0, int(period) / 1000.0
+    start = float(start)
+    end = start + float(maxsecs)
+    add = f'add rule inet mbout in iifname "{ifname}" counter name "dropped" drop'
+    flush = 'flush chain inet mbout in'
+
+    def stop(_sig, _frm):
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, stop)
+
+    def until(t):
+        d = t - time.time()
+        if d > 0:
+            time.sleep(d)
+    k = 0
+    try:
+        while True:
+            down = start + k * period + (period - ms)
+            up = min(start + (k + 1) * period, end)
+            if down >= end:
+                break
+            until(down)
+            subprocess.run(['nft', add], check=True)
+            a = time.time()
+            until(up)
+            subprocess.run(['nft', flush], check=True)
+            print(f"deaf {a - start:.3f} s .. {time.time() - start:.3f} s", flush=True)
+            k += 1
+    finally:
+        subprocess.run(['nft', flush])
 
 
 # ------------------------------------------------------------------ misc

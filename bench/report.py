@@ -6,8 +6,14 @@ an SVG plot of seconds against the number of receivers. Python 3 standard librar
     report.py --svg-from CELLS.json --svg FILE      # re-plot a saved JSON
 
 REPS.jsonl holds one object per timed run:
-  {"tool","workload","receivers","loss_pct","link_mbit","durable","rep","seconds",
-   "ok","payload_bytes","wire_bytes","cpu_sender","cpu_receivers","note"}
+  {"tool","workload","receivers","loss_pct","link_mbit","durable","outage","slow_member_mbit",
+   "keyed","atomic","multicast","rep","seconds","ok","payload_bytes","wire_bytes",
+   "wire_bytes_all","cpu_sender","cpu_receivers","version","note", ...}
+
+A cell is one (tool, workload, receivers, loss, link, durable, outage, slow member, keyed,
+atomic, multicast): every field that changes what is measured is part of its identity, so runs
+with and without an option are separate rows. Older records without a field read as the
+default (no outage, no slow member, keyed/atomic unknown, multicast on).
 """
 import json
 import math
@@ -16,6 +22,15 @@ import sys
 TOOL_ORDER = ["raw-mcast", "makuo-direct", "makuo-daemon", "uftp", "udpcast", "rsync-par", "rsync-seq"]
 WL_ORDER = ["big", "small", "update", "noop"]
 REFERENCE = "raw-mcast"
+# wire bytes per payload byte of the reference's full datagrams: 1472 B of payload in a
+# 1514 B Ethernet frame (what tbf counts); "payload / link x 1.029" is the wire limit
+WIRE_FACTOR = 1514 / 1472
+GIB = float(1 << 30)
+IDENTITY = ("tool", "workload", "receivers", "loss_pct", "link_mbit", "durable", "outage",
+            "slow_member_mbit", "keyed", "atomic", "multicast")
+# the conditions of the cluster (the same for every tool in them): raw-mcast's reference key
+CONDITIONS = ("workload", "receivers", "loss_pct", "link_mbit", "outage", "slow_member_mbit", "multicast")
+DEFAULTS = {"outage": None, "slow_member_mbit": None, "keyed": None, "atomic": None, "multicast": True}
 
 
 def med(v):
@@ -30,27 +45,58 @@ def rnd(x, k=3):
     return None if x is None else round(x, k)
 
 
+def field(c, k):
+    return c.get(k, DEFAULTS.get(k))
+
+
 def tool_key(t):
     return (TOOL_ORDER.index(t) if t in TOOL_ORDER else len(TOOL_ORDER), t)
 
 
+def nkey(x):
+    """sort None first, then by value (mixed None/number/str fields)"""
+    return (x is not None, x if isinstance(x, (int, float)) else str(x))
+
+
+def wl_key(w):
+    return WL_ORDER.index(w) if w in WL_ORDER else 9
+
+
+def cond_key(c):
+    return (wl_key(c["workload"]), c["loss_pct"], nkey(field(c, "outage")), nkey(field(c, "slow_member_mbit")),
+            not field(c, "multicast"))
+
+
+def variant_key(c):
+    k = field(c, "keyed")
+    return (tool_key(c["tool"]), k is not True, k is None, bool(field(c, "atomic")))
+
+
 def cell_key(c):
-    return (WL_ORDER.index(c["workload"]) if c["workload"] in WL_ORDER else 9, c["loss_pct"],
-            c["receivers"], tool_key(c["tool"]), not c["durable"])
+    return cond_key(c) + (c["receivers"],) + variant_key(c) + (not c["durable"],)
+
+
+def bottleneck_mbit(link, slow):
+    """the slowest link a receiver has (every receiver must get every byte); None unshaped"""
+    rates = [r for r in (link, slow) if r]
+    return min(rates) if rates else None
 
 
 def cells_from_reps(recs):
     groups = {}
     for r in recs:
-        k = (r["tool"], r["workload"], r["receivers"], r["loss_pct"], r["link_mbit"], r["durable"])
+        k = tuple(field(r, f) for f in IDENTITY)
         groups.setdefault(k, []).append(r)
     cells = []
-    for (tool, wl, n, loss, link, durable), rs in groups.items():
+    for k, rs in groups.items():
+        ident = dict(zip(IDENTITY, k))
+        tool = ident["tool"]
         rs.sort(key=lambda r: r["rep"])
         ok = all(r["ok"] for r in rs)
         times = [r["seconds"] for r in rs]
         good = [r["seconds"] for r in rs if r["ok"]]
         payload = rs[0]["payload_bytes"]
+        n = ident["receivers"]
         if ok:
             secs = med(times)
         elif tool == REFERENCE:
@@ -58,31 +104,46 @@ def cells_from_reps(recs):
             secs = med(times)
         else:
             secs = None   # a wrong result is reported, not timed
-        wire = med([r["wire_bytes"] for r in rs if r["wire_bytes"] is not None])
-        cs = [r["cpu_sender"] for r in rs if r.get("cpu_sender") is not None]
-        cr = [r["cpu_receivers"] for r in rs if r.get("cpu_receivers") is not None]
+        wire = med([r["wire_bytes"] for r in rs if r.get("wire_bytes") is not None])
+        wire_all = med([r["wire_bytes_all"] for r in rs if r.get("wire_bytes_all") is not None])
+        cs = med([r["cpu_sender"] for r in rs if r.get("cpu_sender") is not None])
+        cr = med([r["cpu_receivers"] for r in rs if r.get("cpu_receivers") is not None])
+        od = [r["outage_drops"] for r in rs if r.get("outage_drops") is not None]
+        raw_snd = [r["raw_sender"]["payload_mbit_s"] for r in rs if isinstance(r.get("raw_sender"), dict)
+                   and r["raw_sender"].get("payload_mbit_s")]
         notes = sorted({r["note"] for r in rs if r.get("note")})
-        cells.append({
-            "tool": tool, "workload": wl, "receivers": n, "loss_pct": loss, "link_mbit": link,
-            "durable": durable,
+        versions = sorted({r["version"] for r in rs if r.get("version")})
+        bn = bottleneck_mbit(ident["link_mbit"], ident["slow_member_mbit"])
+        limit = payload * 8 / (bn * 1e6) if bn else None
+        gib = payload / GIB
+        cell = dict(ident)
+        cell.update({
             "seconds": rnd(secs),
             "reps": [rnd(r["seconds"]) if r["ok"] or tool == REFERENCE else None for r in rs],
-            "limit_seconds": rnd(payload * 8 / (link * 1e6)) if link else None,
+            "limit_seconds": rnd(limit),
+            "link_ratio": rnd(secs / (limit * WIRE_FACTOR)) if (secs is not None and limit) else None,
             "wire_ratio": rnd(wire / payload) if (wire is not None and payload) else None,
+            "wire_ratio_all": rnd(wire_all / payload) if (wire_all is not None and payload) else None,
             "ok": ok,
             "ok_reps": len(good),
             "raw_ratio": None,
-            "cpu_sender_s": rnd(med(cs), 2),
-            "cpu_receivers_s": rnd(med(cr), 2),
+            "cpu_sender_s": rnd(cs, 2),
+            "cpu_receivers_s": rnd(cr, 2),
+            "cpu_sender_s_per_gib": rnd(cs / gib, 2) if (cs is not None and payload) else None,
+            "cpu_receivers_s_per_gib_each": rnd(cr / n / gib, 2) if (cr is not None and payload) else None,
             "payload_bytes": payload,
             "wire_bytes": wire,
+            "wire_bytes_all": wire_all,
             "kernel_drops": sum(r.get("kernel_drops", 0) for r in rs),
+            "outage_drops": med(od) if od else None,
+            "raw_sender_mbit_s": rnd(med(raw_snd), 1) if raw_snd else None,
+            "version": "; ".join(versions) if versions else None,
             "note": "; ".join(notes) if notes else None,
         })
-    ref = {(c["workload"], c["receivers"], c["loss_pct"], c["link_mbit"]): c
-           for c in cells if c["tool"] == REFERENCE}
+        cells.append(cell)
+    ref = {tuple(field(c, f) for f in CONDITIONS): c for c in cells if c["tool"] == REFERENCE}
     for c in cells:
-        r = ref.get((c["workload"], c["receivers"], c["loss_pct"], c["link_mbit"]))
+        r = ref.get(tuple(field(c, f) for f in CONDITIONS))
         # with nothing to send (noop) the reference takes no time: no ratio
         if r and r["seconds"] and c["seconds"] and c["payload_bytes"]:
             c["raw_ratio"] = rnd(r["seconds"] / c["seconds"])
@@ -102,6 +163,29 @@ def mib(b):
     return f"{b / 1024:.1f} KiB"
 
 
+def conditions(c, loss=True):
+    """the cluster's conditions of a cell, in words"""
+    out = [f"loss {c['loss_pct']:g} %"] if loss else []
+    if field(c, "outage"):
+        out.append(f"outage {field(c, 'outage')} ms")
+    if field(c, "slow_member_mbit"):
+        out.append(f"slow member {field(c, 'slow_member_mbit')} Mbit/s")
+    if not field(c, "multicast"):
+        out.append("no multicast")
+    return ", ".join(out)
+
+
+def variant(c):
+    """the tool's own variant (durability aside): keyed or not, atomic"""
+    out = []
+    k = field(c, "keyed")
+    if k is not None:
+        out.append("keyed" if k else "unkeyed")
+    if field(c, "atomic"):
+        out.append("atomic")
+    return " ".join(out)
+
+
 def markdown(cells, meta, svgname=None):
     out = []
     if meta:
@@ -111,67 +195,93 @@ def markdown(cells, meta, svgname=None):
         out.append("")
     if svgname:
         out.append(f"![seconds against receivers]({svgname})\n")
-    # side by side: durable / no fsync per tool and N
-    losses = sorted({c["loss_pct"] for c in cells})
     ns = sorted({c["receivers"] for c in cells})
-    wls = sorted({c["workload"] for c in cells}, key=lambda w: WL_ORDER.index(w) if w in WL_ORDER else 9)
+    conds = sorted({tuple(field(c, f) for f in CONDITIONS if f != "receivers") for c in cells},
+                   key=lambda t: cond_key(dict(zip([f for f in CONDITIONS if f != "receivers"], t))))
     out.append("### Seconds (median), with fsync / without\n")
     out.append("Tools that have a durability step show `with / without` it (makuo: fsync before rename, "
-               "rsync: `--fsync`); the others one number. `FAIL` = a receiver was wrong or the command "
-               "failed (not timed); `*` = the unreliable reference lost data (timed anyway).\n")
-    for wl in wls:
-        for loss in losses:
-            sub = [c for c in cells if c["workload"] == wl and c["loss_pct"] == loss]
-            if not sub:
-                continue
-            payload = sub[0]["payload_bytes"]
-            link = sub[0]["link_mbit"]
-            lim = sub[0]["limit_seconds"]
-            out.append(f"**{wl}**, loss {loss:g} %, payload {mib(payload)} ({payload} B)"
-                       + (f", link limit {lim:.3g} s at {link} Mbit/s" if lim else "") + "\n")
-            out.append("| tool | " + " | ".join(f"N={n}" for n in ns) + " |")
-            out.append("|---|" + "---:|" * len(ns))
-            for tool in sorted({c["tool"] for c in sub}, key=tool_key):
-                row = [tool]
-                for n in ns:
-                    vs = []
-                    for durable in (True, False):
-                        c = next((c for c in sub if c["tool"] == tool and c["receivers"] == n
-                                  and c["durable"] == durable), None)
-                        if c is None:
-                            continue
-                        if c["seconds"] is None:
-                            vs.append("FAIL")
-                        else:
-                            vs.append(fmt(c["seconds"]) + ("" if c["ok"] else "*"))
-                    row.append(" / ".join(vs) if vs else "")
-                out.append("| " + " | ".join(row) + " |")
-            out.append("")
+               "rsync: `--fsync`); the others one number. makuo rows say whether the cluster was keyed. "
+               "`FAIL` = a receiver was wrong or the command failed (not timed); `*` = the unreliable "
+               "reference lost data (timed anyway).\n")
+    cf = [f for f in CONDITIONS if f != "receivers"]
+    for cond in conds:
+        cd = dict(zip(cf, cond))
+        sub = [c for c in cells if all(field(c, f) == cd[f] for f in cf)]
+        if not sub:
+            continue
+        payload = sub[0]["payload_bytes"]
+        lim = sub[0]["limit_seconds"]
+        bn = bottleneck_mbit(cd["link_mbit"], cd["slow_member_mbit"])
+        out.append(f"**{cd['workload']}**, {conditions(sub[0])}, payload {mib(payload)} ({payload} B)"
+                   + (f", link limit {lim:.3g} s at {bn} Mbit/s (× {WIRE_FACTOR:.3f} on the wire: "
+                      f"{lim * WIRE_FACTOR:.3g} s)" if lim else "") + "\n")
+        out.append("| tool | " + " | ".join(f"N={n}" for n in ns) + " |")
+        out.append("|---|" + "---:|" * len(ns))
+        rows = sorted({(c["tool"], field(c, "keyed"), field(c, "atomic")) for c in sub},
+                      key=lambda t: variant_key({"tool": t[0], "keyed": t[1], "atomic": t[2]}))
+        for tool, keyed, atomic in rows:
+            lab = tool + (f" ({variant({'keyed': keyed, 'atomic': atomic})})"
+                          if variant({"keyed": keyed, "atomic": atomic}) else "")
+            row = [lab]
+            for n in ns:
+                vs = []
+                for durable in (True, False):
+                    c = next((c for c in sub if c["tool"] == tool and c["receivers"] == n
+                              and field(c, "keyed") == keyed and field(c, "atomic") == atomic
+                              and c["durable"] == durable), None)
+                    if c is None:
+                        continue
+                    if c["seconds"] is None:
+                        vs.append("FAIL")
+                    else:
+                        vs.append(fmt(c["seconds"]) + ("" if c["ok"] else "*"))
+                row.append(" / ".join(vs) if vs else "")
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
     out.append("### Every cell\n")
     out.append("seconds: median over the reps, from the command's start (discovery included) until every "
-               "receiver has the files in place; link limit: payload bits ÷ link rate; raw ÷ tool: "
-               "raw-mcast's seconds ÷ the tool's (1.00 = at the wire limit of the run); wire ratio: bytes "
-               "the sender put on its link ÷ payload bytes; CPU: user+system seconds of the sender's and "
-               "all receivers' processes (median).\n")
-    out.append("| workload | loss % | N | tool | fsync | seconds | reps (s) | link limit (s) | raw ÷ tool "
-               "| wire ratio | sender bytes | CPU s sender | CPU s receivers | ok |")
-    out.append("|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+               "receiver has the files in place; link limit: payload bits ÷ the slowest receiver's link "
+               f"rate; × wire limit: seconds ÷ (link limit × {WIRE_FACTOR:.3f}, the frames of full 1472-byte "
+               "datagrams): 1.00 is the wire limit, raw-mcast should sit at about 1.00; raw ÷ tool: "
+               "raw-mcast's seconds ÷ the tool's in the same conditions; wire ratio: bytes the sender "
+               "put on its link ÷ payload bytes, and (all) every host's bytes, feedback included; CPU: "
+               "user+system seconds of the sender's and all receivers' processes (median), and per GiB "
+               "of payload (receivers: each).\n")
+    out.append("| workload | conditions | N | tool | variant | fsync | seconds | reps (s) | link limit (s) "
+               "| × wire limit | raw ÷ tool | wire ratio | wire ratio (all) | CPU s sender | CPU s receivers "
+               "| CPU s/GiB sender | CPU s/GiB each receiver | ok |")
+    out.append("|---|---|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for c in cells:
         reps = " ".join("FAIL" if x is None else f"{x:.2f}" for x in c["reps"])
         ok = "yes" if c["ok"] else f"NO ({c['ok_reps']}/{len(c['reps'])})"
         secs = "FAIL" if c["seconds"] is None else fmt(c["seconds"]) + ("" if c["ok"] else "*")
-        wb = "-" if c["wire_bytes"] is None else f"{c['wire_bytes']:,}"
-        out.append(f"| {c['workload']} | {c['loss_pct']:g} | {c['receivers']} | {c['tool']} | "
+        out.append(f"| {c['workload']} | {conditions(c)} | {c['receivers']} | {c['tool']} | {variant(c) or '-'} | "
                    f"{'yes' if c['durable'] else 'no'} | {secs} | {reps} | {fmt(c['limit_seconds'], 3)} | "
-                   f"{fmt(c['raw_ratio'])} | {fmt(c['wire_ratio'], 3)} | {wb} | {fmt(c['cpu_sender_s'])} | "
-                   f"{fmt(c['cpu_receivers_s'])} | {ok} |")
+                   f"{fmt(c.get('link_ratio'), 3)} | {fmt(c['raw_ratio'])} | {fmt(c['wire_ratio'], 3)} | "
+                   f"{fmt(c.get('wire_ratio_all'), 3)} | {fmt(c['cpu_sender_s'])} | {fmt(c['cpu_receivers_s'])} | "
+                   f"{fmt(c.get('cpu_sender_s_per_gib'))} | {fmt(c.get('cpu_receivers_s_per_gib_each'))} | {ok} |")
     out.append("")
+    extra = [c for c in cells if c.get("raw_sender_mbit_s") or c.get("outage_drops") is not None]
+    if extra:
+        out.append("### Yardstick and outage counters\n")
+        for c in extra:
+            bits = []
+            if c.get("raw_sender_mbit_s"):
+                bits.append(f"raw-mcast's sender handed the payload to its socket at "
+                            f"{c['raw_sender_mbit_s']:g} Mbit/s (its send loop's own clock, median; "
+                            "above the link rate means the sender is not what limits it)")
+            if c.get("outage_drops") is not None:
+                bits.append(f"the outage dropped {c['outage_drops']:g} packets per run (median)")
+            out.append(f"- {c['tool']} {c['workload']} N={c['receivers']} {conditions(c)}"
+                       f"{' ' + variant(c) if variant(c) else ''}: " + "; ".join(bits))
+        out.append("")
     notes = [c for c in cells if c["note"]]
     if notes:
         out.append("### Notes\n")
         for c in notes:
-            out.append(f"- {c['tool']} {c['workload']} N={c['receivers']} loss {c['loss_pct']:g} % "
-                       f"fsync={'yes' if c['durable'] else 'no'}: {c['note']}")
+            out.append(f"- {c['tool']} {c['workload']} N={c['receivers']} {conditions(c)}"
+                       f"{' ' + variant(c) if variant(c) else ''} fsync={'yes' if c['durable'] else 'no'}: "
+                       f"{c['note']}")
         out.append("")
     return "\n".join(out)
 
@@ -200,17 +310,22 @@ NO_DURABILITY = ("raw-mcast", "uftp", "udpcast")
 
 
 def svg(cells, title=""):
-    panels = []
-    for wl in sorted({c["workload"] for c in cells}, key=lambda w: WL_ORDER.index(w) if w in WL_ORDER else 9):
-        for loss in sorted({c["loss_pct"] for c in cells if c["workload"] == wl}):
-            panels.append((wl, loss))
-    series = sorted({(c["tool"], c["durable"]) for c in cells}, key=lambda s: (tool_key(s[0]), not s[1]))
+    cf = [f for f in CONDITIONS if f != "receivers"]
+    panels = sorted({tuple(field(c, f) for f in cf) for c in cells}, key=lambda t: cond_key(dict(zip(cf, t))))
+    series = sorted({(c["tool"], c["durable"], field(c, "keyed"), field(c, "atomic")) for c in cells},
+                    key=lambda s: variant_key({"tool": s[0], "keyed": s[2], "atomic": s[3]}) + (not s[1],))
+    # a tool's first variant (keyed before unkeyed) gets its own colour, further ones the extras
     colors = {}
     k = 0
-    for t, _ in series:
-        if t not in colors:
-            colors[t] = COLORS.get(t) or EXTRA[k % len(EXTRA)]
-            k += t not in COLORS
+    for t, _d, keyed, atomic in series:
+        v = (t, keyed, atomic)
+        if v not in colors:
+            own = COLORS.get(t)
+            if own and own not in colors.values():
+                colors[v] = own
+            else:
+                colors[v] = EXTRA[k % len(EXTRA)]
+                k += 1
     ns = sorted({c["receivers"] for c in cells})
     pw, ph = 330, 250          # panel plot area
     ml, mr, mt, mb = 55, 15, 40, 45
@@ -227,10 +342,11 @@ def svg(cells, title=""):
     x0, x1 = (min(lx), max(lx)) if lx else (0, 1)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
-    for pi, (wl, loss) in enumerate(panels):
+    for pi, pan in enumerate(panels):
         px = (pi % cols) * (pw + ml + mr) + ml
         py = (pi // cols) * (ph + mt + mb) + mt + 20
-        sub = [c for c in cells if c["workload"] == wl and c["loss_pct"] == loss]
+        sub = [c for c in cells if tuple(field(c, f) for f in cf) == pan]
+        wl = pan[0]
         ymax = nice_max(max([c["seconds"] or 0 for c in sub] + [c["limit_seconds"] or 0 for c in sub] + [0.01]) * 1.05)
 
         def X(n):
@@ -240,7 +356,7 @@ def svg(cells, title=""):
             return py + ph - s / ymax * ph
         payload = sub[0]["payload_bytes"] if sub else 0
         o.append(f'<text x="{px}" y="{py - 8}" font-size="12" font-weight="bold">{esc(wl)} '
-                 f'({mib(payload) if payload else "nothing to send"}), loss {loss:g} %</text>')
+                 f'({mib(payload) if payload else "nothing to send"}), {esc(conditions(sub[0]))}</text>')
         o.append(f'<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
         for i in range(6):
             v = ymax * i / 5
@@ -257,12 +373,13 @@ def svg(cells, title=""):
             o.append(f'<line x1="{px}" y1="{Y(lim):.1f}" x2="{px + pw}" y2="{Y(lim):.1f}" stroke="#999" '
                      f'stroke-dasharray="2,3"/>')
             o.append(f'<text x="{px + pw - 3}" y="{Y(lim) - 3:.1f}" text-anchor="end" fill="#777">link limit</text>')
-        for tool, durable in series:
-            pts = sorted(((c["receivers"], c) for c in sub if c["tool"] == tool and c["durable"] == durable),
+        for tool, durable, keyed, atomic in series:
+            pts = sorted(((c["receivers"], c) for c in sub if c["tool"] == tool and c["durable"] == durable
+                          and field(c, "keyed") == keyed and field(c, "atomic") == atomic),
                          key=lambda p: p[0])
-            col = colors[tool]
-            variant = not durable and tool not in NO_DURABILITY   # the no-fsync variant
-            dash = ' stroke-dasharray="6,3"' if variant else ''
+            col = colors[(tool, keyed, atomic)]
+            nofsync = not durable and tool not in NO_DURABILITY   # the no-fsync variant
+            dash = ' stroke-dasharray="6,3"' if nofsync else ''
             good = [(n, c) for n, c in pts if c["seconds"] is not None]
             if len(good) > 1:
                 d = " ".join(f"{X(n):.1f},{Y(c['seconds']):.1f}" for n, c in good)
@@ -272,9 +389,9 @@ def svg(cells, title=""):
                     o.append(f'<text x="{X(n):.1f}" y="{py + 12}" text-anchor="middle" fill="{col}">✗</text>')
                 else:
                     fill = col if c["ok"] else "white"
-                    tip = (f'<title>{esc(tool)} fsync={"yes" if durable else "no"} N={n}: '
+                    tip = (f'<title>{esc(tool)} {esc(variant(c))} fsync={"yes" if durable else "no"} N={n}: '
                            f'{c["seconds"]:.2f} s</title>')
-                    if variant:
+                    if nofsync:
                         o.append(f'<rect x="{X(n) - 3.5:.1f}" y="{Y(c["seconds"]) - 3.5:.1f}" width="7" height="7" '
                                  f'fill="{fill}" stroke="{col}">{tip}</rect>')
                     else:
@@ -282,13 +399,14 @@ def svg(cells, title=""):
                                  f'stroke="{col}">{tip}</circle>')
     lx0 = cols * (pw + ml + mr) + 5
     ly = 60
-    for tool, durable in series:
-        col = colors[tool]
-        variant = not durable and tool not in NO_DURABILITY
-        dash = ' stroke-dasharray="6,3"' if variant else ''
-        lab = tool + ("" if tool in NO_DURABILITY else (" (fsync)" if durable else " (no fsync)"))
+    for tool, durable, keyed, atomic in series:
+        col = colors[(tool, keyed, atomic)]
+        nofsync = not durable and tool not in NO_DURABILITY
+        dash = ' stroke-dasharray="6,3"' if nofsync else ''
+        var = variant({"keyed": keyed, "atomic": atomic})
+        lab = tool + (" " + var if var else "") + ("" if tool in NO_DURABILITY else (" (fsync)" if durable else " (no fsync)"))
         o.append(f'<line x1="{lx0}" y1="{ly}" x2="{lx0 + 28}" y2="{ly}" stroke="{col}" stroke-width="2"{dash}/>')
-        if variant:
+        if nofsync:
             o.append(f'<rect x="{lx0 + 10.5}" y="{ly - 3.5}" width="7" height="7" fill="{col}"/>')
         else:
             o.append(f'<circle cx="{lx0 + 14}" cy="{ly}" r="3.5" fill="{col}"/>')

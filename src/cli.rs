@@ -23,6 +23,15 @@ use clap::{ValueEnum, ValueHint};
 use crate::exit;
 use crate::proto::wire;
 
+/// What `makuo --version` prints after the name: the crate version and the git commit the
+/// binary was built from, `-dirty` when its sources differed from that commit (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MAKUO_GIT_COMMIT"),
+    ")"
+);
+
 /// Most `-k/--key` files: the first seals what we send, both open what we receive.
 pub const MAX_KEYS: usize = 2;
 
@@ -49,7 +58,7 @@ const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
 #[derive(Debug, Parser)]
 #[command(
     name = "makuo",
-    version,
+    version = VERSION,
     after_long_help = exit::help_table(),
     disable_help_subcommand = true
 )]

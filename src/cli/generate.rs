@@ -68,7 +68,9 @@ fn completion(shell: Shell) -> (PathBuf, Vec<u8>) {
 
 /// `makuo.1` plus one page per visible subcommand (`makuo-sync.1`, `makuo-exclude-add.1`, …).
 fn man_pages() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
-    let mut cmd = Cli::command();
+    // The pages name the release, not the commit they were generated at: they are committed
+    // and must not go stale with every commit (`--version` itself names the commit).
+    let mut cmd = Cli::command().version(env!("CARGO_PKG_VERSION"));
     cmd.build();
     let mut pages = Vec::new();
     add_pages(&cmd, true, &mut pages)?;
