@@ -34,6 +34,7 @@ pub mod node;
 pub mod proto;
 pub mod report;
 pub mod seal;
+pub mod secret_file;
 pub mod startup;
 pub mod state;
 pub mod tree;
