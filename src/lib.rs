@@ -31,6 +31,7 @@ pub mod exit;
 pub mod filter;
 pub mod net;
 pub mod node;
+pub mod peercred;
 pub mod proto;
 pub mod report;
 pub mod seal;
