@@ -24,6 +24,7 @@ pub mod apply;
 pub mod cli;
 pub mod client;
 pub mod console;
+pub mod console_access;
 pub mod daemon;
 pub mod demo;
 pub mod escape;
