@@ -912,7 +912,11 @@ impl Daemon {
         let host = self.console_host();
         let password = self.password();
         let netns = self.netns.is_some();
-        let mut probe = self.command(&["status", "--console", &format!("127.0.0.1:{port}")]);
+        let addr = self.console_addr();
+        let mut probe = self.command(&["status", "--console", &addr]);
+        if let Some(k) = self.arg_after("-K") {
+            probe.args(["-K", k]);
+        }
         let name = self.name.clone();
         let log = self.log.clone();
         let child = self.child.as_mut().unwrap();
