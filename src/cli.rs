@@ -177,7 +177,8 @@ pub struct ClusterArgs {
 
     /// Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files.
     ///
-    /// Without -k, makuo refuses to run unless this is given (make a key with makuo keygen).
+    /// Without -k, the daemon and direct mode refuse to run unless this is given (make a key
+    /// with makuo keygen).
     /// With it, nothing is sealed and anyone who can send to the group can push, overwrite or
     /// delete files on every member; use it only on an isolated test network.
     #[arg(long)]
