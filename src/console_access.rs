@@ -103,6 +103,17 @@ pub struct Policy {
     password: bool,
 }
 
+/// Who is at the other end of a new connection, as the kernel says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A local process of this uid.
+    Uid(u32),
+    /// No such socket on this host: a peer on another host (or network namespace).
+    Remote,
+    /// Cannot be told; why.
+    Unknown(String),
+}
+
 /// The verdict on a new connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -146,7 +157,7 @@ impl Policy {
 
     /// Whether a local process of `uid` may use the console.
     pub fn uid_allowed(&self, uid: u32) -> bool {
-        uid == 0 || uid == self.starter || self.group.as_ref().is_some_and(|g| in_group(uid, g.gid))
+        self.privileged(uid) || self.group.as_ref().is_some_and(|g| in_group(uid, g.gid))
     }
 
     fn refusal(&self, uid: u32) -> String {
@@ -169,30 +180,47 @@ impl Policy {
         }
     }
 
-    /// Admits a unix-socket connection by its peer's credentials.
-    pub fn admit_unix(&self, s: &UnixStream) -> Admission {
+    /// Whether `uid` is let in without looking at the group database: root, or the user who
+    /// started the daemon. Such connections skip the connection cap, so refused users holding
+    /// connections open cannot lock root out.
+    pub fn privileged(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.starter
+    }
+
+    /// Who is at the other end of a unix-socket connection (its peer credentials).
+    pub fn identify_unix(&self, s: &UnixStream) -> Peer {
         match peercred::unix_peer(s) {
-            Ok(p) => self.admit_uid(p.uid),
-            Err(e) => Admission::Refused(format!("no peer credentials: {e}")),
+            Ok(p) => Peer::Uid(p.uid),
+            Err(e) => Peer::Unknown(format!("no peer credentials: {e}")),
         }
     }
 
-    /// Admits a TCP connection by the owner of its client socket in the kernel's socket table.
-    pub fn admit_tcp(&self, s: &TcpStream, lookup: Duration) -> Admission {
+    /// Who is at the other end of a TCP connection: the owner of its client socket in the
+    /// kernel's socket table, or a remote peer.
+    pub fn identify_tcp(&self, s: &TcpStream, lookup: Duration) -> Peer {
         let (Ok(peer), Ok(local)) = (s.peer_addr(), s.local_addr()) else {
-            return Admission::Refused("connection already gone".into());
+            return Peer::Unknown("connection already gone".into());
         };
         match peercred::tcp_owner(peer, local, lookup) {
-            Ok(TcpOwner::Local(uid)) => self.admit_uid(uid),
-            Ok(TcpOwner::Unknown) => Admission::Refused(
-                "the client socket belongs to no process any more (closed)".into(),
-            ),
-            Ok(TcpOwner::NotHere) if peercred::is_loopback(peer.ip()) => {
-                Admission::Refused("the client socket is not in the kernel's socket table".into())
+            Ok(TcpOwner::Local(uid)) => Peer::Uid(uid),
+            Ok(TcpOwner::Unknown) => {
+                Peer::Unknown("the client socket belongs to no process any more (closed)".into())
             }
-            Ok(TcpOwner::NotHere) if self.password => Admission::Remote,
-            Ok(TcpOwner::NotHere) => Admission::Refused("remote, and no -K password".into()),
-            Err(e) => Admission::Refused(format!("cannot tell who connected: {e}")),
+            Ok(TcpOwner::NotHere) if peercred::is_loopback(peer.ip()) => {
+                Peer::Unknown("the client socket is not in the kernel's socket table".into())
+            }
+            Ok(TcpOwner::NotHere) => Peer::Remote,
+            Err(e) => Peer::Unknown(format!("cannot tell who connected: {e}")),
+        }
+    }
+
+    /// The verdict on an identified peer (looks up group membership when needed).
+    pub fn admit(&self, peer: Peer) -> Admission {
+        match peer {
+            Peer::Uid(uid) => self.admit_uid(uid),
+            Peer::Remote if self.password => Admission::Remote,
+            Peer::Remote => Admission::Refused("remote, and no -K password".into()),
+            Peer::Unknown(why) => Admission::Refused(why),
         }
     }
 
@@ -656,18 +684,28 @@ fn admit_and_serve<S: Conn>(
     session(conn, &who);
 }
 
-/// Starts a thread for a new connection if a connection slot is free; otherwise says so and
-/// closes it at once.
+/// Starts a thread for a new connection. A privileged peer (root, the daemon's user) gets one
+/// at once; anyone else only if a connection slot is free, otherwise it is told so and closed
+/// at once.
 fn spawn_connection<S: Conn>(
     srv: &Arc<Server>,
     mut conn: S,
+    peer: &Peer,
     work: impl FnOnce(S) + Send + 'static,
 ) {
-    let Some(slot) = srv.connections.take() else {
-        bump(&srv.stats.busy);
-        let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
-        let _ = conn.write_all(b"error: too many console connections; try again later\n");
-        return;
+    let privileged = matches!(peer, Peer::Uid(u) if srv.policy.privileged(*u));
+    let slot = if privileged {
+        None
+    } else {
+        match srv.connections.take() {
+            Some(s) => Some(s),
+            None => {
+                bump(&srv.stats.busy);
+                let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+                let _ = conn.write_all(b"error: too many console connections; try again later\n");
+                return;
+            }
+        }
     };
     let r = std::thread::Builder::new()
         .name("console".into())
@@ -694,13 +732,16 @@ pub fn serve_tcp(l: TcpListener, srv: Arc<Server>, session: SessionFn<TcpStream>
                 continue;
             }
         };
+        // Asking the kernel is quick; the group database (maybe remote) is asked on the
+        // connection's own thread.
+        let peer = srv.policy.identify_tcp(&c, srv.limits.lookup);
         let (s2, session) = (srv.clone(), session.clone());
-        spawn_connection(&srv, c, move |c| {
+        spawn_connection(&srv, c, &peer.clone(), move |c| {
             let who = match c.peer_addr() {
                 Ok(a) => format!("tcp {a}"),
                 Err(_) => "tcp ?".into(),
             };
-            let admission = s2.policy.admit_tcp(&c, s2.limits.lookup);
+            let admission = s2.policy.admit(peer);
             let serve = |c: TcpStream, who: &str| {
                 let keep = c.try_clone();
                 session(c, who);
@@ -723,13 +764,14 @@ pub fn serve_unix(l: UnixListener, srv: Arc<Server>, session: SessionFn<UnixStre
                 continue;
             }
         };
+        let peer = srv.policy.identify_unix(&c);
         let (s2, session) = (srv.clone(), session.clone());
-        spawn_connection(&srv, c, move |c| {
+        spawn_connection(&srv, c, &peer.clone(), move |c| {
             let who = match peercred::unix_peer(&c) {
                 Ok(p) => format!("unix pid {}", p.pid),
                 Err(_) => "unix".into(),
             };
-            let admission = s2.policy.admit_unix(&c);
+            let admission = s2.policy.admit(peer);
             let finish = |c: &UnixStream| {
                 let _ = c.shutdown(std::net::Shutdown::Write);
             };

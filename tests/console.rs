@@ -566,3 +566,47 @@ fn over_long_lines_and_a_17th_session_are_turned_away() {
     assert!(console_count(d, "busy") >= 1);
     assert_eq!(console_count(d, "too-long"), 1);
 }
+
+/// Connections being admitted are capped (64), and refused users can fill that cap; root (and
+/// the daemon's user) skip it, so a flood of refused connections does not lock them out.
+#[test]
+fn refused_users_holding_connections_do_not_lock_root_out() {
+    if !root_or_skip(
+        "refused_users_holding_connections_do_not_lock_root_out",
+        "runs a client as uid 65534",
+    ) {
+        return;
+    }
+    let mut c = Cluster::new();
+    let i = c.add("flooded", &[]);
+    let d = &c.daemons[i];
+    // One process of uid 65534 opens 100 connections at once, says so, and holds them: every
+    // one of the 64 admission slots is held by a refused connection for a second.
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        r#"for i in $(seq 100); do exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || exit 9; done; echo ready; sleep 4"#,
+    ])
+    .env("PORT", d.console.to_string())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut flood = as_user(&mut cmd, NOBODY, NOBODY).spawn().unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flood.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n", "the flood could not connect");
+    // Root asks while they are held.
+    let st = d.status();
+    assert!(
+        st.lines.contains(&"name flooded".to_string()),
+        "{:?}",
+        st.lines
+    );
+    assert!(console_count(d, "busy") > 0, "{:?}", st.lines);
+    assert!(console_count(d, "refused") >= 60, "{:?}", st.lines);
+    let _ = flood.kill();
+    let _ = flood.wait();
+}
