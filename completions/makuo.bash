@@ -79,7 +79,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__check)
-            opts="-r -t -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --console --password-file --direct --discover --base --group --port --interface --key --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-r -t -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,7 +245,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__daemon)
-            opts="-b -m -p -i -k -l -P -U -K -n -d -u -g -G -c -r -s -T -R -S -O -h --base --group --port --interface --key --name --state-dir --mtu --listen --console-port --console-addr --console-socket --password-file --foreground --loglevel --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --allow-devices --preserve-owner --help"
+            opts="-b -m -p -i -k -l -P -U -K -n -d -u -g -G -c -r -s -T -R -S -O -h --base --group --port --interface --key --insecure --name --state-dir --mtu --listen --console-port --console-addr --console-socket --password-file --console-group --foreground --loglevel --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --allow-devices --preserve-owner --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -412,6 +412,10 @@ _makuo() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
                     fi
+                    return 0
+                    ;;
+                --console-group)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --loglevel)
@@ -706,7 +710,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__members)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -841,7 +845,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__status)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -976,7 +980,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__sync)
-            opts="-r -t -n -c -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --dry-run --delete --max-delete --checksum --bwlimit --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --interface --key --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-r -t -n -c -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --dry-run --delete --max-delete --checksum --bwlimit --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -49,6 +49,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s P -l console-port
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l console-addr -d 'Address to bind the TCP console to' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s U -l console-socket -d 'Also serve the console on this unix socket (created only when given)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s K -l password-file -d 'File holding the console password; clients must send it before any command' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l console-group -d 'Also let members of GROUP use the console (name or gid)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s d -l loglevel -d 'Log level, 0 (quiet) to 9 (debug)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s u -l user -d 'Run as this user (name or uid) once the sockets are open' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s g -l run-group -l group-id -d 'Run as this group (name or gid) once the sockets are open' -r
@@ -59,6 +60,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'U
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: 8 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a member is dropped, in milliseconds. Default: the engine\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s n -l foreground -d 'Stay in the foreground and log to stderr'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s c -l chroot -d 'Chroot into the base directory once the base, state directory, sockets and log are open'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s r -l no-receive -d 'Never receive: do not write what other members push'
@@ -92,6 +94,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -s c -l checksum -d 'C
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l progress -d 'Show progress while transferring'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l no-fsync -d 'Let members skip the durability step (fsync before rename) for this push'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l json -d 'Print results as JSON lines instead of text'
@@ -113,6 +116,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l state-dir -d 'Dire
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print results as JSON lines instead of text'
@@ -129,6 +133,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l name -d 'Member 
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print results as JSON lines instead of text'
@@ -145,6 +150,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand status" -l name -d 'Member n
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l json -d 'Print results as JSON lines instead of text'

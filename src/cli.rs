@@ -47,14 +47,16 @@ const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
 /// written on every live member at the same time, so a push takes about as long for fifty
 /// servers as for two.
 ///
-/// Each daemon serves a console on 127.0.0.1:5000 (TCP, or a unix socket with -U). The front-end
+/// Each daemon serves a console on 127.0.0.1:5000 (TCP, or a unix socket with -U), open to root,
+/// the user who started the daemon and members of --console-group. The front-end
 /// commands (sync, check, members, status, exclude, loglevel) talk to the local daemon through
 /// that console when one answers. When none answers (or with --direct), sync, check, members
 /// and status walk the tree themselves and multicast directly, as a short-lived sender that
 /// joins the cluster for the length of the run.
 ///
 /// Members authenticate and encrypt with the shared key files given by -k; makuo keygen
-/// makes one.
+/// makes one. Without a key the daemon and direct mode refuse to run unless --insecure is
+/// given.
 #[derive(Debug, Parser)]
 #[command(
     name = "makuo",
@@ -168,10 +170,19 @@ pub struct ClusterArgs {
     /// Every datagram is authenticated and encrypted with the first key; datagrams sealed with
     /// either key are accepted. To rotate, restart every node with '-k OLD -k NEW', then all
     /// with '-k NEW -k OLD', then all with '-k NEW', finishing each step everywhere first.
-    /// Without -k the cluster runs in clear and unauthenticated. Make a key with makuo keygen.
+    /// Without -k makuo refuses to run unless --insecure is given. Make a key with makuo keygen.
     #[arg(short = 'k', long = "key", value_name = "KEYFILE", action = ArgAction::Append,
           value_hint = ValueHint::FilePath)]
     pub keys: Vec<PathBuf>,
+
+    /// Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files.
+    ///
+    /// Without -k, the daemon and direct mode refuse to run unless this is given (make a key
+    /// with makuo keygen).
+    /// With it, nothing is sealed and anyone who can send to the group can push, overwrite or
+    /// delete files on every member; use it only on an isolated test network.
+    #[arg(long)]
+    pub insecure: bool,
 
     /// Member name announced to the cluster. Default: the hostname.
     #[arg(long, value_name = "NAME")]
@@ -187,6 +198,32 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1500,
           value_parser = clap::value_parser!(u32).range(MIN_MTU..=MAX_MTU))]
     pub mtu: u32,
+}
+
+/// Refusal to run a daemon or a direct-mode push without a cluster key (and no `--insecure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoKey;
+
+impl fmt::Display for NoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "no cluster key: give -k KEYFILE (make one with `makuo keygen KEYFILE` and copy it \
+             to every member), or --insecure to run an unauthenticated cluster",
+        )
+    }
+}
+
+impl std::error::Error for NoKey {}
+
+impl ClusterArgs {
+    /// Secure by default: at least one `-k`, or `--insecure` said out loud.
+    pub fn require_key(&self) -> Result<(), NoKey> {
+        if self.keys.is_empty() && !self.insecure {
+            Err(NoKey)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// `makuo daemon`: makuosan's flag letters.
@@ -207,7 +244,9 @@ pub struct DaemonArgs {
 
     /// Address to bind the TCP console to.
     ///
-    /// Anything but loopback exposes the console to the network; use it only together with -K.
+    /// Anything but loopback exposes the console to the network, so the daemon refuses to start
+    /// with one unless -K is given; connections from other hosts must then send the password
+    /// before anything else.
     #[arg(
         long,
         value_name = "ADDR",
@@ -223,10 +262,26 @@ pub struct DaemonArgs {
 
     /// File holding the console password; clients must send it before any command.
     ///
-    /// Without -K the console accepts any local connection.
+    /// The password is the file's first line, 4 to 63 bytes. Like a key file, the file must be
+    /// a regular file that group and others can neither read nor write (chmod 600). A session
+    /// gets at most 3 tries, each failure answered after a growing delay (1 s, 2 s, 3 s); the
+    /// third closes the connection. Local connections must also pass the user check (see
+    /// --console-group).
     #[arg(short = 'K', long, value_name = "FILE", value_hint = ValueHint::FilePath,
           help_heading = "Console")]
     pub password_file: Option<PathBuf>,
+
+    /// Also let members of GROUP use the console (name or gid).
+    ///
+    /// The console runs pushes as the daemon's user, so only root, the user who started the
+    /// daemon, and (with this flag) members of GROUP may use it: their primary group or
+    /// supplementary groups in the group database. The peer's uid comes from SO_PEERCRED on the
+    /// unix socket and from the kernel's socket table on TCP; anyone else gets 'error:
+    /// permission denied'. With -U the socket is made group GROUP, mode 0660. Limits per
+    /// daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s
+    /// without a complete line.
+    #[arg(long, value_name = "GROUP", help_heading = "Console")]
+    pub console_group: Option<String>,
 
     /// Stay in the foreground and log to stderr.
     #[arg(short = 'n', long, help_heading = "Process")]

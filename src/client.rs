@@ -83,14 +83,13 @@ impl Console {
             set_timeout,
         };
         if let Some(pf) = password_file {
-            let pw = std::fs::read_to_string(pf)
-                .with_context(|| format!("password file {}", pf.display()))?;
-            let last = c.command(
-                &format!("password {}", quote(pw.lines().next().unwrap_or(""))),
-                |_| {},
-            )?;
+            let pw = crate::secret_file::read_password(pf)?;
+            let last = c.command(&format!("password {}", quote(pw.as_str())), |_| {})?;
             if last != "ok" {
-                bail!("console refused the password: {last}");
+                bail!(
+                    "console {addr} refused the password: {}",
+                    last.trim_start_matches("error: ")
+                );
             }
         }
         Ok(c)
@@ -308,7 +307,15 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
         eprintln!("makuo: --bwlimit applies to direct mode; the daemon's rate is its -T");
     }
     c.timeout = cmd.timeout;
-    c.command("exclude clear", |_| {})?;
+    // The first answer also says whether this console lets us in at all.
+    let last = c.command("exclude clear", |_| {})?;
+    if last != "ok" {
+        bail!(
+            "console {}: {}",
+            front.console.console,
+            last.trim_start_matches("error: ")
+        );
+    }
     for r in &cmd.rules {
         let w = if r.include { "include" } else { "exclude" };
         let last = c.command(&format!("{w} add {}", quote(&r.pattern)), |_| {})?;
@@ -468,6 +475,7 @@ fn remembered(
 }
 
 fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+    front.cluster.require_key()?;
     let started = Instant::now();
     let out = &front.output;
     let base = &front.cluster.base;
@@ -509,8 +517,8 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
             eprintln!("skipping {}: {why}", crate::escape::text(p));
         }
     }
-    if load_keys(front)?.is_empty() && out.verbose > 0 {
-        eprintln!("makuo: warning: no cluster key (-k): traffic is unauthenticated");
+    if front.cluster.keys.is_empty() && !out.quiet {
+        eprintln!("makuo: WARNING: --insecure: no cluster key (-k); this push is UNAUTHENTICATED");
     }
     if out.verbose > 1 {
         eprintln!(
@@ -637,6 +645,7 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
             return simple(&mut c, "members", &front.output);
         }
     }
+    front.cluster.require_key()?;
     let mut node = direct_node(front, None)?;
     discover(&mut node, Duration::from_millis(front.discover), &[])?;
     let mut lines = Vec::new();

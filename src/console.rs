@@ -1,12 +1,154 @@
 //! The daemon's control console: makuosan's words, one command a line, over TCP
 //! (127.0.0.1:5000 by default, `telnet`-able) or a unix socket.
 //!
-//! This module parses command lines into [`Request`]s and renders results into lines. Every
-//! command streams progress lines and ends with exactly one final line: `ok` or
-//! `error: REASON`. The daemon (`daemon.rs`) owns the sockets and sessions.
+//! This module reads lines ([`read_line`], at most [`MAX_LINE`] bytes), parses them into
+//! [`Request`]s and renders results into lines. Every command streams progress lines and ends
+//! with exactly one final line: `ok` or `error: REASON`. The daemon (`daemon.rs`,
+//! `console_access.rs`) owns the sockets, sessions and who may use them.
+//!
+//! The parser is strict, so that another protocol pointed at the console (an HTTP request,
+//! say, from a browser or `curl` run by an allowed user) cannot run anything: a line that is
+//! not a console command ([`ParseError::NotACommand`]: an unknown first word, a control
+//! character, bytes that are not UTF-8) ends the session; a console command used wrongly
+//! ([`ParseError::Usage`]) gets one error line and the session goes on; a blank line is
+//! ignored. Words from the line quoted back in an error are cut to [`MAX_SHOWN`] characters.
+
+use std::io::{self, BufRead};
 
 use crate::proto::manifest::FilterRule;
 use crate::report::Outcome;
+
+/// Longest console line, in bytes (without its newline). A longer line ends the session.
+pub const MAX_LINE: usize = 4096;
+
+/// Longest piece of an input line quoted back in an error message, in characters.
+pub const MAX_SHOWN: usize = 40;
+
+/// The first words of console commands (case-insensitive).
+pub const COMMANDS: &[&str] = &[
+    "send", "sync", "dsync", "md5", "check", "members", "status", "exclude", "include", "loglevel",
+    "alive", "echo", "help", "?", "quit", "exit", "bye", "password",
+];
+
+/// What [`read_line`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A line (in the buffer, without `\n` or a final `\r`); the last line may lack its `\n`.
+    Line,
+    /// More than the limit without a newline: the rest is not read.
+    TooLong,
+    /// End of input.
+    Eof,
+}
+
+/// Reads one line of at most `max` bytes into `buf` (cleared first). Reads no further than the
+/// line's newline, or than `max + 1` bytes of a line that is too long.
+pub fn read_line(r: &mut impl BufRead, max: usize, buf: &mut Vec<u8>) -> io::Result<Input> {
+    buf.clear();
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                Input::Eof
+            } else {
+                strip_cr(buf);
+                Input::Line
+            });
+        }
+        // Room for the line, a `\r` and the newline.
+        let room = max + 2 - buf.len();
+        let take = avail.len().min(room);
+        if let Some(i) = avail[..take].iter().position(|&b| b == b'\n') {
+            buf.extend_from_slice(&avail[..i]);
+            r.consume(i + 1);
+            strip_cr(buf);
+            return Ok(if buf.len() > max {
+                Input::TooLong
+            } else {
+                Input::Line
+            });
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if buf.len() > max + 1 || (buf.len() == max + 1 && buf.last() != Some(&b'\r')) {
+            return Ok(Input::TooLong);
+        }
+    }
+}
+
+fn strip_cr(buf: &mut Vec<u8>) {
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+}
+
+/// Why a line was not turned into a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a console command at all (another protocol, binary): the session must end.
+    NotACommand(String),
+    /// A console command used wrongly: one error line, the session goes on.
+    Usage(String),
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::NotACommand(m) | ParseError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for ParseError {
+    fn from(m: String) -> Self {
+        ParseError::Usage(m)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(m: &str) -> Self {
+        ParseError::Usage(m.to_string())
+    }
+}
+
+/// A piece of input fit to quote in an error: at most [`MAX_SHOWN`] characters, control
+/// characters and quotes escaped.
+pub fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_SHOWN {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || c == '\'' || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses one line as read from a connection: UTF-8 text without control characters (tabs
+/// aside), whose first word is a console command.
+pub fn parse_line(line: &[u8]) -> Result<Request, ParseError> {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Err(ParseError::NotACommand(
+            "not a console command (not UTF-8 text)".into(),
+        ));
+    };
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(ParseError::NotACommand(format!(
+            "not a console command (control character {:#04x})",
+            c as u32
+        )));
+    }
+    parse(text)
+}
 
 /// What a `send`-family command asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -125,14 +267,17 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-fn parse_send(words: &[String], check: bool) -> Result<SendCmd, String> {
+fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
     let mut c = SendCmd::default();
     let mut i = 0;
     while i < words.len() {
         let w = words[i].as_str();
         let mut value = || -> Result<String, String> {
             i += 1;
-            words.get(i).cloned().ok_or(format!("{w} needs a value"))
+            words
+                .get(i)
+                .cloned()
+                .ok_or(format!("{} needs a value", shown(w)))
         };
         match w {
             "-n" | "--dry-run" if !check => c.dry_run = true,
@@ -153,7 +298,9 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, String> {
                 c.paths.extend(words[i + 1..].iter().cloned());
                 break;
             }
-            f if f.starts_with('-') && f.len() > 1 => return Err(format!("unknown option {f}")),
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(format!("unknown option {}", shown(f)).into())
+            }
             p => c.paths.push(p.to_string()),
         }
         i += 1;
@@ -164,17 +311,28 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, String> {
     Ok(c)
 }
 
-/// Parses one console line.
-pub fn parse(line: &str) -> Result<Request, String> {
+/// Parses one console line (see [`parse_line`] for raw bytes).
+pub fn parse(line: &str) -> Result<Request, ParseError> {
+    // The first word decides whether this is a console command at all, before any quoting
+    // is looked at.
+    let Some(first) = line.split_whitespace().next() else {
+        return Ok(Request::Nothing);
+    };
+    if !COMMANDS.iter().any(|c| c.eq_ignore_ascii_case(first)) {
+        return Err(ParseError::NotACommand(format!(
+            "'{}' is not a console command (try help)",
+            shown(first)
+        )));
+    }
     let words = split_words(line)?;
     let Some(cmd) = words.first() else {
         return Ok(Request::Nothing);
     };
     let rest = &words[1..];
-    let one = |what: &str| -> Result<String, String> {
+    let one = |what: &str| -> Result<String, ParseError> {
         match rest {
             [_, p] => Ok(p.clone()),
-            _ => Err(format!("usage: {what}")),
+            _ => Err(format!("usage: {what}").into()),
         }
     };
     Ok(match cmd.to_ascii_lowercase().as_str() {
@@ -222,7 +380,12 @@ pub fn parse(line: &str) -> Result<Request, String> {
         "help" | "?" => Request::Help,
         "quit" | "exit" | "bye" => Request::Quit,
         "password" => Request::Password(rest.join(" ")),
-        other => return Err(format!("unknown command '{other}' (try help)")),
+        other => {
+            return Err(ParseError::NotACommand(format!(
+                "'{}' is not a console command (try help)",
+                shown(other)
+            )))
+        }
     })
 }
 
@@ -304,5 +467,106 @@ mod tests {
             split_words(r#"a "b c" d\ e"#).unwrap(),
             vec!["a", "b c", "d e"]
         );
+    }
+
+    #[test]
+    fn strict_first_word() {
+        for foreign in [
+            "POST / HTTP/1.1",
+            "GET / HTTP/1.0",
+            "Host: 127.0.0.1:5000",
+            "User-Agent: curl/8.0",
+            "Content-Length: 12",
+            "frobnicate now",
+            "\"sync\" -r .",
+            "sync\u{7}",
+        ] {
+            assert!(
+                matches!(
+                    parse_line(foreign.as_bytes()),
+                    Err(ParseError::NotACommand(_))
+                ),
+                "{foreign:?}"
+            );
+        }
+        assert!(matches!(
+            parse_line(b"sync \xff"),
+            Err(ParseError::NotACommand(_))
+        ));
+        for usage in ["send --bogus", "loglevel 12", "echo \"open", "exclude frob"] {
+            assert!(
+                matches!(parse_line(usage.as_bytes()), Err(ParseError::Usage(_))),
+                "{usage:?}"
+            );
+        }
+        assert_eq!(parse_line(b"\t").unwrap(), Request::Nothing);
+        assert_eq!(parse_line(b"Status").unwrap(), Request::Status);
+        // What an error quotes back is short and has no control characters.
+        let e = parse(&format!("{} x", "A".repeat(3000)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 120, "{e}");
+        let e = parse(&format!("send --{}", "\u{202e}".repeat(100)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.chars().count() < 120, "{e}");
+    }
+
+    fn lines_of(input: &[u8], max: usize, chunk: usize) -> Vec<Result<String, Input>> {
+        struct Chunky<'a>(&'a [u8], usize);
+        impl std::io::Read for Chunky<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = io::BufReader::with_capacity(7, Chunky(input, chunk));
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            match read_line(&mut r, max, &mut buf).unwrap() {
+                Input::Line => out.push(Ok(String::from_utf8(buf.clone()).unwrap())),
+                Input::Eof => return out,
+                other => {
+                    out.push(Err(other));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_line_caps_and_strips() {
+        for chunk in [1, 2, 3, 5, 64] {
+            assert_eq!(
+                lines_of(b"a\r\nbb\n\nccc", 10, chunk),
+                [
+                    Ok("a".into()),
+                    Ok("bb".into()),
+                    Ok("".into()),
+                    Ok("ccc".into())
+                ]
+            );
+            // Exactly at the cap, with or without a CR.
+            assert_eq!(
+                lines_of(b"0123456789\r\n0123456789\nx", 10, chunk),
+                [
+                    Ok("0123456789".into()),
+                    Ok("0123456789".into()),
+                    Ok("x".into())
+                ]
+            );
+            assert_eq!(
+                lines_of(b"ok\n01234567890\nnever", 10, chunk),
+                [Ok("ok".into()), Err(Input::TooLong)]
+            );
+            assert_eq!(
+                lines_of(b"0123456789\r\r\n", 10, chunk),
+                [Err(Input::TooLong)]
+            );
+            assert_eq!(lines_of(&[b'x'; 100_000], 10, chunk), [Err(Input::TooLong)]);
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! makuo's lives in BASE while idle: state goes to the state directory, and leftover staged
 //! files are swept at start. SIGTERM leaves the cluster gracefully and exits 0.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use crate::apply::ApplyOptions;
 use crate::cli::DaemonArgs;
 use crate::console::{self, Request, SendCmd};
+use crate::console_access;
 use crate::escape;
 use crate::exit::Exit;
 use crate::node::{self, Node, NodeConfig};
@@ -97,6 +98,7 @@ struct Pending {
 
 /// Runs the daemon until SIGTERM.
 pub fn run(args: &DaemonArgs) -> Result<Exit> {
+    args.cluster.require_key()?;
     LOGLEVEL.store(args.loglevel.max(1), Ordering::Relaxed);
     let name = args.cluster.name.clone().unwrap_or_else(hostname);
     let state_dir = args
@@ -137,16 +139,11 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     // Every staged file of a transfer stays open until its commit.
     startup::raise_nofile();
     let password = match &args.password_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("password file {}", p.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        ),
+        Some(p) => Some(crate::secret_file::read_password(p)?),
         None => None,
     };
+    console_access::check_console_addr(args.console_addr, password.is_some())?;
+    let policy = console_access::Policy::new(args.console_group.as_deref(), password.is_some())?;
     let mut engine = proto::Config {
         node_id: node::random_node_id(),
         name: name.clone(),
@@ -193,6 +190,9 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     let (unix, socket_path) = match &args.console_socket {
         Some(p) => {
             let (l, sp) = startup::bind_unix(p)?;
+            policy
+                .share_socket(p)
+                .with_context(|| format!("console socket {}", p.display()))?;
             (Some(l), Some(sp))
         }
         None => (None, None),
@@ -260,37 +260,23 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         ),
     );
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let console = console_access::Server::new(policy, password, console_access::LIMITS);
     let shared = Arc::new(Session {
         base: session_base,
         no_send: args.no_send,
-        password,
+        console: console.clone(),
         jobs: Mutex::new(jobs_tx),
     });
     {
-        let s = shared.clone();
+        let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
-            for c in tcp.incoming().flatten() {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    if let (Ok(r), Ok(w)) = (c.try_clone(), c.try_clone()) {
-                        s.serve(BufReader::new(r), w);
-                        close_gently(&c);
-                    }
-                });
-            }
+            console_access::serve_tcp(tcp, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
         });
     }
     if let Some(u) = unix {
-        let s = shared.clone();
+        let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
-            for c in u.incoming().flatten() {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    if let Ok(w) = c.try_clone() {
-                        s.serve(BufReader::new(c), w);
-                    }
-                });
-            }
+            console_access::serve_unix(u, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
         });
     }
     let result = event_loop(&mut node, &mut state, &jobs_rx, &name);
@@ -381,23 +367,6 @@ fn event_loop(
         )));
     }
     Ok(())
-}
-
-/// Ends a console connection with a FIN after everything written, then reads what the
-/// client still sends until it closes (at most 2 s): closing with unread input would send
-/// a reset, which can destroy the last answer before the client has read it.
-fn close_gently(c: &std::net::TcpStream) {
-    use std::io::Read;
-    let _ = c.shutdown(std::net::Shutdown::Write);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 4096];
-    let mut r = c;
-    for _ in 0..256 {
-        match r.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
 }
 
 fn handle_event(
@@ -651,15 +620,9 @@ struct Session {
     base: PathBuf,
     /// `-s`: this daemon never sends (console pushes are refused).
     no_send: bool,
-    password: Option<String>,
+    /// Who may connect, the password, the limits and the counters.
+    console: Arc<console_access::Server>,
     jobs: Mutex<Sender<Job>>,
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Session {
@@ -670,51 +633,13 @@ impl Session {
             .unwrap_or(false)
     }
 
-    /// Serves one console connection until `quit` or EOF.
-    fn serve(&self, r: impl BufRead, mut w: impl Write) {
+    /// Serves one admitted console connection until `quit`, EOF, or a line that ends it
+    /// (`console_access::run_session` reads, caps and checks the lines).
+    fn serve<S: console_access::Conn>(&self, conn: S, who: &str) {
         let mut rules: Vec<FilterRule> = Vec::new();
-        let mut authed = self.password.is_none();
-        for line in r.lines() {
-            let Ok(line) = line else { break };
-            let req = match console::parse(line.trim_end_matches('\r')) {
-                Ok(r) => r,
-                Err(e) => {
-                    if writeln!(w, "error: {e}").is_err() {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            if !authed {
-                match &req {
-                    Request::Password(p) => {
-                        authed = ct_eq(
-                            p.as_bytes(),
-                            self.password.as_deref().unwrap_or("").as_bytes(),
-                        );
-                        let _ = writeln!(
-                            w,
-                            "{}",
-                            if authed {
-                                "ok"
-                            } else {
-                                "error: wrong password"
-                            }
-                        );
-                    }
-                    Request::Quit => break,
-                    Request::Nothing => {}
-                    _ => {
-                        let _ = writeln!(w, "error: password required");
-                    }
-                }
-                continue;
-            }
-            let quit = matches!(req, Request::Quit);
-            if self.handle(req, &mut rules, &mut w).is_err() || quit {
-                break;
-            }
-        }
+        console_access::run_session(&self.console, conn, who, |req, w| {
+            self.handle(req, &mut rules, w)
+        });
     }
 
     fn handle(
@@ -767,8 +692,11 @@ impl Session {
                 rules.clear();
                 writeln!(w, "ok")
             }
-            Request::Members { json } => self.simple(w, Job::Members, json),
-            Request::Status => self.simple(w, Job::Status, false),
+            Request::Members { json } => self.simple(w, Job::Members, json, &[]),
+            Request::Status => {
+                let console = self.console.stats.line();
+                self.simple(w, Job::Status, false, &[console])
+            }
             Request::Send(c) => self.push(w, &c, rules, false),
             Request::Check(c) => self.push(w, &c, rules, true),
         }
@@ -779,13 +707,15 @@ impl Session {
         w: &mut impl Write,
         job: fn(Sender<Reply>) -> Job,
         json: bool,
+        extra: &[String],
     ) -> std::io::Result<()> {
         let (tx, rx) = mpsc::channel();
         if !self.send_job(job(tx)) {
             return writeln!(w, "error: daemon is shutting down");
         }
         match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Reply::Lines(lines)) => {
+            Ok(Reply::Lines(mut lines)) => {
+                lines.extend_from_slice(extra);
                 if json {
                     writeln!(
                         w,

@@ -2,7 +2,7 @@
 //!
 //! Starts N receiving daemons on loopback (each with its own base, state dir, console port
 //! and name; a random group in 239.255.0.0/16 and `-i 127.0.0.1`, so nothing leaves the
-//! host), generates a docroot-like tree, pushes it with `makuo sync --direct`, prints the
+//! host; a cluster key made for the run, as `makuo keygen` would), generates a docroot-like tree, pushes it with `makuo sync --direct`, prints the
 //! per-member result, verifies every member byte for byte, and cleans up.
 
 use std::path::{Path, PathBuf};
@@ -111,14 +111,18 @@ pub fn run(args: &DemoArgs) -> Result<Exit> {
     let src = tmp.join("src");
     std::fs::create_dir_all(&src)?;
     let bytes = gen_tree(&src, args.files)?;
+    // Keyed, as a real cluster is: a fresh key for this run only.
+    let key = tmp.join("cluster.key");
+    crate::seal::write_key_file(&key, &crate::seal::Key::generate()?)?;
     println!(
         "demo: {} files, {bytes} bytes in {}",
         args.files,
         src.display()
     );
     println!(
-        "demo: {} daemons on loopback, group {group}:{port}, -i 127.0.0.1",
-        args.members
+        "demo: {} daemons on loopback, group {group}:{port}, -i 127.0.0.1, keyed (-k {})",
+        args.members,
+        key.display()
     );
     let mut daemons = Daemons(Vec::new());
     let mut bases = Vec::new();
@@ -139,6 +143,8 @@ pub fn run(args: &DemoArgs) -> Result<Exit> {
             ])
             .arg("-b")
             .arg(&base)
+            .arg("-k")
+            .arg(&key)
             .arg("--state-dir")
             .arg(tmp.join(format!("state{i}")))
             .args([
@@ -172,6 +178,8 @@ pub fn run(args: &DemoArgs) -> Result<Exit> {
         ])
         .arg("-b")
         .arg(&src)
+        .arg("-k")
+        .arg(&key)
         .arg("--discover")
         .arg("700")
         .arg(".")

@@ -56,9 +56,9 @@
 //!   again.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::AeadInPlace;
@@ -135,14 +135,9 @@ impl fmt::Display for SealError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Io { path, err } => write!(f, "key file {}: {err}", path.display()),
-            Self::KeyFileMode { path, mode } => write!(
-                f,
-                "key file {} is accessible by group or others (mode {:04o}); \
-                 restrict it with: chmod 600 {}",
-                path.display(),
-                mode & 0o7777,
-                path.display()
-            ),
+            Self::KeyFileMode { path, mode } => {
+                f.write_str(&crate::secret_file::too_open("key file", path, *mode))
+            }
             Self::KeyFileType(path) => {
                 write!(f, "key file {} is not a regular file", path.display())
             }
@@ -267,22 +262,18 @@ fn parse_hex(text: &[u8], path: &Path) -> Result<Key, SealError> {
 /// one that is not a regular file, and malformed contents. Permissions are checked on the
 /// opened file itself, so the file cannot be swapped between the check and the read.
 pub fn load_key(path: impl AsRef<Path>) -> Result<Key, SealError> {
+    use crate::secret_file::{self, SecretFileError};
     let path = path.as_ref();
     let io_err = |err| SealError::Io {
         path: path.to_path_buf(),
         err,
     };
-    let f = File::open(path).map_err(io_err)?;
-    let meta = f.metadata().map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(SealError::KeyFileType(path.to_path_buf()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(SealError::KeyFileMode {
-            path: path.to_path_buf(),
-            mode: meta.mode(),
-        });
-    }
+    let f = secret_file::open(path, "key file").map_err(|e| match e {
+        SecretFileError::Mode { path, mode, .. } => SealError::KeyFileMode { path, mode },
+        SecretFileError::NotRegular { path, .. } => SealError::KeyFileType(path),
+        SecretFileError::Io { path, err, .. } => SealError::Io { path, err },
+        other => io_err(io::Error::other(other.to_string())),
+    })?;
     // A key file is 65 bytes; read a little more so an oversized file is reported as such.
     let mut text = Vec::with_capacity(80);
     f.take(2 * KEY_LEN as u64 + 8)
@@ -1124,6 +1115,7 @@ mod tests {
 
     #[test]
     fn seal_load_key_checks_mode_and_contents() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("key");
         let k = key(7);

@@ -436,6 +436,7 @@ fn no_member_answering_exits_10() {
         "127.0.0.1",
         "--discover",
         "200",
+        "--insecure",
     ];
 
     let mut a = vec!["sync", "--direct", "-b", base, "-r"];

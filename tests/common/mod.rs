@@ -118,6 +118,71 @@ pub fn root_or_skip(test: &str, needs: &str) -> bool {
     false
 }
 
+/// uid and gid of `nobody` / `nogroup`.
+pub const NOBODY: u32 = 65534;
+
+/// Makes `cmd` run as `uid`:`gid` with no supplementary groups (the test must be root; std
+/// drops root's supplementary groups when it sets the uid).
+pub fn as_user(cmd: &mut Command, uid: u32, gid: u32) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.uid(uid).gid(gid)
+}
+
+/// One raw TCP console session from a process of `uid`:`gid` (bash's `/dev/tcp`): connects to
+/// `host`:`port`, writes `input`, and prints everything the daemon answers until it closes the
+/// connection. Bounded by [`RUN_LIMIT`].
+pub fn tcp_session_as(uid: u32, gid: u32, host: &str, port: u16, input: &str) -> Run {
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        r#"exec 3<>"/dev/tcp/$HOST/$PORT" || exit 9; printf '%s' "$INPUT" >&3; cat <&3"#,
+    ])
+    .env("HOST", host)
+    .env("PORT", port.to_string())
+    .env("INPUT", input);
+    run(as_user(&mut cmd, uid, gid), RUN_LIMIT)
+}
+
+/// A group made for one test (`groupadd`), with these members (`gpasswd -a`), deleted on drop.
+pub struct TempGroup {
+    pub name: String,
+}
+
+impl TempGroup {
+    pub fn new(members: &[&str]) -> TempGroup {
+        let name = format!("mkt{:08x}", rand_u64() as u32);
+        sh(&["groupadd", &name]);
+        let g = TempGroup { name };
+        for m in members {
+            sh(&["gpasswd", "-a", m, &g.name]);
+        }
+        g
+    }
+
+    /// Its gid, from the group database.
+    pub fn gid(&self) -> u32 {
+        let r = run(
+            Command::new("getent").args(["group", &self.name]),
+            Duration::from_secs(10),
+        );
+        r.stdout
+            .split(':')
+            .nth(2)
+            .and_then(|g| g.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no gid for {}: {r}", self.name))
+    }
+}
+
+impl Drop for TempGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel")
+            .arg(&self.name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running commands
 // ---------------------------------------------------------------------------------------------
@@ -636,13 +701,25 @@ pub struct Console {
 
 impl Console {
     pub fn connect(port: u16) -> Console {
-        let s = TcpStream::connect(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("console 127.0.0.1:{port}: {e}"));
+        Console::connect_to("127.0.0.1", port)
+    }
+
+    /// A session with the console on `host` (an IPv4 or IPv6 address) and `port`.
+    pub fn connect_to(host: &str, port: u16) -> Console {
+        let s = TcpStream::connect((host, port))
+            .unwrap_or_else(|e| panic!("console {host} port {port}: {e}"));
         s.set_read_timeout(Some(RUN_LIMIT)).unwrap();
         Console {
             r: BufReader::new(s.try_clone().unwrap()),
             w: s,
         }
+    }
+
+    /// Everything until the daemon closes the connection.
+    pub fn rest(&mut self) -> String {
+        let mut s = String::new();
+        let _ = self.r.read_to_string(&mut s);
+        s
     }
 
     pub fn send(&mut self, text: &str) {
@@ -809,11 +886,37 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The value after `flag` in the daemon's arguments.
+    fn arg_after(&self, flag: &str) -> Option<&str> {
+        let i = self.args.iter().position(|a| a == flag)?;
+        self.args.get(i + 1).map(String::as_str)
+    }
+
+    /// The address the TCP console listens on (`--console-addr`, default 127.0.0.1).
+    pub fn console_host(&self) -> String {
+        self.arg_after("--console-addr")
+            .unwrap_or("127.0.0.1")
+            .to_string()
+    }
+
+    /// The console password (first line of the `-K` file), if the daemon has one.
+    pub fn password(&self) -> Option<String> {
+        let f = self.arg_after("-K")?;
+        let text = fs::read_to_string(f).unwrap_or_default();
+        Some(text.lines().next().unwrap_or("").to_string())
+    }
+
     /// Waits until the console answers (`alive`), failing if the daemon exits.
     pub fn wait_up(&mut self) {
         let port = self.console;
+        let host = self.console_host();
+        let password = self.password();
         let netns = self.netns.is_some();
-        let mut probe = self.command(&["status", "--console", &format!("127.0.0.1:{port}")]);
+        let addr = self.console_addr();
+        let mut probe = self.command(&["status", "--console", &addr]);
+        if let Some(k) = self.arg_after("-K") {
+            probe.args(["-K", k]);
+        }
         let name = self.name.clone();
         let log = self.log.clone();
         let child = self.child.as_mut().unwrap();
@@ -831,12 +934,15 @@ impl Daemon {
                     let r = run(&mut probe, Duration::from_secs(10));
                     (r.code == 0).then_some(())
                 } else {
-                    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                    let s = TcpStream::connect((host.as_str(), port)).ok()?;
                     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
                     let mut c = Console {
                         r: BufReader::new(s.try_clone().ok()?),
                         w: s,
                     };
+                    if let Some(p) = &password {
+                        (c.cmd(&format!("password \"{p}\"")).1 == "ok").then_some(())?;
+                    }
                     (c.cmd("alive").1 == "ok").then_some(())
                 }
             },
@@ -864,14 +970,25 @@ impl Daemon {
         }
     }
 
-    /// A new TCP console session (loopback daemons only).
+    /// A new TCP console session (loopback daemons only), past the password if there is one.
     pub fn console(&self) -> Console {
         assert!(self.netns.is_none());
-        Console::connect(self.console)
+        let mut c = Console::connect_to(&self.console_host(), self.console);
+        if let Some(p) = self.password() {
+            let (lines, last) = c.cmd(&format!("password \"{p}\""));
+            assert_eq!(last, "ok", "{}: password refused: {lines:?}", self.name);
+        }
+        c
     }
 
+    /// `HOST:PORT` of the TCP console (`[HOST]:PORT` for IPv6).
     pub fn console_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.console)
+        let h = self.console_host();
+        if h.contains(':') {
+            format!("[{h}]:{}", self.console)
+        } else {
+            format!("{h}:{}", self.console)
+        }
     }
 
     /// One command in a session of its own: the lines before the final one, and that one.
@@ -954,7 +1071,7 @@ impl Cluster {
         c
     }
 
-    /// An empty cluster without a key.
+    /// An empty cluster without a key: its daemons and direct pushes get `--insecure`.
     pub fn unkeyed() -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("makuo-itest-")
@@ -995,7 +1112,7 @@ impl Cluster {
         p
     }
 
-    /// `-k FILE` for the cluster key (nothing when unkeyed).
+    /// `-k FILE` for the cluster key (`--insecure` when unkeyed).
     pub fn key_args(&self) -> Vec<String> {
         keys_args(self.key.as_deref().into_iter())
     }
@@ -1214,10 +1331,17 @@ impl Default for Cluster {
     }
 }
 
-/// `-k FILE` for each key.
+/// `-k FILE` for each key; `--insecure` when there is none (makuo refuses to run a daemon or
+/// a direct push without a key unless told so).
 pub fn keys_args<'a>(keys: impl Iterator<Item = &'a Path>) -> Vec<String> {
-    keys.flat_map(|k| ["-k".to_string(), k.to_string_lossy().into_owned()])
-        .collect()
+    let args: Vec<String> = keys
+        .flat_map(|k| ["-k".to_string(), k.to_string_lossy().into_owned()])
+        .collect();
+    if args.is_empty() {
+        vec!["--insecure".to_string()]
+    } else {
+        args
+    }
 }
 
 impl Drop for Cluster {
