@@ -277,8 +277,10 @@ pub struct DaemonArgs {
     /// daemon, and (with this flag) members of GROUP may use it: their primary group or
     /// supplementary groups in the group database. The peer's uid comes from SO_PEERCRED on the
     /// unix socket and from the kernel's socket table on TCP; anyone else gets 'error:
-    /// permission denied'. With -U the socket is made group GROUP, mode 0660. Limits per
-    /// daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s
+    /// permission denied'. With -U the socket is made group GROUP, mode 0660. With -c
+    /// (chroot) the members are read once at start, before the chroot, from the group
+    /// database and /etc/passwd: inside the chroot those files would be under the base, where
+    /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s
     /// without a complete line.
     #[arg(long, value_name = "GROUP", help_heading = "Console")]
     pub console_group: Option<String>,

@@ -91,6 +91,9 @@ pub fn check_console_addr(addr: IpAddr, has_password: bool) -> Result<()> {
 struct ConsoleGroup {
     name: String,
     gid: u32,
+    /// Its members' uids, read once before a chroot (see [`Policy::freeze_group`]); `None`:
+    /// looked up in the group database at every connection.
+    frozen: Option<std::collections::BTreeSet<u32>>,
 }
 
 /// Who may use the console.
@@ -137,11 +140,13 @@ impl Policy {
                         .flatten()
                         .map_or_else(|| gid.to_string(), |gr| gr.name),
                     gid,
+                    frozen: None,
                 },
                 Err(_) => match Group::from_name(g) {
                     Ok(Some(gr)) => ConsoleGroup {
                         name: gr.name,
                         gid: gr.gid.as_raw(),
+                        frozen: None,
                     },
                     Ok(None) => bail!("--console-group: no such group {g}"),
                     Err(e) => bail!("--console-group {g}: {e}"),
@@ -157,7 +162,36 @@ impl Policy {
 
     /// Whether a local process of `uid` may use the console.
     pub fn uid_allowed(&self, uid: u32) -> bool {
-        self.privileged(uid) || self.group.as_ref().is_some_and(|g| in_group(uid, g.gid))
+        self.privileged(uid)
+            || self.group.as_ref().is_some_and(|g| match &g.frozen {
+                Some(uids) => uids.contains(&uid),
+                None => in_group(uid, g.gid),
+            })
+    }
+
+    /// Reads the members of `--console-group` once, now, and from then on decides by that
+    /// list. Called before a chroot: inside it, `/etc/group` and `/etc/passwd` are files
+    /// under the base, which a push may write, so they must not decide who reaches the
+    /// console. Members are the group's listed users and every user whose primary group it
+    /// is (from `/etc/passwd`, read directly: primary-group members known only to another
+    /// name service are not seen). Returns how many uids were found.
+    pub fn freeze_group(&mut self) -> Result<usize> {
+        let Some(g) = &mut self.group else {
+            return Ok(0);
+        };
+        let mut uids = std::collections::BTreeSet::new();
+        if let Ok(Some(gr)) = Group::from_gid(Gid::from_raw(g.gid)) {
+            for name in &gr.mem {
+                if let Ok(Some(u)) = User::from_name(name) {
+                    uids.insert(u.uid.as_raw());
+                }
+            }
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        uids.extend(primary_members(&passwd, g.gid));
+        let n = uids.len();
+        g.frozen = Some(uids);
+        Ok(n)
     }
 
     fn refusal(&self, uid: u32) -> String {
@@ -234,6 +268,21 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// The uids of the `/etc/passwd` lines (`name:pw:uid:gid:...`) whose primary group is `gid`.
+fn primary_members(passwd: &str, gid: u32) -> Vec<u32> {
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let (uid, g) = (
+                f.get(2)?.parse::<u32>().ok()?,
+                f.get(3)?.parse::<u32>().ok()?,
+            );
+            (g == gid).then_some(uid)
+        })
+        .collect()
 }
 
 /// Whether the user `uid` has `gid` as primary group or as a supplementary group.
@@ -906,6 +955,27 @@ mod tests {
         if nix::unistd::getuid().is_root() {
             assert_eq!(root.uid_allowed(65534), in_group(65534, 0));
         }
+    }
+
+    #[test]
+    fn a_frozen_group_decides_by_the_list_read_at_start() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nweb:x:1001:33::/:/bin/false\n\
+                      bad line\nother:x:1002:1002::/:/bin/false\nx:y:nope:33\n";
+        assert_eq!(primary_members(passwd, 33), [1001]);
+        assert_eq!(primary_members(passwd, 0), [0]);
+        // Frozen, membership no longer follows the group database: gid 0's members as read
+        // now, and later lookups (which, inside a chroot, would read files under the base)
+        // are never made.
+        let mut p = Policy::new(Some("0"), false).unwrap();
+        let n = p.freeze_group().unwrap();
+        assert!(n >= 1, "root is in its own primary group");
+        let frozen = p.group.as_ref().unwrap().frozen.clone().unwrap();
+        assert!(frozen.contains(&0));
+        if nix::unistd::getuid().is_root() {
+            assert_eq!(p.uid_allowed(65534), frozen.contains(&65534));
+        }
+        p.group.as_mut().unwrap().frozen = Some([4242].into());
+        assert!(p.uid_allowed(4242), "decided by the frozen list alone");
     }
 
     #[test]

@@ -143,7 +143,8 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         None => None,
     };
     console_access::check_console_addr(args.console_addr, password.is_some())?;
-    let policy = console_access::Policy::new(args.console_group.as_deref(), password.is_some())?;
+    let mut policy =
+        console_access::Policy::new(args.console_group.as_deref(), password.is_some())?;
     let mut engine = proto::Config {
         node_id: node::random_node_id(),
         name: name.clone(),
@@ -221,6 +222,13 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     let session_base = match &root {
         Some(r) => {
             let inside = startup::inside(r, &base)?;
+            if args.console_group.is_some() {
+                let n = policy.freeze_group()?;
+                log(
+                    1,
+                    format_args!("--console-group with chroot: {n} member(s), read once at start"),
+                );
+            }
             startup::enter_chroot(r)?;
             inside
         }

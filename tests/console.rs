@@ -330,6 +330,51 @@ fn console_group_members_are_let_in() {
     assert!(c.daemons[supp].log_text().contains("not in group mkt"));
 }
 
+/// With chroot (`-c`), `/etc/group` and `/etc/passwd` inside the chroot are files under the
+/// base, which a push may write: a user database planted there must not let anyone in. The
+/// group's members are read before the chroot.
+#[test]
+fn console_group_under_chroot_ignores_a_user_database_planted_in_the_base() {
+    if !root_or_skip(
+        "console_group_under_chroot_ignores_a_user_database_planted_in_the_base",
+        "chroot, runs clients as other users, groupadd",
+    ) {
+        return;
+    }
+    const STRANGER: u32 = 54_322;
+    let group = TempGroup::new(&["nobody"]);
+    let gid = group.gid();
+    let mut c = Cluster::new();
+    let d = c.daemon_on_loopback("jailed", &["-c", "--console-group", &group.name]);
+    // What a push could have written: the stranger in the group, by both routes.
+    write(
+        &d.base,
+        "etc/passwd",
+        format!("root:x:0:0::/:/bin/sh\nstranger:x:{STRANGER}:{gid}::/:/bin/sh\n"),
+    );
+    write(
+        &d.base,
+        "etc/group",
+        format!("{}:x:{gid}:nobody,stranger\n", group.name),
+    );
+    let i = c.push_daemon(d);
+    let d = &c.daemons[i];
+    assert!(
+        d.log_text().contains("read once at start"),
+        "{}",
+        d.log_text()
+    );
+    let r = tcp_session_as(NOBODY, NOBODY, "127.0.0.1", d.console, "alive\nquit\n");
+    assert_eq!(r.stdout, "alive\nok\nok\n", "a real member: {r}");
+    let r = tcp_session_as(STRANGER, STRANGER, "127.0.0.1", d.console, "alive\n");
+    assert_eq!(
+        r.stdout, "error: permission denied\n",
+        "the planted one: {r}"
+    );
+    let r = tcp_session_as(STRANGER, gid, "127.0.0.1", d.console, "alive\n");
+    assert_eq!(r.stdout, "error: permission denied\n", "with the gid: {r}");
+}
+
 #[test]
 fn daemon_and_direct_mode_without_a_key_exit_1_naming_insecure() {
     let dir = tempfile::tempdir().unwrap();
