@@ -380,6 +380,7 @@ mod tests {
             flags: HB_RECEIVER,
             info: Vec::new(),
             last_seen: now - Duration::from_millis(age_ms),
+            since: now - Duration::from_secs(60),
             direct: true,
         }
     }

@@ -46,6 +46,7 @@ use makuo::proto::manifest::{Entry, EntryKind, FilterRule, Manifest, PushOptions
 use makuo::proto::repair::Code;
 use makuo::proto::storage::MemStorage;
 use makuo::proto::wire::{self, Header, Msg, Stream};
+use makuo::proto::limits::MAX_INBOUND_MEMORY;
 use makuo::proto::{Engine, Event, MAX_INBOUND, MAX_MEMBERS};
 use makuo::seal::{Key, SealError, Sealer};
 
@@ -836,8 +837,8 @@ fn regressions(rng: &mut Rng, victim: u64, seq: &mut u64) -> Vec<Vec<Vec<u8>>> {
         *seq,
     ));
     out.push(v);
-    // 4. Commit before the plan, then plan and payload: the files staged after the commit
-    //    must still go when the transfer is forgotten.
+    // 4. Commit before the plan, then plan and payload: nothing may be staged after the
+    //    commit (the transfer is retired at its commit; once, files staged after it stayed).
     let m = Manifest {
         roots: vec![b"new".to_vec()],
         entries: vec![Entry::file(b"new/late.bin", 3000, 0o644, 0)],
@@ -1250,6 +1251,12 @@ impl EngineRun {
         );
         let members = self.engine.members().count();
         assert!(members <= MAX_MEMBERS, "{members} members at {}", where_());
+        let held = self.engine.inbound_memory();
+        assert!(
+            held <= MAX_INBOUND_MEMORY,
+            "inbound transfers hold {held} bytes at {}",
+            where_()
+        );
         let s = self.engine.stats();
         assert_eq!(
             s.accepted + s.dropped() + s.own,
@@ -1301,10 +1308,14 @@ fn engine_phase(
         r.drain();
         check_memory();
         if i == 3 {
-            assert!(
-                r.engine.storage().staged_count() > 0,
-                "regression 4 no longer stages a file after the commit"
+            // A transfer gives its slot back at its commit: what arrives after it is a
+            // straggler, and nothing is staged for it any more.
+            assert_eq!(
+                r.engine.storage().staged_count(),
+                0,
+                "regression 4 staged a file after the commit"
             );
+            assert_eq!(r.engine.transfers().1, 0, "regression 4 still holds a slot");
         }
     }
     let mut xfers: Vec<u32> = Vec::new();
