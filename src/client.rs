@@ -467,7 +467,7 @@ fn remembered(
     match &front.cluster.state_dir {
         Some(d) => {
             let s = crate::state::StateDir::open(d)?;
-            let r = s.recent(24 * 3600).cloned().collect();
+            let r = s.remembered().cloned().collect();
             Ok((Some(s), r))
         }
         None => Ok((None, Vec::new())),
@@ -617,8 +617,16 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         eprintln!("push done after {:.3}s", started.elapsed().as_secs_f64());
     }
     if let Some(s) = &mut state {
-        for m in node.engine.members().filter(|m| m.direct && m.receives()) {
-            s.seen(&m.name, &m.addr.ip().to_string());
+        // Remembered: the members that applied the push (a forged heartbeat never is).
+        for m in report.members.iter().filter(|m| m.ok) {
+            let seen_for = node
+                .engine
+                .members()
+                .find(|i| i.node == m.node)
+                .map_or(Duration::ZERO, |i| {
+                    i.last_seen.saturating_duration_since(i.since)
+                });
+            s.seen(&m.name, &m.addr.ip().to_string(), seen_for);
         }
         let _ = s.save();
     }

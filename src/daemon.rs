@@ -353,14 +353,8 @@ fn event_loop(
         }
         if last_save.elapsed() > Duration::from_secs(5) {
             last_save = Instant::now();
-            let live: Vec<(String, String)> = node
-                .engine
-                .members()
-                .filter(|m| m.direct)
-                .map(|m| (m.name.clone(), m.addr.ip().to_string()))
-                .collect();
-            for (n, a) in live {
-                state.seen(&n, &a);
+            for m in node.engine.members() {
+                remember(state, m);
             }
             if let Err(e) = state.save() {
                 log(0, format_args!("cannot save state: {e:#}"));
@@ -375,6 +369,18 @@ fn event_loop(
         )));
     }
     Ok(())
+}
+
+/// Remembers a member heard directly more than once (a single forged heartbeat is not
+/// remembered), for as long as it has been heard (see `state`).
+fn remember(state: &mut StateDir, m: &proto::members::MemberInfo) {
+    if m.direct && m.last_seen > m.since {
+        state.seen(
+            &m.name,
+            &m.addr.ip().to_string(),
+            m.last_seen.saturating_duration_since(m.since),
+        );
+    }
 }
 
 fn handle_event(
@@ -394,12 +400,16 @@ fn handle_event(
                     if m.direct { "heard" } else { "passed along" }
                 ),
             );
-            state.seen(&m.name, &m.addr.ip().to_string());
         }
-        Event::MemberDown(m, why) => log(
-            1,
-            format_args!("member down: {} {} ({why:?})", m.name, m.addr),
-        ),
+        Event::MemberDown(m, why) => {
+            log(
+                1,
+                format_args!("member down: {} {} ({why:?})", m.name, m.addr),
+            );
+            if why == proto::members::LeaveReason::Expired {
+                remember(state, &m);
+            }
+        }
         Event::Progress { xfer, line } => {
             if let Some(p) = pending.get_mut(&xfer) {
                 p.last_line = Instant::now();
@@ -409,6 +419,17 @@ fn handle_event(
             }
         }
         Event::PushDone(r) => {
+            // A member that applied a push is real: remember it at once.
+            for m in r.members.iter().filter(|m| m.ok) {
+                let seen_for = node
+                    .engine
+                    .members()
+                    .find(|i| i.node == m.node)
+                    .map_or(Duration::ZERO, |i| {
+                        i.last_seen.saturating_duration_since(i.since)
+                    });
+                state.seen(&m.name, &m.addr.ip().to_string(), seen_for);
+            }
             if let Some(p) = pending.remove(&r.xfer) {
                 let secs = p.started.elapsed().as_secs_f64();
                 let o = if p.check {
@@ -494,7 +515,7 @@ fn handle_job(
             reply,
         } => {
             let remembered: Vec<_> = state
-                .recent(24 * 3600)
+                .remembered()
                 .filter(|r| r.name != name)
                 .cloned()
                 .collect();
@@ -565,7 +586,7 @@ fn handle_job(
                 live.insert(m.name.clone());
                 lines.push(crate::node::member_line(m));
             }
-            for r in state.recent(24 * 3600) {
+            for r in state.remembered() {
                 if !live.contains(&r.name) && r.name != cfg.name {
                     lines.push(format!(
                         "{} {} missing - last-seen={}s-ago",

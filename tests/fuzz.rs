@@ -42,11 +42,11 @@ use std::time::{Duration, Instant};
 
 use lan::{Faults, Lan, Rng};
 use makuo::apply::{ApplyOptions, FsStorage};
+use makuo::proto::limits::MAX_INBOUND_MEMORY;
 use makuo::proto::manifest::{Entry, EntryKind, FilterRule, Manifest, PushOptions};
 use makuo::proto::repair::Code;
 use makuo::proto::storage::MemStorage;
 use makuo::proto::wire::{self, Header, Msg, Stream};
-use makuo::proto::limits::MAX_INBOUND_MEMORY;
 use makuo::proto::{Engine, Event, MAX_INBOUND, MAX_MEMBERS};
 use makuo::seal::{Key, SealError, Sealer};
 
