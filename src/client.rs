@@ -443,6 +443,7 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
             end.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(10)),
         )?;
+        warn_notices(node);
         let n = node.engine.members().filter(|m| m.receives()).count();
         if n != count {
             count = n;
@@ -456,6 +457,13 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints what the node says an operator must hear (another seal format on the wire).
+fn warn_notices(node: &mut Node) {
+    for n in node.take_notices() {
+        eprintln!("makuo: warning: {n}");
+    }
 }
 
 fn remembered(
@@ -575,6 +583,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let mut last_rx = 0;
     let report = loop {
         let events = node.turn(Duration::from_millis(50))?;
+        warn_notices(&mut node);
         let rx = node.engine.stats().received;
         if rx != last_rx {
             last_rx = rx;

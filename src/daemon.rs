@@ -333,6 +333,9 @@ fn event_loop(
     let mut last_save = Instant::now();
     while !stop_flag().load(Ordering::SeqCst) {
         let events = node.turn(Duration::from_millis(20))?;
+        for n in node.take_notices() {
+            log(1, n);
+        }
         for e in events {
             handle_event(node, state, &mut pending, e);
         }
@@ -627,18 +630,44 @@ fn handle_job(
             ];
             if let Some(ss) = node.seal_stats() {
                 lines.push(format!(
-                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} stale {} malformed {} other-cluster {} too-many-nodes {}",
+                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} \
+                     unverified {} format {} malformed {} other-cluster {} stale-handshake {}",
                     ss.opened,
                     ss.bad_tag,
                     ss.unsealed_refused,
                     ss.unknown_key,
                     ss.replayed,
-                    ss.stale,
+                    ss.unverified,
+                    ss.format,
                     ss.malformed,
                     ss.other_cluster,
-                    ss.too_many_nodes
+                    ss.stale_handshake,
+                ));
+                lines.push(format!(
+                    "handshake peers {} challenges {} responses {} verified {} limited {}{}",
+                    node.seal_peers(),
+                    ss.challenges,
+                    ss.responses,
+                    ss.verified,
+                    ss.limited,
+                    node.clock_offset()
+                        .map(|(n, o)| format!(
+                            " clock-offset-max {:+.1}s ({n:016x}, information only)",
+                            o as f64 / 1000.0
+                        ))
+                        .unwrap_or_default()
                 ));
             }
+            let (records, budgets) = node.engine.remembered();
+            lines.push(format!(
+                "inbound memory {} records {records} reply-budgets {budgets} refused {} \
+                 deferred {} evicted {} replies-withheld {}",
+                node.engine.inbound_memory(),
+                s.refused_transfers,
+                s.deferred_transfers,
+                s.evicted_transfers,
+                s.replies_withheld
+            ));
             let _ = reply.send(Reply::Lines(lines));
         }
     }

@@ -371,6 +371,11 @@ pub mod kind {
     pub const RESULT: u8 = 12;
     /// Sender abandons a transfer.
     pub const ABORT: u8 = 13;
+    /// Sealing layer only (`seal.rs`): a receiver asks an unverified sender to prove it is
+    /// live. Never reaches the engine (the decoder does not know it).
+    pub const CHALLENGE: u8 = 14;
+    /// Sealing layer only (`seal.rs`): the answer to a CHALLENGE.
+    pub const RESPONSE: u8 = 15;
 }
 
 /// Transfer streams.
