@@ -90,6 +90,8 @@ pub struct Node {
     notices: Vec<String>,
     noticed: HashMap<SocketAddr, Instant>,
     last_expire: Instant,
+    /// Whether inbound transfers were in progress at the end of the last turn.
+    receiving: bool,
 }
 
 /// Most addresses whose last notice time is kept.
@@ -140,6 +142,7 @@ impl Node {
             notices: Vec::new(),
             noticed: HashMap::new(),
             last_expire: Instant::now(),
+            receiving: false,
         })
     }
 
@@ -256,6 +259,11 @@ impl Node {
         while let Some(e) = self.engine.poll_event() {
             events.push(e);
         }
+        let receiving = self.engine.transfers().1 > 0;
+        if self.receiving && !receiving {
+            give_memory_back();
+        }
+        self.receiving = receiving;
         Ok(events)
     }
 
@@ -310,6 +318,19 @@ impl Node {
         let now = Instant::now();
         let _ = self.engine.handle_command(now, proto::Command::Leave);
         let _ = self.flush(now);
+    }
+}
+
+/// Returns the heap's free memory to the system. A transfer's memory (its manifest, held
+/// blocks, the file system side's bookkeeping) is freed when it ends, but glibc keeps freed
+/// memory in its arenas: measured, a daemon that received a push of 60,000 files stayed at
+/// 53 MB RSS afterwards (6 MB before). Called when the last inbound transfer ends.
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and has no preconditions; it only releases
+    // free memory at the top of the heap and free pages inside it.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

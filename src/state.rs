@@ -239,7 +239,9 @@ impl StateDir {
     /// Members remembered now (see [`Remembered::forgotten_at`]), by name.
     pub fn remembered(&self) -> impl Iterator<Item = &Remembered> {
         let now = unix_now();
-        self.members.values().filter(move |m| m.forgotten_at() > now)
+        self.members
+            .values()
+            .filter(move |m| m.forgotten_at() > now)
     }
 
     /// Records the last push applied.
@@ -260,10 +262,7 @@ impl StateDir {
             // Names come from heartbeats: escaped, so that a tab or newline in one cannot
             // forge a record.
             let (name, addr) = (escape::text_str(&m.name), escape::text_str(&m.addr));
-            text.push_str(&format!(
-                "{name}\t{addr}\t{}\t{}\n",
-                m.last_seen, m.since
-            ));
+            text.push_str(&format!("{name}\t{addr}\t{}\t{}\n", m.last_seen, m.since));
         }
         write_atomic(self.fd.as_fd(), "members", &text)?;
         self.dirty = false;
@@ -291,7 +290,11 @@ mod tests {
         let mut s = StateDir::open(d.path()).unwrap();
         assert_eq!(s.members["web1"].addr, "198.18.0.2");
         // A name with a tab and a newline is one record, read back as it was.
-        s.seen("evil\tx\t1\nforged", "198.18.0.3", Duration::from_secs(3600));
+        s.seen(
+            "evil\tx\t1\nforged",
+            "198.18.0.3",
+            Duration::from_secs(3600),
+        );
         s.save().unwrap();
         let s = StateDir::open(d.path()).unwrap();
         assert_eq!(s.members.len(), 2, "{:?}", s.members);
@@ -321,7 +324,11 @@ mod tests {
         let mut text = format!("stale\t10.0.0.1\t{}\n", now - day - 1);
         text.push_str(&format!("old-format\t10.0.0.2\t{now}\n"));
         text.push_str(&format!("glimpsed\t10.0.0.3\t{}\t{}\n", now - 61, now - 61));
-        text.push_str(&format!("long-lived\t10.0.0.4\t{}\t{}\n", now - 3600, now - day));
+        text.push_str(&format!(
+            "long-lived\t10.0.0.4\t{}\t{}\n",
+            now - 3600,
+            now - day
+        ));
         std::fs::write(d.path().join("members"), text).unwrap();
         let mut s = StateDir::open(d.path()).unwrap();
         assert_eq!(
