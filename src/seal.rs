@@ -51,7 +51,11 @@
 //! would a join (the join itself was refused unverified). Handshakes never send more bytes to
 //! an address than it sent: a challenge goes out only in reply to a sealed datagram at least
 //! [`HANDSHAKE_LEN`] long, a response only to a challenge, both exactly that long; and a
-//! response must come from the address the challenge went to.
+//! response must come from the address the challenge went to. A challenge already answered is
+//! not answered again (for [`ANSWER_MEMORY`]), so a recorded one replayed in a flood draws one
+//! answer; the tables are bounded and, when full, forget their oldest entry rather than
+//! refuse a new one (a flood of recordings must outpace a round trip to crowd out a real
+//! handshake).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -371,8 +375,10 @@ pub const MAX_PENDING: usize = 4096;
 pub const PENDING_TTL: Duration = Duration::from_secs(5);
 /// A node is challenged again (with a fresh nonce) at most this often.
 pub const CHALLENGE_RETRY: Duration = Duration::from_millis(50);
-/// A challenger's challenges are answered at most this often.
-pub const ANSWER_INTERVAL: Duration = Duration::from_millis(20);
+/// A challenge (challenger and nonce) already answered is not answered again for this long:
+/// a recorded challenge replayed in a flood draws one answer. A new challenge is always
+/// answered (a rate per challenger would let a replayer crowd out its real challenges).
+pub const ANSWER_MEMORY: Duration = Duration::from_secs(10);
 
 const WORDS: usize = (REPLAY_BITS / 64) as usize;
 
@@ -480,7 +486,7 @@ pub struct SealStats {
     pub responses: u64,
     /// Senders verified.
     pub verified: u64,
-    /// Challenges not answered (one challenger asking more often than allowed).
+    /// Challenges not answered: repeats of one already answered (replays).
     pub limited: u64,
 }
 
@@ -505,7 +511,8 @@ pub struct Sealer {
     seq: u64,
     peers: HashMap<u64, Peer>,
     pending: HashMap<u64, Pending>,
-    answered: HashMap<u64, Instant>,
+    /// The last challenge answered per challenger (its nonce) and when.
+    answered: HashMap<u64, (u64, Instant)>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     verified: VecDeque<u64>,
     nonce_base: u64,
@@ -814,27 +821,29 @@ impl Sealer {
         self.out.push_back((to, d));
     }
 
-    /// A challenge nonce for `node` at `to`: the outstanding one to that address if any,
-    /// else a new one (replacing the older of two), or `None` while the table is full of
-    /// younger challenges.
-    fn pending_nonce(
-        &mut self,
-        node: u64,
-        to: SocketAddr,
-        now: Instant,
-        reuse: bool,
-    ) -> Option<u64> {
+    /// A challenge nonce for `node` at `to`: the outstanding one to that address if any (with
+    /// `reuse`), else a new one (replacing the older of two).
+    fn pending_nonce(&mut self, node: u64, to: SocketAddr, now: Instant, reuse: bool) -> u64 {
         if let Some(p) = self.pending.get(&node) {
             if reuse {
                 if let Some((n, _)) = p.nonces.iter().find(|(_, a)| *a == Some(to)) {
-                    return Some(*n);
+                    return *n;
                 }
             }
         } else if self.pending.len() >= MAX_PENDING {
             self.pending
                 .retain(|_, p| now.saturating_duration_since(p.last) < PENDING_TTL);
             if self.pending.len() >= MAX_PENDING {
-                return None;
+                // Full of young challenges (a flood of recordings of many old nodes): the
+                // oldest goes, so a flood must outpace a round trip to crowd out a real one.
+                let oldest = self
+                    .pending
+                    .iter()
+                    .min_by_key(|(n, p)| (p.last, **n))
+                    .map(|(n, _)| *n);
+                if let Some(n) = oldest {
+                    self.pending.remove(&n);
+                }
             }
         }
         let n = self.fresh_nonce();
@@ -845,7 +854,7 @@ impl Sealer {
         p.nonces[1] = p.nonces[0];
         p.nonces[0] = (n, Some(to));
         p.last = now;
-        Some(n)
+        n
     }
 
     /// An authentic datagram from `node`, which we have not verified: challenge it (at
@@ -858,11 +867,10 @@ impl Sealer {
         {
             return;
         }
-        if let Some(n) = self.pending_nonce(node, from, now, false) {
-            self.stats.challenges += 1;
-            // The second field is padding: a response is never longer than its challenge.
-            self.send_handshake(wire::kind::CHALLENGE, n, 0, from, now_ms);
-        }
+        let n = self.pending_nonce(node, from, now, false);
+        self.stats.challenges += 1;
+        // The second field is padding: a response is never longer than its challenge.
+        self.send_handshake(wire::kind::CHALLENGE, n, 0, from, now_ms);
     }
 
     /// `challenger` asks us to prove we are live: echo its nonce (our sequence number is in
@@ -875,27 +883,32 @@ impl Sealer {
         now: Instant,
         now_ms: u64,
     ) {
-        if self
-            .answered
-            .get(&challenger)
-            .is_some_and(|t| now.saturating_duration_since(*t) < ANSWER_INTERVAL)
-        {
+        if self.answered.get(&challenger).is_some_and(|(n, t)| {
+            *n == nonce && now.saturating_duration_since(*t) < ANSWER_MEMORY
+        }) {
             self.stats.limited += 1;
             return;
         }
-        if self.answered.len() >= MAX_PENDING {
+        if self.answered.len() >= MAX_PENDING && !self.answered.contains_key(&challenger) {
             self.answered
-                .retain(|_, t| now.saturating_duration_since(*t) < ANSWER_INTERVAL);
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < ANSWER_MEMORY);
             if self.answered.len() >= MAX_PENDING {
-                self.stats.limited += 1;
-                return;
+                // Forgetting one only risks answering its replay once more.
+                let oldest = self
+                    .answered
+                    .iter()
+                    .min_by_key(|(c, (_, t))| (*t, **c))
+                    .map(|(c, _)| *c);
+                if let Some(c) = oldest {
+                    self.answered.remove(&c);
+                }
             }
         }
-        self.answered.insert(challenger, now);
+        self.answered.insert(challenger, (nonce, now));
         let counter = if self.peers.contains_key(&challenger) {
             0
         } else {
-            self.pending_nonce(challenger, from, now, true).unwrap_or(0)
+            self.pending_nonce(challenger, from, now, true)
         };
         self.stats.responses += 1;
         self.send_handshake(wire::kind::RESPONSE, nonce, counter, from, now_ms);
@@ -971,7 +984,7 @@ impl Sealer {
         self.pending
             .retain(|_, p| now.saturating_duration_since(p.last) < PENDING_TTL);
         self.answered
-            .retain(|_, t| now.saturating_duration_since(*t) < ANSWER_INTERVAL);
+            .retain(|_, (_, t)| now.saturating_duration_since(*t) < ANSWER_MEMORY);
     }
 }
 
@@ -1448,8 +1461,8 @@ mod tests {
             Err(SealError::Unverified(A))
         ));
         assert_eq!(rx.stats().challenges, 0);
-        // A replayed challenge is answered at most every ANSWER_INTERVAL, with a response
-        // exactly as long as the challenge.
+        // A replayed challenge is answered once, with a response exactly as long as the
+        // challenge; a new challenge (a new nonce) is answered again.
         let (_, d) = sealed(&mut tx, NOW);
         assert!(open_at(&mut rx, &d, addr(A), t).is_err());
         let mut c = [0u8; HANDSHAKE_LEN];
@@ -1465,8 +1478,13 @@ mod tests {
             assert_eq!(len, n);
             out += 1;
         }
-        assert_eq!(out, 5, "100 copies in 99 ms: one answer per 20 ms");
-        assert_eq!(tx.stats().limited, 95);
+        assert_eq!(out, 1, "100 copies of one challenge: one answer");
+        assert_eq!(tx.stats().limited, 99);
+        let t2 = t + CHALLENGE_RETRY;
+        let (_, d) = sealed(&mut tx, NOW);
+        assert!(open_at(&mut rx, &d, addr(A), t2).is_err());
+        assert_eq!(deliver(&mut rx, &mut tx, t2), 1);
+        assert!(tx.poll_handshake(&mut r).is_some(), "a new challenge is answered");
     }
 
     #[test]
