@@ -994,8 +994,9 @@ impl<S: Storage> Engine<S> {
         Ok((m, memory))
     }
 
-    /// Refuses a transfer we have not taken a slot for: records the refusal (so repeats are
-    /// answered alike) and tells the sender why.
+    /// Refuses a transfer: records the refusal (so repeats are answered alike) and tells the
+    /// sender why. (No event: one forged announce each would make a log flood; a refusal of
+    /// a transfer that had a slot is reported by [`Self::refuse_inbound`].)
     fn refuse(&mut self, now: Instant, key: XferKey, from: SocketAddr, pos: usize, why: String) {
         self.stats.refused_transfers += 1;
         let answer = Answer {
@@ -1007,14 +1008,14 @@ impl<S: Storage> Engine<S> {
         };
         self.records.insert(key, pos, from, Some(answer), true, now);
         self.send_recorded(key);
-        self.events.push_back(Event::Abandoned(key, why));
     }
 
     /// Refuses an inbound transfer in progress: gives its slot and memory back at once.
     fn refuse_inbound(&mut self, now: Instant, key: XferKey, why: String) {
         if let Some(ib) = self.inbound.remove(&key) {
             self.storage.abort(key);
-            self.refuse(now, key, ib.sender, ib.pos, why);
+            self.refuse(now, key, ib.sender, ib.pos, why.clone());
+            self.events.push_back(Event::Abandoned(key, format!("refused: {why}")));
         }
     }
 
