@@ -883,9 +883,11 @@ impl Sealer {
         now: Instant,
         now_ms: u64,
     ) {
-        if self.answered.get(&challenger).is_some_and(|(n, t)| {
-            *n == nonce && now.saturating_duration_since(*t) < ANSWER_MEMORY
-        }) {
+        if self
+            .answered
+            .get(&challenger)
+            .is_some_and(|(n, t)| *n == nonce && now.saturating_duration_since(*t) < ANSWER_MEMORY)
+        {
             self.stats.limited += 1;
             return;
         }
@@ -1484,7 +1486,10 @@ mod tests {
         let (_, d) = sealed(&mut tx, NOW);
         assert!(open_at(&mut rx, &d, addr(A), t2).is_err());
         assert_eq!(deliver(&mut rx, &mut tx, t2), 1);
-        assert!(tx.poll_handshake(&mut r).is_some(), "a new challenge is answered");
+        assert!(
+            tx.poll_handshake(&mut r).is_some(),
+            "a new challenge is answered"
+        );
     }
 
     #[test]
