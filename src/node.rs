@@ -7,7 +7,7 @@
 //! events. Both the daemon and the front end's direct mode run this loop.
 //!
 //! With a key, the sealer verifies each sender with a challenge before its datagrams reach
-//! the engine (see `seal.rs`): its handshake datagrams go out first at every flush, and each
+//! the engine (see `seal/handshake.rs`): its handshake datagrams go out first at every flush, and each
 //! sender it verifies is reported to the engine ([`Engine::handle_peer_verified`]). Refusals
 //! that an operator must hear about (a node sealing in another format: an older or newer
 //! makuo) become [`Node::take_notices`] lines, at most one a minute per address.

@@ -595,7 +595,7 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Input: the driver verified a node it had not heard from before (sealed clusters: the
-    /// node answered a fresh challenge, see `seal.rs`). Its first datagrams were dropped
+    /// node answered a fresh challenge, see `seal/handshake.rs`). Its first datagrams were dropped
     /// unverified, a join among them, so this member answers as it answers a join: with a
     /// heartbeat soon.
     pub fn handle_peer_verified(&mut self, now: Instant, node: u64) {

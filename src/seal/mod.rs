@@ -57,26 +57,27 @@
 //! refuse a new one (a flood of recordings must outpace a round trip to crowd out a real
 //! handshake).
 
+mod handshake;
+mod keys;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::proto::wire::{self, FLAG_SEALED, HEADER_LEN, MAGIC, SEAL_OVERHEAD};
+use handshake::{Peer, Pending, HANDSHAKE_BODY};
+pub use handshake::{
+    ANSWER_MEMORY, CHALLENGE_RETRY, HANDSHAKE_LEN, MAX_PEERS, MAX_PENDING, PEER_IDLE, PENDING_TTL,
+    REPLAY_BITS,
+};
+pub use keys::{keygen, load_key, write_key_file, Key, KEY_LEN};
 
-/// Length of a cluster key in bytes.
-pub const KEY_LEN: usize = 32;
-
-/// Last 8 bytes of the nonce that derives a key's id (never a datagram nonce, whose last 8
-/// bytes are [`NONCE_SUFFIX`]).
-const KEY_ID_SUFFIX: [u8; 8] = *b"MKkeyid1";
 /// Last 8 bytes of every datagram nonce (after node id and sequence number); seal format 0
 /// used `MKseal01`.
 pub const NONCE_SUFFIX: [u8; 8] = *b"MKseal02";
@@ -194,158 +195,6 @@ impl std::error::Error for SealError {
     }
 }
 
-/// A 32-byte cluster key. Its `Debug` shows only the key id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key([u8; KEY_LEN]);
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Key(id {:#04x})", self.id())
-    }
-}
-
-impl Key {
-    /// A key from raw bytes.
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        Self(bytes)
-    }
-
-    /// A fresh random key from the operating system.
-    pub fn generate() -> Result<Self, SealError> {
-        let mut k = [0u8; KEY_LEN];
-        getrandom::getrandom(&mut k).map_err(|e| SealError::Io {
-            path: PathBuf::from("<getrandom>"),
-            err: io::Error::other(e.to_string()),
-        })?;
-        Ok(Self(k))
-    }
-
-    /// Parses the key file format: 64 hex digits, optionally followed by one newline.
-    pub fn from_hex(text: &str) -> Result<Self, SealError> {
-        parse_hex(text.as_bytes(), Path::new(""))
-    }
-
-    /// The key as 64 lowercase hex digits (no newline).
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The key id carried in sealed headers: the first byte of a tag computed with the key
-    /// under a nonce no datagram uses (`[0; 16] ++ "MKkeyid1"`) over the associated data
-    /// `"makuo key id"`. It is a public, one-way function of the key: it reveals nothing
-    /// usable about the key, and two keys share an id with probability 1/256 (receivers then
-    /// simply try both).
-    pub fn id(&self) -> u8 {
-        let cipher = XChaCha20Poly1305::new((&self.0).into());
-        let mut nonce = [0u8; 24];
-        nonce[16..].copy_from_slice(&KEY_ID_SUFFIX);
-        let tag = cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"makuo key id", &mut [])
-            .expect("empty message always seals");
-        tag[0]
-    }
-}
-
-fn parse_hex(text: &[u8], path: &Path) -> Result<Key, SealError> {
-    let bad = |reason| SealError::KeyFileMalformed {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let digits = text.strip_suffix(b"\n").unwrap_or(text);
-    if digits.len() != 2 * KEY_LEN {
-        return Err(bad(
-            "expected exactly 64 hex digits and a newline (make one with `makuo keygen`)",
-        ));
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut k = [0u8; KEY_LEN];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(h), Some(l)) => k[i] = (h << 4) | l,
-            _ => return Err(bad("contains a character that is not a hex digit")),
-        }
-    }
-    Ok(Key(k))
-}
-
-/// Loads a key file, refusing one that group or others may read or write (`mode & 0o077`),
-/// one that is not a regular file, and malformed contents. Permissions are checked on the
-/// opened file itself, so the file cannot be swapped between the check and the read.
-pub fn load_key(path: impl AsRef<Path>) -> Result<Key, SealError> {
-    use crate::secret_file::{self, SecretFileError};
-    let path = path.as_ref();
-    let io_err = |err| SealError::Io {
-        path: path.to_path_buf(),
-        err,
-    };
-    let f = secret_file::open(path, "key file").map_err(|e| match e {
-        SecretFileError::Mode { path, mode, .. } => SealError::KeyFileMode { path, mode },
-        SecretFileError::NotRegular { path, .. } => SealError::KeyFileType(path),
-        SecretFileError::Io { path, err, .. } => SealError::Io { path, err },
-        other => io_err(io::Error::other(other.to_string())),
-    })?;
-    // A key file is 65 bytes; read a little more so an oversized file is reported as such.
-    let mut text = Vec::with_capacity(80);
-    f.take(2 * KEY_LEN as u64 + 8)
-        .read_to_end(&mut text)
-        .map_err(io_err)?;
-    parse_hex(&text, path)
-}
-
-/// Writes `key` to a new file at `path` with mode 0600, using `O_EXCL`: an existing file (or
-/// symlink) is never overwritten. A partly written file is removed.
-pub fn write_key_file(path: impl AsRef<Path>, key: &Key) -> Result<(), SealError> {
-    let path = path.as_ref();
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|err| {
-            if err.kind() == io::ErrorKind::AlreadyExists {
-                SealError::KeyFileExists(path.to_path_buf())
-            } else {
-                SealError::Io {
-                    path: path.to_path_buf(),
-                    err,
-                }
-            }
-        })?;
-    let text = format!("{}\n", key.to_hex());
-    if let Err(err) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
-        drop(f);
-        let _ = std::fs::remove_file(path);
-        return Err(SealError::Io {
-            path: path.to_path_buf(),
-            err,
-        });
-    }
-    Ok(())
-}
-
-/// `makuo keygen`: makes a new random key and prints it to stdout (`dest` is `-`) or writes it
-/// to a new file (see [`write_key_file`]). Returns the key.
-pub fn keygen(dest: &str) -> Result<Key, SealError> {
-    let key = Key::generate()?;
-    if dest == "-" {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{}", key.to_hex())
-            .and_then(|()| out.flush())
-            .map_err(|err| SealError::Io {
-                path: PathBuf::from("<stdout>"),
-                err,
-            })?;
-    } else {
-        write_key_file(dest, &key)?;
-    }
-    Ok(key)
-}
-
 /// Seal format this build writes and accepts, carried in header flag bits 1–3 of every
 /// sealed datagram (format 0 was the timestamp-window format of earlier builds).
 pub const SEAL_FORMAT: u8 = 1;
@@ -356,103 +205,6 @@ pub const TIMESTAMP_LEN: usize = 8;
 /// Length of the authentication tag.
 pub const TAG_LEN: usize = 16;
 const _: () = assert!(TIMESTAMP_LEN + TAG_LEN == SEAL_OVERHEAD);
-/// Body of a CHALLENGE or RESPONSE: two 8-byte fields.
-const HANDSHAKE_BODY: usize = 16;
-/// Length of a sealed CHALLENGE or RESPONSE. A challenge is only sent in reply to a sealed
-/// datagram at least this long, and a response only to a challenge, so neither ever sends
-/// more bytes to an address than came from it.
-pub const HANDSHAKE_LEN: usize = HEADER_LEN + HANDSHAKE_BODY + SEAL_OVERHEAD;
-/// Sequence numbers remembered below a sender's highest one.
-pub const REPLAY_BITS: u64 = 4096;
-/// Most verified senders kept; past it the one heard least recently is forgotten (it is
-/// challenged again when next heard, which is always safe).
-pub const MAX_PEERS: usize = 4096;
-/// A verified sender not heard for this long is forgotten.
-pub const PEER_IDLE: Duration = Duration::from_secs(60);
-/// Most outstanding challenges (one entry per challenged node).
-pub const MAX_PENDING: usize = 4096;
-/// An unanswered challenge is forgotten after this long.
-pub const PENDING_TTL: Duration = Duration::from_secs(5);
-/// A node is challenged again (with a fresh nonce) at most this often.
-pub const CHALLENGE_RETRY: Duration = Duration::from_millis(50);
-/// A challenge (challenger and nonce) already answered is not answered again for this long:
-/// a recorded challenge replayed in a flood draws one answer. A new challenge is always
-/// answered (a rate per challenger would let a replayer crowd out its real challenges).
-pub const ANSWER_MEMORY: Duration = Duration::from_secs(10);
-
-const WORDS: usize = (REPLAY_BITS / 64) as usize;
-
-/// One sender's replay window: its highest accepted sequence number and a bitmap of the
-/// [`REPLAY_BITS`] numbers at and below it (bit `i` is `top - i`).
-#[derive(Clone)]
-struct SeqWindow {
-    top: u64,
-    bits: [u64; WORDS],
-}
-
-impl SeqWindow {
-    /// A window that accepts every number above `floor` once, and nothing at or below it.
-    fn above(floor: u64) -> Self {
-        Self {
-            top: floor,
-            bits: [!0; WORDS],
-        }
-    }
-
-    /// Marks `seq` as seen; false if it was already seen or lies below the window.
-    fn accept(&mut self, seq: u64) -> bool {
-        if seq > self.top {
-            self.shift(seq - self.top);
-            self.top = seq;
-            self.bits[0] |= 1;
-            return true;
-        }
-        let d = self.top - seq;
-        if d >= REPLAY_BITS {
-            return false;
-        }
-        let (w, b) = ((d / 64) as usize, d % 64);
-        if self.bits[w] & (1 << b) != 0 {
-            return false;
-        }
-        self.bits[w] |= 1 << b;
-        true
-    }
-
-    /// Moves every bit `k` places further from the top (bits past the end fall off).
-    fn shift(&mut self, k: u64) {
-        if k >= REPLAY_BITS {
-            self.bits = [0; WORDS];
-            return;
-        }
-        let (ws, bs) = ((k / 64) as usize, (k % 64) as u32);
-        for w in (0..WORDS).rev() {
-            let mut v = 0;
-            if w >= ws {
-                v = self.bits[w - ws] << bs;
-                if bs > 0 && w > ws {
-                    v |= self.bits[w - ws - 1] >> (64 - bs);
-                }
-            }
-            self.bits[w] = v;
-        }
-    }
-}
-
-/// A sender that answered a fresh challenge.
-struct Peer {
-    window: SeqWindow,
-    last: Instant,
-    /// Its sealed clock minus ours at the last datagram (ms): information only.
-    clock_offset_ms: i64,
-}
-
-/// Challenges sent to one node that it has not answered yet: the two most recent, each
-/// with the address it went to.
-struct Pending {
-    nonces: [(u64, Option<SocketAddr>); 2],
-    last: Instant,
-}
 
 /// Counters of what a [`Sealer`] did, for status output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -555,7 +307,7 @@ impl Sealer {
     pub fn new(key: &Key, also_open: Option<&Key>, node: u64, cluster: u16) -> Self {
         let keys = std::iter::once(key)
             .chain(also_open)
-            .map(|k| (k.id(), XChaCha20Poly1305::new((&k.0).into())))
+            .map(|k| (k.id(), k.cipher()))
             .collect();
         let mut seed = [0u8; 8];
         // Challenge nonces must differ between processes (a response names only the nonce
@@ -588,33 +340,6 @@ impl Sealer {
     /// The counters.
     pub fn stats(&self) -> SealStats {
         self.stats
-    }
-
-    /// Number of senders verified and remembered now.
-    pub fn peers(&self) -> usize {
-        self.peers.len()
-    }
-
-    /// The largest difference (ms, either way) between a verified sender's sealed clock and
-    /// ours, with that sender: information only (acceptance never depends on clocks).
-    pub fn max_clock_offset(&self) -> Option<(u64, i64)> {
-        self.peers
-            .iter()
-            .map(|(n, p)| (*n, p.clock_offset_ms))
-            .max_by_key(|(n, o)| (o.unsigned_abs(), *n))
-    }
-
-    /// The next handshake datagram to send (already sealed): written into `buf` (at least
-    /// [`HANDSHAKE_LEN`] bytes), with its destination and length.
-    pub fn poll_handshake(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        let (to, d) = self.out.pop_front()?;
-        buf[..d.len()].copy_from_slice(&d);
-        Some((to, d.len()))
-    }
-
-    /// The next sender verified since the last call (the engine answers it soon, as a join).
-    pub fn poll_verified(&mut self) -> Option<u64> {
-        self.verified.pop_front()
     }
 
     /// Seals the unsealed datagram `buf[..len]` in place and returns the sealed length,
@@ -793,207 +518,13 @@ impl Sealer {
             }
         }
     }
-
-    /// A fresh nonce: distinct within this process, and (from a random base) between
-    /// processes; never 0 ("no challenge").
-    fn fresh_nonce(&mut self) -> u64 {
-        self.nonce_count += 1;
-        let mut z = self
-            .nonce_base
-            .wrapping_add(self.nonce_count.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).max(1)
-    }
-
-    /// Seals a handshake message of `kind` with body `a | b` and queues it for `to`.
-    fn send_handshake(&mut self, kind: u8, a: u64, b: u64, to: SocketAddr, now_ms: u64) {
-        let mut d = vec![0u8; HANDSHAKE_LEN];
-        d[..2].copy_from_slice(&MAGIC);
-        d[2] = wire::VERSION;
-        d[3] = kind;
-        d[6..8].copy_from_slice(&self.cluster.to_be_bytes());
-        d[8..16].copy_from_slice(&self.node.to_be_bytes());
-        d[24..32].copy_from_slice(&a.to_be_bytes());
-        d[32..40].copy_from_slice(&b.to_be_bytes());
-        let n = self.seal(&mut d, HEADER_LEN + HANDSHAKE_BODY, now_ms);
-        debug_assert_eq!(n, HANDSHAKE_LEN);
-        self.out.push_back((to, d));
-    }
-
-    /// A challenge nonce for `node` at `to`: the outstanding one to that address if any (with
-    /// `reuse`), else a new one (replacing the older of two).
-    fn pending_nonce(&mut self, node: u64, to: SocketAddr, now: Instant, reuse: bool) -> u64 {
-        if let Some(p) = self.pending.get(&node) {
-            if reuse {
-                if let Some((n, _)) = p.nonces.iter().find(|(_, a)| *a == Some(to)) {
-                    return *n;
-                }
-            }
-        } else if self.pending.len() >= MAX_PENDING {
-            self.pending
-                .retain(|_, p| now.saturating_duration_since(p.last) < PENDING_TTL);
-            if self.pending.len() >= MAX_PENDING {
-                // Full of young challenges (a flood of recordings of many old nodes): the
-                // oldest goes, so a flood must outpace a round trip to crowd out a real one.
-                let oldest = self
-                    .pending
-                    .iter()
-                    .min_by_key(|(n, p)| (p.last, **n))
-                    .map(|(n, _)| *n);
-                if let Some(n) = oldest {
-                    self.pending.remove(&n);
-                }
-            }
-        }
-        let n = self.fresh_nonce();
-        let p = self.pending.entry(node).or_insert(Pending {
-            nonces: [(0, None); 2],
-            last: now,
-        });
-        p.nonces[1] = p.nonces[0];
-        p.nonces[0] = (n, Some(to));
-        p.last = now;
-        n
-    }
-
-    /// An authentic datagram from `node`, which we have not verified: challenge it (at
-    /// most every [`CHALLENGE_RETRY`]).
-    fn challenge(&mut self, node: u64, from: SocketAddr, now: Instant, now_ms: u64) {
-        if self
-            .pending
-            .get(&node)
-            .is_some_and(|p| now.saturating_duration_since(p.last) < CHALLENGE_RETRY)
-        {
-            return;
-        }
-        let n = self.pending_nonce(node, from, now, false);
-        self.stats.challenges += 1;
-        // The second field is padding: a response is never longer than its challenge.
-        self.send_handshake(wire::kind::CHALLENGE, n, 0, from, now_ms);
-    }
-
-    /// `challenger` asks us to prove we are live: echo its nonce (our sequence number is in
-    /// the header), and challenge it back if we have not verified it.
-    fn on_challenge(
-        &mut self,
-        challenger: u64,
-        nonce: u64,
-        from: SocketAddr,
-        now: Instant,
-        now_ms: u64,
-    ) {
-        if self
-            .answered
-            .get(&challenger)
-            .is_some_and(|(n, t)| *n == nonce && now.saturating_duration_since(*t) < ANSWER_MEMORY)
-        {
-            self.stats.limited += 1;
-            return;
-        }
-        if self.answered.len() >= MAX_PENDING && !self.answered.contains_key(&challenger) {
-            self.answered
-                .retain(|_, (_, t)| now.saturating_duration_since(*t) < ANSWER_MEMORY);
-            if self.answered.len() >= MAX_PENDING {
-                // Forgetting one only risks answering its replay once more.
-                let oldest = self
-                    .answered
-                    .iter()
-                    .min_by_key(|(c, (_, t))| (*t, **c))
-                    .map(|(c, _)| *c);
-                if let Some(c) = oldest {
-                    self.answered.remove(&c);
-                }
-            }
-        }
-        self.answered.insert(challenger, (nonce, now));
-        let counter = if self.peers.contains_key(&challenger) {
-            0
-        } else {
-            self.pending_nonce(challenger, from, now, true)
-        };
-        self.stats.responses += 1;
-        self.send_handshake(wire::kind::RESPONSE, nonce, counter, from, now_ms);
-    }
-
-    /// `responder` echoes `echo` in a response numbered `seq`: if that is a challenge we
-    /// sent it at `from`, it is verified, and accepted from then on above `seq`.
-    #[allow(clippy::too_many_arguments)]
-    fn on_response(
-        &mut self,
-        responder: u64,
-        seq: u64,
-        echo: u64,
-        counter: u64,
-        from: SocketAddr,
-        now: Instant,
-        now_ms: u64,
-    ) -> Result<(), SealError> {
-        let asked = self.pending.get(&responder).is_some_and(|p| {
-            p.nonces
-                .iter()
-                .any(|(n, a)| *n == echo && *n != 0 && *a == Some(from))
-        });
-        if !asked {
-            return Err(SealError::StaleHandshake(responder));
-        }
-        self.pending.remove(&responder);
-        if !self.peers.contains_key(&responder) {
-            self.make_room(now);
-            self.peers.insert(
-                responder,
-                Peer {
-                    window: SeqWindow::above(seq),
-                    last: now,
-                    clock_offset_ms: 0,
-                },
-            );
-            self.stats.verified += 1;
-            self.verified.push_back(responder);
-        }
-        if counter != 0 {
-            // It challenged us back in the same datagram.
-            self.stats.responses += 1;
-            self.send_handshake(wire::kind::RESPONSE, counter, 0, from, now_ms);
-        }
-        Ok(())
-    }
-
-    /// Keeps the verified table within [`MAX_PEERS`]: idle senders go, then the one heard
-    /// least recently. Forgetting a sender opens nothing: it is challenged again.
-    fn make_room(&mut self, now: Instant) {
-        if self.peers.len() < MAX_PEERS {
-            return;
-        }
-        self.peers
-            .retain(|_, p| now.saturating_duration_since(p.last) < PEER_IDLE);
-        if self.peers.len() >= MAX_PEERS {
-            if let Some(n) = self
-                .peers
-                .iter()
-                .min_by_key(|(n, p)| (p.last, **n))
-                .map(|(n, _)| *n)
-            {
-                self.peers.remove(&n);
-            }
-        }
-    }
-
-    /// Forgets idle senders and old challenges (call now and then, e.g. every second).
-    pub fn expire(&mut self, now: Instant) {
-        self.peers
-            .retain(|_, p| now.saturating_duration_since(p.last) < PEER_IDLE);
-        self.pending
-            .retain(|_, p| now.saturating_duration_since(p.last) < PENDING_TTL);
-        self.answered
-            .retain(|_, (_, t)| now.saturating_duration_since(*t) < ANSWER_MEMORY);
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::handshake::SeqWindow;
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     fn key(b: u8) -> Key {
         Key::from_bytes([b; KEY_LEN])
@@ -1549,104 +1080,5 @@ mod tests {
             },
         );
         assert_eq!(open(&mut rx, &buf[..n], addr(1)).unwrap(), plain);
-    }
-
-    #[test]
-    fn seal_key_hex_round_trip() {
-        let k = Key::generate().unwrap();
-        assert_eq!(Key::from_hex(&k.to_hex()).unwrap(), k);
-        assert_eq!(Key::from_hex(&format!("{}\n", k.to_hex())).unwrap(), k);
-        assert_eq!(
-            Key::from_hex(&k.to_hex().to_uppercase()).unwrap(),
-            k,
-            "upper case hex is fine"
-        );
-        for bad in [
-            "",
-            "abc\n",
-            &"0".repeat(63),
-            &"0".repeat(65),
-            &format!("{}\n\n", "0".repeat(64)),
-            &format!("{} \n", "0".repeat(64)),
-            &format!("{}g", "0".repeat(63)),
-        ] {
-            assert!(
-                matches!(Key::from_hex(bad), Err(SealError::KeyFileMalformed { .. })),
-                "{bad:?}"
-            );
-        }
-        assert!(!format!("{k:?}").contains(&k.to_hex()[..8]));
-    }
-
-    #[test]
-    fn seal_key_ids_differ_and_are_stable() {
-        assert_eq!(key(1).id(), key(1).id());
-        let ids: std::collections::HashSet<u8> = (0..32).map(|b| key(b).id()).collect();
-        assert!(ids.len() > 20, "ids spread over the byte: {ids:?}");
-    }
-
-    #[test]
-    fn seal_load_key_checks_mode_and_contents() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("key");
-        let k = key(7);
-        write_key_file(&p, &k).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(load_key(&p).unwrap(), k);
-
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = load_key(&p).unwrap_err();
-        assert!(matches!(e, SealError::KeyFileMode { mode, .. } if mode & 0o777 == 0o644));
-        let msg = e.to_string();
-        assert!(msg.contains("0644") && msg.contains("chmod 600"), "{msg}");
-        for mode in [0o640, 0o604, 0o620, 0o602] {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-            assert!(matches!(load_key(&p), Err(SealError::KeyFileMode { .. })));
-        }
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(load_key(&p).unwrap(), k);
-
-        let q = dir.path().join("bad");
-        std::fs::write(&q, "not a key\n").unwrap();
-        std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let e = load_key(&q).unwrap_err();
-        assert!(matches!(e, SealError::KeyFileMalformed { .. }));
-        assert!(e.to_string().contains("64 hex digits"));
-        std::fs::write(&q, "0".repeat(10_000)).unwrap();
-        assert!(matches!(
-            load_key(&q),
-            Err(SealError::KeyFileMalformed { .. })
-        ));
-
-        assert!(matches!(
-            load_key(dir.path()),
-            Err(SealError::KeyFileType(_)) | Err(SealError::KeyFileMode { .. })
-        ));
-        assert!(matches!(
-            load_key(dir.path().join("missing")),
-            Err(SealError::Io { .. })
-        ));
-    }
-
-    #[test]
-    fn seal_keygen_never_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("key");
-        let k = keygen(p.to_str().unwrap()).unwrap();
-        assert_eq!(load_key(&p).unwrap(), k);
-        let e = keygen(p.to_str().unwrap()).unwrap_err();
-        assert!(matches!(e, SealError::KeyFileExists(_)));
-        assert!(e.to_string().contains("already exists"));
-        assert_eq!(load_key(&p).unwrap(), k, "the first key is intact");
-
-        // Not through a symlink either, even a dangling one.
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
-        assert!(matches!(
-            write_key_file(&link, &key(1)),
-            Err(SealError::KeyFileExists(_))
-        ));
-        assert!(!dir.path().join("nowhere").exists());
     }
 }
