@@ -1045,6 +1045,43 @@ mod tests {
         assert_eq!(rx.pending.len(), 0);
     }
 
+    #[test]
+    fn seal_a_thousand_members_meet_a_newcomer_in_three_datagrams_each() {
+        // A direct-mode sender joins a cluster of 1,000: its join draws 1,000 challenges, it
+        // answers each (challenging back), each answers that. Both ends are verified with
+        // three 64-byte datagrams per member.
+        let k = key(1);
+        let t = Instant::now();
+        let mut s = sealer(&k, A);
+        let mut members: Vec<Sealer> = (0..1000).map(|i| sealer(&k, 0x1_0000 + i)).collect();
+        let (_, join) = sealed(&mut s, NOW);
+        let mut sent = [0usize; 3];
+        for m in &mut members {
+            assert!(open_at(m, &join, addr(A), t).is_err());
+            sent[0] += deliver(m, &mut s, t);
+        }
+        for m in &mut members {
+            let mut buf = [0u8; HANDSHAKE_LEN];
+            while let Some((to, n)) = s.poll_handshake(&mut buf) {
+                if to == addr(m.node) {
+                    let _ = m.open(&mut buf, n, addr(A), t, NOW);
+                    sent[1] += 1;
+                    break;
+                }
+            }
+            assert_eq!(m.poll_verified(), Some(A));
+            sent[2] += deliver(m, &mut s, t);
+        }
+        assert_eq!(sent, [1000, 1000, 1000]);
+        let mut verified = 0;
+        while s.poll_verified().is_some() {
+            verified += 1;
+        }
+        assert_eq!(verified, 1000);
+        assert_eq!(s.peers(), 1000);
+        assert_eq!(s.stats().responses, 1000);
+    }
+
     /// The test vector of `docs/protocol.md (Sealing)`, checked independently (HChaCha20 by
     /// hand plus an IETF ChaCha20-Poly1305 library); pins the format.
     #[test]
