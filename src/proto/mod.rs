@@ -4,12 +4,16 @@
 //! - **input**: [`Engine::handle_datagram`] (bytes from the network, unsealed),
 //!   [`Engine::handle_timeout`] (the deadline from `poll_timeout` passed), and the answers to
 //!   storage work that finished elsewhere: [`Engine::handle_inspected`],
-//!   [`Engine::handle_committed`];
+//!   [`Engine::handle_committed`]; and, with sealing, [`Engine::handle_peer_verified`] (the
+//!   driver verified a new sender);
 //! - **commands**: [`Engine::handle_command`] (start a push, leave the cluster);
 //! - **output**, to drain after every input in this order: [`Engine::poll_transmit`] until it
 //!   returns `None`, then [`Engine::poll_event`] until `None`, then [`Engine::poll_timeout`]
 //!   for the next wake-up;
-//! - **getters**: [`Engine::members`], [`Engine::stats`], [`Engine::storage`].
+//! - **getters**: [`Engine::members`], [`Engine::stats`], [`Engine::storage`],
+//!   [`Engine::inbound_memory`], [`Engine::remembered`].
+//!
+//! What any sender can make the engine hold or send is bounded by the caps in [`limits`].
 //!
 //! Time is always an argument and must never go backwards; nothing here reads a clock, so a
 //! simulated cluster runs deterministically from a seed. Each call does bounded work.
