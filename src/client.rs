@@ -443,6 +443,7 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
             end.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(10)),
         )?;
+        warn_notices(node);
         let n = node.engine.members().filter(|m| m.receives()).count();
         if n != count {
             count = n;
@@ -458,6 +459,13 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Prints what the node says an operator must hear (another seal format on the wire).
+fn warn_notices(node: &mut Node) {
+    for n in node.take_notices() {
+        eprintln!("makuo: warning: {n}");
+    }
+}
+
 fn remembered(
     front: &FrontArgs,
 ) -> Result<(
@@ -467,7 +475,7 @@ fn remembered(
     match &front.cluster.state_dir {
         Some(d) => {
             let s = crate::state::StateDir::open(d)?;
-            let r = s.recent(24 * 3600).cloned().collect();
+            let r = s.remembered().cloned().collect();
             Ok((Some(s), r))
         }
         None => Ok((None, Vec::new())),
@@ -575,6 +583,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let mut last_rx = 0;
     let report = loop {
         let events = node.turn(Duration::from_millis(50))?;
+        warn_notices(&mut node);
         let rx = node.engine.stats().received;
         if rx != last_rx {
             last_rx = rx;
@@ -617,8 +626,16 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         eprintln!("push done after {:.3}s", started.elapsed().as_secs_f64());
     }
     if let Some(s) = &mut state {
-        for m in node.engine.members().filter(|m| m.direct && m.receives()) {
-            s.seen(&m.name, &m.addr.ip().to_string());
+        // Remembered: the members that applied the push (a forged heartbeat never is).
+        for m in report.members.iter().filter(|m| m.ok) {
+            let seen_for = node
+                .engine
+                .members()
+                .find(|i| i.node == m.node)
+                .map_or(Duration::ZERO, |i| {
+                    i.last_seen.saturating_duration_since(i.since)
+                });
+            s.seen(&m.name, &m.addr.ip().to_string(), seen_for);
         }
         let _ = s.save();
     }

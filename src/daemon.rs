@@ -333,6 +333,9 @@ fn event_loop(
     let mut last_save = Instant::now();
     while !stop_flag().load(Ordering::SeqCst) {
         let events = node.turn(Duration::from_millis(20))?;
+        for n in node.take_notices() {
+            log(1, n);
+        }
         for e in events {
             handle_event(node, state, &mut pending, e);
         }
@@ -353,14 +356,8 @@ fn event_loop(
         }
         if last_save.elapsed() > Duration::from_secs(5) {
             last_save = Instant::now();
-            let live: Vec<(String, String)> = node
-                .engine
-                .members()
-                .filter(|m| m.direct)
-                .map(|m| (m.name.clone(), m.addr.ip().to_string()))
-                .collect();
-            for (n, a) in live {
-                state.seen(&n, &a);
+            for m in node.engine.members() {
+                remember(state, m);
             }
             if let Err(e) = state.save() {
                 log(0, format_args!("cannot save state: {e:#}"));
@@ -375,6 +372,18 @@ fn event_loop(
         )));
     }
     Ok(())
+}
+
+/// Remembers a member heard directly more than once (a single forged heartbeat is not
+/// remembered), for as long as it has been heard (see `state`).
+fn remember(state: &mut StateDir, m: &proto::members::MemberInfo) {
+    if m.direct && m.last_seen > m.since {
+        state.seen(
+            &m.name,
+            &m.addr.ip().to_string(),
+            m.last_seen.saturating_duration_since(m.since),
+        );
+    }
 }
 
 fn handle_event(
@@ -394,12 +403,16 @@ fn handle_event(
                     if m.direct { "heard" } else { "passed along" }
                 ),
             );
-            state.seen(&m.name, &m.addr.ip().to_string());
         }
-        Event::MemberDown(m, why) => log(
-            1,
-            format_args!("member down: {} {} ({why:?})", m.name, m.addr),
-        ),
+        Event::MemberDown(m, why) => {
+            log(
+                1,
+                format_args!("member down: {} {} ({why:?})", m.name, m.addr),
+            );
+            if why == proto::members::LeaveReason::Expired {
+                remember(state, &m);
+            }
+        }
         Event::Progress { xfer, line } => {
             if let Some(p) = pending.get_mut(&xfer) {
                 p.last_line = Instant::now();
@@ -409,6 +422,17 @@ fn handle_event(
             }
         }
         Event::PushDone(r) => {
+            // A member that applied a push is real: remember it at once.
+            for m in r.members.iter().filter(|m| m.ok) {
+                let seen_for = node
+                    .engine
+                    .members()
+                    .find(|i| i.node == m.node)
+                    .map_or(Duration::ZERO, |i| {
+                        i.last_seen.saturating_duration_since(i.since)
+                    });
+                state.seen(&m.name, &m.addr.ip().to_string(), seen_for);
+            }
             if let Some(p) = pending.remove(&r.xfer) {
                 let secs = p.started.elapsed().as_secs_f64();
                 let o = if p.check {
@@ -494,7 +518,7 @@ fn handle_job(
             reply,
         } => {
             let remembered: Vec<_> = state
-                .recent(24 * 3600)
+                .remembered()
                 .filter(|r| r.name != name)
                 .cloned()
                 .collect();
@@ -565,7 +589,7 @@ fn handle_job(
                 live.insert(m.name.clone());
                 lines.push(crate::node::member_line(m));
             }
-            for r in state.recent(24 * 3600) {
+            for r in state.remembered() {
                 if !live.contains(&r.name) && r.name != cfg.name {
                     lines.push(format!(
                         "{} {} missing - last-seen={}s-ago",
@@ -606,18 +630,44 @@ fn handle_job(
             ];
             if let Some(ss) = node.seal_stats() {
                 lines.push(format!(
-                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} stale {} malformed {} other-cluster {} too-many-nodes {}",
+                    "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} \
+                     unverified {} format {} malformed {} other-cluster {} stale-handshake {}",
                     ss.opened,
                     ss.bad_tag,
                     ss.unsealed_refused,
                     ss.unknown_key,
                     ss.replayed,
-                    ss.stale,
+                    ss.unverified,
+                    ss.format,
                     ss.malformed,
                     ss.other_cluster,
-                    ss.too_many_nodes
+                    ss.stale_handshake,
+                ));
+                lines.push(format!(
+                    "handshake peers {} challenges {} responses {} verified {} limited {}{}",
+                    node.seal_peers(),
+                    ss.challenges,
+                    ss.responses,
+                    ss.verified,
+                    ss.limited,
+                    node.clock_offset()
+                        .map(|(n, o)| format!(
+                            " clock-offset-max {:+.1}s ({n:016x}, information only)",
+                            o as f64 / 1000.0
+                        ))
+                        .unwrap_or_default()
                 ));
             }
+            let (records, budgets) = node.engine.remembered();
+            lines.push(format!(
+                "inbound memory {} records {records} reply-budgets {budgets} refused {} \
+                 deferred {} evicted {} replies-withheld {}",
+                node.engine.inbound_memory(),
+                s.refused_transfers,
+                s.deferred_transfers,
+                s.evicted_transfers,
+                s.replies_withheld
+            ));
             let _ = reply.send(Reply::Lines(lines));
         }
     }

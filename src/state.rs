@@ -5,6 +5,13 @@
 //! Files are plain text, one record a line, written to a temp file and renamed into place,
 //! relative to a descriptor of the directory opened at start: the daemon may chroot (and the
 //! state directory need not be inside the chroot).
+//!
+//! Remembered members are bounded and age out. A member is kept for ten times as long as it
+//! was seen (from its first sighting to its last), at least [`REMEMBER_MIN`] and at most
+//! [`REMEMBER_FOR`]: a server that ran for days is named failed for a day after it went
+//! down, a name that showed up for a moment (in an unkeyed cluster, perhaps forged) for a
+//! minute. At most [`MAX_REMEMBERED`] are kept; past that, those due to be forgotten first
+//! go.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,11 +20,18 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, Mode, OFlags};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
 use crate::escape;
+
+/// Most members remembered.
+pub const MAX_REMEMBERED: usize = 1024;
+/// Longest a member is remembered after it was last seen.
+pub const REMEMBER_FOR: Duration = Duration::from_secs(24 * 3600);
+/// Shortest a member is remembered after it was last seen.
+pub const REMEMBER_MIN: Duration = Duration::from_secs(60);
 
 /// A member seen at some time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +42,20 @@ pub struct Remembered {
     pub addr: String,
     /// Unix seconds when last seen.
     pub last_seen: u64,
+    /// Unix seconds when first seen.
+    pub since: u64,
+}
+
+impl Remembered {
+    /// Unix seconds when it is forgotten: ten times as long after it was last seen as it was
+    /// seen, within [`REMEMBER_MIN`] and [`REMEMBER_FOR`].
+    pub fn forgotten_at(&self) -> u64 {
+        let seen = self.last_seen.saturating_sub(self.since);
+        let keep = seen
+            .saturating_mul(10)
+            .clamp(REMEMBER_MIN.as_secs(), REMEMBER_FOR.as_secs());
+        self.last_seen.saturating_add(keep)
+    }
 }
 
 /// The last push this member applied.
@@ -118,31 +146,57 @@ impl StateDir {
         if let Ok(text) = fs::read_to_string(dir.join("members")) {
             for line in text.lines() {
                 let f: Vec<&str> = line.split('\t').collect();
-                if let [name, addr, seen] = f[..] {
-                    if let Ok(last_seen) = seen.parse() {
-                        let name = unescaped(name);
-                        members.insert(
-                            name.clone(),
-                            Remembered {
-                                name,
-                                addr: unescaped(addr),
-                                last_seen,
-                            },
-                        );
-                    }
+                // Files written before `since` was kept have three fields: count those
+                // members as long seen.
+                let (name, addr, seen, since) = match f[..] {
+                    [name, addr, seen] => (name, addr, seen, "0"),
+                    [name, addr, seen, since] => (name, addr, seen, since),
+                    _ => continue,
+                };
+                if let (Ok(last_seen), Ok(since)) = (seen.parse(), since.parse()) {
+                    let name = unescaped(name);
+                    members.insert(
+                        name.clone(),
+                        Remembered {
+                            name,
+                            addr: unescaped(addr),
+                            last_seen,
+                            since,
+                        },
+                    );
                 }
             }
         }
         let last_push = fs::read_to_string(dir.join("last-push"))
             .ok()
             .and_then(|t| LastPush::parse(t.trim()));
-        Ok(Self {
+        let mut s = Self {
             dir: dir.to_path_buf(),
             fd,
             members,
             last_push,
             dirty: false,
-        })
+        };
+        s.prune(unix_now());
+        Ok(s)
+    }
+
+    /// Forgets members whose time is up, then those due first past [`MAX_REMEMBERED`].
+    fn prune(&mut self, now: u64) {
+        let before = self.members.len();
+        self.members.retain(|_, m| m.forgotten_at() > now);
+        if self.members.len() > MAX_REMEMBERED {
+            let mut due: Vec<(u64, String)> = self
+                .members
+                .values()
+                .map(|m| (m.forgotten_at(), m.name.clone()))
+                .collect();
+            due.sort_unstable();
+            for (_, name) in &due[..due.len() - MAX_REMEMBERED] {
+                self.members.remove(name);
+            }
+        }
+        self.dirty |= self.members.len() != before;
     }
 
     /// The directory.
@@ -150,9 +204,11 @@ impl StateDir {
         &self.dir
     }
 
-    /// Notes that `name` was seen now at `addr`.
-    pub fn seen(&mut self, name: &str, addr: &str) {
+    /// Notes that `name` is seen now at `addr`, and has been seen without a break for
+    /// `seen_for`.
+    pub fn seen(&mut self, name: &str, addr: &str, seen_for: Duration) {
         let now = unix_now();
+        let since = now.saturating_sub(seen_for.as_secs());
         let e = self
             .members
             .entry(name.to_string())
@@ -160,12 +216,17 @@ impl StateDir {
                 name: name.into(),
                 addr: addr.into(),
                 last_seen: 0,
+                since,
             });
         if e.addr != addr || now >= e.last_seen + 10 {
             self.dirty = true;
         }
         e.addr = addr.into();
         e.last_seen = now;
+        e.since = e.since.min(since);
+        if self.members.len() > MAX_REMEMBERED {
+            self.prune(now);
+        }
     }
 
     /// Forgets a member (operator's choice, or it was replaced).
@@ -175,12 +236,12 @@ impl StateDir {
         gone
     }
 
-    /// Members seen within `window_secs`, by name.
-    pub fn recent(&self, window_secs: u64) -> impl Iterator<Item = &Remembered> {
+    /// Members remembered now (see [`Remembered::forgotten_at`]), by name.
+    pub fn remembered(&self) -> impl Iterator<Item = &Remembered> {
         let now = unix_now();
         self.members
             .values()
-            .filter(move |m| now.saturating_sub(m.last_seen) <= window_secs)
+            .filter(move |m| m.forgotten_at() > now)
     }
 
     /// Records the last push applied.
@@ -192,6 +253,7 @@ impl StateDir {
 
     /// Writes the member list if it changed.
     pub fn save(&mut self) -> Result<()> {
+        self.prune(unix_now());
         if !self.dirty {
             return Ok(());
         }
@@ -200,7 +262,7 @@ impl StateDir {
             // Names come from heartbeats: escaped, so that a tab or newline in one cannot
             // forge a record.
             let (name, addr) = (escape::text_str(&m.name), escape::text_str(&m.addr));
-            text.push_str(&format!("{name}\t{addr}\t{}\n", m.last_seen));
+            text.push_str(&format!("{name}\t{addr}\t{}\t{}\n", m.last_seen, m.since));
         }
         write_atomic(self.fd.as_fd(), "members", &text)?;
         self.dirty = false;
@@ -216,7 +278,7 @@ mod tests {
     fn remembers_members_and_last_push_across_reopen() {
         let d = tempfile::tempdir().unwrap();
         let mut s = StateDir::open(d.path()).unwrap();
-        s.seen("web1", "198.18.0.2");
+        s.seen("web1", "198.18.0.2", Duration::from_secs(3600));
         s.save().unwrap();
         s.set_last_push(LastPush {
             id: "a/1".into(),
@@ -228,12 +290,60 @@ mod tests {
         let mut s = StateDir::open(d.path()).unwrap();
         assert_eq!(s.members["web1"].addr, "198.18.0.2");
         // A name with a tab and a newline is one record, read back as it was.
-        s.seen("evil\tx\t1\nforged", "198.18.0.3");
+        s.seen(
+            "evil\tx\t1\nforged",
+            "198.18.0.3",
+            Duration::from_secs(3600),
+        );
         s.save().unwrap();
         let s = StateDir::open(d.path()).unwrap();
         assert_eq!(s.members.len(), 2, "{:?}", s.members);
         assert_eq!(s.members["evil\tx\t1\nforged"].addr, "198.18.0.3");
-        assert_eq!(s.recent(60).count(), 2);
+        assert_eq!(s.remembered().count(), 2);
         assert_eq!(s.last_push.as_ref().unwrap().origin, "src");
+    }
+
+    #[test]
+    fn members_are_kept_ten_times_as_long_as_they_were_seen() {
+        let m = |last_seen, since| Remembered {
+            name: "x".into(),
+            addr: "-".into(),
+            last_seen,
+            since,
+        };
+        assert_eq!(m(1000, 1000).forgotten_at(), 1060, "a moment: a minute");
+        assert_eq!(m(1000, 900).forgotten_at(), 2000);
+        assert_eq!(m(10_000_000, 0).forgotten_at(), 10_086_400, "at most a day");
+    }
+
+    #[test]
+    fn remembered_members_are_bounded_and_age_out() {
+        let d = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let day = REMEMBER_FOR.as_secs();
+        let mut text = format!("stale\t10.0.0.1\t{}\n", now - day - 1);
+        text.push_str(&format!("old-format\t10.0.0.2\t{now}\n"));
+        text.push_str(&format!("glimpsed\t10.0.0.3\t{}\t{}\n", now - 61, now - 61));
+        text.push_str(&format!(
+            "long-lived\t10.0.0.4\t{}\t{}\n",
+            now - 3600,
+            now - day
+        ));
+        std::fs::write(d.path().join("members"), text).unwrap();
+        let mut s = StateDir::open(d.path()).unwrap();
+        assert_eq!(
+            s.members.keys().collect::<Vec<_>>(),
+            ["long-lived", "old-format"]
+        );
+        // Many names seen for a moment (a burst of forged heartbeats) push out no one who
+        // was seen for long.
+        for i in 0..MAX_REMEMBERED + 50 {
+            s.seen(&format!("m{i}"), "10.0.0.9", Duration::ZERO);
+        }
+        assert_eq!(s.members.len(), MAX_REMEMBERED);
+        assert!(s.members.contains_key("long-lived"));
+        s.save().unwrap();
+        let s = StateDir::open(d.path()).unwrap();
+        assert_eq!(s.members.len(), MAX_REMEMBERED);
     }
 }

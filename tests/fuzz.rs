@@ -13,9 +13,12 @@
 //!   (the encoding is canonical), and mutated manifests go through `Manifest::decode`;
 //! - **engine + file application**: an `Engine<FsStorage>` whose base is a temp dir, fed
 //!   sequences that open, fill and commit transfers (so files really get applied), mutated;
-//! - **sealing**: `Sealer::open` with genuine, mutated, replayed, stale, foreign-key and random
-//!   sealed datagrams: only a genuine datagram not accepted before may open, and it opens to
-//!   exactly what was sealed.
+//! - **sealing**: `Sealer::open` of a receiver among live senders that seal corpus datagrams
+//!   and answer its challenges (CHALLENGE and RESPONSE, the sealing layer's own messages),
+//!   with the fuzzer as their network (loss, duplication, replays, misaddressing, mutation),
+//!   a key holder forging handshakes, another key, unsealed and other-format datagrams and
+//!   noise, and restarts of receiver and senders: only a genuine datagram opens, once ever, to
+//!   exactly what was sealed, and only above its sender's answer to this receiver's challenge.
 //!
 //! Asserted: no panic; no hang (a watchdog aborts after 60 s without progress); every
 //! datagram counted as accepted, dropped or own (`Stats`); the engine's own output always
@@ -42,12 +45,13 @@ use std::time::{Duration, Instant};
 
 use lan::{Faults, Lan, Rng};
 use makuo::apply::{ApplyOptions, FsStorage};
+use makuo::proto::limits::MAX_INBOUND_MEMORY;
 use makuo::proto::manifest::{Entry, EntryKind, FilterRule, Manifest, PushOptions};
 use makuo::proto::repair::Code;
 use makuo::proto::storage::MemStorage;
 use makuo::proto::wire::{self, Header, Msg, Stream};
 use makuo::proto::{Engine, Event, MAX_INBOUND, MAX_MEMBERS};
-use makuo::seal::{Key, SealError, Sealer};
+use makuo::seal::{Key, Opened, SealError, SealStats, Sealer};
 
 // ---------------------------------------------------------------------------------------------
 // Memory accounting: a counting global allocator.
@@ -836,8 +840,8 @@ fn regressions(rng: &mut Rng, victim: u64, seq: &mut u64) -> Vec<Vec<Vec<u8>>> {
         *seq,
     ));
     out.push(v);
-    // 4. Commit before the plan, then plan and payload: the files staged after the commit
-    //    must still go when the transfer is forgotten.
+    // 4. Commit before the plan, then plan and payload: nothing may be staged after the
+    //    commit (the transfer is retired at its commit; once, files staged after it stayed).
     let m = Manifest {
         roots: vec![b"new".to_vec()],
         entries: vec![Entry::file(b"new/late.bin", 3000, 0o644, 0)],
@@ -1250,6 +1254,12 @@ impl EngineRun {
         );
         let members = self.engine.members().count();
         assert!(members <= MAX_MEMBERS, "{members} members at {}", where_());
+        let held = self.engine.inbound_memory();
+        assert!(
+            held <= MAX_INBOUND_MEMORY,
+            "inbound transfers hold {held} bytes at {}",
+            where_()
+        );
         let s = self.engine.stats();
         assert_eq!(
             s.accepted + s.dropped() + s.own,
@@ -1301,11 +1311,26 @@ fn engine_phase(
         r.drain();
         check_memory();
         if i == 3 {
-            assert!(
-                r.engine.storage().staged_count() > 0,
-                "regression 4 no longer stages a file after the commit"
+            // A transfer gives its slot back at its commit: what arrives after it is a
+            // straggler, and nothing is staged for it any more.
+            assert_eq!(
+                r.engine.storage().staged_count(),
+                0,
+                "regression 4 staged a file after the commit"
             );
+            assert_eq!(r.engine.transfers().1, 0, "regression 4 still holds a slot");
         }
+    }
+    // The sealing layer's own messages (CHALLENGE, RESPONSE) never reach the engine: in the
+    // clear they are kinds it does not know, dropped and counted.
+    for k in [wire::kind::CHALLENGE, wire::kind::RESPONSE] {
+        let before = r.engine.stats().dropped_unknown_kind;
+        seq += 1;
+        let mut d = encode(&Msg::Leave, SENDERS[0], seq);
+        d[3] = k;
+        d.extend_from_slice(&[0; 16]);
+        r.feed(&d);
+        assert_eq!(r.engine.stats().dropped_unknown_kind, before + 1);
     }
     let mut xfers: Vec<u32> = Vec::new();
     let mut next_check = 0;
@@ -1369,7 +1394,7 @@ fn engine_phase(
                             let mut d = noise(rng, 1600);
                             if d.len() > 4 && rng.chance(0.5) {
                                 d[..3].copy_from_slice(&[b'M', b'K', wire::VERSION]);
-                                d[3] = rng.below(15) as u8;
+                                d[3] = rng.below(17) as u8;
                             }
                             d
                         }
@@ -1408,8 +1433,11 @@ fn engine_phase(
 #[derive(Debug, Default)]
 struct SealRun {
     opened: u64,
+    handshakes: u64,
     refused: u64,
     replay_refused: u64,
+    receiver_restarts: u64,
+    sender_restarts: u64,
 }
 
 fn hash(b: &[u8]) -> u64 {
@@ -1419,116 +1447,246 @@ fn hash(b: &[u8]) -> u64 {
     h.finish()
 }
 
+/// One sending process of the sealing target: its sealer and reply address.
+struct Tx {
+    sealer: Sealer,
+    node: u64,
+    addr: SocketAddr,
+}
+
+/// Node ids of the sealing target's processes: each restart is a new one.
+static NEXT_NODE: AtomicU64 = AtomicU64::new(0x5ea1_0000_0000_0001);
+
+fn new_node() -> u64 {
+    NEXT_NODE.fetch_add(1, Relaxed)
+}
+
+fn new_tx(key: &Key, cluster: u16, i: usize) -> Tx {
+    let node = new_node();
+    Tx {
+        sealer: Sealer::new(key, None, node, cluster),
+        node,
+        addr: SocketAddr::new([10, 8, 0, i as u8 + 1].into(), 4000 + (node % 1000) as u16),
+    }
+}
+
+/// The sealing target: a receiving sealer between live senders that seal corpus datagrams
+/// and answer its challenges (the fuzzer is their network: it loses, duplicates, replays,
+/// reorders, misaddresses and mutates), a key holder forging handshakes, another cluster key,
+/// unsealed and old-format datagrams and noise; receivers and senders restart now and then.
+/// Asserted: only a genuine datagram opens, once ever (across receiver restarts), to exactly
+/// what was sealed, and only above the sequence number of its sender's answer to a challenge
+/// of this receiver; every refusal is counted.
 fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> SealRun {
     let key = Key::from_bytes(std::array::from_fn(|_| rng.next() as u8));
     let other = Key::from_bytes(std::array::from_fn(|_| rng.next() as u8));
     let cluster = 0x5ea1_u16;
-    let mut tx = Sealer::new(&key, None, Some(cluster));
-    let mut tx_other = Sealer::new(&other, None, Some(cluster));
-    let mut rx = Sealer::new(&key, None, Some(cluster));
-    let t0 = 1_700_000_000_000u64;
-    rx.set_start_time(t0);
-    let mut now = t0;
-    let mut seqs: HashMap<u64, u64> = HashMap::new();
+    let rx_addr: SocketAddr = "10.9.9.9:5000".parse().unwrap();
+    let mut rx = Sealer::new(&key, None, new_node(), cluster);
+    let mut rx_gen = 0u32;
+    let mut txs: Vec<Tx> = (0..4).map(|i| new_tx(&key, cluster, i)).collect();
+    let other_node = new_node();
+    let mut tx_other = Sealer::new(&other, None, other_node, cluster);
+    let forger_node = new_node();
+    let mut forger = Sealer::new(&key, None, forger_node, cluster);
+    let forger_addr: SocketAddr = "10.7.7.7:6000".parse().unwrap();
+    let mut now = Instant::now();
+    let wall = 1_700_000_000_000u64;
     // Every datagram sealed with the cluster key, by (node, seq): hashes of its sealed and
-    // unsealed forms; which were accepted; the recent ones whole, for replays.
+    // unsealed forms; which were ever accepted; floors per (receiver run, node); recent
+    // datagrams whole (with where they came from) for replays; handshakes in flight to rx.
     let mut genuine: HashMap<(u64, u64), (u64, u64)> = HashMap::new();
     let mut accepted: HashSet<(u64, u64)> = HashSet::new();
-    let mut history: Vec<Vec<u8>> = Vec::new();
+    let mut floors: HashMap<(u32, u64), u64> = HashMap::new();
+    let mut history: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+    let mut to_rx: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
     let mut buf = vec![0u8; 70_000];
+    let mut hs = vec![0u8; 256];
     let mut scratch = vec![0u8; 70_000];
     let mut run = SealRun::default();
-    let mut seal_one =
-        |rng: &mut Rng, tx: &mut Sealer, ts: u64| -> ((u64, u64), Vec<u8>, Vec<u8>) {
-            let node = *pick(rng, &SENDERS);
-            let seq = seqs.entry(node).or_insert(0);
-            *seq += 1 + rng.below(3);
-            let mut d = pick(rng, corpus).clone();
-            d[6..8].copy_from_slice(&cluster.to_be_bytes());
-            d[8..16].copy_from_slice(&node.to_be_bytes());
-            d[16..24].copy_from_slice(&seq.to_be_bytes());
-            let plain = d.clone();
-            let len = d.len();
-            d.resize(len + wire::SEAL_OVERHEAD, 0);
-            let n = tx.seal(&mut d, len, ts);
-            d.truncate(n);
-            ((node, *seq), plain, d)
-        };
+    let mut total = SealStats::default();
     for i in 0..cases {
         CASE.store(case0 + i, Relaxed);
-        now += rng.below(3);
-        let input = match rng.below(10) {
-            0..=3 => {
-                // Genuine, possibly mutated.
-                let (k, plain, d) = seal_one(rng, &mut tx, now);
-                genuine.insert(k, (hash(&d), hash(&plain)));
-                history.push(d.clone());
-                let mut m = d;
-                if rng.chance(0.7) {
+        now += Duration::from_micros(rng.below(3000));
+        let (input, from): (Vec<u8>, SocketAddr) = match rng.below(20) {
+            0..=7 => {
+                // Genuine data from a live sender, possibly mutated or from elsewhere.
+                let t = rng.below(txs.len() as u64) as usize;
+                let tx = &mut txs[t];
+                let mut d = pick(rng, corpus).clone();
+                d[6..8].copy_from_slice(&cluster.to_be_bytes());
+                d[8..16].copy_from_slice(&tx.node.to_be_bytes());
+                let plain_len = d.len();
+                d.resize(plain_len + wire::SEAL_OVERHEAD, 0);
+                let mut plain = d[..plain_len].to_vec();
+                let n = tx.sealer.seal(&mut d, plain_len, wall + rng.below(300_000));
+                d.truncate(n);
+                plain[16..24].copy_from_slice(&d[16..24]);
+                let seq = u64::from_be_bytes(d[16..24].try_into().unwrap());
+                genuine.insert((tx.node, seq), (hash(&d), hash(&plain)));
+                history.push((d.clone(), tx.addr));
+                let mut from = tx.addr;
+                if rng.chance(0.05) {
+                    from = forger_addr;
+                }
+                if rng.chance(0.2) {
                     let other = pick(rng, corpus);
                     let n = 1 + rng.below(4);
-                    mutate(rng, &mut m, other, n);
+                    mutate(rng, &mut d, other, n);
                 }
-                m
+                (d, from)
             }
-            4 | 5 => {
-                // A replay of an earlier genuine datagram, or a mutation of one.
+            8..=10 => {
+                // A handshake datagram on its way to the receiver (or a replay of one).
+                if to_rx.is_empty() {
+                    continue;
+                }
+                let k = rng.below(to_rx.len() as u64) as usize;
+                let (mut d, mut from) = if rng.chance(0.8) {
+                    to_rx.swap_remove(k)
+                } else {
+                    to_rx[k].clone()
+                };
+                if rng.chance(0.05) {
+                    from = forger_addr;
+                }
+                if rng.chance(0.1) {
+                    let other = pick(rng, corpus);
+                    mutate(rng, &mut d, other, 1);
+                }
+                (d, from)
+            }
+            11 | 12 => {
+                // A replay of anything genuine seen before, possibly mutated.
                 if history.is_empty() {
                     continue;
                 }
-                let mut m = pick(rng, &history).clone();
+                let (mut d, from) = pick(rng, &history).clone();
                 if rng.chance(0.3) {
                     let other = pick(rng, corpus);
-                    mutate(rng, &mut m, other, 1);
+                    mutate(rng, &mut d, other, 1);
                 }
-                m
+                (d, from)
             }
-            6 => {
-                // Sealed with another key (same layout, same node and seq space).
-                seal_one(rng, &mut tx_other, now).2
-            }
-            7 => {
-                // Genuine but stale or from the future.
-                let skew = 61_000 + rng.below(1_000_000);
-                let ts = if rng.chance(0.5) {
-                    now.saturating_sub(skew)
+            13 => {
+                // A key holder's handshakes: challenges and responses with random nonces,
+                // and bodies of the wrong length.
+                let kind = if rng.chance(0.5) {
+                    wire::kind::CHALLENGE
                 } else {
-                    now + skew
+                    wire::kind::RESPONSE
                 };
-                let (k, plain, d) = seal_one(rng, &mut tx, ts);
-                genuine.insert(k, (hash(&d), hash(&plain)));
-                d
+                let body = if rng.chance(0.8) {
+                    16
+                } else {
+                    rng.below(40) as usize
+                };
+                let mut d = vec![0u8; wire::HEADER_LEN + body + wire::SEAL_OVERHEAD];
+                d[..3].copy_from_slice(&[b'M', b'K', wire::VERSION]);
+                d[3] = kind;
+                d[6..8].copy_from_slice(&cluster.to_be_bytes());
+                d[8..16].copy_from_slice(&forger_node.to_be_bytes());
+                for b in &mut d[wire::HEADER_LEN..wire::HEADER_LEN + body] {
+                    *b = rng.next() as u8;
+                }
+                let n = forger.seal(&mut d, wire::HEADER_LEN + body, wall);
+                d.truncate(n);
+                (d, forger_addr)
             }
-            8 => {
-                // Unsealed corpus datagram (a keyless sender), or one with the flag forged.
+            14 => {
+                // Sealed with another key (same layout).
                 let mut d = pick(rng, corpus).clone();
                 d[6..8].copy_from_slice(&cluster.to_be_bytes());
-                if rng.chance(0.5) {
-                    d[4] |= wire::FLAG_SEALED;
-                    d[5] = key.id();
-                }
-                d
+                d[8..16].copy_from_slice(&other_node.to_be_bytes());
+                let l = d.len();
+                d.resize(l + wire::SEAL_OVERHEAD, 0);
+                let n = tx_other.seal(&mut d, l, wall);
+                d.truncate(n);
+                (d, txs[0].addr)
             }
-            _ => {
+            15 => {
+                // Unsealed, a forged flag, or a genuine datagram relabelled as another seal
+                // format (an older or newer makuo).
+                let mut d = pick(rng, corpus).clone();
+                d[6..8].copy_from_slice(&cluster.to_be_bytes());
+                match rng.below(3) {
+                    0 => {}
+                    1 => {
+                        d[4] |= wire::FLAG_SEALED;
+                        d[5] = key.id();
+                    }
+                    _ => {
+                        if let Some((h, _)) = history.last() {
+                            d = h.clone();
+                            d[4] = if rng.chance(0.5) { 0x01 } else { 0x05 };
+                        }
+                    }
+                }
+                (d, txs[0].addr)
+            }
+            16 => {
                 let mut d = noise(rng, 200);
                 if d.len() >= 8 && rng.chance(0.7) {
                     d[..3].copy_from_slice(&[b'M', b'K', wire::VERSION]);
-                    d[4] = wire::FLAG_SEALED;
+                    d[3] = if rng.chance(0.5) {
+                        14 + rng.below(2) as u8
+                    } else {
+                        d[3]
+                    };
+                    d[4] = wire::FLAG_SEALED | (makuo::seal::SEAL_FORMAT << 1);
                     d[5] = key.id();
                     d[6..8].copy_from_slice(&cluster.to_be_bytes());
                 }
-                d
+                (d, forger_addr)
+            }
+            _ => {
+                // Events: time passes (tables age), the receiver restarts, a sender restarts.
+                match rng.below(100) {
+                    0..=2 => {
+                        rx = Sealer::new(&key, None, new_node(), cluster);
+                        rx_gen += 1;
+                        run.receiver_restarts += 1;
+                    }
+                    3..=9 => {
+                        let t = rng.below(txs.len() as u64) as usize;
+                        txs[t] = new_tx(&key, cluster, t);
+                        run.sender_restarts += 1;
+                    }
+                    10..=19 => {
+                        // Long enough for every table to age out.
+                        now += Duration::from_millis(rng.below(90_000));
+                        rx.expire(now);
+                        for t in &mut txs {
+                            t.sealer.expire(now);
+                        }
+                    }
+                    _ => {
+                        now += Duration::from_millis(rng.below(2_000));
+                        rx.expire(now);
+                        for t in &mut txs {
+                            t.sealer.expire(now);
+                        }
+                    }
+                }
+                continue;
             }
         };
         if history.len() > 10_000 {
             history.drain(..5_000);
         }
+        let before = rx.stats();
         buf[..input.len()].copy_from_slice(&input);
-        match rx.open(&mut buf, input.len(), now) {
-            Ok(n) => {
+        let r = rx.open(&mut buf, input.len(), from, now, wall);
+        let node = input
+            .get(8..16)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap()));
+        let seq = input
+            .get(16..24)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap()));
+        match r {
+            Ok(Opened::Datagram(n)) => {
                 run.opened += 1;
-                let node = u64::from_be_bytes(input[8..16].try_into().unwrap());
-                let seq = u64::from_be_bytes(input[16..24].try_into().unwrap());
+                let (node, seq) = (node.unwrap(), seq.unwrap());
                 let g = genuine.get(&(node, seq)).copied();
                 assert_eq!(
                     g.map(|g| g.0),
@@ -1538,10 +1696,15 @@ fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> Seal
                 );
                 assert!(
                     accepted.insert((node, seq)),
-                    "a datagram opened twice, at {}",
+                    "a datagram opened twice (across receiver restarts too), at {}",
                     where_()
                 );
-                // It opens to exactly what was sealed.
+                let floor = floors.get(&(rx_gen, node)).copied();
+                assert!(
+                    floor.is_some_and(|f| seq > f),
+                    "opened seq {seq} of node {node:016x}, floor {floor:?}, at {}",
+                    where_()
+                );
                 assert_eq!(n, input.len() - wire::SEAL_OVERHEAD);
                 assert_eq!(
                     g.map(|g| g.1),
@@ -1550,7 +1713,13 @@ fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> Seal
                     where_()
                 );
                 check_decode(&buf[..n], &mut scratch);
-                assert!(wire::decode(&buf[..n]).is_ok(), "{}", where_());
+            }
+            Ok(Opened::Handshake) => {
+                run.handshakes += 1;
+                assert!(matches!(
+                    input[3],
+                    wire::kind::CHALLENGE | wire::kind::RESPONSE
+                ));
             }
             Err(e) => {
                 run.refused += 1;
@@ -1560,24 +1729,92 @@ fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> Seal
                 check_decode(&input, &mut scratch);
             }
         }
+        // A sender it verified now: that was the response just opened, whose number is the
+        // floor.
+        while let Some(v) = rx.poll_verified() {
+            assert_eq!(
+                Some(v),
+                node,
+                "verified another node than answered, at {}",
+                where_()
+            );
+            assert_eq!(input[3], wire::kind::RESPONSE);
+            floors.insert((rx_gen, v), seq.unwrap());
+        }
+        // The network between: what the receiver sends goes to the sender at that address
+        // (mostly), and what senders answer comes back later.
+        while let Some((to, n)) = rx.poll_handshake(&mut hs) {
+            assert_eq!(n, makuo::seal::HANDSHAKE_LEN);
+            let d = hs[..n].to_vec();
+            if let Some(tx) = txs.iter_mut().find(|t| t.addr == to) {
+                if rng.chance(0.85) {
+                    let mut x = d.clone();
+                    let _ = tx.sealer.open(&mut x, n, rx_addr, now, wall);
+                    while tx.sealer.poll_verified().is_some() {}
+                    while let Some((back, m)) = tx.sealer.poll_handshake(&mut hs) {
+                        assert_eq!(back, rx_addr);
+                        to_rx.push((hs[..m].to_vec(), tx.addr));
+                        history.push((hs[..m].to_vec(), tx.addr));
+                    }
+                }
+            }
+        }
+        if to_rx.len() > 64 {
+            to_rx.drain(..32);
+        }
+        add_delta(&mut total, &before, &rx.stats());
     }
-    let s = rx.stats();
+    let s = total;
     let refused = s.bad_tag
         + s.unsealed_refused
         + s.unknown_key
         + s.replayed
-        + s.stale
         + s.malformed
         + s.other_cluster
-        + s.too_many_nodes;
+        + s.format
+        + s.unverified
+        + s.stale_handshake;
     assert_eq!(s.opened, run.opened);
     assert_eq!(refused, run.refused, "every refusal counted: {s:?}");
-    assert!(s.replayed > 0 && s.stale > 0 && s.bad_tag > 0, "{s:?}");
+    // Every path was taken.
     assert!(
-        s.unknown_key + s.bad_tag > 0 && s.unsealed_refused > 0,
+        s.replayed > 0 && s.bad_tag > 0 && s.unverified > 0 && s.stale_handshake > 0,
+        "{s:?}"
+    );
+    assert!(
+        s.unknown_key > 0 && s.unsealed_refused > 0 && s.format > 0,
+        "{s:?}"
+    );
+    assert!(
+        s.challenges > 0 && s.responses > 0 && s.verified >= txs.len() as u64,
         "{s:?}"
     );
     run
+}
+
+/// Adds what one `open` changed in the counters (receivers restart, so totals are summed
+/// from differences).
+fn add_delta(total: &mut SealStats, before: &SealStats, after: &SealStats) {
+    macro_rules! add {
+        ($($f:ident),*) => { $( total.$f += after.$f - before.$f; )* };
+    }
+    add!(
+        opened,
+        sealed,
+        bad_tag,
+        unsealed_refused,
+        unknown_key,
+        replayed,
+        malformed,
+        other_cluster,
+        format,
+        unverified,
+        stale_handshake,
+        challenges,
+        responses,
+        verified,
+        limited
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1694,11 +1931,15 @@ fn fuzz_decoder_engine_apply_and_sealing() {
     let t = Instant::now();
     let sr = seal_phase(&mut rng, n_seal, &corpus, n_engine);
     eprintln!(
-        "fuzz: seal: {n_seal} datagrams in {:.1}s ({} opened, {} refused, {} of them replays)",
+        "fuzz: seal: {n_seal} datagrams in {:.1}s ({} opened, {} handshakes, {} refused, {} of \
+         them replays; {} receiver and {} sender restarts)",
         t.elapsed().as_secs_f64(),
         sr.opened,
+        sr.handshakes,
         sr.refused,
-        sr.replay_refused
+        sr.replay_refused,
+        sr.receiver_restarts,
+        sr.sender_restarts
     );
     assert!(sr.opened > n_seal / 20, "{sr:?}");
 

@@ -55,17 +55,6 @@ fn source(c: &Cluster, name: &str, version: &str) -> PathBuf {
     src
 }
 
-/// Sends raw datagrams on the loopback interface.
-fn raw_sender() -> UdpSocket {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    s.bind(&SocketAddrV4::new(LO, 0).into()).unwrap();
-    s.set_multicast_if_v4(&LO).unwrap();
-    s.set_multicast_ttl_v4(1).unwrap();
-    s.set_multicast_loop_v4(true).unwrap();
-    s.into()
-}
-
 /// Records every datagram sent to the group (joined on 127.0.0.1) until stopped.
 struct Capture {
     stop: Arc<AtomicBool>,
@@ -470,7 +459,11 @@ fn replayed_push_does_not_revert_a_changed_file() {
             d.name
         );
         let s = d.status();
-        let replayed = s.get("replayed") - before[i].get("replayed");
+        // The sender is gone (it said goodbye, and was forgotten): its recorded datagrams
+        // draw challenges nobody answers, so they are refused as unverified, or as replays
+        // while it was still known.
+        let replayed = s.get("replayed") - before[i].get("replayed") + s.get("unverified")
+            - before[i].get("unverified");
         eprintln!(
             "{}: {} ({} from the sender, twice)",
             d.name,

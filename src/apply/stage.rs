@@ -228,6 +228,20 @@ impl FsStorage {
             }
         }
         self.refusals.retain(|(k, _), _| *k != key);
+        self.shrink_when_idle();
+    }
+
+    /// Once nothing is staged, gives back the tables' room: a push of many files grows them,
+    /// and a map keeps its capacity when emptied (a 60,000-file push left about 10 MB).
+    fn shrink_when_idle(&mut self) {
+        if self.staged.is_empty() {
+            self.staged.shrink_to_fit();
+            self.refusals.shrink_to_fit();
+            self.made_dirs.shrink_to_fit();
+        }
+        if self.pending.is_empty() {
+            self.pending.shrink_to_fit();
+        }
     }
 }
 

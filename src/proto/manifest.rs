@@ -331,49 +331,19 @@ impl Manifest {
             path.extend_from_slice(&prev[..common]);
             path.extend_from_slice(suffix);
             check_rel_path(&path).map_err(|_| WireError::BadValue("entry path"))?;
-            let kind = EntryKind::from_u8(r.u8()?)?;
-            let ef = r.u8()?;
-            let size = r.varint()?;
-            let mode = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("mode"))?;
-            let mtime = unzigzag(r.varint()?);
-            let mtime_nsec = if ef & E_HAS_NSEC != 0 {
-                let v = r.varint()?;
-                if v >= 1_000_000_000 {
-                    return Err(WireError::BadValue("mtime nsec"));
-                }
-                v as u32
-            } else {
-                0
-            };
-            let uid = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("uid"))?;
-            let gid = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("gid"))?;
-            let target = if kind == EntryKind::Symlink || kind == EntryKind::HardLink {
-                r.bytes_v(MAX_PATH)?.to_vec()
-            } else {
-                Vec::new()
-            };
-            let checksum = if ef & E_HAS_SUM != 0 {
-                let mut s = [0u8; 16];
-                s.copy_from_slice(r.raw(16)?);
-                Some(s)
-            } else {
-                None
-            };
-            if kind != EntryKind::File && size != 0 {
-                return Err(WireError::BadValue("size of non-file"));
-            }
+            let t = read_tail(&mut r)?;
             prev.clone_from(&path);
             entries.push(Entry {
                 path,
-                kind,
-                size,
-                mode,
-                mtime,
-                mtime_nsec,
-                uid,
-                gid,
-                target,
-                checksum,
+                kind: t.kind,
+                size: t.size,
+                mode: t.mode,
+                mtime: t.mtime,
+                mtime_nsec: t.mtime_nsec,
+                uid: t.uid,
+                gid: t.gid,
+                target: t.target.to_vec(),
+                checksum: t.checksum,
             });
         }
         r.finish()?;
@@ -401,6 +371,105 @@ fn zigzag(v: i64) -> u64 {
 
 fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// The fields of an encoded entry after its path, borrowed from the input.
+struct Tail<'a> {
+    kind: EntryKind,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    mtime_nsec: u32,
+    uid: u32,
+    gid: u32,
+    target: &'a [u8],
+    checksum: Option<[u8; 16]>,
+}
+
+/// Reads the fields of an entry that follow its path (kind, flags, attributes, link text,
+/// checksum), checking each.
+fn read_tail<'a>(r: &mut Reader<'a>) -> Result<Tail<'a>, WireError> {
+    let kind = EntryKind::from_u8(r.u8()?)?;
+    let ef = r.u8()?;
+    let size = r.varint()?;
+    let mode = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("mode"))?;
+    let mtime = unzigzag(r.varint()?);
+    let mtime_nsec = if ef & E_HAS_NSEC != 0 {
+        let v = r.varint()?;
+        if v >= 1_000_000_000 {
+            return Err(WireError::BadValue("mtime nsec"));
+        }
+        v as u32
+    } else {
+        0
+    };
+    let uid = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("uid"))?;
+    let gid = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("gid"))?;
+    let target = if kind == EntryKind::Symlink || kind == EntryKind::HardLink {
+        r.bytes_v(MAX_PATH)?
+    } else {
+        &[]
+    };
+    let checksum = if ef & E_HAS_SUM != 0 {
+        let mut s = [0u8; 16];
+        s.copy_from_slice(r.raw(16)?);
+        Some(s)
+    } else {
+        None
+    };
+    if kind != EntryKind::File && size != 0 {
+        return Err(WireError::BadValue("size of non-file"));
+    }
+    Ok(Tail {
+        kind,
+        size,
+        mode,
+        mtime,
+        mtime_nsec,
+        uid,
+        gid,
+        target,
+        checksum,
+    })
+}
+
+/// Bytes a receiver holds per manifest entry besides its path and link text: the decoded
+/// entry with its allocations, and the per-entry bookkeeping of a transfer (change flags,
+/// plan bit, payload span, report).
+pub const ENTRY_MEMORY: u64 = 192;
+
+/// How much memory decoding the manifest `buf` would take (see [`ENTRY_MEMORY`]), computed
+/// from the encoded bytes without decoding them: path lengths are summed, never built, so
+/// an input of prefix-sharing paths costs its encoded size to scan, not its decoded size.
+/// Errors are those of [`Manifest::decode`] that do not need the paths themselves.
+pub fn decoded_memory(buf: &[u8]) -> Result<u64, WireError> {
+    let mut r = Reader::new(buf);
+    r.u8()?;
+    let mut total = 0u64;
+    for _ in 0..r.count(1)? {
+        total += 32 + r.bytes_v(MAX_PATH)?.len() as u64;
+    }
+    for _ in 0..r.count(2)? {
+        r.u8()?;
+        total += 48 + r.bytes_v(MAX_PATH)?.len() as u64;
+    }
+    let n = r.count(8)?;
+    if n > MAX_ENTRIES {
+        return Err(WireError::TooLarge("entries"));
+    }
+    let mut prev = 0usize;
+    for _ in 0..n {
+        let common = r.varint()?;
+        if common > prev as u64 {
+            return Err(WireError::BadValue("path prefix"));
+        }
+        let len = common as usize + r.bytes_v(MAX_PATH)?.len();
+        let t = read_tail(&mut r)?;
+        total += ENTRY_MEMORY + len as u64 + t.target.len() as u64;
+        prev = len;
+    }
+    r.finish()?;
+    Ok(total)
 }
 
 /// Change flags: what a receiver found different about one entry (one byte per entry in a
@@ -552,6 +621,48 @@ mod tests {
         let m = sample();
         let b = m.encode();
         assert_eq!(Manifest::decode(&b).unwrap(), m);
+    }
+
+    #[test]
+    fn decoded_memory_is_estimated_without_decoding() {
+        let m = sample();
+        let b = m.encode();
+        let est = decoded_memory(&b).unwrap();
+        let paths: usize = m
+            .entries
+            .iter()
+            .map(|e| e.path.len() + e.target.len())
+            .sum();
+        assert!(est >= paths as u64 + 4 * ENTRY_MEMORY, "{est}");
+        // 100,000 entries sharing a 4 KiB prefix: about 1.2 MB encoded, 400 MB decoded.
+        let prefix = "p/".repeat(2040);
+        let mut w = Writer::new();
+        w.u8(0);
+        w.varint(0);
+        w.varint(0);
+        w.varint(100_000);
+        for i in 0..100_000u32 {
+            let name = format!("{i:06}");
+            if i == 0 {
+                w.varint(0);
+                w.bytes_v(format!("{prefix}{name}").as_bytes());
+            } else {
+                w.varint(prefix.len() as u64);
+                w.bytes_v(name.as_bytes());
+            }
+            w.u8(1); // kind: file
+            w.u8(0); // entry flags
+            for v in [0, 0o644, 0, 0, 0] {
+                w.varint(v); // size, mode, mtime, uid, gid
+            }
+        }
+        let b = w.into_vec();
+        assert!(b.len() < 2_000_000, "{}", b.len());
+        let est = decoded_memory(&b).unwrap();
+        assert!(est > 400_000_000, "{est}");
+        for n in 0..100 {
+            assert!(decoded_memory(&b[..n]).is_err());
+        }
     }
 
     #[test]

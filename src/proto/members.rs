@@ -6,11 +6,20 @@
 //! known-member lists in others' heartbeats (so a newcomer learns the whole live set from the
 //! first answers). A member not heard within the expiry is dropped; a `LEAVE` drops it at once.
 //! No I/O and no clock: the engine passes `now` in.
+//!
+//! Bounded (see `limits.rs`): at most [`MAX_MEMBERS`] members, of which at most
+//! [`MAX_INDIRECT`] known only second hand and at most [`MAX_MEMBERS_PER_HOST`] heard from one
+//! host. One reply address is one process: a new node heard from the address of a member
+//! replaces it (a restart that got the same port; or a forger, who then holds one entry, not
+//! hundreds). A member heard directly may evict one known only second hand when the table is
+//! full. The addresses of members heard directly are indexed: they are the only ones replies
+//! go to without an anti-amplification budget.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::limits::{MAX_INDIRECT, MAX_MEMBERS, MAX_MEMBERS_PER_HOST};
 use super::wire::{Heartbeat, Known, HB_RECEIVER};
 
 /// What is known about one member.
@@ -32,6 +41,8 @@ pub struct MemberInfo {
     pub info: Vec<u8>,
     /// When it was last heard (directly, or as reported by whoever passed it along).
     pub last_seen: Instant,
+    /// Since when it has been heard without a break (directly, or since it was learned).
+    pub since: Instant,
     /// Whether this engine heard the member itself.
     pub direct: bool,
 }
@@ -50,12 +61,18 @@ pub enum LeaveReason {
     Left,
     /// Not heard within the expiry.
     Expired,
+    /// Another node took over its reply address (it restarted), or the table was full.
+    Replaced,
 }
 
 /// The membership table.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
     table: BTreeMap<u64, MemberInfo>,
+    /// Members heard directly, by reply address.
+    direct: HashMap<SocketAddr, u64>,
+    /// Members known only second hand.
+    indirect: usize,
 }
 
 /// A change to report as an event.
@@ -69,16 +86,45 @@ impl Members {
         self.table.get(&node)
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.table.len()
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberInfo> {
         self.table.values()
     }
 
+    /// Whether `a` is the reply address of a member heard directly.
+    pub(crate) fn is_direct_addr(&self, a: &SocketAddr) -> bool {
+        self.direct.contains_key(a)
+    }
+
+    fn insert(&mut self, m: MemberInfo) -> Option<MemberInfo> {
+        let old = self.remove(m.node);
+        if m.direct {
+            self.direct.insert(m.addr, m.node);
+        } else {
+            self.indirect += 1;
+        }
+        self.table.insert(m.node, m);
+        old
+    }
+
+    fn remove(&mut self, node: u64) -> Option<MemberInfo> {
+        let m = self.table.remove(&node)?;
+        self.unindex(&m);
+        Some(m)
+    }
+
+    fn unindex(&mut self, m: &MemberInfo) {
+        if m.direct {
+            if self.direct.get(&m.addr) == Some(&m.node) {
+                self.direct.remove(&m.addr);
+            }
+        } else {
+            self.indirect -= 1;
+        }
+    }
+
     /// Records a heartbeat heard directly from `node` at `from`. Returns whether the member
-    /// is new, plus the second-hand members it taught us.
+    /// is new (`None`: not taken, the table being full), plus the second-hand members it
+    /// taught us.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn heard(
         &mut self,
@@ -89,7 +135,12 @@ impl Members {
         hb: &Heartbeat<'_>,
         expiry: Duration,
         changes: &mut Vec<Change>,
-    ) -> bool {
+    ) -> Option<bool> {
+        let old = self.table.get(&node);
+        let since = old.filter(|o| o.direct).map_or(now, |o| o.since);
+        if old.is_none_or(|o| !o.direct) && !self.make_room(node, from, changes) {
+            return None;
+        }
         let info = MemberInfo {
             node,
             name: String::from_utf8_lossy(hb.name).into_owned(),
@@ -99,9 +150,10 @@ impl Members {
             flags: hb.flags & HB_RECEIVER,
             info: hb.info.to_vec(),
             last_seen: now,
+            since,
             direct: true,
         };
-        let new = match self.table.insert(node, info.clone()) {
+        let new = match self.insert(info.clone()) {
             None => true,
             Some(old) => !old.direct,
         };
@@ -111,7 +163,38 @@ impl Members {
         for k in hb.known() {
             self.learn(now, me, &k, expiry, changes);
         }
-        new
+        Some(new)
+    }
+
+    /// Makes room for `node`, about to be heard directly at `from`: a member at the same
+    /// address is replaced; past the per-host cap nothing is taken; a full table gives up
+    /// its oldest second-hand member. Returns whether `node` may be added.
+    fn make_room(&mut self, node: u64, from: SocketAddr, changes: &mut Vec<Change>) -> bool {
+        if let Some(&twin) = self.direct.get(&from) {
+            if twin != node {
+                if let Some(m) = self.remove(twin) {
+                    changes.push(Change::Down(m, LeaveReason::Replaced));
+                }
+            }
+        }
+        let on_host = self.direct.keys().filter(|a| a.ip() == from.ip()).count();
+        if on_host >= MAX_MEMBERS_PER_HOST {
+            return false;
+        }
+        let present = self.table.contains_key(&node);
+        if self.table.len() >= MAX_MEMBERS && !present {
+            let oldest = self
+                .table
+                .values()
+                .filter(|m| !m.direct)
+                .min_by_key(|m| (m.last_seen, m.node))
+                .map(|m| m.node);
+            match oldest.and_then(|n| self.remove(n)) {
+                Some(m) => changes.push(Change::Down(m, LeaveReason::Replaced)),
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Records a member passed along by another.
@@ -124,10 +207,7 @@ impl Members {
         changes: &mut Vec<Change>,
     ) {
         let age = Duration::from_millis(k.age_ms as u64);
-        if k.node == me
-            || age >= expiry
-            || (self.table.len() >= super::MAX_MEMBERS && !self.table.contains_key(&k.node))
-        {
+        if k.node == me || age >= expiry {
             return;
         }
         let seen = now.checked_sub(age).unwrap_or(now);
@@ -139,6 +219,9 @@ impl Members {
                 }
             }
             None => {
+                if self.table.len() >= MAX_MEMBERS || self.indirect >= MAX_INDIRECT {
+                    return;
+                }
                 let info = MemberInfo {
                     node: k.node,
                     name: String::from_utf8_lossy(k.name).into_owned(),
@@ -148,9 +231,10 @@ impl Members {
                     flags: k.flags & HB_RECEIVER,
                     info: Vec::new(),
                     last_seen: seen,
+                    since: now,
                     direct: false,
                 };
-                self.table.insert(k.node, info.clone());
+                self.insert(info.clone());
                 changes.push(Change::Up(info));
             }
         }
@@ -167,7 +251,7 @@ impl Members {
 
     /// Removes a member that said goodbye.
     pub(crate) fn leave(&mut self, node: u64, changes: &mut Vec<Change>) {
-        if let Some(m) = self.table.remove(&node) {
+        if let Some(m) = self.remove(node) {
             changes.push(Change::Down(m, LeaveReason::Left));
         }
     }
@@ -181,7 +265,7 @@ impl Members {
             .map(|m| m.node)
             .collect();
         for n in dead {
-            if let Some(m) = self.table.remove(&n) {
+            if let Some(m) = self.remove(n) {
                 changes.push(Change::Down(m, LeaveReason::Expired));
             }
         }

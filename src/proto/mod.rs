@@ -4,19 +4,26 @@
 //! - **input**: [`Engine::handle_datagram`] (bytes from the network, unsealed),
 //!   [`Engine::handle_timeout`] (the deadline from `poll_timeout` passed), and the answers to
 //!   storage work that finished elsewhere: [`Engine::handle_inspected`],
-//!   [`Engine::handle_committed`];
+//!   [`Engine::handle_committed`]; and, with sealing, [`Engine::handle_peer_verified`] (the
+//!   driver verified a new sender);
 //! - **commands**: [`Engine::handle_command`] (start a push, leave the cluster);
 //! - **output**, to drain after every input in this order: [`Engine::poll_transmit`] until it
 //!   returns `None`, then [`Engine::poll_event`] until `None`, then [`Engine::poll_timeout`]
 //!   for the next wake-up;
-//! - **getters**: [`Engine::members`], [`Engine::stats`], [`Engine::storage`].
+//! - **getters**: [`Engine::members`], [`Engine::stats`], [`Engine::storage`],
+//!   [`Engine::inbound_memory`], [`Engine::remembered`].
+//!
+//! What any sender can make the engine hold or send is bounded by the caps in [`limits`].
 //!
 //! Time is always an argument and must never go backwards; nothing here reads a clock, so a
 //! simulated cluster runs deterministically from a seed. Each call does bounded work.
 //! File contents pass through the [`storage::Storage`] trait.
 
+mod inbound;
+pub mod limits;
 pub mod manifest;
 pub mod members;
+mod records;
 mod recv;
 pub mod repair;
 mod send;
@@ -27,20 +34,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use limits::{MAX_INBOUND, MAX_MANIFEST, MAX_MEMBERS};
+
+use limits::{Refusal, ReplyBudget};
 use manifest::Manifest;
 use members::{Change, LeaveReason, MemberInfo, Members};
+use records::Records;
 use recv::{CommitState, Inbound};
 use repair::Code;
 use send::{Outbound, Phase};
 use storage::{CommitOutcome, Inspection, Storage, XferKey};
 use wire::{Header, Heartbeat, Msg, WireError, HB_JOIN, HB_RECEIVER};
-
-/// Most inbound transfers a receiver keeps at once (more are dropped until some finish).
-pub const MAX_INBOUND: usize = 64;
-/// Largest manifest a receiver accepts (it is held in memory while it arrives).
-pub const MAX_MANIFEST: u64 = 512 << 20;
-/// Most members the table holds.
-pub const MAX_MEMBERS: usize = 4096;
 
 /// Engine settings. Defaults suit a LAN.
 #[derive(Clone, Debug)]
@@ -295,6 +299,14 @@ pub struct Stats {
     pub own: u64,
     /// Datagrams accepted and acted on.
     pub accepted: u64,
+    /// Inbound transfers refused with a reason (over a cap).
+    pub refused_transfers: u64,
+    /// Inbound transfers not admitted for now (no slot or memory; the sender retries).
+    pub deferred_transfers: u64,
+    /// Idle inbound transfers evicted to make room for a new one.
+    pub evicted_transfers: u64,
+    /// Replies withheld: to an address that is not a member, past what it sent.
+    pub replies_withheld: u64,
 }
 
 impl Stats {
@@ -338,7 +350,7 @@ impl HeaderGen {
 /// than one to count as dropped).
 fn heard_inbound<'a>(
     inbound: &'a mut BTreeMap<XferKey, Inbound>,
-    finished: &BTreeMap<XferKey, Instant>,
+    records: &Records,
     key: XferKey,
     now: Instant,
 ) -> Result<&'a mut Inbound, bool> {
@@ -347,7 +359,7 @@ fn heard_inbound<'a>(
             ib.last_heard = now;
             Ok(ib)
         }
-        None => Err(finished.contains_key(&key)),
+        None => Err(records.contains(&key)),
     }
 }
 
@@ -373,7 +385,8 @@ pub struct Engine<S: Storage> {
     members: Members,
     outbound: BTreeMap<u32, Outbound>,
     inbound: BTreeMap<XferKey, Inbound>,
-    finished: BTreeMap<XferKey, Instant>,
+    records: Records,
+    replies: ReplyBudget,
     ctl: VecDeque<(Dest, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -388,6 +401,8 @@ pub struct Engine<S: Storage> {
     rate: Option<f64>,
     pace_next: Option<Instant>,
     rr: u32,
+    /// The latest time passed in.
+    clock: Instant,
 }
 
 impl<S: Storage> Engine<S> {
@@ -415,7 +430,8 @@ impl<S: Storage> Engine<S> {
             members: Members::default(),
             outbound: BTreeMap::new(),
             inbound: BTreeMap::new(),
-            finished: BTreeMap::new(),
+            records: Records::default(),
+            replies: ReplyBudget::default(),
             ctl: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -426,6 +442,7 @@ impl<S: Storage> Engine<S> {
             next_xfer,
             pace_next: None,
             rr: 0,
+            clock: now,
         }
     }
 
@@ -465,6 +482,18 @@ impl<S: Storage> Engine<S> {
         (self.outbound.len(), self.inbound.len())
     }
 
+    /// Bytes the inbound transfers hold (by the accounting of [`limits`]: decoded manifests,
+    /// manifest streams, held and early payload).
+    pub fn inbound_memory(&self) -> u64 {
+        limits::inbound_memory(&self.inbound, None)
+    }
+
+    /// Finished inbound transfers remembered (to answer late repeats), and addresses whose
+    /// reply budget is tracked.
+    pub fn remembered(&self) -> (usize, usize) {
+        (self.records.len(), self.replies.len())
+    }
+
     /// Block size used for streams.
     pub fn block_size(&self) -> usize {
         self.code.block
@@ -483,7 +512,8 @@ impl<S: Storage> Engine<S> {
             - seal
     }
 
-    fn queue(&mut self, dest: Dest, m: &Msg<'_>) {
+    /// Encodes a control message (its sequence number is set when it is sent).
+    fn encode_ctl(&self, m: &Msg<'_>) -> Vec<u8> {
         let mut buf = vec![0u8; wire::MAX_DATAGRAM];
         let h = Header {
             version: wire::VERSION,
@@ -496,6 +526,11 @@ impl<S: Storage> Engine<S> {
         };
         let n = m.encode(&h, &mut buf);
         buf.truncate(n);
+        buf
+    }
+
+    fn queue(&mut self, dest: Dest, m: &Msg<'_>) {
+        let buf = self.encode_ctl(m);
         self.ctl.push_back((dest, buf));
     }
 
@@ -555,6 +590,25 @@ impl<S: Storage> Engine<S> {
         );
     }
 
+    /// Schedules an early heartbeat at a random moment within the join jitter, so a newcomer
+    /// learns this member soon and answers from many members do not collide.
+    fn answer_soon(&mut self) {
+        let j = self.cfg.join_jitter.as_micros().max(1) as u64;
+        let at = self.clock + Duration::from_micros(self.rng.next() % j);
+        self.next_heartbeat = self.next_heartbeat.min(at);
+    }
+
+    /// Input: the driver verified a node it had not heard from before (sealed clusters: the
+    /// node answered a fresh challenge, see `seal/handshake.rs`). Its first datagrams were dropped
+    /// unverified, a join among them, so this member answers as it answers a join: with a
+    /// heartbeat soon.
+    pub fn handle_peer_verified(&mut self, now: Instant, node: u64) {
+        self.clock = self.clock.max(now);
+        if !self.members.get(node).is_some_and(|m| m.direct) {
+            self.answer_soon();
+        }
+    }
+
     fn apply_changes(&mut self, changes: Vec<Change>) {
         for c in changes {
             self.events.push_back(match c {
@@ -566,7 +620,12 @@ impl<S: Storage> Engine<S> {
 
     /// Input: one datagram (already unsealed by the driver) from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.clock = self.clock.max(now);
         self.stats.received += 1;
+        if !self.members.is_direct_addr(&from) {
+            self.replies
+                .received(from, bytes.len() + wire::IP_UDP_OVERHEAD, now);
+        }
         let (h, msg) = match wire::decode(bytes) {
             Ok(x) => x,
             Err(WireError::UnknownKind(_)) => {
@@ -605,9 +664,6 @@ impl<S: Storage> Engine<S> {
     fn dispatch(&mut self, now: Instant, from: SocketAddr, node: u64, msg: Msg<'_>) -> bool {
         match msg {
             Msg::Heartbeat(hb) => {
-                if self.members.len() >= MAX_MEMBERS && self.members.get(node).is_none() {
-                    return false;
-                }
                 let mut ch = Vec::new();
                 let new = self.members.heard(
                     now,
@@ -619,11 +675,11 @@ impl<S: Storage> Engine<S> {
                     &mut ch,
                 );
                 self.apply_changes(ch);
+                let Some(new) = new else {
+                    return false;
+                };
                 if hb.flags & HB_JOIN != 0 && new {
-                    // Answer a newcomer soon, at a random moment so answers do not collide.
-                    let j = self.cfg.join_jitter.as_micros().max(1) as u64;
-                    let at = now + Duration::from_micros(self.rng.next() % j);
-                    self.next_heartbeat = self.next_heartbeat.min(at);
+                    self.answer_soon();
                 }
                 true
             }
@@ -641,11 +697,17 @@ impl<S: Storage> Engine<S> {
                 data,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                let headroom = self.headroom();
+                let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
                     Err(known) => return known,
                 };
+                ib.headroom = headroom;
+                let before = ib.progress();
                 let ok = ib.on_block(&mut self.storage, stream, idx, data);
+                if ib.progress() != before {
+                    ib.last_progress = now;
+                }
                 self.after_inbound(now, key);
                 ok
             }
@@ -657,11 +719,17 @@ impl<S: Storage> Engine<S> {
                 data,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                let headroom = self.headroom();
+                let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
                     Err(known) => return known,
                 };
+                ib.headroom = headroom;
+                let before = ib.progress();
                 let ok = ib.on_parity(&mut self.storage, stream, group, index, data);
+                if ib.progress() != before {
+                    ib.last_progress = now;
+                }
                 self.after_inbound(now, key);
                 ok
             }
@@ -671,9 +739,12 @@ impl<S: Storage> Engine<S> {
                 pending,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
-                    Err(known) => return known,
+                    Err(known) => {
+                        self.answer_from_record(key, pending, false);
+                        return known;
+                    }
                 };
                 if manifest::bit(pending, ib.pos) {
                     self.answer_poll(key, round);
@@ -687,9 +758,12 @@ impl<S: Storage> Engine<S> {
                 vanished_raw,
             } => {
                 let key = XferKey { origin: node, xfer };
-                let ib = match heard_inbound(&mut self.inbound, &self.finished, key, now) {
+                let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
-                    Err(known) => return known,
+                    Err(known) => {
+                        self.answer_from_record(key, pending, true);
+                        return known;
+                    }
                 };
                 if !manifest::bit(pending, ib.pos) {
                     return true;
@@ -713,8 +787,12 @@ impl<S: Storage> Engine<S> {
                     .inbound
                     .get(&key)
                     .is_some_and(|ib| matches!(ib.commit, CommitState::Done(..)));
-                if !committed && self.inbound.remove(&key).is_some() {
-                    self.finished.insert(key, now);
+                if committed {
+                    return true;
+                }
+                if let Some(ib) = self.inbound.remove(&key) {
+                    self.records
+                        .insert(key, ib.pos, ib.sender, None, false, now);
                     self.storage.abort(key);
                     self.events.push_back(Event::Abandoned(
                         key,
@@ -785,24 +863,39 @@ impl<S: Storage> Engine<S> {
             origin: node,
             xfer: a.xfer,
         };
-        if self.finished.contains_key(&key) {
+        if self.records.contains(&key) {
+            self.answer_from_record(key, a.pending, false);
             return true;
         }
         let fresh = !self.inbound.contains_key(&key);
         if fresh {
-            if self.inbound.len() >= MAX_INBOUND {
-                return false;
-            }
             let code = Code {
                 block: a.block as usize,
                 k: a.group as u32,
                 parity: a.parity,
             };
             if a.manifest_len == 0
-                || a.manifest_len > MAX_MANIFEST
+                || code.block > wire::MAX_DATAGRAM - wire::HEADER_LEN - wire::PARITY_HDR
                 || code.blocks(a.manifest_len) > wire::MAX_BLOCK_INDEX
             {
                 return false;
+            }
+            let reserve = Inbound::reservation(&code, a.manifest_len);
+            match limits::admit(&self.inbound, key, from, a.manifest_len, reserve, now) {
+                Ok(victim) => {
+                    if let Some(v) = victim {
+                        self.abandon(now, v, "evicted: idle while slots ran out");
+                        self.stats.evicted_transfers += 1;
+                    }
+                }
+                Err(Refusal::Later) => {
+                    self.stats.deferred_transfers += 1;
+                    return true;
+                }
+                Err(Refusal::Reason(why)) => {
+                    self.refuse(now, key, from, pos, why);
+                    return true;
+                }
             }
             self.inbound
                 .insert(key, Inbound::new(key, from, pos, code, a.manifest_len, now));
@@ -830,33 +923,23 @@ impl<S: Storage> Engine<S> {
         };
         if ib.manifest.is_none() && ib.manifest_ready() {
             let bytes = ib.take_manifest_bytes();
-            match Manifest::decode(&bytes) {
-                // The payload must be addressable (block indices are 24 bits), as the sender
-                // checks too; a larger one would overflow the layout and block counts.
-                Ok(m)
-                    if m.total_bytes().div_ceil(ib.code.block as u64)
-                        > u64::from(wire::MAX_BLOCK_INDEX) =>
-                {
-                    self.inbound.remove(&key);
-                    self.events
-                        .push_back(Event::Abandoned(key, "payload too large".into()));
-                }
-                Ok(m) => {
+            let block = ib.code.block as u64;
+            match self.decode_manifest(key, &bytes, block) {
+                Ok((m, memory)) => {
+                    let ib = self.inbound.get_mut(&key).unwrap();
                     ib.manifest = Some(m);
+                    ib.manifest_memory = memory;
                     ib.inspecting = true;
+                    ib.last_progress = now;
                     let m = ib.manifest.as_ref().unwrap();
                     match self.storage.inspect(key, m) {
                         Some(insp) => self.handle_inspected(now, key, insp),
                         None => self.events.push_back(Event::Inspect(key)),
                     }
                 }
-                Err(_) => {
-                    // Not a datagram count: the block that completed the manifest was
-                    // already counted as accepted. The event says what happened.
-                    self.inbound.remove(&key);
-                    self.events
-                        .push_back(Event::Abandoned(key, "malformed manifest".into()));
-                }
+                // Not a datagram count: the block that completed the manifest was already
+                // counted as accepted. The sender is told why, and the event says it too.
+                Err(why) => self.refuse_inbound(now, key, why),
             }
         }
     }
@@ -876,7 +959,7 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Input: the storage finished a commit it answered "pending" to.
-    pub fn handle_committed(&mut self, _now: Instant, key: XferKey, outcome: CommitOutcome) {
+    pub fn handle_committed(&mut self, now: Instant, key: XferKey, outcome: CommitOutcome) {
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
@@ -884,6 +967,7 @@ impl<S: Storage> Engine<S> {
             ib.commit = Inbound::finished(outcome);
             self.commit_event(key);
             self.send_result(key);
+            self.retire_if_done(now, key);
         }
     }
 
@@ -912,7 +996,7 @@ impl<S: Storage> Engine<S> {
         let Some(ib) = self.inbound.get(&key) else {
             return;
         };
-        let dest = Dest::Unicast(ib.sender);
+        let dest = self.reply_addr(key.origin, ib.sender);
         let room = self.max_dgram() - wire::HEADER_LEN - 8;
         let chunks: Vec<&[u8]> = if report.is_empty() {
             vec![&[][..]]
@@ -921,7 +1005,7 @@ impl<S: Storage> Engine<S> {
         };
         let parts = chunks.len().min(u16::MAX as usize) as u16;
         for (i, c) in chunks.iter().take(parts as usize).enumerate() {
-            self.queue(
+            self.queue_reply(
                 dest,
                 &Msg::Report {
                     xfer: key.xfer,
@@ -937,7 +1021,7 @@ impl<S: Storage> Engine<S> {
         let Some(ib) = self.inbound.get(&key) else {
             return;
         };
-        let dest = Dest::Unicast(ib.sender);
+        let dest = self.reply_addr(key.origin, ib.sender);
         let (status, files, bytes, deleted, msg) = match &ib.commit {
             CommitState::Pending | CommitState::None | CommitState::Queued { .. } => {
                 (wire::RESULT_BUSY, 0, 0, 0, String::new())
@@ -946,7 +1030,7 @@ impl<S: Storage> Engine<S> {
         };
         let mut msg = msg.into_bytes();
         msg.truncate(1000);
-        self.queue(
+        self.queue_reply(
             dest,
             &Msg::Result {
                 xfer: key.xfer,
@@ -961,10 +1045,13 @@ impl<S: Storage> Engine<S> {
 
     fn answer_poll(&mut self, key: XferKey, round: u32) {
         let room = self.max_dgram() - wire::HEADER_LEN - 13;
+        let Some(sender) = self.inbound.get(&key).map(|ib| ib.sender) else {
+            return;
+        };
+        let dest = self.reply_addr(key.origin, sender);
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
-        let dest = Dest::Unicast(ib.sender);
         // At most 16 parts are sent, and an entry takes at least 3 bytes: listing more
         // entries than that would change nothing but the time and memory spent.
         const MAX_PARTS: usize = 16;
@@ -980,7 +1067,7 @@ impl<S: Storage> Engine<S> {
             if done {
                 flags |= wire::NAK_DONE;
             }
-            self.queue(
+            self.queue_reply(
                 dest,
                 &Msg::Nak {
                     xfer: key.xfer,
@@ -1073,6 +1160,7 @@ impl<S: Storage> Engine<S> {
 
     /// Command input.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) -> Result<u32, CommandError> {
+        self.clock = self.clock.max(now);
         match cmd {
             Command::Leave => {
                 self.queue(Dest::Group, &Msg::Leave);
@@ -1119,7 +1207,7 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Runs commits that were asked for (after their BUSY answer went out).
-    fn run_queued_commits(&mut self) {
+    fn run_queued_commits(&mut self, now: Instant) {
         let queued: Vec<XferKey> = self
             .inbound
             .iter()
@@ -1136,12 +1224,14 @@ impl<S: Storage> Engine<S> {
             ib.commit(&mut self.storage, no_delete, &skip);
             self.commit_event(key);
             self.send_result(key);
+            self.retire_if_done(now, key);
         }
     }
 
     /// Timer input: call when `poll_timeout` has passed (spurious calls are harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.run_queued_commits();
+        self.clock = self.clock.max(now);
+        self.run_queued_commits(now);
         if now >= self.next_heartbeat {
             let join = !self.joined;
             self.joined = true;
@@ -1165,7 +1255,7 @@ impl<S: Storage> Engine<S> {
             }
         }
         self.collect_outbound(now);
-        // Receivers: abandon transfers whose sender went silent; forget finished ones.
+        // Receivers: abandon transfers whose sender went silent; forget old records.
         let stale: Vec<XferKey> = self
             .inbound
             .iter()
@@ -1175,29 +1265,15 @@ impl<S: Storage> Engine<S> {
             .map(|(k, _)| *k)
             .collect();
         for k in stale {
-            let ib = self.inbound.remove(&k).unwrap();
-            // Even after a commit: blocks that arrived after it (a plan completed late) may
-            // have staged files, which nothing else would ever remove.
-            self.storage.abort(k);
-            if !matches!(ib.commit, CommitState::Done(..)) {
-                self.events
-                    .push_back(Event::Abandoned(k, "sender went silent".into()));
-            }
-            self.finished.insert(k, now);
+            self.abandon(now, k, "sender went silent");
         }
-        let keep = self.cfg.transfer_timeout * 2;
-        self.finished
-            .retain(|_, t| now.saturating_duration_since(*t) < keep);
-        // Inbound transfers whose commit is done are kept a while to answer repeated commits.
-        for (k, ib) in &self.inbound {
-            if matches!(ib.commit, CommitState::Done(..)) {
-                self.finished.entry(*k).or_insert(now);
-            }
-        }
+        self.records.expire(now, self.cfg.transfer_timeout * 2);
+        self.replies.expire(now);
     }
 
     /// Output: the next datagram to send, written into `buf` (at least `MAX_DATAGRAM` bytes).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.clock = self.clock.max(now);
         if !self.joined {
             self.handle_timeout(now);
         }

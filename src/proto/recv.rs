@@ -16,8 +16,7 @@ use super::repair::Code;
 use super::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
 use super::wire::{Stream, Writer};
 
-/// Most payload bytes held while the plan is still missing.
-const EARLY_BYTES: usize = 16 << 20;
+use super::limits::{MAX_EARLY, MAX_HELD};
 
 /// A stream kept wholly in memory (manifest, plan).
 #[derive(Debug, Default)]
@@ -26,6 +25,11 @@ pub(crate) struct MemStream {
     nblocks: u32,
     blocks: BTreeMap<u32, Vec<u8>>,
     parity: BTreeMap<u32, BTreeMap<u16, Vec<u8>>>,
+    /// Bytes held in `blocks` and `parity` (at most twice the stream: parity is kept only
+    /// up to what a group misses).
+    held: u64,
+    /// Symbols stored so far (progress).
+    stored: u64,
 }
 
 impl MemStream {
@@ -50,6 +54,8 @@ impl MemStream {
             let mut b = data.to_vec();
             b.resize(code.block, 0);
             v.insert(b);
+            self.held += code.block as u64;
+            self.stored += 1;
             self.try_decode(code, idx / code.k);
         }
         true
@@ -60,13 +66,18 @@ impl MemStream {
             return false;
         }
         let range = code.group_range(g, self.nblocks);
-        if range.clone().all(|i| self.blocks.contains_key(&i)) {
+        let have = range
+            .clone()
+            .filter(|i| self.blocks.contains_key(i))
+            .count();
+        let par = self.parity.entry(g).or_default();
+        // More parity than the group misses is never needed: it is not kept.
+        if have + par.len() >= range.len() || par.contains_key(&index) {
             return true;
         }
-        self.parity
-            .entry(g)
-            .or_default()
-            .insert(index, data.to_vec());
+        par.insert(index, data.to_vec());
+        self.held += code.block as u64;
+        self.stored += 1;
         self.try_decode(code, g);
         true
     }
@@ -79,7 +90,7 @@ impl MemStream {
             .count();
         let k_g = range.len();
         if have == k_g {
-            self.parity.remove(&g);
+            self.drop_parity(code, g);
             return;
         }
         let Some(par) = self.parity.get(&g) else {
@@ -102,10 +113,18 @@ impl MemStream {
             .collect();
         if let Ok(restored) = code.decode(k_g, &present, &parity) {
             for (pos, b) in restored {
-                self.blocks.insert(range.start + pos as u32, b);
+                if self.blocks.insert(range.start + pos as u32, b).is_none() {
+                    self.held += code.block as u64;
+                }
             }
         }
-        self.parity.remove(&g);
+        self.drop_parity(code, g);
+    }
+
+    fn drop_parity(&mut self, code: &Code, g: u32) {
+        if let Some(p) = self.parity.remove(&g) {
+            self.held -= p.len() as u64 * code.block as u64;
+        }
     }
 
     fn naks(&self, code: &Code, s: Stream, out: &mut Vec<(Stream, u32, u32)>, limit: usize) {
@@ -158,6 +177,36 @@ struct Payload {
     left: Vec<u64>,
     mem: BTreeMap<u32, Vec<u8>>,
     parity: BTreeMap<u32, BTreeMap<u16, Vec<u8>>>,
+    /// Symbols in `mem` and `parity`.
+    held: u64,
+    /// Symbols taken so far (progress).
+    stored: u64,
+}
+
+impl Payload {
+    /// Whether group `g` may hold symbols in memory: it already does, or one more whole
+    /// group (its blocks and parity never exceed its size) fits under `limit` bytes.
+    fn may_hold(&self, code: &Code, g: u32, limit: u64) -> bool {
+        let range = code.group_range(g, self.nblocks);
+        if self.parity.contains_key(&g) || self.mem.range(range.clone()).next().is_some() {
+            return true;
+        }
+        let group = range.len() as u64 * code.block as u64;
+        (self.held * code.block as u64).saturating_add(group) <= limit
+    }
+
+    /// Drops the symbols group `g` holds.
+    fn release(&mut self, code: &Code, g: u32) {
+        let range = code.group_range(g, self.nblocks);
+        let keys: Vec<u32> = self.mem.range(range).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.mem.remove(&k);
+            self.held -= 1;
+        }
+        if let Some(p) = self.parity.remove(&g) {
+            self.held -= p.len() as u64;
+        }
+    }
 }
 
 /// Where the commit stands.
@@ -179,6 +228,16 @@ pub(crate) enum CommitState {
 pub(crate) struct Inbound {
     pub(crate) key: XferKey,
     pub(crate) sender: SocketAddr,
+    /// Where its first announce came from (per-address and per-host slot caps).
+    pub(crate) announced_from: SocketAddr,
+    /// When it last took a symbol it did not have, or changed phase (idle transfers may be
+    /// evicted when slots run out).
+    pub(crate) last_progress: Instant,
+    /// Estimated bytes of the decoded manifest (see `manifest::decoded_memory`).
+    pub(crate) manifest_memory: u64,
+    /// Bytes this transfer may still add of held and early payload (set by the engine from
+    /// what every inbound transfer holds).
+    pub(crate) headroom: u64,
     pub(crate) pos: usize,
     pub(crate) code: Code,
     mstream: MemStream,
@@ -212,6 +271,10 @@ impl Inbound {
         Self {
             key,
             sender,
+            announced_from: sender,
+            last_progress: now,
+            manifest_memory: 0,
+            headroom: 0,
             pos,
             code,
             mstream: MemStream::new(&code, manifest_len),
@@ -233,6 +296,35 @@ impl Inbound {
         }
     }
 
+    /// Bytes this transfer holds: while its manifest arrives, the reservation made on the
+    /// announce (twice the manifest stream: blocks and at most as much parity); then the
+    /// decoded manifest's estimate, the plan stream, held payload symbols and early payload.
+    pub(crate) fn memory(&self) -> u64 {
+        let b = self.code.block as u64;
+        if self.manifest.is_none() {
+            return Self::reservation(&self.code, self.mstream.len);
+        }
+        self.manifest_memory
+            + self.pstream.as_ref().map_or(0, |p| p.held)
+            + self.payload.as_ref().map_or(0, |p| p.held * b)
+            + self.early.len() as u64 * b
+    }
+
+    /// What a transfer with a manifest of `len` bytes reserves on its announce.
+    pub(crate) fn reservation(code: &Code, len: u64) -> u64 {
+        2 * u64::from(code.blocks(len)) * code.block as u64
+    }
+
+    /// A count that grows whenever the transfer takes something new.
+    pub(crate) fn progress(&self) -> u64 {
+        self.mstream.stored
+            + self.pstream.as_ref().map_or(0, |p| p.stored)
+            + self.payload.as_ref().map_or(0, |p| p.stored)
+            + self.early.len() as u64
+            + u64::from(self.manifest.is_some())
+            + u64::from(self.inspection.is_some())
+    }
+
     /// Whether the manifest is assembled (decoding it is the engine's next step).
     pub(crate) fn manifest_ready(&self) -> bool {
         self.mstream.complete()
@@ -243,6 +335,7 @@ impl Inbound {
         self.digest = super::storage::md5_of(&b);
         self.mstream.blocks.clear();
         self.mstream.parity.clear();
+        self.mstream.held = 0;
         b
     }
 
@@ -307,8 +400,11 @@ impl Inbound {
             }
             Stream::Payload => {
                 if self.payload.is_none() {
-                    if self.needs_any && self.early.len() * self.code.block < EARLY_BYTES {
+                    let b = self.code.block as u64;
+                    let next = (self.early.len() as u64 + 1) * b;
+                    if self.needs_any && next <= MAX_EARLY && b <= self.headroom {
                         self.early.push((idx, data.to_vec()));
+                        self.headroom -= b;
                     }
                     return true;
                 }
@@ -338,6 +434,7 @@ impl Inbound {
             }
             Stream::Payload => {
                 let code = self.code;
+                let limit = self.hold_limit();
                 let Some(p) = self.payload.as_mut() else {
                     return true;
                 };
@@ -347,10 +444,19 @@ impl Inbound {
                 {
                     return false;
                 }
-                if !p.incomplete.contains(&g) {
+                if !p.incomplete.contains(&g) || !p.may_hold(&code, g, limit) {
                     return true;
                 }
-                p.parity.entry(g).or_default().insert(index, data.to_vec());
+                let range = code.group_range(g, p.nblocks);
+                let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
+                let par = p.parity.entry(g).or_default();
+                // More parity than the group misses is never needed: it is not kept.
+                if have + par.len() >= range.len() || par.contains_key(&index) {
+                    return true;
+                }
+                par.insert(index, data.to_vec());
+                p.held += 1;
+                p.stored += 1;
                 self.try_decode(storage, g);
                 true
             }
@@ -399,6 +505,8 @@ impl Inbound {
             incomplete,
             mem: BTreeMap::new(),
             parity: BTreeMap::new(),
+            held: 0,
+            stored: 0,
         });
         self.pstream = None;
         for (idx, data) in std::mem::take(&mut self.early) {
@@ -445,6 +553,7 @@ impl Inbound {
 
     fn payload_block<S: Storage>(&mut self, storage: &mut S, idx: u32, data: &[u8]) -> bool {
         let code = self.code;
+        let limit = self.hold_limit();
         let p = self.payload.as_mut().unwrap();
         let r = code.block_range(idx, p.layout.len);
         if idx >= p.nblocks || data.len() as u64 != r.end - r.start {
@@ -454,12 +563,19 @@ impl Inbound {
         if bs_get(&p.have, idx) || !p.incomplete.contains(&g) {
             return true;
         }
+        let full = bs_get(&p.full, idx);
+        if !full && !p.may_hold(&code, g, limit) {
+            // No room to hold it: as if lost; the group is repaired once others completed.
+            return true;
+        }
         bs_set(&mut p.have, idx);
+        p.stored += 1;
         let needed = bs_get(&p.needed, idx);
-        if !bs_get(&p.full, idx) {
+        if !full {
             let mut b = data.to_vec();
             b.resize(code.block, 0);
             p.mem.insert(idx, b);
+            p.held += 1;
         }
         if needed {
             self.write_parts(storage, idx, data);
@@ -479,10 +595,7 @@ impl Inbound {
             .all(|i| !bs_get(&p.needed, i) || bs_get(&p.have, i));
         if done {
             p.incomplete.remove(&g);
-            for i in range {
-                p.mem.remove(&i);
-            }
-            p.parity.remove(&g);
+            p.release(&code, g);
             return;
         }
         let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
@@ -517,6 +630,7 @@ impl Inbound {
             present.push(((i - range.start) as usize, b));
         }
         let parity = p.parity.remove(&g).unwrap_or_default();
+        p.held -= parity.len() as u64;
         let pres: Vec<(usize, &[u8])> = present.iter().map(|(i, b)| (*i, b.as_slice())).collect();
         let par: Vec<(usize, &[u8])> = parity
             .iter()
@@ -540,9 +654,13 @@ impl Inbound {
         }
         let p = self.payload.as_mut().unwrap();
         p.incomplete.remove(&g);
-        for i in range {
-            p.mem.remove(&i);
-        }
+        p.release(&code, g);
+    }
+
+    /// Most bytes of payload this transfer may hold in memory now.
+    fn hold_limit(&self) -> u64 {
+        let held = self.payload.as_ref().map_or(0, |p| p.held) * self.code.block as u64;
+        MAX_HELD.min(held.saturating_add(self.headroom))
     }
 
     /// Builds NAK entries `(stream, group, missing)` for a poll of `round`, at most `limit`

@@ -15,8 +15,8 @@ use super::manifest::{bit, needs_data, set_bit, Layout, Manifest};
 use super::repair::Code;
 use super::storage::{show, Storage};
 use super::wire::{
-    self, Announce, Msg, Stream, COMMIT_NO_DELETE, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY, RESULT_OK,
-    RESULT_UNKNOWN,
+    self, Announce, Msg, Stream, COMMIT_NO_DELETE, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY,
+    RESULT_FAILED, RESULT_OK, RESULT_UNKNOWN,
 };
 use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
 
@@ -580,6 +580,12 @@ impl Outbound {
         };
         let t = &mut self.targets[p];
         t.last_heard = Some(now);
+        if self.phase != Phase::Commit && status == RESULT_FAILED && t.active() {
+            // Refused before the commit (over one of its limits): it says why.
+            // The timer that follows every answer moves the push on without it.
+            t.failed = Some(String::from_utf8_lossy(message).into_owned());
+            return;
+        }
         if self.phase != Phase::Commit || !t.active() || t.result.is_some() {
             return;
         }

@@ -8,7 +8,7 @@
 //!
 //! When the cluster has a key, the body (and a sealed timestamp) is encrypted and followed by
 //! an authentication tag; [`SEAL_OVERHEAD`] bytes of every datagram are reserved for that, and
-//! the sealing itself lives outside the engine (see `seal.rs`), on the socket side.
+//! the sealing itself lives outside the engine (see `seal/`), on the socket side.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -371,6 +371,11 @@ pub mod kind {
     pub const RESULT: u8 = 12;
     /// Sender abandons a transfer.
     pub const ABORT: u8 = 13;
+    /// Sealing layer only (`seal/handshake.rs`): a receiver asks an unverified sender to prove it is
+    /// live. Never reaches the engine (the decoder does not know it).
+    pub const CHALLENGE: u8 = 14;
+    /// Sealing layer only (`seal/handshake.rs`): the answer to a CHALLENGE.
+    pub const RESPONSE: u8 = 15;
 }
 
 /// Transfer streams.

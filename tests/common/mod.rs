@@ -817,20 +817,22 @@ pub struct Daemon {
     pub child: Option<Child>,
     /// A sending member added to a cluster of receivers (not one of [`Cluster::receivers`]).
     pub sender: bool,
+    /// A command the daemon runs under (e.g. `faketime -f +120s`); empty: none.
+    pub wrap: Vec<String>,
 }
 
 impl Daemon {
     /// `makuo WHAT...`, inside the daemon's namespace if it has one.
     pub fn command(&self, what: &[&str]) -> Command {
-        let mut c = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, EXE]);
-                c
-            }
-            None => Command::new(EXE),
-        };
-        c.args(what);
+        let mut argv: Vec<&str> = Vec::new();
+        if let Some(ns) = &self.netns {
+            argv.extend(["ip", "netns", "exec", ns]);
+        }
+        argv.extend(self.wrap.iter().map(String::as_str));
+        argv.push(EXE);
+        argv.extend_from_slice(what);
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..]);
         c
     }
 
@@ -1178,6 +1180,7 @@ impl Cluster {
             args,
             child: None,
             sender: false,
+            wrap: Vec::new(),
         }
     }
 
@@ -1516,6 +1519,32 @@ impl Net {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// A UDP socket on 127.0.0.1 that can send to the cluster's group (multicast interface set to
+/// loopback), as a forger on the wire would.
+pub fn raw_sender() -> UdpSocket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let lo = std::net::Ipv4Addr::LOCALHOST;
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    s.bind(&std::net::SocketAddrV4::new(lo, 0).into()).unwrap();
+    s.set_multicast_if_v4(&lo).unwrap();
+    s.set_multicast_ttl_v4(1).unwrap();
+    s.set_multicast_loop_v4(true).unwrap();
+    s.into()
+}
+
+/// Resident set size of process `pid` and its peak (`VmRSS`, `VmHWM`), in bytes.
+pub fn rss(pid: u32) -> (u64, u64) {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Runs `ip ARGS`, ignoring failure and output.

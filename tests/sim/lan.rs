@@ -110,6 +110,10 @@ pub struct Lan {
     pub steps: u64,
     /// When set, every datagram any node sends is copied here (for fuzz corpora).
     pub capture: Option<Vec<Vec<u8>>>,
+    /// When set, decides per copy `(from, to, bytes)` whether the link drops it (a hook to
+    /// lose chosen datagrams).
+    #[allow(clippy::type_complexity)]
+    pub drop_if: Option<Box<dyn FnMut(usize, usize, &[u8]) -> bool>>,
     buf: Vec<u8>,
 }
 
@@ -140,6 +144,7 @@ impl Lan {
             seq: 0,
             steps: 0,
             capture: None,
+            drop_if: None,
             buf: vec![0u8; wire::MAX_DATAGRAM],
         }
     }
@@ -235,7 +240,7 @@ impl Lan {
                         .collect(),
                 };
                 for j in dests {
-                    if self.lost(j) {
+                    if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes)) || self.lost(j) {
                         continue;
                     }
                     let copies = if self.rng.chance(self.faults.dup) {
@@ -339,6 +344,20 @@ impl Lan {
                 break;
             }
         }
+    }
+
+    /// Hands `bytes` to node `to` now, as if they came from `from` (a forger on the wire).
+    pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
+        self.nodes[to].engine.handle_datagram(self.now, from, bytes);
+    }
+
+    /// Drains node `i`'s output without delivering it (what a test inspects).
+    pub fn take_output(&mut self, i: usize) -> Vec<(Dest, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.nodes[i].engine.poll_transmit(self.now, &mut self.buf) {
+            out.push((t.dest, self.buf[..t.len].to_vec()));
+        }
+        out
     }
 
     /// Members (other than itself) node `i` knows.

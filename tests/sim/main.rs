@@ -4,6 +4,7 @@
 //! Run: `cargo test --release --test sim`. Writes `target/sim-report.txt` (wire ratios).
 
 mod lan;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
