@@ -227,33 +227,78 @@ impl ClusterArgs {
 }
 
 /// `makuo daemon`: makuosan's flag letters.
+///
+/// Every flag also has a key in the config file (`--config`), named after the long option with
+/// `-` written `_`, and an environment variable `MAKUO_` + that name in upper case; flags win
+/// over the environment, which wins over the file (see [`crate::config`]).
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Cluster flags shared with direct mode.
     #[command(flatten, next_help_heading = "Cluster")]
     pub cluster: ClusterArgs,
 
-    /// Address to bind the UDP socket to. Default: any.
-    #[arg(short = 'l', long, value_name = "ADDR", help_heading = "Cluster")]
-    pub listen: Option<IpAddr>,
+    /// Address to bind the UDP group socket to. Default: the group address.
+    ///
+    /// makuosan had no such option (its -l is the console's address).
+    #[arg(long, value_name = "ADDR", help_heading = "Cluster")]
+    pub bind: Option<IpAddr>,
 
-    /// TCP port of the console.
-    #[arg(short = 'P', long, value_name = "PORT", default_value_t = 5000,
+    /// Fixed UDP port for unicast replies (for firewalls). Default: an ephemeral port.
+    ///
+    /// Members answer a push on the sender's reply port; a firewall between members must let
+    /// it through, so give every member the same fixed port here.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..),
+          help_heading = "Cluster")]
+    pub reply_port: Option<u16>,
+
+    /// Read settings from FILE (TOML). Default: /etc/makuo/makuo.conf when it exists.
+    ///
+    /// Every long option is a key, with '-' written '_' (base, group, port, interface,
+    /// console_port, name, state_dir, key = a list of key files, ...), plus exclude = a list
+    /// of rsync patterns applied to every push this daemon sends. Flags win over the
+    /// environment (MAKUO_ + the key in upper case, e.g. MAKUO_CONSOLE_PORT), which wins over
+    /// the file. An unknown key is an error naming its line. SIGHUP reads the file again.
+    /// Also MAKUO_CONFIG.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings and where each came from, then exit.
+    ///
+    /// The output is itself a valid config file: one 'key = value' line per setting, each
+    /// followed by its source (flag, environment variable, file and line, or default).
+    #[arg(long, help_heading = "Process")]
+    pub print_config: bool,
+
+    /// TCP port of the console. Default: the same as -p, as in makuosan.
+    #[arg(short = 'P', long, value_name = "PORT",
           value_parser = clap::value_parser!(u16).range(1..), help_heading = "Console")]
-    pub console_port: u16,
+    pub console_port: Option<u16>,
 
-    /// Address to bind the TCP console to.
+    /// Address to bind the TCP console to (makuosan's -l).
     ///
     /// Anything but loopback exposes the console to the network, so the daemon refuses to start
     /// with one unless -K is given; connections from other hosts must then send the password
     /// before anything else.
     #[arg(
+        short = 'l',
         long,
         value_name = "ADDR",
         default_value = "127.0.0.1",
         help_heading = "Console"
     )]
     pub console_addr: IpAddr,
+
+    /// No console at all: neither TCP nor the unix socket (makuosan's -o).
+    ///
+    /// The daemon still receives pushes; it cannot send any, since pushes are submitted
+    /// through the console.
+    #[arg(
+        short = 'o',
+        long,
+        conflicts_with = "console_socket",
+        help_heading = "Console"
+    )]
+    pub no_console: bool,
 
     /// Also serve the console on this unix socket (created only when given).
     #[arg(short = 'U', long, value_name = "PATH", value_hint = ValueHint::FilePath,
@@ -286,13 +331,45 @@ pub struct DaemonArgs {
     pub console_group: Option<String>,
 
     /// Stay in the foreground and log to stderr.
+    ///
+    /// Without -n the daemon detaches and logs to --log-file (default STATE_DIR/makuo.log).
+    /// Under systemd (JOURNAL_STREAM set) each line carries a journald priority prefix.
     #[arg(short = 'n', long, help_heading = "Process")]
     pub foreground: bool,
 
-    /// Log level, 0 (quiet) to 9 (debug).
-    #[arg(short = 'd', long, value_name = "LEVEL", default_value_t = 0,
+    /// Log level, 0 (quiet) to 9 (debug); SIGUSR1 raises it, SIGUSR2 lowers it.
+    ///
+    /// The start-up lines (base, group, interface, console, key fingerprint) and errors are
+    /// logged at every level; 1 adds one line per push sent or applied, 2 members coming and
+    /// going, 5 each path written or deleted.
+    #[arg(short = 'd', long, value_name = "LEVEL", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(0..=9), help_heading = "Process")]
     pub loglevel: u8,
+
+    /// Log file of a detached daemon. Default: STATE_DIR/makuo.log.
+    ///
+    /// Lines start with an RFC 3339 time. SIGHUP reopens it (recreating a file that was moved
+    /// away, for logrotate). Ignored with -n, which logs to stderr.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
+    pub log_file: Option<PathBuf>,
+
+    /// Log to syslog (facility daemon) instead of stderr or the log file.
+    #[arg(long, help_heading = "Process")]
+    pub syslog: bool,
+
+    /// The syslog socket --syslog writes to.
+    #[arg(long, value_name = "PATH", default_value = "/dev/log", value_hint = ValueHint::FilePath,
+          help_heading = "Process")]
+    pub syslog_socket: PathBuf,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics (ADDR is IP:PORT). Default: off.
+    ///
+    /// Read-only counters and gauges (docs/metrics.md); the endpoint answers GET /metrics and
+    /// nothing else. An address beyond loopback must be given explicitly; the metrics then tell
+    /// anyone who can reach it the member names, addresses and push times.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr,
+          help_heading = "Process")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// Run as this user (name or uid) once the sockets are open.
     ///
@@ -341,6 +418,14 @@ pub struct DaemonArgs {
     #[arg(short = 's', long, help_heading = "Transfer")]
     pub no_send: bool,
 
+    /// Send at most N pushes at once; more wait their turn (makuosan's -f).
+    ///
+    /// makuosan sent N files at a time; makuo sends all the files of a push in one stream, so
+    /// N counts pushes submitted through the console at the same time.
+    #[arg(short = 'f', long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Transfer")]
+    pub parallel: u16,
+
     /// Cap the send rate, in Mbit/s. Default: no cap.
     #[arg(short = 'T', long, value_name = "MBIT",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Transfer")]
@@ -371,24 +456,48 @@ pub struct DaemonArgs {
           help_heading = "Transfer")]
     pub heartbeat: Option<u64>,
 
-    /// Silence after which a member is dropped, in milliseconds. Default: the engine's.
+    /// Silence after which a push target has failed, in milliseconds. Default: the engine's.
     ///
     /// A member dropped in the middle of a transfer counts as failed for that transfer.
+    /// SIGHUP applies a new value from the config file.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
           help_heading = "Transfer")]
     pub member_timeout: Option<u64>,
 
+    /// Silence after which a member is dropped from the member table, in milliseconds.
+    ///
+    /// Default: the engine's (at least 3 heartbeats). SIGHUP applies a new value from the
+    /// config file.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = "Transfer")]
+    pub member_expiry: Option<u64>,
+
     /// Accept block and character device nodes (needs root).
     #[arg(long, help_heading = "Transfer")]
     pub allow_devices: bool,
+
+    /// Owner-match mode: send only files owned by the daemon's user (makuosan's -O).
+    ///
+    /// Console pushes skip every file, symlink and special file not owned by the user the
+    /// daemon runs as ('skipping PATH: owner unmatch'); with --delete, members keep their
+    /// copies of the skipped paths.
+    #[arg(short = 'O', long, help_heading = "Transfer")]
+    pub owner_match: bool,
 
     /// Keep the owner, group and set-id bits pushed by the sender (needs root).
     ///
     /// Without it received files belong to the daemon's user, and setuid, setgid and sticky
     /// bits are stripped. Either way a push never changes the base directory's own owner or
     /// mode.
-    #[arg(short = 'O', long, help_heading = "Transfer")]
+    #[arg(long, help_heading = "Transfer")]
     pub preserve_owner: bool,
+}
+
+impl DaemonArgs {
+    /// The console's TCP port: `-P`, else the UDP port (`-p`), as in makuosan.
+    pub fn console_port(&self) -> u16 {
+        self.console_port.unwrap_or(self.cluster.port)
+    }
 }
 
 /// Where the front end finds the daemon console.
@@ -672,6 +781,84 @@ pub enum GenerateWhat {
     All,
 }
 
+/// `msync`: makuosan's client, when the binary is installed or symlinked under that name
+/// (see [`crate::dropin`]). Its options, as msync 1.3 spelled them, are turned into the
+/// matching `makuo` front-end command against a daemon's console; unlike msync, the exit
+/// status says whether every member got everything.
+#[derive(Debug, Parser)]
+#[command(
+    name = "msync",
+    version = VERSION,
+    about = "makuosan's msync: push, check or list through a makuo daemon's console",
+    after_help = "TARGET is tcp:HOST:PORT (default tcp:127.0.0.1:5000, or MSYNC_TARGET), \
+                  unix:PATH, or any makuo console address."
+)]
+pub struct MsyncArgs {
+    /// Show the daemon's status.
+    #[arg(long, conflicts_with_all = ["members", "check", "delete", "sync"])]
+    pub status: bool,
+
+    /// Show the daemon's members.
+    #[arg(long, conflicts_with_all = ["check", "delete", "sync"])]
+    pub members: bool,
+
+    /// Compare checksums on every member instead of sending (makuo check).
+    #[arg(long, conflicts_with_all = ["delete", "sync"])]
+    pub check: bool,
+
+    /// Also delete on members what the sender lacks (makuo sync --delete).
+    #[arg(long)]
+    pub delete: bool,
+
+    /// The same as --delete (makuosan's sync command).
+    #[arg(long)]
+    pub sync: bool,
+
+    /// Exclude paths matching PATTERN (repeatable).
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
+    pub exclude: Vec<String>,
+
+    /// Read exclude patterns from FILE (repeatable).
+    #[arg(long, value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath)]
+    pub exclude_from: Vec<String>,
+
+    /// Verbosity of the output, 0-9 (msync's log level): above 0 prints progress lines.
+    #[arg(short = 'l', value_name = "LEVEL", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub loglevel: Option<u8>,
+
+    /// The daemon's console: tcp:HOST:PORT, unix:PATH, HOST:PORT or a socket path.
+    #[arg(short = 'c', value_name = "ADDR")]
+    pub target: Option<ConsoleAddr>,
+
+    /// Run the console commands in FILE ('-': standard input), one a line.
+    #[arg(short = 'f', value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub script: Option<PathBuf>,
+
+    /// Only this member (name or address; repeatable).
+    #[arg(short = 't', value_name = "HOST", action = ArgAction::Append)]
+    pub targets: Vec<String>,
+
+    /// File holding the console password.
+    #[arg(short = 'K', value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub password_file: Option<PathBuf>,
+
+    /// More output (repeatable; msync raised its log level).
+    #[arg(short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Dry run: show what would change.
+    #[arg(short = 'n')]
+    pub dry_run: bool,
+
+    /// Recurse into directories.
+    #[arg(short = 'r')]
+    pub recursive: bool,
+
+    /// Paths to push or check, relative to the base. Default: the whole base.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
 /// The daemon console address given to `--console`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsoleAddr {
@@ -685,6 +872,14 @@ impl FromStr for ConsoleAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        // msync's spellings (MSYNC_TARGET, msync -c): tcp:HOST:PORT and unix:PATH.
+        if let Some(p) = s.strip_prefix("unix:") {
+            return match p {
+                "" => Err("'unix:' needs a socket path".into()),
+                p => Ok(ConsoleAddr::Unix(PathBuf::from(p))),
+            };
+        }
+        let s = s.strip_prefix("tcp:").unwrap_or(s);
         if s.contains('/') {
             return Ok(ConsoleAddr::Unix(PathBuf::from(s)));
         }
@@ -1007,6 +1202,8 @@ mod tests {
             "-k",
             "b",
             "-O",
+            "-f",
+            "3",
         ])
         .unwrap();
         let Command::Daemon(d) = cli.command else {
@@ -1016,11 +1213,15 @@ mod tests {
         assert_eq!(d.cluster.group, Ipv4Addr::new(239, 1, 2, 3));
         assert_eq!(d.cluster.port, 6000);
         assert_eq!(d.cluster.keys.len(), 2);
-        assert_eq!(d.console_port, 5001);
+        assert_eq!(d.console_port(), 5001);
+        // makuosan's -l is the console's listen address, -O owner-match, -f parallel sends.
+        assert_eq!(d.console_addr, IpAddr::from([10, 0, 0, 1]));
+        assert!(d.owner_match && !d.preserve_owner);
+        assert_eq!(d.parallel, 3);
         assert_eq!(d.run_group.as_deref(), Some("www"));
         assert_eq!(d.groups.as_deref(), Some("adm,7"));
         assert!(d.chroot && d.chroot_dir.is_none());
-        assert!(d.foreground && d.no_receive && d.no_send && d.preserve_owner);
+        assert!(d.foreground && d.no_receive && d.no_send);
         assert_eq!(
             (d.loglevel, d.rate, d.rcvbuf, d.sndbuf),
             (9, Some(100), Some(1000), Some(2000))
@@ -1036,11 +1237,33 @@ mod tests {
         assert_eq!(d.cluster.base, PathBuf::from("."));
         assert_eq!(d.cluster.group, Ipv4Addr::new(224, 0, 0, 108));
         assert_eq!(
-            (d.cluster.port, d.console_port, d.cluster.mtu),
+            (d.cluster.port, d.console_port(), d.cluster.mtu),
             (5000, 5000, 1500)
         );
         assert_eq!(d.console_addr, IpAddr::from([127, 0, 0, 1]));
         assert!(d.console_socket.is_none() && d.cluster.name.is_none());
+        assert!(!d.no_console && !d.owner_match && d.parallel == 5 && d.metrics.is_none());
+    }
+
+    #[test]
+    fn console_port_follows_the_udp_port_as_in_makuosan() {
+        let (cli, _) = parse(&["daemon", "-p", "6000"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.console_port(), 6000);
+        let (cli, _) = parse(&["daemon", "-p", "6000", "-P", "7000"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.console_port(), 7000);
+        // -o (no console) and -U (a unix console) contradict each other.
+        assert!(parse(&["daemon", "-o", "-U", "/run/m.sock"]).is_err());
+        let (cli, _) = parse(&["daemon", "-o", "--bind", "239.1.1.1"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert!(d.no_console && d.bind == Some(IpAddr::from([239, 1, 1, 1])));
     }
 
     #[test]
@@ -1158,7 +1381,24 @@ mod tests {
             "./s".parse::<ConsoleAddr>(),
             Ok(ConsoleAddr::Unix("./s".into()))
         );
-        for bad in ["localhost", ":5000", "h:0", "h:x", "h:70000", ""] {
+        assert_eq!(
+            "tcp:127.0.0.1:5000".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Tcp("127.0.0.1:5000".into()))
+        );
+        assert_eq!(
+            "unix:makuosan.sock".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Unix("makuosan.sock".into()))
+        );
+        for bad in [
+            "localhost",
+            ":5000",
+            "h:0",
+            "h:x",
+            "h:70000",
+            "",
+            "unix:",
+            "tcp:h",
+        ] {
             assert!(bad.parse::<ConsoleAddr>().is_err(), "{bad}");
         }
     }

@@ -118,6 +118,21 @@ pub fn root_or_skip(test: &str, needs: &str) -> bool {
     false
 }
 
+/// Whether `l` is a line the daemon logged: an RFC 3339 time in UTC, then `makuo[PID]: `.
+pub fn is_log_line(l: &str) -> bool {
+    let b = l.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    b.len() > 25
+        && digits(0..4)
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && l[24..].starts_with(" makuo[")
+        && l[24..].contains("]: ")
+}
+
 /// uid and gid of `nobody` / `nogroup`.
 pub const NOBODY: u32 = 65534;
 
