@@ -349,7 +349,7 @@ pub struct DaemonArgs {
     /// Log file of a detached daemon. Default: STATE_DIR/makuo.log.
     ///
     /// Lines start with an RFC 3339 time. SIGHUP reopens it (recreating a file that was moved
-    /// away, for logrotate). Ignored with -n, which logs to stderr.
+    /// away, for logrotate). With -n the log goes to stderr unless this is given.
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
     pub log_file: Option<PathBuf>,
 

@@ -4,7 +4,9 @@
 //! loopback by default, and a unix socket with `-U`) run on their own threads, walk the tree
 //! for `send`/`md5` themselves, and hand requests to the loop over a channel. Nothing of
 //! makuo's lives in BASE while idle: state goes to the state directory, and leftover staged
-//! files are swept at start. SIGTERM leaves the cluster gracefully and exits 0.
+//! files are swept at start. SIGTERM leaves the cluster gracefully and exits 0; SIGHUP,
+//! SIGUSR1 and SIGUSR2 are the operator's ([`crate::operate`]). Settings come resolved
+//! ([`crate::config`]): flags over environment over config file.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -205,7 +207,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         None => None,
     };
     // The log, syslog and systemd's notify socket are opened before any chroot.
-    let log_file = if args.foreground || args.syslog {
+    let log_file = if args.syslog || (args.foreground && args.log_file.is_none()) {
         None
     } else {
         let p = args
@@ -267,7 +269,12 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     startup::become_identity(&identity)?;
     node.engine.storage_mut().refresh_identity();
     if let Some(lf) = log_file {
-        daemonize(lf.file())?;
+        if args.foreground {
+            nix::unistd::dup2_stderr(lf.file()).context("log to stderr")?;
+            nix::unistd::dup2_stdout(lf.file()).context("log to stdout")?;
+        } else {
+            daemonize(lf.file())?;
+        }
         logging::to_file(lf);
     }
     startup_lines(
