@@ -286,7 +286,7 @@ impl Operator {
             });
         }
         let me = &node.engine.config().name;
-        for r in state.recent(24 * 3600) {
+        for r in state.remembered() {
             if !live.contains(&r.name) && &r.name != me {
                 members.push(MemberMetric {
                     name: escape::text_str(&r.name).into_owned(),
@@ -308,12 +308,13 @@ impl Operator {
             refused.extend([
                 ("bad_tag", ss.bad_tag),
                 ("replay", ss.replayed),
-                ("stale", ss.stale),
+                ("stale", ss.stale_handshake),
+                ("unverified", ss.unverified),
                 ("unsealed", ss.unsealed_refused),
                 ("unknown_key", ss.unknown_key),
+                ("seal_format", ss.format),
                 ("seal_malformed", ss.malformed),
                 ("seal_other_cluster", ss.other_cluster),
-                ("too_many_nodes", ss.too_many_nodes),
             ]);
         }
         let snap = Snapshot {
