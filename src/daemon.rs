@@ -441,10 +441,11 @@ fn event_loop(
         while let Ok(job) = jobs.try_recv() {
             match job {
                 Job::Push { ref reply, .. } if pending.len() + waiting.len() >= parallel => {
-                    let _ = reply.send(Reply::Line(format!(
+                    // `Lines`, not `Line`: shown even to a front end that asked for JSON.
+                    let _ = reply.send(Reply::Lines(vec![format!(
                         "waiting: {} push(es) ahead (at most {parallel} at once, -f)",
                         pending.len() + waiting.len()
-                    )));
+                    )]));
                     waiting.push_back(job);
                 }
                 job => handle_job(node, state, &mut pending, job, name),

@@ -421,3 +421,44 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("base = \"/var/www\""), "{r}");
 }
+
+#[test]
+fn parallel_caps_the_pushes_sent_at_once_and_the_rest_wait_their_turn() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    // 1 Mbit/s: the first push takes seconds, long enough for a second to queue behind it.
+    let s = c.add_sender("s", &c.src.clone(), &["-f", "1", "-T", "1"]);
+    c.add("m1", &["--no-fsync"]);
+    c.wait_converged(s);
+    let addr = c.daemons[s].console_addr();
+    let spawn = || {
+        Command::new(EXE)
+            .args(["sync", "--console", &addr, "-v", "-r", "."])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = spawn();
+    let (a, b) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
+    );
+    assert_eq!(
+        (a.status.code(), b.status.code()),
+        (Some(0), Some(0)),
+        "{ea}\n{eb}"
+    );
+    assert!(!ea.contains("waiting: "), "{ea}");
+    assert!(
+        eb.contains("waiting: 1 push(es) ahead (at most 1 at once, -f)"),
+        "{eb}"
+    );
+    assert_identical(&c.src, &c.daemons[1].base, "m1");
+}
