@@ -44,30 +44,41 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s k -l key -d 'Clus
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s l -l listen -d 'Address to bind the UDP socket to. Default: any' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s P -l console-port -d 'TCP port of the console' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l console-addr -d 'Address to bind the TCP console to' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l bind -d 'Address to bind the UDP group socket to. Default: the group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l reply-port -d 'Fixed UDP port for unicast replies (for firewalls). Default: an ephemeral port' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l config -d 'Read settings from FILE (TOML). Default: /etc/makuo/makuo.conf when it exists' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s P -l console-port -d 'TCP port of the console. Default: the same as -p, as in makuosan' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s l -l console-addr -d 'Address to bind the TCP console to (makuosan\'s -l)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s U -l console-socket -d 'Also serve the console on this unix socket (created only when given)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s K -l password-file -d 'File holding the console password; clients must send it before any command' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l console-group -d 'Also let members of GROUP use the console (name or gid)' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s d -l loglevel -d 'Log level, 0 (quiet) to 9 (debug)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s d -l loglevel -d 'Log level, 0 (quiet) to 9 (debug); SIGUSR1 raises it, SIGUSR2 lowers it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l log-file -d 'Log file of a detached daemon. Default: STATE_DIR/makuo.log' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l syslog-socket -d 'The syslog socket --syslog writes to' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l metrics -d 'Serve Prometheus metrics on http://ADDR/metrics (ADDR is IP:PORT). Default: off' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s u -l user -d 'Run as this user (name or uid) once the sockets are open' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s g -l run-group -l group-id -d 'Run as this group (name or gid) once the sockets are open' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s G -l groups -d 'Supplementary groups (names or gids, comma-separated) once the sockets are open' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l chroot-dir -d 'Chroot into DIR instead (it must contain the base directory)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s f -l parallel -d 'Send at most N pushes at once; more wait their turn (makuosan\'s -f)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s T -l rate -d 'Cap the send rate, in Mbit/s. Default: no cap' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: 32 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: 8 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a member is dropped, in milliseconds. Default: the engine\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a push target has failed, in milliseconds. Default: the engine\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-expiry -d 'Silence after which a member is dropped from the member table, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l print-config -d 'Print the effective settings and where each came from, then exit'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s o -l no-console -d 'No console at all: neither TCP nor the unix socket (makuosan\'s -o)'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s n -l foreground -d 'Stay in the foreground and log to stderr'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l syslog -d 'Log to syslog (facility daemon) instead of stderr or the log file'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s c -l chroot -d 'Chroot into the base directory once the base, state directory, sockets and log are open'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s r -l no-receive -d 'Never receive: do not write what other members push'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s s -l no-send -d 'Never send: refuse pushes submitted through the console'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l no-fsync -d 'Skip the durability step (fsync before rename) when receiving'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l allow-devices -d 'Accept block and character device nodes (needs root)'
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s O -l preserve-owner -d 'Keep the owner, group and set-id bits pushed by the sender (needs root)'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s O -l owner-match -d 'Owner-match mode: send only files owned by the daemon\'s user (makuosan\'s -O)'
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l preserve-owner -d 'Keep the owner, group and set-id bits pushed by the sender (needs root)'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r

@@ -10,10 +10,15 @@
 //! hostname and opening sockets belong to the second stage, so `--help` and `--version` work
 //! even when the base dir or the network is broken.
 
+pub mod daemon;
 pub mod generate;
+pub mod msync;
+
+pub use daemon::DaemonArgs;
+pub use msync::MsyncArgs;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -224,171 +229,6 @@ impl ClusterArgs {
             Ok(())
         }
     }
-}
-
-/// `makuo daemon`: makuosan's flag letters.
-#[derive(Debug, Args)]
-pub struct DaemonArgs {
-    /// Cluster flags shared with direct mode.
-    #[command(flatten, next_help_heading = "Cluster")]
-    pub cluster: ClusterArgs,
-
-    /// Address to bind the UDP socket to. Default: any.
-    #[arg(short = 'l', long, value_name = "ADDR", help_heading = "Cluster")]
-    pub listen: Option<IpAddr>,
-
-    /// TCP port of the console.
-    #[arg(short = 'P', long, value_name = "PORT", default_value_t = 5000,
-          value_parser = clap::value_parser!(u16).range(1..), help_heading = "Console")]
-    pub console_port: u16,
-
-    /// Address to bind the TCP console to.
-    ///
-    /// Anything but loopback exposes the console to the network, so the daemon refuses to start
-    /// with one unless -K is given; connections from other hosts must then send the password
-    /// before anything else.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1",
-        help_heading = "Console"
-    )]
-    pub console_addr: IpAddr,
-
-    /// Also serve the console on this unix socket (created only when given).
-    #[arg(short = 'U', long, value_name = "PATH", value_hint = ValueHint::FilePath,
-          help_heading = "Console")]
-    pub console_socket: Option<PathBuf>,
-
-    /// File holding the console password; clients must send it before any command.
-    ///
-    /// The password is the file's first line, 4 to 63 bytes. Like a key file, the file must be
-    /// a regular file that group and others can neither read nor write (chmod 600). A session
-    /// gets at most 3 tries, each failure answered after a growing delay (1 s, 2 s, 3 s); the
-    /// third closes the connection. Local connections must also pass the user check (see
-    /// --console-group).
-    #[arg(short = 'K', long, value_name = "FILE", value_hint = ValueHint::FilePath,
-          help_heading = "Console")]
-    pub password_file: Option<PathBuf>,
-
-    /// Also let members of GROUP use the console (name or gid).
-    ///
-    /// The console runs pushes as the daemon's user, so only root, the user who started the
-    /// daemon, and (with this flag) members of GROUP may use it: their primary group or
-    /// supplementary groups in the group database. The peer's uid comes from SO_PEERCRED on the
-    /// unix socket and from the kernel's socket table on TCP; anyone else gets 'error:
-    /// permission denied'. With -U the socket is made group GROUP, mode 0660. With -c
-    /// (chroot) the members are read once at start, before the chroot, from the group
-    /// database and /etc/passwd: inside the chroot those files would be under the base, where
-    /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s
-    /// without a complete line.
-    #[arg(long, value_name = "GROUP", help_heading = "Console")]
-    pub console_group: Option<String>,
-
-    /// Stay in the foreground and log to stderr.
-    #[arg(short = 'n', long, help_heading = "Process")]
-    pub foreground: bool,
-
-    /// Log level, 0 (quiet) to 9 (debug).
-    #[arg(short = 'd', long, value_name = "LEVEL", default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=9), help_heading = "Process")]
-    pub loglevel: u8,
-
-    /// Run as this user (name or uid) once the sockets are open.
-    ///
-    /// Also takes the user's primary group (unless -g) and its supplementary groups
-    /// (unless -G), as login does; root's groups are all given up.
-    #[arg(short = 'u', long, value_name = "USER", help_heading = "Process")]
-    pub user: Option<String>,
-
-    /// Run as this group (name or gid) once the sockets are open.
-    #[arg(
-        short = 'g',
-        long = "run-group",
-        visible_alias = "group-id",
-        value_name = "GROUP",
-        help_heading = "Process"
-    )]
-    pub run_group: Option<String>,
-
-    /// Supplementary groups (names or gids, comma-separated) once the sockets are open.
-    ///
-    /// Replaces the user's own supplementary groups (-u) or, without -u, root's.
-    #[arg(
-        short = 'G',
-        long = "groups",
-        value_name = "GROUPS",
-        help_heading = "Process"
-    )]
-    pub groups: Option<String>,
-
-    /// Chroot into the base directory once the base, state directory, sockets and log are open.
-    ///
-    /// Console pushes, state and logging keep working inside it. makuosan's -c.
-    #[arg(short = 'c', long, help_heading = "Process")]
-    pub chroot: bool,
-
-    /// Chroot into DIR instead (it must contain the base directory).
-    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath, conflicts_with = "chroot",
-          help_heading = "Process")]
-    pub chroot_dir: Option<PathBuf>,
-
-    /// Never receive: do not write what other members push.
-    #[arg(short = 'r', long, help_heading = "Transfer")]
-    pub no_receive: bool,
-
-    /// Never send: refuse pushes submitted through the console.
-    #[arg(short = 's', long, help_heading = "Transfer")]
-    pub no_send: bool,
-
-    /// Cap the send rate, in Mbit/s. Default: no cap.
-    #[arg(short = 'T', long, value_name = "MBIT",
-          value_parser = clap::value_parser!(u32).range(1..), help_heading = "Transfer")]
-    pub rate: Option<u32>,
-
-    /// UDP receive buffer size (SO_RCVBUF). Default: 32 MiB.
-    ///
-    /// A limit, not an allocation: room for a receiver that falls behind for a moment (a
-    /// burst of file creations, a busy CPU) to catch up without dropping. Set with
-    /// SO_RCVBUFFORCE when running as root; otherwise net.core.rmem_max caps it.
-    #[arg(short = 'R', long, value_name = "BYTES", help_heading = "Transfer")]
-    pub rcvbuf: Option<usize>,
-
-    /// UDP send buffer size (SO_SNDBUF). Default: 8 MiB.
-    ///
-    /// Set with SO_SNDBUFFORCE when running as root; otherwise net.core.wmem_max caps it.
-    #[arg(short = 'S', long, value_name = "BYTES", help_heading = "Transfer")]
-    pub sndbuf: Option<usize>,
-
-    /// Skip the durability step (fsync before rename) when receiving.
-    ///
-    /// Faster, but a power cut may leave renamed files empty or torn.
-    #[arg(long, help_heading = "Transfer")]
-    pub no_fsync: bool,
-
-    /// Heartbeat interval in milliseconds. Default: the engine's.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
-          help_heading = "Transfer")]
-    pub heartbeat: Option<u64>,
-
-    /// Silence after which a member is dropped, in milliseconds. Default: the engine's.
-    ///
-    /// A member dropped in the middle of a transfer counts as failed for that transfer.
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
-          help_heading = "Transfer")]
-    pub member_timeout: Option<u64>,
-
-    /// Accept block and character device nodes (needs root).
-    #[arg(long, help_heading = "Transfer")]
-    pub allow_devices: bool,
-
-    /// Keep the owner, group and set-id bits pushed by the sender (needs root).
-    ///
-    /// Without it received files belong to the daemon's user, and setuid, setgid and sticky
-    /// bits are stripped. Either way a push never changes the base directory's own owner or
-    /// mode.
-    #[arg(short = 'O', long, help_heading = "Transfer")]
-    pub preserve_owner: bool,
 }
 
 /// Where the front end finds the daemon console.
@@ -685,6 +525,14 @@ impl FromStr for ConsoleAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        // msync's spellings (MSYNC_TARGET, msync -c): tcp:HOST:PORT and unix:PATH.
+        if let Some(p) = s.strip_prefix("unix:") {
+            return match p {
+                "" => Err("'unix:' needs a socket path".into()),
+                p => Ok(ConsoleAddr::Unix(PathBuf::from(p))),
+            };
+        }
+        let s = s.strip_prefix("tcp:").unwrap_or(s);
         if s.contains('/') {
             return Ok(ConsoleAddr::Unix(PathBuf::from(s)));
         }
@@ -852,6 +700,7 @@ impl Cli {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::net::IpAddr;
 
     /// Every command in the tree, with its path (`makuo sync`, `makuo exclude add`, ...).
     fn all_commands() -> Vec<(String, clap::Command)> {
@@ -1007,6 +856,8 @@ mod tests {
             "-k",
             "b",
             "-O",
+            "-f",
+            "3",
         ])
         .unwrap();
         let Command::Daemon(d) = cli.command else {
@@ -1016,11 +867,15 @@ mod tests {
         assert_eq!(d.cluster.group, Ipv4Addr::new(239, 1, 2, 3));
         assert_eq!(d.cluster.port, 6000);
         assert_eq!(d.cluster.keys.len(), 2);
-        assert_eq!(d.console_port, 5001);
+        assert_eq!(d.console_port(), 5001);
+        // makuosan's -l is the console's listen address, -O owner-match, -f parallel sends.
+        assert_eq!(d.console_addr, IpAddr::from([10, 0, 0, 1]));
+        assert!(d.owner_match && !d.preserve_owner);
+        assert_eq!(d.parallel, 3);
         assert_eq!(d.run_group.as_deref(), Some("www"));
         assert_eq!(d.groups.as_deref(), Some("adm,7"));
         assert!(d.chroot && d.chroot_dir.is_none());
-        assert!(d.foreground && d.no_receive && d.no_send && d.preserve_owner);
+        assert!(d.foreground && d.no_receive && d.no_send);
         assert_eq!(
             (d.loglevel, d.rate, d.rcvbuf, d.sndbuf),
             (9, Some(100), Some(1000), Some(2000))
@@ -1036,11 +891,33 @@ mod tests {
         assert_eq!(d.cluster.base, PathBuf::from("."));
         assert_eq!(d.cluster.group, Ipv4Addr::new(224, 0, 0, 108));
         assert_eq!(
-            (d.cluster.port, d.console_port, d.cluster.mtu),
+            (d.cluster.port, d.console_port(), d.cluster.mtu),
             (5000, 5000, 1500)
         );
         assert_eq!(d.console_addr, IpAddr::from([127, 0, 0, 1]));
         assert!(d.console_socket.is_none() && d.cluster.name.is_none());
+        assert!(!d.no_console && !d.owner_match && d.parallel == 5 && d.metrics.is_none());
+    }
+
+    #[test]
+    fn console_port_follows_the_udp_port_as_in_makuosan() {
+        let (cli, _) = parse(&["daemon", "-p", "6000"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.console_port(), 6000);
+        let (cli, _) = parse(&["daemon", "-p", "6000", "-P", "7000"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(d.console_port(), 7000);
+        // -o (no console) and -U (a unix console) contradict each other.
+        assert!(parse(&["daemon", "-o", "-U", "/run/m.sock"]).is_err());
+        let (cli, _) = parse(&["daemon", "-o", "--bind", "239.1.1.1"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!("not daemon")
+        };
+        assert!(d.no_console && d.bind == Some(IpAddr::from([239, 1, 1, 1])));
     }
 
     #[test]
@@ -1158,7 +1035,24 @@ mod tests {
             "./s".parse::<ConsoleAddr>(),
             Ok(ConsoleAddr::Unix("./s".into()))
         );
-        for bad in ["localhost", ":5000", "h:0", "h:x", "h:70000", ""] {
+        assert_eq!(
+            "tcp:127.0.0.1:5000".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Tcp("127.0.0.1:5000".into()))
+        );
+        assert_eq!(
+            "unix:makuosan.sock".parse::<ConsoleAddr>(),
+            Ok(ConsoleAddr::Unix("makuosan.sock".into()))
+        );
+        for bad in [
+            "localhost",
+            ":5000",
+            "h:0",
+            "h:x",
+            "h:70000",
+            "",
+            "unix:",
+            "tcp:h",
+        ] {
             assert!(bad.parse::<ConsoleAddr>().is_err(), "{bad}");
         }
     }

@@ -416,6 +416,7 @@ fn direct_node(front: &FrontArgs, rate: Option<u64>) -> Result<Node> {
         port: front.cluster.port,
         interface: front.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
         listen: None,
+        reply_port: 0,
         rcvbuf: 0,
         sndbuf: 0,
         engine,

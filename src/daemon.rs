@@ -4,59 +4,40 @@
 //! loopback by default, and a unix socket with `-U`) run on their own threads, walk the tree
 //! for `send`/`md5` themselves, and hand requests to the loop over a channel. Nothing of
 //! makuo's lives in BASE while idle: state goes to the state directory, and leftover staged
-//! files are swept at start. SIGTERM leaves the cluster gracefully and exits 0.
+//! files are swept at start. SIGTERM leaves the cluster gracefully and exits 0; SIGHUP,
+//! SIGUSR1 and SIGUSR2 are the operator's ([`crate::operate`]). Settings come resolved
+//! ([`crate::config`]): flags over environment over config file.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::apply::ApplyOptions;
-use crate::cli::DaemonArgs;
+use crate::config::Resolved;
 use crate::console::{self, Request, SendCmd};
 use crate::console_access;
 use crate::escape;
 use crate::exit::Exit;
+use crate::logging;
+use crate::metrics;
 use crate::node::{self, Node, NodeConfig};
+use crate::operate::{self, DaemonRules, Operator};
+use crate::owner_match;
 use crate::proto::manifest::{FilterRule, PushOptions};
 use crate::proto::{self, Command, Event, PushRequest};
 use crate::report::{Absent, Outcome};
+use crate::service::{Notifier, Signals};
 use crate::startup;
 use crate::state::{LastPush, StateDir};
 
-static LOGLEVEL: AtomicU8 = AtomicU8::new(0);
-static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-
-/// Set by SIGTERM or SIGINT: the daemon leaves the cluster and exits.
-fn stop_flag() -> &'static Arc<AtomicBool> {
-    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
-}
-
-/// Logs a line to stderr when `level` is at most the current log level.
+/// Logs a line when `level` is at most the current log level ([`crate::logging`]).
 pub fn log(level: u8, msg: impl std::fmt::Display) {
-    if level <= LOGLEVEL.load(Ordering::Relaxed) {
-        let t = crate::state::unix_now();
-        // Names, paths and errors from the network are in it: one line, nothing forged.
-        let msg = msg.to_string();
-        eprintln!(
-            "makuo[{}] {t}: {}",
-            std::process::id(),
-            crate::escape::text_str(&msg)
-        );
-    }
-}
-
-/// SIGTERM and SIGINT stop the daemon (SIGPIPE is already ignored by the Rust runtime).
-fn install_signals() -> Result<()> {
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop_flag().clone()).context("signal handler")?;
-    }
-    Ok(())
+    crate::logging::log(level, msg)
 }
 
 /// The host name (default member name).
@@ -96,21 +77,43 @@ struct Pending {
     check: bool,
 }
 
+/// The canonical base directory. It must be given (`-b`, `base` in the config file or an
+/// environment variable) and may be `/` only when given as `/`.
+fn base_dir(conf: &Resolved) -> Result<PathBuf> {
+    if !conf.base_given() {
+        bail!(
+            "no base directory: give -b DIR (or base = \"DIR\" in {})",
+            conf.file
+                .as_deref()
+                .unwrap_or(Path::new(crate::config::DEFAULT_FILE))
+                .display()
+        );
+    }
+    let given = &conf.args.cluster.base;
+    let base = given
+        .canonicalize()
+        .with_context(|| format!("base directory {}", given.display()))?;
+    if base == Path::new("/") && given != Path::new("/") {
+        bail!(
+            "base directory {} is /: give -b / to serve the whole file system",
+            given.display()
+        );
+    }
+    Ok(base)
+}
+
 /// Runs the daemon until SIGTERM.
-pub fn run(args: &DaemonArgs) -> Result<Exit> {
+pub fn run(conf: Resolved) -> Result<Exit> {
+    let args = &conf.args;
     args.cluster.require_key()?;
-    LOGLEVEL.store(args.loglevel.max(1), Ordering::Relaxed);
+    logging::set_level(args.loglevel);
+    let base = base_dir(&conf)?;
     let name = args.cluster.name.clone().unwrap_or_else(hostname);
     let state_dir = args
         .cluster
         .state_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/lib/makuo").join(&name));
-    let base = args
-        .cluster
-        .base
-        .canonicalize()
-        .with_context(|| format!("base directory {}", args.cluster.base.display()))?;
     // Locks first: a second daemon on the same base or state directory stops here, before
     // it sweeps, binds or writes anything.
     let base_lock = startup::lock_dir(&base, "base directory")?;
@@ -122,19 +125,7 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     }
     let state_lock = startup::lock_dir(&state_dir, "state directory")?;
     let keys = load_keys(&args.cluster.keys)?;
-    if keys.is_empty() {
-        log(0, "WARNING: no cluster key (-k): this cluster is UNAUTHENTICATED; anyone on the LAN can push or delete files");
-    }
     let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
-    if swept > 0 {
-        log(
-            1,
-            format_args!(
-                "removed {swept} leftover staged file(s) under {}",
-                base.display()
-            ),
-        );
-    }
     let mut state = StateDir::open(&state_dir)?;
     // Every staged file of a transfer stays open until its commit.
     startup::raise_nofile();
@@ -142,7 +133,9 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         Some(p) => Some(crate::secret_file::read_password(p)?),
         None => None,
     };
-    console_access::check_console_addr(args.console_addr, password.is_some())?;
+    if !args.no_console {
+        console_access::check_console_addr(args.console_addr, password.is_some())?;
+    }
     let mut policy =
         console_access::Policy::new(args.console_group.as_deref(), password.is_some())?;
     let mut engine = proto::Config {
@@ -157,13 +150,17 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         engine.heartbeat = Duration::from_millis(h);
         engine.member_expiry = engine.member_expiry.max(engine.heartbeat * 3);
     }
+    let default_times = (engine.member_expiry, engine.member_timeout);
     if let Some(t) = args.member_timeout {
         engine.member_timeout = Duration::from_millis(t);
     }
+    if let Some(e) = args.member_expiry {
+        engine.member_expiry = Duration::from_millis(e);
+    }
     engine.mtu = args.cluster.mtu as usize;
-    let listen = match args.listen {
+    let listen = match args.bind {
         Some(std::net::IpAddr::V4(a)) => Some(a),
-        Some(_) => bail!("-l: only IPv4 addresses are supported"),
+        Some(_) => bail!("--bind: only IPv4 addresses are supported"),
         None => None,
     };
     let mut node = Node::new(NodeConfig {
@@ -171,10 +168,11 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         port: args.cluster.port,
         interface: args.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
         listen,
+        reply_port: args.reply_port.unwrap_or(0),
         rcvbuf: args.rcvbuf.unwrap_or(0),
         sndbuf: args.sndbuf.unwrap_or(0),
         engine,
-        keys,
+        keys: keys.clone(),
         base: base.clone(),
         apply: ApplyOptions {
             node_name: name.clone(),
@@ -186,8 +184,14 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     if let Some(lp) = &state.last_push {
         node.engine.set_info(lp.line().into_bytes());
     }
-    let tcp = TcpListener::bind(SocketAddr::new(args.console_addr, args.console_port))
-        .with_context(|| format!("console port {}:{}", args.console_addr, args.console_port))?;
+    let console_port = args.console_port();
+    let tcp = match args.no_console {
+        true => None,
+        false => Some(
+            TcpListener::bind(SocketAddr::new(args.console_addr, console_port))
+                .with_context(|| format!("console port {}:{console_port}", args.console_addr))?,
+        ),
+    };
     let (unix, socket_path) = match &args.console_socket {
         Some(p) => {
             let (l, sp) = startup::bind_unix(p)?;
@@ -198,11 +202,27 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         }
         None => (None, None),
     };
-    let logf = if args.foreground {
+    let metrics_listener = match args.metrics {
+        Some(a) => Some(metrics::bind(a).with_context(|| format!("--metrics {a}"))?),
+        None => None,
+    };
+    // The log, syslog and systemd's notify socket are opened before any chroot.
+    let log_file = if args.syslog || (args.foreground && args.log_file.is_none()) {
         None
     } else {
-        Some(open_log(&state_dir)?)
+        let p = args
+            .log_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("makuo.log"));
+        Some(logging::LogFile::open(&p).with_context(|| format!("log file {}", p.display()))?)
     };
+    if args.syslog {
+        logging::to_syslog(&args.syslog_socket)
+            .with_context(|| format!("--syslog: {}", args.syslog_socket.display()))?;
+    } else if args.foreground {
+        logging::to_stderr();
+    }
+    let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     // Everything the daemon needs is open: now give up root. Users and groups are looked up
     // before the chroot hides /etc.
     let identity = startup::resolve_identity(
@@ -218,6 +238,13 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
         (None, true) => Some(base.clone()),
         (None, false) => None,
     };
+    let rules: DaemonRules = Arc::new(RwLock::new(operate::rules_of(&conf.exclude)));
+    crate::filter::Filter::new(&rules.read().unwrap_or_else(|e| e.into_inner()))
+        .context("exclude in the config file")?;
+    let signals = Signals::install().context("signal handlers")?;
+    let published = metrics_listener
+        .as_ref()
+        .map(|_| metrics::Published::default());
     // Where console sessions find the base (they walk it by path).
     let session_base = match &root {
         Some(r) => {
@@ -241,41 +268,40 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     }
     startup::become_identity(&identity)?;
     node.engine.storage_mut().refresh_identity();
-    if args.preserve_owner && !rustix::process::geteuid().is_root() {
-        log(
-            0,
-            "note: -u drops root, so owners cannot be preserved (-O is off)",
-        );
+    if let Some(lf) = log_file {
+        if args.foreground {
+            nix::unistd::dup2_stderr(lf.file()).context("log to stderr")?;
+            nix::unistd::dup2_stdout(lf.file()).context("log to stdout")?;
+        } else {
+            daemonize(lf.file())?;
+        }
+        logging::to_file(lf);
     }
-    if let Some(logf) = logf {
-        daemonize(&logf)?;
-    }
-    install_signals()?;
-    log(
-        1,
-        format_args!(
-            "{name} up: node {:016x}, base {}{}, group {}:{}, reply {}, console {}:{}",
-            node.engine.config().node_id,
-            base.display(),
-            root.as_ref()
-                .map(|r| format!(" (chroot {})", r.display()))
-                .unwrap_or_default(),
-            args.cluster.group,
-            args.cluster.port,
-            node.local_addr(),
-            args.console_addr,
-            args.console_port
-        ),
+    startup_lines(
+        &conf,
+        &node,
+        &base,
+        root.as_deref(),
+        &keys,
+        &state_dir,
+        swept,
     );
+    if args.preserve_owner && !rustix::process::geteuid().is_root() {
+        logging::warn("-u drops root, so owners cannot be preserved (--preserve-owner is off)");
+    }
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let console = console_access::Server::new(policy, password, console_access::LIMITS);
     let shared = Arc::new(Session {
         base: session_base,
         no_send: args.no_send,
+        owner_match: args
+            .owner_match
+            .then(|| rustix::process::geteuid().as_raw()),
+        rules: rules.clone(),
         console: console.clone(),
         jobs: Mutex::new(jobs_tx),
     });
-    {
+    if let Some(tcp) = tcp {
         let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
             console_access::serve_tcp(tcp, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
@@ -287,8 +313,14 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
             console_access::serve_unix(u, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
         });
     }
-    let result = event_loop(&mut node, &mut state, &jobs_rx, &name);
-    log(1, "leaving the cluster");
+    if let (Some(l), Some(p)) = (metrics_listener, &published) {
+        metrics::serve(l, p.clone());
+    }
+    let parallel = args.parallel as usize;
+    let mut op = Operator::new(conf, notifier, signals, rules, default_times, published);
+    let result = event_loop(&mut node, &mut state, &jobs_rx, &name, &mut op, parallel);
+    op.stopping();
+    logging::notice("leaving the cluster");
     node.engine.abort_all(Instant::now(), "sender shut down");
     node.leave();
     let _ = state.save();
@@ -299,20 +331,83 @@ pub fn run(args: &DaemonArgs) -> Result<Exit> {
     result.map(|_| Exit::Ok)
 }
 
+/// The start-up lines, logged at every level: what this daemon serves, where, and with which
+/// key (by fingerprint).
+fn startup_lines(
+    conf: &Resolved,
+    node: &Node,
+    base: &Path,
+    root: Option<&Path>,
+    keys: &[crate::seal::Key],
+    state_dir: &Path,
+    swept: usize,
+) {
+    let a = &conf.args;
+    let console = match (a.no_console, &a.console_socket) {
+        (true, _) => "off (-o)".to_string(),
+        (false, None) => format!("{}:{}", a.console_addr, a.console_port()),
+        (false, Some(s)) => format!(
+            "{}:{} and {}",
+            a.console_addr,
+            a.console_port(),
+            s.display()
+        ),
+    };
+    let keyed = if keys.is_empty() {
+        "NONE (UNAUTHENTICATED)".to_string()
+    } else {
+        keys.iter()
+            .map(startup::key_fingerprint)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    logging::notice(format_args!(
+        "makuo {} starting: config {}, log level {}",
+        crate::cli::VERSION,
+        conf.file
+            .as_deref()
+            .map_or("none".into(), |p| p.display().to_string()),
+        logging::level()
+    ));
+    logging::notice(format_args!(
+        "{} up: node {:016x}, base {}{}, group {}:{}, interface {}, reply {}, console {}, \
+         key {keyed}, state {}{}",
+        node.engine.config().name,
+        node.engine.config().node_id,
+        base.display(),
+        root.map(|r| format!(" (chroot {})", r.display()))
+            .unwrap_or_default(),
+        a.cluster.group,
+        a.cluster.port,
+        a.cluster
+            .interface
+            .map_or("default route".into(), |i| i.to_string()),
+        node.local_addr(),
+        console,
+        state_dir.display(),
+        a.metrics
+            .map(|m| format!(", metrics http://{m}/metrics"))
+            .unwrap_or_default()
+    ));
+    if keys.is_empty() {
+        logging::warn("no cluster key (-k): this cluster is UNAUTHENTICATED; anyone on the LAN can push or delete files");
+    }
+    if swept > 0 {
+        log(
+            1,
+            format_args!(
+                "removed {swept} leftover staged file(s) under {}",
+                base.display()
+            ),
+        );
+    }
+}
+
 fn load_keys(paths: &[PathBuf]) -> Result<Vec<crate::seal::Key>> {
     paths
         .iter()
         .map(|p| crate::seal::load_key(p).map_err(|e| anyhow::anyhow!("{e}")))
         .collect()
-}
-
-/// Opens the daemon's log (before any chroot: it stays open across it).
-fn open_log(state_dir: &Path) -> Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state_dir.join("makuo.log"))
-        .with_context(|| format!("log file in {}", state_dir.display()))
 }
 
 /// Goes to the background (the parent exits) with stdout and stderr on the log.
@@ -328,20 +423,41 @@ fn event_loop(
     state: &mut StateDir,
     jobs: &Receiver<Job>,
     name: &str,
+    op: &mut Operator,
+    parallel: usize,
 ) -> Result<()> {
     let mut pending: std::collections::BTreeMap<u32, Pending> = Default::default();
+    // Pushes waiting for one of the `-f` send slots, in the order they came.
+    let mut waiting: std::collections::VecDeque<Job> = Default::default();
     let mut last_save = Instant::now();
-    while !stop_flag().load(Ordering::SeqCst) {
+    while !op.stop_requested() {
         let events = node.turn(Duration::from_millis(20))?;
         for n in node.take_notices() {
             log(1, n);
         }
         for e in events {
-            handle_event(node, state, &mut pending, e);
+            handle_event(node, state, &mut pending, e, op);
         }
         while let Ok(job) = jobs.try_recv() {
+            match job {
+                Job::Push { ref reply, .. } if pending.len() + waiting.len() >= parallel => {
+                    // `Lines`, not `Line`: shown even to a front end that asked for JSON.
+                    let _ = reply.send(Reply::Lines(vec![format!(
+                        "waiting: {} push(es) ahead (at most {parallel} at once, -f)",
+                        pending.len() + waiting.len()
+                    )]));
+                    waiting.push_back(job);
+                }
+                job => handle_job(node, state, &mut pending, job, name),
+            }
+        }
+        while pending.len() < parallel {
+            let Some(job) = waiting.pop_front() else {
+                break;
+            };
             handle_job(node, state, &mut pending, job, name);
         }
+        op.tick(node, state, waiting.len());
         // Sessions hear from a push at least every second, so `--timeout` on the front end
         // measures a stuck daemon, not a long pass.
         let sent = node.engine.stats().sent;
@@ -360,8 +476,17 @@ fn event_loop(
                 remember(state, m);
             }
             if let Err(e) = state.save() {
-                log(0, format_args!("cannot save state: {e:#}"));
+                logging::error(format_args!("cannot save state: {e:#}"));
             }
+        }
+    }
+    for job in waiting {
+        if let Job::Push { reply, .. } = job {
+            let _ = reply.send(Reply::Done(Outcome::failed(
+                Exit::Error,
+                "daemon shutting down".into(),
+                0.0,
+            )));
         }
     }
     for (_, p) in pending {
@@ -391,6 +516,7 @@ fn handle_event(
     state: &mut StateDir,
     pending: &mut std::collections::BTreeMap<u32, Pending>,
     e: Event,
+    op: &mut Operator,
 ) {
     match e {
         Event::MemberUp(m) => {
@@ -444,6 +570,8 @@ fn handle_event(
                     1,
                     format_args!("push {:x} done in {secs:.2}s: exit {}", r.xfer, o.exit),
                 );
+                let neediest = r.members.iter().map(|m| m.planned_bytes).max().unwrap_or(0);
+                op.push_done(o.exit, r.payload_bytes, neediest);
                 let _ = p.reply.send(Reply::Done(o));
             }
         }
@@ -457,23 +585,11 @@ fn handle_event(
             if dry_run {
                 return;
             }
-            log(
-                1,
-                format_args!(
-                    "applied push {:016x}/{:x} from {origin}: {} entries, {} bytes, {} deleted \
-                     (commit {:.3}s){}",
-                    key.origin,
-                    key.xfer,
-                    outcome.files,
-                    outcome.bytes,
-                    outcome.deleted,
-                    node.engine.storage().last_commit().as_secs_f64(),
-                    if outcome.errors.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", errors: {}", outcome.errors.join("; "))
-                    }
-                ),
+            op.applied(
+                key,
+                &origin,
+                &outcome,
+                node.engine.storage().last_commit().as_secs_f64(),
             );
             if outcome.errors.is_empty() {
                 let lp = LastPush {
@@ -489,7 +605,7 @@ fn handle_event(
                 };
                 node.engine.set_info(lp.line().into_bytes());
                 if let Err(e) = state.set_last_push(lp) {
-                    log(0, format_args!("cannot record last push: {e:#}"));
+                    logging::error(format_args!("cannot record last push: {e:#}"));
                 }
             }
         }
@@ -678,6 +794,10 @@ struct Session {
     base: PathBuf,
     /// `-s`: this daemon never sends (console pushes are refused).
     no_send: bool,
+    /// `-O`: pushes leave out what this uid does not own.
+    owner_match: Option<u32>,
+    /// The config file's `exclude` rules, applied before each session's own.
+    rules: DaemonRules,
     /// Who may connect, the password, the limits and the counters.
     console: Arc<console_access::Server>,
     jobs: Mutex<Sender<Job>>,
@@ -719,7 +839,8 @@ impl Session {
             Request::Alive => writeln!(w, "alive\nok"),
             Request::Echo(s) => writeln!(w, "{s}\nok"),
             Request::Loglevel(n) => {
-                LOGLEVEL.store(n, Ordering::Relaxed);
+                logging::set_level(n);
+                logging::notice(format_args!("console: log level {n}"));
                 writeln!(w, "ok")
             }
             Request::RuleAdd(r) => {
@@ -809,12 +930,33 @@ impl Session {
             dry_run: c.dry_run || check,
             no_fsync: c.no_fsync,
         };
-        let sel = match node::build_manifest(&self.base, &c.paths, c.recursive, rules, options) {
+        // The config file's rules first, then the session's: both apply.
+        let mut all = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
+        all.extend_from_slice(rules);
+        let mut sel = match node::build_manifest(&self.base, &c.paths, c.recursive, &all, options) {
             Ok(s) => s,
             Err(e) => return writeln!(w, "error: {e:#}"),
         };
         for (p, why) in &sel.skipped {
             writeln!(w, "skipping {}: {why}", escape::text(p))?;
+        }
+        if let Some(uid) = self.owner_match {
+            let (left_out, delete_off) = owner_match::apply(&mut sel.manifest, uid);
+            for p in &left_out {
+                writeln!(
+                    w,
+                    "skipping {}: {}",
+                    escape::text(p),
+                    owner_match::SKIP_REASON
+                )?;
+            }
+            if delete_off {
+                writeln!(
+                    w,
+                    "warning: a name left out (-O) is not UTF-8 and cannot be protected: \
+                     nothing is deleted in this push"
+                )?;
+            }
         }
         let (tx, rx) = mpsc::channel();
         let job = Job::Push {

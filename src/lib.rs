@@ -18,25 +18,35 @@
 //! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
 //!   completions; [`exit`]: the exit-status table; [`escape`]: how names and text from the
 //!   network are printed and logged (rsync's `\#ooo`), below both faces.
+//! - [`config`]: flags, environment and config file resolved into settings (below both
+//!   faces); [`logging`], [`service`] (systemd readiness, watchdog, signals) and [`metrics`]:
+//!   the daemon as a service; [`dropin`]: the `makuosan` and `msync` front doors.
 #![warn(missing_docs)]
 
 pub mod apply;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod console;
 pub mod console_access;
 pub mod daemon;
 pub mod demo;
+pub mod dropin;
 pub mod escape;
 pub mod exit;
 pub mod filter;
+pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod node;
+mod operate;
+pub mod owner_match;
 pub mod peercred;
 pub mod proto;
 pub mod report;
 pub mod seal;
 pub mod secret_file;
+pub mod service;
 pub mod startup;
 pub mod state;
 pub mod tree;

@@ -8,10 +8,26 @@ use std::process::ExitCode;
 
 use makuo::cli::{generate, Cli, Command, ExcludeAction};
 use makuo::client::quote;
+use makuo::config;
+use makuo::dropin::Door;
 use makuo::exit::Exit;
 
 fn main() -> ExitCode {
-    let (cli, matches) = match Cli::parse_with_matches(std::env::args_os()) {
+    // Installed as `makuosan` or `msync`, the binary takes their options.
+    let argv = match makuo::dropin::front_door(std::env::args_os().collect()) {
+        Door::Makuo(argv) => argv,
+        Door::Exit(e) => return e.into(),
+        Door::Script(s) => {
+            return match makuo::dropin::run_script(&s) {
+                Ok(e) => e.into(),
+                Err(e) => {
+                    eprintln!("msync: {e:#}");
+                    Exit::Error.into()
+                }
+            }
+        }
+    };
+    let (cli, matches) = match Cli::parse_with_matches(argv) {
         Ok(parsed) => parsed,
         Err(err) => {
             // --help and --version come back as errors that go to stdout and mean success.
@@ -45,48 +61,61 @@ fn main() -> ExitCode {
                 .subcommand()
                 .map(|(_, m)| m.clone())
                 .unwrap_or_default();
-            let r = match other {
-                Command::Daemon(a) => makuo::daemon::run(&a),
-                Command::Sync(a) => makuo::client::sync(&a, &sub),
-                Command::Check(a) => makuo::client::check(&a, &sub),
-                Command::Members(a) => makuo::client::members(&a, &sub),
-                Command::Status(a) => makuo::client::status(&a),
-                Command::Exclude(a) => {
-                    let words = match &a.action {
-                        ExcludeAction::Add(p) => p
-                            .patterns
-                            .iter()
-                            .map(|p| format!("exclude add {}", quote(p)))
-                            .collect::<Vec<_>>(),
-                        ExcludeAction::Del(p) => p
-                            .patterns
-                            .iter()
-                            .map(|p| format!("exclude del {}", quote(p)))
-                            .collect(),
-                        ExcludeAction::List => vec!["exclude list".into()],
-                        ExcludeAction::Clear => vec!["exclude clear".into()],
-                    };
-                    words.iter().try_fold(Exit::Ok, |acc, w| {
-                        makuo::client::console_words(&a.console, w, &a.output).map(|e| {
-                            if acc == Exit::Ok {
-                                e
-                            } else {
-                                acc
-                            }
+            let r =
+                match other {
+                    Command::Daemon(a) => daemon(a.print_config, &sub),
+                    Command::Sync(mut a) => config::apply_front(&mut a.front, &sub)
+                        .and_then(|_| makuo::client::sync(&a, &sub)),
+                    Command::Check(mut a) => config::apply_front(&mut a.front, &sub)
+                        .and_then(|_| makuo::client::check(&a, &sub)),
+                    Command::Members(mut a) => config::apply_front(&mut a, &sub)
+                        .and_then(|_| makuo::client::members(&a, &sub)),
+                    Command::Status(mut a) => {
+                        config::apply_front(&mut a, &sub).and_then(|_| makuo::client::status(&a))
+                    }
+                    Command::Exclude(mut a) => {
+                        if let Err(e) = config::apply_console(&mut a.console, &sub) {
+                            eprintln!("makuo {name}: {e:#}");
+                            return Exit::Error.into();
+                        }
+                        let words = match &a.action {
+                            ExcludeAction::Add(p) => p
+                                .patterns
+                                .iter()
+                                .map(|p| format!("exclude add {}", quote(p)))
+                                .collect::<Vec<_>>(),
+                            ExcludeAction::Del(p) => p
+                                .patterns
+                                .iter()
+                                .map(|p| format!("exclude del {}", quote(p)))
+                                .collect(),
+                            ExcludeAction::List => vec!["exclude list".into()],
+                            ExcludeAction::Clear => vec!["exclude clear".into()],
+                        };
+                        words.iter().try_fold(Exit::Ok, |acc, w| {
+                            makuo::client::console_words(&a.console, w, &a.output).map(|e| {
+                                if acc == Exit::Ok {
+                                    e
+                                } else {
+                                    acc
+                                }
+                            })
                         })
-                    })
-                }
-                Command::Loglevel(a) => makuo::client::console_words(
-                    &a.console,
-                    &format!("loglevel {}", a.level),
-                    &a.output,
-                ),
-                Command::Keygen(a) => makuo::seal::keygen(&a.file.to_string_lossy())
-                    .map(|_| Exit::Ok)
-                    .map_err(|e| anyhow::anyhow!("{e}")),
-                Command::Demo(a) => makuo::demo::run(&a),
-                Command::Generate(_) => unreachable!(),
-            };
+                    }
+                    Command::Loglevel(mut a) => config::apply_console(&mut a.console, &sub)
+                        .and_then(|_| {
+                            makuo::client::console_words(
+                                &a.console,
+                                &format!("loglevel {}", a.level),
+                                &a.output,
+                            )
+                        }),
+                    Command::Keygen(a) => makuo::seal::keygen(&a.file.to_string_lossy())
+                        .map(|_| Exit::Ok)
+                        .map_err(|e| anyhow::anyhow!("{e}")),
+                    Command::Demo(a) => makuo::demo::run(&a),
+                    Command::Generate(_) => unreachable!(),
+                };
             match r {
                 Ok(e) => e.into(),
                 Err(e) => {
@@ -99,6 +128,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `makuo daemon`: flags, environment and config file resolved, then printed
+/// (`--print-config`) or run.
+fn daemon(print: bool, sub: &clap::ArgMatches) -> anyhow::Result<Exit> {
+    let resolved = config::resolve_daemon(sub)?;
+    if print {
+        print!("{}", resolved.render());
+        return Ok(Exit::Ok);
+    }
+    makuo::daemon::run(resolved)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

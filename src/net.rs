@@ -73,6 +73,8 @@ pub struct NetConfig {
     pub sndbuf: usize,
     /// `IP_MULTICAST_LOOP`: deliver group datagrams to other members on this host too.
     pub loopback: bool,
+    /// Port of the unicast (reply) socket; 0 picks an ephemeral one.
+    pub reply_port: u16,
 }
 
 impl NetConfig {
@@ -87,6 +89,7 @@ impl NetConfig {
             rcvbuf: 32 << 20,
             sndbuf: 8 << 20,
             loopback: true,
+            reply_port: 0,
         }
     }
 }
@@ -330,7 +333,7 @@ impl Net {
         set_buffer(&group, libc::SO_RCVBUFFORCE, cfg.rcvbuf, true);
 
         let uni = new_sock().map_err(|e| ctx("unicast socket", e))?;
-        let bind = SocketAddrV4::new(cfg.interface, 0);
+        let bind = SocketAddrV4::new(cfg.interface, cfg.reply_port);
         uni.bind(&bind.into())
             .map_err(|e| ctx(format!("bind {bind}"), e))?;
         uni.set_multicast_if_v4(&cfg.interface)

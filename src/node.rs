@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub interface: Ipv4Addr,
     /// Address the group socket binds (default: the group).
     pub listen: Option<Ipv4Addr>,
+    /// Port of the reply socket (0: ephemeral).
+    pub reply_port: u16,
     /// Socket buffer sizes (0: default).
     pub rcvbuf: usize,
     /// Socket buffer sizes (0: default).
@@ -106,6 +108,7 @@ impl Node {
     pub fn new(mut cfg: NodeConfig) -> Result<Self> {
         let mut nc = NetConfig::new(cfg.group, cfg.port, cfg.interface);
         nc.listen = cfg.listen;
+        nc.reply_port = cfg.reply_port;
         if cfg.rcvbuf > 0 {
             nc.rcvbuf = cfg.rcvbuf;
         }

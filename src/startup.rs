@@ -299,6 +299,32 @@ pub fn become_identity(id: &Identity) -> Result<()> {
     Ok(())
 }
 
+/// A key's fingerprint for logs: 16 hex digits of a Poly1305 tag computed with the key under
+/// a nonce no datagram uses, over the associated data `"makuo key fingerprint"`. One-way:
+/// it tells operators whether two members hold the same key without revealing the key.
+pub fn key_fingerprint(key: &crate::seal::Key) -> String {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    let hex = key.to_hex();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect();
+    let Ok(cipher) = XChaCha20Poly1305::new_from_slice(&bytes) else {
+        return "?".into();
+    };
+    let mut nonce = [0u8; 24];
+    nonce[16..].copy_from_slice(b"MKfprnt1");
+    match cipher.encrypt_in_place_detached(
+        XNonce::from_slice(&nonce),
+        b"makuo key fingerprint",
+        &mut [],
+    ) {
+        Ok(tag) => tag[..8].iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => "?".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +406,17 @@ mod tests {
         );
         assert!(resolve_identity(Some("no-such-user-makuo"), None, None).is_err());
         assert!(resolve_identity(None, None, Some("no-such-group-makuo")).is_err());
+    }
+
+    #[test]
+    fn key_fingerprints_tell_keys_apart_and_hide_them() {
+        let a = crate::seal::Key::from_bytes([7; 32]);
+        let b = crate::seal::Key::from_bytes([8; 32]);
+        let fa = key_fingerprint(&a);
+        assert_eq!(fa.len(), 16);
+        assert_eq!(fa, key_fingerprint(&a.clone()));
+        assert_ne!(fa, key_fingerprint(&b));
+        assert!(!a.to_hex().contains(&fa));
     }
 
     #[test]

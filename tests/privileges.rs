@@ -211,7 +211,7 @@ fn owners_and_set_id_bits_land_only_with_owner_preservation_and_never_on_the_bas
     }
     let mut c = Cluster::new();
     c.add("plain", &["--no-fsync"]);
-    c.add("keeps", &["--no-fsync", "-O"]);
+    c.add("keeps", &["--no-fsync", "--preserve-owner"]);
     let src = c.src.clone();
     // A crafted tree: a setuid-root program, a setgid+sticky directory, a file of another
     // user, and a wide-open top directory.
@@ -286,7 +286,7 @@ fn a_member_name_with_a_newline_is_escaped_in_members_and_in_logs() {
     assert!(log.contains("member up: evil\\#012forged"), "{log}");
     for text in [log, d.log_text()] {
         assert!(
-            text.lines().all(|l| l.starts_with("makuo[")),
+            text.lines().all(is_log_line),
             "a line not written by the daemon: {text}"
         );
     }

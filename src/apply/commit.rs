@@ -80,13 +80,19 @@ impl FsStorage {
                 continue;
             }
             match self.apply_entry(key, i, e, f, m, protect, &mut st) {
-                Ok(()) => st.out.files += 1,
+                Ok(()) => {
+                    st.out.files += 1;
+                    st.out.written.push(e.path.clone());
+                }
                 Err(err) => st.out.errors.push(format!("{}: {err}", show(&e.path))),
             }
         }
         for p in req.deletions {
             match self.delete_one(p, protect, &mut st) {
-                Ok(true) => st.out.deleted += 1,
+                Ok(true) => {
+                    st.out.deleted += 1;
+                    st.out.removed.push(p.clone());
+                }
                 Ok(false) => {}
                 Err(err) => st.out.errors.push(format!("{}: delete: {err}", show(p))),
             }

@@ -471,6 +471,13 @@ impl<S: Storage> Engine<S> {
         &mut self.storage
     }
 
+    /// Changes how long a silent member stays in the table and how long a push waits for a
+    /// silent target (a daemon's SIGHUP reload). Takes effect at the next deadline computed.
+    pub fn set_member_times(&mut self, expiry: Duration, timeout: Duration) {
+        self.cfg.member_expiry = expiry;
+        self.cfg.member_timeout = timeout;
+    }
+
     /// Sets the opaque status published in heartbeats (at most 512 bytes are sent).
     pub fn set_info(&mut self, info: Vec<u8>) {
         self.info = info;

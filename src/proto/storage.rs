@@ -58,6 +58,10 @@ pub struct CommitOutcome {
     pub deleted: u32,
     /// Failures, one line each (path and reason). Empty means success.
     pub errors: Vec<String>,
+    /// Paths written (created or updated), for the daemon's per-path log lines.
+    pub written: Vec<Vec<u8>>,
+    /// Paths deleted.
+    pub removed: Vec<Vec<u8>>,
 }
 
 /// File access for the engine. See the module doc for the calling contract.

@@ -118,6 +118,22 @@ pub fn root_or_skip(test: &str, needs: &str) -> bool {
     false
 }
 
+/// Whether `l` is a line the daemon logged: an RFC 3339 time in UTC, then `makuo[PID]: `.
+pub fn is_log_line(l: &str) -> bool {
+    let b = l.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    b.len() > 25
+        && digits(0..4)
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && l[24..].starts_with(" makuo[")
+        && l[24..].contains("]: ")
+}
+
 /// uid and gid of `nobody` / `nogroup`.
 pub const NOBODY: u32 = 65534;
 
@@ -181,6 +197,26 @@ impl Drop for TempGroup {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// One HTTP GET of `path` from `addr` (HTTP/1.0-style: the answer ends when the server
+/// closes); the whole answer, head and body. Bounded by [`RUN_LIMIT`].
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(RUN_LIMIT))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,6 +855,10 @@ pub struct Daemon {
     pub sender: bool,
     /// A command the daemon runs under (e.g. `faketime -f +120s`); empty: none.
     pub wrap: Vec<String>,
+    /// Started as `PROGRAM ARGS` instead of `makuo daemon ARGS` (e.g. a `makuosan` symlink).
+    pub program: Option<PathBuf>,
+    /// Extra environment variables of the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -844,7 +884,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut c = self.command(&["daemon"]);
+        let mut c = match &self.program {
+            Some(p) => Command::new(p),
+            None => self.command(&["daemon"]),
+        };
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c.args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -894,9 +938,10 @@ impl Daemon {
         self.args.get(i + 1).map(String::as_str)
     }
 
-    /// The address the TCP console listens on (`--console-addr`, default 127.0.0.1).
+    /// The address the TCP console listens on (`--console-addr` or `-l`, default 127.0.0.1).
     pub fn console_host(&self) -> String {
         self.arg_after("--console-addr")
+            .or_else(|| self.arg_after("-l"))
             .unwrap_or("127.0.0.1")
             .to_string()
     }
@@ -1181,6 +1226,50 @@ impl Cluster {
             child: None,
             sender: false,
             wrap: Vec::new(),
+            program: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// A daemon configured by a file alone: `NAME.conf` holds its base (`NAME/base`, created),
+    /// state dir, name, console port, the cluster's group, port, interface and key, `-n`, log
+    /// level 2, [`FAST`] timings, and then `more` (TOML lines); its arguments are `--config
+    /// FILE` and `args`. Not started.
+    pub fn daemon_from_config(&self, name: &str, more: &str, args: &[&str]) -> Daemon {
+        let base = self.path(&format!("{name}/base"));
+        fs::create_dir_all(&base).unwrap();
+        let state = self.path(&format!("{name}/state"));
+        let console = free_tcp_port();
+        let key = match &self.key {
+            Some(k) => format!("key = [{:?}]", k.to_string_lossy()),
+            None => "insecure = true".into(),
+        };
+        let text = format!(
+            "base = {:?}\nstate_dir = {:?}\nname = {name:?}\nconsole_port = {console}\n\
+             group = {:?}\nport = {}\ninterface = \"127.0.0.1\"\n{key}\nforeground = true\n\
+             loglevel = 2\nheartbeat = 200\nmember_timeout = 1500\n{more}\n",
+            base.to_string_lossy(),
+            state.to_string_lossy(),
+            self.group,
+            self.port,
+        );
+        let conf = self.path(&format!("{name}.conf"));
+        fs::write(&conf, text).unwrap();
+        let mut a = vec!["--config".to_string(), conf.to_string_lossy().into_owned()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        Daemon {
+            name: name.to_string(),
+            base,
+            state,
+            console,
+            log: self.path(&format!("{name}.log")),
+            netns: None,
+            args: a,
+            child: None,
+            sender: false,
+            wrap: Vec::new(),
+            program: None,
+            env: Vec::new(),
         }
     }
 
