@@ -428,9 +428,6 @@ impl Manifest {
     /// Refuses a hard link whose target is not the path of an earlier regular file of this
     /// manifest (whose own entry was checked like every other).
     fn check_hard_links(&self) -> Result<(), WireError> {
-        if !self.entries.iter().any(|e| e.kind == EntryKind::HardLink) {
-            return Ok(());
-        }
         let leaders = self.hard_link_leaders();
         for (i, e) in self.entries.iter().enumerate() {
             if e.kind == EntryKind::HardLink && !leaders.contains_key(&(i as u32)) {
@@ -443,8 +440,11 @@ impl Manifest {
     /// For every hard link entry whose target is an earlier regular file of this manifest,
     /// that file's index (keyed by the hard link's index).
     pub fn hard_link_leaders(&self) -> HashMap<u32, u32> {
-        let mut files: HashMap<&[u8], u32> = HashMap::new();
         let mut out = HashMap::new();
+        if !self.entries.iter().any(|e| e.kind == EntryKind::HardLink) {
+            return out;
+        }
+        let mut files: HashMap<&[u8], u32> = HashMap::new();
         for (i, e) in self.entries.iter().enumerate() {
             match e.kind {
                 EntryKind::File => {
@@ -968,10 +968,11 @@ mod tests {
         let base = sample().encode();
         for tail in [
             &[9u8, 1, 0][..],
-            &[3, 1, 0, 1, 1, 0],
-            &[1, 1, 0, 1, 1, 0],
-            &[1, 5, 1, 9, b'c', 1, 3],
-            &[1, 5, 1, 0, b'x', 1, 3],
+            &[4, 1, 0, 2, 1, 0],
+            &[2, 5, 1, 0, b'c', 1, 3, 2, 5, 1, 0, b'c', 1, 3],
+            &[2, 5, 1, 9, b'c', 1, 3],
+            &[2, 5, 1, 0, b'x', 1, 3],
+            &[2, 1, 0],
         ] {
             let mut b = base.clone();
             b.extend_from_slice(tail);

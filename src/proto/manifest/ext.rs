@@ -31,9 +31,11 @@ pub const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 /// The default ACL of a directory (inherited by what is created in it).
 pub const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
 
-const SEC_DEVICES: u8 = 1;
-const SEC_EXTENTS: u8 = 2;
-const SEC_XATTRS: u8 = 3;
+// Tag 1 is kept for the filter table (rules beyond include/exclude) that travels in the
+// same place.
+const SEC_DEVICES: u8 = 2;
+const SEC_EXTENTS: u8 = 3;
+const SEC_XATTRS: u8 = 4;
 
 /// A device node's type and number (entries of kind [`EntryKind::Device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,10 +53,10 @@ pub struct DevNum {
 /// (concatenated, in order); the rest of the file is holes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Extents {
-    spans: Vec<(u64, u64)>,
+    // Boxed slices: every manifest entry has room for these.
+    spans: Box<[(u64, u64)]>,
     /// Payload offset of each span's first byte.
-    starts: Vec<u64>,
-    data: u64,
+    starts: Box<[u64]>,
 }
 
 /// Why a list of extents is refused.
@@ -80,9 +82,8 @@ impl Extents {
             end = stop;
         }
         Ok(Self {
-            spans,
-            starts,
-            data,
+            spans: spans.into(),
+            starts: starts.into(),
         })
     }
 
@@ -93,13 +94,16 @@ impl Extents {
 
     /// Bytes of data (what travels in the payload).
     pub fn data_len(&self) -> u64 {
-        self.data
+        match (self.starts.last(), self.spans.last()) {
+            (Some(s), Some(&(_, n))) => s + n,
+            _ => 0,
+        }
     }
 
     /// The file ranges `(file offset, length)` holding payload bytes `[off, off + len)` of
     /// this file, in order (their lengths add up to what of that range lies in the data).
     pub fn map(&self, off: u64, len: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let end = off.saturating_add(len).min(self.data);
+        let end = off.saturating_add(len).min(self.data_len());
         let off = off.min(end);
         let first = self.starts.partition_point(|&s| s <= off).saturating_sub(1);
         self.spans[first.min(self.spans.len())..]
@@ -244,7 +248,7 @@ pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
                 next = i + 1;
                 b.varint(x.spans.len() as u64);
                 let mut end = 0;
-                for &(at, len) in &x.spans {
+                for &(at, len) in x.spans.iter() {
                     b.varint(at - end);
                     b.varint(len);
                     end = at + len;
