@@ -437,11 +437,16 @@ impl FsStorage {
 }
 
 /// Checks a path from the network and splits it into parent and last component. `.` (the
-/// base itself) is only valid for a directory.
+/// base itself) is only valid for a directory. A makuo temp name (`.NAME.makuo-XXXXXX`) is
+/// never a component: such names are staging's, swept at start and never deleted, so a
+/// pushed one would be mistaken for a leftover.
 fn checked_split(path: &[u8], kind: EntryKind) -> io::Result<(&[u8], &[u8])> {
     check_rel_path(path).map_err(|e| refused(e.to_string()))?;
     if path == b"." && kind != EntryKind::Dir {
         return Err(refused("the base directory itself is not a file".into()));
+    }
+    if path.split(|&b| b == b'/').any(names::is_temp_name) {
+        return Err(refused("a name of the form .NAME.makuo-XXXXXX is makuo's own".into()));
     }
     Ok(split(path))
 }

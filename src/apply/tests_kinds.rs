@@ -376,3 +376,29 @@ fn xattrs_and_acls_match_the_push_before_the_rename() {
     }
     assert_eq!(s.inspect(KEY, &plain).unwrap().flags, [0; 3]);
 }
+
+#[test]
+fn names_of_makuos_temp_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let mut s = storage(base);
+    fs::write(base.join("a"), b"a").unwrap();
+    let m = manifest(vec![
+        Entry::file(b"a", 1, 0o644, 0),
+        Entry::file(b"new/.f.makuo-AAAAAA", 1, 0o644, 0),
+        Entry::file(b".d.makuo-AAAAAA/f", 1, 0o644, 0),
+        link(b".l.makuo-BBBBBB", b"a"),
+    ]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.flags[1..], [change::MISSING; 3]);
+    for i in [1, 2] {
+        assert!(s.write(KEY, i, &m.entries[i as usize], 0, b"x").is_err());
+    }
+    let out = commit(&mut s, &m, &ins.flags, &[]);
+    assert_eq!(out.errors.len(), 3, "{:?}", out.errors);
+    assert!(errors_mention(&out, "makuo's own"));
+    assert!(!base.join("new/.f.makuo-AAAAAA").exists());
+    assert!(!base.join(".d.makuo-AAAAAA").exists());
+    assert!(!base.join(".l.makuo-BBBBBB").exists());
+    assert!(s.refused() >= 3);
+}
