@@ -419,6 +419,8 @@ fn encode(m: &Msg<'_>, node: u64, seq: u64) -> Vec<u8> {
     let mut buf = vec![0u8; 70_000];
     let n = m.encode(&header(node, seq), &mut buf);
     buf.truncate(n);
+    // A transfer's datagrams are all held at once: not 70 kB each.
+    buf.shrink_to_fit();
     buf
 }
 
@@ -2361,7 +2363,7 @@ fn decorate_kinds(rng: &mut Rng, m: &mut Manifest) {
     for i in 0..m.entries.len() {
         let e = &mut m.entries[i];
         if (e.kind == EntryKind::Device && rng.chance(0.9)) || rng.chance(0.05) {
-            e.device = Some(DevNum {
+            e.extra.get_mut().device = Some(DevNum {
                 block: rng.chance(0.5),
                 major: *pick(rng, &[0, 1, 7, 8, u32::MAX]),
                 minor: *pick(rng, &[0, 3, 5, u32::MAX]),
@@ -2379,7 +2381,7 @@ fn decorate_kinds(rng: &mut Rng, m: &mut Manifest) {
                     .collect(),
                 _ => vec![(size.saturating_sub(1), 1)],
             };
-            e.extents = Extents::new(spans, size).ok();
+            e.extra.get_mut().extents = Extents::new(spans, size).ok();
         }
         if rng.chance(0.3) {
             let mut xs: Vec<Xattr> = (0..1 + rng.below(4)).map(|_| hostile_xattr(rng)).collect();
@@ -2387,7 +2389,7 @@ fn decorate_kinds(rng: &mut Rng, m: &mut Manifest) {
                 xs.sort();
                 xs.dedup_by(|a, b| a.name == b.name);
             }
-            e.xattrs = xs;
+            e.extra.get_mut().xattrs = xs;
         }
         if e.kind == EntryKind::HardLink {
             e.target = match rng.below(4) {
@@ -2418,14 +2420,14 @@ fn assert_no_privileged_xattrs(p: &Path) {
 fn check_kinds_invariants(d: &Manifest) {
     use makuo::proto::manifest::ext::{check_xattrs, MAX_EXTENTS};
     for (i, e) in d.entries.iter().enumerate() {
-        assert_eq!(e.kind == EntryKind::Device, e.device.is_some(), "{e:?}");
-        if let Some(x) = &e.extents {
+        assert_eq!(e.kind == EntryKind::Device, e.device().is_some(), "{e:?}");
+        if let Some(x) = e.extents() {
             assert_eq!(e.kind, EntryKind::File);
             assert!(x.spans().len() <= MAX_EXTENTS);
             assert!(x.spans().iter().all(|&(a, n)| n > 0 && a + n <= e.size));
             assert!(x.data_len() <= e.size);
         }
-        assert!(check_xattrs(&e.xattrs, e.kind, d.options.xattrs, d.options.acls).is_ok());
+        assert!(check_xattrs(e.xattrs(), e.kind, d.options.xattrs, d.options.acls).is_ok());
         if e.kind == EntryKind::HardLink {
             assert!(
                 d.entries[..i]
@@ -2455,10 +2457,9 @@ fn fuzz_manifest_kinds() {
             mutate(&mut rng, &mut b, &other, n);
             if let Ok(d) = Manifest::decode(&b) {
                 decoded += 1;
-                if d.entries
-                    .iter()
-                    .any(|e| e.device.is_some() || e.extents.is_some() || !e.xattrs.is_empty())
-                {
+                if d.entries.iter().any(|e| {
+                    e.device().is_some() || e.extents().is_some() || !e.xattrs().is_empty()
+                }) {
                     with_kinds += 1;
                 }
                 check_kinds_invariants(&d);
