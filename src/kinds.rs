@@ -100,7 +100,7 @@ pub fn describe(
 ) -> io::Result<()> {
     if e.kind == EntryKind::Device {
         let rdev = md.rdev();
-        e.device = Some(DevNum {
+        e.extra.get_mut().device = Some(DevNum {
             block: md.file_type().is_block_device(),
             major: rustix::fs::major(rdev),
             minor: rustix::fs::minor(rdev),
@@ -108,10 +108,15 @@ pub fn describe(
     }
     // A file with fewer blocks than its size needs has holes.
     if o.sparse && e.kind == EntryKind::File && md.blocks().saturating_mul(512) < md.len() {
-        e.extents = data_extents(path, md.len())?;
+        if let Some(x) = data_extents(path, md.len())? {
+            e.extra.get_mut().extents = Some(x);
+        }
     }
     if (o.xattrs || o.acls) && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-        e.xattrs = read_xattrs(path, e.kind, o, warn)?;
+        let xattrs = read_xattrs(path, e.kind, o, warn)?;
+        if !xattrs.is_empty() {
+            e.extra.get_mut().xattrs = xattrs;
+        }
     }
     Ok(())
 }
@@ -289,8 +294,7 @@ pub fn group_hard_links(entries: &mut [Entry], inodes: &HashMap<Vec<u8>, (u64, u
                 e.kind = EntryKind::HardLink;
                 e.target = leader.clone();
                 e.size = 0;
-                e.extents = None;
-                e.xattrs = Vec::new();
+                e.extra = Default::default();
                 e.checksum = None;
             }
         }

@@ -80,7 +80,7 @@ impl FsStorage {
         };
         self.pending_bytes -= buf.len();
         let file = self.staged_file(key, idx, e, true)?;
-        match &e.extents {
+        match e.extents() {
             None => file.write_all_at(&buf, 0),
             Some(x) => {
                 // Only the data: the holes between stay unallocated.

@@ -73,7 +73,7 @@ impl FsStorage {
         if e.kind == EntryKind::Symlink && readlink_at(dfd, name).map_or(true, |t| t != e.target) {
             f |= change::LINK;
         }
-        if e.kind == EntryKind::Device && st.dev_num != e.device {
+        if e.kind == EntryKind::Device && st.dev_num != e.device() {
             f |= change::SUM;
         }
         let xattrs = XattrPolicy::of(m, self.owners(m));

@@ -358,7 +358,7 @@ impl Storage for FsStorage {
             return Ok(());
         };
         // A sparse file ends in a hole as often as not: its size is set, not written.
-        if e.extents.is_some() && file.set_len(e.size).is_err() {
+        if e.extents().is_some() && file.set_len(e.size).is_err() {
             return Ok(());
         }
         // Extended attributes and ACLs wait for the commit too: an ACL may grant others
@@ -446,7 +446,9 @@ fn checked_split(path: &[u8], kind: EntryKind) -> io::Result<(&[u8], &[u8])> {
         return Err(refused("the base directory itself is not a file".into()));
     }
     if path.split(|&b| b == b'/').any(names::is_temp_name) {
-        return Err(refused("a name of the form .NAME.makuo-XXXXXX is makuo's own".into()));
+        return Err(refused(
+            "a name of the form .NAME.makuo-XXXXXX is makuo's own".into(),
+        ));
     }
     Ok(split(path))
 }

@@ -158,7 +158,7 @@ fn make_private_node(
         let made = (|| {
             let dev = if e.kind == EntryKind::Device {
                 Some(
-                    e.device
+                    e.device()
                         .ok_or_else(|| io::Error::other("device without a number"))?,
                 )
             } else {

@@ -68,7 +68,7 @@ fn device_nodes_only_with_allow_devices_as_root() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
     let mut dev = node(b"null", EntryKind::Device, 0o666, 1_400_000_000);
-    dev.device = Some(DevNum {
+    dev.extra.get_mut().device = Some(DevNum {
         block: false,
         major: 1,
         minor: 3,
@@ -108,7 +108,7 @@ fn device_nodes_only_with_allow_devices_as_root() {
     assert_eq!(fs::read_dir(base).unwrap().count(), 1);
     // Another number, or a block device of the same number, is a changed value.
     let mut m2 = m.clone();
-    m2.entries[0].device = Some(DevNum {
+    m2.entries[0].extra.get_mut().device = Some(DevNum {
         block: true,
         major: 7,
         minor: 0,
@@ -201,11 +201,12 @@ fn a_sparse_gigabyte_arrives_with_its_holes() {
     let size = 1u64 << 30;
     let at = 512u64 << 20;
     let mut e = Entry::file(b"sparse.img", size, 0o644, 1_600_000_000);
-    e.extents = Some(Extents::new(vec![(at, 4096)], size).unwrap());
+    e.extra.get_mut().extents = Some(Extents::new(vec![(at, 4096)], size).unwrap());
     assert_eq!(e.payload_len(), 4096);
     // A small sparse file too (gathered in memory), with a hole at both ends.
     let mut small = Entry::file(b"small", 48 << 10, 0o644, 1_600_000_000);
-    small.extents = Some(Extents::new(vec![(8192, 100), (20_000, 50)], 48 << 10).unwrap());
+    small.extra.get_mut().extents =
+        Some(Extents::new(vec![(8192, 100), (20_000, 50)], 48 << 10).unwrap());
     let m = manifest(vec![e.clone(), small.clone()]);
     let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8 + 1).collect();
     let sdata: Vec<u8> = (0..150u8).collect();
@@ -251,7 +252,8 @@ fn staged_sparse_data_reads_back_through_the_extents() {
     let mut s = storage(tmp.path());
     let size = 10u64 << 20;
     let mut e = Entry::file(b"f", size, 0o644, 0);
-    e.extents = Some(Extents::new(vec![(1 << 20, 70_000), (5 << 20, 70_000)], size).unwrap());
+    e.extra.get_mut().extents =
+        Some(Extents::new(vec![(1 << 20, 70_000), (5 << 20, 70_000)], size).unwrap());
     let m = manifest(vec![e.clone()]);
     s.inspect(KEY, &m).unwrap();
     let data: Vec<u8> = (0..140_000u32).map(|i| (i % 253) as u8).collect();
@@ -312,9 +314,9 @@ fn xattrs_and_acls_match_the_push_before_the_rename() {
         (0x20, 5, NONE),
     ]);
     let mut d = Entry::dir(b"d", 0o755, 0);
-    d.xattrs = vec![xa(ACL_DEFAULT, &dir_acl), xa(b"user.dir", b"yes")];
+    d.extra.get_mut().xattrs = vec![xa(ACL_DEFAULT, &dir_acl), xa(b"user.dir", b"yes")];
     let mut f = Entry::file(b"d/f", 3, 0o664, 1_600_000_000);
-    f.xattrs = vec![xa(ACL_ACCESS, &file_acl), xa(b"user.mime", b"text/plain")];
+    f.extra.get_mut().xattrs = vec![xa(ACL_ACCESS, &file_acl), xa(b"user.mime", b"text/plain")];
     let mut m = manifest(vec![d, f, Entry::file(b"d/plain", 1, 0o644, 0)]);
     m.options.xattrs = true;
     m.options.acls = true;
@@ -341,7 +343,10 @@ fn xattrs_and_acls_match_the_push_before_the_rename() {
     let mut inherits = m3.clone();
     inherits.options.acls = false;
     for e in &mut inherits.entries {
-        e.xattrs.retain(|x| !x.name.starts_with(b"system."));
+        e.extra
+            .get_mut()
+            .xattrs
+            .retain(|x| !x.name.starts_with(b"system."));
     }
     inherits.entries[3].path = b"d/plain3".to_vec();
     let (_, out) = push(&mut s, &inherits, &[b"", b"", b"", b"y"]);
@@ -364,7 +369,7 @@ fn xattrs_and_acls_match_the_push_before_the_rename() {
     assert_eq!(get(&p, b"user.extra"), None);
     assert_eq!(get(&fp, b"user.mime").as_deref(), Some(&b"text/plain"[..]));
     let mut m2 = m.clone();
-    m2.entries[1].xattrs.remove(0);
+    m2.entries[1].extra.get_mut().xattrs.remove(0);
     assert_eq!(s.inspect(KEY, &m2).unwrap().flags, [0, change::ACL, 0]);
 
     // Without -X/-A a push leaves attributes alone.
@@ -372,7 +377,7 @@ fn xattrs_and_acls_match_the_push_before_the_rename() {
     plain.options.xattrs = false;
     plain.options.acls = false;
     for e in &mut plain.entries {
-        e.xattrs.clear();
+        e.extra = Default::default();
     }
     assert_eq!(s.inspect(KEY, &plain).unwrap().flags, [0; 3]);
 }

@@ -127,7 +127,7 @@ pub(super) fn read_xattrs(fd: impl AsFd, keep: impl Fn(&[u8]) -> bool) -> io::Re
 /// The ACL and XATTR change flags of an open file against entry `e`.
 pub(super) fn xattr_changes(fd: impl AsFd, e: &Entry, p: &XattrPolicy) -> io::Result<Flags> {
     let have = read_xattrs(fd, |n| p.manages(n))?;
-    let want = e.xattrs.iter().filter(|x| p.manages(&x.name));
+    let want = e.xattrs().iter().filter(|x| p.manages(&x.name));
     let mut f = 0;
     for x in want.clone() {
         if !have.iter().any(|h| h == x) {
@@ -169,14 +169,14 @@ pub(super) fn sync_xattrs(fd: impl AsFd, e: &Entry, p: &XattrPolicy) -> io::Resu
             ),
         )
     };
-    for x in e.xattrs.iter().filter(|x| p.manages(&x.name)) {
+    for x in e.xattrs().iter().filter(|x| p.manages(&x.name)) {
         if !have.iter().any(|h| h == x) {
             fsetxattr(fd, x.name.as_slice(), &x.value, XattrFlags::empty())
                 .map_err(|err| named(&x.name, err))?;
         }
     }
     for h in have.iter().filter(|h| p.removable(&h.name)) {
-        if !e.xattrs.iter().any(|x| x.name == h.name) {
+        if !e.xattrs().iter().any(|x| x.name == h.name) {
             match fremovexattr(fd, h.name.as_slice()) {
                 Ok(()) | Err(Errno::NODATA) => {}
                 Err(err) => return Err(named(&h.name, err)),

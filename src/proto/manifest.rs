@@ -81,6 +81,15 @@ pub struct Entry {
     pub target: Vec<u8>,
     /// MD5 of the contents when the push runs in checksum mode (files only).
     pub checksum: Option<[u8; 16]>,
+    /// What the file kinds beyond files, directories and symlinks carry: a device's number,
+    /// a sparse file's extents, attributes (read with [`Entry::device`], [`Entry::extents`],
+    /// [`Entry::xattrs`]).
+    pub extra: Extra,
+}
+
+/// What an entry carries beyond the basics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryExtra {
     /// Type and number of a device node (kind [`EntryKind::Device`] only).
     pub device: Option<DevNum>,
     /// The data extents of a sparse file (`--sparse`): only they travel; `None` means the
@@ -89,6 +98,37 @@ pub struct Entry {
     /// Extended attributes and ACLs (`-X`/`-A`; files and directories), sorted by name.
     pub xattrs: Vec<Xattr>,
 }
+
+/// An [`EntryExtra`] that takes one pointer in an entry without any (most entries): a
+/// receiver holds up to millions of entries. Equal when the contents are.
+#[derive(Clone, Debug, Default)]
+pub struct Extra(Option<Box<EntryExtra>>);
+
+static NO_EXTRA: EntryExtra = EntryExtra {
+    device: None,
+    extents: None,
+    xattrs: Vec::new(),
+};
+
+impl Extra {
+    /// The contents (all empty when there are none).
+    pub fn get(&self) -> &EntryExtra {
+        self.0.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    /// The contents, to change them.
+    pub fn get_mut(&mut self) -> &mut EntryExtra {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Extra {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Extra {}
 
 impl Entry {
     /// A convenience constructor for a regular file (tests and tools).
@@ -125,10 +165,25 @@ impl Entry {
         }
     }
 
+    /// Type and number of a device node.
+    pub fn device(&self) -> Option<DevNum> {
+        self.extra.get().device
+    }
+
+    /// The data extents of a sparse file (`None`: the whole file travels).
+    pub fn extents(&self) -> Option<&Extents> {
+        self.extra.get().extents.as_ref()
+    }
+
+    /// Extended attributes and ACLs, sorted by name.
+    pub fn xattrs(&self) -> &[Xattr] {
+        &self.extra.get().xattrs
+    }
+
     /// Bytes of this entry's contents that travel in the payload: its size, or for a sparse
     /// file the bytes of its data extents; 0 for anything but a regular file.
     pub fn payload_len(&self) -> u64 {
-        match (self.kind, &self.extents) {
+        match (self.kind, self.extents()) {
             (EntryKind::File, Some(x)) => x.data_len(),
             (EntryKind::File, None) => self.size,
             _ => 0,
@@ -139,7 +194,7 @@ impl Entry {
     /// this entry: the same range for a dense file, pieces of its data extents for a sparse
     /// one. Storage maps every payload offset it is given through this.
     pub fn file_ranges(&self, off: u64, len: u64) -> Vec<(u64, u64)> {
-        match &self.extents {
+        match self.extents() {
             Some(x) => x.map(off, len).collect(),
             None if len == 0 => Vec::new(),
             None => vec![(off, len)],
@@ -870,19 +925,20 @@ mod tests {
             kind: EntryKind::Device,
             ..Entry::file(b"htdocs/null", 0, 0o666, 1)
         };
-        dev.device = Some(DevNum {
+        dev.extra.get_mut().device = Some(DevNum {
             block: false,
             major: 1,
             minor: 3,
         });
         let mut sparse = Entry::file(b"htdocs/s.img", 1 << 40, 0o644, 2);
-        sparse.extents = Some(Extents::new(vec![(0, 10), (1 << 30, 4096)], 1 << 40).unwrap());
+        sparse.extra.get_mut().extents =
+            Some(Extents::new(vec![(0, 10), (1 << 30, 4096)], 1 << 40).unwrap());
         let acl = [
             2u32.to_le_bytes().to_vec(),
             vec![1, 0, 6, 0, 255, 255, 255, 255],
         ]
         .concat();
-        m.entries[1].xattrs = vec![
+        m.entries[1].extra.get_mut().xattrs = vec![
             Xattr {
                 name: ext::ACL_ACCESS.to_vec(),
                 value: acl,
@@ -946,18 +1002,24 @@ mod tests {
             m.entries.insert(1, l);
         }));
         // A device without its number; a number on something else.
-        assert!(bad(&|m| m.entries[5].device = None));
-        assert!(bad(&|m| m.entries[6].device = m.entries[5].device));
+        assert!(bad(&|m| m.entries[5].extra.get_mut().device = None));
+        assert!(bad(
+            &|m| m.entries[6].extra.get_mut().device = m.entries[5].device()
+        ));
         // Extents on a non-file; attributes on a symlink or without -X/-A.
-        assert!(bad(&|m| m.entries[0].extents = Some(Extents::default())));
-        assert!(bad(&|m| m.entries[2].xattrs = m.entries[1].xattrs.clone()));
+        assert!(bad(
+            &|m| m.entries[0].extra.get_mut().extents = Some(Extents::default())
+        ));
+        assert!(bad(&|m| m.entries[2].extra = m.entries[1].extra.clone()));
         assert!(bad(&|m| m.options.acls = false));
         assert!(bad(&|m| m.options.xattrs = false));
-        assert!(bad(&|m| m.entries[1].xattrs.reverse()));
+        assert!(bad(&|m| m.entries[1].extra.get_mut().xattrs.reverse()));
         assert!(bad(
-            &|m| m.entries[1].xattrs[1].name = b"system.nfs4_acl".to_vec()
+            &|m| m.entries[1].extra.get_mut().xattrs[1].name = b"system.nfs4_acl".to_vec()
         ));
-        assert!(bad(&|m| m.entries[1].xattrs[0].value.push(0)));
+        assert!(bad(&|m| m.entries[1].extra.get_mut().xattrs[0]
+            .value
+            .push(0)));
         // With -X/-A and no attribute anywhere, the (empty) section is still there.
         let mut m = sample();
         m.options.xattrs = true;
@@ -978,6 +1040,45 @@ mod tests {
             b.extend_from_slice(tail);
             assert!(Manifest::decode(&b).is_err(), "{tail:?} accepted");
         }
+    }
+
+    #[test]
+    fn memory_estimate_counts_the_extras() {
+        let m = every_kind();
+        let with = decoded_memory(&m.encode()).unwrap();
+        let mut plain = m.clone();
+        plain.options.xattrs = false;
+        plain.options.acls = false;
+        for e in &mut plain.entries {
+            e.extra = Extra::default();
+            if e.kind == EntryKind::Device {
+                e.kind = EntryKind::Fifo;
+            }
+        }
+        let without = decoded_memory(&plain.encode()).unwrap();
+        // Two extents (24 bytes each), two attributes with their names and values, three
+        // entries' boxed extras.
+        let attrs: usize = m.entries[1]
+            .xattrs()
+            .iter()
+            .map(|x| x.name.len() + x.value.len())
+            .sum();
+        assert!(
+            with >= without + 2 * 24 + attrs as u64 + 3 * 80,
+            "{with} vs {without}"
+        );
+    }
+
+    #[test]
+    fn extras_cost_an_entry_one_pointer() {
+        // ENTRY_MEMORY (what a receiver accounts per entry) was set for the entry without
+        // extras; they are boxed so that it still holds.
+        assert!(
+            std::mem::size_of::<Entry>() <= 112,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        assert!(std::mem::size_of::<Entry>() as u64 + 64 <= ENTRY_MEMORY);
     }
 
     #[test]

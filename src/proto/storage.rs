@@ -347,7 +347,7 @@ impl Storage for MemStorage {
     fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) -> io::Result<()> {
         let entry = &m.entries[idx as usize];
         // The staged copy ends where the last data does (a sparse file's tail is a hole).
-        let end = entry.extents.as_ref().map_or(entry.size, |x| {
+        let end = entry.extents().map_or(entry.size, |x| {
             x.spans().last().map_or(0, |&(at, len)| at + len)
         });
         let whole = self

@@ -216,10 +216,10 @@ pub fn check_xattrs(
 /// section, so that a member that cannot apply attributes refuses it rather than ignore them.
 pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
     let entries = &m.entries;
-    let devices: Vec<(usize, &DevNum)> = entries
+    let devices: Vec<(usize, DevNum)> = entries
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| e.device.as_ref().map(|d| (i, d)))
+        .filter_map(|(i, e)| e.device().map(|d| (i, d)))
         .collect();
     if !devices.is_empty() {
         section(w, SEC_DEVICES, |b| {
@@ -237,7 +237,7 @@ pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
     let sparse: Vec<(usize, &Extents)> = entries
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| e.extents.as_ref().map(|x| (i, x)))
+        .filter_map(|(i, e)| e.extents().map(|x| (i, x)))
         .collect();
     if !sparse.is_empty() {
         section(w, SEC_EXTENTS, |b| {
@@ -257,7 +257,7 @@ pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
         });
     }
     let attrs: Vec<usize> = (0..entries.len())
-        .filter(|&i| !entries[i].xattrs.is_empty())
+        .filter(|&i| !entries[i].xattrs().is_empty())
         .collect();
     if !attrs.is_empty() || m.options.xattrs || m.options.acls {
         section(w, SEC_XATTRS, |b| {
@@ -266,8 +266,8 @@ pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
             for i in attrs {
                 b.varint((i - next) as u64);
                 next = i + 1;
-                b.varint(entries[i].xattrs.len() as u64);
-                for x in &entries[i].xattrs {
+                b.varint(entries[i].xattrs().len() as u64);
+                for x in entries[i].xattrs() {
                     b.bytes_v(&x.name);
                     b.bytes_v(&x.value);
                 }
@@ -284,9 +284,13 @@ fn section(w: &mut Writer, tag: u8, body: impl FnOnce(&mut Writer)) {
     w.bytes_v(&b);
 }
 
+/// Memory an entry's boxed extras take (`EntryExtra` and its box), counted for every record
+/// of every section, so an entry named in several sections is counted more than once.
+const EXTRA_MEMORY: u64 = 96;
+
 /// Memory that decoding the sections left in `r` takes beyond the entries themselves
-/// (whose own size `ENTRY_MEMORY` counts, device numbers included): per sparse file its
-/// extents, per attribute its name, value and bookkeeping. Walks the records without
+/// (whose own size `ENTRY_MEMORY` counts): per record the entry's extras, per sparse file
+/// its extents, per attribute its name, value and bookkeeping. Walks the records without
 /// building them; errors are those of a malformed section's framing.
 pub(super) fn sections_memory(r: &mut Reader<'_>) -> Result<u64, WireError> {
     let mut total = 0u64;
@@ -294,6 +298,7 @@ pub(super) fn sections_memory(r: &mut Reader<'_>) -> Result<u64, WireError> {
         let tag = r.u8()?;
         let mut b = Reader::new(r.bytes_v(usize::MAX)?);
         let count = b.count(2)?;
+        total += EXTRA_MEMORY * count as u64;
         match tag {
             SEC_EXTENTS => {
                 for _ in 0..count {
@@ -378,7 +383,7 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
                     if e.kind != EntryKind::Device {
                         return Err(WireError::BadValue("device number on this kind"));
                     }
-                    e.device = Some(DevNum {
+                    e.extra.get_mut().device = Some(DevNum {
                         block,
                         major,
                         minor,
@@ -406,7 +411,7 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
                     if e.kind != EntryKind::File {
                         return Err(WireError::BadValue("extents on this kind"));
                     }
-                    e.extents = Some(
+                    e.extra.get_mut().extents = Some(
                         Extents::new(spans, e.size).map_err(|_| WireError::BadValue("extents"))?,
                     );
                 }
@@ -430,7 +435,7 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
                     let (xattrs, acls) = (m.options.xattrs, m.options.acls);
                     let e = &mut m.entries[i];
                     check_xattrs(&list, e.kind, xattrs, acls)?;
-                    e.xattrs = list;
+                    e.extra.get_mut().xattrs = list;
                 }
             }
             _ => return Err(WireError::BadValue("unknown manifest section")),
@@ -439,7 +444,7 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
     }
     if m.entries
         .iter()
-        .any(|e| e.kind == EntryKind::Device && e.device.is_none())
+        .any(|e| e.kind == EntryKind::Device && e.device().is_none())
     {
         return Err(WireError::BadValue("device without a number"));
     }
