@@ -423,9 +423,10 @@ pub struct KindArgs {
 
     /// Keep extended attributes.
     ///
-    /// user.* ones on every member; trusted.* and security.* ones only when the sender and
-    /// the member run as root. At most 128 attributes and 256 KiB per path, 64 KiB per value;
-    /// attributes beyond that are not sent and the path is reported.
+    /// user.* ones on every member; trusted.* and security.* ones only from a sender running
+    /// as root, and only on members that keep owners (--preserve-owner, as root), like
+    /// set-id bits. At most 128 attributes and 256 KiB per path, 64 KiB per value; attributes
+    /// beyond that are not sent and the path is reported.
     #[arg(short = 'X', long, help_heading = "File kinds")]
     pub xattrs: bool,
 

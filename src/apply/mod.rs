@@ -15,8 +15,9 @@
 //! trees without following symlinks and spare filter-protected paths.
 //!
 //! Owners and setuid/setgid/sticky bits from the network are applied only when the daemon
-//! reproduces owners (`-O`, as root, for a push that carries them); otherwise those bits are
-//! stripped. The base directory's own owner and mode are never changed by a push.
+//! reproduces owners (`--preserve-owner`, as root, for a push that carries them); otherwise
+//! those bits are stripped. The base directory's own owner and mode are never changed by a
+//! push.
 //!
 //! FIFOs and sockets are made as nodes under a temp name and renamed into place; device nodes
 //! too, but only on a daemon started with `--allow-devices` that runs as root (otherwise each

@@ -4,12 +4,12 @@
 //! directory opened without following a symlink).
 //!
 //! Policy: `user.*` for any daemon; `trusted.*` and `security.*` only as root, and like
-//! set-id bits only where owners are reproduced (`-O`, for a push that carries owners): a
-//! file capability (`security.capability`) or a security label from the network is as
-//! powerful as a setuid bit. ACLs travel as their `system.posix_acl_access` and
-//! `system.posix_acl_default` attributes with `-A` (numeric ids, as the kernel stores them). Attributes outside that set are left alone, and `security.*`
-//! ones (security labels, file capabilities) are set from the push but never removed: the
-//! system may put its own there.
+//! set-id bits only where owners are reproduced (`--preserve-owner`, for a push that carries
+//! owners): a file capability (`security.capability`) or a security label from the network
+//! is as powerful as a setuid bit. ACLs travel as their `system.posix_acl_access` and
+//! `system.posix_acl_default` attributes with `-A` (numeric ids, as the kernel stores them).
+//! Attributes outside that set are left alone, and `security.*` ones (security labels, file
+//! capabilities) are set from the push but never removed: the system may put its own there.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -31,8 +31,8 @@ pub(super) struct XattrPolicy {
     pub(super) xattrs: bool,
     /// The push carries ACLs (`-A`).
     pub(super) acls: bool,
-    /// This daemon reproduces owners (as root, `-O`, a push carrying owners): `trusted.*`
-    /// and `security.*` too.
+    /// This daemon reproduces owners (as root, `--preserve-owner`, a push carrying owners):
+    /// `trusted.*` and `security.*` too.
     pub(super) privileged: bool,
 }
 

@@ -136,7 +136,7 @@ pub enum XattrClass {
     /// `user.*`: applied by any daemon.
     User,
     /// `trusted.*` or `security.*`: sent by a root sender, applied only by a daemon that
-    /// reproduces owners (as root, `-O`), like set-id bits.
+    /// reproduces owners (as root, `--preserve-owner`), like set-id bits.
     Privileged,
     /// `system.posix_acl_access` / `system.posix_acl_default` (`-A`).
     Acl,
