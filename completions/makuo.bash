@@ -1045,7 +1045,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__sync)
-            opts="-r -t -n -c -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --dry-run --delete --max-delete --checksum --bwlimit --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-r -t -n -c -H -S -D -X -A -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --dry-run --delete --max-delete --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -364,6 +364,10 @@ pub struct SyncArgs {
     #[arg(short = 'c', long)]
     pub checksum: bool,
 
+    /// What to keep of the file kinds beyond files, directories and symlinks.
+    #[command(flatten)]
+    pub kinds: KindArgs,
+
     /// Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units).
     ///
     /// As rsync: a plain number is KiB/s; suffixes K, M, G, T, P (or KiB, MiB, ...) multiply
@@ -389,6 +393,58 @@ pub struct SyncArgs {
     /// Console, direct mode and output.
     #[command(flatten)]
     pub front: FrontArgs,
+}
+
+/// rsync's `-H -S -D -X -A`: hard links, holes, devices and specials, attributes.
+#[derive(Debug, Args)]
+pub struct KindArgs {
+    /// Keep hard links: files linked within the push travel once and arrive linked.
+    #[arg(short = 'H', long, help_heading = "File kinds")]
+    pub hard_links: bool,
+
+    /// Keep holes: only the data of sparse files travels, and they arrive sparse.
+    #[arg(short = 'S', long, help_heading = "File kinds")]
+    pub sparse: bool,
+
+    /// Same as --devices --specials.
+    #[arg(short = 'D', help_heading = "File kinds")]
+    pub devices_specials: bool,
+
+    /// Send block and character device nodes.
+    ///
+    /// Members create them only when started with --allow-devices and running as root;
+    /// elsewhere each is refused with its reason.
+    #[arg(long, help_heading = "File kinds")]
+    pub devices: bool,
+
+    /// Send FIFOs and named sockets.
+    #[arg(long, help_heading = "File kinds")]
+    pub specials: bool,
+
+    /// Keep extended attributes.
+    ///
+    /// user.* ones on every member; trusted.* and security.* ones only from a sender running
+    /// as root, and only on members that keep owners (--preserve-owner, as root), like
+    /// set-id bits. At most 128 attributes and 256 KiB per path, 64 KiB per value; attributes
+    /// beyond that are not sent and the path is reported.
+    #[arg(short = 'X', long, help_heading = "File kinds")]
+    pub xattrs: bool,
+
+    /// Keep POSIX ACLs (access ACLs, and default ACLs of directories; numeric ids).
+    #[arg(short = 'A', long, help_heading = "File kinds")]
+    pub acls: bool,
+}
+
+impl KindArgs {
+    /// These switches in a push's options.
+    pub fn apply(&self, o: &mut crate::proto::manifest::PushOptions) {
+        o.hard_links = self.hard_links;
+        o.sparse = self.sparse;
+        o.devices = self.devices || self.devices_specials;
+        o.specials = self.specials || self.devices_specials;
+        o.xattrs = self.xattrs;
+        o.acls = self.acls;
+    }
 }
 
 /// `makuo check`.

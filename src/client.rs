@@ -218,13 +218,18 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
         recursive: args.select.recursive,
         targets: args.select.targets.clone(),
         rules,
-        options: PushOptions {
-            checksum: args.checksum,
-            owners: rustix::process::geteuid().is_root(),
-            delete: args.delete,
-            delete_only: false,
-            dry_run: args.dry_run,
-            no_fsync: args.no_fsync,
+        options: {
+            let mut o = PushOptions {
+                checksum: args.checksum,
+                owners: rustix::process::geteuid().is_root(),
+                delete: args.delete,
+                delete_only: false,
+                dry_run: args.dry_run,
+                no_fsync: args.no_fsync,
+                ..PushOptions::default()
+            };
+            args.kinds.apply(&mut o);
+            o
         },
         max_delete: args.max_delete,
         check: false,
@@ -258,6 +263,7 @@ pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
             delete_only: false,
             dry_run: true,
             no_fsync: false,
+            ..PushOptions::default()
         },
         max_delete: None,
         check: true,
@@ -347,6 +353,18 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
     }
     if cmd.options.no_fsync {
         line.push_str(" --no-fsync");
+    }
+    for (on, word) in [
+        (cmd.options.hard_links, " -H"),
+        (cmd.options.sparse, " -S"),
+        (cmd.options.devices, " --devices"),
+        (cmd.options.specials, " --specials"),
+        (cmd.options.xattrs, " -X"),
+        (cmd.options.acls, " -A"),
+    ] {
+        if on {
+            line.push_str(word);
+        }
     }
     line.push_str(" --json --");
     for p in &cmd.paths {

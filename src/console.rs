@@ -171,6 +171,18 @@ pub struct SendCmd {
     pub json: bool,
     /// `--no-fsync`: members skip the durability step for this push.
     pub no_fsync: bool,
+    /// `-H`: hard links within the push arrive as hard links.
+    pub hard_links: bool,
+    /// `-S`: sparse files keep their holes.
+    pub sparse: bool,
+    /// `--devices` (or `-D`): send device nodes.
+    pub devices: bool,
+    /// `--specials` (or `-D`): send FIFOs and sockets.
+    pub specials: bool,
+    /// `-X`: extended attributes.
+    pub xattrs: bool,
+    /// `-A`: POSIX ACLs.
+    pub acls: bool,
     /// Paths relative to the base (default `.`).
     pub paths: Vec<String>,
 }
@@ -215,7 +227,8 @@ pub enum Request {
 
 /// The help text (`help`).
 pub const HELP: &[&str] = &[
-    "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--no-fsync] [--json] [PATH...]",
+    "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--no-fsync] [--json]",
+    "     [-H] [-S] [-D] [--devices] [--specials] [-X] [-A] [PATH...]",
     "                      push PATHs (relative to the base; default .) to every member",
     "sync [...]            send, then delete on members what the sender lacks",
     "dsync [...]           only the delete half of sync",
@@ -294,6 +307,13 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
             }
             "--json" => c.json = true,
             "--no-fsync" if !check => c.no_fsync = true,
+            "-H" | "--hard-links" if !check => c.hard_links = true,
+            "-S" | "--sparse" if !check => c.sparse = true,
+            "-D" if !check => (c.devices, c.specials) = (true, true),
+            "--devices" if !check => c.devices = true,
+            "--specials" if !check => c.specials = true,
+            "-X" | "--xattrs" if !check => c.xattrs = true,
+            "-A" | "--acls" if !check => c.acls = true,
             "--" => {
                 c.paths.extend(words[i + 1..].iter().cloned());
                 break;

@@ -929,6 +929,12 @@ impl Session {
             delete_only: c.delete_only,
             dry_run: c.dry_run || check,
             no_fsync: c.no_fsync,
+            xattrs: c.xattrs,
+            acls: c.acls,
+            hard_links: c.hard_links,
+            sparse: c.sparse,
+            devices: c.devices,
+            specials: c.specials,
         };
         // The config file's rules first, then the session's: both apply.
         let mut all = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();

@@ -77,6 +77,7 @@ fn fingerprint(base: &Path) -> Result<Vec<Print>> {
         &WalkOptions {
             recursive: true,
             checksum: true,
+            kinds: crate::kinds::KindOptions::NONE,
         },
         &Filter::default(),
     )?;

@@ -8,7 +8,8 @@
 //! - [`seal`]: cluster keys and the AEAD sealing of every datagram, with replay protection.
 //! - [`apply`]: the receiver's file system side: staging, fsync, rename into place, deletes,
 //!   all confined to the base directory. [`tree`] and [`filter`]: the sender's walk and
-//!   rsync-style include/exclude rules.
+//!   rsync-style include/exclude rules; [`kinds`]: what the walk reads of hard links,
+//!   sparse files, devices, specials and attributes.
 //! - [`node`]: the driver loop that joins the engine to sockets, keys, clock and files.
 //! - [`daemon`] and [`console`]: the long-running member and its telnet-able control port;
 //!   [`state`]: what a daemon remembers across restarts (members, last push); [`startup`]:
@@ -35,6 +36,7 @@ pub mod dropin;
 pub mod escape;
 pub mod exit;
 pub mod filter;
+pub mod kinds;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -373,6 +373,7 @@ pub fn build_manifest(
         &crate::tree::WalkOptions {
             recursive,
             checksum: options.checksum,
+            kinds: crate::kinds::KindOptions::of(&options),
         },
         &filter,
     )?;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Exit;
-use crate::proto::manifest::{itemize, needs_data, Manifest};
+use crate::proto::manifest::{itemize, itemize_suffix, needs_data, Manifest};
 use crate::proto::storage::show;
 use crate::proto::PushReport;
 
@@ -126,6 +126,10 @@ impl Outcome {
                         if e.kind == crate::proto::manifest::EntryKind::Dir {
                             p.push('/');
                         }
+                        if let Some((arrow, to)) = itemize_suffix(e, *f) {
+                            p.push_str(arrow);
+                            p.push_str(&show(to));
+                        }
                         changes.push(format!("{} {}", itemize(e, *f), p));
                     }
                     for d in &mr.deletions {
@@ -137,7 +141,7 @@ impl Outcome {
                         .changes
                         .iter()
                         .filter(|(i, f)| needs_data(m.entries[*i as usize].kind, *f, checksum))
-                        .map(|(i, _)| m.entries[*i as usize].size)
+                        .map(|(i, _)| m.entries[*i as usize].payload_len())
                         .sum();
                     (mr.changes.len() as u64, bytes, mr.would_delete)
                 } else {

@@ -12,11 +12,12 @@
 //! is emitted once.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -24,6 +25,7 @@ use md5::{Digest, Md5};
 use rayon::prelude::*;
 
 use crate::filter::Filter;
+use crate::kinds::{self, KindOptions};
 use crate::proto::manifest::{check_rel_path, Entry, EntryKind, MAX_PATH};
 
 /// What to walk and what to compute.
@@ -34,6 +36,9 @@ pub struct WalkOptions {
     pub recursive: bool,
     /// Fill [`Entry::checksum`] with the MD5 of each regular file.
     pub checksum: bool,
+    /// Which kinds beyond files, directories and symlinks to send, and what of them
+    /// (hard links, holes, devices and specials, attributes): see [`kinds`].
+    pub kinds: KindOptions,
 }
 
 /// The result of a walk.
@@ -45,9 +50,12 @@ pub struct Walk {
     pub roots: Vec<Vec<u8>>,
     /// Paths that disappeared between being listed and being read (rsync's exit 24 case).
     pub vanished: u64,
-    /// Paths left out, with the reason: sockets, FIFOs and devices, unreadable directories
-    /// or files, paths too long for a manifest (rsync's exit 23 case).
+    /// Paths left out, with the reason: sockets, FIFOs and devices (unless asked for),
+    /// unreadable directories or files, paths too long for a manifest, and attributes that
+    /// could not be sent (rsync's exit 23 case).
     pub skipped: Vec<(Vec<u8>, String)>,
+    /// Device and inode of every regular file with more than one link (`-H`).
+    inodes: HashMap<Vec<u8>, (u64, u64)>,
 }
 
 /// Walks `paths` (relative to `base`, as given to `send`) and returns their entries.
@@ -82,6 +90,7 @@ pub fn walk(
 
     w.entries.sort_by(|a, b| tree_cmp(&a.path, &b.path));
     w.entries.dedup_by(|a, b| a.path == b.path);
+    kinds::group_hard_links(&mut w.entries, &std::mem::take(&mut w.inodes));
 
     if opts.checksum {
         checksum_all(base, &mut w);
@@ -205,8 +214,13 @@ fn walk_root(
                 continue;
             }
         };
-        match entry_of(ent.path(), rel, &md) {
-            Ok(e) => w.entries.push(e),
+        match entry_of(ent.path(), rel, &md, &opts.kinds, &mut w.skipped) {
+            Ok(e) => {
+                if opts.kinds.hard_links && e.kind == EntryKind::File && md.nlink() > 1 {
+                    w.inodes.insert(e.path.clone(), (md.dev(), md.ino()));
+                }
+                w.entries.push(e)
+            }
             Err(Skip::Vanished) => w.vanished += 1,
             Err(Skip::Other(rel, why)) => w.skipped.push((rel, why)),
         }
@@ -219,7 +233,13 @@ enum Skip {
     Other(Vec<u8>, String),
 }
 
-fn entry_of(path: &Path, rel: Vec<u8>, md: &Metadata) -> Result<Entry, Skip> {
+fn entry_of(
+    path: &Path,
+    rel: Vec<u8>,
+    md: &Metadata,
+    opts: &KindOptions,
+    warn: &mut Vec<(Vec<u8>, String)>,
+) -> Result<Entry, Skip> {
     let ft = md.file_type();
     let (kind, size, target) = if ft.is_file() {
         (EntryKind::File, md.len(), Vec::new())
@@ -232,18 +252,12 @@ fn entry_of(path: &Path, rel: Vec<u8>, md: &Metadata) -> Result<Entry, Skip> {
             Err(e) => return Err(Skip::Other(rel, format!("cannot read link: {e}"))),
         }
     } else {
-        let what = if ft.is_socket() {
-            "socket"
-        } else if ft.is_fifo() {
-            "FIFO"
-        } else if ft.is_block_device() || ft.is_char_device() {
-            "device"
-        } else {
-            "unknown file type"
-        };
-        return Err(Skip::Other(rel, format!("{what} not transferred")));
+        match kinds::special_kind(md, opts) {
+            Ok(kind) => (kind, 0, Vec::new()),
+            Err(why) => return Err(Skip::Other(rel, why.into())),
+        }
     };
-    Ok(Entry {
+    let mut e = Entry {
         path: rel,
         kind,
         size,
@@ -253,8 +267,16 @@ fn entry_of(path: &Path, rel: Vec<u8>, md: &Metadata) -> Result<Entry, Skip> {
         uid: md.uid(),
         gid: md.gid(),
         target,
-        checksum: None,
-    })
+        ..Entry::default()
+    };
+    let mut notes = Vec::new();
+    match kinds::describe(path, md, &mut e, opts, &mut notes) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Skip::Vanished),
+        Err(err) => return Err(Skip::Other(e.path, format!("cannot read: {err}"))),
+    }
+    warn.extend(notes.into_iter().map(|n| (e.path.clone(), n)));
+    Ok(e)
 }
 
 /// The path of `p` relative to `base`, as bytes.
@@ -345,6 +367,7 @@ mod tests {
     const REC: WalkOptions = WalkOptions {
         recursive: true,
         checksum: false,
+        kinds: KindOptions::NONE,
     };
 
     fn touch(base: &Path, rel: &[u8], contents: &[u8]) {
@@ -554,6 +577,7 @@ mod tests {
         let opts = WalkOptions {
             recursive: true,
             checksum: true,
+            kinds: KindOptions::NONE,
         };
         let w = run(b, &[b"."], &opts, &Filter::default());
         let sum = |p: &[u8]| {

@@ -200,6 +200,7 @@ fn makuo_walk(src: &Path, rules: &[FilterRule]) -> BTreeSet<String> {
     let opts = WalkOptions {
         recursive: true,
         checksum: false,
+        ..WalkOptions::default()
     };
     let w = walk(src, &[b".".to_vec()], &opts, &filter).unwrap();
     assert!(w.skipped.is_empty(), "{:?}", w.skipped);

@@ -13,6 +13,7 @@ use rustix::io::Errno;
 use super::sys::{
     chown_at, fchmod, fchown, fstat, lstat_at, open_at, set_mtime, set_mtime_at, READ_NOFOLLOW,
 };
+use crate::proto::manifest::change::Flags;
 use crate::proto::manifest::{change, Entry, EntryKind};
 
 fn changed_type() -> io::Error {
@@ -29,7 +30,11 @@ pub(super) fn expect_kind(dfd: BorrowedFd<'_>, name: &[u8], kind: EntryKind) -> 
 
 /// Opens existing entry `name` (a file, directory or FIFO, never through a symlink) to change
 /// its attributes, and checks that it is of `kind`.
-fn open_for_attrs(dfd: BorrowedFd<'_>, name: &[u8], kind: EntryKind) -> io::Result<File> {
+pub(super) fn open_for_attrs(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    kind: EntryKind,
+) -> io::Result<File> {
     let fd = match open_at(dfd, name, READ_NOFOLLOW, 0) {
         Ok(fd) => fd,
         // A file its owner may not read (mode 0200, a daemon that is not root): write access
@@ -59,7 +64,7 @@ pub(super) fn set_attrs_at(
     name: &[u8],
     kind: EntryKind,
     e: &Entry,
-    flags: u8,
+    flags: Flags,
     mode: u32,
     owners: bool,
 ) -> io::Result<()> {

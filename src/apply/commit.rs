@@ -1,5 +1,6 @@
 //! The commit: every staged file, directory, link and attribute applied and renamed into place
 //! in one pass, then deletions, directory attributes and durability (fsync or batched syncfs).
+//! Nodes without contents and hard links are made in `special`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -13,10 +14,10 @@ use super::delete::remove_tree;
 use super::dirs::open_dir;
 use super::names::with_temp_name;
 use super::stage::{check_installed, check_name, create_temp_file, reopen_staged, StagedId};
-use super::sys::{
-    fchmod, lstat_at, mkdir_at, mkfifo_at, open_at, rename_at, symlink_at, syncfs, unlink_at,
-};
-use super::{checked_split, refused, FsStorage, Protect, Refused};
+use super::sys::{fchmod, lstat_at, mkdir_at, open_at, rename_at, symlink_at, syncfs, unlink_at};
+use super::xattrs::{sync_xattrs, sync_xattrs_at, XattrPolicy};
+use super::{checked_split, FsStorage, Protect, Refused};
+use crate::proto::manifest::change::Flags;
 use crate::proto::manifest::{change, needs_data, Entry, EntryKind, Manifest};
 use crate::proto::storage::{show, CommitOutcome, CommitRequest, XferKey};
 
@@ -28,6 +29,10 @@ pub(super) struct CommitState {
     pub(super) touched: HashSet<Vec<u8>>,
     /// Indices of directory entries whose mode and times are set in the final pass.
     pub(super) dirs: Vec<usize>,
+    /// Of those, the ones whose extended attributes or ACLs are made to match too.
+    pub(super) xattr_dirs: HashSet<usize>,
+    /// Entries that failed (a hard link to one of them fails too).
+    pub(super) failed: HashSet<usize>,
 }
 
 /// Staged files in one commit from which on durability is batched with syncfs(2).
@@ -70,21 +75,34 @@ impl FsStorage {
                 st.out.errors.push(format!("syncfs: {err}"));
             }
         }
+        let leaders = m.hard_link_leaders();
         for (i, e) in m.entries.iter().enumerate() {
             let f = req.flags.get(i).copied().unwrap_or(0);
-            if f == 0 || req.skip.contains(&(i as u32)) {
+            // A hard link to a file that vanished at the source goes with it.
+            let vanished = |i: usize| req.skip.contains(&(i as u32));
+            if f == 0
+                || vanished(i)
+                || leaders
+                    .get(&(i as u32))
+                    .is_some_and(|&l| vanished(l as usize))
+            {
                 continue;
             }
             if let Some(err) = unwritten.remove(&(i as u32)) {
                 st.out.errors.push(format!("{}: {err}", show(&e.path)));
+                st.failed.insert(i);
                 continue;
             }
-            match self.apply_entry(key, i, e, f, m, protect, &mut st) {
+            let leader = leaders.get(&(i as u32)).map(|&l| l as usize);
+            match self.apply_entry(key, i, e, f, m, protect, leader, &mut st) {
                 Ok(()) => {
                     st.out.files += 1;
                     st.out.written.push(e.path.clone());
                 }
-                Err(err) => st.out.errors.push(format!("{}: {err}", show(&e.path))),
+                Err(err) => {
+                    st.out.errors.push(format!("{}: {err}", show(&e.path)));
+                    st.failed.insert(i);
+                }
             }
         }
         for p in req.deletions {
@@ -127,9 +145,10 @@ impl FsStorage {
         key: XferKey,
         i: usize,
         e: &Entry,
-        f: u8,
+        f: Flags,
         m: &Manifest,
         protect: Protect<'_>,
+        leader: Option<usize>,
         st: &mut CommitState,
     ) -> io::Result<()> {
         if let Some(why) = self.refusals.remove(&(key, i as u32)) {
@@ -143,6 +162,7 @@ impl FsStorage {
             self.refused += 1;
         })?;
         let owners = self.owners(m);
+        let xattrs = XattrPolicy::of(m, self.owners(m));
         match e.kind {
             EntryKind::File if needs_data(e.kind, f, m.options.checksum) => {
                 let dfd = self.open_parent(dir, true)?;
@@ -174,9 +194,14 @@ impl FsStorage {
                 };
                 let (tmp, file, id, ready, final_mode) = staged;
                 let r = if ready {
-                    // Contents and attributes were finished early (`Storage::complete`).
-                    final_mode
-                        .map_or(Ok(()), |mode| fchmod(&file, mode))
+                    // Contents and attributes were finished early (`Storage::complete`);
+                    // extended attributes and ACLs come now, before the final mode.
+                    let xa = if xattrs.active() {
+                        sync_xattrs(&file, e, &xattrs)
+                    } else {
+                        Ok(())
+                    };
+                    xa.and_then(|()| final_mode.map_or(Ok(()), |mode| fchmod(&file, mode)))
                         .and_then(|()| {
                             if self.opts.durable && !self.batch_sync {
                                 file.sync_all()?;
@@ -184,7 +209,7 @@ impl FsStorage {
                             Ok(())
                         })
                 } else {
-                    self.finish_file(&file, e, owners)
+                    self.finish_file(&file, e, owners, &xattrs)
                 };
                 // The name is checked while the file is held open (so its inode is ours),
                 // then renamed, then what landed is checked again.
@@ -197,13 +222,16 @@ impl FsStorage {
                     let _ = unlink_at(dfd, &tmp);
                 }
                 r?;
-                st.out.bytes += e.size;
+                st.out.bytes += e.payload_len();
                 st.touched.insert(dir.to_vec());
             }
             EntryKind::File => {
                 let dfd = self.open_parent(dir, false)?;
                 let mode = self.want_mode(e, owners);
                 set_attrs_at(dfd.as_fd(), name, e.kind, e, f, mode, owners)?;
+                if f & (change::XATTR | change::ACL) != 0 {
+                    sync_xattrs_at(dfd.as_fd(), name, e, &xattrs)?;
+                }
             }
             EntryKind::Dir => {
                 let dfd = self.open_parent(dir, true)?;
@@ -224,6 +252,11 @@ impl FsStorage {
                 }
                 // Owner, mode and times once the contents are in place.
                 st.dirs.push(i);
+                // A new directory may have inherited a default ACL: made to match too.
+                let made = f & (change::MISSING | change::TYPE) != 0;
+                if xattrs.active() && (made || f & (change::XATTR | change::ACL) != 0) {
+                    st.xattr_dirs.insert(i);
+                }
             }
             EntryKind::Symlink => {
                 let dfd = self.open_parent(dir, true)?;
@@ -242,50 +275,34 @@ impl FsStorage {
                     set_attrs_at(dfd, name, e.kind, e, f, 0, owners)?;
                 }
             }
-            EntryKind::Fifo => {
-                if !self.opts.allow_devices {
-                    self.refused += 1;
-                    return Err(refused("special files are not allowed on this node".into()));
-                }
-                let dfd = self.open_parent(dir, true)?;
-                let dfd = dfd.as_fd();
-                let mode = self.want_mode(e, owners);
-                if f & (change::MISSING | change::TYPE) != 0 {
-                    let (tmp, ()) = with_temp_name(name, |t| mkfifo_at(dfd, t, 0o600))?;
-                    let attrs = change::TIME | change::PERM | change::OWNER;
-                    let r = set_attrs_at(dfd, &tmp, e.kind, e, attrs, mode, owners)
-                        .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect));
-                    if r.is_err() {
-                        let _ = unlink_at(dfd, &tmp);
-                    }
-                    r?;
-                    st.touched.insert(dir.to_vec());
-                } else {
-                    set_attrs_at(dfd, name, e.kind, e, f, mode, owners)?;
-                }
-            }
-            EntryKind::Device => {
-                if !self.opts.allow_devices {
-                    self.refused += 1;
-                    return Err(refused("device nodes are not allowed on this node".into()));
-                }
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "device nodes are not supported yet (the manifest carries no device number)",
-                ));
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::Device => {
+                self.apply_node(dir, name, e, f, owners, protect)?;
+                st.touched.insert(dir.to_vec());
             }
             EntryKind::HardLink => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "hard links are not supported yet",
-                ));
+                if let Some(l) = leader.filter(|l| st.failed.contains(l)) {
+                    return Err(io::Error::other(format!(
+                        "not linked: its target {} failed",
+                        show(&m.entries[l].path)
+                    )));
+                }
+                let target = leader.map(|l| &m.entries[l]);
+                self.apply_hard_link(dir, name, e, target, f, protect)?;
+                st.touched.insert(dir.to_vec());
             }
         }
         Ok(())
     }
 
-    /// Size, attributes and durability of a staged file, before its rename.
-    pub(super) fn finish_file(&self, file: &File, e: &Entry, owners: bool) -> io::Result<()> {
+    /// Size, attributes (extended ones too) and durability of a staged file, before its
+    /// rename.
+    pub(super) fn finish_file(
+        &self,
+        file: &File,
+        e: &Entry,
+        owners: bool,
+        xattrs: &XattrPolicy,
+    ) -> io::Result<()> {
         if file.metadata()?.len() > e.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -294,6 +311,9 @@ impl FsStorage {
         }
         file.set_len(e.size)?;
         finish_attrs(file, e, owners, self.want_mode(e, owners))?;
+        if xattrs.active() {
+            sync_xattrs(file, e, xattrs)?;
+        }
         if self.opts.durable && !self.batch_sync {
             // After the attributes so that they are on disk too.
             file.sync_all()?;
@@ -306,6 +326,7 @@ impl FsStorage {
     /// times back.
     pub(super) fn finish_dirs(&mut self, m: &Manifest, st: &mut CommitState) {
         let owners = self.owners(m);
+        let xattrs = XattrPolicy::of(m, self.owners(m));
         let mut todo: HashMap<&[u8], (usize, bool)> = st
             .dirs
             .iter()
@@ -330,9 +351,15 @@ impl FsStorage {
                 change::TIME
             };
             let mode = self.want_mode(e, owners);
+            // The base directory's attributes, like its mode, are the operator's.
+            let sync = st.xattr_dirs.contains(&i) && path != b".";
             let r = checked_split(path, EntryKind::Dir).and_then(|(dir, name)| {
                 let dfd = self.dirs.get(&self.base_fd, dir, None)?;
-                set_attrs_at(dfd.as_fd(), name, EntryKind::Dir, e, attrs, mode, owners)
+                set_attrs_at(dfd.as_fd(), name, EntryKind::Dir, e, attrs, mode, owners)?;
+                if sync {
+                    sync_xattrs_at(dfd.as_fd(), name, e, &xattrs)?;
+                }
+                Ok(())
             });
             if let Err(err) = r {
                 st.out.errors.push(format!("{}: {err}", show(path)));
@@ -361,7 +388,7 @@ pub(super) fn replace(
     tmp: &[u8],
     name: &[u8],
     rel: &[u8],
-    flags: u8,
+    flags: Flags,
     protect: Protect<'_>,
 ) -> io::Result<()> {
     let rename = || rename_at(dfd, tmp, name);

@@ -1,5 +1,7 @@
 //! Receiving data: small files gathered in memory until complete (one write each), bigger
 //! ones written straight to their staged file, with early writeback for durable daemons.
+//! Offsets from the engine are offsets in an entry's payload; for a sparse file they are
+//! mapped onto its data extents, and only those are written: the holes stay holes.
 
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -28,9 +30,9 @@ impl FsStorage {
         data: &[u8],
     ) -> io::Result<()> {
         let k = (key, idx);
-        let at = offset as usize..offset as usize + data.len();
+        let pieces = entry.file_ranges(offset, data.len() as u64);
         if let Some(buf) = self.pending.get_mut(&k) {
-            buf[at].copy_from_slice(data);
+            copy_pieces(buf, &pieces, data);
             return Ok(());
         }
         if entry.size <= GATHER_FILE
@@ -44,13 +46,17 @@ impl FsStorage {
             })?;
             self.open_parent(dir, true)?;
             let mut buf = vec![0; entry.size as usize];
-            buf[at].copy_from_slice(data);
+            copy_pieces(&mut buf, &pieces, data);
             self.pending.insert(k, buf);
             self.pending_bytes += entry.size as usize;
             return Ok(());
         }
         let f = self.staged_file(key, idx, entry, true)?;
-        f.write_all_at(data, offset)?;
+        let mut from = 0;
+        for &(at, len) in &pieces {
+            f.write_all_at(&data[from..from + len as usize], at)?;
+            from += len as usize;
+        }
         if self.opts.durable {
             if let Some(s) = self.staged.get_mut(&k) {
                 s.unsynced += data.len() as u64;
@@ -74,6 +80,26 @@ impl FsStorage {
         };
         self.pending_bytes -= buf.len();
         let file = self.staged_file(key, idx, e, true)?;
-        file.write_all_at(&buf, 0)
+        match e.extents() {
+            None => file.write_all_at(&buf, 0),
+            Some(x) => {
+                // Only the data: the holes between stay unallocated.
+                for &(at, len) in x.spans() {
+                    file.write_all_at(&buf[at as usize..(at + len) as usize], at)?;
+                }
+                file.set_len(e.size)
+            }
+        }
+    }
+}
+
+/// Copies `data` into `buf` at the file ranges `pieces` (which add up to its length and lie
+/// within `buf`: the entry's size bounds both).
+fn copy_pieces(buf: &mut [u8], pieces: &[(u64, u64)], data: &[u8]) {
+    let mut from = 0;
+    for &(at, len) in pieces {
+        let (at, len) = (at as usize, len as usize);
+        buf[at..at + len].copy_from_slice(&data[from..from + len]);
+        from += len;
     }
 }

@@ -1,5 +1,7 @@
 //! Inspection: what differs between a manifest entry and what is on disk (change flags), and
-//! the checksum of a file on disk.
+//! the checksum of a file on disk. A hard link is up to date when its path is the same inode
+//! as its target's and that is up to date; a device node when its type and number match;
+//! with `-X`/`-A`, a file or directory when its managed attributes match too.
 
 use std::fs::File;
 use std::io;
@@ -9,13 +11,15 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use super::dirs::DirCache;
 use super::sys::{lstat_at, open_at, readlink_at, READ_NOFOLLOW};
+use super::xattrs::{xattr_changes, XattrPolicy};
 use super::{checked_split, FsStorage, Protect};
+use crate::proto::manifest::change::Flags;
 use crate::proto::manifest::{change, Entry, EntryKind, Manifest};
 use crate::proto::storage::Inspection;
 
 impl FsStorage {
     /// Change flags of one entry against what is on disk.
-    pub(super) fn compare(&self, e: &Entry, m: &Manifest, dirs: &mut DirCache) -> u8 {
+    pub(super) fn compare(&self, e: &Entry, m: &Manifest, dirs: &mut DirCache) -> Flags {
         let Ok((dir, name)) = checked_split(&e.path, e.kind) else {
             // Reported (and refused) at commit rather than silently called up to date.
             return change::MISSING;
@@ -27,6 +31,14 @@ impl FsStorage {
         let Ok(st) = lstat_at(dfd, name) else {
             return change::MISSING;
         };
+        if e.kind == EntryKind::HardLink {
+            // The rest is settled against its target (`hard_link_flags`).
+            return if st.kind == Some(EntryKind::File) {
+                0
+            } else {
+                change::TYPE
+            };
+        }
         if st.kind != Some(e.kind) {
             return change::TYPE;
         }
@@ -61,7 +73,45 @@ impl FsStorage {
         if e.kind == EntryKind::Symlink && readlink_at(dfd, name).map_or(true, |t| t != e.target) {
             f |= change::LINK;
         }
+        if e.kind == EntryKind::Device && st.dev_num != e.device() {
+            f |= change::SUM;
+        }
+        let xattrs = XattrPolicy::of(m, self.owners(m));
+        if xattrs.active() && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+            // Unreadable attributes count as different: the commit then says why.
+            f |= open_at(dfd, name, READ_NOFOLLOW, 0)
+                .and_then(|fd| xattr_changes(fd, e, &xattrs))
+                .unwrap_or(change::XATTR | change::ACL);
+        }
         f
+    }
+
+    /// Settles the flags of the hard links in `flags`: one whose path is not its target's
+    /// inode needs linking (`LINK`); one that is shares its target's flags (the target's
+    /// changes show on it, and a target replaced by a new file takes it along).
+    fn hard_link_flags(&self, m: &Manifest, flags: &mut [Flags], dirs: &mut DirCache) {
+        let leaders = m.hard_link_leaders();
+        for (i, e) in m.entries.iter().enumerate() {
+            if e.kind != EntryKind::HardLink || flags[i] != 0 {
+                continue;
+            }
+            let Some(&l) = leaders.get(&(i as u32)) else {
+                flags[i] = change::MISSING;
+                continue;
+            };
+            let mut inode = |path: &[u8]| {
+                let (dir, name) = checked_split(path, EntryKind::File).ok()?;
+                let dfd = dirs.get(&self.base_fd, dir, None).ok()?;
+                lstat_at(dfd.as_fd(), name).ok().map(|s| (s.dev, s.ino))
+            };
+            let same =
+                inode(&m.entries[l as usize].path).is_some_and(|t| inode(&e.path) == Some(t));
+            flags[i] = if same {
+                flags[l as usize]
+            } else {
+                change::LINK
+            };
+        }
     }
 
     pub(super) fn inspect_with(&self, m: &Manifest, protect: Protect<'_>) -> Inspection {
@@ -69,7 +119,7 @@ impl FsStorage {
         // A directory found missing: everything under it is missing too (a first push of a
         // big tree would otherwise try to open it once per entry).
         let mut gone: Option<&[u8]> = None;
-        let flags = m
+        let mut flags: Vec<Flags> = m
             .entries
             .iter()
             .map(|e| {
@@ -86,6 +136,9 @@ impl FsStorage {
                 f
             })
             .collect();
+        if m.entries.iter().any(|e| e.kind == EntryKind::HardLink) {
+            self.hard_link_flags(m, &mut flags, &mut dirs);
+        }
         let deletions = if m.options.delete || m.options.delete_only {
             self.list_deletions(m, protect)
         } else {

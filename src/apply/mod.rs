@@ -15,15 +15,23 @@
 //! trees without following symlinks and spare filter-protected paths.
 //!
 //! Owners and setuid/setgid/sticky bits from the network are applied only when the daemon
-//! reproduces owners (`-O`, as root, for a push that carries them); otherwise those bits are
-//! stripped. The base directory's own owner and mode are never changed by a push.
+//! reproduces owners (`--preserve-owner`, as root, for a push that carries them); otherwise
+//! those bits are stripped. The base directory's own owner and mode are never changed by a
+//! push.
+//!
+//! FIFOs and sockets are made as nodes under a temp name and renamed into place; device nodes
+//! too, but only on a daemon started with `--allow-devices` that runs as root (otherwise each
+//! is refused with its reason). A hard link is made to its target's path once that is in
+//! place, under a temp name, and checked to be that file. Sparse files get only their data
+//! written. Extended attributes and ACLs are set through the descriptor before the rename.
 //!
 //! This module writes nothing outside the base directory; it touches no socket, and reads the
 //! clock only to age its directory cache. Its parts: `stage` (temp files of received files and
 //! their identity), `names` (temp names), `gather` (receiving data, small files in memory),
 //! `commit` (applying a transfer and its durability), `delete` (deletion lists and removal),
-//! `inspect` (change flags), `dirs` (confined directory resolution and its cache), `sweep`
-//! (leftovers at start) and `sys` (the `*at` system calls); this file holds [`FsStorage`]
+//! `inspect` (change flags), `dirs` (confined directory resolution and its cache),
+//! `special` (device nodes, FIFOs, sockets, hard links), `xattrs` (extended attributes and
+//! ACLs), `sweep` (leftovers at start) and `sys` (the `*at` system calls); this file holds [`FsStorage`]
 //! itself and its [`Storage`] implementation.
 
 mod attrs;
@@ -33,11 +41,15 @@ mod dirs;
 mod gather;
 mod inspect;
 mod names;
+mod special;
 mod stage;
 mod sweep;
 mod sys;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_kinds;
+mod xattrs;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -69,7 +81,8 @@ pub struct ApplyOptions {
     /// Reproduce owners, groups and set-id bits (only effective when running as root, and
     /// only for pushes that carry owners).
     pub preserve_owner: bool,
-    /// Accept special files (FIFOs; device nodes once the manifest can describe them).
+    /// Create block and character device nodes from a push (effective only as root).
+    /// FIFOs and sockets are always created.
     pub allow_devices: bool,
 }
 
@@ -259,14 +272,20 @@ impl Storage for FsStorage {
         let Some((_, f)) = &self.reader else {
             return Err(io::Error::other("no source open"));
         };
+        // The offset is in the entry's payload: for a sparse file, in its data extents.
         let mut n = 0;
-        while n < buf.len() {
-            match f.read_at(&mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        for (at, len) in entry.file_ranges(offset, buf.len() as u64) {
+            let end = n + len as usize;
+            let mut got = 0;
+            while n + got < end {
+                match f.read_at(&mut buf[n + got..end], at + got as u64) {
+                    Ok(0) => return Ok(n + got),
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
+            n = end;
         }
         Ok(n)
     }
@@ -295,7 +314,7 @@ impl Storage for FsStorage {
         }
         if offset
             .checked_add(data.len() as u64)
-            .is_none_or(|end| end > entry.size)
+            .is_none_or(|end| end > entry.payload_len())
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -339,6 +358,12 @@ impl Storage for FsStorage {
         let Ok(file) = self.staged_file(key, idx, e, false) else {
             return Ok(());
         };
+        // A sparse file ends in a hole as often as not: its size is set, not written.
+        if e.extents().is_some() && file.set_len(e.size).is_err() {
+            return Ok(());
+        }
+        // Extended attributes and ACLs wait for the commit too: an ACL may grant others
+        // write access.
         if finish_attrs(file, e, owners, early).is_err() {
             return Ok(());
         }
@@ -357,16 +382,29 @@ impl Storage for FsStorage {
         offset: u64,
         buf: &mut [u8],
     ) -> io::Result<()> {
+        let short = || io::Error::new(io::ErrorKind::UnexpectedEof, "short staged");
+        let pieces = entry.file_ranges(offset, buf.len() as u64);
+        if pieces.iter().map(|&(_, n)| n).sum::<u64>() != buf.len() as u64 {
+            return Err(short());
+        }
+        let mut to = 0;
         if let Some(b) = self.pending.get(&(key, idx)) {
-            let src = usize::try_from(offset)
-                .ok()
-                .and_then(|o| b.get(o..o.checked_add(buf.len())?))
-                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"))?;
-            buf.copy_from_slice(src);
+            for (at, len) in pieces {
+                let src = usize::try_from(at)
+                    .ok()
+                    .and_then(|o| b.get(o..o.checked_add(len as usize)?))
+                    .ok_or_else(short)?;
+                buf[to..to + src.len()].copy_from_slice(src);
+                to += src.len();
+            }
             return Ok(());
         }
-        self.staged_checked(key, idx, entry)?
-            .read_exact_at(buf, offset)
+        let f = self.staged_checked(key, idx, entry)?;
+        for (at, len) in pieces {
+            f.read_exact_at(&mut buf[to..to + len as usize], at)?;
+            to += len as usize;
+        }
+        Ok(())
     }
 
     fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
@@ -400,11 +438,18 @@ impl FsStorage {
 }
 
 /// Checks a path from the network and splits it into parent and last component. `.` (the
-/// base itself) is only valid for a directory.
+/// base itself) is only valid for a directory. A makuo temp name (`.NAME.makuo-XXXXXX`) is
+/// never a component: such names are staging's, swept at start and never deleted, so a
+/// pushed one would be mistaken for a leftover.
 fn checked_split(path: &[u8], kind: EntryKind) -> io::Result<(&[u8], &[u8])> {
     check_rel_path(path).map_err(|e| refused(e.to_string()))?;
     if path == b"." && kind != EntryKind::Dir {
         return Err(refused("the base directory itself is not a file".into()));
+    }
+    if path.split(|&b| b == b'/').any(names::is_temp_name) {
+        return Err(refused(
+            "a name of the form .NAME.makuo-XXXXXX is makuo's own".into(),
+        ));
     }
     Ok(split(path))
 }

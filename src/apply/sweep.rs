@@ -1,10 +1,11 @@
-//! The start-up sweep: removes makuo temp files left by a crash anywhere under the base.
+//! The start-up sweep: removes makuo temp files left by a crash anywhere under the base, and
+//! the private directories device and socket nodes are made in (`special`), once emptied.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use super::names::is_temp_name;
-use super::sys::{list_dir, lstat_at, open_at, unlink_at, DIR_WALK};
+use super::sys::{list_dir, lstat_at, open_at, rmdir_at, unlink_at, DIR_WALK};
 use crate::proto::manifest::EntryKind;
 
 /// Removes leftover makuo temp files (`.*.makuo-XXXXXX`) anywhere under `base`, without
@@ -25,6 +26,9 @@ fn sweep_dir(fd: BorrowedFd<'_>, n: &mut usize) -> io::Result<()> {
         if st.kind == Some(EntryKind::Dir) {
             if let Ok(sub) = open_at(fd, &name, DIR_WALK, 0) {
                 let _ = sweep_dir(sub.as_fd(), n);
+            }
+            if is_temp_name(&name) && rmdir_at(fd, &name).is_ok() {
+                *n += 1;
             }
         } else if is_temp_name(&name) {
             unlink_at(fd, &name)?;

@@ -1,5 +1,5 @@
-//! Thin wrappers over the `*at` system calls used here (open, mkdir, unlink, rename, stat,
-//! readlink, readdir, times, owners), all relative to a directory descriptor and never following
+//! Thin wrappers over the `*at` system calls used here (open, mkdir, mknod, link, unlink,
+//! rename, stat, readlink, readdir, times, owners), all relative to a directory descriptor and never following
 //! a symlink unless told, on rustix. The one call no safe crate offers (`sync_file_range`) is
 //! here too.
 
@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use crate::proto::manifest::{Entry, EntryKind};
+use crate::proto::manifest::{DevNum, Entry, EntryKind};
 
 /// Flags to open a directory we only walk through or name things in (`O_PATH` needs no read
 /// permission on Linux). Never follows a symlink.
@@ -45,13 +45,24 @@ pub(super) struct Meta {
     pub(super) dev: u64,
     pub(super) ino: u64,
     pub(super) nlink: u64,
+    /// Type and number of a device node.
+    pub(super) dev_num: Option<DevNum>,
 }
 
 impl Meta {
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
     fn of(st: &rfs::Stat) -> Self {
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let ft = FileType::from_raw_mode(st.st_mode as _);
+        let dev_num = matches!(ft, FileType::BlockDevice | FileType::CharacterDevice).then(|| {
+            let rdev = st.st_rdev as rfs::Dev;
+            DevNum {
+                block: ft == FileType::BlockDevice,
+                major: rfs::major(rdev),
+                minor: rfs::minor(rdev),
+            }
+        });
         Self {
-            kind: kind_of(FileType::from_raw_mode(st.st_mode as _)),
+            kind: kind_of(ft),
             perm: st.st_mode as u32 & 0o7777,
             size: st.st_size as u64,
             mtime: st.st_mtime as i64,
@@ -61,6 +72,7 @@ impl Meta {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
             nlink: st.st_nlink as u64,
+            dev_num,
         }
     }
 }
@@ -73,6 +85,7 @@ pub(super) fn kind_of(t: FileType) -> Option<EntryKind> {
         FileType::Symlink => EntryKind::Symlink,
         FileType::CharacterDevice | FileType::BlockDevice => EntryKind::Device,
         FileType::Fifo => EntryKind::Fifo,
+        FileType::Socket => EntryKind::Socket,
         _ => return None,
     })
 }
@@ -141,6 +154,60 @@ pub(super) fn mkfifo_at(dfd: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Resu
         Mode::from_raw_mode(mode),
         0,
     )?)
+}
+
+/// Makes a device node (`dev` given) or a socket node (`None`), mode `mode`.
+pub(super) fn mknod_at(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    dev: Option<DevNum>,
+    mode: u32,
+) -> io::Result<()> {
+    let (t, rdev) = match dev {
+        Some(d) if d.block => (FileType::BlockDevice, rfs::makedev(d.major, d.minor)),
+        Some(d) => (FileType::CharacterDevice, rfs::makedev(d.major, d.minor)),
+        None => (FileType::Socket, 0),
+    };
+    Ok(rfs::mknodat(dfd, name, t, Mode::from_raw_mode(mode), rdev)?)
+}
+
+/// Moves `from` in `from_dir` to `to` in `to_dir`, failing (`AlreadyExists`) rather than
+/// replace anything at `to`.
+pub(super) fn rename_noreplace(
+    from_dir: BorrowedFd<'_>,
+    from: &[u8],
+    to_dir: BorrowedFd<'_>,
+    to: &[u8],
+) -> io::Result<()> {
+    Ok(rfs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        rfs::RenameFlags::NOREPLACE,
+    )?)
+}
+
+/// Changes the permission bits of `name` in `dfd`. It follows a symlink: only for a
+/// directory nobody else can write in (see `special`).
+pub(super) fn chmod_at(dfd: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    Ok(rfs::chmodat(
+        dfd,
+        name,
+        Mode::from_raw_mode(mode),
+        AtFlags::empty(),
+    )?)
+}
+
+/// Makes `to` in `to_dir` another name of `from` in `from_dir`; a symlink at `from` is
+/// linked itself, never followed.
+pub(super) fn link_at(
+    from_dir: BorrowedFd<'_>,
+    from: &[u8],
+    to_dir: BorrowedFd<'_>,
+    to: &[u8],
+) -> io::Result<()> {
+    Ok(rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?)
 }
 
 /// `lstat` relative to `dfd`.

@@ -13,13 +13,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::time::{Duration, SystemTime};
 
-const KEY: XferKey = XferKey { origin: 1, xfer: 7 };
+pub(super) const KEY: XferKey = XferKey { origin: 1, xfer: 7 };
 
-fn storage(base: &Path) -> FsStorage {
+pub(super) fn storage(base: &Path) -> FsStorage {
     FsStorage::new(base.to_path_buf(), ApplyOptions::default()).unwrap()
 }
 
-fn manifest(entries: Vec<Entry>) -> Manifest {
+pub(super) fn manifest(entries: Vec<Entry>) -> Manifest {
     Manifest {
         roots: vec![b".".to_vec()],
         entries,
@@ -35,7 +35,12 @@ fn p(base: &Path, rel: &[u8]) -> PathBuf {
     base.join(OsStr::from_bytes(rel))
 }
 
-fn commit(s: &mut FsStorage, m: &Manifest, flags: &[u8], deletions: &[Vec<u8>]) -> CommitOutcome {
+pub(super) fn commit(
+    s: &mut FsStorage,
+    m: &Manifest,
+    flags: &[change::Flags],
+    deletions: &[Vec<u8>],
+) -> CommitOutcome {
     let req = CommitRequest {
         manifest: m,
         flags,
@@ -49,10 +54,10 @@ fn commit(s: &mut FsStorage, m: &Manifest, flags: &[u8], deletions: &[Vec<u8>]) 
 /// Every other file is reported complete before the commit (as the engine does), so
 /// both ways to the commit are covered.
 #[track_caller]
-fn push(s: &mut FsStorage, m: &Manifest, data: &[&[u8]]) -> (Inspection, CommitOutcome) {
+pub(super) fn push(s: &mut FsStorage, m: &Manifest, data: &[&[u8]]) -> (Inspection, CommitOutcome) {
     let ins = s.inspect(KEY, m).unwrap();
     for (i, e) in m.entries.iter().enumerate() {
-        if needs_data(e.kind, ins.flags[i], m.options.checksum) && e.size > 0 {
+        if needs_data(e.kind, ins.flags[i], m.options.checksum) && e.payload_len() > 0 {
             let d = data[i];
             let half = d.len() / 2;
             s.write(KEY, i as u32, e, half as u64, &d[half..]).unwrap();
@@ -894,36 +899,6 @@ fn type_changes_replace_durably() {
     assert_eq!(out.errors.len(), 1);
     assert!(base.join("x").is_dir());
     assert!(temps(base).is_empty());
-}
-
-#[test]
-fn special_files_are_refused_unless_allowed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path();
-    let mut s = storage(base);
-    let mut fifo = Entry::dir(b"fifo", 0o644, 0);
-    fifo.kind = EntryKind::Fifo;
-    let mut dev = fifo.clone();
-    dev.path = b"dev".to_vec();
-    dev.kind = EntryKind::Device;
-    let mut hard = fifo.clone();
-    hard.path = b"hard".to_vec();
-    hard.kind = EntryKind::HardLink;
-    let m = manifest(vec![fifo, dev, hard]);
-    let out = commit(&mut s, &m, &[change::MISSING; 3], &[]);
-    assert_eq!(out.files, 0);
-    assert_eq!(out.errors.len(), 3);
-    assert_eq!(s.refused(), 2);
-    assert_eq!(fs::read_dir(base).unwrap().count(), 0);
-
-    let opts = ApplyOptions {
-        allow_devices: true,
-        ..Default::default()
-    };
-    let mut s = FsStorage::new(base.to_path_buf(), opts).unwrap();
-    let out = commit(&mut s, &m, &[change::MISSING, 0, 0], &[]);
-    assert_eq!(out.errors, Vec::<String>::new());
-    assert_eq!(s.inspect(KEY, &m).unwrap().flags[0], 0);
 }
 
 #[test]

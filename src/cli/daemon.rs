@@ -254,7 +254,10 @@ pub struct DaemonArgs {
           help_heading = "Transfer")]
     pub member_expiry: Option<u64>,
 
-    /// Accept block and character device nodes (needs root).
+    /// Create the block and character device nodes pushes carry (needs root).
+    ///
+    /// Without it, or when not running as root, each device node of a push is refused with
+    /// its reason in the result. FIFOs and sockets are always created.
     #[arg(long, help_heading = "Transfer")]
     pub allow_devices: bool,
 

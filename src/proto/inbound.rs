@@ -65,7 +65,7 @@ impl<S: Storage> Engine<S> {
         let m = Manifest::decode(bytes).map_err(malformed)?;
         // The payload must be addressable (block indices are 24 bits), as the sender checks
         // too; a larger one would overflow the layout and block counts.
-        if m.total_bytes().div_ceil(block) > u64::from(wire::MAX_BLOCK_INDEX) {
+        if m.payload_bytes().div_ceil(block) > u64::from(wire::MAX_BLOCK_INDEX) {
             return Err("payload too large for one transfer".into());
         }
         Ok((m, memory))

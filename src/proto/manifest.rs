@@ -8,25 +8,37 @@
 //! than the input implies.
 //!
 //! This module also holds the *change flags* a receiver reports per entry, and the payload
-//! layout (which entries' contents are concatenated into the data stream).
+//! layout (which entries' contents are concatenated into the data stream). What the file
+//! kinds beyond files, directories and symlinks carry (device numbers, sparse extents,
+//! extended attributes and ACLs) is in [`ext`].
+
+pub mod ext;
+
+use std::collections::HashMap;
 
 use super::wire::{Reader, WireError, Writer};
+pub use ext::{DevNum, Extents, Xattr};
 
 /// The kind of a manifest entry. Values are wire constants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum EntryKind {
     /// A regular file; its contents travel in the payload stream.
+    #[default]
     File = 1,
     /// A directory.
     Dir = 2,
     /// A symbolic link; `target` holds the link text. Never followed.
     Symlink = 3,
-    /// Reserved: a hard link to an earlier entry (not produced yet).
+    /// Another name of a regular file of the same push (`-H`): `target` is the path of that
+    /// file's entry, which comes earlier in the manifest; no contents travel for it.
     HardLink = 4,
-    /// Reserved: a device node (not produced yet; receivers refuse unless allowed).
+    /// A block or character device node (`-D`); its type and number are in `device`.
+    /// Receivers create it only when allowed (`--allow-devices`, as root).
     Device = 5,
-    /// Reserved: a FIFO (not produced yet).
+    /// A FIFO (named pipe, `-D`).
     Fifo = 6,
+    /// A named socket (`-D`): the node only, as rsync's `--specials` makes it.
+    Socket = 7,
 }
 
 impl EntryKind {
@@ -38,13 +50,14 @@ impl EntryKind {
             4 => Self::HardLink,
             5 => Self::Device,
             6 => Self::Fifo,
+            7 => Self::Socket,
             _ => return Err(WireError::BadValue("entry kind")),
         })
     }
 }
 
 /// One path of a push, with the attributes receivers reproduce.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
     /// Path relative to the base directory, as raw bytes (non-UTF-8 allowed), `/`-separated,
     /// no leading `/`, no `.` or `..` components, no NUL. Checked by [`check_rel_path`].
@@ -63,11 +76,59 @@ pub struct Entry {
     pub uid: u32,
     /// Group (32-bit, never truncated).
     pub gid: u32,
-    /// Link text for symlinks; empty otherwise.
+    /// Link text for symlinks, the path of the linked file's entry for hard links; empty
+    /// otherwise.
     pub target: Vec<u8>,
     /// MD5 of the contents when the push runs in checksum mode (files only).
     pub checksum: Option<[u8; 16]>,
+    /// What the file kinds beyond files, directories and symlinks carry: a device's number,
+    /// a sparse file's extents, attributes (read with [`Entry::device`], [`Entry::extents`],
+    /// [`Entry::xattrs`]).
+    pub extra: Extra,
 }
+
+/// What an entry carries beyond the basics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryExtra {
+    /// Type and number of a device node (kind [`EntryKind::Device`] only).
+    pub device: Option<DevNum>,
+    /// The data extents of a sparse file (`--sparse`): only they travel; `None` means the
+    /// whole file does.
+    pub extents: Option<Extents>,
+    /// Extended attributes and ACLs (`-X`/`-A`; files and directories), sorted by name.
+    pub xattrs: Vec<Xattr>,
+}
+
+/// An [`EntryExtra`] that takes one pointer in an entry without any (most entries): a
+/// receiver holds up to millions of entries. Equal when the contents are.
+#[derive(Clone, Debug, Default)]
+pub struct Extra(Option<Box<EntryExtra>>);
+
+static NO_EXTRA: EntryExtra = EntryExtra {
+    device: None,
+    extents: None,
+    xattrs: Vec::new(),
+};
+
+impl Extra {
+    /// The contents (all empty when there are none).
+    pub fn get(&self) -> &EntryExtra {
+        self.0.as_deref().unwrap_or(&NO_EXTRA)
+    }
+
+    /// The contents, to change them.
+    pub fn get_mut(&mut self) -> &mut EntryExtra {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Extra {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Extra {}
 
 impl Entry {
     /// A convenience constructor for a regular file (tests and tools).
@@ -81,8 +142,7 @@ impl Entry {
             mtime_nsec: 0,
             uid: 0,
             gid: 0,
-            target: Vec::new(),
-            checksum: None,
+            ..Self::default()
         }
     }
 
@@ -102,6 +162,42 @@ impl Entry {
             size: 0,
             target: target.to_vec(),
             ..Self::file(path, 0, 0o777, mtime)
+        }
+    }
+
+    /// Type and number of a device node.
+    pub fn device(&self) -> Option<DevNum> {
+        self.extra.get().device
+    }
+
+    /// The data extents of a sparse file (`None`: the whole file travels).
+    pub fn extents(&self) -> Option<&Extents> {
+        self.extra.get().extents.as_ref()
+    }
+
+    /// Extended attributes and ACLs, sorted by name.
+    pub fn xattrs(&self) -> &[Xattr] {
+        &self.extra.get().xattrs
+    }
+
+    /// Bytes of this entry's contents that travel in the payload: its size, or for a sparse
+    /// file the bytes of its data extents; 0 for anything but a regular file.
+    pub fn payload_len(&self) -> u64 {
+        match (self.kind, self.extents()) {
+            (EntryKind::File, Some(x)) => x.data_len(),
+            (EntryKind::File, None) => self.size,
+            _ => 0,
+        }
+    }
+
+    /// The file ranges `(file offset, length)` that hold payload bytes `[off, off + len)` of
+    /// this entry: the same range for a dense file, pieces of its data extents for a sparse
+    /// one. Storage maps every payload offset it is given through this.
+    pub fn file_ranges(&self, off: u64, len: u64) -> Vec<(u64, u64)> {
+        match self.extents() {
+            Some(x) => x.map(off, len).collect(),
+            None if len == 0 => Vec::new(),
+            None => vec![(off, len)],
         }
     }
 }
@@ -177,6 +273,19 @@ pub struct PushOptions {
     pub dry_run: bool,
     /// Receivers skip the durability step (fsync before rename) for this push.
     pub no_fsync: bool,
+    /// Extended attributes travel and receivers make theirs match (`-X`): `user.*`, and
+    /// `trusted.*`/`security.*` where both sides run as root.
+    pub xattrs: bool,
+    /// POSIX ACLs travel and receivers make theirs match (`-A`).
+    pub acls: bool,
+    /// Sender only, not on the wire: files linked within the push travel once (`-H`).
+    pub hard_links: bool,
+    /// Sender only, not on the wire: holes of sparse files do not travel (`-S`).
+    pub sparse: bool,
+    /// Sender only, not on the wire: device nodes are sent (`--devices`, `-D`).
+    pub devices: bool,
+    /// Sender only, not on the wire: FIFOs and sockets are sent (`--specials`, `-D`).
+    pub specials: bool,
 }
 
 const OPT_CHECKSUM: u8 = 1;
@@ -185,6 +294,8 @@ const OPT_DELETE: u8 = 4;
 const OPT_DELETE_ONLY: u8 = 8;
 const OPT_DRY_RUN: u8 = 16;
 const OPT_NO_FSYNC: u8 = 32;
+const OPT_XATTRS: u8 = 64;
+const OPT_ACLS: u8 = 128;
 
 /// A filter rule as sent to receivers (they need it to protect excluded paths from deletion).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +349,12 @@ impl Manifest {
         if o.no_fsync {
             flags |= OPT_NO_FSYNC;
         }
+        if o.xattrs {
+            flags |= OPT_XATTRS;
+        }
+        if o.acls {
+            flags |= OPT_ACLS;
+        }
         w.u8(flags);
         w.varint(self.roots.len() as u64);
         for r in &self.roots {
@@ -283,6 +400,7 @@ impl Manifest {
             }
             prev = &e.path;
         }
+        ext::encode_sections(self, &mut w);
         w.into_vec()
     }
 
@@ -297,6 +415,9 @@ impl Manifest {
             delete_only: flags & OPT_DELETE_ONLY != 0,
             dry_run: flags & OPT_DRY_RUN != 0,
             no_fsync: flags & OPT_NO_FSYNC != 0,
+            xattrs: flags & OPT_XATTRS != 0,
+            acls: flags & OPT_ACLS != 0,
+            ..PushOptions::default()
         };
         let nroots = r.count(1)?;
         let mut roots = Vec::with_capacity(nroots);
@@ -344,15 +465,55 @@ impl Manifest {
                 gid: t.gid,
                 target: t.target.to_vec(),
                 checksum: t.checksum,
+                ..Entry::default()
             });
         }
-        r.finish()?;
-        Ok(Self {
+        let mut m = Self {
             options,
             roots,
             rules,
             entries,
-        })
+        };
+        ext::decode_sections(&mut r, &mut m)?;
+        r.finish()?;
+        m.check_hard_links()?;
+        Ok(m)
+    }
+
+    /// Refuses a hard link whose target is not the path of an earlier regular file of this
+    /// manifest (whose own entry was checked like every other).
+    fn check_hard_links(&self) -> Result<(), WireError> {
+        let leaders = self.hard_link_leaders();
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.kind == EntryKind::HardLink && !leaders.contains_key(&(i as u32)) {
+                return Err(WireError::BadValue("hard link target"));
+            }
+        }
+        Ok(())
+    }
+
+    /// For every hard link entry whose target is an earlier regular file of this manifest,
+    /// that file's index (keyed by the hard link's index).
+    pub fn hard_link_leaders(&self) -> HashMap<u32, u32> {
+        let mut out = HashMap::new();
+        if !self.entries.iter().any(|e| e.kind == EntryKind::HardLink) {
+            return out;
+        }
+        let mut files: HashMap<&[u8], u32> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            match e.kind {
+                EntryKind::File => {
+                    files.entry(e.path.as_slice()).or_insert(i as u32);
+                }
+                EntryKind::HardLink => {
+                    if let Some(&l) = files.get(e.target.as_slice()) {
+                        out.insert(i as u32, l);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// Total bytes of all regular files.
@@ -361,6 +522,15 @@ impl Manifest {
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .map(|e| e.size)
+            .fold(0u64, |a, b| a.saturating_add(b))
+    }
+
+    /// The most bytes the payload stream can hold: every regular file's payload (a sparse
+    /// file's data extents only; see [`Entry::payload_len`]). What must be addressable.
+    pub fn payload_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(Entry::payload_len)
             .fold(0u64, |a, b| a.saturating_add(b))
     }
 }
@@ -468,33 +638,41 @@ pub fn decoded_memory(buf: &[u8]) -> Result<u64, WireError> {
         total += ENTRY_MEMORY + len as u64 + t.target.len() as u64;
         prev = len;
     }
+    total += ext::sections_memory(&mut r)?;
     r.finish()?;
     Ok(total)
 }
 
-/// Change flags: what a receiver found different about one entry (one byte per entry in a
-/// receiver's report). Zero means up to date.
+/// Change flags: what a receiver found different about one entry. Zero means up to date.
+/// The low byte travels as one byte per changed entry in a receiver's report; the high byte
+/// (attributes, `-X`/`-A` pushes only) in a section after it.
 pub mod change {
+    /// The change flags of one entry.
+    pub type Flags = u16;
     /// The path does not exist on the receiver.
-    pub const MISSING: u8 = 0x01;
+    pub const MISSING: Flags = 0x01;
     /// It exists with another type (file vs dir vs symlink).
-    pub const TYPE: u8 = 0x02;
+    pub const TYPE: Flags = 0x02;
     /// Size differs.
-    pub const SIZE: u8 = 0x04;
+    pub const SIZE: Flags = 0x04;
     /// Modification time differs.
-    pub const TIME: u8 = 0x08;
+    pub const TIME: Flags = 0x08;
     /// Permission bits differ.
-    pub const PERM: u8 = 0x10;
+    pub const PERM: Flags = 0x10;
     /// Owner or group differs (only compared when the push preserves owners).
-    pub const OWNER: u8 = 0x20;
-    /// Contents differ by checksum (checksum mode).
-    pub const SUM: u8 = 0x40;
-    /// Symlink text differs.
-    pub const LINK: u8 = 0x80;
+    pub const OWNER: Flags = 0x20;
+    /// Contents differ by checksum (checksum mode); for a device node, its type or number.
+    pub const SUM: Flags = 0x40;
+    /// Symlink text differs; for a hard link, the path is not (yet) a link to its target.
+    pub const LINK: Flags = 0x80;
+    /// POSIX ACLs differ (`-A`).
+    pub const ACL: Flags = 0x100;
+    /// Extended attributes differ (`-X`).
+    pub const XATTR: Flags = 0x200;
 }
 
 /// Whether an entry with these change flags needs its contents sent.
-pub fn needs_data(kind: EntryKind, flags: u8, checksum_mode: bool) -> bool {
+pub fn needs_data(kind: EntryKind, flags: change::Flags, checksum_mode: bool) -> bool {
     if kind != EntryKind::File || flags == 0 {
         return false;
     }
@@ -505,41 +683,65 @@ pub fn needs_data(kind: EntryKind, flags: u8, checksum_mode: bool) -> bool {
     flags & data != 0
 }
 
-/// rsync-style itemized change string (`>f+++++++++`, `>f.st......`, `cd+++++++++`, ...)
-/// for an entry with the given change flags, as a dry run prints it.
-pub fn itemize(e: &Entry, flags: u8) -> String {
+/// rsync-style itemized change string (`>f+++++++++`, `>f.st......`, `cd+++++++++`,
+/// `hf+++++++++`, `cD+++++++++`, `.f.......ax`, ...) for an entry with the given change
+/// flags, as a dry run prints it: `>` a file whose contents travel, `h` a hard link, `c` an
+/// item created or whose value (link text, device number) changes, `.` attributes only;
+/// then the type (`f d L D S`) and the columns `c s t p o g u a x`. A hard link only to be
+/// re-linked shows blanks, as rsync's does; [`itemize_suffix`] gives the ` => target`.
+pub fn itemize(e: &Entry, flags: change::Flags) -> String {
     let t = match e.kind {
-        EntryKind::File => 'f',
+        EntryKind::File | EntryKind::HardLink => 'f',
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'L',
-        EntryKind::HardLink => 'h',
         EntryKind::Device => 'D',
-        EntryKind::Fifo => 'S',
+        EntryKind::Fifo | EntryKind::Socket => 'S',
     };
-    let y = if e.kind == EntryKind::File && flags & (change::MISSING | change::TYPE) == 0 {
-        if needs_data(e.kind, flags, false) {
-            '>'
-        } else {
-            '.'
-        }
-    } else if e.kind == EntryKind::File {
-        '>'
-    } else {
-        'c'
+    let created = flags & (change::MISSING | change::TYPE) != 0;
+    let y = match e.kind {
+        EntryKind::HardLink => 'h',
+        EntryKind::File if created || needs_data(e.kind, flags, false) => '>',
+        EntryKind::File => '.',
+        _ if created || flags & (change::SUM | change::LINK) != 0 => 'c',
+        _ => '.',
     };
-    if flags & (change::MISSING | change::TYPE) != 0 {
+    if created {
         return format!("{y}{t}+++++++++");
     }
-    let c = |bit: u8, ch: char| if flags & bit != 0 { ch } else { '.' };
+    if e.kind == EntryKind::HardLink && flags == change::LINK {
+        return format!("{y}{t}         ");
+    }
+    let c = |bit: change::Flags, ch: char| if flags & bit != 0 { ch } else { '.' };
+    // The value column: contents by checksum, a symlink's text, a device's number.
+    let value = if e.kind == EntryKind::Symlink {
+        change::LINK
+    } else {
+        change::SUM
+    };
     format!(
-        "{y}{t}{}{}{}{}{}{}...",
-        c(change::SUM, 'c'),
+        "{y}{t}{}{}{}{}{}{}.{}{}",
+        c(value, 'c'),
         c(change::SIZE, 's'),
         c(change::TIME, 't'),
         c(change::PERM, 'p'),
         c(change::OWNER, 'o'),
         c(change::OWNER, 'g'),
+        c(change::ACL, 'a'),
+        c(change::XATTR, 'x'),
     )
+}
+
+/// What rsync prints after the path of an itemized entry: ` -> TEXT` for a symlink,
+/// ` => TARGET` for a hard link that is created or re-linked; `None` otherwise. The text is
+/// raw bytes from the network: the caller escapes it.
+pub fn itemize_suffix(e: &Entry, flags: change::Flags) -> Option<(&'static str, &[u8])> {
+    match e.kind {
+        EntryKind::Symlink => Some((" -> ", &e.target)),
+        EntryKind::HardLink if flags & (change::MISSING | change::TYPE | change::LINK) != 0 => {
+            Some((" => ", &e.target))
+        }
+        _ => None,
+    }
 }
 
 /// Where each sent file sits in the payload stream: the contents of the entries selected by
@@ -554,14 +756,17 @@ pub struct Layout {
 
 impl Layout {
     /// Builds the layout of the entries whose bit is set in `plan` (one bit per entry, LSB
-    /// first). Entries that are not regular files are ignored.
+    /// first). Entries that are not regular files are ignored; a sparse file contributes its
+    /// data extents only ([`Entry::payload_len`]), and offsets inside a span are offsets in
+    /// that data ([`Entry::file_ranges`] maps them to the file).
     pub fn new(manifest: &Manifest, plan: &[u8]) -> Self {
         let mut spans = Vec::new();
         let mut off = 0u64;
         for (i, e) in manifest.entries.iter().enumerate() {
-            if e.kind == EntryKind::File && e.size > 0 && bit(plan, i) {
-                spans.push((i as u32, off, e.size));
-                off += e.size;
+            let n = e.payload_len();
+            if n > 0 && bit(plan, i) {
+                spans.push((i as u32, off, n));
+                off += n;
             }
         }
         Self { spans, len: off }
@@ -709,6 +914,206 @@ mod tests {
         assert_eq!(l.overlapping(9, 11), 0..2);
         assert_eq!(l.overlapping(15, 16), 2..3);
         assert_eq!(l.overlapping(35, 40), 3..3);
+    }
+
+    /// A manifest with every kind and every extension section.
+    fn every_kind() -> Manifest {
+        let mut m = sample();
+        m.options.xattrs = true;
+        m.options.acls = true;
+        let mut dev = Entry {
+            kind: EntryKind::Device,
+            ..Entry::file(b"htdocs/null", 0, 0o666, 1)
+        };
+        dev.extra.get_mut().device = Some(DevNum {
+            block: false,
+            major: 1,
+            minor: 3,
+        });
+        let mut sparse = Entry::file(b"htdocs/s.img", 1 << 40, 0o644, 2);
+        sparse.extra.get_mut().extents =
+            Some(Extents::new(vec![(0, 10), (1 << 30, 4096)], 1 << 40).unwrap());
+        let acl = [
+            2u32.to_le_bytes().to_vec(),
+            vec![1, 0, 6, 0, 255, 255, 255, 255],
+        ]
+        .concat();
+        m.entries[1].extra.get_mut().xattrs = vec![
+            Xattr {
+                name: ext::ACL_ACCESS.to_vec(),
+                value: acl,
+            },
+            Xattr {
+                name: b"user.x".to_vec(),
+                value: b"\0\xff".to_vec(),
+            },
+        ];
+        m.entries.extend([
+            Entry {
+                kind: EntryKind::HardLink,
+                target: b"htdocs/index.html".to_vec(),
+                ..Entry::file(b"htdocs/index2.html", 0, 0o644, 0)
+            },
+            dev,
+            Entry {
+                kind: EntryKind::Fifo,
+                ..Entry::file(b"htdocs/pipe", 0, 0o600, 0)
+            },
+            sparse,
+            Entry {
+                kind: EntryKind::Socket,
+                ..Entry::file(b"htdocs/sock", 0, 0o600, 0)
+            },
+        ]);
+        m
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_truncations_fail() {
+        let m = every_kind();
+        let b = m.encode();
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+        for n in 0..b.len() {
+            assert!(Manifest::decode(&b[..n]).is_err(), "prefix {n} accepted");
+        }
+        // Without them, a manifest ends with its last entry, as before the sections existed:
+        // one more byte is refused.
+        let plain = sample().encode();
+        assert_eq!(plain[0] & (OPT_XATTRS | OPT_ACLS), 0);
+        let mut trailing = plain.clone();
+        trailing.push(0);
+        assert!(Manifest::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn malformed_extensions_are_refused() {
+        let bad = |f: &dyn Fn(&mut Manifest)| {
+            let mut m = every_kind();
+            f(&mut m);
+            Manifest::decode(&m.encode()).is_err()
+        };
+        // A hard link to a path that is not an earlier file of the push.
+        assert!(bad(&|m| m.entries[4].target = b"htdocs/elsewhere".to_vec()));
+        assert!(bad(&|m| m.entries[4].target = b"htdocs".to_vec()));
+        assert!(bad(&|m| m.entries[4].target = b"htdocs/link".to_vec()));
+        assert!(bad(&|m| m.entries[4].target = b"../../etc/passwd".to_vec()));
+        assert!(bad(&|m| {
+            let l = m.entries.remove(4);
+            m.entries.insert(1, l);
+        }));
+        // A device without its number; a number on something else.
+        assert!(bad(&|m| m.entries[5].extra.get_mut().device = None));
+        assert!(bad(
+            &|m| m.entries[6].extra.get_mut().device = m.entries[5].device()
+        ));
+        // Extents on a non-file; attributes on a symlink or without -X/-A.
+        assert!(bad(
+            &|m| m.entries[0].extra.get_mut().extents = Some(Extents::default())
+        ));
+        assert!(bad(&|m| m.entries[2].extra = m.entries[1].extra.clone()));
+        assert!(bad(&|m| m.options.acls = false));
+        assert!(bad(&|m| m.options.xattrs = false));
+        assert!(bad(&|m| m.entries[1].extra.get_mut().xattrs.reverse()));
+        assert!(bad(
+            &|m| m.entries[1].extra.get_mut().xattrs[1].name = b"system.nfs4_acl".to_vec()
+        ));
+        assert!(bad(&|m| m.entries[1].extra.get_mut().xattrs[0]
+            .value
+            .push(0)));
+        // With -X/-A and no attribute anywhere, the (empty) section is still there.
+        let mut m = sample();
+        m.options.xattrs = true;
+        let b = m.encode();
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+        assert!(b.len() > sample().encode().len() + 2);
+        // Hand-made sections: unknown tag, out of order, repeated, index past the end.
+        let base = sample().encode();
+        for tail in [
+            &[9u8, 1, 0][..],
+            &[4, 1, 0, 2, 1, 0],
+            &[2, 5, 1, 0, b'c', 1, 3, 2, 5, 1, 0, b'c', 1, 3],
+            &[2, 5, 1, 9, b'c', 1, 3],
+            &[2, 5, 1, 0, b'x', 1, 3],
+            &[2, 1, 0],
+        ] {
+            let mut b = base.clone();
+            b.extend_from_slice(tail);
+            assert!(Manifest::decode(&b).is_err(), "{tail:?} accepted");
+        }
+    }
+
+    #[test]
+    fn memory_estimate_counts_the_extras() {
+        let m = every_kind();
+        let with = decoded_memory(&m.encode()).unwrap();
+        let mut plain = m.clone();
+        plain.options.xattrs = false;
+        plain.options.acls = false;
+        for e in &mut plain.entries {
+            e.extra = Extra::default();
+            if e.kind == EntryKind::Device {
+                e.kind = EntryKind::Fifo;
+            }
+        }
+        let without = decoded_memory(&plain.encode()).unwrap();
+        // Two extents (24 bytes each), two attributes with their names and values, three
+        // entries' boxed extras.
+        let attrs: usize = m.entries[1]
+            .xattrs()
+            .iter()
+            .map(|x| x.name.len() + x.value.len())
+            .sum();
+        assert!(
+            with >= without + 2 * 24 + attrs as u64 + 3 * 80,
+            "{with} vs {without}"
+        );
+    }
+
+    #[test]
+    fn extras_cost_an_entry_one_pointer() {
+        // ENTRY_MEMORY (what a receiver accounts per entry) was set for the entry without
+        // extras; they are boxed so that it still holds.
+        assert!(
+            std::mem::size_of::<Entry>() <= 112,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+        assert!(std::mem::size_of::<Entry>() as u64 + 64 <= ENTRY_MEMORY);
+    }
+
+    #[test]
+    fn payload_of_a_sparse_file_is_its_data() {
+        let m = every_kind();
+        let l = Layout::new(&m, &[0xff, 0xff]);
+        let sizes: Vec<u64> = l.spans.iter().map(|s| s.2).collect();
+        assert_eq!(sizes, [1234, 4106]);
+        let s = &m.entries[7];
+        assert_eq!(s.file_ranges(5, 10), [(5, 5), (1 << 30, 5)]);
+        assert_eq!(m.entries[1].file_ranges(5, 10), [(5, 10)]);
+    }
+
+    #[test]
+    fn itemize_every_kind_like_rsync() {
+        let m = every_kind();
+        let e = |i: usize| &m.entries[i];
+        use change::*;
+        assert_eq!(itemize(e(4), MISSING), "hf+++++++++");
+        assert_eq!(
+            itemize_suffix(e(4), MISSING),
+            Some((" => ", &b"htdocs/index.html"[..]))
+        );
+        assert_eq!(itemize(e(4), LINK), "hf         ");
+        assert_eq!(itemize(e(4), SIZE | TIME), "hf.st......");
+        assert_eq!(itemize_suffix(e(4), SIZE | TIME), None);
+        assert_eq!(itemize(e(5), MISSING), "cD+++++++++");
+        assert_eq!(itemize(e(5), SUM | TIME), "cDc.t......");
+        assert_eq!(itemize(e(6), TYPE), "cS+++++++++");
+        assert_eq!(itemize(e(8), MISSING), "cS+++++++++");
+        assert_eq!(itemize(e(1), ACL), ".f.......a.");
+        assert_eq!(itemize(e(1), XATTR), ".f........x");
+        assert_eq!(itemize(e(0), ACL | PERM), ".d...p...a.");
+        assert_eq!(itemize(e(2), LINK | TIME), "cLc.t......");
+        assert_eq!(itemize_suffix(e(2), 0), Some((" -> ", &b"../x"[..])));
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub struct MemberReport {
     /// Bytes of contents it needed.
     pub planned_bytes: u64,
     /// `(entry index, change flags)` of every changed entry.
-    pub changes: Vec<(u32, u8)>,
+    pub changes: Vec<(u32, manifest::change::Flags)>,
     /// Paths it would delete (dry runs list them).
     pub deletions: Vec<Vec<u8>>,
 }
@@ -1180,7 +1180,7 @@ impl<S: Storage> Engine<S> {
                 if req.targets.len() > wire::MAX_TARGETS {
                     return Err(CommandError::TooManyTargets(req.targets.len()));
                 }
-                let payload = req.manifest.total_bytes();
+                let payload = req.manifest.payload_bytes();
                 if self.code.blocks(payload) > wire::MAX_BLOCK_INDEX
                     || self.code.blocks(req.manifest.encode().len() as u64) > wire::MAX_BLOCK_INDEX
                 {

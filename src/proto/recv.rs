@@ -349,7 +349,7 @@ impl Inbound {
         self.needs = vec![0u8; n.div_ceil(8)];
         if !(opts.dry_run || opts.delete_only) {
             for (i, e) in m.entries.iter().enumerate() {
-                if needs_data(e.kind, flags[i], opts.checksum) && e.size > 0 {
+                if needs_data(e.kind, flags[i], opts.checksum) && e.payload_len() > 0 {
                     self.needs[i / 8] |= 1 << (i % 8);
                     self.needs_any = true;
                 }

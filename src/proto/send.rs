@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::manifest::{bit, needs_data, set_bit, Layout, Manifest};
+use super::manifest::{bit, change, needs_data, set_bit, Layout, Manifest};
 use super::repair::Code;
 use super::storage::{show, Storage};
 use super::wire::{
@@ -60,7 +60,7 @@ pub(crate) struct Target {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     parts: Vec<Option<Vec<u8>>>,
-    flags: Option<Vec<u8>>,
+    flags: Option<Vec<change::Flags>>,
     deletions: u64,
     deletion_list: Vec<Vec<u8>>,
     answered: u32,
@@ -688,7 +688,7 @@ impl Outbound {
         for t in self.targets.iter().filter(|t| t.active()) {
             let Some(f) = &t.flags else { continue };
             for (i, e) in self.manifest.entries.iter().enumerate() {
-                if needs_data(e.kind, f[i], checksum) && e.size > 0 && !bit(&plan, i) {
+                if needs_data(e.kind, f[i], checksum) && e.payload_len() > 0 && !bit(&plan, i) {
                     set_bit(&mut plan, i);
                     any = true;
                 }
@@ -881,7 +881,7 @@ impl Outbound {
             .targets
             .iter()
             .map(|t| {
-                let changes: Vec<(u32, u8)> = t
+                let changes: Vec<(u32, change::Flags)> = t
                     .flags
                     .as_ref()
                     .map(|f| {
@@ -895,7 +895,7 @@ impl Outbound {
                 let planned_bytes = changes
                     .iter()
                     .filter(|(i, f)| needs_data(entries[*i as usize].kind, *f, checksum))
-                    .map(|(i, _)| entries[*i as usize].size)
+                    .map(|(i, _)| entries[*i as usize].payload_len())
                     .sum();
                 let (ok, error, files, bytes, deleted) = match (&t.failed, &t.result) {
                     (Some(e), _) => (false, Some(e.clone()), 0, 0, 0),
@@ -944,12 +944,15 @@ impl Outbound {
 
 /// Report blob: `varint n`, then `(varint zero-run, u8 flags)` pairs covering entries
 /// (trailing zeros implicit, terminated by a zero-run that reaches `n`), `varint deletions`,
-/// `varint listed`, `listed × bytes_v path`.
-pub(crate) fn encode_report(flags: &[u8], deletions: &[Vec<u8>], list: bool) -> Vec<u8> {
+/// `varint listed`, `listed × bytes_v path`; then, only when some entry's flags go beyond
+/// the low byte (attribute changes, which only `-X`/`-A` pushes ask about), `varint count`
+/// and `count × (varint entry index delta, u8 high byte)`.
+pub(crate) fn encode_report(flags: &[change::Flags], deletions: &[Vec<u8>], list: bool) -> Vec<u8> {
     let mut w = wire::Writer::new();
     w.varint(flags.len() as u64);
     let mut run = 0u64;
     for &f in flags {
+        let f = (f & 0xff) as u8;
         if f == 0 {
             run += 1;
         } else {
@@ -969,10 +972,24 @@ pub(crate) fn encode_report(flags: &[u8], deletions: &[Vec<u8>], list: bool) -> 
     for d in &deletions[..listed] {
         w.bytes_v(d);
     }
+    let high: Vec<(usize, u8)> = flags
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &f)| ((f >> 8) != 0).then_some((i, (f >> 8) as u8)))
+        .collect();
+    if !high.is_empty() {
+        w.varint(high.len() as u64);
+        let mut next = 0;
+        for (i, h) in high {
+            w.varint((i - next) as u64);
+            w.u8(h);
+            next = i + 1;
+        }
+    }
     w.into_vec()
 }
 
-type Report = (Vec<u8>, u64, Vec<Vec<u8>>);
+type Report = (Vec<change::Flags>, u64, Vec<Vec<u8>>);
 
 fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError> {
     use wire::WireError::BadValue;
@@ -981,7 +998,7 @@ fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError>
     if n != entries {
         return Err(BadValue("report entry count"));
     }
-    let mut flags = vec![0u8; n];
+    let mut flags: Vec<change::Flags> = vec![0; n];
     let mut pos = 0usize;
     loop {
         let run = r.varint()? as usize;
@@ -996,7 +1013,7 @@ fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError>
         if f == 0 {
             return Err(BadValue("report flag"));
         }
-        flags[pos] = f;
+        flags[pos] = f.into();
         pos += 1;
     }
     let deletions = r.varint()?;
@@ -1006,6 +1023,21 @@ fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError>
         let p = r.bytes_v(super::manifest::MAX_PATH)?;
         super::manifest::check_rel_path(p).map_err(|_| BadValue("deletion path"))?;
         list.push(p.to_vec());
+    }
+    if r.remaining() > 0 {
+        let mut next = 0u64;
+        for _ in 0..r.count(2)? {
+            let i = next
+                .checked_add(r.varint()?)
+                .filter(|&i| i < n as u64)
+                .ok_or(BadValue("report high flags"))?;
+            let h = r.u8()?;
+            if h == 0 {
+                return Err(BadValue("report high flags"));
+            }
+            flags[i as usize] |= change::Flags::from(h) << 8;
+            next = i + 1;
+        }
     }
     r.finish()?;
     Ok((flags, deletions, list))
@@ -1019,6 +1051,18 @@ mod tests {
     fn report_round_trip() {
         let flags = vec![0, 0, 3, 0, 1, 0, 0];
         let dels = vec![b"a/b".to_vec(), b"c".to_vec()];
+        // Attribute changes (the high byte) travel after the rest, only when present.
+        let high = vec![0x100, 0, 0x283, 0, 0, 0, 0x200];
+        let b = encode_report(&high, &dels, true);
+        assert_eq!(decode_report(&b, 7).unwrap(), (high, 2, dels.clone()));
+        for cut in 0..b.len() {
+            if let Ok((f, ..)) = decode_report(&b[..cut], 7) {
+                assert!(
+                    f.iter().all(|&f| f >> 8 == 0),
+                    "a cut kept part of the high byte"
+                );
+            }
+        }
         let b = encode_report(&flags, &dels, true);
         assert_eq!(
             decode_report(&b, 7).unwrap(),

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 
 use super::manifest::{change, needs_data, Entry, EntryKind, Manifest};
+use change::Flags;
 
 /// Identifies one inbound transfer on a receiver: the sender's node id and its transfer id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,8 +28,8 @@ pub struct XferKey {
 /// What a receiver found when comparing a manifest with its tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inspection {
-    /// One byte of [`change`] flags per manifest entry (0 = up to date).
-    pub flags: Vec<u8>,
+    /// The [`change`] flags of every manifest entry (0 = up to date).
+    pub flags: Vec<Flags>,
     /// Paths under the manifest's roots that the manifest lacks and that `--delete` would
     /// remove (filter-protected paths excluded), deepest first. Empty unless the push deletes.
     pub deletions: Vec<Vec<u8>>,
@@ -40,7 +41,7 @@ pub struct CommitRequest<'a> {
     /// The transfer's manifest.
     pub manifest: &'a Manifest,
     /// Change flags per entry (from the inspection); entries with 0 are left alone.
-    pub flags: &'a [u8],
+    pub flags: &'a [Flags],
     /// Paths to delete (empty when deletion is off or was vetoed).
     pub deletions: &'a [Vec<u8>],
     /// Entries whose source vanished during the push: do not apply them.
@@ -211,7 +212,7 @@ impl MemStorage {
                 uid: n.uid,
                 gid: n.gid,
                 target: n.target.clone(),
-                checksum: None,
+                ..Entry::default()
             })
             .collect();
         let roots = self
@@ -233,7 +234,7 @@ impl MemStorage {
         self.staged.len() + self.completed.len()
     }
 
-    fn compare(&self, e: &Entry, m: &Manifest) -> u8 {
+    fn compare(&self, e: &Entry, m: &Manifest) -> Flags {
         let Some(n) = self.tree.get(&e.path) else {
             return change::MISSING;
         };
@@ -286,10 +287,18 @@ impl Storage for MemStorage {
             .get(&entry.path)
             .filter(|n| n.kind == EntryKind::File)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "vanished"))?;
-        let start = (offset as usize).min(n.data.len());
-        let len = buf.len().min(n.data.len() - start);
-        buf[..len].copy_from_slice(&n.data[start..start + len]);
-        Ok(len)
+        // Offsets are in the entry's payload (its data extents when sparse).
+        let mut got = 0;
+        for (at, want) in entry.file_ranges(offset, buf.len() as u64) {
+            let start = (at as usize).min(n.data.len());
+            let len = (want as usize).min(n.data.len() - start);
+            buf[got..got + len].copy_from_slice(&n.data[start..start + len]);
+            got += len;
+            if len < want as usize {
+                break;
+            }
+        }
+        Ok(got)
     }
 
     fn inspect(&mut self, _key: XferKey, m: &Manifest) -> Option<Inspection> {
@@ -319,24 +328,32 @@ impl Storage for MemStorage {
         if self.fail_writes {
             return Err(io::Error::other("no space left on device"));
         }
-        let end = offset as usize + data.len();
-        if end as u64 > entry.size {
+        if offset + data.len() as u64 > entry.payload_len() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "beyond size"));
         }
         let f = self.staged.entry((key, idx)).or_default();
-        if f.len() < end {
-            f.resize(end, 0);
+        let mut from = 0;
+        for (at, len) in entry.file_ranges(offset, data.len() as u64) {
+            let (at, len) = (at as usize, len as usize);
+            if f.len() < at + len {
+                f.resize(at + len, 0);
+            }
+            f[at..at + len].copy_from_slice(&data[from..from + len]);
+            from += len;
         }
-        f[offset as usize..end].copy_from_slice(data);
         Ok(())
     }
 
     fn complete(&mut self, key: XferKey, idx: u32, m: &Manifest) -> io::Result<()> {
         let entry = &m.entries[idx as usize];
+        // The staged copy ends where the last data does (a sparse file's tail is a hole).
+        let end = entry.extents().map_or(entry.size, |x| {
+            x.spans().last().map_or(0, |&(at, len)| at + len)
+        });
         let whole = self
             .staged
             .get(&(key, idx))
-            .is_some_and(|d| d.len() as u64 == entry.size);
+            .is_some_and(|d| d.len() as u64 == end);
         if !whole || !self.completed.insert((key, idx)) {
             self.bad_completions += 1;
         }
@@ -347,7 +364,7 @@ impl Storage for MemStorage {
         &mut self,
         key: XferKey,
         idx: u32,
-        _entry: &Entry,
+        entry: &Entry,
         offset: u64,
         buf: &mut [u8],
     ) -> io::Result<()> {
@@ -355,11 +372,18 @@ impl Storage for MemStorage {
             .staged
             .get(&(key, idx))
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not staged"))?;
-        let end = offset as usize + buf.len();
-        if end > f.len() {
+        let mut to = 0;
+        for (at, len) in entry.file_ranges(offset, buf.len() as u64) {
+            let (at, len) = (at as usize, len as usize);
+            if at + len > f.len() {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"));
+            }
+            buf[to..to + len].copy_from_slice(&f[at..at + len]);
+            to += len;
+        }
+        if to < buf.len() {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"));
         }
-        buf.copy_from_slice(&f[offset as usize..end]);
         Ok(())
     }
 
@@ -390,7 +414,7 @@ impl MemStorage {
                 continue;
             }
             let data = if needs_data(e.kind, f, checksum) {
-                if e.size > 0 && !done {
+                if e.payload_len() > 0 && !done {
                     // The engine must report every file with contents complete first.
                     out.errors
                         .push(format!("{}: committed before complete", show(&e.path)));
@@ -404,7 +428,7 @@ impl MemStorage {
                     continue;
                 }
                 d.resize(e.size as usize, 0);
-                out.bytes += e.size;
+                out.bytes += e.payload_len();
                 d
             } else if let Some(n) = self.tree.get(&e.path).filter(|n| n.kind == e.kind) {
                 n.data.clone()
