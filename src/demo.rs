@@ -79,7 +79,7 @@ fn fingerprint(base: &Path) -> Result<Vec<Print>> {
             checksum: true,
             kinds: crate::kinds::KindOptions::NONE,
         },
-        &Filter::default(),
+        &mut Filter::default(),
     )?;
     Ok(w.entries
         .into_iter()

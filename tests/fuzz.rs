@@ -546,6 +546,7 @@ fn hostile_manifest(rng: &mut Rng, outside: &Path) -> Manifest {
         roots,
         rules,
         entries,
+        filter: None,
     };
     hostile_kinds(rng, &mut m);
     m
