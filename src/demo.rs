@@ -169,7 +169,7 @@ pub fn run(args: &DemoArgs) -> Result<Exit> {
         .args([
             "sync",
             "--direct",
-            "-i",
+            "--interface",
             "127.0.0.1",
             "-m",
             &group,

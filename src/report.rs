@@ -165,9 +165,10 @@ impl Stats {
             format!("Total bytes sent: {}", commas(self.sent)),
             String::new(),
             format!(
-                "sent {} bytes  received - bytes  {:.2} bytes/sec",
+                "sent {} bytes  received - bytes  {}.{:02} bytes/sec",
                 commas(self.sent),
-                speed
+                commas(speed as u64),
+                ((speed.fract() * 100.0).round() as u64).min(99)
             ),
             format!(
                 "total size is {}  speedup is {:.2}",

@@ -311,7 +311,12 @@ fn names_of(m: &Manifest) -> BTreeSet<String> {
 }
 
 /// What `makuo sync` would select: `rules` as given to `-f` (merge files read from `cwd`).
-fn makuo_select(src: &Path, rules: &[RuleSpec], cwd: &Path, list: Option<(&[&str], bool)>) -> Manifest {
+fn makuo_select(
+    src: &Path,
+    rules: &[RuleSpec],
+    cwd: &Path,
+    list: Option<(&[&str], bool)>,
+) -> Manifest {
     let rules = makuo::filter::expand_merges(rules, cwd).unwrap();
     let (paths, files_from, recursive) = match list {
         Some((l, r)) => (l.iter().map(|s| s.to_string()).collect(), true, r),
@@ -342,8 +347,16 @@ fn spec(r: &str) -> RuleSpec {
 
 /// Per-directory filter files sprinkled through the oracle tree, and a merge file.
 fn add_filter_files(src: &Path, tmp: &Path) {
-    fs::write(src.join(".rsync-filter"), "- *.log\n+ keep.tmp\n- /README\n").unwrap();
-    fs::write(src.join("a/.rsync-filter"), "+ app.log\n- /f.txt\n- cache/\n").unwrap();
+    fs::write(
+        src.join(".rsync-filter"),
+        "- *.log\n+ keep.tmp\n- /README\n",
+    )
+    .unwrap();
+    fs::write(
+        src.join("a/.rsync-filter"),
+        "+ app.log\n- /f.txt\n- cache/\n",
+    )
+    .unwrap();
     fs::write(src.join("a/b/.rsync-filter"), "clear\n- *.php\n").unwrap();
     fs::write(src.join("logs/.rsync-filter"), "+ *.log\n").unwrap();
     fs::write(src.join("src/.filt"), "*.rs\n").unwrap();
@@ -396,16 +409,17 @@ fn filter_cases(merge: &str) -> Vec<(Vec<String>, Vec<RuleSpec>)> {
         same(&["dir-merge,s .rsync-filter"]),
         same(&["dir-merge .rsync-filter", "dir-merge,- .filt"]),
         // -F and -FF.
-        (
-            vec!["-F".into()],
-            vec![spec("dir-merge /.rsync-filter")],
-        ),
+        (vec!["-F".into()], vec![spec("dir-merge /.rsync-filter")]),
         (
             vec!["-FF".into()],
             vec![spec("dir-merge /.rsync-filter"), spec("- .rsync-filter")],
         ),
         (
-            vec!["--exclude=*.php".into(), "-F".into(), "--include=*.log".into()],
+            vec![
+                "--exclude=*.php".into(),
+                "-F".into(),
+                "--include=*.log".into(),
+            ],
             vec![
                 RuleSpec::Old(FilterRule {
                     include: false,
@@ -508,8 +522,16 @@ fn filter_rsync_oracle_files_from() {
     for (recursive, extra, rules) in [
         (false, vec![], vec![]),
         (true, vec![], vec![]),
-        (true, vec!["--exclude=*.rs".to_string()], vec![spec("- *.rs")]),
-        (false, vec!["--exclude=b.PHP".to_string()], vec![spec("- b.PHP")]),
+        (
+            true,
+            vec!["--exclude=*.rs".to_string()],
+            vec![spec("- *.rs")],
+        ),
+        (
+            false,
+            vec!["--exclude=b.PHP".to_string()],
+            vec![spec("- b.PHP")],
+        ),
         // Excluding a parent does not drop a listed path below it.
         (false, vec!["--exclude=a/".to_string()], vec![spec("- a/")]),
     ] {
@@ -520,7 +542,12 @@ fn filter_rsync_oracle_files_from() {
         } else {
             rsync_list_flags(&src, &dst, "-ln", &args)
         };
-        let got = names_of(&makuo_select(&src, &rules, tmp.path(), Some((&cleaned, recursive))));
+        let got = names_of(&makuo_select(
+            &src,
+            &rules,
+            tmp.path(),
+            Some((&cleaned, recursive)),
+        ));
         assert_eq!(want, got, "-r={recursive} {extra:?}");
     }
 }
@@ -587,7 +614,11 @@ fn rsync_list_flags(src: &Path, dst: &Path, flags: &str, args: &[String]) -> BTr
     s.push("/");
     cmd.arg(s).arg(dst);
     let out = cmd.output().expect("rsync");
-    assert!(out.status.success() || out.status.code() == Some(23), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() || out.status.code() == Some(23),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -606,7 +637,11 @@ fn rsync_deletions(src: &Path, dst: &Path, args: &[String]) -> BTreeSet<String> 
     d.push("/");
     cmd.arg(s).arg(d);
     let out = cmd.output().expect("rsync");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
