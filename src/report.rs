@@ -58,7 +58,7 @@ pub struct Outcome {
     pub dry_run: bool,
     /// rsync's `--stats` numbers, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
+    pub stats: Option<Box<Stats>>,
     /// Listed source paths (`--files-from`) that could not be sent (rsync's exit 23).
     #[serde(default)]
     pub missing: u64,
@@ -371,7 +371,7 @@ impl Outcome {
                 st.transferred_size += m.entries[i].size;
             }
         }
-        self.stats = Some(st);
+        self.stats = Some(Box::new(st));
     }
 
     /// Folds what the walk found into the exit status: listed paths that could not be sent

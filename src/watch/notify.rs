@@ -225,7 +225,7 @@ impl Tree {
                 continue;
             };
             let path = join(&dir, &name);
-            if self.merge_names.iter().any(|n| *n == name) {
+            if self.merge_names.contains(&name) {
                 out.push(Seen::RulesChanged);
             }
             if m.contains(EventMask::ISDIR) {
