@@ -1383,6 +1383,87 @@ mod tests {
     }
 
     #[test]
+    fn rsync_filter_flags_keep_their_order_and_f_counts() {
+        use FilterArgKind::*;
+        let (_, m) = parse(&[
+            "sync",
+            "-F",
+            "--exclude=a",
+            "-f",
+            "P /keep",
+            "--include-from",
+            "inc.txt",
+            "-F",
+            "--filter=- b",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(
+            filter_args_in_order(&m),
+            [
+                (FilterFiles, String::new()),
+                (Exclude, "a".to_owned()),
+                (Filter, "P /keep".to_owned()),
+                (IncludeFrom, "inc.txt".to_owned()),
+                (FilterFiles, String::new()),
+                (Filter, "- b".to_owned()),
+            ]
+        );
+        let (_, m) = parse(&["sync", "-rFF", "x"]).unwrap();
+        assert_eq!(filter_args_in_order(&m).len(), 2);
+    }
+
+    #[test]
+    fn sync_takes_rsync_archive_itemize_stats_and_lists() {
+        let (cli, _) = parse(&["sync", "-avzi", "--stats", "."]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert!(s.archive && s.compress && s.itemize_changes && s.stats);
+        assert_eq!(s.front.output.verbose, 1);
+        assert!(s.front.cluster.interface.is_none());
+        // The interface keeps its long name; -i is itemize here, but still the daemon's -i.
+        let (cli, _) = parse(&["sync", "--interface", "10.0.0.1", "x"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(s.front.cluster.interface, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert!(parse(&["daemon", "-i", "10.0.0.1"]).is_ok());
+        assert!(parse(&["members", "-i", "10.0.0.1"]).is_ok());
+        // --files-from stands in for PATH; --from0 needs it.
+        let (cli, _) = parse(&["sync", "--files-from", "-", "-0"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(s.list.files_from, Some(PathBuf::from("-")));
+        assert!(s.list.from0 && s.paths.is_empty());
+        assert!(parse(&["sync", "--from0", "x"]).is_err());
+    }
+
+    #[test]
+    fn watch_args() {
+        let (cli, _) =
+            parse(&["watch", "-a", "--delete", "--delay", "200", "-i", "htdocs"]).unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert!(w.archive && w.delete && w.itemize_changes);
+        assert_eq!(
+            (w.delay, w.paths.clone()),
+            (200, vec![PathBuf::from("htdocs")])
+        );
+        let (cli, _) = parse(&["watch", "x"]).unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(w.delay, 500);
+        assert!(parse(&["watch"]).is_err());
+        assert!(parse(&["watch", "--list"]).is_ok());
+        assert!(parse(&["watch", "--list", "--direct"]).is_err());
+        assert!(parse(&["watch", "--delay", "0", "x"]).is_err());
+    }
+
+    #[test]
     fn help_carries_the_exit_table() {
         let help = Cli::command().render_long_help().to_string();
         for e in exit::Exit::ALL {
