@@ -371,8 +371,11 @@ pub struct SelectArgs {
     /// Reads the rules in a .rsync-filter file in every directory pushed (and in the
     /// parents of each PATH from the base down); -FF also keeps the .rsync-filter files
     /// themselves from being pushed.
-    #[arg(short = 'F', action = ArgAction::Count, help_heading = "Filter")]
-    pub filter_files: u8,
+    // Each -F is one value (an empty one), so that its position among the other filter
+    // flags is kept (a counted flag keeps only its last position).
+    #[arg(short = 'F', action = ArgAction::Append, num_args = 0, default_missing_value = "",
+          value_name = "RULE", help_heading = "Filter")]
+    pub filter_files: Vec<String>,
 }
 
 /// rsync's list input: `--files-from` and `--from0`.
@@ -858,15 +861,8 @@ pub fn filter_args_in_order(matches: &ArgMatches) -> Vec<(FilterArgKind, String)
         return filter_args_in_order(sub);
     }
     let mut found: Vec<(usize, FilterArgKind, String)> = Vec::new();
-    // -F is a count: each occurrence has an index and no value.
-    if let Ok(Some(n)) = matches.try_get_one::<u8>(FilterArgKind::FilterFiles.id()) {
-        if *n > 0 {
-            if let Some(indices) = matches.indices_of(FilterArgKind::FilterFiles.id()) {
-                found.extend(indices.map(|i| (i, FilterArgKind::FilterFiles, String::new())));
-            }
-        }
-    }
     for kind in [
+        FilterArgKind::FilterFiles,
         FilterArgKind::Include,
         FilterArgKind::Exclude,
         FilterArgKind::ExcludeFrom,
