@@ -270,10 +270,7 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
     let rules = rules_in_order(sub)?;
     let (paths, files_from) = paths_or_list(&args.paths, &args.list)?;
     if args.itemize_changes && !files_from {
-        if let Some(p) = paths
-            .first()
-            .filter(|p| p.parse::<std::net::IpAddr>().is_ok())
-        {
+        if let Some(p) = paths.iter().find(|p| p.parse::<std::net::IpAddr>().is_ok()) {
             bail!(
                 "{p}: -i is rsync's --itemize-changes here; give the interface as --interface {p}"
             );
@@ -1001,6 +998,12 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
                 }
             }
         }
+    }
+    front.cluster.require_key()?;
+    if front.cluster.keys.is_empty() && !front.output.quiet {
+        eprintln!(
+            "makuo: WARNING: --insecure: no cluster key (-k); these pushes are UNAUTHENTICATED"
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
