@@ -584,7 +584,7 @@ pub struct WatchArgs {
     /// Quiet period in milliseconds: changes are pushed once nothing changed for this long.
     ///
     /// A burst of writes becomes one push. While changes keep coming, a push still goes out
-    /// at the latest after 4 x MS (at least 2 s) since the first unpushed change.
+    /// at the latest after 8 x MS (at least 4 s) since the first unpushed change.
     #[arg(long, value_name = "MS", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub delay: u64,

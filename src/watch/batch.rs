@@ -45,12 +45,13 @@ pub struct Taken {
 }
 
 impl Batch {
-    /// An empty batch with this quiet period; the longest wait is 4 quiet periods, at
-    /// least 2 s.
+    /// An empty batch with this quiet period; the longest wait is 8 quiet periods, at
+    /// least 4 s (long enough for a burst of writes from a slow writer to stay one or two
+    /// pushes, short enough that a file changing all the time still goes out).
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
-            max_wait: (delay * 4).max(Duration::from_secs(2)),
+            max_wait: (delay * 8).max(Duration::from_secs(4)),
             paths: BTreeMap::new(),
             full: false,
             first: None,
@@ -198,10 +199,10 @@ mod tests {
     fn batch_goes_out_at_the_latest_after_max_wait() {
         let t0 = Instant::now();
         let mut b = Batch::new(500 * MS);
-        assert_eq!(b.max_wait, Duration::from_secs(2));
+        assert_eq!(b.max_wait, Duration::from_secs(4));
         // A change every 100 ms never leaves a quiet period.
         let mut taken = None;
-        for i in 0..30u32 {
+        for i in 0..60u32 {
             let now = t0 + i * 100 * MS;
             if let Some(t) = b.take(now) {
                 taken = Some((now, t));
@@ -210,7 +211,7 @@ mod tests {
             b.changed(now, p("log"), false, true, false);
         }
         let (at, t) = taken.expect("never pushed");
-        assert_eq!(at, t0 + Duration::from_secs(2));
+        assert_eq!(at, t0 + Duration::from_secs(4));
         assert_eq!(t.paths, vec![(p("log"), false)]);
     }
 
@@ -229,8 +230,8 @@ mod tests {
         assert_eq!(got.paths, vec![(p("half"), false)]);
         // A writer that never closes: pushed once it has been quiet for max_wait.
         b.changed(t0 + 2000 * MS, p("held"), true, false, false);
-        assert!(b.take(t0 + 3000 * MS).is_none());
-        assert!(b.take(t0 + 4000 * MS).is_some());
+        assert!(b.take(t0 + 5000 * MS).is_none());
+        assert!(b.take(t0 + 6000 * MS).is_some());
     }
 
     #[test]
