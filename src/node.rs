@@ -434,8 +434,8 @@ pub fn selection_of(
     walk_time: Duration,
 ) -> Selection {
     let (rules, table) = match filter.to_manifest() {
-        Ok(t) => (Vec::new(), Some(t)),
-        Err(simple) => (simple, None),
+        crate::filter::ManifestRules::Table(t) => (Vec::new(), Some(t)),
+        crate::filter::ManifestRules::Simple(simple) => (simple, None),
     };
     Selection {
         manifest: proto::manifest::Manifest {

@@ -72,6 +72,16 @@ impl RuleSpec {
     }
 }
 
+/// How a manifest carries a filter's rules ([`Filter::to_manifest`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestRules {
+    /// Plain include/exclude rules for both sides: the manifest's simple list, which
+    /// receivers read with rsync's old `+ `/`- ` prefixes.
+    Simple(Vec<FilterRule>),
+    /// Everything else: the manifest's filter section.
+    Table(FilterTable),
+}
+
 /// Which side a question is asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -406,30 +416,30 @@ impl Filter {
         }
     }
 
-    /// The rules as the manifest carries them to receivers: `None` when they are plain
-    /// include/exclude rules that the manifest's simple rule list holds (returned as
-    /// `Err(rules)`), `Some(table)` otherwise. Rules that only apply on the sender are left
-    /// out.
-    pub fn to_manifest(&self) -> std::result::Result<FilterTable, Vec<FilterRule>> {
+    /// The rules as the manifest carries them to receivers: the simple rule list when they
+    /// are plain include/exclude rules, a [`FilterTable`] otherwise (rules that only apply on
+    /// the sender left out).
+    pub fn to_manifest(&self) -> ManifestRules {
         let simple = self.merges.is_empty()
             && self.items.iter().all(|i| match i {
                 Item::Rule(r) => r.sender && r.receiver && !r.negate,
                 Item::DirMerge(_) => false,
             });
         if simple {
-            return Err(self
-                .items
-                .iter()
-                .filter_map(|i| match i {
-                    Item::Rule(r) => Some(FilterRule {
-                        include: r.include,
-                        // The prefix keeps a pattern starting with "+ " or "- " (or "!")
-                        // literal for the receiver's old-prefix reading.
-                        pattern: format!("{} {}", if r.include { '+' } else { '-' }, r.text),
-                    }),
-                    Item::DirMerge(_) => None,
-                })
-                .collect());
+            return ManifestRules::Simple(
+                self.items
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::Rule(r) => Some(FilterRule {
+                            include: r.include,
+                            // The prefix keeps a pattern starting with "+ " or "- " (or "!")
+                            // literal for the receiver's old-prefix reading.
+                            pattern: format!("{} {}", if r.include { '+' } else { '-' }, r.text),
+                        }),
+                        Item::DirMerge(_) => None,
+                    })
+                    .collect(),
+            );
         }
         let mut t = FilterTable::default();
         // Global index of each dir-merge rule in the table.
@@ -478,7 +488,7 @@ impl Filter {
                 });
             }
         }
-        Ok(t)
+        ManifestRules::Table(t)
     }
 
     /// The filter a receiver applies to a manifest's rules: the table when there is one,

@@ -964,6 +964,10 @@ mod tests {
         let m = with_table();
         let b = m.encode();
         assert_eq!(Manifest::decode(&b).unwrap(), m);
+        // Receivers size the manifest before decoding it: the section counts too.
+        let mut bare = with_table();
+        bare.filter = None;
+        assert!(decoded_memory(&b).unwrap() > decoded_memory(&bare.encode()).unwrap());
         for n in 0..b.len() {
             // A cut exactly before the section is the same manifest without it.
             if let Ok(d) = Manifest::decode(&b[..n]) {
