@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Most changed paths a batch remembers one by one; beyond that the batch becomes a full
+/// compare (memory stays bounded whatever a tree does).
+pub const MAX_PATHS: usize = 100_000;
+
 /// What happened to one path since the last push.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Change {
@@ -75,6 +79,19 @@ impl Batch {
         new_dir: bool,
     ) {
         self.touch(now);
+        if self.full && !open {
+            // A full compare sees it anyway; only files still being written are tracked.
+            if let Some(c) = self.paths.get_mut(&path) {
+                c.at = Some(now);
+                c.open &= !closed;
+            }
+            return;
+        }
+        if self.paths.len() >= MAX_PATHS && !self.paths.contains_key(&path) {
+            self.full = true;
+            self.paths.retain(|_, c| c.open);
+            return;
+        }
         let c = self.paths.entry(path).or_default();
         c.at = Some(now);
         c.new_dir |= new_dir;
@@ -147,6 +164,15 @@ impl Batch {
             return None;
         }
         Some(out)
+    }
+
+    /// Paths still held back because a writer has them open (a full compare leaves them out
+    /// too; they go in a later batch).
+    pub fn held(&self) -> impl Iterator<Item = &[u8]> {
+        self.paths
+            .iter()
+            .filter(|(_, c)| c.open)
+            .map(|(p, _)| p.as_slice())
     }
 
     /// Puts a batch that could not be pushed back (its paths merge with newer changes).
@@ -232,6 +258,20 @@ mod tests {
         b.changed(t0 + 2000 * MS, p("held"), true, false, false);
         assert!(b.take(t0 + 5000 * MS).is_none());
         assert!(b.take(t0 + 6000 * MS).is_some());
+    }
+
+    #[test]
+    fn batch_too_many_paths_become_a_full_compare() {
+        let t0 = Instant::now();
+        let mut b = Batch::new(100 * MS);
+        for i in 0..=MAX_PATHS {
+            b.changed(t0, format!("f{i}").into_bytes(), false, true, false);
+        }
+        assert!(b.len() < MAX_PATHS);
+        b.changed(t0, p("half"), true, false, false);
+        let got = b.take(t0 + 100 * MS).unwrap();
+        assert!(got.full && got.paths.is_empty());
+        assert_eq!(b.len(), 1, "the file still open waits");
     }
 
     #[test]

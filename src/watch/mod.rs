@@ -157,6 +157,8 @@ pub struct Watch {
     pub status: Arc<Mutex<WatchStatus>>,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// A full compare left deletions out (files were held open): compare again once none is.
+    compare_again: bool,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -196,6 +198,7 @@ impl Watch {
             status: Arc::new(Mutex::new(status)),
             retry_at: None,
             backoff: MIN_BACKOFF,
+            compare_again: false,
         })
     }
 
@@ -205,6 +208,10 @@ impl Watch {
         while !stop.load(Ordering::SeqCst) {
             self.poll_events(&mut seen)?;
             if pusher.new_members() {
+                self.batch.full(Instant::now());
+            }
+            if self.compare_again && self.batch.held().next().is_none() {
+                self.compare_again = false;
                 self.batch.full(Instant::now());
             }
             let now = Instant::now();
@@ -298,7 +305,7 @@ impl Watch {
                 .collect();
             // A full compare reads the per-directory files afresh.
             self.filter.forget_dirs();
-            let sel = node::build_manifest(
+            let mut sel = node::build_manifest(
                 &self.cfg.base,
                 &node::Select {
                     paths: &paths,
@@ -308,6 +315,20 @@ impl Watch {
                 },
                 options,
             )?;
+            // Files a writer still has open wait for their own batch.
+            let held: std::collections::HashSet<&[u8]> = self.batch.held().collect();
+            if !held.is_empty() {
+                sel.manifest
+                    .entries
+                    .retain(|e| !held.contains(e.path.as_slice()));
+                // And --delete must not remove them on the members meanwhile: this compare
+                // deletes nothing, and another one follows once they are closed.
+                if self.cfg.delete {
+                    sel.manifest.options.delete = false;
+                    sel.manifest.roots.clear();
+                    self.compare_again = true;
+                }
+            }
             return Ok(Some(sel));
         }
         let mut walks = Vec::new();
