@@ -418,8 +418,10 @@ pub struct SyncArgs {
     ///
     /// makuo always keeps symlinks as symlinks (l), permissions (p) and modification times
     /// (t). Owner and group (o, g) are kept when the sender runs as root and the members run
-    /// with -O (as root). Devices and special files (D) are not pushed: each is reported as
-    /// skipped. -a implies -r, except with --files-from (as in rsync).
+    /// with --preserve-owner (as root). D is -D: FIFOs and sockets are made on every member,
+    /// device nodes only on members with --allow-devices running as root (elsewhere each is
+    /// refused and the push ends 23, as rsync's mknod would fail). -a implies -r, except with
+    /// --files-from (as in rsync).
     #[arg(short = 'a', long)]
     pub archive: bool,
 

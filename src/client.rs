@@ -294,6 +294,11 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
                 ..PushOptions::default()
             };
             args.kinds.apply(&mut o);
+            // rsync's -a includes -D.
+            if args.archive {
+                o.devices = true;
+                o.specials = true;
+            }
             o
         },
         max_delete: args.max_delete,

@@ -499,6 +499,43 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
     Ok(())
 }
 
+/// The filter table's body (its rule count already read): the rules, then the per-directory
+/// lists, each naming a dir-merge rule of the list, a clean directory path, `clear` 0/1 and
+/// rules that are not dir-merge rules themselves.
+fn decode_filter(b: &mut Reader<'_>, count: usize) -> Result<FilterTable, WireError> {
+    let rules = super::decode_rules_n(b, count)?;
+    let n = b.count(4)?;
+    let mut dirs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let merge = u32::try_from(b.varint()?).map_err(|_| WireError::BadValue("merge"))?;
+        let is_merge = rules
+            .get(merge as usize)
+            .is_some_and(|x| x.flags & WireRule::DIR_MERGE != 0);
+        if !is_merge {
+            return Err(WireError::BadValue("per-directory rules"));
+        }
+        let dir = b.bytes_v(super::MAX_PATH)?.to_vec();
+        super::check_rel_path(&dir).map_err(|_| WireError::BadValue("rule directory"))?;
+        let clear = match b.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(WireError::BadValue("clear")),
+        };
+        let list = super::decode_rules(b)?;
+        if list.iter().any(|x| x.flags & WireRule::DIR_MERGE != 0) {
+            return Err(WireError::BadValue("nested dir-merge"));
+        }
+        dirs.push(DirRules {
+            merge,
+            dir,
+            clear,
+            rules: list,
+        });
+    }
+    b.finish()?;
+    Ok(FilterTable { rules, dirs })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,41 +617,4 @@ mod tests {
             .collect();
         assert!(check_xattrs(&many, f, true, false).is_err());
     }
-}
-
-/// The filter table's body (its rule count already read): the rules, then the per-directory
-/// lists, each naming a dir-merge rule of the list, a clean directory path, `clear` 0/1 and
-/// rules that are not dir-merge rules themselves.
-fn decode_filter(b: &mut Reader<'_>, count: usize) -> Result<FilterTable, WireError> {
-    let rules = super::decode_rules_n(b, count)?;
-    let n = b.count(4)?;
-    let mut dirs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let merge = u32::try_from(b.varint()?).map_err(|_| WireError::BadValue("merge"))?;
-        let is_merge = rules
-            .get(merge as usize)
-            .is_some_and(|x| x.flags & WireRule::DIR_MERGE != 0);
-        if !is_merge {
-            return Err(WireError::BadValue("per-directory rules"));
-        }
-        let dir = b.bytes_v(super::MAX_PATH)?.to_vec();
-        super::check_rel_path(&dir).map_err(|_| WireError::BadValue("rule directory"))?;
-        let clear = match b.u8()? {
-            0 => false,
-            1 => true,
-            _ => return Err(WireError::BadValue("clear")),
-        };
-        let list = super::decode_rules(b)?;
-        if list.iter().any(|x| x.flags & WireRule::DIR_MERGE != 0) {
-            return Err(WireError::BadValue("nested dir-merge"));
-        }
-        dirs.push(DirRules {
-            merge,
-            dir,
-            clear,
-            rules: list,
-        });
-    }
-    b.finish()?;
-    Ok(FilterTable { rules, dirs })
 }
