@@ -29,6 +29,7 @@ complete -c makuo -n "__fish_makuo_needs_command" -s V -l version -d 'Print vers
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "daemon" -d 'Run the daemon: receive pushes into the base dir, send what the console asks for'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "sync" -d 'Push paths to every member (rsync-style): send what differs, optionally delete'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "check" -d 'Compare paths on every member with the sender and list what differs; change nothing'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "watch" -d 'Watch paths and push what changes, as it happens (lsyncd\'s job)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "status" -d 'Show daemon state: transfers in flight, members, counters'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s session exclude list (shell globs), which applies to every push'
@@ -84,6 +85,9 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -s t -l target -d 'Onl
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l include -d 'Do not exclude paths matching PATTERN (repeatable; see --exclude for the order)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l exclude-from -d 'Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l include-from -d 'Read include patterns from FILE, one a line (repeatable; as --exclude-from)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s f -l filter -d 'Add an rsync filter RULE (\'- *.o\', \'P /keep\', \'merge FILE\', \'dir-merge NAME\', \'clear\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l files-from -d 'Push exactly the paths listed in FILE (\'-\': standard input), with their parents' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l max-delete -d 'Delete at most N paths per member; stop deleting (exit 25) beyond that' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l bwlimit -d 'Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l timeout -d 'Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default)' -r
@@ -93,12 +97,18 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l discover -d 'In dir
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l interface -d 'Address of the local interface to send and join multicast on' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s 0 -l from0 -d 'The --files-from list is separated by NUL bytes, not lines'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s a -l archive -d 'Archive mode, rsync\'s -rlptgoD: recurse, and keep what makuo keeps'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s i -l itemize-changes -d 'Print a line per changed path, rsync\'s itemized format (YXcstpoguax PATH)'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l stats -d 'Print rsync\'s transfer statistics at the end'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s z -l compress -d 'Accepted for rsync compatibility; does nothing'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s n -l dry-run -d 'Show what would change; change nothing'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l delete -d 'Delete member paths under each PATH that the sender does not have'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s c -l checksum -d 'Compare file contents by checksum, not size and mtime'
@@ -121,6 +131,9 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -s t -l target -d 'On
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l include -d 'Do not exclude paths matching PATTERN (repeatable; see --exclude for the order)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l exclude-from -d 'Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l include-from -d 'Read include patterns from FILE, one a line (repeatable; as --exclude-from)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s f -l filter -d 'Add an rsync filter RULE (\'- *.o\', \'P /keep\', \'merge FILE\', \'dir-merge NAME\', \'clear\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l files-from -d 'Push exactly the paths listed in FILE (\'-\': standard input), with their parents' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
@@ -133,12 +146,48 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l name -d 'Member na
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s 0 -l from0 -d 'The --files-from list is separated by NUL bytes, not lines'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print results as JSON lines instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l include -d 'Do not exclude paths matching PATTERN (repeatable; see --exclude for the order)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l exclude-from -d 'Read exclude patterns from FILE, one a line (repeatable; see --exclude for the order)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l include-from -d 'Read include patterns from FILE, one a line (repeatable; as --exclude-from)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s f -l filter -d 'Add an rsync filter RULE (\'- *.o\', \'P /keep\', \'merge FILE\', \'dir-merge NAME\', \'clear\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l delay -d 'Quiet period in milliseconds: changes are pushed once nothing changed for this long' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s a -l archive -d 'Archive mode: as makuo sync -a (implies -r)'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l delete -d 'Propagate deletions: member paths under each PATH that the sender lacks are deleted'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s c -l checksum -d 'Compare file contents by checksum, not size and mtime'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l no-fsync -d 'Let members skip the durability step (fsync before rename) for these pushes'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s i -l itemize-changes -d 'Print a line per changed path of each push (rsync\'s itemized format)'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s z -l compress -d 'Accepted for rsync compatibility; does nothing'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l list -d 'List the daemon\'s watches (with their last push and lag) and exit'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l stop -d 'Remove the daemon\'s watches on PATH... and exit'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r

@@ -93,12 +93,25 @@ pub enum Command {
     /// written to a temporary name, made durable and renamed into place. With --delete, member
     /// paths under each PATH that the sender lacks are deleted. The exit status says whether
     /// every targeted member ended with everything (see EXIT STATUS in makuo(1)).
+    #[command(mut_arg("interface", |a| a.short(None)))]
     Sync(SyncArgs),
     /// Compare paths on every member with the sender and list what differs; change nothing.
     ///
     /// Without PATH the whole base directory is compared. Contents are compared by checksum.
     /// Exits 0 only when every targeted member matches.
     Check(CheckArgs),
+    /// Watch paths and push what changes, as it happens (lsyncd's job).
+    ///
+    /// Watches each PATH (relative to the base) with inotify and pushes changes in batches: a
+    /// quiet period (--delay) gathers a burst of writes into one push, a file still open for
+    /// writing waits for its close, and deletions propagate with --delete. A first full
+    /// compare runs at the start, and again whenever the kernel's event queue overflows or a
+    /// per-directory filter file changes. A push that fails is logged and retried with
+    /// backoff. With a daemon answering on the console the watch is handed to it (it outlives
+    /// this command and shows in makuo status); otherwise (or with --direct) it runs in the
+    /// foreground until SIGINT or SIGTERM.
+    #[command(mut_arg("interface", |a| a.short(None)))]
+    Watch(WatchArgs),
     /// List live members: name, address, version and role.
     Members(FrontArgs),
     /// Show daemon state: transfers in flight, members, counters.
@@ -133,6 +146,7 @@ impl Command {
             Command::Daemon(_) => "daemon",
             Command::Sync(_) => "sync",
             Command::Check(_) => "check",
+            Command::Watch(_) => "watch",
             Command::Members(_) => "members",
             Command::Status(_) => "status",
             Command::Exclude(_) => "exclude",
@@ -333,18 +347,100 @@ pub struct SelectArgs {
     #[arg(long, value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath,
           help_heading = "Filter")]
     pub exclude_from: Vec<String>,
+
+    /// Read include patterns from FILE, one a line (repeatable; as --exclude-from).
+    #[arg(long, value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath,
+          help_heading = "Filter")]
+    pub include_from: Vec<String>,
+
+    /// Add an rsync filter RULE ('- *.o', 'P /keep', 'merge FILE', 'dir-merge NAME', 'clear').
+    ///
+    /// Full rsync filter-rule syntax, in order with --include/--exclude: + and - (both
+    /// sides), H and S (sender only), P and R (protect from / expose to --delete), the '!',
+    /// 's' and 'r' modifiers; 'merge FILE' reads FILE's rules in its place (FILE relative to
+    /// the current directory); 'dir-merge NAME' reads NAME in every directory pushed, its
+    /// rules applying there and below ('dir-merge /NAME' also in the parents of each PATH,
+    /// from the base down), with the 'n', 'w', 'e', '-' and '+' modifiers; 'clear' drops the
+    /// rules before it. Not supported: the '/', 'x', 'p' and 'C' modifiers.
+    #[arg(short = 'f', long = "filter", value_name = "RULE", action = ArgAction::Append,
+          help_heading = "Filter")]
+    pub filter: Vec<String>,
+
+    /// Same as --filter='dir-merge /.rsync-filter'; repeated, also --filter='- .rsync-filter'.
+    ///
+    /// Reads the rules in a .rsync-filter file in every directory pushed (and in the
+    /// parents of each PATH from the base down); -FF also keeps the .rsync-filter files
+    /// themselves from being pushed.
+    // Each -F is one value (an empty one), so that its position among the other filter
+    // flags is kept (a counted flag keeps only its last position).
+    #[arg(short = 'F', action = ArgAction::Append, num_args = 0, default_missing_value = "",
+          value_name = "RULE", help_heading = "Filter")]
+    pub filter_files: Vec<String>,
+}
+
+/// rsync's list input: `--files-from` and `--from0`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Push exactly the paths listed in FILE ('-': standard input), with their parents.
+    ///
+    /// As rsync: each line is a path relative to the base (a leading '/' is dropped; blank
+    /// lines and lines starting with '#' or ';' are ignored); the path and its parent
+    /// directories are pushed; a listed directory is pushed with its contents only with -r
+    /// (-a does not imply -r here), or one level deep when listed with a trailing '/'. A
+    /// listed path that does not exist is reported and makes the exit status 23. The PATH
+    /// arguments must be left out (or be '.'). With --delete, only directories walked with
+    /// -r are cleaned.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Filter")]
+    pub files_from: Option<PathBuf>,
+
+    /// The --files-from list is separated by NUL bytes, not lines.
+    #[arg(short = '0', long, requires = "files_from", help_heading = "Filter")]
+    pub from0: bool,
 }
 
 /// `makuo sync`: rsync spellings.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Paths to push, relative to the base directory.
-    #[arg(value_name = "PATH", required = true, value_hint = ValueHint::AnyPath)]
+    #[arg(value_name = "PATH", required_unless_present = "files_from",
+          value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
     /// Recursion, targets and filters.
     #[command(flatten)]
     pub select: SelectArgs,
+
+    /// --files-from and --from0.
+    #[command(flatten)]
+    pub list: ListArgs,
+
+    /// Archive mode, rsync's -rlptgoD: recurse, and keep what makuo keeps.
+    ///
+    /// makuo always keeps symlinks as symlinks (l), permissions (p) and modification times
+    /// (t). Owner and group (o, g) are kept when the sender runs as root and the members run
+    /// with --preserve-owner (as root). D is -D: FIFOs and sockets are made on every member,
+    /// device nodes only on members with --allow-devices running as root (elsewhere each is
+    /// refused and the push ends 23, as rsync's mknod would fail). -a implies -r, except with
+    /// --files-from (as in rsync).
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+
+    /// Print a line per changed path, rsync's itemized format (YXcstpoguax PATH).
+    ///
+    /// A change that not every member needed is followed by the members that needed it.
+    /// Deletions of a real run are counted, not listed (-n lists them).
+    #[arg(short = 'i', long)]
+    pub itemize_changes: bool,
+
+    /// Print rsync's transfer statistics at the end.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Accepted for rsync compatibility; does nothing.
+    ///
+    /// makuo sends every file once for all members and does not compress.
+    #[arg(short = 'z', long)]
+    pub compress: bool,
 
     /// Show what would change; change nothing.
     #[arg(short = 'n', long)]
@@ -457,6 +553,67 @@ pub struct CheckArgs {
     /// Recursion, targets and filters.
     #[command(flatten)]
     pub select: SelectArgs,
+
+    /// --files-from and --from0.
+    #[command(flatten)]
+    pub list: ListArgs,
+
+    /// Console, direct mode and output.
+    #[command(flatten)]
+    pub front: FrontArgs,
+}
+
+/// `makuo watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Paths to watch, relative to the base directory.
+    #[arg(value_name = "PATH", required_unless_present = "list",
+          value_hint = ValueHint::AnyPath)]
+    pub paths: Vec<PathBuf>,
+
+    /// Recursion, targets and filters.
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// Archive mode: as makuo sync -a (implies -r).
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+
+    /// Propagate deletions: member paths under each PATH that the sender lacks are deleted.
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Quiet period in milliseconds: changes are pushed once nothing changed for this long.
+    ///
+    /// A burst of writes becomes one push. While changes keep coming, a push still goes out
+    /// at the latest after 8 x MS (at least 4 s) since the first unpushed change.
+    #[arg(long, value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub delay: u64,
+
+    /// Compare file contents by checksum, not size and mtime.
+    #[arg(short = 'c', long)]
+    pub checksum: bool,
+
+    /// Let members skip the durability step (fsync before rename) for these pushes.
+    #[arg(long)]
+    pub no_fsync: bool,
+
+    /// Print a line per changed path of each push (rsync's itemized format).
+    #[arg(short = 'i', long)]
+    pub itemize_changes: bool,
+
+    /// Accepted for rsync compatibility; does nothing.
+    #[arg(short = 'z', long)]
+    pub compress: bool,
+
+    /// List the daemon's watches (with their last push and lag) and exit.
+    #[arg(long, conflicts_with_all = ["stop", "direct"])]
+    pub list: bool,
+
+    /// Remove the daemon's watches on PATH... and exit.
+    #[arg(long, conflicts_with = "direct")]
+    pub stop: bool,
 
     /// Console, direct mode and output.
     #[command(flatten)]
@@ -673,6 +830,12 @@ pub enum FilterArgKind {
     Exclude,
     /// `--exclude-from FILE` (the value is the file name, not yet read).
     ExcludeFrom,
+    /// `--include-from FILE` (the value is the file name, not yet read).
+    IncludeFrom,
+    /// `--filter RULE` / `-f RULE`.
+    Filter,
+    /// `-F` (each occurrence; the value is empty).
+    FilterFiles,
 }
 
 impl FilterArgKind {
@@ -682,6 +845,9 @@ impl FilterArgKind {
             FilterArgKind::Include => "include",
             FilterArgKind::Exclude => "exclude",
             FilterArgKind::ExcludeFrom => "exclude_from",
+            FilterArgKind::IncludeFrom => "include_from",
+            FilterArgKind::Filter => "filter",
+            FilterArgKind::FilterFiles => "filter_files",
         }
     }
 }
@@ -698,9 +864,12 @@ pub fn filter_args_in_order(matches: &ArgMatches) -> Vec<(FilterArgKind, String)
     }
     let mut found: Vec<(usize, FilterArgKind, String)> = Vec::new();
     for kind in [
+        FilterArgKind::FilterFiles,
         FilterArgKind::Include,
         FilterArgKind::Exclude,
         FilterArgKind::ExcludeFrom,
+        FilterArgKind::IncludeFrom,
+        FilterArgKind::Filter,
     ] {
         // try_get_many rather than get_many: an unknown id panics in debug builds.
         let Ok(Some(values)) = matches.try_get_many::<String>(kind.id()) else {
@@ -735,6 +904,7 @@ impl Cli {
             Command::Daemon(a) => &a.cluster,
             Command::Sync(a) => &a.front.cluster,
             Command::Check(a) => &a.front.cluster,
+            Command::Watch(a) => &a.front.cluster,
             Command::Members(a) | Command::Status(a) => &a.cluster,
             _ => return Ok(()),
         };
@@ -809,7 +979,7 @@ mod tests {
     /// Value names come from one small vocabulary, so the docs read the same everywhere.
     const VALUE_NAMES: &[&str] = &[
         "ADDR", "BYTES", "DIR", "FILE", "GROUP", "HOST", "KEYFILE", "LEVEL", "MBIT", "MS", "N",
-        "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS",
+        "RULE", "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS",
     ];
 
     #[test]
@@ -1208,6 +1378,87 @@ mod tests {
         assert!(filter_args_in_order(&m).is_empty());
         let (_, m) = parse(&["sync", "x"]).unwrap();
         assert!(filter_args_in_order(&m).is_empty());
+    }
+
+    #[test]
+    fn rsync_filter_flags_keep_their_order_and_f_counts() {
+        use FilterArgKind::*;
+        let (_, m) = parse(&[
+            "sync",
+            "-F",
+            "--exclude=a",
+            "-f",
+            "P /keep",
+            "--include-from",
+            "inc.txt",
+            "-F",
+            "--filter=- b",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(
+            filter_args_in_order(&m),
+            [
+                (FilterFiles, String::new()),
+                (Exclude, "a".to_owned()),
+                (Filter, "P /keep".to_owned()),
+                (IncludeFrom, "inc.txt".to_owned()),
+                (FilterFiles, String::new()),
+                (Filter, "- b".to_owned()),
+            ]
+        );
+        let (_, m) = parse(&["sync", "-rFF", "x"]).unwrap();
+        assert_eq!(filter_args_in_order(&m).len(), 2);
+    }
+
+    #[test]
+    fn sync_takes_rsync_archive_itemize_stats_and_lists() {
+        let (cli, _) = parse(&["sync", "-avzi", "--stats", "."]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert!(s.archive && s.compress && s.itemize_changes && s.stats);
+        assert_eq!(s.front.output.verbose, 1);
+        assert!(s.front.cluster.interface.is_none());
+        // The interface keeps its long name; -i is itemize here, but still the daemon's -i.
+        let (cli, _) = parse(&["sync", "--interface", "10.0.0.1", "x"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(s.front.cluster.interface, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert!(parse(&["daemon", "-i", "10.0.0.1"]).is_ok());
+        assert!(parse(&["members", "-i", "10.0.0.1"]).is_ok());
+        // --files-from stands in for PATH; --from0 needs it.
+        let (cli, _) = parse(&["sync", "--files-from", "-", "-0"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(s.list.files_from, Some(PathBuf::from("-")));
+        assert!(s.list.from0 && s.paths.is_empty());
+        assert!(parse(&["sync", "--from0", "x"]).is_err());
+    }
+
+    #[test]
+    fn watch_args() {
+        let (cli, _) =
+            parse(&["watch", "-a", "--delete", "--delay", "200", "-i", "htdocs"]).unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert!(w.archive && w.delete && w.itemize_changes);
+        assert_eq!(
+            (w.delay, w.paths.clone()),
+            (200, vec![PathBuf::from("htdocs")])
+        );
+        let (cli, _) = parse(&["watch", "x"]).unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(w.delay, 500);
+        assert!(parse(&["watch"]).is_err());
+        assert!(parse(&["watch", "--list"]).is_ok());
+        assert!(parse(&["watch", "--list", "--direct"]).is_err());
+        assert!(parse(&["watch", "--delay", "0", "x"]).is_err());
     }
 
     #[test]

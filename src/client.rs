@@ -9,6 +9,8 @@
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -17,10 +19,12 @@ use clap::ArgMatches;
 
 use crate::apply::ApplyOptions;
 use crate::cli::{
-    self, CheckArgs, ConsoleAddr, ConsoleArgs, FilterArgKind, FrontArgs, OutputArgs, SyncArgs,
+    self, CheckArgs, ConsoleAddr, ConsoleArgs, FilterArgKind, FrontArgs, ListArgs, OutputArgs,
+    SyncArgs,
 };
 use crate::console;
 use crate::exit::Exit;
+use crate::filter::RuleSpec;
 use crate::node::{self, Node, NodeConfig};
 use crate::proto::manifest::{FilterRule, PushOptions};
 use crate::proto::{self, Command, Event, PushRequest};
@@ -150,33 +154,80 @@ fn want_direct(front: &FrontArgs, sub: &ArgMatches) -> bool {
             .any(|id| explicit(sub, id))
 }
 
-fn rules_in_order(sub: &ArgMatches) -> Result<Vec<FilterRule>> {
+/// The filter rules of the command line in order, `merge` files and `--exclude-from` /
+/// `--include-from` files read (relative to the current directory) and every rule checked.
+pub(crate) fn rules_in_order(sub: &ArgMatches) -> Result<Vec<RuleSpec>> {
     let mut rules = Vec::new();
+    let mut dash_f = 0;
+    let old = |include, pattern| RuleSpec::Old(FilterRule { include, pattern });
     for (kind, v) in cli::filter_args_in_order(sub) {
         match kind {
-            FilterArgKind::Include => rules.push(FilterRule {
-                include: true,
-                pattern: v,
-            }),
-            FilterArgKind::Exclude => rules.push(FilterRule {
-                include: false,
-                pattern: v,
-            }),
-            FilterArgKind::ExcludeFrom => {
+            FilterArgKind::Include => rules.push(old(true, v)),
+            FilterArgKind::Exclude => rules.push(old(false, v)),
+            FilterArgKind::ExcludeFrom | FilterArgKind::IncludeFrom => {
+                let include = kind == FilterArgKind::IncludeFrom;
                 for p in crate::filter::read_rules_file(&v)? {
-                    rules.push(FilterRule {
-                        include: false,
-                        pattern: p,
-                    });
+                    rules.push(old(include, p));
                 }
+            }
+            FilterArgKind::Filter => rules.push(RuleSpec::Rule(v)),
+            FilterArgKind::FilterFiles => {
+                dash_f += 1;
+                rules.push(RuleSpec::Rule(if dash_f == 1 {
+                    format!("dir-merge /{}", crate::filter::RSYNC_FILTER)
+                } else {
+                    format!("- {}", crate::filter::RSYNC_FILTER)
+                }));
             }
         }
     }
-    crate::filter::Filter::new(&rules)?;
+    let cwd = std::env::current_dir().context("current directory")?;
+    let rules = crate::filter::expand_merges(&rules, &cwd)?;
+    crate::filter::Filter::build(&rules)?;
     Ok(rules)
 }
 
+/// The PATHs of sync/check, or the `--files-from` list in their place.
+fn paths_or_list(paths: &[std::path::PathBuf], list: &ListArgs) -> Result<(Vec<String>, bool)> {
+    let Some(file) = &list.files_from else {
+        return Ok((
+            paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            false,
+        ));
+    };
+    if paths.iter().any(|p| p.as_os_str() != ".") {
+        bail!("--files-from: the listed paths are relative to the base (-b); give no PATH");
+    }
+    let listed = crate::filter::read_files_from(file, list.from0)?;
+    Ok((
+        listed
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+        true,
+    ))
+}
+
 fn print_outcome(o: &Outcome, out: &OutputArgs, check: bool) -> Exit {
+    print_outcome_with(o, out, check, false, false)
+}
+
+fn print_outcome_with(
+    o: &Outcome,
+    out: &OutputArgs,
+    check: bool,
+    itemize: bool,
+    stats: bool,
+) -> Exit {
+    if !out.json && itemize && !o.dry_run && !check {
+        let mut so = std::io::stdout().lock();
+        for l in o.itemized() {
+            let _ = writeln!(so, "{l}");
+        }
+    }
     if out.json {
         let mut so = std::io::stdout().lock();
         let _ = writeln!(
@@ -194,6 +245,14 @@ fn print_outcome(o: &Outcome, out: &OutputArgs, check: bool) -> Exit {
                 let _ = writeln!(so, "{l}");
             }
         }
+        if stats && !out.quiet {
+            if let Some(st) = &o.stats {
+                let _ = writeln!(so);
+                for l in st.lines(o.seconds) {
+                    let _ = writeln!(so, "{l}");
+                }
+            }
+        }
         let last = if check {
             console::check_final(o)
         } else {
@@ -209,13 +268,19 @@ fn print_outcome(o: &Outcome, out: &OutputArgs, check: bool) -> Exit {
 /// `makuo sync`.
 pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
     let rules = rules_in_order(sub)?;
+    let (paths, files_from) = paths_or_list(&args.paths, &args.list)?;
+    if args.itemize_changes && !files_from {
+        if let Some(p) = paths.iter().find(|p| p.parse::<std::net::IpAddr>().is_ok()) {
+            bail!(
+                "{p}: -i is rsync's --itemize-changes here; give the interface as --interface {p}"
+            );
+        }
+    }
     let cmd = PushCmd {
-        paths: args
-            .paths
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
-        recursive: args.select.recursive,
+        paths,
+        files_from,
+        // rsync: -a does not imply -r with --files-from.
+        recursive: args.select.recursive || (args.archive && !files_from),
         targets: args.select.targets.clone(),
         rules,
         options: {
@@ -229,6 +294,11 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
                 ..PushOptions::default()
             };
             args.kinds.apply(&mut o);
+            // rsync's -a includes -D.
+            if args.archive {
+                o.devices = true;
+                o.specials = true;
+            }
             o
         },
         max_delete: args.max_delete,
@@ -236,6 +306,8 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
         bwlimit: args.bwlimit.filter(|&b| b > 0),
         timeout: args.timeout.filter(|&t| t > 0).map(Duration::from_secs),
         progress: args.progress,
+        itemize: args.itemize_changes,
+        stats: args.stats,
     };
     run_push(&args.front, sub, &cmd)
 }
@@ -243,16 +315,13 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
 /// `makuo check`.
 pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
     let rules = rules_in_order(sub)?;
-    let mut paths: Vec<String> = args
-        .paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    if paths.is_empty() {
+    let (mut paths, files_from) = paths_or_list(&args.paths, &args.list)?;
+    if paths.is_empty() && !files_from {
         paths.push(".".into());
     }
     let cmd = PushCmd {
         paths,
+        files_from,
         recursive: args.select.recursive,
         targets: args.select.targets.clone(),
         rules,
@@ -270,21 +339,29 @@ pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
         bwlimit: None,
         timeout: None,
         progress: false,
+        itemize: false,
+        stats: false,
     };
     run_push(&args.front, sub, &cmd)
 }
 
 struct PushCmd {
     paths: Vec<String>,
+    /// `paths` is a `--files-from` list.
+    files_from: bool,
     recursive: bool,
     targets: Vec<String>,
-    rules: Vec<FilterRule>,
+    rules: Vec<RuleSpec>,
     options: PushOptions,
     max_delete: Option<u64>,
     check: bool,
     bwlimit: Option<u64>,
     timeout: Option<Duration>,
     progress: bool,
+    /// `-i`: itemized lines for a real run too.
+    itemize: bool,
+    /// `--stats`.
+    stats: bool,
 }
 
 fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> {
@@ -313,21 +390,9 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
         eprintln!("makuo: --bwlimit applies to direct mode; the daemon's rate is its -T");
     }
     c.timeout = cmd.timeout;
-    // The first answer also says whether this console lets us in at all.
-    let last = c.command("exclude clear", |_| {})?;
-    if last != "ok" {
-        bail!(
-            "console {}: {}",
-            front.console.console,
-            last.trim_start_matches("error: ")
-        );
-    }
-    for r in &cmd.rules {
-        let w = if r.include { "include" } else { "exclude" };
-        let last = c.command(&format!("{w} add {}", quote(&r.pattern)), |_| {})?;
-        if last != "ok" {
-            bail!("daemon refused rule {}: {last}", r.pattern);
-        }
+    send_rules(&mut c, &cmd.rules, &front.console.console.to_string())?;
+    if cmd.files_from {
+        send_files(&mut c, &cmd.paths)?;
     }
     let mut line = String::from(if cmd.check {
         "md5"
@@ -366,10 +431,21 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
             line.push_str(word);
         }
     }
+    if cmd.itemize {
+        line.push_str(" -i");
+    }
+    if cmd.stats {
+        line.push_str(" --stats");
+    }
+    if cmd.files_from {
+        line.push_str(" --files-from");
+    }
     line.push_str(" --json --");
-    for p in &cmd.paths {
-        line.push(' ');
-        line.push_str(&quote(p));
+    if !cmd.files_from {
+        for p in &cmd.paths {
+            line.push(' ');
+            line.push_str(&quote(p));
+        }
     }
     let mut result = None;
     let last = c.command(&line, |l| {
@@ -395,12 +471,60 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
     };
     let _ = c.command("quit", |_| {});
     match result {
-        Some(o) => Ok(print_outcome(&o, out, cmd.check)),
+        Some(o) => Ok(print_outcome_with(
+            &o,
+            out,
+            cmd.check,
+            cmd.itemize,
+            cmd.stats,
+        )),
         None => {
             eprintln!("makuo: {}", last.trim_start_matches("error: "));
             Ok(Exit::Error)
         }
     }
+}
+
+/// Replaces the console session's rules with `rules`, in order.
+pub(crate) fn send_rules(c: &mut Console, rules: &[RuleSpec], console: &str) -> Result<()> {
+    // The first answer also says whether this console lets us in at all.
+    let last = c.command("exclude clear", |_| {})?;
+    if last != "ok" {
+        bail!("console {console}: {}", last.trim_start_matches("error: "));
+    }
+    for r in rules {
+        let (words, text) = r.console_words();
+        let last = c.command(&format!("{words} {}", quote(text)), |_| {})?;
+        if last != "ok" {
+            bail!("daemon refused rule {text}: {last}");
+        }
+    }
+    Ok(())
+}
+
+/// Hands a `--files-from` list to the console session, a few dozen paths a line.
+fn send_files(c: &mut Console, paths: &[String]) -> Result<()> {
+    c.command("files clear", |_| {})?;
+    let mut line = String::new();
+    let mut flush = |line: &mut String| -> Result<()> {
+        if !line.is_empty() {
+            let last = c.command(&format!("files add{line}"), |_| {})?;
+            if last != "ok" {
+                bail!("daemon refused the --files-from list: {last}");
+            }
+            line.clear();
+        }
+        Ok(())
+    };
+    for p in paths {
+        line.push(' ');
+        line.push_str(&quote(p));
+        // The console takes lines of at most 4096 bytes.
+        if line.len() > 2048 {
+            flush(&mut line)?;
+        }
+    }
+    flush(&mut line)
 }
 
 fn load_keys(front: &FrontArgs) -> Result<Vec<crate::seal::Key>> {
@@ -512,9 +636,12 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         let walk = s.spawn(|| {
             let sel = node::build_manifest(
                 base,
-                &cmd.paths,
-                cmd.recursive,
-                &cmd.rules,
+                &node::Select {
+                    paths: &cmd.paths,
+                    recursive: cmd.recursive,
+                    files_from: cmd.files_from,
+                    rules: &cmd.rules,
+                },
                 cmd.options.clone(),
             );
             (sel, started.elapsed())
@@ -556,8 +683,84 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
             discovered.as_secs_f64()
         );
     }
+    for (_, why) in &sel.missing {
+        // rsync prints these even with -q.
+        eprintln!("makuo: {why}");
+    }
+    let params = PushParams {
+        targets: &cmd.targets,
+        max_delete: cmd.max_delete,
+        check: cmd.check,
+        timeout: cmd.timeout,
+        progress: cmd.progress,
+        verbose: out.verbose,
+        itemize: cmd.itemize,
+        stats: cmd.stats,
+        walk_time: walked,
+        no_member: format!(
+            "no member answered on {}:{} within {} ms",
+            front.cluster.group, front.cluster.port, front.discover
+        ),
+    };
+    let mut o = push_on(
+        &mut node,
+        sel.manifest,
+        &remembered,
+        state.as_mut(),
+        &params,
+        started,
+    )?;
+    node.leave();
+    if out.verbose > 1 {
+        eprintln!("push done after {:.3}s", started.elapsed().as_secs_f64());
+    }
+    o.fold_walk(sel.vanished, sel.missing.len());
+    Ok(print_outcome_with(
+        &o,
+        out,
+        cmd.check,
+        cmd.itemize,
+        cmd.stats,
+    ))
+}
+
+/// How [`push_on`] runs one push.
+pub(crate) struct PushParams<'a> {
+    /// `-t`: only these members.
+    pub targets: &'a [String],
+    /// `--max-delete`.
+    pub max_delete: Option<u64>,
+    /// A check (checksums compared, nothing changed).
+    pub check: bool,
+    /// Give up after this long without progress.
+    pub timeout: Option<Duration>,
+    /// Show a spinner on a terminal.
+    pub progress: bool,
+    /// `-v` count.
+    pub verbose: u8,
+    /// Fill every member's itemized changes (`-i`).
+    pub itemize: bool,
+    /// Fill the statistics (`--stats`).
+    pub stats: bool,
+    /// How long the walk took (for the statistics).
+    pub walk_time: Duration,
+    /// The reason given when no member is live.
+    pub no_member: String,
+}
+
+/// Runs one push on a node that has discovered the members: chooses the targets,
+/// multicasts, waits for every member's result and returns the outcome (the walk's
+/// vanished and missing files not folded in).
+pub(crate) fn push_on(
+    node: &mut Node,
+    manifest: crate::proto::manifest::Manifest,
+    remembered: &[crate::state::Remembered],
+    state: Option<&mut crate::state::StateDir>,
+    p: &PushParams<'_>,
+    started: Instant,
+) -> Result<Outcome> {
     let (live, mut absent, unknown) =
-        node::resolve_targets(node.engine.members(), &remembered, &cmd.targets);
+        node::resolve_targets(node.engine.members(), remembered, p.targets);
     for u in unknown {
         absent.push(Absent {
             name: u,
@@ -567,33 +770,29 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     }
     if live.is_empty() {
         let heard = node.engine.members().filter(|m| m.receives()).count();
-        node.leave();
-        let why = if heard > 0 && !cmd.targets.is_empty() {
+        let why = if heard > 0 && !p.targets.is_empty() {
             format!(
                 "none of the targets ({}) is a live member ({heard} others answered)",
-                cmd.targets.join(", ")
+                p.targets.join(", ")
             )
         } else {
-            format!(
-                "no member answered on {}:{} within {} ms",
-                front.cluster.group, front.cluster.port, front.discover
-            )
+            p.no_member.clone()
         };
         let mut o = Outcome::failed(Exit::NoMember, why, started.elapsed().as_secs_f64());
         o.members = absent.iter().map(Absent::outcome).collect();
-        return Ok(print_outcome(&o, out, cmd.check));
+        return Ok(o);
     }
-    let manifest = sel.manifest;
+    let manifest_len = if p.stats { manifest.encode().len() } else { 0 };
     let req = PushRequest {
         manifest: manifest.clone(),
         targets: live,
-        max_delete: cmd.max_delete,
+        max_delete: p.max_delete,
     };
     let xfer = node
         .engine
         .handle_command(Instant::now(), Command::Push(req))
         .map_err(|e| anyhow!("{e}"))?;
-    let bar = (cmd.progress && std::io::stderr().is_terminal()).then(|| {
+    let bar = (p.progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.enable_steady_tick(Duration::from_millis(100));
         b
@@ -602,7 +801,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let mut last_rx = 0;
     let report = loop {
         let events = node.turn(Duration::from_millis(50))?;
-        warn_notices(&mut node);
+        warn_notices(node);
         let rx = node.engine.stats().received;
         if rx != last_rx {
             last_rx = rx;
@@ -614,7 +813,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
                 // Member names and errors from the network are in it.
                 Event::Progress { line, .. } => match &bar {
                     Some(b) => b.set_message(crate::escape::text_str(&line).into_owned()),
-                    None if out.verbose > 0 => eprintln!("{}", crate::escape::text_str(&line)),
+                    None if p.verbose > 0 => eprintln!("{}", crate::escape::text_str(&line)),
                     None => {}
                 },
                 Event::PushDone(r) if r.xfer == xfer => done = Some(r),
@@ -624,27 +823,23 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         if let Some(r) = done {
             break r;
         }
-        if let Some(t) = cmd.timeout {
+        if let Some(t) = p.timeout {
             if last_activity.elapsed() >= t {
                 node.engine.abort_all(Instant::now(), "sender timed out");
-                node.leave();
                 let mut o = Outcome::failed(
                     Exit::Timeout,
                     format!("no progress for {}s", t.as_secs()),
                     started.elapsed().as_secs_f64(),
                 );
                 o.exit = Exit::Timeout.code();
-                return Ok(print_outcome(&o, out, cmd.check));
+                return Ok(o);
             }
         }
     };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if out.verbose > 1 {
-        eprintln!("push done after {:.3}s", started.elapsed().as_secs_f64());
-    }
-    if let Some(s) = &mut state {
+    if let Some(s) = state {
         // Remembered: the members that applied the push (a forged heartbeat never is).
         for m in report.members.iter().filter(|m| m.ok) {
             let seen_for = node
@@ -658,17 +853,19 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         }
         let _ = s.save();
     }
-    node.leave();
     let secs = started.elapsed().as_secs_f64();
-    let mut o = if cmd.check {
+    let mut o = if p.check {
         Outcome::from_check(&manifest, &report, &absent, secs)
     } else {
         Outcome::from_report(&manifest, &report, &absent, secs)
     };
-    if sel.vanished > 0 && o.exit == 0 {
-        o.exit = Exit::Vanished.code();
+    if p.itemize && !p.check {
+        o.add_itemized(&manifest, &report);
     }
-    Ok(print_outcome(&o, out, cmd.check))
+    if p.stats {
+        o.add_stats(&manifest, &report, manifest_len, p.walk_time);
+    }
+    Ok(o)
 }
 
 /// `makuo members`.
@@ -738,4 +935,216 @@ pub fn status(front: &FrontArgs) -> Result<Exit> {
 pub fn console_words(console: &ConsoleArgs, words: &str, out: &OutputArgs) -> Result<Exit> {
     let mut c = Console::connect(&console.console, console.password_file.as_deref())?;
     simple(&mut c, words, out)
+}
+
+/// `makuo watch`: hands the watch to the daemon, or runs it here in the foreground.
+pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
+    let front = &args.front;
+    let paths: Vec<String> = args
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if args.list || args.stop {
+        let mut c = Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        )?;
+        let mut line = String::from(if args.list {
+            "watch list"
+        } else {
+            "watch del --"
+        });
+        for p in &paths {
+            line.push(' ');
+            line.push_str(&quote(p));
+        }
+        return simple(&mut c, &line, &front.output);
+    }
+    let rules = rules_in_order(sub)?;
+    let recursive = args.select.recursive || args.archive;
+    if !want_direct(front, sub) {
+        match Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        ) {
+            Ok(mut c) => {
+                send_rules(&mut c, &rules, &front.console.console.to_string())?;
+                let mut line = String::from("watch add");
+                if recursive {
+                    line.push_str(" -r");
+                }
+                if args.delete {
+                    line.push_str(" --delete");
+                }
+                if args.checksum {
+                    line.push_str(" -c");
+                }
+                if args.no_fsync {
+                    line.push_str(" --no-fsync");
+                }
+                line.push_str(&format!(" --delay {}", args.delay));
+                for t in &args.select.targets {
+                    line.push_str(&format!(" -t {}", quote(t)));
+                }
+                line.push_str(" --");
+                for p in &paths {
+                    line.push(' ');
+                    line.push_str(&quote(p));
+                }
+                return simple(&mut c, &line, &front.output);
+            }
+            Err(e) => {
+                if explicit(sub, "console") {
+                    return Err(e);
+                }
+                if front.output.verbose > 0 {
+                    eprintln!("makuo: {e:#}; watching in the foreground (direct)");
+                }
+            }
+        }
+    }
+    front.cluster.require_key()?;
+    if front.cluster.keys.is_empty() && !front.output.quiet {
+        eprintln!(
+            "makuo: WARNING: --insecure: no cluster key (-k); these pushes are UNAUTHENTICATED"
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("signal handler")?;
+    }
+    let cfg = crate::watch::WatchConfig {
+        base: front.cluster.base.clone(),
+        paths: paths
+            .iter()
+            .map(|p| {
+                let p = p.trim_end_matches('/');
+                if p.is_empty() {
+                    b".".to_vec()
+                } else {
+                    p.as_bytes().to_vec()
+                }
+            })
+            .collect(),
+        recursive,
+        delete: args.delete,
+        delay: Duration::from_millis(args.delay),
+        rules,
+        options: PushOptions {
+            checksum: args.checksum,
+            owners: rustix::process::geteuid().is_root(),
+            delete: args.delete,
+            delete_only: false,
+            dry_run: false,
+            no_fsync: args.no_fsync,
+            // rsync's -a includes -D.
+            devices: args.archive,
+            specials: args.archive,
+            ..PushOptions::default()
+        },
+    };
+    let mut watch = crate::watch::Watch::new(cfg)?;
+    let mut node = direct_node(front, None)?;
+    let (_, remembered) = remembered(front)?;
+    let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
+    discover(&mut node, Duration::from_millis(front.discover), &expect)?;
+    if !front.output.quiet {
+        eprintln!(
+            "makuo: watching {} ({} directories); {} members",
+            paths.join(" "),
+            watch.status.lock().map(|s| s.watched).unwrap_or(0),
+            node.engine.members().filter(|m| m.receives()).count()
+        );
+    }
+    let known = node.engine.members().map(|m| m.node).collect();
+    let mut pusher = DirectPusher {
+        node,
+        remembered,
+        targets: args.select.targets.clone(),
+        out: front.output.quiet,
+        verbose: front.output.verbose,
+        itemize: args.itemize_changes,
+        no_member: format!(
+            "no member answered on {}:{}",
+            front.cluster.group, front.cluster.port
+        ),
+        known,
+    };
+    let r = watch.run(&mut pusher, &stop);
+    pusher.node.leave();
+    r.map(|_| Exit::Ok)
+}
+
+/// The foreground watch's pusher: its own node, kept turning between pushes.
+struct DirectPusher {
+    node: Node,
+    remembered: Vec<crate::state::Remembered>,
+    targets: Vec<String>,
+    /// `-q`.
+    out: bool,
+    verbose: u8,
+    itemize: bool,
+    no_member: String,
+    /// Members already pushed to (a new one gets a full compare).
+    known: std::collections::BTreeSet<u64>,
+}
+
+impl crate::watch::Pusher for DirectPusher {
+    fn idle(&mut self, d: Duration) -> Result<()> {
+        self.node.turn(d)?;
+        Ok(())
+    }
+
+    fn push(&mut self, sel: node::Selection) -> Result<Outcome> {
+        let started = Instant::now();
+        let params = PushParams {
+            targets: &self.targets,
+            max_delete: None,
+            check: false,
+            timeout: Some(Duration::from_secs(60)),
+            progress: false,
+            verbose: self.verbose,
+            itemize: self.itemize,
+            stats: false,
+            walk_time: sel.walk_time,
+            no_member: self.no_member.clone(),
+        };
+        let mut o = push_on(
+            &mut self.node,
+            sel.manifest,
+            &self.remembered,
+            None,
+            &params,
+            started,
+        )?;
+        o.fold_walk(sel.vanished, sel.missing.len());
+        if self.itemize {
+            for l in o.itemized() {
+                println!("{l}");
+            }
+        }
+        Ok(o)
+    }
+
+    fn log(&mut self, line: &str) {
+        if !self.out || line.contains("failed") {
+            eprintln!("makuo: {}", crate::escape::text_str(line));
+        }
+    }
+
+    fn new_members(&mut self) -> bool {
+        let now: std::collections::BTreeSet<u64> = self
+            .node
+            .engine
+            .members()
+            .filter(|m| m.receives())
+            .map(|m| m.node)
+            .collect();
+        let new = now.iter().any(|n| !self.known.contains(n));
+        if new {
+            self.known.extend(now);
+        }
+        new
+    }
 }

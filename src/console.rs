@@ -27,7 +27,7 @@ pub const MAX_SHOWN: usize = 40;
 /// The first words of console commands (case-insensitive).
 pub const COMMANDS: &[&str] = &[
     "send", "sync", "dsync", "md5", "check", "members", "status", "exclude", "include", "loglevel",
-    "alive", "echo", "help", "?", "quit", "exit", "bye", "password",
+    "alive", "echo", "help", "?", "quit", "exit", "bye", "password", "filter", "files", "watch",
 ];
 
 /// What [`read_line`] got.
@@ -185,6 +185,33 @@ pub struct SendCmd {
     pub acls: bool,
     /// Paths relative to the base (default `.`).
     pub paths: Vec<String>,
+    /// `-i`: report every member's itemized changes in the result.
+    pub itemize: bool,
+    /// `--stats`: add rsync's statistics to the result.
+    pub stats: bool,
+    /// `--files-from`: push the session's `files add` list (rsync's `--files-from`).
+    pub files_from: bool,
+}
+
+/// `watch add|del|list`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchCmd {
+    /// `add`, `del` or `list`.
+    pub action: String,
+    /// `-r`.
+    pub recursive: bool,
+    /// `--delete`.
+    pub delete: bool,
+    /// `-c`.
+    pub checksum: bool,
+    /// `--no-fsync`.
+    pub no_fsync: bool,
+    /// `--delay MS` (default 500).
+    pub delay_ms: u64,
+    /// `-t HOST`.
+    pub targets: Vec<String>,
+    /// Paths relative to the base.
+    pub paths: Vec<String>,
 }
 
 /// A parsed console line.
@@ -209,6 +236,14 @@ pub enum Request {
     RuleList,
     /// `exclude clear`.
     RuleClear,
+    /// `filter add RULE`: append a full rsync filter rule to the session's list.
+    FilterAdd(String),
+    /// `files add PATH...`: append to the session's `--files-from` list.
+    FilesAdd(Vec<String>),
+    /// `files clear`.
+    FilesClear,
+    /// `watch add|del|list`.
+    Watch(WatchCmd),
     /// `loglevel N`.
     Loglevel(u8),
     /// `alive`.
@@ -238,6 +273,11 @@ pub const HELP: &[&str] = &[
     "status                daemon state and counters",
     "exclude add|del PAT   session exclude rules (rsync patterns); include add PAT",
     "exclude list|clear    show or drop the session rules",
+    "filter add RULE       session rule in rsync's --filter syntax (- + P R H S dir-merge clear)",
+    "files add PATH...     list for send --files-from (rsync's meaning); files clear",
+    "watch add [-r] [--delete] [--delay MS] [-c] [--no-fsync] [-t HOST]... PATH...",
+    "                      push changes under PATH as they happen (session rules apply)",
+    "watch del PATH...     stop watching; watch list: the watches, last push, lag",
     "loglevel N            0 (quiet) to 9 (debug)",
     "alive, echo WORDS, help, quit|exit|bye",
 ];
@@ -314,6 +354,9 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
             "--specials" if !check => c.specials = true,
             "-X" | "--xattrs" if !check => c.xattrs = true,
             "-A" | "--acls" if !check => c.acls = true,
+            "-i" | "--itemize-changes" if !check => c.itemize = true,
+            "--stats" if !check => c.stats = true,
+            "--files-from" => c.files_from = true,
             "--" => {
                 c.paths.extend(words[i + 1..].iter().cloned());
                 break;
@@ -325,10 +368,62 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
         }
         i += 1;
     }
-    if c.paths.is_empty() {
+    if c.paths.is_empty() && !c.files_from {
         c.paths.push(".".into());
     }
     Ok(c)
+}
+
+fn parse_watch(words: &[String]) -> Result<WatchCmd, ParseError> {
+    let mut c = WatchCmd {
+        delay_ms: 500,
+        ..WatchCmd::default()
+    };
+    let Some(action) = words.first() else {
+        return Err("usage: watch add|del|list [PATH...]".into());
+    };
+    c.action = action.to_ascii_lowercase();
+    let mut i = 1;
+    while i < words.len() {
+        let w = words[i].as_str();
+        let mut value = || -> Result<String, String> {
+            i += 1;
+            words
+                .get(i)
+                .cloned()
+                .ok_or(format!("{} needs a value", shown(w)))
+        };
+        match w {
+            "-r" | "--recursive" => c.recursive = true,
+            "--delete" => c.delete = true,
+            "-c" | "--checksum" => c.checksum = true,
+            "--no-fsync" => c.no_fsync = true,
+            "-t" | "--target" => c.targets.push(value()?),
+            "--delay" => {
+                c.delay_ms = value()?
+                    .parse()
+                    .ok()
+                    .filter(|&d| (1..=3_600_000).contains(&d))
+                    .ok_or("--delay takes 1 to 3600000 (ms)")?
+            }
+            "--" => {
+                c.paths.extend(words[i + 1..].iter().cloned());
+                break;
+            }
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(format!("unknown option {}", shown(f)).into())
+            }
+            p => c.paths.push(p.to_string()),
+        }
+        i += 1;
+    }
+    match c.action.as_str() {
+        "add" | "del" if c.paths.is_empty() => {
+            Err(format!("usage: watch {} PATH...", shown(&c.action)).into())
+        }
+        "add" | "del" | "list" => Ok(c),
+        _ => Err("usage: watch add|del|list [PATH...]".into()),
+    }
 }
 
 /// Parses one console line (see [`parse_line`] for raw bytes).
@@ -386,6 +481,16 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
                 _ => return Err("usage: exclude add|del|list|clear [PATTERN]".into()),
             }
         }
+        "filter" => match rest {
+            [a, r] if a == "add" => Request::FilterAdd(r.clone()),
+            _ => return Err("usage: filter add RULE".into()),
+        },
+        "files" => match rest.first().map(String::as_str) {
+            Some("add") if rest.len() > 1 => Request::FilesAdd(rest[1..].to_vec()),
+            Some("clear") if rest.len() == 1 => Request::FilesClear,
+            _ => return Err("usage: files add PATH... | files clear".into()),
+        },
+        "watch" => Request::Watch(parse_watch(rest)?),
         "loglevel" => match rest {
             [n] => Request::Loglevel(
                 n.parse()
@@ -483,6 +588,27 @@ mod tests {
         assert!(parse("send --bogus").is_err());
         assert_eq!(parse("   ").unwrap(), Request::Nothing);
         assert_eq!(parse("BYE").unwrap(), Request::Quit);
+        assert_eq!(
+            parse("filter add \"dir-merge /.rsync-filter\"").unwrap(),
+            Request::FilterAdd("dir-merge /.rsync-filter".into())
+        );
+        assert!(parse("filter add").is_err());
+        assert_eq!(
+            parse("files add a/x \"b c\"").unwrap(),
+            Request::FilesAdd(vec!["a/x".into(), "b c".into()])
+        );
+        let Request::Send(c) = parse("send -i --stats --files-from --json").unwrap() else {
+            panic!()
+        };
+        assert!(c.itemize && c.stats && c.files_from && c.paths.is_empty());
+        let Request::Watch(w) = parse("watch add -r --delete --delay 300 -t m1 htdocs").unwrap()
+        else {
+            panic!()
+        };
+        assert!(w.recursive && w.delete && w.delay_ms == 300 && w.paths == ["htdocs"]);
+        assert!(parse("watch add").is_err() && parse("watch frob").is_err());
+        assert!(parse("watch add --delay 0 x").is_err());
+        assert!(matches!(parse("watch list").unwrap(), Request::Watch(_)));
         assert_eq!(
             split_words(r#"a "b c" d\ e"#).unwrap(),
             vec!["a", "b c", "d e"]

@@ -23,12 +23,13 @@ use crate::console::{self, Request, SendCmd};
 use crate::console_access;
 use crate::escape;
 use crate::exit::Exit;
+use crate::filter::RuleSpec;
 use crate::logging;
 use crate::metrics;
 use crate::node::{self, Node, NodeConfig};
 use crate::operate::{self, DaemonRules, Operator};
 use crate::owner_match;
-use crate::proto::manifest::{FilterRule, PushOptions};
+use crate::proto::manifest::PushOptions;
 use crate::proto::{self, Command, Event, PushRequest};
 use crate::report::{Absent, Outcome};
 use crate::service::{Notifier, Signals};
@@ -48,6 +49,8 @@ pub fn hostname() -> String {
 }
 
 /// A request from a console session to the network loop.
+// One message per push: the size of the variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Job {
     Push {
         manifest: proto::manifest::Manifest,
@@ -55,9 +58,18 @@ pub(crate) enum Job {
         max_delete: Option<u64>,
         check: bool,
         reply: Sender<Reply>,
+        detail: Detail,
     },
     Members(Sender<Reply>),
     Status(Sender<Reply>),
+}
+
+/// What a push's outcome carries beyond the table: `-i` changes, `--stats` (with the
+/// manifest's encoded size and the walk time).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Detail {
+    itemize: bool,
+    stats: Option<(usize, Duration)>,
 }
 
 /// What the loop sends back.
@@ -75,6 +87,7 @@ struct Pending {
     absent: Vec<Absent>,
     started: Instant,
     check: bool,
+    detail: Detail,
 }
 
 /// The canonical base directory. It must be given (`-b`, `base` in the config file or an
@@ -291,6 +304,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     }
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let console = console_access::Server::new(policy, password, console_access::LIMITS);
+    let watches = Arc::new(crate::watch::Registry::default());
     let shared = Arc::new(Session {
         base: session_base,
         no_send: args.no_send,
@@ -300,6 +314,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         rules: rules.clone(),
         console: console.clone(),
         jobs: Mutex::new(jobs_tx),
+        watches: watches.clone(),
     });
     if let Some(tcp) = tcp {
         let (s, c) = (shared.clone(), console.clone());
@@ -319,6 +334,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let parallel = args.parallel as usize;
     let mut op = Operator::new(conf, notifier, signals, rules, default_times, published);
     let result = event_loop(&mut node, &mut state, &jobs_rx, &name, &mut op, parallel);
+    watches.stop_all();
     op.stopping();
     logging::notice("leaving the cluster");
     node.engine.abort_all(Instant::now(), "sender shut down");
@@ -561,11 +577,17 @@ fn handle_event(
             }
             if let Some(p) = pending.remove(&r.xfer) {
                 let secs = p.started.elapsed().as_secs_f64();
-                let o = if p.check {
+                let mut o = if p.check {
                     Outcome::from_check(&p.manifest, &r, &p.absent, secs)
                 } else {
                     Outcome::from_report(&p.manifest, &r, &p.absent, secs)
                 };
+                if p.detail.itemize && !p.check {
+                    o.add_itemized(&p.manifest, &r);
+                }
+                if let Some((len, walk)) = p.detail.stats {
+                    o.add_stats(&p.manifest, &r, len, walk);
+                }
                 log(
                     1,
                     format_args!("push {:x} done in {secs:.2}s: exit {}", r.xfer, o.exit),
@@ -632,6 +654,7 @@ fn handle_job(
             max_delete,
             check,
             reply,
+            detail,
         } => {
             let remembered: Vec<_> = state
                 .remembered()
@@ -674,6 +697,7 @@ fn handle_job(
                             absent,
                             started: now,
                             check,
+                            detail,
                         },
                     );
                 }
@@ -801,9 +825,90 @@ struct Session {
     /// Who may connect, the password, the limits and the counters.
     console: Arc<console_access::Server>,
     jobs: Mutex<Sender<Job>>,
+    /// Daemon-side watches (`watch add`): they outlive the session that made them.
+    watches: Arc<crate::watch::Registry>,
+}
+
+/// What one console session keeps between commands.
+#[derive(Default)]
+struct SessionState {
+    /// `exclude add`, `include add`, `filter add`, in order.
+    rules: Vec<RuleSpec>,
+    /// `files add`: the list for `send --files-from`.
+    files: Vec<String>,
+}
+
+/// Most paths a session's `files add` list holds.
+const MAX_SESSION_FILES: usize = 1 << 20;
+
+/// A daemon-side watch pushes through the network loop's job queue, as a console push does.
+struct JobPusher {
+    jobs: Sender<Job>,
+    targets: Vec<String>,
+    /// `-O`: leave out what this uid does not own, as console pushes do.
+    owner_match: Option<u32>,
+}
+
+impl crate::watch::Pusher for JobPusher {
+    fn idle(&mut self, d: Duration) -> Result<()> {
+        std::thread::sleep(d);
+        Ok(())
+    }
+
+    fn push(&mut self, mut sel: node::Selection) -> Result<Outcome> {
+        if let Some(uid) = self.owner_match {
+            let (left_out, _) = owner_match::apply(&mut sel.manifest, uid);
+            for p in &left_out {
+                logging::log(
+                    2,
+                    format_args!("skipping {}: {}", escape::text(p), owner_match::SKIP_REASON),
+                );
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let job = Job::Push {
+            manifest: sel.manifest,
+            targets: self.targets.clone(),
+            max_delete: None,
+            check: false,
+            reply: tx,
+            detail: Detail::default(),
+        };
+        if self.jobs.send(job).is_err() {
+            bail!("daemon is shutting down");
+        }
+        loop {
+            match rx.recv() {
+                Ok(Reply::Done(mut o)) => {
+                    o.fold_walk(sel.vanished, sel.missing.len());
+                    return Ok(o);
+                }
+                Ok(_) => {}
+                Err(_) => bail!("daemon is shutting down"),
+            }
+        }
+    }
+
+    fn log(&mut self, line: &str) {
+        log(1, line);
+    }
 }
 
 impl Session {
+    /// The config file's rules (standing excludes) first, then `session`'s.
+    fn all_rules(&self, session: &[RuleSpec]) -> Vec<RuleSpec> {
+        let mut all: Vec<RuleSpec> = self
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .map(RuleSpec::Old)
+            .collect();
+        all.extend_from_slice(session);
+        all
+    }
+
     fn send_job(&self, job: Job) -> bool {
         self.jobs
             .lock()
@@ -814,18 +919,19 @@ impl Session {
     /// Serves one admitted console connection until `quit`, EOF, or a line that ends it
     /// (`console_access::run_session` reads, caps and checks the lines).
     fn serve<S: console_access::Conn>(&self, conn: S, who: &str) {
-        let mut rules: Vec<FilterRule> = Vec::new();
+        let mut session = SessionState::default();
         console_access::run_session(&self.console, conn, who, |req, w| {
-            self.handle(req, &mut rules, w)
+            self.handle(req, &mut session, w)
         });
     }
 
     fn handle(
         &self,
         req: Request,
-        rules: &mut Vec<FilterRule>,
+        session: &mut SessionState,
         w: &mut impl Write,
     ) -> std::io::Result<()> {
+        let rules = &mut session.rules;
         match req {
             Request::Nothing => Ok(()),
             Request::Quit => writeln!(w, "ok"),
@@ -844,12 +950,37 @@ impl Session {
                 writeln!(w, "ok")
             }
             Request::RuleAdd(r) => {
-                rules.push(r);
+                rules.push(RuleSpec::Old(r));
                 writeln!(w, "ok")
             }
+            Request::FilterAdd(t) => {
+                // Checked now (and merge files refused: a daemon reads no file a console
+                // user names).
+                let mut with = rules.clone();
+                with.push(RuleSpec::Rule(t));
+                match crate::filter::Filter::build(&with) {
+                    Ok(_) => {
+                        *rules = with;
+                        writeln!(w, "ok")
+                    }
+                    Err(e) => writeln!(w, "error: {e:#}"),
+                }
+            }
+            Request::FilesAdd(ps) => {
+                if session.files.len() + ps.len() > MAX_SESSION_FILES {
+                    return writeln!(w, "error: more than {MAX_SESSION_FILES} paths listed");
+                }
+                session.files.extend(ps);
+                writeln!(w, "ok")
+            }
+            Request::FilesClear => {
+                session.files.clear();
+                writeln!(w, "ok")
+            }
+            Request::Watch(c) => self.watch(w, &c, rules),
             Request::RuleDel(p) => {
                 let before = rules.len();
-                rules.retain(|r| r.pattern != p);
+                rules.retain(|r| !matches!(r, RuleSpec::Old(o) if o.pattern == p));
                 if rules.len() == before {
                     writeln!(w, "error: no such pattern")
                 } else {
@@ -858,12 +989,9 @@ impl Session {
             }
             Request::RuleList => {
                 for r in rules.iter() {
-                    writeln!(
-                        w,
-                        "{} {}",
-                        if r.include { "include" } else { "exclude" },
-                        r.pattern
-                    )?;
+                    let (words, text) = r.console_words();
+                    let kind = words.split(' ').next().unwrap_or(words);
+                    writeln!(w, "{kind} {text}")?;
                 }
                 writeln!(w, "ok")
             }
@@ -873,11 +1001,90 @@ impl Session {
             }
             Request::Members { json } => self.simple(w, Job::Members, json, &[]),
             Request::Status => {
-                let console = self.console.stats.line();
-                self.simple(w, Job::Status, false, &[console])
+                let mut extra = vec![self.console.stats.line()];
+                extra.extend(self.watches.lines());
+                self.simple(w, Job::Status, false, &extra)
             }
-            Request::Send(c) => self.push(w, &c, rules, false),
-            Request::Check(c) => self.push(w, &c, rules, true),
+            Request::Send(c) => {
+                let files = std::mem::take(&mut session.files);
+                self.push(w, &c, &session.rules, &files, false)
+            }
+            Request::Check(c) => {
+                let files = std::mem::take(&mut session.files);
+                self.push(w, &c, &session.rules, &files, true)
+            }
+        }
+    }
+
+    /// `watch add|del|list`: daemon-side watches with this session's rules.
+    fn watch(
+        &self,
+        w: &mut impl Write,
+        c: &console::WatchCmd,
+        rules: &[RuleSpec],
+    ) -> std::io::Result<()> {
+        let paths: Vec<Vec<u8>> = c
+            .paths
+            .iter()
+            .map(|p| {
+                let p = p.trim_end_matches('/');
+                if p.is_empty() {
+                    b".".to_vec()
+                } else {
+                    p.as_bytes().to_vec()
+                }
+            })
+            .collect();
+        match c.action.as_str() {
+            "list" => {
+                for l in self.watches.lines() {
+                    writeln!(w, "{l}")?;
+                }
+                writeln!(w, "ok")
+            }
+            "del" => match self.watches.del(&paths) {
+                0 => writeln!(w, "error: no such watch"),
+                n => writeln!(w, "stopped {n} watch(es)\nok"),
+            },
+            _ => {
+                if self.no_send {
+                    return writeln!(w, "error: this daemon never sends (-s)");
+                }
+                let Ok(jobs) = self.jobs.lock().map(|j| j.clone()) else {
+                    return writeln!(w, "error: daemon is shutting down");
+                };
+                let cfg = crate::watch::WatchConfig {
+                    base: self.base.clone(),
+                    paths,
+                    recursive: c.recursive,
+                    delete: c.delete,
+                    delay: Duration::from_millis(c.delay_ms),
+                    // Standing (config file) rules first, then this session's, as for a
+                    // console push; a snapshot: `watch del` and `watch add` to change them.
+                    rules: self.all_rules(rules),
+                    options: PushOptions {
+                        checksum: c.checksum,
+                        owners: rustix::process::geteuid().is_root(),
+                        delete: c.delete,
+                        delete_only: false,
+                        dry_run: false,
+                        no_fsync: c.no_fsync,
+                        ..PushOptions::default()
+                    },
+                };
+                let pusher = JobPusher {
+                    jobs,
+                    targets: c.targets.clone(),
+                    owner_match: self.owner_match,
+                };
+                match self.watches.add(cfg, Box::new(pusher)) {
+                    Ok(what) => {
+                        log(1, format_args!("watching {what}"));
+                        writeln!(w, "watching {what}\nok")
+                    }
+                    Err(e) => writeln!(w, "error: {e:#}"),
+                }
+            }
         }
     }
 
@@ -916,7 +1123,8 @@ impl Session {
         &self,
         w: &mut impl Write,
         c: &SendCmd,
-        rules: &[FilterRule],
+        rules: &[RuleSpec],
+        files: &[String],
         check: bool,
     ) -> std::io::Result<()> {
         if self.no_send {
@@ -937,9 +1145,14 @@ impl Session {
             specials: c.specials,
         };
         // The config file's rules first, then the session's: both apply.
-        let mut all = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone();
-        all.extend_from_slice(rules);
-        let mut sel = match node::build_manifest(&self.base, &c.paths, c.recursive, &all, options) {
+        let all = self.all_rules(rules);
+        let select = node::Select {
+            paths: if c.files_from { files } else { &c.paths },
+            recursive: c.recursive,
+            files_from: c.files_from,
+            rules: &all,
+        };
+        let mut sel = match node::build_manifest(&self.base, &select, options) {
             Ok(s) => s,
             Err(e) => return writeln!(w, "error: {e:#}"),
         };
@@ -964,6 +1177,14 @@ impl Session {
                 )?;
             }
         }
+        for (_, why) in &sel.missing {
+            writeln!(w, "warning: {}", escape::text_str(why))?;
+        }
+        let manifest_len = if c.stats {
+            sel.manifest.encode().len()
+        } else {
+            0
+        };
         let (tx, rx) = mpsc::channel();
         let job = Job::Push {
             manifest: sel.manifest,
@@ -971,6 +1192,10 @@ impl Session {
             max_delete: c.max_delete,
             check,
             reply: tx,
+            detail: Detail {
+                itemize: c.itemize,
+                stats: c.stats.then_some((manifest_len, sel.walk_time)),
+            },
         };
         if !self.send_job(job) {
             return writeln!(w, "error: daemon is shutting down");
@@ -988,9 +1213,7 @@ impl Session {
                     }
                 }
                 Ok(Reply::Done(mut o)) => {
-                    if sel.vanished > 0 && o.exit == 0 {
-                        o.exit = Exit::Vanished.code();
-                    }
+                    o.fold_walk(sel.vanished, sel.missing.len());
                     if c.json {
                         writeln!(
                             w,

@@ -79,7 +79,7 @@ fn fingerprint(base: &Path) -> Result<Vec<Print>> {
             checksum: true,
             kinds: crate::kinds::KindOptions::NONE,
         },
-        &Filter::default(),
+        &mut Filter::default(),
     )?;
     Ok(w.entries
         .into_iter()
@@ -169,7 +169,7 @@ pub fn run(args: &DemoArgs) -> Result<Exit> {
         .args([
             "sync",
             "--direct",
-            "-i",
+            "--interface",
             "127.0.0.1",
             "-m",
             &group,

@@ -14,6 +14,8 @@
 //! - [`daemon`] and [`console`]: the long-running member and its telnet-able control port;
 //!   [`state`]: what a daemon remembers across restarts (members, last push); [`startup`]:
 //!   locks, the console socket, and giving up root (groups, chroot, user).
+//! - [`watch`]: inotify on a tree and batched pushes of what changes, below both the front
+//!   end's direct mode and the daemon;
 //! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct);
 //!   [`report`]: per-member results, tables, JSON and exit codes.
 //! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
@@ -52,3 +54,4 @@ pub mod service;
 pub mod startup;
 pub mod state;
 pub mod tree;
+pub mod watch;

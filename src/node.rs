@@ -345,48 +345,111 @@ pub struct Selection {
     pub vanished: u64,
     /// Paths skipped, with why (special files, unreadable).
     pub skipped: Vec<(Vec<u8>, String)>,
+    /// Listed paths (`--files-from`) that could not be sent, with why (rsync's exit 23).
+    pub missing: Vec<(Vec<u8>, String)>,
+    /// How long walking (and hashing) took.
+    pub walk_time: Duration,
 }
 
-/// Walks `paths` (relative to `base`) with the filter rules and builds the manifest.
+/// What to walk for a push.
+#[derive(Clone, Copy, Debug)]
+pub struct Select<'a> {
+    /// Paths relative to the base (`.` for all of it), or with `files_from` rsync's list.
+    pub paths: &'a [String],
+    /// Descend into directories.
+    pub recursive: bool,
+    /// `paths` is a `--files-from` list: parents are implied, listed names are filtered
+    /// by themselves, and only directories walked recursively are `--delete` scopes.
+    pub files_from: bool,
+    /// Filter rules in order (merge files already expanded).
+    pub rules: &'a [crate::filter::RuleSpec],
+}
+
+/// Walks the selection under `base` with the filter rules and builds the manifest.
 pub fn build_manifest(
     base: &std::path::Path,
-    paths: &[String],
-    recursive: bool,
-    rules: &[proto::manifest::FilterRule],
+    sel: &Select<'_>,
     options: proto::manifest::PushOptions,
 ) -> Result<Selection> {
-    let filter = crate::filter::Filter::new(rules)?;
-    let paths: Vec<Vec<u8>> = paths
-        .iter()
-        .map(|p| {
-            let p = p.trim_end_matches('/');
-            if p.is_empty() {
-                b".".to_vec()
-            } else {
-                p.as_bytes().to_vec()
-            }
-        })
-        .collect();
-    let walk = crate::tree::walk(
-        base,
-        &paths,
-        &crate::tree::WalkOptions {
-            recursive,
-            checksum: options.checksum,
-            kinds: crate::kinds::KindOptions::of(&options),
-        },
-        &filter,
-    )?;
-    Ok(Selection {
+    let started = std::time::Instant::now();
+    let mut filter = crate::filter::Filter::build(sel.rules)?;
+    let opts = crate::tree::WalkOptions {
+        recursive: sel.recursive,
+        checksum: options.checksum,
+        kinds: crate::kinds::KindOptions::of(&options),
+    };
+    let walk = if sel.files_from {
+        let list: Vec<crate::tree::Listed> = sel
+            .paths
+            .iter()
+            .map(|p| {
+                let dir_slash = p.len() > 1 && p.ends_with('/');
+                let path = p.trim_end_matches('/');
+                crate::tree::Listed {
+                    path: if path.is_empty() {
+                        b".".to_vec()
+                    } else {
+                        path.as_bytes().to_vec()
+                    },
+                    depth: if sel.recursive {
+                        crate::tree::Depth::All
+                    } else if dir_slash {
+                        crate::tree::Depth::Contents
+                    } else {
+                        crate::tree::Depth::Itself
+                    },
+                }
+            })
+            .collect();
+        crate::tree::walk_list(
+            base,
+            &list,
+            &crate::tree::ListFilter::Name,
+            &opts,
+            &mut filter,
+        )?
+    } else {
+        let paths: Vec<Vec<u8>> = sel
+            .paths
+            .iter()
+            .map(|p| {
+                let p = p.trim_end_matches('/');
+                if p.is_empty() {
+                    b".".to_vec()
+                } else {
+                    p.as_bytes().to_vec()
+                }
+            })
+            .collect();
+        crate::tree::walk(base, &paths, &opts, &mut filter)?
+    };
+    Ok(selection_of(walk, &filter, options, started.elapsed()))
+}
+
+/// Turns a walk into a manifest carrying the filter's receiver side.
+pub fn selection_of(
+    walk: crate::tree::Walk,
+    filter: &crate::filter::Filter,
+    options: proto::manifest::PushOptions,
+    walk_time: Duration,
+) -> Selection {
+    let (rules, table) = match filter.to_manifest() {
+        crate::filter::ManifestRules::Table(t) => (Vec::new(), Some(t)),
+        crate::filter::ManifestRules::Simple(simple) => (simple, None),
+    };
+    Selection {
         manifest: proto::manifest::Manifest {
             options,
             roots: walk.roots,
-            rules: rules.to_vec(),
+            rules,
             entries: walk.entries,
+            filter: table,
         },
         vanished: walk.vanished,
         skipped: walk.skipped,
-    })
+        missing: walk.missing,
+        walk_time,
+    }
 }
 
 /// Chooses the targets of a push: every live member that receives (or those named by

@@ -4,7 +4,7 @@
 //! file out never deletes it there. Directories are kept (they hold the files that match).
 //! Pure: works on a manifest, touches nothing.
 
-use crate::proto::manifest::{EntryKind, FilterRule, Manifest};
+use crate::proto::manifest::{EntryKind, Manifest};
 
 /// Why an entry was left out.
 pub const SKIP_REASON: &str = "owner unmatch";
@@ -26,13 +26,7 @@ pub fn apply(manifest: &mut Manifest, uid: u32) -> (Vec<Vec<u8>>, bool) {
     if manifest.options.delete || manifest.options.delete_only {
         for p in &skipped {
             match std::str::from_utf8(p) {
-                Ok(s) => manifest.rules.insert(
-                    0,
-                    FilterRule {
-                        include: false,
-                        pattern: format!("/{}", literal(s)),
-                    },
-                ),
+                Ok(s) => manifest.exclude_first(format!("/{}", literal(s))),
                 Err(_) => delete_off = true,
             }
         }
@@ -91,6 +85,7 @@ mod tests {
                 entry("d/theirs", 7, false),
                 entry("d/odd*[name]?", 7, false),
             ],
+            filter: None,
         };
         let (skipped, off) = apply(&mut m, 1000);
         assert!(!off);
@@ -114,8 +109,39 @@ mod tests {
             roots: vec![b".".to_vec()],
             rules: vec![],
             entries: vec![Entry::file(b"x\xff", 1, 0o644, 0)],
+            filter: None,
         };
         m.entries[0].uid = 5;
         assert!(apply(&mut m, 1000).1 && !m.options.delete);
+    }
+
+    #[test]
+    fn protects_left_out_paths_when_the_rules_travel_in_the_filter_section() {
+        use crate::proto::manifest::{FilterTable, WireRule};
+        // `R *`: a receiver-side rule, so the rules travel in the filter section.
+        let t = FilterTable {
+            rules: vec![WireRule {
+                flags: WireRule::INCLUDE | WireRule::RECEIVER,
+                pattern: "*".into(),
+            }],
+            dirs: vec![],
+        };
+        let mut m = Manifest {
+            options: PushOptions {
+                delete: true,
+                ..Default::default()
+            },
+            roots: vec![b".".to_vec()],
+            rules: vec![],
+            entries: vec![entry("theirs", 7, false)],
+            filter: Some(t),
+        };
+        apply(&mut m, 1000);
+        let r = Filter::for_manifest(&m).unwrap();
+        assert!(
+            r.protected(b"theirs", false),
+            "left out, so protected first"
+        );
+        assert!(!r.protected(b"other", false), "R * still risks the rest");
     }
 }

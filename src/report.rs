@@ -56,6 +56,127 @@ pub struct Outcome {
     /// Dry run or check: nothing was changed.
     #[serde(default)]
     pub dry_run: bool,
+    /// rsync's `--stats` numbers, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Box<Stats>>,
+    /// Listed source paths (`--files-from`) that could not be sent (rsync's exit 23).
+    #[serde(default)]
+    pub missing: u64,
+}
+
+/// rsync's `--stats` numbers as far as makuo can fill them honestly. Per-member figures
+/// (created, deleted) are the largest over the members; contents cross the wire once for
+/// all members, so "transferred" is what was multicast.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    /// Entries in the push: regular files, directories, symlinks.
+    pub files: u64,
+    /// Regular files.
+    pub reg: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub links: u64,
+    /// Entries created on the member that created the most: regular files, dirs, links.
+    pub created: (u64, u64, u64),
+    /// Paths deleted on the member that deleted the most.
+    pub deleted: u64,
+    /// Regular files whose contents were multicast.
+    pub transferred: u64,
+    /// Bytes of all regular files.
+    pub total_size: u64,
+    /// Bytes of the files whose contents were multicast.
+    pub transferred_size: u64,
+    /// Encoded manifest (rsync's file list) bytes.
+    pub file_list_size: u64,
+    /// Walk time (rsync's file list generation time), seconds.
+    pub file_list_secs: f64,
+    /// Payload bytes the sender multicast (contents once, plus repair).
+    pub sent: u64,
+}
+
+/// `1234567` as rsync prints it: `1,234,567`.
+fn commas(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Stats {
+    /// rsync's `--stats` lines (the ones makuo can fill) and its closing two lines.
+    pub fn lines(&self, seconds: f64) -> Vec<String> {
+        let kinds = |r: u64, d: u64, l: u64| {
+            let parts: Vec<String> = [("reg", r), ("dir", d), ("link", l)]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| format!("{k}: {}", commas(*n)))
+                .collect();
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            }
+        };
+        let (cr, cd, cl) = self.created;
+        let speed = if seconds > 0.0 {
+            self.sent as f64 / seconds
+        } else {
+            0.0
+        };
+        let speedup = if self.sent > 0 {
+            self.total_size as f64 / self.sent as f64
+        } else {
+            0.0
+        };
+        vec![
+            format!(
+                "Number of files: {}{}",
+                commas(self.files),
+                kinds(self.reg, self.dirs, self.links)
+            ),
+            format!(
+                "Number of created files: {}{}",
+                commas(cr + cd + cl),
+                kinds(cr, cd, cl)
+            ),
+            format!("Number of deleted files: {}", commas(self.deleted)),
+            format!(
+                "Number of regular files transferred: {}",
+                commas(self.transferred)
+            ),
+            format!("Total file size: {} bytes", commas(self.total_size)),
+            format!(
+                "Total transferred file size: {} bytes",
+                commas(self.transferred_size)
+            ),
+            format!("Literal data: {} bytes", commas(self.transferred_size)),
+            "Matched data: 0 bytes".into(),
+            format!("File list size: {}", commas(self.file_list_size)),
+            format!(
+                "File list generation time: {:.3} seconds",
+                self.file_list_secs
+            ),
+            format!("Total bytes sent: {}", commas(self.sent)),
+            String::new(),
+            format!(
+                "sent {} bytes  received - bytes  {}.{:02} bytes/sec",
+                commas(self.sent),
+                commas(speed as u64),
+                ((speed.fract() * 100.0).round() as u64).min(99)
+            ),
+            format!(
+                "total size is {}  speedup is {:.2}",
+                commas(self.total_size),
+                speedup
+            ),
+        ]
+    }
 }
 
 /// A member the push should have reached but that is not live (remembered in the state dir).
@@ -174,9 +295,94 @@ impl Outcome {
             max_delete_hit: r.max_delete_hit,
             error: None,
             dry_run: dry,
+            stats: None,
+            missing: 0,
         };
         o.exit = o.compute_exit().code();
         o
+    }
+
+    /// Fills every member's itemized changes (`-i` on a real run; a dry run has them).
+    pub fn add_itemized(&mut self, m: &Manifest, r: &PushReport) {
+        for (mo, mr) in self.members.iter_mut().zip(r.members.iter()) {
+            if !mo.changes.is_empty() {
+                continue;
+            }
+            for (i, f) in &mr.changes {
+                let e = &m.entries[*i as usize];
+                let mut p = show(&e.path);
+                if e.kind == crate::proto::manifest::EntryKind::Dir {
+                    p.push('/');
+                }
+                mo.changes.push(format!("{} {}", itemize(e, *f), p));
+            }
+        }
+    }
+
+    /// Fills [`Outcome::stats`].
+    pub fn add_stats(
+        &mut self,
+        m: &Manifest,
+        r: &PushReport,
+        list_size: usize,
+        walk: std::time::Duration,
+    ) {
+        use crate::proto::manifest::{change, EntryKind};
+        let count = |k: EntryKind| m.entries.iter().filter(|e| e.kind == k).count() as u64;
+        let mut st = Stats {
+            files: m.entries.len() as u64,
+            reg: count(EntryKind::File),
+            dirs: count(EntryKind::Dir),
+            links: count(EntryKind::Symlink),
+            total_size: m.total_bytes(),
+            file_list_size: list_size as u64,
+            file_list_secs: walk.as_secs_f64(),
+            sent: r.payload_bytes,
+            ..Stats::default()
+        };
+        let mut planned = vec![false; m.entries.len()];
+        for mr in &r.members {
+            let mut c = (0, 0, 0);
+            for (i, f) in &mr.changes {
+                let e = &m.entries[*i as usize];
+                if needs_data(e.kind, *f, m.options.checksum) {
+                    planned[*i as usize] = true;
+                }
+                if f & change::MISSING != 0 {
+                    match e.kind {
+                        EntryKind::File => c.0 += 1,
+                        EntryKind::Dir => c.1 += 1,
+                        _ => c.2 += 1,
+                    }
+                }
+            }
+            if c.0 + c.1 + c.2 > st.created.0 + st.created.1 + st.created.2 {
+                st.created = c;
+            }
+            st.deleted = st.deleted.max(if m.options.dry_run {
+                mr.would_delete
+            } else {
+                mr.deleted as u64
+            });
+        }
+        for (i, p) in planned.iter().enumerate() {
+            if *p {
+                st.transferred += 1;
+                st.transferred_size += m.entries[i].size;
+            }
+        }
+        self.stats = Some(Box::new(st));
+    }
+
+    /// Folds what the walk found into the exit status: listed paths that could not be sent
+    /// (23, as rsync) and source files that vanished (24).
+    pub fn fold_walk(&mut self, vanished: u64, missing: usize) {
+        self.missing = missing as u64;
+        if missing > 0 && matches!(Exit::from_code(self.exit), Exit::Ok | Exit::Vanished) {
+            self.exit = Exit::Partial.code();
+        } else if vanished > 0 && self.exit == 0 {
+            self.exit = Exit::Vanished.code();
+        }
     }
 
     /// An outcome that failed before any member could be asked.
@@ -292,6 +498,9 @@ impl Outcome {
             .collect();
         match Exit::from_code(self.exit) {
             Exit::Ok => "ok".into(),
+            Exit::Partial if failed.is_empty() => {
+                "error: some files were not transferred (see previous errors)".into()
+            }
             Exit::Partial => format!(
                 "error: {} member(s) failed: {}",
                 failed.len(),

@@ -2,11 +2,14 @@
 //! them as manifest [`Entry`]s.
 //!
 //! Owns: reading the source tree (walkdir, never following symlinks), applying the
-//! [`Filter`], and the optional MD5 of every regular file (in parallel on rayon). It writes
-//! nothing and opens no sockets.
+//! [`Filter`] (reading per-directory filter files as it enters each directory), and the
+//! optional MD5 of every regular file (in parallel on rayon). It writes nothing and opens no
+//! sockets.
 //!
 //! Like rsync without `-R`, the parents of a given path are not emitted (receivers create
-//! missing parents); `.` stands for the contents of the base. Entries come out in tree order:
+//! missing parents); `.` stands for the contents of the base. A list ([`walk_list`]: rsync's
+//! `--files-from`, and the watch's changed paths) emits the parents of every listed path, as
+//! rsync's implied directories. Entries come out in tree order:
 //! sorted by path with `/` ordering before every other byte, so a directory precedes its
 //! contents and siblings are sorted by name bytes. A path reached twice (overlapping roots)
 //! is emitted once.
@@ -41,6 +44,40 @@ pub struct WalkOptions {
     pub kinds: KindOptions,
 }
 
+/// How many levels below a listed directory [`walk_list`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// The path itself.
+    Itself,
+    /// Its direct contents too (a listed `dir/` without `-r`).
+    Contents,
+    /// Everything below (`-r`).
+    All,
+}
+
+/// One path of a [`walk_list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Relative to the base, clean (no `.`/`..`/empty components), or `.`.
+    pub path: Vec<u8>,
+    /// How far below it to go when it is a directory.
+    pub depth: Depth,
+}
+
+/// How [`walk_list`] applies the filter to a listed path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListFilter {
+    /// rsync's `--files-from`: only the listed name itself is checked, against the rules
+    /// outside per-directory files; its parents are implied and never filtered.
+    Name,
+    /// The watch: the path and each of its parents below `root` (the watched path) are
+    /// checked as a walk from `root` would check them, per-directory files included.
+    Walk {
+        /// The transfer root the path lies under.
+        root: Vec<u8>,
+    },
+}
+
 /// The result of a walk.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Walk {
@@ -56,6 +93,8 @@ pub struct Walk {
     pub skipped: Vec<(Vec<u8>, String)>,
     /// Device and inode of every regular file with more than one link (`-H`).
     inodes: HashMap<Vec<u8>, (u64, u64)>,
+    /// Listed paths that do not exist or cannot be used, with the reason (rsync's exit 23).
+    pub missing: Vec<(Vec<u8>, String)>,
 }
 
 /// Walks `paths` (relative to `base`, as given to `send`) and returns their entries.
@@ -67,7 +106,7 @@ pub fn walk(
     base: &Path,
     paths: &[Vec<u8>],
     opts: &WalkOptions,
-    filter: &Filter,
+    filter: &mut Filter,
 ) -> anyhow::Result<Walk> {
     let base_md = fs::metadata(base).with_context(|| format!("base {}", base.display()))?;
     if !base_md.is_dir() {
@@ -85,9 +124,23 @@ pub fn walk(
         ..Walk::default()
     };
     for root in &roots {
-        walk_root(base, root, opts, filter, &mut w)?;
+        if !opts.recursive && root == b"." {
+            // Without recursion the base's contents are not listed and `.` has no entry.
+            continue;
+        }
+        if root != b"." {
+            // A missing root is the user's mistake, not a vanished file.
+            fs::symlink_metadata(base.join(OsStr::from_bytes(root)))
+                .with_context(|| format!("{:?}", String::from_utf8_lossy(root)))?;
+        }
+        filter.load_parents(base, root)?;
+        let depth = if opts.recursive { usize::MAX } else { 0 };
+        walk_root(base, root, depth, true, opts, filter, &mut w)?;
     }
+    finish(base, opts, w)
+}
 
+fn finish(base: &Path, opts: &WalkOptions, mut w: Walk) -> anyhow::Result<Walk> {
     w.entries.sort_by(|a, b| tree_cmp(&a.path, &b.path));
     w.entries.dedup_by(|a, b| a.path == b.path);
     kinds::group_hard_links(&mut w.entries, &std::mem::take(&mut w.inodes));
@@ -96,6 +149,120 @@ pub fn walk(
         checksum_all(base, &mut w);
     }
     Ok(w)
+}
+
+/// Walks a list of paths (rsync's `--files-from`, or the watch's changed paths): each listed
+/// path that exists, its parent directories (rsync's implied directories), and below a
+/// listed directory as far as its [`Depth`] says. A listed path that does not exist, or
+/// whose parents are not real directories, is recorded in [`Walk::missing`] and the rest goes
+/// on. [`Walk::roots`] are the listed directories walked with [`Depth::All`], the only
+/// scopes of `--delete`. `opts.recursive` is not used.
+pub fn walk_list(
+    base: &Path,
+    list: &[Listed],
+    how: &ListFilter,
+    opts: &WalkOptions,
+    filter: &mut Filter,
+) -> anyhow::Result<Walk> {
+    let base_md = fs::metadata(base).with_context(|| format!("base {}", base.display()))?;
+    if !base_md.is_dir() {
+        bail!("base {} is not a directory", base.display());
+    }
+    let mut w = Walk::default();
+    for item in list {
+        let p = &item.path;
+        let show = || crate::escape::text(p);
+        if check_rel_path(p).is_err() {
+            w.missing
+                .push((p.clone(), format!("{}: not a clean relative path", show())));
+            continue;
+        }
+        if let Err(e) = check_parents(base, p) {
+            w.missing.push((p.clone(), format!("{e:#}")));
+            continue;
+        }
+        let whole = p == b".";
+        let md = if whole {
+            None
+        } else {
+            match fs::symlink_metadata(base.join(OsStr::from_bytes(p))) {
+                Ok(md) => Some(md),
+                Err(e) => {
+                    w.missing
+                        .push((p.clone(), format!("link_stat {} failed: {e}", show())));
+                    continue;
+                }
+            }
+        };
+        let is_dir = md.as_ref().is_none_or(Metadata::is_dir);
+        // Every component from the first one down to the path's parent.
+        let parents: Vec<&[u8]> = (0..p.len())
+            .filter(|&i| p[i] == b'/')
+            .map(|i| &p[..i])
+            .collect();
+        let mut check_root = true;
+        match how {
+            ListFilter::Name => {
+                if !whole && filter.excluded_by_list(p, is_dir) {
+                    continue;
+                }
+                check_root = false;
+            }
+            ListFilter::Walk { root } => {
+                if root != b"."
+                    && !(p == root || p.starts_with(root) && p.get(root.len()) == Some(&b'/'))
+                {
+                    continue;
+                }
+                if !whole {
+                    filter.load_parents(base, root)?;
+                    let below: Vec<&[u8]> = parents
+                        .iter()
+                        .copied()
+                        .filter(|a| root == b"." || a.len() >= root.len())
+                        .collect();
+                    if root == b"." {
+                        filter.load_dir(base, b"", false)?;
+                    }
+                    let mut out = false;
+                    for a in below {
+                        if filter.excluded(a, true) {
+                            out = true;
+                            break;
+                        }
+                        filter.load_dir(base, a, false)?;
+                    }
+                    if out {
+                        continue;
+                    }
+                }
+            }
+        }
+        for a in &parents {
+            let path = base.join(OsStr::from_bytes(a));
+            match fs::symlink_metadata(&path) {
+                Ok(md) => match entry_of(&path, a.to_vec(), &md, &opts.kinds, &mut w.skipped) {
+                    Ok(e) => w.entries.push(e),
+                    Err(Skip::Vanished) => w.vanished += 1,
+                    Err(Skip::Other(rel, why)) => w.skipped.push((rel, why)),
+                },
+                Err(_) => w.vanished += 1,
+            }
+        }
+        let depth = match (is_dir, item.depth) {
+            (false, _) | (true, Depth::Itself) => 0,
+            (true, Depth::Contents) => 1,
+            (true, Depth::All) => usize::MAX,
+        };
+        if whole && depth == 0 {
+            continue;
+        }
+        if is_dir && item.depth == Depth::All {
+            w.roots.push(p.clone());
+        }
+        walk_root(base, p, depth, check_root, opts, filter, &mut w)?;
+    }
+    finish(base, opts, w)
 }
 
 /// Strips trailing `/`s and checks the path with [`check_rel_path`].
@@ -141,11 +308,17 @@ fn check_parents(base: &Path, root: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Walks `root` down to `depth` levels below it. `check_root`: whether the root's own entry
+/// goes through the filter. Per-directory filter files are read as each directory is
+/// entered.
+#[allow(clippy::too_many_arguments)]
 fn walk_root(
     base: &Path,
     root: &[u8],
+    depth: usize,
+    check_root: bool,
     opts: &WalkOptions,
-    filter: &Filter,
+    filter: &mut Filter,
     w: &mut Walk,
 ) -> anyhow::Result<()> {
     let whole_base = root == b".";
@@ -154,20 +327,14 @@ fn walk_root(
     } else {
         base.join(OsStr::from_bytes(root))
     };
-    if !whole_base {
-        // A missing root is the user's mistake, not a vanished file.
-        fs::symlink_metadata(&top)
-            .with_context(|| format!("{:?}", String::from_utf8_lossy(root)))?;
-    }
-    if whole_base && !opts.recursive {
-        // Without recursion the base's contents are not listed and `.` has no entry.
-        return Ok(());
+    if whole_base && depth > 0 {
+        filter.load_dir(base, b"", false)?;
     }
     let mut it = walkdir::WalkDir::new(&top)
         .follow_links(false)
         .follow_root_links(false)
         .min_depth(usize::from(whole_base))
-        .max_depth(if opts.recursive { usize::MAX } else { 0 })
+        .max_depth(depth)
         .into_iter();
     loop {
         let ent = match it.next() {
@@ -187,11 +354,16 @@ fn walk_root(
         };
         let rel = rel_of(base, ent.path());
         let ft = ent.file_type();
-        if filter.excluded(&rel, ft.is_dir()) {
+        let is_root = ent.depth() == 0;
+        if (check_root || !is_root) && filter.excluded(&rel, ft.is_dir()) {
             if ft.is_dir() {
                 it.skip_current_dir();
             }
             continue;
+        }
+        if ft.is_dir() && ent.depth() < depth && rel.len() <= MAX_PATH {
+            // Its per-directory filter files apply to what comes next: its contents.
+            filter.load_dir(base, &rel, false)?;
         }
         if rel.len() > MAX_PATH {
             if ft.is_dir() {
@@ -400,7 +572,7 @@ mod tests {
 
     fn run(base: &Path, roots: &[&[u8]], opts: &WalkOptions, f: &Filter) -> Walk {
         let roots: Vec<Vec<u8>> = roots.iter().map(|r| r.to_vec()).collect();
-        walk(base, &roots, opts, f).unwrap()
+        walk(base, &roots, opts, &mut f.clone()).unwrap()
     }
 
     #[test]
@@ -465,7 +637,7 @@ mod tests {
         let w = run(b, &[b"link/"], &REC, &Filter::default());
         assert_eq!(paths(&w), ["link"]);
         // A symlinked parent is refused: it could lead out of the base.
-        let err = walk(b, &[b"link/f".to_vec()], &REC, &Filter::default()).unwrap_err();
+        let err = walk(b, &[b"link/f".to_vec()], &REC, &mut Filter::default()).unwrap_err();
         assert!(format!("{err:#}").contains("symlink"), "{err:#}");
     }
 
@@ -533,10 +705,10 @@ mod tests {
             b"a//b",
             b"a\0b",
         ] {
-            let r = walk(b, &[bad.to_vec()], &REC, &Filter::default());
+            let r = walk(b, &[bad.to_vec()], &REC, &mut Filter::default());
             assert!(r.is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
         }
-        let err = walk(b, &[b"missing".to_vec()], &REC, &Filter::default()).unwrap_err();
+        let err = walk(b, &[b"missing".to_vec()], &REC, &mut Filter::default()).unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
     }
 

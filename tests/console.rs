@@ -417,7 +417,7 @@ fn daemon_and_direct_mode_without_a_key_exit_1_naming_insecure() {
         &group,
         "-p",
         &port,
-        "-i",
+        "--interface",
         "127.0.0.1",
         "--discover",
         "100",

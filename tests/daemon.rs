@@ -528,7 +528,16 @@ fn netns_four_hosts_with_5_percent_loss_identical_after_one_push() {
     let r = run(
         Command::new("ip")
             .args(["netns", "exec", &sender_ns, EXE, "sync", "--direct"])
-            .args(["-b", &src_arg, "-m", &c.group, "-p", &port, "-i", &a0])
+            .args([
+                "-b",
+                &src_arg,
+                "-m",
+                &c.group,
+                "-p",
+                &port,
+                "--interface",
+                &a0,
+            ])
             .args(c.key_args())
             .args(["--discover", "1500", "-r", "."]),
         Duration::from_secs(120),

@@ -432,7 +432,7 @@ fn no_member_answering_exits_10() {
         &group,
         "-p",
         &port,
-        "-i",
+        "--interface",
         "127.0.0.1",
         "--discover",
         "200",

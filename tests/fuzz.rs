@@ -47,7 +47,8 @@ use lan::{Faults, Lan, Rng};
 use makuo::apply::{ApplyOptions, FsStorage};
 use makuo::proto::limits::MAX_INBOUND_MEMORY;
 use makuo::proto::manifest::{
-    DevNum, Entry, EntryKind, Extents, FilterRule, Manifest, PushOptions, Xattr,
+    DevNum, DirRules, Entry, EntryKind, Extents, FilterRule, FilterTable, Manifest, PushOptions,
+    WireRule, Xattr,
 };
 use makuo::proto::repair::Code;
 use makuo::proto::storage::MemStorage;
@@ -546,9 +547,49 @@ fn hostile_manifest(rng: &mut Rng, outside: &Path) -> Manifest {
         roots,
         rules,
         entries,
+        filter: rng.chance(0.3).then(|| hostile_table(rng)),
     };
     hostile_kinds(rng, &mut m);
     m
+}
+
+/// A filter section as a hostile sender might write it: rules for any side, dir-merge lists
+/// for odd directories, patterns that do not compile. Receivers must neither panic nor delete
+/// outside the roots because of it.
+fn hostile_table(rng: &mut Rng) -> FilterTable {
+    let pats = [
+        "*", "**", "/keep", "[", "r1/", "-! x", "*.tmp", "r0/***", "\\",
+    ];
+    let mut rules: Vec<WireRule> = (0..rng.below(4))
+        .map(|_| WireRule {
+            flags: rng.below(16) as u8,
+            pattern: pick(rng, &pats).to_string(),
+        })
+        .collect();
+    rules.push(WireRule {
+        flags: WireRule::DIR_MERGE
+            | if rng.chance(0.5) {
+                WireRule::NO_INHERIT
+            } else {
+                0
+            },
+        pattern: ".rsync-filter".into(),
+    });
+    let merge = rules.len() as u32 - 1;
+    let dirs = (0..rng.below(4))
+        .map(|_| DirRules {
+            merge,
+            dir: pick(rng, &[&b"."[..], b"r0", b"r1", b"deep/1/2", b"new"]).to_vec(),
+            clear: rng.chance(0.3),
+            rules: (0..rng.below(3))
+                .map(|_| WireRule {
+                    flags: rng.below(16) as u8,
+                    pattern: pick(rng, &pats).to_string(),
+                })
+                .collect(),
+        })
+        .collect();
+    FilterTable { rules, dirs }
 }
 
 /// Datagrams of one stream: blocks, with some dropped and replaced by real parity.

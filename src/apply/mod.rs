@@ -291,8 +291,8 @@ impl Storage for FsStorage {
     }
 
     fn inspect(&mut self, _key: XferKey, manifest: &Manifest) -> Option<Inspection> {
-        Some(match Filter::new(&manifest.rules) {
-            Ok(filter) => self.inspect_with(manifest, &|p, d| filter.excluded(p, d)),
+        Some(match Filter::for_manifest(manifest) {
+            Ok(filter) => self.inspect_with(manifest, &|p, d| filter.protected(p, d)),
             // Rules we cannot read protect everything: nothing is deleted.
             Err(_) => self.inspect_with(manifest, &|_, _| true),
         })
@@ -425,8 +425,8 @@ impl Storage for FsStorage {
 
 impl FsStorage {
     fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
-        Some(match Filter::new(&req.manifest.rules) {
-            Ok(filter) => self.commit_with(key, req, &|p, d| filter.excluded(p, d)),
+        Some(match Filter::for_manifest(req.manifest) {
+            Ok(filter) => self.commit_with(key, req, &|p, d| filter.protected(p, d)),
             Err(e) => {
                 let mut out = self.commit_with(key, req, &|_, _| true);
                 out.errors

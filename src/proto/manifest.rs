@@ -306,6 +306,56 @@ pub struct FilterRule {
     pub pattern: String,
 }
 
+/// One filter rule of a [`FilterTable`]: rsync rule flags and the pattern (or, for a
+/// dir-merge rule, the per-directory file's name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireRule {
+    /// [`WireRule::INCLUDE`], [`WireRule::SENDER`], ...
+    pub flags: u8,
+    /// rsync pattern (UTF-8).
+    pub pattern: String,
+}
+
+impl WireRule {
+    /// An include rule (else an exclude).
+    pub const INCLUDE: u8 = 1;
+    /// Applies when selecting what to send.
+    pub const SENDER: u8 = 2;
+    /// Applies to what `--delete` may remove (an excluded path is protected).
+    pub const RECEIVER: u8 = 4;
+    /// Matches the names the pattern does not match (`!` modifier).
+    pub const NEGATE: u8 = 8;
+    /// A `dir-merge` rule: the [`DirRules`] naming it come in at its place.
+    pub const DIR_MERGE: u8 = 16;
+    /// With `DIR_MERGE`: a directory's rules are not inherited below it (`n` modifier).
+    pub const NO_INHERIT: u8 = 32;
+    const ALL: u8 = 63;
+}
+
+/// The rules one per-directory filter file gave (read by the sender).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirRules {
+    /// Index in [`FilterTable::rules`] of the dir-merge rule that read the file.
+    pub merge: u32,
+    /// The directory, relative to the base (`.` for the base); a rule starting with `/` is
+    /// anchored there.
+    pub dir: Vec<u8>,
+    /// The file held `clear`: rules inherited from parent directories do not apply here.
+    pub clear: bool,
+    /// Its rules, in order.
+    pub rules: Vec<WireRule>,
+}
+
+/// Filter rules beyond plain include/exclude (sides, negation, per-directory files), in
+/// rsync's order: the receivers evaluate the receiver side of it for `--delete`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterTable {
+    /// The rule list; dir-merge rules mark where per-directory rules apply.
+    pub rules: Vec<WireRule>,
+    /// Per-directory rules, at most one entry per (dir-merge rule, directory).
+    pub dirs: Vec<DirRules>,
+}
+
 /// A whole manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
@@ -317,6 +367,10 @@ pub struct Manifest {
     pub rules: Vec<FilterRule>,
     /// Entries in tree order.
     pub entries: Vec<Entry>,
+    /// Rules that the simple list cannot express (then `rules` is empty). Encoded after the
+    /// entries, so a receiver that does not know it refuses the manifest instead of deleting
+    /// what these rules protect.
+    pub filter: Option<FilterTable>,
 }
 
 /// Most entries one manifest may hold.
@@ -473,6 +527,7 @@ impl Manifest {
             roots,
             rules,
             entries,
+            filter: None,
         };
         ext::decode_sections(&mut r, &mut m)?;
         r.finish()?;
@@ -516,6 +571,33 @@ impl Manifest {
         out
     }
 
+    /// Puts an exclude rule before every other rule, in whichever form the manifest carries
+    /// its rules (the simple list, or the filter section), so that receivers protect what it
+    /// matches from `--delete` whatever the other rules say.
+    pub fn exclude_first(&mut self, pattern: String) {
+        match &mut self.filter {
+            Some(t) => {
+                t.rules.insert(
+                    0,
+                    WireRule {
+                        flags: WireRule::SENDER | WireRule::RECEIVER,
+                        pattern,
+                    },
+                );
+                for d in &mut t.dirs {
+                    d.merge += 1;
+                }
+            }
+            None => self.rules.insert(
+                0,
+                FilterRule {
+                    include: false,
+                    pattern,
+                },
+            ),
+        }
+    }
+
     /// Total bytes of all regular files.
     pub fn total_bytes(&self) -> u64 {
         self.entries
@@ -533,6 +615,34 @@ impl Manifest {
             .map(Entry::payload_len)
             .fold(0u64, |a, b| a.saturating_add(b))
     }
+}
+
+pub(super) fn encode_rules(w: &mut Writer, rules: &[WireRule]) {
+    w.varint(rules.len() as u64);
+    for x in rules {
+        w.u8(x.flags);
+        w.bytes_v(x.pattern.as_bytes());
+    }
+}
+
+pub(super) fn decode_rules(r: &mut Reader<'_>) -> Result<Vec<WireRule>, WireError> {
+    let n = r.count(2)?;
+    decode_rules_n(r, n)
+}
+
+/// As [`decode_rules`], the count already read.
+pub(super) fn decode_rules_n(r: &mut Reader<'_>, n: usize) -> Result<Vec<WireRule>, WireError> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let flags = r.u8()?;
+        if flags & !WireRule::ALL != 0 {
+            return Err(WireError::BadValue("rule flags"));
+        }
+        let pattern = String::from_utf8(r.bytes_v(MAX_PATH)?.to_vec())
+            .map_err(|_| WireError::BadValue("filter pattern"))?;
+        out.push(WireRule { flags, pattern });
+    }
+    Ok(out)
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -818,7 +928,78 @@ mod tests {
                 Entry::symlink(b"htdocs/link", b"../x", -5),
                 Entry::file(b"htdocs/\xff\xfe", 0, 0o4755, 0),
             ],
+            filter: None,
         }
+    }
+
+    fn with_table() -> Manifest {
+        let mut m = sample();
+        m.rules.clear();
+        m.filter = Some(FilterTable {
+            rules: vec![
+                WireRule {
+                    flags: WireRule::RECEIVER | WireRule::NEGATE,
+                    pattern: "*.php".into(),
+                },
+                WireRule {
+                    flags: WireRule::DIR_MERGE | WireRule::NO_INHERIT,
+                    pattern: ".rsync-filter".into(),
+                },
+            ],
+            dirs: vec![DirRules {
+                merge: 1,
+                dir: b"htdocs".to_vec(),
+                clear: true,
+                rules: vec![WireRule {
+                    flags: WireRule::SENDER | WireRule::RECEIVER,
+                    pattern: "/x".into(),
+                }],
+            }],
+        });
+        m
+    }
+
+    #[test]
+    fn manifest_filter_table_round_trip_and_old_form_unchanged() {
+        let m = with_table();
+        let b = m.encode();
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+        // Receivers size the manifest before decoding it: the section counts too.
+        let mut bare = with_table();
+        bare.filter = None;
+        assert!(decoded_memory(&b).unwrap() > decoded_memory(&bare.encode()).unwrap());
+        for n in 0..b.len() {
+            // A cut exactly before the section is the same manifest without it.
+            if let Ok(d) = Manifest::decode(&b[..n]) {
+                assert!(d.filter.is_none(), "prefix {n} decoded with a table");
+            }
+        }
+        // Without a table the encoding is what it was before tables existed: no section.
+        let plain = sample().encode();
+        assert_eq!(Manifest::decode(&plain).unwrap().filter, None);
+        let mut bad = with_table();
+        bad.filter.as_mut().unwrap().dirs[0].merge = 0;
+        assert!(
+            Manifest::decode(&bad.encode()).is_err(),
+            "merge index not a dir-merge"
+        );
+        let mut bad = with_table();
+        bad.filter.as_mut().unwrap().dirs[0].dir = b"../x".to_vec();
+        assert!(Manifest::decode(&bad.encode()).is_err());
+        let mut bad = with_table();
+        bad.filter.as_mut().unwrap().rules[0].flags = 0x80;
+        assert!(Manifest::decode(&bad.encode()).is_err());
+        // A rule put first lands in the section when there is one (dir-merge indices follow).
+        let mut m = with_table();
+        m.exclude_first("/x".into());
+        let t = m.filter.as_ref().unwrap();
+        assert_eq!(t.rules[0].pattern, "/x");
+        assert_eq!(t.dirs[0].merge, 2);
+        assert!(m.rules.is_empty());
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        let mut extra = plain.clone();
+        extra.push(9);
+        assert!(Manifest::decode(&extra).is_err(), "unknown section");
     }
 
     #[test]

@@ -323,13 +323,29 @@ pub fn row_result(out: &str, member: &str) -> String {
 
 /// Runs a command to completion, killing it (and failing) after `limit`.
 pub fn run(cmd: &mut Command, limit: Duration) -> Run {
+    run_input(cmd, None, limit)
+}
+
+/// As [`run`], with `input` on the command's standard input (`None`: /dev/null).
+pub fn run_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Run {
     let started = Instant::now();
     let mut c = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(data) = input {
+        let mut stdin = c.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
     let mut out = c.stdout.take().unwrap();
     let mut err = c.stderr.take().unwrap();
     let to = std::thread::spawn(move || {
@@ -360,6 +376,54 @@ pub fn run(cmd: &mut Command, limit: Duration) -> Run {
 /// Runs `makuo ARGS` with [`RUN_LIMIT`].
 pub fn makuo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     run(Command::new(EXE).args(args), RUN_LIMIT)
+}
+
+/// A `makuo` process left running (a foreground `makuo watch`): its output goes to a log
+/// file; SIGTERMed, then killed, and reaped on drop.
+pub struct Background {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Background {
+    /// Starts `makuo ARGS` with stdout and stderr on `log`.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], log: PathBuf) -> Background {
+        let f = fs::File::create(&log).unwrap();
+        let child = Command::new(EXE)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Background { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (at most `limit`); the exit status.
+    pub fn stop(&mut self, limit: Duration) -> Option<ExitStatus> {
+        signal(self.child.id(), libc::SIGTERM);
+        let s = wait_child(&mut self.child, limit);
+        if s.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        s
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop(Duration::from_secs(5));
+        }
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.log_text());
+        }
+    }
 }
 
 /// `makuo CMD --console ADDR ARGS` (ARGS split at whitespace): through a daemon.
@@ -1346,14 +1410,15 @@ impl Cluster {
         );
     }
 
-    /// `-m GROUP -p PORT -i 127.0.0.1`.
+    /// `-m GROUP -p PORT --interface 127.0.0.1` (the long form: in `sync` and `watch`, `-i`
+    /// is rsync's `--itemize-changes`).
     pub fn net(&self) -> Vec<String> {
         vec![
             "-m".into(),
             self.group.clone(),
             "-p".into(),
             self.port.to_string(),
-            "-i".into(),
+            "--interface".into(),
             "127.0.0.1".into(),
         ]
     }
@@ -1363,7 +1428,7 @@ impl Cluster {
         format!("{}:{}", self.group, self.port).parse().unwrap()
     }
 
-    /// `makuo CMD --direct -b SRC -m GROUP -p PORT -i 127.0.0.1 [-k KEY] ARGS...`.
+    /// `makuo CMD --direct -b SRC -m GROUP -p PORT --interface 127.0.0.1 [-k KEY] ARGS...`.
     pub fn direct(&self, cmd: &str, args: &[&str]) -> Run {
         self.direct_from(&self.src, cmd, args)
     }

@@ -9,7 +9,7 @@
 //! number only on a device, extents only on a file and within its size, attributes only on a
 //! file or directory, with names in the namespaces makuo carries and sizes under the caps.
 
-use super::{EntryKind, Manifest};
+use super::{DirRules, EntryKind, FilterTable, Manifest, WireRule};
 use crate::proto::wire::{Reader, WireError, Writer};
 
 /// Most data extents one sparse file may list; a sender merges the closest ones beyond it
@@ -31,8 +31,8 @@ pub const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 /// The default ACL of a directory (inherited by what is created in it).
 pub const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
 
-// Tag 1 is kept for the filter table (rules beyond include/exclude) that travels in the
-// same place.
+/// The filter table (rules beyond include/exclude; see [`FilterTable`]).
+const SEC_FILTER: u8 = 1;
 const SEC_DEVICES: u8 = 2;
 const SEC_EXTENTS: u8 = 3;
 const SEC_XATTRS: u8 = 4;
@@ -215,6 +215,22 @@ pub fn check_xattrs(
 /// manifest encodes as before). A push with `-X`/`-A` always carries the attribute
 /// section, so that a member that cannot apply attributes refuses it rather than ignore them.
 pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
+    if let Some(t) = m
+        .filter
+        .as_ref()
+        .filter(|t| !t.rules.is_empty() || !t.dirs.is_empty())
+    {
+        section(w, SEC_FILTER, |b| {
+            super::encode_rules(b, &t.rules);
+            b.varint(t.dirs.len() as u64);
+            for d in &t.dirs {
+                b.varint(d.merge as u64);
+                b.bytes_v(&d.dir);
+                b.u8(d.clear as u8);
+                super::encode_rules(b, &d.rules);
+            }
+        });
+    }
     let entries = &m.entries;
     let devices: Vec<(usize, DevNum)> = entries
         .iter()
@@ -300,6 +316,26 @@ pub(super) fn sections_memory(r: &mut Reader<'_>) -> Result<u64, WireError> {
         let count = b.count(2)?;
         total += EXTRA_MEMORY * count as u64;
         match tag {
+            SEC_FILTER => {
+                total -= EXTRA_MEMORY * count as u64;
+                // A compiled rule (glob matcher) costs about ten times its pattern.
+                let rules = |b: &mut Reader<'_>, n: usize| -> Result<u64, WireError> {
+                    let mut t = 0u64;
+                    for _ in 0..n {
+                        b.u8()?;
+                        t += 256 + 10 * b.bytes_v(super::MAX_PATH)?.len() as u64;
+                    }
+                    Ok(t)
+                };
+                total += rules(&mut b, count)?;
+                for _ in 0..b.count(4)? {
+                    b.varint()?;
+                    total += 64 + b.bytes_v(super::MAX_PATH)?.len() as u64;
+                    b.u8()?;
+                    let n = b.count(2)?;
+                    total += rules(&mut b, n)?;
+                }
+            }
             SEC_EXTENTS => {
                 for _ in 0..count {
                     b.varint()?;
@@ -361,12 +397,21 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
         let count = b.count(2)?;
         let pointless = match tag {
             SEC_XATTRS => !(m.options.xattrs || m.options.acls),
+            // Rules or per-directory lists: a table with neither is never sent.
+            SEC_FILTER => false,
             _ => count == 0,
         };
         if pointless {
             return Err(WireError::BadValue("empty or unasked section"));
         }
         match tag {
+            SEC_FILTER => {
+                let t = decode_filter(&mut b, count)?;
+                if t.rules.is_empty() && t.dirs.is_empty() {
+                    return Err(WireError::BadValue("empty or unasked section"));
+                }
+                m.filter = Some(t);
+            }
             SEC_DEVICES => {
                 for _ in 0..count {
                     let i = index(&mut b, &mut next, n)?;
@@ -452,6 +497,43 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
         return Err(WireError::BadValue("attribute section missing"));
     }
     Ok(())
+}
+
+/// The filter table's body (its rule count already read): the rules, then the per-directory
+/// lists, each naming a dir-merge rule of the list, a clean directory path, `clear` 0/1 and
+/// rules that are not dir-merge rules themselves.
+fn decode_filter(b: &mut Reader<'_>, count: usize) -> Result<FilterTable, WireError> {
+    let rules = super::decode_rules_n(b, count)?;
+    let n = b.count(4)?;
+    let mut dirs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let merge = u32::try_from(b.varint()?).map_err(|_| WireError::BadValue("merge"))?;
+        let is_merge = rules
+            .get(merge as usize)
+            .is_some_and(|x| x.flags & WireRule::DIR_MERGE != 0);
+        if !is_merge {
+            return Err(WireError::BadValue("per-directory rules"));
+        }
+        let dir = b.bytes_v(super::MAX_PATH)?.to_vec();
+        super::check_rel_path(&dir).map_err(|_| WireError::BadValue("rule directory"))?;
+        let clear = match b.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(WireError::BadValue("clear")),
+        };
+        let list = super::decode_rules(b)?;
+        if list.iter().any(|x| x.flags & WireRule::DIR_MERGE != 0) {
+            return Err(WireError::BadValue("nested dir-merge"));
+        }
+        dirs.push(DirRules {
+            merge,
+            dir,
+            clear,
+            rules: list,
+        });
+    }
+    b.finish()?;
+    Ok(FilterTable { rules, dirs })
 }
 
 #[cfg(test)]
