@@ -307,6 +307,9 @@ pub struct Stats {
     pub evicted_transfers: u64,
     /// Replies withheld: to an address that is not a member, past what it sent.
     pub replies_withheld: u64,
+    /// Datagrams the kernel dropped because this node's receive buffer was full, as the
+    /// driver reported them ([`Engine::handle_rx_overflow`]).
+    pub rx_overflows: u64,
 }
 
 impl Stats {
@@ -623,6 +626,12 @@ impl<S: Storage> Engine<S> {
                 Change::Down(m, r) => Event::MemberDown(m, r),
             });
         }
+    }
+
+    /// Input: the kernel dropped `count` datagrams addressed to this node because its receive
+    /// buffer was full (`SO_RXQ_OVFL`). Whose they were is unknown.
+    pub fn handle_rx_overflow(&mut self, _now: Instant, count: u64) {
+        self.stats.rx_overflows += count;
     }
 
     /// Input: one datagram (already unsealed by the driver) from `from`.
