@@ -582,10 +582,14 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
     let mut count = 0;
     let mut changed = start;
     while Instant::now() < end {
-        node.turn(
+        for e in node.turn(
             end.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(10)),
-        )?;
+        )? {
+            if let Event::VersionRefused(f) = e {
+                eprintln!("makuo: {}", f.describe());
+            }
+        }
         warn_notices(node);
         let n = node.engine.members().filter(|m| m.receives()).count();
         if n != count {
@@ -759,8 +763,12 @@ pub(crate) fn push_on(
     p: &PushParams<'_>,
     started: Instant,
 ) -> Result<Outcome> {
-    let (live, mut absent, unknown) =
-        node::resolve_targets(node.engine.members(), remembered, p.targets);
+    let (live, mut absent, unknown) = node::resolve_targets(
+        node.engine.members(),
+        node.engine.foreign(),
+        remembered,
+        p.targets,
+    );
     for u in unknown {
         absent.push(Absent {
             name: u,
@@ -884,6 +892,9 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
     let mut lines = Vec::new();
     for m in node.engine.members() {
         lines.push(crate::node::member_line(m));
+    }
+    for f in node.engine.foreign() {
+        lines.push(crate::node::foreign_line(f, Instant::now()));
     }
     node.leave();
     if front.output.json {

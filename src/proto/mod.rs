@@ -28,6 +28,7 @@ mod recv;
 pub mod repair;
 mod send;
 pub mod storage;
+pub mod version;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -44,6 +45,7 @@ use recv::{CommitState, Inbound};
 use repair::Code;
 use send::{Outbound, Phase};
 use storage::{CommitOutcome, Inspection, Storage, XferKey};
+use version::{Foreign, Versions};
 use wire::{Header, Heartbeat, Msg, WireError, HB_JOIN, HB_RECEIVER};
 
 /// Engine settings. Defaults suit a LAN.
@@ -272,6 +274,9 @@ pub enum Event {
     },
     /// An inbound transfer was abandoned (sender silent or aborted).
     Abandoned(XferKey, String),
+    /// A peer speaks a protocol version this node does not: its datagrams are refused. At
+    /// most once per peer per [`version::NOTICE_EVERY`] (log [`Foreign::describe`]).
+    VersionRefused(Foreign),
 }
 
 /// Counters.
@@ -386,6 +391,7 @@ pub struct Engine<S: Storage> {
     cfg: Config,
     storage: S,
     members: Members,
+    versions: Versions,
     outbound: BTreeMap<u32, Outbound>,
     inbound: BTreeMap<XferKey, Inbound>,
     records: Records,
@@ -431,6 +437,7 @@ impl<S: Storage> Engine<S> {
             cfg,
             storage,
             members: Members::default(),
+            versions: Versions::default(),
             outbound: BTreeMap::new(),
             inbound: BTreeMap::new(),
             records: Records::default(),
@@ -457,6 +464,11 @@ impl<S: Storage> Engine<S> {
     /// Known members (not including this node).
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
         self.members.iter()
+    }
+
+    /// Peers heard speaking a protocol version this node does not (refused; not members).
+    pub fn foreign(&self) -> impl Iterator<Item = &Foreign> {
+        self.versions.iter()
     }
 
     /// Counters.
@@ -649,7 +661,13 @@ impl<S: Storage> Engine<S> {
                 return;
             }
             Err(WireError::BadVersion(_)) => {
+                // Never parsed further (the layout may differ); the peer is named, not misread.
                 self.stats.dropped_version += 1;
+                if let Some(f) = self.versions.refused(now, from, bytes) {
+                    if f.node != self.cfg.node_id {
+                        self.events.push_back(Event::VersionRefused(f.clone()));
+                    }
+                }
                 return;
             }
             Err(_) => {
@@ -680,6 +698,7 @@ impl<S: Storage> Engine<S> {
     fn dispatch(&mut self, now: Instant, from: SocketAddr, node: u64, msg: Msg<'_>) -> bool {
         match msg {
             Msg::Heartbeat(hb) => {
+                self.versions.forget(node);
                 let mut ch = Vec::new();
                 let new = self.members.heard(
                     now,
@@ -1257,6 +1276,7 @@ impl<S: Storage> Engine<S> {
         let mut ch = Vec::new();
         self.members.expire(now, self.cfg.member_expiry, &mut ch);
         self.apply_changes(ch);
+        self.versions.expire(now, self.cfg.member_expiry);
         let xfers: Vec<u32> = self.outbound.keys().copied().collect();
         for x in xfers {
             let members = &self.members;

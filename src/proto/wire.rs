@@ -15,10 +15,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// First two bytes of every makuo datagram.
 pub const MAGIC: [u8; 2] = *b"MK";
-/// Protocol version this build speaks (and the highest it accepts).
-pub const VERSION: u8 = 1;
+/// Protocol version this build speaks (and the highest it accepts). Version 2: NAKs name the
+/// missing symbols, receivers report during the pass, rate control (PACE, feedback).
+pub const VERSION: u8 = 2;
 /// Lowest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 1;
+pub const MIN_VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.
@@ -671,6 +672,62 @@ fn read_nak(r: &mut Reader<'_>) -> Result<(Stream, u32, u32), WireError> {
     let g = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("group"))?;
     let m = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("missing"))?;
     Ok((s, g, m))
+}
+
+/// What every protocol version keeps in place, read from a datagram of a version this build
+/// does not speak: the header's version and node id and, for an unsealed HEARTBEAT, the
+/// first fields of its body. Nothing else of such a datagram is ever parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignHeader<'a> {
+    /// The datagram's protocol version.
+    pub version: u8,
+    /// The sender's node id.
+    pub node: u64,
+    /// From an unsealed heartbeat: who it is and what it speaks.
+    pub hello: Option<ForeignHello<'a>>,
+}
+
+/// The fixed leading fields of a HEARTBEAT body, the same in every protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignHello<'a> {
+    /// Heartbeat flags ([`HB_RECEIVER`]: it would accept pushes).
+    pub flags: u8,
+    /// Lowest and highest protocol version the peer speaks.
+    pub proto: (u8, u8),
+    /// Its name.
+    pub name: &'a [u8],
+    /// Its software version string.
+    pub software: &'a [u8],
+}
+
+/// Reads the version-independent parts of a datagram (see [`ForeignHeader`]); `None` when
+/// it is not a makuo datagram or too short to hold a header.
+pub fn peek_foreign(buf: &[u8]) -> Option<ForeignHeader<'_>> {
+    if buf.len() < HEADER_LEN || buf[..2] != MAGIC {
+        return None;
+    }
+    let node = u64::from_be_bytes(buf[8..16].try_into().unwrap());
+    let hello = (buf[3] == kind::HEARTBEAT && buf[4] & FLAG_SEALED == 0)
+        .then(|| {
+            let mut r = Reader::new(&buf[HEADER_LEN..]);
+            let flags = r.u8().ok()?;
+            let proto = (r.u8().ok()?, r.u8().ok()?);
+            let _interval = r.u32().ok()?;
+            let name = r.bytes8().ok()?;
+            let software = r.bytes8().ok()?;
+            Some(ForeignHello {
+                flags,
+                proto,
+                name,
+                software,
+            })
+        })
+        .flatten();
+    Some(ForeignHeader {
+        version: buf[2],
+        node,
+        hello,
+    })
 }
 
 /// Parses one whole datagram (unsealed form).

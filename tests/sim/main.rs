@@ -903,3 +903,76 @@ fn manifest_entry_kinds_round_trip_through_a_push() {
         .count();
     assert_eq!(applied, 1);
 }
+
+#[test]
+fn a_peer_of_another_version_is_refused_and_named_once() {
+    let mut lan = cluster(120, Faults::default(), small_tree(120, "www", 20));
+    // An old member (protocol 1) multicasts heartbeats: same header and heartbeat prefix,
+    // a body this build must not parse.
+    let old: std::net::SocketAddr = "127.0.9.9:40000".parse().unwrap();
+    let mut hb = vec![0u8; 512];
+    let h = wire::Header {
+        version: wire::VERSION,
+        kind: 0,
+        flags: 0,
+        key_id: 0,
+        cluster: lan.nodes[0].engine.config().cluster,
+        node: 0x0dd,
+        seq: 1,
+    };
+    let n = wire::Msg::Heartbeat(wire::Heartbeat {
+        flags: wire::HB_RECEIVER,
+        proto_min: 1,
+        proto_max: 1,
+        interval_ms: 1000,
+        name: b"oldweb",
+        version: b"0.0.9",
+        info: b"",
+        known_raw: b"",
+        known_count: 0,
+    })
+    .encode(&h, &mut hb);
+    hb.truncate(n);
+    hb[2] = 1;
+    let members_before = lan.known(0);
+    for _ in 0..50 {
+        let now = lan.now;
+        lan.nodes[0].engine.handle_datagram(now, old, &hb);
+        lan.run_for(Duration::from_millis(100));
+    }
+    let notices: Vec<String> = lan.nodes[0]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::VersionRefused(f) => Some(f.describe()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("oldweb 127.0.9.9:40000")
+            && notices[0].contains("protocol version 1")
+            && notices[0].contains(&format!("protocol version {}", wire::VERSION)),
+        "{}",
+        notices[0]
+    );
+    assert_eq!(lan.nodes[0].engine.stats().dropped_version, 50);
+    assert_eq!(lan.known(0), members_before, "an old peer became a member");
+    let f: Vec<_> = lan.nodes[0].engine.foreign().collect();
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].name.as_str(), f[0].proto), ("oldweb", Some((1, 1))));
+    // A datagram of a newer version, of a kind this build does not know, names the address.
+    let mut future = hb.clone();
+    future[2] = wire::VERSION + 1;
+    future[3] = 99;
+    future[8..16].copy_from_slice(&0x0eeu64.to_be_bytes());
+    let now = lan.now;
+    lan.nodes[1].engine.handle_datagram(now, old, &future);
+    lan.run_for(Duration::from_millis(10));
+    assert!(lan.nodes[1].events.iter().any(
+        |(_, e)| matches!(e, Event::VersionRefused(f) if f.node == 0x0ee && f.proto.is_none())
+    ));
+    // Members of this version go on as before.
+    let (r, _) = push_all(&mut lan, Duration::from_secs(10));
+    assert_all_ok(&r);
+}
