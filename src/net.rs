@@ -120,7 +120,8 @@ pub struct NetStats {
     pub recv_syscalls: u64,
     /// Received datagrams dropped because they did not fit a slot (`MSG_TRUNC`/`MSG_CTRUNC`).
     pub truncated: u64,
-    /// Datagrams the kernel dropped because a receive buffer was full (`SO_RXQ_OVFL`).
+    /// Datagrams the kernel dropped because a receive buffer was full (`SO_RXQ_OVFL`; with GRO
+    /// a dropped buffer may have held several and counts once).
     pub recv_overflows: u64,
     /// Own group datagrams looped back to us and dropped.
     pub own_echo: u64,
@@ -155,6 +156,7 @@ pub struct RecvBatch {
     slots: usize,
     used: usize,
     entries: Vec<Entry>,
+    overflows: u64,
 }
 
 impl RecvBatch {
@@ -166,7 +168,16 @@ impl RecvBatch {
             slots,
             used: 0,
             entries: Vec::with_capacity(slots),
+            overflows: 0,
         }
+    }
+
+    /// Buffers the kernel dropped for a full receive buffer since the previous batch, as the
+    /// `SO_RXQ_OVFL` counters on this batch's datagrams tell (the engine's
+    /// `handle_rx_overflow` input). With GRO one buffer may have held many datagrams, so this
+    /// says that the receiver fell behind more than how much.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
     }
 
     /// Datagrams held.
@@ -196,6 +207,7 @@ impl RecvBatch {
     fn clear(&mut self) {
         self.used = 0;
         self.entries.clear();
+        self.overflows = 0;
     }
 }
 
@@ -768,7 +780,9 @@ impl Net {
                         (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
                             let v = ptr::read_unaligned(data.cast::<u32>());
                             let last = &mut self.overflow[which];
-                            self.stats.recv_overflows += u64::from(v.wrapping_sub(*last));
+                            let new = u64::from(v.wrapping_sub(*last));
+                            self.stats.recv_overflows += new;
+                            out.overflows += new;
                             *last = v;
                         }
                         _ => {}
@@ -893,6 +907,43 @@ mod tests {
         let mut v = vec![(i % 251) as u8; len];
         v[..4].copy_from_slice(&(i as u32).to_be_bytes());
         v
+    }
+
+    #[test]
+    fn a_full_receive_buffer_is_reported_with_the_next_batch() {
+        let cfg = config();
+        let mut small = cfg.clone();
+        small.rcvbuf = 4096; // the kernel rounds it up to its minimum, a few datagrams
+        let mut rx = Net::new(&small).unwrap();
+        let mut tx = Net::new(&cfg).unwrap();
+        let data = vec![3u8; 1400];
+        let batch: Vec<(Dest, &[u8])> = vec![(Dest::Group, &data[..]); 200];
+        assert_eq!(tx.send(&batch).unwrap(), 200);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut b = RecvBatch::new(64);
+        let (mut got, mut reported) = (0, 0);
+        while rx.recv(Some(Duration::from_millis(100)), &mut b).unwrap() > 0 {
+            got += b.len() as u64;
+            reported += b.overflows();
+        }
+        assert!(got > 0 && got < 200, "{got} datagrams arrived");
+        // The kernel's drop counter rides on datagrams queued after the drops
+        // (SO_RXQ_OVFL): the next one tells them, once. It counts dropped buffers: with GSO
+        // on the sender and GRO here, one buffer may have held many datagrams.
+        assert_eq!(tx.send(&[(Dest::Group, &data[..])]).unwrap(), 1);
+        assert_eq!(
+            rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap(),
+            1
+        );
+        reported += b.overflows();
+        assert!(
+            reported > 0 && reported <= 200 - got,
+            "{reported} drops reported"
+        );
+        assert_eq!(rx.stats().recv_overflows, reported);
+        assert_eq!(tx.send(&[(Dest::Group, &data[..])]).unwrap(), 1);
+        rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap();
+        assert_eq!(b.overflows(), 0);
     }
 
     #[test]

@@ -207,13 +207,11 @@ impl Node {
     /// it, fire timers, send what is due. Returns the engine's events.
     pub fn turn(&mut self, cap: Duration) -> Result<Vec<Event>> {
         let now = Instant::now();
-        let wait = if self.engine.wants_transmit() && self.engine.rate().is_none() {
-            Duration::ZERO
-        } else {
-            self.engine
-                .poll_timeout()
-                .map_or(cap, |t| t.saturating_duration_since(now).min(cap))
-        };
+        // A push's datagrams are paced: poll_timeout says when the next one may go.
+        let wait = self
+            .engine
+            .poll_timeout()
+            .map_or(cap, |t| t.saturating_duration_since(now).min(cap));
         let n = self
             .net
             .recv(Some(wait), &mut self.batch)
@@ -253,6 +251,10 @@ impl Node {
                 self.last_expire = now;
                 s.expire(now);
             }
+        }
+        if self.batch.overflows() > 0 {
+            // The socket dropped datagrams (SO_RXQ_OVFL): the senders must slow down.
+            self.engine.handle_rx_overflow(now, self.batch.overflows());
         }
         // Answers go out before timers run: a queued commit (which may block for a while)
         // runs only after its BUSY answer has left.

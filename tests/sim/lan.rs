@@ -108,7 +108,7 @@ impl Default for Faults {
             loss: 0.0,
             burst: None,
             dup: 0.0,
-            latency: Duration::from_micros(200),
+            latency: Duration::from_micros(50),
             jitter: Duration::ZERO,
             link_rate: 125e6,
             tx_queue: 1 << 20,
@@ -122,7 +122,7 @@ impl Faults {
             loss,
             dup: if loss > 0.0 { 0.01 } else { 0.0 },
             jitter: if loss > 0.0 {
-                Duration::from_micros(300)
+                Duration::from_micros(100)
             } else {
                 Duration::ZERO
             },
@@ -220,6 +220,10 @@ pub struct Lan {
     /// lose chosen datagrams).
     #[allow(clippy::type_complexity)]
     pub drop_if: Option<Box<dyn FnMut(usize, usize, &[u8]) -> bool>>,
+    /// When set, the first transmission of each payload block that a member did not get is
+    /// counted here, per (member, group of 128): the repair the first pass makes necessary.
+    pub first_pass_losses: Option<HashMap<(usize, u32), u32>>,
+    first_sent: std::collections::HashSet<u32>,
     buf: Vec<u8>,
 }
 
@@ -252,6 +256,8 @@ impl Lan {
             steps: 0,
             capture: None,
             drop_if: None,
+            first_pass_losses: None,
+            first_sent: std::collections::HashSet::new(),
             buf: vec![0u8; wire::MAX_DATAGRAM],
         }
     }
@@ -354,10 +360,26 @@ impl Lan {
         (at > self.now).then_some(at)
     }
 
-    /// Puts one copy of a datagram on `j`'s ingress, arriving at `at`.
-    fn deliver(&mut self, j: usize, at: Instant, from: SocketAddr, bytes: Vec<u8>) {
+    /// Counts a lost first transmission of a payload block (see `first_pass_losses`).
+    fn trace_loss(&mut self, j: usize, first: Option<u32>) {
+        if let (Some(t), Some(idx)) = (&mut self.first_pass_losses, first) {
+            *t.entry((j, idx / 128)).or_insert(0) += 1;
+        }
+    }
+
+    /// Puts one copy of a datagram on `j`'s ingress, arriving at `at`; `first`: the payload
+    /// block index if this is its first transmission.
+    fn deliver(
+        &mut self,
+        j: usize,
+        at: Instant,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        first: Option<u32>,
+    ) {
         if self.nodes[j].deaf_at(at) {
             self.nodes[j].deaf_dropped += 1;
+            self.trace_loss(j, first);
             return;
         }
         let mut at = at;
@@ -370,6 +392,7 @@ impl Lan {
                 if n.link.rx_visible {
                     self.schedule(at, Due::Overflow { to: j });
                 }
+                self.trace_loss(j, first);
                 return;
             }
             n.rx_free = n.rx_free.max(at) + Duration::from_secs_f64(size / rate);
@@ -402,6 +425,20 @@ impl Lan {
                     + Duration::from_secs_f64((t.len + WIRE_OVERHEAD) as f64 / rate);
                 n.link_free = depart;
                 let from = n.addr;
+                let first = match (&self.first_pass_losses, wire::decode(&bytes)) {
+                    (
+                        Some(_),
+                        Ok((
+                            _,
+                            wire::Msg::Block {
+                                stream: wire::Stream::Payload,
+                                idx,
+                                ..
+                            },
+                        )),
+                    ) => self.first_sent.insert(idx).then_some(idx),
+                    _ => None,
+                };
                 let dests: Vec<usize> = match t.dest {
                     Dest::Group => (0..self.nodes.len()).filter(|&j| j != i).collect(),
                     Dest::Unicast(a) => self
@@ -415,6 +452,7 @@ impl Lan {
                     if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes))
                         || self.lost(i, j, depart)
                     {
+                        self.trace_loss(j, first);
                         continue;
                     }
                     let copies = if self.rng.chance(self.faults.dup) {
@@ -431,7 +469,7 @@ impl Lan {
                             )
                         };
                         let at = depart + self.faults.latency + jit;
-                        self.deliver(j, at, from, bytes.clone());
+                        self.deliver(j, at, from, bytes.clone(), first);
                     }
                 }
             }
@@ -450,11 +488,16 @@ impl Lan {
             if n.paused || n.gone {
                 continue;
             }
+            let room = self.tx_room_at(i);
             if let Some(t) = n.engine.poll_timeout() {
-                at(t);
+                // A sender blocked on its egress waits for room, whatever its pacing says.
+                match room {
+                    Some(r) if t <= self.now => at(r),
+                    _ => at(t),
+                }
             }
             if n.engine.wants_transmit() {
-                if let Some(t) = self.tx_room_at(i) {
+                if let Some(t) = room {
                     at(t);
                 }
             }
@@ -550,6 +593,17 @@ impl Lan {
             out.push((t.dest, self.buf[..t.len].to_vec()));
         }
         out
+    }
+
+    /// Repair the first pass made necessary, in blocks: per group, the most any member lost
+    /// of it (parity can serve every member's losses at once, so no less will do).
+    pub fn first_pass_repair(&self) -> u64 {
+        let mut worst: HashMap<u32, u32> = HashMap::new();
+        for (&(_, g), &n) in self.first_pass_losses.iter().flatten() {
+            let w = worst.entry(g).or_insert(0);
+            *w = (*w).max(n);
+        }
+        worst.values().map(|&n| u64::from(n)).sum()
     }
 
     /// Members (other than itself) node `i` knows.

@@ -231,22 +231,44 @@ struct Cost {
     ratio: f64,
     /// Virtual seconds from the push command to its report.
     secs: f64,
-    /// Datagrams of the transfer.
+    /// Data and repair datagrams of the transfer.
     datagrams: u64,
+    /// Every datagram the sender received during the push (heartbeats, reports, NAKs,
+    /// feedback, results) / data and repair datagrams it sent.
+    feedback: f64,
+    /// The wire ratio the losses of the first pass make necessary at least: every block
+    /// once, plus per group the most any member lost of it (parity serves all at once).
+    ideal: f64,
+}
+
+/// Wire bytes of a full block datagram per payload byte (header, block header, Ethernet/IP/UDP).
+fn block_overhead() -> f64 {
+    let b = wire::block_size(1500, false) as f64;
+    (b + (wire::HEADER_LEN + wire::BLOCK_HDR + 42) as f64) / b
 }
 
 /// Pushes the sender's tree to `to` and checks every target's tree; returns what it cost.
 fn measured_push(lan: &mut Lan, to: &[usize], roots: &[&str], limit: Duration) -> Cost {
     let start = lan.now;
+    let heard = lan.nodes[0].recv_datagrams;
+    lan.first_pass_losses = Some(Default::default());
     let (r, ratio) = push_to(lan, to, limit);
     assert_all_ok(&r);
     for &j in to {
         assert_same_tree(lan, 0, j, roots);
     }
+    let blocks = r
+        .payload_bytes
+        .div_ceil(wire::block_size(1500, false) as u64)
+        .max(1);
+    let ideal = block_overhead() * (blocks + lan.first_pass_repair()) as f64 / blocks as f64;
+    lan.first_pass_losses = None;
     Cost {
         ratio,
         secs: (lan.now - start).as_secs_f64(),
         datagrams: r.datagrams,
+        feedback: (lan.nodes[0].recv_datagrams - heard) as f64 / r.datagrams.max(1) as f64,
+        ideal,
     }
 }
 
@@ -254,8 +276,9 @@ fn record_cost(key: &str, what: &str, c: Cost) {
     record(
         key,
         format!(
-            "{what:<44} wire ratio {:.4}  virtual time {:.3} s  datagrams {}",
-            c.ratio, c.secs, c.datagrams
+            "{what:<44} wire ratio {:.4} (ideal {:.4})  virtual time {:.3} s  \
+             datagrams {}  feedback/data {:.3}",
+            c.ratio, c.ideal, c.secs, c.datagrams, c.feedback
         ),
     );
 }
@@ -265,7 +288,7 @@ fn big_with_loss(seed: u64, loss: f64, limit: Duration) -> Cost {
     let c = measured_push(&mut lan, &receivers(), &["big"], limit);
     record_cost(
         &format!("a loss {:05.1}", loss * 100.0),
-        &format!("loss {:.1} % (jitter 0.3 ms, dup 1 %)", loss * 100.0),
+        &format!("loss {:.1} % (jitter 0.1 ms, dup 1 %)", loss * 100.0),
         c,
     );
     c
@@ -276,28 +299,79 @@ fn assert_ratio(c: Cost, max: f64, what: &str) {
     assert!(c.ratio <= max, "{what}: wire ratio {:.4} > {max}", c.ratio);
 }
 
+/// What the design promises for repair: the losses of the first pass (per group, the most
+/// any member lost: parity serves all members at once), plus the repair's own losses at the
+/// mean loss rate `p` (up to 3 p: the worst member decides), within 1 % of the payload.
+#[track_caller]
+fn assert_repair_near_ideal(c: Cost, p: f64, what: &str) {
+    let base = block_overhead();
+    let max = base + (c.ideal - base) * (1.0 + 3.0 * p) + 0.01;
+    assert!(
+        c.ratio <= max,
+        "{what}: wire ratio {:.4} > {max:.4} (ideal {:.4})",
+        c.ratio,
+        c.ideal
+    );
+}
+
 #[test]
 fn big_file_loss_0pct_wire_ratio() {
     let c = big_with_loss(1, 0.0, Duration::from_secs(20));
     assert_ratio(c, 1.06, "0 % loss");
+    assert!(c.feedback <= 0.02, "feedback/data {:.3}", c.feedback);
 }
 
 #[test]
 fn big_file_loss_1pct_wire_ratio() {
     let c = big_with_loss(2, 0.01, Duration::from_secs(30));
     assert_ratio(c, 1.10, "1 % loss");
+    assert_repair_near_ideal(c, 0.01, "1 % loss");
+    // 8 members NAK and report unaided (phase B aggregates and suppresses).
+    assert!(c.feedback <= 0.05, "feedback/data {:.3}", c.feedback);
 }
 
 #[test]
 fn big_file_loss_5pct_reorder_dup() {
     let c = big_with_loss(3, 0.05, Duration::from_secs(60));
     assert_ratio(c, 1.16, "5 % loss");
+    assert_repair_near_ideal(c, 0.05, "5 % loss");
 }
 
 #[test]
 fn big_file_loss_20pct_reorder_dup() {
     let c = big_with_loss(4, 0.20, Duration::from_secs(300));
     assert_ratio(c, 1.45, "20 % loss");
+    assert_repair_near_ideal(c, 0.20, "20 % loss");
+}
+
+#[test]
+fn bench_shape_loss_1pct_keeps_the_link_busy() {
+    // The benchmark's first target: 1 % random loss on a 400 Mbit/s LAN (4 receivers,
+    // 64 MiB): within 0.85 of the loss-free time, wire ratio at most 1.10. Random loss at a
+    // LAN's round-trip time leaves the TCP-friendly rate above the link; rate control must
+    // not build a queue that would inflate it.
+    let to = [1, 2, 3, 4];
+    let mut lan = bench_cluster(33, 4, big_tree_mib(33, 64));
+    let clean = measured_push(&mut lan, &to, &["big"], Duration::from_secs(30));
+    let mut lan = bench_cluster(33, 4, big_tree_mib(33, 64));
+    lan.faults.loss = 0.01;
+    let c = measured_push(&mut lan, &to, &["big"], Duration::from_secs(30));
+    record_cost(
+        "d loss 1 bench",
+        &format!(
+            "400 Mbit/s, 4 receivers, 64 MiB, loss 1 % ({:.2} x clean)",
+            c.secs / clean.secs
+        ),
+        c,
+    );
+    assert_ratio(c, 1.10, "1 % loss at 400 Mbit/s");
+    assert_repair_near_ideal(c, 0.01, "1 % loss at 400 Mbit/s");
+    assert!(
+        clean.secs / c.secs >= 0.85,
+        "{:.3} s, {:.2} x the loss-free push",
+        c.secs,
+        c.secs / clean.secs
+    );
 }
 
 fn small_with(seed: u64, faults: Faults, limit: Duration) -> (Lan, Cost) {
@@ -310,7 +384,7 @@ fn small_with(seed: u64, faults: Faults, limit: Duration) -> (Lan, Cost) {
 fn small_files_loss_0pct() {
     let (mut lan, c) = small_with(10, Faults::lossy(0.0), Duration::from_secs(20));
     record_cost("b small 00.0", "small files (2,000), loss 0 %", c);
-    assert_ratio(c, 1.10, "small files, 0 % loss");
+    assert_ratio(c, 1.06, "small files, 0 % loss");
     // A second push of the same tree sends no payload at all.
     let (r, ratio) = push_all(&mut lan, Duration::from_secs(10));
     assert_all_ok(&r);
@@ -322,14 +396,16 @@ fn small_files_loss_0pct() {
 fn small_files_loss_5pct_reorder_dup() {
     let (_, c) = small_with(11, Faults::lossy(0.05), Duration::from_secs(60));
     record_cost("b small 05.0", "small files (2,000), loss 5 %", c);
-    assert_ratio(c, 1.25, "small files, 5 % loss");
+    assert_ratio(c, 1.17, "small files, 5 % loss");
+    assert_repair_near_ideal(c, 0.05, "small files, 5 % loss");
 }
 
 #[test]
 fn small_files_loss_20pct_reorder_dup() {
     let (_, c) = small_with(12, Faults::lossy(0.20), Duration::from_secs(300));
     record_cost("b small 20.0", "small files (2,000), loss 20 %", c);
-    assert_ratio(c, 1.60, "small files, 20 % loss");
+    assert_ratio(c, 1.45, "small files, 20 % loss");
+    assert_repair_near_ideal(c, 0.20, "small files, 20 % loss");
 }
 
 #[test]
@@ -345,21 +421,24 @@ fn loss_burst_big_and_small() {
     let mut lan = cluster(20, faults.clone(), big_tree(20));
     let c = measured_push(&mut lan, &receivers(), &["big"], Duration::from_secs(60));
     record_cost("c burst 10", "bursts of 10 (G-E, 2 % lost)", c);
-    assert_ratio(c, 3.0, "bursts of 10");
+    assert_ratio(c, 1.20, "bursts of 10");
+    assert_repair_near_ideal(c, ge.mean_loss(), "bursts of 10");
     let (_, c) = small_with(21, faults, Duration::from_secs(60));
     record_cost(
         "c burst 10 small",
         "bursts of 10 (G-E, 2 % lost), small files",
         c,
     );
-    assert_ratio(c, 3.0, "bursts of 10, small files");
+    assert_ratio(c, 1.20, "bursts of 10, small files");
+    assert_repair_near_ideal(c, ge.mean_loss(), "bursts of 10, small files");
 }
 
 #[test]
 fn loss_burst_of_whole_groups_is_repaired_from_sources() {
     // Bursts averaging 250 datagrams (a receiver's socket buffer overflowing) wipe out whole
     // groups of 128 blocks at a receiver: more than the group's parity can rebuild, so the
-    // sender must fall back to sending source blocks again. About 17 % of datagrams are lost.
+    // sender must fall back to sending source blocks again: only those each member misses,
+    // never a whole group round after round. About 17 % of datagrams are lost.
     let ge = GilbertElliott::bursts(0.0008, 0.004);
     assert!((ge.mean_loss() - 0.1667).abs() < 0.001);
     let faults = Faults {
@@ -369,13 +448,15 @@ fn loss_burst_of_whole_groups_is_repaired_from_sources() {
     let mut lan = cluster(22, faults, big_tree(22));
     let c = measured_push(&mut lan, &receivers(), &["big"], Duration::from_secs(120));
     record_cost("c burst 250", "bursts of 250 (G-E, 17 % lost)", c);
-    assert_ratio(c, 3.0, "bursts of 250");
+    assert_repair_near_ideal(c, ge.mean_loss(), "bursts of 250");
 }
 
-/// A LAN like the benchmark's: a sender and `n` receivers, every link at 400 Mbit/s.
+/// A LAN like the benchmark's: a sender and `n` receivers, every link at 400 Mbit/s, the
+/// sender's egress holding 50 ms (as `tbf ... latency 50ms` does).
 fn bench_cluster(seed: u64, n: usize, src: MemStorage) -> Lan {
     let faults = Faults {
         link_rate: 50e6,
+        tx_queue: 2_500_000,
         ..Faults::default()
     };
     let mut lan = Lan::new(seed, faults);
@@ -429,9 +510,12 @@ fn deaf_member_300_of_1000_ms() {
         ),
         c,
     );
-    assert_ratio(c, 3.0, "deaf member");
+    // The benchmark's targets: at most 1.6 x the time without the outage, wire ratio at most
+    // 1.5; and repair costs little more than what the member missed.
+    assert_ratio(c, 1.5, "deaf member");
+    assert_repair_near_ideal(c, 0.0, "deaf member");
     assert!(
-        c.secs <= 4.0 * clean.secs,
+        c.secs <= 1.6 * clean.secs,
         "deaf member: {:.3} s, {:.2} x the clean push",
         c.secs,
         c.secs / clean.secs
@@ -448,16 +532,25 @@ fn slow_member_quarter_rate() {
     lan.set_ingress(1, 12.5e6, 1 << 20, true);
     let c = measured_push(&mut lan, &to, &["big"], Duration::from_secs(120));
     let floor = (64 << 20) as f64 / 12.5e6;
+    // Its link is the bottleneck: nothing can be faster than payload / its rate.
+    assert!(
+        c.secs >= floor,
+        "faster than the slow link: {:.3} s",
+        c.secs
+    );
     record_cost(
         "e slow member",
         &format!("400 Mbit/s, web1 at 100 ({:.2} x its link)", c.secs / floor),
         c,
     );
+    // The benchmark's targets: at most 1.3 x payload / its link, wire ratio at most 1.25.
     assert!(
-        lan.nodes[1].overflows > 0,
-        "the slow member never overflowed"
+        c.secs <= 1.3 * floor,
+        "{:.3} s, {:.2} x its link",
+        c.secs,
+        c.secs / floor
     );
-    assert_ratio(c, 6.0, "slow member");
+    assert_ratio(c, 1.25, "slow member");
 }
 
 #[test]
@@ -488,7 +581,16 @@ fn receivers_slower_than_the_sender() {
         ),
         c,
     );
-    assert_ratio(c, 6.0, "receivers slower than the sender");
+    // Rate control holds the sender to what they take: no overrun, little repair, and not
+    // much slower than they could go (slow start from 100 Mbit/s costs a few tens of ms).
+    assert_ratio(c, 1.12, "receivers slower than the sender");
+    let theirs = (16 << 20) as f64 / 250e6;
+    assert!(
+        c.secs <= 2.0 * theirs,
+        "{:.3} s, {:.2} x theirs",
+        c.secs,
+        c.secs / theirs
+    );
 }
 
 #[test]
@@ -811,9 +913,11 @@ fn hostile_datagrams_fuzz_100k() {
     let corpus = lan.capture.take().unwrap();
     let kinds: std::collections::BTreeSet<u8> =
         corpus.iter().filter_map(|d| d.get(3).copied()).collect();
-    assert!(kinds.len() >= 9, "corpus has kinds {kinds:?}");
+    assert!(kinds.len() >= 11, "corpus has kinds {kinds:?}");
     let victim = MemStorage::new();
-    let cfg = lan::test_config(0x4242, "victim");
+    // The victim has web1's node id, so the captured transfers name it and their blocks,
+    // parity and pacing reach its transfer state machines.
+    let cfg = lan::test_config(lan.node_id(1), "victim");
     let t0 = lan.now;
     let mut e = makuo::proto::Engine::new(cfg, victim, t0);
     let mut rng = Rng(0xf00d);
