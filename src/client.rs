@@ -587,7 +587,7 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
                 .min(Duration::from_millis(10)),
         )? {
             if let Event::VersionRefused(f) = e {
-                eprintln!("makuo: {}", f.describe());
+                eprintln!("makuo: {}", crate::escape::text_str(&f.describe()));
             }
         }
         warn_notices(node);

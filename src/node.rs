@@ -636,8 +636,8 @@ mod tests {
         );
     }
 
-    /// A foreign (other protocol version) receiver named `web9` at 10.0.0.9.
-    fn old_member(now: Instant) -> proto::version::Foreign {
+    /// A foreign (other protocol version) receiver named `name` at 10.0.0.9.
+    fn old_member(now: Instant, name: &[u8]) -> proto::version::Foreign {
         let mut buf = vec![0u8; 256];
         let h = wire::Header {
             version: wire::VERSION,
@@ -653,7 +653,7 @@ mod tests {
             proto_min: 1,
             proto_max: 1,
             interval_ms: 1000,
-            name: b"web9",
+            name,
             version: b"0.0.9",
             info: b"",
             known_raw: b"",
@@ -674,11 +674,13 @@ mod tests {
     #[test]
     fn a_receiver_of_another_version_is_listed_and_reported_not_skipped() {
         let now = Instant::now() + Duration::from_secs(10);
-        let f = old_member(now);
+        let f = old_member(now, b"web9");
         assert_eq!(
             foreign_line(&f, now + Duration::from_secs(3)),
             "web9 10.0.0.9 incompatible 0.0.9 proto=1 last-heard=3s-ago"
         );
+        let evil = old_member(now, b"x\nweb1 1.2.3.4 live");
+        assert!(!foreign_line(&evil, now).chars().any(char::is_control));
         let ms = [member(2, "web2", "10.0.0.2:4000", 100, now)];
         let (live, absent, unknown) = resolve_targets(ms.iter(), [&f].into_iter(), &[], &[]);
         assert_eq!(live, vec![2]);
@@ -725,7 +727,7 @@ mod tests {
         assert!(!l.chars().any(char::is_control), "{l:?}");
         assert_eq!(
             l,
-            "evil\\#012web9 10.0.0.9 live 10.0.0.1 live 1.0\\#015\\#033[2K \
+            "evil\\#012web9 10.0.0.9 live 10.0.0.1 live 1.0\\#015\\#033[2K proto=- \
              last-push=id,origin\\#0121,\\#377"
         );
     }
