@@ -156,6 +156,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         name: name.clone(),
         receive: !args.no_receive,
         rate_limit: args.rate.map(|m| m as u64 * 1_000_000 / 8),
+        min_rate: crate::cli::min_rate_floor(args.min_rate),
         seed: node::random_node_id(),
         ..proto::Config::default()
     };

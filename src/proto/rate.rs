@@ -124,6 +124,9 @@ pub(crate) struct Receiver {
     /// The most it received in any report of the last [`PEAK_WINDOW`] (what it can take
     /// when offered enough), and when.
     peak: (f64, Option<Instant>),
+    /// When it last showed congestion (a loss event, an overflow, a queue): it was offered
+    /// more than it took.
+    congested_at: Option<Instant>,
 }
 
 impl Receiver {
@@ -141,6 +144,7 @@ impl Receiver {
             echo: None,
             echoed: None,
             peak: (0.0, None),
+            congested_at: None,
         }
     }
 
@@ -430,14 +434,21 @@ impl RateControl {
                 continue;
             }
             let x = r.allowed(now, interval);
-            lossy |= r.lossy(now, interval);
+            if r.lossy(now, interval) {
+                lossy = true;
+                r.congested_at = Some(now);
+            }
             if x < target {
                 target = x;
                 clr = Some(node);
             }
-            // Below the floor: losing, and never receiving the floor rate lately, even when
-            // it was offered more (its own pace holding the sender down does not count).
-            let below = r.lossy(now, interval) && r.peak.0 > 0.0 && r.peak.0 < floor && x < floor;
+            // Below the floor: it never received the floor rate lately, and it was offered
+            // more than it took (congestion) lately: its own pace holding the sender down,
+            // or a cap below the floor, do not count.
+            let congested = r
+                .congested_at
+                .is_some_and(|t| now.saturating_duration_since(t) <= PEAK_WINDOW);
+            let below = congested && r.peak.0 > 0.0 && r.peak.0 < floor;
             counted.push((node, below && c == Constraint::Paced));
             if !below {
                 r.below_since = None;

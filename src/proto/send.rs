@@ -140,6 +140,8 @@ pub(crate) struct Outbound {
     next_pace: Option<Instant>,
     /// When the first pass finished sending each recent group (newest last, bounded).
     passed: VecDeque<((Stream, u32), Instant)>,
+    /// The floor rate (`--min-rate`), bytes per second.
+    floor: Option<u64>,
     deadline: Option<Instant>,
     interval: Duration,
     waiting_since: Instant,
@@ -212,6 +214,7 @@ impl Outbound {
             sched: Sched::new(code.parity),
             next_pace: None,
             passed: VecDeque::new(),
+            floor: cfg.min_rate,
             deadline: Some(now + cfg.poll_interval),
             interval: cfg.poll_interval,
             waiting_since: now,
@@ -416,6 +419,9 @@ impl Outbound {
                         // while the pass before it is still being sent.
                         self.polled_round = self.round;
                         self.waiting_since = now;
+                        if self.round == 1 {
+                            self.pass_over(now);
+                        }
                     }
                     let m = Msg::Poll {
                         xfer: self.xfer,
@@ -444,6 +450,18 @@ impl Outbound {
                     return Some((Dest::Group, m.encode(&hdr.next(), buf)));
                 }
             }
+        }
+    }
+
+    /// The pass is over: members that left the pace are served now, and must be done within
+    /// twice what the floor rate allows for the whole payload (plus a second), or they are
+    /// too slow.
+    fn pass_over(&mut self, now: Instant) {
+        let Some(floor) = self.floor else { return };
+        let secs = 2.0 * self.layout.len as f64 / floor.max(1) as f64 + 1.0;
+        let deadline = now + Duration::from_secs_f64(secs.min(1e6));
+        for t in self.targets.iter_mut().filter(|t| t.left_pace.is_some()) {
+            t.slow_deadline.get_or_insert(deadline);
         }
     }
 
@@ -762,6 +780,12 @@ impl Outbound {
     }
 
     fn maybe_next_round(&mut self, now: Instant, cfg: &Config) {
+        if self.targets.iter().all(|t| !t.needs_data()) {
+            // Nobody needs anything any more (the last needy target failed): repair still
+            // queued would serve nobody.
+            self.start_commit(now, cfg);
+            return;
+        }
         let all_in = self
             .targets
             .iter()

@@ -1080,3 +1080,129 @@ fn a_peer_of_another_version_is_refused_and_named_once() {
     let (r, _) = push_all(&mut lan, Duration::from_secs(10));
     assert_all_ok(&r);
 }
+
+/// A 400 Mbit/s LAN, 4 receivers, 16 MiB, where web1's link drains at `rate` into a 1 MiB
+/// socket buffer. Returns the LAN, the report, and when the first pass ended.
+fn push_with_a_slow_member(
+    seed: u64,
+    rate: f64,
+    limit: Duration,
+) -> (Lan, makuo::proto::PushReport, Duration) {
+    let to = [1, 2, 3, 4];
+    let mut lan = bench_cluster(seed, 4, big_tree_mib(seed, 16));
+    lan.set_ingress(1, rate, 1 << 20, true);
+    let m = lan.nodes[0].engine.storage().manifest();
+    let blocks = m
+        .total_bytes()
+        .div_ceil(wire::block_size(1500, false) as u64);
+    let start = lan.now;
+    let x = lan.push(0, &to, m);
+    let mut pass_end = None;
+    lan.drive(limit, |l| {
+        if pass_end.is_none() && l.nodes[0].sent_datagrams >= blocks {
+            pass_end = Some(l.now - start);
+        }
+        l.report(0, x).is_some()
+    });
+    let (_, r) = lan.report(0, x).unwrap();
+    assert_reports_every_target(&lan, &r, &to);
+    for j in [2, 3, 4] {
+        assert_same_tree(&lan, 0, j, &["big"]);
+    }
+    (lan, r, pass_end.expect("the pass ended"))
+}
+
+#[test]
+fn member_below_the_floor_leaves_the_pace_and_is_served_after() {
+    // web1 takes 8 MB/s, below the default --min-rate (10 MiB/s) while the others take 50:
+    // it leaves the group's pace, the pass goes on at the others' rate, and web1 gets what
+    // it lacks afterwards, in time (within twice what the floor rate allows).
+    let (lan, r, pass) = push_with_a_slow_member(34, 8e6, Duration::from_secs(30));
+    let link = (16 << 20) as f64 / 50e6;
+    let web1 = r.members.iter().find(|m| m.name == "web1").unwrap();
+    assert!(web1.ok, "{:?}", web1.error);
+    let why = web1.left_pace.as_deref().expect("web1 left the pace");
+    assert!(why.contains("below --min-rate 10.0M/s"), "{why}");
+    assert!(r
+        .members
+        .iter()
+        .filter(|m| m.name != "web1")
+        .all(|m| m.ok && m.left_pace.is_none()));
+    assert_same_tree(&lan, 0, 1, &["big"]);
+    // In the pace it would have held the pass to 16 MiB / 8 MB/s = 2.1 s.
+    assert!(
+        pass.as_secs_f64() <= 2.0 * link,
+        "the pass took {pass:?}, {:.2} x the others' link time",
+        pass.as_secs_f64() / link
+    );
+    record(
+        "h floor served",
+        format!(
+            "web1 at 8 MB/s, below --min-rate: left the pace; pass {:.3} s ({:.2} x the others' link), \
+             served after, ok",
+            pass.as_secs_f64(),
+            pass.as_secs_f64() / link
+        ),
+    );
+}
+
+#[test]
+fn member_far_below_the_floor_fails_as_too_slow_and_the_others_complete() {
+    // web1 takes 1 MB/s: after the pass it would need 16 s for what it lacks, more than
+    // twice what the floor allows, so it is failed as too slow; the others are done.
+    let (lan, r, _) = push_with_a_slow_member(35, 1e6, Duration::from_secs(30));
+    let web1 = r.members.iter().find(|m| m.name == "web1").unwrap();
+    assert!(!web1.ok);
+    let e = web1.error.as_deref().unwrap_or("");
+    assert!(e.starts_with("too slow"), "{e}");
+    assert!(web1.left_pace.is_some());
+    for m in r.members.iter().filter(|m| m.name != "web1") {
+        assert!(m.ok, "{}: {:?}", m.name, m.error);
+    }
+    // Told the sender gave up (through its slow link), it keeps nothing staged.
+    let mut lan = lan;
+    lan.run_for(Duration::from_secs(2));
+    assert_eq!(lan.nodes[1].engine.storage().staged_count(), 0);
+    // 16 MiB / 10 MiB/s x 2 + 1 s after the pass, not 16 s.
+    assert!(r.elapsed <= Duration::from_secs(6), "{:?}", r.elapsed);
+}
+
+#[test]
+fn no_floor_keeps_a_slow_member_in_the_pace() {
+    // --min-rate 0: nobody leaves; the group goes at web1's 8 MB/s and all complete.
+    let to = [1, 2, 3, 4];
+    let mut cfg = lan::test_config(0, "sender");
+    cfg.min_rate = None;
+    let mut lan = Lan::new(
+        36,
+        Faults {
+            link_rate: 50e6,
+            tx_queue: 2_500_000,
+            ..Faults::default()
+        },
+    );
+    lan.add_with(cfg, big_tree_mib(36, 16));
+    for i in 0..4 {
+        lan.add(&format!("web{}", i + 1), MemStorage::new());
+    }
+    lan.drive(Duration::from_secs(5), |l| (0..5).all(|i| l.known(i) == 4));
+    lan.set_ingress(1, 8e6, 1 << 20, true);
+    let c = measured_push(&mut lan, &to, &["big"], Duration::from_secs(30));
+    let r = lan.nodes[0]
+        .events
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::PushDone(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(r.members.iter().all(|m| m.left_pace.is_none()));
+    let its = (16 << 20) as f64 / 8e6;
+    assert!(
+        c.secs >= its && c.secs <= 1.3 * its,
+        "{:.3} s vs {its:.3}",
+        c.secs
+    );
+    assert_ratio(c, 1.25, "slow member kept in the pace");
+}
