@@ -1207,35 +1207,5 @@ fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_round_trip() {
-        let flags = vec![0, 0, 3, 0, 1, 0, 0];
-        let dels = vec![b"a/b".to_vec(), b"c".to_vec()];
-        // Attribute changes (the high byte) travel after the rest, only when present.
-        let high = vec![0x100, 0, 0x283, 0, 0, 0, 0x200];
-        let b = encode_report(&high, &dels, true);
-        assert_eq!(decode_report(&b, 7).unwrap(), (high, 2, dels.clone()));
-        for cut in 0..b.len() {
-            if let Ok((f, ..)) = decode_report(&b[..cut], 7) {
-                assert!(
-                    f.iter().all(|&f| f >> 8 == 0),
-                    "a cut kept part of the high byte"
-                );
-            }
-        }
-        let b = encode_report(&flags, &dels, true);
-        assert_eq!(
-            decode_report(&b, 7).unwrap(),
-            (flags.clone(), 2, dels.clone())
-        );
-        let b = encode_report(&flags, &dels, false);
-        assert_eq!(decode_report(&b, 7).unwrap(), (flags, 2, vec![]));
-        assert!(decode_report(&b, 8).is_err());
-        for cut in 0..b.len() {
-            assert!(decode_report(&b[..cut], 7).is_err());
-        }
-    }
-}
+#[path = "send_tests.rs"]
+mod tests;
