@@ -1397,7 +1397,7 @@ impl<S: Storage> Engine<S> {
                 t = t.min(d);
             }
             if ob.has_work() {
-                if let Some(p) = self.pacer.deadline() {
+                if let Some(p) = self.pacer.wake_at(self.rate.rate()) {
                     t = t.min(p);
                 }
             }

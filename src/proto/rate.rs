@@ -496,8 +496,19 @@ pub(crate) struct Pacer {
 
 impl Pacer {
     /// When the next datagram may leave (`None`: now).
+    #[cfg(test)]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.next
+    }
+
+    /// When the driver should come back to send: once a batch has come due (up to a
+    /// millisecond's or 64 datagrams' worth at `rate`), so that one wake-up sends many
+    /// datagrams (one system call with GSO) rather than one each (as quinn's pacer waits for
+    /// a burst's worth of tokens).
+    pub(crate) fn wake_at(&self, rate: f64) -> Option<Instant> {
+        let seg = SEGMENT / rate.max(1.0);
+        let batch = Duration::from_secs_f64((63.0 * seg).clamp(0.0, 0.001));
+        self.next.map(|t| t + batch)
     }
 
     /// Whether a datagram may leave now.
@@ -676,6 +687,9 @@ mod tests {
         // Then one per 151.4 µs.
         let next = p.deadline().unwrap();
         assert!(next > t0);
+        // The driver is woken for a batch, not for each datagram: a millisecond's worth.
+        let wake = p.wake_at(rate).unwrap();
+        assert!((wake - next).as_secs_f64() >= 0.00099 && (wake - next).as_secs_f64() <= 0.001);
         p.on_send(next, 1514, rate);
         let gap = p.deadline().unwrap() - next;
         assert!((gap.as_secs_f64() - 1514.0 / rate).abs() < 1e-6);

@@ -27,6 +27,8 @@ use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
 /// Repair rounds in a row in which a target's missing count does not go down before it
 /// is failed (repair always converges unless a receiver keeps losing everything).
 const MAX_STALLED_ROUNDS: u32 = 30;
+/// Longest interval between COMMIT retries.
+const COMMIT_RETRY_MAX: Duration = Duration::from_millis(100);
 
 /// Phase of an outbound transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -682,9 +684,18 @@ impl Outbound {
         let due = now + holdoff;
         match self.phase {
             Phase::Register => {
+                let mut any = false;
                 for e in wire::naks(entries).filter(|e| e.stream == Stream::Manifest) {
                     let k_g = self.group_len(e.stream, e.group);
                     self.sched.request(node, seen, &e, k_g, due, true);
+                    any = true;
+                }
+                if any {
+                    // It answers: announce again soon after its repair left (to learn what
+                    // it still lacks), not after a backed-off interval meant for the silent.
+                    self.interval = self.interval.min(cfg.poll_interval);
+                    let soon = due + cfg.poll_interval;
+                    self.deadline = Some(self.deadline.map_or(soon, |d| d.min(soon)));
                 }
             }
             Phase::Data => {
@@ -1015,8 +1026,11 @@ impl Outbound {
                     && self.deadline.is_some_and(|d| now >= d)
                     && self.queue.is_empty()
                 {
+                    // Retried faster than polls: a member that missed a COMMIT or whose
+                    // RESULT was lost is usually alive (the member timeout fails one that is
+                    // not), and everyone else waits for it.
                     self.queue.push_back(Work::Commit);
-                    self.interval = (self.interval * 2).min(cfg.max_poll_interval);
+                    self.interval = (self.interval * 2).min(COMMIT_RETRY_MAX);
                     self.deadline = None;
                 }
             }
