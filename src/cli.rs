@@ -475,7 +475,7 @@ pub struct SyncArgs {
 
     /// Lowest rate a member must take to stay in the push's pace (units as --bwlimit).
     ///
-    /// A member that cannot receive this fast while the others can leaves the group's pace
+    /// A member that cannot receive this fast while most others can leaves the group's pace
     /// (the others go on at theirs), is served after them with only what it lacks, and is
     /// failed as "too slow" if that takes more than twice what RATE allows for the whole
     /// push, plus a second. Either way it is named. 0: no member ever leaves the pace.

@@ -28,7 +28,7 @@ use std::mem;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -43,7 +43,8 @@ pub const SEND_STALL: Duration = Duration::from_secs(2);
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Messages handed to one `sendmmsg`.
 const SEND_MSGS: usize = 64;
-/// Control bytes per received message: `UDP_GRO` and `SO_RXQ_OVFL` need 24 bytes each.
+/// Control bytes per received message: `UDP_GRO` and `SO_RXQ_OVFL` need 24 bytes each,
+/// `SCM_TIMESTAMPNS` 32.
 const RECV_CONTROL: usize = 128;
 /// Most slots a [`RecvBatch`] may have (`recvmmsg` takes at most `UIO_MAXIOV`).
 const MAX_SLOTS: usize = 1024;
@@ -137,6 +138,8 @@ pub struct Datagram<'a> {
     pub from: SocketAddr,
     /// Arrived on the group socket (sent to the group) rather than to us alone.
     pub to_group: bool,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, the wall clock), if it said.
+    pub received: Option<SystemTime>,
     /// The payload.
     pub data: &'a [u8],
 }
@@ -145,6 +148,7 @@ pub struct Datagram<'a> {
 struct Entry {
     from: SocketAddr,
     to_group: bool,
+    received: Option<SystemTime>,
     off: usize,
     len: usize,
 }
@@ -195,6 +199,7 @@ impl RecvBatch {
         self.entries.get(i).map(|e| Datagram {
             from: e.from,
             to_group: e.to_group,
+            received: e.received,
             data: &self.buf[e.off..e.off + e.len],
         })
     }
@@ -371,6 +376,9 @@ impl Net {
             let fd = s.as_raw_fd();
             gro &= setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
             let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+            // Kernel receive times: round-trip times for rate control without the time a
+            // datagram waited for this process.
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
         }
 
         Ok(Self {
@@ -767,6 +775,7 @@ impl Net {
             let h = &hdr.msg_hdr;
             let len = hdr.msg_len as usize;
             let mut gso = 0usize;
+            let mut received = None;
             // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* walk stays
             // inside it.
             unsafe {
@@ -776,6 +785,16 @@ impl Net {
                     match ((*c).cmsg_level, (*c).cmsg_type) {
                         (libc::SOL_UDP, libc::UDP_GRO) => {
                             gso = ptr::read_unaligned(data.cast::<libc::c_int>()).max(0) as usize;
+                        }
+                        (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                            let ts = ptr::read_unaligned(data.cast::<libc::timespec>());
+                            received = (ts.tv_sec >= 0).then(|| {
+                                UNIX_EPOCH
+                                    + Duration::new(
+                                        ts.tv_sec as u64,
+                                        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                                    )
+                            });
                         }
                         (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
                             let v = ptr::read_unaligned(data.cast::<u32>());
@@ -806,6 +825,7 @@ impl Net {
                 out.entries.push(Entry {
                     from,
                     to_group: group,
+                    received,
                     off,
                     len: 0,
                 });
@@ -815,6 +835,7 @@ impl Net {
                     out.entries.push(Entry {
                         from,
                         to_group: group,
+                        received,
                         off: off + at,
                         len: l,
                     });
@@ -944,6 +965,26 @@ mod tests {
         assert_eq!(tx.send(&[(Dest::Group, &data[..])]).unwrap(), 1);
         rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap();
         assert_eq!(b.overflows(), 0);
+    }
+
+    #[test]
+    fn datagrams_carry_the_kernel_receive_time() {
+        let cfg = config();
+        let mut rx = Net::new(&cfg).unwrap();
+        let mut tx = Net::new(&cfg).unwrap();
+        let before = SystemTime::now();
+        assert_eq!(tx.send(&[(Dest::Group, b"t")]).unwrap(), 1);
+        std::thread::sleep(Duration::from_millis(30));
+        let mut b = RecvBatch::new(4);
+        assert_eq!(
+            rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap(),
+            1
+        );
+        let after = SystemTime::now();
+        let at = b.get(0).unwrap().received.expect("SO_TIMESTAMPNS");
+        // Received before we read it, 30 ms earlier, not when recv returned.
+        assert!(at >= before - Duration::from_millis(5) && at <= after);
+        assert!(after.duration_since(at).unwrap() >= Duration::from_millis(25));
     }
 
     #[test]

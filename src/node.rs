@@ -218,21 +218,32 @@ impl Node {
             .context("receive")?;
         let now = Instant::now();
         let wall = unix_ms();
+        let sys = SystemTime::now();
         for i in 0..n {
             let Some(d) = self.batch.get(i) else { continue };
             let from = d.from;
+            // When the kernel had it (clamped: a wall clock that stepped is not believed).
+            let age = d
+                .received
+                .and_then(|t| sys.duration_since(t).ok())
+                .unwrap_or_default()
+                .min(Duration::from_secs(1));
+            let received = now.checked_sub(age).unwrap_or(now);
             match &mut self.sealer {
                 // A datagram of another protocol version goes to the engine as it is: it
                 // names the peer from the version-independent header (sealing may differ
                 // between versions too, so opening it could only fail, and silently).
-                Some(_) if !speaks(d.data) => self.engine.handle_datagram(now, from, d.data),
-                None => self.engine.handle_datagram(now, from, d.data),
+                Some(_) if !speaks(d.data) => {
+                    self.engine.handle_datagram_at(now, received, from, d.data)
+                }
+                None => self.engine.handle_datagram_at(now, received, from, d.data),
                 Some(s) => {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
                     match s.open(&mut self.scratch, len, from, now, wall) {
                         Ok(Opened::Datagram(l)) => {
-                            self.engine.handle_datagram(now, from, &self.scratch[..l])
+                            self.engine
+                                .handle_datagram_at(now, received, from, &self.scratch[..l])
                         }
                         Ok(Opened::Handshake) => {}
                         Err(e) => {

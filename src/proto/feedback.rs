@@ -90,14 +90,16 @@ impl<S: Storage> Engine<S> {
             Some(ob) if ob.is_target(node) => {}
             _ => return false,
         }
-        self.rate.on_feedback(now, node, f);
+        // The round trip ends when the kernel received the feedback, not when this loop
+        // got to it.
+        self.rate.on_feedback(self.rx_time, node, f);
         self.update_rate(now);
         true
     }
 
     /// The echo in a NAK from `node` (a round-trip time sample).
-    pub(super) fn on_nak_echo(&mut self, now: Instant, node: u64, seen: u64, hold_us: u32) {
-        self.rate.on_echo(now, node, seen, hold_us);
+    pub(super) fn on_nak_echo(&mut self, _now: Instant, node: u64, seen: u64, hold_us: u32) {
+        self.rate.on_echo(self.rx_time, node, seen, hold_us);
     }
 
     /// How long the sender waits for the other receivers' NAKs of a group before deciding

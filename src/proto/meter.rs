@@ -318,6 +318,24 @@ impl Meter {
         self.p = 1.0 / closed.max(with_open).max(1.0);
     }
 
+    /// The pass is over: the losses of the pass are history. After it the sender paces the
+    /// repair to the members still missing data, some of which it may have outrun on
+    /// purpose (they left the pace); their loss rate starts afresh.
+    pub(crate) fn reset_losses(&mut self) {
+        self.pending.clear();
+        self.intervals.clear();
+        self.event = None;
+        if let Some((hi, _)) = self.hi {
+            // What is not settled yet belongs to the pass too.
+            for s in self.settled..=hi {
+                self.set(s, false);
+            }
+            self.settled = hi + 1;
+            self.first = hi;
+        }
+        self.p = 0.0;
+    }
+
     /// A PACE from the sender (`me`: this node, to recognise an echo of its timestamp).
     pub(crate) fn on_pace(&mut self, now: Instant, p: &Pace, me: u64) {
         if p.echo == me && p.echo != 0 {
@@ -540,6 +558,20 @@ mod tests {
             m.on_pace(t, &pace(5), 42);
         }
         assert!(m.loss_rate() > before, "{} <= {before}", m.loss_rate());
+    }
+
+    #[test]
+    fn the_end_of_the_pass_clears_the_loss_history() {
+        let mut m = Meter::new();
+        let mut t = Instant::now();
+        m.on_pace(t, &pace(0), 42);
+        feed(&mut m, &mut t, 1, 20_001, |s| s % 10 == 5);
+        m.on_pace(t, &pace(0), 42);
+        assert!(m.loss_rate() > 0.01, "{}", m.loss_rate());
+        m.reset_losses();
+        feed(&mut m, &mut t, 20_001, 30_000, |_| false);
+        m.on_pace(t, &pace(0), 42);
+        assert_eq!(m.loss_rate(), 0.0);
     }
 
     #[test]

@@ -435,6 +435,8 @@ pub struct Engine<S: Storage> {
     pacer: Pacer,
     /// What this node measures of each sender it receives from.
     meters: BTreeMap<u64, Meter>,
+    /// When the kernel received the datagram being handled.
+    rx_time: Instant,
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
@@ -462,6 +464,7 @@ impl<S: Storage> Engine<S> {
             ),
             pacer: Pacer::default(),
             meters: BTreeMap::new(),
+            rx_time: now,
             hdr: HeaderGen {
                 node: cfg.node_id,
                 cluster: cfg.cluster,
@@ -675,7 +678,22 @@ impl<S: Storage> Engine<S> {
 
     /// Input: one datagram (already unsealed by the driver) from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.handle_datagram_at(now, now, from, bytes);
+    }
+
+    /// Input: one datagram, which the kernel received at `received` (at most `now`; from
+    /// `SO_TIMESTAMPNS`): round-trip times for rate control then leave out the time it
+    /// waited for this process.
+    pub fn handle_datagram_at(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
         self.clock = self.clock.max(now);
+        let received = received.min(now);
+        self.rx_time = received;
         self.stats.received += 1;
         if !self.members.is_direct_addr(&from) {
             self.replies
@@ -715,7 +733,7 @@ impl<S: Storage> Engine<S> {
             return;
         }
         self.members.touch(now, h.node);
-        self.meter_datagram(now, h.node, h.seq, bytes.len());
+        self.meter_datagram(received, h.node, h.seq, bytes.len());
         if matches!(
             msg,
             Msg::Nak { .. } | Msg::Feedback(_) | Msg::Report { .. } | Msg::Result { .. }
@@ -1128,6 +1146,11 @@ impl<S: Storage> Engine<S> {
 
     fn answer_poll(&mut self, now: Instant, key: XferKey, round: u32) {
         let room = self.max_dgram() - wire::HEADER_LEN - 21;
+        if round == 1 {
+            if let Some(m) = self.meters.get_mut(&key.origin) {
+                m.reset_losses();
+            }
+        }
         let (seen, hold_us) = self.meters.get(&key.origin).map_or((0, 0), |m| m.echo(now));
         let Some(sender) = self.inbound.get(&key).map(|ib| ib.sender) else {
             return;

@@ -454,9 +454,10 @@ impl RateControl {
                 r.below_since = None;
             }
         }
-        // A receiver leaves the pace only when others keep the floor: when all are below it
-        // (a lossy network, not one slow member), the group goes at their pace.
-        let others_fine = counted.iter().any(|(_, b)| !b);
+        // Receivers leave the pace only when they are a minority: when most are below the
+        // floor (a lossy network, busy hosts), it is the group's pace, not one slow member's.
+        let slow = counted.iter().filter(|(_, b)| *b).count();
+        let others_fine = slow * 2 < counted.len();
         let mut below = Vec::new();
         for (node, b) in counted {
             let r = self.receivers.get_mut(&node).expect("counted");
@@ -635,13 +636,14 @@ mod tests {
             t0,
         );
         let mut t = t0;
-        // Node 1 is slow and lossy (3 MB/s), node 2 is fine.
+        // Node 1 is slow and lossy (3 MB/s), nodes 2 and 3 are fine.
         let mut below = Vec::new();
         for i in 0..200 {
             t += Duration::from_millis(2);
             let seq = 1000 + i;
             below = step(&mut rc, t, 1, seq, fb(seq, 0.2, 3e6, 1));
             step(&mut rc, t, 2, seq, fb(seq, 0.0, 40e6, 0));
+            step(&mut rc, t, 3, seq, fb(seq, 0.0, 40e6, 0));
             if !below.is_empty() {
                 break;
             }
@@ -669,6 +671,28 @@ mod tests {
         });
         assert_eq!(rc.clr(), None);
         assert_eq!(rc.rate(), r);
+    }
+
+    #[test]
+    fn when_most_are_below_the_floor_nobody_leaves() {
+        let t0 = Instant::now();
+        let mut rc = RateControl::new(
+            RateConfig {
+                cap: None,
+                floor: Some(10e6),
+            },
+            t0,
+        );
+        let mut t = t0;
+        for i in 0..300 {
+            t += Duration::from_millis(2);
+            let seq = 1000 + i;
+            // Two of three are slow (busy hosts): the group goes at their pace.
+            assert!(step(&mut rc, t, 1, seq, fb(seq, 0.2, 3e6, 1)).is_empty());
+            assert!(step(&mut rc, t, 2, seq, fb(seq, 0.2, 4e6, 1)).is_empty());
+            assert!(step(&mut rc, t, 3, seq, fb(seq, 0.0, 40e6, 0)).is_empty());
+        }
+        assert!(rc.rate() <= 4e6);
     }
 
     #[test]
