@@ -821,6 +821,7 @@ impl Inbound {
         if self.pass_over || self.commit_started() {
             return Vec::new();
         }
+        let hold = self.hold_limit();
         let k = self.code.k.max(1);
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
@@ -846,8 +847,13 @@ impl Inbound {
         }
         if let Some(p) = &self.payload {
             let over = self.frontier[Stream::Payload as usize].saturating_sub(SLACK) / k;
+            let code = self.code;
             for &g in p.incomplete.range(..over) {
-                consider((Stream::Payload, g), &mut due);
+                // A group that has no room to be held now is repaired after the pass, once
+                // earlier groups completed (memory slides along the payload).
+                if p.may_hold(&code, g, hold) {
+                    consider((Stream::Payload, g), &mut due);
+                }
             }
         }
         if due.is_empty() {
@@ -985,6 +991,8 @@ mod tests {
         let m = src.manifest();
         let key = XferKey { origin: 7, xfer: 1 };
         let mut ib = Inbound::new(key, "127.0.0.1:9".parse().unwrap(), 0, code, 1, now);
+        // The engine sets it from what every inbound transfer holds: room enough here.
+        ib.headroom = 1 << 30;
         let n = m.entries.len();
         let f = m.entries.iter().position(|e| e.path == b"f").unwrap();
         ib.manifest = Some(m);

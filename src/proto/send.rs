@@ -1036,6 +1036,11 @@ impl Outbound {
             }
             Phase::Done => {}
         }
+        if self.deadline.is_some_and(|d| now >= d) && !self.queue.is_empty() {
+            // The retry is still queued behind paced work: come back later, not at once
+            // again and again (a deadline left in the past would spin the driver).
+            self.deadline = Some(now + self.interval);
+        }
     }
 
     /// Ends the push now: every target without a result has failed with `reason`.
