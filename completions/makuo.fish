@@ -63,6 +63,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s G -l groups -d 'S
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l chroot-dir -d 'Chroot into DIR instead (it must contain the base directory)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s f -l parallel -d 'Send at most N pushes at once; more wait their turn (makuosan\'s -f)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s T -l rate -d 'Cap the send rate, in Mbit/s. Default: no cap' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l min-rate -d 'Lowest rate a member must take to stay in a push\'s pace (rsync units, as --bwlimit)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: 32 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: 8 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
@@ -90,6 +91,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -s f -l filter -d 'Add
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l files-from -d 'Push exactly the paths listed in FILE (\'-\': standard input), with their parents' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l max-delete -d 'Delete at most N paths per member; stop deleting (exit 25) beyond that' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l bwlimit -d 'Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l min-rate -d 'Lowest rate a member must take to stay in the push\'s pace (units as --bwlimit)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l timeout -d 'Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F

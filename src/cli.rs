@@ -468,9 +468,21 @@ pub struct SyncArgs {
     ///
     /// As rsync: a plain number is KiB/s; suffixes K, M, G, T, P (or KiB, MiB, ...) multiply
     /// by powers of 1024, KB, MB, ... by powers of 1000, and B means bytes. Fractions are
-    /// allowed (1.5M). 0 means no cap. Nonzero rates below 512 bytes/s are refused.
+    /// allowed (1.5M). 0 means no cap. Nonzero rates below 512 bytes/s are refused. Below the
+    /// cap the rate adapts to the members' feedback.
     #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
     pub bwlimit: Option<u64>,
+
+    /// Lowest rate a member must take to stay in the push's pace (units as --bwlimit).
+    ///
+    /// A member that cannot receive this fast while most others can leaves the group's pace
+    /// (the others go on at theirs), is served after them with only what it lacks, and is
+    /// failed as "too slow" if that takes more than twice what RATE allows for the whole
+    /// push, plus a second. Either way it is named. 0: no member ever leaves the pace.
+    /// Default: 10M (10 MiB/s, about 84 Mbit/s, so a member on a 100 Mbit/s link keeps the
+    /// pace of faster ones). Direct mode; through a daemon, the daemon's --min-rate applies.
+    #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
+    pub min_rate: Option<u64>,
 
     /// Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default).
     #[arg(long, value_name = "SECONDS")]
@@ -766,6 +778,16 @@ impl fmt::Display for ConsoleAddr {
             ConsoleAddr::Tcp(s) => f.write_str(s),
             ConsoleAddr::Unix(p) => write!(f, "{}", p.display()),
         }
+    }
+}
+
+/// The engine's floor for a `--min-rate` as given: `Some(0)` means none, and without the
+/// flag the documented default ([`crate::proto::DEFAULT_MIN_RATE`]).
+pub fn min_rate_floor(given: Option<u64>) -> Option<u64> {
+    match given {
+        Some(0) => None,
+        Some(r) => Some(r),
+        None => Some(crate::proto::DEFAULT_MIN_RATE),
     }
 }
 
@@ -1327,6 +1349,31 @@ mod tests {
         ] {
             assert!(parse_bwlimit(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn min_rate_defaults_and_zero() {
+        let (cli, _) = parse(&["sync", "x"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(min_rate_floor(s.min_rate), Some(10 << 20));
+        let (cli, _) = parse(&["sync", "--min-rate=0", "x"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(min_rate_floor(s.min_rate), None);
+        let (cli, _) = parse(&["sync", "--min-rate=12.5MB", "x"]).unwrap();
+        let Command::Sync(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(min_rate_floor(s.min_rate), Some(12_500_000));
+        assert!(parse(&["sync", "--min-rate=fast", "x"]).is_err());
+        let (cli, _) = parse(&["daemon", "--min-rate", "50M"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!()
+        };
+        assert_eq!(d.min_rate, Some(50 << 20));
     }
 
     #[test]

@@ -304,6 +304,7 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
         max_delete: args.max_delete,
         check: false,
         bwlimit: args.bwlimit.filter(|&b| b > 0),
+        min_rate: args.min_rate,
         timeout: args.timeout.filter(|&t| t > 0).map(Duration::from_secs),
         progress: args.progress,
         itemize: args.itemize_changes,
@@ -337,6 +338,7 @@ pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
         max_delete: None,
         check: true,
         bwlimit: None,
+        min_rate: None,
         timeout: None,
         progress: false,
         itemize: false,
@@ -356,6 +358,8 @@ struct PushCmd {
     max_delete: Option<u64>,
     check: bool,
     bwlimit: Option<u64>,
+    /// `--min-rate` as given (`Some(0)`: no floor; `None`: the default).
+    min_rate: Option<u64>,
     timeout: Option<Duration>,
     progress: bool,
     /// `-i`: itemized lines for a real run too.
@@ -388,6 +392,9 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
     let out = &front.output;
     if cmd.bwlimit.is_some() && !out.quiet {
         eprintln!("makuo: --bwlimit applies to direct mode; the daemon's rate is its -T");
+    }
+    if cmd.min_rate.is_some() && !out.quiet {
+        eprintln!("makuo: --min-rate applies to direct mode; the daemon's own --min-rate applies");
     }
     c.timeout = cmd.timeout;
     send_rules(&mut c, &cmd.rules, &front.console.console.to_string())?;
@@ -537,7 +544,7 @@ fn load_keys(front: &FrontArgs) -> Result<Vec<crate::seal::Key>> {
 }
 
 /// Starts an in-process node for direct mode (it does not receive pushes itself).
-fn direct_node(front: &FrontArgs, rate: Option<u64>) -> Result<Node> {
+fn direct_node(front: &FrontArgs, rate: Option<u64>, floor: Option<u64>) -> Result<Node> {
     let name = front
         .cluster
         .name
@@ -549,6 +556,7 @@ fn direct_node(front: &FrontArgs, rate: Option<u64>) -> Result<Node> {
         name: name.clone(),
         receive: false,
         rate_limit: rate,
+        min_rate: crate::cli::min_rate_floor(floor),
         seed: node::random_node_id(),
         mtu: front.cluster.mtu as usize,
         ..proto::Config::default()
@@ -582,10 +590,14 @@ fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
     let mut count = 0;
     let mut changed = start;
     while Instant::now() < end {
-        node.turn(
+        for e in node.turn(
             end.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(10)),
-        )?;
+        )? {
+            if let Event::VersionRefused(f) = e {
+                eprintln!("makuo: {}", crate::escape::text_str(&f.describe()));
+            }
+        }
         warn_notices(node);
         let n = node.engine.members().filter(|m| m.receives()).count();
         if n != count {
@@ -647,7 +659,7 @@ fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
             (sel, started.elapsed())
         });
         let found = (|| -> Result<_> {
-            let mut node = direct_node(front, cmd.bwlimit)?;
+            let mut node = direct_node(front, cmd.bwlimit, cmd.min_rate)?;
             let (state, remembered) = remembered(front)?;
             let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
             discover(&mut node, Duration::from_millis(front.discover), &expect)?;
@@ -759,8 +771,12 @@ pub(crate) fn push_on(
     p: &PushParams<'_>,
     started: Instant,
 ) -> Result<Outcome> {
-    let (live, mut absent, unknown) =
-        node::resolve_targets(node.engine.members(), remembered, p.targets);
+    let (live, mut absent, unknown) = node::resolve_targets(
+        node.engine.members(),
+        node.engine.foreign(),
+        remembered,
+        p.targets,
+    );
     for u in unknown {
         absent.push(Absent {
             name: u,
@@ -879,11 +895,14 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
         }
     }
     front.cluster.require_key()?;
-    let mut node = direct_node(front, None)?;
+    let mut node = direct_node(front, None, None)?;
     discover(&mut node, Duration::from_millis(front.discover), &[])?;
     let mut lines = Vec::new();
     for m in node.engine.members() {
         lines.push(crate::node::member_line(m));
+    }
+    for f in node.engine.foreign() {
+        lines.push(crate::node::foreign_line(f, Instant::now()));
     }
     node.leave();
     if front.output.json {
@@ -1045,7 +1064,7 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
         },
     };
     let mut watch = crate::watch::Watch::new(cfg)?;
-    let mut node = direct_node(front, None)?;
+    let mut node = direct_node(front, None, None)?;
     let (_, remembered) = remembered(front)?;
     let expect: Vec<String> = remembered.iter().map(|r| r.name.clone()).collect();
     discover(&mut node, Duration::from_millis(front.discover), &expect)?;

@@ -156,6 +156,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         name: name.clone(),
         receive: !args.no_receive,
         rate_limit: args.rate.map(|m| m as u64 * 1_000_000 / 8),
+        min_rate: crate::cli::min_rate_floor(args.min_rate),
         seed: node::random_node_id(),
         ..proto::Config::default()
     };
@@ -636,6 +637,7 @@ fn handle_event(
             format_args!("abandoned push {:016x}/{:x}: {why}", key.origin, key.xfer),
         ),
         Event::Inspect(_) => {}
+        Event::VersionRefused(f) => log(0, format_args!("{}", f.describe())),
     }
 }
 
@@ -661,8 +663,12 @@ fn handle_job(
                 .filter(|r| r.name != name)
                 .cloned()
                 .collect();
-            let (live, mut absent, unknown) =
-                node::resolve_targets(node.engine.members(), &remembered, &targets);
+            let (live, mut absent, unknown) = node::resolve_targets(
+                node.engine.members(),
+                node.engine.foreign(),
+                &remembered,
+                &targets,
+            );
             for u in unknown {
                 absent.push(Absent {
                     name: u.clone(),
@@ -718,16 +724,21 @@ fn handle_job(
                 .map(|l| l.line())
                 .unwrap_or_else(|| "-".into());
             let mut lines = vec![format!(
-                "{} {} self {} last-push={}",
+                "{} {} self {} proto={} last-push={}",
                 escape::text_str(&cfg.name),
                 node.local_addr().ip(),
                 cfg.version,
+                proto::wire::VERSION,
                 escape::text_str(&me_info.replace(' ', ","))
             )];
             let mut live = std::collections::BTreeSet::new();
             for m in node.engine.members() {
                 live.insert(m.name.clone());
                 lines.push(crate::node::member_line(m));
+            }
+            for f in node.engine.foreign() {
+                live.insert(f.name.clone());
+                lines.push(crate::node::foreign_line(f, Instant::now()));
             }
             for r in state.remembered() {
                 if !live.contains(&r.name) && r.name != cfg.name {

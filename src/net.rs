@@ -28,7 +28,7 @@ use std::mem;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -43,7 +43,8 @@ pub const SEND_STALL: Duration = Duration::from_secs(2);
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Messages handed to one `sendmmsg`.
 const SEND_MSGS: usize = 64;
-/// Control bytes per received message: `UDP_GRO` and `SO_RXQ_OVFL` need 24 bytes each.
+/// Control bytes per received message: `UDP_GRO` and `SO_RXQ_OVFL` need 24 bytes each,
+/// `SCM_TIMESTAMPNS` 32.
 const RECV_CONTROL: usize = 128;
 /// Most slots a [`RecvBatch`] may have (`recvmmsg` takes at most `UIO_MAXIOV`).
 const MAX_SLOTS: usize = 1024;
@@ -120,7 +121,8 @@ pub struct NetStats {
     pub recv_syscalls: u64,
     /// Received datagrams dropped because they did not fit a slot (`MSG_TRUNC`/`MSG_CTRUNC`).
     pub truncated: u64,
-    /// Datagrams the kernel dropped because a receive buffer was full (`SO_RXQ_OVFL`).
+    /// Datagrams the kernel dropped because a receive buffer was full (`SO_RXQ_OVFL`; with GRO
+    /// a dropped buffer may have held several and counts once).
     pub recv_overflows: u64,
     /// Own group datagrams looped back to us and dropped.
     pub own_echo: u64,
@@ -136,6 +138,8 @@ pub struct Datagram<'a> {
     pub from: SocketAddr,
     /// Arrived on the group socket (sent to the group) rather than to us alone.
     pub to_group: bool,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, the wall clock), if it said.
+    pub received: Option<SystemTime>,
     /// The payload.
     pub data: &'a [u8],
 }
@@ -144,6 +148,7 @@ pub struct Datagram<'a> {
 struct Entry {
     from: SocketAddr,
     to_group: bool,
+    received: Option<SystemTime>,
     off: usize,
     len: usize,
 }
@@ -155,6 +160,7 @@ pub struct RecvBatch {
     slots: usize,
     used: usize,
     entries: Vec<Entry>,
+    overflows: u64,
 }
 
 impl RecvBatch {
@@ -166,7 +172,16 @@ impl RecvBatch {
             slots,
             used: 0,
             entries: Vec::with_capacity(slots),
+            overflows: 0,
         }
+    }
+
+    /// Buffers the kernel dropped for a full receive buffer since the previous batch, as the
+    /// `SO_RXQ_OVFL` counters on this batch's datagrams tell (the engine's
+    /// `handle_rx_overflow` input). With GRO one buffer may have held many datagrams, so this
+    /// says that the receiver fell behind more than how much.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
     }
 
     /// Datagrams held.
@@ -184,6 +199,7 @@ impl RecvBatch {
         self.entries.get(i).map(|e| Datagram {
             from: e.from,
             to_group: e.to_group,
+            received: e.received,
             data: &self.buf[e.off..e.off + e.len],
         })
     }
@@ -196,6 +212,7 @@ impl RecvBatch {
     fn clear(&mut self) {
         self.used = 0;
         self.entries.clear();
+        self.overflows = 0;
     }
 }
 
@@ -359,6 +376,9 @@ impl Net {
             let fd = s.as_raw_fd();
             gro &= setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
             let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+            // Kernel receive times: round-trip times for rate control without the time a
+            // datagram waited for this process.
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
         }
 
         Ok(Self {
@@ -755,6 +775,7 @@ impl Net {
             let h = &hdr.msg_hdr;
             let len = hdr.msg_len as usize;
             let mut gso = 0usize;
+            let mut received = None;
             // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_* walk stays
             // inside it.
             unsafe {
@@ -765,10 +786,22 @@ impl Net {
                         (libc::SOL_UDP, libc::UDP_GRO) => {
                             gso = ptr::read_unaligned(data.cast::<libc::c_int>()).max(0) as usize;
                         }
+                        (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                            let ts = ptr::read_unaligned(data.cast::<libc::timespec>());
+                            received = (ts.tv_sec >= 0).then(|| {
+                                UNIX_EPOCH
+                                    + Duration::new(
+                                        ts.tv_sec as u64,
+                                        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                                    )
+                            });
+                        }
                         (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
                             let v = ptr::read_unaligned(data.cast::<u32>());
                             let last = &mut self.overflow[which];
-                            self.stats.recv_overflows += u64::from(v.wrapping_sub(*last));
+                            let new = u64::from(v.wrapping_sub(*last));
+                            self.stats.recv_overflows += new;
+                            out.overflows += new;
                             *last = v;
                         }
                         _ => {}
@@ -792,6 +825,7 @@ impl Net {
                 out.entries.push(Entry {
                     from,
                     to_group: group,
+                    received,
                     off,
                     len: 0,
                 });
@@ -801,6 +835,7 @@ impl Net {
                     out.entries.push(Entry {
                         from,
                         to_group: group,
+                        received,
                         off: off + at,
                         len: l,
                     });
@@ -893,6 +928,63 @@ mod tests {
         let mut v = vec![(i % 251) as u8; len];
         v[..4].copy_from_slice(&(i as u32).to_be_bytes());
         v
+    }
+
+    #[test]
+    fn a_full_receive_buffer_is_reported_with_the_next_batch() {
+        let cfg = config();
+        let mut small = cfg.clone();
+        small.rcvbuf = 4096; // the kernel rounds it up to its minimum, a few datagrams
+        let mut rx = Net::new(&small).unwrap();
+        let mut tx = Net::new(&cfg).unwrap();
+        let data = vec![3u8; 1400];
+        let batch: Vec<(Dest, &[u8])> = vec![(Dest::Group, &data[..]); 200];
+        assert_eq!(tx.send(&batch).unwrap(), 200);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut b = RecvBatch::new(64);
+        let (mut got, mut reported) = (0, 0);
+        while rx.recv(Some(Duration::from_millis(100)), &mut b).unwrap() > 0 {
+            got += b.len() as u64;
+            reported += b.overflows();
+        }
+        assert!(got > 0 && got < 200, "{got} datagrams arrived");
+        // The kernel's drop counter rides on datagrams queued after the drops
+        // (SO_RXQ_OVFL): the next one tells them, once. It counts dropped buffers: with GSO
+        // on the sender and GRO here, one buffer may have held many datagrams.
+        assert_eq!(tx.send(&[(Dest::Group, &data[..])]).unwrap(), 1);
+        assert_eq!(
+            rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap(),
+            1
+        );
+        reported += b.overflows();
+        assert!(
+            reported > 0 && reported <= 200 - got,
+            "{reported} drops reported"
+        );
+        assert_eq!(rx.stats().recv_overflows, reported);
+        assert_eq!(tx.send(&[(Dest::Group, &data[..])]).unwrap(), 1);
+        rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap();
+        assert_eq!(b.overflows(), 0);
+    }
+
+    #[test]
+    fn datagrams_carry_the_kernel_receive_time() {
+        let cfg = config();
+        let mut rx = Net::new(&cfg).unwrap();
+        let mut tx = Net::new(&cfg).unwrap();
+        let before = SystemTime::now();
+        assert_eq!(tx.send(&[(Dest::Group, b"t")]).unwrap(), 1);
+        std::thread::sleep(Duration::from_millis(30));
+        let mut b = RecvBatch::new(4);
+        assert_eq!(
+            rx.recv(Some(Duration::from_millis(500)), &mut b).unwrap(),
+            1
+        );
+        let after = SystemTime::now();
+        let at = b.get(0).unwrap().received.expect("SO_TIMESTAMPNS");
+        // Received before we read it, 30 ms earlier, not when recv returned.
+        assert!(at >= before - Duration::from_millis(5) && at <= after);
+        assert!(after.duration_since(at).unwrap() >= Duration::from_millis(25));
     }
 
     #[test]

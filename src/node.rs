@@ -207,30 +207,43 @@ impl Node {
     /// it, fire timers, send what is due. Returns the engine's events.
     pub fn turn(&mut self, cap: Duration) -> Result<Vec<Event>> {
         let now = Instant::now();
-        let wait = if self.engine.wants_transmit() && self.engine.rate().is_none() {
-            Duration::ZERO
-        } else {
-            self.engine
-                .poll_timeout()
-                .map_or(cap, |t| t.saturating_duration_since(now).min(cap))
-        };
+        // A push's datagrams are paced: poll_timeout says when the next one may go.
+        let wait = self
+            .engine
+            .poll_timeout()
+            .map_or(cap, |t| t.saturating_duration_since(now).min(cap));
         let n = self
             .net
             .recv(Some(wait), &mut self.batch)
             .context("receive")?;
         let now = Instant::now();
         let wall = unix_ms();
+        let sys = SystemTime::now();
         for i in 0..n {
             let Some(d) = self.batch.get(i) else { continue };
             let from = d.from;
+            // When the kernel had it (clamped: a wall clock that stepped is not believed).
+            let age = d
+                .received
+                .and_then(|t| sys.duration_since(t).ok())
+                .unwrap_or_default()
+                .min(Duration::from_secs(1));
+            let received = now.checked_sub(age).unwrap_or(now);
             match &mut self.sealer {
-                None => self.engine.handle_datagram(now, from, d.data),
+                // A datagram of another protocol version goes to the engine as it is: it
+                // names the peer from the version-independent header (sealing may differ
+                // between versions too, so opening it could only fail, and silently).
+                Some(_) if !speaks(d.data) => {
+                    self.engine.handle_datagram_at(now, received, from, d.data)
+                }
+                None => self.engine.handle_datagram_at(now, received, from, d.data),
                 Some(s) => {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
                     match s.open(&mut self.scratch, len, from, now, wall) {
                         Ok(Opened::Datagram(l)) => {
-                            self.engine.handle_datagram(now, from, &self.scratch[..l])
+                            self.engine
+                                .handle_datagram_at(now, received, from, &self.scratch[..l])
                         }
                         Ok(Opened::Handshake) => {}
                         Err(e) => {
@@ -249,6 +262,10 @@ impl Node {
                 self.last_expire = now;
                 s.expire(now);
             }
+        }
+        if self.batch.overflows() > 0 {
+            // The socket dropped datagrams (SO_RXQ_OVFL): the senders must slow down.
+            self.engine.handle_rx_overflow(now, self.batch.overflows());
         }
         // Answers go out before timers run: a queued commit (which may block for a while)
         // runs only after its BUSY answer has left.
@@ -453,14 +470,16 @@ pub fn selection_of(
 }
 
 /// Chooses the targets of a push: every live member that receives (or those named by
-/// `-t`, by name or address), plus remembered members that are not live now, which are
-/// reported failed instead of silently skipped.
+/// `-t`, by name or address), plus remembered members that are not live now and peers that
+/// would receive but speak another protocol version, which are reported failed instead of
+/// silently skipped.
 ///
 /// A daemon restarted under the same name on the same address is a new node id, and its dead
 /// incarnation stays in the member table until it expires; of such twins only the one heard
 /// most recently is targeted, so a push right after a restart does not fail on the dead one.
 pub fn resolve_targets<'a>(
     members: impl Iterator<Item = &'a proto::members::MemberInfo>,
+    foreign: impl Iterator<Item = &'a proto::version::Foreign>,
     remembered: &[crate::state::Remembered],
     only: &[String],
 ) -> (Vec<u64>, Vec<crate::report::Absent>, Vec<String>) {
@@ -490,6 +509,9 @@ pub fn resolve_targets<'a>(
         }
         live_names.insert(m.name.clone());
     }
+    let foreign: Vec<&proto::version::Foreign> = foreign
+        .filter(|f| f.receives && !f.name.is_empty() && !live_names.contains(&f.name))
+        .collect();
     let mut absent = Vec::new();
     for r in remembered {
         if !live_names.contains(&r.name) && wanted(&r.name, &r.addr) {
@@ -498,10 +520,25 @@ pub fn resolve_targets<'a>(
             absent.push(crate::report::Absent {
                 name: r.name.clone(),
                 address: r.addr.clone(),
-                reason: format!(
-                    "not answering (last seen {}s ago)",
-                    crate::state::unix_now().saturating_sub(r.last_seen)
-                ),
+                reason: match foreign.iter().find(|f| f.name == r.name) {
+                    Some(f) => f.reason(),
+                    None => format!(
+                        "not answering (last seen {}s ago)",
+                        crate::state::unix_now().saturating_sub(r.last_seen)
+                    ),
+                },
+            });
+        }
+    }
+    for f in foreign {
+        let addr = f.addr.ip().to_string();
+        if !found.contains(&f.name) && wanted(&f.name, &addr) {
+            found.insert(f.name.clone());
+            found.insert(addr.clone());
+            absent.push(crate::report::Absent {
+                name: f.name.clone(),
+                address: addr,
+                reason: f.reason(),
             });
         }
     }
@@ -513,8 +550,15 @@ pub fn resolve_targets<'a>(
     (live, absent, unknown)
 }
 
-/// One line of `members` for a live member: `NAME ADDR live|live-indirect VERSION
-/// last-push=ID,ORIGIN,TIME,DIGEST` (the name is the first word).
+/// Whether a makuo datagram is in a protocol version this build speaks (anything too short
+/// to say is left to the sealing layer and the decoder to refuse).
+fn speaks(d: &[u8]) -> bool {
+    d.len() < 3 || (wire::MIN_VERSION..=wire::VERSION).contains(&d[2])
+}
+
+/// One line of `members` for a live member: `NAME ADDR live|live-indirect VERSION proto=P
+/// last-push=ID,ORIGIN,TIME,DIGEST` (the name is the first word; VERSION is its software
+/// version, P the highest protocol version it speaks, `-` when it was only passed along).
 pub fn member_line(m: &proto::members::MemberInfo) -> String {
     // Name, version and info come from the member's heartbeats: escaped, so that one line
     // stays one line whatever they hold.
@@ -524,7 +568,7 @@ pub fn member_line(m: &proto::members::MemberInfo) -> String {
         crate::escape::text(&m.info).replace(' ', ",")
     };
     format!(
-        "{} {} {} {} last-push={info}",
+        "{} {} {} {} proto={} last-push={info}",
         crate::escape::text_str(&m.name),
         m.addr.ip(),
         if m.direct { "live" } else { "live-indirect" },
@@ -533,6 +577,33 @@ pub fn member_line(m: &proto::members::MemberInfo) -> String {
         } else {
             crate::escape::text_str(&m.version)
         },
+        if m.proto.1 == 0 {
+            "-".to_string()
+        } else {
+            m.proto.1.to_string()
+        },
+    )
+}
+
+/// One line of `members` for a peer refused for its protocol version: `NAME ADDR incompatible
+/// VERSION proto=P last-heard=Ns-ago` (`?` for a name not learned yet; escaped like a
+/// member's, since they come from the peer).
+pub fn foreign_line(f: &proto::version::Foreign, now: Instant) -> String {
+    format!(
+        "{} {} incompatible {} proto={} last-heard={}s-ago",
+        if f.name.is_empty() {
+            "?".into()
+        } else {
+            crate::escape::text_str(&f.name)
+        },
+        f.addr.ip(),
+        if f.software.is_empty() {
+            "-".into()
+        } else {
+            crate::escape::text_str(&f.software)
+        },
+        f.proto.map_or(f.wire_version, |p| p.1),
+        now.saturating_duration_since(f.last_seen).as_secs()
     )
 }
 
@@ -558,6 +629,88 @@ mod tests {
     }
 
     #[test]
+    fn members_lines_show_protocol_versions() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let mut m = member(1, "web1", "10.0.0.1:4000", 0, now);
+        m.version = "0.1.0".into();
+        m.proto = (2, 2);
+        assert_eq!(
+            member_line(&m),
+            "web1 10.0.0.1 live 0.1.0 proto=2 last-push=-"
+        );
+        m.direct = false;
+        m.proto = (0, 0);
+        m.version.clear();
+        assert_eq!(
+            member_line(&m),
+            "web1 10.0.0.1 live-indirect - proto=- last-push=-"
+        );
+    }
+
+    /// A foreign (other protocol version) receiver named `name` at 10.0.0.9.
+    fn old_member(now: Instant, name: &[u8]) -> proto::version::Foreign {
+        let mut buf = vec![0u8; 256];
+        let h = wire::Header {
+            version: wire::VERSION,
+            kind: 0,
+            flags: 0,
+            key_id: 0,
+            cluster: 0,
+            node: 9,
+            seq: 1,
+        };
+        let n = wire::Msg::Heartbeat(wire::Heartbeat {
+            flags: HB_RECEIVER,
+            proto_min: 1,
+            proto_max: 1,
+            interval_ms: 1000,
+            name,
+            version: b"0.0.9",
+            info: b"",
+            known_raw: b"",
+            known_count: 0,
+        })
+        .encode(&h, &mut buf);
+        buf[2] = 1;
+        let mut e = Engine::new(
+            proto::Config::default(),
+            proto::storage::MemStorage::new(),
+            now,
+        );
+        e.handle_datagram(now, "10.0.0.9:4000".parse().unwrap(), &buf[..n]);
+        let f = e.foreign().next().expect("recorded").clone();
+        f
+    }
+
+    #[test]
+    fn a_receiver_of_another_version_is_listed_and_reported_not_skipped() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let f = old_member(now, b"web9");
+        assert_eq!(
+            foreign_line(&f, now + Duration::from_secs(3)),
+            "web9 10.0.0.9 incompatible 0.0.9 proto=1 last-heard=3s-ago"
+        );
+        let evil = old_member(now, b"x\nweb1 1.2.3.4 live");
+        assert!(!foreign_line(&evil, now).chars().any(char::is_control));
+        let ms = [member(2, "web2", "10.0.0.2:4000", 100, now)];
+        let (live, absent, unknown) = resolve_targets(ms.iter(), [&f].into_iter(), &[], &[]);
+        assert_eq!(live, vec![2]);
+        assert!(unknown.is_empty());
+        assert_eq!(absent.len(), 1);
+        assert_eq!(absent[0].name, "web9");
+        assert!(
+            absent[0].reason.contains("protocol version 1"),
+            "{}",
+            absent[0].reason
+        );
+        // Named with -t, it is reported rather than unknown.
+        let (live, absent, unknown) =
+            resolve_targets(ms.iter(), [&f].into_iter(), &[], &["web9".to_string()]);
+        assert!(live.is_empty() && unknown.is_empty());
+        assert_eq!(absent.len(), 1);
+    }
+
+    #[test]
     fn a_restarted_member_is_targeted_once_not_its_dead_incarnation() {
         let now = Instant::now() + Duration::from_secs(10);
         let ms = [
@@ -566,10 +719,11 @@ mod tests {
             member(3, "web1", "10.0.0.1:4001", 100, now), // restarted
             member(4, "web1", "10.0.0.9:4000", 3000, now), // same name elsewhere: kept
         ];
-        let (live, absent, unknown) = resolve_targets(ms.iter(), &[], &[]);
+        let (live, absent, unknown) = resolve_targets(ms.iter(), std::iter::empty(), &[], &[]);
         assert_eq!(live, vec![2, 3, 4]);
         assert!(absent.is_empty() && unknown.is_empty());
-        let (live, _, unknown) = resolve_targets(ms.iter(), &[], &["web1".to_string()]);
+        let (live, _, unknown) =
+            resolve_targets(ms.iter(), std::iter::empty(), &[], &["web1".to_string()]);
         assert_eq!(live, vec![3, 4]);
         assert!(unknown.is_empty());
     }
@@ -584,7 +738,7 @@ mod tests {
         assert!(!l.chars().any(char::is_control), "{l:?}");
         assert_eq!(
             l,
-            "evil\\#012web9 10.0.0.9 live 10.0.0.1 live 1.0\\#015\\#033[2K \
+            "evil\\#012web9 10.0.0.9 live 10.0.0.1 live 1.0\\#015\\#033[2K proto=- \
              last-push=id,origin\\#0121,\\#377"
         );
     }

@@ -29,6 +29,10 @@ pub struct MemberOutcome {
     /// Itemized changes (`>f.st...... path`, `*deleting path`): dry runs and checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// It could not keep `--min-rate` and left the group's pace (why): it was served after
+    /// the others (its result says whether that finished it, or it was too slow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_pace: Option<String>,
 }
 
 /// The whole outcome.
@@ -277,6 +281,7 @@ impl Outcome {
                     error: mr.error.clone(),
                     deleted,
                     changes,
+                    left_pace: mr.left_pace.clone(),
                 }
             })
             .collect();
@@ -450,8 +455,9 @@ impl Outcome {
             "RESULT".to_string(),
         ]];
         for m in &self.members {
-            let result = match &m.error {
-                Some(e) if m.result != "ok" => format!("{}: {e}", m.result),
+            let result = match (&m.error, &m.left_pace) {
+                (Some(e), _) if m.result != "ok" => format!("{}: {e}", m.result),
+                (_, Some(why)) => format!("{} (left the group's pace: {why})", m.result),
                 _ => m.result.clone(),
             };
             let esc = |s: &str| crate::escape::text_str(s).into_owned();

@@ -65,6 +65,14 @@ fn loopback_sync_via_console_makes_receivers_identical_and_md5_finds_one_change(
         );
     }
     assert!(lines.iter().any(|l| l.starts_with("sender 127.0.0.1 self")));
+    // Each member's protocol version is shown, so a rolling upgrade is visible.
+    let proto = format!("proto={}", makuo::proto::wire::VERSION);
+    for l in &lines {
+        assert!(
+            l.split_whitespace().any(|w| w == proto),
+            "no {proto} in {l:?}"
+        );
+    }
 
     let r = c.daemons[s].sync(&[]);
     assert_eq!(r.code, 0, "sync failed: {r:?}");

@@ -391,7 +391,10 @@ fn capture_corpus(seed: u64) -> (Vec<Vec<u8>>, u64) {
     let victim = lan.node_id(1);
     let corpus = lan.capture.take().unwrap();
     let kinds: HashSet<u8> = corpus.iter().map(|d| d[3]).collect();
-    assert!(kinds.len() >= 9, "corpus has only kinds {kinds:?}");
+    assert!(kinds.len() >= 11, "corpus has only kinds {kinds:?}");
+    for k in [wire::kind::NAK, wire::kind::PACE, wire::kind::FEEDBACK] {
+        assert!(kinds.contains(&k), "corpus lacks kind {k}: {kinds:?}");
+    }
     (corpus, victim)
 }
 
@@ -956,7 +959,29 @@ fn random_message(rng: &mut Rng, victim: u64, xfers: &[u32], seq: &mut u64) -> V
     let data = noise(rng, 1500 + 1);
     let bits = noise(rng, 4);
     *seq += 1;
-    let m = match rng.below(11) {
+    // NAK entries: groups with counts and missing-block maps, some oversized or odd.
+    let mut nak_raw = wire::Writer::new();
+    for _ in 0..rng.below(6) {
+        let max = 1 + rng.below(2) * 140;
+        let map = noise(rng, max);
+        wire::NakEntry {
+            stream,
+            group: if rng.chance(0.8) {
+                rng.below(64) as u32
+            } else {
+                rng.next() as u32
+            },
+            need: if rng.chance(0.8) {
+                rng.below(200) as u32
+            } else {
+                rng.next() as u32
+            },
+            missing: &map[..map.len().min(wire::MAX_MAP)],
+        }
+        .write(&mut nak_raw);
+    }
+    let nak_raw = nak_raw.into_vec();
+    let m = match rng.below(13) {
         0 => {
             let mut known = vec![0u8; 2000];
             let mut c = wire::Cursor::new(&mut known);
@@ -1038,11 +1063,39 @@ fn random_message(rng: &mut Rng, victim: u64, xfers: &[u32], seq: &mut u64) -> V
         },
         7 => Msg::Nak {
             xfer,
-            round: rng.next() as u32,
+            round: if rng.chance(0.5) {
+                0
+            } else {
+                rng.next() as u32
+            },
             flags: rng.next() as u8,
-            received: rng.next() as u32,
-            entries: &[],
+            seen: if rng.chance(0.5) { *seq } else { rng.next() },
+            hold_us: rng.next() as u32,
+            entries: &nak_raw,
         },
+        11 => Msg::Pace(wire::Pace {
+            xfer,
+            rate: rng.next() >> rng.below(64),
+            rtt_us: rng.next() as u32,
+            interval_us: rng.next() as u32,
+            clr: if rng.chance(0.5) { victim } else { rng.next() },
+            backlog_us: rng.next() as u32,
+            uni: rng.next() as u32,
+            flags: rng.next() as u8,
+            echo: if rng.chance(0.5) { victim } else { rng.next() },
+            echo_ts: rng.next() as u32,
+            echo_hold_us: rng.next() as u32,
+        }),
+        12 => Msg::Feedback(wire::Feedback {
+            xfer,
+            flags: rng.next() as u8,
+            seen: if rng.chance(0.5) { *seq } else { rng.next() },
+            hold_us: rng.next() as u32,
+            loss: rng.next() as u32,
+            recv_rate: rng.next() >> rng.below(64),
+            overflows: rng.next() as u32,
+            ts_us: rng.next() as u32,
+        }),
         8 => Msg::Commit {
             xfer,
             flags: rng.next() as u8,

@@ -209,9 +209,23 @@ pub struct DaemonArgs {
     pub parallel: u16,
 
     /// Cap the send rate, in Mbit/s. Default: no cap.
+    ///
+    /// Without a cap the rate adapts to the slowest member in the group's pace, from the
+    /// members' feedback (loss, receive-buffer overflow, round-trip time).
     #[arg(short = 'T', long, value_name = "MBIT",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = "Transfer")]
     pub rate: Option<u32>,
+
+    /// Lowest rate a member must take to stay in a push's pace (rsync units, as --bwlimit).
+    ///
+    /// A member that cannot receive this fast while most others can leaves the group's pace
+    /// (the others go on at theirs), is served after them with only what it lacks, and is
+    /// failed as "too slow" if that takes more than twice what RATE allows for the whole
+    /// push, plus a second. Either way it is named. 0: no member ever leaves the pace.
+    /// Default: 10M (10 MiB/s, about 84 Mbit/s, so a member on a 100 Mbit/s link keeps the
+    /// pace of faster ones).
+    #[arg(long, value_name = "RATE", value_parser = super::parse_bwlimit, help_heading = "Transfer")]
+    pub min_rate: Option<u64>,
 
     /// UDP receive buffer size (SO_RCVBUF). Default: 32 MiB.
     ///

@@ -2,6 +2,7 @@
 //!
 //! [`Engine`] is driven by four kinds of method:
 //! - **input**: [`Engine::handle_datagram`] (bytes from the network, unsealed),
+//!   [`Engine::handle_rx_overflow`] (the socket dropped datagrams: `SO_RXQ_OVFL`),
 //!   [`Engine::handle_timeout`] (the deadline from `poll_timeout` passed), and the answers to
 //!   storage work that finished elsewhere: [`Engine::handle_inspected`],
 //!   [`Engine::handle_committed`]; and, with sealing, [`Engine::handle_peer_verified`] (the
@@ -17,17 +18,25 @@
 //!
 //! Time is always an argument and must never go backwards; nothing here reads a clock, so a
 //! simulated cluster runs deterministically from a seed. Each call does bounded work.
-//! File contents pass through the [`storage::Storage`] trait.
+//! File contents pass through the [`storage::Storage`] trait. Pushes are paced by a timer
+//! (`poll_transmit` returns `None` until the next datagram is due, and `poll_timeout` says
+//! when): the rate comes from receivers' feedback (`rate.rs`), capped by
+//! [`Config::rate_limit`].
 
+mod feedback;
 mod inbound;
 pub mod limits;
 pub mod manifest;
 pub mod members;
+mod meter;
+mod rate;
 mod records;
 mod recv;
 pub mod repair;
+mod sched;
 mod send;
 pub mod storage;
+pub mod version;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -39,12 +48,19 @@ pub use limits::{MAX_INBOUND, MAX_MANIFEST, MAX_MEMBERS};
 use limits::{Refusal, ReplyBudget};
 use manifest::Manifest;
 use members::{Change, LeaveReason, MemberInfo, Members};
+use meter::Meter;
+use rate::{Pacer, RateConfig, RateControl};
 use records::Records;
 use recv::{CommitState, Inbound};
 use repair::Code;
 use send::{Outbound, Phase};
 use storage::{CommitOutcome, Inspection, Storage, XferKey};
+use version::{Foreign, Versions};
 use wire::{Header, Heartbeat, Msg, WireError, HB_JOIN, HB_RECEIVER};
+
+/// Default floor rate (`--min-rate`), bytes per second: 10 MiB/s (about 84 Mbit/s), so a
+/// member on a 100 Mbit/s link stays in the group's pace.
+pub const DEFAULT_MIN_RATE: u64 = 10 << 20;
 
 /// Engine settings. Defaults suit a LAN.
 #[derive(Clone, Debug)]
@@ -80,12 +96,11 @@ pub struct Config {
     pub max_poll_interval: Duration,
     /// Upper bound on answering a join with an early heartbeat (random delay below it).
     pub join_jitter: Duration,
-    /// Rate cap in bytes per second (`None`: as fast as the socket takes it).
+    /// Rate cap in bytes per second, on the wire (`None`: what rate control allows).
     pub rate_limit: Option<u64>,
-    /// Lowest rate loss-driven backoff may go to (bytes per second).
-    pub min_rate: u64,
-    /// Worst-receiver loss fraction of a pass above which the sender slows down.
-    pub backoff_loss: f64,
+    /// Floor in bytes per second (`--min-rate`): a target that cannot receive this fast
+    /// leaves the group's pace and is served after the pass (`None`: none leaves).
+    pub min_rate: Option<u64>,
     /// Source blocks per erasure-code group.
     pub group_size: u16,
     /// Seed of the engine's random numbers (join jitter, transfer ids).
@@ -111,8 +126,7 @@ impl Default for Config {
             max_poll_interval: Duration::from_millis(500),
             join_jitter: Duration::from_millis(30),
             rate_limit: None,
-            min_rate: 1_000_000,
-            backoff_loss: 0.10,
+            min_rate: Some(DEFAULT_MIN_RATE),
             group_size: 128,
             seed: 1,
         }
@@ -218,6 +232,9 @@ pub struct MemberReport {
     pub changes: Vec<(u32, manifest::change::Flags)>,
     /// Paths it would delete (dry runs list them).
     pub deletions: Vec<Vec<u8>>,
+    /// It could not keep the floor rate and left the group's pace (why); it was served after
+    /// the others (and failed as too slow if that took too long).
+    pub left_pace: Option<String>,
 }
 
 /// The outcome of a push.
@@ -235,8 +252,10 @@ pub struct PushReport {
     pub elapsed: Duration,
     /// Payload bytes multicast (each once, plus repair).
     pub payload_bytes: u64,
-    /// Datagrams of this transfer.
+    /// Data and repair datagrams of this transfer.
     pub datagrams: u64,
+    /// Of which repair.
+    pub repair_datagrams: u64,
 }
 
 /// Something the driver should know.
@@ -272,6 +291,9 @@ pub enum Event {
     },
     /// An inbound transfer was abandoned (sender silent or aborted).
     Abandoned(XferKey, String),
+    /// A peer speaks a protocol version this node does not: its datagrams are refused. At
+    /// most once per peer per [`version::NOTICE_EVERY`] (log [`Foreign::describe`]).
+    VersionRefused(Foreign),
 }
 
 /// Counters.
@@ -281,6 +303,8 @@ pub struct Stats {
     pub received: u64,
     /// Datagrams emitted.
     pub sent: u64,
+    /// Of which unicast.
+    pub sent_unicast: u64,
     /// Bytes emitted.
     pub sent_bytes: u64,
     /// Dropped: not decodable (by reason).
@@ -307,6 +331,14 @@ pub struct Stats {
     pub evicted_transfers: u64,
     /// Replies withheld: to an address that is not a member, past what it sent.
     pub replies_withheld: u64,
+    /// Datagrams the kernel dropped because this node's receive buffer was full, as the
+    /// driver reported them ([`Engine::handle_rx_overflow`]).
+    pub rx_overflows: u64,
+    /// Received: NAKs, feedback, and the others of the transfer kinds a sender receives
+    /// (reports, results), for measuring feedback.
+    pub feedback_in: u64,
+    /// Of which NAKs.
+    pub naks_in: u64,
 }
 
 impl Stats {
@@ -383,6 +415,7 @@ pub struct Engine<S: Storage> {
     cfg: Config,
     storage: S,
     members: Members,
+    versions: Versions,
     outbound: BTreeMap<u32, Outbound>,
     inbound: BTreeMap<XferKey, Inbound>,
     records: Records,
@@ -397,9 +430,13 @@ pub struct Engine<S: Storage> {
     info: Vec<u8>,
     next_xfer: u32,
     code: Code,
-    /// Current send rate (bytes/s) set by backoff, or the cap.
-    rate: Option<f64>,
-    pace_next: Option<Instant>,
+    /// Send rate control (pushes from this node) and the pacing timer.
+    rate: RateControl,
+    pacer: Pacer,
+    /// What this node measures of each sender it receives from.
+    meters: BTreeMap<u64, Meter>,
+    /// When the kernel received the datagram being handled.
+    rx_time: Instant,
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
@@ -418,7 +455,16 @@ impl<S: Storage> Engine<S> {
                 k,
                 parity: (k as u16 / 2).max(1),
             },
-            rate: cfg.rate_limit.map(|r| r as f64),
+            rate: RateControl::new(
+                RateConfig {
+                    cap: cfg.rate_limit.map(|r| r as f64),
+                    floor: cfg.min_rate.map(|r| r as f64),
+                },
+                now,
+            ),
+            pacer: Pacer::default(),
+            meters: BTreeMap::new(),
+            rx_time: now,
             hdr: HeaderGen {
                 node: cfg.node_id,
                 cluster: cfg.cluster,
@@ -428,6 +474,7 @@ impl<S: Storage> Engine<S> {
             cfg,
             storage,
             members: Members::default(),
+            versions: Versions::default(),
             outbound: BTreeMap::new(),
             inbound: BTreeMap::new(),
             records: Records::default(),
@@ -440,7 +487,6 @@ impl<S: Storage> Engine<S> {
             joined: false,
             info: Vec::new(),
             next_xfer,
-            pace_next: None,
             rr: 0,
             clock: now,
         }
@@ -454,6 +500,11 @@ impl<S: Storage> Engine<S> {
     /// Known members (not including this node).
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
         self.members.iter()
+    }
+
+    /// Peers heard speaking a protocol version this node does not (refused; not members).
+    pub fn foreign(&self) -> impl Iterator<Item = &Foreign> {
+        self.versions.iter()
     }
 
     /// Counters.
@@ -627,7 +678,22 @@ impl<S: Storage> Engine<S> {
 
     /// Input: one datagram (already unsealed by the driver) from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.handle_datagram_at(now, now, from, bytes);
+    }
+
+    /// Input: one datagram, which the kernel received at `received` (at most `now`; from
+    /// `SO_TIMESTAMPNS`): round-trip times for rate control then leave out the time it
+    /// waited for this process.
+    pub fn handle_datagram_at(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
         self.clock = self.clock.max(now);
+        let received = received.min(now);
+        self.rx_time = received;
         self.stats.received += 1;
         if !self.members.is_direct_addr(&from) {
             self.replies
@@ -640,7 +706,13 @@ impl<S: Storage> Engine<S> {
                 return;
             }
             Err(WireError::BadVersion(_)) => {
+                // Never parsed further (the layout may differ); the peer is named, not misread.
                 self.stats.dropped_version += 1;
+                if let Some(f) = self.versions.refused(now, from, bytes) {
+                    if f.node != self.cfg.node_id {
+                        self.events.push_back(Event::VersionRefused(f.clone()));
+                    }
+                }
                 return;
             }
             Err(_) => {
@@ -661,6 +733,16 @@ impl<S: Storage> Engine<S> {
             return;
         }
         self.members.touch(now, h.node);
+        self.meter_datagram(received, h.node, h.seq, bytes.len());
+        if matches!(
+            msg,
+            Msg::Nak { .. } | Msg::Feedback(_) | Msg::Report { .. } | Msg::Result { .. }
+        ) {
+            self.stats.feedback_in += 1;
+        }
+        if matches!(msg, Msg::Nak { .. }) {
+            self.stats.naks_in += 1;
+        }
         if self.dispatch(now, from, h.node, msg) {
             self.stats.accepted += 1;
         } else {
@@ -671,6 +753,7 @@ impl<S: Storage> Engine<S> {
     fn dispatch(&mut self, now: Instant, from: SocketAddr, node: u64, msg: Msg<'_>) -> bool {
         match msg {
             Msg::Heartbeat(hb) => {
+                self.versions.forget(node);
                 let mut ch = Vec::new();
                 let new = self.members.heard(
                     now,
@@ -711,7 +794,7 @@ impl<S: Storage> Engine<S> {
                 };
                 ib.headroom = headroom;
                 let before = ib.progress();
-                let ok = ib.on_block(&mut self.storage, stream, idx, data);
+                let ok = ib.on_block(now, &mut self.storage, stream, idx, data);
                 if ib.progress() != before {
                     ib.last_progress = now;
                 }
@@ -733,7 +816,7 @@ impl<S: Storage> Engine<S> {
                 };
                 ib.headroom = headroom;
                 let before = ib.progress();
-                let ok = ib.on_parity(&mut self.storage, stream, group, index, data);
+                let ok = ib.on_parity(now, &mut self.storage, stream, group, index, data);
                 if ib.progress() != before {
                     ib.last_progress = now;
                 }
@@ -754,7 +837,7 @@ impl<S: Storage> Engine<S> {
                     }
                 };
                 if manifest::bit(pending, ib.pos) {
-                    self.answer_poll(key, round);
+                    self.answer_poll(now, key, round);
                 }
                 true
             }
@@ -825,16 +908,25 @@ impl<S: Storage> Engine<S> {
                 xfer,
                 round,
                 flags,
-                received,
+                seen,
+                hold_us,
                 entries,
-            } => match self.outbound.get_mut(&xfer) {
-                Some(ob) if ob.is_target(node) => {
-                    ob.on_nak(now, node, round, flags, received, entries, &self.cfg);
-                    self.after_outbound(now, xfer);
-                    true
+            } => {
+                let (holdoff, settle) = self.repair_timing();
+                match self.outbound.get_mut(&xfer) {
+                    Some(ob) if ob.is_target(node) => {
+                        ob.on_nak(
+                            now, node, round, flags, seen, entries, holdoff, settle, &self.cfg,
+                        );
+                        self.on_nak_echo(now, node, seen, hold_us);
+                        self.after_outbound(now, xfer);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
+            Msg::Pace(p) => self.on_pace(now, node, &p),
+            Msg::Feedback(f) => self.on_feedback(now, node, &f),
             Msg::Result {
                 xfer,
                 status,
@@ -906,6 +998,7 @@ impl<S: Storage> Engine<S> {
             }
             self.inbound
                 .insert(key, Inbound::new(key, from, pos, code, a.manifest_len, now));
+            self.meter_for(node);
         }
         let ib = self.inbound.get_mut(&key).unwrap();
         ib.last_heard = now;
@@ -918,13 +1011,14 @@ impl<S: Storage> Engine<S> {
                 self.send_report(key, &report);
             } else {
                 // Not ready: say which manifest groups are missing (or just that we live).
-                self.answer_poll(key, 0);
+                self.answer_poll(now, key, 0);
             }
         }
         true
     }
 
     fn after_inbound(&mut self, now: Instant, key: XferKey) {
+        self.inbound_feedback(now, key);
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
@@ -1050,8 +1144,14 @@ impl<S: Storage> Engine<S> {
         );
     }
 
-    fn answer_poll(&mut self, key: XferKey, round: u32) {
-        let room = self.max_dgram() - wire::HEADER_LEN - 13;
+    fn answer_poll(&mut self, now: Instant, key: XferKey, round: u32) {
+        let room = self.max_dgram() - wire::HEADER_LEN - 21;
+        if round == 1 {
+            if let Some(m) = self.meters.get_mut(&key.origin) {
+                m.reset_losses();
+            }
+        }
+        let (seen, hold_us) = self.meters.get(&key.origin).map_or((0, 0), |m| m.echo(now));
         let Some(sender) = self.inbound.get(&key).map(|ib| ib.sender) else {
             return;
         };
@@ -1059,10 +1159,10 @@ impl<S: Storage> Engine<S> {
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
-        // At most 16 parts are sent, and an entry takes at least 3 bytes: listing more
+        // At most 16 parts are sent, and an entry takes at least 4 bytes: listing more
         // entries than that would change nothing but the time and memory spent.
         const MAX_PARTS: usize = 16;
-        let (entries, received) = ib.naks(round, MAX_PARTS * room / 3);
+        let entries = ib.naks(now, round, MAX_PARTS * room / 4);
         let done = ib.complete() && entries.is_empty();
         let parts = recv::nak_parts(&entries, room);
         let n = parts.len().min(MAX_PARTS);
@@ -1080,7 +1180,8 @@ impl<S: Storage> Engine<S> {
                     xfer: key.xfer,
                     round,
                     flags,
-                    received,
+                    seen,
+                    hold_us,
                     entries: p,
                 },
             );
@@ -1101,20 +1202,13 @@ impl<S: Storage> Engine<S> {
 
     fn collect_outbound(&mut self, now: Instant) {
         let mut done = Vec::new();
-        let mut samples = Vec::new();
         for (x, ob) in self.outbound.iter_mut() {
             for line in ob.take_progress() {
                 self.events.push_back(Event::Progress { xfer: *x, line });
             }
-            if let Some(s) = ob.loss_sample.take() {
-                samples.push(s);
-            }
             if ob.phase == Phase::Done {
                 done.push(*x);
             }
-        }
-        for (rate, loss) in samples {
-            self.adapt_rate(rate, loss);
         }
         for x in done {
             let ob = self.outbound.remove(&x).unwrap();
@@ -1138,31 +1232,9 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    /// Loss-driven backoff: slow down when the worst receiver lost much of a pass, speed up
-    /// again (up to the cap) when passes go through clean.
-    fn adapt_rate(&mut self, observed: f64, worst_loss: f64) {
-        let cap = self.cfg.rate_limit.map(|r| r as f64);
-        if worst_loss > self.cfg.backoff_loss {
-            let base = self
-                .rate
-                .unwrap_or(observed)
-                .min(observed.max(self.cfg.min_rate as f64));
-            self.rate = Some((base * 0.6).max(self.cfg.min_rate as f64));
-        } else if worst_loss < self.cfg.backoff_loss / 4.0 {
-            if let Some(r) = self.rate {
-                let up = r * 1.5;
-                self.rate = match cap {
-                    Some(c) => Some(up.min(c)),
-                    None if up > observed * 4.0 => None,
-                    None => Some(up),
-                };
-            }
-        }
-    }
-
-    /// Current send rate in bytes per second (`None`: unpaced).
+    /// Current send rate in bytes per second while pushing (`None`: no push in flight).
     pub fn rate(&self) -> Option<f64> {
-        self.rate
+        (!self.outbound.is_empty()).then(|| self.rate.rate())
     }
 
     /// Command input.
@@ -1198,6 +1270,9 @@ impl<S: Storage> Engine<S> {
                 }
                 let xfer = self.next_xfer;
                 self.next_xfer = self.next_xfer.wrapping_add(1).max(1);
+                if self.outbound.is_empty() {
+                    self.rate.restart();
+                }
                 let ob = Outbound::new(
                     xfer,
                     now,
@@ -1248,6 +1323,7 @@ impl<S: Storage> Engine<S> {
         let mut ch = Vec::new();
         self.members.expire(now, self.cfg.member_expiry, &mut ch);
         self.apply_changes(ch);
+        self.versions.expire(now, self.cfg.member_expiry);
         let xfers: Vec<u32> = self.outbound.keys().copied().collect();
         for x in xfers {
             let members = &self.members;
@@ -1262,6 +1338,10 @@ impl<S: Storage> Engine<S> {
             }
         }
         self.collect_outbound(now);
+        if !self.outbound.is_empty() {
+            self.update_rate(now);
+        }
+        self.inbound_timers(now);
         // Receivers: abandon transfers whose sender went silent; forget old records.
         let stale: Vec<XferKey> = self
             .inbound
@@ -1276,9 +1356,12 @@ impl<S: Storage> Engine<S> {
         }
         self.records.expire(now, self.cfg.transfer_timeout * 2);
         self.replies.expire(now);
+        self.prune_meters();
     }
 
     /// Output: the next datagram to send, written into `buf` (at least `MAX_DATAGRAM` bytes).
+    /// Control datagrams (heartbeats, answers) go at once; a push's datagrams are paced, so
+    /// `None` may mean "not yet": see `poll_timeout`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.clock = self.clock.max(now);
         if !self.joined {
@@ -1290,32 +1373,30 @@ impl<S: Storage> Engine<S> {
             buf[..d.len()].copy_from_slice(&d);
             self.stats.sent += 1;
             self.stats.sent_bytes += d.len() as u64;
+            if matches!(dest, Dest::Unicast(_)) {
+                self.stats.sent_unicast += 1;
+            }
+            self.rate.on_sent(now, h.seq);
             return Some(Transmit { dest, len: d.len() });
         }
-        if let (Some(_), Some(at)) = (self.rate, self.pace_next) {
-            if now < at {
-                return None;
-            }
-        }
-        let keys: Vec<u32> = self.outbound.keys().copied().collect();
-        if keys.is_empty() {
+        if self.outbound.is_empty() || !self.pacer.ready(now) {
             return None;
         }
+        let keys: Vec<u32> = self.outbound.keys().copied().collect();
         for i in 0..keys.len() {
             let x = keys[(self.rr as usize + i) % keys.len()];
+            let mut pace = self.pace_info();
+            if self.outbound[&x].pace_due(now) {
+                pace.echo = self.rate.take_echo(now);
+            }
             let ob = self.outbound.get_mut(&x).unwrap();
-            if let Some((dest, len)) = ob.poll(now, &mut self.storage, &mut self.hdr, buf) {
+            if let Some((dest, len)) = ob.poll(now, &mut self.storage, &mut self.hdr, buf, &pace) {
                 self.rr = self.rr.wrapping_add(1);
                 self.stats.sent += 1;
                 self.stats.sent_bytes += len as u64;
-                if let Some(rate) = self.rate {
-                    let burst = Duration::from_secs_f64(16.0 * 1500.0 / rate);
-                    let base = self
-                        .pace_next
-                        .unwrap_or(now)
-                        .max(now.checked_sub(burst).unwrap_or(now));
-                    self.pace_next = Some(base + Duration::from_secs_f64((len + 42) as f64 / rate));
-                }
+                self.pacer
+                    .on_send(now, len + rate::WIRE_OVERHEAD, self.rate.rate());
+                self.rate.on_sent(now, self.hdr.seq);
                 return Some(Transmit { dest, len });
             }
         }
@@ -1327,7 +1408,8 @@ impl<S: Storage> Engine<S> {
         self.events.pop_front()
     }
 
-    /// Output: when to call `handle_timeout` next (`None`: only on input).
+    /// Output: when to call `handle_timeout` next (`None`: only on input). While a push has
+    /// datagrams waiting, this includes when the pacing lets the next one go.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_heartbeat;
         if let Some(e) = self.members.next_expiry(self.cfg.member_expiry) {
@@ -1338,7 +1420,7 @@ impl<S: Storage> Engine<S> {
                 t = t.min(d);
             }
             if ob.has_work() {
-                if let (Some(_), Some(p)) = (self.rate, self.pace_next) {
+                if let Some(p) = self.pacer.wake_at(self.rate.rate()) {
                     t = t.min(p);
                 }
             }
@@ -1347,6 +1429,9 @@ impl<S: Storage> Engine<S> {
             t = t.min(ib.last_heard + self.cfg.transfer_timeout);
             if matches!(ib.commit, CommitState::Queued { .. }) {
                 t = t.min(ib.last_heard);
+            }
+            if let Some(n) = ib.nak_timer() {
+                t = t.min(n);
             }
         }
         Some(t)

@@ -1,15 +1,24 @@
 //! One inbound transfer on a receiver: assemble the manifest, report what is needed, take
-//! the needed parts of the payload into staged files, rebuild losses from parity, answer
-//! polls with compact per-group missing counts, commit on request.
+//! the needed parts of the payload into staged files, rebuild losses from parity, NAK the
+//! groups it can no longer complete from what is still to come (during the pass) and answer
+//! polls, naming per group how many symbols it needs and which source blocks it misses;
+//! commit on request.
 //!
-//! Received payload blocks that are wholly needed go straight to storage (and are read back
-//! only to decode parity). Blocks that are needed in part or not at all, but sit in a group
-//! that holds needed data, are kept in memory until the group is complete, since decoding
-//! needs every symbol of the group. Groups without needed data are ignored.
+//! Received payload blocks that are wholly needed go straight to storage. Blocks that are
+//! needed in part or not at all, but sit in a group that holds needed data, are kept in
+//! memory until the group is complete, since decoding needs every symbol of the group.
+//! Groups without needed data are ignored. Once a group has lost a block, its later blocks
+//! are also copied into a bounded cache, so decoding it rarely reads staged files back.
+//!
+//! The sender sends each stream's blocks in order, so group `g` is *over* once blocks of
+//! group `g + 1` have arrived (with [`SLACK`] blocks of tolerance for reordering), or once the
+//! end-of-pass poll came: from then on it can only complete from repair, and is NAKed. A
+//! NAKed group is NAKed again only when no repair for it has arrived for a while (twice the
+//! round-trip time plus the sender's repair backlog, from its PACE).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::manifest::{bit, needs_data, Layout, Manifest};
 use super::repair::Code;
@@ -17,6 +26,48 @@ use super::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey}
 use super::wire::{Stream, Writer};
 
 use super::limits::{MAX_EARLY, MAX_HELD};
+
+/// Blocks past a group's end that must have arrived before the group is over.
+pub(crate) const SLACK: u32 = 32;
+/// Most bytes of wholly needed blocks cached for decoding, per transfer.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// A NAK entry this receiver will send (see [`super::wire::NakEntry`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Want {
+    pub(crate) stream: Stream,
+    pub(crate) group: u32,
+    pub(crate) need: u32,
+    pub(crate) map: Vec<u8>,
+}
+
+impl Want {
+    fn new(stream: Stream, group: u32, need: usize, missing: impl Iterator<Item = u32>) -> Self {
+        let mut map = Vec::new();
+        for i in missing {
+            let byte = i as usize / 8;
+            if map.len() <= byte {
+                map.resize(byte + 1, 0u8);
+            }
+            map[byte] |= 1 << (i % 8);
+        }
+        Self {
+            stream,
+            group,
+            need: need.max(1) as u32,
+            map,
+        }
+    }
+
+    fn entry(&self) -> super::wire::NakEntry<'_> {
+        super::wire::NakEntry {
+            stream: self.stream,
+            group: self.group,
+            need: self.need,
+            missing: &self.map,
+        }
+    }
+}
 
 /// A stream kept wholly in memory (manifest, plan).
 #[derive(Debug, Default)]
@@ -127,20 +178,31 @@ impl MemStream {
         }
     }
 
-    fn naks(&self, code: &Code, s: Stream, out: &mut Vec<(Stream, u32, u32)>, limit: usize) {
+    /// The group's NAK entry, if it is incomplete.
+    fn want(&self, code: &Code, s: Stream, g: u32) -> Option<Want> {
+        let range = code.group_range(g, self.nblocks);
+        let have = range
+            .clone()
+            .filter(|i| self.blocks.contains_key(i))
+            .count();
+        let par = self.parity.get(&g).map_or(0, BTreeMap::len);
+        let k_g = range.len();
+        (have < k_g).then(|| {
+            let start = range.start;
+            let missing = range
+                .filter(|i| !self.blocks.contains_key(i))
+                .map(move |i| i - start);
+            Want::new(s, g, k_g - have - par.min(k_g - have), missing)
+        })
+    }
+
+    fn naks(&self, code: &Code, s: Stream, out: &mut Vec<Want>, limit: usize) {
         for g in 0..code.groups(self.len) {
             if out.len() >= limit {
                 return;
             }
-            let range = code.group_range(g, self.nblocks);
-            let have = range
-                .clone()
-                .filter(|i| self.blocks.contains_key(i))
-                .count();
-            let par = self.parity.get(&g).map_or(0, BTreeMap::len);
-            let k_g = range.len();
-            if have < k_g {
-                out.push((s, g, (k_g - have - par.min(k_g - have)).max(1) as u32));
+            if let Some(w) = self.want(code, s, g) {
+                out.push(w);
             }
         }
     }
@@ -176,6 +238,8 @@ struct Payload {
     /// Bytes still to be written, per span of the layout (every block is written once).
     left: Vec<u64>,
     mem: BTreeMap<u32, Vec<u8>>,
+    /// Copies of wholly needed blocks of groups that lost a block (optional, bounded).
+    cache: BTreeMap<u32, Vec<u8>>,
     parity: BTreeMap<u32, BTreeMap<u16, Vec<u8>>>,
     /// Symbols in `mem` and `parity`.
     held: u64,
@@ -195,9 +259,13 @@ impl Payload {
         (self.held * code.block as u64).saturating_add(group) <= limit
     }
 
-    /// Drops the symbols group `g` holds.
+    /// Drops the symbols group `g` holds (and its cached copies).
     fn release(&mut self, code: &Code, g: u32) {
         let range = code.group_range(g, self.nblocks);
+        let cached: Vec<u32> = self.cache.range(range.clone()).map(|(k, _)| *k).collect();
+        for k in cached {
+            self.cache.remove(&k);
+        }
         let keys: Vec<u32> = self.mem.range(range).map(|(k, _)| *k).collect();
         for k in keys {
             self.mem.remove(&k);
@@ -252,8 +320,15 @@ pub(crate) struct Inbound {
     pub(crate) commit: CommitState,
     pub(crate) error: Option<String>,
     pub(crate) last_heard: Instant,
-    received: u32,
-    answered: (u32, u32),
+    /// Per stream: one past the highest source block received (blocks come in order).
+    frontier: [u32; 3],
+    /// The end-of-pass poll came: every incomplete group is over.
+    pass_over: bool,
+    /// NAKed groups: when they were NAKed, or repair for them last arrived.
+    naked: BTreeMap<(Stream, u32), Instant>,
+    last_nak: Option<Instant>,
+    /// When unsolicited NAKs should be looked at again.
+    nak_timer: Option<Instant>,
     pub(crate) report: Option<Vec<u8>>,
     /// MD5 of the manifest bytes: identical on every member that got the same push.
     pub(crate) digest: [u8; 16],
@@ -289,8 +364,11 @@ impl Inbound {
             commit: CommitState::None,
             error: None,
             last_heard: now,
-            received: 0,
-            answered: (0, 0),
+            frontier: [0; 3],
+            pass_over: false,
+            naked: BTreeMap::new(),
+            last_nak: None,
+            nak_timer: None,
             report: None,
             digest: [0; 16],
         }
@@ -382,12 +460,15 @@ impl Inbound {
 
     pub(crate) fn on_block<S: Storage>(
         &mut self,
+        now: Instant,
         storage: &mut S,
         s: Stream,
         idx: u32,
         data: &[u8],
     ) -> bool {
-        self.received = self.received.saturating_add(1);
+        self.repair_seen(now, s, idx / self.code.k.max(1));
+        let f = &mut self.frontier[s as usize];
+        *f = (*f).max(idx.saturating_add(1));
         match s {
             Stream::Manifest => self.mstream.add_block(&self.code, idx, data),
             Stream::Plan => {
@@ -415,13 +496,14 @@ impl Inbound {
 
     pub(crate) fn on_parity<S: Storage>(
         &mut self,
+        now: Instant,
         storage: &mut S,
         s: Stream,
         g: u32,
         index: u16,
         data: &[u8],
     ) -> bool {
-        self.received = self.received.saturating_add(1);
+        self.repair_seen(now, s, g);
         match s {
             Stream::Manifest => self.mstream.add_parity(&self.code, g, index, data),
             Stream::Plan => {
@@ -504,6 +586,7 @@ impl Inbound {
             have: vec![0u64; words],
             incomplete,
             mem: BTreeMap::new(),
+            cache: BTreeMap::new(),
             parity: BTreeMap::new(),
             held: 0,
             stored: 0,
@@ -576,6 +659,15 @@ impl Inbound {
             b.resize(code.block, 0);
             p.mem.insert(idx, b);
             p.held += 1;
+        } else if ((p.held + p.cache.len() as u64 + 1) * code.block as u64) <= limit / 2
+            && p.cache.len() * code.block < CACHE_BYTES
+            && (g * code.k..idx).any(|i| !bs_get(&p.have, i))
+        {
+            // The group lost a block already: keep a copy for decoding it (within half of
+            // what the transfer may hold, so blocks that must be held keep their room).
+            let mut b = data.to_vec();
+            b.resize(code.block, 0);
+            p.cache.insert(idx, b);
         }
         if needed {
             self.write_parts(storage, idx, data);
@@ -596,6 +688,7 @@ impl Inbound {
         if done {
             p.incomplete.remove(&g);
             p.release(&code, g);
+            self.naked.remove(&(Stream::Payload, g));
             return;
         }
         let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
@@ -607,7 +700,7 @@ impl Inbound {
         let mut present: Vec<(usize, Vec<u8>)> = Vec::with_capacity(have);
         let m = self.manifest.as_ref().unwrap();
         for i in range.clone().filter(|&i| bs_get(&p.have, i)) {
-            if let Some(b) = p.mem.get(&i) {
+            if let Some(b) = p.mem.get(&i).or_else(|| p.cache.get(&i)) {
                 present.push(((i - range.start) as usize, b.clone()));
                 continue;
             }
@@ -655,6 +748,7 @@ impl Inbound {
         let p = self.payload.as_mut().unwrap();
         p.incomplete.remove(&g);
         p.release(&code, g);
+        self.naked.remove(&(Stream::Payload, g));
     }
 
     /// Most bytes of payload this transfer may hold in memory now.
@@ -663,14 +757,34 @@ impl Inbound {
         MAX_HELD.min(held.saturating_add(self.headroom))
     }
 
-    /// Builds NAK entries `(stream, group, missing)` for a poll of `round`, at most `limit`
-    /// of them (the first ones: no more fit the answer, and a hostile announce can claim
-    /// millions of groups); returns them with the number of symbols received since the
-    /// previous round's answer.
-    pub(crate) fn naks(&mut self, round: u32, limit: usize) -> (Vec<(Stream, u32, u32)>, u32) {
-        if self.answered.0 != round {
-            self.answered = (round, self.received);
-            self.received = 0;
+    /// The NAK entry of payload group `g`, if it is incomplete.
+    fn payload_want(&self, g: u32) -> Option<Want> {
+        let p = self.payload.as_ref()?;
+        if !p.incomplete.contains(&g) {
+            return None;
+        }
+        let range = self.code.group_range(g, p.nblocks);
+        let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
+        let par = p.parity.get(&g).map_or(0, BTreeMap::len);
+        let start = range.start;
+        let need = range.len().saturating_sub(have + par);
+        let missing = range.filter(|&i| !bs_get(&p.have, i)).map(|i| i - start);
+        Some(Want::new(Stream::Payload, g, need, missing))
+    }
+
+    /// Repair (or a late block) for group `g` of `s` arrived: a NAK for it waits longer.
+    fn repair_seen(&mut self, now: Instant, s: Stream, g: u32) {
+        if let Some(t) = self.naked.get_mut(&(s, g)) {
+            *t = now;
+        }
+    }
+
+    /// Builds the answer to a poll of `round`: every incomplete group, at most `limit` of
+    /// them (the first ones: no more fit the answer, and a hostile announce can claim
+    /// millions of groups).
+    pub(crate) fn naks(&mut self, now: Instant, round: u32, limit: usize) -> Vec<Want> {
+        if round > 0 && self.payload.is_some() {
+            self.pass_over = true;
         }
         let mut out = Vec::new();
         if !self.mstream.complete() && self.manifest.is_none() {
@@ -681,18 +795,103 @@ impl Inbound {
             p.naks(&self.code, Stream::Plan, &mut out, limit);
         }
         if let Some(p) = &self.payload {
-            for &g in &p.incomplete {
-                if out.len() >= limit {
-                    break;
-                }
-                let range = self.code.group_range(g, p.nblocks);
-                let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
-                let par = p.parity.get(&g).map_or(0, BTreeMap::len);
-                let missing = range.len().saturating_sub(have + par).max(1);
-                out.push((Stream::Payload, g, missing as u32));
+            for &g in p.incomplete.iter().take(limit.saturating_sub(out.len())) {
+                out.extend(self.payload_want(g));
             }
         }
-        (out, self.answered.1)
+        for w in &out {
+            if w.stream != Stream::Manifest {
+                self.naked.insert((w.stream, w.group), now);
+            }
+        }
+        out
+    }
+
+    /// The NAK entries due now during the pass: groups that are over and incomplete, and
+    /// not NAKed within `renak` (nor repaired since); none if the last NAK left less than
+    /// `gap` ago. At most `limit`.
+    pub(crate) fn due_naks(
+        &mut self,
+        now: Instant,
+        gap: Duration,
+        renak: Duration,
+        limit: usize,
+    ) -> Vec<Want> {
+        self.nak_timer = None;
+        if self.pass_over || self.commit_started() {
+            return Vec::new();
+        }
+        let hold = self.hold_limit();
+        let k = self.code.k.max(1);
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut consider =
+            |key: (Stream, u32), due: &mut Vec<(Stream, u32)>| match self.naked.get(&key) {
+                Some(t) if now < *t + renak => {
+                    next = Some(next.map_or(*t + renak, |n: Instant| n.min(*t + renak)));
+                }
+                _ => due.push(key),
+            };
+        // The plan is over once the payload has started (or its later groups came).
+        if let Some(ps) = &self.pstream {
+            let over = if self.frontier[Stream::Payload as usize] > 0 {
+                u32::MAX
+            } else {
+                self.frontier[Stream::Plan as usize].saturating_sub(SLACK) / k
+            };
+            for g in 0..self.code.groups(ps.len).min(over) {
+                if ps.want(&self.code, Stream::Plan, g).is_some() {
+                    consider((Stream::Plan, g), &mut due);
+                }
+            }
+        }
+        if let Some(p) = &self.payload {
+            let over = self.frontier[Stream::Payload as usize].saturating_sub(SLACK) / k;
+            let code = self.code;
+            for &g in p.incomplete.range(..over) {
+                // A group that has no room to be held now is repaired after the pass, once
+                // earlier groups completed (memory slides along the payload).
+                if p.may_hold(&code, g, hold) {
+                    consider((Stream::Payload, g), &mut due);
+                }
+            }
+        }
+        if due.is_empty() {
+            self.nak_timer = next;
+            return Vec::new();
+        }
+        if let Some(last) = self.last_nak {
+            if now < last + gap {
+                self.nak_timer = Some(last + gap);
+                return Vec::new();
+            }
+        }
+        let mut out = Vec::new();
+        for (s, g) in due.into_iter().take(limit) {
+            let w = match s {
+                Stream::Payload => self.payload_want(g),
+                _ => self
+                    .pstream
+                    .as_ref()
+                    .and_then(|ps| ps.want(&self.code, s, g)),
+            };
+            if let Some(w) = w {
+                self.naked.insert((s, g), now);
+                out.push(w);
+            }
+        }
+        self.last_nak = Some(now);
+        self.nak_timer = Some(now + gap.min(renak));
+        out
+    }
+
+    /// When [`Inbound::due_naks`] should be called again, if anything may become due.
+    pub(crate) fn nak_timer(&self) -> Option<Instant> {
+        self.nak_timer
+    }
+
+    fn commit_started(&self) -> bool {
+        !matches!(self.commit, CommitState::None)
     }
 
     /// Runs the commit through storage.
@@ -750,21 +949,171 @@ fn failed(msg: &str) -> CommitOutcome {
 }
 
 /// Encodes NAK entries into parts that each fit `room` bytes.
-pub(crate) fn nak_parts(entries: &[(Stream, u32, u32)], room: usize) -> Vec<Vec<u8>> {
+pub(crate) fn nak_parts(entries: &[Want], room: usize) -> Vec<Vec<u8>> {
     let mut parts = Vec::new();
     let mut w = Writer::new();
     let mut len = 0;
-    for &(s, g, m) in entries {
-        let need = 1 + super::wire::varint_len(g as u64) + super::wire::varint_len(m as u64);
-        if len + need > room {
+    for want in entries {
+        let e = want.entry();
+        let need = e.encoded_len();
+        if len + need > room && len > 0 {
             parts.push(std::mem::take(&mut w).into_vec());
             len = 0;
         }
-        w.u8(s as u8);
-        w.varint(g as u64);
-        w.varint(m as u64);
+        e.write(&mut w);
         len += need;
     }
     parts.push(w.into_vec());
     parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::manifest::change;
+    use crate::proto::storage::MemStorage;
+    use crate::proto::wire::naks;
+
+    const BLOCK: usize = 256;
+    const K: u32 = 4;
+
+    /// An inbound transfer of one file of 64 blocks (16 groups of 4), registered and with
+    /// its plan, so payload blocks count; and the file's blocks, and a storage.
+    fn inbound(now: Instant) -> (Inbound, Vec<Vec<u8>>, MemStorage) {
+        let code = Code {
+            block: BLOCK,
+            k: K,
+            parity: 2,
+        };
+        let mut src = MemStorage::new();
+        let data: Vec<u8> = (0..64 * BLOCK).map(|i| (i * 13 % 251) as u8).collect();
+        src.add_file(b"f", data.clone(), 0o644, 1);
+        let m = src.manifest();
+        let key = XferKey { origin: 7, xfer: 1 };
+        let mut ib = Inbound::new(key, "127.0.0.1:9".parse().unwrap(), 0, code, 1, now);
+        // The engine sets it from what every inbound transfer holds: room enough here.
+        ib.headroom = 1 << 30;
+        let n = m.entries.len();
+        let f = m.entries.iter().position(|e| e.path == b"f").unwrap();
+        ib.manifest = Some(m);
+        ib.set_inspection(
+            Inspection {
+                flags: vec![change::MISSING; n],
+                deletions: vec![],
+            },
+            false,
+        );
+        let mut plan = vec![0u8; n.div_ceil(8)];
+        plan[f / 8] |= 1 << (f % 8);
+        let mut st = MemStorage::new();
+        assert!(ib.on_block(now, &mut st, Stream::Plan, 0, &plan));
+        let blocks = data.chunks(BLOCK).map(<[u8]>::to_vec).collect();
+        (ib, blocks, st)
+    }
+
+    #[test]
+    fn a_group_is_naked_once_later_blocks_came_naming_what_it_misses() {
+        let t0 = Instant::now();
+        let (mut ib, blocks, mut st) = inbound(t0);
+        let gap = Duration::from_millis(5);
+        let renak = Duration::from_millis(20);
+        // Blocks 0..40 arrive but block 2 and block 9 (groups 0 and 2).
+        for i in (0..40u32).filter(|&i| i != 2 && i != 9) {
+            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
+        }
+        // Blocks up to 39 came: groups 0 and 1 are over (32 blocks of tolerance), group 2
+        // not yet.
+        let w = ib.due_naks(t0, gap, renak, 100);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            (w[0].stream, w[0].group, w[0].need),
+            (Stream::Payload, 0, 1)
+        );
+        assert_eq!(w[0].map, vec![0b0100]);
+        // As a NAK: the entry decodes to the same.
+        let parts = nak_parts(&w, 1000);
+        let e: Vec<_> = naks(&parts[0]).collect();
+        assert_eq!(
+            (e[0].group, e[0].need, e[0].lacks(2), e[0].lacks(1)),
+            (0, 1, true, false)
+        );
+        // Block 44 comes: group 2 is over too, but the last NAK left less than a gap ago.
+        ib.on_block(t0, &mut st, Stream::Payload, 44, &blocks[44]);
+        assert!(ib.due_naks(t0, gap, renak, 100).is_empty());
+        assert_eq!(ib.nak_timer(), Some(t0 + gap));
+        let t1 = t0 + gap;
+        let w = ib.due_naks(t1, gap, renak, 100);
+        assert_eq!(w.iter().map(|w| w.group).collect::<Vec<_>>(), vec![2]);
+        // Group 0 got no repair: it is NAKed again once renak has passed.
+        let w = ib.due_naks(t0 + renak, gap, renak, 100);
+        assert_eq!(w.iter().map(|w| w.group).collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn repair_arriving_holds_a_re_nak_back_and_completing_stops_it() {
+        let t0 = Instant::now();
+        let (mut ib, blocks, mut st) = inbound(t0);
+        let gap = Duration::from_millis(1);
+        let renak = Duration::from_millis(10);
+        for i in (0..40u32).filter(|&i| i != 1 && i != 2) {
+            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
+        }
+        assert_eq!(ib.due_naks(t0, gap, renak, 100)[0].need, 2);
+        // One parity symbol arrives 8 ms later: the group still needs one, but a re-NAK
+        // waits renak from that arrival.
+        let code = ib.code;
+        let par = code.encode(&blocks[0..4], 0..2).unwrap();
+        let t1 = t0 + Duration::from_millis(8);
+        ib.on_parity(t1, &mut st, Stream::Payload, 0, 0, &par[0]);
+        let t2 = t0 + Duration::from_millis(12);
+        assert!(ib.due_naks(t2, gap, renak, 100).is_empty());
+        let t3 = t1 + renak;
+        let w = ib.due_naks(t3, gap, renak, 100);
+        assert_eq!(
+            (w[0].group, w[0].need, w[0].map.clone()),
+            (0, 1, vec![0b0110])
+        );
+        // The second parity symbol completes it (decoded): nothing more to NAK, the file's
+        // bytes are right.
+        ib.on_parity(t3, &mut st, Stream::Payload, 0, 1, &par[1]);
+        assert!(ib.due_naks(t3 + renak, gap, renak, 100).is_empty());
+        let e = ib
+            .manifest
+            .as_ref()
+            .unwrap()
+            .entries
+            .iter()
+            .position(|e| e.path == b"f");
+        let entry = ib.manifest.as_ref().unwrap().entries[e.unwrap()].clone();
+        let mut got = vec![0u8; BLOCK];
+        st.read_staged(ib.key, e.unwrap() as u32, &entry, BLOCK as u64, &mut got)
+            .unwrap();
+        assert_eq!(got, blocks[1]);
+    }
+
+    #[test]
+    fn the_poll_ends_the_pass_lists_every_incomplete_group_and_stops_unasked_naks() {
+        let t0 = Instant::now();
+        let (mut ib, blocks, mut st) = inbound(t0);
+        for i in (0..64u32).filter(|&i| i != 61) {
+            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
+        }
+        // Group 15 is the last: no later block will ever come; only the poll says so.
+        let gap = Duration::from_millis(1);
+        assert!(ib.due_naks(t0, gap, gap, 100).is_empty());
+        let w = ib.naks(t0, 1, 100);
+        assert_eq!(
+            w.iter().map(|w| (w.group, w.need)).collect::<Vec<_>>(),
+            vec![(15, 1)]
+        );
+        let later = t0 + Duration::from_secs(1);
+        assert!(
+            ib.due_naks(later, gap, gap, 100).is_empty(),
+            "polls drive the rest"
+        );
+        assert!(!ib.complete());
+        ib.on_block(later, &mut st, Stream::Payload, 61, &blocks[61]);
+        assert!(ib.complete());
+        assert!(ib.naks(later, 2, 100).is_empty());
+    }
 }

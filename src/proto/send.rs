@@ -2,20 +2,24 @@
 //!
 //! Phases: **register** (announce + manifest stream, repeated polls until every target sent
 //! its report of what it needs), **data** (plan stream, then the payload stream: the contents
-//! of every file any target needs, packed back to back; then rounds of poll → NAK → parity
-//! repair until every target has everything), **commit** (repeated until every target sent
-//! its result). A target that stays silent past the member timeout is failed and the others
-//! go on. See `docs/protocol.md`.
+//! of every file any target needs, packed back to back, with the repair receivers ask for
+//! during the pass sent before new data; PACE messages carry the rate control's state; then
+//! rounds of poll → NAK → repair mop up until every target has everything), **commit**
+//! (repeated until every target sent its result). A target that stays silent past the member
+//! timeout is failed and the others go on; one that cannot keep the floor rate leaves the
+//! group's pace and is served after the pass, or failed as too slow. Which repair symbols go
+//! out is [`super::sched`]'s business. See `docs/protocol.md`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::manifest::{bit, change, needs_data, set_bit, Layout, Manifest};
 use super::repair::Code;
+use super::sched::{Sched, Sym};
 use super::storage::{show, Storage};
 use super::wire::{
-    self, Announce, Msg, Stream, COMMIT_NO_DELETE, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY,
+    self, Announce, Msg, Pace, Stream, COMMIT_NO_DELETE, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY,
     RESULT_FAILED, RESULT_OK, RESULT_UNKNOWN,
 };
 use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
@@ -23,6 +27,8 @@ use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
 /// Repair rounds in a row in which a target's missing count does not go down before it
 /// is failed (repair always converges unless a receiver keeps losing everything).
 const MAX_STALLED_ROUNDS: u32 = 30;
+/// Longest interval between COMMIT retries.
+const COMMIT_RETRY_MAX: Duration = Duration::from_millis(100);
 
 /// Phase of an outbound transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,14 +47,11 @@ enum Work {
         next: u32,
         end: u32,
     },
-    /// Repair symbols `next..end` of a group: numbers below the parity count are parity
-    /// symbols, higher ones are the group's source blocks again (cycling), for receivers that
-    /// lost more of a group than parity can rebuild.
-    Parity {
+    /// `count` fresh parity symbols of a group, sent ahead of need (the plan).
+    Proactive {
         stream: Stream,
         group: u32,
-        next: u32,
-        end: u32,
+        count: u32,
     },
     Poll,
     Commit,
@@ -68,7 +71,10 @@ pub(crate) struct Target {
     result: Option<(u8, u32, u64, u32, String)>,
     failed: Option<String>,
     last_heard: Option<Instant>,
-    received: u32,
+    /// It left the group's pace (why); it is served after the pass.
+    pub(crate) left_pace: Option<String>,
+    /// Served after the pass: it must be done by then, or it is too slow.
+    slow_deadline: Option<Instant>,
     /// Symbols it reported missing in the current round, the fewest in any round so far,
     /// and rounds since that fewest went down (repair that makes no progress is bounded).
     missing: u64,
@@ -82,10 +88,39 @@ impl Target {
     fn active(&self) -> bool {
         self.failed.is_none()
     }
+
+    /// Whether it still needs data.
+    pub(crate) fn needs_data(&self) -> bool {
+        self.active() && !self.done
+    }
+
+    /// Whether it is in the group's pace.
+    pub(crate) fn in_pace(&self) -> bool {
+        self.left_pace.is_none()
+    }
 }
 
-/// The parity symbols of the group being repaired: `((stream, group), _, symbols)`.
-type ParityCache = ((Stream, u32), u16, Vec<Vec<u8>>);
+/// Parity symbols of recently repaired groups, newest last.
+type ParityCache = VecDeque<((Stream, u32), Vec<Vec<u8>>)>;
+/// Groups whose parity is kept.
+const PARITY_CACHE: usize = 8;
+
+/// What the engine's rate control says, for the PACE messages of this transfer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PaceInfo {
+    /// Current rate, bytes per second.
+    pub(crate) rate: f64,
+    /// Round-trip time receivers should assume.
+    pub(crate) rtt: Duration,
+    /// Feedback interval.
+    pub(crate) interval: Duration,
+    /// Current limiting receiver (0: none).
+    pub(crate) clr: u64,
+    /// Unicast datagrams this node has sent.
+    pub(crate) uni: u32,
+    /// A receiver's feedback timestamp to echo: (node, timestamp, µs held).
+    pub(crate) echo: Option<(u64, u32, u32)>,
+}
 
 /// One push in flight.
 #[derive(Debug)]
@@ -101,9 +136,14 @@ pub(crate) struct Outbound {
     queue: VecDeque<Work>,
     plan: Vec<u8>,
     layout: Layout,
-    /// Repair symbols sent so far per group (see [`Work::Parity`]).
-    next_parity: BTreeMap<(Stream, u32), u32>,
-    repair: BTreeMap<(Stream, u32), u32>,
+    /// Repair: requests, decisions, and the symbols to send before new data.
+    sched: Sched,
+    /// When the next PACE is due (during the data phase).
+    next_pace: Option<Instant>,
+    /// When the first pass finished sending each recent group (newest last, bounded).
+    passed: VecDeque<((Stream, u32), Instant)>,
+    /// The floor rate (`--min-rate`), bytes per second.
+    floor: Option<u64>,
     deadline: Option<Instant>,
     interval: Duration,
     waiting_since: Instant,
@@ -111,15 +151,12 @@ pub(crate) struct Outbound {
     max_delete: Option<u64>,
     no_delete: bool,
     vanished: BTreeSet<u32>,
-    cache: Option<ParityCache>,
-    pass_sent: u32,
-    pass_start: Option<Instant>,
-    pass_bytes: u64,
-    /// Symbols and bytes sent in total (for reports).
+    cache: ParityCache,
+    /// Datagrams of this transfer sent in total (for reports).
     pub(crate) sent_datagrams: u64,
+    /// Of which repair symbols.
+    pub(crate) repair_datagrams: u64,
     progress: Vec<String>,
-    /// Observed send rate of the last pass and the worst receiver's loss in it.
-    pub(crate) loss_sample: Option<(f64, f64)>,
 }
 
 impl Outbound {
@@ -163,7 +200,8 @@ impl Outbound {
                     result: None,
                     failed: None,
                     last_heard: None,
-                    received: 0,
+                    left_pace: None,
+                    slow_deadline: None,
                     missing: 0,
                     fewest_missing: u64::MAX,
                     stalled: 0,
@@ -175,8 +213,10 @@ impl Outbound {
             queue,
             plan: Vec::new(),
             layout: Layout::default(),
-            next_parity: BTreeMap::new(),
-            repair: BTreeMap::new(),
+            sched: Sched::new(code.parity),
+            next_pace: None,
+            passed: VecDeque::new(),
+            floor: cfg.min_rate,
             deadline: Some(now + cfg.poll_interval),
             interval: cfg.poll_interval,
             waiting_since: now,
@@ -184,26 +224,61 @@ impl Outbound {
             max_delete,
             no_delete: false,
             vanished: BTreeSet::new(),
-            cache: None,
-            pass_sent: 0,
-            pass_start: None,
-            pass_bytes: 0,
+            cache: VecDeque::new(),
             sent_datagrams: 0,
+            repair_datagrams: 0,
             progress: Vec::new(),
-            loss_sample: None,
         }
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
         if self.phase == Phase::Done {
-            None
-        } else {
-            self.deadline
+            return None;
         }
+        [self.deadline, self.sched.next_due(), self.slow_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn slow_deadline(&self) -> Option<Instant> {
+        self.targets
+            .iter()
+            .filter(|t| t.needs_data())
+            .filter_map(|t| t.slow_deadline)
+            .min()
     }
 
     pub(crate) fn has_work(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || self.sched.backlog() > 0
+    }
+
+    /// The targets, for the rate control.
+    pub(crate) fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Whether the pass is still going (the rate control's floor applies then).
+    pub(crate) fn in_pass(&self) -> bool {
+        self.phase == Phase::Data && self.polled_round == 0
+    }
+
+    /// Target `node` cannot keep the floor: it leaves the group's pace, and its NAKs wait
+    /// for the end of the pass.
+    pub(crate) fn leave_pace(&mut self, node: u64, why: String) {
+        let Some(p) = self.target_pos(node) else {
+            return;
+        };
+        let pass = self.in_pass();
+        let t = &mut self.targets[p];
+        if !t.needs_data() || t.left_pace.is_some() || !pass {
+            return;
+        }
+        self.progress.push(format!(
+            "{} leaves the group's pace ({why}); it is served after the others",
+            t.name
+        ));
+        t.left_pace = Some(why);
     }
 
     pub(crate) fn take_progress(&mut self) -> Vec<String> {
@@ -267,14 +342,29 @@ impl Outbound {
         }
     }
 
-    /// Produces the next datagram of this transfer, if any is due.
+    /// Produces the next datagram of this transfer, if any is due: a PACE when one is due
+    /// during the pass, else the next repair symbol, else the next item of work.
     pub(crate) fn poll<S: Storage>(
         &mut self,
         now: Instant,
         storage: &mut S,
         hdr: &mut HeaderGen,
         buf: &mut [u8],
+        pace: &PaceInfo,
     ) -> Option<(Dest, usize)> {
+        self.sched.decide_due(now);
+        if self.pace_due(now) {
+            return Some(self.emit_pace(now, hdr, buf, pace));
+        }
+        while let Some((s, g, sym)) = self.sched.pop() {
+            if let Some(out) = self.emit_repair(storage, hdr, buf, s, g, sym) {
+                self.sched.sent(s, g, sym, hdr.seq, now);
+                self.sent_datagrams += 1;
+                self.repair_datagrams += 1;
+                return Some(out);
+            }
+            self.sched.dropped(s, g, sym);
+        }
         loop {
             let w = self.queue.front_mut()?;
             match w {
@@ -303,46 +393,25 @@ impl Outbound {
                     }
                     let (s, i) = (*stream, *next);
                     *next += 1;
-                    return Some(self.emit_block(now, storage, hdr, buf, s, i));
+                    if (i + 1) % self.code.k == 0 || *next == *end {
+                        if self.passed.len() >= 256 {
+                            self.passed.pop_front();
+                        }
+                        self.passed.push_back(((s, i / self.code.k), now));
+                    }
+                    self.sent_datagrams += 1;
+                    return Some(self.emit_block(storage, hdr, buf, s, i));
                 }
-                Work::Parity {
+                Work::Proactive {
                     stream,
                     group,
-                    next,
-                    end,
+                    count,
                 } => {
-                    if *next >= *end {
-                        self.queue.pop_front();
-                        continue;
-                    }
-                    let (s, g, n) = (*stream, *group, *next);
-                    *next += 1;
-                    let parity = u32::from(self.code.parity);
-                    if n >= parity {
-                        // Parity is used up for this group: send its source blocks again.
-                        let nblocks = self.code.blocks(self.stream_len(s));
-                        let range = self.code.group_range(g, nblocks);
-                        if range.is_empty() {
-                            continue;
-                        }
-                        let i = range.start + (n - parity) % range.len() as u32;
-                        return Some(self.emit_block(now, storage, hdr, buf, s, i));
-                    }
-                    let idx = n as u16;
-                    let sym = match self.parity_symbol(storage, s, g, idx) {
-                        Some(sym) => sym,
-                        None => continue,
-                    };
-                    let m = Msg::Parity {
-                        xfer: self.xfer,
-                        stream: s,
-                        group: g,
-                        index: idx,
-                        data: &sym,
-                    };
-                    let len = m.encode(&hdr.next(), buf);
-                    self.count_pass(now, len);
-                    return Some((Dest::Group, len));
+                    let (s, g, n) = (*stream, *group, *count);
+                    self.queue.pop_front();
+                    let k_g = self.group_len(s, g);
+                    self.sched.queue_parity(s, g, k_g, n);
+                    return self.poll(now, storage, hdr, buf, pace);
                 }
                 Work::Poll => {
                     self.queue.pop_front();
@@ -352,6 +421,9 @@ impl Outbound {
                         // while the pass before it is still being sent.
                         self.polled_round = self.round;
                         self.waiting_since = now;
+                        if self.round == 1 {
+                            self.pass_over(now);
+                        }
                     }
                     let m = Msg::Poll {
                         xfer: self.xfer,
@@ -383,10 +455,97 @@ impl Outbound {
         }
     }
 
+    /// The pass is over: members that left the pace are served now, and must be done within
+    /// twice what the floor rate allows for the whole payload (plus a second), or they are
+    /// too slow.
+    fn pass_over(&mut self, now: Instant) {
+        let Some(floor) = self.floor else { return };
+        let secs = 2.0 * self.layout.len as f64 / floor.max(1) as f64 + 1.0;
+        let deadline = now + Duration::from_secs_f64(secs.min(1e6));
+        for t in self.targets.iter_mut().filter(|t| t.left_pace.is_some()) {
+            t.slow_deadline.get_or_insert(deadline);
+        }
+    }
+
+    /// Whether the next datagram should be a PACE.
+    pub(crate) fn pace_due(&self, now: Instant) -> bool {
+        self.phase == Phase::Data && self.has_work() && self.next_pace.is_none_or(|t| now >= t)
+    }
+
+    /// How often PACE goes out during the pass.
+    fn pace_every(pace: &PaceInfo) -> Duration {
+        (pace.interval / 2).max(Duration::from_millis(1))
+    }
+
+    fn emit_pace(
+        &mut self,
+        now: Instant,
+        hdr: &mut HeaderGen,
+        buf: &mut [u8],
+        pace: &PaceInfo,
+    ) -> (Dest, usize) {
+        self.next_pace = Some(now + Self::pace_every(pace));
+        let backlog = self.sched.backlog() as f64 * super::rate::SEGMENT / pace.rate.max(1.0);
+        let us = |d: Duration| d.as_micros().min(u128::from(u32::MAX)) as u32;
+        let m = Msg::Pace(Pace {
+            xfer: self.xfer,
+            rate: pace.rate as u64,
+            rtt_us: us(pace.rtt),
+            interval_us: us(pace.interval),
+            clr: pace.clr,
+            backlog_us: us(Duration::from_secs_f64(backlog.min(1e6))),
+            uni: pace.uni,
+            flags: 0,
+            echo: pace.echo.map_or(0, |e| e.0),
+            echo_ts: pace.echo.map_or(0, |e| e.1),
+            echo_hold_us: pace.echo.map_or(0, |e| e.2),
+        });
+        (Dest::Group, m.encode(&hdr.next(), buf))
+    }
+
+    /// Blocks in group `g` of stream `s`.
+    fn group_len(&self, s: Stream, g: u32) -> u32 {
+        let nblocks = self.code.blocks(self.stream_len(s));
+        self.code.group_range(g, nblocks).len() as u32
+    }
+
+    /// Writes one repair symbol; `None` if the group has no such symbol.
+    fn emit_repair<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        hdr: &mut HeaderGen,
+        buf: &mut [u8],
+        s: Stream,
+        g: u32,
+        sym: Sym,
+    ) -> Option<(Dest, usize)> {
+        match sym {
+            Sym::Source(b) => {
+                let nblocks = self.code.blocks(self.stream_len(s));
+                let range = self.code.group_range(g, nblocks);
+                let i = range.start.checked_add(b)?;
+                if !range.contains(&i) {
+                    return None;
+                }
+                Some(self.emit_block(storage, hdr, buf, s, i))
+            }
+            Sym::Parity(idx) => {
+                let data = self.parity_symbol(storage, s, g, idx)?;
+                let m = Msg::Parity {
+                    xfer: self.xfer,
+                    stream: s,
+                    group: g,
+                    index: idx,
+                    data: &data,
+                };
+                Some((Dest::Group, m.encode(&hdr.next(), buf)))
+            }
+        }
+    }
+
     /// Writes source block `i` of stream `s` as a BLOCK datagram into `buf`.
     fn emit_block<S: Storage>(
         &mut self,
-        now: Instant,
         storage: &mut S,
         hdr: &mut HeaderGen,
         buf: &mut [u8],
@@ -406,15 +565,7 @@ impl Outbound {
         };
         let len = m.encode(&hdr.next(), buf);
         hdr.scratch = tmp;
-        self.count_pass(now, len);
         (Dest::Group, len)
-    }
-
-    fn count_pass(&mut self, now: Instant, len: usize) {
-        self.pass_start.get_or_insert(now);
-        self.pass_sent += 1;
-        self.pass_bytes += len as u64;
-        self.sent_datagrams += 1;
     }
 
     fn parity_symbol<S: Storage>(
@@ -429,48 +580,29 @@ impl Outbound {
         if range.is_empty() {
             return None;
         }
-        let fresh = match &self.cache {
-            Some((key, _, _)) => *key != (s, g),
-            None => true,
-        };
-        if fresh {
-            let mut sources = Vec::with_capacity(range.len());
-            for i in range {
-                let mut b = vec![0u8; self.code.block];
-                self.read_block(storage, s, i, &mut b);
-                sources.push(b);
+        let pos = self.cache.iter().position(|(k, _)| *k == (s, g));
+        let all = match pos {
+            Some(p) => {
+                let e = self.cache.remove(p)?;
+                self.cache.push_back(e);
+                &self.cache.back()?.1
             }
-            let all = self.code.encode(&sources, 0..self.code.parity).ok()?;
-            self.cache = Some(((s, g), 0, all));
-        }
-        self.cache
-            .as_ref()
-            .and_then(|(_, _, all)| all.get(idx as usize).cloned())
-    }
-
-    /// Queues `count` fresh repair symbols for group `g` of stream `s`: parity while it
-    /// lasts; once a group needs more than its parity, every source block of the group once
-    /// more (receivers say how many symbols they miss, not which, so resending fewer could
-    /// keep missing the ones they lack).
-    fn queue_parity(&mut self, s: Stream, g: u32, count: u32) {
-        let parity = u32::from(self.code.parity);
-        let nblocks = self.code.blocks(self.stream_len(s));
-        let k_g = self.code.group_range(g, nblocks).len() as u32;
-        let next = self.next_parity.entry((s, g)).or_insert(0);
-        let start = *next;
-        let count = count.min(4 * self.code.k);
-        let end = if start.saturating_add(count) <= parity {
-            start + count
-        } else {
-            start.max(parity).saturating_add(k_g)
+            None => {
+                let mut sources = Vec::with_capacity(range.len());
+                for i in range {
+                    let mut b = vec![0u8; self.code.block];
+                    self.read_block(storage, s, i, &mut b);
+                    sources.push(b);
+                }
+                let all = self.code.encode(&sources, 0..self.code.parity).ok()?;
+                if self.cache.len() >= PARITY_CACHE {
+                    self.cache.pop_front();
+                }
+                self.cache.push_back(((s, g), all));
+                &self.cache.back()?.1
+            }
         };
-        *next = end;
-        self.queue.push_back(Work::Parity {
-            stream: s,
-            group: g,
-            next: start,
-            end,
-        });
+        all.get(idx as usize).cloned()
     }
 
     pub(crate) fn on_report(
@@ -508,7 +640,21 @@ impl Outbound {
         }
     }
 
-    /// A NAK (or registration-phase status) from a target.
+    /// Whether every receiver's NAK for group `g` of `s` is in by now: its first pass ended
+    /// more than `settle` ago (or long enough ago to be forgotten).
+    fn settled(&self, s: Stream, g: u32, now: Instant, settle: Duration) -> bool {
+        self.passed
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == (s, g))
+            .is_none_or(|(_, t)| now.saturating_duration_since(*t) >= settle)
+    }
+
+    /// A NAK from a target: during registration (an answer to an announce: manifest groups
+    /// it lacks), during the pass (`round` 0: groups it can no longer complete from what is
+    /// still to come), or its answer to poll `round`. Each entry becomes a repair request,
+    /// decided after `holdoff` together with the other targets' (see [`Sched`]); groups
+    /// whose first pass ended less than `settle` ago may still be NAKed by others.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_nak(
         &mut self,
@@ -516,8 +662,10 @@ impl Outbound {
         node: u64,
         round: u32,
         flags: u8,
-        received: u32,
+        seen: u64,
         entries: &[u8],
+        holdoff: Duration,
+        settle: Duration,
         cfg: &Config,
     ) {
         let Some(p) = self.target_pos(node) else {
@@ -532,31 +680,57 @@ impl Outbound {
             t.failed = Some("lost the transfer (restarted?)".into());
             return;
         }
+        let in_pace = t.in_pace();
+        let due = now + holdoff;
         match self.phase {
             Phase::Register => {
-                for (s, g, m) in wire::naks(entries) {
-                    if s == Stream::Manifest {
-                        let e = self.repair.entry((s, g)).or_insert(0);
-                        *e = (*e).max(m);
-                    }
+                let mut any = false;
+                for e in wire::naks(entries).filter(|e| e.stream == Stream::Manifest) {
+                    let k_g = self.group_len(e.stream, e.group);
+                    self.sched.request(node, seen, &e, k_g, due, true);
+                    any = true;
+                }
+                if any {
+                    // It answers: announce again soon after its repair left (to learn what
+                    // it still lacks), not after a backed-off interval meant for the silent.
+                    self.interval = self.interval.min(cfg.poll_interval);
+                    let soon = due + cfg.poll_interval;
+                    self.deadline = Some(self.deadline.map_or(soon, |d| d.min(soon)));
                 }
             }
             Phase::Data => {
                 if flags & NAK_DONE != 0 {
-                    t.done = true;
+                    self.targets[p].done = true;
                 }
+                if round == 0 {
+                    // During the pass; one that left the pace is served after it.
+                    if in_pace && self.polled_round == 0 {
+                        for e in wire::naks(entries).filter(|e| e.stream != Stream::Manifest) {
+                            let k_g = self.group_len(e.stream, e.group);
+                            let settled = self.settled(e.stream, e.group, now, settle);
+                            self.sched.request(node, seen, &e, k_g, due, settled);
+                        }
+                    }
+                    return;
+                }
+                let t = &mut self.targets[p];
                 if round != self.round || t.answered == round {
                     return;
                 }
                 t.answered = round;
-                t.received = received;
                 t.missing = 0;
-                for (s, g, m) in wire::naks(entries) {
-                    t.missing += u64::from(m);
-                    if s != Stream::Manifest {
-                        let e = self.repair.entry((s, g)).or_insert(0);
-                        *e = (*e).max(m);
-                    }
+                for e in wire::naks(entries).filter(|e| e.stream != Stream::Manifest) {
+                    self.targets[p].missing += u64::from(e.need);
+                    let k_g = self.group_len(e.stream, e.group);
+                    self.sched.request(node, seen, &e, k_g, due, true);
+                }
+                let t = &mut self.targets[p];
+                if let (Some(_), None, Some(floor)) = (&t.left_pace, t.slow_deadline, cfg.min_rate)
+                {
+                    // Served after the pass: it gets twice what the floor rate would take.
+                    let bytes = t.missing as f64 * self.code.block as f64;
+                    let secs = 2.0 * bytes / floor.max(1) as f64 + 1.0;
+                    t.slow_deadline = Some(now + Duration::from_secs_f64(secs.min(1e6)));
                 }
                 self.maybe_next_round(now, cfg);
             }
@@ -617,6 +791,12 @@ impl Outbound {
     }
 
     fn maybe_next_round(&mut self, now: Instant, cfg: &Config) {
+        if self.targets.iter().all(|t| !t.needs_data()) {
+            // Nobody needs anything any more (the last needy target failed): repair still
+            // queued would serve nobody.
+            self.start_commit(now, cfg);
+            return;
+        }
         let all_in = self
             .targets
             .iter()
@@ -624,24 +804,6 @@ impl Outbound {
         if !all_in || !self.queue.is_empty() {
             return;
         }
-        // Loss estimate of the pass that just ended: the worst receiver.
-        if self.pass_sent > 0 {
-            let worst = self
-                .targets
-                .iter()
-                .filter(|t| t.active() && t.answered == self.round)
-                .map(|t| 1.0 - (t.received as f64 / self.pass_sent as f64).min(1.0))
-                .fold(0.0f64, f64::max);
-            if let Some(start) = self.pass_start {
-                let secs = now.saturating_duration_since(start).as_secs_f64();
-                if secs > 0.0 {
-                    self.loss_sample = Some((self.pass_bytes as f64 / secs, worst));
-                }
-            }
-        }
-        self.pass_sent = 0;
-        self.pass_bytes = 0;
-        self.pass_start = None;
         for t in self.targets.iter_mut().filter(|t| t.active() && !t.done) {
             if t.missing < t.fewest_missing {
                 t.fewest_missing = t.missing;
@@ -661,17 +823,14 @@ impl Outbound {
             return;
         }
         self.round += 1;
-        let repair = std::mem::take(&mut self.repair);
-        let groups = repair.len();
-        for ((s, g), m) in repair {
-            if m > 0 {
-                self.queue_parity(s, g, m);
-            }
-        }
-        if self.round > 1 && groups > 0 {
+        let before = self.sched.backlog();
+        self.sched.decide_all(now);
+        let symbols = self.sched.backlog();
+        if self.round > 2 && symbols > before {
             self.progress.push(format!(
-                "repair round {}: parity for {groups} groups",
-                self.round
+                "repair round {}: {} symbols",
+                self.round - 1,
+                symbols - before
             ));
         }
         self.queue.push_back(Work::Poll);
@@ -725,6 +884,7 @@ impl Outbound {
         }
         self.phase = Phase::Data;
         self.round = 1;
+        self.next_pace = None;
         let plan_blocks = self.code.blocks(self.plan.len() as u64);
         self.queue.push_back(Work::Blocks {
             stream: Stream::Plan,
@@ -735,7 +895,11 @@ impl Outbound {
         // proactive parity with it.
         for g in 0..self.code.groups(self.plan.len() as u64) {
             let k_g = self.code.group_range(g, plan_blocks).len() as u32;
-            self.queue_parity(Stream::Plan, g, k_g.div_ceil(2) + 1);
+            self.queue.push_back(Work::Proactive {
+                stream: Stream::Plan,
+                group: g,
+                count: k_g.div_ceil(2) + 1,
+            });
         }
         self.queue.push_back(Work::Blocks {
             stream: Stream::Payload,
@@ -756,6 +920,7 @@ impl Outbound {
         ));
         self.phase = Phase::Commit;
         self.queue.clear();
+        self.sched.clear();
         self.queue.push_back(Work::Commit);
         self.interval = cfg.poll_interval;
         self.waiting_since = now;
@@ -771,6 +936,17 @@ impl Outbound {
     ) {
         if self.phase == Phase::Done {
             return;
+        }
+        self.sched.decide_due(now);
+        // Served after the pass, and still not done when twice the floor's time is up.
+        for t in &mut self.targets {
+            if t.needs_data() && t.slow_deadline.is_some_and(|d| now >= d) {
+                t.failed = Some(format!(
+                    "too slow: it could not keep the floor rate ({}) and was not done in \
+                     twice the time that rate allows",
+                    t.left_pace.as_deref().unwrap_or("below --min-rate")
+                ));
+            }
         }
         // Fail targets that went silent while we wait for them.
         let waiting_since = self.waiting_since;
@@ -828,10 +1004,6 @@ impl Outbound {
                     return;
                 }
                 if self.deadline.is_some_and(|d| now >= d) && self.queue.is_empty() {
-                    let repair = std::mem::take(&mut self.repair);
-                    for ((s, g), m) in repair {
-                        self.queue_parity(s, g, m);
-                    }
                     self.queue.push_back(Work::Announce);
                     self.interval = (self.interval * 2).min(cfg.max_poll_interval);
                     self.deadline = Some(now + self.interval);
@@ -854,12 +1026,20 @@ impl Outbound {
                     && self.deadline.is_some_and(|d| now >= d)
                     && self.queue.is_empty()
                 {
+                    // Retried faster than polls: a member that missed a COMMIT or whose
+                    // RESULT was lost is usually alive (the member timeout fails one that is
+                    // not), and everyone else waits for it.
                     self.queue.push_back(Work::Commit);
-                    self.interval = (self.interval * 2).min(cfg.max_poll_interval);
+                    self.interval = (self.interval * 2).min(COMMIT_RETRY_MAX);
                     self.deadline = None;
                 }
             }
             Phase::Done => {}
+        }
+        if self.deadline.is_some_and(|d| now >= d) && !self.queue.is_empty() {
+            // The retry is still queued behind paced work: come back later, not at once
+            // again and again (a deadline left in the past would spin the driver).
+            self.deadline = Some(now + self.interval);
         }
     }
 
@@ -922,6 +1102,7 @@ impl Outbound {
                     planned_bytes,
                     changes,
                     deletions: t.deletion_list.clone(),
+                    left_pace: t.left_pace.clone(),
                 }
             })
             .collect();
@@ -933,6 +1114,7 @@ impl Outbound {
             elapsed: now.saturating_duration_since(self.started),
             payload_bytes: self.layout.len,
             datagrams: self.sent_datagrams,
+            repair_datagrams: self.repair_datagrams,
         }
     }
 
@@ -1044,35 +1226,5 @@ fn decode_report(blob: &[u8], entries: usize) -> Result<Report, wire::WireError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_round_trip() {
-        let flags = vec![0, 0, 3, 0, 1, 0, 0];
-        let dels = vec![b"a/b".to_vec(), b"c".to_vec()];
-        // Attribute changes (the high byte) travel after the rest, only when present.
-        let high = vec![0x100, 0, 0x283, 0, 0, 0, 0x200];
-        let b = encode_report(&high, &dels, true);
-        assert_eq!(decode_report(&b, 7).unwrap(), (high, 2, dels.clone()));
-        for cut in 0..b.len() {
-            if let Ok((f, ..)) = decode_report(&b[..cut], 7) {
-                assert!(
-                    f.iter().all(|&f| f >> 8 == 0),
-                    "a cut kept part of the high byte"
-                );
-            }
-        }
-        let b = encode_report(&flags, &dels, true);
-        assert_eq!(
-            decode_report(&b, 7).unwrap(),
-            (flags.clone(), 2, dels.clone())
-        );
-        let b = encode_report(&flags, &dels, false);
-        assert_eq!(decode_report(&b, 7).unwrap(), (flags, 2, vec![]));
-        assert!(decode_report(&b, 8).is_err());
-        for cut in 0..b.len() {
-            assert!(decode_report(&b[..cut], 7).is_err());
-        }
-    }
-}
+#[path = "send_tests.rs"]
+mod tests;

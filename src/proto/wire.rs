@@ -15,10 +15,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// First two bytes of every makuo datagram.
 pub const MAGIC: [u8; 2] = *b"MK";
-/// Protocol version this build speaks (and the highest it accepts).
-pub const VERSION: u8 = 1;
+/// Protocol version this build speaks (and the highest it accepts). Version 2: NAKs name the
+/// missing symbols, receivers report during the pass, rate control (PACE, feedback).
+pub const VERSION: u8 = 2;
 /// Lowest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 1;
+pub const MIN_VERSION: u8 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.
@@ -363,7 +364,9 @@ pub mod kind {
     pub const POLL: u8 = 8;
     /// Receiver's registration report (change flags, deletions).
     pub const REPORT: u8 = 9;
-    /// Receiver's answer to a poll: missing symbols per group.
+    /// Receiver's report of groups it cannot complete from what is still to come (during a
+    /// pass) or its answer to a poll: per group, how many symbols it needs and which source
+    /// blocks it misses.
     pub const NAK: u8 = 10;
     /// Commit request.
     pub const COMMIT: u8 = 11;
@@ -376,6 +379,10 @@ pub mod kind {
     pub const CHALLENGE: u8 = 14;
     /// Sealing layer only (`seal/handshake.rs`): the answer to a CHALLENGE.
     pub const RESPONSE: u8 = 15;
+    /// Sender's pacing state during a pass: rate, current limiting receiver, timers.
+    pub const PACE: u8 = 16;
+    /// Receiver's rate feedback: loss event rate, receive rate, overflows, RTT echo.
+    pub const FEEDBACK: u8 = 17;
 }
 
 /// Transfer streams.
@@ -553,6 +560,105 @@ pub const RESULT_BUSY: u8 = 2;
 /// Result status: transfer unknown to the receiver.
 pub const RESULT_UNKNOWN: u8 = 3;
 
+/// Most bytes of a NAK entry's missing-block map (one bit per source block of a group of at
+/// most 1024 blocks).
+pub const MAX_MAP: usize = 128;
+
+/// One NAK entry: group `group` of `stream` needs `need` more symbols, any fresh parity
+/// symbol or any source block whose bit is set in `missing` (bit `i`, LSB first: block
+/// `i` of the group). Entries of several receivers merge by the maximum `need` and the OR of
+/// their maps. An empty map stands for "every block".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NakEntry<'a> {
+    /// Stream.
+    pub stream: Stream,
+    /// Group number.
+    pub group: u32,
+    /// Symbols still needed.
+    pub need: u32,
+    /// Bitmap of source blocks missing (trailing zero bytes trimmed).
+    pub missing: &'a [u8],
+}
+
+impl NakEntry<'_> {
+    /// Whether source block `i` of the group is missing (always, for an empty map).
+    pub fn lacks(&self, i: u32) -> bool {
+        self.missing.is_empty()
+            || self
+                .missing
+                .get(i as usize / 8)
+                .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Encoded size.
+    pub fn encoded_len(&self) -> usize {
+        1 + varint_len(self.group as u64) + varint_len(self.need as u64) + 1 + self.missing.len()
+    }
+
+    /// Appends the entry to a NAK body.
+    pub fn write(&self, w: &mut Writer) {
+        w.u8(self.stream as u8);
+        w.varint(self.group as u64);
+        w.varint(self.need as u64);
+        let m = &self.missing[..self.missing.len().min(MAX_MAP)];
+        w.u8(m.len() as u8);
+        w.raw(m);
+    }
+}
+
+/// Sender's pacing state, multicast during a pass (see `docs/protocol.md`, *Rate control*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// Transfer.
+    pub xfer: u32,
+    /// Current send rate, bytes per second.
+    pub rate: u64,
+    /// Round-trip time receivers should assume (the largest the sender measured), µs.
+    pub rtt_us: u32,
+    /// How often the current limiting receiver reports, µs.
+    pub interval_us: u32,
+    /// Node id of the current limiting receiver (0: none yet).
+    pub clr: u64,
+    /// Time to send the repair already queued at the current rate, µs.
+    pub backlog_us: u32,
+    /// Unicast datagrams the sender has sent so far (mod 2^32): they take header sequence
+    /// numbers that group members never see, which are not losses.
+    pub uni: u32,
+    /// Reserved (0).
+    pub flags: u8,
+    /// Receiver whose feedback timestamp is echoed (0: none), so it learns its own
+    /// round-trip time.
+    pub echo: u64,
+    /// That feedback's `ts_us`.
+    pub echo_ts: u32,
+    /// µs between the sender receiving that feedback and sending this PACE.
+    pub echo_hold_us: u32,
+}
+
+/// Receiver's rate feedback (see `docs/protocol.md`, *Rate control*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feedback {
+    /// Transfer.
+    pub xfer: u32,
+    /// [`FB_CLR`].
+    pub flags: u8,
+    /// Highest header sequence number received from the sender.
+    pub seen: u64,
+    /// µs between receiving `seen` and sending this feedback.
+    pub hold_us: u32,
+    /// Loss event rate, as a fraction of `u32::MAX` (0: no loss event yet).
+    pub loss: u32,
+    /// Receive rate over the last feedback interval, bytes per second (0: not measured).
+    pub recv_rate: u64,
+    /// Datagrams the receiver's socket dropped (buffer full) since its previous feedback.
+    pub overflows: u32,
+    /// The receiver's clock, µs (any origin, wrapping): echoed in a later PACE.
+    pub ts_us: u32,
+}
+
+/// Feedback flag: sent as the current limiting receiver.
+pub const FB_CLR: u8 = 0x01;
+
 /// A decoded message body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg<'a> {
@@ -610,13 +716,16 @@ pub enum Msg<'a> {
     Nak {
         /// Transfer.
         xfer: u32,
-        /// Round it answers.
+        /// Poll round it answers (0: sent unasked during a pass).
         round: u32,
         /// [`NAK_FINAL`], [`NAK_DONE`], [`NAK_UNKNOWN`].
         flags: u8,
-        /// Symbols received in the round's pass (for loss estimation).
-        received: u32,
-        /// Raw `(stream u8, group varint, missing varint)` triples; see [`naks`].
+        /// Highest header sequence number received from the sender when this was written:
+        /// repair the sender sent after it is already on its way.
+        seen: u64,
+        /// µs between receiving `seen` and sending this NAK (for the sender's RTT).
+        hold_us: u32,
+        /// Raw entries; see [`NakEntry`] and [`naks`].
         entries: &'a [u8],
     },
     /// Commit request.
@@ -652,11 +761,15 @@ pub enum Msg<'a> {
         /// Reason.
         reason: &'a [u8],
     },
+    /// Sender's pacing state.
+    Pace(Pace),
+    /// Receiver's rate feedback.
+    Feedback(Feedback),
 }
 
-/// Iterates over NAK entries `(stream, group, missing)`; a malformed tail ends the iteration
-/// (decode already validated the whole list).
-pub fn naks(raw: &[u8]) -> impl Iterator<Item = (Stream, u32, u32)> + '_ {
+/// Iterates over NAK entries; a malformed tail ends the iteration (decode already validated
+/// the whole list).
+pub fn naks(raw: &[u8]) -> impl Iterator<Item = NakEntry<'_>> + '_ {
     let mut r = Reader::new(raw);
     std::iter::from_fn(move || {
         if r.remaining() == 0 {
@@ -666,11 +779,77 @@ pub fn naks(raw: &[u8]) -> impl Iterator<Item = (Stream, u32, u32)> + '_ {
     })
 }
 
-fn read_nak(r: &mut Reader<'_>) -> Result<(Stream, u32, u32), WireError> {
-    let s = Stream::from_u8(r.u8()?)?;
-    let g = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("group"))?;
-    let m = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("missing"))?;
-    Ok((s, g, m))
+fn read_nak<'a>(r: &mut Reader<'a>) -> Result<NakEntry<'a>, WireError> {
+    let stream = Stream::from_u8(r.u8()?)?;
+    let group = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("group"))?;
+    let need = u32::try_from(r.varint()?).map_err(|_| WireError::BadValue("need"))?;
+    let n = r.u8()? as usize;
+    if n > MAX_MAP {
+        return Err(WireError::TooLarge("missing map"));
+    }
+    let missing = r.raw(n)?;
+    Ok(NakEntry {
+        stream,
+        group,
+        need,
+        missing,
+    })
+}
+
+/// What every protocol version keeps in place, read from a datagram of a version this build
+/// does not speak: the header's version and node id and, for an unsealed HEARTBEAT, the
+/// first fields of its body. Nothing else of such a datagram is ever parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignHeader<'a> {
+    /// The datagram's protocol version.
+    pub version: u8,
+    /// The sender's node id.
+    pub node: u64,
+    /// From an unsealed heartbeat: who it is and what it speaks.
+    pub hello: Option<ForeignHello<'a>>,
+}
+
+/// The fixed leading fields of a HEARTBEAT body, the same in every protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignHello<'a> {
+    /// Heartbeat flags ([`HB_RECEIVER`]: it would accept pushes).
+    pub flags: u8,
+    /// Lowest and highest protocol version the peer speaks.
+    pub proto: (u8, u8),
+    /// Its name.
+    pub name: &'a [u8],
+    /// Its software version string.
+    pub software: &'a [u8],
+}
+
+/// Reads the version-independent parts of a datagram (see [`ForeignHeader`]); `None` when
+/// it is not a makuo datagram or too short to hold a header.
+pub fn peek_foreign(buf: &[u8]) -> Option<ForeignHeader<'_>> {
+    if buf.len() < HEADER_LEN || buf[..2] != MAGIC {
+        return None;
+    }
+    let node = u64::from_be_bytes(buf[8..16].try_into().unwrap());
+    let hello = (buf[3] == kind::HEARTBEAT && buf[4] & FLAG_SEALED == 0)
+        .then(|| {
+            let mut r = Reader::new(&buf[HEADER_LEN..]);
+            let flags = r.u8().ok()?;
+            let proto = (r.u8().ok()?, r.u8().ok()?);
+            let _interval = r.u32().ok()?;
+            let name = r.bytes8().ok()?;
+            let software = r.bytes8().ok()?;
+            Some(ForeignHello {
+                flags,
+                proto,
+                name,
+                software,
+            })
+        })
+        .flatten();
+    Some(ForeignHeader {
+        version: buf[2],
+        node,
+        hello,
+    })
 }
 
 /// Parses one whole datagram (unsealed form).
@@ -804,7 +983,8 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
             let xfer = r.u32()?;
             let round = r.u32()?;
             let flags = r.u8()?;
-            let received = r.u32()?;
+            let seen = r.u64()?;
+            let hold_us = r.u32()?;
             let entries = r.rest();
             let mut er = Reader::new(entries);
             while er.remaining() > 0 {
@@ -814,7 +994,8 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
                 xfer,
                 round,
                 flags,
-                received,
+                seen,
+                hold_us,
                 entries,
             }
         }
@@ -850,6 +1031,29 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
             xfer: r.u32()?,
             reason: r.bytes16()?,
         },
+        kind::PACE => Msg::Pace(Pace {
+            xfer: r.u32()?,
+            rate: r.u64()?,
+            rtt_us: r.u32()?,
+            interval_us: r.u32()?,
+            clr: r.u64()?,
+            backlog_us: r.u32()?,
+            uni: r.u32()?,
+            flags: r.u8()?,
+            echo: r.u64()?,
+            echo_ts: r.u32()?,
+            echo_hold_us: r.u32()?,
+        }),
+        kind::FEEDBACK => Msg::Feedback(Feedback {
+            xfer: r.u32()?,
+            flags: r.u8()?,
+            seen: r.u64()?,
+            hold_us: r.u32()?,
+            loss: r.u32()?,
+            recv_rate: r.u64()?,
+            overflows: r.u32()?,
+            ts_us: r.u32()?,
+        }),
         other => return Err(WireError::UnknownKind(other)),
     };
     r.finish()?;
@@ -871,6 +1075,8 @@ impl Msg<'_> {
             Msg::Commit { .. } => kind::COMMIT,
             Msg::Result { .. } => kind::RESULT,
             Msg::Abort { .. } => kind::ABORT,
+            Msg::Pace(_) => kind::PACE,
+            Msg::Feedback(_) => kind::FEEDBACK,
         }
     }
 
@@ -952,13 +1158,15 @@ impl Msg<'_> {
                 xfer,
                 round,
                 flags,
-                received,
+                seen,
+                hold_us,
                 entries,
             } => {
                 c.u32(*xfer);
                 c.u32(*round);
                 c.u8(*flags);
-                c.u32(*received);
+                c.u64(*seen);
+                c.u32(*hold_us);
                 c.raw(entries);
             }
             Msg::Commit {
@@ -991,6 +1199,29 @@ impl Msg<'_> {
             Msg::Abort { xfer, reason } => {
                 c.u32(*xfer);
                 c.bytes16(reason);
+            }
+            Msg::Pace(p) => {
+                c.u32(p.xfer);
+                c.u64(p.rate);
+                c.u32(p.rtt_us);
+                c.u32(p.interval_us);
+                c.u64(p.clr);
+                c.u32(p.backlog_us);
+                c.u32(p.uni);
+                c.u8(p.flags);
+                c.u64(p.echo);
+                c.u32(p.echo_ts);
+                c.u32(p.echo_hold_us);
+            }
+            Msg::Feedback(f) => {
+                c.u32(f.xfer);
+                c.u8(f.flags);
+                c.u64(f.seen);
+                c.u32(f.hold_us);
+                c.u32(f.loss);
+                c.u64(f.recv_rate);
+                c.u32(f.overflows);
+                c.u32(f.ts_us);
             }
         }
         c.len()
@@ -1089,13 +1320,59 @@ mod tests {
             parts: 2,
             data: b"rep",
         });
+        let mut w = Writer::new();
+        let e1 = NakEntry {
+            stream: Stream::Payload,
+            group: 300,
+            need: 3,
+            missing: &[0b1000_0101, 0, 0x40],
+        };
+        let e2 = NakEntry {
+            stream: Stream::Plan,
+            group: 0,
+            need: 1,
+            missing: &[],
+        };
+        e1.write(&mut w);
+        e2.write(&mut w);
+        let raw = w.into_vec();
+        assert_eq!(raw.len(), e1.encoded_len() + e2.encoded_len());
         round_trip(Msg::Nak {
             xfer: 1,
             round: 3,
             flags: NAK_FINAL,
-            received: 77,
-            entries: &[2, 5, 3],
+            seen: 1 << 40,
+            hold_us: 77,
+            entries: &raw,
         });
+        let back: Vec<NakEntry<'_>> = naks(&raw).collect();
+        assert_eq!(back, vec![e1, e2]);
+        assert!(e1.lacks(0) && e1.lacks(2) && e1.lacks(7) && e1.lacks(22));
+        assert!(!e1.lacks(1) && !e1.lacks(8) && !e1.lacks(23) && !e1.lacks(1000));
+        assert!(e2.lacks(5), "an empty map means every block");
+        round_trip(Msg::Pace(Pace {
+            xfer: 9,
+            rate: 50_000_000,
+            rtt_us: 400,
+            interval_us: 2000,
+            clr: 0x1234,
+            backlog_us: 77,
+            uni: 3,
+            flags: 0,
+            echo: 0x77,
+            echo_ts: 123,
+            echo_hold_us: 9,
+        }));
+        round_trip(Msg::Feedback(Feedback {
+            xfer: 9,
+            flags: FB_CLR,
+            seen: 123_456,
+            hold_us: 12,
+            loss: u32::MAX / 100,
+            recv_rate: 12_500_000,
+            overflows: 4,
+            ts_us: 0xdead_beef,
+        }));
         round_trip(Msg::Commit {
             xfer: 1,
             flags: COMMIT_NO_DELETE,
@@ -1129,6 +1406,28 @@ mod tests {
         buf[2] = VERSION;
         buf[3] = 200;
         assert_eq!(decode(&buf[..n]), Err(WireError::UnknownKind(200)));
+    }
+
+    #[test]
+    fn nak_maps_are_bounded() {
+        let mut w = Writer::new();
+        w.u8(2);
+        w.varint(1);
+        w.varint(1);
+        w.u8(MAX_MAP as u8 + 1);
+        w.raw(&[0xff; MAX_MAP + 1]);
+        let raw = w.into_vec();
+        let m = Msg::Nak {
+            xfer: 1,
+            round: 0,
+            flags: 0,
+            seen: 0,
+            hold_us: 0,
+            entries: &raw,
+        };
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = m.encode(&hdr(), &mut buf);
+        assert_eq!(decode(&buf[..n]), Err(WireError::TooLarge("missing map")));
     }
 
     #[test]

@@ -1102,9 +1102,9 @@ mod tests {
         let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
-            "4d4b010d034800070123456789abcdef0000000000000001\
+            "4d4b020d034800070123456789abcdef0000000000000001\
              e5352c43b544868602cd57529a0e9930\
-             5775390978c19322345b4d9ea3f7b83b"
+             86ae7823469838b4a04c2b38bbf436a2"
         );
         let mut rx = Sealer::new(&k, None, 0x42, 7);
         // Not verified yet: refused, so open it as a verified peer would.

@@ -1,15 +1,31 @@
-//! A virtual multicast LAN for engine tests: N engines, a virtual clock, per-link seeded loss
-//! (independent or in bursts), delay with jitter (which reorders), duplication, a sender link
-//! rate, and hooks to pause a member. `step` jumps to the earliest arrival or timer; `drive`
-//! runs until a condition holds, under a bound of virtual time and steps.
+//! A virtual multicast LAN for engine tests: N engines, a virtual clock, and links that
+//! misbehave the way real ones do. `step` jumps to the earliest arrival or timer; `drive` runs
+//! until a condition holds, under a bound of virtual time and steps.
+//!
+//! The path of one datagram from member `i` to member `j`:
+//! 1. **egress** of `i`: a FIFO at `i`'s link rate. Its sender blocks (is not polled) while
+//!    more than `tx_queue` bytes wait in it, as a full socket buffer or queueing discipline
+//!    makes `send` wait (`net.rs` waits on `EAGAIN`/`ENOBUFS` rather than drop).
+//! 2. **the wire**: loss drawn per link (`i` to `j`): independent, plus a Gilbert-Elliott
+//!    two-state chain (bursts); duplication; base latency plus random jitter (which reorders).
+//! 3. **deafness** of `j` (a schedule: deaf for `on` of every `period`): everything addressed to
+//!    it is dropped before its socket, as an nftables drop rule does. Invisible to `j`.
+//! 4. **ingress** of `j` (optional): a FIFO draining at `j`'s own rate with a finite queue in
+//!    bytes: a slow link (a switch port or `tbf`, drops invisible) or a slow receiver's socket
+//!    buffer (drops counted and handed to the engine as `SO_RXQ_OVFL` would report them).
+//!
+//! Everything is drawn from seeded generators, so runs are deterministic.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use makuo::proto::storage::MemStorage;
 use makuo::proto::{wire, Config, Dest, Engine, Event};
+
+/// Ethernet + IPv4 + UDP bytes per datagram on the wire (preamble and gap not counted).
+pub const WIRE_OVERHEAD: usize = 42;
 
 /// SplitMix64: small, seeded, deterministic.
 #[derive(Clone)]
@@ -31,21 +47,59 @@ impl Rng {
     }
 }
 
-/// How links misbehave.
+/// Gilbert-Elliott burst loss: a two-state Markov chain per link that steps once per
+/// datagram slot (the time a full datagram takes at the link rate), whether or not a datagram
+/// is sent in it, so a burst is a stretch of time: it ends during a quiet period as it would
+/// while traffic flows. Mean burst length is `1 / bad_to_good` slots; the fraction of time
+/// spent bad is `good_to_bad / (good_to_bad + bad_to_good)`.
+#[derive(Clone, Copy, Debug)]
+pub struct GilbertElliott {
+    /// Probability per datagram of moving from the good to the bad state.
+    pub good_to_bad: f64,
+    /// Probability per datagram of moving from the bad to the good state.
+    pub bad_to_good: f64,
+    /// Loss probability in the good state (on top of `Faults::loss`).
+    pub loss_good: f64,
+    /// Loss probability in the bad state.
+    pub loss_bad: f64,
+}
+
+impl GilbertElliott {
+    /// Bursts entered with probability `enter` per datagram, left with `leave`, losing
+    /// everything while they last.
+    pub fn bursts(enter: f64, leave: f64) -> Self {
+        Self {
+            good_to_bad: enter,
+            bad_to_good: leave,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        }
+    }
+
+    /// Long-run fraction of datagrams lost by the chain.
+    pub fn mean_loss(&self) -> f64 {
+        let bad = self.good_to_bad / (self.good_to_bad + self.bad_to_good);
+        bad * self.loss_bad + (1.0 - bad) * self.loss_good
+    }
+}
+
+/// How links misbehave (the same on every link; see [`Link`] for one member's own).
 #[derive(Clone, Debug)]
 pub struct Faults {
     /// Independent loss probability per datagram per receiving member.
     pub loss: f64,
-    /// Burst loss (Gilbert-Elliott): probability to enter a bad state per datagram, and to leave it.
-    pub burst: Option<(f64, f64)>,
+    /// Burst loss per link.
+    pub burst: Option<GilbertElliott>,
     /// Duplication probability.
     pub dup: f64,
     /// Base one-way latency.
     pub latency: Duration,
     /// Extra random delay up to this (reorders datagrams).
     pub jitter: Duration,
-    /// Each member's egress rate, bytes per second.
+    /// Each member's egress rate, bytes per second (Ethernet/IP/UDP overhead included).
     pub link_rate: f64,
+    /// Bytes a member's egress holds before its sends block.
+    pub tx_queue: usize,
 }
 
 impl Default for Faults {
@@ -54,9 +108,10 @@ impl Default for Faults {
             loss: 0.0,
             burst: None,
             dup: 0.0,
-            latency: Duration::from_micros(200),
+            latency: Duration::from_micros(50),
             jitter: Duration::ZERO,
             link_rate: 125e6,
+            tx_queue: 1 << 20,
         }
     }
 }
@@ -67,7 +122,7 @@ impl Faults {
             loss,
             dup: if loss > 0.0 { 0.01 } else { 0.0 },
             jitter: if loss > 0.0 {
-                Duration::from_micros(300)
+                Duration::from_micros(100)
             } else {
                 Duration::ZERO
             },
@@ -76,26 +131,75 @@ impl Faults {
     }
 }
 
+/// Deaf for `on` out of every `period`, starting `phase` into the first period.
+#[derive(Clone, Copy, Debug)]
+pub struct Deaf {
+    pub on: Duration,
+    pub period: Duration,
+    pub phase: Duration,
+}
+
+/// One member's own link properties.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    /// Drops everything addressed to the member on this schedule (counted, invisible).
+    pub deaf: Option<(Instant, Deaf)>,
+    /// Ingress: drain rate in bytes per second (`None`: as fast as it arrives).
+    pub rx_rate: Option<f64>,
+    /// Ingress queue in bytes; what does not fit is dropped.
+    pub rx_queue: usize,
+    /// Whether ingress drops are the member's socket buffer overflowing (reported to the
+    /// engine, as `SO_RXQ_OVFL`), rather than a switch or shaper dropping (invisible).
+    pub rx_visible: bool,
+    /// Egress rate override (bytes per second).
+    pub tx_rate: Option<f64>,
+}
+
 pub struct Node {
     pub engine: Engine<MemStorage>,
     pub addr: SocketAddr,
     pub paused: bool,
     pub gone: bool,
+    pub link: Link,
     pub events: Vec<(Instant, Event)>,
     pub sent_datagrams: u64,
     pub sent_wire_bytes: u64,
+    /// Datagrams handed to the engine.
+    pub recv_datagrams: u64,
+    /// Datagrams dropped while deaf.
+    pub deaf_dropped: u64,
+    /// Datagrams dropped by the ingress queue (visible or not).
+    pub queue_dropped: u64,
+    /// Overflows reported to the engine.
+    pub overflows: u64,
     /// Datagrams that arrived while paused, as a socket buffer holds them (bounded).
     backlog: Vec<(SocketAddr, Vec<u8>)>,
     link_free: Instant,
-    /// In a loss burst since this time (bursts also end after 5 ms: a buffer overflow
-    /// lasts while traffic is heavy, not through quiet periods).
-    bad: Option<Instant>,
+    rx_free: Instant,
 }
 
-struct Arrival {
-    to: usize,
-    from: SocketAddr,
-    bytes: Vec<u8>,
+impl Node {
+    fn deaf_at(&self, t: Instant) -> bool {
+        let Some((start, d)) = self.link.deaf else {
+            return false;
+        };
+        if t < start || d.period.is_zero() {
+            return false;
+        }
+        let into = (t - start + d.phase).as_nanos() % d.period.as_nanos();
+        into < d.on.as_nanos()
+    }
+}
+
+enum Due {
+    Datagram {
+        to: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Overflow {
+        to: usize,
+    },
 }
 
 pub struct Lan {
@@ -104,9 +208,11 @@ pub struct Lan {
     pub faults: Faults,
     rng: Rng,
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    arrivals: Vec<Option<Arrival>>,
+    arrivals: Vec<Option<Due>>,
     free: Vec<usize>,
     seq: u64,
+    /// Gilbert-Elliott state per link (from, to): bad, and the slot it was last stepped at.
+    bad: HashMap<(usize, usize), (bool, Instant)>,
     pub steps: u64,
     /// When set, every datagram any node sends is copied here (for fuzz corpora).
     pub capture: Option<Vec<Vec<u8>>>,
@@ -114,6 +220,10 @@ pub struct Lan {
     /// lose chosen datagrams).
     #[allow(clippy::type_complexity)]
     pub drop_if: Option<Box<dyn FnMut(usize, usize, &[u8]) -> bool>>,
+    /// When set, the first transmission of each payload block that a member did not get is
+    /// counted here, per (member, group of 128): the repair the first pass makes necessary.
+    pub first_pass_losses: Option<HashMap<(usize, u32), u32>>,
+    first_sent: std::collections::HashSet<u32>,
     buf: Vec<u8>,
 }
 
@@ -142,9 +252,12 @@ impl Lan {
             arrivals: Vec::new(),
             free: Vec::new(),
             seq: 0,
+            bad: HashMap::new(),
             steps: 0,
             capture: None,
             drop_if: None,
+            first_pass_losses: None,
+            first_sent: std::collections::HashSet::new(),
             buf: vec![0u8; wire::MAX_DATAGRAM],
         }
     }
@@ -157,18 +270,26 @@ impl Lan {
     pub fn add_with(&mut self, mut cfg: Config, storage: MemStorage) -> usize {
         let i = self.nodes.len();
         cfg.node_id = 0x1000 + i as u64 * 0x10001;
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 1, i as u8 + 1)), 40000);
+        let addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(127, 0, (i >> 8) as u8 + 1, i as u8 + 1)),
+            40000,
+        );
         self.nodes.push(Node {
             engine: Engine::new(cfg, storage, self.now),
             addr,
             paused: false,
             gone: false,
+            link: Link::default(),
             events: Vec::new(),
             sent_datagrams: 0,
             sent_wire_bytes: 0,
+            recv_datagrams: 0,
+            deaf_dropped: 0,
+            queue_dropped: 0,
+            overflows: 0,
             backlog: Vec::new(),
             link_free: self.now,
-            bad: None,
+            rx_free: self.now,
         });
         i
     }
@@ -177,14 +298,29 @@ impl Lan {
         self.nodes[i].engine.config().node_id
     }
 
-    fn schedule(&mut self, at: Instant, a: Arrival) {
+    /// Makes member `i` deaf for `on` of every `period`, from now on, starting `phase` into
+    /// the first period.
+    pub fn set_deaf(&mut self, i: usize, on: Duration, period: Duration, phase: Duration) {
+        self.nodes[i].link.deaf = Some((self.now, Deaf { on, period, phase }));
+    }
+
+    /// Shapes member `i`'s ingress: it drains at `rate` bytes per second and holds `queue`
+    /// bytes; `visible`: drops are its socket buffer overflowing (reported to its engine).
+    pub fn set_ingress(&mut self, i: usize, rate: f64, queue: usize, visible: bool) {
+        let l = &mut self.nodes[i].link;
+        l.rx_rate = Some(rate);
+        l.rx_queue = queue;
+        l.rx_visible = visible;
+    }
+
+    fn schedule(&mut self, at: Instant, d: Due) {
         let slot = match self.free.pop() {
             Some(s) => {
-                self.arrivals[s] = Some(a);
+                self.arrivals[s] = Some(d);
                 s
             }
             None => {
-                self.arrivals.push(Some(a));
+                self.arrivals.push(Some(d));
                 self.arrivals.len() - 1
             }
         };
@@ -192,44 +328,117 @@ impl Lan {
         self.queue.push(Reverse((at, self.seq, slot)));
     }
 
-    fn lost(&mut self, to: usize) -> bool {
-        if let Some((enter, leave)) = self.faults.burst {
-            let now = self.now;
-            let n = &mut self.nodes[to];
-            if let Some(since) = n.bad {
-                if self.rng.chance(leave) || now - since > Duration::from_millis(5) {
-                    n.bad = None;
-                }
-            } else if self.rng.chance(enter) {
-                n.bad = Some(now);
-            }
-            if self.nodes[to].bad.is_some() {
+    /// Whether the datagram leaving `from` at `at` is lost on its way to `to`.
+    fn lost(&mut self, from: usize, to: usize, at: Instant) -> bool {
+        if let Some(ge) = self.faults.burst {
+            let slot = 1500.0 / self.faults.link_rate;
+            let (bad, last) = self.bad.entry((from, to)).or_insert((false, at));
+            // The chain after n steps: P(bad) = pi + (x0 - pi) (1 - a - b)^n.
+            let n = (at.saturating_duration_since(*last).as_secs_f64() / slot).max(1.0);
+            let pi = ge.good_to_bad / (ge.good_to_bad + ge.bad_to_good);
+            let x0 = if *bad { 1.0 } else { 0.0 };
+            let p_bad = pi + (x0 - pi) * (1.0 - ge.good_to_bad - ge.bad_to_good).powf(n);
+            *last = at.max(*last);
+            *bad = self.rng.chance(p_bad);
+            let p = if *bad { ge.loss_bad } else { ge.loss_good };
+            if self.rng.chance(p) {
                 return true;
             }
         }
         self.rng.chance(self.faults.loss)
     }
 
-    /// Drains every node's output onto the wire.
+    fn tx_rate(&self, i: usize) -> f64 {
+        self.nodes[i].link.tx_rate.unwrap_or(self.faults.link_rate)
+    }
+
+    /// When member `i`'s egress has room again (`None`: it has room now): when no more than
+    /// `tx_queue` bytes are left in it.
+    fn tx_room_at(&self, i: usize) -> Option<Instant> {
+        let hold = Duration::from_secs_f64(self.faults.tx_queue as f64 / self.tx_rate(i));
+        let at = self.nodes[i].link_free.checked_sub(hold)?;
+        (at > self.now).then_some(at)
+    }
+
+    /// Counts a lost first transmission of a payload block (see `first_pass_losses`).
+    fn trace_loss(&mut self, j: usize, first: Option<u32>) {
+        if let (Some(t), Some(idx)) = (&mut self.first_pass_losses, first) {
+            *t.entry((j, idx / 128)).or_insert(0) += 1;
+        }
+    }
+
+    /// Puts one copy of a datagram on `j`'s ingress, arriving at `at`; `first`: the payload
+    /// block index if this is its first transmission.
+    fn deliver(
+        &mut self,
+        j: usize,
+        at: Instant,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+        first: Option<u32>,
+    ) {
+        if self.nodes[j].deaf_at(at) {
+            self.nodes[j].deaf_dropped += 1;
+            self.trace_loss(j, first);
+            return;
+        }
+        let mut at = at;
+        if let Some(rate) = self.nodes[j].link.rx_rate {
+            let n = &mut self.nodes[j];
+            let size = (bytes.len() + WIRE_OVERHEAD) as f64;
+            let backlog = n.rx_free.saturating_duration_since(at).as_secs_f64() * rate;
+            if backlog + size > n.link.rx_queue as f64 {
+                n.queue_dropped += 1;
+                if n.link.rx_visible {
+                    self.schedule(at, Due::Overflow { to: j });
+                }
+                self.trace_loss(j, first);
+                return;
+            }
+            n.rx_free = n.rx_free.max(at) + Duration::from_secs_f64(size / rate);
+            at = n.rx_free;
+        }
+        self.schedule(at, Due::Datagram { to: j, from, bytes });
+    }
+
+    /// Drains every node's output onto the wire (as far as each one's egress takes it).
     fn flush(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].paused || self.nodes[i].gone {
                 continue;
             }
-            while let Some(t) = self.nodes[i].engine.poll_transmit(self.now, &mut self.buf) {
+            while self.tx_room_at(i).is_none() {
+                let Some(t) = self.nodes[i].engine.poll_transmit(self.now, &mut self.buf) else {
+                    break;
+                };
                 let bytes = self.buf[..t.len].to_vec();
                 if let Some(c) = &mut self.capture {
                     if c.len() < 20_000 {
                         c.push(bytes.clone());
                     }
                 }
+                let rate = self.tx_rate(i);
                 let n = &mut self.nodes[i];
                 n.sent_datagrams += 1;
-                n.sent_wire_bytes += t.len as u64 + 42;
+                n.sent_wire_bytes += (t.len + WIRE_OVERHEAD) as u64;
                 let depart = n.link_free.max(self.now)
-                    + Duration::from_secs_f64((t.len + 42) as f64 / self.faults.link_rate);
+                    + Duration::from_secs_f64((t.len + WIRE_OVERHEAD) as f64 / rate);
                 n.link_free = depart;
                 let from = n.addr;
+                let first = match (&self.first_pass_losses, wire::decode(&bytes)) {
+                    (
+                        Some(_),
+                        Ok((
+                            _,
+                            wire::Msg::Block {
+                                stream: wire::Stream::Payload,
+                                idx,
+                                ..
+                            },
+                        )),
+                    ) => self.first_sent.insert(idx).then_some(idx),
+                    _ => None,
+                };
                 let dests: Vec<usize> = match t.dest {
                     Dest::Group => (0..self.nodes.len()).filter(|&j| j != i).collect(),
                     Dest::Unicast(a) => self
@@ -240,7 +449,10 @@ impl Lan {
                         .collect(),
                 };
                 for j in dests {
-                    if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes)) || self.lost(j) {
+                    if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes))
+                        || self.lost(i, j, depart)
+                    {
+                        self.trace_loss(j, first);
                         continue;
                     }
                     let copies = if self.rng.chance(self.faults.dup) {
@@ -257,14 +469,7 @@ impl Lan {
                             )
                         };
                         let at = depart + self.faults.latency + jit;
-                        self.schedule(
-                            at,
-                            Arrival {
-                                to: j,
-                                from,
-                                bytes: bytes.clone(),
-                            },
-                        );
+                        self.deliver(j, at, from, bytes.clone(), first);
                     }
                 }
             }
@@ -274,40 +479,70 @@ impl Lan {
         }
     }
 
+    /// The earliest moment something happens: an arrival, a timer, or a blocked sender's
+    /// egress getting room.
+    fn next_event(&self) -> Option<Instant> {
+        let mut next = self.queue.peek().map(|Reverse((t, _, _))| *t);
+        let mut at = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.paused || n.gone {
+                continue;
+            }
+            let room = self.tx_room_at(i);
+            if let Some(t) = n.engine.poll_timeout() {
+                // A sender blocked on its egress waits for room, whatever its pacing says.
+                match room {
+                    Some(r) if t <= self.now => at(r),
+                    _ => at(t),
+                }
+            }
+            if n.engine.wants_transmit() {
+                if let Some(t) = room {
+                    at(t);
+                }
+            }
+        }
+        next
+    }
+
     /// Advances to the next arrival or timer and processes everything due then.
     pub fn step(&mut self) {
         self.steps += 1;
         self.flush();
-        let mut next = self.queue.peek().map(|Reverse((t, _, _))| *t);
-        for n in &self.nodes {
-            if n.paused || n.gone {
-                continue;
-            }
-            if let Some(t) = n.engine.poll_timeout() {
-                next = Some(next.map_or(t, |x: Instant| x.min(t)));
-            }
-        }
-        let Some(t) = next else { return };
+        let Some(t) = self.next_event() else { return };
         self.now = self.now.max(t);
         while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
             if at > self.now {
                 break;
             }
             self.queue.pop();
-            let a = self.arrivals[slot].take().unwrap();
+            let due = self.arrivals[slot].take().unwrap();
             self.free.push(slot);
-            let n = &mut self.nodes[a.to];
-            if n.paused {
-                if n.backlog.len() < 4096 {
-                    n.backlog.push((a.from, a.bytes));
+            match due {
+                Due::Datagram { to, from, bytes } => {
+                    let n = &mut self.nodes[to];
+                    if n.paused {
+                        if n.backlog.len() < 4096 {
+                            n.backlog.push((from, bytes));
+                        }
+                    } else if !n.gone {
+                        n.recv_datagrams += 1;
+                        n.engine.handle_datagram(self.now, from, &bytes);
+                    }
                 }
-            } else if !n.gone {
-                n.engine.handle_datagram(self.now, a.from, &a.bytes);
+                Due::Overflow { to } => {
+                    let n = &mut self.nodes[to];
+                    n.overflows += 1;
+                    if !n.gone {
+                        n.engine.handle_rx_overflow(self.now, 1);
+                    }
+                }
             }
         }
         for n in &mut self.nodes {
             if !n.paused && !n.gone && !n.backlog.is_empty() {
                 for (from, bytes) in std::mem::take(&mut n.backlog) {
+                    n.recv_datagrams += 1;
                     n.engine.handle_datagram(self.now, from, &bytes);
                 }
             }
@@ -358,6 +593,17 @@ impl Lan {
             out.push((t.dest, self.buf[..t.len].to_vec()));
         }
         out
+    }
+
+    /// Repair the first pass made necessary, in blocks: per group, the most any member lost
+    /// of it (parity can serve every member's losses at once, so no less will do).
+    pub fn first_pass_repair(&self) -> u64 {
+        let mut worst: HashMap<u32, u32> = HashMap::new();
+        for (&(_, g), &n) in self.first_pass_losses.iter().flatten() {
+            let w = worst.entry(g).or_insert(0);
+            *w = (*w).max(n);
+        }
+        worst.values().map(|&n| u64::from(n)).sum()
     }
 
     /// Members (other than itself) node `i` knows.
