@@ -1,0 +1,382 @@
+//! The rsync-flavoured front end: `makuo sync|check|members|status|exclude|loglevel`.
+//!
+//! With a daemon answering on the console (and no `--direct`, `-b`, `-m`, `-p`, `-i`, `-k`),
+//! the request goes to it and its answer is printed. Otherwise the front end walks the tree
+//! itself, joins the cluster for a moment, discovers the members and multicasts directly with
+//! the same engine. Output and exit codes are the same either way: itemized lines for `-n`,
+//! then a per-member table (or one JSON document with `--json`; everything else on stderr).
+
+mod direct;
+mod info;
+mod session;
+mod watch;
+
+use direct::direct_push;
+pub use info::{console_words, members, status};
+pub use session::{quote, Console, TimedOut};
+use session::{send_files, send_rules};
+pub use watch::watch;
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use crate::cli::{self, CheckArgs, FilterArgKind, FrontArgs, ListArgs, OutputArgs, SyncArgs};
+use crate::console;
+use crate::exit::Exit;
+use crate::filter::RuleSpec;
+use crate::proto::manifest::{FilterRule, PushOptions};
+use crate::report::Outcome;
+
+fn explicit(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.try_get_raw(id), Ok(Some(_))) && m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// Whether to run in-process: `--direct`, any of `-b -m -p -i -k`, or no daemon answering.
+fn want_direct(front: &FrontArgs, sub: &ArgMatches) -> bool {
+    front.direct
+        || ["base", "group", "port", "interface", "keys"]
+            .iter()
+            .any(|id| explicit(sub, id))
+}
+
+/// The filter rules of the command line in order, `merge` files and `--exclude-from` /
+/// `--include-from` files read (relative to the current directory) and every rule checked.
+pub(crate) fn rules_in_order(sub: &ArgMatches) -> Result<Vec<RuleSpec>> {
+    let mut rules = Vec::new();
+    let mut dash_f = 0;
+    let old = |include, pattern| RuleSpec::Old(FilterRule { include, pattern });
+    for (kind, v) in cli::filter_args_in_order(sub) {
+        match kind {
+            FilterArgKind::Include => rules.push(old(true, v)),
+            FilterArgKind::Exclude => rules.push(old(false, v)),
+            FilterArgKind::ExcludeFrom | FilterArgKind::IncludeFrom => {
+                let include = kind == FilterArgKind::IncludeFrom;
+                for p in crate::filter::read_rules_file(&v)? {
+                    rules.push(old(include, p));
+                }
+            }
+            FilterArgKind::Filter => rules.push(RuleSpec::Rule(v)),
+            FilterArgKind::FilterFiles => {
+                dash_f += 1;
+                rules.push(RuleSpec::Rule(if dash_f == 1 {
+                    format!("dir-merge /{}", crate::filter::RSYNC_FILTER)
+                } else {
+                    format!("- {}", crate::filter::RSYNC_FILTER)
+                }));
+            }
+        }
+    }
+    let cwd = std::env::current_dir().context("current directory")?;
+    let rules = crate::filter::expand_merges(&rules, &cwd)?;
+    crate::filter::Filter::build(&rules)?;
+    Ok(rules)
+}
+
+/// The PATHs of sync/check, or the `--files-from` list in their place.
+fn paths_or_list(paths: &[std::path::PathBuf], list: &ListArgs) -> Result<(Vec<String>, bool)> {
+    let Some(file) = &list.files_from else {
+        return Ok((
+            paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            false,
+        ));
+    };
+    if paths.iter().any(|p| p.as_os_str() != ".") {
+        bail!("--files-from: the listed paths are relative to the base (-b); give no PATH");
+    }
+    let listed = crate::filter::read_files_from(file, list.from0)?;
+    Ok((
+        listed
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+        true,
+    ))
+}
+
+fn print_outcome(o: &Outcome, out: &OutputArgs, check: bool) -> Exit {
+    print_outcome_with(o, out, check, false, false)
+}
+
+fn print_outcome_with(
+    o: &Outcome,
+    out: &OutputArgs,
+    check: bool,
+    itemize: bool,
+    stats: bool,
+) -> Exit {
+    if !out.json && itemize && !o.dry_run && !check {
+        let mut so = std::io::stdout().lock();
+        for l in o.itemized() {
+            let _ = writeln!(so, "{l}");
+        }
+    }
+    if out.json {
+        let mut so = std::io::stdout().lock();
+        let _ = writeln!(
+            so,
+            "{}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        );
+    } else {
+        let mut so = std::io::stdout().lock();
+        let lines = console::render(o, check);
+        let n = lines.len();
+        for (i, l) in lines.into_iter().enumerate() {
+            // The table is always printed; with -q only the table.
+            if !out.quiet || i + o.members.len() + 1 >= n {
+                let _ = writeln!(so, "{l}");
+            }
+        }
+        if stats && !out.quiet {
+            if let Some(st) = &o.stats {
+                let _ = writeln!(so);
+                for l in st.lines(o.seconds) {
+                    let _ = writeln!(so, "{l}");
+                }
+            }
+        }
+        let last = if check {
+            console::check_final(o)
+        } else {
+            o.final_line()
+        };
+        if last != "ok" {
+            eprintln!("makuo: {}", last.trim_start_matches("error: "));
+        }
+    }
+    Exit::from_code(o.exit)
+}
+
+/// `makuo sync`.
+pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
+    let rules = rules_in_order(sub)?;
+    let (paths, files_from) = paths_or_list(&args.paths, &args.list)?;
+    if args.itemize_changes && !files_from {
+        if let Some(p) = paths.iter().find(|p| p.parse::<std::net::IpAddr>().is_ok()) {
+            bail!(
+                "{p}: -i is rsync's --itemize-changes here; give the interface as --interface {p}"
+            );
+        }
+    }
+    let cmd = PushCmd {
+        paths,
+        files_from,
+        // rsync: -a does not imply -r with --files-from.
+        recursive: args.select.recursive || (args.archive && !files_from),
+        targets: args.select.targets.clone(),
+        rules,
+        options: {
+            let mut o = PushOptions {
+                checksum: args.checksum,
+                owners: rustix::process::geteuid().is_root(),
+                delete: args.delete,
+                delete_only: false,
+                dry_run: args.dry_run,
+                no_fsync: args.no_fsync,
+                ..PushOptions::default()
+            };
+            args.kinds.apply(&mut o);
+            // rsync's -a includes -D.
+            if args.archive {
+                o.devices = true;
+                o.specials = true;
+            }
+            o
+        },
+        max_delete: args.max_delete,
+        check: false,
+        bwlimit: args.bwlimit.filter(|&b| b > 0),
+        min_rate: args.min_rate,
+        timeout: args.timeout.filter(|&t| t > 0).map(Duration::from_secs),
+        progress: args.progress,
+        itemize: args.itemize_changes,
+        stats: args.stats,
+    };
+    run_push(&args.front, sub, &cmd)
+}
+
+/// `makuo check`.
+pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
+    let rules = rules_in_order(sub)?;
+    let (mut paths, files_from) = paths_or_list(&args.paths, &args.list)?;
+    if paths.is_empty() && !files_from {
+        paths.push(".".into());
+    }
+    let cmd = PushCmd {
+        paths,
+        files_from,
+        recursive: args.select.recursive,
+        targets: args.select.targets.clone(),
+        rules,
+        options: PushOptions {
+            checksum: true,
+            owners: false,
+            delete: false,
+            delete_only: false,
+            dry_run: true,
+            no_fsync: false,
+            ..PushOptions::default()
+        },
+        max_delete: None,
+        check: true,
+        bwlimit: None,
+        min_rate: None,
+        timeout: None,
+        progress: false,
+        itemize: false,
+        stats: false,
+    };
+    run_push(&args.front, sub, &cmd)
+}
+
+struct PushCmd {
+    paths: Vec<String>,
+    /// `paths` is a `--files-from` list.
+    files_from: bool,
+    recursive: bool,
+    targets: Vec<String>,
+    rules: Vec<RuleSpec>,
+    options: PushOptions,
+    max_delete: Option<u64>,
+    check: bool,
+    bwlimit: Option<u64>,
+    /// `--min-rate` as given (`Some(0)`: no floor; `None`: the default).
+    min_rate: Option<u64>,
+    timeout: Option<Duration>,
+    progress: bool,
+    /// `-i`: itemized lines for a real run too.
+    itemize: bool,
+    /// `--stats`.
+    stats: bool,
+}
+
+fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> {
+    if !want_direct(front, sub) {
+        match Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        ) {
+            Ok(c) => return via_console(c, front, cmd),
+            Err(e) => {
+                if explicit(sub, "console") {
+                    return Err(e);
+                }
+                if front.output.verbose > 0 {
+                    eprintln!("makuo: {e:#}; running direct");
+                }
+            }
+        }
+    }
+    direct_push(front, cmd)
+}
+
+fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+    let out = &front.output;
+    if cmd.bwlimit.is_some() && !out.quiet {
+        eprintln!("makuo: --bwlimit applies to direct mode; the daemon's rate is its -T");
+    }
+    if cmd.min_rate.is_some() && !out.quiet {
+        eprintln!("makuo: --min-rate applies to direct mode; the daemon's own --min-rate applies");
+    }
+    c.timeout = cmd.timeout;
+    send_rules(&mut c, &cmd.rules, &front.console.console.to_string())?;
+    if cmd.files_from {
+        send_files(&mut c, &cmd.paths)?;
+    }
+    let mut line = String::from(if cmd.check {
+        "md5"
+    } else if cmd.options.delete {
+        "sync"
+    } else {
+        "send"
+    });
+    if cmd.options.dry_run && !cmd.check {
+        line.push_str(" -n");
+    }
+    if cmd.recursive {
+        line.push_str(" -r");
+    }
+    if cmd.options.checksum && !cmd.check {
+        line.push_str(" -c");
+    }
+    for t in &cmd.targets {
+        line.push_str(&format!(" -t {}", quote(t)));
+    }
+    if let Some(n) = cmd.max_delete {
+        line.push_str(&format!(" --max-delete {n}"));
+    }
+    if cmd.options.no_fsync {
+        line.push_str(" --no-fsync");
+    }
+    for (on, word) in [
+        (cmd.options.hard_links, " -H"),
+        (cmd.options.sparse, " -S"),
+        (cmd.options.devices, " --devices"),
+        (cmd.options.specials, " --specials"),
+        (cmd.options.xattrs, " -X"),
+        (cmd.options.acls, " -A"),
+    ] {
+        if on {
+            line.push_str(word);
+        }
+    }
+    if cmd.itemize {
+        line.push_str(" -i");
+    }
+    if cmd.stats {
+        line.push_str(" --stats");
+    }
+    if cmd.files_from {
+        line.push_str(" --files-from");
+    }
+    line.push_str(" --json --");
+    if !cmd.files_from {
+        for p in &cmd.paths {
+            line.push(' ');
+            line.push_str(&quote(p));
+        }
+    }
+    let mut result = None;
+    let last = c.command(&line, |l| {
+        if let Some(j) = l.strip_prefix("result ") {
+            result = serde_json::from_str::<Outcome>(j).ok();
+        } else if !out.quiet
+            && (out.verbose > 0 || l.starts_with("skipping") || l.starts_with("warning"))
+        {
+            eprintln!("{l}");
+        }
+    });
+    let last = match last {
+        Err(e) if e.is::<TimedOut>() => {
+            let t = cmd.timeout.unwrap_or_default().as_secs();
+            let o = Outcome::failed(
+                Exit::Timeout,
+                format!("the daemon said nothing for {t}s"),
+                0.0,
+            );
+            return Ok(print_outcome(&o, out, cmd.check));
+        }
+        other => other?,
+    };
+    let _ = c.command("quit", |_| {});
+    match result {
+        Some(o) => Ok(print_outcome_with(
+            &o,
+            out,
+            cmd.check,
+            cmd.itemize,
+            cmd.stats,
+        )),
+        None => {
+            eprintln!("makuo: {}", last.trim_start_matches("error: "));
+            Ok(Exit::Error)
+        }
+    }
+}
