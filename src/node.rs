@@ -301,6 +301,8 @@ impl Node {
                 self.net.send(&batch).context("send")?;
             }
         }
+        // The sealed timestamp is information only: one clock read per batch, not per datagram.
+        let wall = unix_ms();
         for _ in 0..32 {
             let mut dests = Vec::with_capacity(BATCH);
             let mut lens = Vec::with_capacity(BATCH);
@@ -310,7 +312,7 @@ impl Node {
                     break;
                 };
                 let len = match &mut self.sealer {
-                    Some(s) => s.seal(&mut self.bufs[i], t.len, unix_ms()),
+                    Some(s) => s.seal(&mut self.bufs[i], t.len, wall),
                     None => t.len,
                 };
                 dests.push(match t.dest {

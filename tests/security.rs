@@ -18,7 +18,9 @@
 //!   counting what it dropped; a push still works afterwards;
 //! - datagrams captured during a keyed push and replayed after the sender exited revert
 //!   nothing and are counted as replayed;
-//! - a daemon without a key says loudly that it is UNAUTHENTICATED.
+//! - a daemon without a key says loudly that it is UNAUTHENTICATED;
+//! - a daemon that hears a node of the previous seal format (1) says in its log that they
+//!   cannot talk, and who must upgrade.
 
 mod common;
 
@@ -287,6 +289,62 @@ fn unkeyed_daemon_warns_loudly() {
     assert!(d.log_text().contains("UNAUTHENTICATED"), "{}", d.log_text());
     let s = d.status();
     assert!(s.line("authenticated").contains("NO"), "{:?}", s.lines);
+}
+
+/// A heartbeat sealed as a format-1 node (makuo before seal format 2) sealed it:
+/// XChaCha20-Poly1305 under the cluster key, nonce `node | seq | "MKseal02"`, flags `0x03`.
+fn format1_heartbeat(key: &makuo::seal::Key, cluster: u16, node: u64) -> Vec<u8> {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::XChaCha20Poly1305;
+    let mut d = vec![b'M', b'K', makuo::proto::wire::VERSION, 1, 0x03, key.id()];
+    d.extend_from_slice(&cluster.to_be_bytes());
+    d.extend_from_slice(&node.to_be_bytes());
+    d.extend_from_slice(&1u64.to_be_bytes());
+    let mut body = vec![0u8; 80];
+    body.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+    let mut nonce = [0u8; 24];
+    nonce[..8].copy_from_slice(&node.to_be_bytes());
+    nonce[8..16].copy_from_slice(&1u64.to_be_bytes());
+    nonce[16..].copy_from_slice(b"MKseal02");
+    let raw = std::array::from_fn::<u8, 32, _>(|i| {
+        u8::from_str_radix(&key.to_hex()[2 * i..2 * i + 2], 16).unwrap()
+    });
+    let tag = XChaCha20Poly1305::new(&raw.into())
+        .encrypt_in_place_detached(&nonce.into(), &d, &mut body)
+        .unwrap();
+    d.extend_from_slice(&body);
+    d.extend_from_slice(&tag);
+    d
+}
+
+#[test]
+fn a_daemon_says_it_cannot_talk_to_a_node_of_the_previous_seal_format() {
+    let mut c = Cluster::unkeyed();
+    let key = c.keygen("cluster.key");
+    c.add_with_keys("web1", &[&key], &[]);
+    let k = makuo::seal::load_key(&key).unwrap();
+    let cluster = makuo::node::cluster_id(c.group.parse().unwrap(), c.port);
+    let old = format1_heartbeat(&k, cluster, rand_u64() | 1);
+    let tx = raw_sender();
+    let from = tx.local_addr().unwrap();
+    let want = format!(
+        "refused datagrams from {from}: sealed in format 1, this makuo speaks format 2 (an \
+         older makuo: upgrade it); they cannot talk to each other"
+    );
+    let d = &c.daemons[0];
+    wait_for("the format notice", Duration::from_secs(10), || {
+        let _ = tx.send_to(&old, c.group_addr());
+        std::thread::sleep(Duration::from_millis(100));
+        d.log_text().contains(&want).then_some(())
+    });
+    // Once a minute per address, however many arrive.
+    for _ in 0..20 {
+        let _ = tx.send_to(&old, c.group_addr());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.log_text().matches(&want).count(), 1, "{}", d.log_text());
+    let s = d.status();
+    assert!(s.get("format") >= 21, "{:?}", s.lines);
 }
 
 /// 20 000 datagrams to the group and 5 000 to one member's reply port: random bytes, random

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::aead::NodeKey;
 use super::{SealError, Sealer};
 use crate::proto::wire::{self, HEADER_LEN, MAGIC, SEAL_OVERHEAD};
 
@@ -99,6 +100,9 @@ pub(super) struct Peer {
     pub(super) last: Instant,
     /// Its sealed clock minus ours at the last datagram (ms): information only.
     pub(super) clock_offset_ms: i64,
+    /// Its datagram key once derived (with the index of the cluster key it came from), so it
+    /// is derived once per sender, not per datagram.
+    pub(super) key: Option<(usize, NodeKey)>,
 }
 
 /// Challenges sent to one node that it has not answered yet: the two most recent, each
@@ -288,6 +292,7 @@ impl Sealer {
                     window: SeqWindow::above(seq),
                     last: now,
                     clock_offset_ms: 0,
+                    key: None,
                 },
             );
             self.stats.verified += 1;
