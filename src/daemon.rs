@@ -304,6 +304,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         logging::warn("-u drops root, so owners cannot be preserved (--preserve-owner is off)");
     }
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let wake = node.waker()?;
     let console = console_access::Server::new(policy, password, console_access::LIMITS);
     let watches = Arc::new(crate::watch::Registry::default());
     let shared = Arc::new(Session {
@@ -316,6 +317,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         console: console.clone(),
         jobs: Mutex::new(jobs_tx),
         watches: watches.clone(),
+        wake,
     });
     if let Some(tcp) = tcp {
         let (s, c) = (shared.clone(), console.clone());
@@ -838,6 +840,8 @@ struct Session {
     jobs: Mutex<Sender<Job>>,
     /// Daemon-side watches (`watch add`): they outlive the session that made them.
     watches: Arc<crate::watch::Registry>,
+    /// Ends the network loop's wait, so it takes a job at once (not at its next timeout).
+    wake: crate::net::Waker,
 }
 
 /// What one console session keeps between commands.
@@ -855,6 +859,8 @@ const MAX_SESSION_FILES: usize = 1 << 20;
 /// A daemon-side watch pushes through the network loop's job queue, as a console push does.
 struct JobPusher {
     jobs: Sender<Job>,
+    /// Wakes the network loop once a job is queued.
+    wake: crate::net::Waker,
     targets: Vec<String>,
     /// `-O`: leave out what this uid does not own, as console pushes do.
     owner_match: Option<u32>,
@@ -888,6 +894,7 @@ impl crate::watch::Pusher for JobPusher {
         if self.jobs.send(job).is_err() {
             bail!("daemon is shutting down");
         }
+        self.wake.wake();
         loop {
             match rx.recv() {
                 Ok(Reply::Done(mut o)) => {
@@ -921,10 +928,13 @@ impl Session {
     }
 
     fn send_job(&self, job: Job) -> bool {
-        self.jobs
+        let sent = self
+            .jobs
             .lock()
             .map(|j| j.send(job).is_ok())
-            .unwrap_or(false)
+            .unwrap_or(false);
+        self.wake.wake();
+        sent
     }
 
     /// Serves one admitted console connection until `quit`, EOF, or a line that ends it
@@ -1085,6 +1095,7 @@ impl Session {
                 };
                 let pusher = JobPusher {
                     jobs,
+                    wake: self.wake.clone(),
                     targets: c.targets.clone(),
                     owner_match: self.owner_match,
                 };

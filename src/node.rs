@@ -177,6 +177,12 @@ impl Node {
         ));
     }
 
+    /// A handle other threads use to end [`Node::turn`]'s wait for input at once (the daemon's
+    /// console threads, after handing the loop a job).
+    pub fn waker(&mut self) -> Result<net::Waker> {
+        self.net.waker().context("wake-up eventfd")
+    }
+
     /// The node's reply address.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.net.local_addr()
