@@ -59,6 +59,10 @@ pub(crate) enum Job {
         check: bool,
         reply: Sender<Reply>,
         detail: Detail,
+        /// How long the session took to walk the tree, and when it handed the job over
+        /// (phase times at log level 3).
+        walk: Duration,
+        sent: Instant,
     },
     Members(Sender<Reply>),
     Status(Sender<Reply>),
@@ -88,6 +92,9 @@ struct Pending {
     started: Instant,
     check: bool,
     detail: Detail,
+    /// The session's walk, and how long the job waited for the loop.
+    walk: Duration,
+    queued: Duration,
 }
 
 /// The canonical base directory. It must be given (`-b`, `base` in the config file or an
@@ -559,6 +566,7 @@ fn handle_event(
             }
         }
         Event::Progress { xfer, line } => {
+            log(3, format_args!("push {xfer:x}: {line}"));
             if let Some(p) = pending.get_mut(&xfer) {
                 p.last_line = Instant::now();
                 let _ = p
@@ -594,6 +602,17 @@ fn handle_event(
                 log(
                     1,
                     format_args!("push {:x} done in {secs:.2}s: exit {}", r.xfer, o.exit),
+                );
+                log(
+                    3,
+                    format_args!(
+                        "push {:x}: the session walked {} entries in {:.3}s, the job waited \
+                         {:.3}s for the network loop, the push took {secs:.3}s",
+                        r.xfer,
+                        p.manifest.entries.len(),
+                        p.walk.as_secs_f64(),
+                        p.queued.as_secs_f64()
+                    ),
                 );
                 let neediest = r.members.iter().map(|m| m.planned_bytes).max().unwrap_or(0);
                 op.push_done(o.exit, r.payload_bytes, neediest);
@@ -659,6 +678,8 @@ fn handle_job(
             check,
             reply,
             detail,
+            walk,
+            sent,
         } => {
             let remembered: Vec<_> = state
                 .remembered()
@@ -706,6 +727,8 @@ fn handle_job(
                             started: now,
                             check,
                             detail,
+                            walk,
+                            queued: now.saturating_duration_since(sent),
                         },
                     );
                 }
@@ -890,6 +913,8 @@ impl crate::watch::Pusher for JobPusher {
             check: false,
             reply: tx,
             detail: Detail::default(),
+            walk: sel.walk_time,
+            sent: Instant::now(),
         };
         if self.jobs.send(job).is_err() {
             bail!("daemon is shutting down");
@@ -1218,6 +1243,8 @@ impl Session {
                 itemize: c.itemize,
                 stats: c.stats.then_some((manifest_len, sel.walk_time)),
             },
+            walk: sel.walk_time,
+            sent: Instant::now(),
         };
         if !self.send_job(job) {
             return writeln!(w, "error: daemon is shutting down");
