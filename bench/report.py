@@ -238,6 +238,8 @@ def markdown(cells, meta, svgname=None):
                 row.append(" / ".join(vs) if vs else "")
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+    out.extend(key_cost(cells))
+    out.extend(cpu_per_gib(cells))
     out.append("### Every cell\n")
     out.append("seconds: median over the reps, from the command's start (discovery included) until every "
                "receiver has the files in place; link limit: payload bits ÷ the slowest receiver's link "
@@ -284,6 +286,72 @@ def markdown(cells, meta, svgname=None):
                        f"{c['note']}")
         out.append("")
     return "\n".join(out)
+
+
+def link(c):
+    return f"{c['link_mbit']} Mbit/s" if c["link_mbit"] else "unshaped"
+
+
+def same_but(c, d, *fields):
+    """c and d are the same cell but for these identity fields"""
+    return all(field(c, f) == field(d, f) for f in IDENTITY if f not in fields)
+
+
+def key_cost(cells):
+    """what the key costs: each keyed makuo cell against the unkeyed one of the same run"""
+    pairs = []
+    for k in cells:
+        if not k["tool"].startswith("makuo") or field(k, "keyed") is not True:
+            continue
+        u = next((c for c in cells if field(c, "keyed") is False and same_but(c, k, "keyed")), None)
+        if u is not None:
+            pairs.append((k, u))
+    if not pairs:
+        return []
+    out = ["### What the key costs (keyed ÷ unkeyed, same run)\n",
+           "Time: median seconds keyed and unkeyed and their ratio (`FAIL`: a rep failed). CPU: "
+           "user+system seconds per GiB of payload (medians), keyed / unkeyed, and what the key adds "
+           "(keyed − unkeyed), for the sender and for each receiver.\n",
+           "| workload | link | conditions | N | tool | fsync | keyed s | unkeyed s | keyed ÷ unkeyed "
+           "| sender CPU s/GiB | sender: key adds | each receiver CPU s/GiB | receiver: key adds |",
+           "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def both(a, b, k=2):
+        return f"{fmt(a, k)} / {fmt(b, k)}"
+
+    def delta(a, b):
+        return fmt(a - b) if a is not None and b is not None else "-"
+    for k, u in pairs:
+        ratio = k["seconds"] / u["seconds"] if k["seconds"] and u["seconds"] else None
+        ks = fmt(k["seconds"]) if k["seconds"] is not None else "FAIL"
+        us = fmt(u["seconds"]) if u["seconds"] is not None else "FAIL"
+        cs = (k.get("cpu_sender_s_per_gib"), u.get("cpu_sender_s_per_gib"))
+        cr = (k.get("cpu_receivers_s_per_gib_each"), u.get("cpu_receivers_s_per_gib_each"))
+        out.append(f"| {k['workload']} | {link(k)} | {conditions(k)} | {k['receivers']} | {k['tool']} | "
+                   f"{'yes' if k['durable'] else 'no'} | {ks} | {us} | {fmt(ratio, 3)} | {both(*cs)} | "
+                   f"{delta(*cs)} | {both(*cr)} | {delta(*cr)} |")
+    out.append("")
+    return out
+
+
+def cpu_per_gib(cells):
+    """CPU seconds per GiB of payload for every tool that moved a payload, side by side"""
+    moved = [c for c in cells if c["payload_bytes"] and c.get("cpu_sender_s_per_gib") is not None
+             and c["tool"] != REFERENCE]
+    if not moved:
+        return []
+    out = ["### CPU seconds per GiB of payload\n",
+           "User+system seconds of the sender's processes and of each receiver's (all receivers' ÷ N), "
+           "per GiB of payload, medians; makuo keyed and unkeyed, rsync and the others as run.\n",
+           "| workload | link | conditions | N | fsync | tool | variant | sender | each receiver |",
+           "|---|---|---|---:|---|---|---|---:|---:|"]
+    for c in moved:
+        out.append(f"| {c['workload']} | {link(c)} | {conditions(c)} | {c['receivers']} | "
+                   f"{'yes' if c['durable'] else 'no'} | "
+                   f"{c['tool']} | {variant(c) or '-'} | {fmt(c.get('cpu_sender_s_per_gib'))} | "
+                   f"{fmt(c.get('cpu_receivers_s_per_gib_each'))} |")
+    out.append("")
+    return out
 
 
 # ------------------------------------------------------------------ SVG

@@ -781,6 +781,10 @@ pub fn serve_tcp(l: TcpListener, srv: Arc<Server>, session: SessionFn<TcpStream>
                 continue;
             }
         };
+        // Answers are written a line (often a piece of a line) at a time: without
+        // TCP_NODELAY, Nagle's algorithm holds a piece until the client's delayed ACK
+        // (40 ms on Linux), once or twice per request.
+        let _ = c.set_nodelay(true);
         // Asking the kernel is quick; the group database (maybe remote) is asked on the
         // connection's own thread.
         let peer = srv.policy.identify_tcp(&c, srv.limits.lookup);

@@ -59,6 +59,10 @@ pub(crate) enum Job {
         check: bool,
         reply: Sender<Reply>,
         detail: Detail,
+        /// How long the session took to walk the tree, and when it handed the job over
+        /// (phase times at log level 3).
+        walk: Duration,
+        sent: Instant,
     },
     Members(Sender<Reply>),
     Status(Sender<Reply>),
@@ -88,6 +92,9 @@ struct Pending {
     started: Instant,
     check: bool,
     detail: Detail,
+    /// The session's walk, and how long the job waited for the loop.
+    walk: Duration,
+    queued: Duration,
 }
 
 /// The canonical base directory. It must be given (`-b`, `base` in the config file or an
@@ -304,6 +311,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         logging::warn("-u drops root, so owners cannot be preserved (--preserve-owner is off)");
     }
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let wake = node.waker()?;
     let console = console_access::Server::new(policy, password, console_access::LIMITS);
     let watches = Arc::new(crate::watch::Registry::default());
     let shared = Arc::new(Session {
@@ -316,6 +324,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         console: console.clone(),
         jobs: Mutex::new(jobs_tx),
         watches: watches.clone(),
+        wake,
     });
     if let Some(tcp) = tcp {
         let (s, c) = (shared.clone(), console.clone());
@@ -557,6 +566,7 @@ fn handle_event(
             }
         }
         Event::Progress { xfer, line } => {
+            log(3, format_args!("push {xfer:x}: {line}"));
             if let Some(p) = pending.get_mut(&xfer) {
                 p.last_line = Instant::now();
                 let _ = p
@@ -592,6 +602,17 @@ fn handle_event(
                 log(
                     1,
                     format_args!("push {:x} done in {secs:.2}s: exit {}", r.xfer, o.exit),
+                );
+                log(
+                    3,
+                    format_args!(
+                        "push {:x}: the session walked {} entries in {:.3}s, the job waited \
+                         {:.3}s for the network loop, the push took {secs:.3}s",
+                        r.xfer,
+                        p.manifest.entries.len(),
+                        p.walk.as_secs_f64(),
+                        p.queued.as_secs_f64()
+                    ),
                 );
                 let neediest = r.members.iter().map(|m| m.planned_bytes).max().unwrap_or(0);
                 op.push_done(o.exit, r.payload_bytes, neediest);
@@ -657,6 +678,8 @@ fn handle_job(
             check,
             reply,
             detail,
+            walk,
+            sent,
         } => {
             let remembered: Vec<_> = state
                 .remembered()
@@ -704,6 +727,8 @@ fn handle_job(
                             started: now,
                             check,
                             detail,
+                            walk,
+                            queued: now.saturating_duration_since(sent),
                         },
                     );
                 }
@@ -838,6 +863,8 @@ struct Session {
     jobs: Mutex<Sender<Job>>,
     /// Daemon-side watches (`watch add`): they outlive the session that made them.
     watches: Arc<crate::watch::Registry>,
+    /// Ends the network loop's wait, so it takes a job at once (not at its next timeout).
+    wake: crate::net::Waker,
 }
 
 /// What one console session keeps between commands.
@@ -855,6 +882,8 @@ const MAX_SESSION_FILES: usize = 1 << 20;
 /// A daemon-side watch pushes through the network loop's job queue, as a console push does.
 struct JobPusher {
     jobs: Sender<Job>,
+    /// Wakes the network loop once a job is queued.
+    wake: crate::net::Waker,
     targets: Vec<String>,
     /// `-O`: leave out what this uid does not own, as console pushes do.
     owner_match: Option<u32>,
@@ -884,10 +913,13 @@ impl crate::watch::Pusher for JobPusher {
             check: false,
             reply: tx,
             detail: Detail::default(),
+            walk: sel.walk_time,
+            sent: Instant::now(),
         };
         if self.jobs.send(job).is_err() {
             bail!("daemon is shutting down");
         }
+        self.wake.wake();
         loop {
             match rx.recv() {
                 Ok(Reply::Done(mut o)) => {
@@ -921,10 +953,13 @@ impl Session {
     }
 
     fn send_job(&self, job: Job) -> bool {
-        self.jobs
+        let sent = self
+            .jobs
             .lock()
             .map(|j| j.send(job).is_ok())
-            .unwrap_or(false)
+            .unwrap_or(false);
+        self.wake.wake();
+        sent
     }
 
     /// Serves one admitted console connection until `quit`, EOF, or a line that ends it
@@ -1085,6 +1120,7 @@ impl Session {
                 };
                 let pusher = JobPusher {
                     jobs,
+                    wake: self.wake.clone(),
                     targets: c.targets.clone(),
                     owner_match: self.owner_match,
                 };
@@ -1207,6 +1243,8 @@ impl Session {
                 itemize: c.itemize,
                 stats: c.stats.then_some((manifest_len, sel.walk_time)),
             },
+            walk: sel.walk_time,
+            sent: Instant::now(),
         };
         if !self.send_job(job) {
             return writeln!(w, "error: daemon is shutting down");

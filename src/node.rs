@@ -177,6 +177,12 @@ impl Node {
         ));
     }
 
+    /// A handle other threads use to end [`Node::turn`]'s wait for input at once (the daemon's
+    /// console threads, after handing the loop a job).
+    pub fn waker(&mut self) -> Result<net::Waker> {
+        self.net.waker().context("wake-up eventfd")
+    }
+
     /// The node's reply address.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.net.local_addr()
@@ -301,6 +307,8 @@ impl Node {
                 self.net.send(&batch).context("send")?;
             }
         }
+        // The sealed timestamp is information only: one clock read per batch, not per datagram.
+        let wall = unix_ms();
         for _ in 0..32 {
             let mut dests = Vec::with_capacity(BATCH);
             let mut lens = Vec::with_capacity(BATCH);
@@ -310,7 +318,7 @@ impl Node {
                     break;
                 };
                 let len = match &mut self.sealer {
-                    Some(s) => s.seal(&mut self.bufs[i], t.len, unix_ms()),
+                    Some(s) => s.seal(&mut self.bufs[i], t.len, wall),
                     None => t.len,
                 };
                 dests.push(match t.dest {

@@ -1722,7 +1722,9 @@ fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> Seal
                     _ => {
                         if let Some((h, _)) = history.last() {
                             d = h.clone();
-                            d[4] = if rng.chance(0.5) { 0x01 } else { 0x05 };
+                            let f = makuo::seal::SEAL_FORMAT;
+                            let other = if rng.chance(0.5) { f - 1 } else { f + 1 };
+                            d[4] = wire::FLAG_SEALED | (other << 1);
                         }
                     }
                 }

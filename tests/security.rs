@@ -18,7 +18,10 @@
 //!   counting what it dropped; a push still works afterwards;
 //! - datagrams captured during a keyed push and replayed after the sender exited revert
 //!   nothing and are counted as replayed;
-//! - a daemon without a key says loudly that it is UNAUTHENTICATED.
+//! - a daemon without a key says loudly that it is UNAUTHENTICATED;
+//! - a node of the previous seal format (1) and a daemon of the current one (2) refuse each
+//!   other, each saying in its log that they cannot talk and who must upgrade; the old node is
+//!   no member.
 
 mod common;
 
@@ -287,6 +290,225 @@ fn unkeyed_daemon_warns_loudly() {
     assert!(d.log_text().contains("UNAUTHENTICATED"), "{}", d.log_text());
     let s = d.status();
     assert!(s.line("authenticated").contains("NO"), "{:?}", s.lines);
+}
+
+/// Seal format 1, as makuo sealed before format 2 (kept here for these tests only, as in
+/// `src/seal/tests.rs`, whose known-answer test pins it to format 1's documented vector):
+/// XChaCha20-Poly1305 under the cluster key itself, nonce `node | seq | "MKseal02"`, format 1 in
+/// flag bits 1-3; and what a format-1 node checked on receipt, in its order, in its words.
+mod format1 {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+    use makuo::proto::wire::{FLAG_SEALED, HEADER_LEN, SEAL_OVERHEAD};
+    use makuo::seal::Key;
+
+    const TAG: usize = 16;
+    const TS: usize = 8;
+    const FORMAT: u8 = 1;
+
+    fn cipher(key: &Key) -> XChaCha20Poly1305 {
+        let hex = key.to_hex();
+        let raw: [u8; 32] =
+            std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());
+        XChaCha20Poly1305::new(&raw.into())
+    }
+
+    fn nonce(d: &[u8]) -> XNonce {
+        let mut n = [0u8; 24];
+        n[..16].copy_from_slice(&d[8..24]);
+        n[16..].copy_from_slice(b"MKseal02");
+        n.into()
+    }
+
+    /// `unsealed` (a datagram as the engine encodes it), sealed by a format-1 node as its
+    /// datagram number `seq`.
+    pub fn seal(key: &Key, unsealed: &[u8], seq: u64, now_ms: u64) -> Vec<u8> {
+        let mut d = unsealed.to_vec();
+        d[4] |= FLAG_SEALED | (FORMAT << 1);
+        d[5] = key.id();
+        d[16..24].copy_from_slice(&seq.to_be_bytes());
+        d.extend_from_slice(&now_ms.to_be_bytes());
+        let n = nonce(&d);
+        let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+        let tag = cipher(key)
+            .encrypt_in_place_detached(&n, hdr, rest)
+            .unwrap();
+        d.extend_from_slice(&tag);
+        assert_eq!(d.len(), unsealed.len() + SEAL_OVERHEAD);
+        d
+    }
+
+    /// What a format-1 node made of sealed datagram `d` up to the tag: its body length, or the
+    /// refusal it logged (`SealError`'s words in format 1).
+    pub fn open(key: &Key, cluster: u16, d: &[u8]) -> Result<usize, String> {
+        if d.len() < HEADER_LEN + SEAL_OVERHEAD || &d[..2] != b"MK" || d[4] & FLAG_SEALED == 0 {
+            return Err("malformed or unsealed".into());
+        }
+        if u16::from_be_bytes([d[6], d[7]]) != cluster {
+            return Err("another cluster".into());
+        }
+        let format = (d[4] >> 1) & 7;
+        if format != FORMAT {
+            return Err(format!(
+                "sealed in format {format}, this makuo speaks format 1{}",
+                if format < FORMAT {
+                    " (an older makuo: upgrade it)"
+                } else {
+                    " (a newer makuo: upgrade this one)"
+                }
+            ));
+        }
+        if d[5] != key.id() {
+            return Err(format!("sealed with an unknown key (id {:#04x})", d[5]));
+        }
+        let mut d = d.to_vec();
+        let n = nonce(&d);
+        let (hdr, rest) = d.split_at_mut(HEADER_LEN);
+        let (ct, tag) = rest.split_at_mut(rest.len() - TAG);
+        let tag = Tag::clone_from_slice(tag);
+        cipher(key)
+            .decrypt_in_place_detached(&n, hdr, ct, &tag)
+            .map_err(|_| "authentication failed".to_string())?;
+        Ok(ct.len() - TS)
+    }
+}
+
+/// An unsealed HEARTBEAT of a receiving member named `name`, as any makuo's engine encodes it.
+fn heartbeat(cluster: u16, node: u64, name: &[u8]) -> Vec<u8> {
+    use makuo::proto::wire::{self, Header, Heartbeat, Msg};
+    let hdr = Header {
+        version: wire::VERSION,
+        kind: 0,
+        flags: 0,
+        key_id: 0,
+        cluster,
+        node,
+        seq: 0,
+    };
+    let m = Msg::Heartbeat(Heartbeat {
+        flags: wire::HB_RECEIVER | wire::HB_JOIN,
+        proto_min: wire::VERSION,
+        proto_max: wire::VERSION,
+        interval_ms: 1000,
+        name,
+        version: b"0.1.0",
+        info: b"",
+        known_raw: b"",
+        known_count: 0,
+    });
+    let mut buf = vec![0u8; 2048];
+    let n = m.encode(&hdr, &mut buf);
+    buf.truncate(n);
+    buf
+}
+
+/// Issue 13's must-show: a node of the old seal format (1) and one of the new (2) refuse each
+/// other, each with a log line naming both formats and who must upgrade, never silently.
+/// The old node is played by this test (format 1's sealer and checks, above), the new one is a
+/// real daemon.
+#[test]
+fn old_and_new_seal_formats_refuse_each_other_with_a_clear_log_line() {
+    let mut c = Cluster::unkeyed();
+    let key = c.keygen("cluster.key");
+    let cap = Capture::start(&c);
+    c.add_with_keys("web1", &[&key], &[]);
+    let k = makuo::seal::load_key(&key).unwrap();
+    let cluster = makuo::node::cluster_id(c.group.parse().unwrap(), c.port);
+    let old_node = rand_u64() | 1;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let plain = heartbeat(cluster, old_node, b"old1");
+    let mut seq = 0;
+    let mut old_hb = || {
+        seq += 1;
+        format1::seal(&k, &plain, seq, now_ms())
+    };
+    // The old node's heartbeats are ones a format-1 node accepts.
+    assert_eq!(
+        format1::open(&k, cluster, &old_hb()),
+        Ok(plain.len() - makuo::proto::wire::HEADER_LEN)
+    );
+
+    // Old to new: the daemon refuses them before any cryptography and says so, once a minute
+    // per address however many arrive; the old node is no member.
+    let tx = raw_sender();
+    let from = tx.local_addr().unwrap();
+    let want = format!(
+        "refused datagrams from {from}: sealed in format 1, this makuo speaks format 2 (an \
+         older makuo: upgrade it); they cannot talk to each other"
+    );
+    let d = &c.daemons[0];
+    wait_for("the format notice", Duration::from_secs(10), || {
+        let _ = tx.send_to(&old_hb(), c.group_addr());
+        std::thread::sleep(Duration::from_millis(100));
+        d.log_text().contains(&want).then_some(())
+    });
+    for _ in 0..20 {
+        let _ = tx.send_to(&old_hb(), c.group_addr());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = d.log_text();
+    assert_eq!(log.matches(&want).count(), 1, "{log}");
+    assert!(!log.contains("old1"), "{log}");
+    let s = d.status();
+    assert!(s.get("format") >= 21, "{:?}", s.lines);
+    assert_eq!(
+        (s.get("bad-tag"), s.get("unverified"), s.get("opened")),
+        (0, 0, 0),
+        "refused by format, before authentication: {:?}",
+        s.lines
+    );
+    assert_eq!(d.live_members(), ["web1"]);
+    let (lines, _) = d.cmd("members");
+    assert!(
+        !lines.iter().any(|l| l.contains("old1")),
+        "members: {lines:?}"
+    );
+
+    // New to old: everything the daemon put on the group is sealed in format 2, which the old
+    // node refuses by format with its own line, and which it could not open anyway (with the
+    // format bits forged to 1, authentication fails: never accepted silently).
+    let ours: Vec<Vec<u8>> = cap
+        .finish()
+        .into_iter()
+        .filter(|d| node_of(d) != old_node)
+        .collect();
+    assert!(!ours.is_empty(), "the daemon sent nothing to the group");
+    for dg in &ours {
+        assert_eq!(
+            format1::open(&k, cluster, dg),
+            Err(
+                "sealed in format 2, this makuo speaks format 1 (a newer makuo: upgrade this one)"
+                    .into()
+            )
+        );
+        let mut forged = dg.clone();
+        forged[4] = (forged[4] & !0x0e) | (1 << 1);
+        assert_eq!(
+            format1::open(&k, cluster, &forged),
+            Err("authentication failed".into())
+        );
+    }
+
+    // And the daemon as the older node: a datagram of a newer seal format (3) is refused
+    // with the other advice.
+    let tx3 = raw_sender();
+    let mut newer = old_hb();
+    newer[4] = (newer[4] & !0x0e) | (3 << 1);
+    let want3 = format!(
+        "refused datagrams from {}: sealed in format 3, this makuo speaks format 2 (a newer \
+         makuo: upgrade this one); they cannot talk to each other",
+        tx3.local_addr().unwrap()
+    );
+    wait_for("the newer-format notice", Duration::from_secs(10), || {
+        let _ = tx3.send_to(&newer, c.group_addr());
+        std::thread::sleep(Duration::from_millis(100));
+        d.log_text().contains(&want3).then_some(())
+    });
 }
 
 /// 20 000 datagrams to the group and 5 000 to one member's reply port: random bytes, random

@@ -18,7 +18,7 @@ use session::{send_files, send_rules};
 pub use watch::watch;
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
@@ -259,11 +259,12 @@ struct PushCmd {
 
 fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> {
     if !want_direct(front, sub) {
+        let started = Instant::now();
         match Console::connect(
             &front.console.console,
             front.console.password_file.as_deref(),
         ) {
-            Ok(c) => return via_console(c, front, cmd),
+            Ok(c) => return via_console(c, front, cmd, started),
             Err(e) => {
                 if explicit(sub, "console") {
                     return Err(e);
@@ -277,8 +278,14 @@ fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> 
     direct_push(front, cmd)
 }
 
-fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd, started: Instant) -> Result<Exit> {
     let out = &front.output;
+    let phase = |what: &str| {
+        if out.verbose > 1 {
+            eprintln!("{what} after {:.3}s", started.elapsed().as_secs_f64());
+        }
+    };
+    phase("connected to the console");
     if cmd.bwlimit.is_some() && !out.quiet {
         eprintln!("makuo: --bwlimit applies to direct mode; the daemon's rate is its -T");
     }
@@ -287,6 +294,7 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
     }
     c.timeout = cmd.timeout;
     send_rules(&mut c, &cmd.rules, &front.console.console.to_string())?;
+    phase("the console took the rules");
     if cmd.files_from {
         send_files(&mut c, &cmd.paths)?;
     }
@@ -365,7 +373,9 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd) -> Result<Exit>
         }
         other => other?,
     };
+    phase("push done");
     let _ = c.command("quit", |_| {});
+    phase("console closed");
     match result {
         Some(o) => Ok(print_outcome_with(
             &o,

@@ -43,6 +43,8 @@ impl Console {
                     .iter()
                     .find_map(|sa| TcpStream::connect_timeout(sa, Duration::from_millis(500)).ok())
                     .ok_or_else(|| anyhow!("no daemon answers on {a}"))?;
+                // Each command leaves in one write, at once (no Nagle wait for an ACK).
+                let _ = s.set_nodelay(true);
                 let t = s.try_clone()?;
                 (
                     Box::new(BufReader::new(s.try_clone()?)),
@@ -82,7 +84,7 @@ impl Console {
 
     /// Sends one command; calls `line` for every line before the final one, which it returns.
     pub fn command(&mut self, cmd: &str, mut line: impl FnMut(&str)) -> Result<String> {
-        writeln!(self.w, "{cmd}")?;
+        self.w.write_all(format!("{cmd}\n").as_bytes())?;
         self.w.flush()?;
         (self.set_timeout)(self.timeout)?;
         let mut buf = String::new();

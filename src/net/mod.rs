@@ -16,7 +16,9 @@
 //! reports because `IP_RECVERR` is on) makes the sender wait rather than drop, up to
 //! [`SEND_STALL`]. [`Net::recv`] waits with `ppoll` on both sockets and drains them with
 //! `recvmmsg` into a reusable [`RecvBatch`]; with `UDP_GRO` on, the kernel hands over coalesced
-//! buffers that are split here by the `gso_size` it reports.
+//! buffers that are split here by the `gso_size` it reports. A [`Waker`] (an `eventfd` in the
+//! same `ppoll`) lets another thread end that wait at once, so a job handed to the network
+//! loop does not wait for its next timeout.
 //!
 //! This module must not know anything about the protocol: it moves opaque byte slices between
 //! the engine and the kernel and counts what it did ([`NetStats`]). The one filtering it does
@@ -32,7 +34,8 @@ mod tests;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -150,6 +153,20 @@ pub struct Net {
     /// Last `SO_RXQ_OVFL` counter seen per socket (unicast, group).
     overflow: [u32; 2],
     stats: NetStats,
+    /// The eventfd of [`Net::waker`], once asked for.
+    wake: Option<Arc<OwnedFd>>,
+}
+
+/// Ends a [`Net::recv`] that waits (now or next), from any thread: an `eventfd` that `recv`
+/// polls beside the sockets. Cheap to clone; waking twice before `recv` runs wakes it once.
+#[derive(Clone, Debug)]
+pub struct Waker(Arc<OwnedFd>);
+
+impl Waker {
+    /// Wakes the network loop (never blocks; a full counter is already a pending wake-up).
+    pub fn wake(&self) {
+        let _ = rustix::io::write(&*self.0, &1u64.to_ne_bytes());
+    }
 }
 
 impl Net {
@@ -223,7 +240,19 @@ impl Net {
             gro,
             overflow: [0; 2],
             stats: NetStats::default(),
+            wake: None,
         })
+    }
+
+    /// A [`Waker`] for this socket pair's [`Net::recv`] (the same eventfd on every call).
+    pub fn waker(&mut self) -> io::Result<Waker> {
+        if self.wake.is_none() {
+            use rustix::event::{eventfd, EventfdFlags};
+            let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+                .map_err(|e| ctx("eventfd", e.into()))?;
+            self.wake = Some(Arc::new(fd));
+        }
+        Ok(Waker(self.wake.clone().expect("just made")))
     }
 
     /// This member's unicast reply address (the source of everything it sends).

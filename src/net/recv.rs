@@ -31,6 +31,12 @@ impl Net {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                // A negative descriptor is ignored by ppoll.
+                fd: self.wake.as_ref().map_or(-1, |w| w.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -39,6 +45,12 @@ impl Net {
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            }
+        }
+        if fds[2].revents & libc::POLLIN != 0 {
+            if let Some(w) = &self.wake {
+                // Reading resets the counter: one read consumes every wake-up so far.
+                let _ = rustix::io::read(&**w, &mut [0u8; 8]);
             }
         }
         if fds[0].revents & libc::POLLERR != 0 {

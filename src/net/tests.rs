@@ -211,6 +211,44 @@ fn mixed_sizes_and_destinations_in_one_batch() {
 }
 
 #[test]
+fn a_waker_ends_the_wait_from_another_thread() {
+    let mut net = Net::new(&config()).unwrap();
+    let mut batch = RecvBatch::new(1);
+    let w = net.waker().unwrap();
+    // Woken before the wait: the next recv returns at once, and only that one.
+    w.wake();
+    w.wake();
+    let t = Instant::now();
+    assert_eq!(
+        net.recv(Some(Duration::from_secs(5)), &mut batch).unwrap(),
+        0
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let t = Instant::now();
+    net.recv(Some(Duration::from_millis(100)), &mut batch)
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(95),
+        "{:?}",
+        t.elapsed()
+    );
+    // Woken during the wait, by another thread (a clone).
+    let w2 = net.waker().unwrap();
+    let th = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        w2.wake();
+    });
+    let t = Instant::now();
+    net.recv(Some(Duration::from_secs(5)), &mut batch).unwrap();
+    let took = t.elapsed();
+    th.join().unwrap();
+    assert!(
+        took >= Duration::from_millis(95) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
 fn recv_times_out_in_bounded_time() {
     let mut net = Net::new(&config()).unwrap();
     let mut batch = RecvBatch::new(1);

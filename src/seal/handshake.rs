@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::aead::NodeKey;
 use super::{SealError, Sealer};
 use crate::proto::wire::{self, HEADER_LEN, MAGIC, SEAL_OVERHEAD};
 
@@ -34,14 +35,22 @@ pub const CHALLENGE_RETRY: Duration = Duration::from_millis(50);
 /// answered (a rate per challenger would let a replayer crowd out its real challenges).
 pub const ANSWER_MEMORY: Duration = Duration::from_secs(10);
 
-const WORDS: usize = (REPLAY_BITS / 64) as usize;
+/// Words of the ring: one more than the window needs, so the word being filled never shares
+/// a slot with the oldest word still in the window.
+const WORDS: usize = (REPLAY_BITS / 64) as usize + 1;
 
-/// One sender's replay window: its highest accepted sequence number and a bitmap of the
-/// [`REPLAY_BITS`] numbers at and below it (bit `i` is `top - i`).
+/// One sender's replay window: its highest accepted sequence number and a ring of bits, bit
+/// `seq % 64` of word `(seq / 64) % WORDS` standing for `seq`, of which the [`REPLAY_BITS`]
+/// numbers at and below the top count. Moving the top clears only the bits it passes (one
+/// bit, now and then a word, for the usual next number), not the whole bitmap.
 #[derive(Clone)]
 pub(super) struct SeqWindow {
     pub(super) top: u64,
     pub(super) bits: [u64; WORDS],
+}
+
+fn slot(seq: u64) -> (usize, u64) {
+    (((seq / 64) % WORDS as u64) as usize, 1 << (seq % 64))
 }
 
 impl SeqWindow {
@@ -56,40 +65,40 @@ impl SeqWindow {
     /// Marks `seq` as seen; false if it was already seen or lies below the window.
     pub(super) fn accept(&mut self, seq: u64) -> bool {
         if seq > self.top {
-            self.shift(seq - self.top);
-            self.top = seq;
-            self.bits[0] |= 1;
+            self.advance(seq);
+            let (w, b) = slot(seq);
+            self.bits[w] |= b;
             return true;
         }
-        let d = self.top - seq;
-        if d >= REPLAY_BITS {
+        if self.top - seq >= REPLAY_BITS {
             return false;
         }
-        let (w, b) = ((d / 64) as usize, d % 64);
-        if self.bits[w] & (1 << b) != 0 {
+        let (w, b) = slot(seq);
+        if self.bits[w] & b != 0 {
             return false;
         }
-        self.bits[w] |= 1 << b;
+        self.bits[w] |= b;
         true
     }
 
-    /// Moves every bit `k` places further from the top (bits past the end fall off).
-    fn shift(&mut self, k: u64) {
-        if k >= REPLAY_BITS {
+    /// Moves the top to `seq` (above it), clearing the bits of the numbers in between (none
+    /// of which was accepted: they were above the top).
+    fn advance(&mut self, seq: u64) {
+        let (tw, sw) = (self.top / 64, seq / 64);
+        let (tb, sb) = (self.top % 64, seq % 64);
+        // Bits at and below `b` in a word.
+        let upto = |b: u64| if b == 63 { !0 } else { (1u64 << (b + 1)) - 1 };
+        if tw == sw {
+            self.bits[slot(self.top).0] &= !(upto(sb) & !upto(tb));
+        } else if sw - tw >= WORDS as u64 {
             self.bits = [0; WORDS];
-            return;
-        }
-        let (ws, bs) = ((k / 64) as usize, (k % 64) as u32);
-        for w in (0..WORDS).rev() {
-            let mut v = 0;
-            if w >= ws {
-                v = self.bits[w - ws] << bs;
-                if bs > 0 && w > ws {
-                    v |= self.bits[w - ws - 1] >> (64 - bs);
-                }
+        } else {
+            self.bits[slot(self.top).0] &= upto(tb);
+            for w in tw + 1..=sw {
+                self.bits[(w % WORDS as u64) as usize] = 0;
             }
-            self.bits[w] = v;
         }
+        self.top = seq;
     }
 }
 
@@ -99,6 +108,9 @@ pub(super) struct Peer {
     pub(super) last: Instant,
     /// Its sealed clock minus ours at the last datagram (ms): information only.
     pub(super) clock_offset_ms: i64,
+    /// Its datagram key once derived (with the index of the cluster key it came from), so it
+    /// is derived once per sender, not per datagram.
+    pub(super) key: Option<(usize, NodeKey)>,
 }
 
 /// Challenges sent to one node that it has not answered yet: the two most recent, each
@@ -288,6 +300,7 @@ impl Sealer {
                     window: SeqWindow::above(seq),
                     last: now,
                     clock_offset_ms: 0,
+                    key: None,
                 },
             );
             self.stats.verified += 1;

@@ -16,8 +16,8 @@ use super::SealError;
 /// Length of a cluster key in bytes.
 pub const KEY_LEN: usize = 32;
 
-/// Last 8 bytes of the nonce that derives a key's id (never a datagram nonce, whose last 8
-/// bytes are [`NONCE_SUFFIX`]).
+/// Last 8 bytes of the XChaCha20-Poly1305 nonce that derives a key's id (datagrams are sealed
+/// with another cipher under derived keys, see `aead.rs`; the id stays what it always was).
 const KEY_ID_SUFFIX: [u8; 8] = *b"MKkeyid1";
 
 /// A 32-byte cluster key. Its `Debug` shows only the key id.
@@ -173,9 +173,9 @@ pub fn keygen(dest: &str) -> Result<Key, SealError> {
 }
 
 impl Key {
-    /// The cipher keyed with this key.
-    pub(super) fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&self.0).into())
+    /// The key's bytes (for deriving the datagram keys).
+    pub(super) fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
     }
 }
 
