@@ -14,7 +14,8 @@
 //!
 //! The rate for one receiver is the TCP throughput equation at its loss event rate `p` and
 //! the path's round-trip time without queues (what a TCP flow would get on its path), never
-//! more than twice what it reported receiving, no more than that after its socket overflowed,
+//! more than twice what it reported receiving (a low report without loss, overflow or queue
+//! only holds the rate: the sender offered little), no more than that after its socket overflowed,
 //! and less than that while a queue stands on the path ([`QUEUE_TARGET`] of delay over the
 //! least RTT seen): the sender keeps queues short, which keeps the equation honest and gives
 //! way to TCP flows that fill a shared queue. The send rate is the lowest over the
@@ -414,6 +415,7 @@ impl RateControl {
         let mut clr = None;
         let mut lossy = false;
         let floor = self.cfg.floor.unwrap_or(0.0);
+        let current = self.rate;
         // (node, below the floor) of every receiver that counts now.
         let mut counted: Vec<(u64, bool)> = Vec::new();
         for (&node, r) in self.receivers.iter_mut() {
@@ -433,10 +435,18 @@ impl RateControl {
                 r.below_since = None;
                 continue;
             }
-            let x = r.allowed(now, interval);
+            let mut x = r.allowed(now, interval);
             if r.lossy(now, interval) {
                 lossy = true;
                 r.congested_at = Some(now);
+            } else {
+                // Without a sign of congestion (loss, overflow, queue) a low receive rate
+                // says the sender offered little (the manifest, a pause, a slow disk, a
+                // busy CPU), not that the path takes no more: it bounds growth, never
+                // lowers the rate (RFC 5348 section 4.3's data-limited intervals). Taking
+                // it as capacity once sent a 64 MiB push on a loaded host to 114 KB/s for
+                // seconds, waiting for feedback at that rate to climb back.
+                x = x.max(current);
             }
             if x < target {
                 target = x;
@@ -604,6 +614,31 @@ mod tests {
         seq += 100;
         step(&mut rc, t, 8, seq, fb(seq, 0.0001, 20e6, 0));
         assert_eq!(rc.rate(), 40e6);
+    }
+
+    #[test]
+    fn a_low_report_without_congestion_does_not_lower_the_rate() {
+        let t0 = Instant::now();
+        let mut rc = RateControl::new(
+            RateConfig {
+                cap: None,
+                floor: None,
+            },
+            t0,
+        );
+        // The sender offered little (the manifest, a pause): its receivers took little,
+        // lost nothing, and no queue stood. That is no reason to slow down.
+        let mut t = t0 + Duration::from_millis(5);
+        step(&mut rc, t, 3, 10, fb(10, 0.0, 50e3, 0));
+        assert_eq!(rc.rate(), INITIAL_RATE, "held, not cut to twice 50 kB/s");
+        // Nor does it stop growth once they take what is offered.
+        t += Duration::from_millis(5);
+        step(&mut rc, t, 3, 20, fb(20, 0.0, INITIAL_RATE, 0));
+        assert_eq!(rc.rate(), 2.0 * INITIAL_RATE);
+        // The same low report with a sign of congestion (an overflow) does lower it.
+        t += Duration::from_millis(5);
+        step(&mut rc, t, 3, 30, fb(30, 0.0, 50e3, 2));
+        assert_eq!(rc.rate(), 50e3_f64.max(LOWEST_RATE));
     }
 
     #[test]
