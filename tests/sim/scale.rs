@@ -95,3 +95,39 @@ fn scale_1000_members_1pct_loss() {
         r.datagrams
     );
 }
+
+/// A push to more targets than one ANNOUNCE lists (173 at MTU 1500): 200 members, 256 KiB,
+/// 1 % loss; every member must be in the report and have the file whole.
+#[test]
+fn push_to_200_members_announces_in_parts() {
+    let faults = Faults {
+        loss: 0.01,
+        ..Faults::default()
+    };
+    let mut lan = Lan::new(200, faults);
+    let mut src = MemStorage::new();
+    let mut data = vec![0u8; (256 << 10) + 777];
+    pattern_fill(0, &mut data);
+    src.add_file(b"big/image.bin", data, 0o644, 1_700_000_000);
+    lan.add("sender", src);
+    for i in 0..200 {
+        let mut s = MemStorage::new();
+        s.pattern = true;
+        lan.add(&format!("web{}", i + 1), s);
+    }
+    let all = lan.nodes.len();
+    lan.drive(Duration::from_secs(30), |l| l.known(0) == all - 1);
+    let to: Vec<usize> = (1..all).collect();
+    let m = lan.nodes[0].engine.storage().manifest();
+    let x = lan.push(0, &to, m);
+    lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+    let (_, r) = lan.report(0, x).unwrap();
+    assert_reports_every_target(&lan, &r, &to);
+    assert_all_ok(&r);
+    for &j in &to {
+        let s = lan.nodes[j].engine.storage();
+        assert_eq!(s.pattern_files, 1, "member {j}: file not committed whole");
+        assert_eq!(s.pattern_mismatches, 0, "member {j}: wrong bytes written");
+        assert_eq!(s.staged_count(), 0, "member {j}: staged files left");
+    }
+}
