@@ -641,10 +641,10 @@ mod tests {
         let now = Instant::now() + Duration::from_secs(10);
         let mut m = member(1, "web1", "10.0.0.1:4000", 0, now);
         m.version = "0.1.0".into();
-        m.proto = (2, 2);
+        m.proto = (3, 3);
         assert_eq!(
             member_line(&m),
-            "web1 10.0.0.1 live 0.1.0 proto=2 last-push=-"
+            "web1 10.0.0.1 live 0.1.0 proto=3 last-push=-"
         );
         m.direct = false;
         m.proto = (0, 0);

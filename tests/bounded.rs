@@ -69,6 +69,8 @@ fn announce(node: u64, cluster: u16, xfer: u32, block: u16, len: u64, target: u6
             group: if block == 258 { 1 } else { 128 },
             parity: if block == 258 { 1 } else { 64 },
             manifest_len: len,
+            total: 1,
+            first: 0,
             targets_raw: &target.to_be_bytes(),
             pending: &[1],
         }),

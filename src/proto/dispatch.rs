@@ -92,7 +92,7 @@ impl<S: Storage> Engine<S> {
                 let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
                     Err(known) => {
-                        self.answer_from_record(key, pending, false);
+                        self.answer_from_record(key, |p| manifest::bit(pending, p), false);
                         return known;
                     }
                 };
@@ -111,7 +111,7 @@ impl<S: Storage> Engine<S> {
                 let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
                     Err(known) => {
-                        self.answer_from_record(key, pending, true);
+                        self.answer_from_record(key, |p| manifest::bit(pending, p), true);
                         return known;
                     }
                 };
@@ -215,7 +215,7 @@ impl<S: Storage> Engine<S> {
         if !self.cfg.receive {
             return true;
         }
-        let Some(pos) = a.targets().position(|t| t == self.cfg.node_id) else {
+        let Some(pos) = a.position(self.cfg.node_id) else {
             return true;
         };
         let key = XferKey {
@@ -223,7 +223,7 @@ impl<S: Storage> Engine<S> {
             xfer: a.xfer,
         };
         if self.records.contains(&key) {
-            self.answer_from_record(key, a.pending, false);
+            self.answer_from_record(key, |p| a.is_pending(p), false);
             return true;
         }
         let fresh = !self.inbound.contains_key(&key);
@@ -266,7 +266,7 @@ impl<S: Storage> Engine<S> {
         // The first announce of a transfer travels just ahead of its manifest: answering it
         // would only report the whole manifest missing and have it resent as parity. The
         // report goes out by itself once the manifest is in; later announces are answered.
-        if manifest::bit(a.pending, pos) && !fresh {
+        if a.is_pending(pos) && !fresh {
             if let Some(report) = ib.report.clone() {
                 self.send_report(key, &report);
             } else {

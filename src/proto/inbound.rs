@@ -146,11 +146,16 @@ impl<S: Storage> Engine<S> {
 
     /// Answers a request about a transfer that ended, from its record: a refusal answers
     /// whatever names us as pending; a finished transfer answers a repeated COMMIT.
-    pub(super) fn answer_from_record(&mut self, key: XferKey, pending: &[u8], commit: bool) {
+    pub(super) fn answer_from_record(
+        &mut self,
+        key: XferKey,
+        pending: impl Fn(usize) -> bool,
+        commit: bool,
+    ) {
         let Some(r) = self.records.get(&key) else {
             return;
         };
-        if r.answer.is_some() && (r.refused || commit) && manifest::bit(pending, r.pos) {
+        if r.answer.is_some() && (r.refused || commit) && pending(r.pos) {
             self.send_recorded(key);
         }
     }

@@ -50,6 +50,8 @@ pub const MAX_INBOUND_MEMORY: u64 = 256 << 20;
 /// Most members the table holds (at least 1,000-member clusters, with room for direct-mode
 /// senders coming and going).
 pub const MAX_MEMBERS: usize = 4096;
+// A push's targets are members: the table must hold the most one push may have.
+const _: () = assert!(MAX_MEMBERS >= super::wire::MAX_TARGETS);
 /// Most members heard directly from one host (IP) at once.
 pub const MAX_MEMBERS_PER_HOST: usize = 64;
 /// Most members known only second hand (passed along in others' heartbeats).

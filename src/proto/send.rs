@@ -47,7 +47,11 @@ pub(crate) enum Phase {
 
 #[derive(Debug)]
 enum Work {
-    Announce,
+    /// The announce, in parts from target `from` on (parts whose targets all registered are
+    /// not repeated).
+    Announce {
+        from: usize,
+    },
     Blocks {
         stream: Stream,
         next: u32,
@@ -178,13 +182,13 @@ impl Outbound {
         let mbytes = manifest.encode();
         let nblocks = code.blocks(mbytes.len() as u64);
         let mut queue = VecDeque::new();
-        queue.push_back(Work::Announce);
+        queue.push_back(Work::Announce { from: 0 });
         queue.push_back(Work::Blocks {
             stream: Stream::Manifest,
             next: 0,
             end: nblocks,
         });
-        queue.push_back(Work::Announce);
+        queue.push_back(Work::Announce { from: 0 });
         Self {
             xfer,
             started: now,
@@ -712,7 +716,7 @@ impl Outbound {
                     return;
                 }
                 if self.deadline.is_some_and(|d| now >= d) && self.queue.is_empty() {
-                    self.queue.push_back(Work::Announce);
+                    self.queue.push_back(Work::Announce { from: 0 });
                     self.interval = (self.interval * 2).min(cfg.max_poll_interval);
                     self.deadline = Some(now + self.interval);
                 }

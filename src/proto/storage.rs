@@ -150,6 +150,53 @@ pub struct MemStorage {
     /// `complete` calls that broke the contract: a second call for the same file, or one
     /// before every byte was written. Tests require 0.
     pub bad_completions: u32,
+    /// Receive without keeping contents (tests of many members): every file's contents must
+    /// be [`pattern_fill`]'s; each staged write is checked against it and only which bytes
+    /// were written is kept. Committed files are counted, not put in the tree.
+    pub pattern: bool,
+    /// Staged writes that differed from the pattern (pattern mode). Tests require 0.
+    pub pattern_mismatches: u64,
+    /// Files committed whole in pattern mode (every byte written, none differing).
+    pub pattern_files: u64,
+    /// Pattern mode: the byte ranges `[start, end)` written of each staged file.
+    covered: HashMap<(XferKey, u32), BTreeMap<u64, u64>>,
+}
+
+/// The contents pattern-mode storage expects at `offset` of any file (cheap to make and to
+/// check: word `i` is `i × φ`, little-endian).
+pub fn pattern_fill(offset: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        let o = offset + i as u64;
+        *b = ((o >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (8 * (o & 7))) as u8;
+    }
+}
+
+fn pattern_matches(offset: u64, data: &[u8]) -> bool {
+    let mut want = [0u8; 4096];
+    data.chunks(want.len()).enumerate().all(|(i, c)| {
+        pattern_fill(offset + (i * want.len()) as u64, &mut want[..c.len()]);
+        c == &want[..c.len()]
+    })
+}
+
+/// Adds `[a, b)` to a set of disjoint ranges (start -> end), merging neighbours.
+fn cover(set: &mut BTreeMap<u64, u64>, mut a: u64, mut b: u64) {
+    if let Some((&s, &e)) = set.range(..=a).next_back() {
+        if e >= a {
+            a = s;
+            b = b.max(e);
+            set.remove(&s);
+        }
+    }
+    while let Some((&s, &e)) = set.range(a..=b).next() {
+        b = b.max(e);
+        set.remove(&s);
+    }
+    set.insert(a, b);
+}
+
+fn covers(set: &BTreeMap<u64, u64>, a: u64, b: u64) -> bool {
+    a >= b || set.range(..=a).next_back().is_some_and(|(_, &e)| e >= b)
 }
 
 impl MemStorage {
@@ -231,7 +278,7 @@ impl MemStorage {
     /// Staged files that currently exist, or are remembered as complete (should be 0 when
     /// idle).
     pub fn staged_count(&self) -> usize {
-        self.staged.len() + self.completed.len()
+        self.staged.len() + self.completed.len() + self.covered.len()
     }
 
     fn compare(&self, e: &Entry, m: &Manifest) -> Flags {
@@ -331,6 +378,19 @@ impl Storage for MemStorage {
         if offset + data.len() as u64 > entry.payload_len() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "beyond size"));
         }
+        if self.pattern {
+            let set = self.covered.entry((key, idx)).or_default();
+            let mut from = 0;
+            for (at, len) in entry.file_ranges(offset, data.len() as u64) {
+                let d = &data[from..from + len as usize];
+                if !pattern_matches(at, d) {
+                    self.pattern_mismatches += 1;
+                }
+                cover(set, at, at + len);
+                from += len as usize;
+            }
+            return Ok(());
+        }
         let f = self.staged.entry((key, idx)).or_default();
         let mut from = 0;
         for (at, len) in entry.file_ranges(offset, data.len() as u64) {
@@ -350,10 +410,15 @@ impl Storage for MemStorage {
         let end = entry.extents().map_or(entry.size, |x| {
             x.spans().last().map_or(0, |&(at, len)| at + len)
         });
-        let whole = self
-            .staged
-            .get(&(key, idx))
-            .is_some_and(|d| d.len() as u64 == end);
+        let whole = if self.pattern {
+            self.covered.get(&(key, idx)).is_some_and(|c| {
+                covers(c, 0, end) && c.last_key_value().is_some_and(|l| *l.1 == end)
+            })
+        } else {
+            self.staged
+                .get(&(key, idx))
+                .is_some_and(|d| d.len() as u64 == end)
+        };
         if !whole || !self.completed.insert((key, idx)) {
             self.bad_completions += 1;
         }
@@ -368,6 +433,24 @@ impl Storage for MemStorage {
         offset: u64,
         buf: &mut [u8],
     ) -> io::Result<()> {
+        if self.pattern {
+            let set = self
+                .covered
+                .get(&(key, idx))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not staged"))?;
+            let mut to = 0;
+            for (at, len) in entry.file_ranges(offset, buf.len() as u64) {
+                if !covers(set, at, at + len) {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"));
+                }
+                pattern_fill(at, &mut buf[to..to + len as usize]);
+                to += len as usize;
+            }
+            if to < buf.len() {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short staged"));
+            }
+            return Ok(());
+        }
         let f = self
             .staged
             .get(&(key, idx))
@@ -399,6 +482,7 @@ impl Storage for MemStorage {
     fn abort(&mut self, key: XferKey) {
         self.staged.retain(|(k, _), _| *k != key);
         self.completed.retain(|(k, _)| *k != key);
+        self.covered.retain(|(k, _), _| *k != key);
     }
 }
 
@@ -419,6 +503,14 @@ impl MemStorage {
                     out.errors
                         .push(format!("{}: committed before complete", show(&e.path)));
                     self.staged.remove(&(key, i as u32));
+                    continue;
+                }
+                if self.pattern {
+                    // Complete means every byte was written; each was checked on its way.
+                    self.covered.remove(&(key, i as u32));
+                    self.pattern_files += 1;
+                    out.bytes += e.payload_len();
+                    out.files += 1;
                     continue;
                 }
                 let mut d = self.staged.remove(&(key, i as u32)).unwrap_or_default();

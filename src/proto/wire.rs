@@ -19,9 +19,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub const MAGIC: [u8; 2] = *b"MK";
 /// Protocol version this build speaks (and the highest it accepts). Version 2: NAKs name the
 /// missing symbols, receivers report during the pass, rate control (PACE, feedback).
-pub const VERSION: u8 = 2;
+/// Version 3: ANNOUNCE lists the targets in parts (a push serves up to [`MAX_TARGETS`]).
+pub const VERSION: u8 = 3;
 /// Lowest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 2;
+pub const MIN_VERSION: u8 = 3;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.
@@ -307,27 +308,48 @@ pub struct Announce<'a> {
     pub parity: u16,
     /// Length of the manifest stream.
     pub manifest_len: u64,
-    /// Raw target node ids (8 bytes each); see [`Announce::targets`].
+    /// Targets the transfer has in all (this announce is one part of the list).
+    pub total: u16,
+    /// Index of the first target listed here in the transfer's whole target list.
+    pub first: u16,
+    /// Raw node ids of the targets of this part (8 bytes each); see [`Announce::targets`].
     pub targets_raw: &'a [u8],
-    /// Bitmap over targets: which have not registered yet.
+    /// Bitmap over the targets of this part (bit i: target `first + i`): which have not
+    /// registered yet.
     pub pending: &'a [u8],
 }
 
 impl Announce<'_> {
-    /// Target node ids.
+    /// Node ids of the targets listed in this part.
     pub fn targets(&self) -> impl Iterator<Item = u64> + '_ {
         self.targets_raw
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
     }
-    /// Number of targets.
+    /// Number of targets listed in this part.
     pub fn target_count(&self) -> usize {
         self.targets_raw.len() / 8
     }
+    /// Where `node` is in the transfer's whole target list, if this part lists it.
+    pub fn position(&self, node: u64) -> Option<usize> {
+        self.targets()
+            .position(|t| t == node)
+            .map(|i| self.first as usize + i)
+    }
+    /// Whether target `pos` (an index in the whole list) is marked pending in this part.
+    pub fn is_pending(&self, pos: usize) -> bool {
+        pos.checked_sub(self.first as usize).is_some_and(|i| {
+            self.pending
+                .get(i / 8)
+                .is_some_and(|b| b & (1 << (i % 8)) != 0)
+        })
+    }
 }
 
-/// Most targets one transfer may have (they are listed in one announce datagram).
-pub const MAX_TARGETS: usize = 160;
+/// Most targets one transfer may have. An announce lists them in parts (as many as one
+/// datagram holds); POLL and COMMIT carry a bitmap over all of them (at most 255 bytes), and
+/// a receiver remembers only its own index.
+pub const MAX_TARGETS: usize = 2040;
 
 /// NAK flag: last part of this answer.
 pub const NAK_FINAL: u8 = 0x01;
@@ -698,9 +720,14 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
                 return Err(WireError::BadValue("announce parameters"));
             }
             let manifest_len = r.u64()?;
+            let total = r.u16()?;
+            let first = r.u16()?;
             let n = r.u16()? as usize;
-            if n > MAX_TARGETS {
+            if total as usize > MAX_TARGETS {
                 return Err(WireError::TooLarge("targets"));
+            }
+            if n == 0 || first as usize + n > total as usize {
+                return Err(WireError::BadValue("announce part"));
             }
             let targets_raw = r.raw(n * 8)?;
             let pending = r.bytes8()?;
@@ -710,6 +737,8 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
                 group,
                 parity,
                 manifest_len,
+                total,
+                first,
                 targets_raw,
                 pending,
             })
@@ -893,6 +922,8 @@ impl Msg<'_> {
                 c.u16(a.group);
                 c.u16(a.parity);
                 c.u64(a.manifest_len);
+                c.u16(a.total);
+                c.u16(a.first);
                 c.u16((a.targets_raw.len() / 8) as u16);
                 c.raw(a.targets_raw);
                 c.bytes8(a.pending);

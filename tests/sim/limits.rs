@@ -47,6 +47,8 @@ fn announce(node: u64, xfer: u32, manifest_len: u64, target: u64) -> Vec<u8> {
             group: 128,
             parity: 64,
             manifest_len,
+            total: 1,
+            first: 0,
             targets_raw: &target.to_be_bytes(),
             pending: &[1],
         }),

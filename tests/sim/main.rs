@@ -8,6 +8,7 @@
 
 mod lan;
 mod limits;
+mod scale;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -71,21 +71,46 @@ impl Outbound {
         loop {
             let w = self.queue.front_mut()?;
             match w {
-                Work::Announce => {
-                    self.queue.pop_front();
-                    let mut targets_raw = Vec::with_capacity(self.targets.len() * 8);
-                    for t in &self.targets {
-                        targets_raw.extend_from_slice(&t.node.to_be_bytes());
-                    }
+                Work::Announce { from } => {
+                    let from = *from;
+                    // One part lists as many targets as a block's room takes (8 bytes each and
+                    // a pending bit), so an announce is never larger than a data datagram.
+                    // Parts in which every target registered are not repeated.
+                    let per = ((self.code.block - 24) * 8 / 65).max(1);
+                    let n = self.targets.len();
                     let pending = self.pending_bitmap(|t| t.flags.is_none());
+                    let Some(start) = (from..n)
+                        .step_by(per)
+                        .find(|&p| (p..(p + per).min(n)).any(|i| bit(&pending, i)))
+                    else {
+                        self.queue.pop_front();
+                        continue;
+                    };
+                    let end = (start + per).min(n);
+                    match self.queue.front_mut() {
+                        Some(Work::Announce { from }) if end < n => *from = end,
+                        _ => {
+                            self.queue.pop_front();
+                        }
+                    }
+                    let mut targets_raw = Vec::with_capacity((end - start) * 8);
+                    let mut part = vec![0u8; (end - start).div_ceil(8)];
+                    for (i, t) in self.targets[start..end].iter().enumerate() {
+                        targets_raw.extend_from_slice(&t.node.to_be_bytes());
+                        if bit(&pending, start + i) {
+                            set_bit(&mut part, i);
+                        }
+                    }
                     let m = Msg::Announce(Announce {
                         xfer: self.xfer,
                         block: self.code.block as u16,
                         group: self.code.k as u16,
                         parity: self.code.parity,
                         manifest_len: self.mbytes.len() as u64,
+                        total: self.targets.len() as u16,
+                        first: start as u16,
                         targets_raw: &targets_raw,
-                        pending: &pending,
+                        pending: &part,
                     });
                     return Some((Dest::Group, m.encode(&hdr.next(), buf)));
                 }

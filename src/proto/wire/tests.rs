@@ -57,6 +57,8 @@ fn every_message_round_trips() {
         group: 128,
         parity: 256,
         manifest_len: 12345,
+        total: 3,
+        first: 2,
         targets_raw: &[0, 0, 0, 0, 0, 0, 0, 9],
         pending: &[1],
     }));
@@ -214,4 +216,44 @@ fn varints() {
         assert_eq!(Reader::new(&b).varint().unwrap(), v);
     }
     assert!(Reader::new(&[0xff; 11]).varint().is_err());
+}
+
+#[test]
+fn announce_parts_must_fit_their_total() {
+    let part = |total: u16, first: u16, n: usize| {
+        let ids = vec![7u8; n * 8];
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let m = Msg::Announce(Announce {
+            xfer: 1,
+            block: 1436,
+            group: 128,
+            parity: 64,
+            manifest_len: 100,
+            total,
+            first,
+            targets_raw: &ids,
+            pending: &[0xff],
+        });
+        let len = m.encode(&hdr(), &mut buf);
+        decode(&buf[..len]).map(|_| ())
+    };
+    assert!(part(1000, 990, 10).is_ok());
+    assert!(part(1000, 991, 10).is_err(), "past the end of the list");
+    assert!(part(10, 0, 0).is_err(), "an empty part");
+    assert!(part(MAX_TARGETS as u16 + 1, 0, 1).is_err(), "over the cap");
+    let ids: Vec<u8> = (0u64..3).flat_map(|i| (100 + i).to_be_bytes()).collect();
+    let a = Announce {
+        xfer: 1,
+        block: 1436,
+        group: 128,
+        parity: 64,
+        manifest_len: 100,
+        total: 700,
+        first: 600,
+        targets_raw: &ids,
+        pending: &[0b100],
+    };
+    assert_eq!(a.position(102), Some(602));
+    assert_eq!(a.position(99), None);
+    assert!(a.is_pending(602) && !a.is_pending(601) && !a.is_pending(2));
 }

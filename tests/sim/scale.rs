@@ -1,0 +1,133 @@
+//! The scale test: 1,000 members at 1 % independent loss, 16 MiB pushed to all of them as
+//! targets. Receivers keep no contents (`MemStorage::pattern`: every write is checked against
+//! the pattern the file holds, and every byte must be written), so the test fits in memory.
+//! Writes the `scale` line of `target/sim-report.txt`.
+
+use std::time::{Duration, Instant};
+
+use makuo::proto::storage::{pattern_fill, MemStorage};
+
+use super::lan::{Faults, Lan};
+use super::{assert_all_ok, assert_reports_every_target, block_overhead, record};
+
+/// Members (receivers); `MAKUO_SIM_SCALE_MEMBERS` overrides it to study smaller clusters.
+fn members() -> usize {
+    std::env::var("MAKUO_SIM_SCALE_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Not run by default: it does not meet its targets yet and takes far too long. Measured at
+/// 100 members (`MAKUO_SIM_SCALE_MEMBERS=100 cargo test --release --test sim scale --
+/// --ignored`): wire ratio 1.094, feedback per data datagram 0.52 (6,311 heard / 12,138
+/// data: mostly NAKs and FEEDBACK, which are not suppressed yet), 24 s real; at 1,000
+/// members it did not finish in 10 minutes (the LAN model's work per step is linear in the
+/// members, and every member decodes parity).
+#[test]
+#[ignore = "feedback suppression not done: F is 0.52 at 100 members, and 1,000 members take over 10 min"]
+fn scale_1000_members_1pct_loss() {
+    let started = Instant::now();
+    let members = members();
+    let faults = Faults {
+        loss: 0.01,
+        ..Faults::default()
+    };
+    let mut lan = Lan::new(1000, faults);
+    let mut src = MemStorage::new();
+    let mut data = vec![0u8; (16 << 20) + 777];
+    pattern_fill(0, &mut data);
+    src.add_file(b"big/image.bin", data, 0o644, 1_700_000_000);
+    lan.add("sender", src);
+    for i in 0..members {
+        let mut s = MemStorage::new();
+        s.pattern = true;
+        lan.add(&format!("web{}", i + 1), s);
+    }
+    let all = lan.nodes.len();
+    lan.drive(Duration::from_secs(30), |l| l.known(0) == all - 1);
+    let joined = started.elapsed();
+    eprintln!(
+        "scale: {members} members joined in {joined:?} (real), {} steps",
+        lan.steps
+    );
+
+    let to: Vec<usize> = (1..all).collect();
+    let m = lan.nodes[0].engine.storage().manifest();
+    let payload = m.total_bytes() as f64;
+    let sent_before = lan.nodes[0].sent_wire_bytes;
+    let heard_before = lan.nodes[0].recv_datagrams;
+    let t0 = lan.now;
+    let x = lan.push(0, &to, m);
+    lan.drive(Duration::from_secs(60), |l| l.report(0, x).is_some());
+    let (_, r) = lan.report(0, x).unwrap();
+    assert_reports_every_target(&lan, &r, &to);
+    assert_all_ok(&r);
+    for &j in &to {
+        let s = lan.nodes[j].engine.storage();
+        assert_eq!(s.pattern_files, 1, "member {j}: file not committed whole");
+        assert_eq!(s.pattern_mismatches, 0, "member {j}: wrong bytes written");
+        assert_eq!(s.bad_completions, 0, "member {j}: bad completion");
+        assert_eq!(s.staged_count(), 0, "member {j}: staged files left");
+    }
+    let wire_ratio = (lan.nodes[0].sent_wire_bytes - sent_before) as f64 / payload;
+    let heard = lan.nodes[0].recv_datagrams - heard_before;
+    let feedback = heard as f64 / r.datagrams.max(1) as f64;
+    record(
+        "scale",
+        format!(
+            "scale members={members} loss_pct=1 wire_ratio={wire_ratio:.4} \
+             feedback_per_data={feedback:.4}"
+        ),
+    );
+    eprintln!(
+        "scale: joined in {joined:?} (real), push {:.3} s virtual, {heard} datagrams heard / \
+         {} data, block overhead {:.4}, real {:?}",
+        (lan.now - t0).as_secs_f64(),
+        r.datagrams,
+        block_overhead(),
+        started.elapsed()
+    );
+    assert!(wire_ratio <= 1.12, "wire ratio {wire_ratio:.4} > 1.12");
+    assert!(
+        feedback <= 0.05,
+        "feedback per data datagram {feedback:.4} > 0.05 ({heard} heard / {} data)",
+        r.datagrams
+    );
+}
+
+/// A push to more targets than one ANNOUNCE lists (173 at MTU 1500): 200 members, 256 KiB,
+/// 1 % loss; every member must be in the report and have the file whole.
+#[test]
+fn push_to_200_members_announces_in_parts() {
+    let faults = Faults {
+        loss: 0.01,
+        ..Faults::default()
+    };
+    let mut lan = Lan::new(200, faults);
+    let mut src = MemStorage::new();
+    let mut data = vec![0u8; (256 << 10) + 777];
+    pattern_fill(0, &mut data);
+    src.add_file(b"big/image.bin", data, 0o644, 1_700_000_000);
+    lan.add("sender", src);
+    for i in 0..200 {
+        let mut s = MemStorage::new();
+        s.pattern = true;
+        lan.add(&format!("web{}", i + 1), s);
+    }
+    let all = lan.nodes.len();
+    lan.drive(Duration::from_secs(30), |l| l.known(0) == all - 1);
+    let to: Vec<usize> = (1..all).collect();
+    let m = lan.nodes[0].engine.storage().manifest();
+    let x = lan.push(0, &to, m);
+    lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+    let (_, r) = lan.report(0, x).unwrap();
+    assert_reports_every_target(&lan, &r, &to);
+    assert_all_ok(&r);
+    for &j in &to {
+        let s = lan.nodes[j].engine.storage();
+        assert_eq!(s.pattern_files, 1, "member {j}: file not committed whole");
+        assert_eq!(s.pattern_mismatches, 0, "member {j}: wrong bytes written");
+        assert_eq!(s.staged_count(), 0, "member {j}: staged files left");
+    }
+}
