@@ -667,6 +667,17 @@ pub fn default_console() -> Result<ConsoleAddr> {
     Ok(c.console)
 }
 
+/// The daemon's user as the front end sees it configured (`user` in the config file,
+/// `MAKUO_USER`, `MAKUOSAN_USER`): a console held by that user is trusted
+/// ([`crate::console_trust`]).
+pub fn front_daemon_user() -> Result<Option<String>> {
+    let d = front_layer(&process_env)?;
+    Ok(match d.get("user") {
+        Some((Value::Words(ws), _)) => ws.first().map(|w| w.to_string_lossy().into_owned()),
+        _ => None,
+    })
+}
+
 /// The console address and nothing else (`makuo exclude`, `makuo loglevel`).
 pub fn apply_console(console: &mut ConsoleArgs, sub: &ArgMatches) -> Result<()> {
     let d = front_layer(&process_env)?;

@@ -9,7 +9,7 @@
 //! ([`crate::config`]): flags over environment over config file.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -201,10 +201,10 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let console_port = args.console_port();
     let tcp = match args.no_console {
         true => None,
-        false => Some(
-            TcpListener::bind(SocketAddr::new(args.console_addr, console_port))
-                .with_context(|| format!("console port {}:{console_port}", args.console_addr))?,
-        ),
+        false => Some(startup::bind_console(SocketAddr::new(
+            args.console_addr,
+            console_port,
+        ))?),
     };
     let (unix, socket_path) = match &args.console_socket {
         Some(p) => {

@@ -7,15 +7,19 @@
 
 use std::ffi::CString;
 use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::unistd::{Gid, Group, Uid, User};
 use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
+
+use crate::peercred;
 
 /// An exclusive lock on a directory itself (`flock` on a descriptor of it: nothing is
 /// created inside), held for as long as this value lives.
@@ -158,6 +162,34 @@ impl SocketPath {
                 let _ = rfs::unlinkat(&self.parent, self.name.as_slice(), AtFlags::empty());
             }
         }
+    }
+}
+
+/// Binds the console's TCP port. When something already holds it, the error says who, as
+/// far as the kernel's socket table tells: a daemon that cannot bind its console does not
+/// start, and the front end refuses to talk to whoever holds the port instead
+/// ([`crate::console_trust`]).
+pub fn bind_console(addr: SocketAddr) -> Result<TcpListener> {
+    match TcpListener::bind(addr) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let holder = match peercred::tcp_listener(addr, Duration::from_secs(1)) {
+                Ok(Some(l)) => format!(
+                    "{} listens on {} (another makuo daemon, or another program holding \
+                     the port)",
+                    peercred::uid_name(l.uid),
+                    l.bound
+                ),
+                _ => "something else holds it (the kernel's socket table names no listener)"
+                    .to_string(),
+            };
+            bail!(
+                "console port {addr} is in use: {holder}; stop it, or give this daemon another \
+                 console port (-P PORT); `ss -ltnpe 'sport = :{}'` shows the process",
+                addr.port()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("console port {addr}")),
     }
 }
 

@@ -659,3 +659,112 @@ fn refused_users_holding_connections_do_not_lock_root_out() {
     let _ = flood.kill();
     let _ = flood.wait();
 }
+
+/// Issue 12's review, F2: a local user listens on the console's port before the daemon does.
+/// Root's daemon then says who holds the port and does not start; root's front end checks who
+/// holds the console before it sends anything, so the squatter never reads the password and
+/// cannot forge a result. The same on a unix socket. A daemon that runs as another user
+/// (`-u`) but listens as root is still trusted, and so is a daemon user configured for the
+/// front end.
+#[test]
+fn a_squatted_console_gets_nothing_from_the_front_end_and_stops_the_daemon() {
+    if !root_or_skip(
+        "a_squatted_console_gets_nothing_from_the_front_end_and_stops_the_daemon",
+        "listens as uid 65534",
+    ) {
+        return;
+    }
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let port = free_tcp_port();
+    let squat = Squatter::tcp(NOBODY, port);
+    let addr = squat.addr.clone();
+
+    // Root's daemon: the port is taken, and the error says by whom.
+    let base = c.path("d/base");
+    fs::create_dir_all(&base).unwrap();
+    let d = c.daemon_at("d", base, port, None, "127.0.0.1", c.key_args());
+    refuses_to_start(d, "console port 127.0.0.1:");
+    let log = fs::read_to_string(c.path("d.log")).unwrap();
+    assert!(log.contains("is in use: uid 65534"), "{log}");
+
+    // Root's front end, with the console password: refused, naming the squatter's uid.
+    let dir = c.path("pw");
+    fs::create_dir(&dir).unwrap();
+    let pw = password_file(&dir, "pw", "Sup3rSecret\n", 0o600);
+    let src = c.src.to_string_lossy().into_owned();
+    let r = run(
+        Command::new(EXE)
+            .args(["sync", "-r", "--console", &addr, "-K", &pw, "."])
+            .current_dir(&src),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("is held by uid 65534"), "{r}");
+    assert!(!r.stdout.contains("web1"), "a forged result was shown: {r}");
+    // The console from the environment (not typed): refused the same way, not bypassed.
+    for cmd in [&["status"][..], &["members"], &["sync", "-r", "."]] {
+        let r = run(
+            Command::new(EXE)
+                .args(cmd)
+                .env("MAKUO_CONSOLE", &addr)
+                .current_dir(&src),
+            RUN_LIMIT,
+        );
+        assert_eq!(r.code, 1, "{cmd:?}: {r}");
+        assert!(r.stderr.contains("is held by uid 65534"), "{cmd:?}: {r}");
+    }
+    // As nobody the front end trusts itself: the squatter may see nobody's own lines. Root
+    // sent it nothing at all.
+    assert_eq!(
+        squat.lines(),
+        Vec::<String>::new(),
+        "root sent the squatter lines"
+    );
+
+    // The same on a unix socket, in a directory the squatter may write.
+    let run_dir = c.path("run");
+    fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = run_dir.join("console.sock");
+    let usquat = Squatter::unix(NOBODY, &sock);
+    let r = makuo(&[
+        "status",
+        "--console",
+        &sock.to_string_lossy(),
+        "-K",
+        pw.as_str(),
+    ]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("is held by uid 65534"), "{r}");
+    assert!(r.stderr.contains("listens on it"), "{r}");
+    assert_eq!(usquat.lines(), Vec::<String>::new());
+
+    // Configured as the daemon's user, that uid is trusted (so this check is what kept the
+    // password from the squatter above).
+    let r = run(
+        Command::new(EXE)
+            .args(["status", "--console", &addr, "-K", &pw])
+            .env("MAKUO_USER", NOBODY.to_string()),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        squat.lines().first().map(String::as_str),
+        Some("password \"Sup3rSecret\"")
+    );
+    drop(squat);
+
+    // A daemon started by root that runs as nobody accepts as nobody but listens as root: root's
+    // front end and a --console-group member both still talk to it.
+    let i = c.add(
+        "dropped",
+        &["-u", "nobody", "--console-group", "65534", "--no-fsync"],
+    );
+    let d = &c.daemons[i];
+    let r = makuo(&["status", "--console", &d.console_addr()]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("name dropped"), "{r}");
+    let r = makuo_as(NOBODY, NOBODY, &["status", "--console", &d.console_addr()]);
+    assert_eq!(r.code, 0, "{r}");
+}

@@ -265,7 +265,8 @@ fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> 
         ) {
             Ok(c) => return via_console(c, front, cmd),
             Err(e) => {
-                if explicit(sub, "console") {
+                // A console held by someone else is reported, never silently bypassed.
+                if explicit(sub, "console") || e.is::<crate::console_trust::Untrusted>() {
                     return Err(e);
                 }
                 if front.output.verbose > 0 {
