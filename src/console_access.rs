@@ -26,7 +26,6 @@ use std::ffi::CString;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -258,15 +257,10 @@ impl Policy {
         }
     }
 
-    /// With `--console-group`, makes the unix socket at `p` group GROUP, mode 0660, so members
-    /// can connect (its peer check still applies).
-    pub fn share_socket(&self, p: &Path) -> io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if let Some(g) = &self.group {
-            std::os::unix::fs::chown(p, None, Some(g.gid))?;
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660))?;
-        }
-        Ok(())
+    /// The gid of `--console-group`, if given: the `-U` socket is made that group, mode
+    /// 0660, so members can connect (its peer check still applies).
+    pub fn group_gid(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.gid)
     }
 }
 

@@ -206,12 +206,26 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             console_port,
         ))?),
     };
+    // Who the daemon becomes, looked up while the user and group databases are reachable
+    // (before any chroot); the console socket's directory may belong to that user.
+    let identity = startup::resolve_identity(
+        args.user.as_deref(),
+        args.run_group.as_deref(),
+        args.groups.as_deref(),
+    )?;
     let (unix, socket_path) = match &args.console_socket {
         Some(p) => {
-            let (l, sp) = startup::bind_unix(p)?;
-            policy
-                .share_socket(p)
-                .with_context(|| format!("console socket {}", p.display()))?;
+            let share = startup::SocketShare {
+                group: policy.group_gid(),
+                dir_owners: vec![
+                    0,
+                    rustix::process::geteuid().as_raw(),
+                    identity
+                        .uid
+                        .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+                ],
+            };
+            let (l, sp) = startup::bind_unix(p, &share)?;
             (Some(l), Some(sp))
         }
         None => (None, None),
@@ -237,13 +251,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         logging::to_stderr();
     }
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
-    // Everything the daemon needs is open: now give up root. Users and groups are looked up
-    // before the chroot hides /etc.
-    let identity = startup::resolve_identity(
-        args.user.as_deref(),
-        args.run_group.as_deref(),
-        args.groups.as_deref(),
-    )?;
+    // Everything the daemon needs is open: now give up root (`identity`, looked up above).
     let root = match (&args.chroot_dir, args.chroot) {
         (Some(d), _) => Some(
             d.canonicalize()

@@ -768,3 +768,88 @@ fn a_squatted_console_gets_nothing_from_the_front_end_and_stops_the_daemon() {
     let r = makuo_as(NOBODY, NOBODY, &["status", "--console", &d.console_addr()]);
     assert_eq!(r.code, 0, "{r}");
 }
+
+/// Issue 12's review, F3: with `-U` and `--console-group`, a daemon chowned and chmodded the
+/// socket by name after binding it, so whoever could write in its directory could swap it for
+/// a symlink and have a root-only file made group GROUP, mode 0660. Now the socket is born
+/// with its group and mode (nothing is changed by name afterwards), and a directory anyone
+/// but root or the daemon's user may write in is refused.
+#[test]
+fn the_console_socket_is_born_shared_and_its_directory_must_be_safe() {
+    if !root_or_skip(
+        "the_console_socket_is_born_shared_and_its_directory_must_be_safe",
+        "chown, -u nobody, watches as uid 65534",
+    ) {
+        return;
+    }
+    let c = Cluster::new();
+    // A directory anyone may write in: refused, with the rule.
+    let open = c.path("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+    let sock = open.join("console.sock").to_string_lossy().into_owned();
+    refuses_to_start(
+        c.daemon_on_loopback("o", &["-U", &sock, "--console-group", "65534"]),
+        "is writable by anyone (mode 1777): the console socket's directory must belong to root \
+         or the daemon's user",
+    );
+    assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+    // Another user's directory: refused too.
+    let theirs = c.path("theirs");
+    fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = theirs.join("console.sock").to_string_lossy().into_owned();
+    refuses_to_start(
+        c.daemon_on_loopback("t", &["-U", &sock]),
+        "belongs to uid 65534",
+    );
+
+    // The directory of the daemon's own user (-u nobody) is accepted: the socket is born
+    // group 65534, mode 0660, and its attributes are never changed afterwards.
+    let run_dir = c.path("run");
+    fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = run_dir.join("console.sock");
+    let sock_arg = sock.to_string_lossy().into_owned();
+    let flags = ["-u", "nobody", "--console-group", "65534", "-U", &sock_arg];
+    let watch = DirWatch::new(NOBODY, &run_dir, "console.sock", None);
+    let mut d = c.daemon_on_loopback("shared", &flags);
+    d.start();
+    let md = fs::symlink_metadata(&sock).unwrap();
+    assert_eq!((md.gid(), md.mode() & 0o7777), (65534, 0o660));
+    let seen = watch.stop();
+    assert_eq!(seen, ["create"], "the socket was changed after it was made");
+    let r = makuo(&["status", "--console", &sock_arg]);
+    assert_eq!(r.code, 0, "{r}");
+    d.stop();
+
+    // The race itself: the daemon's user swaps the new socket for a symlink to a root-only
+    // file the moment it appears. Whatever the daemon does then, that file stays as it was.
+    let secret = c.path("shadow");
+    fs::write(&secret, "root:$6$hash:19000:0:99999:7:::\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut swapped = 0;
+    for attempt in 0..6 {
+        let _ = fs::remove_file(&sock);
+        let watch = DirWatch::new(NOBODY, &run_dir, "console.sock", Some(&secret));
+        let mut d = c.daemon_on_loopback(&format!("race{attempt}"), &flags);
+        d.spawn();
+        wait_for(
+            "the daemon to start or stop",
+            Duration::from_secs(10),
+            || {
+                let up = TcpStream::connect(("127.0.0.1", d.console)).is_ok();
+                (up || !d.alive()).then_some(())
+            },
+        );
+        d.stop();
+        swapped += watch.stop().iter().filter(|e| *e == "swapped").count();
+        let md = fs::metadata(&secret).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (0, 0, 0o600),
+            "attempt {attempt}: the daemon changed the file a symlink pointed to"
+        );
+    }
+    assert!(swapped > 0, "the racer never got to swap the socket");
+}

@@ -83,6 +83,13 @@ pub struct DaemonArgs {
     pub no_console: bool,
 
     /// Also serve the console on this unix socket (created only when given).
+    ///
+    /// The socket's directory must belong to root or to the daemon's user (-u, else the user
+    /// who starts it) and be writable by its owner alone, as /run/makuo (mode 0755) is:
+    /// whoever else could write there could swap the socket for something else. The daemon
+    /// refuses to start otherwise. The socket is made mode 0600 (0660 and group GROUP with
+    /// --console-group) as it is bound; a stale socket nobody listens on is replaced, anything
+    /// else at PATH makes start-up fail.
     #[arg(short = 'U', long, value_name = "PATH", value_hint = ValueHint::FilePath,
           help_heading = "Console")]
     pub console_socket: Option<PathBuf>,
@@ -104,7 +111,8 @@ pub struct DaemonArgs {
     /// daemon, and (with this flag) members of GROUP may use it: their primary group or
     /// supplementary groups in the group database. The peer's uid comes from SO_PEERCRED on the
     /// unix socket and from the kernel's socket table on TCP; anyone else gets 'error:
-    /// permission denied'. With -U the socket is made group GROUP, mode 0660. With -c
+    /// permission denied'. With -U the socket is made group GROUP, mode 0660, as it is bound
+    /// (see -U for its directory). With -c
     /// (chroot) the members are read once at start, before the chroot, from the group
     /// database and /etc/passwd: inside the chroot those files would be under the base, where
     /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s

@@ -365,6 +365,95 @@ impl Drop for Squatter {
     }
 }
 
+/// Watches directory `dir` with inotify, on a thread of `uid` ([`thread_as`]), and records
+/// what happens to `name` in it (`create`, `attrib`, `swapped`). With `swap_to`, the moment
+/// `name` appears it is replaced by a symlink to `swap_to`, as a local user who may write in
+/// `dir` would race a daemon that binds a socket there (issue 12's review, F3). Root only.
+pub struct DirWatch {
+    dir: PathBuf,
+    events: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The file [`DirWatch::stop`] makes to wake its thread.
+const WAKE: &str = ".dirwatch-wake";
+
+impl DirWatch {
+    pub fn new(uid: u32, dir: &Path, name: &str, swap_to: Option<&Path>) -> DirWatch {
+        use rustix::fs::inotify;
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, n, e) = (dir.to_path_buf(), name.to_string(), events.clone());
+        let swap = swap_to.map(Path::to_path_buf);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = thread_as(uid, uid, move || {
+            let spare = d.join(".dirwatch-swap");
+            if let Some(t) = &swap {
+                let _ = fs::remove_file(&spare);
+                std::os::unix::fs::symlink(t, &spare).expect("dirwatch: symlink");
+            }
+            let ino = inotify::init(inotify::CreateFlags::CLOEXEC).expect("inotify");
+            inotify::add_watch(
+                &ino,
+                &d,
+                inotify::WatchFlags::CREATE | inotify::WatchFlags::ATTRIB,
+            )
+            .expect("inotify watch");
+            ready_tx.send(()).unwrap();
+            let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+            let mut r = inotify::Reader::new(&ino, &mut buf);
+            let deadline = Instant::now() + RUN_LIMIT;
+            while Instant::now() < deadline {
+                let Ok(ev) = r.next() else { break };
+                let Some(file) = ev.file_name() else { continue };
+                let file = file.to_string_lossy().into_owned();
+                if file == WAKE {
+                    break;
+                }
+                if file != n {
+                    continue;
+                }
+                if ev.events().contains(inotify::ReadFlags::CREATE) {
+                    if swap.is_some() && fs::rename(&spare, d.join(&n)).is_ok() {
+                        e.lock().unwrap().push("swapped".into());
+                    }
+                    e.lock().unwrap().push("create".into());
+                } else if ev.events().contains(inotify::ReadFlags::ATTRIB) {
+                    e.lock().unwrap().push("attrib".into());
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the watcher did not start");
+        DirWatch {
+            dir: dir.to_path_buf(),
+            events,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching; returns what was seen, in order.
+    pub fn stop(mut self) -> Vec<String> {
+        self.finish();
+        self.events.lock().unwrap().clone()
+    }
+
+    fn finish(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = fs::write(self.dir.join(WAKE), b"");
+            let _ = t.join();
+            let _ = fs::remove_file(self.dir.join(WAKE));
+            let _ = fs::remove_file(self.dir.join(".dirwatch-swap"));
+        }
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// One HTTP GET of `path` from `addr` (HTTP/1.0-style: the answer ends when the server
 /// closes); the whole answer, head and body. Bounded by [`RUN_LIMIT`].
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
