@@ -147,7 +147,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         None => None,
     };
     if !args.no_console {
-        console_access::check_console_addr(args.console_addr, password.is_some())?;
+        console_access::check_console_addr(args.console_addr, password.as_ref())?;
     }
     let mut policy =
         console_access::Policy::new(args.console_group.as_deref(), password.is_some())?;
@@ -314,6 +314,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
     let console = console_access::Server::new(policy, password, console_access::LIMITS);
     let watches = Arc::new(crate::watch::Registry::default());
+    console_access::start_log_flush(&console);
     let shared = Arc::new(Session {
         base: session_base,
         no_send: args.no_send,
@@ -328,13 +329,13 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     if let Some(tcp) = tcp {
         let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
-            console_access::serve_tcp(tcp, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
+            console_access::serve_tcp(tcp, c, Arc::new(move |conn, who: &_| s.serve(conn, who)))
         });
     }
     if let Some(u) = unix {
         let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
-            console_access::serve_unix(u, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
+            console_access::serve_unix(u, c, Arc::new(move |conn, who: &_| s.serve(conn, who)))
         });
     }
     if let (Some(l), Some(p)) = (metrics_listener, &published) {
@@ -345,6 +346,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let result = event_loop(&mut node, &mut state, &jobs_rx, &name, &mut op, parallel);
     watches.stop_all();
     op.stopping();
+    console.drain_log();
     logging::notice("leaving the cluster");
     node.engine.abort_all(Instant::now(), "sender shut down");
     node.leave();
@@ -937,7 +939,7 @@ impl Session {
 
     /// Serves one admitted console connection until `quit`, EOF, or a line that ends it
     /// (`console_access::run_session` reads, caps and checks the lines).
-    fn serve<S: console_access::Conn>(&self, conn: S, who: &str) {
+    fn serve<S: console_access::Conn>(&self, conn: S, who: &console_access::Who) {
         let mut session = SessionState::default();
         console_access::run_session(&self.console, conn, who, |req, w| {
             self.handle(req, &mut session, w)

@@ -33,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod console_access;
+pub mod console_throttle;
 pub mod console_trust;
 pub mod daemon;
 pub mod demo;

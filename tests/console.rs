@@ -471,10 +471,14 @@ fn password_rules_three_tries_and_growing_delays() {
     let wrong = password_file(&dir, "wrong", "not it\n", 0o600);
     refuses_to_start(c.daemon_on_loopback("e", &["-K", &empty]), "is empty");
     refuses_to_start(c.daemon_on_loopback("o", &["-K", &open]), "chmod 600");
-    // A console reachable from the network needs -K.
+    // A console reachable from the network needs -K, with a password of 16 bytes or more.
     refuses_to_start(
         c.daemon_on_loopback("n", &["--console-addr", "0.0.0.0"]),
         "add -K FILE",
+    );
+    refuses_to_start(
+        c.daemon_on_loopback("s", &["--console-addr", "0.0.0.0", "-K", &good]),
+        "needs a password of at least 16 bytes (the -K file's has 9)",
     );
 
     let i = c.add("pw", &["-K", &good]);
@@ -518,6 +522,19 @@ fn password_rules_three_tries_and_growing_delays() {
     assert!(r.stderr.contains("chmod 600"), "{r}");
 }
 
+/// One raw TCP session from network namespace `ns` to `host`:5000: writes `input` and
+/// returns everything the daemon answers until it closes the connection.
+fn session_in(ns: &str, host: &str, input: &str) -> Run {
+    run(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "bash", "-c"])
+            .arg(r#"exec 3<>"/dev/tcp/$HOST/5000" || exit 9; printf '%s' "$INPUT" >&3; exec cat <&3"#)
+            .env("HOST", host)
+            .env("INPUT", input),
+        RUN_LIMIT,
+    )
+}
+
 #[test]
 fn remote_console_peer_gets_in_only_with_the_password() {
     if !root_or_skip(
@@ -534,31 +551,20 @@ fn remote_console_peer_gets_in_only_with_the_password() {
     let ns1 = net.host(1, &addr(1));
     let dir = c.path("pw");
     fs::create_dir(&dir).unwrap();
-    let good = password_file(&dir, "good", "remote pw\n", 0o600);
+    let good = password_file(&dir, "good", "remote console pw\n", 0o600);
     let base = c.path("r0/base");
     fs::create_dir_all(&base).unwrap();
     let mut more = c.key_args();
     more.extend(["-K", &good, "--console-addr", &addr(0)].map(String::from));
     let d = c.daemon_at("r0", base, 5000, Some(ns0), &addr(0), more);
     let i = c.push_daemon(d);
-    let remote = |input: &str| {
-        run(
-            Command::new("ip")
-                .args(["netns", "exec", &ns1, "bash", "-c"])
-                .arg(
-                    r#"exec 3<>"/dev/tcp/$HOST/5000" || exit 9; printf '%s' "$INPUT" >&3; cat <&3"#,
-                )
-                .env("HOST", addr(0))
-                .env("INPUT", input),
-            RUN_LIMIT,
-        )
-    };
+    let remote = |input: &str| session_in(&ns1, &addr(0), input);
     let r = remote("status\nquit\n");
     assert_eq!(
         r.stdout, "error: password required (password SECRET)\nok\n",
         "{r}"
     );
-    let r = remote("password \"remote pw\"\nstatus\nquit\n");
+    let r = remote("password \"remote console pw\"\nstatus\nquit\n");
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.first(), Some(&"ok"), "{r}");
     assert!(lines.contains(&"name r0"), "{r}");
@@ -852,4 +858,146 @@ fn the_console_socket_is_born_shared_and_its_directory_must_be_safe() {
         );
     }
     assert!(swapped > 0, "the racer never got to swap the socket");
+}
+
+/// Issue 12's review, F8: with the console beyond loopback (`-K`), 16 silent connections from
+/// another host held every session for the 300 s idle time, locking root out, and guesses
+/// were limited only per connection. Now peers on other hosts wait for the password in a pool
+/// of 4 with 10 s to give it, a peer with 3 wrong passwords must wait before trying again
+/// (10 s, doubling), and wrong passwords are logged once per peer and window with a count.
+#[test]
+fn remote_peers_cannot_lock_root_out_and_wrong_passwords_back_off() {
+    if !root_or_skip(
+        "remote_peers_cannot_lock_root_out_and_wrong_passwords_back_off",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let third = (std::process::id() % 250) as u8 + 1;
+    let addr = |i: usize| format!("198.18.{third}.{}", 40 + i);
+    let ns0 = net.host(0, &addr(0));
+    let ns1 = net.host(1, &addr(1));
+    let dir = c.path("pw");
+    fs::create_dir(&dir).unwrap();
+    let good = password_file(&dir, "good", "a long console password\n", 0o600);
+    let base = c.path("srv/base");
+    fs::create_dir_all(&base).unwrap();
+    let mut more = c.key_args();
+    more.extend(["-K", &good, "--console-addr", &addr(0)].map(String::from));
+    let d = c.daemon_at("srv", base, 5000, Some(ns0.clone()), &addr(0), more);
+    let i = c.push_daemon(d);
+    let console = format!("{}:5000", addr(0));
+    let root_status = || {
+        let t = Instant::now();
+        let r = run(
+            &mut c.daemons[i].command(&["status", "--console", &console, "-K", &good]),
+            RUN_LIMIT,
+        );
+        (r, t.elapsed())
+    };
+
+    // A peer on another host opens 20 connections and says nothing.
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns1, "bash", "-c"])
+        .arg(
+            r#"start=$(date +%s%N); fds=()
+               for i in $(seq 20); do exec {fd}<>"/dev/tcp/$HOST/5000" || exit 9; fds+=($fd); done
+               echo ready
+               for fd in "${fds[@]}"; do cat <&$fd; done
+               echo "all closed after $(( ($(date +%s%N) - start) / 1000000 )) ms""#,
+        )
+        .env("HOST", addr(0))
+        .stdout(std::process::Stdio::piped());
+    let mut holder = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
+    assert_eq!(ready, "ready\n", "the remote peer could not connect");
+    // Root on the server is not locked out: it answers at once.
+    let (r, took) = root_status();
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("name srv"), "{r}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The peer's connections beyond the pool were turned away; the rest are closed after
+    // 10 s without a password.
+    let mut rest = String::new();
+    let t = Instant::now();
+    while t.elapsed() < RUN_LIMIT {
+        let mut l = String::new();
+        if std::io::BufRead::read_line(&mut out, &mut l).unwrap_or(0) == 0 {
+            break;
+        }
+        rest.push_str(&l);
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let count = |what: &str| rest.lines().filter(|l| l.starts_with(what)).count();
+    assert_eq!(
+        count("error: too many connections waiting for the password (4); try again later"),
+        16,
+        "{rest}"
+    );
+    assert_eq!(
+        count("error: no password within 10 s; closing the session"),
+        4,
+        "{rest}"
+    );
+    let ms: u64 = rest
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("all closed after ")?
+                .strip_suffix(" ms")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{rest}"));
+    assert!(
+        (9_500..30_000).contains(&ms),
+        "closed after {ms} ms: {rest}"
+    );
+
+    // Three wrong passwords: the peer must wait before it may try again, even with the right
+    // password; root on the server may go on.
+    let r = session_in(&ns1, &addr(0), "password a\npassword b\npassword c\n");
+    assert_eq!(
+        r.stdout,
+        "error: wrong password\nerror: wrong password\n\
+         error: wrong password; closing the session after 3 tries\n",
+        "{r}"
+    );
+    let r = session_in(
+        &ns1,
+        &addr(0),
+        "password \"a long console password\"\nstatus\n",
+    );
+    let want = format!(
+        "error: too many wrong passwords from {}; try again in ",
+        addr(1)
+    );
+    assert!(r.stdout.starts_with(&want), "{r}");
+    assert_eq!(r.stdout.lines().count(), 1, "{r}");
+    let (r, _) = root_status();
+    assert_eq!(r.code, 0, "{r}");
+    let st = Status::parse(r.stdout.lines().map(String::from).collect());
+    let counters = st.line("console ").to_string();
+    assert!(counters.contains("bad-password 3"), "{counters}");
+    assert!(!counters.contains("backoff 0"), "{counters}");
+
+    // The log: the first wrong password in full, the others counted (written when the
+    // window ends, or at the latest when the daemon stops).
+    c.daemons[i].stop();
+    let log = c.daemons[i].log_text();
+    let full = log.matches("(remote): error: wrong password").count();
+    assert_eq!(full, 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "console: … and 2 more wrong passwords from {} in the last",
+            addr(1)
+        )),
+        "{log}"
+    );
+    drop(c);
+    drop(net);
 }

@@ -59,8 +59,9 @@ pub struct DaemonArgs {
     /// Address to bind the TCP console to (makuosan's -l).
     ///
     /// Anything but loopback exposes the console to the network, so the daemon refuses to start
-    /// with one unless -K is given; connections from other hosts must then send the password
-    /// before anything else.
+    /// with one unless -K is given with a password of at least 16 bytes; connections from other
+    /// hosts must then send the password before anything else, within 10 s, and at most 4 of
+    /// them wait for it at a time.
     #[arg(
         short = 'l',
         long,
@@ -99,7 +100,9 @@ pub struct DaemonArgs {
     /// The password is the file's first line, 4 to 63 bytes. Like a key file, the file must be
     /// a regular file that group and others can neither read nor write (chmod 600). A session
     /// gets at most 3 tries, each failure answered after a growing delay (1 s, 2 s, 3 s); the
-    /// third closes the connection. Local connections must also pass the user check (see
+    /// third closes the connection. A peer (uid, or address) with 3 wrong passwords waits 10 s
+    /// before it may try again, twice as long after each further one (at most 10 min); root
+    /// and the daemon's user never wait. Local connections must also pass the user check (see
     /// --console-group).
     #[arg(short = 'K', long, value_name = "FILE", value_hint = ValueHint::FilePath,
           help_heading = "Console")]
@@ -115,8 +118,9 @@ pub struct DaemonArgs {
     /// (see -U for its directory). With -c
     /// (chroot) the members are read once at start, before the chroot, from the group
     /// database and /etc/passwd: inside the chroot those files would be under the base, where
-    /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s
-    /// without a complete line.
+    /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time (4 kept for
+    /// root and the daemon's user), a session closed after 300 s without a complete line.
+    /// Refusals are logged once per uid and minute, the rest counted.
     #[arg(long, value_name = "GROUP", help_heading = "Console")]
     pub console_group: Option<String>,
 
