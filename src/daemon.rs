@@ -631,7 +631,7 @@ fn handle_event(
                     origin: if origin.is_empty() {
                         "?".into()
                     } else {
-                        escape::text_str(&origin).replace(' ', "\\#040")
+                        escape::word_str(&origin).into_owned()
                     },
                     time: crate::state::unix_now(),
                     digest: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
@@ -735,7 +735,7 @@ fn handle_job(
                 .unwrap_or_else(|| "-".into());
             let mut lines = vec![format!(
                 "{} {} self {} proto={} last-push={}",
-                escape::text_str(&cfg.name),
+                escape::word_str(&cfg.name),
                 node.local_addr().ip(),
                 cfg.version,
                 proto::wire::VERSION,
@@ -754,8 +754,8 @@ fn handle_job(
                 if !live.contains(&r.name) && r.name != cfg.name {
                     lines.push(format!(
                         "{} {} missing - last-seen={}s-ago",
-                        escape::text_str(&r.name),
-                        escape::text_str(&r.addr),
+                        escape::word_str(&r.name),
+                        escape::word_str(&r.addr),
                         crate::state::unix_now().saturating_sub(r.last_seen)
                     ));
                 }
