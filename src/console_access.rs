@@ -9,7 +9,9 @@
 //!   ([`crate::peercred`]). A TCP peer whose socket is not on this host is *remote*: allowed
 //!   only with `-K`, and then only after the password. A loopback peer whose owner cannot be
 //!   determined is refused. Anyone refused reads `error: permission denied` and is
-//!   disconnected.
+//!   disconnected. Both name the socket's *creator*: a connection an allowed user opened and
+//!   handed to another process (`SCM_RIGHTS`, an inherited descriptor) is accepted as the
+//!   allowed user's (documented in the README; the kernel tells no more).
 //! - **Password** (`-K`, [`Gate`]): before it, only `password`, `quit` and blank lines; at most
 //!   [`MAX_TRIES`] tries per connection, each failure answered after [`failure_delay`]; a peer
 //!   with more wrong passwords than that waits before it may try again, longer each time

@@ -114,7 +114,9 @@ pub struct DaemonArgs {
     /// daemon, and (with this flag) members of GROUP may use it: their primary group or
     /// supplementary groups in the group database. The peer's uid comes from SO_PEERCRED on the
     /// unix socket and from the kernel's socket table on TCP; anyone else gets 'error:
-    /// permission denied'. With -U the socket is made group GROUP, mode 0660, as it is bound
+    /// permission denied'. The kernel names the connection's creator: a connection an allowed
+    /// user hands to another process (SCM_RIGHTS) is accepted as that user's. With -U the
+    /// socket is made group GROUP, mode 0660, as it is bound
     /// (see -U for its directory). With -c
     /// (chroot) the members are read once at start, before the chroot, from the group
     /// database and /etc/passwd: inside the chroot those files would be under the base, where
@@ -168,7 +170,10 @@ pub struct DaemonArgs {
     /// Run as this user (name or uid) once the sockets are open.
     ///
     /// Also takes the user's primary group (unless -g) and its supplementary groups
-    /// (unless -G), as login does; root's groups are all given up.
+    /// (unless -G), as login does; root's groups are all given up. Use a user of makuo's own
+    /// (useradd --system makuo): any other process of the same user may signal the daemon
+    /// (stop or kill it) or read its memory, so a shared user such as nobody lets every
+    /// program that runs as nobody stop makuo.
     #[arg(short = 'u', long, value_name = "USER", help_heading = "Process")]
     pub user: Option<String>,
 
