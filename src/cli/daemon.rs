@@ -40,7 +40,8 @@ pub struct DaemonArgs {
     /// of rsync patterns applied to every push this daemon sends. Flags win over the
     /// environment (MAKUO_ + the key in upper case, e.g. MAKUO_CONSOLE_PORT), which wins over
     /// the file. An unknown key is an error naming its line. SIGHUP reads the file again.
-    /// Also MAKUO_CONFIG.
+    /// Also MAKUO_CONFIG. As root (as sshd does) the file must be a regular file owned by root
+    /// or the user running makuo and writable by its owner alone; otherwise it is refused.
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
     pub config: Option<PathBuf>,
 
