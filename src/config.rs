@@ -268,6 +268,17 @@ fn line_of(text: &str, at: usize) -> usize {
 fn file_layer(cmd: &clap::Command, path: &Path) -> Result<Layer> {
     use std::io::Read;
     let f = std::fs::File::open(path).with_context(|| format!("config file {}", path.display()))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("config file {}", path.display()))?;
+    let (euid, uid) = (rustix::process::geteuid(), rustix::process::getuid());
+    if let Some(why) = untrusted(&meta, euid.as_raw(), uid.as_raw()) {
+        bail!(
+            "config file {}: {why}; as root makuo reads only a file that root (or the user \
+             running it) owns and no one else may write (chown root {0}; chmod go-w {0})",
+            path.display()
+        );
+    }
     let mut text = String::new();
     f.take(MAX_FILE + 1)
         .read_to_string(&mut text)
@@ -279,6 +290,39 @@ fn file_layer(cmd: &clap::Command, path: &Path) -> Result<Layer> {
         );
     }
     parse_file(cmd, path, &text)
+}
+
+/// Why a config file must not be read by a process running as `euid` (real uid `uid`), as
+/// sshd's StrictModes: as root, a file someone else could change would let them choose what
+/// root runs (the base, `-u`, the key), so it must be a regular file owned by root or the user
+/// running makuo, writable by its owner alone. Other users read their own files unchecked.
+/// Judged on the opened file (a symlink to a good file is fine); `/dev/null` is no settings.
+fn untrusted(meta: &std::fs::Metadata, euid: u32, uid: u32) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    if euid != 0 {
+        return None;
+    }
+    // `MAKUO_CONFIG=/dev/null`: no settings at all.
+    if meta.file_type().is_char_device() && meta.rdev() == nix::sys::stat::makedev(1, 3) {
+        return None;
+    }
+    if !meta.is_file() {
+        return Some("not a regular file".into());
+    }
+    if meta.uid() != 0 && meta.uid() != uid {
+        return Some(format!("owned by uid {}", meta.uid()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = if mode & 0o002 != 0 {
+            "anyone"
+        } else {
+            "its group"
+        };
+        return Some(format!("writable by {who} (mode {mode:04o})"));
+    }
+    None
 }
 
 fn parse_file(cmd: &clap::Command, path: &Path, text: &str) -> Result<Layer> {
@@ -667,6 +711,17 @@ pub fn default_console() -> Result<ConsoleAddr> {
     Ok(c.console)
 }
 
+/// The daemon's user as the front end sees it configured (`user` in the config file,
+/// `MAKUO_USER`, `MAKUOSAN_USER`): a console held by that user is trusted
+/// ([`crate::console_trust`]).
+pub fn front_daemon_user() -> Result<Option<String>> {
+    let d = front_layer(&process_env)?;
+    Ok(match d.get("user") {
+        Some((Value::Words(ws), _)) => ws.first().map(|w| w.to_string_lossy().into_owned()),
+        _ => None,
+    })
+}
+
 /// The console address and nothing else (`makuo exclude`, `makuo loglevel`).
 pub fn apply_console(console: &mut ConsoleArgs, sub: &ArgMatches) -> Result<()> {
     let d = front_layer(&process_env)?;
@@ -785,6 +840,69 @@ mod tests {
         let p = d.path().join("makuo.conf");
         std::fs::write(&p, text).unwrap();
         (d, p)
+    }
+
+    #[test]
+    fn as_root_a_config_file_others_may_change_is_refused() {
+        use std::os::unix::fs::{chown, PermissionsExt};
+        let (_d, p) = file("base = \"/srv\"\n");
+        let set = |mode: u32| {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let meta = || std::fs::metadata(&p).unwrap();
+        let me = rustix::process::getuid().as_raw();
+        set(0o644);
+        assert_eq!(untrusted(&meta(), 0, me), None);
+        set(0o600);
+        assert_eq!(untrusted(&meta(), 0, me), None);
+        set(0o664);
+        assert_eq!(
+            untrusted(&meta(), 0, me).as_deref(),
+            Some("writable by its group (mode 0664)")
+        );
+        set(0o646);
+        assert_eq!(
+            untrusted(&meta(), 0, me).as_deref(),
+            Some("writable by anyone (mode 0646)")
+        );
+        // Not running as root: the user's own business.
+        assert_eq!(untrusted(&meta(), 1000, 1000), None);
+        set(0o644);
+        let dir = std::fs::metadata(p.parent().unwrap()).unwrap();
+        assert_eq!(
+            untrusted(&dir, 0, me).as_deref(),
+            Some("not a regular file")
+        );
+        let null = std::fs::metadata("/dev/null").unwrap();
+        assert_eq!(untrusted(&null, 0, me), None);
+        let zero = std::fs::metadata("/dev/zero").unwrap();
+        assert_eq!(
+            untrusted(&zero, 0, me).as_deref(),
+            Some("not a regular file")
+        );
+        if rustix::process::geteuid().is_root() {
+            // Owned by another user: refused to root, whoever runs it.
+            chown(&p, Some(65534), None).unwrap();
+            assert_eq!(
+                untrusted(&meta(), 0, 0).as_deref(),
+                Some("owned by uid 65534")
+            );
+            // ... unless that user is the one running makuo (sudo -E, a root-owned setuid).
+            assert_eq!(untrusted(&meta(), 0, 65534), None);
+            // And the daemon refuses it with the path and the fix.
+            let cmd = daemon_command();
+            let e = file_layer(&cmd, &p).unwrap_err().to_string();
+            assert!(e.contains("owned by uid 65534"), "{e}");
+            assert!(e.contains("chown root"), "{e}");
+            chown(&p, Some(0), None).unwrap();
+            set(0o666);
+            let e = file_layer(&cmd, &p).unwrap_err().to_string();
+            assert!(e.contains("writable by anyone (mode 0666)"), "{e}");
+            set(0o644);
+            assert!(file_layer(&cmd, &p).is_ok());
+        } else {
+            eprintln!("skipping the ownership half: not root");
+        }
     }
 
     #[test]

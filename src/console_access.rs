@@ -9,11 +9,23 @@
 //!   ([`crate::peercred`]). A TCP peer whose socket is not on this host is *remote*: allowed
 //!   only with `-K`, and then only after the password. A loopback peer whose owner cannot be
 //!   determined is refused. Anyone refused reads `error: permission denied` and is
-//!   disconnected.
+//!   disconnected. Both name the socket's *creator*: a connection an allowed user opened and
+//!   handed to another process (`SCM_RIGHTS`, an inherited descriptor) is accepted as the
+//!   allowed user's (documented in the README; the kernel tells no more).
 //! - **Password** (`-K`, [`Gate`]): before it, only `password`, `quit` and blank lines; at most
-//!   [`MAX_TRIES`] tries per connection, each failure answered after [`failure_delay`].
+//!   [`MAX_TRIES`] tries per connection, each failure answered after [`failure_delay`]; a peer
+//!   with more wrong passwords than that waits before it may try again, longer each time
+//!   ([`crate::console_throttle::Backoff`]). A console reachable from the network needs a
+//!   password of at least [`MIN_NETWORK_PASSWORD`] bytes.
 //! - **Limits** ([`LIMITS`]): line length, concurrent sessions and connections, idle time, a
-//!   write timeout for a client that stops reading.
+//!   write timeout for a client that stops reading. Peers on other hosts wait for the password
+//!   in a small pool of their own ([`Limits::unauthenticated`]) and must give it within
+//!   [`Limits::auth_time`]; only then do they take a session, so silent or guessing peers
+//!   cannot hold the sessions root and local users need. Some sessions are kept for root and
+//!   the daemon's user ([`Limits::reserved`]).
+//! - **Log**: refusals, wrong passwords and sessions ended for a foreign line are logged once
+//!   per peer and window, the rest counted in one line at the window's end
+//!   ([`crate::console_throttle::LogLimit`]).
 //! - **Strictness**: the first line that is not a console command ends the session (see
 //!   [`crate::console`]), so another protocol pointed at the console (an HTTP request from a
 //!   browser or `curl`) runs nothing.
@@ -26,7 +38,6 @@ use std::ffi::CString;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +46,7 @@ use anyhow::{bail, Result};
 use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::console::{self, Input, ParseError, Request};
+use crate::console_throttle::{source_key, Backoff, LogLimit};
 use crate::daemon::log;
 use crate::peercred::{self, TcpOwner};
 use crate::secret_file::Password;
@@ -55,6 +67,14 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Longest wait for the kernel's socket table.
     pub lookup: Duration,
+    /// Peers on other hosts that have not given the password yet, at a time.
+    pub unauthenticated: usize,
+    /// How long a peer on another host has, from connecting, to give the password.
+    pub auth_time: Duration,
+    /// Of `max_sessions`, how many only root and the daemon's user may take.
+    pub reserved: usize,
+    /// One log line per peer and kind of refusal in this time; the rest are counted.
+    pub log_window: Duration,
 }
 
 /// The limits every daemon applies (documented in `makuo daemon --help` and the README).
@@ -65,7 +85,24 @@ pub const LIMITS: Limits = Limits {
     idle: Duration::from_secs(300),
     write_timeout: Duration::from_secs(60),
     lookup: Duration::from_secs(1),
+    unauthenticated: 4,
+    auth_time: Duration::from_secs(10),
+    reserved: 4,
+    log_window: Duration::from_secs(60),
 };
+
+/// Shortest password of a console reachable from the network (`--console-addr` beyond
+/// loopback): anyone who can reach the port may guess.
+pub const MIN_NETWORK_PASSWORD: usize = 16;
+
+/// After this many wrong passwords a peer waits [`BACKOFF_FIRST`] before it may try again,
+/// twice as long after each further one, at most [`BACKOFF_MAX`]; it is forgotten an hour
+/// after its last wrong password.
+pub const BACKOFF_FREE: u32 = MAX_TRIES;
+/// See [`BACKOFF_FREE`].
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(10);
+/// See [`BACKOFF_FREE`].
+pub const BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 /// Password tries per connection.
 pub const MAX_TRIES: u32 = 3;
@@ -75,15 +112,25 @@ pub fn failure_delay(n: u32) -> Duration {
     Duration::from_secs(u64::from(n.min(MAX_TRIES)))
 }
 
-/// A console bound beyond loopback is reachable from the network: it needs `-K`.
-pub fn check_console_addr(addr: IpAddr, has_password: bool) -> Result<()> {
-    if !peercred::is_loopback(addr) && !has_password {
-        bail!(
+/// A console bound beyond loopback is reachable from the network: it needs `-K`, with a
+/// password of at least [`MIN_NETWORK_PASSWORD`] bytes.
+pub fn check_console_addr(addr: IpAddr, password: Option<&Password>) -> Result<()> {
+    if peercred::is_loopback(addr) {
+        return Ok(());
+    }
+    match password {
+        None => bail!(
             "console address {addr} is not loopback: a console reachable from the network needs \
              a password; add -K FILE (or keep --console-addr 127.0.0.1)"
-        );
+        ),
+        Some(p) if p.as_str().len() < MIN_NETWORK_PASSWORD => bail!(
+            "console address {addr} is not loopback: a console reachable from the network needs \
+             a password of at least {MIN_NETWORK_PASSWORD} bytes (the -K file's has {}); \
+             e.g. head -c 15 /dev/urandom | base64 > FILE",
+            p.as_str().len()
+        ),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// The group named by `--console-group`.
@@ -258,15 +305,10 @@ impl Policy {
         }
     }
 
-    /// With `--console-group`, makes the unix socket at `p` group GROUP, mode 0660, so members
-    /// can connect (its peer check still applies).
-    pub fn share_socket(&self, p: &Path) -> io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if let Some(g) = &self.group {
-            std::os::unix::fs::chown(p, None, Some(g.gid))?;
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660))?;
-        }
-        Ok(())
+    /// The gid of `--console-group`, if given: the `-U` socket is made that group, mode
+    /// 0660, so members can connect (its peer check still applies).
+    pub fn group_gid(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.gid)
     }
 }
 
@@ -317,6 +359,8 @@ pub struct Stats {
     pub idle: AtomicU64,
     /// Connections turned away because too many were open.
     pub busy: AtomicU64,
+    /// Connections and tries turned away because their peer gave too many wrong passwords.
+    pub backoff: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -329,14 +373,15 @@ impl Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "console sessions {} refused {} not-a-command {} bad-password {} too-long {} idle {} \
-             busy {}",
+             busy {} backoff {}",
             g(&self.sessions),
             g(&self.refused),
             g(&self.not_a_command),
             g(&self.bad_password),
             g(&self.too_long),
             g(&self.idle),
-            g(&self.busy)
+            g(&self.busy),
+            g(&self.backoff)
         )
     }
 }
@@ -453,6 +498,40 @@ impl<'a> Gate<'a> {
     }
 }
 
+/// Who is at the other end of an admitted connection, as the session sees it.
+#[derive(Debug)]
+pub struct Who {
+    /// How the log names it: `tcp 127.0.0.1:40000 uid 0`, `tcp 198.18.0.9:40000 (remote)`.
+    pub name: String,
+    /// How the log limit and the password backoff key it: `uid 1000`, `198.18.0.9`.
+    key: String,
+    /// Root or the daemon's user: no password backoff.
+    privileged: bool,
+    /// On another host: it must give the password within [`Limits::auth_time`], holding an
+    /// unauthenticated slot until then and a session slot after.
+    remote: bool,
+    slot: std::sync::Mutex<Option<Slot>>,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Who {
+    /// A peer for tests and tools: local, not privileged, holding no slot.
+    pub fn local(name: &str, uid: u32) -> Who {
+        Who {
+            name: name.to_string(),
+            key: format!("uid {uid}"),
+            privileged: false,
+            remote: false,
+            slot: std::sync::Mutex::new(None),
+        }
+    }
+}
+
 /// A console connection: TCP or unix.
 pub trait Conn: Read + Write + Send + Sized + 'static {
     /// Another handle on the same connection.
@@ -506,16 +585,29 @@ impl<S: Conn> Read for Deadline<S> {
     }
 }
 
+/// What to count a closing line as in the log limit.
+fn log_kind(note: Option<Note>) -> &'static str {
+    match note {
+        Some(Note::WrongPassword) => "wrong passwords",
+        Some(Note::NotACommand) => "sessions ended by a foreign line",
+        None => "sessions closed",
+    }
+}
+
 /// Serves one admitted session: reads lines (capped, with the idle deadline), passes them
 /// through the [`Gate`], and hands requests to `handle` (which writes the answer) until
-/// `quit`, EOF, an error or a verdict that closes the session. `who` names the peer in logs.
+/// `quit`, EOF, an error or a verdict that closes the session. A peer on another host must
+/// give the password within [`Limits::auth_time`] of connecting, and then takes a session
+/// slot (it held an unauthenticated one until then). Wrong passwords count against the
+/// peer ([`crate::console_throttle::Backoff`]).
 pub fn run_session<S: Conn>(
     srv: &Server,
     conn: S,
-    who: &str,
+    who: &Who,
     mut handle: impl FnMut(Request, &mut S) -> io::Result<()>,
 ) {
     let limits = &srv.limits;
+    let started = Instant::now();
     let Ok(mut w) = conn.try_clone() else {
         return;
     };
@@ -527,9 +619,17 @@ pub fn run_session<S: Conn>(
     let mut gate = Gate::new(srv.password.as_ref());
     let mut line = Vec::with_capacity(256);
     loop {
-        r.get_mut().until = Instant::now() + limits.idle;
-        let verdict = match console::read_line(&mut r, limits.max_line, &mut line) {
-            Ok(Input::Line) => gate.line(&line),
+        let pre_auth = who.remote && !gate.authed();
+        let mut until = Instant::now() + limits.idle;
+        if pre_auth {
+            until = until.min(started + limits.auth_time);
+        }
+        r.get_mut().until = until;
+        let was_authed = gate.authed();
+        let mut verdict = match console::read_line(&mut r, limits.max_line, &mut line) {
+            Ok(Input::Line) => srv
+                .held_back(who, &gate, &line)
+                .unwrap_or_else(|| gate.line(&line)),
             Ok(Input::TooLong) => {
                 bump(&srv.stats.too_long);
                 Verdict::Answer {
@@ -550,18 +650,51 @@ pub fn run_session<S: Conn>(
                 ) =>
             {
                 bump(&srv.stats.idle);
-                Verdict::Answer {
-                    wait: Duration::ZERO,
-                    line: format!(
+                let line = if pre_auth {
+                    format!(
+                        "error: no password within {} s; closing the session",
+                        limits.auth_time.as_secs()
+                    )
+                } else {
+                    format!(
                         "error: no complete line for {} s; closing the session",
                         limits.idle.as_secs()
-                    ),
+                    )
+                };
+                Verdict::Answer {
+                    wait: Duration::ZERO,
+                    line,
                     close: true,
                     note: None,
                 }
             }
             Err(_) => break,
         };
+        if !was_authed && gate.authed() {
+            srv.throttle().backoff.succeeded(&who.key);
+            if who.remote {
+                // From the unauthenticated pool to a session of its own.
+                let slot = srv
+                    .sessions
+                    .take_upto(limits.max_sessions.saturating_sub(limits.reserved));
+                let mut held = who.slot.lock().unwrap_or_else(|e| e.into_inner());
+                match slot {
+                    Some(s) => *held = Some(s),
+                    None => {
+                        bump(&srv.stats.busy);
+                        verdict = Verdict::Answer {
+                            wait: Duration::ZERO,
+                            line: format!(
+                                "error: too many console sessions ({}); try again later",
+                                limits.max_sessions
+                            ),
+                            close: true,
+                            note: None,
+                        };
+                    }
+                }
+            }
+        }
         match verdict {
             Verdict::Run(req) => {
                 let quit = matches!(req, Request::Quit);
@@ -571,8 +704,8 @@ pub fn run_session<S: Conn>(
             }
             Verdict::Answer {
                 wait,
-                line,
-                close,
+                mut line,
+                mut close,
                 note,
             } => {
                 match note {
@@ -580,8 +713,22 @@ pub fn run_session<S: Conn>(
                     Some(Note::WrongPassword) => bump(&srv.stats.bad_password),
                     None => {}
                 }
+                if note == Some(Note::WrongPassword) && !who.privileged {
+                    let now = Instant::now();
+                    let mut t = srv.throttle();
+                    t.backoff.failed(now, &who.key);
+                    if let (Some(left), false) = (t.backoff.wait(now, &who.key), close) {
+                        bump(&srv.stats.backoff);
+                        close = true;
+                        line = backoff_line(&who.key, left);
+                    }
+                }
                 if close || note.is_some() {
-                    log(1, format_args!("console {who}: {line}"));
+                    srv.log_limited(
+                        &who.key,
+                        log_kind(note),
+                        format_args!("console {who}: {line}"),
+                    );
                 }
                 std::thread::sleep(wait);
                 if writeln!(w, "{line}").is_err() || close {
@@ -592,6 +739,13 @@ pub fn run_session<S: Conn>(
     }
 }
 
+fn backoff_line(key: &str, left: Duration) -> String {
+    format!(
+        "error: too many wrong passwords from {key}; try again in {} s; closing the session",
+        left.as_secs().max(1)
+    )
+}
+
 /// A count of things in use, with a cap.
 #[derive(Debug)]
 struct Slots {
@@ -600,6 +754,7 @@ struct Slots {
 }
 
 /// One taken slot, given back on drop.
+#[derive(Debug)]
 struct Slot(Arc<Slots>);
 
 impl Slots {
@@ -611,9 +766,15 @@ impl Slots {
     }
 
     fn take(self: &Arc<Self>) -> Option<Slot> {
+        self.take_upto(self.max)
+    }
+
+    /// A slot, if fewer than `limit` (at most the cap) are taken.
+    fn take_upto(self: &Arc<Self>, limit: usize) -> Option<Slot> {
+        let limit = limit.min(self.max);
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < limit).then_some(n + 1)
             })
             .ok()
             .map(|_| Slot(self.clone()))
@@ -624,6 +785,15 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.used.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The log limit and the password backoff of a daemon's console.
+#[derive(Debug)]
+pub struct Throttle {
+    /// Log lines per peer.
+    pub log: LogLimit,
+    /// Wrong passwords per peer.
+    pub backoff: Backoff,
 }
 
 /// What every console connection of a daemon shares: the policy, the password, the limits,
@@ -640,6 +810,9 @@ pub struct Server {
     pub stats: Stats,
     sessions: Arc<Slots>,
     connections: Arc<Slots>,
+    /// Peers on other hosts that have not given the password yet.
+    unauthenticated: Arc<Slots>,
+    throttle: std::sync::Mutex<Throttle>,
 }
 
 impl Server {
@@ -648,12 +821,84 @@ impl Server {
         Arc::new(Server {
             sessions: Slots::new(limits.max_sessions),
             connections: Slots::new(limits.max_connections),
+            unauthenticated: Slots::new(limits.unauthenticated),
+            throttle: std::sync::Mutex::new(Throttle {
+                log: LogLimit::new(limits.log_window),
+                backoff: Backoff::new(
+                    BACKOFF_FREE,
+                    BACKOFF_FIRST,
+                    BACKOFF_MAX,
+                    Duration::from_secs(3600),
+                ),
+            }),
             policy,
             password,
             limits,
             stats: Stats::default(),
         })
     }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs `line` if it is the first of its kind from peer `key` in the log window (the
+    /// others are counted), after the counts of windows that have ended.
+    fn log_limited(&self, key: &str, what: &'static str, line: impl std::fmt::Display) {
+        let (full, summaries) = self.throttle().log.note(Instant::now(), key, what);
+        for l in summaries {
+            log(1, l);
+        }
+        if full {
+            log(1, line);
+        }
+    }
+
+    /// Logs the counts of log windows that have ended (called every few seconds).
+    pub fn flush_log(&self) {
+        let lines = self.throttle().log.due(Instant::now());
+        for l in lines {
+            log(1, l);
+        }
+    }
+
+    /// Logs every count still pending (at shutdown).
+    pub fn drain_log(&self) {
+        let lines = self.throttle().log.drain(Instant::now());
+        for l in lines {
+            log(1, l);
+        }
+    }
+
+    /// Before the password: a password line from a peer that must still wait is answered
+    /// without being tried.
+    fn held_back(&self, who: &Who, gate: &Gate<'_>, line: &[u8]) -> Option<Verdict> {
+        if gate.authed() || who.privileged {
+            return None;
+        }
+        if !matches!(console::parse_line(line), Ok(Request::Password(_))) {
+            return None;
+        }
+        let left = self.throttle().backoff.wait(Instant::now(), &who.key)?;
+        bump(&self.stats.backoff);
+        Some(Verdict::Answer {
+            wait: Duration::ZERO,
+            line: backoff_line(&who.key, left),
+            close: true,
+            note: None,
+        })
+    }
+}
+
+/// Logs the console's pending log counts every few seconds, for as long as the daemon runs.
+pub fn start_log_flush(srv: &Arc<Server>) {
+    let srv = srv.clone();
+    let _ = std::thread::Builder::new()
+        .name("console-log".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            srv.flush_log();
+        });
 }
 
 /// Says `line` and closes: for TCP, with a FIN after the line, then reads what the client still
@@ -693,41 +938,112 @@ pub fn close_tcp(mut c: TcpStream) {
     drain(&mut c, Duration::from_secs(2));
 }
 
+/// How the log limit and the backoff key a peer: its uid when local, its address when
+/// remote.
+fn peer_key(peer: &Peer, addr: Option<IpAddr>) -> String {
+    match (peer, addr) {
+        (Peer::Uid(uid), _) => format!("uid {uid}"),
+        (_, Some(ip)) if matches!(peer, Peer::Remote) => source_key(ip),
+        _ => "unidentified peers".into(),
+    }
+}
+
 /// Admits one connection and, when allowed, runs `session` on it. Runs on the connection's own
-/// thread.
+/// thread. `name` names the connection in the log, `key` its peer for the log limit and the
+/// password backoff.
 fn admit_and_serve<S: Conn>(
     srv: &Server,
     conn: S,
     admission: Admission,
-    who: String,
+    name: String,
+    key: String,
     finish: impl Fn(&S),
-    session: &(dyn Fn(S, &str) + Send + Sync),
+    session: &(dyn Fn(S, &Who) + Send + Sync),
 ) {
-    let who = match admission {
+    let turn_away = |conn: S, line: &str| {
+        say_and_close(conn, line, Duration::from_secs(1), &finish);
+    };
+    let (who, slot) = match admission {
         Admission::Refused(why) => {
             bump(&srv.stats.refused);
-            log(1, format_args!("console {who}: permission denied: {why}"));
-            say_and_close(
-                conn,
-                "error: permission denied",
-                Duration::from_secs(1),
-                finish,
+            srv.log_limited(
+                &key,
+                "refused",
+                format_args!("console {name}: permission denied: {why}"),
             );
+            turn_away(conn, "error: permission denied");
             return;
         }
-        Admission::Local(uid) => format!("{who} uid {uid}"),
-        Admission::Remote => format!("{who} (remote)"),
+        Admission::Local(uid) => {
+            let privileged = srv.policy.privileged(uid);
+            // Root and the daemon's user may also take the reserved sessions.
+            let limit = if privileged {
+                srv.limits.max_sessions
+            } else {
+                srv.limits.max_sessions - srv.limits.reserved.min(srv.limits.max_sessions)
+            };
+            let who = Who {
+                name: format!("{name} uid {uid}"),
+                key,
+                privileged,
+                remote: false,
+                slot: std::sync::Mutex::new(None),
+            };
+            (who, srv.sessions.take_upto(limit))
+        }
+        Admission::Remote => {
+            // Not in the `if let`: its guard would live through the block, and
+            // `log_limited` takes the lock again.
+            let wait = srv.throttle().backoff.wait(Instant::now(), &key);
+            if let Some(left) = wait {
+                bump(&srv.stats.backoff);
+                srv.log_limited(
+                    &key,
+                    "refused",
+                    format_args!("console {name} (remote): too many wrong passwords"),
+                );
+                turn_away(conn, &backoff_line(&key, left));
+                return;
+            }
+            let Some(slot) = srv.unauthenticated.take() else {
+                bump(&srv.stats.busy);
+                srv.log_limited(
+                    &key,
+                    "refused",
+                    format_args!("console {name} (remote): too many waiting for the password"),
+                );
+                let line = format!(
+                    "error: too many connections waiting for the password ({}); try again later",
+                    srv.limits.unauthenticated
+                );
+                turn_away(conn, &line);
+                return;
+            };
+            let who = Who {
+                name: format!("{name} (remote)"),
+                key,
+                privileged: false,
+                remote: true,
+                slot: std::sync::Mutex::new(None),
+            };
+            (who, Some(slot))
+        }
     };
-    let Some(_slot) = srv.sessions.take() else {
+    let Some(slot) = slot else {
         bump(&srv.stats.busy);
-        log(1, format_args!("console {who}: too many sessions"));
+        srv.log_limited(
+            &who.key,
+            "refused",
+            format_args!("console {who}: too many sessions"),
+        );
         let line = format!(
             "error: too many console sessions ({}); try again later",
             srv.limits.max_sessions
         );
-        say_and_close(conn, &line, Duration::from_secs(1), finish);
+        turn_away(conn, &line);
         return;
     };
+    *who.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
     bump(&srv.stats.sessions);
     log(3, format_args!("console {who}: session opened"));
     session(conn, &who);
@@ -767,8 +1083,8 @@ fn spawn_connection<S: Conn>(
     }
 }
 
-/// What serves an admitted session: the connection and who is at the other end (for logs).
-pub type SessionFn<S> = Arc<dyn Fn(S, &str) + Send + Sync>;
+/// What serves an admitted session: the connection and who is at the other end.
+pub type SessionFn<S> = Arc<dyn Fn(S, &Who) + Send + Sync>;
 
 /// Accepts TCP console connections forever.
 pub fn serve_tcp(l: TcpListener, srv: Arc<Server>, session: SessionFn<TcpStream>) {
@@ -790,19 +1106,21 @@ pub fn serve_tcp(l: TcpListener, srv: Arc<Server>, session: SessionFn<TcpStream>
         let peer = srv.policy.identify_tcp(&c, srv.limits.lookup);
         let (s2, session) = (srv.clone(), session.clone());
         spawn_connection(&srv, c, &peer.clone(), move |c| {
-            let who = match c.peer_addr() {
-                Ok(a) => format!("tcp {a}"),
-                Err(_) => "tcp ?".into(),
+            let addr = c.peer_addr().ok();
+            let name = match addr {
+                Some(a) => format!("tcp {a}"),
+                None => "tcp ?".into(),
             };
+            let key = peer_key(&peer, addr.map(|a| a.ip()));
             let admission = s2.policy.admit(peer);
-            let serve = |c: TcpStream, who: &str| {
+            let serve = |c: TcpStream, who: &Who| {
                 let keep = c.try_clone();
                 session(c, who);
                 if let Ok(k) = keep {
                     close_tcp(k);
                 }
             };
-            admit_and_serve(&s2, c, admission, who, tcp_finish, &serve);
+            admit_and_serve(&s2, c, admission, name, key, tcp_finish, &serve);
         });
     }
 }
@@ -820,15 +1138,16 @@ pub fn serve_unix(l: UnixListener, srv: Arc<Server>, session: SessionFn<UnixStre
         let peer = srv.policy.identify_unix(&c);
         let (s2, session) = (srv.clone(), session.clone());
         spawn_connection(&srv, c, &peer.clone(), move |c| {
-            let who = match peercred::unix_peer(&c) {
+            let name = match peercred::unix_peer(&c) {
                 Ok(p) => format!("unix pid {}", p.pid),
                 Err(_) => "unix".into(),
             };
+            let key = peer_key(&peer, None);
             let admission = s2.policy.admit(peer);
             let finish = |c: &UnixStream| {
                 let _ = c.shutdown(std::net::Shutdown::Write);
             };
-            admit_and_serve(&s2, c, admission, who, finish, &*session);
+            admit_and_serve(&s2, c, admission, name, key, finish, &*session);
         });
     }
 }
@@ -932,14 +1251,19 @@ mod tests {
     }
 
     #[test]
-    fn console_address_beyond_loopback_needs_a_password() {
+    fn console_address_beyond_loopback_needs_a_long_password() {
+        let short = pw();
+        let long = Password::new(b"sixteen bytes ok").unwrap();
         for a in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
-            assert!(check_console_addr(a.parse().unwrap(), false).is_ok(), "{a}");
+            assert!(check_console_addr(a.parse().unwrap(), None).is_ok(), "{a}");
+            assert!(check_console_addr(a.parse().unwrap(), Some(&short)).is_ok());
         }
         for a in ["0.0.0.0", "10.0.0.5", "::", "198.18.0.1"] {
-            let e = check_console_addr(a.parse().unwrap(), false).unwrap_err();
+            let e = check_console_addr(a.parse().unwrap(), None).unwrap_err();
             assert!(e.to_string().contains("-K"), "{e}");
-            assert!(check_console_addr(a.parse().unwrap(), true).is_ok());
+            let e = check_console_addr(a.parse().unwrap(), Some(&short)).unwrap_err();
+            assert!(e.to_string().contains("at least 16 bytes"), "{e}");
+            assert!(check_console_addr(a.parse().unwrap(), Some(&long)).is_ok());
         }
     }
 
@@ -1017,7 +1341,7 @@ mod tests {
             let s2 = srv.clone();
             let t = std::thread::spawn(move || {
                 let start = Instant::now();
-                run_session(&s2, b, "test", |req, w| match req {
+                run_session(&s2, b, &Who::local("test", 0), |req, w| match req {
                     Request::Nothing => Ok(()),
                     Request::Status => writeln!(w, "status here\nok"),
                     _ => writeln!(w, "ok"),

@@ -9,7 +9,7 @@
 //! ([`crate::config`]): flags over environment over config file.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -154,7 +154,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         None => None,
     };
     if !args.no_console {
-        console_access::check_console_addr(args.console_addr, password.is_some())?;
+        console_access::check_console_addr(args.console_addr, password.as_ref())?;
     }
     let mut policy =
         console_access::Policy::new(args.console_group.as_deref(), password.is_some())?;
@@ -208,17 +208,31 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let console_port = args.console_port();
     let tcp = match args.no_console {
         true => None,
-        false => Some(
-            TcpListener::bind(SocketAddr::new(args.console_addr, console_port))
-                .with_context(|| format!("console port {}:{console_port}", args.console_addr))?,
-        ),
+        false => Some(startup::bind_console(SocketAddr::new(
+            args.console_addr,
+            console_port,
+        ))?),
     };
+    // Who the daemon becomes, looked up while the user and group databases are reachable
+    // (before any chroot); the console socket's directory may belong to that user.
+    let identity = startup::resolve_identity(
+        args.user.as_deref(),
+        args.run_group.as_deref(),
+        args.groups.as_deref(),
+    )?;
     let (unix, socket_path) = match &args.console_socket {
         Some(p) => {
-            let (l, sp) = startup::bind_unix(p)?;
-            policy
-                .share_socket(p)
-                .with_context(|| format!("console socket {}", p.display()))?;
+            let share = startup::SocketShare {
+                group: policy.group_gid(),
+                dir_owners: vec![
+                    0,
+                    rustix::process::geteuid().as_raw(),
+                    identity
+                        .uid
+                        .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+                ],
+            };
+            let (l, sp) = startup::bind_unix(p, &share)?;
             (Some(l), Some(sp))
         }
         None => (None, None),
@@ -244,13 +258,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         logging::to_stderr();
     }
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
-    // Everything the daemon needs is open: now give up root. Users and groups are looked up
-    // before the chroot hides /etc.
-    let identity = startup::resolve_identity(
-        args.user.as_deref(),
-        args.run_group.as_deref(),
-        args.groups.as_deref(),
-    )?;
+    // Everything the daemon needs is open: now give up root (`identity`, looked up above).
     let root = match (&args.chroot_dir, args.chroot) {
         (Some(d), _) => Some(
             d.canonicalize()
@@ -314,6 +322,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let wake = node.waker()?;
     let console = console_access::Server::new(policy, password, console_access::LIMITS);
     let watches = Arc::new(crate::watch::Registry::default());
+    console_access::start_log_flush(&console);
     let shared = Arc::new(Session {
         base: session_base,
         no_send: args.no_send,
@@ -329,13 +338,13 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     if let Some(tcp) = tcp {
         let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
-            console_access::serve_tcp(tcp, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
+            console_access::serve_tcp(tcp, c, Arc::new(move |conn, who: &_| s.serve(conn, who)))
         });
     }
     if let Some(u) = unix {
         let (s, c) = (shared.clone(), console.clone());
         std::thread::spawn(move || {
-            console_access::serve_unix(u, c, Arc::new(move |conn, who: &str| s.serve(conn, who)))
+            console_access::serve_unix(u, c, Arc::new(move |conn, who: &_| s.serve(conn, who)))
         });
     }
     if let (Some(l), Some(p)) = (metrics_listener, &published) {
@@ -346,6 +355,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let result = event_loop(&mut node, &mut state, &jobs_rx, &name, &mut op, parallel);
     watches.stop_all();
     op.stopping();
+    console.drain_log();
     logging::notice("leaving the cluster");
     node.engine.abort_all(Instant::now(), "sender shut down");
     node.leave();
@@ -642,7 +652,7 @@ fn handle_event(
                     origin: if origin.is_empty() {
                         "?".into()
                     } else {
-                        escape::text_str(&origin).replace(' ', "\\#040")
+                        escape::word_str(&origin).into_owned()
                     },
                     time: crate::state::unix_now(),
                     digest: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
@@ -750,7 +760,7 @@ fn handle_job(
                 .unwrap_or_else(|| "-".into());
             let mut lines = vec![format!(
                 "{} {} self {} proto={} last-push={}",
-                escape::text_str(&cfg.name),
+                escape::word_str(&cfg.name),
                 node.local_addr().ip(),
                 cfg.version,
                 proto::wire::VERSION,
@@ -769,8 +779,8 @@ fn handle_job(
                 if !live.contains(&r.name) && r.name != cfg.name {
                     lines.push(format!(
                         "{} {} missing - last-seen={}s-ago",
-                        escape::text_str(&r.name),
-                        escape::text_str(&r.addr),
+                        escape::word_str(&r.name),
+                        escape::word_str(&r.addr),
                         crate::state::unix_now().saturating_sub(r.last_seen)
                     ));
                 }
@@ -964,7 +974,7 @@ impl Session {
 
     /// Serves one admitted console connection until `quit`, EOF, or a line that ends it
     /// (`console_access::run_session` reads, caps and checks the lines).
-    fn serve<S: console_access::Conn>(&self, conn: S, who: &str) {
+    fn serve<S: console_access::Conn>(&self, conn: S, who: &console_access::Who) {
         let mut session = SessionState::default();
         console_access::run_session(&self.console, conn, who, |req, w| {
             self.handle(req, &mut session, w)

@@ -15,6 +15,8 @@
 //! - [`text`]: for terminals and logs: [`exact`] plus every control character escaped.
 //!   [`text_str`] applies the second step to a string already in the exact form (or any
 //!   string); it never touches backslashes, so it may be applied more than once.
+//! - [`word_str`]: for one column of a space-separated line (`members`, a push's table):
+//!   [`text_str`] plus white space escaped, so a name cannot fake columns.
 //!
 //! Pure functions: used by the engine's messages, the daemon and the front end alike.
 
@@ -99,6 +101,29 @@ pub fn text_str(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// One word of a line whose columns are separated by spaces (a member's name in `members`,
+/// a column of a push's result table): [`text_str`] plus every white space (the ASCII space,
+/// no-break and other Unicode spaces) escaped, so that a name cannot fake columns or push the
+/// table's other columns aside. Still decodes back with [`unescape`]; JSON keeps the name
+/// exact ([`exact`]).
+pub fn word_str(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| is_control(c) || c.is_whitespace()) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_control(c) || c.is_whitespace() {
+            let mut buf = [0u8; 4];
+            for &byte in c.encode_utf8(&mut buf).as_bytes() {
+                push_octal(&mut out, byte);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Decodes [`exact`] or [`text`] back to the original bytes.
 pub fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
@@ -122,6 +147,26 @@ pub fn unescape(s: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_has_no_space_and_decodes_back() {
+        assert_eq!(word_str("web1"), "web1");
+        assert!(matches!(word_str("web1"), Cow::Borrowed(_)));
+        assert_eq!(
+            word_str("web1 10.0.0.9 live"),
+            "web1\\#04010.0.0.9\\#040live"
+        );
+        assert_eq!(word_str("a\tb\nc"), "a\\#011b\\#012c");
+        // No-break, ideographic and other Unicode spaces look like a column break too.
+        assert_eq!(word_str("a\u{a0}b"), "a\\#302\\#240b");
+        assert_eq!(word_str("a\u{3000}b"), "a\\#343\\#200\\#200b");
+        assert_eq!(word_str("h\u{e9}llo"), "h\u{e9}llo");
+        for name in ["web 1", "a\u{2003}b c\n", "x\\#040y", "\u{65e5} \u{672c}"] {
+            let shown = word_str(&exact(name.as_bytes())).into_owned();
+            assert!(!shown.chars().any(char::is_whitespace), "{shown:?}");
+            assert_eq!(unescape(&shown), name.as_bytes(), "{name:?}");
+        }
+    }
 
     #[test]
     fn controls_and_invalid_bytes_become_octal_as_rsync_writes_them() {

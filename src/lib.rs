@@ -16,7 +16,8 @@
 //!   locks, the console socket, and giving up root (groups, chroot, user).
 //! - [`watch`]: inotify on a tree and batched pushes of what changes, below both the front
 //!   end's direct mode and the daemon;
-//! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct);
+//! - [`client`]: the rsync-flavoured front end (via a daemon's console, or direct), which
+//!   talks only to a console held by a user it trusts ([`console_trust`]);
 //!   [`report`]: per-member results, tables, JSON and exit codes.
 //! - [`cli`]: every subcommand and flag, defined once, and the generated man pages and
 //!   completions; [`exit`]: the exit-status table; [`escape`]: how names and text from the
@@ -32,6 +33,8 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod console_access;
+pub mod console_throttle;
+pub mod console_trust;
 pub mod daemon;
 pub mod demo;
 pub mod dropin;

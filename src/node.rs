@@ -569,7 +569,8 @@ fn speaks(d: &[u8]) -> bool {
 /// version, P the highest protocol version it speaks, `-` when it was only passed along).
 pub fn member_line(m: &proto::members::MemberInfo) -> String {
     // Name, version and info come from the member's heartbeats: escaped, so that one line
-    // stays one line whatever they hold.
+    // stays one line whatever they hold, and name and version one word each (a space in a
+    // name would fake the other columns).
     let info = if m.info.is_empty() {
         "-".to_string()
     } else {
@@ -577,13 +578,13 @@ pub fn member_line(m: &proto::members::MemberInfo) -> String {
     };
     format!(
         "{} {} {} {} proto={} last-push={info}",
-        crate::escape::text_str(&m.name),
+        crate::escape::word_str(&m.name),
         m.addr.ip(),
         if m.direct { "live" } else { "live-indirect" },
         if m.version.is_empty() {
             "-".into()
         } else {
-            crate::escape::text_str(&m.version)
+            crate::escape::word_str(&m.version)
         },
         if m.proto.1 == 0 {
             "-".to_string()
@@ -602,13 +603,13 @@ pub fn foreign_line(f: &proto::version::Foreign, now: Instant) -> String {
         if f.name.is_empty() {
             "?".into()
         } else {
-            crate::escape::text_str(&f.name)
+            crate::escape::word_str(&f.name)
         },
         f.addr.ip(),
         if f.software.is_empty() {
             "-".into()
         } else {
-            crate::escape::text_str(&f.software)
+            crate::escape::word_str(&f.software)
         },
         f.proto.map_or(f.wire_version, |p| p.1),
         now.saturating_duration_since(f.last_seen).as_secs()
@@ -746,7 +747,7 @@ mod tests {
         assert!(!l.chars().any(char::is_control), "{l:?}");
         assert_eq!(
             l,
-            "evil\\#012web9 10.0.0.9 live 10.0.0.1 live 1.0\\#015\\#033[2K proto=- \
+            "evil\\#012web9\\#04010.0.0.9\\#040live 10.0.0.1 live 1.0\\#015\\#033[2K proto=- \
              last-push=id,origin\\#0121,\\#377"
         );
     }

@@ -5,9 +5,16 @@
 //! and whose remote end is ours: the exact 4-tuple of the accepted connection
 //! (`SOCK_DIAG_BY_FAMILY` without `NLM_F_DUMP`, which looks the socket up by that tuple instead
 //! of listing every socket). The answer names the socket's owner uid. A socket no longer held
-//! by any process (closed by its owner: the kernel then reports uid 0 and inode 0) or in a
-//! state a live client cannot be in is not an answer: the caller must refuse. No socket found
-//! means the peer is not on this host (or in another network namespace).
+//! by any process (closed by its owner, or not accepted yet: the kernel then reports inode 0
+//! and an owner that means nothing) or in a state a live client cannot be in is not an
+//! answer: the caller must refuse. No socket found means the peer is not on this host (or in
+//! another network namespace).
+//!
+//! The front end asks the same with the ends swapped: the server end of its own connection
+//! ([`tcp_server_end`]; it belongs to the process that accepted it), and the listener that
+//! takes connections to an address ([`tcp_listener`]: the lookup of a remote end no
+//! connection has, `0.0.0.0:0`, falls through to the listener), whose owner a daemon that
+//! cannot bind its console port also names.
 //!
 //! The request is written by hand: one fixed 72-byte message and one fixed 72-byte answer of
 //! the stable kernel ABI (`linux/inet_diag.h`, unchanged since Linux 3.3), parsed with length
@@ -74,6 +81,8 @@ const IPPROTO_TCP: u8 = 6;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_FIN_WAIT1: u8 = 4;
 const TCP_FIN_WAIT2: u8 = 5;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LISTEN: u8 = 10;
 
 /// The address as 16 bytes and its family: IPv4 (and IPv4-mapped IPv6, which the kernel
 /// looks up as IPv4) in the first 4 bytes.
@@ -146,14 +155,35 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// Reads the kernel's answer to the request for the socket whose local end is `client` and
-/// remote end `server`. `None`: an answer to another request (another sequence number).
-fn parse_answer(
-    b: &[u8],
-    seq: u32,
-    client: SocketAddr,
-    server: SocketAddr,
-) -> io::Result<Option<TcpOwner>> {
+/// One socket of the kernel's table, as sock_diag describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockRecord {
+    /// TCP state (`TCP_ESTABLISHED` = 1, `TCP_LISTEN` = 10, ...).
+    pub state: u8,
+    /// Owner uid: the uid of the socket's inode (the process that made it, or for an
+    /// accepted connection the one that accepted it). Meaningless while `inode` is 0.
+    pub uid: u32,
+    /// Inode of the socket's file; 0 when no process holds it (not accepted yet, closed).
+    pub inode: u32,
+    /// Local end (IPv4-mapped addresses made plain IPv4).
+    pub local: SocketAddr,
+    /// Remote end (unspecified for a listener).
+    pub remote: SocketAddr,
+}
+
+/// What one answer says.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// An answer to another request (another sequence number).
+    Other,
+    /// No socket matches.
+    NotFound,
+    /// The socket the kernel found.
+    Found(SockRecord),
+}
+
+/// Reads one answer of the kernel.
+fn parse(b: &[u8], seq: u32) -> io::Result<Answer> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag: {what}"));
     if b.len() < NLMSG_HDR {
         return Err(bad("short answer"));
@@ -164,7 +194,7 @@ fn parse_answer(
         return Err(bad("bad length"));
     }
     if u32_at(b, 8) != seq {
-        return Ok(None);
+        return Ok(Answer::Other);
     }
     let body = &b[NLMSG_HDR..len];
     match kind {
@@ -174,7 +204,7 @@ fn parse_answer(
             }
             let errno = -(u32_at(body, 0) as i32);
             if errno == libc::ENOENT {
-                Ok(Some(TcpOwner::NotHere))
+                Ok(Answer::NotFound)
             } else {
                 Err(io::Error::from_raw_os_error(errno))
             }
@@ -183,32 +213,56 @@ fn parse_answer(
             if body.len() < MSG_LEN {
                 return Err(bad("short socket record"));
             }
-            // The answer must be about the socket asked for.
-            if answer_ends(body) != Some((canonical(client), canonical(server))) {
-                return Err(bad("answer about another socket"));
-            }
-            let state = body[1];
-            let uid = u32_at(body, 64);
-            let inode = u32_at(body, 68);
-            let live = matches!(state, TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2);
-            Ok(Some(if inode != 0 && live {
-                TcpOwner::Local(uid)
-            } else {
-                TcpOwner::Unknown
+            let (local, remote) = answer_ends(body).ok_or_else(|| bad("unknown family"))?;
+            Ok(Answer::Found(SockRecord {
+                state: body[1],
+                uid: u32_at(body, 64),
+                inode: u32_at(body, 68),
+                local,
+                remote,
             }))
         }
         _ => Err(bad("unexpected message type")),
     }
 }
 
-/// Looks up the owner of the client end of an accepted TCP connection: `peer` is the
-/// client's address (`TcpStream::peer_addr`), `local` ours (`TcpStream::local_addr`).
-/// Answers within `timeout` or fails.
-pub fn tcp_owner(peer: SocketAddr, local: SocketAddr, timeout: Duration) -> io::Result<TcpOwner> {
+/// The owner of the client end of a connection, from the record the kernel found for the
+/// socket whose local end is `client` and remote end `server`.
+fn client_owner(
+    r: Option<SockRecord>,
+    client: SocketAddr,
+    server: SocketAddr,
+) -> io::Result<TcpOwner> {
+    let Some(r) = r else {
+        return Ok(TcpOwner::NotHere);
+    };
+    // The answer must be about the socket asked for.
+    if (r.local, r.remote) != (canonical(client), canonical(server)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "sock_diag: answer about another socket",
+        ));
+    }
+    let live = matches!(r.state, TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2);
+    Ok(if r.inode != 0 && live {
+        TcpOwner::Local(r.uid)
+    } else {
+        TcpOwner::Unknown
+    })
+}
+
+/// Asks the kernel for the TCP socket whose local end is `local` and remote end `remote`
+/// (for a remote end that no connection has, such as `0.0.0.0:0`, the kernel answers with
+/// the listener that would take a connection to `local`). `None`: no such socket here.
+fn lookup(
+    local: SocketAddr,
+    remote: SocketAddr,
+    timeout: Duration,
+) -> io::Result<Option<SockRecord>> {
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let Some(req) = request(peer, local, seq) else {
-        return Ok(TcpOwner::NotHere);
+    let Some(req) = request(local, remote, seq) else {
+        return Ok(None);
     };
     let fd = socket::socket(
         AddressFamily::Netlink,
@@ -232,14 +286,104 @@ pub fn tcp_owner(peer: SocketAddr, local: SocketAddr, timeout: Duration) -> io::
     let mut buf = [0u8; 1024];
     for _ in 0..4 {
         let n = socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-        if let Some(owner) = parse_answer(&buf[..n], seq, peer, local)? {
-            return Ok(owner);
+        match parse(&buf[..n], seq)? {
+            Answer::Other => continue,
+            Answer::NotFound => return Ok(None),
+            Answer::Found(r) => return Ok(Some(r)),
         }
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidData,
         "sock_diag: no answer to our request",
     ))
+}
+
+/// Looks up the owner of the client end of an accepted TCP connection: `peer` is the
+/// client's address (`TcpStream::peer_addr`), `local` ours (`TcpStream::local_addr`).
+/// Answers within `timeout` or fails.
+pub fn tcp_owner(peer: SocketAddr, local: SocketAddr, timeout: Duration) -> io::Result<TcpOwner> {
+    client_owner(lookup(peer, local, timeout)?, peer, local)
+}
+
+/// A listening TCP socket on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The uid of the process that made it.
+    pub uid: u32,
+    /// Its inode: the same socket while this stays the same.
+    pub inode: u32,
+    /// The address it is bound to (perhaps a wildcard address).
+    pub bound: SocketAddr,
+}
+
+/// The listener that takes connections to `addr` on this host (in this network namespace),
+/// if there is one: the socket whose owner a daemon that cannot bind `addr` names, and whose
+/// owner the front end checks before it talks to a console.
+pub fn tcp_listener(addr: SocketAddr, timeout: Duration) -> io::Result<Option<Listener>> {
+    let nowhere = match addr.ip().to_canonical() {
+        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    match lookup(addr, nowhere, timeout)? {
+        Some(r) if r.state == TCP_LISTEN && r.local.port() == addr.port() && r.inode != 0 => {
+            Ok(Some(Listener {
+                uid: r.uid,
+                inode: r.inode,
+                bound: r.local,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// What the kernel's socket table says about the server end of a connection this process
+/// made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerEnd {
+    /// Accepted by a process of this uid (the socket's owner is the process that accepted
+    /// it).
+    Accepted(u32),
+    /// There, but not accepted by any process yet (or no longer held by one): its owner
+    /// cannot be told. Ask again in a moment.
+    Pending,
+    /// No such socket on this host: the server is on another host.
+    NotHere,
+}
+
+/// Looks up the server end of a connection this process made: `local` is our end
+/// (`TcpStream::local_addr`), `peer` the server's (`TcpStream::peer_addr`).
+pub fn tcp_server_end(
+    local: SocketAddr,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> io::Result<ServerEnd> {
+    let Some(r) = lookup(peer, local, timeout)? else {
+        return Ok(ServerEnd::NotHere);
+    };
+    if (r.local, r.remote) != (canonical(peer), canonical(local)) {
+        // The listener: the connection is not in the table of established ones yet.
+        return Ok(ServerEnd::Pending);
+    }
+    // Established, or half-closed by either side; a request socket (state 12) reports no
+    // owner at all.
+    let live = matches!(
+        r.state,
+        TCP_ESTABLISHED | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT
+    );
+    Ok(if r.inode != 0 && live {
+        ServerEnd::Accepted(r.uid)
+    } else {
+        ServerEnd::Pending
+    })
+}
+
+/// `uid 33 (www-data)`, or `uid 54321` when the user database does not know it: how a
+/// socket's owner is named in messages.
+pub fn uid_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("uid {uid} ({})", u.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Whether an address is loopback (127.0.0.0/8, ::1, or IPv4-mapped 127.x).
@@ -309,12 +453,51 @@ mod tests {
     }
 
     #[test]
+    fn the_front_end_finds_the_listener_and_the_server_end() {
+        // A wildcard listener is the one that takes connections to 127.0.0.1.
+        let l = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let found = tcp_listener(at, T).unwrap().unwrap();
+        assert_eq!((found.uid, found.bound), (me(), l.local_addr().unwrap()));
+        assert_ne!(found.inode, 0);
+        // Connected but not accepted: no owner can be told (the kernel would say uid 0).
+        let c = TcpStream::connect(at).unwrap();
+        let (ours, theirs) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(tcp_server_end(ours, theirs, T).unwrap(), ServerEnd::Pending);
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(
+            tcp_server_end(ours, theirs, T).unwrap(),
+            ServerEnd::Accepted(me())
+        );
+        // The listener is the same socket as before.
+        assert_eq!(tcp_listener(at, T).unwrap(), Some(found));
+        drop((s, c, l));
+        assert_eq!(tcp_listener(at, T).unwrap(), None);
+    }
+
+    #[test]
     fn unix_peer_is_us() {
         let (a, _b) = UnixStream::pair().unwrap();
         let p = unix_peer(&a).unwrap();
         assert_eq!(p.uid, me());
         assert_eq!(p.gid, nix::unistd::getegid().as_raw());
         assert_eq!(p.pid, std::process::id() as i32);
+    }
+
+    /// Reads an answer as `tcp_owner` does; `None`: an answer to another request.
+    fn parse_answer(
+        b: &[u8],
+        seq: u32,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> io::Result<Option<TcpOwner>> {
+        match parse(b, seq)? {
+            Answer::Other => Ok(None),
+            Answer::NotFound => client_owner(None, client, server).map(Some),
+            Answer::Found(r) => client_owner(Some(r), client, server).map(Some),
+        }
     }
 
     #[test]

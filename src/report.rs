@@ -438,6 +438,8 @@ impl Outcome {
                 let l = if who.len() >= all {
                     l
                 } else {
+                    // Names one word each, so a name cannot fake the list.
+                    let who: Vec<_> = who.iter().map(|n| crate::escape::word_str(n)).collect();
                     format!("{l}  [{}]", who.join(","))
                 };
                 crate::escape::text_str(&l).into_owned()
@@ -461,9 +463,11 @@ impl Outcome {
                 _ => m.result.clone(),
             };
             let esc = |s: &str| crate::escape::text_str(s).into_owned();
+            // Name and address are one column each: spaces in them escaped too.
+            let word = |s: &str| crate::escape::word_str(s).into_owned();
             rows.push([
-                esc(&m.name),
-                esc(&m.address),
+                word(&m.name),
+                word(&m.address),
                 m.files.to_string(),
                 m.bytes.to_string(),
                 esc(&result),
@@ -496,11 +500,11 @@ impl Outcome {
     }
 
     fn final_line_raw(&self) -> String {
-        let failed: Vec<&str> = self
+        let failed: Vec<_> = self
             .members
             .iter()
             .filter(|m| m.result != "ok")
-            .map(|m| m.name.as_str())
+            .map(|m| crate::escape::word_str(&m.name))
             .collect();
         match Exit::from_code(self.exit) {
             Exit::Ok => "ok".into(),

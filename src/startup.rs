@@ -7,15 +7,19 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::unistd::{Gid, Group, Uid, User};
 use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
+
+use crate::peercred;
 
 /// An exclusive lock on a directory itself (`flock` on a descriptor of it: nothing is
 /// created inside), held for as long as this value lives.
@@ -88,10 +92,65 @@ fn stat_id(st: &rfs::Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 
-/// Binds the console's unix socket at `p` (mode 0600). Something already at `p` is removed
-/// only when it is a socket nobody listens on (left by a daemon that died); a socket in use,
-/// a regular file or anything else is left alone and start-up fails.
-pub fn bind_unix(p: &Path) -> Result<(UnixListener, SocketPath)> {
+/// Who the console's unix socket is for.
+#[derive(Clone, Debug, Default)]
+pub struct SocketShare {
+    /// `--console-group`: the socket is made group GROUP, mode 0660 (else mode 0600).
+    pub group: Option<u32>,
+    /// Who may own the socket's directory: root and the daemon's user (`-u`, else the user
+    /// who started it). Nobody else may write in it either.
+    pub dir_owners: Vec<u32>,
+}
+
+/// Checks the console socket's directory (open as `parent`): it must be a directory that
+/// belongs to one of `owners` and that group and others cannot write, so nobody else can
+/// swap what is bound there for something else (a symlink to a file whose owner or mode a
+/// daemon would then set, a socket of theirs).
+fn check_socket_dir(parent: &OwnedFd, dir: &Path, owners: &[u32]) -> Result<()> {
+    let st = rfs::fstat(parent).map_err(io::Error::from)?;
+    let mode = st.st_mode as u32;
+    let rule = "the console socket's directory must belong to root or the daemon's user and \
+                be writable by its owner alone (as /run/makuo, mode 0755)";
+    if FileType::from_raw_mode(st.st_mode as _) != FileType::Directory {
+        bail!(
+            "console socket directory {} is not a directory",
+            dir.display()
+        );
+    }
+    if !owners.contains(&st.st_uid) {
+        bail!(
+            "console socket directory {} belongs to {}: {rule}",
+            dir.display(),
+            peercred::uid_name(st.st_uid)
+        );
+    }
+    if mode & 0o022 != 0 {
+        bail!(
+            "console socket directory {} is writable by {} (mode {:04o}): {rule}",
+            dir.display(),
+            if mode & 0o002 != 0 {
+                "anyone"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Binds the console's unix socket at `p`. Its directory must pass [`check_socket_dir`].
+/// Something already at `p` is removed only when it is a socket nobody listens on (left by a
+/// daemon that died); a socket in use, a regular file or anything else is left alone and
+/// start-up fails.
+///
+/// The socket is born with its final group and mode (umask and the thread's filesystem gid
+/// set around `bind`, and `bind` made through the checked directory's descriptor), so nothing
+/// is changed by path afterwards: a name swapped for a symlink in between cannot make the
+/// daemon chown or chmod what the symlink points to. Only when the directory imposes another
+/// group (set-gid) is the group set, without following symlinks, on what was checked to be
+/// the socket just made.
+pub fn bind_unix(p: &Path, share: &SocketShare) -> Result<(UnixListener, SocketPath)> {
     let (dir, name) = split_socket_path(p)?;
     let parent = rfs::open(
         &dir,
@@ -100,6 +159,7 @@ pub fn bind_unix(p: &Path) -> Result<(UnixListener, SocketPath)> {
     )
     .map_err(io::Error::from)
     .with_context(|| format!("console socket directory {}", dir.display()))?;
+    check_socket_dir(&parent, &dir, &share.dir_owners)?;
     match rfs::statat(&parent, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
         Err(Errno::NOENT) => {}
         Err(e) => {
@@ -130,12 +190,59 @@ pub fn bind_unix(p: &Path) -> Result<(UnixListener, SocketPath)> {
                 .with_context(|| format!("remove stale console socket {}", p.display()))?;
         }
     }
-    let old = rustix::process::umask(Mode::from_raw_mode(0o177));
-    let l = UnixListener::bind(p);
+    let want = if share.group.is_some() { 0o660 } else { 0o600 };
+    // Through the directory already checked, when /proc is there (and the path fits in a
+    // socket address): a directory above it renamed meanwhile cannot redirect the bind.
+    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", parent.as_raw_fd()));
+    let target = if via_fd.is_dir() && via_fd.as_os_str().len() + name.len() < 100 {
+        via_fd.join(std::ffi::OsStr::from_bytes(&name))
+    } else {
+        p.to_path_buf()
+    };
+    let old = rustix::process::umask(Mode::from_raw_mode(0o777 & !want));
+    // Per thread: only the bind below creates a file under this group.
+    let old_gid = share.group.map(|g| nix::unistd::setfsgid(Gid::from_raw(g)));
+    let l = UnixListener::bind(&target);
+    if let Some(g) = old_gid {
+        nix::unistd::setfsgid(g);
+    }
     rustix::process::umask(old);
     let l = l.with_context(|| format!("console socket {}", p.display()))?;
-    let st = rfs::statat(&parent, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+    let made = |st: &rfs::Stat| {
+        FileType::from_raw_mode(st.st_mode as _) == FileType::Socket
+            && st.st_uid == rustix::process::geteuid().as_raw()
+    };
+    let mut st = rfs::statat(&parent, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
         .map_err(io::Error::from)?;
+    if !made(&st) {
+        bail!("console socket {} changed while starting", p.display());
+    }
+    if let Some(g) = share.group.filter(|&g| g != st.st_gid) {
+        // A set-gid directory gave it the directory's group.
+        rfs::chownat(
+            &parent,
+            name.as_slice(),
+            None,
+            Some(rfs::Gid::from_raw(g)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io::Error::from)
+        .with_context(|| format!("console socket {}: group {g}", p.display()))?;
+        let again = rfs::statat(&parent, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io::Error::from)?;
+        if stat_id(&again) != stat_id(&st) || !made(&again) || again.st_gid != g {
+            bail!("console socket {} changed while starting", p.display());
+        }
+        st = again;
+    }
+    if st.st_mode as u32 & 0o7777 != want {
+        bail!(
+            "console socket {} was made with mode {:04o}, not {want:04o} (a default ACL on \
+             its directory?); not changing it by name",
+            p.display(),
+            st.st_mode as u32 & 0o7777
+        );
+    }
     Ok((
         l,
         SocketPath {
@@ -158,6 +265,34 @@ impl SocketPath {
                 let _ = rfs::unlinkat(&self.parent, self.name.as_slice(), AtFlags::empty());
             }
         }
+    }
+}
+
+/// Binds the console's TCP port. When something already holds it, the error says who, as
+/// far as the kernel's socket table tells: a daemon that cannot bind its console does not
+/// start, and the front end refuses to talk to whoever holds the port instead
+/// ([`crate::console_trust`]).
+pub fn bind_console(addr: SocketAddr) -> Result<TcpListener> {
+    match TcpListener::bind(addr) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let holder = match peercred::tcp_listener(addr, Duration::from_secs(1)) {
+                Ok(Some(l)) => format!(
+                    "{} listens on {} (another makuo daemon, or another program holding \
+                     the port)",
+                    peercred::uid_name(l.uid),
+                    l.bound
+                ),
+                _ => "something else holds it (the kernel's socket table names no listener)"
+                    .to_string(),
+            };
+            bail!(
+                "console port {addr} is in use: {holder}; stop it, or give this daemon another \
+                 console port (-P PORT); `ss -ltnpe 'sport = :{}'` shows the process",
+                addr.port()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("console port {addr}")),
     }
 }
 
@@ -348,10 +483,18 @@ mod tests {
         lock_dir(d.path(), "base directory").unwrap();
     }
 
+    fn mine() -> SocketShare {
+        SocketShare {
+            group: None,
+            dir_owners: vec![0, rustix::process::geteuid().as_raw()],
+        }
+    }
+
     #[test]
     fn bind_unix_replaces_only_a_stale_socket() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("console.sock");
+        let bind_unix = |p: &Path| bind_unix(p, &mine());
         // A regular file is never removed.
         std::fs::write(&p, b"precious").unwrap();
         let err = format!("{:#}", bind_unix(&p).unwrap_err());
@@ -382,6 +525,73 @@ mod tests {
         drop(a);
         sp_b.remove();
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn the_socket_directory_must_be_its_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        for (mode, why) in [
+            (0o777, "writable by anyone"),
+            (0o1777, "writable by anyone"),
+        ]
+        .into_iter()
+        .chain([(0o775, "writable by its group")])
+        {
+            std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = format!(
+                "{:#}",
+                bind_unix(&d.path().join("c.sock"), &mine()).unwrap_err()
+            );
+            assert!(e.contains(why) && e.contains("/run/makuo"), "{mode:o}: {e}");
+            assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        }
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Another user's directory, however closed.
+        let stranger = SocketShare {
+            group: None,
+            dir_owners: vec![54_321],
+        };
+        let e = format!(
+            "{:#}",
+            bind_unix(&d.path().join("c.sock"), &stranger).unwrap_err()
+        );
+        assert!(e.contains("belongs to uid"), "{e}");
+        bind_unix(&d.path().join("c.sock"), &mine()).unwrap();
+    }
+
+    #[test]
+    fn a_shared_socket_is_born_with_its_group_and_mode() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping a_shared_socket_is_born_with_its_group_and_mode: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let share = SocketShare {
+            group: Some(65_534),
+            ..mine()
+        };
+        let p = d.path().join("c.sock");
+        let (_l, _) = bind_unix(&p, &share).unwrap();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((md.gid(), md.mode() & 0o7777), (65_534, 0o660));
+        // A set-gid directory of another group: the group is set on the socket itself.
+        let sg = d.path().join("sg");
+        std::fs::create_dir(&sg).unwrap();
+        std::os::unix::fs::chown(&sg, None, Some(4242)).unwrap();
+        std::fs::set_permissions(&sg, std::fs::Permissions::from_mode(0o2755)).unwrap();
+        let p = sg.join("c.sock");
+        let (_l2, _) = bind_unix(&p, &share).unwrap();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((md.gid(), md.mode() & 0o7777), (65_534, 0o660));
+        // This thread's files are made with its own group again.
+        let f = d.path().join("after");
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().gid(),
+            rustix::process::getegid().as_raw()
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! Files are plain text, one record a line, written to a temp file and renamed into place,
 //! relative to a descriptor of the directory opened at start: the daemon may chroot (and the
-//! state directory need not be inside the chroot).
+//! state directory need not be inside the chroot). They are read back the same way, never
+//! through a symlink, only as regular files and at most [`MAX_STATE_FILE`] bytes: the
+//! directory may belong to the daemon's `-u` user, and root reads it at start.
 //!
 //! Remembered members are bounded and age out. A member is kept for ten times as long as it
 //! was seen (from its first sighting to its last), at least [`REMEMBER_MIN`] and at most
@@ -130,6 +132,50 @@ fn write_atomic(dir: BorrowedFd<'_>, name: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Largest state file read back: [`MAX_REMEMBERED`] members of long names fit many times.
+pub const MAX_STATE_FILE: u64 = 4 << 20;
+
+/// Reads state file `name` of directory `dir`, as the daemon wrote it: never through a
+/// symlink (the directory may belong to the daemon's `-u` user, and root reads it at start),
+/// only a regular file (no FIFO to block on, no device), at most [`MAX_STATE_FILE`] bytes.
+/// `Ok(None)` when there is none; an error says why a file that is there was not read.
+fn read_state_file(dir: BorrowedFd<'_>, name: &str) -> Result<Option<String>> {
+    use std::io::Read;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rfs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => anyhow::bail!("{name} is a symlink"),
+        Err(e) => return Err(std::io::Error::from(e)).with_context(|| format!("open {name}")),
+    };
+    let st = rfs::fstat(&fd).map_err(std::io::Error::from)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
+        anyhow::bail!("{name} is not a regular file");
+    }
+    let mut text = String::new();
+    fs::File::from(fd)
+        .take(MAX_STATE_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("read {name}"))?;
+    if text.len() as u64 > MAX_STATE_FILE {
+        anyhow::bail!("{name} is larger than {MAX_STATE_FILE} bytes");
+    }
+    Ok(Some(text))
+}
+
+/// [`read_state_file`], a refusal logged and treated as no file (the daemon starts afresh
+/// and writes a good one).
+fn load(dir: BorrowedFd<'_>, path: &Path, name: &str) -> Option<String> {
+    read_state_file(dir, name).unwrap_or_else(|e| {
+        crate::logging::warn(format_args!(
+            "state dir {}: not reading {e:#}; starting without it",
+            path.display()
+        ));
+        None
+    })
+}
+
 impl StateDir {
     /// Opens (creating) a state directory and loads what it holds.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -143,7 +189,7 @@ impl StateDir {
         .map_err(std::io::Error::from)
         .with_context(|| format!("state dir {}", dir.display()))?;
         let mut members = BTreeMap::new();
-        if let Ok(text) = fs::read_to_string(dir.join("members")) {
+        if let Some(text) = load(fd.as_fd(), dir, "members") {
             for line in text.lines() {
                 let f: Vec<&str> = line.split('\t').collect();
                 // Files written before `since` was kept have three fields: count those
@@ -167,9 +213,7 @@ impl StateDir {
                 }
             }
         }
-        let last_push = fs::read_to_string(dir.join("last-push"))
-            .ok()
-            .and_then(|t| LastPush::parse(t.trim()));
+        let last_push = load(fd.as_fd(), dir, "last-push").and_then(|t| LastPush::parse(t.trim()));
         let mut s = Self {
             dir: dir.to_path_buf(),
             fd,
@@ -273,6 +317,41 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_files_are_read_only_as_regular_files_not_through_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        let now = unix_now();
+        fs::write(&secret, format!("web1\t10.0.0.1\t{now}\t{}\n", now - 100)).unwrap();
+        let dir = d.path().join("state");
+        fs::create_dir(&dir).unwrap();
+        let fd = rfs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert_eq!(read_state_file(fd.as_fd(), "members").unwrap(), None);
+        // A symlink (the -u user swapped one in, pointing at a root-only file): not followed.
+        std::os::unix::fs::symlink(&secret, dir.join("members")).unwrap();
+        let e = read_state_file(fd.as_fd(), "members").unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e:#}");
+        let s = StateDir::open(&dir).unwrap();
+        assert!(s.members.is_empty(), "{:?}", s.members);
+        // A FIFO does not block start-up; a directory is refused.
+        nix::unistd::mkfifo(&dir.join("last-push"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read_state_file(fd.as_fd(), "last-push").unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e:#}");
+        assert!(StateDir::open(&dir).unwrap().last_push.is_none());
+        // Too large: refused, not read whole.
+        fs::remove_file(dir.join("members")).unwrap();
+        let f = fs::File::create(dir.join("members")).unwrap();
+        f.set_len(MAX_STATE_FILE + 1).unwrap();
+        let e = read_state_file(fd.as_fd(), "members").unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e:#}");
+        // A regular file is read.
+        let now = unix_now();
+        let line = format!("web1\t10.0.0.1\t{now}\t{}\n", now - 100);
+        fs::write(dir.join("members"), line).unwrap();
+        let s = StateDir::open(&dir).unwrap();
+        assert!(s.members.contains_key("web1"), "{:?}", s.members);
+    }
 
     #[test]
     fn remembers_members_and_last_push_across_reopen() {

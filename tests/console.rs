@@ -471,10 +471,14 @@ fn password_rules_three_tries_and_growing_delays() {
     let wrong = password_file(&dir, "wrong", "not it\n", 0o600);
     refuses_to_start(c.daemon_on_loopback("e", &["-K", &empty]), "is empty");
     refuses_to_start(c.daemon_on_loopback("o", &["-K", &open]), "chmod 600");
-    // A console reachable from the network needs -K.
+    // A console reachable from the network needs -K, with a password of 16 bytes or more.
     refuses_to_start(
         c.daemon_on_loopback("n", &["--console-addr", "0.0.0.0"]),
         "add -K FILE",
+    );
+    refuses_to_start(
+        c.daemon_on_loopback("s", &["--console-addr", "0.0.0.0", "-K", &good]),
+        "needs a password of at least 16 bytes (the -K file's has 9)",
     );
 
     let i = c.add("pw", &["-K", &good]);
@@ -518,6 +522,19 @@ fn password_rules_three_tries_and_growing_delays() {
     assert!(r.stderr.contains("chmod 600"), "{r}");
 }
 
+/// One raw TCP session from network namespace `ns` to `host`:5000: writes `input` and
+/// returns everything the daemon answers until it closes the connection.
+fn session_in(ns: &str, host: &str, input: &str) -> Run {
+    run(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "bash", "-c"])
+            .arg(r#"exec 3<>"/dev/tcp/$HOST/5000" || exit 9; printf '%s' "$INPUT" >&3; exec cat <&3"#)
+            .env("HOST", host)
+            .env("INPUT", input),
+        RUN_LIMIT,
+    )
+}
+
 #[test]
 fn remote_console_peer_gets_in_only_with_the_password() {
     if !root_or_skip(
@@ -534,31 +551,20 @@ fn remote_console_peer_gets_in_only_with_the_password() {
     let ns1 = net.host(1, &addr(1));
     let dir = c.path("pw");
     fs::create_dir(&dir).unwrap();
-    let good = password_file(&dir, "good", "remote pw\n", 0o600);
+    let good = password_file(&dir, "good", "remote console pw\n", 0o600);
     let base = c.path("r0/base");
     fs::create_dir_all(&base).unwrap();
     let mut more = c.key_args();
     more.extend(["-K", &good, "--console-addr", &addr(0)].map(String::from));
     let d = c.daemon_at("r0", base, 5000, Some(ns0), &addr(0), more);
     let i = c.push_daemon(d);
-    let remote = |input: &str| {
-        run(
-            Command::new("ip")
-                .args(["netns", "exec", &ns1, "bash", "-c"])
-                .arg(
-                    r#"exec 3<>"/dev/tcp/$HOST/5000" || exit 9; printf '%s' "$INPUT" >&3; cat <&3"#,
-                )
-                .env("HOST", addr(0))
-                .env("INPUT", input),
-            RUN_LIMIT,
-        )
-    };
+    let remote = |input: &str| session_in(&ns1, &addr(0), input);
     let r = remote("status\nquit\n");
     assert_eq!(
         r.stdout, "error: password required (password SECRET)\nok\n",
         "{r}"
     );
-    let r = remote("password \"remote pw\"\nstatus\nquit\n");
+    let r = remote("password \"remote console pw\"\nstatus\nquit\n");
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.first(), Some(&"ok"), "{r}");
     assert!(lines.contains(&"name r0"), "{r}");
@@ -658,4 +664,340 @@ fn refused_users_holding_connections_do_not_lock_root_out() {
     assert!(console_count(d, "refused") >= 60, "{:?}", st.lines);
     let _ = flood.kill();
     let _ = flood.wait();
+}
+
+/// Issue 12's review, F2: a local user listens on the console's port before the daemon does.
+/// Root's daemon then says who holds the port and does not start; root's front end checks who
+/// holds the console before it sends anything, so the squatter never reads the password and
+/// cannot forge a result. The same on a unix socket. A daemon that runs as another user
+/// (`-u`) but listens as root is still trusted, and so is a daemon user configured for the
+/// front end.
+#[test]
+fn a_squatted_console_gets_nothing_from_the_front_end_and_stops_the_daemon() {
+    if !root_or_skip(
+        "a_squatted_console_gets_nothing_from_the_front_end_and_stops_the_daemon",
+        "listens as uid 65534",
+    ) {
+        return;
+    }
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let port = free_tcp_port();
+    let squat = Squatter::tcp(NOBODY, port);
+    let addr = squat.addr.clone();
+
+    // Root's daemon: the port is taken, and the error says by whom.
+    let base = c.path("d/base");
+    fs::create_dir_all(&base).unwrap();
+    let d = c.daemon_at("d", base, port, None, "127.0.0.1", c.key_args());
+    refuses_to_start(d, "console port 127.0.0.1:");
+    let log = fs::read_to_string(c.path("d.log")).unwrap();
+    assert!(log.contains("is in use: uid 65534"), "{log}");
+
+    // Root's front end, with the console password: refused, naming the squatter's uid.
+    let dir = c.path("pw");
+    fs::create_dir(&dir).unwrap();
+    let pw = password_file(&dir, "pw", "Sup3rSecret\n", 0o600);
+    let src = c.src.to_string_lossy().into_owned();
+    let r = run(
+        Command::new(EXE)
+            .args(["sync", "-r", "--console", &addr, "-K", &pw, "."])
+            .current_dir(&src),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("is held by uid 65534"), "{r}");
+    assert!(!r.stdout.contains("web1"), "a forged result was shown: {r}");
+    // The console from the environment (not typed): refused the same way, not bypassed.
+    for cmd in [&["status"][..], &["members"], &["sync", "-r", "."]] {
+        let r = run(
+            Command::new(EXE)
+                .args(cmd)
+                .env("MAKUO_CONSOLE", &addr)
+                .current_dir(&src),
+            RUN_LIMIT,
+        );
+        assert_eq!(r.code, 1, "{cmd:?}: {r}");
+        assert!(r.stderr.contains("is held by uid 65534"), "{cmd:?}: {r}");
+    }
+    // As nobody the front end trusts itself: the squatter may see nobody's own lines. Root
+    // sent it nothing at all.
+    assert_eq!(
+        squat.lines(),
+        Vec::<String>::new(),
+        "root sent the squatter lines"
+    );
+
+    // The same on a unix socket, in a directory the squatter may write.
+    let run_dir = c.path("run");
+    fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = run_dir.join("console.sock");
+    let usquat = Squatter::unix(NOBODY, &sock);
+    let r = makuo(&[
+        "status",
+        "--console",
+        &sock.to_string_lossy(),
+        "-K",
+        pw.as_str(),
+    ]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("is held by uid 65534"), "{r}");
+    assert!(r.stderr.contains("listens on it"), "{r}");
+    assert_eq!(usquat.lines(), Vec::<String>::new());
+
+    // Configured as the daemon's user, that uid is trusted (so this check is what kept the
+    // password from the squatter above).
+    let r = run(
+        Command::new(EXE)
+            .args(["status", "--console", &addr, "-K", &pw])
+            .env("MAKUO_USER", NOBODY.to_string()),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        squat.lines().first().map(String::as_str),
+        Some("password \"Sup3rSecret\"")
+    );
+    drop(squat);
+
+    // A daemon started by root that runs as nobody accepts as nobody but listens as root: root's
+    // front end and a --console-group member both still talk to it.
+    let i = c.add(
+        "dropped",
+        &["-u", "nobody", "--console-group", "65534", "--no-fsync"],
+    );
+    let d = &c.daemons[i];
+    let r = makuo(&["status", "--console", &d.console_addr()]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("name dropped"), "{r}");
+    let r = makuo_as(NOBODY, NOBODY, &["status", "--console", &d.console_addr()]);
+    assert_eq!(r.code, 0, "{r}");
+}
+
+/// Issue 12's review, F3: with `-U` and `--console-group`, a daemon chowned and chmodded the
+/// socket by name after binding it, so whoever could write in its directory could swap it for
+/// a symlink and have a root-only file made group GROUP, mode 0660. Now the socket is born
+/// with its group and mode (nothing is changed by name afterwards), and a directory anyone
+/// but root or the daemon's user may write in is refused.
+#[test]
+fn the_console_socket_is_born_shared_and_its_directory_must_be_safe() {
+    if !root_or_skip(
+        "the_console_socket_is_born_shared_and_its_directory_must_be_safe",
+        "chown, -u nobody, watches as uid 65534",
+    ) {
+        return;
+    }
+    let c = Cluster::new();
+    // A directory anyone may write in: refused, with the rule.
+    let open = c.path("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+    let sock = open.join("console.sock").to_string_lossy().into_owned();
+    refuses_to_start(
+        c.daemon_on_loopback("o", &["-U", &sock, "--console-group", "65534"]),
+        "is writable by anyone (mode 1777): the console socket's directory must belong to root \
+         or the daemon's user",
+    );
+    assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+    // Another user's directory: refused too.
+    let theirs = c.path("theirs");
+    fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = theirs.join("console.sock").to_string_lossy().into_owned();
+    refuses_to_start(
+        c.daemon_on_loopback("t", &["-U", &sock]),
+        "belongs to uid 65534",
+    );
+
+    // The directory of the daemon's own user (-u nobody) is accepted: the socket is born
+    // group 65534, mode 0660, and its attributes are never changed afterwards.
+    let run_dir = c.path("run");
+    fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock = run_dir.join("console.sock");
+    let sock_arg = sock.to_string_lossy().into_owned();
+    let flags = ["-u", "nobody", "--console-group", "65534", "-U", &sock_arg];
+    let watch = DirWatch::new(NOBODY, &run_dir, "console.sock", None);
+    let mut d = c.daemon_on_loopback("shared", &flags);
+    d.start();
+    let md = fs::symlink_metadata(&sock).unwrap();
+    assert_eq!((md.gid(), md.mode() & 0o7777), (65534, 0o660));
+    let seen = watch.stop();
+    assert_eq!(seen, ["create"], "the socket was changed after it was made");
+    let r = makuo(&["status", "--console", &sock_arg]);
+    assert_eq!(r.code, 0, "{r}");
+    d.stop();
+
+    // The race itself: the daemon's user swaps the new socket for a symlink to a root-only
+    // file the moment it appears. Whatever the daemon does then, that file stays as it was.
+    let secret = c.path("shadow");
+    fs::write(&secret, "root:$6$hash:19000:0:99999:7:::\n").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut swapped = 0;
+    for attempt in 0..6 {
+        let _ = fs::remove_file(&sock);
+        let watch = DirWatch::new(NOBODY, &run_dir, "console.sock", Some(&secret));
+        let mut d = c.daemon_on_loopback(&format!("race{attempt}"), &flags);
+        d.spawn();
+        wait_for(
+            "the daemon to start or stop",
+            Duration::from_secs(10),
+            || {
+                let up = TcpStream::connect(("127.0.0.1", d.console)).is_ok();
+                (up || !d.alive()).then_some(())
+            },
+        );
+        d.stop();
+        swapped += watch.stop().iter().filter(|e| *e == "swapped").count();
+        let md = fs::metadata(&secret).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o7777),
+            (0, 0, 0o600),
+            "attempt {attempt}: the daemon changed the file a symlink pointed to"
+        );
+    }
+    assert!(swapped > 0, "the racer never got to swap the socket");
+}
+
+/// Issue 12's review, F8: with the console beyond loopback (`-K`), 16 silent connections from
+/// another host held every session for the 300 s idle time, locking root out, and guesses
+/// were limited only per connection. Now peers on other hosts wait for the password in a pool
+/// of 4 with 10 s to give it, a peer with 3 wrong passwords must wait before trying again
+/// (10 s, doubling), and wrong passwords are logged once per peer and window with a count.
+#[test]
+fn remote_peers_cannot_lock_root_out_and_wrong_passwords_back_off() {
+    if !root_or_skip(
+        "remote_peers_cannot_lock_root_out_and_wrong_passwords_back_off",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let third = (std::process::id() % 250) as u8 + 1;
+    let addr = |i: usize| format!("198.18.{third}.{}", 40 + i);
+    let ns0 = net.host(0, &addr(0));
+    let ns1 = net.host(1, &addr(1));
+    let dir = c.path("pw");
+    fs::create_dir(&dir).unwrap();
+    let good = password_file(&dir, "good", "a long console password\n", 0o600);
+    let base = c.path("srv/base");
+    fs::create_dir_all(&base).unwrap();
+    let mut more = c.key_args();
+    more.extend(["-K", &good, "--console-addr", &addr(0)].map(String::from));
+    let d = c.daemon_at("srv", base, 5000, Some(ns0.clone()), &addr(0), more);
+    let i = c.push_daemon(d);
+    let console = format!("{}:5000", addr(0));
+    let root_status = || {
+        let t = Instant::now();
+        let r = run(
+            &mut c.daemons[i].command(&["status", "--console", &console, "-K", &good]),
+            RUN_LIMIT,
+        );
+        (r, t.elapsed())
+    };
+
+    // A peer on another host opens 20 connections and says nothing.
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns1, "bash", "-c"])
+        .arg(
+            r#"start=$(date +%s%N); fds=()
+               for i in $(seq 20); do exec {fd}<>"/dev/tcp/$HOST/5000" || exit 9; fds+=($fd); done
+               echo ready
+               for fd in "${fds[@]}"; do cat <&$fd; done
+               echo "all closed after $(( ($(date +%s%N) - start) / 1000000 )) ms""#,
+        )
+        .env("HOST", addr(0))
+        .stdout(std::process::Stdio::piped());
+    let mut holder = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
+    assert_eq!(ready, "ready\n", "the remote peer could not connect");
+    // Root on the server is not locked out: it answers at once.
+    let (r, took) = root_status();
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("name srv"), "{r}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // The peer's connections beyond the pool were turned away; the rest are closed after
+    // 10 s without a password.
+    let mut rest = String::new();
+    let t = Instant::now();
+    while t.elapsed() < RUN_LIMIT {
+        let mut l = String::new();
+        if std::io::BufRead::read_line(&mut out, &mut l).unwrap_or(0) == 0 {
+            break;
+        }
+        rest.push_str(&l);
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let count = |what: &str| rest.lines().filter(|l| l.starts_with(what)).count();
+    assert_eq!(
+        count("error: too many connections waiting for the password (4); try again later"),
+        16,
+        "{rest}"
+    );
+    assert_eq!(
+        count("error: no password within 10 s; closing the session"),
+        4,
+        "{rest}"
+    );
+    let ms: u64 = rest
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("all closed after ")?
+                .strip_suffix(" ms")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{rest}"));
+    assert!(
+        (9_500..30_000).contains(&ms),
+        "closed after {ms} ms: {rest}"
+    );
+
+    // Three wrong passwords: the peer must wait before it may try again, even with the right
+    // password; root on the server may go on.
+    let r = session_in(&ns1, &addr(0), "password a\npassword b\npassword c\n");
+    assert_eq!(
+        r.stdout,
+        "error: wrong password\nerror: wrong password\n\
+         error: wrong password; closing the session after 3 tries\n",
+        "{r}"
+    );
+    let r = session_in(
+        &ns1,
+        &addr(0),
+        "password \"a long console password\"\nstatus\n",
+    );
+    let want = format!(
+        "error: too many wrong passwords from {}; try again in ",
+        addr(1)
+    );
+    assert!(r.stdout.starts_with(&want), "{r}");
+    assert_eq!(r.stdout.lines().count(), 1, "{r}");
+    let (r, _) = root_status();
+    assert_eq!(r.code, 0, "{r}");
+    let st = Status::parse(r.stdout.lines().map(String::from).collect());
+    let counters = st.line("console ").to_string();
+    assert!(counters.contains("bad-password 3"), "{counters}");
+    assert!(!counters.contains("backoff 0"), "{counters}");
+
+    // The log: the first wrong password in full, the others counted (written when the
+    // window ends, or at the latest when the daemon stops).
+    c.daemons[i].stop();
+    let log = c.daemons[i].log_text();
+    let full = log.matches("(remote): error: wrong password").count();
+    assert_eq!(full, 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "console: … and 2 more wrong passwords from {} in the last",
+            addr(1)
+        )),
+        "{log}"
+    );
+    drop(c);
+    drop(net);
 }

@@ -702,3 +702,68 @@ fn replayed_push_does_not_revert_a_changed_file() {
         assert_eq!(s.line("last-push"), before[i].line("last-push"));
     }
 }
+
+/// Issue 12's review: a member's name comes from its heartbeats, and a space in it faked
+/// columns: `web1 10.0.0.9 live` read as a member named `web1` in `members`, and pushed the
+/// result table's columns aside. In every column-separated output a name is one word (spaces
+/// written `\#040`, as rsync escapes); JSON keeps the name exact.
+#[test]
+fn a_name_with_spaces_cannot_fake_columns() {
+    let mut c = Cluster::new();
+    let evil = "evil 10.9.9.9 live 1.0";
+    let e = c.add(evil, &[]);
+    c.add("web2", &[]);
+    let shown = "evil\\#04010.9.9.9\\#040live\\#0401.0";
+
+    // `members` through web2's console: one line for the evil member, its name one word.
+    let (r, line) = wait_for(
+        "web2 to list the evil member",
+        Duration::from_secs(10),
+        || {
+            let r = via(&c.daemons[1].console_addr(), "members", "");
+            assert_eq!(r.code, 0, "{r}");
+            let line = r
+                .lines()
+                .into_iter()
+                .find(|l| l.starts_with("evil"))?
+                .to_string();
+            Some((r, line))
+        },
+    );
+    let w: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(w[0], shown, "{line}");
+    assert_eq!(w[1], "127.0.0.1", "{line}");
+    assert_eq!(w[2], "live", "{line}");
+    assert!(!r.stdout.contains("10.9.9.9 live"), "{r}");
+    // Its own `members` line ("self") too.
+    let r = via(&c.daemons[e].console_addr(), "members", "");
+    assert!(
+        r.lines()
+            .iter()
+            .any(|l| l.starts_with(&format!("{shown} 127.0.0.1 self "))),
+        "{r}"
+    );
+
+    // A push's table: two rows of five columns, the name one word; JSON keeps it exact.
+    let src = c.path("src");
+    write(&src, "a.txt", b"a\n");
+    let r = c.direct_from(&src, "sync", &["-r", "--discover", "700", "."]);
+    assert_eq!(r.code, 0, "{r}");
+    let rows = r.table(2);
+    let row = rows
+        .iter()
+        .find(|row| row.name.starts_with("evil"))
+        .unwrap();
+    assert_eq!(row.name, shown, "{r}");
+    assert_eq!(row.address, "127.0.0.1", "{r}");
+    assert_eq!(row.result, "ok", "{r}");
+    let r = c.direct_from(&src, "sync", &["-r", "--discover", "700", "--json", "."]);
+    assert_eq!(r.code, 0, "{r}");
+    let names: Vec<String> = r.json()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == evil), "{names:?}");
+}

@@ -40,7 +40,8 @@ pub struct DaemonArgs {
     /// of rsync patterns applied to every push this daemon sends. Flags win over the
     /// environment (MAKUO_ + the key in upper case, e.g. MAKUO_CONSOLE_PORT), which wins over
     /// the file. An unknown key is an error naming its line. SIGHUP reads the file again.
-    /// Also MAKUO_CONFIG.
+    /// Also MAKUO_CONFIG. As root (as sshd does) the file must be a regular file owned by root
+    /// or the user running makuo and writable by its owner alone; otherwise it is refused.
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
     pub config: Option<PathBuf>,
 
@@ -59,8 +60,9 @@ pub struct DaemonArgs {
     /// Address to bind the TCP console to (makuosan's -l).
     ///
     /// Anything but loopback exposes the console to the network, so the daemon refuses to start
-    /// with one unless -K is given; connections from other hosts must then send the password
-    /// before anything else.
+    /// with one unless -K is given with a password of at least 16 bytes; connections from other
+    /// hosts must then send the password before anything else, within 10 s, and at most 4 of
+    /// them wait for it at a time.
     #[arg(
         short = 'l',
         long,
@@ -83,6 +85,13 @@ pub struct DaemonArgs {
     pub no_console: bool,
 
     /// Also serve the console on this unix socket (created only when given).
+    ///
+    /// The socket's directory must belong to root or to the daemon's user (-u, else the user
+    /// who starts it) and be writable by its owner alone, as /run/makuo (mode 0755) is:
+    /// whoever else could write there could swap the socket for something else. The daemon
+    /// refuses to start otherwise. The socket is made mode 0600 (0660 and group GROUP with
+    /// --console-group) as it is bound; a stale socket nobody listens on is replaced, anything
+    /// else at PATH makes start-up fail.
     #[arg(short = 'U', long, value_name = "PATH", value_hint = ValueHint::FilePath,
           help_heading = "Console")]
     pub console_socket: Option<PathBuf>,
@@ -92,7 +101,9 @@ pub struct DaemonArgs {
     /// The password is the file's first line, 4 to 63 bytes. Like a key file, the file must be
     /// a regular file that group and others can neither read nor write (chmod 600). A session
     /// gets at most 3 tries, each failure answered after a growing delay (1 s, 2 s, 3 s); the
-    /// third closes the connection. Local connections must also pass the user check (see
+    /// third closes the connection. A peer (uid, or address) with 3 wrong passwords waits 10 s
+    /// before it may try again, twice as long after each further one (at most 10 min); root
+    /// and the daemon's user never wait. Local connections must also pass the user check (see
     /// --console-group).
     #[arg(short = 'K', long, value_name = "FILE", value_hint = ValueHint::FilePath,
           help_heading = "Console")]
@@ -104,11 +115,15 @@ pub struct DaemonArgs {
     /// daemon, and (with this flag) members of GROUP may use it: their primary group or
     /// supplementary groups in the group database. The peer's uid comes from SO_PEERCRED on the
     /// unix socket and from the kernel's socket table on TCP; anyone else gets 'error:
-    /// permission denied'. With -U the socket is made group GROUP, mode 0660. With -c
+    /// permission denied'. The kernel names the connection's creator: a connection an allowed
+    /// user hands to another process (SCM_RIGHTS) is accepted as that user's. With -U the
+    /// socket is made group GROUP, mode 0660, as it is bound
+    /// (see -U for its directory). With -c
     /// (chroot) the members are read once at start, before the chroot, from the group
     /// database and /etc/passwd: inside the chroot those files would be under the base, where
-    /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time, a session closed after 300 s
-    /// without a complete line.
+    /// a push can write. Limits per daemon: lines of 4096 bytes, 16 sessions at a time (4 kept for
+    /// root and the daemon's user), a session closed after 300 s without a complete line.
+    /// Refusals are logged once per uid and minute, the rest counted.
     #[arg(long, value_name = "GROUP", help_heading = "Console")]
     pub console_group: Option<String>,
 
@@ -156,7 +171,10 @@ pub struct DaemonArgs {
     /// Run as this user (name or uid) once the sockets are open.
     ///
     /// Also takes the user's primary group (unless -g) and its supplementary groups
-    /// (unless -G), as login does; root's groups are all given up.
+    /// (unless -G), as login does; root's groups are all given up. Use a user of makuo's own
+    /// (useradd --system makuo): any other process of the same user may signal the daemon
+    /// (stop or kill it) or read its memory, so a shared user such as nobody lets every
+    /// program that runs as nobody stop makuo.
     #[arg(short = 'u', long, value_name = "USER", help_heading = "Process")]
     pub user: Option<String>,
 

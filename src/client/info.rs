@@ -15,11 +15,13 @@ use crate::exit::Exit;
 /// `makuo members`.
 pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
     if !want_direct(front, sub) {
-        if let Ok(mut c) = Console::connect(
+        match Console::connect(
             &front.console.console,
             front.console.password_file.as_deref(),
         ) {
-            return simple(&mut c, "members", &front.output);
+            Ok(mut c) => return simple(&mut c, "members", &front.output),
+            Err(e) if e.is::<crate::console_trust::Untrusted>() => return Err(e),
+            Err(_) => {}
         }
     }
     front.cluster.require_key()?;

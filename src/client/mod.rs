@@ -266,7 +266,8 @@ fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> 
         ) {
             Ok(c) => return via_console(c, front, cmd, started),
             Err(e) => {
-                if explicit(sub, "console") {
+                // A console held by someone else is reported, never silently bypassed.
+                if explicit(sub, "console") || e.is::<crate::console_trust::Untrusted>() {
                     return Err(e);
                 }
                 if front.output.verbose > 0 {

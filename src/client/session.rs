@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::ConsoleAddr;
 use crate::filter::RuleSpec;
@@ -36,13 +36,17 @@ impl Console {
     /// Connects (TCP `HOST:PORT` or a unix socket path) and authenticates if asked.
     pub fn connect(addr: &ConsoleAddr, password_file: Option<&std::path::Path>) -> Result<Self> {
         type Setter = Box<dyn Fn(Option<Duration>) -> std::io::Result<()>>;
+        // Nothing is sent before the console's owner is checked (crate::console_trust).
+        let trust = crate::console_trust::Trust::from_config()?;
         let (r, w, set_timeout): (Box<dyn BufRead>, Box<dyn Write>, Setter) = match addr {
             ConsoleAddr::Tcp(a) => {
                 let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(a.as_str())?.collect();
-                let s = addrs
-                    .iter()
-                    .find_map(|sa| TcpStream::connect_timeout(sa, Duration::from_millis(500)).ok())
-                    .ok_or_else(|| anyhow!("no daemon answers on {a}"))?;
+                let s: TcpStream = crate::console_trust::connect_tcp(
+                    a,
+                    &addrs,
+                    Duration::from_millis(500),
+                    &trust,
+                )?;
                 // Each command leaves in one write, at once (no Nagle wait for an ACK).
                 let _ = s.set_nodelay(true);
                 let t = s.try_clone()?;
@@ -55,6 +59,7 @@ impl Console {
             ConsoleAddr::Unix(p) => {
                 let s = UnixStream::connect(p)
                     .with_context(|| format!("no daemon answers on {}", p.display()))?;
+                crate::console_trust::check_unix(p, &s, &trust)?;
                 let t = s.try_clone()?;
                 (
                     Box::new(BufReader::new(s.try_clone()?)),

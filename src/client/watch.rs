@@ -73,7 +73,8 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
                 return simple(&mut c, &line, &front.output);
             }
             Err(e) => {
-                if explicit(sub, "console") {
+                // A console held by someone else is reported, never silently bypassed.
+                if explicit(sub, "console") || e.is::<crate::console_trust::Untrusted>() {
                     return Err(e);
                 }
                 if front.output.verbose > 0 {

@@ -199,6 +199,261 @@ impl Drop for TempGroup {
     }
 }
 
+/// Runs `f` on a new thread whose effective (and so filesystem) uid and gid are `uid`:`gid`,
+/// the rest of the process staying root: sockets the thread makes (and connections it
+/// accepts) belong to `uid`, and `SO_PEERCRED` on a unix socket it listens on names `uid`.
+/// The switch is the raw system call, which changes only the calling thread (libc's
+/// `setuid` would change every thread). Root only.
+pub fn thread_as<T: Send + 'static>(
+    uid: u32,
+    gid: u32,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        let keep = libc::uid_t::MAX; // -1: leave that id as it is
+                                     // SAFETY: plain system calls on integers; they change this thread's credentials
+                                     // only, and the thread ends with `f`.
+        let (g, u) = unsafe {
+            (
+                libc::syscall(libc::SYS_setresgid, keep, gid, keep),
+                libc::syscall(libc::SYS_setresuid, keep, uid, keep),
+            )
+        };
+        assert_eq!((g, u), (0, 0), "cannot switch this thread to {uid}:{gid}");
+        f()
+    })
+}
+
+/// Another user's program holding a console address before the daemon does (issue 12's
+/// review, F2): it listens as `uid` (on a thread of this process, [`thread_as`]), answers
+/// like a daemon (`ok` to every line, a forged all-ok result to a push) and records every line
+/// it receives. Stops on drop. Root only.
+pub struct Squatter {
+    /// `127.0.0.1:PORT` or the socket path.
+    pub addr: String,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the squatter answers to a push: one member, everything ok, nothing pushed.
+const FORGED: &str = "result {\"members\":[{\"name\":\"web1\",\"address\":\"10.0.0.5\",\
+                      \"result\":\"ok\",\"files\":12,\"bytes\":4096,\"error\":null,\
+                      \"deleted\":0}],\"files\":12,\"bytes\":4096,\"seconds\":0.2,\"exit\":0,\
+                      \"max_delete_hit\":false,\"dry_run\":false}";
+
+impl Squatter {
+    /// Listens on 127.0.0.1:`port` as `uid`.
+    pub fn tcp(uid: u32, port: u16) -> Squatter {
+        Squatter::start(format!("127.0.0.1:{port}"), uid, move || {
+            let l = TcpListener::bind(("127.0.0.1", port)).expect("squatter: bind");
+            l.set_nonblocking(true).unwrap();
+            Box::new(move || match l.accept() {
+                Ok((s, _)) => Some(Box::new(s) as Box<dyn SquatConn>),
+                Err(_) => None,
+            })
+        })
+    }
+
+    /// Listens on the unix socket `path` as `uid` (its directory must let `uid` create it).
+    pub fn unix(uid: u32, path: &Path) -> Squatter {
+        let p = path.to_path_buf();
+        Squatter::start(path.display().to_string(), uid, move || {
+            let l = std::os::unix::net::UnixListener::bind(&p).expect("squatter: bind");
+            l.set_nonblocking(true).unwrap();
+            Box::new(move || match l.accept() {
+                Ok((s, _)) => Some(Box::new(s) as Box<dyn SquatConn>),
+                Err(_) => None,
+            })
+        })
+    }
+
+    fn start(
+        addr: String,
+        uid: u32,
+        listen: impl FnOnce() -> Box<dyn FnMut() -> Option<Box<dyn SquatConn>>> + Send + 'static,
+    ) -> Squatter {
+        use std::sync::atomic::Ordering;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (l2, s2) = (lines.clone(), stop.clone());
+        let thread = thread_as(uid, uid, move || {
+            let mut accept = listen();
+            ready_tx.send(()).unwrap();
+            while !s2.load(Ordering::Relaxed) {
+                match accept() {
+                    // Served here, so the connection belongs to `uid` too.
+                    Some(c) => serve_squatted(c, &l2, &s2),
+                    None => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the squatter did not start");
+        Squatter {
+            addr,
+            lines,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every line received so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// A connection the squatter serves.
+pub trait SquatConn: Read + Write + Send {
+    fn timeout(&self, d: Duration);
+}
+
+impl SquatConn for TcpStream {
+    fn timeout(&self, d: Duration) {
+        let _ = self.set_nonblocking(false);
+        let _ = self.set_read_timeout(Some(d));
+    }
+}
+
+impl SquatConn for std::os::unix::net::UnixStream {
+    fn timeout(&self, d: Duration) {
+        let _ = self.set_nonblocking(false);
+        let _ = self.set_read_timeout(Some(d));
+    }
+}
+
+fn serve_squatted(
+    mut c: Box<dyn SquatConn>,
+    lines: &std::sync::Mutex<Vec<String>>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    c.timeout(Duration::from_millis(200));
+    let mut buf = Vec::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match c.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => continue,
+        }
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line).trim_end().to_string();
+            let first = line.split_whitespace().next().unwrap_or("").to_string();
+            lines.lock().unwrap().push(line);
+            let answer = match first.as_str() {
+                "send" | "sync" | "dsync" | "md5" => format!("{FORGED}\nok\n"),
+                _ => "ok\n".to_string(),
+            };
+            if c.write_all(answer.as_bytes()).is_err() || first == "quit" {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Watches directory `dir` with inotify, on a thread of `uid` ([`thread_as`]), and records
+/// what happens to `name` in it (`create`, `attrib`, `swapped`). With `swap_to`, the moment
+/// `name` appears it is replaced by a symlink to `swap_to`, as a local user who may write in
+/// `dir` would race a daemon that binds a socket there (issue 12's review, F3). Root only.
+pub struct DirWatch {
+    dir: PathBuf,
+    events: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The file [`DirWatch::stop`] makes to wake its thread.
+const WAKE: &str = ".dirwatch-wake";
+
+impl DirWatch {
+    pub fn new(uid: u32, dir: &Path, name: &str, swap_to: Option<&Path>) -> DirWatch {
+        use rustix::fs::inotify;
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, n, e) = (dir.to_path_buf(), name.to_string(), events.clone());
+        let swap = swap_to.map(Path::to_path_buf);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = thread_as(uid, uid, move || {
+            let spare = d.join(".dirwatch-swap");
+            if let Some(t) = &swap {
+                let _ = fs::remove_file(&spare);
+                std::os::unix::fs::symlink(t, &spare).expect("dirwatch: symlink");
+            }
+            let ino = inotify::init(inotify::CreateFlags::CLOEXEC).expect("inotify");
+            inotify::add_watch(
+                &ino,
+                &d,
+                inotify::WatchFlags::CREATE | inotify::WatchFlags::ATTRIB,
+            )
+            .expect("inotify watch");
+            ready_tx.send(()).unwrap();
+            let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+            let mut r = inotify::Reader::new(&ino, &mut buf);
+            let deadline = Instant::now() + RUN_LIMIT;
+            while Instant::now() < deadline {
+                let Ok(ev) = r.next() else { break };
+                let Some(file) = ev.file_name() else { continue };
+                let file = file.to_string_lossy().into_owned();
+                if file == WAKE {
+                    break;
+                }
+                if file != n {
+                    continue;
+                }
+                if ev.events().contains(inotify::ReadFlags::CREATE) {
+                    if swap.is_some() && fs::rename(&spare, d.join(&n)).is_ok() {
+                        e.lock().unwrap().push("swapped".into());
+                    }
+                    e.lock().unwrap().push("create".into());
+                } else if ev.events().contains(inotify::ReadFlags::ATTRIB) {
+                    e.lock().unwrap().push("attrib".into());
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the watcher did not start");
+        DirWatch {
+            dir: dir.to_path_buf(),
+            events,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching; returns what was seen, in order.
+    pub fn stop(mut self) -> Vec<String> {
+        self.finish();
+        self.events.lock().unwrap().clone()
+    }
+
+    fn finish(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = fs::write(self.dir.join(WAKE), b"");
+            let _ = t.join();
+            let _ = fs::remove_file(self.dir.join(WAKE));
+            let _ = fs::remove_file(self.dir.join(".dirwatch-swap"));
+        }
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// One HTTP GET of `path` from `addr` (HTTP/1.0-style: the answer ends when the server
 /// closes); the whole answer, head and body. Bounded by [`RUN_LIMIT`].
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
