@@ -286,7 +286,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__daemon)
-            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --help"
+            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -600,6 +600,14 @@ _makuo() {
                     return 0
                     ;;
                 --member-expiry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-delete)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

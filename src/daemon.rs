@@ -200,6 +200,8 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             durable: !args.no_fsync,
             preserve_owner: args.preserve_owner,
             allow_devices: args.allow_devices,
+            protect: crate::apply::Protection::new(&args.protect)?.map(Arc::new),
+            max_delete: args.max_delete,
         },
     })?;
     if let Some(lp) = &state.last_push {

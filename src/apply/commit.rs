@@ -80,7 +80,9 @@ impl FsStorage {
             let f = req.flags.get(i).copied().unwrap_or(0);
             // A hard link to a file that vanished at the source goes with it.
             let vanished = |i: usize| req.skip.contains(&(i as u32));
+            // A path this member protects (`--protect`) is never written.
             if f == 0
+                || f & change::PROTECTED != 0
                 || vanished(i)
                 || leaders
                     .get(&(i as u32))

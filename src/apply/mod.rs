@@ -41,6 +41,7 @@ mod dirs;
 mod gather;
 mod inspect;
 mod names;
+mod protect;
 mod special;
 mod stage;
 mod sweep;
@@ -69,6 +70,7 @@ use dirs::{open_dir, DirCache, DirFd};
 use stage::Staged;
 use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 
+pub use protect::Protection;
 pub use sweep::sweep_temp;
 
 /// How a daemon applies transfers to its base directory.
@@ -84,6 +86,10 @@ pub struct ApplyOptions {
     /// Create block and character device nodes from a push (effective only as root).
     /// FIFOs and sockets are always created.
     pub allow_devices: bool,
+    /// Paths no push may write or delete here (daemon `--protect`).
+    pub protect: Option<Arc<Protection>>,
+    /// A push that would delete more paths here is refused (daemon `--max-delete`).
+    pub max_delete: Option<u64>,
 }
 
 /// A path refused for safety (symlinked or non-directory parent, bad path, special file).
@@ -291,11 +297,16 @@ impl Storage for FsStorage {
     }
 
     fn inspect(&mut self, _key: XferKey, manifest: &Manifest) -> Option<Inspection> {
-        Some(match Filter::for_manifest(manifest) {
-            Ok(filter) => self.inspect_with(manifest, &|p, d| filter.protected(p, d)),
+        let own = self.opts.protect.clone();
+        let own = own.as_deref();
+        let mine = |p: &[u8], d: bool| own.is_some_and(|g| g.protects(p, d));
+        let mut insp = match Filter::for_manifest(manifest) {
+            Ok(filter) => self.inspect_with(manifest, &|p, d| mine(p, d) || filter.protected(p, d)),
             // Rules we cannot read protect everything: nothing is deleted.
             Err(_) => self.inspect_with(manifest, &|_, _| true),
-        })
+        };
+        protect::guard(manifest, &mut insp, own, self.opts.max_delete);
+        Some(insp)
     }
 
     fn write(
@@ -425,8 +436,10 @@ impl Storage for FsStorage {
 
 impl FsStorage {
     fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        let own = self.opts.protect.clone();
+        let mine = |p: &[u8], d: bool| own.as_ref().is_some_and(|g| g.protects(p, d));
         Some(match Filter::for_manifest(req.manifest) {
-            Ok(filter) => self.commit_with(key, req, &|p, d| filter.protected(p, d)),
+            Ok(filter) => self.commit_with(key, req, &|p, d| mine(p, d) || filter.protected(p, d)),
             Err(e) => {
                 let mut out = self.commit_with(key, req, &|_, _| true);
                 out.errors

@@ -723,7 +723,8 @@ fn non_utf8_names_round_trip() {
         s.inspect(KEY, &m).unwrap(),
         Inspection {
             flags: vec![0; 4],
-            deletions: vec![]
+            deletions: vec![],
+            refused: None,
         }
     );
     assert!(temp_name(&long).unwrap().len() <= NAME_MAX);

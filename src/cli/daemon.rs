@@ -290,6 +290,23 @@ pub struct DaemonArgs {
     /// mode.
     #[arg(long, help_heading = "Transfer")]
     pub preserve_owner: bool,
+
+    /// Never let a push write or delete paths matching PATTERN here (repeatable).
+    ///
+    /// rsync pattern syntax ('config/**', '*.local', '/secrets/'); a pattern matching a
+    /// directory protects all it holds. The sender cannot override it: such paths are left
+    /// as they are even by 'sync --delete', 'check' lists them as protected rather than
+    /// different, and the push's result names them.
+    #[arg(long, value_name = "PATTERN", help_heading = "Protection")]
+    pub protect: Vec<String>,
+
+    /// Refuse a push that would delete more than N paths here (exit 25 at the sender).
+    ///
+    /// Counted as the sender's --max-delete counts: paths --delete would remove, a directory
+    /// with all it holds counting once. The push is refused before anything is staged; the
+    /// other members are not affected.
+    #[arg(long, value_name = "N", help_heading = "Protection")]
+    pub max_delete: Option<u64>,
 }
 
 impl DaemonArgs {

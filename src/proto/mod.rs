@@ -490,11 +490,15 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Input: the storage finished an inspection it answered "pending" to.
-    pub fn handle_inspected(&mut self, _now: Instant, key: XferKey, insp: Inspection) {
+    pub fn handle_inspected(&mut self, now: Instant, key: XferKey, mut insp: Inspection) {
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
         if ib.inspection.is_some() || ib.manifest.is_none() {
+            return;
+        }
+        if let Some(why) = insp.refused.take() {
+            self.refuse_inbound(now, key, why);
             return;
         }
         let list = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);

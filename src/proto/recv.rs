@@ -440,6 +440,7 @@ impl Inbound {
         self.inspection = Some(Inspection {
             flags,
             deletions: insp.deletions,
+            refused: None,
         });
         self.inspecting = false;
         if self.needs_any {
@@ -1000,6 +1001,7 @@ mod tests {
             Inspection {
                 flags: vec![change::MISSING; n],
                 deletions: vec![],
+                refused: None,
             },
             false,
         );
