@@ -286,7 +286,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__daemon)
-            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --help"
+            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --after-push --before-commit --hook-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -608,6 +608,18 @@ _makuo() {
                     return 0
                     ;;
                 --max-delete)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --after-push)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --before-commit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hook-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

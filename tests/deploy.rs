@@ -127,3 +127,141 @@ fn daemon_max_delete_refuses_the_push_there_with_exit_25() {
     assert_eq!(r.code, 0, "{r}");
     assert_identical(&c.src, c.base("m1"), "m1");
 }
+
+/// The marker an `--after-push`/`--before-commit` hook of these tests writes beside the
+/// member's base: the hook's environment and its change list.
+const MARK: &str = r#"{ echo "hook=$MAKUO_HOOK id=$MAKUO_PUSH_ID origin=$MAKUO_ORIGIN base=$MAKUO_BASE pwd=$(pwd)"; cat "$MAKUO_CHANGES"; } > "$MAKUO_BASE/../marker-$MAKUO_HOOK""#;
+
+/// Must show: "`--after-push` writes a marker on each member; a hook that exits 3 on one
+/// member shows `hook failed: exit 3` for that member and the push exits 23."
+#[test]
+fn after_push_marks_each_member_and_a_failing_hook_fails_the_push() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let failing = format!("{MARK}; exit 3");
+    c.add("m1", &["--no-fsync", "--after-push", MARK]);
+    c.add("m2", &["--no-fsync", "--after-push", MARK]);
+    c.add("m3", &["--no-fsync", "--after-push", &failing]);
+    let r = c.sync("-r . --json");
+    assert_eq!(r.code, 23, "{r}");
+    let j = r.json();
+    for m in j["members"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        if name == "m3" {
+            assert_eq!(m["result"], "failed", "{j}");
+            assert_eq!(m["error"], "hook failed: exit 3", "{j}");
+        } else {
+            assert_eq!(m["result"], "ok", "{j}");
+        }
+    }
+    for d in c.receivers() {
+        // Every member committed (the hook runs after the commit) and ran its hook once.
+        assert_identical(&c.src, &d.base, &d.name);
+        let marker = d.base.parent().unwrap().join("marker-after-push");
+        let text = fs::read_to_string(&marker)
+            .unwrap_or_else(|e| panic!("{}: no marker {}: {e}", d.name, marker.display()));
+        let first = text.lines().next().unwrap();
+        let base = d.base.to_string_lossy();
+        assert!(first.starts_with("hook=after-push id="), "{first}");
+        assert!(
+            first.contains(&format!("base={base} pwd={base}")),
+            "{first}"
+        );
+        assert!(!first.contains("origin= "), "the origin is named: {first}");
+        let listed: Vec<&str> = text.lines().skip(1).collect();
+        assert!(
+            listed.contains(&"index.php") && listed.contains(&"sub/deep/d.php"),
+            "{text}"
+        );
+        // The change file is removed once the hook ended.
+        let id = first.split_whitespace().nth(1).unwrap();
+        assert!(id.len() > 4, "{first}");
+    }
+    // Human output: the table row says it.
+    let r = c.sync("-r . --delete");
+    assert_eq!(r.code, 23, "{r}");
+    assert_eq!(r.result_of("m3"), "failed: hook failed: exit 3", "{r}");
+    assert_eq!(r.result_of("m1"), "ok", "{r}");
+    // The second push changed nothing: its change list is empty.
+    let m1 = c.base("m1").parent().unwrap().join("marker-after-push");
+    assert_eq!(fs::read_to_string(m1).unwrap().lines().count(), 1);
+}
+
+/// `--before-commit` runs before the commit with the planned changes and can veto it: the
+/// vetoing member keeps its tree (and no staged file), the others commit.
+#[test]
+fn before_commit_vetoes_on_one_member() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let veto = format!("{MARK}; exit 7");
+    c.add("m1", &["--no-fsync", "--before-commit", MARK]);
+    c.add("m2", &["--no-fsync", "--before-commit", &veto]);
+    let r = c.sync("-r .");
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.result_of("m2")
+            .contains("vetoed by --before-commit (hook failed: exit 7)"),
+        "{r}"
+    );
+    assert_identical(&c.src, c.base("m1"), "m1");
+    assert!(paths(c.base("m2")).is_empty(), "m2 committed nothing");
+    assert!(
+        temp_files(c.base("m2")).is_empty(),
+        "m2 dropped its staging"
+    );
+    let text =
+        fs::read_to_string(c.base("m2").parent().unwrap().join("marker-before-commit")).unwrap();
+    assert!(
+        text.lines().any(|l| l == "big.bin"),
+        "planned changes listed: {text}"
+    );
+}
+
+/// A hook that takes a while does not stop the member: its console answers meanwhile, and a
+/// hook over `--hook-timeout` is killed and fails.
+#[test]
+fn slow_hook_runs_off_the_loop_and_times_out() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    c.add(
+        "m1",
+        &[
+            "--no-fsync",
+            "--after-push",
+            "sleep 30",
+            "--hook-timeout",
+            "3",
+        ],
+    );
+    let src = c.src.clone();
+    let args: Vec<String> = {
+        let mut a = vec!["sync".to_string(), "--direct".into(), "-b".into()];
+        a.push(src.to_string_lossy().into_owned());
+        a.extend(c.net());
+        a.extend(c.key_args());
+        a.extend(["-r".into(), ".".into()]);
+        a
+    };
+    let log = c.path("push.log");
+    let mut push = Background::start(&args, log);
+    // While the hook sleeps, the member answers its console promptly.
+    wait_for(
+        "the hook to start",
+        std::time::Duration::from_secs(20),
+        || {
+            let started = paths(c.base("m1")).iter().any(|p| p.ends_with("index.php"));
+            started.then_some(())
+        },
+    );
+    let t = std::time::Instant::now();
+    c.daemon("m1").status();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "status took {:?} while the hook ran",
+        t.elapsed()
+    );
+    let st = push.wait(std::time::Duration::from_secs(30));
+    let out = push.log_text();
+    assert_eq!(st.and_then(|s| s.code()), Some(23), "{out}");
+    assert!(out.contains("hook failed: timed out after 3s"), "{out}");
+}

@@ -39,6 +39,7 @@ mod commit;
 mod delete;
 mod dirs;
 mod gather;
+mod hooked;
 mod inspect;
 mod names;
 mod protect;
@@ -90,6 +91,8 @@ pub struct ApplyOptions {
     pub protect: Option<Arc<Protection>>,
     /// A push that would delete more paths here is refused (daemon `--max-delete`).
     pub max_delete: Option<u64>,
+    /// Hooks around the commit (daemon `--before-commit`, `--after-push`).
+    pub hooks: Option<Arc<crate::hook::HookConfig>>,
 }
 
 /// A path refused for safety (symlinked or non-directory parent, bad path, special file).
@@ -147,6 +150,13 @@ pub struct FsStorage {
     pending_bytes: usize,
     /// How long the last commit took.
     last_commit: Duration,
+    /// Commits held for hooks, and hooks to start.
+    hooks: hooked::HookState,
+    /// Directories the last `open_parent` created.
+    last_made: Vec<Vec<u8>>,
+    /// Directories each transfer's staging created (removed again, when empty, if it does
+    /// not commit: a push that is not committed leaves the tree as it was).
+    made_by: HashMap<XferKey, Vec<Vec<u8>>>,
 }
 
 impl FsStorage {
@@ -165,6 +175,9 @@ impl FsStorage {
             pending: HashMap::new(),
             pending_bytes: 0,
             last_commit: Duration::ZERO,
+            hooks: hooked::HookState::default(),
+            last_made: Vec::new(),
+            made_by: HashMap::new(),
             open_order: VecDeque::new(),
             open_count: 0,
             max_open: stage::open_budget(),
@@ -224,16 +237,14 @@ impl FsStorage {
     /// Opens directory `rel` for a path that arrived from the network, counting refusals.
     fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<DirFd> {
         let base = &self.base_fd;
-        let made = if create {
-            Some(&mut self.made_dirs)
-        } else {
-            None
-        };
-        let r = self.dirs.get(base, rel, made);
-        if !self.opts.durable {
-            // Only needed to fsync their parents.
-            self.made_dirs.clear();
+        let mut made = Vec::new();
+        let r = self.dirs.get(base, rel, create.then_some(&mut made));
+        if self.opts.durable {
+            // Their parents are fsynced at the commit.
+            self.made_dirs
+                .extend(made.iter().map(|d| split(d).0.to_vec()));
         }
+        self.last_made = made;
         if let Err(e) = &r {
             if is_refused(e) {
                 self.refused += 1;
@@ -419,6 +430,20 @@ impl Storage for FsStorage {
     }
 
     fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        self.commit_hooked(key, req)
+    }
+
+    fn abort(&mut self, key: XferKey) {
+        self.forget_hooks(key);
+        self.drop_staged(key);
+        self.unmake_dirs(key);
+    }
+}
+
+impl FsStorage {
+    /// Applies a transfer now.
+    fn commit_now(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
+        self.made_by.remove(&key);
         // A push may ask members to skip the durability step (`sync --no-fsync`).
         let started = Instant::now();
         let durable = self.opts.durable;
@@ -429,16 +454,39 @@ impl Storage for FsStorage {
         out
     }
 
-    fn abort(&mut self, key: XferKey) {
-        self.drop_staged(key);
+    /// Notes the directories the last `open_parent` created for transfer `key`'s staging.
+    fn note_made(&mut self, key: XferKey) {
+        if !self.last_made.is_empty() {
+            let made = std::mem::take(&mut self.last_made);
+            self.made_by.entry(key).or_default().extend(made);
+        }
     }
-}
 
-impl FsStorage {
-    fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+    /// Removes the (still empty) directories transfer `key`'s staging created: it is not
+    /// committed.
+    fn unmake_dirs(&mut self, key: XferKey) {
+        let Some(mut made) = self.made_by.remove(&key) else {
+            return;
+        };
+        made.sort_unstable_by(|a, b| b.cmp(a));
+        self.dirs.clear();
+        for d in made {
+            let (dir, name) = split(&d);
+            if let Ok(dfd) = dirs::open_dir(self.base_dir(), dir, None) {
+                let _ = sys::rmdir_at(dfd.as_fd(), name);
+            }
+        }
+    }
+
+    /// Sets the hooks (the daemon knows their paths only once it chrooted).
+    pub fn set_hooks(&mut self, hooks: Option<Arc<crate::hook::HookConfig>>) {
+        self.opts.hooks = hooks;
+    }
+
+    fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
         let own = self.opts.protect.clone();
         let mine = |p: &[u8], d: bool| own.as_ref().is_some_and(|g| g.protects(p, d));
-        Some(match Filter::for_manifest(req.manifest) {
+        match Filter::for_manifest(req.manifest) {
             Ok(filter) => self.commit_with(key, req, &|p, d| mine(p, d) || filter.protected(p, d)),
             Err(e) => {
                 let mut out = self.commit_with(key, req, &|_, _| true);
@@ -446,7 +494,7 @@ impl FsStorage {
                     .push(format!("filter rules: {e:#}; nothing deleted"));
                 out
             }
-        })
+        }
     }
 }
 
