@@ -50,6 +50,8 @@ mod sys;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_durable;
+#[cfg(test)]
 mod tests_kinds;
 mod xattrs;
 
@@ -93,6 +95,25 @@ pub struct ApplyOptions {
     pub max_delete: Option<u64>,
     /// Hooks around the commit (daemon `--before-commit`, `--after-push`).
     pub hooks: Option<Arc<crate::hook::HookConfig>>,
+}
+
+/// Durability calls made by a storage since it was opened.
+#[derive(Debug, Default)]
+pub struct SyncCalls {
+    fsync: std::cell::Cell<u64>,
+    syncfs: std::cell::Cell<u64>,
+}
+
+impl SyncCalls {
+    /// fsync(2) calls (files and directories).
+    pub fn fsync(&self) -> u64 {
+        self.fsync.get()
+    }
+
+    /// syncfs(2) calls.
+    pub fn syncfs(&self) -> u64 {
+        self.syncfs.get()
+    }
 }
 
 /// A path refused for safety (symlinked or non-directory parent, bad path, special file).
@@ -154,6 +175,8 @@ pub struct FsStorage {
     hooks: hooked::HookState,
     /// Directories the last `open_parent` created.
     last_made: Vec<Vec<u8>>,
+    /// fsync and syncfs calls made (durability, counted for tests and `status`).
+    sync_calls: SyncCalls,
     /// Directories each transfer's staging created (removed again, when empty, if it does
     /// not commit: a push that is not committed leaves the tree as it was).
     made_by: HashMap<XferKey, Vec<Vec<u8>>>,
@@ -177,6 +200,7 @@ impl FsStorage {
             last_commit: Duration::ZERO,
             hooks: hooked::HookState::default(),
             last_made: Vec::new(),
+            sync_calls: SyncCalls::default(),
             made_by: HashMap::new(),
             open_order: VecDeque::new(),
             open_count: 0,
@@ -207,6 +231,11 @@ impl FsStorage {
     /// How long the last commit took (renames, attributes, deletions, durability).
     pub fn last_commit(&self) -> Duration {
         self.last_commit
+    }
+
+    /// The fsync and syncfs calls made so far.
+    pub fn sync_calls(&self) -> &SyncCalls {
+        &self.sync_calls
     }
 
     /// Staged files that currently exist (0 when no transfer is in flight).
