@@ -1110,7 +1110,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__sync)
-            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

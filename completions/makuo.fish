@@ -118,6 +118,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l stats -d 'Print rsy
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s z -l compress -d 'Accepted for rsync compatibility; does nothing'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s n -l dry-run -d 'Show what would change; change nothing'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l delete -d 'Delete member paths under each PATH that the sender does not have'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l atomic -d 'All or none: commit only when every member has staged the whole push'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s c -l checksum -d 'Compare file contents by checksum, not size and mtime'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s H -l hard-links -d 'Keep hard links: files linked within the push travel once and arrive linked'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s S -l sparse -d 'Keep holes: only the data of sparse files travels, and they arrive sparse'

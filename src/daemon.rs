@@ -74,6 +74,8 @@ pub(crate) enum Job {
 pub(crate) struct Detail {
     itemize: bool,
     stats: Option<(usize, Duration)>,
+    /// `--atomic`: all or none.
+    atomic: bool,
 }
 
 /// What the loop sends back.
@@ -725,6 +727,7 @@ fn handle_job(
                 manifest: manifest.clone(),
                 targets: live,
                 max_delete,
+                atomic: detail.atomic,
             };
             match node.engine.handle_command(now, Command::Push(req)) {
                 Ok(x) => {
@@ -1258,6 +1261,7 @@ impl Session {
             detail: Detail {
                 itemize: c.itemize,
                 stats: c.stats.then_some((manifest_len, sel.walk_time)),
+                atomic: c.atomic,
             },
             walk: sel.walk_time,
             sent: Instant::now(),

@@ -334,6 +334,14 @@ impl Outcome {
             stats: None,
             missing: 0,
         };
+        // An atomic push that did not commit anywhere says so as a whole.
+        if o.members.iter().any(|m| {
+            m.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(crate::proto::NOT_COMMITTED))
+        }) {
+            o.error = Some(crate::proto::NOT_COMMITTED.into());
+        }
         o.exit = o.compute_exit().code();
         o
     }
@@ -555,6 +563,14 @@ impl Outcome {
             .collect();
         match Exit::from_code(self.exit) {
             Exit::Ok => "ok".into(),
+            Exit::Partial if self.error.as_deref() == Some(crate::proto::NOT_COMMITTED) => {
+                format!(
+                    "error: {} ({} member(s) failed: {})",
+                    crate::proto::NOT_COMMITTED,
+                    failed.len(),
+                    failed.join(", ")
+                )
+            }
             Exit::Partial if failed.is_empty() => {
                 "error: some files were not transferred (see previous errors)".into()
             }

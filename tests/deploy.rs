@@ -265,3 +265,90 @@ fn slow_hook_runs_off_the_loop_and_times_out() {
     assert_eq!(st.and_then(|s| s.code()), Some(23), "{out}");
     assert!(out.contains("hook failed: timed out after 3s"), "{out}");
 }
+
+/// Makes directory `dir` unwritable even for root (`chattr +i`; a plain `chmod 555` when not
+/// root, which binds everyone else), and undoes it on drop so the temp dir can be removed.
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn new(dir: &std::path::Path) -> Unwritable {
+        if is_root() {
+            sh(&["chattr", "+i", dir.to_str().unwrap()]);
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        Unwritable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        if is_root() {
+            let _ = std::process::Command::new("chattr")
+                .args(["-i", self.0.to_str().unwrap()])
+                .status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// Must show: "3 receivers, one of which cannot write one file (a read-only directory):
+/// `makuo sync --atomic` exits 23 with `not committed on any member`, and the other two
+/// members' trees are unchanged." As root a read-only mode binds nobody, so the directory is
+/// made immutable (`chattr +i`). The push also creates a new directory: staging made it on
+/// the others, and dropping the staging removes it again.
+#[test]
+fn atomic_push_commits_nowhere_when_one_member_cannot_write() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    for m in ["m1", "m2", "m3"] {
+        c.add(m, &["--no-fsync"]);
+    }
+    c.initial_sync();
+    write(&c.src, "index.php", "<?php echo 'v2';\n");
+    write(&c.src, "lib/util.php", "<?php function f() { return 2; }\n");
+    write(&c.src, "newdir/new.txt", "new\n");
+    fs::remove_file(c.src.join("a.txt")).unwrap();
+    let before = c.snapshots();
+    let _guard = Unwritable::new(&c.base("m2").join("lib"));
+
+    let r = c.sync("-r . --delete --atomic");
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.stdout.contains("not committed on any member")
+            || r.stderr.contains("not committed on any member"),
+        "{r}"
+    );
+    assert!(r.result_of("m2").starts_with("failed: "), "{r}");
+    for m in ["m1", "m3"] {
+        assert!(
+            r.result_of(m)
+                .contains("not committed on any member (m2 failed"),
+            "{m}: {r}"
+        );
+    }
+    // Every member drops what it staged (bounded wait: the ABORT is on its way).
+    wait_for(
+        "staging dropped everywhere",
+        std::time::Duration::from_secs(10),
+        || {
+            c.receivers()
+                .iter()
+                .all(|d| temp_files(&d.base).is_empty() && !d.base.join("newdir").exists())
+                .then_some(())
+        },
+    );
+    let after = c.snapshots();
+    for m in ["m1", "m2", "m3"] {
+        assert_same(&before[m], &after[m], m);
+    }
+
+    // Without the obstacle the same atomic push commits everywhere.
+    drop(_guard);
+    let r = c.sync("-r . --delete --atomic");
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+}

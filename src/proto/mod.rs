@@ -50,6 +50,7 @@ pub use api::{
     Transmit, DEFAULT_MIN_RATE,
 };
 pub use limits::{MAX_INBOUND, MAX_MANIFEST, MAX_MEMBERS};
+pub use send::NOT_COMMITTED;
 
 use limits::{Refusal, ReplyBudget};
 use manifest::Manifest;
@@ -575,6 +576,7 @@ impl<S: Storage> Engine<S> {
             CommitState::Pending | CommitState::None | CommitState::Queued { .. } => {
                 (wire::RESULT_BUSY, 0, 0, 0, String::new())
             }
+            CommitState::Ready => (wire::RESULT_READY, 0, 0, 0, String::new()),
             CommitState::Done(s, o) => (*s, o.files, o.bytes, o.deleted, o.errors.join("; ")),
         };
         let mut msg = msg.into_bytes();
@@ -721,7 +723,7 @@ impl<S: Storage> Engine<S> {
                 if self.outbound.is_empty() {
                     self.rate.restart();
                 }
-                let ob = Outbound::new(
+                let mut ob = Outbound::new(
                     xfer,
                     now,
                     req.manifest,
@@ -730,6 +732,7 @@ impl<S: Storage> Engine<S> {
                     req.max_delete,
                     &self.cfg,
                 );
+                ob.set_atomic(req.atomic);
                 self.outbound.insert(xfer, ob);
                 Ok(xfer)
             }

@@ -288,6 +288,8 @@ pub(crate) enum CommitState {
         skip: Vec<u32>,
     },
     Pending,
+    /// An atomic push is wholly staged here and waits for the go (`send/atomic.rs`).
+    Ready,
     Done(u8, CommitOutcome),
 }
 

@@ -771,6 +771,7 @@ fn delete_removes_extras_and_max_delete_vetoes() {
         manifest: m.clone(),
         targets: receivers().iter().map(|&j| lan.node_id(j)).collect(),
         max_delete: Some(0),
+        atomic: false,
     };
     let now = lan.now;
     let x = lan.nodes[0]
