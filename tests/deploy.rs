@@ -346,9 +346,31 @@ fn atomic_push_commits_nowhere_when_one_member_cannot_write() {
         assert_same(&before[m], &after[m], m);
     }
 
+    // The same through a daemon's console (`sync --atomic` via the console's `sync`).
+    let src = c.src.clone();
+    let s = c.add_sender("s", &src, &["--no-fsync", "--no-receive"]);
+    c.wait_converged(s);
+    let r = c.daemons[s].sync(&["--delete", "--atomic"]);
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.result_of("m1").contains("not committed on any member"),
+        "{r}"
+    );
+    wait_for(
+        "staging dropped everywhere",
+        std::time::Duration::from_secs(10),
+        || {
+            c.receivers()
+                .iter()
+                .all(|d| temp_files(&d.base).is_empty())
+                .then_some(())
+        },
+    );
+    assert_eq!(before, c.snapshots(), "nothing changed anywhere");
+
     // Without the obstacle the same atomic push commits everywhere.
     drop(_guard);
-    let r = c.sync("-r . --delete --atomic");
+    let r = c.daemons[s].sync(&["--delete", "--atomic"]);
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();
 }

@@ -6,6 +6,7 @@
 //! Run: `cargo test --release --test sim`. Writes `target/sim-report.txt` (wire ratios and
 //! virtual times).
 
+mod atomic;
 mod lan;
 mod limits;
 
