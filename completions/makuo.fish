@@ -69,6 +69,11 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'U
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a push target has failed, in milliseconds. Default: the engine\'s' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-expiry -d 'Silence after which a member is dropped from the member table, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l protect -d 'Never let a push write or delete paths matching PATTERN here (repeatable)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l max-delete -d 'Refuse a push that would delete more than N paths here (exit 25 at the sender)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l after-push -d 'Run CMD (with /bin/sh -c) on this member after each push it commits' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l before-commit -d 'Run CMD on this member once a push is staged, before its commit; non-zero vetoes it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l hook-timeout -d 'Longest a hook may run, in seconds; it is then killed and fails' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l print-config -d 'Print the effective settings and where each came from, then exit'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s o -l no-console -d 'No console at all: neither TCP nor the unix socket (makuosan\'s -o)'
@@ -113,6 +118,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l stats -d 'Print rsy
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s z -l compress -d 'Accepted for rsync compatibility; does nothing'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s n -l dry-run -d 'Show what would change; change nothing'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l delete -d 'Delete member paths under each PATH that the sender does not have'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l atomic -d 'All or none: commit only when every member has staged the whole push'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s c -l checksum -d 'Compare file contents by checksum, not size and mtime'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s H -l hard-links -d 'Keep hard links: files linked within the push travel once and arrive linked'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s S -l sparse -d 'Keep holes: only the data of sparse files travels, and they arrive sparse'

@@ -460,6 +460,14 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", requires = "delete")]
     pub max_delete: Option<u64>,
 
+    /// All or none: commit only when every member has staged the whole push.
+    ///
+    /// Each member stages everything (files and deletes) and reports ready; only then are
+    /// they told to commit. If any member fails or goes silent first, nobody commits, every
+    /// member drops what it staged, and the push exits 23 with 'not committed on any member'.
+    #[arg(long)]
+    pub atomic: bool,
+
     /// Compare file contents by checksum, not size and mtime.
     #[arg(short = 'c', long)]
     pub checksum: bool,

@@ -167,6 +167,8 @@ pub struct SendCmd {
     pub delete_only: bool,
     /// `--max-delete N`.
     pub max_delete: Option<u64>,
+    /// `--atomic`: commit on every member or on none.
+    pub atomic: bool,
     /// `--json`: end with one `result {json}` line.
     pub json: bool,
     /// `--no-fsync`: members skip the durability step for this push.
@@ -346,6 +348,7 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
                 )
             }
             "--json" => c.json = true,
+            "--atomic" if !check => c.atomic = true,
             "--no-fsync" if !check => c.no_fsync = true,
             "-H" | "--hard-links" if !check => c.hard_links = true,
             "-S" | "--sparse" if !check => c.sparse = true,

@@ -74,6 +74,8 @@ pub(crate) enum Job {
 pub(crate) struct Detail {
     itemize: bool,
     stats: Option<(usize, Duration)>,
+    /// `--atomic`: all or none.
+    atomic: bool,
 }
 
 /// What the loop sends back.
@@ -144,6 +146,9 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         bail!("the state directory must not be the base directory");
     }
     let state_lock = startup::lock_dir(&state_dir, "state directory")?;
+    let state_real = state_dir
+        .canonicalize()
+        .unwrap_or_else(|_| state_dir.clone());
     let keys = load_keys(&args.cluster.keys)?;
     let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
     let mut state = StateDir::open(&state_dir)?;
@@ -200,6 +205,9 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             durable: !args.no_fsync,
             preserve_owner: args.preserve_owner,
             allow_devices: args.allow_devices,
+            protect: crate::apply::Protection::new(&args.protect)?.map(Arc::new),
+            max_delete: args.max_delete,
+            hooks: None,
         },
     })?;
     if let Some(lp) = &state.last_push {
@@ -290,6 +298,14 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         }
         None => base.clone(),
     };
+    node.set_hooks(crate::hook::HookConfig::for_daemon(
+        args.before_commit.clone(),
+        args.after_push.clone(),
+        Duration::from_secs(args.hook_timeout),
+        session_base.clone(),
+        &state_real,
+        root.as_deref(),
+    ));
     if let (true, Some(uid)) = (state_is_new, identity.uid) {
         // A state directory made now belongs to the user the daemon runs as, who must write
         // into it; one that existed is the operator's to set up.
@@ -645,7 +661,9 @@ fn handle_event(
                 &outcome,
                 node.engine.storage().last_commit().as_secs_f64(),
             );
-            if outcome.errors.is_empty() {
+            // A failed --after-push hook does not undo the commit.
+            let hook = |e: &String| e.starts_with(crate::hook::HOOK_FAILED);
+            if outcome.errors.iter().all(hook) {
                 let lp = LastPush {
                     id: format!("{:016x}/{:x}", key.origin, key.xfer),
                     // One word of a space-separated line (also sent in heartbeats).
@@ -719,6 +737,7 @@ fn handle_job(
                 manifest: manifest.clone(),
                 targets: live,
                 max_delete,
+                atomic: detail.atomic,
             };
             match node.engine.handle_command(now, Command::Push(req)) {
                 Ok(x) => {
@@ -1252,6 +1271,7 @@ impl Session {
             detail: Detail {
                 itemize: c.itemize,
                 stats: c.stats.then_some((manifest_len, sel.walk_time)),
+                atomic: c.atomic,
             },
             walk: sel.walk_time,
             sent: Instant::now(),

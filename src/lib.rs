@@ -23,7 +23,8 @@
 //!   completions; [`exit`]: the exit-status table; [`escape`]: how names and text from the
 //!   network are printed and logged (rsync's `\#ooo`), below both faces.
 //! - [`config`]: flags, environment and config file resolved into settings (below both
-//!   faces); [`logging`], [`service`] (systemd readiness, watchdog, signals) and [`metrics`]:
+//!   faces); [`hook`]: the daemon's `--before-commit`/`--after-push` commands, run off the
+//!   network loop; [`logging`], [`service`] (systemd readiness, watchdog, signals) and [`metrics`]:
 //!   the daemon as a service; [`dropin`]: the `makuosan` and `msync` front doors.
 #![warn(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod dropin;
 pub mod escape;
 pub mod exit;
 pub mod filter;
+pub mod hook;
 pub mod kinds;
 pub mod logging;
 pub mod metrics;

@@ -94,6 +94,8 @@ pub struct Node {
     last_expire: Instant,
     /// Whether inbound transfers were in progress at the end of the last turn.
     receiving: bool,
+    /// The daemon's hooks, run off this loop (`hook.rs`).
+    hooks: Option<crate::hook::Hooks>,
 }
 
 /// Most addresses whose last notice time is kept.
@@ -146,6 +148,7 @@ impl Node {
             noticed: HashMap::new(),
             last_expire: Instant::now(),
             receiving: false,
+            hooks: None,
         })
     }
 
@@ -281,6 +284,7 @@ impl Node {
             self.engine.handle_timeout(now);
         }
         self.flush(now)?;
+        self.drive_hooks(now);
         let mut events = Vec::new();
         while let Some(e) = self.engine.poll_event() {
             events.push(e);
@@ -291,6 +295,33 @@ impl Node {
         }
         self.receiving = receiving;
         Ok(events)
+    }
+
+    /// Sets the daemon's hooks (`None`: none).
+    pub fn set_hooks(&mut self, cfg: Option<crate::hook::HookConfig>) {
+        self.engine
+            .storage_mut()
+            .set_hooks(cfg.clone().map(std::sync::Arc::new));
+        self.hooks = cfg.map(crate::hook::Hooks::new);
+    }
+
+    /// Hands finished hooks' outcomes to the engine and starts the hooks commits asked for.
+    fn drive_hooks(&mut self, now: Instant) {
+        let Some(h) = &mut self.hooks else { return };
+        for (key, kind, r) in h.poll() {
+            if let Some(out) = self.engine.storage_mut().hook_done(key, kind, r) {
+                self.engine.handle_committed(now, key, out);
+            }
+        }
+        for job in self.engine.storage_mut().take_hook_jobs() {
+            let origin = self
+                .engine
+                .members()
+                .find(|m| m.node == job.key.origin)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            h.start(job, &origin);
+        }
     }
 
     /// Sends what the engine has ready (bounded: a few batches, so input is not starved).

@@ -33,6 +33,32 @@ pub struct MemberOutcome {
     /// the others (its result says whether that finished it, or it was too slow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_pace: Option<String>,
+    /// Paths that differ but that this member protects (its daemon's `--protect`): neither
+    /// written nor deleted there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<String>,
+}
+
+/// Paths of the entries a member reported as protected ([`change::PROTECTED`]).
+///
+/// [`change::PROTECTED`]: crate::proto::manifest::change::PROTECTED
+fn protected_paths(
+    m: &Manifest,
+    changes: &[(u32, crate::proto::manifest::change::Flags)],
+) -> Vec<String> {
+    use crate::proto::manifest::change;
+    changes
+        .iter()
+        .filter(|(_, f)| f & change::PROTECTED != 0)
+        .map(|(i, _)| show(&m.entries[*i as usize].path))
+        .collect()
+}
+
+/// Whether a member's failure is its own `--max-delete` refusing the push.
+fn refused_max_delete(m: &MemberOutcome) -> bool {
+    m.error
+        .as_deref()
+        .is_some_and(|e| e.starts_with(crate::proto::storage::MAX_DELETE_REFUSAL))
 }
 
 /// The whole outcome.
@@ -223,6 +249,7 @@ impl Outcome {
                 })
                 .map(|(i, _)| show(&m.entries[*i as usize].path))
                 .collect();
+            mo.protected = protected_paths(m, &mr.changes);
             mo.files = diffs.len() as u64;
             mo.bytes = 0;
             if mo.result == "ok" && !diffs.is_empty() {
@@ -243,9 +270,11 @@ impl Outcome {
             .members
             .iter()
             .map(|mr| {
+                use crate::proto::manifest::change::PROTECTED;
                 let mut changes = Vec::new();
+                let protected = protected_paths(m, &mr.changes);
                 if dry {
-                    for (i, f) in &mr.changes {
+                    for (i, f) in mr.changes.iter().filter(|(_, f)| f & PROTECTED == 0) {
                         let e = &m.entries[*i as usize];
                         let mut p = show(&e.path);
                         if e.kind == crate::proto::manifest::EntryKind::Dir {
@@ -268,7 +297,8 @@ impl Outcome {
                         .filter(|(i, f)| needs_data(m.entries[*i as usize].kind, *f, checksum))
                         .map(|(i, _)| m.entries[*i as usize].payload_len())
                         .sum();
-                    (mr.changes.len() as u64, bytes, mr.would_delete)
+                    let n = mr.changes.len() - protected.len();
+                    (n as u64, bytes, mr.would_delete)
                 } else {
                     (mr.files as u64, mr.bytes, mr.deleted as u64)
                 };
@@ -282,6 +312,7 @@ impl Outcome {
                     deleted,
                     changes,
                     left_pace: mr.left_pace.clone(),
+                    protected,
                 }
             })
             .collect();
@@ -303,6 +334,14 @@ impl Outcome {
             stats: None,
             missing: 0,
         };
+        // An atomic push that did not commit anywhere says so as a whole.
+        if o.members.iter().any(|m| {
+            m.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(crate::proto::NOT_COMMITTED))
+        }) {
+            o.error = Some(crate::proto::NOT_COMMITTED.into());
+        }
         o.exit = o.compute_exit().code();
         o
     }
@@ -313,7 +352,11 @@ impl Outcome {
             if !mo.changes.is_empty() {
                 continue;
             }
-            for (i, f) in &mr.changes {
+            let shown = mr
+                .changes
+                .iter()
+                .filter(|(_, f)| f & crate::proto::manifest::change::PROTECTED == 0);
+            for (i, f) in shown {
                 let e = &m.entries[*i as usize];
                 let mut p = show(&e.path);
                 if e.kind == crate::proto::manifest::EntryKind::Dir {
@@ -408,7 +451,12 @@ impl Outcome {
         if self.members.is_empty() {
             return Exit::NoMember;
         }
-        if self.members.iter().any(|m| m.result != "ok") {
+        let mut failed = self.members.iter().filter(|m| m.result != "ok").peekable();
+        if failed.peek().is_some() {
+            // Refused only by members' own --max-delete: rsync's 25, as the sender's is.
+            if failed.all(refused_max_delete) {
+                return Exit::MaxDelete;
+            }
             return Exit::Partial;
         }
         if self.max_delete_hit {
@@ -462,6 +510,17 @@ impl Outcome {
                 (_, Some(why)) => format!("{} (left the group's pace: {why})", m.result),
                 _ => m.result.clone(),
             };
+            let result = match m.protected.as_slice() {
+                [] => result,
+                p => {
+                    let more = p.len().saturating_sub(3);
+                    let mut names = p[..p.len().min(3)].join(", ");
+                    if more > 0 {
+                        names.push_str(&format!(" and {more} more"));
+                    }
+                    format!("{result} (protected: {names})")
+                }
+            };
             let esc = |s: &str| crate::escape::text_str(s).into_owned();
             // Name and address are one column each: spaces in them escaped too.
             let word = |s: &str| crate::escape::word_str(s).into_owned();
@@ -508,11 +567,24 @@ impl Outcome {
             .collect();
         match Exit::from_code(self.exit) {
             Exit::Ok => "ok".into(),
+            Exit::Partial if self.error.as_deref() == Some(crate::proto::NOT_COMMITTED) => {
+                format!(
+                    "error: {} ({} member(s) failed: {})",
+                    crate::proto::NOT_COMMITTED,
+                    failed.len(),
+                    failed.join(", ")
+                )
+            }
             Exit::Partial if failed.is_empty() => {
                 "error: some files were not transferred (see previous errors)".into()
             }
             Exit::Partial => format!(
                 "error: {} member(s) failed: {}",
+                failed.len(),
+                failed.join(", ")
+            ),
+            Exit::MaxDelete if !failed.is_empty() => format!(
+                "error: refused by --max-delete on {} member(s): {}",
                 failed.len(),
                 failed.join(", ")
             ),

@@ -33,6 +33,12 @@ pub(super) struct CommitState {
     pub(super) xattr_dirs: HashSet<usize>,
     /// Entries that failed (a hard link to one of them fails too).
     pub(super) failed: HashSet<usize>,
+    /// Files and directories whose attributes changed in place, with no fsync of their own
+    /// (made durable at the end, like data).
+    pub(super) meta: Vec<(Vec<u8>, bool)>,
+    /// A symlink or FIFO had its attributes changed in place: such nodes cannot be opened
+    /// to fsync (or must not be), so the end of the commit calls syncfs.
+    pub(super) meta_other: bool,
 }
 
 /// Staged files in one commit from which on durability is batched with syncfs(2).
@@ -80,7 +86,9 @@ impl FsStorage {
             let f = req.flags.get(i).copied().unwrap_or(0);
             // A hard link to a file that vanished at the source goes with it.
             let vanished = |i: usize| req.skip.contains(&(i as u32));
+            // A path this member protects (`--protect`) is never written.
             if f == 0
+                || f & change::PROTECTED != 0
                 || vanished(i)
                 || leaders
                     .get(&(i as u32))
@@ -96,6 +104,7 @@ impl FsStorage {
             let leader = leaders.get(&(i as u32)).map(|&l| l as usize);
             match self.apply_entry(key, i, e, f, m, protect, leader, &mut st) {
                 Ok(()) => {
+                    note_metadata(&mut st, e, f, m.options.checksum);
                     st.out.files += 1;
                     st.out.written.push(e.path.clone());
                 }
@@ -123,6 +132,7 @@ impl FsStorage {
             }
             self.batch_sync = false;
         } else if self.opts.durable {
+            self.sync_metadata(&mut st);
             st.touched.extend(self.made_dirs.drain(..));
             let mut dirs: Vec<_> = st.touched.iter().collect();
             dirs.sort_unstable_by(|a, b| b.cmp(a));
@@ -204,7 +214,7 @@ impl FsStorage {
                     xa.and_then(|()| final_mode.map_or(Ok(()), |mode| fchmod(&file, mode)))
                         .and_then(|()| {
                             if self.opts.durable && !self.batch_sync {
-                                file.sync_all()?;
+                                self.fsync(&file)?;
                             }
                             Ok(())
                         })
@@ -316,7 +326,7 @@ impl FsStorage {
         }
         if self.opts.durable && !self.batch_sync {
             // After the attributes so that they are on disk too.
-            file.sync_all()?;
+            self.fsync(file)?;
         }
         Ok(())
     }
@@ -361,8 +371,9 @@ impl FsStorage {
                 }
                 Ok(())
             });
-            if let Err(err) = r {
-                st.out.errors.push(format!("{}: {err}", show(path)));
+            match r {
+                Err(err) => st.out.errors.push(format!("{}: {err}", show(path))),
+                Ok(()) => st.meta.push((path.to_vec(), true)),
             }
         }
     }
@@ -371,13 +382,56 @@ impl FsStorage {
     /// the O_PATH one kept for walking).
     pub(super) fn syncfs(&self) -> io::Result<()> {
         let fd = open_at(self.base_dir(), b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+        self.sync_calls.syncfs.set(self.sync_calls.syncfs.get() + 1);
         syncfs(fd)
+    }
+
+    /// fsync(2) of an open file, counted.
+    pub(super) fn fsync(&self, file: &File) -> io::Result<()> {
+        self.sync_calls.fsync.set(self.sync_calls.fsync.get() + 1);
+        file.sync_all()
     }
 
     pub(super) fn sync_dir(&self, rel: &[u8]) -> io::Result<()> {
         let dfd = open_dir(self.base_dir(), rel, None)?;
         let fd = open_at(dfd.as_fd(), b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-        File::from(fd).sync_all()
+        self.fsync(&File::from(fd))
+    }
+
+    /// Makes attribute changes made in place durable: each file or directory fsynced (a
+    /// directory also fsynced for its entries is left to that), or one syncfs when there are
+    /// many, or a symlink or FIFO among them.
+    fn sync_metadata(&self, st: &mut CommitState) {
+        let meta: Vec<(Vec<u8>, bool)> = std::mem::take(&mut st.meta)
+            .into_iter()
+            .filter(|(p, dir)| !(*dir && st.touched.contains(dir_key(p))))
+            .collect();
+        if meta.is_empty() && !st.meta_other {
+            return;
+        }
+        let all_at_once = || self.syncfs().map_err(|err| format!("syncfs: {err}")).err();
+        if st.meta_other || meta.len() >= BATCH_SYNC_FILES {
+            st.out.errors.extend(all_at_once());
+            return;
+        }
+        for (p, is_dir) in meta {
+            let (dir, name) = if p == b"." {
+                (&b""[..], &b"."[..])
+            } else {
+                super::split(&p)
+            };
+            let flags = if is_dir {
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW
+            } else {
+                super::sys::READ_NOFOLLOW
+            };
+            let r = open_dir(self.base_dir(), dir, None)
+                .and_then(|d| open_at(d.as_fd(), name, flags, 0))
+                .and_then(|fd| self.fsync(&File::from(fd)));
+            if let Err(err) = r {
+                st.out.errors.push(format!("{}: fsync: {err}", show(&p)));
+            }
+        }
     }
 }
 
@@ -410,5 +464,29 @@ pub(super) fn replace(
             rename()
         }
         _ => Err(err),
+    }
+}
+
+/// The key of directory `p` (an entry path, `.` for the base) in `CommitState::touched`.
+fn dir_key(p: &[u8]) -> &[u8] {
+    if p == b"." {
+        b""
+    } else {
+        p
+    }
+}
+
+/// Notes an entry whose attributes were changed in place (no new inode, no fsync of its
+/// own): durable only once synced at the end of the commit. Directories are noted by
+/// `finish_dirs`.
+fn note_metadata(st: &mut CommitState, e: &Entry, f: Flags, checksum: bool) {
+    let made = f & (change::MISSING | change::TYPE) != 0;
+    match e.kind {
+        EntryKind::File if !needs_data(e.kind, f, checksum) => {
+            st.meta.push((e.path.clone(), false))
+        }
+        EntryKind::Symlink if !made && f & change::LINK == 0 => st.meta_other = true,
+        EntryKind::Fifo if !made => st.meta_other = true,
+        _ => {}
     }
 }

@@ -19,7 +19,7 @@ pub(super) type DirFd = Arc<OwnedFd>;
 
 /// Opens directory `rel` (relative to `base`, "" for the base itself) one component at a
 /// time, never following a symlink. A symlink or non-directory on the way is refused. With
-/// `made`, missing directories are created (mode 0755) and their parents recorded there.
+/// `made`, missing directories are created (mode 0755) and recorded there.
 pub(super) fn open_dir(
     base: BorrowedFd<'_>,
     rel: &[u8],
@@ -42,7 +42,6 @@ pub(super) fn open_dir_from(
     let mut cur: Option<OwnedFd> = None;
     let mut end = from;
     for comp in rel[from..].split(|&b| b == b'/') {
-        let parent = &rel[..end.max(1) - 1];
         end += comp.len() + 1;
         let at = &rel[..end - 1];
         let dfd = cur.as_ref().map_or(start, |c| c.as_fd());
@@ -52,7 +51,7 @@ pub(super) fn open_dir_from(
                 match mkdir_at(dfd, comp, 0o755) {
                     Ok(()) => {
                         if let Some(m) = made.as_deref_mut() {
-                            m.push(parent.to_vec());
+                            m.push(at.to_vec());
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -88,7 +87,7 @@ pub(super) const DIR_CACHE_AGE: Duration = Duration::from_millis(50);
 
 impl DirCache {
     /// The descriptor of directory `rel` (`base` itself for ""). With `made`, missing
-    /// directories are created (and their parents noted).
+    /// directories are created (and noted).
     pub(super) fn get(
         &mut self,
         base: &DirFd,

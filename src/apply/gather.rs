@@ -45,6 +45,7 @@ impl FsStorage {
                 self.refused += 1;
             })?;
             self.open_parent(dir, true)?;
+            self.note_made(key);
             let mut buf = vec![0; entry.size as usize];
             copy_pieces(&mut buf, &pieces, data);
             self.pending.insert(k, buf);

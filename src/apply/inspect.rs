@@ -144,7 +144,11 @@ impl FsStorage {
         } else {
             Vec::new()
         };
-        Inspection { flags, deletions }
+        Inspection {
+            flags,
+            deletions,
+            refused: None,
+        }
     }
 }
 

@@ -39,14 +39,18 @@ mod commit;
 mod delete;
 mod dirs;
 mod gather;
+mod hooked;
 mod inspect;
 mod names;
+mod protect;
 mod special;
 mod stage;
 mod sweep;
 mod sys;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_durable;
 #[cfg(test)]
 mod tests_kinds;
 mod xattrs;
@@ -69,6 +73,7 @@ use dirs::{open_dir, DirCache, DirFd};
 use stage::Staged;
 use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 
+pub use protect::Protection;
 pub use sweep::sweep_temp;
 
 /// How a daemon applies transfers to its base directory.
@@ -84,6 +89,31 @@ pub struct ApplyOptions {
     /// Create block and character device nodes from a push (effective only as root).
     /// FIFOs and sockets are always created.
     pub allow_devices: bool,
+    /// Paths no push may write or delete here (daemon `--protect`).
+    pub protect: Option<Arc<Protection>>,
+    /// A push that would delete more paths here is refused (daemon `--max-delete`).
+    pub max_delete: Option<u64>,
+    /// Hooks around the commit (daemon `--before-commit`, `--after-push`).
+    pub hooks: Option<Arc<crate::hook::HookConfig>>,
+}
+
+/// Durability calls made by a storage since it was opened.
+#[derive(Debug, Default)]
+pub struct SyncCalls {
+    fsync: std::cell::Cell<u64>,
+    syncfs: std::cell::Cell<u64>,
+}
+
+impl SyncCalls {
+    /// fsync(2) calls (files and directories).
+    pub fn fsync(&self) -> u64 {
+        self.fsync.get()
+    }
+
+    /// syncfs(2) calls.
+    pub fn syncfs(&self) -> u64 {
+        self.syncfs.get()
+    }
 }
 
 /// A path refused for safety (symlinked or non-directory parent, bad path, special file).
@@ -141,6 +171,15 @@ pub struct FsStorage {
     pending_bytes: usize,
     /// How long the last commit took.
     last_commit: Duration,
+    /// Commits held for hooks, and hooks to start.
+    hooks: hooked::HookState,
+    /// Directories the last `open_parent` created.
+    last_made: Vec<Vec<u8>>,
+    /// fsync and syncfs calls made (durability, counted for tests and `status`).
+    sync_calls: SyncCalls,
+    /// Directories each transfer's staging created (removed again, when empty, if it does
+    /// not commit: a push that is not committed leaves the tree as it was).
+    made_by: HashMap<XferKey, Vec<Vec<u8>>>,
 }
 
 impl FsStorage {
@@ -159,6 +198,10 @@ impl FsStorage {
             pending: HashMap::new(),
             pending_bytes: 0,
             last_commit: Duration::ZERO,
+            hooks: hooked::HookState::default(),
+            last_made: Vec::new(),
+            sync_calls: SyncCalls::default(),
+            made_by: HashMap::new(),
             open_order: VecDeque::new(),
             open_count: 0,
             max_open: stage::open_budget(),
@@ -190,6 +233,11 @@ impl FsStorage {
         self.last_commit
     }
 
+    /// The fsync and syncfs calls made so far.
+    pub fn sync_calls(&self) -> &SyncCalls {
+        &self.sync_calls
+    }
+
     /// Staged files that currently exist (0 when no transfer is in flight).
     pub fn staged_count(&self) -> usize {
         self.staged.len() + self.pending.len()
@@ -218,16 +266,14 @@ impl FsStorage {
     /// Opens directory `rel` for a path that arrived from the network, counting refusals.
     fn open_parent(&mut self, rel: &[u8], create: bool) -> io::Result<DirFd> {
         let base = &self.base_fd;
-        let made = if create {
-            Some(&mut self.made_dirs)
-        } else {
-            None
-        };
-        let r = self.dirs.get(base, rel, made);
-        if !self.opts.durable {
-            // Only needed to fsync their parents.
-            self.made_dirs.clear();
+        let mut made = Vec::new();
+        let r = self.dirs.get(base, rel, create.then_some(&mut made));
+        if self.opts.durable {
+            // Their parents are fsynced at the commit.
+            self.made_dirs
+                .extend(made.iter().map(|d| split(d).0.to_vec()));
         }
+        self.last_made = made;
         if let Err(e) = &r {
             if is_refused(e) {
                 self.refused += 1;
@@ -291,11 +337,16 @@ impl Storage for FsStorage {
     }
 
     fn inspect(&mut self, _key: XferKey, manifest: &Manifest) -> Option<Inspection> {
-        Some(match Filter::for_manifest(manifest) {
-            Ok(filter) => self.inspect_with(manifest, &|p, d| filter.protected(p, d)),
+        let own = self.opts.protect.clone();
+        let own = own.as_deref();
+        let mine = |p: &[u8], d: bool| own.is_some_and(|g| g.protects(p, d));
+        let mut insp = match Filter::for_manifest(manifest) {
+            Ok(filter) => self.inspect_with(manifest, &|p, d| mine(p, d) || filter.protected(p, d)),
             // Rules we cannot read protect everything: nothing is deleted.
             Err(_) => self.inspect_with(manifest, &|_, _| true),
-        })
+        };
+        protect::guard(manifest, &mut insp, own, self.opts.max_delete);
+        Some(insp)
     }
 
     fn write(
@@ -408,6 +459,20 @@ impl Storage for FsStorage {
     }
 
     fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
+        self.commit_hooked(key, req)
+    }
+
+    fn abort(&mut self, key: XferKey) {
+        self.forget_hooks(key);
+        self.drop_staged(key);
+        self.unmake_dirs(key);
+    }
+}
+
+impl FsStorage {
+    /// Applies a transfer now.
+    fn commit_now(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
+        self.made_by.remove(&key);
         // A push may ask members to skip the durability step (`sync --no-fsync`).
         let started = Instant::now();
         let durable = self.opts.durable;
@@ -418,22 +483,47 @@ impl Storage for FsStorage {
         out
     }
 
-    fn abort(&mut self, key: XferKey) {
-        self.drop_staged(key);
+    /// Notes the directories the last `open_parent` created for transfer `key`'s staging.
+    fn note_made(&mut self, key: XferKey) {
+        if !self.last_made.is_empty() {
+            let made = std::mem::take(&mut self.last_made);
+            self.made_by.entry(key).or_default().extend(made);
+        }
     }
-}
 
-impl FsStorage {
-    fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {
-        Some(match Filter::for_manifest(req.manifest) {
-            Ok(filter) => self.commit_with(key, req, &|p, d| filter.protected(p, d)),
+    /// Removes the (still empty) directories transfer `key`'s staging created: it is not
+    /// committed.
+    fn unmake_dirs(&mut self, key: XferKey) {
+        let Some(mut made) = self.made_by.remove(&key) else {
+            return;
+        };
+        made.sort_unstable_by(|a, b| b.cmp(a));
+        self.dirs.clear();
+        for d in made {
+            let (dir, name) = split(&d);
+            if let Ok(dfd) = dirs::open_dir(self.base_dir(), dir, None) {
+                let _ = sys::rmdir_at(dfd.as_fd(), name);
+            }
+        }
+    }
+
+    /// Sets the hooks (the daemon knows their paths only once it chrooted).
+    pub fn set_hooks(&mut self, hooks: Option<Arc<crate::hook::HookConfig>>) {
+        self.opts.hooks = hooks;
+    }
+
+    fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
+        let own = self.opts.protect.clone();
+        let mine = |p: &[u8], d: bool| own.as_ref().is_some_and(|g| g.protects(p, d));
+        match Filter::for_manifest(req.manifest) {
+            Ok(filter) => self.commit_with(key, req, &|p, d| mine(p, d) || filter.protected(p, d)),
             Err(e) => {
                 let mut out = self.commit_with(key, req, &|_, _| true);
                 out.errors
                     .push(format!("filter rules: {e:#}; nothing deleted"));
                 out
             }
-        })
+        }
     }
 }
 

@@ -120,6 +120,7 @@ impl FsStorage {
                     self.refused += 1;
                 })?;
                 let dfd = self.open_parent(dir, true)?;
+                self.note_made(key);
                 let (tmp, fd) = create_temp_file(dfd.as_fd(), name)?;
                 let file = File::from(fd);
                 let id = StagedId::of(&file)?;

@@ -578,8 +578,12 @@ fn abort_and_sweep_temp_leave_no_temp_file() {
     assert!(temps(base).is_empty());
     assert_eq!(s.staged_count(), 0);
     assert!(!base.join("a").exists() && !base.join("d/e/b").exists());
+    // The directories staging made are gone too: a push that is not committed leaves the
+    // tree as it was.
+    assert!(!base.join("d").exists());
 
     // Leftovers of a crash.
+    fs::create_dir_all(base.join("d/e")).unwrap();
     fs::write(base.join(".a.makuo-Abc123"), b"").unwrap();
     fs::write(base.join("d/e/.b.makuo-zzzzzz"), b"").unwrap();
     symlink("nowhere", base.join("d/.l.makuo-000000")).unwrap();
@@ -723,7 +727,8 @@ fn non_utf8_names_round_trip() {
         s.inspect(KEY, &m).unwrap(),
         Inspection {
             flags: vec![0; 4],
-            deletions: vec![]
+            deletions: vec![],
+            refused: None,
         }
     );
     assert!(temp_name(&long).unwrap().len() <= NAME_MAX);

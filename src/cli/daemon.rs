@@ -308,6 +308,46 @@ pub struct DaemonArgs {
     /// mode.
     #[arg(long, help_heading = "Transfer")]
     pub preserve_owner: bool,
+
+    /// Never let a push write or delete paths matching PATTERN here (repeatable).
+    ///
+    /// rsync pattern syntax ('config/**', '*.local', '/secrets/'); a pattern matching a
+    /// directory protects all it holds. The sender cannot override it: such paths are left
+    /// as they are even by 'sync --delete', 'check' lists them as protected rather than
+    /// different, and the push's result names them.
+    #[arg(long, value_name = "PATTERN", help_heading = "Protection")]
+    pub protect: Vec<String>,
+
+    /// Refuse a push that would delete more than N paths here (exit 25 at the sender).
+    ///
+    /// Counted as the sender's --max-delete counts: paths --delete would remove, a directory
+    /// with all it holds counting once. The push is refused before anything is staged; the
+    /// other members are not affected.
+    #[arg(long, value_name = "N", help_heading = "Protection")]
+    pub max_delete: Option<u64>,
+
+    /// Run CMD (with /bin/sh -c) on this member after each push it commits.
+    ///
+    /// Environment: MAKUO_PUSH_ID, MAKUO_ORIGIN (the sender), MAKUO_BASE, MAKUO_HOOK,
+    /// MAKUO_RELEASE (with --release) and MAKUO_CHANGES (a file listing the changed paths,
+    /// one a line). Runs as the daemon's user with the base as working directory (inside the
+    /// chroot with -c: /bin/sh must exist there), off the network loop, bounded by
+    /// --hook-timeout. A non-zero exit reaches the sender as 'hook failed: exit N' for this
+    /// member, and the push exits 23.
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    pub after_push: Option<String>,
+
+    /// Run CMD on this member once a push is staged, before its commit; non-zero vetoes it.
+    ///
+    /// Same environment as --after-push (MAKUO_CHANGES lists what the commit would change).
+    /// A veto drops the staged push on this member, which fails with the hook's status.
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    pub before_commit: Option<String>,
+
+    /// Longest a hook may run, in seconds; it is then killed and fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=110), help_heading = "Hooks")]
+    pub hook_timeout: u64,
 }
 
 impl DaemonArgs {

@@ -187,6 +187,7 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let params = PushParams {
         targets: &cmd.targets,
         max_delete: cmd.max_delete,
+        atomic: cmd.atomic,
         check: cmd.check,
         timeout: cmd.timeout,
         progress: cmd.progress,
@@ -227,6 +228,8 @@ pub(crate) struct PushParams<'a> {
     pub targets: &'a [String],
     /// `--max-delete`.
     pub max_delete: Option<u64>,
+    /// `--atomic`.
+    pub atomic: bool,
     /// A check (checksums compared, nothing changed).
     pub check: bool,
     /// Give up after this long without progress.
@@ -288,6 +291,7 @@ pub(crate) fn push_on(
         manifest: manifest.clone(),
         targets: live,
         max_delete: p.max_delete,
+        atomic: p.atomic,
     };
     let xfer = node
         .engine

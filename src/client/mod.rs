@@ -191,6 +191,7 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
             o
         },
         max_delete: args.max_delete,
+        atomic: args.atomic,
         check: false,
         bwlimit: args.bwlimit.filter(|&b| b > 0),
         min_rate: args.min_rate,
@@ -225,6 +226,7 @@ pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
             ..PushOptions::default()
         },
         max_delete: None,
+        atomic: false,
         check: true,
         bwlimit: None,
         min_rate: None,
@@ -245,6 +247,7 @@ struct PushCmd {
     rules: Vec<RuleSpec>,
     options: PushOptions,
     max_delete: Option<u64>,
+    atomic: bool,
     check: bool,
     bwlimit: Option<u64>,
     /// `--min-rate` as given (`Some(0)`: no floor; `None`: the default).
@@ -320,6 +323,9 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd, started: Instan
     }
     if let Some(n) = cmd.max_delete {
         line.push_str(&format!(" --max-delete {n}"));
+    }
+    if cmd.atomic {
+        line.push_str(" --atomic");
     }
     if cmd.options.no_fsync {
         line.push_str(" --no-fsync");

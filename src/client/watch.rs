@@ -180,6 +180,7 @@ impl crate::watch::Pusher for DirectPusher {
         let params = PushParams {
             targets: &self.targets,
             max_delete: None,
+            atomic: false,
             check: false,
             timeout: Some(Duration::from_secs(60)),
             progress: false,

@@ -105,6 +105,8 @@ pub struct PushRequest {
     pub targets: Vec<u64>,
     /// Veto all deletions when any target would delete more than this.
     pub max_delete: Option<u64>,
+    /// All or none: commit only when every target has staged everything (`--atomic`).
+    pub atomic: bool,
 }
 
 /// Commands.

@@ -118,7 +118,9 @@ impl<S: Storage> Engine<S> {
                 if !manifest::bit(pending, ib.pos) {
                     return true;
                 }
-                if matches!(ib.commit, CommitState::None) {
+                if flags & wire::COMMIT_PREPARE != 0 {
+                    ib.prepare(&mut self.storage);
+                } else if matches!(ib.commit, CommitState::None | CommitState::Ready) {
                     let skip: Vec<u32> = vanished_raw
                         .chunks_exact(4)
                         .map(|c| u32::from_be_bytes(c.try_into().unwrap()))

@@ -50,6 +50,7 @@ pub use api::{
     Transmit, DEFAULT_MIN_RATE,
 };
 pub use limits::{MAX_INBOUND, MAX_MANIFEST, MAX_MEMBERS};
+pub use send::NOT_COMMITTED;
 
 use limits::{Refusal, ReplyBudget};
 use manifest::Manifest;
@@ -490,11 +491,15 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Input: the storage finished an inspection it answered "pending" to.
-    pub fn handle_inspected(&mut self, _now: Instant, key: XferKey, insp: Inspection) {
+    pub fn handle_inspected(&mut self, now: Instant, key: XferKey, mut insp: Inspection) {
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
         if ib.inspection.is_some() || ib.manifest.is_none() {
+            return;
+        }
+        if let Some(why) = insp.refused.take() {
+            self.refuse_inbound(now, key, why);
             return;
         }
         let list = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);
@@ -571,6 +576,7 @@ impl<S: Storage> Engine<S> {
             CommitState::Pending | CommitState::None | CommitState::Queued { .. } => {
                 (wire::RESULT_BUSY, 0, 0, 0, String::new())
             }
+            CommitState::Ready => (wire::RESULT_READY, 0, 0, 0, String::new()),
             CommitState::Done(s, o) => (*s, o.files, o.bytes, o.deleted, o.errors.join("; ")),
         };
         let mut msg = msg.into_bytes();
@@ -717,7 +723,7 @@ impl<S: Storage> Engine<S> {
                 if self.outbound.is_empty() {
                     self.rate.restart();
                 }
-                let ob = Outbound::new(
+                let mut ob = Outbound::new(
                     xfer,
                     now,
                     req.manifest,
@@ -726,6 +732,7 @@ impl<S: Storage> Engine<S> {
                     req.max_delete,
                     &self.cfg,
                 );
+                ob.set_atomic(req.atomic);
                 self.outbound.insert(xfer, ob);
                 Ok(xfer)
             }

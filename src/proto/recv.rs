@@ -288,6 +288,8 @@ pub(crate) enum CommitState {
         skip: Vec<u32>,
     },
     Pending,
+    /// An atomic push is wholly staged here and waits for the go (`send/atomic.rs`).
+    Ready,
     Done(u8, CommitOutcome),
 }
 
@@ -440,6 +442,7 @@ impl Inbound {
         self.inspection = Some(Inspection {
             flags,
             deletions: insp.deletions,
+            refused: None,
         });
         self.inspecting = false;
         if self.needs_any {
@@ -1000,6 +1003,7 @@ mod tests {
             Inspection {
                 flags: vec![change::MISSING; n],
                 deletions: vec![],
+                refused: None,
             },
             false,
         );

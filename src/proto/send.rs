@@ -10,8 +10,11 @@
 //! group's pace and is served after the pass, or failed as too slow. Which repair symbols go
 //! out is [`super::sched`]'s business. See `docs/protocol.md`.
 
+mod atomic;
 mod emit;
 mod report;
+
+pub use atomic::NOT_COMMITTED;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -22,8 +25,8 @@ use super::repair::Code;
 use super::sched::{Sched, Sym};
 use super::storage::{show, Storage};
 use super::wire::{
-    self, Announce, Msg, Pace, Stream, COMMIT_NO_DELETE, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY,
-    RESULT_FAILED, RESULT_OK, RESULT_UNKNOWN,
+    self, Announce, Msg, Pace, Stream, NAK_DONE, NAK_UNKNOWN, RESULT_BUSY, RESULT_FAILED,
+    RESULT_OK, RESULT_UNKNOWN,
 };
 use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
 
@@ -167,6 +170,8 @@ pub(crate) struct Outbound {
     /// Of which repair symbols.
     pub(crate) repair_datagrams: u64,
     progress: Vec<String>,
+    /// All or none (`--atomic`).
+    atomic: Option<atomic::Atomic>,
 }
 
 impl Outbound {
@@ -238,6 +243,7 @@ impl Outbound {
             sent_datagrams: 0,
             repair_datagrams: 0,
             progress: Vec::new(),
+            atomic: None,
         }
     }
 
@@ -475,6 +481,10 @@ impl Outbound {
         if self.phase != Phase::Commit || !t.active() || t.result.is_some() {
             return;
         }
+        if self.atomic_result(p, status, message) {
+            return;
+        }
+        let t = &mut self.targets[p];
         match status {
             RESULT_BUSY => t.committing = true,
             RESULT_UNKNOWN => t.failed = Some("lost the transfer before commit".into()),
@@ -661,9 +671,12 @@ impl Outbound {
             }
         }
         // Fail targets that went silent while we wait for them.
+        let commit_waiting: Vec<bool> = (0..self.targets.len())
+            .map(|p| self.commit_pending(p))
+            .collect();
         let waiting_since = self.waiting_since;
         let phase = self.phase;
-        for t in &mut self.targets {
+        for (p, t) in self.targets.iter_mut().enumerate() {
             if !t.active() {
                 continue;
             }
@@ -672,7 +685,7 @@ impl Outbound {
                 Phase::Data => {
                     !t.done && t.answered != self.round && self.polled_round == self.round
                 }
-                Phase::Commit => t.result.is_none(),
+                Phase::Commit => commit_waiting[p],
                 Phase::Done => false,
             };
             if !waiting {
@@ -733,6 +746,7 @@ impl Outbound {
                 }
             }
             Phase::Commit => {
+                self.atomic_step(now, cfg);
                 self.maybe_finish();
                 if self.phase == Phase::Commit
                     && self.deadline.is_some_and(|d| now >= d)

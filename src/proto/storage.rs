@@ -33,7 +33,14 @@ pub struct Inspection {
     /// Paths under the manifest's roots that the manifest lacks and that `--delete` would
     /// remove (filter-protected paths excluded), deepest first. Empty unless the push deletes.
     pub deletions: Vec<Vec<u8>>,
+    /// The receiver refuses the transfer (e.g. it would delete more than its own
+    /// `--max-delete`): the sender is told this reason and nothing is staged.
+    pub refused: Option<String>,
 }
+
+/// The start of the reason a receiver gives when it refuses a push for deleting more than
+/// its own `--max-delete` allows (the sender's exit status is then 25).
+pub const MAX_DELETE_REFUSAL: &str = "refused by this member's --max-delete";
 
 /// What to apply when a transfer commits.
 #[derive(Debug)]
@@ -361,7 +368,11 @@ impl Storage for MemStorage {
             }
             deletions.reverse();
         }
-        Some(Inspection { flags, deletions })
+        Some(Inspection {
+            flags,
+            deletions,
+            refused: None,
+        })
     }
 
     fn write(

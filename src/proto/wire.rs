@@ -360,6 +360,9 @@ pub const NAK_UNKNOWN: u8 = 0x04;
 
 /// Commit flag: do not delete anything (`--max-delete` was exceeded).
 pub const COMMIT_NO_DELETE: u8 = 0x01;
+/// Commit flag: an atomic push's first phase: stage everything and answer READY, do not
+/// apply yet (`send/atomic.rs`).
+pub const COMMIT_PREPARE: u8 = 0x02;
 
 /// Result status: applied.
 pub const RESULT_OK: u8 = 0;
@@ -369,6 +372,8 @@ pub const RESULT_FAILED: u8 = 1;
 pub const RESULT_BUSY: u8 = 2;
 /// Result status: transfer unknown to the receiver.
 pub const RESULT_UNKNOWN: u8 = 3;
+/// Result status: staged whole, ready to commit (answer to COMMIT with PREPARE).
+pub const RESULT_READY: u8 = 4;
 
 /// Most bytes of a NAK entry's missing-block map (one bit per source block of a group of at
 /// most 1024 blocks).
@@ -832,7 +837,7 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
         kind::RESULT => {
             let xfer = r.u32()?;
             let status = r.u8()?;
-            if status > RESULT_UNKNOWN {
+            if status > RESULT_READY {
                 return Err(WireError::BadValue("result status"));
             }
             Msg::Result {

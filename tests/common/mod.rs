@@ -659,6 +659,11 @@ impl Background {
     }
 
     /// SIGTERM and wait (at most `limit`); the exit status.
+    /// Waits (bounded) for the process to exit by itself; `None` if it is still running.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, limit)
+    }
+
     pub fn stop(&mut self, limit: Duration) -> Option<ExitStatus> {
         signal(self.child.id(), libc::SIGTERM);
         let s = wait_child(&mut self.child, limit);

@@ -623,6 +623,7 @@ impl Lan {
             manifest,
             targets,
             max_delete: None,
+            atomic: false,
         };
         self.nodes[from]
             .engine

@@ -6,6 +6,7 @@
 //! Run: `cargo test --release --test sim`. Writes `target/sim-report.txt` (wire ratios and
 //! virtual times).
 
+mod atomic;
 mod lan;
 mod limits;
 mod scale;
@@ -772,6 +773,7 @@ fn delete_removes_extras_and_max_delete_vetoes() {
         manifest: m.clone(),
         targets: receivers().iter().map(|&j| lan.node_id(j)).collect(),
         max_delete: Some(0),
+        atomic: false,
     };
     let now = lan.now;
     let x = lan.nodes[0]

@@ -29,6 +29,9 @@ pub mod change {
     pub const ACL: Flags = 0x100;
     /// Extended attributes differ (`-X`).
     pub const XATTR: Flags = 0x200;
+    /// The entry differs but the receiver protects its path (daemon `--protect`): it is
+    /// neither written nor deleted there. Sent alone, never with other flags.
+    pub const PROTECTED: Flags = 0x400;
 }
 
 /// Whether an entry with these change flags needs its contents sent.

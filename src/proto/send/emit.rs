@@ -163,7 +163,7 @@ impl Outbound {
                 }
                 Work::Commit => {
                     self.queue.pop_front();
-                    let pending = self.pending_bitmap(|t| t.result.is_none());
+                    let pending = self.commit_bitmap();
                     let vanished: Vec<u8> = self
                         .vanished
                         .iter()
@@ -172,7 +172,7 @@ impl Outbound {
                         .collect();
                     let m = Msg::Commit {
                         xfer: self.xfer,
-                        flags: if self.no_delete { COMMIT_NO_DELETE } else { 0 },
+                        flags: self.commit_flags(),
                         pending: &pending,
                         vanished_raw: &vanished,
                     };

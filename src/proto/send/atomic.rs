@@ -1,0 +1,161 @@
+//! The cluster-wide all-or-none commit (`--atomic`), both sides. The sender's COMMIT first
+//! carries PREPARE: each target answers READY once its whole push is staged (every file in
+//! its destination directory under a temp name, nothing failed), or FAILED. Only when every
+//! target is ready does the sender send COMMIT without PREPARE, which they apply as usual.
+//! If any target failed (before or at PREPARE) or went silent, nobody gets the go: every
+//! target is failed with [`NOT_COMMITTED`] (the one that failed with its own reason) and
+//! sent ABORT, which drops its staging (and the directories staging made).
+//!
+//! Not done yet: the state-dir journal that lets a member that crashed between READY and
+//! the go finish or roll back on restart (such a member's staging is swept at start, so it
+//! stays at the old tree and is reported failed), `--before-commit` at PREPARE (it runs at
+//! the commit), and pre-checks of the renames beyond staging (a directory in the way).
+
+use std::time::Instant;
+
+use super::super::recv::{CommitState, Inbound};
+use super::super::wire::{COMMIT_NO_DELETE, COMMIT_PREPARE, RESULT_FAILED, RESULT_READY};
+use super::super::Config;
+use super::{Outbound, Phase, Work};
+use crate::proto::storage::{CommitOutcome, Storage};
+
+/// What the members of an atomic push that did not fail are told.
+pub const NOT_COMMITTED: &str = "not committed on any member";
+
+/// The sender's state of an atomic push.
+#[derive(Debug, Default)]
+pub(crate) struct Atomic {
+    /// Every target was ready and the go (COMMIT without PREPARE) was given.
+    pub(crate) go: bool,
+    /// Targets that answered READY (by position).
+    ready: Vec<bool>,
+}
+
+impl Outbound {
+    /// Makes this push atomic.
+    pub(crate) fn set_atomic(&mut self, on: bool) {
+        self.atomic = on.then(|| Atomic {
+            go: false,
+            ready: vec![false; self.targets.len()],
+        });
+    }
+
+    /// The COMMIT flags now.
+    pub(super) fn commit_flags(&self) -> u8 {
+        let mut f = if self.no_delete { COMMIT_NO_DELETE } else { 0 };
+        if self.atomic.as_ref().is_some_and(|a| !a.go) {
+            f |= COMMIT_PREPARE;
+        }
+        f
+    }
+
+    /// Whether target `p` is still to answer the current COMMIT.
+    pub(super) fn commit_pending(&self, p: usize) -> bool {
+        let t = &self.targets[p];
+        match &self.atomic {
+            Some(a) if !a.go => t.result.is_none() && !a.ready[p],
+            _ => t.result.is_none(),
+        }
+    }
+
+    /// The COMMIT's pending bitmap: targets still to answer it.
+    pub(super) fn commit_bitmap(&self) -> Vec<u8> {
+        let mut map = vec![0u8; self.targets.len().div_ceil(8)];
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.active() && self.commit_pending(i) {
+                crate::proto::manifest::set_bit(&mut map, i);
+            }
+        }
+        map
+    }
+
+    /// A RESULT during the commit of an atomic push before the go: READY is noted, FAILED
+    /// fails the target (and so the push). Returns whether it was handled here.
+    pub(super) fn atomic_result(&mut self, p: usize, status: u8, message: &[u8]) -> bool {
+        let Some(a) = &mut self.atomic else {
+            return false;
+        };
+        if a.go {
+            return false;
+        }
+        match status {
+            RESULT_READY => {
+                a.ready[p] = true;
+                self.targets[p].committing = false;
+            }
+            RESULT_FAILED => {
+                self.targets[p].failed = Some(String::from_utf8_lossy(message).into_owned());
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Timer in the commit phase of an atomic push before the go: a failed target ends the
+    /// push for everyone; all ready gives the go.
+    pub(super) fn atomic_step(&mut self, now: Instant, cfg: &Config) {
+        let Some(a) = &mut self.atomic else { return };
+        if a.go {
+            return;
+        }
+        if let Some(bad) = self.targets.iter().find(|t| t.failed.is_some()) {
+            let why = format!(
+                "{NOT_COMMITTED} ({} failed: {})",
+                bad.name,
+                bad.failed.as_deref().unwrap_or("")
+            );
+            for t in &mut self.targets {
+                if t.failed.is_none() {
+                    t.failed = Some(why.clone());
+                }
+            }
+            self.progress.push(why);
+            self.queue.clear();
+            self.phase = Phase::Done;
+            return;
+        }
+        if a.ready.iter().all(|&r| r) {
+            a.go = true;
+            self.progress.push(format!(
+                "every member ready after {:.2}s: committing",
+                now.saturating_duration_since(self.started).as_secs_f64()
+            ));
+            self.queue.clear();
+            self.queue.push_back(Work::Commit);
+            self.interval = cfg.poll_interval;
+            self.waiting_since = now;
+            self.deadline = None;
+        }
+    }
+}
+
+impl Inbound {
+    /// COMMIT with PREPARE: ready when the push is wholly staged and nothing failed.
+    pub(crate) fn prepare<S: Storage>(&mut self, storage: &mut S) {
+        if !matches!(self.commit, CommitState::None) {
+            return;
+        }
+        let fail = |msg: String| {
+            CommitState::Done(
+                RESULT_FAILED,
+                CommitOutcome {
+                    errors: vec![msg],
+                    ..Default::default()
+                },
+            )
+        };
+        self.commit = if self.manifest.is_none() {
+            fail("prepare before the manifest".into())
+        } else if let Some(e) = &self.error {
+            fail(e.clone())
+        } else if !self.complete() {
+            fail("incomplete at prepare".into())
+        } else {
+            CommitState::Ready
+        };
+        if matches!(self.commit, CommitState::Done(..)) {
+            // Not committed here: what was staged goes now.
+            storage.abort(self.key);
+        }
+    }
+}

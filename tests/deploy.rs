@@ -1,0 +1,376 @@
+//! Integration tests of deploy safety (issue 17): receiver-side protection (`--protect`,
+//! `--max-delete` on the daemon), hooks around the commit, durable metadata and the
+//! cluster-wide all-or-none commit (`--atomic`). Real `makuo` binaries on loopback, through
+//! the shared fixtures in `tests/common/mod.rs`; every wait is bounded.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+/// Must show: "`--protect 'config/**'` on a member: a push with `--delete` neither overwrites
+/// nor deletes under `config/` there." The other member (no protection) gets the push whole;
+/// `check` names the protected paths as protected, not as differences, and the push's result
+/// names them too.
+#[test]
+fn protect_keeps_config_on_one_member_against_delete() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    write(&c.src, "config/app.conf", "from the sender\n");
+    write(&c.src, "config/new.conf", "new from the sender\n");
+    c.add("m1", &["--no-fsync", "--protect", "config/**"]);
+    c.add("m2", &["--no-fsync"]);
+    let m1 = c.base("m1").to_path_buf();
+    write(&m1, "config/app.conf", "local to m1\n");
+    write(&m1, "config/only-here.conf", "m1's own\n");
+    write(&m1, "config/sub/deep.conf", "m1's deep\n");
+    write(&m1, "stray.txt", "not in the source: deleted\n");
+    let before = fingerprint(&m1.join("config"));
+
+    let check = c.check("-r . --json");
+    let j = check.json();
+    let row = |name: &str| {
+        j["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no row for {name}: {check}"))
+            .clone()
+    };
+    let m1row = row("m1");
+    let p1: Vec<&str> = m1row["protected"]
+        .as_array()
+        .unwrap_or_else(|| panic!("m1 lists nothing protected: {check}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        p1.contains(&"config/app.conf") && p1.contains(&"config/new.conf"),
+        "{check}"
+    );
+    let diffs1 = row("m1")["changes"].clone();
+    assert!(
+        !diffs1.to_string().contains("config/"),
+        "protected paths listed as different on m1: {check}"
+    );
+    assert!(row("m2")["protected"].is_null(), "{check}");
+
+    let r = c.sync("-r . --delete");
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.result_of("m1").contains("protected: config/app.conf"),
+        "the result names what was protected: {r}"
+    );
+    // Nothing under config/ changed on m1: not overwritten, not created, not deleted.
+    assert_same(&before, &fingerprint(&m1.join("config")), "m1 config/");
+    assert!(
+        !m1.join("stray.txt").exists(),
+        "--delete still works outside config/"
+    );
+    assert_eq!(
+        fs::read(m1.join("index.php")).unwrap(),
+        fs::read(c.src.join("index.php")).unwrap()
+    );
+    // m2 has no protection: identical to the source.
+    assert_identical(&c.src, c.base("m2"), "m2");
+
+    // The JSON of the push says it too.
+    let j = c.sync("-r . --delete --json").json();
+    let m1row = j["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "m1")
+        .unwrap()
+        .clone();
+    assert!(
+        m1row["protected"].to_string().contains("config/app.conf"),
+        "{j}"
+    );
+    assert_same(
+        &before,
+        &fingerprint(&m1.join("config")),
+        "m1 config/ after the 2nd push",
+    );
+}
+
+/// Daemon `--max-delete N`: a push that would delete more there is refused on that member
+/// alone (nothing changes there, the others apply it) and the push exits 25.
+#[test]
+fn daemon_max_delete_refuses_the_push_there_with_exit_25() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    c.add("m1", &["--no-fsync", "--max-delete", "2"]);
+    c.add("m2", &["--no-fsync"]);
+    c.initial_sync();
+    for i in 0..3 {
+        fs::remove_file(c.src.join(format!("many/f{i:02}.txt"))).unwrap();
+    }
+    write(&c.src, "index.php", "<?php echo 'v2';\n");
+    let before = fingerprint(c.base("m1"));
+    let r = c.sync("-r . --delete");
+    assert_eq!(r.code, 25, "{r}");
+    assert!(
+        r.result_of("m1")
+            .contains("refused by this member's --max-delete (2)"),
+        "{r}"
+    );
+    assert_same(&before, &fingerprint(c.base("m1")), "m1 (refused)");
+    assert_identical(&c.src, c.base("m2"), "m2");
+    // Within the limit the push applies there too.
+    for i in 0..2 {
+        write(&c.src, &format!("many/f{i:02}.txt"), "back\n");
+    }
+    let r = c.sync("-r . --delete");
+    assert_eq!(r.code, 0, "{r}");
+    assert_identical(&c.src, c.base("m1"), "m1");
+}
+
+/// The marker an `--after-push`/`--before-commit` hook of these tests writes beside the
+/// member's base: the hook's environment and its change list.
+const MARK: &str = r#"{ echo "hook=$MAKUO_HOOK id=$MAKUO_PUSH_ID origin=$MAKUO_ORIGIN base=$MAKUO_BASE pwd=$(pwd)"; cat "$MAKUO_CHANGES"; } > "$MAKUO_BASE/../marker-$MAKUO_HOOK""#;
+
+/// Must show: "`--after-push` writes a marker on each member; a hook that exits 3 on one
+/// member shows `hook failed: exit 3` for that member and the push exits 23."
+#[test]
+fn after_push_marks_each_member_and_a_failing_hook_fails_the_push() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let failing = format!("{MARK}; exit 3");
+    c.add("m1", &["--no-fsync", "--after-push", MARK]);
+    c.add("m2", &["--no-fsync", "--after-push", MARK]);
+    c.add("m3", &["--no-fsync", "--after-push", &failing]);
+    let r = c.sync("-r . --json");
+    assert_eq!(r.code, 23, "{r}");
+    let j = r.json();
+    for m in j["members"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        if name == "m3" {
+            assert_eq!(m["result"], "failed", "{j}");
+            assert_eq!(m["error"], "hook failed: exit 3", "{j}");
+        } else {
+            assert_eq!(m["result"], "ok", "{j}");
+        }
+    }
+    for d in c.receivers() {
+        // Every member committed (the hook runs after the commit) and ran its hook once.
+        assert_identical(&c.src, &d.base, &d.name);
+        let marker = d.base.parent().unwrap().join("marker-after-push");
+        let text = fs::read_to_string(&marker)
+            .unwrap_or_else(|e| panic!("{}: no marker {}: {e}", d.name, marker.display()));
+        let first = text.lines().next().unwrap();
+        let base = d.base.to_string_lossy();
+        assert!(first.starts_with("hook=after-push id="), "{first}");
+        assert!(
+            first.contains(&format!("base={base} pwd={base}")),
+            "{first}"
+        );
+        assert!(!first.contains("origin= "), "the origin is named: {first}");
+        let listed: Vec<&str> = text.lines().skip(1).collect();
+        assert!(
+            listed.contains(&"index.php") && listed.contains(&"sub/deep/d.php"),
+            "{text}"
+        );
+        // The change file is removed once the hook ended.
+        let id = first.split_whitespace().nth(1).unwrap();
+        assert!(id.len() > 4, "{first}");
+    }
+    // Human output: the table row says it.
+    let r = c.sync("-r . --delete");
+    assert_eq!(r.code, 23, "{r}");
+    assert_eq!(r.result_of("m3"), "failed: hook failed: exit 3", "{r}");
+    assert_eq!(r.result_of("m1"), "ok", "{r}");
+    // The second push changed nothing: its change list is empty.
+    let m1 = c.base("m1").parent().unwrap().join("marker-after-push");
+    assert_eq!(fs::read_to_string(m1).unwrap().lines().count(), 1);
+}
+
+/// `--before-commit` runs before the commit with the planned changes and can veto it: the
+/// vetoing member keeps its tree (and no staged file), the others commit.
+#[test]
+fn before_commit_vetoes_on_one_member() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let veto = format!("{MARK}; exit 7");
+    c.add("m1", &["--no-fsync", "--before-commit", MARK]);
+    c.add("m2", &["--no-fsync", "--before-commit", &veto]);
+    let r = c.sync("-r .");
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.result_of("m2")
+            .contains("vetoed by --before-commit (hook failed: exit 7)"),
+        "{r}"
+    );
+    assert_identical(&c.src, c.base("m1"), "m1");
+    assert!(paths(c.base("m2")).is_empty(), "m2 committed nothing");
+    assert!(
+        temp_files(c.base("m2")).is_empty(),
+        "m2 dropped its staging"
+    );
+    let text =
+        fs::read_to_string(c.base("m2").parent().unwrap().join("marker-before-commit")).unwrap();
+    assert!(
+        text.lines().any(|l| l == "big.bin"),
+        "planned changes listed: {text}"
+    );
+}
+
+/// A hook that takes a while does not stop the member: its console answers meanwhile, and a
+/// hook over `--hook-timeout` is killed and fails.
+#[test]
+fn slow_hook_runs_off_the_loop_and_times_out() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    c.add(
+        "m1",
+        &[
+            "--no-fsync",
+            "--after-push",
+            "sleep 30",
+            "--hook-timeout",
+            "3",
+        ],
+    );
+    let src = c.src.clone();
+    let args: Vec<String> = {
+        let mut a = vec!["sync".to_string(), "--direct".into(), "-b".into()];
+        a.push(src.to_string_lossy().into_owned());
+        a.extend(c.net());
+        a.extend(c.key_args());
+        a.extend(["-r".into(), ".".into()]);
+        a
+    };
+    let log = c.path("push.log");
+    let mut push = Background::start(&args, log);
+    // While the hook sleeps, the member answers its console promptly.
+    wait_for(
+        "the hook to start",
+        std::time::Duration::from_secs(20),
+        || {
+            let started = paths(c.base("m1")).iter().any(|p| p.ends_with("index.php"));
+            started.then_some(())
+        },
+    );
+    let t = std::time::Instant::now();
+    c.daemon("m1").status();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "status took {:?} while the hook ran",
+        t.elapsed()
+    );
+    let st = push.wait(std::time::Duration::from_secs(30));
+    let out = push.log_text();
+    assert_eq!(st.and_then(|s| s.code()), Some(23), "{out}");
+    assert!(out.contains("hook failed: timed out after 3s"), "{out}");
+}
+
+/// Makes directory `dir` unwritable even for root (`chattr +i`; a plain `chmod 555` when not
+/// root, which binds everyone else), and undoes it on drop so the temp dir can be removed.
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn new(dir: &std::path::Path) -> Unwritable {
+        if is_root() {
+            sh(&["chattr", "+i", dir.to_str().unwrap()]);
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        Unwritable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        if is_root() {
+            let _ = std::process::Command::new("chattr")
+                .args(["-i", self.0.to_str().unwrap()])
+                .status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// Must show: "3 receivers, one of which cannot write one file (a read-only directory):
+/// `makuo sync --atomic` exits 23 with `not committed on any member`, and the other two
+/// members' trees are unchanged." As root a read-only mode binds nobody, so the directory is
+/// made immutable (`chattr +i`). The push also creates a new directory: staging made it on
+/// the others, and dropping the staging removes it again.
+#[test]
+fn atomic_push_commits_nowhere_when_one_member_cannot_write() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    for m in ["m1", "m2", "m3"] {
+        c.add(m, &["--no-fsync"]);
+    }
+    c.initial_sync();
+    write(&c.src, "index.php", "<?php echo 'v2';\n");
+    write(&c.src, "lib/util.php", "<?php function f() { return 2; }\n");
+    write(&c.src, "newdir/new.txt", "new\n");
+    fs::remove_file(c.src.join("a.txt")).unwrap();
+    let before = c.snapshots();
+    let _guard = Unwritable::new(&c.base("m2").join("lib"));
+
+    let r = c.sync("-r . --delete --atomic");
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.stdout.contains("not committed on any member")
+            || r.stderr.contains("not committed on any member"),
+        "{r}"
+    );
+    assert!(r.result_of("m2").starts_with("failed: "), "{r}");
+    for m in ["m1", "m3"] {
+        assert!(
+            r.result_of(m)
+                .contains("not committed on any member (m2 failed"),
+            "{m}: {r}"
+        );
+    }
+    // Every member drops what it staged (bounded wait: the ABORT is on its way).
+    wait_for(
+        "staging dropped everywhere",
+        std::time::Duration::from_secs(10),
+        || {
+            c.receivers()
+                .iter()
+                .all(|d| temp_files(&d.base).is_empty() && !d.base.join("newdir").exists())
+                .then_some(())
+        },
+    );
+    let after = c.snapshots();
+    for m in ["m1", "m2", "m3"] {
+        assert_same(&before[m], &after[m], m);
+    }
+
+    // The same through a daemon's console (`sync --atomic` via the console's `sync`).
+    let src = c.src.clone();
+    let s = c.add_sender("s", &src, &["--no-fsync", "--no-receive"]);
+    c.wait_converged(s);
+    let r = c.daemons[s].sync(&["--delete", "--atomic"]);
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.result_of("m1").contains("not committed on any member"),
+        "{r}"
+    );
+    wait_for(
+        "staging dropped everywhere",
+        std::time::Duration::from_secs(10),
+        || {
+            c.receivers()
+                .iter()
+                .all(|d| temp_files(&d.base).is_empty())
+                .then_some(())
+        },
+    );
+    assert_eq!(before, c.snapshots(), "nothing changed anywhere");
+
+    // Without the obstacle the same atomic push commits everywhere.
+    drop(_guard);
+    let r = c.daemons[s].sync(&["--delete", "--atomic"]);
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+}
