@@ -46,6 +46,7 @@ pub use files::{read_files_from, read_rules_file};
 use pattern::Pattern;
 use rule::{Kind, MergeMods, Parsed, Syntax};
 
+use crate::proto::limits::{MAX_FILTER_BYTES, MAX_FILTER_RULES};
 use crate::proto::manifest::{DirRules, FilterRule, FilterTable, WireRule};
 
 /// The name `-F` reads in every directory.
@@ -199,6 +200,13 @@ struct DirList {
 }
 
 /// A compiled, ordered rule list with the per-directory files read so far.
+///
+/// Bounded like a manifest's rules, whoever builds it (front end, console session, config
+/// file, per-directory files read while walking, or a manifest): at most
+/// [`MAX_FILTER_RULES`] rules and [`MAX_FILTER_BYTES`] of patterns (counted as they are
+/// added, `clear` included), each rule within its compiled-size allowance
+/// (`pattern::rule_allowance`), so its compiled memory is at most
+/// [`crate::proto::limits::MAX_FILTER_MEMORY`].
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     items: Vec<Item>,
@@ -208,6 +216,11 @@ pub struct Filter {
     dirs: HashMap<Vec<u8>, Vec<Option<DirList>>>,
     /// Built from a manifest: every per-directory list is already known.
     complete: bool,
+    /// Rules and pattern bytes added so far (against the caps), and what the compiled
+    /// rules may hold.
+    rules: usize,
+    bytes: usize,
+    memory: u64,
 }
 
 impl Filter {
@@ -227,12 +240,41 @@ impl Filter {
         Ok(f)
     }
 
+    /// Counts one more rule of `len` pattern bytes against the caps.
+    fn charge(&mut self, len: usize) -> Result<()> {
+        self.rules += 1;
+        self.bytes += len;
+        if self.rules > MAX_FILTER_RULES {
+            bail!("more than {MAX_FILTER_RULES} filter rules (per-directory files included)");
+        }
+        if self.bytes > MAX_FILTER_BYTES {
+            bail!("more than {MAX_FILTER_BYTES} bytes of filter patterns (per-directory files included)");
+        }
+        Ok(())
+    }
+
+    /// Counts and compiles one pattern rule.
+    fn compile(&mut self, p: &Parsed) -> Result<Rule> {
+        self.charge(p.pattern.len())?;
+        let r = Rule::compile(p)?;
+        self.memory += r.pattern.memory;
+        Ok(r)
+    }
+
+    /// Bytes the compiled rules may hold (regexes and their search caches).
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
     fn add(&mut self, p: Parsed) -> Result<()> {
         match p.kind {
             Kind::Clear => {
                 self.items.clear();
             }
-            Kind::Pattern(_) => self.items.push(Item::Rule(Rule::compile(&p)?)),
+            Kind::Pattern(_) => {
+                let r = self.compile(&p)?;
+                self.items.push(Item::Rule(r));
+            }
             Kind::Merge => {
                 bail!(
                     "merge {:?}: merge files are read by the front end (makuo sync -f 'merge FILE')",
@@ -257,6 +299,7 @@ impl Filter {
                 if self.merges.iter().any(|m| m.name == name) {
                     return Ok(());
                 }
+                self.charge(name.len())?;
                 let sides = (!(p.sender && p.receiver)).then_some((p.sender, p.receiver));
                 self.merges.push(DirMerge {
                     name: name.to_owned(),
@@ -281,7 +324,8 @@ impl Filter {
             mods: MergeMods::default(),
             pattern: base.to_owned(),
         };
-        self.items.push(Item::Rule(Rule::compile(&q)?));
+        let r = self.compile(&q)?;
+        self.items.push(Item::Rule(r));
         Ok(())
     }
 
@@ -385,6 +429,11 @@ impl Filter {
                     .with_context(|| format!("per-directory filter file {}", p.display()))?,
                 None => DirList::default(),
             };
+            for r in &list.rules {
+                self.charge(r.text.len())
+                    .with_context(|| format!("per-directory filter file {}", p.display()))?;
+                self.memory += r.pattern.memory;
+            }
             if let Some(v) = self.dirs.get_mut(dir) {
                 v[k] = Some(list);
             }
@@ -510,6 +559,7 @@ impl Filter {
         let mut merge_of = HashMap::new();
         for (i, w) in t.rules.iter().enumerate() {
             if w.flags & WireRule::DIR_MERGE != 0 {
+                f.charge(w.pattern.len())?;
                 merge_of.insert(i as u32, f.merges.len());
                 f.merges.push(DirMerge {
                     name: w.pattern.clone(),
@@ -522,7 +572,8 @@ impl Filter {
                 });
                 f.items.push(Item::DirMerge(f.merges.len() - 1));
             } else {
-                f.items.push(Item::Rule(Rule::from_wire(w)?));
+                let r = f.wire_rule(w)?;
+                f.items.push(Item::Rule(r));
             }
         }
         let n = f.merges.len();
@@ -530,10 +581,11 @@ impl Filter {
             let Some(&k) = merge_of.get(&d.merge) else {
                 bail!("per-directory rules for a rule that is not dir-merge");
             };
+            f.charge(0)?;
             let rules = d
                 .rules
                 .iter()
-                .map(Rule::from_wire)
+                .map(|w| f.wire_rule(w))
                 .collect::<Result<Vec<_>>>()?;
             let dir = if d.dir == b"." {
                 Vec::new()
@@ -547,6 +599,16 @@ impl Filter {
             });
         }
         Ok(f)
+    }
+}
+
+impl Filter {
+    /// Counts and compiles a rule from a manifest's table.
+    fn wire_rule(&mut self, w: &WireRule) -> Result<Rule> {
+        self.charge(w.pattern.len())?;
+        let r = Rule::from_wire(w)?;
+        self.memory += r.pattern.memory;
+        Ok(r)
     }
 }
 
