@@ -49,6 +49,7 @@ mod sys;
 mod tests;
 #[cfg(test)]
 mod tests_kinds;
+mod walk;
 mod xattrs;
 
 use std::cell::Cell;

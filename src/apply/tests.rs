@@ -1061,3 +1061,59 @@ fn metered_filter_protects_everything_once_over_budget() {
     assert!(none.overrun());
     assert!(none.protected(b"a.txt", false), "over budget: protected");
 }
+
+/// Issue 12 review, F7: a directory chain 20,000 levels deep in a receiver's tree (a base
+/// writer's doing) crashed the member: the deletion scan, tree removal and start-up sweep
+/// recursed once per level, holding a descriptor per level. They are iterative now,
+/// within `walk::MAX_DEPTH` levels and `walk::OPEN_DIRS` descriptors.
+#[test]
+fn a_twenty_thousand_level_chain_crashes_nothing() {
+    use super::walk::tests::{deep_chain, remove_chain};
+    use super::walk::MAX_DEPTH;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    deep_chain(base, 20_000, b".x.makuo-AAAAAA");
+    fs::write(base.join("old.txt"), b"o").unwrap();
+    let mut s = storage(base);
+    let mut m = manifest(vec![]);
+    m.options.delete = true;
+    // The deletion scan: what lies too deep to see is kept, with its parents.
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.deletions, vec![b"old.txt".to_vec()]);
+    // Removing the chain: refused with a reason, nothing crashes.
+    let out = commit(&mut s, &m, &ins.flags, &[b"d".to_vec()]);
+    assert_eq!(out.deleted, 0);
+    assert!(
+        out.errors.iter().any(|e| e.contains("directory levels")),
+        "{:?}",
+        out.errors
+    );
+    // The start-up sweep walks down to the cap and leaves the rest.
+    assert_eq!(sweep_temp(s.base_dir()).unwrap(), 0);
+    remove_chain(base);
+    // Within the cap: the sweep finds the deepest temp file, and the tree is removed.
+    deep_chain(base, MAX_DEPTH - 1, b".x.makuo-BBBBBB");
+    assert_eq!(sweep_temp(s.base_dir()).unwrap(), 1);
+    deep_chain_leaf(base, MAX_DEPTH - 1, b"leaf");
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.deletions, vec![b"old.txt".to_vec(), b"d".to_vec()]);
+    let out = commit(&mut s, &m, &ins.flags, &ins.deletions);
+    assert_eq!(out.deleted, 2, "{:?}", out.errors);
+    assert!(!base.join("d").exists());
+}
+
+/// Writes `leaf` at the bottom of an existing chain `d/d/...` `n` levels deep.
+fn deep_chain_leaf(base: &Path, n: usize, leaf: &[u8]) {
+    let mut fd = sys::open_dir_path(base, DIR_WALK).unwrap();
+    for _ in 0..n {
+        fd = open_at(fd.as_fd(), b"d", DIR_WALK, 0).unwrap();
+    }
+    let f = open_at(
+        fd.as_fd(),
+        leaf,
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE,
+        0o644,
+    )
+    .unwrap();
+    drop(f);
+}
