@@ -41,6 +41,7 @@ mod dirs;
 mod gather;
 mod inspect;
 mod names;
+pub(crate) mod source;
 mod special;
 mod stage;
 mod sweep;
@@ -104,7 +105,9 @@ fn refused(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, Refused(why))
 }
 
-fn is_refused(e: &io::Error) -> bool {
+/// Whether an error is a refusal for safety (a symlinked or non-directory parent, a bad
+/// path, a special file where a regular one was expected is not one).
+pub(crate) fn is_refused(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<Refused>())
 }
 

@@ -29,7 +29,8 @@
 //! [`Filter::from_table`]) including every per-directory file the sender read, and evaluate
 //! the receiver side with the same code; they never read filter files of their own.
 //!
-//! I/O: only [`Filter::load_dir`] and the rule-file readers in `files.rs` read files.
+//! I/O: only [`Filter::load_dir`] (through the base's confined view, `apply::source`) and
+//! the rule-file readers in `files.rs` read files.
 
 mod files;
 mod pattern;
@@ -46,6 +47,7 @@ pub use files::{read_files_from, read_rules_file};
 use pattern::Pattern;
 use rule::{Kind, MergeMods, Parsed, Syntax};
 
+use crate::apply::source::Source;
 use crate::proto::limits::{MAX_FILTER_BYTES, MAX_FILTER_RULES};
 use crate::proto::manifest::{DirRules, FilterRule, FilterTable, WireRule};
 
@@ -417,6 +419,7 @@ impl Filter {
         let todo: Vec<usize> = (0..n)
             .filter(|&k| slot[k].is_none() && (!parents_only || self.merges[k].parents))
             .collect();
+        let mut src = None;
         for k in todo {
             let m = &self.merges[k];
             let mut p = base.to_path_buf();
@@ -424,7 +427,15 @@ impl Filter {
                 p.push(OsStr::from_bytes(dir));
             }
             p.push(&m.name);
-            let list = match read_nofollow(&p) {
+            let mut rel = dir.to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(m.name.as_bytes());
+            if src.is_none() {
+                src = Source::open(base).ok();
+            }
+            let list = match src.as_mut().and_then(|s| read_confined(s, &rel)) {
                 Some(data) => parse_dir_file(&data, m)
                     .with_context(|| format!("per-directory filter file {}", p.display()))?,
                 None => DirList::default(),
@@ -679,19 +690,12 @@ fn parent(rel: &[u8]) -> &[u8] {
     }
 }
 
-/// Reads a per-directory file without following a symlink (a link could lead out of the
-/// base). `None` when it is missing or unreadable.
-fn read_nofollow(p: &Path) -> Option<Vec<u8>> {
+/// Reads a per-directory file through its confined parent (see `apply::source`), never
+/// following a symlink (a link, or a parent swapped for one, could lead out of the base),
+/// regular files only. `None` when it is missing or unreadable.
+fn read_confined(src: &mut Source, rel: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(p)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
+    let mut f = src.open_file(rel).ok()?;
     let mut data = Vec::new();
     // A filter file is small; a huge one is refused rather than read whole.
     f.by_ref().take(1 << 20).read_to_end(&mut data).ok()?;
