@@ -256,18 +256,13 @@ pub(super) mod tests {
         deep_chain(tmp.path(), MAX_DEPTH + 5, b"leaf");
         let base = super::super::sys::open_dir_path(tmp.path(), DIR_WALK).unwrap();
         let mut st: DirStack<'_, ()> = DirStack::new(base.as_fd());
-        let mut err = None;
-        loop {
-            match st.push(b"d", Vec::new(), ()) {
-                Ok(()) => {}
-                Err(e) => {
-                    err = Some(e);
-                    break;
-                }
+        let err = loop {
+            if let Err(e) = st.push(b"d", Vec::new(), ()) {
+                break e;
             }
-        }
+        };
         assert_eq!(st.depth(), MAX_DEPTH);
-        assert!(is_too_deep(&err.unwrap()));
+        assert!(is_too_deep(&err));
         drop(st);
         remove_chain(tmp.path());
     }
