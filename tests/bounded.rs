@@ -133,9 +133,14 @@ impl KeyHolder {
             let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
                 continue;
             };
-            let r = self
-                .sealer
-                .open(&mut buf, n, from, Instant::now(), makuo::node::unix_ms());
+            let r = self.sealer.open(
+                &mut buf,
+                n,
+                from,
+                false,
+                Instant::now(),
+                makuo::node::unix_ms(),
+            );
             self.flush_handshakes();
             if let Ok(Opened::Datagram(len)) = r {
                 return Some((from, buf[..len].to_vec()));

@@ -67,7 +67,6 @@ fn manifest_filter_rules_are_capped_and_counted() {
     }
 }
 
-
 fn sample() -> Manifest {
     let mut f = Entry::file(b"htdocs/index.html", 1234, 0o644, 1_700_000_000);
     f.mtime_nsec = 5;
