@@ -814,7 +814,7 @@ mod tests {
         fs::remove_file(b.join("uploads/g")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &b.join("uploads/g"),
+            b.join("uploads/g"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o644),
             0,

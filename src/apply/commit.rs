@@ -130,7 +130,7 @@ impl FsStorage {
             let Some(file) = st.written.take() else {
                 continue;
             };
-            if !links.get(&i).is_some_and(|v| !v.is_empty()) {
+            if links.get(&i).is_none_or(|v| v.is_empty()) {
                 continue;
             }
             if st.targets.len() < HELD_TARGETS {
