@@ -36,7 +36,10 @@ fn pair() -> (Sealer, Sealer) {
     let mut buf = vec![0u8; 2048];
     let n = datagram(&mut buf, 64);
     let n = tx.seal(&mut buf, n, 0);
-    assert!(rx.open(&mut buf, n, addr(1), false, now, 0).is_err(), "unverified");
+    assert!(
+        rx.open(&mut buf, n, addr(1), false, now, 0).is_err(),
+        "unverified"
+    );
     for _ in 0..3 {
         let mut h = [0u8; HANDSHAKE_LEN];
         while let Some((_, n)) = rx.poll_handshake(&mut h) {

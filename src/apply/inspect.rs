@@ -90,7 +90,7 @@ impl FsStorage {
     /// inode needs linking (`LINK`); one that is shares its target's flags (the target's
     /// changes show on it, and a target replaced by a new file takes it along).
     ///
-    /// When any link of a target must be made, the target is written afresh too (`SUM`):
+    /// When any link of a target must be made, the target is written afresh too (`RELINK`):
     /// links are made only from the file the commit wrote (see `special`), never from
     /// whatever is at the target's path (a writer of the target's directory could have put
     /// a file of its own there, same size, mode and time, to get it linked into a directory
@@ -128,7 +128,7 @@ impl FsStorage {
                 if let Some(&l) = leaders.get(&(i as u32)) {
                     let l = l as usize;
                     if !needs_data(EntryKind::File, flags[l], m.options.checksum) {
-                        flags[l] |= change::SUM;
+                        flags[l] |= change::RELINK;
                     }
                 }
             }

@@ -160,7 +160,7 @@ fn hard_links_arrive_as_one_inode_and_follow_their_target() {
     fs::remove_file(base.join("e")).unwrap();
     fs::copy(base.join("d/a"), base.join("e")).unwrap();
     let ins = s.inspect(KEY, &m).unwrap();
-    assert_eq!(ins.flags, [0, change::SUM, change::SUM, change::LINK]);
+    assert_eq!(ins.flags, [0, change::RELINK, change::RELINK, change::LINK]);
     let (_, out) = push(&mut s, &m, &[b"", b"hello2", b"", b""]);
     assert_eq!(out.errors, Vec::<String>::new());
     assert_eq!(ino("d/a"), ino("e"));
