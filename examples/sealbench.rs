@@ -36,14 +36,17 @@ fn pair() -> (Sealer, Sealer) {
     let mut buf = vec![0u8; 2048];
     let n = datagram(&mut buf, 64);
     let n = tx.seal(&mut buf, n, 0);
-    assert!(rx.open(&mut buf, n, addr(1), now, 0).is_err(), "unverified");
+    assert!(
+        rx.open(&mut buf, n, addr(1), false, now, 0).is_err(),
+        "unverified"
+    );
     for _ in 0..3 {
         let mut h = [0u8; HANDSHAKE_LEN];
         while let Some((_, n)) = rx.poll_handshake(&mut h) {
-            let _ = tx.open(&mut h, n, addr(2), now, 0);
+            let _ = tx.open(&mut h, n, addr(2), false, now, 0);
         }
         while let Some((_, n)) = tx.poll_handshake(&mut h) {
-            let _ = rx.open(&mut h, n, addr(1), now, 0);
+            let _ = rx.open(&mut h, n, addr(1), false, now, 0);
         }
     }
     assert_eq!(rx.poll_verified(), Some(TX));
@@ -81,7 +84,7 @@ fn run(tx: &mut Sealer, rx: &mut Sealer, len: usize, n: u64) {
     for _ in 0..n {
         let mut d = buf.clone();
         let s = tx.seal(&mut d, plain, 0);
-        let r = rx.open(&mut d, s, addr(1), now, 0);
+        let r = rx.open(&mut d, s, addr(1), false, now, 0);
         assert_eq!(r.ok(), Some(Opened::Datagram(plain)));
     }
 }

@@ -1024,15 +1024,15 @@ impl Session {
                 logging::notice(format_args!("console: log level {n}"));
                 writeln!(w, "ok")
             }
-            Request::RuleAdd(r) => {
-                rules.push(RuleSpec::Old(r));
-                writeln!(w, "ok")
-            }
-            Request::FilterAdd(t) => {
-                // Checked now (and merge files refused: a daemon reads no file a console
-                // user names).
+            Request::RuleAdd(_) | Request::FilterAdd(_) => {
+                // Checked now, within the filter caps (and merge files refused: a daemon
+                // reads no file a console user names).
                 let mut with = rules.clone();
-                with.push(RuleSpec::Rule(t));
+                with.push(match req {
+                    Request::RuleAdd(r) => RuleSpec::Old(r),
+                    Request::FilterAdd(t) => RuleSpec::Rule(t),
+                    _ => unreachable!(),
+                });
                 match crate::filter::Filter::build(&with) {
                     Ok(_) => {
                         *rules = with;

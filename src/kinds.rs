@@ -3,16 +3,18 @@
 //! extents of a sparse file (`SEEK_DATA`/`SEEK_HOLE`), extended attributes and ACLs, and the
 //! grouping of hard-linked files so that each travels once.
 //!
-//! Reads only; writes nothing. Called by the walk (`tree.rs`) for each path it lists.
+//! Reads only; writes nothing. Called by the walk (`tree.rs`) for each path it lists, and
+//! reads each through the walk's confined [`Source`] (never by full path).
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
+use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use rustix::fs::{lgetxattr, lgetxattr_query, llistxattr, llistxattr_query, seek, SeekFrom};
+use rustix::fs::{fgetxattr, fgetxattr_query, flistxattr, flistxattr_query, seek, SeekFrom};
 use rustix::io::Errno;
+
+use crate::apply::source::Source;
 
 use crate::proto::manifest::ext::{
     acl_shape_ok, xattr_class, XattrClass, MAX_EXTENTS, MAX_XATTRS, MAX_XATTR_BYTES,
@@ -91,8 +93,8 @@ pub fn special_kind(md: &Metadata, o: &KindOptions) -> Result<EntryKind, &'stati
 /// Fills what entry `e` (just made from `md`, the metadata of `path`) carries beyond the
 /// basics: a device's number, a sparse file's extents, attributes. What cannot travel whole
 /// (an attribute over the caps) is left out and said in `warn`.
-pub fn describe(
-    path: &Path,
+pub(crate) fn describe(
+    src: &mut Source,
     md: &Metadata,
     e: &mut Entry,
     o: &KindOptions,
@@ -108,12 +110,17 @@ pub fn describe(
     }
     // A file with fewer blocks than its size needs has holes.
     if o.sparse && e.kind == EntryKind::File && md.blocks().saturating_mul(512) < md.len() {
-        if let Some(x) = data_extents(path, md.len())? {
+        if let Some(x) = data_extents(&src.open_file(&e.path)?, md.len())? {
             e.extra.get_mut().extents = Some(x);
         }
     }
     if (o.xattrs || o.acls) && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
-        let xattrs = read_xattrs(path, e.kind, o, warn)?;
+        let f = if e.kind == EntryKind::Dir {
+            src.open_dir(&e.path)?
+        } else {
+            src.open_file(&e.path)?
+        };
+        let xattrs = read_xattrs(&f, e.kind, o, warn)?;
         if !xattrs.is_empty() {
             e.extra.get_mut().xattrs = xattrs;
         }
@@ -121,18 +128,14 @@ pub fn describe(
     Ok(())
 }
 
-/// The data extents of the file at `path` (of `size` bytes), found with `SEEK_DATA` and
+/// The data extents of the open file `f` (of `size` bytes), found with `SEEK_DATA` and
 /// `SEEK_HOLE`, at most [`MAX_EXTENTS`] (the closest are merged beyond that); `None` when it
 /// has no hole or its file system cannot say.
-pub fn data_extents(path: &Path, size: u64) -> io::Result<Option<Extents>> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+pub fn data_extents(f: &File, size: u64) -> io::Result<Option<Extents>> {
     let mut spans = Vec::new();
     let mut pos = 0u64;
     while pos < size {
-        let data = match seek(&f, SeekFrom::Data(pos)) {
+        let data = match seek(f, SeekFrom::Data(pos)) {
             Ok(d) => d,
             // No data from `pos` on: the rest is a hole.
             Err(Errno::NXIO) => break,
@@ -142,7 +145,7 @@ pub fn data_extents(path: &Path, size: u64) -> io::Result<Option<Extents>> {
         if data >= size {
             break;
         }
-        let hole = seek(&f, SeekFrom::Hole(data))?.min(size);
+        let hole = seek(f, SeekFrom::Hole(data))?.min(size);
         if hole <= data {
             // The file changed under us; send it whole.
             return Ok(None);
@@ -210,12 +213,12 @@ fn sized(
     Err(Errno::RANGE)
 }
 
-/// The attributes of `path` (not following a symlink) a push carries, sorted by name:
+/// The attributes of the open file or directory `f` a push carries, sorted by name:
 /// `user.*` with `-X` (and `trusted.*`/`security.*` when the sender runs as root, as rsync),
 /// the ACLs with `-A` (a default ACL only on a directory). Those over the caps are left out
 /// with a warning.
 fn read_xattrs(
-    path: &Path,
+    f: &File,
     kind: EntryKind,
     o: &KindOptions,
     warn: &mut Vec<String>,
@@ -227,7 +230,7 @@ fn read_xattrs(
         Some(XattrClass::Acl) => o.acls && (kind == EntryKind::Dir || name.ends_with(b"access")),
         None => false,
     };
-    let names = match sized(|| llistxattr_query(path), |b| llistxattr(path, b)) {
+    let names = match sized(|| flistxattr_query(f), |b| flistxattr(f, b)) {
         Ok(n) => n,
         Err(Errno::NOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
@@ -237,7 +240,7 @@ fn read_xattrs(
         if !wanted(name) {
             continue;
         }
-        let value = match sized(|| lgetxattr_query(path, name), |b| lgetxattr(path, name, b)) {
+        let value = match sized(|| fgetxattr_query(f, name), |b| fgetxattr(f, name, b)) {
             Ok(v) => v,
             Err(Errno::NODATA) => continue,
             Err(e) => return Err(e.into()),
@@ -304,6 +307,7 @@ pub fn group_hard_links(entries: &mut [Entry], inodes: &HashMap<Vec<u8>, (u64, u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn merging_keeps_the_largest_holes() {
@@ -326,16 +330,20 @@ mod tests {
         f.write_all_at(&[7u8; 4096], 1 << 20).unwrap();
         f.set_len(8 << 20).unwrap();
         drop(f);
-        let x = data_extents(&p, 8 << 20)
+        let x = data_extents(&fs::File::open(&p).unwrap(), 8 << 20)
             .unwrap()
             .expect("a file with holes");
         assert_eq!(x.data_len(), 4096);
         assert_eq!(x.spans(), [(1 << 20, 4096)]);
         let dense = d.path().join("dense");
         fs::write(&dense, vec![1u8; 10_000]).unwrap();
-        assert_eq!(data_extents(&dense, 10_000).unwrap(), None);
+        assert_eq!(
+            data_extents(&fs::File::open(&dense).unwrap(), 10_000).unwrap(),
+            None
+        );
         let hole = d.path().join("hole");
         fs::File::create(&hole).unwrap().set_len(1 << 30).unwrap();
+        let hole = fs::File::open(&hole).unwrap();
         assert_eq!(data_extents(&hole, 1 << 30).unwrap().unwrap().data_len(), 0);
     }
 

@@ -249,7 +249,7 @@ impl Node {
                 Some(s) => {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
-                    match s.open(&mut self.scratch, len, from, now, wall) {
+                    match s.open(&mut self.scratch, len, from, d.to_group, now, wall) {
                         Ok(Opened::Datagram(l)) => {
                             self.engine
                                 .handle_datagram_at(now, received, from, &self.scratch[..l])

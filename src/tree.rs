@@ -1,10 +1,18 @@
 //! The sender's side of a push: walk the paths given under the base directory and describe
 //! them as manifest [`Entry`]s.
 //!
-//! Owns: reading the source tree (walkdir, never following symlinks), applying the
-//! [`Filter`] (reading per-directory filter files as it enters each directory), and the
+//! Owns: reading the source tree (walkdir lists names, never following symlinks), applying
+//! the [`Filter`] (reading per-directory filter files as it enters each directory), and the
 //! optional MD5 of every regular file (in parallel on rayon). It writes nothing and opens no
 //! sockets.
+//!
+//! Every entry is stat'ed, its link text, holes and attributes read, and its contents hashed
+//! through its parent directory resolved one `O_NOFOLLOW` component at a time from the base
+//! (`apply::source`), never by full path: a parent that a base writer swaps for a symlink
+//! mid-walk is refused (the entry is reported as skipped and the rest of that directory is
+//! not walked), and a file that changed type is reported, never followed or opened as a
+//! FIFO or device. (walkdir itself lists directories by path: through such a swapped parent
+//! it may list one directory's names, which are then refused.)
 //!
 //! Like rsync without `-R`, the parents of a given path are not emitted (receivers create
 //! missing parents); `.` stands for the contents of the base. A list ([`walk_list`]: rsync's
@@ -18,15 +26,16 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, Metadata};
-use std::io::{self, Read};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use md5::{Digest, Md5};
 use rayon::prelude::*;
 
+use crate::apply::is_refused;
+use crate::apply::source::{md5_of_file, Source};
 use crate::filter::Filter;
 use crate::kinds::{self, KindOptions};
 use crate::proto::manifest::{check_rel_path, Entry, EntryKind, MAX_PATH};
@@ -123,6 +132,7 @@ pub fn walk(
         roots: roots.clone(),
         ..Walk::default()
     };
+    let mut src = Source::open(base).with_context(|| format!("base {}", base.display()))?;
     for root in &roots {
         if !opts.recursive && root == b"." {
             // Without recursion the base's contents are not listed and `.` has no entry.
@@ -130,23 +140,23 @@ pub fn walk(
         }
         if root != b"." {
             // A missing root is the user's mistake, not a vanished file.
-            fs::symlink_metadata(base.join(OsStr::from_bytes(root)))
+            src.metadata(root)
                 .with_context(|| format!("{:?}", String::from_utf8_lossy(root)))?;
         }
         filter.load_parents(base, root)?;
         let depth = if opts.recursive { usize::MAX } else { 0 };
-        walk_root(base, root, depth, true, opts, filter, &mut w)?;
+        walk_root(base, &mut src, root, depth, true, opts, filter, &mut w)?;
     }
-    finish(base, opts, w)
+    finish(&src, opts, w)
 }
 
-fn finish(base: &Path, opts: &WalkOptions, mut w: Walk) -> anyhow::Result<Walk> {
+fn finish(src: &Source, opts: &WalkOptions, mut w: Walk) -> anyhow::Result<Walk> {
     w.entries.sort_by(|a, b| tree_cmp(&a.path, &b.path));
     w.entries.dedup_by(|a, b| a.path == b.path);
     kinds::group_hard_links(&mut w.entries, &std::mem::take(&mut w.inodes));
 
     if opts.checksum {
-        checksum_all(base, &mut w);
+        checksum_all(src, &mut w);
     }
     Ok(w)
 }
@@ -169,6 +179,7 @@ pub fn walk_list(
         bail!("base {} is not a directory", base.display());
     }
     let mut w = Walk::default();
+    let mut src = Source::open(base).with_context(|| format!("base {}", base.display()))?;
     for item in list {
         let p = &item.path;
         let show = || crate::escape::text(p);
@@ -185,7 +196,7 @@ pub fn walk_list(
         let md = if whole {
             None
         } else {
-            match fs::symlink_metadata(base.join(OsStr::from_bytes(p))) {
+            match src.metadata(p) {
                 Ok(md) => Some(md),
                 Err(e) => {
                     w.missing
@@ -239,9 +250,8 @@ pub fn walk_list(
             }
         }
         for a in &parents {
-            let path = base.join(OsStr::from_bytes(a));
-            match fs::symlink_metadata(&path) {
-                Ok(md) => match entry_of(&path, a.to_vec(), &md, &opts.kinds, &mut w.skipped) {
+            match src.metadata(a) {
+                Ok(md) => match entry_of(&mut src, a.to_vec(), &md, &opts.kinds, &mut w.skipped) {
                     Ok(e) => w.entries.push(e),
                     Err(Skip::Vanished) => w.vanished += 1,
                     Err(Skip::Other(rel, why)) => w.skipped.push((rel, why)),
@@ -260,9 +270,9 @@ pub fn walk_list(
         if is_dir && item.depth == Depth::All {
             w.roots.push(p.clone());
         }
-        walk_root(base, p, depth, check_root, opts, filter, &mut w)?;
+        walk_root(base, &mut src, p, depth, check_root, opts, filter, &mut w)?;
     }
-    finish(base, opts, w)
+    finish(&src, opts, w)
 }
 
 /// Strips trailing `/`s and checks the path with [`check_rel_path`].
@@ -314,6 +324,7 @@ fn check_parents(base: &Path, root: &[u8]) -> anyhow::Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn walk_root(
     base: &Path,
+    src: &mut Source,
     root: &[u8],
     depth: usize,
     check_root: bool,
@@ -372,21 +383,32 @@ fn walk_root(
             w.skipped.push((rel, "path too long".into()));
             continue;
         }
-        let md = match ent.metadata() {
+        // Through the confined parent, never by full path.
+        let md = match src.metadata(&rel) {
             Ok(md) => md,
             Err(e) => {
-                if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound) {
+                if e.kind() == io::ErrorKind::NotFound {
                     w.vanished += 1;
                 } else {
-                    w.skipped.push((rel, error_reason(&e)));
+                    w.skipped.push((rel, format!("cannot read: {e}")));
                 }
-                if ft.is_dir() {
+                if ft.is_dir() || is_refused(&e) {
+                    // A refused parent (swapped for a symlink): the rest of that directory
+                    // is not walked either.
                     it.skip_current_dir();
                 }
                 continue;
             }
         };
-        match entry_of(ent.path(), rel, &md, &opts.kinds, &mut w.skipped) {
+        if md.is_dir() != ft.is_dir() {
+            // Changed type since it was listed: reported, never followed.
+            if ft.is_dir() {
+                it.skip_current_dir();
+            }
+            w.skipped.push((rel, "changed type during the walk".into()));
+            continue;
+        }
+        match entry_of(src, rel, &md, &opts.kinds, &mut w.skipped) {
             Ok(e) => {
                 if opts.kinds.hard_links && e.kind == EntryKind::File && md.nlink() > 1 {
                     w.inodes.insert(e.path.clone(), (md.dev(), md.ino()));
@@ -406,7 +428,7 @@ enum Skip {
 }
 
 fn entry_of(
-    path: &Path,
+    src: &mut Source,
     rel: Vec<u8>,
     md: &Metadata,
     opts: &KindOptions,
@@ -418,8 +440,8 @@ fn entry_of(
     } else if ft.is_dir() {
         (EntryKind::Dir, 0, Vec::new())
     } else if ft.is_symlink() {
-        match fs::read_link(path) {
-            Ok(t) => (EntryKind::Symlink, 0, t.into_os_string().into_vec()),
+        match src.read_link(&rel) {
+            Ok(t) => (EntryKind::Symlink, 0, t),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Skip::Vanished),
             Err(e) => return Err(Skip::Other(rel, format!("cannot read link: {e}"))),
         }
@@ -442,7 +464,7 @@ fn entry_of(
         ..Entry::default()
     };
     let mut notes = Vec::new();
-    match kinds::describe(path, md, &mut e, opts, &mut notes) {
+    match kinds::describe(src, md, &mut e, opts, &mut notes) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(Skip::Vanished),
         Err(err) => return Err(Skip::Other(e.path, format!("cannot read: {err}"))),
@@ -474,16 +496,18 @@ pub fn tree_cmp(a: &[u8], b: &[u8]) -> Ordering {
     a.iter().map(key).cmp(b.iter().map(key))
 }
 
-/// Computes the MD5 of every regular file in parallel. Files that vanished meanwhile are
-/// dropped and counted; unreadable ones are dropped and recorded as skipped.
-fn checksum_all(base: &Path, w: &mut Walk) {
+/// Computes the MD5 of every regular file in parallel, each opened through its confined
+/// parent (`O_NOFOLLOW|O_NONBLOCK`, regular files only). Files that vanished meanwhile are
+/// dropped and counted; unreadable ones, and paths that are no longer regular files or
+/// whose parents are no longer real directories, are dropped and recorded as skipped.
+fn checksum_all(src: &Source, w: &mut Walk) {
     let results: Vec<Result<(), io::Error>> = w
         .entries
         .par_iter_mut()
         .map(|e| {
             if e.kind == EntryKind::File {
-                let p: PathBuf = base.join(OsStr::from_bytes(&e.path));
-                e.checksum = Some(md5_file(&p)?);
+                let f = src.open_file_fresh(&e.path)?;
+                e.checksum = Some(md5_of_file(&f)?);
             }
             Ok(())
         })
@@ -505,28 +529,6 @@ fn checksum_all(base: &Path, w: &mut Walk) {
     }
     let mut keep = keep.into_iter();
     w.entries.retain(|_| keep.next().unwrap_or(true));
-}
-
-/// The MD5 of a file's contents. Opens with `O_NOFOLLOW` so a file swapped for a symlink
-/// after the walk is not followed.
-pub fn md5_file(path: &Path) -> io::Result<[u8; 16]> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
 }
 
 #[cfg(test)]
@@ -774,7 +776,7 @@ mod tests {
         touch(b, b"stays", b"x");
         let mut w = run(b, &[b"."], &REC, &Filter::default());
         fs::remove_file(b.join("gone")).unwrap();
-        checksum_all(b, &mut w);
+        checksum_all(&Source::open(b).unwrap(), &mut w);
         assert_eq!(w.vanished, 1);
         assert_eq!(paths(&w), ["stays"]);
         assert!(w.entries[0].checksum.is_some());
@@ -785,5 +787,88 @@ mod tests {
         let mut v: Vec<&[u8]> = vec![b"a.txt", b"a/x", b"a", b"a0", b"a/x/y", b"a-"];
         v.sort_by(|a, b| tree_cmp(a, b));
         assert_eq!(v, [&b"a"[..], b"a/x", b"a/x/y", b"a-", b"a.txt", b"a0"]);
+    }
+
+    /// Issue 12 review, F6: checksums were taken by full path, following a parent that a
+    /// base writer swapped for a symlink (to `/dev`: the root daemon hashed `/dev/zero`
+    /// forever), and opening FIFOs without `O_NONBLOCK`. A file is hashed through its
+    /// confined parent, and only if it is a regular file; anything else is reported.
+    #[test]
+    fn checksums_never_follow_a_swapped_parent_or_open_a_non_file() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"uploads/d/f", b"mine");
+        touch(b, b"uploads/g", b"fifo later");
+        touch(b, b"ok", b"fine");
+        fs::write(outside.path().join("f"), b"a secret of someone else").unwrap();
+        let sums = WalkOptions {
+            checksum: true,
+            ..REC
+        };
+        let walked = run(b, &[b"."], &REC, &Filter::default());
+        // Between the walk and the checksums: the parent becomes a symlink out of the
+        // base, and a file becomes a FIFO.
+        fs::rename(b.join("uploads/d"), b.join("uploads/d.old")).unwrap();
+        symlink(outside.path(), b.join("uploads/d")).unwrap();
+        fs::remove_file(b.join("uploads/g")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            b.join("uploads/g"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let mut w = walked.clone();
+        checksum_all(&Source::open(b).unwrap(), &mut w);
+        let names: Vec<&[u8]> = w.entries.iter().map(|e| e.path.as_slice()).collect();
+        assert!(!names.contains(&&b"uploads/d/f"[..]), "{names:?}");
+        assert!(!names.contains(&&b"uploads/g"[..]), "{names:?}");
+        let ok = w.entries.iter().find(|e| e.path == b"ok").unwrap();
+        assert_eq!(ok.checksum, Some(crate::proto::storage::md5_of(b"fine")));
+        let skipped: Vec<&[u8]> = w.skipped.iter().map(|(p, _)| p.as_slice()).collect();
+        assert!(skipped.contains(&&b"uploads/d/f"[..]), "{:?}", w.skipped);
+        assert!(skipped.contains(&&b"uploads/g"[..]), "{:?}", w.skipped);
+        // A fresh walk through the swapped tree: the symlink is an entry of its own, and
+        // nothing behind it is listed, stat'ed or hashed.
+        let w = run(b, &[b"."], &sums, &Filter::default());
+        assert!(
+            !w.entries.iter().any(|e| e.path.starts_with(b"uploads/d/")),
+            "{:?}",
+            w.entries.iter().map(|e| show(&e.path)).collect::<Vec<_>>()
+        );
+    }
+
+    /// The walk's own reads go through the confined parent too: metadata, link text and
+    /// files through a parent swapped for a symlink are refused.
+    #[test]
+    fn the_walks_reads_never_pass_a_symlinked_parent() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let b = d.path();
+        fs::write(outside.path().join("f"), b"x").unwrap();
+        symlink("/etc/passwd", outside.path().join("l")).unwrap();
+        symlink(outside.path(), b.join("d")).unwrap();
+        touch(b, b"e/f", b"y");
+        symlink("f", b.join("e/l")).unwrap();
+        let mut src = Source::open(b).unwrap();
+        for rel in [&b"d/f"[..], b"d/l"] {
+            let e = src.metadata(rel).unwrap_err();
+            assert!(is_refused(&e), "{e}");
+        }
+        assert!(is_refused(&src.read_link(b"d/l").unwrap_err()));
+        assert!(is_refused(&src.open_file(b"d/f").unwrap_err()));
+        assert!(src.metadata(b"e/f").unwrap().is_file());
+        assert!(src.metadata(b"e/l").unwrap().file_type().is_symlink());
+        assert_eq!(src.read_link(b"e/l").unwrap(), b"f");
+        // A symlink, a directory or a FIFO is never opened as a file.
+        assert!(src.open_file(b"e/l").is_err());
+        assert!(src.open_file(b"e").is_err());
+        assert!(src.metadata(b"d").unwrap().file_type().is_symlink());
+    }
+
+    fn show(p: &[u8]) -> String {
+        String::from_utf8_lossy(p).into_owned()
     }
 }

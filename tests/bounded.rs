@@ -135,9 +135,14 @@ impl KeyHolder {
             let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
                 continue;
             };
-            let r = self
-                .sealer
-                .open(&mut buf, n, from, Instant::now(), makuo::node::unix_ms());
+            let r = self.sealer.open(
+                &mut buf,
+                n,
+                from,
+                false,
+                Instant::now(),
+                makuo::node::unix_ms(),
+            );
             self.flush_handshakes();
             if let Ok(Opened::Datagram(len)) = r {
                 return Some((from, buf[..len].to_vec()));
@@ -166,6 +171,59 @@ impl KeyHolder {
         // A heartbeat after the handshake registers it as a member.
         let hb = heartbeat(self.node, self.cluster, "keyholder", 0);
         self.send(self.group, &hb);
+    }
+}
+
+impl KeyHolder {
+    /// Announces a transfer of `bytes` as its manifest to `target` and sends the manifest
+    /// (up to three times) until the daemon answers with a RESULT: its status and message.
+    fn offer_manifest(&mut self, target: u64, xfer: u32, bytes: &[u8]) -> Option<(u8, String)> {
+        let block = 1400usize;
+        let ann = announce(
+            self.node,
+            self.cluster,
+            xfer,
+            block as u16,
+            bytes.len() as u64,
+            target,
+        );
+        let mut refusal = None;
+        for attempt in 0..3 {
+            self.send(self.group, &ann);
+            for (i, chunk) in bytes.chunks(block).enumerate() {
+                let m = Msg::Block {
+                    xfer,
+                    stream: Stream::Manifest,
+                    idx: i as u32,
+                    data: chunk,
+                };
+                let d = encode(&m, self.node, self.cluster);
+                self.send(self.group, &d);
+                if i % 64 == 63 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            self.send(self.group, &ann);
+            let end = Instant::now() + Duration::from_secs(2);
+            while refusal.is_none() && Instant::now() < end {
+                if let Some((_, d)) = self.recv(Duration::from_millis(100)) {
+                    if let Ok((
+                        _,
+                        Msg::Result {
+                            status, message, ..
+                        },
+                    )) = wire::decode(&d)
+                    {
+                        refusal = Some((status, String::from_utf8_lossy(message).into_owned()));
+                    }
+                }
+            }
+            if refusal.is_some() {
+                break;
+            }
+            eprintln!("attempt {attempt}: no answer yet, sending the manifest again");
+        }
+        refusal
     }
 }
 
@@ -207,52 +265,7 @@ fn a_key_holders_manifest_bomb_is_refused_and_rss_stays_low() {
     // 100,000 entries sharing a 4 KiB prefix: 1.7 MB on the wire, 400 MB of paths decoded.
     let bytes = prefix_bomb(100_000);
     assert!(bytes.len() < 2_000_000, "{}", bytes.len());
-    let block = 1400usize;
-    let xfer = 77;
-    let ann = announce(
-        kh.node,
-        kh.cluster,
-        xfer,
-        block as u16,
-        bytes.len() as u64,
-        target,
-    );
-    let mut refusal = None;
-    for attempt in 0..3 {
-        kh.send(kh.group, &ann);
-        for (i, chunk) in bytes.chunks(block).enumerate() {
-            let m = Msg::Block {
-                xfer,
-                stream: Stream::Manifest,
-                idx: i as u32,
-                data: chunk,
-            };
-            let d = encode(&m, kh.node, kh.cluster);
-            kh.send(kh.group, &d);
-            if i % 64 == 63 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        kh.send(kh.group, &ann);
-        let end = Instant::now() + Duration::from_secs(2);
-        while refusal.is_none() && Instant::now() < end {
-            if let Some((_, d)) = kh.recv(Duration::from_millis(100)) {
-                if let Ok((
-                    _,
-                    Msg::Result {
-                        status, message, ..
-                    },
-                )) = wire::decode(&d)
-                {
-                    refusal = Some((status, String::from_utf8_lossy(message).into_owned()));
-                }
-            }
-        }
-        if refusal.is_some() {
-            break;
-        }
-        eprintln!("attempt {attempt}: no answer yet, sending the manifest again");
-    }
+    let refusal = kh.offer_manifest(target, 77, &bytes);
     let (status, why) = refusal.expect("the daemon answered the manifest");
     assert_eq!(status, wire::RESULT_FAILED);
     assert!(
@@ -277,6 +290,87 @@ fn a_key_holders_manifest_bomb_is_refused_and_rss_stays_low() {
         s.lines
     );
     // A legitimate push right after succeeds.
+    let r = c.sync("-r .");
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+}
+
+/// Encoded manifest of no entries with `n` simple filter rules of `len` bytes each (with
+/// `--delete`, so receivers evaluate them).
+fn filter_bomb(n: usize, len: usize) -> Vec<u8> {
+    let mut w = wire::Writer::new();
+    w.u8(4);
+    w.varint(1);
+    w.bytes_v(b".");
+    w.varint(n as u64);
+    for i in 0..n {
+        w.u8(0);
+        let p = format!("- {i:04}{}", "**a".repeat(len / 3));
+        w.bytes_v(&p.as_bytes()[..len.min(p.len())]);
+    }
+    w.varint(0);
+    w.into_vec()
+}
+
+/// Issue 12 review, F1: filter rules in a key holder's manifest (400 rules of `**a`
+/// repeated, 1.56 MB) cost receivers 630 MB and stalled them for 10-35 s. They are refused
+/// when the manifest is sized; rules within the caps but written to explode are refused
+/// when compiling; the daemon stays small and a push right after succeeds.
+#[test]
+fn a_key_holders_filter_bomb_is_refused_and_rss_stays_low() {
+    let c = Cluster::start(1);
+    let d = &c.daemons[0];
+    let target = node_of(d);
+    let pid = d.pid();
+    let (rss_before, _) = rss(pid);
+    let mut kh = KeyHolder::new(&c);
+    kh.join(1);
+    let bytes = filter_bomb(400, 3900);
+    assert!(bytes.len() > 1_500_000, "{}", bytes.len());
+    let (status, why) = kh
+        .offer_manifest(target, 91, &bytes)
+        .expect("the daemon answered the manifest");
+    assert_eq!(status, wire::RESULT_FAILED);
+    assert!(
+        why.starts_with("filter rules over this member's limits"),
+        "{why}"
+    );
+    // Within the byte cap: 30 rules of 3.9 KB, each refused while compiling (the push
+    // then deletes nothing); the daemon goes on answering.
+    let bytes = filter_bomb(30, 3900);
+    let xfer = 92;
+    let ann = announce(kh.node, kh.cluster, xfer, 1400, bytes.len() as u64, target);
+    kh.send(kh.group, &ann);
+    for (i, chunk) in bytes.chunks(1400).enumerate() {
+        let m = Msg::Block {
+            xfer,
+            stream: Stream::Manifest,
+            idx: i as u32,
+            data: chunk,
+        };
+        let d = encode(&m, kh.node, kh.cluster);
+        kh.send(kh.group, &d);
+    }
+    kh.send(kh.group, &ann);
+    let mut reported = false;
+    let end = Instant::now() + Duration::from_secs(5);
+    while !reported && Instant::now() < end {
+        if let Some((_, d)) = kh.recv(Duration::from_millis(100)) {
+            reported = matches!(wire::decode(&d), Ok((_, Msg::Report { .. })));
+        }
+    }
+    assert!(reported, "the daemon inspected the manifest and reported");
+    let (rss_after, peak) = rss(pid);
+    eprintln!(
+        "filter bomb: RSS {} MB before, {} MB after, peak {} MB",
+        rss_before >> 20,
+        rss_after >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < rss_before + (32 << 20),
+        "RSS rose from {rss_before} to a peak of {peak}"
+    );
     let r = c.sync("-r .");
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();

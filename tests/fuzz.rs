@@ -1788,7 +1788,7 @@ fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> Seal
         }
         let before = rx.stats();
         buf[..input.len()].copy_from_slice(&input);
-        let r = rx.open(&mut buf, input.len(), from, now, wall);
+        let r = rx.open(&mut buf, input.len(), from, input.len() % 7 == 0, now, wall);
         let node = input
             .get(8..16)
             .map(|b| u64::from_be_bytes(b.try_into().unwrap()));
@@ -1861,7 +1861,7 @@ fn seal_phase(rng: &mut Rng, cases: u64, corpus: &[Vec<u8>], case0: u64) -> Seal
             if let Some(tx) = txs.iter_mut().find(|t| t.addr == to) {
                 if rng.chance(0.85) {
                     let mut x = d.clone();
-                    let _ = tx.sealer.open(&mut x, n, rx_addr, now, wall);
+                    let _ = tx.sealer.open(&mut x, n, rx_addr, false, now, wall);
                     while tx.sealer.poll_verified().is_some() {}
                     while let Some((back, m)) = tx.sealer.poll_handshake(&mut hs) {
                         assert_eq!(back, rx_addr);

@@ -96,6 +96,49 @@ fn ok_table(r: &Run, n: usize) -> Vec<Row> {
     t
 }
 
+/// Review of issue 12, F12: a writer of a member's upload directory swaps the link target
+/// for a file of its own (same size, mode and time); the next push links nothing to it.
+#[test]
+fn a_swapped_hard_link_target_is_rewritten_not_linked_to() {
+    let mut c = Cluster::new();
+    c.add("m1", &["--no-fsync"]);
+    let m1 = c.base("m1").to_path_buf();
+    write(&c.src, "media/banner.txt", "official banner v1\n");
+    fs::create_dir_all(c.src.join("static")).unwrap();
+    fs::hard_link(
+        c.src.join("media/banner.txt"),
+        c.src.join("static/banner.txt"),
+    )
+    .unwrap();
+    ok_table(&c.sync("-r -H ."), 1);
+    assert_eq!(
+        ino(&m1.join("media/banner.txt")),
+        ino(&m1.join("static/banner.txt"))
+    );
+
+    let target = m1.join("media/banner.txt");
+    let md = fs::symlink_metadata(&target).unwrap();
+    let mine = m1.join("media/.mine");
+    fs::write(&mine, "ATTACKER CONTENT!!\n").unwrap();
+    fs::set_permissions(&mine, md.permissions()).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&mine)
+        .unwrap()
+        .set_modified(md.modified().unwrap())
+        .unwrap();
+    fs::rename(&mine, &target).unwrap();
+    let evil = ino(&target);
+
+    let t = ok_table(&c.sync("-r -H ."), 1);
+    assert_eq!(t[0].bytes, 19);
+    let got = fs::read(m1.join("static/banner.txt")).unwrap();
+    assert_eq!(got, b"official banner v1\n");
+    assert_eq!(fs::read(&target).unwrap(), b"official banner v1\n");
+    assert_ne!(ino(&m1.join("static/banner.txt")), evil);
+    assert_eq!(ino(&m1.join("static/banner.txt")), ino(&target));
+}
+
 #[test]
 fn hard_links_arrive_as_one_inode_with_h_and_as_copies_without() {
     let mut c = Cluster::new();
@@ -111,9 +154,10 @@ fn hard_links_arrive_as_one_inode_with_h_and_as_copies_without() {
     assert_eq!(t[0].bytes, 3 * 15 + 1);
     assert_ne!(ino(&m1.join("d/a")), ino(&m1.join("d/b")));
 
-    // With -H the copies become one inode; no contents travel for that.
+    // With -H the copies become one inode; the target's contents travel once more (a link
+    // is made only from a file the push wrote, never to whatever is at the target's path).
     let t = ok_table(&c.sync("-r -H ."), 1);
-    assert_eq!(t[0].bytes, 0);
+    assert_eq!(t[0].bytes, 15);
     let a = ino(&m1.join("d/a"));
     assert_eq!(ino(&m1.join("d/b")), a);
     assert_eq!(ino(&m1.join("e")), a);

@@ -39,7 +39,16 @@ pub(super) struct CommitState {
     /// A symlink or FIFO had its attributes changed in place: such nodes cannot be opened
     /// to fsync (or must not be), so the end of the commit calls syncfs.
     pub(super) meta_other: bool,
+    /// The file the last applied entry wrote (held open: its inode cannot be reused).
+    pub(super) written: Option<File>,
+    /// Files this commit wrote that hard links still wait for, held open until the last
+    /// of their links is made (at most [`HELD_TARGETS`]).
+    pub(super) targets: HashMap<usize, File>,
 }
+
+/// Most written files a commit holds open for hard links still to come; beyond it, the
+/// links of a file are made right after it (out of manifest order).
+pub(super) const HELD_TARGETS: usize = 256;
 
 /// Staged files in one commit from which on durability is batched with syncfs(2).
 pub(super) const BATCH_SYNC_FILES: usize = 8;
@@ -82,38 +91,71 @@ impl FsStorage {
             }
         }
         let leaders = m.hard_link_leaders();
-        for (i, e) in m.entries.iter().enumerate() {
+        // A hard link to a file that vanished at the source goes with it.
+        let vanished = |i: usize| req.skip.contains(&(i as u32));
+        // A path this member protects (`--protect`) is never written.
+        let applies = |i: usize| {
             let f = req.flags.get(i).copied().unwrap_or(0);
-            // A hard link to a file that vanished at the source goes with it.
-            let vanished = |i: usize| req.skip.contains(&(i as u32));
-            // A path this member protects (`--protect`) is never written.
-            if f == 0
-                || f & change::PROTECTED != 0
-                || vanished(i)
-                || leaders
+            f != 0
+                && f & change::PROTECTED == 0
+                && !vanished(i)
+                && !leaders
                     .get(&(i as u32))
                     .is_some_and(|&l| vanished(l as usize))
-            {
+        };
+        // The links each file has still to get in this commit, in manifest order.
+        let mut links: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (&h, &l) in &leaders {
+            if applies(h as usize) {
+                links.entry(l as usize).or_default().push(h as usize);
+            }
+        }
+        for v in links.values_mut() {
+            v.sort_unstable();
+        }
+        let mut early: HashSet<usize> = HashSet::new();
+        for (i, e) in m.entries.iter().enumerate() {
+            if !applies(i) || early.contains(&i) {
                 continue;
             }
+            let f = req.flags[i];
             if let Some(err) = unwritten.remove(&(i as u32)) {
                 st.out.errors.push(format!("{}: {err}", show(&e.path)));
                 st.failed.insert(i);
                 continue;
             }
             let leader = leaders.get(&(i as u32)).map(|&l| l as usize);
-            match self.apply_entry(key, i, e, f, m, protect, leader, &mut st) {
-                Ok(()) => {
-                    note_metadata(&mut st, e, f, m.options.checksum);
-                    st.out.files += 1;
-                    st.out.written.push(e.path.clone());
-                }
-                Err(err) => {
-                    st.out.errors.push(format!("{}: {err}", show(&e.path)));
-                    st.failed.insert(i);
+            self.apply_counted(key, i, e, f, m, protect, leader, &mut st);
+            if let Some(l) = leader {
+                // The last link of its file lets the file go.
+                let left = links.get_mut(&l).map(|v| {
+                    v.retain(|&h| h != i);
+                    v.len()
+                });
+                if left == Some(0) {
+                    st.targets.remove(&l);
                 }
             }
+            let Some(file) = st.written.take() else {
+                continue;
+            };
+            if links.get(&i).is_none_or(|v| v.is_empty()) {
+                continue;
+            }
+            if st.targets.len() < HELD_TARGETS {
+                st.targets.insert(i, file);
+                continue;
+            }
+            // Too many held: its links now, from the file still open.
+            st.targets.insert(i, file);
+            for h in links.remove(&i).unwrap_or_default() {
+                early.insert(h);
+                let (he, hf) = (&m.entries[h], req.flags[h]);
+                self.apply_counted(key, h, he, hf, m, protect, Some(i), &mut st);
+            }
+            st.targets.remove(&i);
         }
+        st.targets.clear();
         for p in req.deletions {
             match self.delete_one(p, protect, &mut st) {
                 Ok(true) => {
@@ -147,6 +189,32 @@ impl FsStorage {
         }
         self.drop_staged(key);
         st.out
+    }
+
+    /// Applies one entry and counts the outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_counted(
+        &mut self,
+        key: XferKey,
+        i: usize,
+        e: &Entry,
+        f: Flags,
+        m: &Manifest,
+        protect: Protect<'_>,
+        leader: Option<usize>,
+        st: &mut CommitState,
+    ) {
+        match self.apply_entry(key, i, e, f, m, protect, leader, st) {
+            Ok(()) => {
+                note_metadata(st, e, f, m.options.checksum);
+                st.out.files += 1;
+                st.out.written.push(e.path.clone());
+            }
+            Err(err) => {
+                st.out.errors.push(format!("{}: {err}", show(&e.path)));
+                st.failed.insert(i);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -227,11 +295,13 @@ impl FsStorage {
                     .and_then(|()| check_name(dfd, &tmp, &id))
                     .and_then(|()| replace(dfd, &tmp, name, &e.path, f, protect))
                     .and_then(|()| check_installed(dfd, name, &tmp, &id));
-                drop(file);
-                if r.is_err() {
+                if let Err(err) = r {
+                    drop(file);
                     let _ = unlink_at(dfd, &tmp);
+                    return Err(err);
                 }
-                r?;
+                // Hard links to it are made from this very file (`special`).
+                st.written = Some(file);
                 st.out.bytes += e.payload_len();
                 st.touched.insert(dir.to_vec());
             }
@@ -296,7 +366,7 @@ impl FsStorage {
                         show(&m.entries[l].path)
                     )));
                 }
-                let target = leader.map(|l| &m.entries[l]);
+                let target = leader.map(|l| (&m.entries[l], st.targets.get(&l)));
                 self.apply_hard_link(dir, name, e, target, f, protect)?;
                 st.touched.insert(dir.to_vec());
             }

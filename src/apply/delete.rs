@@ -8,7 +8,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use super::commit::CommitState;
 use super::dirs::open_dir;
 use super::names::is_temp_name;
-use super::sys::{list_dir, lstat_at, open_at, rmdir_at, unlink_at, DIR_WALK};
+use super::sys::{lstat_at, rmdir_at, unlink_at};
+use super::walk::DirStack;
 use super::{checked_split, join, refused, split, FsStorage, Protect};
 use crate::proto::manifest::{check_rel_path, EntryKind, Manifest};
 
@@ -82,37 +83,57 @@ impl FsStorage {
 }
 
 /// Removes directory `name` and its contents without following symlinks, sparing protected
-/// paths. Returns whether the directory itself is gone.
+/// paths. Returns whether the directory itself is gone. Iterative (see `walk`): a tree
+/// deeper than [`super::walk::MAX_DEPTH`] levels is not removed (an error says why).
 pub(super) fn remove_tree(
     dfd: BorrowedFd<'_>,
     name: &[u8],
     rel: &[u8],
     protect: Protect<'_>,
 ) -> io::Result<bool> {
-    let fd = open_at(dfd, name, DIR_WALK, 0)?;
-    let fd = fd.as_fd();
-    let mut kept = false;
-    for child in list_dir(fd)? {
-        let crel = join(rel, &child);
-        let s = match lstat_at(fd, &child) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+    // Per level: whether anything in it stays.
+    let mut st: DirStack<'_, bool> = DirStack::new(dfd);
+    st.push(name, rel.to_vec(), false)?;
+    loop {
+        let Some(child) = st.next_name() else {
+            let (n, _, kept) = st.pop().expect("not empty");
+            if !kept {
+                rmdir_at(st.dir()?, &n)?;
+            }
+            match st.top() {
+                None => return Ok(!kept),
+                Some((_, up)) => *up |= kept,
+            }
+            continue;
+        };
+        let (crel, s) = {
+            let fd = st.dir()?;
+            let s = match lstat_at(fd, &child) {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let (r, _) = st.top().expect("not empty");
+            (join(r, &child), s)
         };
         let is_dir = s.kind == Some(EntryKind::Dir);
         if protect(&crel, is_dir) {
-            kept = true;
+            *st.top().expect("not empty").1 = true;
         } else if is_dir {
-            kept |= !remove_tree(fd, &child, &crel, protect)?;
+            st.push(&child, crel, false)?;
         } else {
-            unlink_at(fd, &child)?;
+            unlink_at(st.dir()?, &child)?;
         }
     }
-    if kept {
-        return Ok(false);
-    }
-    rmdir_at(dfd, name)?;
-    Ok(true)
+}
+
+/// What the deletion scan keeps per directory level: whether the directory itself is
+/// wanted, whether anything under it must stay, and what under it is to be deleted.
+#[derive(Default)]
+struct ScanLevel {
+    want: bool,
+    kept: bool,
+    sub: Vec<Vec<u8>>,
 }
 
 /// Deletion scan of one path; returns whether anything at or under it must stay.
@@ -142,33 +163,91 @@ pub(super) fn scan(
         }
         return want;
     }
-    let mut sub = Vec::new();
-    let kept = match open_at(dfd, name, DIR_WALK, 0) {
-        Ok(fd) => scan_children(fd.as_fd(), rel, wanted, protect, &mut sub),
-        Err(_) => true,
-    };
-    if want || kept {
-        out.append(&mut sub);
-        true
-    } else {
-        out.push(rel.to_vec());
-        false
-    }
+    scan_tree(dfd, name, rel, want, wanted, protect, out)
 }
 
+/// Deletion scan of the children of the directory `fd` (at `rel`).
 pub(super) fn scan_children(
     fd: BorrowedFd<'_>,
     rel: &[u8],
     wanted: &HashSet<&[u8]>,
     protect: Protect<'_>,
     out: &mut Vec<Vec<u8>>,
+) {
+    // The directory itself is wanted (the base): never listed.
+    scan_tree(fd, b".", rel, true, wanted, protect, out);
+}
+
+/// The deletion scan of directory `name` in `dfd` (at `rel`), iterative (see `walk`): a
+/// directory that cannot be read, or lies deeper than [`super::walk::MAX_DEPTH`] levels, is kept.
+fn scan_tree(
+    dfd: BorrowedFd<'_>,
+    name: &[u8],
+    rel: &[u8],
+    want: bool,
+    wanted: &HashSet<&[u8]>,
+    protect: Protect<'_>,
+    out: &mut Vec<Vec<u8>>,
 ) -> bool {
-    let Ok(names) = list_dir(fd) else {
-        return true;
+    let mut st: DirStack<'_, ScanLevel> = DirStack::new(dfd);
+    let first = ScanLevel {
+        want,
+        ..ScanLevel::default()
     };
-    let mut kept = false;
-    for n in names {
-        kept |= scan(fd, &n, &join(rel, &n), wanted, protect, out);
+    if st.push(name, rel.to_vec(), first).is_err() {
+        return true;
     }
-    kept
+    loop {
+        let Some(child) = st.next_name() else {
+            let (_, r, lvl) = st.pop().expect("not empty");
+            let stays = lvl.want || lvl.kept;
+            let into = match st.top() {
+                Some((_, up)) => {
+                    up.kept |= stays;
+                    &mut up.sub
+                }
+                None => out,
+            };
+            if stays {
+                into.extend(lvl.sub);
+            } else {
+                into.push(r);
+            }
+            if st.depth() == 0 {
+                return stays;
+            }
+            continue;
+        };
+        if is_temp_name(&child) {
+            continue;
+        }
+        let m = st.dir().and_then(|fd| lstat_at(fd, &child));
+        let (r, lvl) = st.top().expect("not empty");
+        let Ok(m) = m else {
+            lvl.kept = true;
+            continue;
+        };
+        let crel = join(r, &child);
+        let is_dir = m.kind == Some(EntryKind::Dir);
+        if protect(&crel, is_dir) {
+            lvl.kept = true;
+            continue;
+        }
+        let want = wanted.contains(crel.as_slice());
+        if !is_dir {
+            if want {
+                lvl.kept = true;
+            } else {
+                lvl.sub.push(crel);
+            }
+            continue;
+        }
+        let next = ScanLevel {
+            want,
+            ..ScanLevel::default()
+        };
+        if st.push(&child, crel, next).is_err() {
+            st.top().expect("not empty").1.kept = true;
+        }
+    }
 }

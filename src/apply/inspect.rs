@@ -14,7 +14,7 @@ use super::sys::{lstat_at, open_at, readlink_at, READ_NOFOLLOW};
 use super::xattrs::{xattr_changes, XattrPolicy};
 use super::{checked_split, FsStorage, Protect};
 use crate::proto::manifest::change::Flags;
-use crate::proto::manifest::{change, Entry, EntryKind, Manifest};
+use crate::proto::manifest::{change, needs_data, Entry, EntryKind, Manifest};
 use crate::proto::storage::Inspection;
 
 impl FsStorage {
@@ -89,28 +89,54 @@ impl FsStorage {
     /// Settles the flags of the hard links in `flags`: one whose path is not its target's
     /// inode needs linking (`LINK`); one that is shares its target's flags (the target's
     /// changes show on it, and a target replaced by a new file takes it along).
+    ///
+    /// When any link of a target must be made, the target is written afresh too (`RELINK`):
+    /// links are made only from the file the commit wrote (see `special`), never from
+    /// whatever is at the target's path (a writer of the target's directory could have put
+    /// a file of its own there, same size, mode and time, to get it linked into a directory
+    /// it cannot write).
     fn hard_link_flags(&self, m: &Manifest, flags: &mut [Flags], dirs: &mut DirCache) {
         let leaders = m.hard_link_leaders();
+        let mut inode = |path: &[u8]| {
+            let (dir, name) = checked_split(path, EntryKind::File).ok()?;
+            let dfd = dirs.get(&self.base_fd, dir, None).ok()?;
+            lstat_at(dfd.as_fd(), name).ok().map(|s| (s.dev, s.ino))
+        };
+        // Per link: `Some(leader)` when its path is its target's inode.
+        let mut same: Vec<(usize, Option<usize>)> = Vec::new();
         for (i, e) in m.entries.iter().enumerate() {
-            if e.kind != EntryKind::HardLink || flags[i] != 0 {
+            if e.kind != EntryKind::HardLink {
                 continue;
             }
             let Some(&l) = leaders.get(&(i as u32)) else {
                 flags[i] = change::MISSING;
                 continue;
             };
-            let mut inode = |path: &[u8]| {
-                let (dir, name) = checked_split(path, EntryKind::File).ok()?;
-                let dfd = dirs.get(&self.base_fd, dir, None).ok()?;
-                lstat_at(dfd.as_fd(), name).ok().map(|s| (s.dev, s.ino))
-            };
-            let same =
-                inode(&m.entries[l as usize].path).is_some_and(|t| inode(&e.path) == Some(t));
-            flags[i] = if same {
-                flags[l as usize]
-            } else {
-                change::LINK
-            };
+            if flags[i] != 0 {
+                same.push((i, None));
+                continue;
+            }
+            let l = l as usize;
+            let is_same = inode(&m.entries[l].path).is_some_and(|t| inode(&e.path) == Some(t));
+            same.push((i, is_same.then_some(l)));
+            if !is_same {
+                flags[i] = change::LINK;
+            }
+        }
+        for &(i, s) in &same {
+            if s.is_none() && flags[i] & (change::MISSING | change::TYPE | change::LINK) != 0 {
+                if let Some(&l) = leaders.get(&(i as u32)) {
+                    let l = l as usize;
+                    if !needs_data(EntryKind::File, flags[l], m.options.checksum) {
+                        flags[l] |= change::RELINK;
+                    }
+                }
+            }
+        }
+        for (i, s) in same {
+            if let Some(l) = s {
+                flags[i] = flags[l];
+            }
         }
     }
 

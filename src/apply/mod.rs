@@ -43,6 +43,7 @@ mod hooked;
 mod inspect;
 mod names;
 mod protect;
+pub(crate) mod source;
 mod special;
 mod stage;
 mod sweep;
@@ -53,9 +54,11 @@ mod tests;
 mod tests_durable;
 #[cfg(test)]
 mod tests_kinds;
+mod walk;
 mod xattrs;
 
-use std::collections::{HashMap, VecDeque};
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -132,7 +135,9 @@ fn refused(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, Refused(why))
 }
 
-fn is_refused(e: &io::Error) -> bool {
+/// Whether an error is a refusal for safety (a symlinked or non-directory parent, a bad
+/// path, a special file where a regular one was expected is not one).
+pub(crate) fn is_refused(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<Refused>())
 }
 
@@ -180,6 +185,14 @@ pub struct FsStorage {
     /// Directories each transfer's staging created (removed again, when empty, if it does
     /// not commit: a push that is not committed leaves the tree as it was).
     made_by: HashMap<XferKey, Vec<Vec<u8>>>,
+    /// Each inbound transfer's filter rules, compiled once (at inspection, or at commit when
+    /// there was none) and dropped when the transfer ends; an error when they cannot be
+    /// compiled (then nothing is deleted). Their size was counted by the engine when it
+    /// sized the manifest (`limits::RULE_MEMORY` per rule).
+    filters: HashMap<XferKey, Arc<Result<Filter, String>>>,
+    /// Transfers whose filter rules cost more than [`Metered`] allows at inspection (the
+    /// commit reports it).
+    filter_overrun: HashSet<XferKey>,
 }
 
 impl FsStorage {
@@ -209,7 +222,17 @@ impl FsStorage {
             made_dirs: Vec::new(),
             reader: None,
             refused: 0,
+            filters: HashMap::new(),
+            filter_overrun: HashSet::new(),
         })
+    }
+
+    /// The compiled filter of transfer `key`, compiling it from `m` the first time.
+    fn filter_of(&mut self, key: XferKey, m: &Manifest) -> Arc<Result<Filter, String>> {
+        self.filters
+            .entry(key)
+            .or_insert_with(|| Arc::new(Filter::for_manifest(m).map_err(|e| format!("{e:#}"))))
+            .clone()
     }
 
     /// The base directory.
@@ -336,12 +359,20 @@ impl Storage for FsStorage {
         Ok(n)
     }
 
-    fn inspect(&mut self, _key: XferKey, manifest: &Manifest) -> Option<Inspection> {
+    fn inspect(&mut self, key: XferKey, manifest: &Manifest) -> Option<Inspection> {
         let own = self.opts.protect.clone();
         let own = own.as_deref();
         let mine = |p: &[u8], d: bool| own.is_some_and(|g| g.protects(p, d));
-        let mut insp = match Filter::for_manifest(manifest) {
-            Ok(filter) => self.inspect_with(manifest, &|p, d| mine(p, d) || filter.protected(p, d)),
+        let filter = self.filter_of(key, manifest);
+        let mut insp = match &*filter {
+            Ok(filter) => {
+                let meter = Metered::new(filter, FILTER_TIME_FREE, FILTER_TIME_RATIO);
+                let i = self.inspect_with(manifest, &|p, d| mine(p, d) || meter.protected(p, d));
+                if meter.overrun() {
+                    self.filter_overrun.insert(key);
+                }
+                i
+            }
             // Rules we cannot read protect everything: nothing is deleted.
             Err(_) => self.inspect_with(manifest, &|_, _| true),
         };
@@ -466,6 +497,8 @@ impl Storage for FsStorage {
         self.forget_hooks(key);
         self.drop_staged(key);
         self.unmake_dirs(key);
+        self.filters.remove(&key);
+        self.filter_overrun.remove(&key);
     }
 }
 
@@ -515,15 +548,94 @@ impl FsStorage {
     fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
         let own = self.opts.protect.clone();
         let mine = |p: &[u8], d: bool| own.as_ref().is_some_and(|g| g.protects(p, d));
-        match Filter::for_manifest(req.manifest) {
-            Ok(filter) => self.commit_with(key, req, &|p, d| mine(p, d) || filter.protected(p, d)),
+        let filter = self.filter_of(key, req.manifest);
+        let out = match &*filter {
+            Ok(filter) => {
+                let meter = Metered::new(filter, FILTER_TIME_FREE, FILTER_TIME_RATIO);
+                let mut out =
+                    self.commit_with(key, req, &|p, d| mine(p, d) || meter.protected(p, d));
+                if meter.overrun() {
+                    self.filter_overrun.insert(key);
+                }
+                out.errors.extend(
+                    self.filter_overrun
+                        .contains(&key)
+                        .then(|| FILTER_OVERRUN.to_string()),
+                );
+                out
+            }
             Err(e) => {
                 let mut out = self.commit_with(key, req, &|_, _| true);
                 out.errors
-                    .push(format!("filter rules: {e:#}; nothing deleted"));
+                    .push(format!("filter rules: {e}; nothing deleted"));
                 out
             }
+        };
+        self.filters.remove(&key);
+        self.filter_overrun.remove(&key);
+        out
+    }
+}
+
+/// Time evaluating a push's filter rules may take in one inspection or commit before
+/// [`FILTER_TIME_RATIO`] applies.
+pub(crate) const FILTER_TIME_FREE: Duration = Duration::from_secs(1);
+/// Beyond [`FILTER_TIME_FREE`], evaluating the filter rules may take at most this many times
+/// as long as the rest of the inspection or commit (reading the tree, applying): rules
+/// written to be slow (each within its compiled-size allowance, but many of them) can make
+/// a scan at most this much slower; past it every remaining path is protected (nothing
+/// more is deleted) and the commit says so. Measured, ordinary rules (tens of them) cost
+/// well under the time of the `lstat` they come with.
+pub(crate) const FILTER_TIME_RATIO: u32 = 8;
+
+const FILTER_OVERRUN: &str =
+    "filter rules too slow to evaluate on this member: the rest of the tree was protected (not deleted)";
+
+/// A filter whose evaluation is metered (see [`FILTER_TIME_RATIO`]): once it has cost more
+/// than allowed, every path is protected.
+pub(crate) struct Metered<'a> {
+    filter: &'a Filter,
+    started: Instant,
+    spent: Cell<Duration>,
+    over: Cell<bool>,
+    free: Duration,
+    ratio: u32,
+}
+
+impl<'a> Metered<'a> {
+    pub(crate) fn new(filter: &'a Filter, free: Duration, ratio: u32) -> Self {
+        Self {
+            filter,
+            started: Instant::now(),
+            spent: Cell::new(Duration::ZERO),
+            over: Cell::new(false),
+            free,
+            ratio,
         }
+    }
+
+    /// Whether `rel` is protected from deletion (everything is, once over budget).
+    pub(crate) fn protected(&self, rel: &[u8], is_dir: bool) -> bool {
+        if self.over.get() || self.filter.is_empty() {
+            return self.over.get();
+        }
+        let t = Instant::now();
+        let r = self.filter.protected(rel, is_dir);
+        let now = Instant::now();
+        let spent = self.spent.get() + now.saturating_duration_since(t);
+        self.spent.set(spent);
+        let rest = now
+            .saturating_duration_since(self.started)
+            .saturating_sub(spent);
+        if spent > self.free + rest * self.ratio {
+            self.over.set(true);
+        }
+        r
+    }
+
+    /// Whether the budget ran out.
+    pub(crate) fn overrun(&self) -> bool {
+        self.over.get()
     }
 }
 

@@ -8,10 +8,12 @@
 //! swap it for a symlink while its owner, mode and time are set by name; then it moves next
 //! to its final name under a temp name and is renamed into place. Device nodes are made only
 //! by a daemon started with `--allow-devices` that runs as root; anywhere else each is
-//! refused with the reason. A hard link is made to its target's path (in place by then,
-//! since the target comes first in the manifest) under a temp name, checked to be that
-//! regular file, and renamed into place.
+//! refused with the reason. A hard link is made from the file the commit wrote for its
+//! target (which comes first in the manifest, and which inspection has rewritten whenever
+//! a link to it must be made) under a temp name, checked to be that inode, and renamed
+//! into place.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -19,8 +21,8 @@ use super::attrs::set_attrs_at;
 use super::commit::replace;
 use super::names::with_temp_name;
 use super::sys::{
-    chmod_at, chown_at, euid, fstat, link_at, lstat_at, mkdir_at, mkfifo_at, mknod_at, open_at,
-    rename_noreplace, rmdir_at, set_mtime_at, unlink_at, DIR_WALK,
+    chmod_at, chown_at, euid, fstat, link_at, link_fd_at, lstat_at, mkdir_at, mkfifo_at, mknod_at,
+    open_at, rename_noreplace, rmdir_at, set_mtime_at, unlink_at, DIR_WALK,
 };
 use super::{checked_split, refused, FsStorage, Protect};
 use crate::proto::manifest::change::{self, Flags};
@@ -83,16 +85,24 @@ impl FsStorage {
     }
 
     /// Makes `name` in `dir` another name of `target`'s file (unless it already is).
+    ///
+    /// The link is made only from the file this commit wrote for the target (`written`,
+    /// still open, so its inode cannot be reused): with `linkat(AT_EMPTY_PATH)` from its
+    /// descriptor where the kernel allows it (as root), else from the target's name,
+    /// checked afterwards to be that very inode. Inspection rewrites a target whenever one
+    /// of its links must be made, so a target this commit did not write has only links
+    /// that are already right; one that is not (the tree changed since) is refused, never
+    /// linked to whatever is at the target's path now.
     pub(super) fn apply_hard_link(
         &mut self,
         dir: &[u8],
         name: &[u8],
         e: &Entry,
-        target: Option<&Entry>,
+        target: Option<(&Entry, Option<&File>)>,
         f: Flags,
         protect: Protect<'_>,
     ) -> io::Result<()> {
-        let Some(t) = target else {
+        let Some((t, written)) = target else {
             self.refused += 1;
             return Err(refused(
                 "hard link target is not a regular file of this push".into(),
@@ -105,7 +115,10 @@ impl FsStorage {
         let tfd = tfd.as_fd();
         let dfd = self.open_parent(dir, true)?;
         let dfd = dfd.as_fd();
-        let want = lstat_at(tfd, tname)?;
+        let want = match written {
+            Some(file) => fstat(file)?,
+            None => lstat_at(tfd, tname)?,
+        };
         if want.kind != Some(EntryKind::File) {
             return Err(io::Error::other(format!(
                 "hard link target {} is not a regular file here",
@@ -118,8 +131,17 @@ impl FsStorage {
         if lstat_at(dfd, name).is_ok_and(|m| same(&m)) {
             return Ok(());
         }
-        let (tmp, ()) = with_temp_name(name, |n| link_at(tfd, tname, dfd, n))?;
-        // The target's name may have been swapped between the lstat and the link.
+        let Some(file) = written else {
+            self.refused += 1;
+            return Err(refused(format!(
+                "hard link target {} changed since it was inspected; not linked",
+                show(&t.path)
+            )));
+        };
+        let (tmp, ()) = with_temp_name(name, |n| {
+            link_fd_at(file, dfd, n).or_else(|_| link_at(tfd, tname, dfd, n))
+        })?;
+        // Linked by name: the target's name may have been swapped meanwhile.
         let r = match lstat_at(dfd, &tmp) {
             Ok(m) if same(&m) => replace(dfd, &tmp, name, &e.path, f, protect),
             Ok(_) => Err(refused(format!(

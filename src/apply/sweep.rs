@@ -2,38 +2,49 @@
 //! the private directories device and socket nodes are made in (`special`), once emptied.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use super::names::is_temp_name;
-use super::sys::{list_dir, lstat_at, open_at, rmdir_at, unlink_at, DIR_WALK};
+use super::sys::{lstat_at, rmdir_at, unlink_at};
+use super::walk::DirStack;
 use crate::proto::manifest::EntryKind;
 
 /// Removes leftover makuo temp files (`.*.makuo-XXXXXX`) anywhere under `base`, without
-/// following symlinks; run at daemon start. Directories that cannot be read are skipped.
-/// `base` is a descriptor of the base directory (the daemon's locked one). Returns how many
-/// were removed.
+/// following symlinks; run at daemon start. Directories that cannot be read are skipped, as
+/// is anything deeper than [`super::walk::MAX_DEPTH`] levels (the walk is iterative and holds at
+/// most [`super::walk::OPEN_DIRS`] descriptors). `base` is a descriptor of the base directory (the
+/// daemon's locked one). Returns how many were removed.
 pub fn sweep_temp(base: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n = 0;
-    sweep_dir(base, &mut n)?;
-    Ok(n)
-}
-
-fn sweep_dir(fd: BorrowedFd<'_>, n: &mut usize) -> io::Result<()> {
-    for name in list_dir(fd)? {
-        let Ok(st) = lstat_at(fd, &name) else {
+    let mut st: DirStack<'_, ()> = DirStack::new(base);
+    st.push(b".", Vec::new(), ())?;
+    while st.depth() > 0 {
+        let Some(name) = st.next_name() else {
+            let (name, _, ()) = st.pop().expect("not empty");
+            if is_temp_name(&name) && st.dir().is_ok_and(|fd| rmdir_at(fd, &name).is_ok()) {
+                n += 1;
+            }
             continue;
         };
-        if st.kind == Some(EntryKind::Dir) {
-            if let Ok(sub) = open_at(fd, &name, DIR_WALK, 0) {
-                let _ = sweep_dir(sub.as_fd(), n);
-            }
-            if is_temp_name(&name) && rmdir_at(fd, &name).is_ok() {
-                *n += 1;
+        let Ok(fd) = st.dir() else {
+            // Moved away meanwhile: what is left of it is not ours to walk.
+            st.pop();
+            continue;
+        };
+        let Ok(m) = lstat_at(fd, &name) else {
+            continue;
+        };
+        if m.kind == Some(EntryKind::Dir) {
+            if st.push(&name, Vec::new(), ()).is_err()
+                && is_temp_name(&name)
+                && st.dir().is_ok_and(|fd| rmdir_at(fd, &name).is_ok())
+            {
+                n += 1;
             }
         } else if is_temp_name(&name) {
             unlink_at(fd, &name)?;
-            *n += 1;
+            n += 1;
         }
     }
-    Ok(())
+    Ok(n)
 }

@@ -210,6 +210,12 @@ pub(super) fn link_at(
     Ok(rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty())?)
 }
 
+/// Makes `to` in `to_dir` another name of the open file `file` (`linkat` with
+/// `AT_EMPTY_PATH`: needs `CAP_DAC_READ_SEARCH`, so in practice root).
+pub(super) fn link_fd_at(file: impl AsFd, to_dir: BorrowedFd<'_>, to: &[u8]) -> io::Result<()> {
+    Ok(rfs::linkat(file, c"", to_dir, to, AtFlags::EMPTY_PATH)?)
+}
+
 /// `lstat` relative to `dfd`.
 pub(super) fn lstat_at(dfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Meta> {
     Ok(Meta::of(&rfs::statat(

@@ -999,3 +999,126 @@ fn a_push_never_changes_the_base_directorys_own_owner_or_mode() {
         assert_eq!((md.uid(), md.gid()), (before.uid(), before.gid()));
     }
 }
+
+/// Issue 12 review, F1: a transfer's filter is compiled once (at inspection) and used
+/// again at commit, then dropped; one that cannot be compiled protects everything.
+#[test]
+fn filter_is_compiled_once_per_transfer_and_dropped_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    fs::write(base.join("old.txt"), b"o").unwrap();
+    fs::write(base.join("old.log"), b"l").unwrap();
+    let mut s = storage(base);
+    let mut m = manifest(vec![]);
+    m.options.delete = true;
+    m.rules = vec![crate::proto::manifest::FilterRule {
+        include: false,
+        pattern: "*.log".into(),
+    }];
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.deletions, vec![b"old.txt".to_vec()]);
+    let compiled = s.filters.get(&KEY).expect("kept for the commit").clone();
+    assert_eq!(Arc::strong_count(&compiled), 2);
+    // The commit uses the very same compiled filter.
+    let seen = Arc::as_ptr(&s.filter_of(KEY, &m));
+    assert_eq!(seen, Arc::as_ptr(&compiled));
+    let out = commit(&mut s, &m, &ins.flags, &ins.deletions);
+    assert_eq!(out.deleted, 1);
+    assert!(s.filters.is_empty(), "dropped after the commit");
+    assert!(base.join("old.log").exists());
+    // Aborted transfers drop theirs too.
+    s.inspect(KEY, &m).unwrap();
+    s.abort(KEY);
+    assert!(s.filters.is_empty());
+    // Rules that cannot be compiled protect everything, and the commit says why.
+    m.rules[0].pattern = "**a".repeat(1300);
+    fs::write(base.join("new.txt"), b"n").unwrap();
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert!(ins.deletions.is_empty());
+    let out = commit(&mut s, &m, &ins.flags, &[b"new.txt".to_vec()]);
+    assert_eq!(out.deleted, 0);
+    assert!(
+        out.errors.iter().any(|e| e.contains("too complex")),
+        "{:?}",
+        out.errors
+    );
+    assert!(base.join("new.txt").exists());
+}
+
+/// Issue 12 review, F1: evaluating the filter is metered: once over its time budget,
+/// every path is protected.
+#[test]
+fn metered_filter_protects_everything_once_over_budget() {
+    let f = Filter::new(&[crate::proto::manifest::FilterRule {
+        include: false,
+        pattern: "*.log".into(),
+    }])
+    .unwrap();
+    let generous = Metered::new(&f, Duration::from_secs(3600), 8);
+    assert!(generous.protected(b"a.log", false));
+    assert!(!generous.protected(b"a.txt", false));
+    assert!(!generous.overrun());
+    // No free time and no ratio: the first evaluation uses the budget up.
+    let none = Metered::new(&f, Duration::ZERO, 0);
+    let _ = none.protected(b"a.log", false);
+    std::thread::sleep(Duration::from_millis(1));
+    let _ = none.protected(b"b.log", false);
+    assert!(none.overrun());
+    assert!(none.protected(b"a.txt", false), "over budget: protected");
+}
+
+/// Issue 12 review, F7: a directory chain 20,000 levels deep in a receiver's tree (a base
+/// writer's doing) crashed the member: the deletion scan, tree removal and start-up sweep
+/// recursed once per level, holding a descriptor per level. They are iterative now,
+/// within `walk::MAX_DEPTH` levels and `walk::OPEN_DIRS` descriptors.
+#[test]
+fn a_twenty_thousand_level_chain_crashes_nothing() {
+    use super::walk::tests::{deep_chain, remove_chain};
+    use super::walk::MAX_DEPTH;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    deep_chain(base, 20_000, b".x.makuo-AAAAAA");
+    fs::write(base.join("old.txt"), b"o").unwrap();
+    let mut s = storage(base);
+    let mut m = manifest(vec![]);
+    m.options.delete = true;
+    // The deletion scan: what lies too deep to see is kept, with its parents.
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.deletions, vec![b"old.txt".to_vec()]);
+    // Removing the chain: refused with a reason, nothing crashes.
+    let out = commit(&mut s, &m, &ins.flags, &[b"d".to_vec()]);
+    assert_eq!(out.deleted, 0);
+    assert!(
+        out.errors.iter().any(|e| e.contains("directory levels")),
+        "{:?}",
+        out.errors
+    );
+    // The start-up sweep walks down to the cap and leaves the rest.
+    assert_eq!(sweep_temp(s.base_dir()).unwrap(), 0);
+    remove_chain(base);
+    // Within the cap: the sweep finds the deepest temp file, and the tree is removed.
+    deep_chain(base, MAX_DEPTH - 1, b".x.makuo-BBBBBB");
+    assert_eq!(sweep_temp(s.base_dir()).unwrap(), 1);
+    deep_chain_leaf(base, MAX_DEPTH - 1, b"leaf");
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.deletions, vec![b"old.txt".to_vec(), b"d".to_vec()]);
+    let out = commit(&mut s, &m, &ins.flags, &ins.deletions);
+    assert_eq!(out.deleted, 2, "{:?}", out.errors);
+    assert!(!base.join("d").exists());
+}
+
+/// Writes `leaf` at the bottom of an existing chain `d/d/...` `n` levels deep.
+fn deep_chain_leaf(base: &Path, n: usize, leaf: &[u8]) {
+    let mut fd = sys::open_dir_path(base, DIR_WALK).unwrap();
+    for _ in 0..n {
+        fd = open_at(fd.as_fd(), b"d", DIR_WALK, 0).unwrap();
+    }
+    let f = open_at(
+        fd.as_fd(),
+        leaf,
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE,
+        0o644,
+    )
+    .unwrap();
+    drop(f);
+}

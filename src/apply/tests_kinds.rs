@@ -8,6 +8,7 @@ use super::tests::{commit, manifest, push, storage, KEY};
 use super::*;
 use crate::proto::manifest::change;
 use crate::proto::manifest::ext::{ACL_ACCESS, ACL_DEFAULT};
+use crate::proto::manifest::needs_data;
 use crate::proto::manifest::{DevNum, Extents, Xattr};
 
 fn node(path: &[u8], kind: EntryKind, mode: u32, mtime: i64) -> Entry {
@@ -154,14 +155,90 @@ fn hard_links_arrive_as_one_inode_and_follow_their_target() {
     assert_eq!(ino("d/a"), ino("e"));
     assert_eq!(ino("d/a"), ino("d/b"));
 
-    // A path that is a separate copy is re-linked, without any contents travelling.
+    // A path that is a separate copy is re-linked; its target's contents travel again (a
+    // link is made only from a file this commit wrote), and every name gets the new inode.
     fs::remove_file(base.join("e")).unwrap();
     fs::copy(base.join("d/a"), base.join("e")).unwrap();
     let ins = s.inspect(KEY, &m).unwrap();
-    assert_eq!(ins.flags, [0, 0, 0, change::LINK]);
-    let out = commit(&mut s, &m, &ins.flags, &[]);
+    assert_eq!(ins.flags, [0, change::RELINK, change::RELINK, change::LINK]);
+    let (_, out) = push(&mut s, &m, &[b"", b"hello2", b"", b""]);
     assert_eq!(out.errors, Vec::<String>::new());
     assert_eq!(ino("d/a"), ino("e"));
+    assert_eq!(ino("d/a"), ino("d/b"));
+    assert_eq!(fs::symlink_metadata(base.join("e")).unwrap().nlink(), 3);
+    assert_eq!(s.inspect(KEY, &m).unwrap().flags, [0; 4]);
+}
+
+/// Review of issue 12, F12: a writer of the target's directory swaps in a file of its own
+/// with the same size, mode and time; the next push must not link anything to it.
+#[test]
+fn a_hard_link_is_made_only_to_the_file_this_push_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    let mut s = storage(base);
+    let m = manifest(vec![
+        Entry::dir(b"media", 0o777, 0),
+        Entry::dir(b"static", 0o755, 0),
+        Entry::file(b"media/banner.txt", 19, 0o644, 1_600_000_000),
+        link(b"static/banner.txt", b"media/banner.txt"),
+    ]);
+    let official: &[u8] = b"official banner v1\n";
+    let (_, out) = push(&mut s, &m, &[b"", b"", official, b""]);
+    assert_eq!(out.errors, Vec::<String>::new());
+    let ino = |p: &str| fs::symlink_metadata(base.join(p)).unwrap().ino();
+    assert_eq!(ino("media/banner.txt"), ino("static/banner.txt"));
+
+    // The swap: same size, mode and mtime, another inode.
+    let swap = |base: &Path| {
+        let mine = base.join("media/.mine");
+        fs::write(&mine, b"ATTACKER CONTENT!!\n").unwrap();
+        fs::set_permissions(&mine, fs::Permissions::from_mode(0o644)).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&mine)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        fs::rename(&mine, base.join("media/banner.txt")).unwrap();
+        // The attacker keeps a name of its own for the inode, to check nothing links to it.
+        fs::hard_link(base.join("media/banner.txt"), base.join("media/kept")).unwrap();
+        ino("media/kept")
+    };
+    let evil = swap(base);
+    let ins = s.inspect(KEY, &m).unwrap();
+    assert_eq!(ins.flags[3], change::LINK);
+    assert!(
+        needs_data(EntryKind::File, ins.flags[2], false),
+        "{:?}",
+        ins.flags
+    );
+    let (_, out) = push(&mut s, &m, &[b"", b"", official, b""]);
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!(fs::read(base.join("static/banner.txt")).unwrap(), official);
+    assert_eq!(fs::read(base.join("media/banner.txt")).unwrap(), official);
+    assert_eq!(ino("media/banner.txt"), ino("static/banner.txt"));
+    assert_ne!(ino("static/banner.txt"), evil);
+    assert_eq!(
+        fs::symlink_metadata(base.join("media/kept"))
+            .unwrap()
+            .nlink(),
+        1
+    );
+
+    // A commit asked to link to a target it did not write (the tree changed after the
+    // inspection) refuses, and never links to what is at the target's path.
+    fs::remove_file(base.join("media/kept")).unwrap();
+    let evil = swap(base);
+    let out = commit(&mut s, &m, &[0, 0, 0, change::LINK], &[]);
+    assert!(
+        errors_mention(&out, "changed since it was inspected"),
+        "{:?}",
+        out.errors
+    );
+    assert_ne!(ino("static/banner.txt"), evil);
+    assert_eq!(fs::read(base.join("static/banner.txt")).unwrap(), official);
 }
 
 #[test]

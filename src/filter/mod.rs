@@ -29,7 +29,8 @@
 //! [`Filter::from_table`]) including every per-directory file the sender read, and evaluate
 //! the receiver side with the same code; they never read filter files of their own.
 //!
-//! I/O: only [`Filter::load_dir`] and the rule-file readers in `files.rs` read files.
+//! I/O: only [`Filter::load_dir`] (through the base's confined view, `apply::source`) and
+//! the rule-file readers in `files.rs` read files.
 
 mod files;
 mod pattern;
@@ -46,6 +47,8 @@ pub use files::{read_files_from, read_rules_file};
 use pattern::Pattern;
 use rule::{Kind, MergeMods, Parsed, Syntax};
 
+use crate::apply::source::Source;
+use crate::proto::limits::{MAX_FILTER_BYTES, MAX_FILTER_RULES};
 use crate::proto::manifest::{DirRules, FilterRule, FilterTable, WireRule};
 
 /// The name `-F` reads in every directory.
@@ -199,6 +202,13 @@ struct DirList {
 }
 
 /// A compiled, ordered rule list with the per-directory files read so far.
+///
+/// Bounded like a manifest's rules, whoever builds it (front end, console session, config
+/// file, per-directory files read while walking, or a manifest): at most
+/// [`MAX_FILTER_RULES`] rules and [`MAX_FILTER_BYTES`] of patterns (counted as they are
+/// added, `clear` included), each rule within its compiled-size allowance
+/// (`pattern::rule_allowance`), so its compiled memory is at most
+/// [`crate::proto::limits::MAX_FILTER_MEMORY`].
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     items: Vec<Item>,
@@ -208,6 +218,11 @@ pub struct Filter {
     dirs: HashMap<Vec<u8>, Vec<Option<DirList>>>,
     /// Built from a manifest: every per-directory list is already known.
     complete: bool,
+    /// Rules and pattern bytes added so far (against the caps), and what the compiled
+    /// rules may hold.
+    rules: usize,
+    bytes: usize,
+    memory: u64,
 }
 
 impl Filter {
@@ -227,12 +242,41 @@ impl Filter {
         Ok(f)
     }
 
+    /// Counts one more rule of `len` pattern bytes against the caps.
+    fn charge(&mut self, len: usize) -> Result<()> {
+        self.rules += 1;
+        self.bytes += len;
+        if self.rules > MAX_FILTER_RULES {
+            bail!("more than {MAX_FILTER_RULES} filter rules (per-directory files included)");
+        }
+        if self.bytes > MAX_FILTER_BYTES {
+            bail!("more than {MAX_FILTER_BYTES} bytes of filter patterns (per-directory files included)");
+        }
+        Ok(())
+    }
+
+    /// Counts and compiles one pattern rule.
+    fn compile(&mut self, p: &Parsed) -> Result<Rule> {
+        self.charge(p.pattern.len())?;
+        let r = Rule::compile(p)?;
+        self.memory += r.pattern.memory;
+        Ok(r)
+    }
+
+    /// Bytes the compiled rules may hold (regexes and their search caches).
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
     fn add(&mut self, p: Parsed) -> Result<()> {
         match p.kind {
             Kind::Clear => {
                 self.items.clear();
             }
-            Kind::Pattern(_) => self.items.push(Item::Rule(Rule::compile(&p)?)),
+            Kind::Pattern(_) => {
+                let r = self.compile(&p)?;
+                self.items.push(Item::Rule(r));
+            }
             Kind::Merge => {
                 bail!(
                     "merge {:?}: merge files are read by the front end (makuo sync -f 'merge FILE')",
@@ -257,6 +301,7 @@ impl Filter {
                 if self.merges.iter().any(|m| m.name == name) {
                     return Ok(());
                 }
+                self.charge(name.len())?;
                 let sides = (!(p.sender && p.receiver)).then_some((p.sender, p.receiver));
                 self.merges.push(DirMerge {
                     name: name.to_owned(),
@@ -281,7 +326,8 @@ impl Filter {
             mods: MergeMods::default(),
             pattern: base.to_owned(),
         };
-        self.items.push(Item::Rule(Rule::compile(&q)?));
+        let r = self.compile(&q)?;
+        self.items.push(Item::Rule(r));
         Ok(())
     }
 
@@ -373,6 +419,7 @@ impl Filter {
         let todo: Vec<usize> = (0..n)
             .filter(|&k| slot[k].is_none() && (!parents_only || self.merges[k].parents))
             .collect();
+        let mut src = None;
         for k in todo {
             let m = &self.merges[k];
             let mut p = base.to_path_buf();
@@ -380,11 +427,24 @@ impl Filter {
                 p.push(OsStr::from_bytes(dir));
             }
             p.push(&m.name);
-            let list = match read_nofollow(&p) {
+            let mut rel = dir.to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(m.name.as_bytes());
+            if src.is_none() {
+                src = Source::open(base).ok();
+            }
+            let list = match src.as_mut().and_then(|s| read_confined(s, &rel)) {
                 Some(data) => parse_dir_file(&data, m)
                     .with_context(|| format!("per-directory filter file {}", p.display()))?,
                 None => DirList::default(),
             };
+            for r in &list.rules {
+                self.charge(r.text.len())
+                    .with_context(|| format!("per-directory filter file {}", p.display()))?;
+                self.memory += r.pattern.memory;
+            }
             if let Some(v) = self.dirs.get_mut(dir) {
                 v[k] = Some(list);
             }
@@ -510,6 +570,7 @@ impl Filter {
         let mut merge_of = HashMap::new();
         for (i, w) in t.rules.iter().enumerate() {
             if w.flags & WireRule::DIR_MERGE != 0 {
+                f.charge(w.pattern.len())?;
                 merge_of.insert(i as u32, f.merges.len());
                 f.merges.push(DirMerge {
                     name: w.pattern.clone(),
@@ -522,7 +583,8 @@ impl Filter {
                 });
                 f.items.push(Item::DirMerge(f.merges.len() - 1));
             } else {
-                f.items.push(Item::Rule(Rule::from_wire(w)?));
+                let r = f.wire_rule(w)?;
+                f.items.push(Item::Rule(r));
             }
         }
         let n = f.merges.len();
@@ -530,10 +592,11 @@ impl Filter {
             let Some(&k) = merge_of.get(&d.merge) else {
                 bail!("per-directory rules for a rule that is not dir-merge");
             };
+            f.charge(0)?;
             let rules = d
                 .rules
                 .iter()
-                .map(Rule::from_wire)
+                .map(|w| f.wire_rule(w))
                 .collect::<Result<Vec<_>>>()?;
             let dir = if d.dir == b"." {
                 Vec::new()
@@ -547,6 +610,16 @@ impl Filter {
             });
         }
         Ok(f)
+    }
+}
+
+impl Filter {
+    /// Counts and compiles a rule from a manifest's table.
+    fn wire_rule(&mut self, w: &WireRule) -> Result<Rule> {
+        self.charge(w.pattern.len())?;
+        let r = Rule::from_wire(w)?;
+        self.memory += r.pattern.memory;
+        Ok(r)
     }
 }
 
@@ -617,19 +690,12 @@ fn parent(rel: &[u8]) -> &[u8] {
     }
 }
 
-/// Reads a per-directory file without following a symlink (a link could lead out of the
-/// base). `None` when it is missing or unreadable.
-fn read_nofollow(p: &Path) -> Option<Vec<u8>> {
+/// Reads a per-directory file through its confined parent (see `apply::source`), never
+/// following a symlink (a link, or a parent swapped for one, could lead out of the base),
+/// regular files only. `None` when it is missing or unreadable.
+fn read_confined(src: &mut Source, rel: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(p)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
+    let mut f = src.open_file(rel).ok()?;
     let mut data = Vec::new();
     // A filter file is small; a huge one is refused rather than read whole.
     f.by_ref().take(1 << 20).read_to_end(&mut data).ok()?;

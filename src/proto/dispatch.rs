@@ -160,7 +160,9 @@ impl<S: Storage> Engine<S> {
                 data,
             } => match self.outbound.get_mut(&xfer) {
                 Some(ob) if ob.is_target(node) => {
-                    ob.on_report(now, node, part, parts, data);
+                    if !ob.on_report(now, node, part, parts, data) {
+                        self.stats.dropped_context += 1;
+                    }
                     self.after_outbound(now, xfer);
                     true
                 }

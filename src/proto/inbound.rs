@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::limits::{self, MAX_INBOUND_MEMORY, MAX_MANIFEST_MEMORY};
+use super::limits::{
+    self, MAX_FILTER_BYTES, MAX_FILTER_RULES, MAX_INBOUND_MEMORY, MAX_MANIFEST_MEMORY,
+};
 use super::manifest::{self, Manifest};
 use super::records::Answer;
 use super::recv::CommitState;
@@ -47,7 +49,13 @@ impl<S: Storage> Engine<S> {
         bytes: &[u8],
         block: u64,
     ) -> Result<(Manifest, u64), String> {
-        let malformed = |_| "malformed manifest".to_string();
+        let malformed = |e| match e {
+            wire::WireError::TooLarge(what) if what.starts_with("filter") => format!(
+                "filter rules over this member's limits ({what}: at most {MAX_FILTER_RULES} \
+                 rules, {MAX_FILTER_BYTES} bytes of patterns)"
+            ),
+            _ => "malformed manifest".to_string(),
+        };
         let memory = manifest::decoded_memory(bytes).map_err(malformed)?;
         if memory > MAX_MANIFEST_MEMORY {
             return Err(format!(

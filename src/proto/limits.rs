@@ -47,6 +47,23 @@ pub const MAX_EARLY: u64 = 16 << 20;
 /// and repaired later.
 pub const MAX_INBOUND_MEMORY: u64 = 256 << 20;
 
+/// Most filter rules one manifest carries: the simple list, the filter table's rules and
+/// the rules of every per-directory list together (checked when decoding, and by the
+/// front end, console sessions and config files when they build a filter).
+pub const MAX_FILTER_RULES: usize = 2048;
+/// Most bytes of filter patterns one manifest carries (all rules together).
+pub const MAX_FILTER_BYTES: usize = 128 << 10;
+/// What one compiled filter rule may hold besides [`RULE_MEMORY_PER_BYTE`] per pattern
+/// byte: its regex, one search thread's caches and its lazy DFA caches. A rule that would
+/// take more is refused ("pattern too complex"); receivers count this bound per rule
+/// against the inbound memory cap when they size a manifest, before compiling anything.
+pub const RULE_MEMORY: u64 = 16 << 10;
+/// See [`RULE_MEMORY`].
+pub const RULE_MEMORY_PER_BYTE: u64 = 128;
+/// Most memory one transfer's compiled filter can take (what the caps above allow).
+pub const MAX_FILTER_MEMORY: u64 =
+    MAX_FILTER_RULES as u64 * RULE_MEMORY + MAX_FILTER_BYTES as u64 * RULE_MEMORY_PER_BYTE;
+
 /// Most members the table holds (at least 1,000-member clusters, with room for direct-mode
 /// senders coming and going).
 pub const MAX_MEMBERS: usize = 4096;

@@ -17,6 +17,7 @@ pub mod ext;
 
 use std::collections::HashMap;
 
+use super::limits::{MAX_FILTER_BYTES, MAX_FILTER_RULES, RULE_MEMORY, RULE_MEMORY_PER_BYTE};
 use super::wire::{Reader, WireError, Writer};
 pub use changes::{bit, change, itemize, itemize_suffix, needs_data, set_bit, Layout};
 pub use ext::{DevNum, Extents, Xattr};
@@ -483,10 +484,12 @@ impl Manifest {
             roots.push(p);
         }
         let nrules = r.count(2)?;
+        let mut budget = RuleBudget::default();
         let mut rules = Vec::with_capacity(nrules);
         for _ in 0..nrules {
             let include = r.u8()? != 0;
             let pat = r.bytes_v(MAX_PATH)?;
+            budget.charge(pat.len())?;
             let pattern = String::from_utf8(pat.to_vec())
                 .map_err(|_| WireError::BadValue("filter pattern"))?;
             rules.push(FilterRule { include, pattern });
@@ -531,7 +534,7 @@ impl Manifest {
             entries,
             filter: None,
         };
-        ext::decode_sections(&mut r, &mut m)?;
+        ext::decode_sections(&mut r, &mut m, &mut budget)?;
         r.finish()?;
         m.check_hard_links()?;
         Ok(m)
@@ -627,24 +630,63 @@ pub(super) fn encode_rules(w: &mut Writer, rules: &[WireRule]) {
     }
 }
 
-pub(super) fn decode_rules(r: &mut Reader<'_>) -> Result<Vec<WireRule>, WireError> {
+pub(super) fn decode_rules(
+    r: &mut Reader<'_>,
+    budget: &mut RuleBudget,
+) -> Result<Vec<WireRule>, WireError> {
     let n = r.count(2)?;
-    decode_rules_n(r, n)
+    decode_rules_n(r, n, budget)
 }
 
 /// As [`decode_rules`], the count already read.
-pub(super) fn decode_rules_n(r: &mut Reader<'_>, n: usize) -> Result<Vec<WireRule>, WireError> {
+pub(super) fn decode_rules_n(
+    r: &mut Reader<'_>,
+    n: usize,
+    budget: &mut RuleBudget,
+) -> Result<Vec<WireRule>, WireError> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let flags = r.u8()?;
         if flags & !WireRule::ALL != 0 {
             return Err(WireError::BadValue("rule flags"));
         }
-        let pattern = String::from_utf8(r.bytes_v(MAX_PATH)?.to_vec())
-            .map_err(|_| WireError::BadValue("filter pattern"))?;
+        let pat = r.bytes_v(MAX_PATH)?;
+        budget.charge(pat.len())?;
+        let pattern =
+            String::from_utf8(pat.to_vec()).map_err(|_| WireError::BadValue("filter pattern"))?;
         out.push(WireRule { flags, pattern });
     }
     Ok(out)
+}
+
+/// The filter rules a manifest carries, counted against [`MAX_FILTER_RULES`] and
+/// [`MAX_FILTER_BYTES`] while decoding (or sizing) it, and the memory their compiled form
+/// may take (per rule [`RULE_MEMORY`] + [`RULE_MEMORY_PER_BYTE`] per pattern byte: the
+/// filter compiler refuses a rule that would take more).
+#[derive(Debug, Default)]
+pub(super) struct RuleBudget {
+    rules: usize,
+    bytes: usize,
+}
+
+impl RuleBudget {
+    /// One more rule, of a pattern `len` bytes long; returns what it may take compiled.
+    pub(super) fn charge(&mut self, len: usize) -> Result<u64, WireError> {
+        self.rules += 1;
+        self.bytes += len;
+        if self.rules > MAX_FILTER_RULES {
+            return Err(WireError::TooLarge("filter rule count"));
+        }
+        if self.bytes > MAX_FILTER_BYTES {
+            return Err(WireError::TooLarge("filter patterns"));
+        }
+        Ok(RULE_MEMORY + RULE_MEMORY_PER_BYTE * len as u64)
+    }
+
+    /// One more per-directory list (at most as many as rules).
+    pub(super) fn list(&mut self) -> Result<(), WireError> {
+        self.charge(0).map(|_| ())
+    }
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -731,9 +773,10 @@ pub fn decoded_memory(buf: &[u8]) -> Result<u64, WireError> {
     for _ in 0..r.count(1)? {
         total += 32 + r.bytes_v(MAX_PATH)?.len() as u64;
     }
+    let mut budget = RuleBudget::default();
     for _ in 0..r.count(2)? {
         r.u8()?;
-        total += 48 + r.bytes_v(MAX_PATH)?.len() as u64;
+        total += 48 + budget.charge(r.bytes_v(MAX_PATH)?.len())?;
     }
     let n = r.count(8)?;
     if n > MAX_ENTRIES {
@@ -750,7 +793,7 @@ pub fn decoded_memory(buf: &[u8]) -> Result<u64, WireError> {
         total += ENTRY_MEMORY + len as u64 + t.target.len() as u64;
         prev = len;
     }
-    total += ext::sections_memory(&mut r)?;
+    total += ext::sections_memory(&mut r, &mut budget)?;
     r.finish()?;
     Ok(total)
 }

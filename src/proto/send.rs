@@ -32,6 +32,7 @@ use super::{Config, Dest, HeaderGen, MemberReport, PushReport};
 
 use report::decode_report;
 pub(crate) use report::encode_report;
+use report::{max_report_len, MAX_REPORTS_HELD, MIN_REPORT_PART};
 
 /// Repair rounds in a row in which a target's missing count does not go down before it
 /// is failed (repair always converges unless a receiver keeps losing everything).
@@ -76,6 +77,9 @@ pub(crate) struct Target {
     pub(crate) name: String,
     pub(crate) addr: SocketAddr,
     parts: Vec<Option<Vec<u8>>>,
+    /// Parts of the report held, and the bytes they take (with their slots).
+    have: usize,
+    held: usize,
     flags: Option<Vec<change::Flags>>,
     deletions: u64,
     deletion_list: Vec<Vec<u8>>,
@@ -144,6 +148,8 @@ pub(crate) struct Outbound {
     mbytes: Vec<u8>,
     pub(crate) code: Code,
     pub(crate) targets: Vec<Target>,
+    /// Bytes of incomplete reports held for all targets (at most [`MAX_REPORTS_HELD`]).
+    reports_held: usize,
     pub(crate) phase: Phase,
     round: u32,
     queue: VecDeque<Work>,
@@ -200,6 +206,7 @@ impl Outbound {
             manifest,
             mbytes,
             code,
+            reports_held: 0,
             targets: targets
                 .into_iter()
                 .map(|(node, name, addr)| Target {
@@ -207,6 +214,8 @@ impl Outbound {
                     name,
                     addr,
                     parts: Vec::new(),
+                    have: 0,
+                    held: 0,
                     flags: None,
                     deletions: 0,
                     deletion_list: Vec::new(),
@@ -323,6 +332,11 @@ impl Outbound {
         }
     }
 
+    /// A part of a target's report (`part < parts`, checked by the decoder). False when it
+    /// is dropped for the caps: a report longer than [`max_report_len`] of this manifest can
+    /// be no report, so its parts are not kept (at most that many bytes per target), and
+    /// all targets' incomplete reports together hold at most [`MAX_REPORTS_HELD`] (a part
+    /// past it is dropped; the target sends its report again at the next announce).
     pub(crate) fn on_report(
         &mut self,
         now: Instant,
@@ -330,20 +344,47 @@ impl Outbound {
         part: u16,
         parts: u16,
         data: &[u8],
-    ) {
+    ) -> bool {
         let Some(p) = self.target_pos(node) else {
-            return;
+            return true;
         };
+        let cap = max_report_len(self.manifest.entries.len());
         let t = &mut self.targets[p];
         t.last_heard = Some(now);
         if t.flags.is_some() || !t.active() {
-            return;
+            return true;
+        }
+        let slot = std::mem::size_of::<Option<Vec<u8>>>();
+        if parts as usize > cap.div_ceil(MIN_REPORT_PART) {
+            return false;
         }
         if t.parts.len() != parts as usize {
+            if self.reports_held - t.held + parts as usize * slot > MAX_REPORTS_HELD {
+                return false;
+            }
+            self.reports_held -= t.held;
+            t.held = parts as usize * slot;
+            t.have = 0;
             t.parts = vec![None; parts as usize];
+            self.reports_held += t.held;
+        }
+        let old = t.parts[part as usize].as_ref().map_or(0, Vec::len);
+        let held = t.held - old + data.len();
+        if held > cap + parts as usize * slot
+            || self.reports_held - t.held + held > MAX_REPORTS_HELD
+        {
+            return false;
+        }
+        self.reports_held = self.reports_held - t.held + held;
+        t.held = held;
+        if t.parts[part as usize].is_none() {
+            t.have += 1;
         }
         t.parts[part as usize] = Some(data.to_vec());
-        if t.parts.iter().all(Option::is_some) {
+        if t.have == t.parts.len() {
+            self.reports_held -= t.held;
+            t.held = 0;
+            t.have = 0;
             let blob: Vec<u8> = t.parts.drain(..).flatten().flatten().collect();
             match decode_report(&blob, self.manifest.entries.len()) {
                 Ok((flags, deletions, list)) => {
@@ -356,6 +397,7 @@ impl Outbound {
                 Err(e) => t.failed = Some(format!("bad report: {e}")),
             }
         }
+        true
     }
 
     /// Whether every receiver's NAK for group `g` of `s` is in by now: its first pass ended

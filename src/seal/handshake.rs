@@ -1,11 +1,14 @@
 //! The challenge at first contact: a receiver accepts a sender's sealed datagrams only after
 //! the sender answered a fresh challenge, and then only its sequence numbers above that
-//! answer, each once. Owns the replay window, the tables of verified senders, outstanding
-//! challenges and answered challenges (all bounded, all safe to forget), and the sealed
-//! CHALLENGE and RESPONSE messages. See the module doc of `seal` and `docs/protocol.md`.
+//! answer, each once. Owns the replay window, the tables of verified senders, recent
+//! challenges, used and answered challenges (all bounded, all safe to forget), the challenge
+//! budgets, the stateless challenge nonces and the sealed CHALLENGE and RESPONSE messages.
+//! See the module doc of `seal` and `docs/protocol.md`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::AeadInPlace;
 
 use super::aead::NodeKey;
 use super::{SealError, Sealer};
@@ -24,16 +27,31 @@ pub const REPLAY_BITS: u64 = 4096;
 pub const MAX_PEERS: usize = 4096;
 /// A verified sender not heard for this long is forgotten.
 pub const PEER_IDLE: Duration = Duration::from_secs(60);
-/// Most outstanding challenges (one entry per challenged node).
+/// Most entries in each table of the handshake kept per node or address: challenge times,
+/// used challenges, answered challenges, challenge budgets.
 pub const MAX_PENDING: usize = 4096;
-/// An unanswered challenge is forgotten after this long.
+/// A challenge can be answered for this long (its nonce is valid from the time slot it was
+/// made in up to this much later).
 pub const PENDING_TTL: Duration = Duration::from_secs(5);
-/// A node is challenged again (with a fresh nonce) at most this often.
+/// A node is challenged again (with a fresh nonce) at most this often; also the length of
+/// a nonce's time slot.
 pub const CHALLENGE_RETRY: Duration = Duration::from_millis(50);
+/// Challenges sent to one IP address: at most this many at once ...
+pub const CHALLENGE_ADDR_BURST: f64 = 8.0;
+/// ... and this many per second after that (every member of a group answers a datagram
+/// sent to the group, so a forged source address would else draw `members ×` the traffic).
+pub const CHALLENGE_ADDR_RATE: f64 = 4.0;
+/// Challenges sent in all: at most this many at once ...
+pub const CHALLENGE_BURST: f64 = 1024.0;
+/// ... and this many per second after that.
+pub const CHALLENGE_RATE: f64 = 512.0;
 /// A challenge (challenger and nonce) already answered is not answered again for this long:
 /// a recorded challenge replayed in a flood draws one answer. A new challenge is always
 /// answered (a rate per challenger would let a replayer crowd out its real challenges).
 pub const ANSWER_MEMORY: Duration = Duration::from_secs(10);
+
+/// A used challenge is remembered as long as it could still be valid.
+const USED_MEMORY: Duration = Duration::from_millis(5100);
 
 /// Words of the ring: one more than the window needs, so the word being filled never shares
 /// a slot with the oldest word still in the window.
@@ -113,12 +131,31 @@ pub(super) struct Peer {
     pub(super) key: Option<(usize, NodeKey)>,
 }
 
-/// Challenges sent to one node that it has not answered yet: the two most recent, each
-/// with the address it went to.
-pub(super) struct Pending {
-    pub(super) nonces: [(u64, Option<SocketAddr>); 2],
-    pub(super) last: Instant,
+/// A token bucket: `tokens` at `at`, refilled at a rate up to a burst.
+#[derive(Clone, Copy)]
+pub(super) struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, burst: f64, rate: f64) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(burst);
+        self.at = self.at.max(now);
+    }
+}
+
+/// Slot bits in a challenge nonce (the rest is the MAC).
+const SLOT_BITS: u32 = 16;
+const MAC_MASK: u64 = (1 << (64 - SLOT_BITS)) - 1;
 
 impl Sealer {
     /// Number of senders verified and remembered now.
@@ -148,16 +185,101 @@ impl Sealer {
         self.verified.pop_front()
     }
 
-    /// A fresh nonce: distinct within this process, and (from a random base) between
-    /// processes; never 0 ("no challenge").
-    fn fresh_nonce(&mut self) -> u64 {
-        self.nonce_count += 1;
-        let mut z = self
-            .nonce_base
-            .wrapping_add(self.nonce_count.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).max(1)
+    /// The time slot of `now` (slots of [`CHALLENGE_RETRY`] since this sealer's first one).
+    fn slot(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        (now.saturating_duration_since(epoch).as_millis() / CHALLENGE_RETRY.as_millis()) as u64
+    }
+
+    /// 8 bytes of keystream of the per-process nonce key for the 24-byte `input`: a
+    /// pseudo-random function of `input` (XChaCha20; the tag is not used).
+    fn prf(&self, input: [u8; 24]) -> u64 {
+        let mut out = [0u8; 8];
+        let _tag = self
+            .nonce_key
+            .encrypt_in_place_detached(&input.into(), b"makuo challenge", &mut out)
+            .expect("8 bytes are far below the cipher's message limit");
+        u64::from_be_bytes(out)
+    }
+
+    /// The challenge nonce for `node` at `to` in time slot `slot`: the slot's low 16 bits,
+    /// then 48 bits of a PRF of (node, address, slot) under a secret drawn at start. It is
+    /// checked by computing it again, so nothing is stored per challenge and nothing a
+    /// replayer sends can evict it; a restart draws a new secret, so no nonce of an earlier
+    /// process is ever valid. Never 0.
+    fn nonce_for(&self, node: u64, to: SocketAddr, slot: u64) -> u64 {
+        // The address (up to 16 + 2 bytes) first, then node, slot and that.
+        let mut a = [0u8; 24];
+        match to.ip() {
+            IpAddr::V4(ip) => {
+                a[..4].copy_from_slice(&ip.octets());
+                a[18] = 4;
+            }
+            IpAddr::V6(ip) => {
+                a[..16].copy_from_slice(&ip.octets());
+                a[18] = 6;
+            }
+        }
+        a[16..18].copy_from_slice(&to.port().to_be_bytes());
+        a[23] = b'A';
+        let h = self.prf(a).to_be_bytes();
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&node.to_be_bytes());
+        b[8..16].copy_from_slice(&slot.to_be_bytes());
+        b[16..23].copy_from_slice(&h[..7]);
+        b[23] = b'N';
+        ((slot & ((1 << SLOT_BITS) - 1)) << (64 - SLOT_BITS)) | (self.prf(b) & MAC_MASK) | 1
+    }
+
+    /// Whether `echo` is a nonce this sealer made for `node` at `from` no longer than
+    /// [`PENDING_TTL`] ago.
+    fn nonce_valid(&mut self, node: u64, from: SocketAddr, echo: u64, now: Instant) -> bool {
+        let cur = self.slot(now);
+        let low = echo >> (64 - SLOT_BITS);
+        let age = (cur.wrapping_sub(low)) & ((1 << SLOT_BITS) - 1);
+        let ttl = (PENDING_TTL.as_millis() / CHALLENGE_RETRY.as_millis()) as u64;
+        age <= ttl && age <= cur && self.nonce_for(node, from, cur - age) == echo
+    }
+
+    /// Takes one challenge from the budgets of `ip` and of the whole; false (nothing taken)
+    /// when either is spent. Loopback addresses have only the global budget.
+    fn spend_challenge(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let all = self
+            .budget
+            .get_or_insert(Bucket::full(CHALLENGE_BURST, now));
+        all.refill(now, CHALLENGE_BURST, CHALLENGE_RATE);
+        if all.tokens < 1.0 {
+            return false;
+        }
+        if ip.is_loopback() {
+            // The kernel drops loopback sources arriving from a network, so nobody forges
+            // them from outside this host; and a cluster on one host shares the address.
+            all.tokens -= 1.0;
+            return true;
+        }
+        if !self.addr_budget.contains_key(&ip) && self.addr_budget.len() >= MAX_PENDING {
+            // Full buckets are the same as none.
+            self.addr_budget.retain(|_, b| {
+                b.refill(now, CHALLENGE_ADDR_BURST, CHALLENGE_ADDR_RATE);
+                b.tokens < CHALLENGE_ADDR_BURST
+            });
+            if self.addr_budget.len() >= MAX_PENDING {
+                return false;
+            }
+        }
+        let b = self
+            .addr_budget
+            .entry(ip)
+            .or_insert(Bucket::full(CHALLENGE_ADDR_BURST, now));
+        b.refill(now, CHALLENGE_ADDR_BURST, CHALLENGE_ADDR_RATE);
+        if b.tokens < 1.0 {
+            return false;
+        }
+        b.tokens -= 1.0;
+        if let Some(all) = &mut self.budget {
+            all.tokens -= 1.0;
+        }
+        true
     }
 
     /// Seals a handshake message of `kind` with body `a | b` and queues it for `to`.
@@ -175,60 +297,41 @@ impl Sealer {
         self.out.push_back((to, d));
     }
 
-    /// A challenge nonce for `node` at `to`: the outstanding one to that address if any (with
-    /// `reuse`), else a new one (replacing the older of two).
-    fn pending_nonce(&mut self, node: u64, to: SocketAddr, now: Instant, reuse: bool) -> u64 {
-        if let Some(p) = self.pending.get(&node) {
-            if reuse {
-                if let Some((n, _)) = p.nonces.iter().find(|(_, a)| *a == Some(to)) {
-                    return *n;
-                }
-            }
-        } else if self.pending.len() >= MAX_PENDING {
-            self.pending
-                .retain(|_, p| now.saturating_duration_since(p.last) < PENDING_TTL);
-            if self.pending.len() >= MAX_PENDING {
-                // Full of young challenges (a flood of recordings of many old nodes): the
-                // oldest goes, so a flood must outpace a round trip to crowd out a real one.
-                let oldest = self
-                    .pending
-                    .iter()
-                    .min_by_key(|(n, p)| (p.last, **n))
-                    .map(|(n, _)| *n);
-                if let Some(n) = oldest {
-                    self.pending.remove(&n);
-                }
-            }
-        }
-        let n = self.fresh_nonce();
-        let p = self.pending.entry(node).or_insert(Pending {
-            nonces: [(0, None); 2],
-            last: now,
-        });
-        p.nonces[1] = p.nonces[0];
-        p.nonces[0] = (n, Some(to));
-        p.last = now;
-        n
-    }
-
     /// An authentic datagram from `node`, which we have not verified: challenge it (at
-    /// most every [`CHALLENGE_RETRY`]).
+    /// most every [`CHALLENGE_RETRY`], and within the budgets of its IP address and of the
+    /// whole).
     pub(super) fn challenge(&mut self, node: u64, from: SocketAddr, now: Instant, now_ms: u64) {
         if self
-            .pending
+            .challenged
             .get(&node)
-            .is_some_and(|p| now.saturating_duration_since(p.last) < CHALLENGE_RETRY)
+            .is_some_and(|t| now.saturating_duration_since(*t) < CHALLENGE_RETRY)
         {
             return;
         }
-        let n = self.pending_nonce(node, from, now, false);
+        if !self.spend_challenge(from.ip(), now) {
+            self.stats.limited += 1;
+            return;
+        }
+        if self.challenged.len() >= MAX_PENDING && !self.challenged.contains_key(&node) {
+            // Only a rate limit: forgetting an entry allows one more challenge, budgeted.
+            self.challenged
+                .retain(|_, t| now.saturating_duration_since(*t) < CHALLENGE_RETRY);
+            if self.challenged.len() >= MAX_PENDING {
+                self.challenged.clear();
+            }
+        }
+        self.challenged.insert(node, now);
+        let slot = self.slot(now);
+        let n = self.nonce_for(node, from, slot);
         self.stats.challenges += 1;
         // The second field is padding: a response is never longer than its challenge.
         self.send_handshake(wire::kind::CHALLENGE, n, 0, from, now_ms);
     }
 
     /// `challenger` asks us to prove we are live: echo its nonce (our sequence number is in
-    /// the header), and challenge it back if we have not verified it.
+    /// the header), and challenge it back if we have not verified it. The challenge back
+    /// changes no state of ours (its nonce is computed, not stored), so replayed challenges
+    /// neither evict a real one nor hold back our own challenges.
     pub(super) fn on_challenge(
         &mut self,
         challenger: u64,
@@ -264,14 +367,16 @@ impl Sealer {
         let counter = if self.peers.contains_key(&challenger) {
             0
         } else {
-            self.pending_nonce(challenger, from, now, true)
+            let slot = self.slot(now);
+            self.nonce_for(challenger, from, slot)
         };
         self.stats.responses += 1;
         self.send_handshake(wire::kind::RESPONSE, nonce, counter, from, now_ms);
     }
 
-    /// `responder` echoes `echo` in a response numbered `seq`: if that is a challenge we
-    /// sent it at `from`, it is verified, and accepted from then on above `seq`.
+    /// `responder` echoes `echo` in a response numbered `seq`: if that is a nonce we made
+    /// for it at `from` in the last [`PENDING_TTL`], and not used yet, it is verified, and
+    /// accepted from then on above `seq`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_response(
         &mut self,
@@ -283,15 +388,29 @@ impl Sealer {
         now: Instant,
         now_ms: u64,
     ) -> Result<(), SealError> {
-        let asked = self.pending.get(&responder).is_some_and(|p| {
-            p.nonces
-                .iter()
-                .any(|(n, a)| *n == echo && *n != 0 && *a == Some(from))
-        });
-        if !asked {
+        let used = self.used.get(&responder).is_some_and(|(n, _)| *n == echo);
+        if used || echo == 0 || !self.nonce_valid(responder, from, echo, now) {
             return Err(SealError::StaleHandshake(responder));
         }
-        self.pending.remove(&responder);
+        // Used up: a replay of this response within the nonce's life is stale (it could
+        // else verify a node forgotten meanwhile, above an old floor).
+        if self.used.len() >= MAX_PENDING && !self.used.contains_key(&responder) {
+            self.used
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) <= USED_MEMORY);
+            if self.used.len() >= MAX_PENDING {
+                // Only key holders make valid responses; a flood of them can do more anyway.
+                let oldest = self
+                    .used
+                    .iter()
+                    .min_by_key(|(n, (_, t))| (*t, **n))
+                    .map(|(n, _)| *n);
+                if let Some(n) = oldest {
+                    self.used.remove(&n);
+                }
+            }
+        }
+        self.used.insert(responder, (echo, now));
+        self.challenged.remove(&responder);
         if !self.peers.contains_key(&responder) {
             self.make_room(now);
             self.peers.insert(
@@ -338,8 +457,15 @@ impl Sealer {
     pub fn expire(&mut self, now: Instant) {
         self.peers
             .retain(|_, p| now.saturating_duration_since(p.last) < PEER_IDLE);
-        self.pending
-            .retain(|_, p| now.saturating_duration_since(p.last) < PENDING_TTL);
+        self.challenged
+            .retain(|_, t| now.saturating_duration_since(*t) < CHALLENGE_RETRY);
+        self.used
+            .retain(|_, (_, t)| now.saturating_duration_since(*t) <= USED_MEMORY);
+        for b in self.addr_budget.values_mut() {
+            b.refill(now, CHALLENGE_ADDR_BURST, CHALLENGE_ADDR_RATE);
+        }
+        self.addr_budget
+            .retain(|_, b| b.tokens < CHALLENGE_ADDR_BURST);
         self.answered
             .retain(|_, (_, t)| now.saturating_duration_since(*t) < ANSWER_MEMORY);
     }

@@ -54,9 +54,11 @@
 //! [`HANDSHAKE_LEN`] long, a response only to a challenge, both exactly that long; and a
 //! response must come from the address the challenge went to. A challenge already answered is
 //! not answered again (for [`ANSWER_MEMORY`]), so a recorded one replayed in a flood draws one
-//! answer; the tables are bounded and, when full, forget their oldest entry rather than
-//! refuse a new one (a flood of recordings must outpace a round trip to crowd out a real
-//! handshake).
+//! answer. Challenge nonces are stateless (a PRF of node, address and a 50 ms time slot
+//! under a secret drawn at start, checked by computing it again), so replayed handshakes
+//! evict nothing and hold nothing back; challenges are budgeted per IP address and in all;
+//! handshakes arriving through the group are never answered (a forged source would else
+//! draw an answer from every member). See `docs/protocol.md (Sealing)`.
 
 mod aead;
 mod handshake;
@@ -65,17 +67,18 @@ mod keys;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::proto::wire::{self, FLAG_SEALED, HEADER_LEN, MAGIC, SEAL_OVERHEAD};
 pub use aead::TAG_LEN;
 use aead::{ClusterKey, NodeKey};
-use handshake::{Peer, Pending, HANDSHAKE_BODY};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use handshake::{Bucket, Peer, HANDSHAKE_BODY};
 pub use handshake::{
-    ANSWER_MEMORY, CHALLENGE_RETRY, HANDSHAKE_LEN, MAX_PEERS, MAX_PENDING, PEER_IDLE, PENDING_TTL,
-    REPLAY_BITS,
+    ANSWER_MEMORY, CHALLENGE_ADDR_BURST, CHALLENGE_ADDR_RATE, CHALLENGE_BURST, CHALLENGE_RATE,
+    CHALLENGE_RETRY, HANDSHAKE_LEN, MAX_PEERS, MAX_PENDING, PEER_IDLE, PENDING_TTL, REPLAY_BITS,
 };
 pub use keys::{keygen, load_key, write_key_file, Key, KEY_LEN};
 
@@ -236,7 +239,9 @@ pub struct SealStats {
     pub responses: u64,
     /// Senders verified.
     pub verified: u64,
-    /// Challenges not answered: repeats of one already answered (replays).
+    /// Handshakes not sent: repeats of a challenge already answered (replays), challenges
+    /// that came through the group, challenges over the budget of their address or of the
+    /// whole.
     pub limited: u64,
 }
 
@@ -262,13 +267,21 @@ pub struct Sealer {
     /// Last sequence number sealed (data and handshakes share it, so nonces never repeat).
     seq: u64,
     peers: HashMap<u64, Peer>,
-    pending: HashMap<u64, Pending>,
+    /// When each node was last challenged (the retry timer).
+    challenged: HashMap<u64, Instant>,
+    /// The last challenge nonce used (answered) per node, and when.
+    used: HashMap<u64, (u64, Instant)>,
+    /// Challenge budgets per IP address and of the whole.
+    addr_budget: HashMap<IpAddr, Bucket>,
+    budget: Option<Bucket>,
+    /// Secret of the challenge nonces, drawn at start.
+    nonce_key: XChaCha20Poly1305,
+    /// Start of time slot 0 (the first time a slot was needed).
+    epoch: Option<Instant>,
     /// The last challenge answered per challenger (its nonce) and when.
     answered: HashMap<u64, (u64, Instant)>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     verified: VecDeque<u64>,
-    nonce_base: u64,
-    nonce_count: u64,
     stats: SealStats,
 }
 
@@ -302,13 +315,14 @@ impl Sealer {
             .map(|k| (k.id(), ClusterKey::new(k)))
             .collect();
         let own = keys[0].1.node_key(node);
-        let mut seed = [0u8; 8];
+        let mut seed = [0u8; KEY_LEN];
         // Challenge nonces must differ between processes (a response names only the nonce
-        // it answers), not be secret: a failing random source still gives distinct nonces
-        // per node id.
+        // it answers) and not be predictable: a failing random source still gives distinct
+        // nonces per node id (the node id is drawn at random too).
         if getrandom::getrandom(&mut seed).is_err() {
-            seed = node.to_le_bytes();
+            seed[..8].copy_from_slice(&node.to_le_bytes());
         }
+        let nonce_key = XChaCha20Poly1305::new(&seed.into());
         Self {
             keys,
             own,
@@ -316,12 +330,15 @@ impl Sealer {
             cluster,
             seq: 0,
             peers: HashMap::new(),
-            pending: HashMap::new(),
+            challenged: HashMap::new(),
+            used: HashMap::new(),
+            addr_budget: HashMap::new(),
+            budget: None,
+            nonce_key,
+            epoch: None,
             answered: HashMap::new(),
             out: VecDeque::new(),
             verified: VecDeque::new(),
-            nonce_base: u64::from_le_bytes(seed),
-            nonce_count: 0,
             stats: SealStats::default(),
         }
     }
@@ -385,6 +402,9 @@ impl Sealer {
     /// datagram from a sender not verified yet is refused ([`SealError::Unverified`]) and the
     /// sender challenged. `now` ages the tables; `now_unix_ms` is only information (it is
     /// sealed into handshake answers and compared with the sender's clock for status).
+    /// `to_group`: it arrived on the group socket. Handshakes are only ever unicast, so one
+    /// that comes through the group is a replay meant to make every member answer at once
+    /// (reflection): it is dropped and counted, never answered.
     ///
     /// # Panics
     ///
@@ -394,10 +414,11 @@ impl Sealer {
         buf: &mut [u8],
         len: usize,
         from: SocketAddr,
+        to_group: bool,
         now: Instant,
         now_unix_ms: u64,
     ) -> Result<Opened, SealError> {
-        let r = self.open_inner(&mut buf[..len], from, now, now_unix_ms);
+        let r = self.open_inner(&mut buf[..len], from, to_group, now, now_unix_ms);
         let s = &mut self.stats;
         match &r {
             Ok(Opened::Datagram(_)) => s.opened += 1,
@@ -420,6 +441,7 @@ impl Sealer {
         &mut self,
         buf: &mut [u8],
         from: SocketAddr,
+        to_group: bool,
         now: Instant,
         now_ms: u64,
     ) -> Result<Opened, SealError> {
@@ -457,6 +479,11 @@ impl Sealer {
             wire::kind::CHALLENGE | wire::kind::RESPONSE if body_len != HANDSHAKE_BODY => {
                 Err(SealError::Malformed)
             }
+            wire::kind::CHALLENGE if to_group => {
+                self.stats.limited += 1;
+                Ok(Opened::Handshake)
+            }
+            wire::kind::RESPONSE if to_group => Err(SealError::StaleHandshake(node)),
             wire::kind::CHALLENGE => {
                 self.on_challenge(node, be64(&ct[..8]), from, now, now_ms);
                 Ok(Opened::Handshake)

@@ -56,7 +56,7 @@ fn sealed(s: &mut Sealer, at: u64) -> (Vec<u8>, Vec<u8>) {
 
 fn open_at(s: &mut Sealer, d: &[u8], from: SocketAddr, now: Instant) -> Result<Vec<u8>, SealError> {
     let mut buf = d.to_vec();
-    match s.open(&mut buf, d.len(), from, now, NOW)? {
+    match s.open(&mut buf, d.len(), from, false, now, NOW)? {
         Opened::Datagram(n) => Ok(buf[..n].to_vec()),
         Opened::Handshake => Ok(Vec::new()),
     }
@@ -77,7 +77,7 @@ fn deliver(from: &mut Sealer, to: &mut Sealer, now: Instant) -> usize {
             "handshakes go back where datagrams came from"
         );
         assert_eq!(len, HANDSHAKE_LEN);
-        let _ = to.open(&mut buf, len, addr(from.node), now, NOW);
+        let _ = to.open(&mut buf, len, addr(from.node), false, now, NOW);
         n += 1;
     }
     n
@@ -142,7 +142,7 @@ fn seal_round_trip_after_a_challenge() {
     let m = tx.seal(&mut buf, n, NOW);
     assert_eq!(m, HEADER_LEN + SEAL_OVERHEAD);
     assert_eq!(
-        rx.open(&mut buf, m, addr(A), t, NOW).unwrap(),
+        rx.open(&mut buf, m, addr(A), false, t, NOW).unwrap(),
         Opened::Datagram(HEADER_LEN)
     );
     assert_eq!(wire::decode(&buf[..HEADER_LEN]).unwrap().1, Msg::Leave);
@@ -406,7 +406,8 @@ fn seal_a_dead_senders_traffic_can_never_be_replayed() {
     }
     assert_eq!(old_responses.len(), 1);
     for i in 0..10 {
-        let ti = t + CHALLENGE_RETRY * i;
+        // Apart by more than the retry interval and the address's budget rate.
+        let ti = t + Duration::from_millis(250) * i;
         assert!(open_at(&mut rx, &d, addr(A), ti).is_err());
         for r in &old_responses {
             assert!(matches!(
@@ -460,7 +461,7 @@ fn seal_handshakes_never_send_more_than_they_got() {
     let m = tx.seal(&mut buf, n, NOW);
     assert!(m < HANDSHAKE_LEN);
     assert!(matches!(
-        rx.open(&mut buf, m, addr(A), t, NOW),
+        rx.open(&mut buf, m, addr(A), false, t, NOW),
         Err(SealError::Unverified(A))
     ));
     assert_eq!(rx.stats().challenges, 0);
@@ -473,7 +474,7 @@ fn seal_handshakes_never_send_more_than_they_got() {
     for i in 0..100u32 {
         let ti = t + Duration::from_millis(i as u64);
         let mut x = c;
-        let _ = tx.open(&mut x, n, addr(B), ti, NOW);
+        let _ = tx.open(&mut x, n, addr(B), false, ti, NOW);
     }
     let mut out = 0;
     let mut r = [0u8; HANDSHAKE_LEN];
@@ -500,19 +501,29 @@ fn seal_tables_are_bounded_and_age_out() {
     let t = Instant::now();
     for i in 0..(MAX_PEERS + 10) as u64 {
         let mut tx = sealer(&k, 0x1_0000 + i);
-        meet(&mut tx, &mut rx, t + Duration::from_micros(i));
+        // At the global challenge rate.
+        meet(&mut tx, &mut rx, t + Duration::from_millis(2 * i));
     }
     assert_eq!(rx.peers(), MAX_PEERS);
-    // Challenges to senders that never answer are bounded too.
-    for i in 0..(MAX_PENDING + 10) as u64 {
+    // Challenges to senders that never answer are bounded too (and budgeted).
+    for i in 0..(2 * MAX_PENDING) as u64 {
         let mut tx = sealer(&k, 0x2_0000 + i);
         let (_, d) = sealed(&mut tx, NOW);
-        let _ = open_at(&mut rx, &d, addr(i), t);
+        let ti = t + Duration::from_secs(9) + Duration::from_millis(i);
+        let _ = open_at(
+            &mut rx,
+            &d,
+            SocketAddr::new([10, 1, (i >> 8) as u8, i as u8].into(), 5000),
+            ti,
+        );
     }
-    assert!(rx.pending.len() <= MAX_PENDING);
-    rx.expire(t + PEER_IDLE + Duration::from_secs(1));
+    assert!(rx.challenged.len() <= MAX_PENDING);
+    assert!(rx.addr_budget.len() <= MAX_PENDING);
+    rx.expire(t + PEER_IDLE + Duration::from_secs(30));
     assert_eq!(rx.peers(), 0);
-    assert_eq!(rx.pending.len(), 0);
+    assert_eq!(rx.challenged.len(), 0);
+    assert_eq!(rx.used.len(), 0);
+    assert_eq!(rx.addr_budget.len(), 0);
 }
 
 #[test]
@@ -534,7 +545,7 @@ fn seal_a_thousand_members_meet_a_newcomer_in_three_datagrams_each() {
         let mut buf = [0u8; HANDSHAKE_LEN];
         while let Some((to, n)) = s.poll_handshake(&mut buf) {
             if to == addr(m.node) {
-                let _ = m.open(&mut buf, n, addr(A), t, NOW);
+                let _ = m.open(&mut buf, n, addr(A), false, t, NOW);
                 sent[1] += 1;
                 break;
             }
@@ -728,5 +739,147 @@ fn seal_old_and_new_formats_refuse_each_other_with_a_clear_message() {
     assert!(matches!(
         open_at(&mut rx, &forged, addr(A), t),
         Err(SealError::BadTag)
+    ));
+}
+
+/// Review of issue 12, F4: a recorded CHALLENGE sent to the group would make every
+/// member answer its forged source at once; handshakes are only ever unicast.
+#[test]
+fn seal_handshakes_through_the_group_are_never_answered() {
+    let k = key(1);
+    let (mut tx, mut rx) = (sealer(&k, A), sealer(&k, B));
+    let t = Instant::now();
+    let (_, d) = sealed(&mut tx, NOW);
+    assert!(open_at(&mut rx, &d, addr(A), t).is_err());
+    let mut c = [0u8; HANDSHAKE_LEN];
+    let (_, n) = rx.poll_handshake(&mut c).unwrap();
+    let mut x = c;
+    assert!(matches!(
+        tx.open(&mut x, n, addr(B), true, t, NOW),
+        Ok(Opened::Handshake)
+    ));
+    assert!(tx.poll_handshake(&mut x).is_none(), "not answered");
+    assert_eq!((tx.stats().limited, tx.stats().responses), (1, 0));
+    // The same challenge unicast is answered, and the response through the group is not
+    // taken.
+    let mut x = c;
+    tx.open(&mut x, n, addr(B), false, t, NOW).unwrap();
+    let (_, m) = tx.poll_handshake(&mut x).unwrap();
+    let mut y = x;
+    assert!(matches!(
+        rx.open(&mut y, m, addr(A), true, t, NOW),
+        Err(SealError::StaleHandshake(A))
+    ));
+    assert_eq!(rx.peers(), 0);
+    rx.open(&mut x, m, addr(A), false, t, NOW).unwrap();
+    assert_eq!(rx.poll_verified(), Some(A));
+}
+
+/// Review of issue 12, F4: recordings of many exited nodes with a forged source draw at
+/// most the address's budget of challenges, and all addresses together the global one.
+#[test]
+fn seal_challenges_are_budgeted_per_address_and_in_all() {
+    let k = key(1);
+    let mut rx = sealer(&k, B);
+    let t = Instant::now();
+    let recordings: Vec<Vec<u8>> = (0..3000u64)
+        .map(|i| sealed(&mut sealer(&k, 0x3_0000 + i), NOW).1)
+        .collect();
+    // 3,000 in one second from one address.
+    let victim = addr(0x99);
+    for (i, d) in recordings.iter().enumerate() {
+        let ti = t + Duration::from_micros(i as u64 * 333);
+        let _ = open_at(&mut rx, d, victim, ti);
+    }
+    let sent = rx.stats().challenges as f64;
+    assert!(
+        sent <= CHALLENGE_ADDR_BURST + CHALLENGE_ADDR_RATE + 1.0,
+        "{sent} challenges to one address in 1 s"
+    );
+    assert!(sent >= CHALLENGE_ADDR_BURST, "{sent}");
+    assert!(rx.stats().limited >= 2900);
+    // From 3,000 addresses within 1 s: the global budget.
+    let mut rx = sealer(&k, B);
+    for (i, d) in recordings.iter().enumerate() {
+        let ti = t + Duration::from_micros(i as u64 * 333);
+        let from = SocketAddr::new([10, 2, (i >> 8) as u8, i as u8].into(), 5000);
+        let _ = open_at(&mut rx, d, from, ti);
+    }
+    let sent = rx.stats().challenges as f64;
+    assert!(
+        sent <= CHALLENGE_BURST + CHALLENGE_RATE + 1.0,
+        "{sent} challenges in 1 s"
+    );
+    assert!(sent >= CHALLENGE_BURST, "{sent}");
+}
+
+/// Review of issue 12, F5: replayed challenges and heartbeats of exited nodes, however
+/// many, evict no challenge of ours, make no new nonce and do not hold back our retry.
+#[test]
+fn seal_replayed_handshakes_starve_nobody() {
+    let k = key(1);
+    const L: u64 = 0x1111;
+    let (mut live, mut newcomer) = (sealer(&k, L), sealer(&k, B));
+    let t = Instant::now();
+    // Challenges the live member sent to exited nodes, harvested by the attacker.
+    let mut harvested = Vec::new();
+    for i in 0..50u64 {
+        let (_, d) = sealed(&mut sealer(&k, 0x5_0000 + i), NOW);
+        let _ = open_at(&mut live, &d, addr(0x5000 + i), t);
+        let mut c = [0u8; HANDSHAKE_LEN];
+        while let Some((_, n)) = live.poll_handshake(&mut c) {
+            harvested.push(c[..n].to_vec());
+        }
+    }
+    assert_eq!(harvested.len(), 50);
+    // The newcomer hears the live member and challenges it.
+    let (_, hb) = sealed(&mut live, NOW);
+    assert!(open_at(&mut newcomer, &hb, addr(L), t).is_err());
+    let mut c = [0u8; HANDSHAKE_LEN];
+    let (_, n) = newcomer.poll_handshake(&mut c).unwrap();
+    let challenge = c[..n].to_vec();
+    let retry_at = newcomer.challenged[&L];
+    // The flood: harvested challenges unicast to the newcomer in the live member's name,
+    // and recordings of 5,000 exited nodes.
+    for (i, h) in harvested.iter().cycle().take(5000).enumerate() {
+        let ti = t + Duration::from_micros(i as u64);
+        let _ = open_at(&mut newcomer, h, addr(L), ti);
+        let (_, d) = sealed(&mut sealer(&k, 0x6_0000 + i as u64), NOW);
+        let _ = open_at(&mut newcomer, &d, addr(0x7000 + i as u64), ti);
+    }
+    assert_eq!(newcomer.challenged[&L], retry_at, "retry timer untouched");
+    while newcomer.poll_handshake(&mut c).is_some() {}
+    // The live member's answer to the real challenge still verifies it.
+    let t2 = t + Duration::from_millis(30);
+    let mut x = challenge.clone();
+    live.open(&mut x, n, addr(B), false, t2, NOW).unwrap();
+    let (_, m) = live.poll_handshake(&mut x).unwrap();
+    newcomer.open(&mut x, m, addr(L), false, t2, NOW).unwrap();
+    assert_eq!(newcomer.poll_verified(), Some(L));
+    // Nonces are valid for PENDING_TTL and no longer, and not after a restart.
+    let mut later = sealer(&k, B);
+    let (_, hb) = sealed(&mut live, NOW);
+    assert!(open_at(&mut later, &hb, addr(L), t).is_err());
+    let (_, n) = later.poll_handshake(&mut c).unwrap();
+    let mut x = c;
+    live.open(&mut x, n, addr(B), false, t, NOW).unwrap();
+    let (_, m) = live.poll_handshake(&mut x).unwrap();
+    let mut y = x;
+    assert!(matches!(
+        later.open(
+            &mut y,
+            m,
+            addr(L),
+            false,
+            t + PENDING_TTL + CHALLENGE_RETRY * 2,
+            NOW
+        ),
+        Err(SealError::StaleHandshake(L))
+    ));
+    let mut restarted = sealer(&k, B);
+    let mut y = x;
+    assert!(matches!(
+        restarted.open(&mut y, m, addr(L), false, t, NOW),
+        Err(SealError::StaleHandshake(L))
     ));
 }

@@ -32,6 +32,10 @@ pub mod change {
     /// The entry differs but the receiver protects its path (daemon `--protect`): it is
     /// neither written nor deleted there. Sent alone, never with other flags.
     pub const PROTECTED: Flags = 0x400;
+    /// A hard link to this file must be made: its contents travel again, so that the link
+    /// is made from the file the push writes, never from whatever is at its path (not shown
+    /// in itemized output; rsync links to the file in place).
+    pub const RELINK: Flags = 0x800;
 }
 
 /// Whether an entry with these change flags needs its contents sent.
@@ -39,7 +43,7 @@ pub fn needs_data(kind: EntryKind, flags: change::Flags, checksum_mode: bool) ->
     if kind != EntryKind::File || flags == 0 {
         return false;
     }
-    let mut data = change::MISSING | change::TYPE | change::SIZE | change::SUM;
+    let mut data = change::MISSING | change::TYPE | change::SIZE | change::SUM | change::RELINK;
     if !checksum_mode {
         data |= change::TIME;
     }
@@ -53,6 +57,7 @@ pub fn needs_data(kind: EntryKind, flags: change::Flags, checksum_mode: bool) ->
 /// then the type (`f d L D S`) and the columns `c s t p o g u a x`. A hard link only to be
 /// re-linked shows blanks, as rsync's does; [`itemize_suffix`] gives the ` => target`.
 pub fn itemize(e: &Entry, flags: change::Flags) -> String {
+    let flags = flags & !change::RELINK;
     let t = match e.kind {
         EntryKind::File | EntryKind::HardLink => 'f',
         EntryKind::Dir => 'd',

@@ -9,7 +9,7 @@
 //! number only on a device, extents only on a file and within its size, attributes only on a
 //! file or directory, with names in the namespaces makuo carries and sizes under the caps.
 
-use super::{DirRules, EntryKind, FilterTable, Manifest, WireRule};
+use super::{DirRules, EntryKind, FilterTable, Manifest, RuleBudget, WireRule};
 use crate::proto::wire::{Reader, WireError, Writer};
 
 /// Most data extents one sparse file may list; a sender merges the closest ones beyond it
@@ -308,7 +308,10 @@ const EXTRA_MEMORY: u64 = 96;
 /// (whose own size `ENTRY_MEMORY` counts): per record the entry's extras, per sparse file
 /// its extents, per attribute its name, value and bookkeeping. Walks the records without
 /// building them; errors are those of a malformed section's framing.
-pub(super) fn sections_memory(r: &mut Reader<'_>) -> Result<u64, WireError> {
+pub(super) fn sections_memory(
+    r: &mut Reader<'_>,
+    budget: &mut RuleBudget,
+) -> Result<u64, WireError> {
     let mut total = 0u64;
     while r.remaining() > 0 {
         let tag = r.u8()?;
@@ -318,22 +321,28 @@ pub(super) fn sections_memory(r: &mut Reader<'_>) -> Result<u64, WireError> {
         match tag {
             SEC_FILTER => {
                 total -= EXTRA_MEMORY * count as u64;
-                // A compiled rule (glob matcher) costs about ten times its pattern.
-                let rules = |b: &mut Reader<'_>, n: usize| -> Result<u64, WireError> {
+                // A rule as decoded, and the most its compiled form may take.
+                fn rules(
+                    b: &mut Reader<'_>,
+                    n: usize,
+                    budget: &mut RuleBudget,
+                ) -> Result<u64, WireError> {
                     let mut t = 0u64;
                     for _ in 0..n {
                         b.u8()?;
-                        t += 256 + 10 * b.bytes_v(super::MAX_PATH)?.len() as u64;
+                        let len = b.bytes_v(super::MAX_PATH)?.len();
+                        t += 48 + len as u64 + budget.charge(len)?;
                     }
                     Ok(t)
-                };
-                total += rules(&mut b, count)?;
+                }
+                total += rules(&mut b, count, budget)?;
                 for _ in 0..b.count(4)? {
+                    budget.list()?;
                     b.varint()?;
                     total += 64 + b.bytes_v(super::MAX_PATH)?.len() as u64;
                     b.u8()?;
                     let n = b.count(2)?;
-                    total += rules(&mut b, n)?;
+                    total += rules(&mut b, n, budget)?;
                 }
             }
             SEC_EXTENTS => {
@@ -380,7 +389,11 @@ fn index(r: &mut Reader<'_>, next: &mut usize, n: usize) -> Result<usize, WireEr
 /// Reads the extension sections that follow the entries (everything left in `r`) into
 /// `m`'s entries and checks them: each section at most once and in tag order, no unknown
 /// tag, every record fitting its entry's kind, every device entry with its number.
-pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<(), WireError> {
+pub(super) fn decode_sections(
+    r: &mut Reader<'_>,
+    m: &mut Manifest,
+    budget: &mut RuleBudget,
+) -> Result<(), WireError> {
     let n = m.entries.len();
     let mut last = 0u8;
     while r.remaining() > 0 {
@@ -406,7 +419,7 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
         }
         match tag {
             SEC_FILTER => {
-                let t = decode_filter(&mut b, count)?;
+                let t = decode_filter(&mut b, count, budget)?;
                 if t.rules.is_empty() && t.dirs.is_empty() {
                     return Err(WireError::BadValue("empty or unasked section"));
                 }
@@ -502,11 +515,16 @@ pub(super) fn decode_sections(r: &mut Reader<'_>, m: &mut Manifest) -> Result<()
 /// The filter table's body (its rule count already read): the rules, then the per-directory
 /// lists, each naming a dir-merge rule of the list, a clean directory path, `clear` 0/1 and
 /// rules that are not dir-merge rules themselves.
-fn decode_filter(b: &mut Reader<'_>, count: usize) -> Result<FilterTable, WireError> {
-    let rules = super::decode_rules_n(b, count)?;
+fn decode_filter(
+    b: &mut Reader<'_>,
+    count: usize,
+    budget: &mut RuleBudget,
+) -> Result<FilterTable, WireError> {
+    let rules = super::decode_rules_n(b, count, budget)?;
     let n = b.count(4)?;
     let mut dirs = Vec::with_capacity(n);
     for _ in 0..n {
+        budget.list()?;
         let merge = u32::try_from(b.varint()?).map_err(|_| WireError::BadValue("merge"))?;
         let is_merge = rules
             .get(merge as usize)
@@ -521,7 +539,7 @@ fn decode_filter(b: &mut Reader<'_>, count: usize) -> Result<FilterTable, WireEr
             1 => true,
             _ => return Err(WireError::BadValue("clear")),
         };
-        let list = super::decode_rules(b)?;
+        let list = super::decode_rules(b, budget)?;
         if list.iter().any(|x| x.flags & WireRule::DIR_MERGE != 0) {
             return Err(WireError::BadValue("nested dir-merge"));
         }

@@ -2,6 +2,71 @@
 
 use super::*;
 
+/// Issue 12 review, F1: the filter rules a manifest carries are capped when decoding
+/// (simple list, filter table and per-directory lists together), and what they may take
+/// compiled is counted when sizing it.
+#[test]
+fn manifest_filter_rules_are_capped_and_counted() {
+    let with_rules = |n: usize, len: usize, table: bool| {
+        let mut m = Manifest::default();
+        let rules: Vec<WireRule> = (0..n)
+            .map(|i| WireRule {
+                flags: WireRule::RECEIVER,
+                pattern: format!("{i:06}{}", "x".repeat(len.saturating_sub(6))),
+            })
+            .collect();
+        if table {
+            // Half the rules in a per-directory list.
+            let mut t = FilterTable::default();
+            t.rules.push(WireRule {
+                flags: WireRule::DIR_MERGE,
+                pattern: ".f".into(),
+            });
+            let (a, b) = rules.split_at(n / 2);
+            t.rules.extend_from_slice(a);
+            t.dirs.push(DirRules {
+                merge: 0,
+                dir: b".".to_vec(),
+                clear: false,
+                rules: b.to_vec(),
+            });
+            m.filter = Some(t);
+        } else {
+            m.rules = rules
+                .into_iter()
+                .map(|w| FilterRule {
+                    include: false,
+                    pattern: w.pattern,
+                })
+                .collect();
+        }
+        m.encode()
+    };
+    for table in [false, true] {
+        // Within the caps (the table's dir-merge rule and list count too).
+        let b = with_rules(MAX_FILTER_RULES - 2, 8, table);
+        Manifest::decode(&b).unwrap();
+        let est = decoded_memory(&b).unwrap();
+        assert!(
+            est >= (MAX_FILTER_RULES as u64 - 2) * RULE_MEMORY,
+            "{table}: {est}"
+        );
+        let b = with_rules(MAX_FILTER_RULES + 1, 8, table);
+        assert!(
+            matches!(Manifest::decode(&b), Err(WireError::TooLarge(_))),
+            "{table}"
+        );
+        assert!(matches!(decoded_memory(&b), Err(WireError::TooLarge(_))));
+        // The attack's manifest: 400 rules of 3.9 KB.
+        let b = with_rules(400, 3900, table);
+        assert!(
+            matches!(Manifest::decode(&b), Err(WireError::TooLarge(_))),
+            "{table}"
+        );
+        assert!(matches!(decoded_memory(&b), Err(WireError::TooLarge(_))));
+    }
+}
+
 fn sample() -> Manifest {
     let mut f = Entry::file(b"htdocs/index.html", 1234, 0o644, 1_700_000_000);
     f.mtime_nsec = 5;

@@ -4,6 +4,24 @@
 use crate::proto::manifest::change;
 use crate::proto::wire;
 
+/// Most bytes of deletion paths a report lists (with 4 bytes each for its length); the
+/// count of deletions is always whole.
+pub(crate) const MAX_LISTED_DELETION_BYTES: usize = 8 << 20;
+/// Most deletions a report lists.
+pub(crate) const MAX_LISTED_DELETIONS: usize = 100_000;
+/// Smallest part of a report a member sends but the last (a datagram at the smallest MTU
+/// holds more).
+pub(crate) const MIN_REPORT_PART: usize = 256;
+/// Most bytes of incomplete reports an outbound transfer holds for all its targets.
+pub(crate) const MAX_REPORTS_HELD: usize = 128 << 20;
+
+/// Most bytes a report about a manifest of `entries` entries can take: the flags (a run
+/// and a flag byte per entry, and as much again for flags beyond the low byte), the listed
+/// deletions and the counts.
+pub(crate) fn max_report_len(entries: usize) -> usize {
+    64 + 6 * entries + MAX_LISTED_DELETION_BYTES
+}
+
 /// Report blob: `varint n`, then `(varint zero-run, u8 flags)` pairs covering entries
 /// (trailing zeros implicit, terminated by a zero-run that reaches `n`), `varint deletions`,
 /// `varint listed`, `listed × bytes_v path`; then, only when some entry's flags go beyond
@@ -26,7 +44,15 @@ pub(crate) fn encode_report(flags: &[change::Flags], deletions: &[Vec<u8>], list
     w.varint(run);
     w.varint(deletions.len() as u64);
     let listed = if list {
-        deletions.len().min(100_000)
+        let mut bytes = 0;
+        deletions
+            .iter()
+            .take(MAX_LISTED_DELETIONS)
+            .take_while(|d| {
+                bytes += d.len() + 4;
+                bytes <= MAX_LISTED_DELETION_BYTES
+            })
+            .count()
     } else {
         0
     };

@@ -1,8 +1,9 @@
 //! Message-level tests of one outbound transfer (`send.rs`): what it sends, how it answers
 //! NAKs, reports and the pace.
 
+use super::report::MAX_LISTED_DELETION_BYTES;
 use super::*;
-use crate::proto::manifest::change;
+use crate::proto::manifest::{change, Entry};
 use crate::proto::storage::MemStorage;
 use crate::proto::wire::{NakEntry, Writer, NAK_FINAL};
 
@@ -285,4 +286,76 @@ fn report_round_trip() {
     for cut in 0..b.len() {
         assert!(decode_report(&b[..cut], 7).is_err());
     }
+}
+
+/// Review of issue 12: a key holder's REPORT parts are capped per target (what a report
+/// of this manifest can take) and for all targets together; a real report still arrives.
+#[test]
+fn report_parts_are_capped_per_target_and_in_all() {
+    let now = Instant::now();
+    let m = Manifest {
+        entries: vec![
+            Entry::file(b"a", 1, 0o644, 0),
+            Entry::file(b"b", 1, 0o644, 0),
+        ],
+        ..Default::default()
+    };
+    let code = Code {
+        block: 1024,
+        k: 8,
+        parity: 2,
+    };
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let targets = (1..=40u64).map(|n| (n, format!("m{n}"), addr)).collect();
+    let mut ob = Outbound::new(1, now, m, targets, code, None, &Config::default());
+    let cap = max_report_len(2);
+    let slot = std::mem::size_of::<Option<Vec<u8>>>();
+    // More parts than a report of two entries can have: nothing is kept.
+    assert!(!ob.on_report(now, 1, 0, u16::MAX, &[0u8; 1400]));
+    assert_eq!(ob.reports_held, 0);
+    // Within the count, full parts: kept up to the per-target cap, then dropped.
+    let parts = cap.div_ceil(MIN_REPORT_PART) as u16;
+    let mut dropped = 0;
+    for node in 1..=40u64 {
+        for p in 0..parts {
+            if !ob.on_report(now, node, p, parts, &[0u8; 1400]) {
+                dropped += 1;
+            }
+        }
+        let t = &ob.targets[node as usize - 1];
+        assert!(t.held <= cap + parts as usize * slot, "{}", t.held);
+        assert!(t.flags.is_none());
+    }
+    assert!(ob.reports_held <= MAX_REPORTS_HELD, "{}", ob.reports_held);
+    let held: usize = ob.targets.iter().map(|t| t.held).sum();
+    assert_eq!(held, ob.reports_held);
+    assert!(dropped > 40 * parts as usize / 2, "{dropped}");
+    // A real report (in small parts) from a fresh transfer arrives whole.
+    let m = Manifest {
+        entries: vec![
+            Entry::file(b"a", 1, 0o644, 0),
+            Entry::file(b"b", 1, 0o644, 0),
+        ],
+        ..Default::default()
+    };
+    let targets = vec![(7, "m7".to_string(), addr)];
+    let mut ob = Outbound::new(2, now, m, targets, code, None, &Config::default());
+    let r = encode_report(&[0, change::SIZE], &[b"gone".to_vec()], true);
+    let chunks: Vec<&[u8]> = r.chunks(3).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(ob.on_report(now, 7, i as u16, chunks.len() as u16, c));
+    }
+    assert_eq!(ob.targets[0].flags, Some(vec![0, change::SIZE]));
+    assert_eq!(ob.reports_held, 0);
+}
+
+#[test]
+fn listed_deletions_stop_at_the_byte_cap() {
+    let long = vec![b'x'; 4000];
+    let dels = vec![long; 3000];
+    let b = encode_report(&[0], &dels, true);
+    let (_, n, list) = decode_report(&b, 1).unwrap();
+    assert_eq!(n, 3000);
+    assert_eq!(list.len(), MAX_LISTED_DELETION_BYTES / 4004);
+    assert!(b.len() <= max_report_len(1));
 }
