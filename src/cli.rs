@@ -23,7 +23,7 @@ pub use msync::MsyncArgs;
 pub use values::{filter_args_in_order, min_rate_floor, parse_bwlimit, ConsoleAddr, FilterArgKind};
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -173,20 +173,25 @@ pub struct ClusterArgs {
     #[arg(short = 'b', long, value_name = "DIR", default_value = ".", value_hint = ValueHint::DirPath)]
     pub base: PathBuf,
 
-    /// Multicast group address.
+    /// Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…).
     #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108")]
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
 
     /// UDP port of the multicast group.
     #[arg(short = 'p', long, value_name = "PORT", default_value_t = 5000,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Address of the local interface to send and join multicast on.
+    /// Local interface to send and join multicast on: its name (eth1) or one of its addresses.
     ///
     /// Default: the interface the routing table picks for the group.
-    #[arg(short = 'i', long, value_name = "ADDR")]
-    pub interface: Option<Ipv4Addr>,
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub ttl: u32,
 
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
     ///

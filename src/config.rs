@@ -681,6 +681,11 @@ pub fn apply_front_with(
             front.cluster.interface = Some(parsed(&v, &s, "interface")?);
         }
     }
+    if !typed("ttl") {
+        if let Some((v, s)) = one("ttl") {
+            front.cluster.ttl = parsed(&v, &s, "ttl")?;
+        }
+    }
     if !typed("mtu") {
         if let Some((v, s)) = one("mtu") {
             front.cluster.mtu = parsed(&v, &s, "mtu")?;

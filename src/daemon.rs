@@ -9,7 +9,7 @@
 //! ([`crate::config`]): flags over environment over config file.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -184,15 +184,12 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         engine.member_expiry = Duration::from_millis(e);
     }
     engine.mtu = args.cluster.mtu as usize;
-    let listen = match args.bind {
-        Some(std::net::IpAddr::V4(a)) => Some(a),
-        Some(_) => bail!("--bind: only IPv4 addresses are supported"),
-        None => None,
-    };
+    let listen = args.bind;
     let mut node = Node::new(NodeConfig {
         group: args.cluster.group,
         port: args.cluster.port,
-        interface: args.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        interface: args.cluster.interface.clone(),
+        ttl: args.cluster.ttl,
         listen,
         reply_port: args.reply_port.unwrap_or(0),
         rcvbuf: args.rcvbuf.unwrap_or(0),
@@ -422,18 +419,15 @@ fn startup_lines(
         logging::level()
     ));
     logging::notice(format_args!(
-        "{} up: node {:016x}, base {}{}, group {}:{}, interface {}, reply {}, console {}, \
+        "{} up: node {:016x}, base {}{}, group {}, interface {}, reply {}, console {}, \
          key {keyed}, state {}{}",
         node.engine.config().name,
         node.engine.config().node_id,
         base.display(),
         root.map(|r| format!(" (chroot {})", r.display()))
             .unwrap_or_default(),
-        a.cluster.group,
-        a.cluster.port,
-        a.cluster
-            .interface
-            .map_or("default route".into(), |i| i.to_string()),
+        SocketAddr::new(a.cluster.group, a.cluster.port),
+        a.cluster.interface.as_deref().unwrap_or("default route"),
         node.local_addr(),
         console,
         state_dir.display(),

@@ -13,7 +13,7 @@
 //! makuo) become [`Node::take_notices`] lines, at most one a minute per address.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,14 +27,16 @@ use crate::seal::{Key, Opened, SealError, SealStats, Sealer};
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Multicast group.
-    pub group: Ipv4Addr,
+    /// Multicast group (IPv4 or IPv6).
+    pub group: IpAddr,
     /// UDP port.
     pub port: u16,
-    /// Multicast interface address.
-    pub interface: Ipv4Addr,
+    /// Multicast interface: a name or an address (`None`: the routing table picks).
+    pub interface: Option<String>,
+    /// Multicast hop limit (IPv4 TTL / IPv6 hops).
+    pub ttl: u32,
     /// Address the group socket binds (default: the group).
-    pub listen: Option<Ipv4Addr>,
+    pub listen: Option<IpAddr>,
     /// Port of the reply socket (0: ephemeral).
     pub reply_port: u16,
     /// Socket buffer sizes (0: default).
@@ -69,8 +71,11 @@ pub fn unix_ms() -> u64 {
 
 /// Cluster id derived from group and port, so two clusters sharing a wire drop each
 /// other's datagrams early.
-pub fn cluster_id(group: Ipv4Addr, port: u16) -> u16 {
-    let o = group.octets();
+pub fn cluster_id(group: IpAddr, port: u16) -> u16 {
+    let o = match group {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
     let mut h: u32 = 2166136261;
     for b in o.iter().chain(port.to_be_bytes().iter()) {
         h = (h ^ *b as u32).wrapping_mul(16777619);
@@ -108,8 +113,11 @@ const BATCH: usize = 128;
 impl Node {
     /// Opens the sockets and starts the engine.
     pub fn new(mut cfg: NodeConfig) -> Result<Self> {
-        let mut nc = NetConfig::new(cfg.group, cfg.port, cfg.interface);
+        let iface =
+            net::iface::resolve(cfg.interface.as_deref(), cfg.group).context("-i/--interface")?;
+        let mut nc = NetConfig::new(cfg.group, cfg.port, iface);
         nc.listen = cfg.listen;
+        nc.ttl = cfg.ttl;
         nc.reply_port = cfg.reply_port;
         if cfg.rcvbuf > 0 {
             nc.rcvbuf = cfg.rcvbuf;
@@ -120,9 +128,13 @@ impl Node {
         let net = Net::new(&nc).with_context(|| {
             format!(
                 "cannot open multicast sockets for {}:{} on {}",
-                cfg.group, cfg.port, cfg.interface
+                cfg.group, cfg.port, iface.addr
             )
         })?;
+        if cfg.group.is_ipv6() {
+            // The engine sizes datagrams for IPv4 headers; IPv6 ones are 20 bytes longer.
+            cfg.engine.mtu = cfg.engine.mtu.saturating_sub(20);
+        }
         let storage = FsStorage::new(cfg.base.clone(), cfg.apply.clone())
             .with_context(|| format!("cannot use base directory {}", cfg.base.display()))?;
         cfg.engine.sealed = !cfg.keys.is_empty();

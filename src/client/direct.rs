@@ -2,7 +2,6 @@
 //! its end (targets chosen, progress shown, results gathered into an [`Outcome`]).
 
 use std::io::IsTerminal;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -49,7 +48,8 @@ pub(super) fn direct_node(
     Node::new(NodeConfig {
         group: front.cluster.group,
         port: front.cluster.port,
-        interface: front.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        interface: front.cluster.interface.clone(),
+        ttl: front.cluster.ttl,
         listen: None,
         reply_port: 0,
         rcvbuf: 0,
@@ -196,8 +196,9 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         stats: cmd.stats,
         walk_time: walked,
         no_member: format!(
-            "no member answered on {}:{} within {} ms",
-            front.cluster.group, front.cluster.port, front.discover
+            "no member answered on {} within {} ms",
+            std::net::SocketAddr::new(front.cluster.group, front.cluster.port),
+            front.discover
         ),
     };
     let mut o = push_on(
