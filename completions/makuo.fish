@@ -42,6 +42,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s m -l group -d 'Mu
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -106,6 +107,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -s b -l base -d 'Base 
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -152,6 +154,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Mul
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -179,6 +182,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -s b -l base -d 'Base
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -208,6 +212,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'M
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -226,6 +231,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Mu
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"

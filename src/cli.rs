@@ -20,7 +20,9 @@ mod tests;
 
 pub use daemon::DaemonArgs;
 pub use msync::MsyncArgs;
-pub use values::{filter_args_in_order, min_rate_floor, parse_bwlimit, ConsoleAddr, FilterArgKind};
+pub use values::{
+    filter_args_in_order, min_rate_floor, parse_bwlimit, ConsoleAddr, FilterArgKind, PeerAddr,
+};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -192,6 +194,14 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=255))]
     pub ttl: u32,
+
+    /// Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p).
+    ///
+    /// For networks without multicast: membership and pushes then go by unicast to the
+    /// peers and to the members they report, and daemons take unicast on PORT. A node's own
+    /// address is skipped, so one list serves every member.
+    #[arg(long = "peer", value_name = "ADDR", action = ArgAction::Append)]
+    pub peers: Vec<PeerAddr>,
 
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
     ///

@@ -190,8 +190,19 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         port: args.cluster.port,
         interface: args.cluster.interface.clone(),
         ttl: args.cluster.ttl,
+        peers: args
+            .cluster
+            .peers
+            .iter()
+            .map(|p| p.with_default_port(args.cluster.port))
+            .collect(),
         listen,
-        reply_port: args.reply_port.unwrap_or(0),
+        // Peers reach a daemon at its unicast address on the group's port.
+        reply_port: args.reply_port.unwrap_or(if args.cluster.peers.is_empty() {
+            0
+        } else {
+            args.cluster.port
+        }),
         rcvbuf: args.rcvbuf.unwrap_or(0),
         sndbuf: args.sndbuf.unwrap_or(0),
         engine,

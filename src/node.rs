@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub ttl: u32,
     /// Address the group socket binds (default: the group).
     pub listen: Option<IpAddr>,
+    /// Members reached by unicast (`--peer`): when not empty, what the engine sends to the
+    /// group goes as unicast copies to these and to every member the engine knows instead.
+    pub peers: Vec<SocketAddr>,
     /// Port of the reply socket (0: ephemeral).
     pub reply_port: u16,
     /// Socket buffer sizes (0: default).
@@ -101,6 +104,10 @@ pub struct Node {
     receiving: bool,
     /// The daemon's hooks, run off this loop (`hook.rs`).
     hooks: Option<crate::hook::Hooks>,
+    /// `--peer` addresses (own address removed).
+    peers: Vec<SocketAddr>,
+    /// `--peer` was given: nothing goes to the multicast group; see [`Node::fan_out`].
+    unicast_only: bool,
 }
 
 /// Most addresses whose last notice time is kept.
@@ -135,6 +142,18 @@ impl Node {
             // The engine sizes datagrams for IPv4 headers; IPv6 ones are 20 bytes longer.
             cfg.engine.mtu = cfg.engine.mtu.saturating_sub(20);
         }
+        let own = net.local_addr();
+        if let Some(p) = cfg.peers.iter().find(|p| p.is_ipv6() != own.is_ipv6()) {
+            anyhow::bail!(
+                "--peer {p}: not of the group's address family ({})",
+                cfg.group
+            );
+        }
+        let mut peers = cfg.peers.clone();
+        peers.retain(|p| !(p.port() == own.port() && net::iface::is_local(p.ip())));
+        peers.sort();
+        peers.dedup();
+        let unicast_only = !cfg.peers.is_empty();
         let storage = FsStorage::new(cfg.base.clone(), cfg.apply.clone())
             .with_context(|| format!("cannot use base directory {}", cfg.base.display()))?;
         cfg.engine.sealed = !cfg.keys.is_empty();
@@ -161,6 +180,8 @@ impl Node {
             last_expire: Instant::now(),
             receiving: false,
             hooks: None,
+            peers,
+            unicast_only,
         })
     }
 
@@ -373,15 +394,34 @@ impl Node {
             if dests.is_empty() {
                 return Ok(());
             }
-            let batch: Vec<(net::Dest, &[u8])> = dests
+            let mut batch: Vec<(net::Dest, &[u8])> = dests
                 .iter()
                 .zip(lens.iter())
                 .zip(self.bufs.iter())
                 .map(|((d, l), b)| (*d, &b[..*l]))
                 .collect();
+            if self.unicast_only {
+                batch = fan_out(&batch, &self.fan_out_set());
+            }
             self.net.send(&batch).context("send")?;
         }
         Ok(())
+    }
+
+    /// Where a group datagram goes without multicast (`--peer`): the listed peers and every
+    /// member the engine knows (heard directly or reported by others), never ourselves.
+    fn fan_out_set(&self) -> Vec<SocketAddr> {
+        let own = self.net.local_addr();
+        let mut to: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .copied()
+            .chain(self.engine.members().map(|m| m.addr))
+            .filter(|a| *a != own && a.is_ipv6() == own.is_ipv6() && !a.ip().is_unspecified())
+            .collect();
+        to.sort();
+        to.dedup();
+        to
     }
 
     /// Says goodbye to the cluster and flushes it out.
@@ -390,6 +430,33 @@ impl Node {
         let _ = self.engine.handle_command(now, proto::Command::Leave);
         let _ = self.flush(now);
     }
+}
+
+/// `batch` with every run of group datagrams replaced by unicast copies to each of `to`,
+/// destination by destination (so runs stay GSO-batchable and each member gets them in order).
+fn fan_out<'a>(batch: &[(net::Dest, &'a [u8])], to: &[SocketAddr]) -> Vec<(net::Dest, &'a [u8])> {
+    let mut out = Vec::with_capacity(batch.len() * to.len().max(1));
+    let mut i = 0;
+    while i < batch.len() {
+        if batch[i].0 != net::Dest::Group {
+            out.push(batch[i]);
+            i += 1;
+            continue;
+        }
+        let run = batch[i..]
+            .iter()
+            .take_while(|(d, _)| *d == net::Dest::Group)
+            .count();
+        for a in to {
+            out.extend(
+                batch[i..i + run]
+                    .iter()
+                    .map(|(_, b)| (net::Dest::Unicast(*a), *b)),
+            );
+        }
+        i += run;
+    }
+    out
 }
 
 /// Returns the heap's free memory to the system. A transfer's memory (its manifest, held

@@ -70,3 +70,88 @@ fn ipv6_cluster_by_interface_name() {
     drop(c);
     drop(net);
 }
+
+/// 198.18.X.0/24 (or 198.19) for this run: the third octet from the pid, so parallel test
+/// processes do not collide on one bridge name space (each test has its own bridge anyway).
+fn v4_addr(i: usize) -> String {
+    let third = (std::process::id() % 250) as u8 + 1;
+    format!("198.18.{third}.{}", 30 + i)
+}
+
+/// Four namespaces that drop every multicast datagram (nftables in each): without `--peer`
+/// a direct front end finds nobody; with the same `--peer` list everywhere (own address
+/// included, and skipped) the daemons find each other by unicast, and a push through the
+/// sending daemon's console exits 0 with every member exact, as does a direct push.
+#[test]
+fn no_multicast_peer_lists() {
+    if !root_or_skip("no_multicast_peer_lists", "network namespaces") {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let peers: Vec<String> = (0..4)
+        .flat_map(|i| ["--peer".to_string(), v4_addr(i)])
+        .collect();
+    let mut spaces = Vec::new();
+    for i in 0..4 {
+        let ns = net.host(i, &v4_addr(i));
+        net.drop_multicast(&ns);
+        spaces.push(ns);
+    }
+    for (i, ns) in spaces.iter().enumerate() {
+        let name = if i == 0 {
+            "s0".to_string()
+        } else {
+            format!("r{i}")
+        };
+        let base = if i == 0 {
+            c.src.clone()
+        } else {
+            let b = c.path(&format!("{name}/base"));
+            fs::create_dir_all(&b).unwrap();
+            b
+        };
+        let mut more = c.key_args();
+        more.extend(FAST.map(String::from));
+        more.push("--no-fsync".into());
+        more.extend(peers.iter().cloned());
+        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), more);
+        d.sender = i == 0;
+        c.push_daemon(d);
+    }
+    docroot(&c.src, 200, Some(4 << 20));
+
+    // Multicast really is gone: a front end without --peer hears nobody.
+    let alone = c.direct_in(&spaces[0], &v4_addr(0), "members", &["--discover", "1000"]);
+    for r in ["r1", "r2", "r3"] {
+        assert!(
+            !alone.stdout.contains(r),
+            "{r} heard by multicast:\n{alone}"
+        );
+    }
+
+    let sender = &c.daemons[0];
+    wait_for("s0 to see r1..r3 by unicast", RUN_LIMIT, || {
+        let r = sender.members(&[]);
+        ["r1 ", "r2 ", "r3 "]
+            .iter()
+            .all(|n| r.stdout.contains(n))
+            .then_some(())
+    });
+    let r = sender.sync(&[]);
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    for ns in &spaces[1..] {
+        assert!(net.dropped(ns) > 0, "no multicast was dropped in {ns}");
+    }
+
+    // A direct-mode front end with the same list reaches them too.
+    write(&c.src, "after/direct.txt", "by unicast copies\n");
+    let mut args = vec!["--discover", "1500", "-r", "."];
+    args.extend(peers.iter().map(String::as_str));
+    let r = c.direct_in(&spaces[0], &v4_addr(0), "sync", &args);
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    drop(c);
+    drop(net);
+}

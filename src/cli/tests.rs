@@ -254,6 +254,43 @@ fn ipv6_group_interface_name_and_ttl() {
 }
 
 #[test]
+fn peers_take_addresses_of_both_families_with_or_without_a_port() {
+    let (cli, _) = parse(&[
+        "daemon",
+        "--peer",
+        "198.18.0.5",
+        "--peer",
+        "198.18.0.6:6000",
+        "--peer",
+        "fd00::1",
+        "--peer",
+        "[fd00::2]:7000",
+    ])
+    .unwrap();
+    let Command::Daemon(d) = cli.command else {
+        panic!("not daemon")
+    };
+    let got: Vec<String> = d
+        .cluster
+        .peers
+        .iter()
+        .map(|p| p.with_default_port(5000).to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "198.18.0.5:5000",
+            "198.18.0.6:6000",
+            "[fd00::1]:5000",
+            "[fd00::2]:7000"
+        ]
+    );
+    for bad in ["host.example", "198.18.0.5:0", "fd00::1:5000x", "[fd00::1]"] {
+        assert!(parse(&["daemon", "--peer", bad]).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn group_id_is_an_alias_of_run_group() {
     let (cli, _) = parse(&["daemon", "--group-id", "staff"]).unwrap();
     let Command::Daemon(d) = cli.command else {

@@ -50,6 +50,12 @@ pub(super) fn direct_node(
         port: front.cluster.port,
         interface: front.cluster.interface.clone(),
         ttl: front.cluster.ttl,
+        peers: front
+            .cluster
+            .peers
+            .iter()
+            .map(|p| p.with_default_port(front.cluster.port))
+            .collect(),
         listen: None,
         reply_port: 0,
         rcvbuf: 0,

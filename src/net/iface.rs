@@ -64,6 +64,13 @@ pub fn resolve(spec: Option<&str>, group: IpAddr) -> io::Result<Interface> {
     Ok(Interface { addr, index })
 }
 
+/// Whether `ip` is an address of this host (network namespace); loopback addresses are.
+pub fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || local_addresses().is_ok_and(|l| l.iter().any(|(_, _, a)| *a == ip))
+}
+
 /// Every (interface name, index, address) of this host (network namespace).
 fn local_addresses() -> io::Result<Vec<(String, u32, IpAddr)>> {
     let mut out = Vec::new();

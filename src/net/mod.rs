@@ -243,6 +243,12 @@ impl Net {
         set_buffer(&group, libc::SO_RCVBUFFORCE, cfg.rcvbuf, true);
 
         let uni = new_sock().map_err(|e| ctx("unicast socket", e))?;
+        if cfg.reply_port == cfg.port {
+            // Unicast on the group's port (peers without multicast): the group socket holds
+            // that port too, on the group address or a wildcard.
+            uni.set_reuse_address(true)
+                .map_err(|e| ctx("SO_REUSEADDR", e))?;
+        }
         let bind = scoped(cfg.interface, cfg.reply_port);
         uni.bind(&bind.into())
             .map_err(|e| ctx(format!("bind {bind}"), e))?;
