@@ -793,7 +793,7 @@ fn handle_job(
             let mut live = std::collections::BTreeSet::new();
             for m in node.engine.members() {
                 live.insert(m.name.clone());
-                lines.push(crate::node::member_line(m));
+                lines.push(node.member_line(m));
             }
             for f in node.engine.foreign() {
                 live.insert(f.name.clone());

@@ -275,18 +275,23 @@ impl Node {
                 // A datagram of another protocol version goes to the engine as it is: it
                 // names the peer from the version-independent header (sealing may differ
                 // between versions too, so opening it could only fail, and silently).
-                Some(_) if !speaks(d.data) => {
-                    self.engine.handle_datagram_at(now, received, from, d.data)
-                }
-                None => self.engine.handle_datagram_at(now, received, from, d.data),
+                Some(_) if !speaks(d.data) => self
+                    .engine
+                    .handle_datagram_via(now, received, from, d.to_group, d.data),
+                None => self
+                    .engine
+                    .handle_datagram_via(now, received, from, d.to_group, d.data),
                 Some(s) => {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
                     match s.open(&mut self.scratch, len, from, d.to_group, now, wall) {
-                        Ok(Opened::Datagram(l)) => {
-                            self.engine
-                                .handle_datagram_at(now, received, from, &self.scratch[..l])
-                        }
+                        Ok(Opened::Datagram(l)) => self.engine.handle_datagram_via(
+                            now,
+                            received,
+                            from,
+                            d.to_group,
+                            &self.scratch[..l],
+                        ),
                         Ok(Opened::Handshake) => {}
                         Err(e) => {
                             self.seal_refused += 1;
@@ -401,7 +406,13 @@ impl Node {
                 .map(|((d, l), b)| (*d, &b[..*l]))
                 .collect();
             if self.unicast_only {
-                batch = fan_out(&batch, &self.fan_out_set());
+                batch = fan_out(&batch, &self.fan_out_set(), false);
+            } else {
+                // Members that do not hear our multicast get unicast copies (paths.rs).
+                let copies = self.engine.unicast_paths(now);
+                if !copies.is_empty() {
+                    batch = fan_out(&batch, &copies, true);
+                }
             }
             self.net.send(&batch).context("send")?;
         }
@@ -424,6 +435,28 @@ impl Node {
         to
     }
 
+    /// How group datagrams reach member `m`: everything is unicast with `--peer`, else as the
+    /// engine learned it.
+    pub fn path(&self, m: &proto::members::MemberInfo) -> proto::paths::Path {
+        if self.unicast_only {
+            proto::paths::Path::Unicast(proto::paths::Why::Peers)
+        } else {
+            self.engine.path(Instant::now(), m)
+        }
+    }
+
+    /// A `members` line: [`member_line`] and the path (`path=multicast`, or
+    /// `path=unicast why=...`).
+    pub fn member_line(&self, m: &proto::members::MemberInfo) -> String {
+        let p = self.path(m);
+        let mut l = format!("{} path={}", member_line(m), p.word());
+        if !p.why().is_empty() {
+            l.push_str(" why=");
+            l.push_str(p.why());
+        }
+        l
+    }
+
     /// Says goodbye to the cluster and flushes it out.
     pub fn leave(&mut self) {
         let now = Instant::now();
@@ -432,9 +465,14 @@ impl Node {
     }
 }
 
-/// `batch` with every run of group datagrams replaced by unicast copies to each of `to`,
-/// destination by destination (so runs stay GSO-batchable and each member gets them in order).
-fn fan_out<'a>(batch: &[(net::Dest, &'a [u8])], to: &[SocketAddr]) -> Vec<(net::Dest, &'a [u8])> {
+/// `batch` with every run of group datagrams followed (`keep_group`) or replaced by unicast
+/// copies to each of `to`, destination by destination (so runs stay GSO-batchable and each
+/// member gets them in order).
+fn fan_out<'a>(
+    batch: &[(net::Dest, &'a [u8])],
+    to: &[SocketAddr],
+    keep_group: bool,
+) -> Vec<(net::Dest, &'a [u8])> {
     let mut out = Vec::with_capacity(batch.len() * to.len().max(1));
     let mut i = 0;
     while i < batch.len() {
@@ -447,6 +485,9 @@ fn fan_out<'a>(batch: &[(net::Dest, &'a [u8])], to: &[SocketAddr]) -> Vec<(net::
             .iter()
             .take_while(|(d, _)| *d == net::Dest::Group)
             .count();
+        if keep_group {
+            out.extend_from_slice(&batch[i..i + run]);
+        }
         for a in to {
             out.extend(
                 batch[i..i + run]

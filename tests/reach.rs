@@ -155,3 +155,97 @@ fn no_multicast_peer_lists() {
     drop(c);
     drop(net);
 }
+
+/// The `members` line of `name` in `text`.
+fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or("")
+}
+
+/// Four namespaces; nftables drops the group's traffic into r3 (r3 still sends to the group
+/// and answers by unicast). A push through the sending daemon's console exits 0 with every
+/// member exact, and `makuo members` on that daemon names r3 `unicast` (the others
+/// `multicast`); the same with `makuo sync --direct`. When the rule is lifted r3 moves back.
+#[test]
+fn a_member_deaf_to_the_group_gets_unicast_copies() {
+    if !root_or_skip(
+        "a_member_deaf_to_the_group_gets_unicast_copies",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let mut spaces = Vec::new();
+    for i in 0..4 {
+        spaces.push(net.host(i, &v4_addr(i)));
+    }
+    net.drop_group(&spaces[3], &c.group);
+    for (i, ns) in spaces.iter().enumerate() {
+        let name = if i == 0 {
+            "s0".to_string()
+        } else {
+            format!("r{i}")
+        };
+        let base = if i == 0 {
+            c.src.clone()
+        } else {
+            let b = c.path(&format!("{name}/base"));
+            fs::create_dir_all(&b).unwrap();
+            b
+        };
+        let mut more = c.key_args();
+        more.extend(FAST.map(String::from));
+        more.push("--no-fsync".into());
+        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), more);
+        d.sender = i == 0;
+        c.push_daemon(d);
+    }
+    docroot(&c.src, 200, Some(4 << 20));
+
+    let sender = &c.daemons[0];
+    let members = wait_for("s0 to put r3 on the unicast path", RUN_LIMIT, || {
+        let r = sender.members(&[]);
+        let ok = ["r1", "r2"]
+            .iter()
+            .all(|n| line_of(&r.stdout, n).contains("path=multicast"))
+            && line_of(&r.stdout, "r3").contains("path=unicast");
+        ok.then_some(r)
+    });
+    eprintln!("{members}");
+    let r = sender.sync(&[]);
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    assert!(
+        net.dropped(&spaces[3]) > 0,
+        "the group rule in r3 dropped nothing"
+    );
+    let m = sender.members(&[]);
+    assert!(
+        line_of(&m.stdout, "r3").contains("path=unicast why="),
+        "r3 after the push:\n{m}"
+    );
+
+    // The direct front end learns the same on its own.
+    write(&c.src, "after/direct.txt", "r3 by unicast copies\n");
+    let r = c.direct_in(
+        &spaces[0],
+        &v4_addr(0),
+        "sync",
+        &["--discover", "1500", "-r", "."],
+    );
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+
+    // Multicast reaches r3 again: it moves back.
+    net.undrop_group(&spaces[3]);
+    wait_for("r3 back on multicast", RUN_LIMIT, || {
+        let r = sender.members(&[]);
+        line_of(&r.stdout, "r3")
+            .contains("path=multicast")
+            .then_some(())
+    });
+    drop(c);
+    drop(net);
+}

@@ -29,7 +29,7 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
     discover(&mut node, Duration::from_millis(front.discover), &[])?;
     let mut lines = Vec::new();
     for m in node.engine.members() {
-        lines.push(crate::node::member_line(m));
+        lines.push(node.member_line(m));
     }
     for f in node.engine.foreign() {
         lines.push(crate::node::foreign_line(f, Instant::now()));

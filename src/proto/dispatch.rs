@@ -28,6 +28,15 @@ impl<S: Storage> Engine<S> {
                 let Some(new) = new else {
                     return false;
                 };
+                let me = self.cfg.node_id;
+                let hears_us = hb
+                    .known()
+                    .any(|k| k.node == me && k.flags & paths::KNOWN_GROUP != 0);
+                let interval = Duration::from_millis(u64::from(hb.interval_ms));
+                self.paths
+                    .heartbeat(now, node, self.rx_group, interval, hears_us);
+                let members = &self.members;
+                self.paths.retain(|n| members.get(n).is_some());
                 if hb.flags & HB_JOIN != 0 && new {
                     self.answer_soon();
                 }

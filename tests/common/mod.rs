@@ -1914,6 +1914,34 @@ impl Net {
         ns
     }
 
+    /// Drops the datagrams of IPv4 group `group` arriving in `ns` (counted), as a switch that
+    /// stopped forwarding the group to that port would; [`Net::undrop_group`] lifts it.
+    pub fn drop_group(&self, ns: &str, group: &str) {
+        self.nft(ns, &["add", "table", "inet", "nogrp"]);
+        self.nft(
+            ns,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "nogrp",
+                "in",
+                "{ type filter hook input priority -10; }",
+            ],
+        );
+        self.nft(
+            ns,
+            &[
+                "add", "rule", "inet", "nogrp", "in", "ip", "daddr", group, "counter", "drop",
+            ],
+        );
+    }
+
+    /// Lifts [`Net::drop_group`].
+    pub fn undrop_group(&self, ns: &str) {
+        self.nft(ns, &["flush", "chain", "inet", "nogrp", "in"]);
+    }
+
     /// Drops every multicast datagram arriving in `ns` (IPv4 and IPv6, counted), as a network
     /// without multicast would.
     pub fn drop_multicast(&self, ns: &str) {
