@@ -624,6 +624,11 @@ fn handle_event(
                 } else {
                     Outcome::from_report(&p.manifest, &r, &p.absent, secs)
                 };
+                for m in &r.members {
+                    if let Some(i) = node.engine.members().find(|i| i.node == m.node) {
+                        o.set_path(&m.name, &m.addr.ip().to_string(), node.path(i).word());
+                    }
+                }
                 if p.detail.itemize && !p.check {
                     o.add_itemized(&p.manifest, &r);
                 }

@@ -221,6 +221,9 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
         net.dropped(&spaces[3]) > 0,
         "the group rule in r3 dropped nothing"
     );
+    // The push table says which path served each member.
+    assert_eq!(r.result_of("r3"), "ok (by unicast)", "{r}");
+    assert_eq!(r.result_of("r1"), "ok", "{r}");
     let m = sender.members(&[]);
     assert!(
         line_of(&m.stdout, "r3").contains("path=unicast why="),
@@ -233,10 +236,21 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
         &spaces[0],
         &v4_addr(0),
         "sync",
-        &["--discover", "1500", "-r", "."],
+        &["--discover", "1500", "--json", "-r", "."],
     );
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();
+    let j = r.json();
+    let path_of = |name: &str| {
+        j["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["path"].clone())
+    };
+    assert_eq!(path_of("r3"), Some("unicast".into()), "{r}");
+    assert_eq!(path_of("r2"), Some("multicast".into()), "{r}");
 
     // Multicast reaches r3 again: it moves back.
     net.undrop_group(&spaces[3]);

@@ -371,6 +371,11 @@ pub(crate) fn push_on(
     } else {
         Outcome::from_report(&manifest, &report, &absent, secs)
     };
+    for m in &report.members {
+        if let Some(i) = node.engine.members().find(|i| i.node == m.node) {
+            o.set_path(&m.name, &m.addr.ip().to_string(), node.path(i).word());
+        }
+    }
     if p.itemize && !p.check {
         o.add_itemized(&manifest, &report);
     }
