@@ -31,6 +31,7 @@ complete -c makuo -n "__fish_makuo_needs_command" -f -a "sync" -d 'Push paths to
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "check" -d 'Compare paths on every member with the sender and list what differs; change nothing'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "watch" -d 'Watch paths and push what changes, as it happens (lsyncd\'s job)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "doctor" -d 'How each member is reached: multicast to it and from it, or unicast only'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "status" -d 'Show daemon state: transfers in flight, members, counters'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s session exclude list (shell globs), which applies to every push'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "loglevel" -d 'Set the daemon\'s log level, from 0 (quiet) to 9 (debug)'
@@ -223,6 +224,25 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print results as JSON lines instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r

@@ -120,6 +120,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// List live members: name, address, version and role.
     Members(FrontArgs),
+    /// How each member is reached: multicast to it and from it, or unicast only.
+    ///
+    /// Exits 1 when a member is reachable only by unicast (its path is unicast), so that
+    /// operators can alert on it; 10 when no member answered.
+    Doctor(FrontArgs),
     /// Show daemon state: transfers in flight, members, counters.
     Status(FrontArgs),
     /// Edit the daemon's session exclude list (shell globs), which applies to every push.
@@ -154,6 +159,7 @@ impl Command {
             Command::Check(_) => "check",
             Command::Watch(_) => "watch",
             Command::Members(_) => "members",
+            Command::Doctor(_) => "doctor",
             Command::Status(_) => "status",
             Command::Exclude(_) => "exclude",
             Command::Loglevel(_) => "loglevel",
@@ -785,7 +791,7 @@ impl Cli {
             Command::Sync(a) => &a.front.cluster,
             Command::Check(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
-            Command::Members(a) | Command::Status(a) => &a.cluster,
+            Command::Members(a) | Command::Status(a) | Command::Doctor(a) => &a.cluster,
             _ => return Ok(()),
         };
         if cluster.keys.len() > MAX_KEYS {

@@ -445,11 +445,17 @@ impl Node {
         }
     }
 
-    /// A `members` line: [`member_line`] and the path (`path=multicast`, or
-    /// `path=unicast why=...`).
+    /// A `members` line: [`member_line`], the path to the member (`path=multicast`, or
+    /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`) and, for the
+    /// unicast path, why (`why=...`).
     pub fn member_line(&self, m: &proto::members::MemberInfo) -> String {
         let p = self.path(m);
-        let mut l = format!("{} path={}", member_line(m), p.word());
+        let from = if !self.unicast_only && self.engine.hears_group(Instant::now(), m.node) {
+            "multicast"
+        } else {
+            "unicast"
+        };
+        let mut l = format!("{} path={} from={from}", member_line(m), p.word());
         if !p.why().is_empty() {
             l.push_str(" why=");
             l.push_str(p.why());

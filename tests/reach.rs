@@ -226,8 +226,25 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     assert_eq!(r.result_of("r1"), "ok", "{r}");
     let m = sender.members(&[]);
     assert!(
-        line_of(&m.stdout, "r3").contains("path=unicast why="),
+        line_of(&m.stdout, "r3").contains("path=unicast from=multicast why="),
         "r3 after the push:\n{m}"
+    );
+
+    // makuo doctor alerts on it: exit 1, r3 reachable only by unicast.
+    let addr = sender.console_addr();
+    let doctor = || {
+        run(
+            &mut sender.command(&["doctor", "--console", &addr]),
+            RUN_LIMIT,
+        )
+    };
+    let d = doctor();
+    assert_eq!(d.code, 1, "{d}");
+    let r3 = line_of(&d.stdout, "r3");
+    assert!(r3.contains(" no ") && r3.contains("unicast"), "{d}");
+    assert!(
+        line_of(&d.stdout, "r1").contains("multicast  multicast  multicast"),
+        "{d}"
     );
 
     // The direct front end learns the same on its own.
@@ -260,6 +277,8 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
             .contains("path=multicast")
             .then_some(())
     });
+    let d = doctor();
+    assert_eq!(d.code, 0, "{d}");
     drop(c);
     drop(net);
 }

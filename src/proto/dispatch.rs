@@ -32,9 +32,7 @@ impl<S: Storage> Engine<S> {
                 let hears_us = hb
                     .known()
                     .any(|k| k.node == me && k.flags & paths::KNOWN_GROUP != 0);
-                let interval = Duration::from_millis(u64::from(hb.interval_ms));
-                self.paths
-                    .heartbeat(now, node, self.rx_group, interval, hears_us);
+                self.paths.heartbeat(now, node, self.rx_group, hears_us);
                 let members = &self.members;
                 self.paths.retain(|n| members.get(n).is_some());
                 if hb.flags & HB_JOIN != 0 && new {

@@ -329,7 +329,9 @@ impl<S: Storage> Engine<S> {
             n => self.paths.rotation % n,
         };
         self.paths.rotation = self.paths.rotation.wrapping_add(1);
-        let expiry = self.cfg.member_expiry;
+        // Twice the expiry: a sender whose heartbeats come late during a busy push is still
+        // named as heard through the group.
+        let expiry = self.cfg.member_expiry * 2;
         for m in direct[start..].iter().chain(direct[..start].iter()) {
             let group = if self.paths.hear_group(now, m.node, expiry) {
                 paths::KNOWN_GROUP
@@ -427,8 +429,12 @@ impl<S: Storage> Engine<S> {
 
     /// How group datagrams reach member `m` (see `paths.rs`).
     pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
-        self.paths
-            .path(now, m, self.cfg.heartbeat, self.cfg.member_expiry)
+        self.paths.path(now, m, self.cfg.member_expiry)
+    }
+
+    /// Whether member `node`'s datagrams came to us through the group within the expiry.
+    pub fn hears_group(&self, now: Instant, node: u64) -> bool {
+        self.paths.hear_group(now, node, self.cfg.member_expiry)
     }
 
     /// Reply addresses of the members that get unicast copies of every group datagram.

@@ -4,9 +4,11 @@
 //! Every member marks, in the known-member list of its heartbeats, the members whose
 //! datagrams it heard *through the group* within the member expiry ([`KNOWN_GROUP`], a bit of
 //! [`wire::Known::flags`](super::wire::Known) that older nodes mask away). A member that has
-//! listed us with that bit within the expiry hears our multicast: its path is
-//! [`Path::Multicast`]. A member heard directly for a grace period (three heartbeat intervals,
-//! its or ours, whichever is longer) that has not done so gets [`Path::Unicast`]: the driver
+//! listed us with that bit within the expiry, or in one of its last three heartbeats, hears our
+//! multicast: its path is [`Path::Multicast`]. A member heard directly whose last three
+//! heartbeats (at least) did not, and not within the expiry either, gets [`Path::Unicast`]
+//! (counting heartbeats rather than time keeps a member whose heartbeats are late during a
+//! busy push on multicast): the driver
 //! then sends it a unicast copy of every group datagram, so it takes part in pushes with the
 //! same engine, repair and pacing, while the others stay on multicast. When the member hears
 //! the group again it says so and moves back. The known list rotates from one heartbeat to the
@@ -66,9 +68,12 @@ struct Seen {
     group_from: Option<Instant>,
     /// When it last listed us with [`KNOWN_GROUP`].
     hears_us: Option<Instant>,
-    /// Its heartbeat interval.
-    interval: Duration,
+    /// Its heartbeats since then that did not.
+    misses: u32,
 }
+
+/// Heartbeats in a row that must leave us out before a member goes to the unicast path.
+const MISSES: u32 = 3;
 
 /// Path state of every member (bounded by the member table: entries of members that left are
 /// dropped by [`Paths::retain`]).
@@ -80,23 +85,18 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
-    /// A heartbeat from `node` (heard directly; `to_group`: through the group) with its
-    /// interval, and whether its known list named us with [`KNOWN_GROUP`].
-    pub(crate) fn heartbeat(
-        &mut self,
-        now: Instant,
-        node: u64,
-        to_group: bool,
-        interval: Duration,
-        hears_us: bool,
-    ) {
+    /// A heartbeat from `node` (heard directly; `to_group`: through the group), and whether
+    /// its known list named us with [`KNOWN_GROUP`].
+    pub(crate) fn heartbeat(&mut self, now: Instant, node: u64, to_group: bool, hears_us: bool) {
         let s = self.seen.entry(node).or_default();
-        s.interval = interval;
         if to_group {
             s.group_from = Some(now);
         }
         if hears_us {
             s.hears_us = Some(now);
+            s.misses = 0;
+        } else {
+            s.misses = s.misses.saturating_add(1);
         }
     }
 
@@ -109,26 +109,17 @@ impl Paths {
             .is_some_and(|t| now.saturating_duration_since(t) < expiry)
     }
 
-    /// The path to `m`, given our heartbeat interval and the member expiry.
-    pub(crate) fn path(
-        &self,
-        now: Instant,
-        m: &MemberInfo,
-        ours: Duration,
-        expiry: Duration,
-    ) -> Path {
+    /// The path to `m`, given the member expiry.
+    pub(crate) fn path(&self, now: Instant, m: &MemberInfo, expiry: Duration) -> Path {
         if !m.direct {
             // Known only second hand: nothing to judge by; it is reached as the others are.
             return Path::Multicast;
         }
         let s = self.seen.get(&m.node).copied().unwrap_or_default();
-        if s.hears_us
-            .is_some_and(|t| now.saturating_duration_since(t) < expiry)
-        {
-            return Path::Multicast;
-        }
-        let grace = s.interval.max(ours) * 3;
-        if now.saturating_duration_since(m.since) < grace {
+        let recent = s
+            .hears_us
+            .is_some_and(|t| now.saturating_duration_since(t) < expiry);
+        if recent || s.misses < MISSES {
             return Path::Multicast;
         }
         Path::Unicast(Why::NoMulticastFromUs)
@@ -164,23 +155,31 @@ mod tests {
     const EXPIRY: Duration = Duration::from_millis(1500);
 
     #[test]
-    fn a_member_that_never_says_it_hears_us_goes_unicast_after_the_grace() {
+    fn a_member_that_never_says_it_hears_us_goes_unicast_after_three_heartbeats() {
         let t0 = Instant::now();
         let m = member(7, t0);
         let mut p = Paths::default();
-        p.heartbeat(t0, 7, true, HB, false);
-        assert_eq!(p.path(t0 + HB, &m, HB, EXPIRY), Path::Multicast, "grace");
-        let later = t0 + HB * 4;
-        p.heartbeat(later, 7, true, HB, false);
+        for k in 1..=2 {
+            p.heartbeat(t0 + HB * k, 7, true, false);
+            assert_eq!(p.path(t0 + HB * k, &m, EXPIRY), Path::Multicast, "grace");
+        }
+        let later = t0 + HB * 3;
+        p.heartbeat(later, 7, true, false);
         assert_eq!(
-            p.path(later, &m, HB, EXPIRY),
+            p.path(later, &m, EXPIRY),
             Path::Unicast(Why::NoMulticastFromUs)
         );
-        // It hears the group again: back to multicast, and out again once that is stale.
-        p.heartbeat(later, 7, true, HB, true);
-        assert_eq!(p.path(later, &m, HB, EXPIRY), Path::Multicast);
+        // It hears the group again: back to multicast at once.
+        p.heartbeat(later, 7, true, true);
+        assert_eq!(p.path(later, &m, EXPIRY), Path::Multicast);
+        // Late heartbeats alone do not move it: three that leave us out, past the expiry.
+        let late = later + EXPIRY * 2;
+        assert_eq!(p.path(late, &m, EXPIRY), Path::Multicast);
+        for _ in 0..3 {
+            p.heartbeat(late, 7, true, false);
+        }
         assert_eq!(
-            p.path(later + EXPIRY, &m, HB, EXPIRY),
+            p.path(late, &m, EXPIRY),
             Path::Unicast(Why::NoMulticastFromUs)
         );
     }
@@ -189,12 +188,12 @@ mod tests {
     fn group_hearing_is_what_we_report_and_members_that_left_are_forgotten() {
         let t0 = Instant::now();
         let mut p = Paths::default();
-        p.heartbeat(t0, 1, false, HB, false);
+        p.heartbeat(t0, 1, false, false);
         assert!(!p.hear_group(t0, 1, EXPIRY), "unicast only");
-        p.heartbeat(t0, 1, true, HB, false);
+        p.heartbeat(t0, 1, true, false);
         assert!(p.hear_group(t0, 1, EXPIRY));
         assert!(!p.hear_group(t0 + EXPIRY, 1, EXPIRY));
-        p.heartbeat(t0, 2, true, HB, false);
+        p.heartbeat(t0, 2, true, false);
         p.retain(|n| n == 2);
         assert!(!p.hear_group(t0, 1, EXPIRY) && p.hear_group(t0, 2, EXPIRY));
     }
@@ -205,6 +204,6 @@ mod tests {
         let mut m = member(9, t0);
         m.direct = false;
         let p = Paths::default();
-        assert_eq!(p.path(t0 + EXPIRY * 10, &m, HB, EXPIRY), Path::Multicast);
+        assert_eq!(p.path(t0 + EXPIRY * 10, &m, EXPIRY), Path::Multicast);
     }
 }
