@@ -106,8 +106,11 @@ pub struct Node {
     hooks: Option<crate::hook::Hooks>,
     /// `--peer` addresses (own address removed).
     peers: Vec<SocketAddr>,
-    /// `--peer` was given: nothing goes to the multicast group; see [`Node::fan_out`].
+    /// `--peer` was given: nothing goes to the multicast group; see [`fan_out`].
     unicast_only: bool,
+    /// With `--peer` and a key: addresses that recently sent us an authenticated datagram or
+    /// handshake (a new front end, before it is a member), so our answers reach them.
+    recent: HashMap<SocketAddr, Instant>,
 }
 
 /// Most addresses whose last notice time is kept.
@@ -182,6 +185,7 @@ impl Node {
             hooks: None,
             peers,
             unicast_only,
+            recent: HashMap::new(),
         })
     }
 
@@ -285,14 +289,23 @@ impl Node {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
                     match s.open(&mut self.scratch, len, from, d.to_group, now, wall) {
-                        Ok(Opened::Datagram(l)) => self.engine.handle_datagram_via(
-                            now,
-                            received,
-                            from,
-                            d.to_group,
-                            &self.scratch[..l],
-                        ),
-                        Ok(Opened::Handshake) => {}
+                        Ok(Opened::Datagram(l)) => {
+                            if self.unicast_only {
+                                remember(&mut self.recent, from, now);
+                            }
+                            self.engine.handle_datagram_via(
+                                now,
+                                received,
+                                from,
+                                d.to_group,
+                                &self.scratch[..l],
+                            )
+                        }
+                        Ok(Opened::Handshake) => {
+                            if self.unicast_only {
+                                remember(&mut self.recent, from, now);
+                            }
+                        }
                         Err(e) => {
                             self.seal_refused += 1;
                             self.notice(from, &e, now);
@@ -428,6 +441,12 @@ impl Node {
             .iter()
             .copied()
             .chain(self.engine.members().map(|m| m.addr))
+            .chain(
+                self.recent
+                    .iter()
+                    .filter(|(_, t)| t.elapsed() < RECENT_FOR)
+                    .map(|(a, _)| *a),
+            )
             .filter(|a| *a != own && a.is_ipv6() == own.is_ipv6() && !a.ip().is_unspecified())
             .collect();
         to.sort();
@@ -469,6 +488,23 @@ impl Node {
         let _ = self.engine.handle_command(now, proto::Command::Leave);
         let _ = self.flush(now);
     }
+}
+
+/// Most addresses [`Node`] remembers as recent senders (`--peer` with a key).
+const MAX_RECENT: usize = 256;
+/// How long a recent sender keeps getting our group datagrams without being a member.
+const RECENT_FOR: Duration = Duration::from_secs(10);
+
+/// Notes that `from` sent an authenticated datagram at `now` (bounded: stale entries go
+/// first; when all are fresh a new address is not taken).
+fn remember(recent: &mut HashMap<SocketAddr, Instant>, from: SocketAddr, now: Instant) {
+    if recent.len() >= MAX_RECENT && !recent.contains_key(&from) {
+        recent.retain(|_, t| now.saturating_duration_since(*t) < RECENT_FOR);
+        if recent.len() >= MAX_RECENT {
+            return;
+        }
+    }
+    recent.insert(from, now);
 }
 
 /// `batch` with every run of group datagrams followed (`keep_group`) or replaced by unicast

@@ -12,7 +12,8 @@ use common::*;
 fn ula_prefix() -> String {
     let r = rand_u64();
     format!(
-        "fd{:02x}:{:04x}:{:04x}:1",
+        // No leading zeros: the prefix is matched against addresses as Rust prints them.
+        "fd{:02x}:{:x}:{:x}:1",
         (r >> 40) as u8,
         (r >> 16) as u16,
         r as u16
