@@ -55,8 +55,7 @@ fn no_duplicate_short_or_long_flags() {
 /// Value names come from one small vocabulary, so the docs read the same everywhere.
 const VALUE_NAMES: &[&str] = &[
     "ADDR", "BYTES", "DIR", "FILE", "GROUP", "HOST", "KEYFILE", "LEVEL", "MBIT", "MS", "N", "RULE",
-    "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS", "CMD",
-    "IFACE",
+    "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS", "CMD", "IFACE",
 ];
 
 #[test]
