@@ -25,6 +25,9 @@ _makuo() {
             makuo,demo)
                 cmd="makuo__subcmd__demo"
                 ;;
+            makuo,doctor)
+                cmd="makuo__subcmd__doctor"
+                ;;
             makuo,exclude)
                 cmd="makuo__subcmd__exclude"
                 ;;
@@ -68,7 +71,7 @@ _makuo() {
 
     case "${cmd}" in
         makuo)
-            opts="-h -V --help --version daemon sync check watch members status exclude loglevel keygen demo generate"
+            opts="-h -V --help --version daemon sync check watch members doctor status exclude loglevel keygen demo generate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -82,7 +85,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__check)
-            opts="-r -t -f -F -0 -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-r -t -f -F -0 -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,6 +236,14 @@ _makuo() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --key)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -286,7 +297,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__daemon)
-            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --after-push --before-commit --hook-timeout --help"
+            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --after-push --before-commit --hook-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -327,6 +338,14 @@ _makuo() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -652,6 +671,149 @@ _makuo() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        makuo__subcmd__doctor)
+            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --console)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -K)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --discover)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -k)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --mtu)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         makuo__subcmd__exclude)
             opts="-K -v -q -h --console --password-file --verbose --quiet --json --help add del list clear"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -840,7 +1002,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__members)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -919,6 +1081,14 @@ _makuo() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -975,7 +1145,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__status)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1057,6 +1227,14 @@ _makuo() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --key)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -1110,7 +1288,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__sync)
-            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1269,6 +1447,14 @@ _makuo() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --key)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -1326,7 +1512,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__watch)
-            opts="-r -t -f -F -a -c -i -z -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --archive --delete --delay --checksum --no-fsync --itemize-changes --compress --list --stop --console --password-file --direct --discover --base --group --port --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            opts="-r -t -f -F -a -c -i -z -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --archive --delete --delay --checksum --no-fsync --itemize-changes --compress --list --stop --console --password-file --direct --discover --base --group --port --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1455,6 +1641,14 @@ _makuo() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

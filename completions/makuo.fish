@@ -31,6 +31,7 @@ complete -c makuo -n "__fish_makuo_needs_command" -f -a "sync" -d 'Push paths to
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "check" -d 'Compare paths on every member with the sender and list what differs; change nothing'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "watch" -d 'Watch paths and push what changes, as it happens (lsyncd\'s job)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "doctor" -d 'How each member is reached: multicast to it and from it, or unicast only'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "status" -d 'Show daemon state: transfers in flight, members, counters'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s session exclude list (shell globs), which applies to every push'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "loglevel" -d 'Set the daemon\'s log level, from 0 (quiet) to 9 (debug)'
@@ -38,9 +39,11 @@ complete -c makuo -n "__fish_makuo_needs_command" -f -a "keygen" -d 'Write a new
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "demo" -d 'Run a throwaway cluster on loopback and push a generated tree through it'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packagers and the repository)'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -102,13 +105,15 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l console -d 'Daemon 
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s 0 -l from0 -d 'The --files-from list is separated by NUL bytes, not lines'
@@ -146,9 +151,11 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l console -d 'Daemon
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand check" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -173,13 +180,15 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -l console -d 'Daemon
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand watch" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
-complete -c makuo -n "__fish_makuo_using_subcommand watch" -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s a -l archive -d 'Archive mode: as makuo sync -a (implies -r)'
@@ -200,9 +209,11 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daem
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
@@ -213,13 +224,34 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print results as JSON lines instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Address of the local interface to send and join multicast on' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"

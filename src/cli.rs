@@ -20,10 +20,12 @@ mod tests;
 
 pub use daemon::DaemonArgs;
 pub use msync::MsyncArgs;
-pub use values::{filter_args_in_order, min_rate_floor, parse_bwlimit, ConsoleAddr, FilterArgKind};
+pub use values::{
+    filter_args_in_order, min_rate_floor, parse_bwlimit, ConsoleAddr, FilterArgKind, PeerAddr,
+};
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -118,6 +120,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// List live members: name, address, version and role.
     Members(FrontArgs),
+    /// How each member is reached: multicast to it and from it, or unicast only.
+    ///
+    /// Exits 1 when a member is reachable only by unicast (its path is unicast), so that
+    /// operators can alert on it; 10 when no member answered.
+    Doctor(FrontArgs),
     /// Show daemon state: transfers in flight, members, counters.
     Status(FrontArgs),
     /// Edit the daemon's session exclude list (shell globs), which applies to every push.
@@ -152,6 +159,7 @@ impl Command {
             Command::Check(_) => "check",
             Command::Watch(_) => "watch",
             Command::Members(_) => "members",
+            Command::Doctor(_) => "doctor",
             Command::Status(_) => "status",
             Command::Exclude(_) => "exclude",
             Command::Loglevel(_) => "loglevel",
@@ -173,20 +181,33 @@ pub struct ClusterArgs {
     #[arg(short = 'b', long, value_name = "DIR", default_value = ".", value_hint = ValueHint::DirPath)]
     pub base: PathBuf,
 
-    /// Multicast group address.
+    /// Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…).
     #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108")]
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
 
     /// UDP port of the multicast group.
     #[arg(short = 'p', long, value_name = "PORT", default_value_t = 5000,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Address of the local interface to send and join multicast on.
+    /// Local interface to send and join multicast on: its name (eth1) or one of its addresses.
     ///
     /// Default: the interface the routing table picks for the group.
-    #[arg(short = 'i', long, value_name = "ADDR")]
-    pub interface: Option<Ipv4Addr>,
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    pub interface: Option<String>,
+
+    /// Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub ttl: u32,
+
+    /// Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p).
+    ///
+    /// For networks without multicast: membership and pushes then go by unicast to the
+    /// peers and to the members they report, and daemons take unicast on PORT. A node's own
+    /// address is skipped, so one list serves every member.
+    #[arg(long = "peer", value_name = "ADDR", action = ArgAction::Append)]
+    pub peers: Vec<PeerAddr>,
 
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
     ///
@@ -770,7 +791,7 @@ impl Cli {
             Command::Sync(a) => &a.front.cluster,
             Command::Check(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
-            Command::Members(a) | Command::Status(a) => &a.cluster,
+            Command::Members(a) | Command::Status(a) | Command::Doctor(a) => &a.cluster,
             _ => return Ok(()),
         };
         if cluster.keys.len() > MAX_KEYS {

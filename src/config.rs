@@ -136,7 +136,12 @@ fn settings(cmd: &clap::Command) -> Vec<Setting> {
             };
             Some(Setting {
                 id: id.to_string(),
-                key: long.replace('-', "_"),
+                // `--peer` is repeated on the command line; in a file it is a list.
+                key: if long == "peer" {
+                    "peers".to_string()
+                } else {
+                    long.replace('-', "_")
+                },
                 long: long.to_string(),
                 kind,
             })
@@ -681,6 +686,19 @@ pub fn apply_front_with(
             front.cluster.interface = Some(parsed(&v, &s, "interface")?);
         }
     }
+    if !typed("peers") {
+        if let Some((Value::Words(ws), s)) = d.get("peers") {
+            front.cluster.peers = ws
+                .iter()
+                .map(|w| parsed(&w.to_string_lossy(), s, "peers"))
+                .collect::<Result<_>>()?;
+        }
+    }
+    if !typed("ttl") {
+        if let Some((v, s)) = one("ttl") {
+            front.cluster.ttl = parsed(&v, &s, "ttl")?;
+        }
+    }
     if !typed("mtu") {
         if let Some((v, s)) = one("mtu") {
             front.cluster.mtu = parsed(&v, &s, "mtu")?;
@@ -1049,7 +1067,8 @@ mod tests {
     #[test]
     fn front_end_defaults_come_from_the_file_and_environment() {
         let (_d, p) = file(
-            "port = 6000\ngroup = \"239.1.2.3\"\nkey = [\"/etc/k\"]\ninterface = \"10.0.0.5\"\n",
+            "port = 6000\ngroup = \"239.1.2.3\"\nkey = [\"/etc/k\"]\ninterface = \"10.0.0.5\"\n\
+             peers = [\"198.18.0.5\", \"[fd00::1]:7000\"]\nttl = 3\n",
         );
         let conf = p.to_str().unwrap().to_string();
         let parse = |args: &[&str]| {
@@ -1068,6 +1087,9 @@ mod tests {
         assert_eq!(f.cluster.port, 6500, "typed flag wins");
         assert_eq!(f.cluster.group.to_string(), "239.1.2.3");
         assert_eq!(f.cluster.keys, [PathBuf::from("/etc/k")]);
+        let peers: Vec<String> = f.cluster.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(peers, ["198.18.0.5", "[fd00::1]:7000"]);
+        assert_eq!(f.cluster.ttl, 3);
         assert_eq!(f.console.console, ConsoleAddr::Tcp("127.0.0.1:6000".into()));
         let (cli, m) = parse(&["members"]);
         let crate::cli::Command::Members(mut f) = cli.command else {
@@ -1103,6 +1125,8 @@ mod tests {
             "group",
             "port",
             "interface",
+            "peers",
+            "ttl",
             "console_port",
             "name",
             "state_dir",

@@ -9,7 +9,7 @@
 //! ([`crate::config`]): flags over environment over config file.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -184,17 +184,25 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         engine.member_expiry = Duration::from_millis(e);
     }
     engine.mtu = args.cluster.mtu as usize;
-    let listen = match args.bind {
-        Some(std::net::IpAddr::V4(a)) => Some(a),
-        Some(_) => bail!("--bind: only IPv4 addresses are supported"),
-        None => None,
-    };
+    let listen = args.bind;
     let mut node = Node::new(NodeConfig {
         group: args.cluster.group,
         port: args.cluster.port,
-        interface: args.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        interface: args.cluster.interface.clone(),
+        ttl: args.cluster.ttl,
+        peers: args
+            .cluster
+            .peers
+            .iter()
+            .map(|p| p.with_default_port(args.cluster.port))
+            .collect(),
         listen,
-        reply_port: args.reply_port.unwrap_or(0),
+        // Peers reach a daemon at its unicast address on the group's port.
+        reply_port: args.reply_port.unwrap_or(if args.cluster.peers.is_empty() {
+            0
+        } else {
+            args.cluster.port
+        }),
         rcvbuf: args.rcvbuf.unwrap_or(0),
         sndbuf: args.sndbuf.unwrap_or(0),
         engine,
@@ -422,18 +430,15 @@ fn startup_lines(
         logging::level()
     ));
     logging::notice(format_args!(
-        "{} up: node {:016x}, base {}{}, group {}:{}, interface {}, reply {}, console {}, \
+        "{} up: node {:016x}, base {}{}, group {}, interface {}, reply {}, console {}, \
          key {keyed}, state {}{}",
         node.engine.config().name,
         node.engine.config().node_id,
         base.display(),
         root.map(|r| format!(" (chroot {})", r.display()))
             .unwrap_or_default(),
-        a.cluster.group,
-        a.cluster.port,
-        a.cluster
-            .interface
-            .map_or("default route".into(), |i| i.to_string()),
+        SocketAddr::new(a.cluster.group, a.cluster.port),
+        a.cluster.interface.as_deref().unwrap_or("default route"),
         node.local_addr(),
         console,
         state_dir.display(),
@@ -619,6 +624,11 @@ fn handle_event(
                 } else {
                     Outcome::from_report(&p.manifest, &r, &p.absent, secs)
                 };
+                for m in &r.members {
+                    if let Some(i) = node.engine.members().find(|i| i.node == m.node) {
+                        o.set_path(&m.name, &m.addr.ip().to_string(), node.path(i).word());
+                    }
+                }
                 if p.detail.itemize && !p.check {
                     o.add_itemized(&p.manifest, &r);
                 }
@@ -788,7 +798,7 @@ fn handle_job(
             let mut live = std::collections::BTreeSet::new();
             for m in node.engine.members() {
                 live.insert(m.name.clone());
-                lines.push(crate::node::member_line(m));
+                lines.push(node.member_line(m));
             }
             for f in node.engine.foreign() {
                 live.insert(f.name.clone());

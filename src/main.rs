@@ -72,6 +72,8 @@ fn main() -> ExitCode {
                         .and_then(|_| makuo::client::watch(&a, &sub)),
                     Command::Members(mut a) => config::apply_front(&mut a, &sub)
                         .and_then(|_| makuo::client::members(&a, &sub)),
+                    Command::Doctor(mut a) => config::apply_front(&mut a, &sub)
+                        .and_then(|_| makuo::client::doctor(&a, &sub)),
                     Command::Status(mut a) => {
                         config::apply_front(&mut a, &sub).and_then(|_| makuo::client::status(&a))
                     }

@@ -13,7 +13,7 @@
 //! makuo) become [`Node::take_notices`] lines, at most one a minute per address.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,14 +27,19 @@ use crate::seal::{Key, Opened, SealError, SealStats, Sealer};
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Multicast group.
-    pub group: Ipv4Addr,
+    /// Multicast group (IPv4 or IPv6).
+    pub group: IpAddr,
     /// UDP port.
     pub port: u16,
-    /// Multicast interface address.
-    pub interface: Ipv4Addr,
+    /// Multicast interface: a name or an address (`None`: the routing table picks).
+    pub interface: Option<String>,
+    /// Multicast hop limit (IPv4 TTL / IPv6 hops).
+    pub ttl: u32,
     /// Address the group socket binds (default: the group).
-    pub listen: Option<Ipv4Addr>,
+    pub listen: Option<IpAddr>,
+    /// Members reached by unicast (`--peer`): when not empty, what the engine sends to the
+    /// group goes as unicast copies to these and to every member the engine knows instead.
+    pub peers: Vec<SocketAddr>,
     /// Port of the reply socket (0: ephemeral).
     pub reply_port: u16,
     /// Socket buffer sizes (0: default).
@@ -69,8 +74,11 @@ pub fn unix_ms() -> u64 {
 
 /// Cluster id derived from group and port, so two clusters sharing a wire drop each
 /// other's datagrams early.
-pub fn cluster_id(group: Ipv4Addr, port: u16) -> u16 {
-    let o = group.octets();
+pub fn cluster_id(group: IpAddr, port: u16) -> u16 {
+    let o = match group {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
     let mut h: u32 = 2166136261;
     for b in o.iter().chain(port.to_be_bytes().iter()) {
         h = (h ^ *b as u32).wrapping_mul(16777619);
@@ -96,6 +104,13 @@ pub struct Node {
     receiving: bool,
     /// The daemon's hooks, run off this loop (`hook.rs`).
     hooks: Option<crate::hook::Hooks>,
+    /// `--peer` addresses (own address removed).
+    peers: Vec<SocketAddr>,
+    /// `--peer` was given: nothing goes to the multicast group; see [`fan_out`].
+    unicast_only: bool,
+    /// With `--peer` and a key: addresses that recently sent us an authenticated datagram or
+    /// handshake (a new front end, before it is a member), so our answers reach them.
+    recent: HashMap<SocketAddr, Instant>,
 }
 
 /// Most addresses whose last notice time is kept.
@@ -108,8 +123,11 @@ const BATCH: usize = 128;
 impl Node {
     /// Opens the sockets and starts the engine.
     pub fn new(mut cfg: NodeConfig) -> Result<Self> {
-        let mut nc = NetConfig::new(cfg.group, cfg.port, cfg.interface);
+        let iface =
+            net::iface::resolve(cfg.interface.as_deref(), cfg.group).context("-i/--interface")?;
+        let mut nc = NetConfig::new(cfg.group, cfg.port, iface);
         nc.listen = cfg.listen;
+        nc.ttl = cfg.ttl;
         nc.reply_port = cfg.reply_port;
         if cfg.rcvbuf > 0 {
             nc.rcvbuf = cfg.rcvbuf;
@@ -120,9 +138,25 @@ impl Node {
         let net = Net::new(&nc).with_context(|| {
             format!(
                 "cannot open multicast sockets for {}:{} on {}",
-                cfg.group, cfg.port, cfg.interface
+                cfg.group, cfg.port, iface.addr
             )
         })?;
+        if cfg.group.is_ipv6() {
+            // The engine sizes datagrams for IPv4 headers; IPv6 ones are 20 bytes longer.
+            cfg.engine.mtu = cfg.engine.mtu.saturating_sub(20);
+        }
+        let own = net.local_addr();
+        if let Some(p) = cfg.peers.iter().find(|p| p.is_ipv6() != own.is_ipv6()) {
+            anyhow::bail!(
+                "--peer {p}: not of the group's address family ({})",
+                cfg.group
+            );
+        }
+        let mut peers = cfg.peers.clone();
+        peers.retain(|p| !(p.port() == own.port() && net::iface::is_local(p.ip())));
+        peers.sort();
+        peers.dedup();
+        let unicast_only = !cfg.peers.is_empty();
         let storage = FsStorage::new(cfg.base.clone(), cfg.apply.clone())
             .with_context(|| format!("cannot use base directory {}", cfg.base.display()))?;
         cfg.engine.sealed = !cfg.keys.is_empty();
@@ -149,6 +183,9 @@ impl Node {
             last_expire: Instant::now(),
             receiving: false,
             hooks: None,
+            peers,
+            unicast_only,
+            recent: HashMap::new(),
         })
     }
 
@@ -242,19 +279,33 @@ impl Node {
                 // A datagram of another protocol version goes to the engine as it is: it
                 // names the peer from the version-independent header (sealing may differ
                 // between versions too, so opening it could only fail, and silently).
-                Some(_) if !speaks(d.data) => {
-                    self.engine.handle_datagram_at(now, received, from, d.data)
-                }
-                None => self.engine.handle_datagram_at(now, received, from, d.data),
+                Some(_) if !speaks(d.data) => self
+                    .engine
+                    .handle_datagram_via(now, received, from, d.to_group, d.data),
+                None => self
+                    .engine
+                    .handle_datagram_via(now, received, from, d.to_group, d.data),
                 Some(s) => {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
                     match s.open(&mut self.scratch, len, from, d.to_group, now, wall) {
                         Ok(Opened::Datagram(l)) => {
-                            self.engine
-                                .handle_datagram_at(now, received, from, &self.scratch[..l])
+                            if self.unicast_only {
+                                remember(&mut self.recent, from, now);
+                            }
+                            self.engine.handle_datagram_via(
+                                now,
+                                received,
+                                from,
+                                d.to_group,
+                                &self.scratch[..l],
+                            )
                         }
-                        Ok(Opened::Handshake) => {}
+                        Ok(Opened::Handshake) => {
+                            if self.unicast_only {
+                                remember(&mut self.recent, from, now);
+                            }
+                        }
                         Err(e) => {
                             self.seal_refused += 1;
                             self.notice(from, &e, now);
@@ -361,15 +412,74 @@ impl Node {
             if dests.is_empty() {
                 return Ok(());
             }
-            let batch: Vec<(net::Dest, &[u8])> = dests
+            let mut batch: Vec<(net::Dest, &[u8])> = dests
                 .iter()
                 .zip(lens.iter())
                 .zip(self.bufs.iter())
                 .map(|((d, l), b)| (*d, &b[..*l]))
                 .collect();
+            if self.unicast_only {
+                batch = fan_out(&batch, &self.fan_out_set(), false);
+            } else {
+                // Members that do not hear our multicast get unicast copies (paths.rs).
+                let copies = self.engine.unicast_paths(now);
+                if !copies.is_empty() {
+                    batch = fan_out(&batch, &copies, true);
+                }
+            }
             self.net.send(&batch).context("send")?;
         }
         Ok(())
+    }
+
+    /// Where a group datagram goes without multicast (`--peer`): the listed peers and every
+    /// member the engine knows (heard directly or reported by others), never ourselves.
+    fn fan_out_set(&self) -> Vec<SocketAddr> {
+        let own = self.net.local_addr();
+        let mut to: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .copied()
+            .chain(self.engine.members().map(|m| m.addr))
+            .chain(
+                self.recent
+                    .iter()
+                    .filter(|(_, t)| t.elapsed() < RECENT_FOR)
+                    .map(|(a, _)| *a),
+            )
+            .filter(|a| *a != own && a.is_ipv6() == own.is_ipv6() && !a.ip().is_unspecified())
+            .collect();
+        to.sort();
+        to.dedup();
+        to
+    }
+
+    /// How group datagrams reach member `m`: everything is unicast with `--peer`, else as the
+    /// engine learned it.
+    pub fn path(&self, m: &proto::members::MemberInfo) -> proto::paths::Path {
+        if self.unicast_only {
+            proto::paths::Path::Unicast(proto::paths::Why::Peers)
+        } else {
+            self.engine.path(Instant::now(), m)
+        }
+    }
+
+    /// A `members` line: [`member_line`], the path to the member (`path=multicast`, or
+    /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`) and, for the
+    /// unicast path, why (`why=...`).
+    pub fn member_line(&self, m: &proto::members::MemberInfo) -> String {
+        let p = self.path(m);
+        let from = if !self.unicast_only && self.engine.hears_group(Instant::now(), m.node) {
+            "multicast"
+        } else {
+            "unicast"
+        };
+        let mut l = format!("{} path={} from={from}", member_line(m), p.word());
+        if !p.why().is_empty() {
+            l.push_str(" why=");
+            l.push_str(p.why());
+        }
+        l
     }
 
     /// Says goodbye to the cluster and flushes it out.
@@ -378,6 +488,58 @@ impl Node {
         let _ = self.engine.handle_command(now, proto::Command::Leave);
         let _ = self.flush(now);
     }
+}
+
+/// Most addresses [`Node`] remembers as recent senders (`--peer` with a key).
+const MAX_RECENT: usize = 256;
+/// How long a recent sender keeps getting our group datagrams without being a member.
+const RECENT_FOR: Duration = Duration::from_secs(10);
+
+/// Notes that `from` sent an authenticated datagram at `now` (bounded: stale entries go
+/// first; when all are fresh a new address is not taken).
+fn remember(recent: &mut HashMap<SocketAddr, Instant>, from: SocketAddr, now: Instant) {
+    if recent.len() >= MAX_RECENT && !recent.contains_key(&from) {
+        recent.retain(|_, t| now.saturating_duration_since(*t) < RECENT_FOR);
+        if recent.len() >= MAX_RECENT {
+            return;
+        }
+    }
+    recent.insert(from, now);
+}
+
+/// `batch` with every run of group datagrams followed (`keep_group`) or replaced by unicast
+/// copies to each of `to`, destination by destination (so runs stay GSO-batchable and each
+/// member gets them in order).
+fn fan_out<'a>(
+    batch: &[(net::Dest, &'a [u8])],
+    to: &[SocketAddr],
+    keep_group: bool,
+) -> Vec<(net::Dest, &'a [u8])> {
+    let mut out = Vec::with_capacity(batch.len() * to.len().max(1));
+    let mut i = 0;
+    while i < batch.len() {
+        if batch[i].0 != net::Dest::Group {
+            out.push(batch[i]);
+            i += 1;
+            continue;
+        }
+        let run = batch[i..]
+            .iter()
+            .take_while(|(d, _)| *d == net::Dest::Group)
+            .count();
+        if keep_group {
+            out.extend_from_slice(&batch[i..i + run]);
+        }
+        for a in to {
+            out.extend(
+                batch[i..i + run]
+                    .iter()
+                    .map(|(_, b)| (net::Dest::Unicast(*a), *b)),
+            );
+        }
+        i += run;
+    }
+    out
 }
 
 /// Returns the heap's free memory to the system. A transfer's memory (its manifest, held

@@ -37,6 +37,10 @@ pub struct MemberOutcome {
     /// written nor deleted there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected: Vec<String>,
+    /// How the push reached it: `multicast`, or `unicast` (copies to a member that does not
+    /// hear the group, or `--peer` without multicast); the member's path when the push ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Paths of the entries a member reported as protected ([`change::PROTECTED`]).
@@ -313,6 +317,7 @@ impl Outcome {
                     changes,
                     left_pace: mr.left_pace.clone(),
                     protected,
+                    path: None,
                 }
             })
             .collect();
@@ -495,6 +500,15 @@ impl Outcome {
             .collect()
     }
 
+    /// Records the path (`multicast`/`unicast`) that served the member `name` at `address`.
+    pub fn set_path(&mut self, name: &str, address: &str, path: &str) {
+        for m in &mut self.members {
+            if m.name == name && m.address == address {
+                m.path = Some(path.to_string());
+            }
+        }
+    }
+
     /// The per-member table (the last lines of human output).
     pub fn table(&self) -> Vec<String> {
         let mut rows = vec![[
@@ -520,6 +534,11 @@ impl Outcome {
                     }
                     format!("{result} (protected: {names})")
                 }
+            };
+            // Only the exception is shown: a member served by unicast copies.
+            let result = match m.path.as_deref() {
+                Some("unicast") => format!("{result} (by unicast)"),
+                _ => result,
             };
             let esc = |s: &str| crate::escape::text_str(s).into_owned();
             // Name and address are one column each: spaces in them escaped too.

@@ -55,7 +55,7 @@ fn no_duplicate_short_or_long_flags() {
 /// Value names come from one small vocabulary, so the docs read the same everywhere.
 const VALUE_NAMES: &[&str] = &[
     "ADDR", "BYTES", "DIR", "FILE", "GROUP", "HOST", "KEYFILE", "LEVEL", "MBIT", "MS", "N", "RULE",
-    "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS", "CMD",
+    "NAME", "PATH", "PATTERN", "PORT", "RATE", "SECONDS", "USER", "WHAT", "GROUPS", "CMD", "IFACE",
 ];
 
 #[test]
@@ -166,7 +166,7 @@ fn daemon_takes_makuosan_letters() {
         panic!("not daemon")
     };
     assert_eq!(d.cluster.base, PathBuf::from("/srv"));
-    assert_eq!(d.cluster.group, Ipv4Addr::new(239, 1, 2, 3));
+    assert_eq!(d.cluster.group, IpAddr::from([239, 1, 2, 3]));
     assert_eq!(d.cluster.port, 6000);
     assert_eq!(d.cluster.keys.len(), 2);
     assert_eq!(d.console_port(), 5001);
@@ -191,7 +191,7 @@ fn daemon_defaults() {
         panic!("not daemon")
     };
     assert_eq!(d.cluster.base, PathBuf::from("."));
-    assert_eq!(d.cluster.group, Ipv4Addr::new(224, 0, 0, 108));
+    assert_eq!(d.cluster.group, IpAddr::from([224, 0, 0, 108]));
     assert_eq!(
         (d.cluster.port, d.console_port(), d.cluster.mtu),
         (5000, 5000, 1500)
@@ -220,6 +220,73 @@ fn console_port_follows_the_udp_port_as_in_makuosan() {
         panic!("not daemon")
     };
     assert!(d.no_console && d.bind == Some(IpAddr::from([239, 1, 1, 1])));
+}
+
+#[test]
+fn ipv6_group_interface_name_and_ttl() {
+    let (cli, _) = parse(&[
+        "daemon",
+        "-m",
+        "ff15::4d4b",
+        "-i",
+        "eth1",
+        "--ttl",
+        "4",
+        "--bind",
+        "::",
+    ])
+    .unwrap();
+    let Command::Daemon(d) = cli.command else {
+        panic!("not daemon")
+    };
+    assert_eq!(d.cluster.group, "ff15::4d4b".parse::<IpAddr>().unwrap());
+    assert_eq!(d.cluster.interface.as_deref(), Some("eth1"));
+    assert_eq!(d.cluster.ttl, 4);
+    assert_eq!(d.bind, Some("::".parse().unwrap()));
+    let (cli, _) = parse(&["daemon"]).unwrap();
+    let Command::Daemon(d) = cli.command else {
+        panic!("not daemon")
+    };
+    assert_eq!(d.cluster.ttl, 1);
+    assert!(parse(&["daemon", "--ttl", "0"]).is_err());
+    assert!(parse(&["daemon", "--ttl", "256"]).is_err());
+}
+
+#[test]
+fn peers_take_addresses_of_both_families_with_or_without_a_port() {
+    let (cli, _) = parse(&[
+        "daemon",
+        "--peer",
+        "198.18.0.5",
+        "--peer",
+        "198.18.0.6:6000",
+        "--peer",
+        "fd00::1",
+        "--peer",
+        "[fd00::2]:7000",
+    ])
+    .unwrap();
+    let Command::Daemon(d) = cli.command else {
+        panic!("not daemon")
+    };
+    let got: Vec<String> = d
+        .cluster
+        .peers
+        .iter()
+        .map(|p| p.with_default_port(5000).to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "198.18.0.5:5000",
+            "198.18.0.6:6000",
+            "[fd00::1]:5000",
+            "[fd00::2]:7000"
+        ]
+    );
+    for bad in ["host.example", "198.18.0.5:0", "fd00::1:5000x", "[fd00::1]"] {
+        assert!(parse(&["daemon", "--peer", bad]).is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -526,7 +593,7 @@ fn sync_takes_rsync_archive_itemize_stats_and_lists() {
     let Command::Sync(s) = cli.command else {
         panic!("not sync")
     };
-    assert_eq!(s.front.cluster.interface, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(s.front.cluster.interface, Some("10.0.0.1".to_string()));
     assert!(parse(&["daemon", "-i", "10.0.0.1"]).is_ok());
     assert!(parse(&["members", "-i", "10.0.0.1"]).is_ok());
     // --files-from stands in for PATH; --from0 needs it.

@@ -175,3 +175,49 @@ pub fn filter_args_in_order(matches: &ArgMatches) -> Vec<(FilterArgKind, String)
     found.sort_by_key(|&(i, _, _)| i);
     found.into_iter().map(|(_, k, v)| (k, v)).collect()
 }
+
+/// A `--peer` value: an address, with a port or without (then the group's port is meant).
+/// `198.18.0.5`, `198.18.0.5:5000`, `fd00::1`, `[fd00::1]:5000`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// The peer's unicast address.
+    pub ip: std::net::IpAddr,
+    /// Its port, if given.
+    pub port: Option<u16>,
+}
+
+impl PeerAddr {
+    /// The socket address, with `port` when none was given.
+    pub fn with_default_port(&self, port: u16) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip, self.port.unwrap_or(port))
+    }
+}
+
+impl FromStr for PeerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(ip) = s.parse() {
+            return Ok(PeerAddr { ip, port: None });
+        }
+        match s.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() != 0 => Ok(PeerAddr {
+                ip: a.ip(),
+                port: Some(a.port()),
+            }),
+            _ => Err(format!(
+                "{s:?}: expected ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT), port 1-65535"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (ip, None) => write!(f, "{ip}"),
+            (ip, Some(p)) => write!(f, "{}", std::net::SocketAddr::new(ip, p)),
+        }
+    }
+}

@@ -2,7 +2,6 @@
 //! its end (targets chosen, progress shown, results gathered into an [`Outcome`]).
 
 use std::io::IsTerminal;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -49,7 +48,14 @@ pub(super) fn direct_node(
     Node::new(NodeConfig {
         group: front.cluster.group,
         port: front.cluster.port,
-        interface: front.cluster.interface.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        interface: front.cluster.interface.clone(),
+        ttl: front.cluster.ttl,
+        peers: front
+            .cluster
+            .peers
+            .iter()
+            .map(|p| p.with_default_port(front.cluster.port))
+            .collect(),
         listen: None,
         reply_port: 0,
         rcvbuf: 0,
@@ -196,8 +202,9 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         stats: cmd.stats,
         walk_time: walked,
         no_member: format!(
-            "no member answered on {}:{} within {} ms",
-            front.cluster.group, front.cluster.port, front.discover
+            "no member answered on {} within {} ms",
+            std::net::SocketAddr::new(front.cluster.group, front.cluster.port),
+            front.discover
         ),
     };
     let mut o = push_on(
@@ -364,6 +371,11 @@ pub(crate) fn push_on(
     } else {
         Outcome::from_report(&manifest, &report, &absent, secs)
     };
+    for m in &report.members {
+        if let Some(i) = node.engine.members().find(|i| i.node == m.node) {
+            o.set_path(&m.name, &m.addr.ip().to_string(), node.path(i).word());
+        }
+    }
     if p.itemize && !p.check {
         o.add_itemized(&manifest, &report);
     }

@@ -12,7 +12,7 @@ mod session;
 mod watch;
 
 use direct::direct_push;
-pub use info::{console_words, members, status};
+pub use info::{console_words, doctor, members, status};
 pub use session::{quote, Console, TimedOut};
 use session::{send_files, send_rules};
 pub use watch::watch;

@@ -145,8 +145,8 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
         verbose: front.output.verbose,
         itemize: args.itemize_changes,
         no_member: format!(
-            "no member answered on {}:{}",
-            front.cluster.group, front.cluster.port
+            "no member answered on {}",
+            std::net::SocketAddr::new(front.cluster.group, front.cluster.port)
         ),
         known,
     };

@@ -1,12 +1,16 @@
 //! UDP transport: the only code in makuo that touches sockets.
 //!
-//! A [`Net`] owns two IPv4 UDP sockets:
+//! A [`Net`] owns two UDP sockets of the group's family (IPv4 or IPv6):
 //! - the **group socket**, bound to the group (or a configured listen address) and port with
 //!   `SO_REUSEADDR` + `SO_REUSEPORT`, so several daemons on one host can share them; each one
 //!   receives every group datagram. It only receives.
 //! - the **unicast socket**, bound to `interface:0` (an ephemeral port of its own). Everything
 //!   is sent from it, to the group and to single members, so a member's group datagrams carry
 //!   its unicast reply address ([`Net::local_addr`]) as their source. Replies arrive on it.
+//!
+//! The interface is named or given by address ([`iface::resolve`]); IPv6 joins the group and
+//! sends multicast by interface index, IPv4 by the interface's address. The multicast hop limit
+//! ([`NetConfig::ttl`]) is the IPv4 TTL or the IPv6 hop limit.
 //!
 //! Per-datagram system calls are the cost that matters, so [`Net::send`] packs runs of
 //! equal-size datagrams to one destination into UDP GSO messages (`UDP_SEGMENT`, up to 64
@@ -26,6 +30,7 @@
 //! dropped (and counted) rather than handed up. Linux only (GSO/GRO, `sendmmsg`/`recvmmsg`).
 
 mod batch;
+pub mod iface;
 mod recv;
 mod send;
 mod sys;
@@ -33,7 +38,7 @@ mod sys;
 mod tests;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +46,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use batch::{Datagram, RecvBatch};
+pub use iface::Interface;
 use sys::{ctx, set_buffer, setsockopt_int};
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8); also the limit of one GSO message.
@@ -63,18 +69,21 @@ const MAX_SLOTS: usize = 1024;
 /// Socket settings. Build with [`NetConfig::new`] and adjust the fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConfig {
-    /// Multicast group (must be a multicast address).
-    pub group: Ipv4Addr,
+    /// Multicast group (must be a multicast address, IPv4 or IPv6).
+    pub group: IpAddr,
     /// UDP port of the group.
     pub port: u16,
-    /// Address of the interface to send multicast on and join the group on; the unicast
-    /// socket binds to it. Use a real address (not 0.0.0.0) so [`Net::local_addr`] is a
-    /// usable reply address.
-    pub interface: Ipv4Addr,
+    /// Address of the interface to send multicast on and join the group on (IPv4), and that
+    /// the unicast socket binds to (both). Use a real address (not 0.0.0.0 / ::) so
+    /// [`Net::local_addr`] is a usable reply address. Same family as the group.
+    pub interface: IpAddr,
+    /// Index of the interface (IPv6 joins and sends multicast by index; 0: the routing table
+    /// picks). See [`iface::resolve`].
+    pub ifindex: u32,
     /// Bind address of the group socket; `None` binds the group address itself, so the
     /// socket sees only datagrams sent to the group.
-    pub listen: Option<Ipv4Addr>,
-    /// Multicast TTL (1: stay on the local link).
+    pub listen: Option<IpAddr>,
+    /// Multicast hop limit: IPv4 TTL or IPv6 hops (1: stay on the local link).
     pub ttl: u32,
     /// Receive buffer per socket in bytes (`SO_RCVBUFFORCE` when permitted, else capped by
     /// `net.core.rmem_max`). A limit, not an allocation: it lets a receiver that falls
@@ -91,11 +100,12 @@ pub struct NetConfig {
 
 impl NetConfig {
     /// Defaults: bind the group, TTL 1, 32 MiB receive and 8 MiB send buffers, loopback on.
-    pub fn new(group: Ipv4Addr, port: u16, interface: Ipv4Addr) -> Self {
+    pub fn new(group: IpAddr, port: u16, interface: Interface) -> Self {
         Self {
             group,
             port,
-            interface,
+            interface: interface.addr,
+            ifindex: interface.index,
             listen: None,
             ttl: 1,
             rcvbuf: 32 << 20,
@@ -111,7 +121,7 @@ impl NetConfig {
 pub enum Dest {
     /// The multicast group (every member).
     Group,
-    /// One member's unicast reply address (IPv4 only).
+    /// One member's unicast reply address (of the group's family).
     Unicast(SocketAddr),
 }
 
@@ -146,8 +156,8 @@ pub struct NetStats {
 pub struct Net {
     group: Socket,
     uni: Socket,
-    group_addr: SocketAddrV4,
-    local: SocketAddrV4,
+    group_addr: SocketAddr,
+    local: SocketAddr,
     gso: bool,
     gro: bool,
     /// Last `SO_RXQ_OVFL` counter seen per socket (unicast, group).
@@ -178,7 +188,33 @@ impl Net {
                 format!("{} is not a multicast address", cfg.group),
             ));
         }
-        let new_sock = || Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP));
+        let v6 = cfg.group.is_ipv6();
+        let mixed = |what: &str, a: IpAddr| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} {a} is not of the group's family ({})", cfg.group),
+            )
+        };
+        if cfg.interface.is_ipv6() != v6 {
+            return Err(mixed("interface address", cfg.interface));
+        }
+        if let Some(l) = cfg.listen.filter(|l| l.is_ipv6() != v6) {
+            return Err(mixed("bind address", l));
+        }
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let new_sock = || {
+            let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            if v6 {
+                s.set_only_v6(true)?;
+            }
+            Ok::<_, io::Error>(s)
+        };
+        // Link-local addresses (ff02::/16 groups, fe80::/10 interfaces) need the interface
+        // as their scope.
+        let scoped = |ip: IpAddr, port: u16| match ip {
+            IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, port, 0, cfg.ifindex)),
+            IpAddr::V4(_) => SocketAddr::new(ip, port),
+        };
 
         let group = new_sock().map_err(|e| ctx("group socket", e))?;
         group
@@ -187,39 +223,68 @@ impl Net {
         group
             .set_reuse_port(true)
             .map_err(|e| ctx("SO_REUSEPORT", e))?;
-        let bind = SocketAddrV4::new(cfg.listen.unwrap_or(cfg.group), cfg.port);
+        let bind = scoped(cfg.listen.unwrap_or(cfg.group), cfg.port);
         group
             .bind(&bind.into())
             .map_err(|e| ctx(format!("bind {bind}"), e))?;
-        group
-            .join_multicast_v4(&cfg.group, &cfg.interface)
-            .map_err(|e| ctx(format!("join {} on {}", cfg.group, cfg.interface), e))?;
+        let joined = match (cfg.group, cfg.interface) {
+            (IpAddr::V4(g), IpAddr::V4(i)) => group.join_multicast_v4(&g, &i),
+            (IpAddr::V6(g), _) => group.join_multicast_v6(&g, cfg.ifindex),
+            _ => unreachable!("families checked above"),
+        };
+        joined.map_err(|e| ctx(format!("join {} on {}", cfg.group, cfg.interface), e))?;
         // Only the groups this socket joined, even when bound to a wildcard address.
-        let _ = group.set_multicast_all_v4(false);
+        let _ = if v6 {
+            group.set_multicast_all_v6(false)
+        } else {
+            group.set_multicast_all_v4(false)
+        };
         group.set_nonblocking(true)?;
         set_buffer(&group, libc::SO_RCVBUFFORCE, cfg.rcvbuf, true);
 
         let uni = new_sock().map_err(|e| ctx("unicast socket", e))?;
-        let bind = SocketAddrV4::new(cfg.interface, cfg.reply_port);
+        if cfg.reply_port == cfg.port {
+            // Unicast on the group's port (peers without multicast): the group socket holds
+            // that port too, on the group address or a wildcard.
+            uni.set_reuse_address(true)
+                .map_err(|e| ctx("SO_REUSEADDR", e))?;
+        }
+        let bind = scoped(cfg.interface, cfg.reply_port);
         uni.bind(&bind.into())
             .map_err(|e| ctx(format!("bind {bind}"), e))?;
-        uni.set_multicast_if_v4(&cfg.interface)
-            .map_err(|e| ctx(format!("IP_MULTICAST_IF {}", cfg.interface), e))?;
-        uni.set_multicast_ttl_v4(cfg.ttl)
-            .map_err(|e| ctx("IP_MULTICAST_TTL", e))?;
-        uni.set_multicast_loop_v4(cfg.loopback)
-            .map_err(|e| ctx("IP_MULTICAST_LOOP", e))?;
+        match cfg.interface {
+            IpAddr::V4(i) => {
+                uni.set_multicast_if_v4(&i)
+                    .map_err(|e| ctx(format!("IP_MULTICAST_IF {i}"), e))?;
+                uni.set_multicast_ttl_v4(cfg.ttl)
+                    .map_err(|e| ctx("IP_MULTICAST_TTL", e))?;
+                uni.set_multicast_loop_v4(cfg.loopback)
+                    .map_err(|e| ctx("IP_MULTICAST_LOOP", e))?;
+            }
+            IpAddr::V6(_) => {
+                uni.set_multicast_if_v6(cfg.ifindex)
+                    .map_err(|e| ctx(format!("IPV6_MULTICAST_IF {}", cfg.ifindex), e))?;
+                uni.set_multicast_hops_v6(cfg.ttl)
+                    .map_err(|e| ctx("IPV6_MULTICAST_HOPS", e))?;
+                uni.set_multicast_loop_v6(cfg.loopback)
+                    .map_err(|e| ctx("IPV6_MULTICAST_LOOP", e))?;
+            }
+        }
         uni.set_nonblocking(true)?;
         set_buffer(&uni, libc::SO_RCVBUFFORCE, cfg.rcvbuf, true);
         set_buffer(&uni, libc::SO_SNDBUFFORCE, cfg.sndbuf, false);
         // Without IP_RECVERR Linux silently drops a datagram that a full queueing discipline
         // refuses; with it the send returns ENOBUFS and we wait instead.
-        setsockopt_int(uni.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, 1)
-            .map_err(|e| ctx("IP_RECVERR", e))?;
-        let local = match uni.local_addr()?.as_socket() {
-            Some(SocketAddr::V4(a)) => a,
-            _ => return Err(io::Error::other("unicast socket has no IPv4 address")),
+        let (level, recverr) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_RECVERR)
         };
+        setsockopt_int(uni.as_raw_fd(), level, recverr, 1).map_err(|e| ctx("IP_RECVERR", e))?;
+        let local = uni
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("unicast socket has no IP address"))?;
 
         let mut gro = true;
         for s in [&group, &uni] {
@@ -234,7 +299,7 @@ impl Net {
         Ok(Self {
             group,
             uni,
-            group_addr: SocketAddrV4::new(cfg.group, cfg.port),
+            group_addr: scoped(cfg.group, cfg.port),
             local,
             gso: true,
             gro,
@@ -257,7 +322,12 @@ impl Net {
 
     /// This member's unicast reply address (the source of everything it sends).
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::V4(self.local)
+        self.local
+    }
+
+    /// Whether the sockets are IPv6 ones.
+    pub fn is_ipv6(&self) -> bool {
+        self.local.is_ipv6()
     }
 
     /// Counters since creation.
@@ -281,11 +351,10 @@ impl Net {
         Ok((self.group.recv_buffer_size()?, self.uni.send_buffer_size()?))
     }
 
-    fn dest_addr(&self, d: Dest) -> SocketAddrV4 {
+    fn dest_addr(&self, d: Dest) -> SocketAddr {
         match d {
             Dest::Group => self.group_addr,
-            Dest::Unicast(SocketAddr::V4(a)) => a,
-            Dest::Unicast(SocketAddr::V6(_)) => unreachable!("checked in send"),
+            Dest::Unicast(a) => a,
         }
     }
 }

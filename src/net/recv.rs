@@ -4,13 +4,12 @@
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::ptr;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::batch::{Entry, RecvBatch};
-use super::sys::{ctx, from_sockaddr_in, is_async_error, ppoll};
+use super::sys::{ctx, from_sockaddr, is_async_error, ppoll};
 use super::{Net, RECV_CONTROL, SLOT_SIZE};
 
 impl Net {
@@ -86,8 +85,8 @@ impl Net {
             self.uni.as_raw_fd()
         };
         let base = out.used;
-        // SAFETY: all-zero is a valid sockaddr_in.
-        let mut names: Vec<libc::sockaddr_in> = vec![unsafe { mem::zeroed() }; slots];
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { mem::zeroed() }; slots];
         let mut control = vec![[0u64; RECV_CONTROL / 8]; slots];
         let buf = out.buf.as_mut_ptr();
         let mut iovs: Vec<libc::iovec> = (0..slots)
@@ -101,8 +100,8 @@ impl Net {
         let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; slots];
         for k in 0..slots {
             let h = &mut hdrs[k].msg_hdr;
-            h.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut iovs[k];
             h.msg_iovlen = 1;
             h.msg_control = control[k].as_mut_ptr().cast();
@@ -189,8 +188,11 @@ impl Net {
                 self.stats.truncated += pieces;
                 continue;
             }
-            let from = from_sockaddr_in(&names[k]);
-            if group && from == SocketAddr::V4(self.local) {
+            let Some(from) = from_sockaddr(&names[k]) else {
+                self.stats.truncated += pieces;
+                continue;
+            };
+            if group && from.ip() == self.local.ip() && from.port() == self.local.port() {
                 self.stats.own_echo += pieces;
                 continue;
             }

@@ -3,12 +3,13 @@
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use super::sys::{ctx, is_async_error, ppoll, sockaddr_in, stalled};
+use socket2::SockAddr;
+
+use super::sys::{ctx, is_async_error, ppoll, stalled};
 use super::{Dest, Net, GSO_MAX_SEGMENTS, MAX_UDP_PAYLOAD, SEND_MSGS, SEND_STALL};
 
 /// One message of a send plan: `count` datagrams from `start`, as GSO segments of `seg`
@@ -26,15 +27,21 @@ impl Net {
     /// Waits (up to [`SEND_STALL`] without progress) when the socket buffer is full rather
     /// than dropping. A unicast datagram the kernel refuses for good (no route, ...) is
     /// skipped and counted in [`NetStats::send_dropped`]; the same for a group datagram is an
-    /// error, as is an IPv6 destination (checked before anything is sent).
+    /// error, as is a destination of the other address family (checked before anything is
+    /// sent).
     pub fn send(&mut self, batch: &[(Dest, &[u8])]) -> io::Result<usize> {
-        if batch
+        let v6 = self.is_ipv6();
+        if let Some((Dest::Unicast(a), _)) = batch
             .iter()
-            .any(|(d, _)| matches!(d, Dest::Unicast(SocketAddr::V6(_))))
+            .find(|(d, _)| matches!(d, Dest::Unicast(a) if a.is_ipv6() != v6))
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "IPv6 destination on an IPv4 socket",
+                format!(
+                    "{a}: an {} destination on an {} socket",
+                    if v6 { "IPv4" } else { "IPv6" },
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
             ));
         }
         let mut done = 0;
@@ -135,9 +142,9 @@ impl Net {
     /// of the first.
     fn sendmmsg(&mut self, batch: &[(Dest, &[u8])], plan: &[Msg]) -> io::Result<usize> {
         let dgrams: usize = plan.iter().map(|m| m.count).sum();
-        let mut addrs: Vec<libc::sockaddr_in> = plan
+        let addrs: Vec<SockAddr> = plan
             .iter()
-            .map(|m| sockaddr_in(self.dest_addr(batch[m.start].0)))
+            .map(|m| SockAddr::from(self.dest_addr(batch[m.start].0)))
             .collect();
         let mut iovs: Vec<libc::iovec> = batch[..dgrams]
             .iter()
@@ -152,8 +159,9 @@ impl Net {
         let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; plan.len()];
         for (k, m) in plan.iter().enumerate() {
             let h = &mut hdrs[k].msg_hdr;
-            h.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // The kernel only reads msg_name on send.
+            h.msg_name = addrs[k].as_ptr() as *mut libc::c_void;
+            h.msg_namelen = addrs[k].len();
             // SAFETY: start + count <= dgrams == iovs.len().
             h.msg_iov = unsafe { iovs.as_mut_ptr().add(m.start) };
             h.msg_iovlen = m.count as _;

@@ -2,6 +2,7 @@
 //! through 127.0.0.1 (`IP_MULTICAST_IF`), and the TTL is 0 so nothing could leave the
 //! host even if a route pointed elsewhere.
 use super::*;
+use std::net::Ipv4Addr;
 use std::time::{Instant, SystemTime};
 
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -12,7 +13,11 @@ fn config() -> NetConfig {
     let port = probe.local_addr().unwrap().port();
     let mut r = [0u8; 2];
     getrandom::getrandom(&mut r).unwrap();
-    let mut cfg = NetConfig::new(Ipv4Addr::new(239, 255, r[0], r[1].max(1)), port, LO);
+    let lo = Interface {
+        addr: LO.into(),
+        index: 0,
+    };
+    let mut cfg = NetConfig::new(Ipv4Addr::new(239, 255, r[0], r[1].max(1)).into(), port, lo);
     cfg.ttl = 0;
     cfg
 }
@@ -322,7 +327,7 @@ fn unreachable_peer_does_not_break_later_sends_or_receives() {
 #[test]
 fn refuses_a_non_multicast_group() {
     let mut cfg = config();
-    cfg.group = LO;
+    cfg.group = LO.into();
     assert!(Net::new(&cfg).is_err());
 }
 
@@ -386,4 +391,14 @@ fn bench(name: &str, gso: bool, gro: bool, per_call: usize) {
         rs.recv_syscalls,
         rs.recv_overflows
     );
+}
+
+#[test]
+fn mixed_families_are_refused_at_start() {
+    let mut cfg = config();
+    cfg.interface = "::1".parse().unwrap();
+    assert!(Net::new(&cfg).is_err());
+    let mut cfg = config();
+    cfg.listen = Some("::".parse().unwrap());
+    assert!(Net::new(&cfg).is_err());
 }

@@ -28,6 +28,13 @@ impl<S: Storage> Engine<S> {
                 let Some(new) = new else {
                     return false;
                 };
+                let me = self.cfg.node_id;
+                let hears_us = hb
+                    .known()
+                    .any(|k| k.node == me && k.flags & paths::KNOWN_GROUP != 0);
+                self.paths.heartbeat(now, node, self.rx_group, hears_us);
+                let members = &self.members;
+                self.paths.retain(|n| members.get(n).is_some());
                 if hb.flags & HB_JOIN != 0 && new {
                     self.answer_soon();
                 }

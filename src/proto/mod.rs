@@ -31,6 +31,7 @@ pub mod limits;
 pub mod manifest;
 pub mod members;
 mod meter;
+pub mod paths;
 mod rate;
 mod records;
 mod recv;
@@ -149,6 +150,9 @@ pub struct Engine<S: Storage> {
     meters: BTreeMap<u64, Meter>,
     /// When the kernel received the datagram being handled.
     rx_time: Instant,
+    /// Whether the datagram being handled came through the group (see `paths.rs`).
+    rx_group: bool,
+    paths: paths::Paths,
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
@@ -177,6 +181,8 @@ impl<S: Storage> Engine<S> {
             pacer: Pacer::default(),
             meters: BTreeMap::new(),
             rx_time: now,
+            rx_group: true,
+            paths: paths::Paths::default(),
             hdr: HeaderGen {
                 node: cfg.node_id,
                 cluster: cfg.cluster,
@@ -315,7 +321,23 @@ impl<S: Storage> Engine<S> {
         let mut known = vec![0u8; room];
         let mut c = wire::Cursor::new(&mut known);
         let mut count = 0u16;
-        for m in self.members.iter().filter(|m| m.direct) {
+        // Rotate where the list starts, so every member is named within a few heartbeats
+        // even when not all fit (paths.rs relies on it).
+        let direct: Vec<&members::MemberInfo> = self.members.iter().filter(|m| m.direct).collect();
+        let start = match direct.len() {
+            0 => 0,
+            n => self.paths.rotation % n,
+        };
+        self.paths.rotation = self.paths.rotation.wrapping_add(1);
+        // Twice the expiry: a sender whose heartbeats come late during a busy push is still
+        // named as heard through the group.
+        let expiry = self.cfg.member_expiry * 2;
+        for m in direct[start..].iter().chain(direct[..start].iter()) {
+            let group = if self.paths.hear_group(now, m.node, expiry) {
+                paths::KNOWN_GROUP
+            } else {
+                0
+            };
             let k = wire::Known {
                 node: m.node,
                 addr: m.addr,
@@ -323,7 +345,7 @@ impl<S: Storage> Engine<S> {
                     .saturating_duration_since(m.last_seen)
                     .as_millis()
                     .min(u32::MAX as u128) as u32,
-                flags: m.flags,
+                flags: m.flags | group,
                 name: m.name.as_bytes(),
             };
             if wire::known_len(&k) > c.room() {
@@ -386,6 +408,42 @@ impl<S: Storage> Engine<S> {
                 Change::Down(m, r) => Event::MemberDown(m, r),
             });
         }
+    }
+
+    /// Input: one datagram, as [`Engine::handle_datagram_at`], saying whether it came through
+    /// the multicast group (`to_group`) or was sent to us alone: per-member paths
+    /// ([`Engine::path`]) are learned from it. The other inputs take every datagram as one
+    /// that came through the group.
+    pub fn handle_datagram_via(
+        &mut self,
+        now: Instant,
+        received: Instant,
+        from: SocketAddr,
+        to_group: bool,
+        bytes: &[u8],
+    ) {
+        self.rx_group = to_group;
+        self.handle_datagram_at(now, received, from, bytes);
+        self.rx_group = true;
+    }
+
+    /// How group datagrams reach member `m` (see `paths.rs`).
+    pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
+        self.paths.path(now, m, self.cfg.member_expiry)
+    }
+
+    /// Whether member `node`'s datagrams came to us through the group within the expiry.
+    pub fn hears_group(&self, now: Instant, node: u64) -> bool {
+        self.paths.hear_group(now, node, self.cfg.member_expiry)
+    }
+
+    /// Reply addresses of the members that get unicast copies of every group datagram.
+    pub fn unicast_paths(&self, now: Instant) -> Vec<SocketAddr> {
+        self.members
+            .iter()
+            .filter(|m| matches!(self.path(now, m), paths::Path::Unicast(_)))
+            .map(|m| m.addr)
+            .collect()
     }
 
     /// Input: one datagram (already unsealed by the driver) from `from`.

@@ -1400,6 +1400,14 @@ impl Daemon {
         run(&mut self.command(&args), RUN_LIMIT)
     }
 
+    /// `makuo members --console THIS` (inside the daemon's namespace if it has one).
+    pub fn members(&self, extra: &[&str]) -> Run {
+        let addr = self.console_addr();
+        let mut args = vec!["members", "--console", &addr];
+        args.extend_from_slice(extra);
+        run(&mut self.command(&args), RUN_LIMIT)
+    }
+
     /// Names of the members this daemon lists as live, in order, from `members`.
     pub fn live_members(&self) -> Vec<String> {
         let (lines, last) = self.cmd("members");
@@ -1688,6 +1696,19 @@ impl Cluster {
         format!("{}:{}", self.group, self.port).parse().unwrap()
     }
 
+    /// `makuo CMD --direct -b SRC -m GROUP -p PORT --interface IFACE [-k KEY] ARGS...` inside
+    /// namespace `ns`.
+    pub fn direct_in(&self, ns: &str, iface: &str, cmd: &str, args: &[&str]) -> Run {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, EXE, cmd, "--direct", "-b"])
+            .arg(&self.src)
+            .args(["-m", &self.group, "-p", &self.port.to_string()])
+            .args(["--interface", iface])
+            .args(self.key_args())
+            .args(args);
+        run(&mut c, Duration::from_secs(120))
+    }
+
     /// `makuo CMD --direct -b SRC -m GROUP -p PORT --interface 127.0.0.1 [-k KEY] ARGS...`.
     pub fn direct(&self, cmd: &str, args: &[&str]) -> Run {
         self.direct_from(&self.src, cmd, args)
@@ -1852,10 +1873,18 @@ impl Net {
 
     /// Adds host `i` (namespace with lo up and one veth on the bridge, address `addr`/24).
     pub fn host(&mut self, i: usize, addr: &str) -> String {
+        let inside = self.inside(i);
+        self.host_with(i, &inside, &[&format!("{addr}/24")])
+    }
+
+    /// Adds host `i` whose veth is called `ifname` inside its namespace (`eth0` is safe there:
+    /// the namespace has no other), with `addrs` (`198.18.x.y/24`, `fd..::n/64`; IPv6 ones
+    /// `nodad`, so they are usable at once instead of tentative for a second or two).
+    pub fn host_with(&mut self, i: usize, ifname: &str, addrs: &[&str]) -> String {
         let ns = self.ns(i);
         let outside = format!("{}v{i}", self.tag);
         let inside = self.inside(i);
-        assert!(outside.len() <= 15 && inside.len() <= 15);
+        assert!(outside.len() <= 15 && inside.len() <= 15 && ifname.len() <= 15);
         sh(&["ip", "netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         sh(&[
@@ -1871,9 +1900,73 @@ impl Net {
             sh(&v);
         };
         x(&["ip", "link", "set", "lo", "up"]);
-        x(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &inside]);
-        x(&["ip", "link", "set", &inside, "up"]);
+        if ifname != inside {
+            x(&["ip", "link", "set", &inside, "name", ifname]);
+        }
+        for a in addrs {
+            if a.contains(':') {
+                x(&["ip", "-6", "addr", "add", a, "dev", ifname, "nodad"]);
+            } else {
+                x(&["ip", "addr", "add", a, "dev", ifname]);
+            }
+        }
+        x(&["ip", "link", "set", ifname, "up"]);
         ns
+    }
+
+    /// Drops the datagrams of IPv4 group `group` arriving in `ns` (counted), as a switch that
+    /// stopped forwarding the group to that port would; [`Net::undrop_group`] lifts it.
+    pub fn drop_group(&self, ns: &str, group: &str) {
+        self.nft(ns, &["add", "table", "inet", "nogrp"]);
+        self.nft(
+            ns,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "nogrp",
+                "in",
+                "{ type filter hook input priority -10; }",
+            ],
+        );
+        self.nft(
+            ns,
+            &[
+                "add", "rule", "inet", "nogrp", "in", "ip", "daddr", group, "counter", "drop",
+            ],
+        );
+    }
+
+    /// Lifts [`Net::drop_group`].
+    pub fn undrop_group(&self, ns: &str) {
+        self.nft(ns, &["flush", "chain", "inet", "nogrp", "in"]);
+    }
+
+    /// Drops every multicast datagram arriving in `ns` (IPv4 and IPv6, counted), as a network
+    /// without multicast would.
+    pub fn drop_multicast(&self, ns: &str) {
+        self.nft(ns, &["add", "table", "inet", "nomc"]);
+        self.nft(
+            ns,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "nomc",
+                "in",
+                "{ type filter hook input priority -10; }",
+            ],
+        );
+        for rule in [
+            &["ip", "daddr", "224.0.0.0/4", "counter", "drop"][..],
+            &[
+                "ip6", "daddr", "ff00::/8", "meta", "l4proto", "udp", "counter", "drop",
+            ][..],
+        ] {
+            let mut v = vec!["add", "rule", "inet", "nomc", "in"];
+            v.extend_from_slice(rule);
+            self.nft(ns, &v);
+        }
     }
 
     /// Runs `nft ARGS` inside `ns`, failing unless it succeeds.

@@ -1,0 +1,209 @@
+//! Per-member path: whether this node's multicast reaches a member, or the member must get
+//! unicast copies of everything the engine sends to the group.
+//!
+//! Every member marks, in the known-member list of its heartbeats, the members whose
+//! datagrams it heard *through the group* within the member expiry ([`KNOWN_GROUP`], a bit of
+//! [`wire::Known::flags`](super::wire::Known) that older nodes mask away). A member that has
+//! listed us with that bit within the expiry, or in one of its last three heartbeats, hears our
+//! multicast: its path is [`Path::Multicast`]. A member heard directly whose last three
+//! heartbeats (at least) did not, and not within the expiry either, gets [`Path::Unicast`]
+//! (counting heartbeats rather than time keeps a member whose heartbeats are late during a
+//! busy push on multicast): the driver
+//! then sends it a unicast copy of every group datagram, so it takes part in pushes with the
+//! same engine, repair and pacing, while the others stay on multicast. When the member hears
+//! the group again it says so and moves back. The known list rotates from one heartbeat to the
+//! next, so in a cluster too big for one list every member is still named within a few
+//! heartbeats. No I/O and no clock: `now` is passed in.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::members::MemberInfo;
+
+/// Known-entry flag: the heartbeat's sender heard this member through the multicast group
+/// within its member expiry.
+pub const KNOWN_GROUP: u8 = 0x80;
+
+/// How group datagrams reach one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// By multicast.
+    Multicast,
+    /// By unicast copies, for this reason.
+    Unicast(Why),
+}
+
+/// Why a member is on the unicast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// It does not say that it hears our multicast.
+    NoMulticastFromUs,
+    /// This node runs without multicast (`--peer`): everything is unicast.
+    Peers,
+}
+
+impl Path {
+    /// `multicast` or `unicast`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Path::Multicast => "multicast",
+            Path::Unicast(_) => "unicast",
+        }
+    }
+
+    /// Why, in a few words without spaces (empty for multicast).
+    pub fn why(&self) -> &'static str {
+        match self {
+            Path::Multicast => "",
+            Path::Unicast(Why::NoMulticastFromUs) => "does-not-hear-our-multicast",
+            Path::Unicast(Why::Peers) => "peer-list-no-multicast",
+        }
+    }
+}
+
+/// What one member told us and we heard of it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// When one of its datagrams last came to us through the group.
+    group_from: Option<Instant>,
+    /// When it last listed us with [`KNOWN_GROUP`].
+    hears_us: Option<Instant>,
+    /// Its heartbeats since then that did not.
+    misses: u32,
+}
+
+/// Heartbeats in a row that must leave us out before a member goes to the unicast path.
+const MISSES: u32 = 3;
+
+/// Path state of every member (bounded by the member table: entries of members that left are
+/// dropped by [`Paths::retain`]).
+#[derive(Debug, Default)]
+pub(crate) struct Paths {
+    seen: HashMap<u64, Seen>,
+    /// Heartbeats sent, to rotate the known list.
+    pub(crate) rotation: usize,
+}
+
+impl Paths {
+    /// A heartbeat from `node` (heard directly; `to_group`: through the group), and whether
+    /// its known list named us with [`KNOWN_GROUP`].
+    pub(crate) fn heartbeat(&mut self, now: Instant, node: u64, to_group: bool, hears_us: bool) {
+        let s = self.seen.entry(node).or_default();
+        if to_group {
+            s.group_from = Some(now);
+        }
+        if hears_us {
+            s.hears_us = Some(now);
+            s.misses = 0;
+        } else {
+            s.misses = s.misses.saturating_add(1);
+        }
+    }
+
+    /// Whether `node`'s datagrams came through the group within `expiry` (the bit we set for
+    /// it in our heartbeats).
+    pub(crate) fn hear_group(&self, now: Instant, node: u64, expiry: Duration) -> bool {
+        self.seen
+            .get(&node)
+            .and_then(|s| s.group_from)
+            .is_some_and(|t| now.saturating_duration_since(t) < expiry)
+    }
+
+    /// The path to `m`, given the member expiry.
+    pub(crate) fn path(&self, now: Instant, m: &MemberInfo, expiry: Duration) -> Path {
+        if !m.direct {
+            // Known only second hand: nothing to judge by; it is reached as the others are.
+            return Path::Multicast;
+        }
+        let s = self.seen.get(&m.node).copied().unwrap_or_default();
+        let recent = s
+            .hears_us
+            .is_some_and(|t| now.saturating_duration_since(t) < expiry);
+        if recent || s.misses < MISSES {
+            return Path::Multicast;
+        }
+        Path::Unicast(Why::NoMulticastFromUs)
+    }
+
+    /// Forgets members no longer in the table.
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(u64) -> bool) {
+        self.seen.retain(|n, _| live(*n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn member(node: u64, since: Instant) -> MemberInfo {
+        MemberInfo {
+            node,
+            name: "m".into(),
+            addr: SocketAddr::from(([198, 18, 0, 1], 5000)),
+            version: String::new(),
+            proto: (2, 2),
+            flags: 0,
+            info: Vec::new(),
+            last_seen: since,
+            since,
+            direct: true,
+        }
+    }
+
+    const HB: Duration = Duration::from_millis(200);
+    const EXPIRY: Duration = Duration::from_millis(1500);
+
+    #[test]
+    fn a_member_that_never_says_it_hears_us_goes_unicast_after_three_heartbeats() {
+        let t0 = Instant::now();
+        let m = member(7, t0);
+        let mut p = Paths::default();
+        for k in 1..=2 {
+            p.heartbeat(t0 + HB * k, 7, true, false);
+            assert_eq!(p.path(t0 + HB * k, &m, EXPIRY), Path::Multicast, "grace");
+        }
+        let later = t0 + HB * 3;
+        p.heartbeat(later, 7, true, false);
+        assert_eq!(
+            p.path(later, &m, EXPIRY),
+            Path::Unicast(Why::NoMulticastFromUs)
+        );
+        // It hears the group again: back to multicast at once.
+        p.heartbeat(later, 7, true, true);
+        assert_eq!(p.path(later, &m, EXPIRY), Path::Multicast);
+        // Late heartbeats alone do not move it: three that leave us out, past the expiry.
+        let late = later + EXPIRY * 2;
+        assert_eq!(p.path(late, &m, EXPIRY), Path::Multicast);
+        for _ in 0..3 {
+            p.heartbeat(late, 7, true, false);
+        }
+        assert_eq!(
+            p.path(late, &m, EXPIRY),
+            Path::Unicast(Why::NoMulticastFromUs)
+        );
+    }
+
+    #[test]
+    fn group_hearing_is_what_we_report_and_members_that_left_are_forgotten() {
+        let t0 = Instant::now();
+        let mut p = Paths::default();
+        p.heartbeat(t0, 1, false, false);
+        assert!(!p.hear_group(t0, 1, EXPIRY), "unicast only");
+        p.heartbeat(t0, 1, true, false);
+        assert!(p.hear_group(t0, 1, EXPIRY));
+        assert!(!p.hear_group(t0 + EXPIRY, 1, EXPIRY));
+        p.heartbeat(t0, 2, true, false);
+        p.retain(|n| n == 2);
+        assert!(!p.hear_group(t0, 1, EXPIRY) && p.hear_group(t0, 2, EXPIRY));
+    }
+
+    #[test]
+    fn second_hand_members_stay_multicast() {
+        let t0 = Instant::now();
+        let mut m = member(9, t0);
+        m.direct = false;
+        let p = Paths::default();
+        assert_eq!(p.path(t0 + EXPIRY * 10, &m, EXPIRY), Path::Multicast);
+    }
+}
