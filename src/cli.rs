@@ -117,10 +117,15 @@ pub enum Command {
     #[command(mut_arg("interface", |a| a.short(None)))]
     Watch(WatchArgs),
     /// List live members: name, address, version and role.
-    Members(FrontArgs),
+    Members(MembersArgs),
     /// Show daemon state: transfers in flight, members, counters.
     Status(FrontArgs),
-    /// Edit the daemon's session exclude list (shell globs), which applies to every push.
+    /// Edit the daemon's standing exclude list (shell globs), which applies to every push.
+    ///
+    /// The list is kept in the daemon's state directory (file 'excludes'), so it survives
+    /// restarts, and applies to every push the daemon sends (console, front end and watches)
+    /// after the config file's 'exclude' rules. makuo status shows it. A console session's own
+    /// 'exclude add' rules (makuosan's) last only for that session.
     Exclude(ExcludeArgs),
     /// Set the daemon's log level, from 0 (quiet) to 9 (debug).
     Loglevel(LoglevelArgs),
@@ -644,7 +649,20 @@ pub struct WatchArgs {
     pub front: FrontArgs,
 }
 
-/// `makuo exclude`: the daemon's session excludes. Needs a daemon; there is no direct mode.
+/// `makuo members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// Stop remembering member NAME: a member that was taken out of the cluster is no longer
+    /// named failed by later pushes (needs a daemon; its console word is 'members forget').
+    #[arg(long, value_name = "NAME")]
+    pub forget: Option<String>,
+
+    /// Console, direct mode and output.
+    #[command(flatten)]
+    pub front: FrontArgs,
+}
+
+/// `makuo exclude`: the daemon's standing excludes. Needs a daemon; there is no direct mode.
 #[derive(Debug, Args)]
 pub struct ExcludeArgs {
     /// The edit to make.
@@ -660,16 +678,16 @@ pub struct ExcludeArgs {
     pub output: OutputArgs,
 }
 
-/// An edit of the session exclude list.
+/// An edit of the standing exclude list.
 #[derive(Debug, Subcommand)]
 pub enum ExcludeAction {
-    /// Add patterns to the session exclude list.
+    /// Add patterns to the standing exclude list.
     Add(ExcludePatterns),
-    /// Remove patterns from the session exclude list.
+    /// Remove patterns from the standing exclude list.
     Del(ExcludePatterns),
-    /// Print the session exclude list.
+    /// Print the standing exclude list.
     List,
-    /// Empty the session exclude list.
+    /// Empty the standing exclude list.
     Clear,
 }
 
@@ -770,7 +788,8 @@ impl Cli {
             Command::Sync(a) => &a.front.cluster,
             Command::Check(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
-            Command::Members(a) | Command::Status(a) => &a.cluster,
+            Command::Members(a) => &a.front.cluster,
+            Command::Status(a) => &a.cluster,
             _ => return Ok(()),
         };
         if cluster.keys.len() > MAX_KEYS {

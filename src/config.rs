@@ -1060,7 +1060,9 @@ mod tests {
             (cli, m.subcommand().unwrap().1.clone())
         };
         let (cli, m) = parse(&["members", "-p", "6500"]);
-        let crate::cli::Command::Members(mut f) = cli.command else {
+        let crate::cli::Command::Members(crate::cli::MembersArgs { front: mut f, .. }) =
+            cli.command
+        else {
             panic!()
         };
         let env = env_of(&[("MAKUO_CONFIG", &conf)]);
@@ -1070,7 +1072,9 @@ mod tests {
         assert_eq!(f.cluster.keys, [PathBuf::from("/etc/k")]);
         assert_eq!(f.console.console, ConsoleAddr::Tcp("127.0.0.1:6000".into()));
         let (cli, m) = parse(&["members"]);
-        let crate::cli::Command::Members(mut f) = cli.command else {
+        let crate::cli::Command::Members(crate::cli::MembersArgs { front: mut f, .. }) =
+            cli.command
+        else {
             panic!()
         };
         let env = env_of(&[
@@ -1085,7 +1089,9 @@ mod tests {
             ("MAKUO_CONSOLE", "/run/makuo.sock"),
         ]);
         let (cli, m) = parse(&["members"]);
-        let crate::cli::Command::Members(mut f) = cli.command else {
+        let crate::cli::Command::Members(crate::cli::MembersArgs { front: mut f, .. }) =
+            cli.command
+        else {
             panic!()
         };
         apply_front_with(&mut f, &m, &env).unwrap();

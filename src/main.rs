@@ -61,63 +61,63 @@ fn main() -> ExitCode {
                 .subcommand()
                 .map(|(_, m)| m.clone())
                 .unwrap_or_default();
-            let r =
-                match other {
-                    Command::Daemon(a) => daemon(a.print_config, &sub),
-                    Command::Sync(mut a) => config::apply_front(&mut a.front, &sub)
-                        .and_then(|_| makuo::client::sync(&a, &sub)),
-                    Command::Check(mut a) => config::apply_front(&mut a.front, &sub)
-                        .and_then(|_| makuo::client::check(&a, &sub)),
-                    Command::Watch(mut a) => config::apply_front(&mut a.front, &sub)
-                        .and_then(|_| makuo::client::watch(&a, &sub)),
-                    Command::Members(mut a) => config::apply_front(&mut a, &sub)
-                        .and_then(|_| makuo::client::members(&a, &sub)),
-                    Command::Status(mut a) => {
-                        config::apply_front(&mut a, &sub).and_then(|_| makuo::client::status(&a))
+            let r = match other {
+                Command::Daemon(a) => daemon(a.print_config, &sub),
+                Command::Sync(mut a) => config::apply_front(&mut a.front, &sub)
+                    .and_then(|_| makuo::client::sync(&a, &sub)),
+                Command::Check(mut a) => config::apply_front(&mut a.front, &sub)
+                    .and_then(|_| makuo::client::check(&a, &sub)),
+                Command::Watch(mut a) => config::apply_front(&mut a.front, &sub)
+                    .and_then(|_| makuo::client::watch(&a, &sub)),
+                Command::Members(mut a) => config::apply_front(&mut a.front, &sub)
+                    .and_then(|_| makuo::client::members(&a, &sub)),
+                Command::Status(mut a) => {
+                    config::apply_front(&mut a, &sub).and_then(|_| makuo::client::status(&a))
+                }
+                Command::Exclude(mut a) => {
+                    if let Err(e) = config::apply_console(&mut a.console, &sub) {
+                        eprintln!("makuo {name}: {e:#}");
+                        return Exit::Error.into();
                     }
-                    Command::Exclude(mut a) => {
-                        if let Err(e) = config::apply_console(&mut a.console, &sub) {
-                            eprintln!("makuo {name}: {e:#}");
-                            return Exit::Error.into();
-                        }
-                        let words = match &a.action {
-                            ExcludeAction::Add(p) => p
-                                .patterns
-                                .iter()
-                                .map(|p| format!("exclude add {}", quote(p)))
-                                .collect::<Vec<_>>(),
-                            ExcludeAction::Del(p) => p
-                                .patterns
-                                .iter()
-                                .map(|p| format!("exclude del {}", quote(p)))
-                                .collect(),
-                            ExcludeAction::List => vec!["exclude list".into()],
-                            ExcludeAction::Clear => vec!["exclude clear".into()],
-                        };
-                        words.iter().try_fold(Exit::Ok, |acc, w| {
-                            makuo::client::console_words(&a.console, w, &a.output).map(|e| {
-                                if acc == Exit::Ok {
-                                    e
-                                } else {
-                                    acc
-                                }
-                            })
+                    let words = match &a.action {
+                        ExcludeAction::Add(p) => p
+                            .patterns
+                            .iter()
+                            .map(|p| format!("standing add {}", quote(p)))
+                            .collect::<Vec<_>>(),
+                        ExcludeAction::Del(p) => p
+                            .patterns
+                            .iter()
+                            .map(|p| format!("standing del {}", quote(p)))
+                            .collect(),
+                        ExcludeAction::List => vec!["standing list".into()],
+                        ExcludeAction::Clear => vec!["standing clear".into()],
+                    };
+                    words.iter().try_fold(Exit::Ok, |acc, w| {
+                        makuo::client::console_words(&a.console, w, &a.output).map(|e| {
+                            if acc == Exit::Ok {
+                                e
+                            } else {
+                                acc
+                            }
                         })
-                    }
-                    Command::Loglevel(mut a) => config::apply_console(&mut a.console, &sub)
-                        .and_then(|_| {
-                            makuo::client::console_words(
-                                &a.console,
-                                &format!("loglevel {}", a.level),
-                                &a.output,
-                            )
-                        }),
-                    Command::Keygen(a) => makuo::seal::keygen(&a.file.to_string_lossy())
-                        .map(|_| Exit::Ok)
-                        .map_err(|e| anyhow::anyhow!("{e}")),
-                    Command::Demo(a) => makuo::demo::run(&a),
-                    Command::Generate(_) => unreachable!(),
-                };
+                    })
+                }
+                Command::Loglevel(mut a) => {
+                    config::apply_console(&mut a.console, &sub).and_then(|_| {
+                        makuo::client::console_words(
+                            &a.console,
+                            &format!("loglevel {}", a.level),
+                            &a.output,
+                        )
+                    })
+                }
+                Command::Keygen(a) => makuo::seal::keygen(&a.file.to_string_lossy())
+                    .map(|_| Exit::Ok)
+                    .map_err(|e| anyhow::anyhow!("{e}")),
+                Command::Demo(a) => makuo::demo::run(&a),
+                Command::Generate(_) => unreachable!(),
+            };
             match r {
                 Ok(e) => e.into(),
                 Err(e) => {

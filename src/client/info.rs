@@ -9,11 +9,23 @@ use clap::ArgMatches;
 use super::direct::{direct_node, discover};
 use super::want_direct;
 use super::Console;
-use crate::cli::{ConsoleArgs, FrontArgs, OutputArgs};
+use crate::cli::{ConsoleArgs, FrontArgs, MembersArgs, OutputArgs};
 use crate::exit::Exit;
 
 /// `makuo members`.
-pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
+pub fn members(args: &MembersArgs, sub: &ArgMatches) -> Result<Exit> {
+    let front = &args.front;
+    if let Some(name) = &args.forget {
+        let mut c = Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        )?;
+        return simple(
+            &mut c,
+            &format!("members forget {}", super::quote(name)),
+            &front.output,
+        );
+    }
     if !want_direct(front, sub) {
         match Console::connect(
             &front.console.console,
