@@ -840,12 +840,16 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__members)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -b -m -p -i -k -v -q -h --forget --console --password-file --direct --discover --base --group --port --interface --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --forget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --console)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

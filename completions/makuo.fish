@@ -32,7 +32,7 @@ complete -c makuo -n "__fish_makuo_needs_command" -f -a "check" -d 'Compare path
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "watch" -d 'Watch paths and push what changes, as it happens (lsyncd\'s job)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "status" -d 'Show daemon state: transfers in flight, members, counters'
-complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s session exclude list (shell globs), which applies to every push'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s standing exclude list (shell globs), which applies to every push'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "loglevel" -d 'Set the daemon\'s log level, from 0 (quiet) to 9 (debug)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "keygen" -d 'Write a new random cluster key to FILE (\'-\' prints it to stdout)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "demo" -d 'Run a throwaway cluster on loopback and push a generated tree through it'
@@ -196,6 +196,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -s v -l verbose -d 'P
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l json -d 'Print results as JSON lines instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l forget -d 'Stop remembering member NAME (a server taken out of the cluster)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
@@ -235,11 +236,11 @@ complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -l json -d 'Print results as JSON lines instead of text'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s h -l help -d 'Print help'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "add" -d 'Add patterns to the session exclude list'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "del" -d 'Remove patterns from the session exclude list'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "list" -d 'Print the session exclude list'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "clear" -d 'Empty the session exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "add" -d 'Add patterns to the standing exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "del" -d 'Remove patterns from the standing exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "list" -d 'Print the standing exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "clear" -d 'Empty the standing exclude list'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from del" -s h -l help -d 'Print help'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'

@@ -652,8 +652,11 @@ pub struct WatchArgs {
 /// `makuo members`.
 #[derive(Debug, Args)]
 pub struct MembersArgs {
-    /// Stop remembering member NAME: a member that was taken out of the cluster is no longer
-    /// named failed by later pushes (needs a daemon; its console word is 'members forget').
+    /// Stop remembering member NAME (a server taken out of the cluster).
+    ///
+    /// A daemon names a remembered member that stopped answering failed in every push for up
+    /// to a day; after --forget it no longer does. Needs a daemon (console words 'members
+    /// forget NAME').
     #[arg(long, value_name = "NAME")]
     pub forget: Option<String>,
 
