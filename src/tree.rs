@@ -126,7 +126,7 @@ pub fn walk(
     }
     let mut roots = Vec::with_capacity(paths.len());
     for p in paths {
-        let root = normalize_root(p)?;
+        let root = normalize_root(base, p)?;
         check_parents(base, &root)?;
         roots.push(root);
     }
@@ -140,7 +140,13 @@ pub fn walk(
         let is_dir = if root != b"." {
             // A missing root is the user's mistake, not a vanished file.
             src.metadata(root)
-                .with_context(|| format!("{:?}", String::from_utf8_lossy(root)))?
+                .with_context(|| {
+                    format!(
+                        "{} (in the base {})",
+                        crate::escape::text(root),
+                        base.display()
+                    )
+                })?
                 .is_dir()
         } else {
             true
@@ -335,17 +341,55 @@ pub fn walk_list(
 }
 
 /// Strips trailing `/`s and checks the path with [`check_rel_path`].
-fn normalize_root(p: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let show = String::from_utf8_lossy(p);
-    if p.first() == Some(&b'/') {
-        bail!("{show:?}: absolute paths are refused (paths are relative to the base)");
+/// A PATH as rsync users type it, relative to `base`: `./x`, `x/` and an absolute path inside
+/// `base` are accepted (as `x`); anything else is refused naming the base.
+fn normalize_root(base: &Path, p: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let show = crate::escape::text(p);
+    if p.is_empty() {
+        bail!(
+            "an empty PATH (give . for the whole base {})",
+            base.display()
+        );
     }
-    let mut end = p.len();
-    while end > 0 && p[end - 1] == b'/' {
+    let mut rel = p;
+    if rel.first() == Some(&b'/') {
+        let inside = [Some(base.to_path_buf()), base.canonicalize().ok()]
+            .into_iter()
+            .flatten()
+            .find_map(|b| {
+                let b = b.as_os_str().as_bytes();
+                let b = b.strip_suffix(b"/").unwrap_or(b);
+                let rest = rel.strip_prefix(b)?;
+                (rest.is_empty() || rest[0] == b'/').then_some(rest)
+            });
+        match inside {
+            Some(rest) => rel = rest,
+            None => bail!(
+                "{show}: outside the base {} (PATHs are relative to it)",
+                base.display()
+            ),
+        }
+    }
+    loop {
+        while rel.first() == Some(&b'/') {
+            rel = &rel[1..];
+        }
+        match rel.strip_prefix(b"./") {
+            Some(r) => rel = r,
+            None => break,
+        }
+    }
+    let mut end = rel.len();
+    while end > 0 && rel[end - 1] == b'/' {
         end -= 1;
     }
-    let root = &p[..end];
-    check_rel_path(root).map_err(|e| anyhow::anyhow!("{show:?}: {e}"))?;
+    let root = if end == 0 { &b"."[..] } else { &rel[..end] };
+    check_rel_path(root).map_err(|e| {
+        anyhow::anyhow!(
+            "{show}: {e} (PATHs are relative to the base {})",
+            base.display()
+        )
+    })?;
     Ok(root.to_vec())
 }
 
@@ -780,6 +824,35 @@ mod tests {
         }
         let err = walk(b, &[b"missing".to_vec()], &REC, &mut Filter::default()).unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
+        assert!(
+            format!("{err:#}").contains(&b.display().to_string()),
+            "{err:#}"
+        );
+        let err = walk(b, &[b"/etc".to_vec()], &REC, &mut Filter::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("outside the base {}", b.display())),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn tree_accepts_paths_as_rsync_users_type_them() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"a/f", b"");
+        let abs = format!("{}/a", b.display());
+        let abs_slash = format!("{}/", b.display());
+        for (given, root) in [
+            ("./a", "a"),
+            ("a/", "a"),
+            ("././a//", "a"),
+            (abs.as_str(), "a"),
+            (abs_slash.as_str(), "."),
+            ("./", "."),
+        ] {
+            let w = run(b, &[given.as_bytes()], &REC, &Filter::default());
+            assert_eq!(w.roots, [root.as_bytes().to_vec()], "{given}");
+        }
     }
 
     #[test]
