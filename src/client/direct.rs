@@ -123,6 +123,7 @@ pub(super) fn remembered(
 }
 
 pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+    super::check_base(front)?;
     front.cluster.require_key()?;
     let started = Instant::now();
     let out = &front.output;

@@ -280,13 +280,42 @@ fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> 
                 if explicit(sub, "console") || e.is::<crate::console_trust::Untrusted>() {
                     return Err(e);
                 }
-                if front.output.verbose > 0 {
-                    eprintln!("makuo: {e:#}; running direct");
+                if !front.output.quiet {
+                    eprintln!("makuo: {}", direct_line(front, &e));
                 }
             }
         }
     }
     direct_push(front, cmd)
+}
+
+/// The one line that says a command runs directly because no daemon answered: on which
+/// group, interface and base.
+pub(crate) fn direct_line(front: &FrontArgs, e: &anyhow::Error) -> String {
+    let c = &front.cluster;
+    format!(
+        "{e:#}; running directly: group {}:{}, interface {}, base {}",
+        c.group,
+        c.port,
+        c.interface
+            .map_or_else(|| "chosen by the kernel".to_string(), |i| i.to_string()),
+        std::fs::canonicalize(&c.base)
+            .unwrap_or_else(|_| c.base.clone())
+            .display()
+    )
+}
+
+/// Refuses a base that resolves to `/` unless it was given as `/` (a front end started in
+/// `/` with no daemon answering must not push the whole file system).
+pub(crate) fn check_base(front: &FrontArgs) -> Result<()> {
+    let b = &front.cluster.base;
+    if b.as_os_str() != "/" && std::fs::canonicalize(b).is_ok_and(|c| c == std::path::Path::new("/")) {
+        bail!(
+            "the base {} is /: give -b / to push from the root of the file system",
+            b.display()
+        );
+    }
+    Ok(())
 }
 
 /// The outcome of a run whose daemon said nothing for `--timeout` seconds (exit 30).
