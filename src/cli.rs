@@ -71,7 +71,7 @@ const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
     name = "makuo",
     version = VERSION,
     after_long_help = exit::help_table(),
-    disable_help_subcommand = true
+    disable_help_subcommand = false
 )]
 pub struct Cli {
     /// What to do.
@@ -283,7 +283,11 @@ pub struct OutputArgs {
     #[arg(short = 'q', long, conflicts_with = "verbose", help_heading = "Output")]
     pub quiet: bool,
 
-    /// Print results as JSON lines instead of text.
+    /// Print the result as one JSON document instead of text.
+    ///
+    /// One document per command on stdout (exact names; a name that is not UTF-8 has its
+    /// invalid bytes written as \#ooo, rsync's escape); messages stay on stderr. A usage error
+    /// prints {"exit":1,"error":"..."}.
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 }

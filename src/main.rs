@@ -12,6 +12,28 @@ use makuo::config;
 use makuo::dropin::Door;
 use makuo::exit::Exit;
 
+/// Whether the command line asks for `--json` (before any `--`): usage errors then print one
+/// JSON document too.
+fn wants_json(argv: &[std::ffi::OsString]) -> bool {
+    argv.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
+/// The one JSON document of a run that failed before it could report anything else:
+/// `{"exit":1,"error":"..."}` (the first line of the message, clap's `error: ` prefix gone).
+fn json_error(msg: &str) {
+    let first = msg.lines().next().unwrap_or("");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{{\"exit\":{},\"error\":{}}}",
+        Exit::Error.code(),
+        serde_json::Value::from(first)
+    );
+}
+
 fn main() -> ExitCode {
     // Installed as `makuosan` or `msync`, the binary takes their options.
     let argv = match makuo::dropin::front_door(std::env::args_os().collect()) {
@@ -27,11 +49,15 @@ fn main() -> ExitCode {
             }
         }
     };
+    let json = wants_json(&argv);
     let (cli, matches) = match Cli::parse_with_matches(argv) {
         Ok(parsed) => parsed,
         Err(err) => {
             // --help and --version come back as errors that go to stdout and mean success.
             let _ = err.print();
+            if json && err.use_stderr() {
+                json_error(&err.to_string());
+            }
             return if err.use_stderr() {
                 Exit::Error
             } else {
@@ -125,6 +151,9 @@ fn main() -> ExitCode {
                         return Exit::Ok.into();
                     }
                     eprintln!("makuo {name}: {e:#}");
+                    if json {
+                        json_error(&format!("{e:#}"));
+                    }
                     Exit::Error.into()
                 }
             }
