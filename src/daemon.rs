@@ -350,6 +350,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             .then(|| rustix::process::geteuid().as_raw()),
         rules: rules.clone(),
         excludes,
+        started: Instant::now(),
         console: console.clone(),
         jobs: Mutex::new(jobs_tx),
         watches: watches.clone(),
@@ -908,6 +909,8 @@ struct Session {
     rules: DaemonRules,
     /// The standing excludes (`makuo exclude add`), after the config file's.
     excludes: Arc<crate::state::Excludes>,
+    /// When the daemon started (`status`'s uptime).
+    started: Instant,
     /// Who may connect, the password, the limits and the counters.
     console: Arc<console_access::Server>,
     jobs: Mutex<Sender<Job>>,
@@ -1167,7 +1170,17 @@ impl Session {
                 }
             }
             Request::Status => {
-                let mut extra = vec![self.console.stats.line()];
+                let mut extra = vec![
+                    format!("pid {}", std::process::id()),
+                    format!(
+                        "base {}",
+                        escape::text(std::os::unix::ffi::OsStrExt::as_bytes(
+                            self.base.as_os_str()
+                        ))
+                    ),
+                    format!("uptime {}s", self.started.elapsed().as_secs()),
+                    self.console.stats.line(),
+                ];
                 extra.extend(self.watches.lines());
                 for p in self.excludes.list() {
                     extra.push(format!("standing-exclude {}", escape::text_str(&p)));

@@ -289,3 +289,60 @@ fn newline_in_a_name_is_escaped_in_dry_run_output() {
     assert!(hits[0].contains("odd\\#012name.txt"), "{r}");
     assert!(hits[0].starts_with(">f+++++++++ "), "{r}");
 }
+
+/// `members` and `status`: a header, this node first then by name, human times; `--json`
+/// gives one document of objects; a usage error with `--json` is a JSON document too.
+#[test]
+fn members_and_status_have_headers_and_json_objects() {
+    let c = Cluster::start(2);
+    c.initial_sync();
+    let m1 = c.daemon("m1").console_addr();
+    let r = via(&m1, "members", "");
+    assert_eq!(r.code, 0, "{r}");
+    let lines = r.lines();
+    assert!(
+        lines[0].starts_with("MEMBER ") && lines[0].contains("LAST PUSH"),
+        "{r}"
+    );
+    assert!(
+        lines[1].starts_with("m1 ") && lines[1].contains(" self "),
+        "{r}"
+    );
+    assert!(
+        lines[2].starts_with("m2 ") && lines[2].contains(" live "),
+        "{r}"
+    );
+    assert!(lines[1].contains("ago from "), "a human time: {r}");
+
+    let r = via(&m1, "members", "--json");
+    assert_eq!(r.code, 0, "{r}");
+    let j = r.json();
+    let ms = j["members"].as_array().expect("members[]");
+    assert_eq!(ms.len(), 2, "{j}");
+    assert_eq!(ms[0]["name"], "m1", "{j}");
+    assert_eq!(ms[0]["state"], "self", "{j}");
+    assert_eq!(ms[1]["name"], "m2", "{j}");
+    assert!(ms[0]["last_push"]["time"].as_u64().unwrap() > 0, "{j}");
+    assert!(ms[0]["last_push"]["digest"].is_string(), "{j}");
+
+    let r = via(&m1, "status", "--json");
+    assert_eq!(r.code, 0, "{r}");
+    let j = r.json();
+    assert!(j["pid"].as_u64().unwrap() > 0, "{j}");
+    assert!(j["base"].as_str().unwrap().ends_with("m1/base"), "{j}");
+    assert!(j["uptime_secs"].is_u64(), "{j}");
+    assert!(j["version"].is_string(), "{j}");
+    assert!(j["transfers"]["sending"].is_u64(), "{j}");
+    assert!(j["counters"].is_object(), "{j}");
+    let r = via(&m1, "status", "");
+    assert!(r.lines()[0].starts_with("makuo daemon m1 (pid "), "{r}");
+
+    let r = makuo(&["sync", "--json", "--no-such-flag"]);
+    assert_eq!(r.code, 1, "{r}");
+    let j = r.json();
+    assert_eq!(j["exit"], 1, "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("--no-such-flag"),
+        "{j}"
+    );
+}

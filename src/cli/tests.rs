@@ -584,8 +584,9 @@ fn stated_engine_defaults_are_the_engines() {
             .to_string()
     };
     assert!(help("heartbeat").contains(&format!("[default: {}]", d.heartbeat.as_millis())));
-    assert!(help("member_timeout")
-        .contains(&format!("[default: {}]", d.member_timeout.as_millis())));
+    assert!(
+        help("member_timeout").contains(&format!("[default: {}]", d.member_timeout.as_millis()))
+    );
     let long = daemon
         .get_arguments()
         .find(|a| a.get_id() == "member_expiry")

@@ -309,7 +309,9 @@ pub(crate) fn direct_line(front: &FrontArgs, e: &anyhow::Error) -> String {
 /// `/` with no daemon answering must not push the whole file system).
 pub(crate) fn check_base(front: &FrontArgs) -> Result<()> {
     let b = &front.cluster.base;
-    if b.as_os_str() != "/" && std::fs::canonicalize(b).is_ok_and(|c| c == std::path::Path::new("/")) {
+    if b.as_os_str() != "/"
+        && std::fs::canonicalize(b).is_ok_and(|c| c == std::path::Path::new("/"))
+    {
         bail!(
             "the base {} is /: give -b / to push from the root of the file system",
             b.display()

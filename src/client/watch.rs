@@ -78,7 +78,10 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
                     return Err(e);
                 }
                 if !front.output.quiet {
-                    eprintln!("makuo: {} (watching in the foreground)", super::direct_line(front, &e));
+                    eprintln!(
+                        "makuo: {} (watching in the foreground)",
+                        super::direct_line(front, &e)
+                    );
                 }
             }
         }
