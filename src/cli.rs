@@ -71,7 +71,7 @@ const MAX_MTU: i64 = (wire::MAX_DATAGRAM + wire::IP_UDP_OVERHEAD) as i64;
     name = "makuo",
     version = VERSION,
     after_long_help = exit::help_table(),
-    disable_help_subcommand = false
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// What to do.
@@ -179,7 +179,8 @@ pub struct ClusterArgs {
     pub base: PathBuf,
 
     /// Multicast group address.
-    #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108")]
+    #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108",
+          value_hint = ValueHint::Other)]
     pub group: Ipv4Addr,
 
     /// UDP port of the multicast group.
@@ -190,7 +191,7 @@ pub struct ClusterArgs {
     /// Address of the local interface to send and join multicast on.
     ///
     /// Default: the interface the routing table picks for the group.
-    #[arg(short = 'i', long, value_name = "ADDR")]
+    #[arg(short = 'i', long, value_name = "ADDR", value_hint = ValueHint::Other)]
     pub interface: Option<Ipv4Addr>,
 
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
@@ -338,6 +339,7 @@ pub struct SelectArgs {
     ///
     /// A target that does not answer counts as failed.
     #[arg(short = 't', long = "target", value_name = "HOST", action = ArgAction::Append,
+          value_hint = ValueHint::Hostname,
           value_hint = ValueHint::Hostname)]
     pub targets: Vec<String>,
 
@@ -415,7 +417,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Paths to push, relative to the base directory.
-    #[arg(value_name = "PATH", required_unless_present = "files_from",
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath, required_unless_present = "files_from",
           value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
@@ -600,7 +602,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Paths to watch, relative to the base directory.
-    #[arg(value_name = "PATH", required_unless_present = "list",
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath, required_unless_present = "list",
           value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 

@@ -49,6 +49,15 @@ fn main() -> ExitCode {
             }
         }
     };
+    // `makuo help [CMD...]` is `makuo [CMD...] --help`.
+    let argv = if argv.get(1).is_some_and(|a| a == "help") {
+        let mut a: Vec<std::ffi::OsString> = vec![argv[0].clone()];
+        a.extend(argv[2..].iter().cloned());
+        a.push("--help".into());
+        a
+    } else {
+        argv
+    };
     let json = wants_json(&argv);
     let (cli, matches) = match Cli::parse_with_matches(argv) {
         Ok(parsed) => parsed,

@@ -346,3 +346,25 @@ fn members_and_status_have_headers_and_json_objects() {
         "{j}"
     );
 }
+
+/// `makuo help [CMD]` is `makuo [CMD] --help`; the completions never offer the hidden
+/// `generate`.
+#[test]
+fn help_command_and_completions() {
+    let r = makuo(&["help", "sync"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.starts_with("Push paths to every member"), "{r}");
+    let r = makuo(&["help", "exclude", "add"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("standing exclude list"), "{r}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for f in ["makuo.bash", "_makuo", "makuo.fish"] {
+        let text = fs::read_to_string(root.join(f)).unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("generate") && !l.contains("generated tree")),
+            "{f} offers generate"
+        );
+    }
+}
