@@ -232,10 +232,9 @@ fn timeout_against_a_stopped_daemon_exits_30() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(7));
     d.signal(libc::SIGCONT);
-    let out = wait_for("front end ends", Duration::from_secs(30), || {
+    wait_for("front end ends", Duration::from_secs(30), || {
         matches!(child.try_wait(), Ok(Some(_))).then_some(())
     });
-    let _ = out;
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(

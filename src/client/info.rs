@@ -287,10 +287,13 @@ pub fn status(front: &FrontArgs) -> Result<Exit> {
                     doc.insert("transfers".into(), value);
                 }
                 "standing-exclude" => {
-                    doc.entry("standing_excludes")
+                    if let Some(a) = doc
+                        .entry("standing_excludes")
                         .or_insert_with(|| serde_json::Value::Array(Vec::new()))
                         .as_array_mut()
-                        .map(|a| a.push(value));
+                    {
+                        a.push(value);
+                    }
                 }
                 _ => {
                     counters.insert(k.to_string(), value);
