@@ -96,9 +96,17 @@ fn unescaped(s: &str) -> String {
 
 fn parse_member(l: &str) -> Option<MemberRow> {
     let w: Vec<&str> = l.split_whitespace().collect();
-    let (name, address, state) = (w.first()?, w.get(1)?, w.get(2)?);
+    // A name may hold spaces (even a forged "NAME ADDR live"): the address and state are the
+    // last such pair of words, which the daemon writes after the name.
+    const STATES: [&str; 5] = ["self", "live", "live-indirect", "missing", "incompatible"];
+    let at = (1..w.len().saturating_sub(1))
+        .rev()
+        .find(|&i| w[i].parse::<std::net::IpAddr>().is_ok() && STATES.contains(&w[i + 1]))?;
+    let (address, state) = (w[at], w[at + 1]);
+    let name = w[..at].join(" ");
+    let w = &w[at..];
     let mut row = MemberRow {
-        name: unescaped(name),
+        name: unescaped(&name),
         address: address.to_string(),
         state: state.to_string(),
         version: None,
@@ -106,7 +114,7 @@ fn parse_member(l: &str) -> Option<MemberRow> {
         last_push: None,
         last_seen_secs_ago: None,
     };
-    for word in &w[3..] {
+    for word in &w[2..] {
         match word.split_once('=') {
             None if *word != "-" => row.version = Some(unescaped(word)),
             None => {}
@@ -145,6 +153,9 @@ pub(crate) fn human_secs(s: u64) -> String {
 /// document `{"members":[...]}`.
 fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
     let mut rows: Vec<MemberRow> = lines.iter().filter_map(|l| parse_member(l)).collect();
+    if rows.is_empty() && !out.json {
+        return Ok(());
+    }
     rows.sort_by(|a, b| {
         (a.state != "self", &a.name, &a.address).cmp(&(b.state != "self", &b.name, &b.address))
     });
