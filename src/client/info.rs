@@ -185,7 +185,8 @@ fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
             (None, None) => "-".into(),
         };
         table.push([
-            esc(&r.name),
+            // One word, as the console writes it (spaces too are escaped).
+            crate::escape::word_str(&r.name).into_owned(),
             r.address.clone(),
             r.state.clone(),
             r.version.as_deref().map_or("-".into(), esc),
