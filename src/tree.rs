@@ -623,7 +623,7 @@ fn checksum_all(src: &Source, w: &mut Walk) {
                 w.vanished += 1;
                 keep.push(false);
             }
-            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+            Err(err) if err.raw_os_error() == Some(libc::EACCES) => {
                 w.missing.push((e.path.clone(), unreadable_reason(&e.path)));
                 w.io_error = true;
                 keep.push(false);
