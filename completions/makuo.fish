@@ -24,7 +24,7 @@ function __fish_makuo_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c makuo -n "__fish_makuo_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_needs_command" -s h -l help -d 'Print help'
 complete -c makuo -n "__fish_makuo_needs_command" -s V -l version -d 'Print version'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "daemon" -d 'Run the daemon: receive pushes into the base dir, send what the console asks for'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "sync" -d 'Push paths to every member (rsync-style): send what differs, optionally delete'
@@ -33,15 +33,15 @@ complete -c makuo -n "__fish_makuo_needs_command" -f -a "watch" -d 'Watch paths 
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "doctor" -d 'How each member is reached: multicast to it and from it, or unicast only'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "status" -d 'Show daemon state: transfers in flight, members, counters'
-complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s session exclude list (shell globs), which applies to every push'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "exclude" -d 'Edit the daemon\'s standing exclude list (shell globs), which applies to every push'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "loglevel" -d 'Set the daemon\'s log level, from 0 (quiet) to 9 (debug)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "keygen" -d 'Write a new random cluster key to FILE (\'-\' prints it to stdout)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "demo" -d 'Run a throwaway cluster on loopback and push a generated tree through it'
-complete -c makuo -n "__fish_makuo_needs_command" -f -a "generate" -d 'Write the man pages and shell completions (for packagers and the repository)'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "help" -d 'Print the help of makuo or of CMD'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
@@ -69,8 +69,8 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s T -l rate -d 'Cap
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l min-rate -d 'Lowest rate a member must take to stay in a push\'s pace (rsync units, as --bwlimit)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s R -l rcvbuf -d 'UDP receive buffer size (SO_RCVBUF). Default: 32 MiB' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s S -l sndbuf -d 'UDP send buffer size (SO_SNDBUF). Default: 8 MiB' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds. Default: the engine\'s' -r
-complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a push target has failed, in milliseconds. Default: the engine\'s' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l heartbeat -d 'Heartbeat interval in milliseconds [default: 1000]' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-timeout -d 'Silence after which a push target has failed, in milliseconds [default: 5000]' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l member-expiry -d 'Silence after which a member is dropped from the member table, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l protect -d 'Never let a push write or delete paths matching PATTERN here (repeatable)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l max-delete -d 'Refuse a push that would delete more than N paths here (exit 25 at the sender)' -r
@@ -105,7 +105,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l console -d 'Daemon 
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
@@ -113,7 +113,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -s k -l key -d 'Cluste
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s 0 -l from0 -d 'The --files-from list is separated by NUL bytes, not lines'
@@ -138,7 +138,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l direct -d 'Do not u
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand sync" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
@@ -151,9 +151,9 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l console -d 'Daemon
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand check" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand check" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
@@ -167,7 +167,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -l direct -d 'Do not 
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
@@ -180,7 +180,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -l console -d 'Daemon
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand watch" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
@@ -188,7 +188,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -s k -l key -d 'Clust
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
-complete -c makuo -n "__fish_makuo_using_subcommand watch" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s r -l recursive -d 'Recurse into directories (without it, directories are skipped)'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s a -l archive -d 'Archive mode: as makuo sync -a (implies -r)'
@@ -203,15 +203,16 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -l direct -d 'Do not 
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand watch" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l forget -d 'Stop remembering member NAME (a server taken out of the cluster)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
@@ -222,15 +223,15 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l direct -d 'Do no
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
@@ -241,15 +242,15 @@ complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l direct -d 'Do not
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r
+complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
@@ -260,18 +261,18 @@ complete -c makuo -n "__fish_makuo_using_subcommand status" -l direct -d 'Do not
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l json -d 'Print results as JSON lines instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand status" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -l json -d 'Print results as JSON lines instead of text'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s h -l help -d 'Print help'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "add" -d 'Add patterns to the session exclude list'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "del" -d 'Remove patterns from the session exclude list'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "list" -d 'Print the session exclude list'
-complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "clear" -d 'Empty the session exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -l json -d 'Print the result as one JSON document instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "add" -d 'Add patterns to the standing exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "del" -d 'Remove patterns from the standing exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "list" -d 'Print the standing exclude list'
+complete -c makuo -n "__fish_makuo_using_subcommand exclude; and not __fish_seen_subcommand_from add del list clear" -f -a "clear" -d 'Empty the standing exclude list'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from del" -s h -l help -d 'Print help'
 complete -c makuo -n "__fish_makuo_using_subcommand exclude; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -280,12 +281,11 @@ complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -l console -d 'Dae
 complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s q -l quiet -d 'Print errors only'
-complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -l json -d 'Print results as JSON lines instead of text'
-complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s h -l help -d 'Print help'
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -l json -d 'Print the result as one JSON document instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand loglevel" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand demo" -l members -d 'Number of daemons to start' -r
 complete -c makuo -n "__fish_makuo_using_subcommand demo" -l files -d 'Number of files in the generated tree' -r
 complete -c makuo -n "__fish_makuo_using_subcommand demo" -l keep -d 'Keep the temporary directory and print its path'
 complete -c makuo -n "__fish_makuo_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c makuo -n "__fish_makuo_using_subcommand generate" -l out -d 'Directory to write man/ and completions/ under' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand help" -s h -l help -d 'Print help'

@@ -119,7 +119,7 @@ pub enum Command {
     #[command(mut_arg("interface", |a| a.short(None)))]
     Watch(WatchArgs),
     /// List live members: name, address, version and role.
-    Members(FrontArgs),
+    Members(MembersArgs),
     /// How each member is reached: multicast to it and from it, or unicast only.
     ///
     /// Exits 1 when a member is reachable only by unicast (its path is unicast), so that
@@ -127,7 +127,12 @@ pub enum Command {
     Doctor(FrontArgs),
     /// Show daemon state: transfers in flight, members, counters.
     Status(FrontArgs),
-    /// Edit the daemon's session exclude list (shell globs), which applies to every push.
+    /// Edit the daemon's standing exclude list (shell globs), which applies to every push.
+    ///
+    /// The list is kept in the daemon's state directory (file 'excludes'), so it survives
+    /// restarts, and applies to every push the daemon sends (console, front end and watches)
+    /// after the config file's 'exclude' rules. makuo status shows it. A console session's own
+    /// 'exclude add' rules (makuosan's) last only for that session.
     Exclude(ExcludeArgs),
     /// Set the daemon's log level, from 0 (quiet) to 9 (debug).
     Loglevel(LoglevelArgs),
@@ -182,7 +187,8 @@ pub struct ClusterArgs {
     pub base: PathBuf,
 
     /// Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…).
-    #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108")]
+    #[arg(short = 'm', long, value_name = "GROUP", default_value = "224.0.0.108",
+          value_hint = ValueHint::Other)]
     pub group: IpAddr,
 
     /// UDP port of the multicast group.
@@ -193,7 +199,7 @@ pub struct ClusterArgs {
     /// Local interface to send and join multicast on: its name (eth1) or one of its addresses.
     ///
     /// Default: the interface the routing table picks for the group.
-    #[arg(short = 'i', long, value_name = "IFACE")]
+    #[arg(short = 'i', long, value_name = "IFACE", value_hint = ValueHint::Other)]
     pub interface: Option<String>,
 
     /// Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets.
@@ -299,7 +305,11 @@ pub struct OutputArgs {
     #[arg(short = 'q', long, conflicts_with = "verbose", help_heading = "Output")]
     pub quiet: bool,
 
-    /// Print results as JSON lines instead of text.
+    /// Print the result as one JSON document instead of text.
+    ///
+    /// One document per command on stdout (exact names; a name that is not UTF-8 has its
+    /// invalid bytes written as \#ooo, rsync's escape); messages stay on stderr. A usage error
+    /// prints {"exit":1,"error":"..."}.
     #[arg(long, help_heading = "Output")]
     pub json: bool,
 }
@@ -350,6 +360,7 @@ pub struct SelectArgs {
     ///
     /// A target that does not answer counts as failed.
     #[arg(short = 't', long = "target", value_name = "HOST", action = ArgAction::Append,
+          value_hint = ValueHint::Hostname,
           value_hint = ValueHint::Hostname)]
     pub targets: Vec<String>,
 
@@ -427,7 +438,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// Paths to push, relative to the base directory.
-    #[arg(value_name = "PATH", required_unless_present = "files_from",
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath, required_unless_present = "files_from",
           value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
@@ -612,7 +623,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Paths to watch, relative to the base directory.
-    #[arg(value_name = "PATH", required_unless_present = "list",
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath, required_unless_present = "list",
           value_hint = ValueHint::AnyPath)]
     pub paths: Vec<PathBuf>,
 
@@ -665,7 +676,23 @@ pub struct WatchArgs {
     pub front: FrontArgs,
 }
 
-/// `makuo exclude`: the daemon's session excludes. Needs a daemon; there is no direct mode.
+/// `makuo members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// Stop remembering member NAME (a server taken out of the cluster).
+    ///
+    /// A daemon names a remembered member that stopped answering failed in every push for up
+    /// to a day; after --forget it no longer does. Needs a daemon (console words 'members
+    /// forget NAME').
+    #[arg(long, value_name = "NAME")]
+    pub forget: Option<String>,
+
+    /// Console, direct mode and output.
+    #[command(flatten)]
+    pub front: FrontArgs,
+}
+
+/// `makuo exclude`: the daemon's standing excludes. Needs a daemon; there is no direct mode.
 #[derive(Debug, Args)]
 pub struct ExcludeArgs {
     /// The edit to make.
@@ -681,16 +708,16 @@ pub struct ExcludeArgs {
     pub output: OutputArgs,
 }
 
-/// An edit of the session exclude list.
+/// An edit of the standing exclude list.
 #[derive(Debug, Subcommand)]
 pub enum ExcludeAction {
-    /// Add patterns to the session exclude list.
+    /// Add patterns to the standing exclude list.
     Add(ExcludePatterns),
-    /// Remove patterns from the session exclude list.
+    /// Remove patterns from the standing exclude list.
     Del(ExcludePatterns),
-    /// Print the session exclude list.
+    /// Print the standing exclude list.
     List,
-    /// Empty the session exclude list.
+    /// Empty the standing exclude list.
     Clear,
 }
 
@@ -791,7 +818,8 @@ impl Cli {
             Command::Sync(a) => &a.front.cluster,
             Command::Check(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
-            Command::Members(a) | Command::Status(a) | Command::Doctor(a) => &a.cluster,
+            Command::Members(a) => &a.front.cluster,
+            Command::Status(a) | Command::Doctor(a) => &a.cluster,
             _ => return Ok(()),
         };
         if cluster.keys.len() > MAX_KEYS {

@@ -1079,7 +1079,9 @@ mod tests {
             (cli, m.subcommand().unwrap().1.clone())
         };
         let (cli, m) = parse(&["members", "-p", "6500"]);
-        let crate::cli::Command::Members(mut f) = cli.command else {
+        let crate::cli::Command::Members(crate::cli::MembersArgs { front: mut f, .. }) =
+            cli.command
+        else {
             panic!()
         };
         let env = env_of(&[("MAKUO_CONFIG", &conf)]);
@@ -1092,7 +1094,9 @@ mod tests {
         assert_eq!(f.cluster.ttl, 3);
         assert_eq!(f.console.console, ConsoleAddr::Tcp("127.0.0.1:6000".into()));
         let (cli, m) = parse(&["members"]);
-        let crate::cli::Command::Members(mut f) = cli.command else {
+        let crate::cli::Command::Members(crate::cli::MembersArgs { front: mut f, .. }) =
+            cli.command
+        else {
             panic!()
         };
         let env = env_of(&[
@@ -1107,7 +1111,9 @@ mod tests {
             ("MAKUO_CONSOLE", "/run/makuo.sock"),
         ]);
         let (cli, m) = parse(&["members"]);
-        let crate::cli::Command::Members(mut f) = cli.command else {
+        let crate::cli::Command::Members(crate::cli::MembersArgs { front: mut f, .. }) =
+            cli.command
+        else {
             panic!()
         };
         apply_front_with(&mut f, &m, &env).unwrap();

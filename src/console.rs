@@ -28,6 +28,7 @@ pub const MAX_SHOWN: usize = 40;
 pub const COMMANDS: &[&str] = &[
     "send", "sync", "dsync", "md5", "check", "members", "status", "exclude", "include", "loglevel",
     "alive", "echo", "help", "?", "quit", "exit", "bye", "password", "filter", "files", "watch",
+    "standing",
 ];
 
 /// What [`read_line`] got.
@@ -171,6 +172,9 @@ pub struct SendCmd {
     pub atomic: bool,
     /// `--json`: end with one `result {json}` line.
     pub json: bool,
+    /// `--progress`: with `--json` too, stream the progress and keep-alive lines before the
+    /// result (the front end's `--progress` and `--timeout` read them).
+    pub progress: bool,
     /// `--no-fsync`: members skip the durability step for this push.
     pub no_fsync: bool,
     /// `-H`: hard links within the push arrive as hard links.
@@ -228,8 +232,18 @@ pub enum Request {
         /// Machine-readable.
         json: bool,
     },
+    /// `members forget NAME`: drop a remembered member.
+    Forget(String),
     /// `status`.
     Status,
+    /// `standing add|del PAT`, `standing list|clear`: the daemon's standing excludes, kept
+    /// in its state directory and applied to every push it sends (`makuo exclude`).
+    Standing {
+        /// `add`, `del`, `list` or `clear`.
+        action: String,
+        /// The pattern of `add` and `del`.
+        pattern: Option<String>,
+    },
     /// `exclude add PAT` / `include add PAT`: append a rule to the session's list.
     RuleAdd(FilterRule),
     /// `exclude del PAT`.
@@ -265,6 +279,7 @@ pub enum Request {
 /// The help text (`help`).
 pub const HELP: &[&str] = &[
     "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--no-fsync] [--json]",
+    "     [--progress] [-i] [--stats] [--files-from]",
     "     [-H] [-S] [-D] [--devices] [--specials] [-X] [-A] [PATH...]",
     "                      push PATHs (relative to the base; default .) to every member",
     "sync [...]            send, then delete on members what the sender lacks",
@@ -272,9 +287,12 @@ pub const HELP: &[&str] = &[
     "md5|check [-r] [-t HOST]... [--json] [PATH...]",
     "                      compare checksums on every member; lists PATH MEMBER per difference",
     "members [--json]      live and missing members, one per line",
+    "members forget NAME   stop remembering member NAME (it is no longer named failed)",
     "status                daemon state and counters",
     "exclude add|del PAT   session exclude rules (rsync patterns); include add PAT",
     "exclude list|clear    show or drop the session rules",
+    "standing add|del PAT  the daemon's standing excludes (kept, apply to every push)",
+    "standing list|clear   show or drop the standing excludes",
     "filter add RULE       session rule in rsync's --filter syntax (- + P R H S dir-merge clear)",
     "files add PATH...     list for send --files-from (rsync's meaning); files clear",
     "watch add [-r] [--delete] [--delay MS] [-c] [--no-fsync] [-t HOST]... PATH...",
@@ -349,6 +367,7 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
             }
             "--json" => c.json = true,
             "--atomic" if !check => c.atomic = true,
+            "--progress" => c.progress = true,
             "--no-fsync" if !check => c.no_fsync = true,
             "-H" | "--hard-links" if !check => c.hard_links = true,
             "-S" | "--sparse" if !check => c.sparse = true,
@@ -373,6 +392,8 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
     }
     if c.paths.is_empty() && !c.files_from {
         c.paths.push(".".into());
+        // makuosan's `md5` without a path compares the whole base (as `md5 -r`).
+        c.recursive |= check;
     }
     Ok(c)
 }
@@ -467,9 +488,30 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
             Request::Send(c)
         }
         "md5" | "check" => Request::Check(parse_send(rest, true)?),
+        "members"
+            if rest
+                .first()
+                .is_some_and(|w| w.eq_ignore_ascii_case("forget")) =>
+        {
+            Request::Forget(one("members forget NAME")?)
+        }
         "members" => Request::Members {
             json: rest.iter().any(|w| w == "--json"),
         },
+        "standing" => {
+            let action = rest.first().map(|w| w.to_ascii_lowercase());
+            match action.as_deref() {
+                Some(a @ ("add" | "del")) => Request::Standing {
+                    action: a.into(),
+                    pattern: Some(one("standing add|del PATTERN")?),
+                },
+                Some(a @ ("list" | "clear")) if rest.len() == 1 => Request::Standing {
+                    action: a.into(),
+                    pattern: None,
+                },
+                _ => return Err("usage: standing add|del PATTERN, standing list|clear".into()),
+            }
+        }
         "status" => Request::Status,
         "exclude" | "include" => {
             let include = cmd.eq_ignore_ascii_case("include");
@@ -520,11 +562,20 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
 /// Human lines for a push/check outcome (without the final line): itemized changes of a dry
 /// run, differences of a check (`PATH MEMBER`), then the per-member table.
 pub fn render(o: &Outcome, check: bool) -> Vec<String> {
+    render_with(o, check, false)
+}
+
+/// As [`render`]; with `why` a check's lines say how each path differs
+/// (`PATH MEMBER (missing on member)`).
+pub fn render_with(o: &Outcome, check: bool, why: bool) -> Vec<String> {
     let mut lines = Vec::new();
     if check {
         for m in &o.members {
-            for c in &m.changes {
-                lines.push(format!("{c} {}", m.name));
+            for (i, c) in m.changes.iter().enumerate() {
+                match m.why.get(i).filter(|_| why) {
+                    Some(w) => lines.push(format!("{c} {} ({w})", m.name)),
+                    None => lines.push(format!("{c} {}", m.name)),
+                }
             }
         }
     } else if o.dry_run {

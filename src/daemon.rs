@@ -66,6 +66,8 @@ pub(crate) enum Job {
     },
     Members(Sender<Reply>),
     Status(Sender<Reply>),
+    /// `members forget NAME`: answers one line, `ok` or `error: ...`.
+    Forget(String, Sender<Reply>),
 }
 
 /// What a push's outcome carries beyond the table: `-i` changes, `--stats` (with the
@@ -152,6 +154,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let keys = load_keys(&args.cluster.keys)?;
     let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
     let mut state = StateDir::open(&state_dir)?;
+    let excludes = Arc::new(crate::state::Excludes::load(&state)?);
     // Every staged file of a transfer stays open until its commit.
     startup::raise_nofile();
     let password = match &args.password_file {
@@ -354,6 +357,8 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             .owner_match
             .then(|| rustix::process::geteuid().as_raw()),
         rules: rules.clone(),
+        excludes,
+        started: Instant::now(),
         console: console.clone(),
         jobs: Mutex::new(jobs_tx),
         watches: watches.clone(),
@@ -559,7 +564,8 @@ fn event_loop(
 /// Remembers a member heard directly more than once (a single forged heartbeat is not
 /// remembered), for as long as it has been heard (see `state`).
 fn remember(state: &mut StateDir, m: &proto::members::MemberInfo) {
-    if m.direct && m.last_seen > m.since {
+    // Only receivers: a front end's direct-mode sender or a `-r` daemon is never a target.
+    if m.direct && m.receives() && m.last_seen > m.since {
         state.seen(
             &m.name,
             &m.addr.ip().to_string(),
@@ -780,6 +786,20 @@ fn handle_job(
                 }
             }
         }
+        Job::Forget(who, reply) => {
+            let line = if state.forget(&who) {
+                match state.save() {
+                    Ok(()) => {
+                        log(1, format_args!("forgot member {}", escape::text_str(&who)));
+                        "ok".to_string()
+                    }
+                    Err(e) => format!("error: {e:#}"),
+                }
+            } else {
+                format!("error: {} is not remembered", escape::text_str(&who))
+            };
+            let _ = reply.send(Reply::Line(line));
+        }
         Job::Members(reply) => {
             let cfg = node.engine.config();
             let me_info = state
@@ -897,6 +917,10 @@ struct Session {
     owner_match: Option<u32>,
     /// The config file's `exclude` rules, applied before each session's own.
     rules: DaemonRules,
+    /// The standing excludes (`makuo exclude add`), after the config file's.
+    excludes: Arc<crate::state::Excludes>,
+    /// When the daemon started (`status`'s uptime).
+    started: Instant,
     /// Who may connect, the password, the limits and the counters.
     console: Arc<console_access::Server>,
     jobs: Mutex<Sender<Job>>,
@@ -977,7 +1001,7 @@ impl crate::watch::Pusher for JobPusher {
 }
 
 impl Session {
-    /// The config file's rules (standing excludes) first, then `session`'s.
+    /// The config file's rules first, then the standing excludes, then `session`'s.
     fn all_rules(&self, session: &[RuleSpec]) -> Vec<RuleSpec> {
         let mut all: Vec<RuleSpec> = self
             .rules
@@ -987,6 +1011,12 @@ impl Session {
             .cloned()
             .map(RuleSpec::Old)
             .collect();
+        all.extend(self.excludes.list().into_iter().map(|pattern| {
+            RuleSpec::Old(proto::manifest::FilterRule {
+                include: false,
+                pattern,
+            })
+        }));
         all.extend_from_slice(session);
         all
     }
@@ -1085,9 +1115,86 @@ impl Session {
                 writeln!(w, "ok")
             }
             Request::Members { json } => self.simple(w, Job::Members, json, &[]),
+            Request::Forget(name) => {
+                let (tx, rx) = mpsc::channel();
+                if !self.send_job(Job::Forget(name, tx)) {
+                    return writeln!(w, "error: daemon is shutting down");
+                }
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Reply::Line(l)) => writeln!(w, "{l}"),
+                    _ => writeln!(w, "error: no answer from the network loop"),
+                }
+            }
+            Request::Standing { action, pattern } => {
+                let pat = pattern.unwrap_or_default();
+                let r = match action.as_str() {
+                    "list" => {
+                        for p in self.excludes.list() {
+                            writeln!(w, "exclude {}", escape::text_str(&p))?;
+                        }
+                        Ok(())
+                    }
+                    "clear" => self.excludes.edit(|l| {
+                        l.clear();
+                        Ok(())
+                    }),
+                    "add" => {
+                        let mut with = self.all_rules(&[]);
+                        with.push(RuleSpec::Old(proto::manifest::FilterRule {
+                            include: false,
+                            pattern: pat.clone(),
+                        }));
+                        match crate::filter::Filter::build(&with) {
+                            Ok(_) => self.excludes.edit(|l| {
+                                if !l.contains(&pat) {
+                                    l.push(pat.clone());
+                                }
+                                Ok(())
+                            }),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => self.excludes.edit(|l| {
+                        let before = l.len();
+                        l.retain(|p| *p != pat);
+                        if l.len() == before {
+                            anyhow::bail!("no such pattern");
+                        }
+                        Ok(())
+                    }),
+                };
+                match r {
+                    Ok(()) => {
+                        if action != "list" {
+                            log(
+                                1,
+                                format_args!(
+                                    "console: standing exclude {action} {}",
+                                    escape::text_str(&pat)
+                                ),
+                            );
+                        }
+                        writeln!(w, "ok")
+                    }
+                    Err(e) => writeln!(w, "error: {e:#}"),
+                }
+            }
             Request::Status => {
-                let mut extra = vec![self.console.stats.line()];
+                let mut extra = vec![
+                    format!("pid {}", std::process::id()),
+                    format!(
+                        "base {}",
+                        escape::text(std::os::unix::ffi::OsStrExt::as_bytes(
+                            self.base.as_os_str()
+                        ))
+                    ),
+                    format!("uptime {}s", self.started.elapsed().as_secs()),
+                    self.console.stats.line(),
+                ];
                 extra.extend(self.watches.lines());
+                for p in self.excludes.list() {
+                    extra.push(format!("standing-exclude {}", escape::text_str(&p)));
+                }
                 self.simple(w, Job::Status, false, &extra)
             }
             Request::Send(c) => {
@@ -1219,7 +1326,12 @@ impl Session {
         let options = PushOptions {
             checksum: c.checksum || check,
             owners: rustix::process::geteuid().is_root(),
-            delete: c.delete && !check,
+            // A check is a dry `--delete` too: what a member would delete exists only there.
+            delete: if check {
+                c.recursive && !c.files_from
+            } else {
+                c.delete
+            },
             delete_only: c.delete_only,
             dry_run: c.dry_run || check,
             no_fsync: c.no_fsync,
@@ -1243,7 +1355,7 @@ impl Session {
             Err(e) => return writeln!(w, "error: {e:#}"),
         };
         for (p, why) in &sel.skipped {
-            writeln!(w, "skipping {}: {why}", escape::text(p))?;
+            writeln!(w, "{}", crate::tree::skip_line(p, why))?;
         }
         if let Some(uid) = self.owner_match {
             let (left_out, delete_off) = owner_match::apply(&mut sel.manifest, uid);
@@ -1265,6 +1377,9 @@ impl Session {
         }
         for (_, why) in &sel.missing {
             writeln!(w, "warning: {}", escape::text_str(why))?;
+        }
+        for why in &sel.warnings {
+            writeln!(w, "warning: {why}")?;
         }
         let manifest_len = if c.stats {
             sel.manifest.encode().len()
@@ -1292,7 +1407,7 @@ impl Session {
         loop {
             match rx.recv() {
                 Ok(Reply::Line(l)) => {
-                    if !c.json {
+                    if !c.json || c.progress {
                         writeln!(w, "{l}")?;
                     }
                 }

@@ -12,6 +12,28 @@ use makuo::config;
 use makuo::dropin::Door;
 use makuo::exit::Exit;
 
+/// Whether the command line asks for `--json` (before any `--`): usage errors then print one
+/// JSON document too.
+fn wants_json(argv: &[std::ffi::OsString]) -> bool {
+    argv.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
+/// The one JSON document of a run that failed before it could report anything else:
+/// `{"exit":1,"error":"..."}` (the first line of the message, clap's `error: ` prefix gone).
+fn json_error(msg: &str) {
+    let first = msg.lines().next().unwrap_or("");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{{\"exit\":{},\"error\":{}}}",
+        Exit::Error.code(),
+        serde_json::Value::from(first)
+    );
+}
+
 fn main() -> ExitCode {
     // Installed as `makuosan` or `msync`, the binary takes their options.
     let argv = match makuo::dropin::front_door(std::env::args_os().collect()) {
@@ -27,11 +49,24 @@ fn main() -> ExitCode {
             }
         }
     };
+    // `makuo help [CMD...]` is `makuo [CMD...] --help`.
+    let argv = if argv.get(1).is_some_and(|a| a == "help") {
+        let mut a: Vec<std::ffi::OsString> = vec![argv[0].clone()];
+        a.extend(argv[2..].iter().cloned());
+        a.push("--help".into());
+        a
+    } else {
+        argv
+    };
+    let json = wants_json(&argv);
     let (cli, matches) = match Cli::parse_with_matches(argv) {
         Ok(parsed) => parsed,
         Err(err) => {
             // --help and --version come back as errors that go to stdout and mean success.
             let _ = err.print();
+            if json && err.use_stderr() {
+                json_error(&err.to_string());
+            }
             return if err.use_stderr() {
                 Exit::Error
             } else {
@@ -70,7 +105,7 @@ fn main() -> ExitCode {
                         .and_then(|_| makuo::client::check(&a, &sub)),
                     Command::Watch(mut a) => config::apply_front(&mut a.front, &sub)
                         .and_then(|_| makuo::client::watch(&a, &sub)),
-                    Command::Members(mut a) => config::apply_front(&mut a, &sub)
+                    Command::Members(mut a) => config::apply_front(&mut a.front, &sub)
                         .and_then(|_| makuo::client::members(&a, &sub)),
                     Command::Doctor(mut a) => config::apply_front(&mut a, &sub)
                         .and_then(|_| makuo::client::doctor(&a, &sub)),
@@ -86,15 +121,15 @@ fn main() -> ExitCode {
                             ExcludeAction::Add(p) => p
                                 .patterns
                                 .iter()
-                                .map(|p| format!("exclude add {}", quote(p)))
+                                .map(|p| format!("standing add {}", quote(p)))
                                 .collect::<Vec<_>>(),
                             ExcludeAction::Del(p) => p
                                 .patterns
                                 .iter()
-                                .map(|p| format!("exclude del {}", quote(p)))
+                                .map(|p| format!("standing del {}", quote(p)))
                                 .collect(),
-                            ExcludeAction::List => vec!["exclude list".into()],
-                            ExcludeAction::Clear => vec!["exclude clear".into()],
+                            ExcludeAction::List => vec!["standing list".into()],
+                            ExcludeAction::Clear => vec!["standing clear".into()],
                         };
                         words.iter().try_fold(Exit::Ok, |acc, w| {
                             makuo::client::console_words(&a.console, w, &a.output).map(|e| {
@@ -127,6 +162,9 @@ fn main() -> ExitCode {
                         return Exit::Ok.into();
                     }
                     eprintln!("makuo {name}: {e:#}");
+                    if json {
+                        json_error(&format!("{e:#}"));
+                    }
                     Exit::Error.into()
                 }
             }

@@ -567,6 +567,8 @@ pub struct Selection {
     pub missing: Vec<(Vec<u8>, String)>,
     /// How long walking (and hashing) took.
     pub walk_time: Duration,
+    /// What the operator must hear about this selection (deletions turned off).
+    pub warnings: Vec<String>,
 }
 
 /// What to walk for a push.
@@ -651,6 +653,12 @@ pub fn selection_of(
     options: proto::manifest::PushOptions,
     walk_time: Duration,
 ) -> Selection {
+    let mut options = options;
+    let mut warnings = Vec::new();
+    if walk.io_error && options.delete {
+        options.delete = false;
+        warnings.push("IO error encountered -- skipping file deletion".to_string());
+    }
     let (rules, table) = match filter.to_manifest() {
         crate::filter::ManifestRules::Table(t) => (Vec::new(), Some(t)),
         crate::filter::ManifestRules::Simple(simple) => (simple, None),
@@ -667,6 +675,7 @@ pub fn selection_of(
         skipped: walk.skipped,
         missing: walk.missing,
         walk_time,
+        warnings,
     }
 }
 
@@ -686,7 +695,16 @@ pub fn resolve_targets<'a>(
 ) -> (Vec<u64>, Vec<crate::report::Absent>, Vec<String>) {
     let wanted =
         |name: &str, addr: &str| only.is_empty() || only.iter().any(|t| t == name || t == addr);
-    let receivers: Vec<&proto::members::MemberInfo> = members.filter(|m| m.receives()).collect();
+    let all: Vec<&proto::members::MemberInfo> = members.collect();
+    // A live member that announces it does not receive (a front end's sender, a `-r` daemon)
+    // is never a target, even when remembered from before.
+    let senders: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter(|m| !m.receives() && !all.iter().any(|o| o.receives() && o.name == m.name))
+        .map(|m| m.name.as_str())
+        .collect();
+    let receivers: Vec<&proto::members::MemberInfo> =
+        all.iter().copied().filter(|m| m.receives()).collect();
     let superseded = |m: &proto::members::MemberInfo| {
         receivers.iter().any(|o| {
             o.node != m.node
@@ -715,7 +733,10 @@ pub fn resolve_targets<'a>(
         .collect();
     let mut absent = Vec::new();
     for r in remembered {
-        if !live_names.contains(&r.name) && wanted(&r.name, &r.addr) {
+        if !live_names.contains(&r.name)
+            && !senders.contains(r.name.as_str())
+            && wanted(&r.name, &r.addr)
+        {
             found.insert(r.name.clone());
             found.insert(r.addr.clone());
             absent.push(crate::report::Absent {

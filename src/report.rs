@@ -33,6 +33,10 @@ pub struct MemberOutcome {
     /// the others (its result says whether that finished it, or it was too slow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_pace: Option<String>,
+    /// A check: for each of `changes`, how that path differs ([`CHECK_CONTENT`],
+    /// [`CHECK_KIND`], [`CHECK_MISSING`] or [`CHECK_EXTRA`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<String>,
     /// Paths that differ but that this member protects (its daemon's `--protect`): neither
     /// written nor deleted there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +68,15 @@ fn refused_max_delete(m: &MemberOutcome) -> bool {
         .as_deref()
         .is_some_and(|e| e.starts_with(crate::proto::storage::MAX_DELETE_REFUSAL))
 }
+
+/// A check found other contents (size, checksum, link text) on the member.
+pub const CHECK_CONTENT: &str = "content differs";
+/// A check found another kind of entry (file, directory, link) on the member.
+pub const CHECK_KIND: &str = "kind differs";
+/// A check found the path missing on the member.
+pub const CHECK_MISSING: &str = "missing on member";
+/// A check found the path only on the member.
+pub const CHECK_EXTRA: &str = "only on member";
 
 /// The whole outcome.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -244,22 +257,41 @@ impl Outcome {
         use crate::proto::manifest::change;
         let mut o = Self::from_report(m, r, absent, seconds);
         for (mo, mr) in o.members.iter_mut().zip(r.members.iter()) {
-            let diffs: Vec<String> = mr
-                .changes
-                .iter()
-                .filter(|(_, f)| {
-                    f & (change::MISSING | change::TYPE | change::SIZE | change::SUM | change::LINK)
-                        != 0
-                })
-                .map(|(i, _)| show(&m.entries[*i as usize].path))
-                .collect();
+            let mut diffs = Vec::new();
+            let mut why = Vec::new();
+            for (i, f) in &mr.changes {
+                if f & (change::MISSING | change::TYPE | change::SIZE | change::SUM | change::LINK)
+                    == 0
+                {
+                    continue;
+                }
+                diffs.push(show(&m.entries[*i as usize].path));
+                why.push(
+                    if f & change::MISSING != 0 {
+                        CHECK_MISSING
+                    } else if f & change::TYPE != 0 {
+                        CHECK_KIND
+                    } else {
+                        CHECK_CONTENT
+                    }
+                    .to_string(),
+                );
+            }
+            // A check compares as a dry `--delete`: what the member would delete exists
+            // only there.
+            for d in &mr.deletions {
+                diffs.push(show(d));
+                why.push(CHECK_EXTRA.to_string());
+            }
             mo.protected = protected_paths(m, &mr.changes);
             mo.files = diffs.len() as u64;
             mo.bytes = 0;
+            mo.deleted = 0;
             if mo.result == "ok" && !diffs.is_empty() {
                 mo.result = "differ".into();
             }
             mo.changes = diffs;
+            mo.why = why;
         }
         o.dry_run = true;
         o.exit = o.compute_exit().code();
@@ -318,6 +350,7 @@ impl Outcome {
                     left_pace: mr.left_pace.clone(),
                     protected,
                     path: None,
+                    why: Vec::new(),
                 }
             })
             .collect();
@@ -616,7 +649,10 @@ impl Outcome {
                 "error: {}",
                 self.error.as_deref().unwrap_or("no member answered")
             ),
-            Exit::Timeout => "error: timed out".into(),
+            Exit::Timeout => match &self.error {
+                Some(e) => format!("error: timed out: {e}"),
+                None => "error: timed out".into(),
+            },
             Exit::Error => format!("error: {}", self.error.as_deref().unwrap_or("failed")),
         }
     }

@@ -8,6 +8,9 @@
 //! through a symlink, only as regular files and at most [`MAX_STATE_FILE`] bytes: the
 //! directory may belong to the daemon's `-u` user, and root reads it at start.
 //!
+//! The daemon's standing excludes (`makuo exclude add`) are kept here too, one pattern a line
+//! in `excludes`, and apply to every push the daemon sends.
+//!
 //! Remembered members are bounded and age out. A member is kept for ten times as long as it
 //! was seen (from its first sighting to its last), at least [`REMEMBER_MIN`] and at most
 //! [`REMEMBER_FOR`]: a server that ran for days is named failed for a day after it went
@@ -174,6 +177,64 @@ fn load(dir: BorrowedFd<'_>, path: &Path, name: &str) -> Option<String> {
         ));
         None
     })
+}
+
+/// Most standing exclude patterns.
+pub const MAX_EXCLUDES: usize = 1024;
+
+/// The daemon's standing exclude patterns (`excludes` in the state directory), shared by the
+/// console sessions: every change is written whole before it is answered.
+#[derive(Debug)]
+pub struct Excludes {
+    fd: OwnedFd,
+    patterns: std::sync::Mutex<Vec<String>>,
+}
+
+impl Excludes {
+    /// The patterns kept in `state`'s directory (none when there is no file).
+    pub fn load(state: &StateDir) -> Result<Self> {
+        let fd = state.fd.try_clone().context("state dir")?;
+        let patterns = load(state.fd.as_fd(), &state.dir, "excludes")
+            .map(|t| {
+                t.lines()
+                    .filter(|l| !l.is_empty())
+                    .take(MAX_EXCLUDES)
+                    .map(unescaped)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            fd,
+            patterns: std::sync::Mutex::new(patterns),
+        })
+    }
+
+    /// The patterns, in order.
+    pub fn list(&self) -> Vec<String> {
+        self.patterns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the list with `f` and writes it; on an error (from `f` or the write) the list
+    /// stays as it was.
+    pub fn edit(&self, f: impl FnOnce(&mut Vec<String>) -> Result<()>) -> Result<()> {
+        let mut p = self.patterns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut new = p.clone();
+        f(&mut new)?;
+        if new.len() > MAX_EXCLUDES {
+            anyhow::bail!("more than {MAX_EXCLUDES} standing excludes");
+        }
+        let mut text = String::new();
+        for pat in &new {
+            text.push_str(&escape::text_str(pat));
+            text.push('\n');
+        }
+        write_atomic(self.fd.as_fd(), "excludes", &text)?;
+        *p = new;
+        Ok(())
+    }
 }
 
 impl StateDir {

@@ -104,6 +104,9 @@ pub struct Walk {
     inodes: HashMap<Vec<u8>, (u64, u64)>,
     /// Listed paths that do not exist or cannot be used, with the reason (rsync's exit 23).
     pub missing: Vec<(Vec<u8>, String)>,
+    /// A file could not be read: a `--delete` would remove it on the members, so this push
+    /// deletes nothing (rsync's "IO error encountered -- skipping file deletion").
+    pub io_error: bool,
 }
 
 /// Walks `paths` (relative to `base`, as given to `send`) and returns their entries.
@@ -123,7 +126,7 @@ pub fn walk(
     }
     let mut roots = Vec::with_capacity(paths.len());
     for p in paths {
-        let root = normalize_root(p)?;
+        let root = normalize_root(base, p)?;
         check_parents(base, &root)?;
         roots.push(root);
     }
@@ -134,31 +137,93 @@ pub fn walk(
     };
     let mut src = Source::open(base).with_context(|| format!("base {}", base.display()))?;
     for root in &roots {
-        if !opts.recursive && root == b"." {
-            // Without recursion the base's contents are not listed and `.` has no entry.
-            continue;
-        }
-        if root != b"." {
+        let is_dir = if root != b"." {
             // A missing root is the user's mistake, not a vanished file.
             src.metadata(root)
-                .with_context(|| format!("{:?}", String::from_utf8_lossy(root)))?;
+                .with_context(|| {
+                    format!(
+                        "{} (in the base {})",
+                        crate::escape::text(root),
+                        base.display()
+                    )
+                })?
+                .is_dir()
+        } else {
+            true
+        };
+        if !opts.recursive && is_dir {
+            // rsync without -r: a named directory is skipped, and says so.
+            w.skipped.push((root.clone(), SKIP_DIR.into()));
+            // Nor is it a scope of `--delete` (which would empty it on every member).
+            w.roots.retain(|r| r != root);
+            continue;
         }
         filter.load_parents(base, root)?;
         let depth = if opts.recursive { usize::MAX } else { 0 };
         walk_root(base, &mut src, root, depth, true, opts, filter, &mut w)?;
     }
-    finish(&src, opts, w)
+    finish(base, &src, opts, w)
 }
 
-fn finish(src: &Source, opts: &WalkOptions, mut w: Walk) -> anyhow::Result<Walk> {
+fn finish(base: &Path, src: &Source, opts: &WalkOptions, mut w: Walk) -> anyhow::Result<Walk> {
     w.entries.sort_by(|a, b| tree_cmp(&a.path, &b.path));
     w.entries.dedup_by(|a, b| a.path == b.path);
     kinds::group_hard_links(&mut w.entries, &std::mem::take(&mut w.inodes));
 
     if opts.checksum {
         checksum_all(src, &mut w);
+    } else {
+        drop_unreadable(base, &mut w);
     }
     Ok(w)
+}
+
+/// The reason [`Walk::skipped`] gives for a directory named without `-r`.
+pub const SKIP_DIR: &str = "directory";
+
+/// The line that tells the operator a path was skipped: `skipping directory DIR` (rsync's
+/// words) or `skipping PATH: WHY`.
+pub fn skip_line(path: &[u8], why: &str) -> String {
+    if why == SKIP_DIR {
+        format!("skipping directory {}", crate::escape::text(path))
+    } else {
+        format!("skipping {}: {why}", crate::escape::text(path))
+    }
+}
+
+/// The reason recorded for a regular file this process may not read (rsync's exit 23).
+fn unreadable_reason(path: &[u8]) -> String {
+    format!("{}: Permission denied", crate::escape::text(path))
+}
+
+/// Moves the regular files this process may not read from the entries to
+/// [`Walk::missing`]: they cannot be sent, and the push goes on without them. Root reads
+/// everything; others are asked of the kernel (`access`) only when the mode bits do not
+/// already say the file is readable by anyone.
+fn drop_unreadable(base: &Path, w: &mut Walk) {
+    let euid = rustix::process::geteuid();
+    if euid.is_root() {
+        return;
+    }
+    let mut keep = Vec::with_capacity(w.entries.len());
+    for e in &w.entries {
+        let ok = e.kind != EntryKind::File
+            || e.mode & 0o004 != 0 && e.uid != euid.as_raw()
+            || rustix::fs::accessat(
+                rustix::fs::CWD,
+                base.join(OsStr::from_bytes(&e.path)).as_path(),
+                rustix::fs::Access::READ_OK,
+                rustix::fs::AtFlags::EACCESS,
+            )
+            .map_or_else(|err| err != rustix::io::Errno::ACCESS, |_| true);
+        if !ok {
+            w.missing.push((e.path.clone(), unreadable_reason(&e.path)));
+            w.io_error = true;
+        }
+        keep.push(ok);
+    }
+    let mut keep = keep.into_iter();
+    w.entries.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Walks a list of paths (rsync's `--files-from`, or the watch's changed paths): each listed
@@ -272,21 +337,59 @@ pub fn walk_list(
         }
         walk_root(base, &mut src, p, depth, check_root, opts, filter, &mut w)?;
     }
-    finish(&src, opts, w)
+    finish(base, &src, opts, w)
 }
 
 /// Strips trailing `/`s and checks the path with [`check_rel_path`].
-fn normalize_root(p: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let show = String::from_utf8_lossy(p);
-    if p.first() == Some(&b'/') {
-        bail!("{show:?}: absolute paths are refused (paths are relative to the base)");
+/// A PATH as rsync users type it, relative to `base`: `./x`, `x/` and an absolute path inside
+/// `base` are accepted (as `x`); anything else is refused naming the base.
+fn normalize_root(base: &Path, p: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let show = crate::escape::text(p);
+    if p.is_empty() {
+        bail!(
+            "an empty PATH (give . for the whole base {})",
+            base.display()
+        );
     }
-    let mut end = p.len();
-    while end > 0 && p[end - 1] == b'/' {
+    let mut rel = p;
+    if rel.first() == Some(&b'/') {
+        let inside = [Some(base.to_path_buf()), base.canonicalize().ok()]
+            .into_iter()
+            .flatten()
+            .find_map(|b| {
+                let b = b.as_os_str().as_bytes();
+                let b = b.strip_suffix(b"/").unwrap_or(b);
+                let rest = rel.strip_prefix(b)?;
+                (rest.is_empty() || rest[0] == b'/').then_some(rest)
+            });
+        match inside {
+            Some(rest) => rel = rest,
+            None => bail!(
+                "{show}: outside the base {} (PATHs are relative to it)",
+                base.display()
+            ),
+        }
+    }
+    loop {
+        while rel.first() == Some(&b'/') {
+            rel = &rel[1..];
+        }
+        match rel.strip_prefix(b"./") {
+            Some(r) => rel = r,
+            None => break,
+        }
+    }
+    let mut end = rel.len();
+    while end > 0 && rel[end - 1] == b'/' {
         end -= 1;
     }
-    let root = &p[..end];
-    check_rel_path(root).map_err(|e| anyhow::anyhow!("{show:?}: {e}"))?;
+    let root = if end == 0 { &b"."[..] } else { &rel[..end] };
+    check_rel_path(root).map_err(|e| {
+        anyhow::anyhow!(
+            "{show}: {e} (PATHs are relative to the base {})",
+            base.display()
+        )
+    })?;
     Ok(root.to_vec())
 }
 
@@ -520,6 +623,11 @@ fn checksum_all(src: &Source, w: &mut Walk) {
                 w.vanished += 1;
                 keep.push(false);
             }
+            Err(err) if err.raw_os_error() == Some(libc::EACCES) => {
+                w.missing.push((e.path.clone(), unreadable_reason(&e.path)));
+                w.io_error = true;
+                keep.push(false);
+            }
             Err(err) => {
                 w.skipped
                     .push((e.path.clone(), format!("cannot read for checksum: {err}")));
@@ -680,10 +788,14 @@ mod tests {
         assert_eq!(paths(&w), ["a/b/c", "a/b/c/f", "a/b/c/g", "a/b/c/g/h", "z"]);
         assert_eq!(w.roots, [b"a/b/c".to_vec(), b"z".to_vec()]);
         let flat = WalkOptions::default();
-        let w = run(b, &[b"a/b/c"], &flat, &Filter::default());
-        assert_eq!(paths(&w), ["a/b/c"]);
+        // rsync without -r: a directory is skipped, says so, and is no `--delete` scope.
+        let w = run(b, &[b"a/b/c", b"z"], &flat, &Filter::default());
+        assert_eq!(paths(&w), ["z"]);
+        assert_eq!(w.skipped, [(b"a/b/c".to_vec(), SKIP_DIR.to_string())]);
+        assert_eq!(w.roots, [b"z".to_vec()]);
         let w = run(b, &[b"."], &flat, &Filter::default());
-        assert!(w.entries.is_empty());
+        assert!(w.entries.is_empty() && w.roots.is_empty());
+        assert_eq!(skip_line(b".", SKIP_DIR), "skipping directory .");
         // Overlapping roots: each path once, in tree order.
         let w = run(b, &[b"a/b/c/g", b"a/b"], &REC, &Filter::default());
         assert_eq!(
@@ -712,6 +824,35 @@ mod tests {
         }
         let err = walk(b, &[b"missing".to_vec()], &REC, &mut Filter::default()).unwrap_err();
         assert!(format!("{err:#}").contains("missing"));
+        assert!(
+            format!("{err:#}").contains(&b.display().to_string()),
+            "{err:#}"
+        );
+        let err = walk(b, &[b"/etc".to_vec()], &REC, &mut Filter::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("outside the base {}", b.display())),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn tree_accepts_paths_as_rsync_users_type_them() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        touch(b, b"a/f", b"");
+        let abs = format!("{}/a", b.display());
+        let abs_slash = format!("{}/", b.display());
+        for (given, root) in [
+            ("./a", "a"),
+            ("a/", "a"),
+            ("././a//", "a"),
+            (abs.as_str(), "a"),
+            (abs_slash.as_str(), "."),
+            ("./", "."),
+        ] {
+            let w = run(b, &[given.as_bytes()], &REC, &Filter::default());
+            assert_eq!(w.roots, [root.as_bytes().to_vec()], "{given}");
+        }
     }
 
     #[test]

@@ -540,13 +540,23 @@ fn members_direct_lists_the_daemons() {
     let r = makuo(&a);
     assert_eq!(r.code, 0, "{r}");
     let mut seen = BTreeSet::new();
-    for l in r.lines() {
+    let lines = r.lines();
+    assert!(lines[0].starts_with("MEMBER "), "a header first: {r}");
+    for l in &lines[1..] {
         let w: Vec<&str> = l.split_whitespace().collect();
         assert_eq!(&w[1..3], ["127.0.0.1", "live"], "{r}");
         seen.insert(w[0].to_string());
     }
     assert_eq!(seen, c.receiver_names(), "{r}");
-    assert_eq!(r.lines().len(), 3, "{r}");
+    assert_eq!(lines.len(), 4, "{r}");
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(
+        names.windows(2).all(|p| p[0] <= p[1]),
+        "sorted by name: {r}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,7 +578,8 @@ fn console_mode_goes_through_the_daemon_with_the_same_table_and_exits() {
         assert_eq!(r.code, 0, "{r}");
         let live = r.lines().iter().filter(|l| l.contains(" live ")).count();
         if live == 3 {
-            assert!(r.lines()[0].starts_with("sender 127.0.0.1 self"), "{r}");
+            assert!(r.lines()[1].starts_with("sender "), "self first: {r}");
+            assert!(r.lines()[1].contains(" self "), "{r}");
             break;
         }
         assert!(Instant::now() < end, "sender never saw 3 members: {r}");

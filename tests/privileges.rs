@@ -259,7 +259,7 @@ fn a_member_name_with_a_newline_is_escaped_in_members_and_in_logs() {
     d.args[at + 1] = "evil\nforged 10.9.9.9 live".into();
     // Not pushed into the cluster's list: its name is not the one `Daemon` knows.
     d.start();
-    let want = "evil\\#012forged 10.9.9.9 live 127.0.0.1 live";
+    let want = "evil\\#012forged\\#04010.9.9.9\\#040live 127.0.0.1 live";
     let lines = wait_for(
         "the watcher to list the member",
         Duration::from_secs(10),
@@ -276,7 +276,15 @@ fn a_member_name_with_a_newline_is_escaped_in_members_and_in_logs() {
     // The front end shows the same.
     let out = via(&c.daemons[w].console_addr(), "members", "");
     assert_eq!(out.code, 0, "{out}");
-    assert!(out.stdout.lines().any(|l| l.starts_with(want)), "{out}");
+    // One row: the whole forged name, then the member's real address and state.
+    assert!(
+        out.stdout.lines().any(
+            |l| l.starts_with("evil\\#012forged\\#04010.9.9.9\\#040live ")
+                && l.split_whitespace().nth(1) == Some("127.0.0.1")
+                && l.split_whitespace().nth(2) == Some("live")
+        ),
+        "{out}"
+    );
     assert!(
         !out.stdout.lines().any(|l| l.starts_with("forged")),
         "{out}"

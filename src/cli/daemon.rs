@@ -265,12 +265,12 @@ pub struct DaemonArgs {
     #[arg(long, help_heading = "Transfer")]
     pub no_fsync: bool,
 
-    /// Heartbeat interval in milliseconds. Default: the engine's.
+    /// Heartbeat interval in milliseconds [default: 1000].
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
           help_heading = "Transfer")]
     pub heartbeat: Option<u64>,
 
-    /// Silence after which a push target has failed, in milliseconds. Default: the engine's.
+    /// Silence after which a push target has failed, in milliseconds [default: 5000].
     ///
     /// A member dropped in the middle of a transfer counts as failed for that transfer.
     /// SIGHUP applies a new value from the config file.
@@ -280,8 +280,8 @@ pub struct DaemonArgs {
 
     /// Silence after which a member is dropped from the member table, in milliseconds.
     ///
-    /// Default: the engine's (at least 3 heartbeats). SIGHUP applies a new value from the
-    /// config file.
+    /// [default: 5000, and at least 3 heartbeats] SIGHUP applies a new value from the config
+    /// file.
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
           help_heading = "Transfer")]
     pub member_expiry: Option<u64>,

@@ -60,7 +60,28 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 }
 
 fn completion(shell: Shell) -> (PathBuf, Vec<u8>) {
-    let mut cmd = Cli::command();
+    // Only what a user may type: the hidden `generate` is left out (clap_complete would
+    // offer it), and `help` is offered as `makuo help [CMD]`.
+    // Leaked: the generator runs once, and clap keeps the names as &'static str.
+    let full: &'static clap::Command = Box::leak(Box::new(Cli::command()));
+    let mut cmd = clap::Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_help_subcommand(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+        .subcommand(
+            clap::Command::new("help")
+                .about("Print the help of makuo or of CMD")
+                .arg(
+                    clap::Arg::new("cmd").value_name("CMD").value_parser(
+                        clap::builder::PossibleValuesParser::new(
+                            full.get_subcommands()
+                                .filter(|s| !s.is_hide_set())
+                                .map(|s| clap::builder::PossibleValue::new(s.get_name())),
+                        ),
+                    ),
+                ),
+        );
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, BIN, &mut buf);
     (Path::new("completions").join(shell.file_name(BIN)), buf)

@@ -635,3 +635,36 @@ fn help_carries_the_exit_table() {
         assert!(help.contains(e.meaning()), "{help}");
     }
 }
+
+/// The defaults the help states for engine timings are the engine's own.
+#[test]
+fn stated_engine_defaults_are_the_engines() {
+    let d = crate::proto::Config::default();
+    let cmd = Cli::command();
+    let daemon = cmd.find_subcommand("daemon").unwrap();
+    let help = |id: &str| {
+        daemon
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_help())
+            .unwrap()
+            .to_string()
+    };
+    assert!(help("heartbeat").contains(&format!("[default: {}]", d.heartbeat.as_millis())));
+    assert!(
+        help("member_timeout").contains(&format!("[default: {}]", d.member_timeout.as_millis()))
+    );
+    let long = daemon
+        .get_arguments()
+        .find(|a| a.get_id() == "member_expiry")
+        .and_then(|a| a.get_long_help())
+        .unwrap()
+        .to_string();
+    assert!(long.contains(&format!("[default: {},", d.member_expiry.as_millis())));
+    for sub in cmd.get_subcommands() {
+        let mut sub = sub.clone();
+        let h = sub.render_long_help().to_string();
+        assert!(!h.contains("the engine's"), "{}: {h}", sub.get_name());
+        assert!(!h.contains("JSON lines"), "{}", sub.get_name());
+    }
+}

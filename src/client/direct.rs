@@ -129,6 +129,7 @@ pub(super) fn remembered(
 }
 
 pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
+    super::check_base(front)?;
     front.cluster.require_key()?;
     let started = Instant::now();
     let out = &front.output;
@@ -171,7 +172,7 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     let (mut node, mut state, remembered, discovered) = found?;
     for (p, why) in &sel.skipped {
         if !out.quiet {
-            eprintln!("skipping {}: {why}", crate::escape::text(p));
+            eprintln!("{}", crate::tree::skip_line(p, why));
         }
     }
     if front.cluster.keys.is_empty() && !out.quiet {
@@ -189,6 +190,9 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     for (_, why) in &sel.missing {
         // rsync prints these even with -q.
         eprintln!("makuo: {why}");
+    }
+    for why in &sel.warnings {
+        eprintln!("makuo: warning: {why}");
     }
     let params = PushParams {
         targets: &cmd.targets,

@@ -9,7 +9,7 @@ use clap::ArgMatches;
 use super::direct::{direct_node, discover};
 use super::want_direct;
 use super::Console;
-use crate::cli::{ConsoleArgs, FrontArgs, OutputArgs};
+use crate::cli::{ConsoleArgs, FrontArgs, MembersArgs, OutputArgs};
 use crate::exit::Exit;
 
 /// The `members` lines, from the daemon's console or (direct) from the cluster itself.
@@ -124,13 +124,35 @@ pub fn doctor(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
 }
 
 /// `makuo members`.
-pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
+pub fn members(args: &MembersArgs, sub: &ArgMatches) -> Result<Exit> {
+    let front = &args.front;
+    if let Some(name) = &args.forget {
+        let mut c = Console::connect(
+            &front.console.console,
+            front.console.password_file.as_deref(),
+        )?;
+        return simple(
+            &mut c,
+            &format!("members forget {}", super::quote(name)),
+            &front.output,
+        );
+    }
     if !want_direct(front, sub) {
         match Console::connect(
             &front.console.console,
             front.console.password_file.as_deref(),
         ) {
-            Ok(mut c) => return simple(&mut c, "members", &front.output),
+            Ok(mut c) => {
+                let mut lines = Vec::new();
+                let last = c.command("members", |l| lines.push(l.to_string()))?;
+                let _ = c.command("quit", |_| {});
+                if last != "ok" {
+                    eprintln!("makuo: {}", last.trim_start_matches("error: "));
+                    return Ok(Exit::Error);
+                }
+                print_members(&lines, &front.output)?;
+                return Ok(Exit::Ok);
+            }
             Err(e) if e.is::<crate::console_trust::Untrusted>() => return Err(e),
             Err(_) => {}
         }
@@ -146,18 +168,169 @@ pub fn members(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
         lines.push(crate::node::foreign_line(f, Instant::now()));
     }
     node.leave();
-    if front.output.json {
-        println!("{}", serde_json::to_string(&lines)?);
-    } else {
-        for l in &lines {
-            println!("{l}");
-        }
-    }
+    print_members(&lines, &front.output)?;
     Ok(if lines.is_empty() {
         Exit::NoMember
     } else {
         Exit::Ok
     })
+}
+
+/// One member as `members` shows it, parsed from the console's line (`NAME ADDR STATE
+/// [VERSION] KEY=VALUE...`).
+#[derive(Debug, serde::Serialize)]
+struct MemberRow {
+    name: String,
+    address: String,
+    /// `self`, `live`, `live-indirect`, `missing` or `incompatible`.
+    state: String,
+    version: Option<String>,
+    proto: Option<u32>,
+    /// The last push it applied.
+    last_push: Option<LastPushRow>,
+    /// Seconds since it was last heard (missing and incompatible members).
+    last_seen_secs_ago: Option<u64>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LastPushRow {
+    id: String,
+    origin: String,
+    /// Unix seconds.
+    time: u64,
+    digest: String,
+}
+
+fn unescaped(s: &str) -> String {
+    crate::escape::exact(&crate::escape::unescape(s)).into_owned()
+}
+
+fn parse_member(l: &str) -> Option<MemberRow> {
+    let w: Vec<&str> = l.split_whitespace().collect();
+    // A name may hold spaces (even a forged "NAME ADDR live"): the address and state are the
+    // last such pair of words, which the daemon writes after the name.
+    const STATES: [&str; 5] = ["self", "live", "live-indirect", "missing", "incompatible"];
+    let at = (1..w.len().saturating_sub(1))
+        .rev()
+        .find(|&i| w[i].parse::<std::net::IpAddr>().is_ok() && STATES.contains(&w[i + 1]))?;
+    let (address, state) = (w[at], w[at + 1]);
+    let name = w[..at].join(" ");
+    let w = &w[at..];
+    let mut row = MemberRow {
+        name: unescaped(&name),
+        address: address.to_string(),
+        state: state.to_string(),
+        version: None,
+        proto: None,
+        last_push: None,
+        last_seen_secs_ago: None,
+    };
+    for word in &w[2..] {
+        match word.split_once('=') {
+            None if *word != "-" => row.version = Some(unescaped(word)),
+            None => {}
+            Some(("proto", p)) => row.proto = p.parse().ok(),
+            Some(("last-push", v)) => {
+                let f: Vec<&str> = v.split(',').collect();
+                if let [id, origin, time, digest] = f[..] {
+                    row.last_push = Some(LastPushRow {
+                        id: id.into(),
+                        origin: unescaped(origin),
+                        time: time.parse().unwrap_or(0),
+                        digest: digest.into(),
+                    });
+                }
+            }
+            Some(("last-seen" | "last-heard", v)) => {
+                row.last_seen_secs_ago = v.trim_end_matches("s-ago").parse().ok();
+            }
+            Some(_) => {}
+        }
+    }
+    Some(row)
+}
+
+/// `3s`, `4m`, `2h05m`, `3d04h`.
+pub(crate) fn human_secs(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// Prints the members, this node first and then by name: a table with a header, or one JSON
+/// document `{"members":[...]}`.
+fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
+    let mut rows: Vec<MemberRow> = lines.iter().filter_map(|l| parse_member(l)).collect();
+    if rows.is_empty() && !out.json {
+        return Ok(());
+    }
+    rows.sort_by(|a, b| {
+        (a.state != "self", &a.name, &a.address).cmp(&(b.state != "self", &b.name, &b.address))
+    });
+    if out.json {
+        println!("{}", serde_json::json!({ "members": rows }));
+        return Ok(());
+    }
+    let now = crate::state::unix_now();
+    let esc = |s: &str| crate::escape::text_str(s).into_owned();
+    let mut table = vec![[
+        "MEMBER".to_string(),
+        "ADDRESS".into(),
+        "STATE".into(),
+        "VERSION".into(),
+        "PROTO".into(),
+        "LAST PUSH".into(),
+    ]];
+    for r in &rows {
+        let last = match (&r.last_push, r.last_seen_secs_ago) {
+            (Some(p), _) => format!(
+                "{} ago from {} (digest {})",
+                human_secs(now.saturating_sub(p.time)),
+                esc(&p.origin),
+                &p.digest[..p.digest.len().min(12)]
+            ),
+            (None, Some(s)) => format!("- (last heard {} ago)", human_secs(s)),
+            (None, None) => "-".into(),
+        };
+        table.push([
+            // One word, as the console writes it (spaces too are escaped).
+            crate::escape::word_str(&r.name).into_owned(),
+            r.address.clone(),
+            r.state.clone(),
+            r.version.as_deref().map_or("-".into(), esc),
+            r.proto.map_or("-".into(), |p| p.to_string()),
+            last,
+        ]);
+    }
+    let w: Vec<usize> = (0..5)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in &table {
+        println!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn simple(c: &mut Console, cmd: &str, out: &OutputArgs) -> Result<Exit> {
@@ -182,13 +355,92 @@ pub(super) fn simple(c: &mut Console, cmd: &str, out: &OutputArgs) -> Result<Exi
     }
 }
 
-/// `makuo status` (daemon only).
+/// `makuo status` (daemon only): a header and the daemon's lines, or one JSON document of
+/// objects (`pid`, `base`, `uptime_secs`, `version`, `transfers`, `counters`).
 pub fn status(front: &FrontArgs) -> Result<Exit> {
     let mut c = Console::connect(
         &front.console.console,
         front.console.password_file.as_deref(),
     )?;
-    simple(&mut c, "status", &front.output)
+    let mut lines = Vec::new();
+    let last = c.command("status", |l| lines.push(l.to_string()))?;
+    let _ = c.command("quit", |_| {});
+    if last != "ok" {
+        eprintln!("makuo: {}", last.trim_start_matches("error: "));
+        return Ok(Exit::Error);
+    }
+    let get = |k: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(' ')))
+    };
+    if front.output.json {
+        let mut counters = serde_json::Map::new();
+        let mut doc = serde_json::Map::new();
+        for l in &lines {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            let w: Vec<&str> = v.split_whitespace().collect();
+            let value = match k {
+                "pid" | "uptime" | "members" => {
+                    serde_json::Value::from(v.trim_end_matches('s').parse::<u64>().unwrap_or(0))
+                }
+                "name" | "base" | "last-push" | "standing-exclude" => {
+                    serde_json::Value::from(unescaped(v))
+                }
+                _ if w.len() % 2 == 0 && w.chunks(2).all(|p| p[1].parse::<u64>().is_ok()) => w
+                    .chunks(2)
+                    .map(|p| {
+                        (
+                            p[0].to_string(),
+                            serde_json::Value::from(p[1].parse::<u64>().unwrap_or(0)),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+                _ => serde_json::Value::from(v),
+            };
+            match k {
+                "pid" | "base" | "version" | "name" | "node" | "members" | "last-push" => {
+                    doc.insert(k.replace('-', "_"), value);
+                }
+                "uptime" => {
+                    doc.insert("uptime_secs".into(), value);
+                }
+                "transfers" => {
+                    doc.insert("transfers".into(), value);
+                }
+                "standing-exclude" => {
+                    if let Some(a) = doc
+                        .entry("standing_excludes")
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                        .as_array_mut()
+                    {
+                        a.push(value);
+                    }
+                }
+                _ => {
+                    counters.insert(k.to_string(), value);
+                }
+            }
+        }
+        doc.insert("counters".into(), counters.into());
+        println!("{}", serde_json::Value::Object(doc));
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "makuo daemon {} (pid {}, up {}, version {}), base {}",
+        get("name").unwrap_or("?"),
+        get("pid").unwrap_or("?"),
+        get("uptime")
+            .and_then(|u| u.trim_end_matches('s').parse().ok())
+            .map_or("?".into(), human_secs),
+        get("version").unwrap_or("?"),
+        get("base").unwrap_or("?"),
+    );
+    for l in &lines {
+        println!("{l}");
+    }
+    Ok(Exit::Ok)
 }
 
 /// `makuo exclude ...` and `makuo loglevel N` (daemon only): forwards the console words.

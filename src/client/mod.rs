@@ -126,11 +126,11 @@ fn print_outcome_with(
         );
     } else {
         let mut so = std::io::stdout().lock();
-        let lines = console::render(o, check);
+        let lines = console::render_with(o, check, out.verbose > 0);
         let n = lines.len();
         for (i, l) in lines.into_iter().enumerate() {
-            // The table is always printed; with -q only the table.
-            if !out.quiet || i + o.members.len() + 1 >= n {
+            // -q: nothing on success (rsync); when something failed, the table says where.
+            if !out.quiet || (o.exit != 0 && i + o.members.len() + 1 >= n) {
                 let _ = writeln!(so, "{l}");
             }
         }
@@ -207,19 +207,23 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
 pub fn check(args: &CheckArgs, sub: &ArgMatches) -> Result<Exit> {
     let rules = rules_in_order(sub)?;
     let (mut paths, files_from) = paths_or_list(&args.paths, &args.list)?;
-    if paths.is_empty() && !files_from {
+    // Without PATH the whole base is compared, recursively (makuosan's `md5 -r`).
+    let whole = paths.is_empty() && !files_from;
+    if whole {
         paths.push(".".into());
     }
+    let recursive = args.select.recursive || whole;
     let cmd = PushCmd {
         paths,
         files_from,
-        recursive: args.select.recursive,
+        recursive,
         targets: args.select.targets.clone(),
         rules,
         options: PushOptions {
             checksum: true,
             owners: false,
-            delete: false,
+            // A dry `--delete`: what a member would delete exists only there.
+            delete: recursive && !files_from,
             delete_only: false,
             dry_run: true,
             no_fsync: false,
@@ -263,18 +267,21 @@ struct PushCmd {
 fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> {
     if !want_direct(front, sub) {
         let started = Instant::now();
-        match Console::connect(
+        match Console::connect_with(
             &front.console.console,
             front.console.password_file.as_deref(),
+            cmd.timeout,
+            front.output.quiet,
         ) {
             Ok(c) => return via_console(c, front, cmd, started),
+            Err(e) if e.is::<TimedOut>() => return Ok(timed_out(front, cmd)),
             Err(e) => {
                 // A console held by someone else is reported, never silently bypassed.
                 if explicit(sub, "console") || e.is::<crate::console_trust::Untrusted>() {
                     return Err(e);
                 }
-                if front.output.verbose > 0 {
-                    eprintln!("makuo: {e:#}; running direct");
+                if !front.output.quiet {
+                    eprintln!("makuo: {}", direct_line(front, &e));
                 }
             }
         }
@@ -282,7 +289,65 @@ fn run_push(front: &FrontArgs, sub: &ArgMatches, cmd: &PushCmd) -> Result<Exit> 
     direct_push(front, cmd)
 }
 
-fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd, started: Instant) -> Result<Exit> {
+/// The one line that says a command runs directly because no daemon answered: on which
+/// group, interface and base.
+pub(crate) fn direct_line(front: &FrontArgs, e: &anyhow::Error) -> String {
+    let c = &front.cluster;
+    format!(
+        "{e:#}; running directly: group {}:{}, interface {}, base {}",
+        c.group,
+        c.port,
+        c.interface
+            .as_ref()
+            .map_or_else(|| "chosen by the kernel".to_string(), |i| i.to_string()),
+        std::fs::canonicalize(&c.base)
+            .unwrap_or_else(|_| c.base.clone())
+            .display()
+    )
+}
+
+/// Refuses a base that resolves to `/` unless it was given as `/` (a front end started in
+/// `/` with no daemon answering must not push the whole file system).
+pub(crate) fn check_base(front: &FrontArgs) -> Result<()> {
+    let b = &front.cluster.base;
+    if b.as_os_str() != "/"
+        && std::fs::canonicalize(b).is_ok_and(|c| c == std::path::Path::new("/"))
+    {
+        bail!(
+            "the base {} is /: give -b / to push from the root of the file system",
+            b.display()
+        );
+    }
+    Ok(())
+}
+
+/// The outcome of a run whose daemon said nothing for `--timeout` seconds (exit 30).
+fn timed_out(front: &FrontArgs, cmd: &PushCmd) -> Exit {
+    let t = cmd.timeout.unwrap_or_default().as_secs();
+    let o = Outcome::failed(
+        Exit::Timeout,
+        format!(
+            "the daemon on {} said nothing for {t}s",
+            front.console.console
+        ),
+        0.0,
+    );
+    print_outcome(&o, &front.output, cmd.check)
+}
+
+fn via_console(c: Console, front: &FrontArgs, cmd: &PushCmd, started: Instant) -> Result<Exit> {
+    match via_console_inner(c, front, cmd, started) {
+        Err(e) if e.is::<TimedOut>() => Ok(timed_out(front, cmd)),
+        other => other,
+    }
+}
+
+fn via_console_inner(
+    mut c: Console,
+    front: &FrontArgs,
+    cmd: &PushCmd,
+    started: Instant,
+) -> Result<Exit> {
     let out = &front.output;
     let phase = |what: &str| {
         if out.verbose > 1 {
@@ -351,7 +416,9 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd, started: Instan
     if cmd.files_from {
         line.push_str(" --files-from");
     }
-    line.push_str(" --json --");
+    // Progress and keep-alive lines even with --json: `--timeout` counts silence between
+    // lines, and --progress draws them.
+    line.push_str(" --progress --json --");
     if !cmd.files_from {
         for p in &cmd.paths {
             line.push(' ');
@@ -368,18 +435,7 @@ fn via_console(mut c: Console, front: &FrontArgs, cmd: &PushCmd, started: Instan
             eprintln!("{l}");
         }
     });
-    let last = match last {
-        Err(e) if e.is::<TimedOut>() => {
-            let t = cmd.timeout.unwrap_or_default().as_secs();
-            let o = Outcome::failed(
-                Exit::Timeout,
-                format!("the daemon said nothing for {t}s"),
-                0.0,
-            );
-            return Ok(print_outcome(&o, out, cmd.check));
-        }
-        other => other?,
-    };
+    let last = last?;
     phase("push done");
     let _ = c.command("quit", |_| {});
     phase("console closed");

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -17,8 +17,15 @@ pub struct Console {
     w: Box<dyn Write>,
     /// `--timeout`: no line from the daemon for this long ends the run (exit 30).
     pub timeout: Option<Duration>,
+    /// `-q`: no "still waiting" line on stderr.
+    pub quiet: bool,
     set_timeout: Box<dyn Fn(Option<Duration>) -> std::io::Result<()>>,
+    /// The address, for messages.
+    addr: String,
 }
+
+/// How long the front end waits on a silent daemon before it says it is still waiting.
+pub const STILL_WAITING: Duration = Duration::from_secs(5);
 
 /// The daemon went quiet for longer than `--timeout`.
 #[derive(Debug)]
@@ -35,6 +42,17 @@ impl std::error::Error for TimedOut {}
 impl Console {
     /// Connects (TCP `HOST:PORT` or a unix socket path) and authenticates if asked.
     pub fn connect(addr: &ConsoleAddr, password_file: Option<&std::path::Path>) -> Result<Self> {
+        Self::connect_with(addr, password_file, None, false)
+    }
+
+    /// As [`Console::connect`], with `--timeout` (a silent daemon ends the wait with
+    /// [`TimedOut`]) and `-q` in force from the first line on.
+    pub fn connect_with(
+        addr: &ConsoleAddr,
+        password_file: Option<&std::path::Path>,
+        timeout: Option<Duration>,
+        quiet: bool,
+    ) -> Result<Self> {
         type Setter = Box<dyn Fn(Option<Duration>) -> std::io::Result<()>>;
         // Nothing is sent before the console's owner is checked (crate::console_trust).
         let trust = crate::console_trust::Trust::from_config()?;
@@ -71,8 +89,10 @@ impl Console {
         let mut c = Console {
             r,
             w,
-            timeout: None,
+            timeout,
+            quiet,
             set_timeout,
+            addr: addr.to_string(),
         };
         if let Some(pf) = password_file {
             let pw = crate::secret_file::read_password(pf)?;
@@ -91,24 +111,52 @@ impl Console {
     pub fn command(&mut self, cmd: &str, mut line: impl FnMut(&str)) -> Result<String> {
         self.w.write_all(format!("{cmd}\n").as_bytes())?;
         self.w.flush()?;
-        (self.set_timeout)(self.timeout)?;
+        let word = cmd.split_whitespace().next().unwrap_or("").to_string();
         let mut buf = String::new();
+        let mut last_line = Instant::now();
+        let mut warned = self.quiet;
         loop {
-            buf.clear();
+            // Wake for whichever comes first: `--timeout`, or the time to say that the
+            // daemon has been silent for a while.
+            let quiet_for = last_line.elapsed();
+            let to_timeout = self.timeout.map(|t| t.saturating_sub(quiet_for));
+            let to_warn = (!warned).then(|| STILL_WAITING.saturating_sub(quiet_for));
+            let wait = match (to_timeout, to_warn) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (self.set_timeout)(wait.map(|d| d.max(Duration::from_millis(1))))?;
             match self.r.read_line(&mut buf) {
                 Ok(0) => bail!("the daemon closed the console"),
-                Ok(_) => {}
+                Ok(_) => last_line = Instant::now(),
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(TimedOut.into())
+                    let quiet_for = last_line.elapsed();
+                    if self.timeout.is_some_and(|t| quiet_for >= t) {
+                        return Err(TimedOut.into());
+                    }
+                    if !warned && quiet_for >= STILL_WAITING {
+                        warned = true;
+                        eprintln!(
+                            "makuo: still waiting for the daemon on {} to answer '{}' ({}s so far; \
+                             --timeout S gives up)",
+                            self.addr,
+                            crate::escape::text_str(&word),
+                            quiet_for.as_secs()
+                        );
+                    }
+                    continue;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
-            let l = buf.trim_end_matches(['\r', '\n']);
+            let l = buf.trim_end_matches(['\r', '\n']).to_string();
+            buf.clear();
+            let l = l.as_str();
             if l == "ok" || l.starts_with("error:") {
                 return Ok(l.to_string());
             }

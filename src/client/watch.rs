@@ -77,12 +77,16 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
                 if explicit(sub, "console") || e.is::<crate::console_trust::Untrusted>() {
                     return Err(e);
                 }
-                if front.output.verbose > 0 {
-                    eprintln!("makuo: {e:#}; watching in the foreground (direct)");
+                if !front.output.quiet {
+                    eprintln!(
+                        "makuo: {} (watching in the foreground)",
+                        super::direct_line(front, &e)
+                    );
                 }
             }
         }
     }
+    super::check_base(front)?;
     front.cluster.require_key()?;
     if front.cluster.keys.is_empty() && !front.output.quiet {
         eprintln!(
