@@ -157,6 +157,20 @@ fn no_multicast_peer_lists() {
     drop(net);
 }
 
+/// `path`, `from` and `why` of member `name` in `makuo members --json` output ("" if absent).
+fn member_path(r: &Run, name: &str) -> (String, String, String) {
+    if r.code != 0 {
+        return Default::default();
+    }
+    let j = r.json();
+    let m = j["members"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["name"] == name).cloned())
+        .unwrap_or_default();
+    let f = |k: &str| m[k].as_str().unwrap_or("").to_string();
+    (f("path"), f("from"), f("why"))
+}
+
 /// The `members` line of `name` in `text`.
 fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
     text.lines()
@@ -207,11 +221,9 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
 
     let sender = &c.daemons[0];
     let members = wait_for("s0 to put r3 on the unicast path", RUN_LIMIT, || {
-        let r = sender.members(&[]);
-        let ok = ["r1", "r2"]
-            .iter()
-            .all(|n| line_of(&r.stdout, n).contains("path=multicast"))
-            && line_of(&r.stdout, "r3").contains("path=unicast");
+        let r = sender.members(&["--json"]);
+        let ok = ["r1", "r2"].iter().all(|n| member_path(&r, n).0 == "multicast")
+            && member_path(&r, "r3").0 == "unicast";
         ok.then_some(r)
     });
     eprintln!("{members}");
@@ -225,11 +237,19 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     // The push table says which path served each member.
     assert_eq!(r.result_of("r3"), "ok (by unicast)", "{r}");
     assert_eq!(r.result_of("r1"), "ok", "{r}");
-    let m = sender.members(&[]);
+    let m = sender.members(&["--json"]);
+    let (path, from, why) = member_path(&m, "r3");
     assert!(
-        line_of(&m.stdout, "r3").contains("path=unicast from=multicast why="),
+        path == "unicast" && from == "multicast" && !why.is_empty(),
         "r3 after the push:\n{m}"
     );
+    // The table shows the path and why, in its own column.
+    let t = sender.members(&[]);
+    assert!(
+        t.stdout.lines().next().unwrap_or("").contains("PATH"),
+        "{t}"
+    );
+    assert!(line_of(&t.stdout, "r3").contains(" unicast ("), "{t}");
 
     // makuo doctor alerts on it: exit 1, r3 reachable only by unicast.
     let addr = sender.console_addr();
@@ -273,10 +293,8 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     // Multicast reaches r3 again: it moves back.
     net.undrop_group(&spaces[3]);
     wait_for("r3 back on multicast", RUN_LIMIT, || {
-        let r = sender.members(&[]);
-        line_of(&r.stdout, "r3")
-            .contains("path=multicast")
-            .then_some(())
+        let r = sender.members(&["--json"]);
+        (member_path(&r, "r3").0 == "multicast").then_some(())
     });
     let d = doctor();
     assert_eq!(d.code, 0, "{d}");

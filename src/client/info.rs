@@ -190,6 +190,12 @@ struct MemberRow {
     last_push: Option<LastPushRow>,
     /// Seconds since it was last heard (missing and incompatible members).
     last_seen_secs_ago: Option<u64>,
+    /// How pushes reach it: `multicast`, or `unicast` copies (it does not hear the group).
+    path: Option<String>,
+    /// How its datagrams reach us: `multicast` or `unicast`.
+    from: Option<String>,
+    /// Why the path is unicast.
+    why: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -224,6 +230,9 @@ fn parse_member(l: &str) -> Option<MemberRow> {
         proto: None,
         last_push: None,
         last_seen_secs_ago: None,
+        path: None,
+        from: None,
+        why: None,
     };
     for word in &w[2..] {
         match word.split_once('=') {
@@ -241,6 +250,9 @@ fn parse_member(l: &str) -> Option<MemberRow> {
                     });
                 }
             }
+            Some(("path", v)) => row.path = Some(v.to_string()),
+            Some(("from", v)) => row.from = Some(v.to_string()),
+            Some(("why", v)) => row.why = Some(unescaped(v)),
             Some(("last-seen" | "last-heard", v)) => {
                 row.last_seen_secs_ago = v.trim_end_matches("s-ago").parse().ok();
             }
@@ -276,12 +288,13 @@ fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
     }
     let now = crate::state::unix_now();
     let esc = |s: &str| crate::escape::text_str(s).into_owned();
-    let mut table = vec![[
+    let mut table: Vec<[String; 7]> = vec![[
         "MEMBER".to_string(),
         "ADDRESS".into(),
         "STATE".into(),
         "VERSION".into(),
         "PROTO".into(),
+        "PATH".into(),
         "LAST PUSH".into(),
     ]];
     for r in &rows {
@@ -302,10 +315,15 @@ fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
             r.state.clone(),
             r.version.as_deref().map_or("-".into(), esc),
             r.proto.map_or("-".into(), |p| p.to_string()),
+            match (&r.path, &r.why) {
+                (Some(p), Some(w)) => format!("{p} ({})", esc(w)),
+                (Some(p), None) => p.clone(),
+                (None, _) => "-".into(),
+            },
             last,
         ]);
     }
-    let w: Vec<usize> = (0..5)
+    let w: Vec<usize> = (0..6)
         .map(|c| {
             table
                 .iter()
@@ -316,18 +334,20 @@ fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
         .collect();
     for r in &table {
         println!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {:<w5$}  {}",
             r[0],
             r[1],
             r[2],
             r[3],
             r[4],
             r[5],
+            r[6],
             w0 = w[0],
             w1 = w[1],
             w2 = w[2],
             w3 = w[3],
-            w4 = w[4]
+            w4 = w[4],
+            w5 = w[5]
         );
     }
     Ok(())
