@@ -58,6 +58,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s K -l password-fil
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l console-group -d 'Also let members of GROUP use the console (name or gid)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s d -l loglevel -d 'Log level, 0 (quiet) to 9 (debug); SIGUSR1 raises it, SIGUSR2 lowers it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l log-file -d 'Log file of a detached daemon. Default: STATE_DIR/makuo.log' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l pid-file -d 'Write the daemon\'s process id to FILE once it has detached; removed when it stops' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l syslog-socket -d 'The syslog socket --syslog writes to' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l metrics -d 'Serve Prometheus metrics on http://ADDR/metrics (ADDR is IP:PORT). Default: off' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s u -l user -d 'Run as this user (name or uid) once the sockets are open' -r

@@ -276,6 +276,10 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     } else if args.foreground {
         logging::to_stderr();
     }
+    let mut pid_file = match &args.pid_file {
+        Some(p) => Some(crate::pidfile::PidFile::open(p)?),
+        None => None,
+    };
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     // Everything the daemon needs is open: now give up root (`identity`, looked up above).
     let root = match (&args.chroot_dir, args.chroot) {
@@ -305,6 +309,9 @@ pub fn run(conf: Resolved) -> Result<Exit> {
                 );
             }
             startup::enter_chroot(r)?;
+            if let Some(p) = &mut pid_file {
+                p.chrooted();
+            }
             inside
         }
         None => base.clone(),
@@ -332,6 +339,9 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             daemonize(lf.file())?;
         }
         logging::to_file(lf);
+    }
+    if let Some(p) = &mut pid_file {
+        p.write_pid()?;
     }
     startup_lines(
         &conf,
@@ -392,6 +402,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     if let Some(sp) = &socket_path {
         sp.remove();
     }
+    drop(pid_file);
     drop((base_lock, state_lock));
     result.map(|_| Exit::Ok)
 }

@@ -51,6 +51,7 @@ pub mod node;
 mod operate;
 pub mod owner_match;
 pub mod peercred;
+pub mod pidfile;
 pub mod proto;
 pub mod report;
 pub mod seal;

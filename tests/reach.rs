@@ -222,7 +222,9 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     let sender = &c.daemons[0];
     let members = wait_for("s0 to put r3 on the unicast path", RUN_LIMIT, || {
         let r = sender.members(&["--json"]);
-        let ok = ["r1", "r2"].iter().all(|n| member_path(&r, n).0 == "multicast")
+        let ok = ["r1", "r2"]
+            .iter()
+            .all(|n| member_path(&r, n).0 == "multicast")
             && member_path(&r, "r3").0 == "unicast";
         ok.then_some(r)
     });

@@ -150,6 +150,15 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
     pub log_file: Option<PathBuf>,
 
+    /// Write the daemon's process id to FILE once it has detached; removed when it stops.
+    ///
+    /// Opened before the daemon gives up root or enters a chroot, without following a
+    /// symlink; a file owned by another user is refused. When the daemon cannot remove it at
+    /// exit (after -u in a directory only root may write, or under chroot) it empties it.
+    /// Not needed under systemd (Type=notify tracks the main process).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = "Process")]
+    pub pid_file: Option<PathBuf>,
+
     /// Log to syslog (facility daemon) instead of stderr or the log file.
     #[arg(long, help_heading = "Process")]
     pub syslog: bool,
