@@ -76,7 +76,10 @@ impl PidFile {
     fn still_ours(&mut self) -> bool {
         let mut s = String::new();
         self.file.seek(SeekFrom::Start(0)).is_ok()
-            && Read::by_ref(&mut self.file).take(32).read_to_string(&mut s).is_ok()
+            && Read::by_ref(&mut self.file)
+                .take(32)
+                .read_to_string(&mut s)
+                .is_ok()
             && self.pid.is_some_and(|p| s.trim() == p.to_string())
     }
 }
