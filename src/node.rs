@@ -389,6 +389,14 @@ impl Node {
                 self.net.send(&batch).context("send")?;
             }
         }
+        if let Some(s) = &self.sealer {
+            // Handshakes take sequence numbers from the sealer's counter: the engine numbers
+            // after them, so the sealer keeps the engine's numbers, which receivers echo for
+            // round-trip times. (When the sealer renumbered the engine's datagrams, every echo
+            // pointed at a later datagram than the one received: at a low rate no sample at
+            // all, the rate held down by a stale one; seconds-long stalls.)
+            self.engine.skip_seq_to(s.last_seq());
+        }
         // The sealed timestamp is information only: one clock read per batch, not per datagram.
         let wall = unix_ms();
         for _ in 0..32 {
@@ -964,5 +972,28 @@ mod tests {
             "evil\\#012web9\\#04010.0.0.9\\#040live 10.0.0.1 live 1.0\\#015\\#033[2K proto=- \
              last-push=id,origin\\#0121,\\#377"
         );
+    }
+
+    #[test]
+    fn the_engine_numbers_after_the_sequence_numbers_its_driver_took() {
+        // The sealer's handshakes take numbers from the counter the engine's datagrams are
+        // sealed under; the engine numbers after them, so the sealer keeps its numbers.
+        let now = Instant::now() + Duration::from_secs(10);
+        let mut e = Engine::new(
+            proto::Config::default(),
+            proto::storage::MemStorage::new(),
+            now,
+        );
+        let mut buf = vec![0u8; 9000];
+        let seq = |b: &[u8]| u64::from_be_bytes(b[16..24].try_into().unwrap());
+        let t = e.poll_transmit(now, &mut buf).expect("a join heartbeat");
+        let first = seq(&buf[..t.len]);
+        e.skip_seq_to(first + 5);
+        e.skip_seq_to(first + 2); // never backwards
+        e.handle_timeout(now + Duration::from_secs(5));
+        let t = e
+            .poll_transmit(now + Duration::from_secs(5), &mut buf)
+            .expect("a heartbeat");
+        assert_eq!(seq(&buf[..t.len]), first + 6);
     }
 }

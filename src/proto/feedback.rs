@@ -166,6 +166,7 @@ impl<S: Storage> Engine<S> {
             return;
         };
         let (seen, hold_us) = m.echo(now);
+        let echo_at = m.echo_at();
         // NAKs of several groups share a datagram: at most one per feedback interval.
         let gap = m.interval();
         let backlog = m.pace().map_or(Duration::ZERO, |p| {
@@ -176,7 +177,7 @@ impl<S: Storage> Engine<S> {
         let fb = m.due(now, me).then(|| m.take(now, key.xfer, me));
         if !wants.is_empty() {
             for part in nak_parts(&wants, room) {
-                self.queue_reply(
+                self.queue_reply_echo(
                     dest,
                     &Msg::Nak {
                         xfer: key.xfer,
@@ -186,11 +187,12 @@ impl<S: Storage> Engine<S> {
                         hold_us,
                         entries: &part,
                     },
+                    echo_at,
                 );
             }
         }
         if let Some(f) = fb {
-            self.queue_reply(dest, &Msg::Feedback(f));
+            self.queue_reply_echo(dest, &Msg::Feedback(f), echo_at);
         }
     }
 
@@ -214,7 +216,9 @@ impl<S: Storage> Engine<S> {
             rtt: self.rate.rtt(),
             interval: self.rate.interval(),
             clr: self.rate.clr().unwrap_or(0),
-            uni: self.stats.sent_unicast as u32,
+            // Receivers forgive as many one-datagram gaps: our unicast datagrams and the
+            // numbers the driver's handshakes took.
+            uni: (self.stats.sent_unicast + self.seq_skipped) as u32,
             echo: None,
         }
     }

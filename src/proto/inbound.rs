@@ -21,13 +21,24 @@ impl<S: Storage> Engine<S> {
     /// Queues a reply to a datagram (REPORT, NAK, RESULT) for `to`. Anti-amplification: an
     /// address that is not a registered member's gets no more reply bytes than it sent.
     pub(super) fn queue_reply(&mut self, to: SocketAddr, m: &Msg<'_>) {
+        self.queue_reply_echo(to, m, None);
+    }
+
+    /// [`Self::queue_reply`] of a NAK or FEEDBACK echoing a sequence number that arrived at
+    /// `echo_at` (its hold is stamped when it leaves).
+    pub(super) fn queue_reply_echo(
+        &mut self,
+        to: SocketAddr,
+        m: &Msg<'_>,
+        echo_at: Option<Instant>,
+    ) {
         let buf = self.encode_ctl(m);
         let wire = buf.len() + wire::IP_UDP_OVERHEAD;
         if !self.members.is_direct_addr(&to) && !self.replies.spend(to, wire, self.clock) {
             self.stats.replies_withheld += 1;
             return;
         }
-        self.ctl.push_back((Dest::Unicast(to), buf));
+        self.ctl.push_back((Dest::Unicast(to), buf, echo_at));
     }
 
     /// Where replies about a transfer from `node` go: the member's known address when it is

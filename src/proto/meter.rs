@@ -449,6 +449,11 @@ impl Meter {
         f
     }
 
+    /// When the highest sequence number received arrived (what a NAK or FEEDBACK echoes).
+    pub(crate) fn echo_at(&self) -> Option<Instant> {
+        self.hi.map(|(_, at)| at)
+    }
+
     /// The echo for a NAK: the highest sequence number received and µs since.
     pub(crate) fn echo(&self, now: Instant) -> (u64, u32) {
         match self.hi {

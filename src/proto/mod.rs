@@ -133,10 +133,14 @@ pub struct Engine<S: Storage> {
     inbound: BTreeMap<XferKey, Inbound>,
     records: Records,
     replies: ReplyBudget,
-    ctl: VecDeque<(Dest, Vec<u8>)>,
+    /// Control datagrams to send at once: destination, datagram, and for a NAK or FEEDBACK
+    /// when the sequence number it echoes arrived (its hold is stamped as it leaves).
+    ctl: VecDeque<(Dest, Vec<u8>, Option<Instant>)>,
     events: VecDeque<Event>,
     stats: Stats,
     hdr: HeaderGen,
+    /// Sequence numbers the driver took for itself ([`Engine::skip_seq_to`]).
+    seq_skipped: u64,
     rng: Rng,
     next_heartbeat: Instant,
     joined: bool,
@@ -183,6 +187,7 @@ impl<S: Storage> Engine<S> {
             rx_time: now,
             rx_group: true,
             paths: paths::Paths::default(),
+            seq_skipped: 0,
             hdr: HeaderGen {
                 node: cfg.node_id,
                 cluster: cfg.cluster,
@@ -223,6 +228,19 @@ impl<S: Storage> Engine<S> {
     /// Peers heard speaking a protocol version this node does not (refused; not members).
     pub fn foreign(&self) -> impl Iterator<Item = &Foreign> {
         self.versions.iter()
+    }
+
+    /// Input: header sequence numbers up to `last` were taken outside the engine (the driver's
+    /// sealer numbers its handshakes from the same counter, so nonces never repeat): the
+    /// engine's next datagram is numbered after them. Receivers see those numbers as gaps in
+    /// this node's sequence, so PACE counts them with the unicast datagrams they forgive.
+    /// The engine's numbers must reach receivers unchanged: they echo them, and the round-trip
+    /// times of rate control are read from that echo.
+    pub fn skip_seq_to(&mut self, last: u64) {
+        if last > self.hdr.seq {
+            self.seq_skipped += last - self.hdr.seq;
+            self.hdr.seq = last;
+        }
     }
 
     /// Counters.
@@ -307,7 +325,7 @@ impl<S: Storage> Engine<S> {
 
     fn queue(&mut self, dest: Dest, m: &Msg<'_>) {
         let buf = self.encode_ctl(m);
-        self.ctl.push_back((dest, buf));
+        self.ctl.push_back((dest, buf, None));
     }
 
     fn heartbeat(&mut self, now: Instant, join: bool) {
@@ -660,6 +678,7 @@ impl<S: Storage> Engine<S> {
             }
         }
         let (seen, hold_us) = self.meters.get(&key.origin).map_or((0, 0), |m| m.echo(now));
+        let echo_at = self.meters.get(&key.origin).and_then(Meter::echo_at);
         let Some(sender) = self.inbound.get(&key).map(|ib| ib.sender) else {
             return;
         };
@@ -682,7 +701,7 @@ impl<S: Storage> Engine<S> {
             if done {
                 flags |= wire::NAK_DONE;
             }
-            self.queue_reply(
+            self.queue_reply_echo(
                 dest,
                 &Msg::Nak {
                     xfer: key.xfer,
@@ -692,6 +711,7 @@ impl<S: Storage> Engine<S> {
                     hold_us,
                     entries: p,
                 },
+                echo_at,
             );
         }
     }
@@ -876,9 +896,15 @@ impl<S: Storage> Engine<S> {
         if !self.joined {
             self.handle_timeout(now);
         }
-        if let Some((dest, mut d)) = self.ctl.pop_front() {
+        if let Some((dest, mut d, echo_at)) = self.ctl.pop_front() {
             let h = self.hdr.next();
             d[16..24].copy_from_slice(&h.seq.to_be_bytes());
+            if let Some(at) = echo_at {
+                // The hold ends now, not when the reply was queued: time spent here behind
+                // the rest of a batch (file writes, a busy CPU) is not the path's delay.
+                let hold = now.saturating_duration_since(at).as_micros();
+                wire::set_echo_hold(&mut d, hold.min(u128::from(u32::MAX)) as u32);
+            }
             buf[..d.len()].copy_from_slice(&d);
             self.stats.sent += 1;
             self.stats.sent_bytes += d.len() as u64;
@@ -905,6 +931,7 @@ impl<S: Storage> Engine<S> {
                 self.stats.sent_bytes += len as u64;
                 self.pacer
                     .on_send(now, len + rate::WIRE_OVERHEAD, self.rate.rate());
+                self.rate.on_paced(now, len + rate::WIRE_OVERHEAD);
                 self.rate.on_sent(now, self.hdr.seq);
                 return Some(Transmit { dest, len });
             }

@@ -44,6 +44,8 @@ pub const INITIAL_RATE: f64 = 12.5e6;
 pub const LOWEST_RATE: f64 = 64.0 * 1024.0;
 /// Round-trip time assumed until one is measured.
 pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
+/// Datagrams the sender sends at least per feedback interval (see [`RateControl::interval`]).
+pub const FEEDBACK_DATAGRAMS: f64 = 4.0;
 /// Shortest and longest feedback interval (on a LAN the round-trip time is far shorter than
 /// the shortest: reporting every round trip would cost more than it tells).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
@@ -176,17 +178,28 @@ impl Receiver {
     /// - no more than it receives after its socket overflowed (it drained that much);
     /// - below what it receives while a queue stands on the path (delay rises): the queue
     ///   drains, and a TCP flow filling a shared queue is given way to, not starved.
-    pub(crate) fn allowed(&self, now: Instant, interval: Duration) -> f64 {
+    ///
+    /// While the sender is data-limited (it sent less than half what the rate allowed), what
+    /// a receiver took says what was offered, not what the path takes: the bound of twice
+    /// its receive rate uses the most it took lately ([`PEAK_WINDOW`]), as RFC 5348 section
+    /// 4.3 does for data-limited intervals, and a queue is not this sender's to drain (a
+    /// late round-trip sample on a busy host, or another flow's queue).
+    pub(crate) fn allowed(&self, now: Instant, interval: Duration, limited: bool) -> f64 {
         let mut x = tcp_rate(SEGMENT, self.base_rtt().as_secs_f64(), self.p);
         if self.recv_rate > 0.0 {
-            x = x.min(2.0 * self.recv_rate);
+            let took = if limited {
+                self.recv_rate.max(self.peak.0)
+            } else {
+                self.recv_rate
+            };
+            x = x.min(2.0 * took);
             if self
                 .overflow_at
                 .is_some_and(|t| now.saturating_duration_since(t) < interval * 2)
             {
                 x = x.min(self.recv_rate);
             }
-            if self.queued() {
+            if self.queued() && !limited {
                 let drain = if self.queueing() > QUEUE_TARGET * 4 {
                     0.75
                 } else {
@@ -198,9 +211,9 @@ impl Receiver {
         x
     }
 
-    fn lossy(&self, now: Instant, interval: Duration) -> bool {
+    fn lossy(&self, now: Instant, interval: Duration, limited: bool) -> bool {
         self.p > 0.0
-            || self.queued()
+            || (self.queued() && !limited)
             || self
                 .overflow_at
                 .is_some_and(|t| now.saturating_duration_since(t) < interval * 4)
@@ -254,6 +267,38 @@ impl SendLog {
     }
 }
 
+/// How much of its allowance the sender used, per feedback interval.
+#[derive(Debug, Default)]
+struct Usage {
+    /// Start of the current interval (`None`: nothing paced since the push began).
+    from: Option<Instant>,
+    /// Last time the allowance was accounted.
+    tick: Option<Instant>,
+    /// Bytes paced out, and bytes the rate allowed, in the current interval.
+    sent: f64,
+    allowance: f64,
+    /// The last complete interval used less than half its allowance.
+    limited: bool,
+}
+
+impl Usage {
+    /// Accounts the allowance up to `now` at `rate`, and closes the interval once it is
+    /// `interval` long.
+    fn tick(&mut self, now: Instant, rate: f64, interval: Duration) {
+        let (Some(from), Some(tick)) = (self.from, self.tick) else {
+            return;
+        };
+        self.allowance += rate * now.saturating_duration_since(tick).as_secs_f64();
+        self.tick = Some(now);
+        if now.saturating_duration_since(from) >= interval {
+            self.limited = self.sent < 0.5 * self.allowance;
+            self.from = Some(now);
+            self.sent = 0.0;
+            self.allowance = 0.0;
+        }
+    }
+}
+
 /// The sender's rate controller (one per engine: its pushes share its link).
 #[derive(Debug)]
 pub(crate) struct RateControl {
@@ -264,6 +309,7 @@ pub(crate) struct RateControl {
     clr: Option<u64>,
     log: SendLog,
     newest: u64,
+    usage: Usage,
 }
 
 impl RateControl {
@@ -279,6 +325,7 @@ impl RateControl {
                 times: Vec::new(),
             },
             newest: 0,
+            usage: Usage::default(),
         };
         r.restart();
         r
@@ -290,6 +337,7 @@ impl RateControl {
         self.slowstart = true;
         self.receivers.clear();
         self.clr = None;
+        self.usage = Usage::default();
     }
 
     fn clamp(&self, x: f64) -> f64 {
@@ -324,14 +372,19 @@ impl RateControl {
             .unwrap_or(DEFAULT_RTT)
     }
 
-    /// How often the CLR reports: once per its round-trip time, within bounds.
+    /// How often the CLR reports: once per its round-trip time, and at least the time
+    /// [`FEEDBACK_DATAGRAMS`] datagrams take at the current rate, within bounds. Receivers
+    /// report only when they heard the sender within an interval: without the second term a
+    /// rate that had fallen low (a datagram every 20 ms) silenced every receiver, and with no
+    /// feedback the rate never rose again (pushes of seconds took a minute).
     pub(crate) fn interval(&self) -> Duration {
         let rtt = self
             .clr
             .and_then(|n| self.receivers.get(&n))
             .and_then(|r| r.srtt)
             .unwrap_or_else(|| self.rtt());
-        rtt.clamp(MIN_INTERVAL, MAX_INTERVAL)
+        let spacing = Duration::from_secs_f64(FEEDBACK_DATAGRAMS * SEGMENT / self.rate.max(1.0));
+        rtt.max(spacing).clamp(MIN_INTERVAL, MAX_INTERVAL)
     }
 
     /// The feedback timestamp to echo in the next PACE: the CLR's if it has a new one, else
@@ -360,6 +413,24 @@ impl RateControl {
     pub(crate) fn on_sent(&mut self, now: Instant, seq: u64) {
         self.log.record(seq, now);
         self.newest = self.newest.max(seq);
+    }
+
+    /// A paced datagram of `bytes` (on the wire) left now.
+    pub(crate) fn on_paced(&mut self, now: Instant, bytes: usize) {
+        if self.usage.from.is_none() {
+            self.usage.from = Some(now);
+            self.usage.tick = Some(now);
+        }
+        let interval = self.interval();
+        self.usage.tick(now, self.rate, interval);
+        self.usage.sent += bytes as f64;
+    }
+
+    /// Whether the sender used less than half of what the rate allowed over the last
+    /// feedback interval (it had little to send).
+    #[cfg(test)]
+    pub(crate) fn data_limited(&self) -> bool {
+        self.usage.limited
     }
 
     /// An echo from `node`: it had received up to `seen`, `hold_us` µs before sending.
@@ -410,6 +481,8 @@ impl RateControl {
     /// have stayed below the floor for [`FLOOR_GRACE`] (they should leave the pace).
     pub(crate) fn update(&mut self, now: Instant, who: impl Fn(u64) -> Constraint) -> Vec<u64> {
         let interval = self.interval();
+        self.usage.tick(now, self.rate, interval);
+        let limited = self.usage.limited;
         let silent = interval * SILENT_ROUNDS + self.rtt() * 2;
         let mut target = f64::INFINITY;
         let mut clr = None;
@@ -435,8 +508,8 @@ impl RateControl {
                 r.below_since = None;
                 continue;
             }
-            let mut x = r.allowed(now, interval);
-            if r.lossy(now, interval) {
+            let mut x = r.allowed(now, interval, limited);
+            if r.lossy(now, interval, limited) {
                 lossy = true;
                 r.congested_at = Some(now);
             } else {
@@ -639,6 +712,65 @@ mod tests {
         t += Duration::from_millis(5);
         step(&mut rc, t, 3, 30, fb(30, 0.0, 50e3, 2));
         assert_eq!(rc.rate(), 50e3_f64.max(LOWEST_RATE));
+    }
+
+    /// Paces `bytes` per ms at `t - 1 ms` .. `t` (what the sender actually sent).
+    fn pace(rc: &mut RateControl, t: Instant, bytes_per_ms: usize) {
+        for us in (0..1000).step_by(100) {
+            rc.on_paced(t - Duration::from_micros(1000 - us), bytes_per_ms / 10);
+        }
+    }
+
+    #[test]
+    fn a_late_rtt_sample_lowers_a_full_sender_but_not_a_data_limited_one() {
+        let cfg = RateConfig {
+            cap: None,
+            floor: None,
+        };
+        let t0 = Instant::now();
+        // Base round trip 100 µs, then one sample of 5 ms: a standing queue, or a busy host.
+        let late = |rc: &mut RateControl, t: Instant, seq: u64, recv: f64| {
+            rc.on_sent(t - Duration::from_micros(100), seq);
+            rc.on_feedback(t, 3, &fb(seq, 0.0, recv, 0));
+            rc.on_sent(t - Duration::from_micros(5000), seq + 1);
+            rc.on_feedback(t, 3, &fb(seq + 1, 0.0, recv, 0));
+            rc.update(t, |_| Constraint::Paced);
+        };
+        // A sender that used its allowance (12.5 MB/s = 12,500 bytes per ms) and whose
+        // receiver took less: the queue is its own, and it drains it.
+        let mut rc = RateControl::new(cfg, t0);
+        let mut t = t0;
+        for _ in 0..12 {
+            t += Duration::from_millis(1);
+            pace(&mut rc, t, 12_500);
+        }
+        assert!(!rc.data_limited());
+        late(&mut rc, t, 10, 10e6);
+        assert!(rc.rate() < 10e6, "{}", rc.rate());
+        // A sender with little to send (the manifest, a pause between files): its receiver
+        // took what little was offered. The same late sample is no reason to cut the rate
+        // to what was offered: the next push of data would crawl up from there.
+        let mut rc = RateControl::new(cfg, t0);
+        let mut t = t0;
+        for _ in 0..12 {
+            t += Duration::from_millis(1);
+            pace(&mut rc, t, 200);
+        }
+        assert!(rc.data_limited());
+        late(&mut rc, t, 10, 30e3);
+        assert_eq!(rc.rate(), INITIAL_RATE);
+        // A loss report while data-limited bounds the rate by twice the most the receiver
+        // took lately, not by twice the trickle it took last.
+        let mut rc = RateControl::new(cfg, t0);
+        let mut t = t0 + Duration::from_millis(1);
+        step(&mut rc, t, 3, 10, fb(10, 0.0, 12e6, 0));
+        for _ in 0..12 {
+            t += Duration::from_millis(1);
+            pace(&mut rc, t, 200);
+        }
+        step(&mut rc, t, 3, 20, fb(20, 0.001, 30e3, 0));
+        assert_eq!(rc.rate(), 24e6_f64.min(tcp_rate(SEGMENT, 0.0005, 0.001)));
+        assert!(rc.rate() > 1e6);
     }
 
     #[test]

@@ -637,6 +637,34 @@ pub struct ForeignHello<'a> {
     pub software: &'a [u8],
 }
 
+/// Where a NAK's or FEEDBACK's echo hold (µs between receiving the sequence number it
+/// echoes and sending) sits in an encoded datagram, or `None` for other kinds.
+fn hold_offset(kind: u8) -> Option<usize> {
+    match kind {
+        // xfer u32, round u32, flags u8, seen u64
+        kind::NAK => Some(HEADER_LEN + 17),
+        // xfer u32, flags u8, seen u64
+        kind::FEEDBACK => Some(HEADER_LEN + 13),
+        _ => None,
+    }
+}
+
+/// Rewrites the echo hold of an encoded NAK or FEEDBACK (`buf`: the whole datagram) as it
+/// leaves, so that the time it waited in this node's queue is not counted as path delay in
+/// the sender's round-trip time. Returns whether `buf` was such a datagram.
+pub fn set_echo_hold(buf: &mut [u8], hold_us: u32) -> bool {
+    let Some(off) = buf.get(3).copied().and_then(hold_offset) else {
+        return false;
+    };
+    match buf.get_mut(off..off + 4) {
+        Some(b) => {
+            b.copy_from_slice(&hold_us.to_be_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
 /// Reads the version-independent parts of a datagram (see [`ForeignHeader`]); `None` when
 /// it is not a makuo datagram or too short to hold a header.
 pub fn peek_foreign(buf: &[u8]) -> Option<ForeignHeader<'_>> {

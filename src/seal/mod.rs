@@ -24,9 +24,10 @@
 //! cipher sits behind the small interface of `aead.rs`, which says why it was chosen.
 //!
 //! **Key and nonce**: each node seals under its own key, derived from the cluster key and its
-//! node id with HKDF-SHA256; the 96-bit nonce is its sequence number. The sealer numbers
-//! everything it seals itself (data and handshakes share one counter; the engine's numbering
-//! is replaced), so the sequence number strictly increases within a process, and the node id
+//! node id with HKDF-SHA256; the 96-bit nonce is its sequence number. The sealer keeps the
+//! engine's sequence number when it is above the last one it sealed and numbers the rest
+//! itself (handshakes, which the driver then tells the engine to skip: [`Sealer::last_seq`]),
+//! so the sequence number strictly increases within a process, and the node id
 //! is drawn at random per process (a collision among `n` processes ever run with one key has
 //! probability about `n² / 2^65`): a nonce never repeats under a key. Receivers derive a
 //! sender's key once and keep it with the sender's verified state.
@@ -233,6 +234,9 @@ pub struct SealStats {
     pub unverified: u64,
     /// Refused: a response to no challenge of ours (late, replayed, or to another node).
     pub stale_handshake: u64,
+    /// Datagrams whose sequence number had to be replaced (not above the last one sealed:
+    /// the driver did not let the engine skip the handshakes' numbers). Should stay 0.
+    pub renumbered: u64,
     /// Challenges sent.
     pub challenges: u64,
     /// Responses sent.
@@ -348,14 +352,23 @@ impl Sealer {
         self.keys[0].0
     }
 
+    /// The last sequence number sealed. A driver that also seals the engine's datagrams makes
+    /// the engine number after it (handshakes take numbers too), so the numbers receivers see
+    /// and echo are the engine's own.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The counters.
     pub fn stats(&self) -> SealStats {
         self.stats
     }
 
     /// Seals the unsealed datagram `buf[..len]` in place and returns the sealed length,
-    /// `len + SEAL_OVERHEAD`: numbers it (the header's sequence number is replaced by this
-    /// sealer's next one), sets [`FLAG_SEALED`], the seal format and the key id, encrypts the
+    /// `len + SEAL_OVERHEAD`: numbers it (the header's sequence number stays when it is above
+    /// every one sealed before, else it is replaced by the next one: receivers echo that
+    /// number to the engine for its round-trip times, so the engine's numbering should
+    /// survive; [`SealStats::renumbered`] counts replacements), sets [`FLAG_SEALED`], the seal format and the key id, encrypts the
     /// body followed by `now_unix_ms` (8 bytes, big-endian) with this node's key under the
     /// nonce of `seq`, with the whole 24-byte header as associated data, and appends the
     /// 16-byte tag.
@@ -380,8 +393,16 @@ impl Sealer {
             self.node,
             "seal: a datagram of another node than this sealer's"
         );
-        self.seq += 1;
-        buf[16..24].copy_from_slice(&self.seq.to_be_bytes());
+        let asked = be64(&buf[16..24]);
+        if asked > self.seq {
+            self.seq = asked;
+        } else {
+            if asked != 0 {
+                self.stats.renumbered += 1;
+            }
+            self.seq += 1;
+            buf[16..24].copy_from_slice(&self.seq.to_be_bytes());
+        }
         buf[4] = (buf[4] & !SEAL_FORMAT_MASK) | FLAG_SEALED | (SEAL_FORMAT << 1);
         buf[5] = self.keys[0].0;
         buf[len..len + TIMESTAMP_LEN].copy_from_slice(&now_unix_ms.to_be_bytes());

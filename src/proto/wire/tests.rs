@@ -257,3 +257,89 @@ fn announce_parts_must_fit_their_total() {
     assert_eq!(a.position(99), None);
     assert!(a.is_pending(602) && !a.is_pending(601) && !a.is_pending(2));
 }
+
+#[test]
+fn echo_hold_is_rewritten_in_place_for_naks_and_feedback_only() {
+    let entries = [0u8; 0];
+    let fb = Feedback {
+        xfer: 9,
+        flags: FB_CLR,
+        seen: 123_456,
+        hold_us: 12,
+        loss: 7,
+        recv_rate: 12_500_000,
+        overflows: 4,
+        ts_us: 0xdead_beef,
+    };
+    let msgs = [
+        Msg::Feedback(fb),
+        Msg::Nak {
+            xfer: 1,
+            round: 3,
+            flags: NAK_FINAL,
+            seen: 1 << 40,
+            hold_us: 77,
+            entries: &entries,
+        },
+    ];
+    for m in msgs {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let n = m.encode(&hdr(), &mut buf);
+        assert!(set_echo_hold(&mut buf[..n], 0x0102_0304));
+        let (_, back) = decode(&buf[..n]).expect("still decodes");
+        match (back, m) {
+            (Msg::Feedback(b), Msg::Feedback(f)) => {
+                assert_eq!(b.hold_us, 0x0102_0304);
+                assert_eq!(
+                    Feedback {
+                        hold_us: f.hold_us,
+                        ..b
+                    },
+                    f,
+                    "nothing else moved"
+                );
+            }
+            (
+                Msg::Nak {
+                    xfer,
+                    round,
+                    flags,
+                    seen,
+                    hold_us,
+                    entries: e,
+                },
+                Msg::Nak {
+                    xfer: x2,
+                    round: r2,
+                    flags: f2,
+                    seen: s2,
+                    ..
+                },
+            ) => {
+                assert_eq!(hold_us, 0x0102_0304);
+                assert_eq!((xfer, round, flags, seen, e.len()), (x2, r2, f2, s2, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Too short to hold it: left alone.
+        assert!(!set_echo_hold(&mut buf[..30], 1));
+    }
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let n = Msg::Pace(Pace {
+        xfer: 9,
+        rate: 50_000_000,
+        rtt_us: 400,
+        interval_us: 2000,
+        clr: 0x1234,
+        backlog_us: 77,
+        uni: 3,
+        flags: 0,
+        echo: 0x77,
+        echo_ts: 123,
+        echo_hold_us: 9,
+    })
+    .encode(&hdr(), &mut buf);
+    let before = buf[..n].to_vec();
+    assert!(!set_echo_hold(&mut buf[..n], 1));
+    assert_eq!(buf[..n], before[..]);
+}
