@@ -279,6 +279,8 @@ struct Usage {
     allowance: f64,
     /// The last complete interval used less than half its allowance.
     limited: bool,
+    /// When the last datagram was paced out.
+    last: Option<Instant>,
 }
 
 impl Usage {
@@ -296,6 +298,18 @@ impl Usage {
             self.sent = 0.0;
             self.allowance = 0.0;
         }
+    }
+
+    /// Data-limited: the last whole interval used less than half its allowance, or nothing
+    /// was paced out for a quarter interval (and two datagrams' time at `rate`). A
+    /// receiver's report covers its own last interval: when the sender has just run out of
+    /// data, the report shows the trickle while the last whole interval still looks full.
+    fn limited(&self, now: Instant, interval: Duration, rate: f64) -> bool {
+        let gap = (interval / 4).max(Duration::from_secs_f64(2.0 * SEGMENT / rate.max(1.0)));
+        let idle = self
+            .last
+            .is_some_and(|l| now.saturating_duration_since(l) >= gap);
+        self.limited || idle
     }
 }
 
@@ -424,6 +438,7 @@ impl RateControl {
         let interval = self.interval();
         self.usage.tick(now, self.rate, interval);
         self.usage.sent += bytes as f64;
+        self.usage.last = Some(now);
     }
 
     /// Whether the sender used less than half of what the rate allowed over the last
@@ -482,7 +497,7 @@ impl RateControl {
     pub(crate) fn update(&mut self, now: Instant, who: impl Fn(u64) -> Constraint) -> Vec<u64> {
         let interval = self.interval();
         self.usage.tick(now, self.rate, interval);
-        let limited = self.usage.limited;
+        let limited = self.usage.limited(now, interval, self.rate);
         let silent = interval * SILENT_ROUNDS + self.rtt() * 2;
         let mut target = f64::INFINITY;
         let mut clr = None;
@@ -757,6 +772,17 @@ mod tests {
             pace(&mut rc, t, 200);
         }
         assert!(rc.data_limited());
+        late(&mut rc, t, 10, 30e3);
+        assert_eq!(rc.rate(), INITIAL_RATE);
+        // A sender that was full and has just run out of data: its last whole interval
+        // looks full, the receiver's report already shows the trickle.
+        let mut rc = RateControl::new(cfg, t0);
+        let mut t = t0;
+        for _ in 0..10 {
+            t += Duration::from_millis(1);
+            pace(&mut rc, t, 12_500);
+        }
+        t += Duration::from_millis(3);
         late(&mut rc, t, 10, 30e3);
         assert_eq!(rc.rate(), INITIAL_RATE);
         // A loss report while data-limited bounds the rate by twice the most the receiver
