@@ -152,6 +152,23 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         .canonicalize()
         .unwrap_or_else(|_| state_dir.clone());
     let keys = load_keys(&args.cluster.keys)?;
+    let apply = ApplyOptions {
+        node_name: name.clone(),
+        durable: !args.no_fsync,
+        preserve_owner: args.preserve_owner,
+        allow_devices: args.allow_devices,
+        protect: crate::apply::Protection::new(&args.protect)?.map(Arc::new),
+        max_delete: args.max_delete,
+        hooks: None,
+        journal: Some(Arc::new(
+            crate::apply::open_journal_dir(&state_dir)
+                .with_context(|| format!("journal directory in {}", state_dir.display()))?,
+        )),
+    };
+    // An atomic push a crash interrupted is rolled back or finished before the sweep
+    // (which would take its staged files).
+    let recovered = crate::apply::recover_journal(&base, &apply)
+        .with_context(|| format!("commit journal in {}", state_dir.display()))?;
     let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
     let mut state = StateDir::open(&state_dir)?;
     let excludes = Arc::new(crate::state::Excludes::load(&state)?);
@@ -211,15 +228,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         engine,
         keys: keys.clone(),
         base: base.clone(),
-        apply: ApplyOptions {
-            node_name: name.clone(),
-            durable: !args.no_fsync,
-            preserve_owner: args.preserve_owner,
-            allow_devices: args.allow_devices,
-            protect: crate::apply::Protection::new(&args.protect)?.map(Arc::new),
-            max_delete: args.max_delete,
-            hooks: None,
-        },
+        apply,
     })?;
     if let Some(lp) = &state.last_push {
         node.engine.set_info(lp.line().into_bytes());
@@ -352,6 +361,9 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         &state_dir,
         swept,
     );
+    for l in &recovered {
+        logging::notice(format_args!("{l}"));
+    }
     if args.preserve_owner && !rustix::process::geteuid().is_root() {
         logging::warn("-u drops root, so owners cannot be preserved (--preserve-owner is off)");
     }
@@ -874,6 +886,22 @@ fn handle_job(
                 format!("authenticated {}", if node.seal_stats().is_some() { "yes" } else { "NO (no cluster key)" }),
                 format!("last-push {}", escape::text_str(&state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into()))),
             ];
+            // `--atomic` pushes ready or committing here (journaled: a crash is recovered).
+            for u in node.engine.storage().unfinished() {
+                let origin = node
+                    .engine
+                    .members()
+                    .find(|m| m.node == u.key.origin)
+                    .map_or("?".to_string(), |m| escape::word_str(&m.name).into_owned());
+                lines.push(format!(
+                    "unfinished-commit push={:016x}/{:x} origin={origin} state={} since={} journal={}",
+                    u.key.origin,
+                    u.key.xfer,
+                    u.state,
+                    u.since,
+                    if u.journaled { "yes" } else { "no" }
+                ));
+            }
             if let Some(ss) = node.seal_stats() {
                 lines.push(format!(
                     "seal opened {} bad-tag {} unsealed {} unknown-key {} replayed {} \

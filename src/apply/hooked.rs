@@ -3,7 +3,9 @@
 //! staging when the hook vetoes; with `--after-push` a committed transfer's outcome is held
 //! until the hook ended, and a failed hook is added to its errors. Meanwhile the engine
 //! answers the sender BUSY (the commit is "pending"), so the network loop never waits on a
-//! hook. This file only keeps the held state and the queue of hooks to start.
+//! hook. Under `--atomic` the `--before-commit` hook runs at PREPARE instead (before the
+//! member answers READY), so a veto anywhere means no commit anywhere. This file only keeps
+//! the held state and the queue of hooks to start.
 
 use std::collections::HashMap;
 
@@ -20,6 +22,8 @@ pub(super) struct HeldCommit {
     flags: Vec<Flags>,
     deletions: Vec<Vec<u8>>,
     skip: Vec<u32>,
+    /// Held at `--atomic` PREPARE (allowed: the push gets ready) rather than at the commit.
+    prepare: bool,
 }
 
 /// What the hooks hold.
@@ -38,28 +42,56 @@ impl FsStorage {
         key: XferKey,
         req: &CommitRequest<'_>,
     ) -> Option<CommitOutcome> {
-        let hooks = self.opts.hooks.clone();
-        if hooks.as_ref().is_some_and(|h| h.before_commit.is_some()) {
-            let changes = planned_changes(req);
-            self.hooks.held.insert(
-                key,
-                HeldCommit {
-                    manifest: req.manifest.clone(),
-                    flags: req.flags.to_vec(),
-                    deletions: req.deletions.to_vec(),
-                    skip: req.skip.to_vec(),
-                },
-            );
-            self.hooks.jobs.push(HookJob {
-                key,
-                kind: HookKind::BeforeCommit,
-                changes,
-                release: None,
-            });
+        // An atomic push ran its `--before-commit` at PREPARE.
+        if !self.is_prepared(key) && self.hold_for_before_commit(key, req, false) {
             return None;
         }
         let out = self.commit_now(key, req);
         self.after_commit(key, out)
+    }
+
+    /// `--atomic` PREPARE as the engine asks for it: `--before-commit` runs now (a veto
+    /// anywhere means no commit anywhere), then the push gets ready (`journal.rs`).
+    pub(super) fn prepare_hooked(
+        &mut self,
+        key: XferKey,
+        req: &CommitRequest<'_>,
+    ) -> Option<Result<(), String>> {
+        if self.hold_for_before_commit(key, req, true) {
+            return None;
+        }
+        Some(self.get_ready(key, req))
+    }
+
+    /// Holds the request for the `--before-commit` hook, if there is one.
+    fn hold_for_before_commit(
+        &mut self,
+        key: XferKey,
+        req: &CommitRequest<'_>,
+        prepare: bool,
+    ) -> bool {
+        let hooks = self.opts.hooks.clone();
+        if !hooks.as_ref().is_some_and(|h| h.before_commit.is_some()) {
+            return false;
+        }
+        let changes = planned_changes(req);
+        self.hooks.held.insert(
+            key,
+            HeldCommit {
+                manifest: req.manifest.clone(),
+                flags: req.flags.to_vec(),
+                deletions: req.deletions.to_vec(),
+                skip: req.skip.to_vec(),
+                prepare,
+            },
+        );
+        self.hooks.jobs.push(HookJob {
+            key,
+            kind: HookKind::BeforeCommit,
+            changes,
+            release: None,
+        });
+        true
     }
 
     fn after_commit(&mut self, key: XferKey, out: CommitOutcome) -> Option<CommitOutcome> {
@@ -117,6 +149,14 @@ impl FsStorage {
                     deletions: &h.deletions,
                     skip: &h.skip,
                 };
+                if h.prepare {
+                    // Ready (an outcome without errors) or not.
+                    let errors = self.get_ready(key, &req).err().into_iter().collect();
+                    return Some(CommitOutcome {
+                        errors,
+                        ..Default::default()
+                    });
+                }
                 let out = self.commit_now(key, &req);
                 self.after_commit(key, out)
             }

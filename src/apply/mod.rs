@@ -41,6 +41,7 @@ mod dirs;
 mod gather;
 mod hooked;
 mod inspect;
+mod journal;
 mod names;
 mod protect;
 pub(crate) mod source;
@@ -52,6 +53,8 @@ mod sys;
 mod tests;
 #[cfg(test)]
 mod tests_durable;
+#[cfg(test)]
+mod tests_journal;
 #[cfg(test)]
 mod tests_kinds;
 mod walk;
@@ -76,6 +79,7 @@ use dirs::{open_dir, DirCache, DirFd};
 use stage::Staged;
 use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 
+pub use journal::{open_journal_dir, recover_journal, Unfinished};
 pub use protect::Protection;
 pub use sweep::sweep_temp;
 
@@ -98,6 +102,9 @@ pub struct ApplyOptions {
     pub max_delete: Option<u64>,
     /// Hooks around the commit (daemon `--before-commit`, `--after-push`).
     pub hooks: Option<Arc<crate::hook::HookConfig>>,
+    /// The directory of `--atomic` commit journals (`journal/` in the state directory),
+    /// opened before any chroot (`journal.rs`).
+    pub journal: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// Durability calls made by a storage since it was opened.
@@ -193,6 +200,8 @@ pub struct FsStorage {
     /// Transfers whose filter rules cost more than [`Metered`] allows at inspection (the
     /// commit reports it).
     filter_overrun: HashSet<XferKey>,
+    /// Atomic pushes ready or committing here, and their journals.
+    journals: journal::Journals,
 }
 
 impl FsStorage {
@@ -224,6 +233,7 @@ impl FsStorage {
             refused: 0,
             filters: HashMap::new(),
             filter_overrun: HashSet::new(),
+            journals: journal::Journals::default(),
         })
     }
 
@@ -493,7 +503,12 @@ impl Storage for FsStorage {
         self.commit_hooked(key, req)
     }
 
+    fn prepare(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<Result<(), String>> {
+        self.prepare_hooked(key, req)
+    }
+
     fn abort(&mut self, key: XferKey) {
+        self.journal_done(key);
         self.forget_hooks(key);
         self.drop_staged(key);
         self.unmake_dirs(key);
@@ -510,7 +525,21 @@ impl FsStorage {
         let started = Instant::now();
         let durable = self.opts.durable;
         self.opts.durable = durable && !req.manifest.options.no_fsync;
-        let out = self.commit_durable(key, req);
+        // An atomic push: the go is journaled before the first rename (a crash from here on
+        // is finished at restart), and the journal goes once the commit is done.
+        let out = match self.journal_go(key, req.skip) {
+            Ok(()) => self.commit_durable(key, req),
+            Err(e) => {
+                self.drop_staged(key);
+                CommitOutcome {
+                    errors: vec![format!(
+                        "cannot write the commit journal: {e}; nothing committed"
+                    )],
+                    ..Default::default()
+                }
+            }
+        };
+        self.journal_done(key);
         self.opts.durable = durable;
         self.last_commit = started.elapsed();
         out

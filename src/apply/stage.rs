@@ -61,6 +61,43 @@ impl StagedId {
     fn same_inode(&self, m: &Meta) -> bool {
         (m.dev, m.ino) == (self.dev, self.ino)
     }
+
+    /// Whether `m` (an lstat) is this file: a regular file of the same device, inode and
+    /// owner (after a restart nothing is held open, so the owner is checked too).
+    pub(super) fn is_inode_of(&self, m: &Meta) -> bool {
+        self.same_inode(m)
+            && m.uid == self.uid
+            && m.kind == Some(crate::proto::manifest::EntryKind::File)
+    }
+
+    /// Bytes of [`StagedId::put_bytes`].
+    pub(super) const LEN: usize = 8 + 8 + 4 + 1 + 8 + 4;
+
+    /// Appends the identity (for the commit journal).
+    pub(super) fn put_bytes(&self, b: &mut Vec<u8>) {
+        b.extend_from_slice(&self.dev.to_be_bytes());
+        b.extend_from_slice(&self.ino.to_be_bytes());
+        b.extend_from_slice(&self.uid.to_be_bytes());
+        let (has, (s, n)) = match self.btime {
+            Some(t) => (1u8, t),
+            None => (0, (0, 0)),
+        };
+        b.push(has);
+        b.extend_from_slice(&s.to_be_bytes());
+        b.extend_from_slice(&n.to_be_bytes());
+    }
+
+    /// Reads what [`StagedId::put_bytes`] wrote (`b` is [`StagedId::LEN`] bytes).
+    pub(super) fn from_bytes(b: &[u8]) -> Self {
+        let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap());
+        let u32_at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+        Self {
+            dev: u64_at(0),
+            ino: u64_at(8),
+            uid: u32_at(16),
+            btime: (b[20] == 1).then(|| (u64_at(21) as i64, u32_at(29))),
+        }
+    }
 }
 
 fn replaced(tmp: &[u8]) -> io::Error {

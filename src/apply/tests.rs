@@ -72,7 +72,7 @@ pub(super) fn push(s: &mut FsStorage, m: &Manifest, data: &[&[u8]]) -> (Inspecti
 }
 
 /// Every makuo temp name under `dir` (symlinks not followed).
-fn temps(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn temps(dir: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)

@@ -429,6 +429,27 @@ pub fn status(front: &FrontArgs) -> Result<Exit> {
                 "transfers" => {
                     doc.insert("transfers".into(), value);
                 }
+                "unfinished-commit" => {
+                    // `push=ID origin=NAME state=ready since=UNIX journal=yes`.
+                    let o: serde_json::Map<_, _> = w
+                        .iter()
+                        .filter_map(|p| p.split_once('='))
+                        .map(|(k, v)| {
+                            let v = match v.parse::<u64>() {
+                                Ok(n) if k == "since" => serde_json::Value::from(n),
+                                _ => serde_json::Value::from(unescaped(v)),
+                            };
+                            (k.to_string(), v)
+                        })
+                        .collect();
+                    if let Some(a) = doc
+                        .entry("unfinished_commits")
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                        .as_array_mut()
+                    {
+                        a.push(o.into());
+                    }
+                }
                 "standing-exclude" => {
                     if let Some(a) = doc
                         .entry("standing_excludes")
@@ -443,6 +464,8 @@ pub fn status(front: &FrontArgs) -> Result<Exit> {
                 }
             }
         }
+        doc.entry("unfinished_commits")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
         doc.insert("counters".into(), counters.into());
         println!("{}", serde_json::Value::Object(doc));
         return Ok(Exit::Ok);

@@ -125,13 +125,14 @@ impl<S: Storage> Engine<S> {
                 if !manifest::bit(pending, ib.pos) {
                     return true;
                 }
+                let skip: Vec<u32> = vanished_raw
+                    .chunks_exact(4)
+                    .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                    .collect();
                 if flags & wire::COMMIT_PREPARE != 0 {
-                    ib.prepare(&mut self.storage);
+                    let no_delete = flags & wire::COMMIT_NO_DELETE != 0;
+                    ib.prepare(&mut self.storage, no_delete, &skip);
                 } else if matches!(ib.commit, CommitState::None | CommitState::Ready) {
-                    let skip: Vec<u32> = vanished_raw
-                        .chunks_exact(4)
-                        .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
-                        .collect();
                     ib.commit = CommitState::Queued {
                         no_delete: flags & wire::COMMIT_NO_DELETE != 0,
                         skip,

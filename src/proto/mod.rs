@@ -589,6 +589,16 @@ impl<S: Storage> Engine<S> {
         let Some(ib) = self.inbound.get_mut(&key) else {
             return;
         };
+        if matches!(ib.commit, CommitState::Preparing) {
+            // `--atomic`: the storage's answer to PREPARE (`send/atomic.rs`).
+            ib.prepared(&mut self.storage, outcome);
+            if matches!(ib.commit, CommitState::Done(..)) {
+                self.commit_event(key);
+            }
+            self.send_result(key);
+            self.retire_if_done(now, key);
+            return;
+        }
         if matches!(ib.commit, CommitState::Pending) {
             ib.commit = Inbound::finished(outcome);
             self.commit_event(key);
@@ -649,9 +659,10 @@ impl<S: Storage> Engine<S> {
         };
         let dest = self.reply_addr(key.origin, ib.sender);
         let (status, files, bytes, deleted, msg) = match &ib.commit {
-            CommitState::Pending | CommitState::None | CommitState::Queued { .. } => {
-                (wire::RESULT_BUSY, 0, 0, 0, String::new())
-            }
+            CommitState::Pending
+            | CommitState::Preparing
+            | CommitState::None
+            | CommitState::Queued { .. } => (wire::RESULT_BUSY, 0, 0, 0, String::new()),
             CommitState::Ready => (wire::RESULT_READY, 0, 0, 0, String::new()),
             CommitState::Done(s, o) => (*s, o.files, o.bytes, o.deleted, o.errors.join("; ")),
         };

@@ -288,6 +288,9 @@ pub(crate) enum CommitState {
         skip: Vec<u32>,
     },
     Pending,
+    /// An atomic push is asked to get ready and the storage answered "pending" (a
+    /// `--before-commit` hook runs); `Engine::handle_committed` ends it.
+    Preparing,
     /// An atomic push is wholly staged here and waits for the go (`send/atomic.rs`).
     Ready,
     Done(u8, CommitOutcome),

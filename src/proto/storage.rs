@@ -118,6 +118,15 @@ pub trait Storage {
 
     /// Receiver: drops everything staged for the transfer.
     fn abort(&mut self, key: XferKey);
+
+    /// Receiver, `--atomic`: the transfer is wholly staged and the sender asks whether it
+    /// may commit (COMMIT with PREPARE). `Some(Ok(()))`: ready (the commit that follows
+    /// applies `req`, less the entries vanished by then); `Some(Err(reason))`: not (the
+    /// engine then drops the staging); `None`: the answer comes later through
+    /// `Engine::handle_committed`, an outcome without errors meaning ready.
+    fn prepare(&mut self, _key: XferKey, _req: &CommitRequest<'_>) -> Option<Result<(), String>> {
+        Some(Ok(()))
+    }
 }
 
 /// A node of the in-memory tree.

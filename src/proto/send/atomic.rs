@@ -6,10 +6,13 @@
 //! target is failed with [`NOT_COMMITTED`] (the one that failed with its own reason) and
 //! sent ABORT, which drops its staging (and the directories staging made).
 //!
-//! Not done yet: the state-dir journal that lets a member that crashed between READY and
-//! the go finish or roll back on restart (such a member's staging is swept at start, so it
-//! stays at the old tree and is reported failed), `--before-commit` at PREPARE (it runs at
-//! the commit), and pre-checks of the renames beyond staging (a directory in the way).
+//! The receiver's storage decides READY (`Storage::prepare`): the daemon's runs
+//! `--before-commit` there (so a veto anywhere means no commit anywhere) and writes a
+//! journal in its state dir, from which a member that crashed after READY rolls back, or
+//! one that crashed in the commit finishes it, on restart (`apply/journal.rs`).
+//!
+//! Not done yet: pre-checks of the renames beyond staging (a directory in the way is found
+//! only at the commit).
 
 use std::time::Instant;
 
@@ -17,7 +20,7 @@ use super::super::recv::{CommitState, Inbound};
 use super::super::wire::{COMMIT_NO_DELETE, COMMIT_PREPARE, RESULT_FAILED, RESULT_READY};
 use super::super::Config;
 use super::{Outbound, Phase, Work};
-use crate::proto::storage::{CommitOutcome, Storage};
+use crate::proto::storage::{CommitOutcome, CommitRequest, Storage};
 
 /// What the members of an atomic push that did not fail are told.
 pub const NOT_COMMITTED: &str = "not committed on any member";
@@ -130,8 +133,10 @@ impl Outbound {
 }
 
 impl Inbound {
-    /// COMMIT with PREPARE: ready when the push is wholly staged and nothing failed.
-    pub(crate) fn prepare<S: Storage>(&mut self, storage: &mut S) {
+    /// COMMIT with PREPARE: ready when the push is wholly staged, nothing failed, and the
+    /// storage agrees (it runs `--before-commit` and writes its journal; it may answer
+    /// later, see [`Inbound::prepared`]).
+    pub(crate) fn prepare<S: Storage>(&mut self, storage: &mut S, no_delete: bool, skip: &[u32]) {
         if !matches!(self.commit, CommitState::None) {
             return;
         }
@@ -144,17 +149,41 @@ impl Inbound {
                 },
             )
         };
-        self.commit = if self.manifest.is_none() {
-            fail("prepare before the manifest".into())
-        } else if let Some(e) = &self.error {
-            fail(e.clone())
-        } else if !self.complete() {
-            fail("incomplete at prepare".into())
-        } else {
-            CommitState::Ready
+        self.commit = match (&self.manifest, &self.inspection) {
+            (Some(_), None) | (None, _) => fail("prepare before the manifest".into()),
+            _ if self.error.is_some() => fail(self.error.clone().unwrap_or_default()),
+            _ if !self.complete() => fail("incomplete at prepare".into()),
+            (Some(m), Some(_)) if m.options.dry_run => CommitState::Ready,
+            (Some(m), Some(insp)) => {
+                let req = CommitRequest {
+                    manifest: m,
+                    flags: &insp.flags,
+                    deletions: if no_delete { &[] } else { &insp.deletions },
+                    skip,
+                };
+                match storage.prepare(self.key, &req) {
+                    Some(Ok(())) => CommitState::Ready,
+                    Some(Err(e)) => fail(e),
+                    None => CommitState::Preparing,
+                }
+            }
         };
         if matches!(self.commit, CommitState::Done(..)) {
             // Not committed here: what was staged goes now.
+            storage.abort(self.key);
+        }
+    }
+
+    /// The storage's later answer to PREPARE (it answered "pending"): no errors means
+    /// ready, otherwise the member fails (and its staging goes).
+    pub(crate) fn prepared<S: Storage>(&mut self, storage: &mut S, out: CommitOutcome) {
+        if !matches!(self.commit, CommitState::Preparing) {
+            return;
+        }
+        if out.errors.is_empty() {
+            self.commit = CommitState::Ready;
+        } else {
+            self.commit = CommitState::Done(RESULT_FAILED, out);
             storage.abort(self.key);
         }
     }
