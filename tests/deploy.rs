@@ -343,6 +343,7 @@ fn atomic_push_commits_nowhere_when_one_member_cannot_write() {
     );
     let after = c.snapshots();
     for m in ["m1", "m2", "m3"] {
+        eprintln!("DEBUG {m}: {:?}", paths(c.base(m)));
         assert_same(&before[m], &after[m], m);
     }
 
@@ -371,6 +372,152 @@ fn atomic_push_commits_nowhere_when_one_member_cannot_write() {
     // Without the obstacle the same atomic push commits everywhere.
     drop(_guard);
     let r = c.daemons[s].sync(&["--delete", "--atomic"]);
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+}
+
+/// `--before-commit` runs at PREPARE under `--atomic`: a veto on one member means no commit
+/// on any (the others ran their hook and are left unchanged, staging dropped).
+#[test]
+fn atomic_before_commit_veto_anywhere_commits_nowhere() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let veto = format!("{MARK}; exit 7");
+    c.add("m1", &["--no-fsync", "--before-commit", MARK]);
+    c.add("m2", &["--no-fsync", "--before-commit", MARK]);
+    c.add("m3", &["--no-fsync", "--before-commit", &veto]);
+    let before = c.snapshots();
+    let r = c.sync("-r . --atomic");
+    assert_eq!(r.code, 23, "{r}");
+    assert!(
+        r.result_of("m3")
+            .contains("vetoed by --before-commit (hook failed: exit 7)"),
+        "{r}"
+    );
+    for m in ["m1", "m2"] {
+        assert!(
+            r.result_of(m)
+                .contains("not committed on any member (m3 failed: vetoed by --before-commit"),
+            "{m}: {r}"
+        );
+        // Its hook ran (at PREPARE, with the planned changes), yet nothing was committed.
+        let marker = c.base(m).parent().unwrap().join("marker-before-commit");
+        let text = fs::read_to_string(&marker).unwrap_or_else(|e| panic!("{m}: {e}"));
+        assert!(text.lines().any(|l| l == "index.php"), "{m}: {text}");
+    }
+    // Every member drops what it staged and the directories staging made (the ABORT is on
+    // its way when the push ends: bounded wait).
+    wait_for(
+        "staging dropped everywhere",
+        std::time::Duration::from_secs(10),
+        || {
+            (c.snapshots() == before
+                && c.receivers().iter().all(|d| temp_files(&d.base).is_empty()))
+            .then_some(())
+        },
+    );
+    // No hook vetoes: the hooks run once each (at PREPARE, not again at the commit).
+    let mut c2 = Cluster::new();
+    small_site(&c2.src);
+    let count = r#"echo x >> "$MAKUO_BASE/../count-before-commit""#;
+    c2.add("m1", &["--no-fsync", "--before-commit", count]);
+    c2.add("m2", &["--no-fsync", "--before-commit", count]);
+    let r = c2.sync("-r . --atomic");
+    assert_eq!(r.code, 0, "{r}");
+    c2.assert_all_identical();
+    for m in ["m1", "m2"] {
+        let n =
+            fs::read_to_string(c2.base(m).parent().unwrap().join("count-before-commit")).unwrap();
+        assert_eq!(n.lines().count(), 1, "{m}: hook runs: {n:?}");
+    }
+}
+
+/// A member killed (SIGKILL) after it answered READY, while another member's
+/// `--before-commit` holds the push: `status` showed the unfinished commit (journaled in the
+/// state dir), the push commits nowhere (exit 23), and on restart the member rolls back from
+/// its journal: its tree as before, no staged file, no journal, nothing unfinished.
+#[test]
+fn a_member_killed_after_ready_rolls_back_from_its_journal_on_restart() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let gate = c.path("gate");
+    let hold = format!(
+        "for i in $(seq 300); do [ -e '{}' ] && exit 0; sleep 0.1; done; exit 1",
+        gate.display()
+    );
+    let m1 = c.add("m1", &[]);
+    c.add("m2", &["--no-fsync", "--before-commit", &hold]);
+    fs::write(&gate, "").unwrap();
+    c.initial_sync();
+    fs::remove_file(&gate).unwrap();
+    write(&c.src, "index.php", "<?php echo 'v2';\n");
+    write(&c.src, "newdir/new.txt", "new\n");
+    let before = c.snapshots();
+
+    let mut args = vec!["sync".to_string(), "--direct".into(), "-b".into()];
+    args.push(c.src.to_string_lossy().into_owned());
+    args.extend(c.net());
+    args.extend(c.key_args());
+    args.extend(["-r", ".", "--atomic"].map(String::from));
+    let mut push = Background::start(&args, c.path("push.log"));
+    // m1 is ready (journaled) and waits for the go; m2's hook holds the push.
+    let line = wait_for(
+        "m1 to show an unfinished commit",
+        std::time::Duration::from_secs(30),
+        || {
+            let st = c.daemon("m1").status();
+            st.lines
+                .iter()
+                .find(|l| l.starts_with("unfinished-commit "))
+                .cloned()
+        },
+    );
+    assert!(
+        line.contains("state=ready") && line.contains("journal=yes"),
+        "{line}"
+    );
+    let journal = c.daemon("m1").state.join("journal");
+    assert_eq!(fs::read_dir(&journal).unwrap().count(), 1, "one journal");
+    // `makuo status --json` names it too.
+    let addr = c.daemon("m1").console_addr();
+    let js = makuo(&["status", "--console", &addr, "--json"]);
+    assert_eq!(js.code, 0, "{js}");
+    assert_eq!(js.json()["unfinished_commits"][0]["state"], "ready", "{js}");
+    assert!(!temp_files(c.base("m1")).is_empty(), "m1 holds its staging");
+
+    c.daemons[m1].kill9();
+    fs::write(&gate, "").unwrap();
+    let st = push.wait(std::time::Duration::from_secs(60));
+    let out = push.log_text();
+    assert_eq!(st.and_then(|s| s.code()), Some(23), "{out}");
+    assert!(out.contains("not committed on any member"), "{out}");
+
+    c.daemons[m1].start();
+    let log = c.daemon("m1").log_text();
+    assert!(
+        log.contains("no go recorded: rolled back"),
+        "m1 logs the roll-back: {log}"
+    );
+    let st = c.daemon("m1").status();
+    assert!(
+        !st.lines.iter().any(|l| l.starts_with("unfinished-commit ")),
+        "{:?}",
+        st.lines
+    );
+    assert_eq!(fs::read_dir(&journal).unwrap().count(), 0, "journal gone");
+    wait_for(
+        "staging dropped everywhere",
+        std::time::Duration::from_secs(10),
+        || {
+            c.receivers()
+                .iter()
+                .all(|d| temp_files(&d.base).is_empty() && !d.base.join("newdir").exists())
+                .then_some(())
+        },
+    );
+    assert_eq!(before, c.snapshots(), "nothing committed anywhere");
+    // And the same push, ungated, commits everywhere.
+    let r = c.sync("-r . --atomic");
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();
 }

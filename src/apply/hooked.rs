@@ -71,7 +71,7 @@ impl FsStorage {
         prepare: bool,
     ) -> bool {
         let hooks = self.opts.hooks.clone();
-        if !hooks.as_ref().is_some_and(|h| h.before_commit.is_some()) {
+        if hooks.as_ref().is_none_or(|h| h.before_commit.is_none()) {
             return false;
         }
         let changes = planned_changes(req);

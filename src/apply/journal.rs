@@ -474,9 +474,10 @@ pub fn recover_journal(base: &Path, opts: &ApplyOptions) -> io::Result<Vec<Strin
             // alone (crashed while removing or writing) goes.
             if name.ends_with(".go") || name.ends_with(".tmp") {
                 let main = name.rsplit_once('.').map_or(name, |(m, _)| m);
-                if key_of(main).is_none() || name.ends_with(".tmp") {
-                    remove(dir.as_fd(), name);
-                } else if read_whole(dir.as_fd(), main).ok().flatten().is_none() {
+                let alone = key_of(main).is_none()
+                    || name.ends_with(".tmp")
+                    || read_whole(dir.as_fd(), main).ok().flatten().is_none();
+                if alone {
                     remove(dir.as_fd(), name);
                 }
             }

@@ -1,7 +1,9 @@
 //! The cluster-wide all-or-none commit (`--atomic`), both sides. The sender's COMMIT first
 //! carries PREPARE: each target answers READY once its whole push is staged (every file in
-//! its destination directory under a temp name, nothing failed), or FAILED. Only when every
-//! target is ready does the sender send COMMIT without PREPARE, which they apply as usual.
+//! its destination directory under a temp name, nothing failed), or FAILED. Once every
+//! target was ready, one more PREPARE round must be answered READY by every target (a
+//! member that died while the others got ready is found now, not after the go); only then
+//! does the sender send COMMIT without PREPARE, which they apply as usual.
 //! If any target failed (before or at PREPARE) or went silent, nobody gets the go: every
 //! target is failed with [`NOT_COMMITTED`] (the one that failed with its own reason) and
 //! sent ABORT, which drops its staging (and the directories staging made).
@@ -30,8 +32,11 @@ pub const NOT_COMMITTED: &str = "not committed on any member";
 pub(crate) struct Atomic {
     /// Every target was ready and the go (COMMIT without PREPARE) was given.
     pub(crate) go: bool,
-    /// Targets that answered READY (by position).
+    /// Targets that answered READY (by position), in the current round.
     ready: Vec<bool>,
+    /// Every target was ready once: the confirming round runs (each must answer READY
+    /// again, so one that died while waiting for the others is found before the go).
+    confirming: bool,
 }
 
 impl Outbound {
@@ -40,6 +45,7 @@ impl Outbound {
         self.atomic = on.then(|| Atomic {
             go: false,
             ready: vec![false; self.targets.len()],
+            confirming: false,
         });
     }
 
@@ -79,7 +85,9 @@ impl Outbound {
             return false;
         };
         if a.go {
-            return false;
+            // A READY that answered a repeated PREPARE, arriving after the go: not the
+            // commit's result.
+            return status == RESULT_READY;
         }
         match status {
             RESULT_READY => {
@@ -115,6 +123,25 @@ impl Outbound {
             self.progress.push(why);
             self.queue.clear();
             self.phase = Phase::Done;
+            return;
+        }
+        if a.ready.iter().all(|&r| r) && !a.confirming {
+            // A member may have answered READY long ago (the others were slower, a
+            // `--before-commit` hook ran) and died since: one more PREPARE round, answered
+            // READY by every target, comes before the go. What remains is a crash within
+            // that round trip (the journal then rolls that member back, see
+            // `apply/journal.rs`).
+            a.confirming = true;
+            a.ready.fill(false);
+            self.progress.push(format!(
+                "every member ready after {:.2}s: confirming",
+                now.saturating_duration_since(self.started).as_secs_f64()
+            ));
+            self.queue.clear();
+            self.queue.push_back(Work::Commit);
+            self.interval = cfg.poll_interval;
+            self.waiting_since = now;
+            self.deadline = None;
             return;
         }
         if a.ready.iter().all(|&r| r) {
