@@ -57,6 +57,16 @@ impl FsStorage {
         key: XferKey,
         req: &CommitRequest<'_>,
     ) -> Option<Result<(), String>> {
+        // Atomic pushes over the same paths are serialized here: while one is between
+        // PREPARE and its end, another touching any of its paths is refused (not committed
+        // anywhere); the sender may push again.
+        if let Err(other) = self.journals.claim(key, planned_changes(req)) {
+            return Some(Err(format!(
+                "another atomic push over the same paths ({:016x}/{:x}) is being committed \
+                 here; not committed, push again",
+                other.origin, other.xfer
+            )));
+        }
         if self.hold_for_before_commit(key, req, true) {
             return None;
         }

@@ -23,7 +23,7 @@
 //! at most [`MAX_JOURNAL`] bytes, parsed with bounds checks (a malformed one is logged and
 //! removed, and its push's temp files go with the sweep).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -62,6 +62,44 @@ pub struct Unfinished {
 #[derive(Debug, Default)]
 pub(super) struct Journals {
     open: HashMap<XferKey, Unfinished>,
+    /// The paths each atomic push between PREPARE and its end changes here: a second
+    /// atomic push over any of them is refused meanwhile (serialized).
+    claims: HashMap<XferKey, BTreeSet<Vec<u8>>>,
+}
+
+/// Whether `p` is in `set`, or one of its ancestors or descendants is.
+fn overlaps(set: &BTreeSet<Vec<u8>>, p: &[u8]) -> bool {
+    if set.contains(p) {
+        return true;
+    }
+    // Ancestors.
+    let mut end = p.len();
+    while let Some(i) = p[..end].iter().rposition(|&b| b == b'/') {
+        if set.contains(&p[..i]) {
+            return true;
+        }
+        end = i;
+    }
+    // Descendants: `p/...` sorts between `p/` and `p0` ('0' follows '/').
+    let mut lo = p.to_vec();
+    lo.push(b'/');
+    let mut hi = p.to_vec();
+    hi.push(b'0');
+    p == b"." || set.range(lo..hi).next().is_some()
+}
+
+impl Journals {
+    /// Claims `paths` for atomic push `key`, unless another atomic push holds any of them
+    /// (or an ancestor or descendant): then the other's key.
+    pub(super) fn claim(&mut self, key: XferKey, paths: Vec<Vec<u8>>) -> Result<(), XferKey> {
+        for (k, set) in &self.claims {
+            if *k != key && paths.iter().any(|p| overlaps(set, p)) {
+                return Err(*k);
+            }
+        }
+        self.claims.insert(key, paths.into_iter().collect());
+        Ok(())
+    }
 }
 
 fn unix_now() -> u64 {
@@ -342,6 +380,7 @@ impl FsStorage {
 
     /// The push is committed or dropped: its journal goes.
     pub(super) fn journal_done(&mut self, key: XferKey) {
+        self.journals.claims.remove(&key);
         let Some(u) = self.journals.open.remove(&key) else {
             return;
         };

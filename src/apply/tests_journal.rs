@@ -217,3 +217,43 @@ fn a_journal_that_is_not_makuos_is_dropped() {
     assert!(journal_files(&f).is_empty(), "{:?}", journal_files(&f));
     assert_eq!(fs::read(f.base.join("a")).unwrap(), b"old a");
 }
+
+#[test]
+fn a_second_atomic_push_over_the_same_paths_is_refused_while_one_is_ready() {
+    let f = fixture();
+    old_tree(&f.base);
+    let (mut s, _, _) = prepared(&f);
+    let other = XferKey { origin: 2, xfer: 9 };
+    let try_prepare = |s: &mut FsStorage, entries: Vec<Entry>| {
+        let m = manifest(entries);
+        let ins = s.inspect(other, &m).unwrap();
+        let req = CommitRequest {
+            manifest: &m,
+            flags: &ins.flags,
+            deletions: &ins.deletions,
+            skip: &[],
+        };
+        let r = s.prepare(other, &req);
+        s.abort(other);
+        r
+    };
+    // `n/x` is the ready push's; so is the directory `n`, under which `n/y` lies.
+    for clash in [
+        vec![Entry::file(b"n/x", 0, 0o644, 1)],
+        vec![Entry::dir(b"n", 0o700, 1), Entry::file(b"n/y", 0, 0o644, 1)],
+        vec![Entry::file(b"a", 0, 0o644, 1)],
+    ] {
+        let r = try_prepare(&mut s, clash);
+        assert!(
+            matches!(&r, Some(Err(e)) if e.contains("another atomic push over the same paths")),
+            "{r:?}"
+        );
+    }
+    // Elsewhere it gets ready.
+    let r = try_prepare(&mut s, vec![Entry::file(b"other", 0, 0o644, 1)]);
+    assert_eq!(r, Some(Ok(())));
+    // Once the first ended, the same paths are free again.
+    s.abort(KEY);
+    let r = try_prepare(&mut s, vec![Entry::file(b"n/x", 0, 0o644, 1)]);
+    assert_eq!(r, Some(Ok(())));
+}
