@@ -367,3 +367,207 @@ fn help_command_and_completions() {
         );
     }
 }
+
+/// The table counts deletions (rsync's `deleting` lines) in its DELETED column; a dry run is
+/// marked `(dry run)` in every row, and neither the front end (`-v`) nor the console ever
+/// says `committing` for one.
+#[test]
+fn dry_run_is_marked_and_deletions_are_counted() {
+    let mut c = Cluster::start(1);
+    c.initial_sync();
+    write(c.base("m1"), "gone1.txt", "x\n");
+    write(c.base("m1"), "sub/gone2.txt", "y\n");
+    write(&c.src, "a.txt", "changed, longer\n");
+    let before = c.snapshots();
+
+    let r = c.sync("-r -n -v --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(c.snapshots(), before, "-n changed a member");
+    let rows = r.table(1);
+    assert_eq!(rows[0].result, "ok (dry run)", "{r}");
+    assert_eq!(rows[0].deleted, 2, "{r}");
+    assert!(rows[0].files >= 1, "{r}");
+    assert!(!r.stderr.contains("committing"), "{r}");
+    assert!(r.stderr.contains("(dry run)"), "{r}");
+
+    // The console: progress lines, the table and the final `ok`, never `committing`.
+    let src = c.src.clone();
+    let s = c.add_sender("s1", &src, &["-r"]);
+    c.wait_converged(s);
+    let (lines, last) = c.daemon("s1").cmd("sync -n -r");
+    assert_eq!(last, "ok", "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("committing")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("m1 ") && l.ends_with("ok (dry run)")),
+        "{lines:?}"
+    );
+    assert_eq!(c.snapshots(), before, "console -n changed a member");
+
+    // The real run deletes both, says so, and is not marked.
+    let r = c.sync("-r --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let rows = r.table(1);
+    assert_eq!((rows[0].deleted, rows[0].result.as_str()), (2, "ok"), "{r}");
+    assert!(!c.base("m1").join("gone1.txt").exists());
+}
+
+/// `-v` lists every path sent or deleted, rsync-style (`deleting PATH`), directly and through
+/// the daemon; unchanged paths are not listed.
+#[test]
+fn verbose_lists_every_path_sent_or_deleted() {
+    let mut c = Cluster::start(1);
+    c.initial_sync();
+    let src = c.src.clone();
+    let s = c.add_sender("s1", &src, &["-r"]);
+    c.wait_converged(s);
+
+    write(&c.src, "new.txt", "new\n");
+    write(&c.src, "lib/util.php", "<?php function f() { return 1; }\n");
+    write(c.base("m1"), "old.txt", "old\n");
+    let r = c.sync("-r -v --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let out = r.lines();
+    for want in ["new.txt", "lib/util.php", "deleting old.txt"] {
+        assert!(out.contains(&want), "no {want:?} in:\n{r}");
+    }
+    assert!(
+        !out.contains(&"index.php"),
+        "an unchanged path listed:\n{r}"
+    );
+    c.assert_all_identical();
+
+    // Through the daemon.
+    write(&c.src, "new2.txt", "new2\n");
+    write(c.base("m1"), "old2.txt", "old\n");
+    let r = c.daemon("s1").sync(&["-v", "--delete"]);
+    assert_eq!(r.code, 0, "{r}");
+    let out = r.lines();
+    for want in ["new2.txt", "deleting old2.txt"] {
+        assert!(out.contains(&want), "no {want:?} in:\n{r}");
+    }
+    assert!(!out.contains(&"new.txt"), "an unchanged path listed:\n{r}");
+}
+
+/// What `rsync -ani --delete SRC/ DST/` says it would do: lines with their whitespace
+/// squeezed (rsync pads `*deleting`), sorted; `None` without rsync.
+fn rsync_would(src: &std::path::Path, dst: &std::path::Path) -> Option<Vec<String>> {
+    let out = match Command::new("rsync")
+        .args(["-ani", "--delete"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display()))
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running rsync: {e}"),
+    };
+    assert!(out.status.success(), "rsync: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The base directory's own attributes (time included) are the operator's: makuo never
+    // sets them, where rsync itemizes `./`.
+    Some(squeezed(
+        &text
+            .lines()
+            .filter(|l| !l.ends_with(" ./"))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn squeezed(lines: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Directory mtimes are synced, and makuo itemizes as `rsync -ani` does on the same trees:
+/// `.d..t......` (a directory's time), `.d...p.....` (its mode alone), `>f+++++++++`,
+/// `cd+++++++++`, `>f.st......`, `>f..t......`, `.f...p.....`, `cL+++++++++ L -> T`,
+/// `*deleting`; the real run's `-i` lines are the same, and afterwards rsync finds nothing
+/// left to do (directory times included). The base's own `./` line is left out: its
+/// attributes are the operator's, never a push's.
+#[test]
+fn itemized_changes_match_rsync_and_directory_times_are_synced() {
+    let c = Cluster::start(1);
+    c.initial_sync();
+    let s = c.src.clone();
+    let m = c.base("m1").to_path_buf();
+    let Some(none) = rsync_would(&s, &m) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "rsync is the oracle here: install it"
+        );
+        eprintln!("skipping: rsync not found");
+        return;
+    };
+    // After a push, rsync sees nothing to do: directory times arrived too.
+    let mt = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(p).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    assert_eq!(
+        none,
+        Vec::<String>::new(),
+        "rsync would still change (src {:?}, m1 {:?}):\n{}",
+        mt(&s),
+        mt(&m),
+        c.daemon("m1").log_text()
+    );
+
+    // One change of each kind.
+    write(&s, "new.txt", "new\n");
+    write(&s, "newdir/x.txt", "x\n");
+    write(&s, "a.txt", "hello, longer\n");
+    write(&s, "index.php", "<?php echo 'HELLO';\n");
+    fs::set_permissions(s.join("lib/notes.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(s.join("many"), fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink("a.txt", s.join("ln")).unwrap();
+    write(&m, "extra.txt", "only on the member\n");
+    // rsync compares whole seconds: the rewritten files get other seconds.
+    set_mtime(&s.join("a.txt"), 1_200_000_000, 0);
+    set_mtime(&s.join("index.php"), 1_200_000_000, 0);
+    set_mtime(&s.join("lib"), 1_000_000_000, 0);
+    set_mtime(&s.join("sub/deep"), 1_100_000_000, 500);
+
+    let theirs = rsync_would(&s, &m).unwrap();
+    for code in [
+        ".d..t...... lib/",
+        ".d..t...... sub/deep/",
+        ".d...p..... many/",
+        ">f+++++++++ new.txt",
+        "cd+++++++++ newdir/",
+        ">f.st...... a.txt",
+        ">f..t...... index.php",
+        ".f...p..... lib/notes.txt",
+        "cL+++++++++ ln -> a.txt",
+        "*deleting extra.txt",
+    ] {
+        assert!(
+            theirs.iter().any(|l| l == code),
+            "rsync: no {code:?} in {theirs:?}"
+        );
+    }
+    let r = c.sync("-r -n --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let ours = squeezed(&r.before_table(1));
+    assert_eq!(ours, theirs, "makuo -n (left) and rsync -ani (right)");
+
+    let r = c.sync("-r -i --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let ours = squeezed(&r.before_table(1));
+    assert_eq!(ours, theirs, "makuo -i (left) and rsync -ani (right)");
+    assert_eq!(
+        rsync_would(&s, &m).unwrap(),
+        Vec::<String>::new(),
+        "after the push (src {:?}, m1 {:?}):\n{r}\n{}",
+        mt(&s),
+        mt(&m),
+        c.daemon("m1").log_text()
+    );
+}

@@ -202,7 +202,8 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         timeout: cmd.timeout,
         progress: cmd.progress,
         verbose: out.verbose,
-        itemize: cmd.itemize,
+        // -v lists every path, from the itemized changes.
+        itemize: cmd.itemize || out.verbose > 0,
         stats: cmd.stats,
         walk_time: walked,
         no_member: format!(

@@ -111,9 +111,17 @@ fn print_outcome_with(
     itemize: bool,
     stats: bool,
 ) -> Exit {
-    if !out.json && itemize && !o.dry_run && !check {
+    if !out.json && !o.dry_run && !check {
         let mut so = std::io::stdout().lock();
-        for l in o.itemized() {
+        // -i: rsync's itemized lines; -v: the name of every path sent or deleted.
+        let lines = if itemize {
+            o.itemized()
+        } else if out.verbose > 0 && !out.quiet {
+            o.names()
+        } else {
+            Vec::new()
+        };
+        for l in lines {
             let _ = writeln!(so, "{l}");
         }
     }
@@ -407,7 +415,8 @@ fn via_console_inner(
             line.push_str(word);
         }
     }
-    if cmd.itemize {
+    // -v lists every path, from the itemized changes.
+    if cmd.itemize || out.verbose > 0 {
         line.push_str(" -i");
     }
     if cmd.stats {

@@ -578,7 +578,12 @@ impl<S: Storage> Engine<S> {
             self.refuse_inbound(now, key, why);
             return;
         }
-        let list = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);
+        // Deletions are listed for a dry run, and for a real `--delete` so the sender can
+        // name them (`-v`, `-i`: rsync's `deleting` lines); the count always travels.
+        let list = ib
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.options.dry_run || m.options.delete);
         ib.set_inspection(insp, list);
         let report = ib.report.clone().unwrap();
         self.send_report(key, &report);

@@ -678,10 +678,13 @@ impl Outbound {
 
     fn start_commit(&mut self, now: Instant, cfg: &Config) {
         let ok = self.targets.iter().filter(|t| t.active()).count();
-        self.progress.push(format!(
-            "committing on {ok} member(s) after {:.2}s",
-            now.saturating_duration_since(self.started).as_secs_f64()
-        ));
+        let after = now.saturating_duration_since(self.started).as_secs_f64();
+        // A dry run changes nothing: it never says it commits.
+        self.progress.push(if self.manifest.options.dry_run {
+            format!("(dry run) nothing changed on {ok} member(s) after {after:.2}s")
+        } else {
+            format!("committing on {ok} member(s) after {after:.2}s")
+        });
         self.phase = Phase::Commit;
         self.queue.clear();
         self.sched.clear();
