@@ -571,3 +571,76 @@ fn itemized_changes_match_rsync_and_directory_times_are_synced() {
         c.daemon("m1").log_text()
     );
 }
+
+/// `--progress` on a terminal draws a bar (bytes of the total, rate, ETA, the file going out)
+/// in direct mode and through the daemon (its `progress DONE TOTAL PATH` lines); when stderr
+/// is not a terminal nothing is drawn.
+#[test]
+fn progress_bar_on_a_terminal_directly_and_through_the_daemon() {
+    let mut c = Cluster::start(1);
+    c.initial_sync();
+    write_big(&c.src.join("big1.bin"), 4 << 20);
+    // 2 MiB/s: the 4 MiB take about two seconds.
+    let mut args: Vec<String> = ["sync", "--direct", "-b"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(c.src.to_string_lossy().into_owned());
+    args.extend(c.net());
+    args.extend(c.key_args());
+    args.extend(
+        [
+            "-r",
+            "--progress",
+            "--bwlimit",
+            "2M",
+            "--min-rate",
+            "0",
+            ".",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let Some(r) = makuo_on_a_terminal(&args, Duration::from_secs(60)) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "script(1) gives this test its terminal: install util-linux"
+        );
+        eprintln!("skipping: no script(1)");
+        return;
+    };
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("ETA"), "no bar on the terminal:\n{r}");
+    assert!(r.stdout.contains("big1.bin"), "the bar names no file:\n{r}");
+    assert!(r.stdout.contains("MiB"), "no byte counts:\n{r}");
+    c.assert_all_identical();
+
+    // Not a terminal: nothing drawn.
+    write_big(&c.src.join("big2.bin"), 1 << 20);
+    let r = c.sync("-r --progress .");
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        !r.stderr.contains("ETA") && !r.stdout.contains("ETA"),
+        "{r}"
+    );
+
+    // Through a daemon (sending only, its rate capped at 16 Mbit/s).
+    let src = c.src.clone();
+    let s = c.add_sender("s1", &src, &["-r", "-T", "16", "--min-rate", "0"]);
+    c.wait_converged(s);
+    write_big(&c.src.join("big3.bin"), 4 << 20);
+    let console = c.daemon("s1").console_addr();
+    let args: Vec<String> = ["sync", "--console", &console, "-r", "--progress", "."]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let r = makuo_on_a_terminal(&args, Duration::from_secs(60)).unwrap();
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("ETA"), "no bar through the daemon:\n{r}");
+    assert!(r.stdout.contains("big3.bin"), "the bar names no file:\n{r}");
+    assert!(
+        !r.stdout.contains("progress "),
+        "raw progress lines shown:\n{r}"
+    );
+    c.assert_all_identical();
+}

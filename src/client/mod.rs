@@ -8,6 +8,7 @@
 
 mod direct;
 mod info;
+mod progress;
 mod session;
 mod watch;
 
@@ -435,15 +436,21 @@ fn via_console_inner(
         }
     }
     let mut result = None;
+    let bar = progress::Bar::new(cmd.progress && !out.quiet);
     let last = c.command(&line, |l| {
         if let Some(j) = l.strip_prefix("result ") {
             result = serde_json::from_str::<Outcome>(j).ok();
+        } else if l.starts_with("progress ") {
+            bar.console_line(l);
+        } else if bar.on() && !l.starts_with("skipping") && !l.starts_with("warning") {
+            bar.line(l);
         } else if !out.quiet
             && (out.verbose > 0 || l.starts_with("skipping") || l.starts_with("warning"))
         {
             eprintln!("{l}");
         }
     });
+    bar.finish();
     let last = last?;
     phase("push done");
     let _ = c.command("quit", |_| {});

@@ -243,6 +243,13 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Of push `xfer` (one this node sends): payload bytes its first pass has multicast, the
+    /// payload's length (both 0 until every target registered) and the manifest entry whose
+    /// contents go out now. `None` once it ended.
+    pub fn push_bytes(&self, xfer: u32) -> Option<(u64, u64, Option<u32>)> {
+        self.outbound.get(&xfer).map(|o| o.pass_bytes())
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -578,6 +578,21 @@ pub fn row_result(out: &str, member: &str) -> String {
     r.split_whitespace().skip(5).collect::<Vec<_>>().join(" ")
 }
 
+/// `makuo ARGS...` on a terminal (a pty from `script(1)`): stdout and stderr both arrive in
+/// the returned stdout, as the terminal showed them. `None` when `script` is missing.
+pub fn makuo_on_a_terminal(args: &[String], limit: Duration) -> Option<Run> {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let mut line = quote(EXE);
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    Command::new("script").arg("--version").output().ok()?;
+    let mut c = Command::new("script");
+    c.args(["-qfec", &line, "/dev/null"]);
+    Some(run(&mut c, limit))
+}
+
 /// Runs a command to completion, killing it (and failing) after `limit`.
 pub fn run(cmd: &mut Command, limit: Duration) -> Run {
     run_input(cmd, None, limit)
