@@ -13,6 +13,7 @@
 pub mod daemon;
 pub mod generate;
 pub mod msync;
+pub mod pages;
 mod values;
 
 #[cfg(test)]
@@ -126,7 +127,9 @@ pub enum Command {
     /// operators can alert on it; 10 when no member answered.
     Doctor(FrontArgs),
     /// Show daemon state: transfers in flight, members, counters.
-    Status(FrontArgs),
+    ///
+    /// Needs a daemon: there is no direct mode, so only the console and output options apply.
+    Status(StatusArgs),
     /// Edit the daemon's standing exclude list (shell globs), which applies to every push.
     ///
     /// The list is kept in the daemon's state directory (file 'excludes'), so it survives
@@ -708,6 +711,18 @@ pub struct ExcludeArgs {
     pub output: OutputArgs,
 }
 
+/// `makuo status`: a question to the daemon only (no direct mode, no tree).
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Where the daemon console is.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
+    /// Output shape.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// An edit of the standing exclude list.
 #[derive(Debug, Subcommand)]
 pub enum ExcludeAction {
@@ -808,6 +823,20 @@ impl Cli {
         let matches = Cli::command().try_get_matches_from(args)?;
         let cli = Cli::from_arg_matches(&matches)?;
         cli.check()?;
+        // `members` walks no tree: a base or state directory given to it would be ignored.
+        if let Some(("members", m)) = matches.subcommand() {
+            for (id, flag) in [("base", "-b/--base"), ("state_dir", "--state-dir")] {
+                if m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                    return Err(Cli::command().error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "{flag} is not used by members: it walks no tree (direct mode \
+                             only listens for members)"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok((cli, matches))
     }
 
@@ -819,7 +848,7 @@ impl Cli {
             Command::Check(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
             Command::Members(a) => &a.front.cluster,
-            Command::Status(a) | Command::Doctor(a) => &a.cluster,
+            Command::Doctor(a) => &a.cluster,
             _ => return Ok(()),
         };
         if cluster.keys.len() > MAX_KEYS {

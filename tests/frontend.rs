@@ -644,3 +644,69 @@ fn progress_bar_on_a_terminal_directly_and_through_the_daemon() {
     );
     c.assert_all_identical();
 }
+
+/// Bash completion of `makuo sync -t ` offers the member names a live daemon lists.
+#[test]
+fn bash_completes_member_names_from_a_live_daemon() {
+    let c = Cluster::start(2);
+    c.wait_converged(0);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/makuo.bash");
+    let bin = std::path::Path::new(EXE).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let line = format!(
+        "source '{}'; COMP_WORDS=(makuo sync -t ''); COMP_CWORD=3; COMP_LINE='makuo sync -t '; \
+         COMP_POINT=${{#COMP_LINE}}; _makuo makuo '' -t; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let r = run(
+        Command::new("bash")
+            .args(["-c", &line])
+            .env("PATH", path)
+            .env("MAKUO_CONSOLE", c.daemon("m1").console_addr()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let mut got: Vec<&str> = r.stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, ["m1", "m2"], "{r}");
+}
+
+/// `status` has no direct mode and walks no tree: it lists and takes only the console and
+/// output options; `members` refuses a base or state directory it would ignore.
+#[test]
+fn members_and_status_take_only_options_they_use() {
+    let r = makuo(&["status", "--help"]);
+    assert_eq!(r.code, 0, "{r}");
+    for ignored in ["--direct", "--base", "--group", "--discover", "--state-dir"] {
+        assert!(!r.stdout.contains(ignored), "status lists {ignored}:\n{r}");
+    }
+    assert!(
+        r.stdout.contains("--console") && r.stdout.contains("--json"),
+        "{r}"
+    );
+    let r = makuo(&["status", "--direct"]);
+    assert_eq!(r.code, 1, "{r}");
+    let r = makuo(&["status", "-b", "/tmp"]);
+    assert_eq!(r.code, 1, "{r}");
+    for args in [
+        ["members", "-b", "/tmp"],
+        ["members", "--state-dir", "/tmp"],
+    ] {
+        let r = makuo(&args);
+        assert_eq!(r.code, 1, "{r}");
+        assert!(r.stderr.contains("is not used by members"), "{r}");
+    }
+    let r = makuo(&["members", "--json", "-b", "/tmp"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not used by members"),
+        "{r}"
+    );
+}
