@@ -779,7 +779,11 @@ fn handle_job(
                 });
             }
             if live.is_empty() {
-                let mut o = Outcome::failed(Exit::NoMember, "no member answered".into(), 0.0);
+                let why = match node.unopened_note() {
+                    Some(note) => format!("no member answered ({note})"),
+                    None => "no member answered".into(),
+                };
+                let mut o = Outcome::failed(Exit::NoMember, why, 0.0);
                 o.members = absent.iter().map(Absent::outcome).collect();
                 let _ = reply.send(Reply::Done(o));
                 return;

@@ -710,3 +710,44 @@ fn members_and_status_take_only_options_they_use() {
         "{r}"
     );
 }
+
+/// A sender whose key cannot open the members' datagrams (or that has none) hears no member:
+/// its `no member answered` says how many datagrams from which host it could not open (key
+/// mismatch?), and the member logs a line naming the sender.
+#[test]
+fn a_key_mismatch_is_named_not_just_no_member_answered() {
+    let c = Cluster::start(1);
+    let other = c.keygen("other.key");
+    let src = c.src.clone();
+    let r = c.direct_keys(&src, &[other.as_path()], "sync", &["-r", "."]);
+    assert_eq!(r.code, 10, "{r}");
+    assert!(
+        r.stderr.contains("no member answered") && r.stderr.contains("from 127.0.0.1"),
+        "{r}"
+    );
+    assert!(r.stderr.contains("key mismatch?"), "{r}");
+
+    // Unkeyed against a keyed member.
+    let r = c.direct_keys(&src, &[], "sync", &["-r", "."]);
+    assert_eq!(r.code, 10, "{r}");
+    assert!(
+        r.stderr
+            .contains("arrived sealed and this node has no key: key mismatch?"),
+        "{r}"
+    );
+
+    // The member said so in its log, naming the source.
+    let log = wait_for(
+        "the member to log the mismatch",
+        Duration::from_secs(5),
+        || {
+            let l = c.daemon("m1").log_text();
+            l.contains("could not be opened").then_some(l)
+        },
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("could not be opened") && l.contains("from 127.0.0.1:")),
+        "{log}"
+    );
+}

@@ -293,6 +293,16 @@ pub(crate) fn push_on(
         } else {
             p.no_member.clone()
         };
+        // Members that could not be heard because of the key are named. Members cannot open
+        // our join to answer it, so wait for one heartbeat period to hear theirs.
+        let until = Instant::now() + Duration::from_millis(1200);
+        while node.unopened().is_empty() && Instant::now() < until {
+            node.turn(Duration::from_millis(50))?;
+        }
+        let why = match node.unopened_note() {
+            Some(note) => format!("{why} ({note})"),
+            None => why,
+        };
         let mut o = Outcome::failed(Exit::NoMember, why, started.elapsed().as_secs_f64());
         o.members = absent.iter().map(Absent::outcome).collect();
         return Ok(o);
