@@ -1112,7 +1112,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__members)
-            opts="-K -b -m -p -i -k -v -q -h --forget --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -m -p -i -k -v -q -b -h --forget --console --password-file --direct --discover --group --port --interface --ttl --peer --key --insecure --name --mtu --verbose --quiet --json --base --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1161,20 +1161,6 @@ _makuo() {
                 --discover)
                     COMPREPLY=()
                     [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
-                    return 0
-                    ;;
-                --base)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
-                    return 0
-                    ;;
-                -b)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
                     return 0
                     ;;
                 --group)
@@ -1260,16 +1246,30 @@ _makuo() {
                     [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
-                --state-dir)
+                --mtu)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --base)
                     COMPREPLY=()
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
                     return 0
                     ;;
-                --mtu)
+                -b)
                     COMPREPLY=()
-                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
                     return 0
                     ;;
                 *)

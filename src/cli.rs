@@ -120,6 +120,10 @@ pub enum Command {
     #[command(mut_arg("interface", |a| a.short(None)))]
     Watch(WatchArgs),
     /// List live members: name, address, version and role.
+    ///
+    /// It walks no tree: the base and state directory are not listed (scripts that pass the
+    /// cluster's common flags may still give them; they are ignored).
+    #[command(mut_arg("base", |a| a.hide(true)), mut_arg("state_dir", |a| a.hide(true)))]
     Members(MembersArgs),
     /// How each member is reached: multicast to it and from it, or unicast only.
     ///
@@ -823,20 +827,6 @@ impl Cli {
         let matches = Cli::command().try_get_matches_from(args)?;
         let cli = Cli::from_arg_matches(&matches)?;
         cli.check()?;
-        // `members` walks no tree: a base or state directory given to it would be ignored.
-        if let Some(("members", m)) = matches.subcommand() {
-            for (id, flag) in [("base", "-b/--base"), ("state_dir", "--state-dir")] {
-                if m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
-                    return Err(Cli::command().error(
-                        clap::error::ErrorKind::ArgumentConflict,
-                        format!(
-                            "{flag} is not used by members: it walks no tree (direct mode \
-                             only listens for members)"
-                        ),
-                    ));
-                }
-            }
-        }
         Ok((cli, matches))
     }
 
