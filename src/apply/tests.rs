@@ -777,7 +777,7 @@ fn inspect_flags_for_each_change_kind() {
     let out = commit(
         &mut s,
         &m2,
-        &[0, 0, TIME, PERM, TYPE, 0, PERM, LINK, TIME, 0],
+        &[0, 0, TIME, PERM, TYPE, TIME, PERM, LINK, TIME, 0],
         &[],
     );
     assert_eq!(out.errors, Vec::<String>::new());
