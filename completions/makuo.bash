@@ -92,19 +92,23 @@ _makuo() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --exclude)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --include)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --exclude-from)
@@ -138,11 +142,13 @@ _makuo() {
                     return 0
                     ;;
                 --filter)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --files-from)
@@ -161,7 +167,8 @@ _makuo() {
                     return 0
                     ;;
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -195,7 +202,8 @@ _makuo() {
                     return 0
                     ;;
                 --discover)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --base)
@@ -227,11 +235,13 @@ _makuo() {
                     return 0
                     ;;
                 --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --interface)
@@ -249,11 +259,13 @@ _makuo() {
                     return 0
                     ;;
                 --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --key)
@@ -287,7 +299,8 @@ _makuo() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --state-dir)
@@ -298,7 +311,8 @@ _makuo() {
                     return 0
                     ;;
                 --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 *)
@@ -344,11 +358,13 @@ _makuo() {
                     return 0
                     ;;
                 --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --interface)
@@ -366,11 +382,13 @@ _makuo() {
                     return 0
                     ;;
                 --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --key)
@@ -404,7 +422,8 @@ _makuo() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --state-dir)
@@ -415,15 +434,18 @@ _makuo() {
                     return 0
                     ;;
                 --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --bind)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --reply-port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --config)
@@ -442,19 +464,23 @@ _makuo() {
                     return 0
                     ;;
                 --console-port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -P)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --console-addr)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -l)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --console-socket)
@@ -518,15 +544,18 @@ _makuo() {
                     return 0
                     ;;
                 --console-group)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --loglevel)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -d)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --log-file)
@@ -575,35 +604,43 @@ _makuo() {
                     return 0
                     ;;
                 --metrics)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --user)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -u)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --run-group)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --group-id)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -g)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --groups)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -G)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --chroot-dir)
@@ -614,71 +651,88 @@ _makuo() {
                     return 0
                     ;;
                 --parallel)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --rate)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -T)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --min-rate)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --rcvbuf)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -R)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --sndbuf)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -S)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --heartbeat)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --member-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --member-expiry)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --protect)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --max-delete)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --after-push)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --before-commit)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --hook-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 *)
@@ -696,11 +750,13 @@ _makuo() {
             fi
             case "${prev}" in
                 --members)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --files)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 *)
@@ -718,7 +774,8 @@ _makuo() {
             fi
             case "${prev}" in
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -752,7 +809,8 @@ _makuo() {
                     return 0
                     ;;
                 --discover)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --base)
@@ -784,11 +842,13 @@ _makuo() {
                     return 0
                     ;;
                 --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --interface)
@@ -806,11 +866,13 @@ _makuo() {
                     return 0
                     ;;
                 --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --key)
@@ -844,7 +906,8 @@ _makuo() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --state-dir)
@@ -855,7 +918,8 @@ _makuo() {
                     return 0
                     ;;
                 --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 *)
@@ -873,7 +937,8 @@ _makuo() {
             fi
             case "${prev}" in
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -1005,7 +1070,8 @@ _makuo() {
             fi
             case "${prev}" in
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -1046,18 +1112,20 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__members)
-            opts="-K -b -m -p -i -k -v -q -h --forget --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -m -p -i -k -v -q -b -h --forget --console --password-file --direct --discover --group --port --interface --ttl --peer --key --insecure --name --mtu --verbose --quiet --json --base --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --forget)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -1091,21 +1159,8 @@ _makuo() {
                     return 0
                     ;;
                 --discover)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --base)
                     COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
-                    return 0
-                    ;;
-                -b)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --group)
@@ -1123,11 +1178,13 @@ _makuo() {
                     return 0
                     ;;
                 --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --interface)
@@ -1145,11 +1202,13 @@ _makuo() {
                     return 0
                     ;;
                 --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --key)
@@ -1183,7 +1242,27 @@ _makuo() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --mtu)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --base)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
                     return 0
                     ;;
                 --state-dir)
@@ -1191,10 +1270,6 @@ _makuo() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o plusdirs
                     fi
-                    return 0
-                    ;;
-                --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1205,14 +1280,15 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__status)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -v -q -h --console --password-file --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -1243,113 +1319,6 @@ _makuo() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
                     fi
-                    return 0
-                    ;;
-                --discover)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --base)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
-                    return 0
-                    ;;
-                -b)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
-                    return 0
-                    ;;
-                --group)
-                    COMPREPLY=("${cur}")
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o nospace
-                    fi
-                    return 0
-                    ;;
-                -m)
-                    COMPREPLY=("${cur}")
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o nospace
-                    fi
-                    return 0
-                    ;;
-                --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --interface)
-                    COMPREPLY=("${cur}")
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o nospace
-                    fi
-                    return 0
-                    ;;
-                -i)
-                    COMPREPLY=("${cur}")
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o nospace
-                    fi
-                    return 0
-                    ;;
-                --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --key)
-                    local oldifs
-                    if [ -n "${IFS+x}" ]; then
-                        oldifs="$IFS"
-                    fi
-                    IFS=$'\n'
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    if [ -n "${oldifs+x}" ]; then
-                        IFS="$oldifs"
-                    fi
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o filenames
-                    fi
-                    return 0
-                    ;;
-                -k)
-                    local oldifs
-                    if [ -n "${IFS+x}" ]; then
-                        oldifs="$IFS"
-                    fi
-                    IFS=$'\n'
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    if [ -n "${oldifs+x}" ]; then
-                        IFS="$oldifs"
-                    fi
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o filenames
-                    fi
-                    return 0
-                    ;;
-                --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state-dir)
-                    COMPREPLY=()
-                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
-                        compopt -o plusdirs
-                    fi
-                    return 0
-                    ;;
-                --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1367,19 +1336,23 @@ _makuo() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --exclude)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --include)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --exclude-from)
@@ -1413,11 +1386,13 @@ _makuo() {
                     return 0
                     ;;
                 --filter)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --files-from)
@@ -1436,23 +1411,28 @@ _makuo() {
                     return 0
                     ;;
                 --max-delete)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --bwlimit)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --min-rate)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -1486,7 +1466,8 @@ _makuo() {
                     return 0
                     ;;
                 --discover)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --base)
@@ -1518,19 +1499,23 @@ _makuo() {
                     return 0
                     ;;
                 --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --key)
@@ -1564,7 +1549,8 @@ _makuo() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --state-dir)
@@ -1575,7 +1561,8 @@ _makuo() {
                     return 0
                     ;;
                 --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --interface)
@@ -1600,19 +1587,23 @@ _makuo() {
             fi
             case "${prev}" in
                 --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -t)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --exclude)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --include)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --exclude-from)
@@ -1646,19 +1637,23 @@ _makuo() {
                     return 0
                     ;;
                 --filter)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --delay)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --console)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --password-file)
@@ -1692,7 +1687,8 @@ _makuo() {
                     return 0
                     ;;
                 --discover)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --base)
@@ -1724,19 +1720,23 @@ _makuo() {
                     return 0
                     ;;
                 --port)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --ttl)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --peer)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --key)
@@ -1770,7 +1770,8 @@ _makuo() {
                     return 0
                     ;;
                 --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --state-dir)
@@ -1781,7 +1782,8 @@ _makuo() {
                     return 0
                     ;;
                 --mtu)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0
                     ;;
                 --interface)

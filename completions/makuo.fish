@@ -210,7 +210,6 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l forget -d 'Stop 
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
-complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s p -l port -d 'UDP port of the multicast group' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
@@ -218,8 +217,9 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l ttl -d 'Multicas
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
-complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 'Print more (repeat for even more)'
@@ -247,19 +247,6 @@ complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l json -d 'Print th
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s p -l port -d 'UDP port of the multicast group' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s i -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
-complete -c makuo -n "__fish_makuo_using_subcommand status" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand status" -l json -d 'Print the result as one JSON document instead of text'

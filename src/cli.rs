@@ -13,6 +13,7 @@
 pub mod daemon;
 pub mod generate;
 pub mod msync;
+pub mod pages;
 mod values;
 
 #[cfg(test)]
@@ -119,6 +120,10 @@ pub enum Command {
     #[command(mut_arg("interface", |a| a.short(None)))]
     Watch(WatchArgs),
     /// List live members: name, address, version and role.
+    ///
+    /// It walks no tree: the base and state directory are not listed (scripts that pass the
+    /// cluster's common flags may still give them; they are ignored).
+    #[command(mut_arg("base", |a| a.hide(true)), mut_arg("state_dir", |a| a.hide(true)))]
     Members(MembersArgs),
     /// How each member is reached: multicast to it and from it, or unicast only.
     ///
@@ -126,7 +131,9 @@ pub enum Command {
     /// operators can alert on it; 10 when no member answered.
     Doctor(FrontArgs),
     /// Show daemon state: transfers in flight, members, counters.
-    Status(FrontArgs),
+    ///
+    /// Needs a daemon: there is no direct mode, so only the console and output options apply.
+    Status(StatusArgs),
     /// Edit the daemon's standing exclude list (shell globs), which applies to every push.
     ///
     /// The list is kept in the daemon's state directory (file 'excludes'), so it survives
@@ -708,6 +715,18 @@ pub struct ExcludeArgs {
     pub output: OutputArgs,
 }
 
+/// `makuo status`: a question to the daemon only (no direct mode, no tree).
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Where the daemon console is.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
+    /// Output shape.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// An edit of the standing exclude list.
 #[derive(Debug, Subcommand)]
 pub enum ExcludeAction {
@@ -819,7 +838,7 @@ impl Cli {
             Command::Check(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
             Command::Members(a) => &a.front.cluster,
-            Command::Status(a) | Command::Doctor(a) => &a.cluster,
+            Command::Doctor(a) => &a.cluster,
             _ => return Ok(()),
         };
         if cluster.keys.len() > MAX_KEYS {

@@ -78,6 +78,15 @@ pub(crate) struct Detail {
     stats: Option<(usize, Duration)>,
     /// `--atomic`: all or none.
     atomic: bool,
+    /// `--progress`: `progress DONE TOTAL PATH` lines while contents go out.
+    progress: bool,
+}
+
+/// The console's progress line of a push: payload bytes sent, of how many, and the path
+/// whose contents go out now (escaped; `-` between files).
+pub(crate) fn progress_line(done: u64, total: u64, path: Option<&[u8]>) -> String {
+    let path = path.map_or_else(|| "-".to_string(), |p| escape::text(p).into_owned());
+    format!("progress {done} {total} {path}")
 }
 
 /// What the loop sends back.
@@ -91,6 +100,8 @@ struct Pending {
     reply: Sender<Reply>,
     /// When the session last got a line (a keep-alive goes out every second).
     last_line: Instant,
+    /// When it last got a `progress` line.
+    last_progress: Instant,
     manifest: proto::manifest::Manifest,
     absent: Vec<Absent>,
     started: Instant,
@@ -546,7 +557,20 @@ fn event_loop(
         // Sessions hear from a push at least every second, so `--timeout` on the front end
         // measures a stuck daemon, not a long pass.
         let sent = node.engine.stats().sent;
-        for p in pending.values_mut() {
+        for (xfer, p) in pending.iter_mut() {
+            // `--progress`: where the contents are, four times a second.
+            if p.detail.progress && p.last_progress.elapsed() >= Duration::from_millis(250) {
+                if let Some((done, total, entry)) = node.engine.push_bytes(*xfer) {
+                    p.last_progress = Instant::now();
+                    if total > 0 {
+                        p.last_line = Instant::now();
+                        let path = entry
+                            .and_then(|i| p.manifest.entries.get(i as usize))
+                            .map(|e| e.path.as_slice());
+                        let _ = p.reply.send(Reply::Line(progress_line(done, total, path)));
+                    }
+                }
+            }
             if p.last_line.elapsed() >= Duration::from_secs(1) {
                 p.last_line = Instant::now();
                 let _ = p.reply.send(Reply::Line(format!(
@@ -767,7 +791,11 @@ fn handle_job(
                 });
             }
             if live.is_empty() {
-                let mut o = Outcome::failed(Exit::NoMember, "no member answered".into(), 0.0);
+                let why = match node.unopened_note() {
+                    Some(note) => format!("no member answered ({note})"),
+                    None => "no member answered".into(),
+                };
+                let mut o = Outcome::failed(Exit::NoMember, why, 0.0);
                 o.members = absent.iter().map(Absent::outcome).collect();
                 let _ = reply.send(Reply::Done(o));
                 return;
@@ -790,6 +818,7 @@ fn handle_job(
                         Pending {
                             reply,
                             last_line: now,
+                            last_progress: now,
                             manifest,
                             absent,
                             started: now,
@@ -1436,6 +1465,7 @@ impl Session {
                 itemize: c.itemize,
                 stats: c.stats.then_some((manifest_len, sel.walk_time)),
                 atomic: c.atomic,
+                progress: c.progress,
             },
             walk: sel.walk_time,
             sent: Instant::now(),

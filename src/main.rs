@@ -109,9 +109,8 @@ fn main() -> ExitCode {
                         .and_then(|_| makuo::client::members(&a, &sub)),
                     Command::Doctor(mut a) => config::apply_front(&mut a, &sub)
                         .and_then(|_| makuo::client::doctor(&a, &sub)),
-                    Command::Status(mut a) => {
-                        config::apply_front(&mut a, &sub).and_then(|_| makuo::client::status(&a))
-                    }
+                    Command::Status(mut a) => config::apply_console(&mut a.console, &sub)
+                        .and_then(|_| makuo::client::status(&a)),
                     Command::Exclude(mut a) => {
                         if let Err(e) = config::apply_console(&mut a.console, &sub) {
                             eprintln!("makuo {name}: {e:#}");

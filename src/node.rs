@@ -99,6 +99,9 @@ pub struct Node {
     pub seal_refused: u64,
     notices: Vec<String>,
     noticed: HashMap<SocketAddr, Instant>,
+    /// Per source, datagrams this node's key could not open (or, unkeyed, sealed ones): a
+    /// key mismatch, named when no member answers ([`Node::unopened_note`]).
+    unopened: HashMap<IpAddr, u64>,
     last_expire: Instant,
     /// Whether inbound transfers were in progress at the end of the last turn.
     receiving: bool,
@@ -180,6 +183,7 @@ impl Node {
             seal_refused: 0,
             notices: Vec::new(),
             noticed: HashMap::new(),
+            unopened: HashMap::new(),
             last_expire: Instant::now(),
             receiving: false,
             hooks: None,
@@ -194,27 +198,62 @@ impl Node {
         std::mem::take(&mut self.notices)
     }
 
-    /// Notes a refusal worth telling the operator about, at most once a minute per address.
+    /// Notes a refusal worth telling the operator about, at most once a minute per address:
+    /// another seal format, or a datagram this node's key cannot open (counted per source).
     fn notice(&mut self, from: SocketAddr, e: &SealError, now: Instant) {
-        let SealError::Format(_) = e else { return };
-        if self
-            .noticed
-            .get(&from)
-            .is_some_and(|t| now.saturating_duration_since(*t) < NOTICE_EVERY)
-        {
-            return;
-        }
-        if self.noticed.len() >= MAX_NOTICED {
-            self.noticed
-                .retain(|_, t| now.saturating_duration_since(*t) < NOTICE_EVERY);
-            if self.noticed.len() >= MAX_NOTICED {
-                return;
+        let msg = match e {
+            SealError::Format(_) => {
+                format!("refused datagrams from {from}: {e}; they cannot talk to each other")
             }
-        }
-        self.noticed.insert(from, now);
-        self.notices.push(format!(
-            "refused datagrams from {from}: {e}; they cannot talk to each other"
-        ));
+            SealError::BadTag
+            | SealError::UnknownKey(_)
+            | SealError::OtherCluster(_)
+            | SealError::Unsealed => {
+                let n = self.count_unopened(from);
+                format!(
+                    "{n} datagram(s) from {from} could not be opened ({e}): key mismatch? \
+                     Every member needs the same -k key (or all --insecure)"
+                )
+            }
+            _ => return,
+        };
+        self.notice_line(from, msg, now);
+    }
+
+    /// Counts a datagram from `from` that could not be opened; returns its count so far.
+    fn count_unopened(&mut self, from: SocketAddr) -> u64 {
+        count_in(&mut self.unopened, from)
+    }
+
+    /// Sources whose datagrams could not be opened with this node's key (or arrived sealed
+    /// at this unkeyed node), most first.
+    pub fn unopened(&self) -> Vec<(IpAddr, u64)> {
+        let mut v: Vec<_> = self.unopened.iter().map(|(a, n)| (*a, *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// `N datagrams from HOST could not be opened: key mismatch?` when some arrived, to add
+    /// to a `no member answered`.
+    pub fn unopened_note(&self) -> Option<String> {
+        let v = self.unopened();
+        let (ip, n) = v.first()?;
+        let more = match v.len() - 1 {
+            0 => String::new(),
+            m => format!(" and from {m} more host(s)"),
+        };
+        let why = if self.sealer.is_some() {
+            "could not be opened with this key"
+        } else {
+            "arrived sealed and this node has no key"
+        };
+        Some(format!(
+            "{n} datagram(s) from {ip}{more} {why}: key mismatch?"
+        ))
+    }
+
+    fn notice_line(&mut self, from: SocketAddr, msg: String, now: Instant) {
+        notice_in(&mut self.noticed, &mut self.notices, from, msg, now);
     }
 
     /// A handle other threads use to end [`Node::turn`]'s wait for input at once (the daemon's
@@ -282,9 +321,27 @@ impl Node {
                 Some(_) if !speaks(d.data) => self
                     .engine
                     .handle_datagram_via(now, received, from, d.to_group, d.data),
-                None => self
-                    .engine
-                    .handle_datagram_via(now, received, from, d.to_group, d.data),
+                None => {
+                    // Sealed, and this node has no key: say so (the engine drops it).
+                    if d.data.len() > 4
+                        && d.data[..2] == wire::MAGIC
+                        && d.data[4] & wire::FLAG_SEALED != 0
+                    {
+                        let n = count_in(&mut self.unopened, from);
+                        notice_in(
+                            &mut self.noticed,
+                            &mut self.notices,
+                            from,
+                            format!(
+                                "{n} sealed datagram(s) from {from}, and this node has no key \
+                                 (--insecure): key mismatch?"
+                            ),
+                            now,
+                        );
+                    }
+                    self.engine
+                        .handle_datagram_via(now, received, from, d.to_group, d.data)
+                }
                 Some(s) => {
                     let len = d.data.len();
                     self.scratch[..len].copy_from_slice(d.data);
@@ -778,6 +835,42 @@ pub fn resolve_targets<'a>(
         .cloned()
         .collect();
     (live, absent, unknown)
+}
+
+/// Notes `msg` about `from` unless one went out for it within [`NOTICE_EVERY`].
+fn notice_in(
+    noticed: &mut HashMap<SocketAddr, Instant>,
+    notices: &mut Vec<String>,
+    from: SocketAddr,
+    msg: String,
+    now: Instant,
+) {
+    if noticed
+        .get(&from)
+        .is_some_and(|t| now.saturating_duration_since(*t) < NOTICE_EVERY)
+    {
+        return;
+    }
+    if noticed.len() >= MAX_NOTICED {
+        noticed.retain(|_, t| now.saturating_duration_since(*t) < NOTICE_EVERY);
+        if noticed.len() >= MAX_NOTICED {
+            return;
+        }
+    }
+    noticed.insert(from, now);
+    notices.push(msg);
+}
+
+/// Counts a datagram from `from` that could not be opened (at most [`MAX_NOTICED`] sources);
+/// returns its count so far.
+fn count_in(unopened: &mut HashMap<IpAddr, u64>, from: SocketAddr) -> u64 {
+    let ip = from.ip();
+    if !unopened.contains_key(&ip) && unopened.len() >= MAX_NOTICED {
+        return 0;
+    }
+    let n = unopened.entry(ip).or_insert(0);
+    *n += 1;
+    *n
 }
 
 /// Whether a makuo datagram is in a protocol version this build speaks (anything too short

@@ -103,6 +103,9 @@ pub struct Outcome {
     /// Dry run or check: nothing was changed.
     #[serde(default)]
     pub dry_run: bool,
+    /// A check (`makuo check`, console `md5`): a comparison, not a push.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
     /// rsync's `--stats` numbers, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Box<Stats>>,
@@ -294,6 +297,7 @@ impl Outcome {
             mo.why = why;
         }
         o.dry_run = true;
+        o.check = true;
         o.exit = o.compute_exit().code();
         o
     }
@@ -369,6 +373,7 @@ impl Outcome {
             max_delete_hit: r.max_delete_hit,
             error: None,
             dry_run: dry,
+            check: false,
             stats: None,
             missing: 0,
         };
@@ -400,9 +405,36 @@ impl Outcome {
                 if e.kind == crate::proto::manifest::EntryKind::Dir {
                     p.push('/');
                 }
+                if let Some((arrow, to)) = itemize_suffix(e, *f) {
+                    p.push_str(arrow);
+                    p.push_str(&show(to));
+                }
                 mo.changes.push(format!("{} {}", itemize(e, *f), p));
             }
+            // What it deleted (listed by members for a `--delete` push), as rsync's `-i`.
+            if mo.result == "ok" && !m.options.dry_run && mr.deleted > 0 {
+                for d in &mr.deletions {
+                    mo.changes.push(format!("*deleting {}", show(d)));
+                }
+            }
         }
+    }
+
+    /// rsync's `-v` lines: the name of every path sent, created or changed, and
+    /// `deleting PATH` for every deletion, each once (with the members it applies to when
+    /// not all of them); from the itemized changes.
+    pub fn names(&self) -> Vec<String> {
+        self.itemized()
+            .into_iter()
+            .map(|l| match l.strip_prefix("*deleting ") {
+                Some(p) => format!("deleting {p}"),
+                // `YXcstpoguax PATH`: the code is one word of 11 characters.
+                None => match l.split_once(' ') {
+                    Some((code, p)) if code.len() == 11 => p.to_string(),
+                    _ => l,
+                },
+            })
+            .collect()
     }
 
     /// Fills [`Outcome::stats`].
@@ -549,8 +581,12 @@ impl Outcome {
             "ADDRESS".to_string(),
             "FILES".to_string(),
             "BYTES".to_string(),
+            "DELETED".to_string(),
             "RESULT".to_string(),
         ]];
+        // A dry run changed nothing: every row says so (rsync's `(DRY RUN)`). A check is a
+        // comparison and says `differ` where it found something.
+        let dry = self.dry_run && !self.check;
         for m in &self.members {
             let result = match (&m.error, &m.left_pace) {
                 (Some(e), _) if m.result != "ok" => format!("{}: {e}", m.result),
@@ -573,6 +609,11 @@ impl Outcome {
                 Some("unicast") => format!("{result} (by unicast)"),
                 _ => result,
             };
+            let result = if dry {
+                format!("{result} (dry run)")
+            } else {
+                result
+            };
             let esc = |s: &str| crate::escape::text_str(s).into_owned();
             // Name and address are one column each: spaces in them escaped too.
             let word = |s: &str| crate::escape::word_str(s).into_owned();
@@ -581,25 +622,28 @@ impl Outcome {
                 word(&m.address),
                 m.files.to_string(),
                 m.bytes.to_string(),
+                m.deleted.to_string(),
                 esc(&result),
             ]);
         }
-        let w: Vec<usize> = (0..4)
+        let w: Vec<usize> = (0..5)
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         rows.iter()
             .map(|r| {
                 format!(
-                    "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
+                    "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
                     r[0],
                     r[1],
                     r[2],
                     r[3],
                     r[4],
+                    r[5],
                     w0 = w[0],
                     w1 = w[1],
                     w2 = w[2],
-                    w3 = w[3]
+                    w3 = w[3],
+                    w4 = w[4]
                 )
             })
             .collect()

@@ -367,3 +367,380 @@ fn help_command_and_completions() {
         );
     }
 }
+
+/// The table counts deletions (rsync's `deleting` lines) in its DELETED column; a dry run is
+/// marked `(dry run)` in every row, and neither the front end (`-v`) nor the console ever
+/// says `committing` for one.
+#[test]
+fn dry_run_is_marked_and_deletions_are_counted() {
+    let mut c = Cluster::start(1);
+    c.initial_sync();
+    write(c.base("m1"), "gone1.txt", "x\n");
+    write(c.base("m1"), "sub/gone2.txt", "y\n");
+    write(&c.src, "a.txt", "changed, longer\n");
+    let before = c.snapshots();
+
+    let r = c.sync("-r -n -v --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(c.snapshots(), before, "-n changed a member");
+    let rows = r.table(1);
+    assert_eq!(rows[0].result, "ok (dry run)", "{r}");
+    assert_eq!(rows[0].deleted, 2, "{r}");
+    assert!(rows[0].files >= 1, "{r}");
+    assert!(!r.stderr.contains("committing"), "{r}");
+    assert!(r.stderr.contains("(dry run)"), "{r}");
+
+    // The console: progress lines, the table and the final `ok`, never `committing`.
+    let src = c.src.clone();
+    let s = c.add_sender("s1", &src, &["-r"]);
+    c.wait_converged(s);
+    let (lines, last) = c.daemon("s1").cmd("sync -n -r");
+    assert_eq!(last, "ok", "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("committing")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("m1 ") && l.ends_with("ok (dry run)")),
+        "{lines:?}"
+    );
+    assert_eq!(c.snapshots(), before, "console -n changed a member");
+
+    // The real run deletes both, says so, and is not marked.
+    let r = c.sync("-r --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let rows = r.table(1);
+    assert_eq!((rows[0].deleted, rows[0].result.as_str()), (2, "ok"), "{r}");
+    assert!(!c.base("m1").join("gone1.txt").exists());
+}
+
+/// `-v` lists every path sent or deleted, rsync-style (`deleting PATH`), directly and through
+/// the daemon; unchanged paths are not listed.
+#[test]
+fn verbose_lists_every_path_sent_or_deleted() {
+    let mut c = Cluster::start(1);
+    c.initial_sync();
+    let src = c.src.clone();
+    let s = c.add_sender("s1", &src, &["-r"]);
+    c.wait_converged(s);
+
+    write(&c.src, "new.txt", "new\n");
+    write(&c.src, "lib/util.php", "<?php function f() { return 1; }\n");
+    write(c.base("m1"), "old.txt", "old\n");
+    let r = c.sync("-r -v --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let out = r.lines();
+    for want in ["new.txt", "lib/util.php", "deleting old.txt"] {
+        assert!(out.contains(&want), "no {want:?} in:\n{r}");
+    }
+    assert!(
+        !out.contains(&"index.php"),
+        "an unchanged path listed:\n{r}"
+    );
+    c.assert_all_identical();
+
+    // Through the daemon.
+    write(&c.src, "new2.txt", "new2\n");
+    write(c.base("m1"), "old2.txt", "old\n");
+    let r = c.daemon("s1").sync(&["-v", "--delete"]);
+    assert_eq!(r.code, 0, "{r}");
+    let out = r.lines();
+    for want in ["new2.txt", "deleting old2.txt"] {
+        assert!(out.contains(&want), "no {want:?} in:\n{r}");
+    }
+    assert!(!out.contains(&"new.txt"), "an unchanged path listed:\n{r}");
+}
+
+/// What `rsync -ani --delete SRC/ DST/` says it would do: lines with their whitespace
+/// squeezed (rsync pads `*deleting`), sorted; `None` without rsync.
+fn rsync_would(src: &std::path::Path, dst: &std::path::Path) -> Option<Vec<String>> {
+    let out = match Command::new("rsync")
+        .args(["-ani", "--delete"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display()))
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running rsync: {e}"),
+    };
+    assert!(out.status.success(), "rsync: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The base directory's own attributes (time included) are the operator's: makuo never
+    // sets them, where rsync itemizes `./`.
+    Some(squeezed(
+        &text
+            .lines()
+            .filter(|l| !l.ends_with(" ./"))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn squeezed(lines: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Directory mtimes are synced, and makuo itemizes as `rsync -ani` does on the same trees:
+/// `.d..t......` (a directory's time), `.d...p.....` (its mode alone), `>f+++++++++`,
+/// `cd+++++++++`, `>f.st......`, `>f..t......`, `.f...p.....`, `cL+++++++++ L -> T`,
+/// `*deleting`; the real run's `-i` lines are the same, and afterwards rsync finds nothing
+/// left to do (directory times included). The base's own `./` line is left out: its
+/// attributes are the operator's, never a push's.
+#[test]
+fn itemized_changes_match_rsync_and_directory_times_are_synced() {
+    let c = Cluster::start(1);
+    c.initial_sync();
+    let s = c.src.clone();
+    let m = c.base("m1").to_path_buf();
+    let Some(none) = rsync_would(&s, &m) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "rsync is the oracle here: install it"
+        );
+        eprintln!("skipping: rsync not found");
+        return;
+    };
+    // After a push, rsync sees nothing to do: directory times arrived too.
+    let mt = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(p).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    assert_eq!(
+        none,
+        Vec::<String>::new(),
+        "rsync would still change (src {:?}, m1 {:?}):\n{}",
+        mt(&s),
+        mt(&m),
+        c.daemon("m1").log_text()
+    );
+
+    // One change of each kind.
+    write(&s, "new.txt", "new\n");
+    write(&s, "newdir/x.txt", "x\n");
+    write(&s, "a.txt", "hello, longer\n");
+    write(&s, "index.php", "<?php echo 'HELLO';\n");
+    fs::set_permissions(s.join("lib/notes.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(s.join("many"), fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink("a.txt", s.join("ln")).unwrap();
+    write(&m, "extra.txt", "only on the member\n");
+    // rsync compares whole seconds: the rewritten files get other seconds.
+    set_mtime(&s.join("a.txt"), 1_200_000_000, 0);
+    set_mtime(&s.join("index.php"), 1_200_000_000, 0);
+    set_mtime(&s.join("lib"), 1_000_000_000, 0);
+    set_mtime(&s.join("sub/deep"), 1_100_000_000, 500);
+
+    let theirs = rsync_would(&s, &m).unwrap();
+    for code in [
+        ".d..t...... lib/",
+        ".d..t...... sub/deep/",
+        ".d...p..... many/",
+        ">f+++++++++ new.txt",
+        "cd+++++++++ newdir/",
+        ">f.st...... a.txt",
+        ">f..t...... index.php",
+        ".f...p..... lib/notes.txt",
+        "cL+++++++++ ln -> a.txt",
+        "*deleting extra.txt",
+    ] {
+        assert!(
+            theirs.iter().any(|l| l == code),
+            "rsync: no {code:?} in {theirs:?}"
+        );
+    }
+    let r = c.sync("-r -n --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let ours = squeezed(&r.before_table(1));
+    assert_eq!(ours, theirs, "makuo -n (left) and rsync -ani (right)");
+
+    let r = c.sync("-r -i --delete .");
+    assert_eq!(r.code, 0, "{r}");
+    let ours = squeezed(&r.before_table(1));
+    assert_eq!(ours, theirs, "makuo -i (left) and rsync -ani (right)");
+    assert_eq!(
+        rsync_would(&s, &m).unwrap(),
+        Vec::<String>::new(),
+        "after the push (src {:?}, m1 {:?}):\n{r}\n{}",
+        mt(&s),
+        mt(&m),
+        c.daemon("m1").log_text()
+    );
+}
+
+/// `--progress` on a terminal draws a bar (bytes of the total, rate, ETA, the file going out)
+/// in direct mode and through the daemon (its `progress DONE TOTAL PATH` lines); when stderr
+/// is not a terminal nothing is drawn.
+#[test]
+fn progress_bar_on_a_terminal_directly_and_through_the_daemon() {
+    let mut c = Cluster::start(1);
+    c.initial_sync();
+    write_big(&c.src.join("big1.bin"), 4 << 20);
+    // 2 MiB/s: the 4 MiB take about two seconds.
+    let mut args: Vec<String> = ["sync", "--direct", "-b"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(c.src.to_string_lossy().into_owned());
+    args.extend(c.net());
+    args.extend(c.key_args());
+    args.extend(
+        [
+            "-r",
+            "--progress",
+            "--bwlimit",
+            "2M",
+            "--min-rate",
+            "0",
+            ".",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let Some(r) = makuo_on_a_terminal(&args, Duration::from_secs(60)) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "script(1) gives this test its terminal: install util-linux"
+        );
+        eprintln!("skipping: no script(1)");
+        return;
+    };
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("ETA"), "no bar on the terminal:\n{r}");
+    assert!(r.stdout.contains("big1.bin"), "the bar names no file:\n{r}");
+    assert!(r.stdout.contains("MiB"), "no byte counts:\n{r}");
+    c.assert_all_identical();
+
+    // Not a terminal: nothing drawn.
+    write_big(&c.src.join("big2.bin"), 1 << 20);
+    let r = c.sync("-r --progress .");
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        !r.stderr.contains("ETA") && !r.stdout.contains("ETA"),
+        "{r}"
+    );
+
+    // Through a daemon (sending only, its rate capped at 16 Mbit/s).
+    let src = c.src.clone();
+    let s = c.add_sender("s1", &src, &["-r", "-T", "16", "--min-rate", "0"]);
+    c.wait_converged(s);
+    write_big(&c.src.join("big3.bin"), 4 << 20);
+    let console = c.daemon("s1").console_addr();
+    let args: Vec<String> = ["sync", "--console", &console, "-r", "--progress", "."]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let r = makuo_on_a_terminal(&args, Duration::from_secs(60)).unwrap();
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("ETA"), "no bar through the daemon:\n{r}");
+    assert!(r.stdout.contains("big3.bin"), "the bar names no file:\n{r}");
+    assert!(
+        !r.stdout.contains("progress "),
+        "raw progress lines shown:\n{r}"
+    );
+    c.assert_all_identical();
+}
+
+/// Bash completion of `makuo sync -t ` offers the member names a live daemon lists.
+#[test]
+fn bash_completes_member_names_from_a_live_daemon() {
+    let c = Cluster::start(2);
+    c.wait_converged(0);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/makuo.bash");
+    let bin = std::path::Path::new(EXE).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let line = format!(
+        "source '{}'; COMP_WORDS=(makuo sync -t ''); COMP_CWORD=3; COMP_LINE='makuo sync -t '; \
+         COMP_POINT=${{#COMP_LINE}}; _makuo makuo '' -t; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let r = run(
+        Command::new("bash")
+            .args(["-c", &line])
+            .env("PATH", path)
+            .env("MAKUO_CONSOLE", c.daemon("m1").console_addr()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let mut got: Vec<&str> = r.stdout.lines().collect();
+    got.sort();
+    assert_eq!(got, ["m1", "m2"], "{r}");
+}
+
+/// `status` has no direct mode and walks no tree: it lists and takes only the console and
+/// output options; `members` does not list the base or state directory it ignores.
+#[test]
+fn members_and_status_take_only_options_they_use() {
+    let r = makuo(&["status", "--help"]);
+    assert_eq!(r.code, 0, "{r}");
+    for ignored in ["--direct", "--base", "--group", "--discover", "--state-dir"] {
+        assert!(!r.stdout.contains(ignored), "status lists {ignored}:\n{r}");
+    }
+    assert!(
+        r.stdout.contains("--console") && r.stdout.contains("--json"),
+        "{r}"
+    );
+    let r = makuo(&["status", "--direct"]);
+    assert_eq!(r.code, 1, "{r}");
+    let r = makuo(&["status", "-b", "/tmp"]);
+    assert_eq!(r.code, 1, "{r}");
+    // members does not list what it ignores (scripts passing -b still work).
+    let r = makuo(&["members", "--help"]);
+    assert_eq!(r.code, 0, "{r}");
+    for ignored in ["--base <DIR>", "--state-dir <DIR>"] {
+        assert!(!r.stdout.contains(ignored), "members lists {ignored}:\n{r}");
+    }
+    assert!(
+        r.stdout.contains("--discover") && r.stdout.contains("--group"),
+        "{r}"
+    );
+}
+
+/// A sender whose key cannot open the members' datagrams (or that has none) hears no member:
+/// its `no member answered` says how many datagrams from which host it could not open (key
+/// mismatch?), and the member logs a line naming the sender.
+#[test]
+fn a_key_mismatch_is_named_not_just_no_member_answered() {
+    let c = Cluster::start(1);
+    let other = c.keygen("other.key");
+    let src = c.src.clone();
+    let r = c.direct_keys(&src, &[other.as_path()], "sync", &["-r", "."]);
+    assert_eq!(r.code, 10, "{r}");
+    assert!(
+        r.stderr.contains("no member answered") && r.stderr.contains("from 127.0.0.1"),
+        "{r}"
+    );
+    assert!(r.stderr.contains("key mismatch?"), "{r}");
+
+    // Unkeyed against a keyed member.
+    let r = c.direct_keys(&src, &[], "sync", &["-r", "."]);
+    assert_eq!(r.code, 10, "{r}");
+    assert!(
+        r.stderr
+            .contains("arrived sealed and this node has no key: key mismatch?"),
+        "{r}"
+    );
+
+    // The member said so in its log, naming the source.
+    let log = wait_for(
+        "the member to log the mismatch",
+        Duration::from_secs(5),
+        || {
+            let l = c.daemon("m1").log_text();
+            l.contains("could not be opened").then_some(l)
+        },
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("could not be opened") && l.contains("from 127.0.0.1:")),
+        "{log}"
+    );
+}

@@ -84,3 +84,77 @@ fn generation_is_deterministic() {
         }
     }
 }
+
+fn committed(rel: &str) -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The man pages have EXAMPLES, FILES, SIGNALS, ENVIRONMENT and EXIT STATUS where they
+/// belong, and makuo-console(7) lists every console word.
+#[test]
+fn man_pages_have_the_operator_sections_and_the_console_page() {
+    let top = committed("man/makuo.1");
+    for sh in [
+        "EXAMPLES",
+        "FILES",
+        "SIGNALS",
+        "ENVIRONMENT",
+        "\"EXIT STATUS\"",
+    ] {
+        assert!(top.contains(&format!(".SH {sh}\n")), "makuo.1 has no {sh}");
+    }
+    let daemon = committed("man/makuo-daemon.1");
+    for sh in ["EXAMPLES", "FILES", "SIGNALS", "ENVIRONMENT"] {
+        assert!(
+            daemon.contains(&format!(".SH {sh}\n")),
+            "makuo-daemon.1 has no {sh}"
+        );
+    }
+    assert!(daemon.contains("SIGHUP") && daemon.contains("MAKUO_CONSOLE_PORT"));
+    let sync = committed("man/makuo-sync.1");
+    assert!(sync.contains(".SH EXAMPLES\n") && sync.contains("makuo sync \\-r htdocs"));
+    assert!(sync.contains("makuo\\-console"), "sync's SEE ALSO");
+    let console = committed("man/makuo-console.7");
+    assert!(console.contains(".TH makuo-console 7"), "{console}");
+    for w in makuo::console::COMMANDS.iter().filter(|w| **w != "?") {
+        assert!(console.contains(w), "makuo-console.7 does not list {w}");
+    }
+    for r in ["progress DONE TOTAL PATH", "error: REASON", "result {JSON}"] {
+        assert!(console.contains(r), "makuo-console.7 does not explain {r}");
+    }
+}
+
+/// Bash completion: never `generate`; no file names after -t/--target, -m/--group, -p or
+/// --ttl (file names only after options whose value is a path); -t asks `makuo members`.
+#[test]
+fn bash_completes_files_only_where_a_path_belongs() {
+    let text = committed("completions/makuo.bash");
+    assert!(!text.contains("generate"), "bash offers generate");
+    let mut option = String::new();
+    let mut saw_members = false;
+    let mut saw_path = false;
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with('-') && t.ends_with(')') && !t.contains(' ') {
+            option = t.trim_end_matches(')').to_string();
+        }
+        if t.contains("compgen -f") {
+            assert!(
+                !["-t", "--target", "-m", "--group", "-p", "--port", "--ttl", "--name"]
+                    .contains(&option.as_str()),
+                "{option} completes file names"
+            );
+            saw_path |= option == "--exclude-from" || option == "--key" || option == "-k";
+        }
+        if t.contains("makuo members") {
+            assert!(
+                ["-t", "--target"].contains(&option.as_str()),
+                "{option}: {t}"
+            );
+            saw_members = true;
+        }
+    }
+    assert!(saw_members, "-t does not complete member names");
+    assert!(saw_path, "file options lost their file names");
+}

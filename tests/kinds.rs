@@ -352,7 +352,7 @@ fn xattrs_and_acls_arrive_with_x_and_a() {
 /// What `rsync -n -i` would do from `src` to `dst`, lines sorted; `None` without rsync.
 fn rsync_itemized(src: &Path, dst: &Path, args: &[&str]) -> Option<BTreeSet<String>> {
     let out = match Command::new("rsync")
-        .args(["-n", "-i", "--omit-dir-times"])
+        .args(["-n", "-i"])
         .args(args)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dst.display()))

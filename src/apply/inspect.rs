@@ -57,9 +57,9 @@ impl FsStorage {
                 }
             }
         }
-        if e.kind != EntryKind::Dir
-            && (st.mtime != e.mtime || st.mtime_nsec != i64::from(e.mtime_nsec))
-        {
+        // Directories too (rsync's `.d..t......`): `finish_dirs` sets them after their
+        // contents.
+        if st.mtime != e.mtime || st.mtime_nsec != i64::from(e.mtime_nsec) {
             f |= change::TIME;
         }
         // The base directory's own owner and mode are the operator's, never a push's.

@@ -760,7 +760,7 @@ fn inspect_flags_for_each_change_kind() {
     e[2].mtime_nsec = 1; // nanoseconds count
     e[3].mode = 0o600;
     e[4] = Entry::file(b"type", 0, 0o644, 100);
-    e[5].mtime = 200; // directories never get TIME
+    e[5].mtime = 200; // directories get TIME too (rsync's .d..t......)
     e[6].mode = 0o700;
     e[7].target = b"b".to_vec();
     e[7].mode = 0o644; // symlinks never get PERM
@@ -770,14 +770,14 @@ fn inspect_flags_for_each_change_kind() {
     use change::*;
     assert_eq!(
         flags,
-        vec![0, SIZE, TIME, PERM, TYPE, 0, PERM, LINK, TIME, MISSING]
+        vec![0, SIZE, TIME, PERM, TYPE, TIME, PERM, LINK, TIME, MISSING]
     );
 
     // And committing them brings the tree to the new manifest.
     let out = commit(
         &mut s,
         &m2,
-        &[0, 0, TIME, PERM, TYPE, 0, PERM, LINK, TIME, 0],
+        &[0, 0, TIME, PERM, TYPE, TIME, PERM, LINK, TIME, 0],
         &[],
     );
     assert_eq!(out.errors, Vec::<String>::new());

@@ -9,12 +9,12 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
+use clap::{CommandFactory, ValueHint};
 use clap_complete::{Generator, Shell};
 use clap_mangen::roff::{bold, roman, Roff};
 use clap_mangen::Man;
 
-use super::{Cli, GenerateWhat};
+use super::{pages, Cli, GenerateWhat};
 use crate::exit::Exit;
 
 /// The binary name used in completions and man page titles.
@@ -84,7 +84,76 @@ fn completion(shell: Shell) -> (PathBuf, Vec<u8>) {
         );
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, BIN, &mut buf);
+    if shell == Shell::Bash {
+        buf = bash_values(&String::from_utf8_lossy(&buf), full).into_bytes();
+    }
     (Path::new("completions").join(shell.file_name(BIN)), buf)
+}
+
+/// The bash script completes file names after every option that takes a value; here only
+/// options whose value is a path keep that. `-t`/`--target` completes the member names a
+/// live daemon lists (`makuo members`), every other value nothing.
+fn bash_values(text: &str, cmd: &clap::Command) -> String {
+    let mut paths = std::collections::BTreeSet::new();
+    let mut all = vec![cmd];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(all[i].get_subcommands());
+        i += 1;
+    }
+    for c in all {
+        for a in c.get_arguments() {
+            let hint = a.get_value_hint();
+            let named = a.get_value_names().is_some_and(|v| {
+                v.iter()
+                    .any(|n| ["FILE", "DIR", "PATH"].iter().any(|w| n.contains(w)))
+            });
+            if matches!(
+                hint,
+                ValueHint::FilePath
+                    | ValueHint::DirPath
+                    | ValueHint::AnyPath
+                    | ValueHint::ExecutablePath
+            ) || (hint == ValueHint::Unknown && named)
+            {
+                if let Some(l) = a.get_long() {
+                    paths.insert(format!("--{l})"));
+                }
+                if let Some(s) = a.get_short() {
+                    paths.insert(format!("-{s})"));
+                }
+            }
+        }
+    }
+    const FILES: &str = r#"COMPREPLY=($(compgen -f "${cur}"))"#;
+    const MEMBERS: &str = r#"COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))"#;
+    const NO_FILES: &str =
+        r#"[[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault"#;
+    let mut out = String::with_capacity(text.len());
+    let mut option = "";
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with('-') && t.ends_with(')') && !t.contains(' ') {
+            option = t;
+        }
+        if t == FILES && !paths.contains(option) {
+            let indent = &l[..l.len() - l.trim_start().len()];
+            out.push_str(indent);
+            out.push_str(if matches!(option, "-t)" | "--target)") {
+                MEMBERS
+            } else {
+                "COMPREPLY=()"
+            });
+            // Nothing to offer must not fall back to file names (`complete -o default`).
+            out.push('\n');
+            out.push_str(indent);
+            out.push_str(NO_FILES);
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `makuo.1` plus one page per visible subcommand (`makuo-sync.1`, `makuo-exclude-add.1`, …).
@@ -125,13 +194,21 @@ fn add_pages(
     if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
         section(&|b| man.render_subcommands_section(b))?;
     }
+    let page = man.get_filename();
+    let page = page.trim_end_matches(".1");
+    section(&|b| {
+        let mut roff = Roff::new();
+        extra_sections(&mut roff, page);
+        roff.to_writer(b)
+    })?;
     section(&|b| {
         let mut roff = Roff::new();
         if top {
             exit_status_section(&mut roff);
         } else {
             roff.control("SH", ["SEE ALSO"]);
-            roff.text([bold(BIN), roman("(1), for the exit status table.")]);
+            roff.text([bold(BIN), roman("(1), for the exit status table; ")]);
+            roff.text([bold("makuo-console"), roman("(7).")]);
         }
         roff.to_writer(b)
     })?;
@@ -149,11 +226,102 @@ fn add_pages(
         buf.extend_from_slice(s);
     }
     pages.push((Path::new("man").join(man.get_filename()), buf));
+    if top {
+        pages.push((Path::new("man").join("makuo-console.7"), console_page()?));
+    }
 
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         add_pages(sub, false, pages)?;
     }
     Ok(())
+}
+
+/// EXAMPLES, FILES, SIGNALS and ENVIRONMENT of page `page` (`makuo-sync`), from the table
+/// in `pages.rs` and the config keys.
+fn extra_sections(roff: &mut Roff, page: &str) {
+    let examples: Vec<_> = pages::EXAMPLES.iter().filter(|e| e.0 == page).collect();
+    if !examples.is_empty() {
+        roff.control("SH", ["EXAMPLES"]);
+        for (_, what, cmd) in examples {
+            roff.control("PP", []);
+            roff.text([roman(*what)]);
+            roff.control("IP", []);
+            roff.text([bold(*cmd)]);
+        }
+    }
+    let files: Vec<_> = pages::FILES.iter().filter(|f| f.0 == page).collect();
+    if !files.is_empty() {
+        roff.control("SH", ["FILES"]);
+        for (_, path, what) in files {
+            roff.control("TP", []);
+            roff.text([bold(*path)]);
+            roff.text([roman(*what)]);
+        }
+    }
+    if !pages::SERVICE_PAGES.contains(&page) {
+        return;
+    }
+    roff.control("SH", ["SIGNALS"]);
+    roff.text([roman("What the daemon does on each signal:")]);
+    for (sig, what) in pages::SIGNALS {
+        roff.control("TP", []);
+        roff.text([bold(*sig)]);
+        roff.text([roman(*what)]);
+    }
+    roff.control("SH", ["ENVIRONMENT"]);
+    for (var, what) in pages::ENVIRONMENT {
+        roff.control("TP", []);
+        roff.text([bold(*var)]);
+        roff.text([roman(*what)]);
+    }
+    roff.control("TP", []);
+    roff.text([bold("MAKUO_KEY")]);
+    roff.text([roman(
+        "Every config file key (every long option of makuo daemon, '-' written '_') as an \
+         environment variable in upper case; the command line wins over the environment, \
+         which wins over the config file. The front end reads the console and cluster ones:",
+    )]);
+    let keys: Vec<String> = crate::config::keys()
+        .iter()
+        .map(|(k, _)| crate::config::env_name(k))
+        .collect();
+    roff.control("IP", []);
+    roff.text([roman(keys.join(", "))]);
+}
+
+/// `makuo-console(7)`: the console's words (`console::HELP`) and its replies.
+fn console_page() -> io::Result<Vec<u8>> {
+    let mut roff = Roff::new();
+    let version = format!("{BIN} {}", env!("CARGO_PKG_VERSION"));
+    roff.control("TH", ["makuo-console", "7", "", &version, "makuo manual"]);
+    roff.control("SH", ["NAME"]);
+    roff.text([roman(
+        "makuo-console - the words of a makuo daemon's console",
+    )]);
+    roff.control("SH", ["DESCRIPTION"]);
+    roff.text([roman(pages::CONSOLE_ABOUT)]);
+    roff.control("SH", ["COMMANDS"]);
+    roff.control("nf", []);
+    for l in crate::console::HELP {
+        roff.text([roman(*l)]);
+    }
+    roff.control("fi", []);
+    roff.control("SH", ["REPLIES"]);
+    for (line, what) in pages::CONSOLE_REPLIES {
+        roff.control("TP", []);
+        roff.text([bold(*line)]);
+        roff.text([roman(*what)]);
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([
+        bold(BIN),
+        roman("(1), "),
+        bold("makuo-daemon"),
+        roman("(1)"),
+    ]);
+    let mut b = Vec::new();
+    roff.to_writer(&mut b)?;
+    Ok(b)
 }
 
 /// The EXIT STATUS section, from the table in `exit.rs`.

@@ -1,7 +1,6 @@
 //! Direct mode: the front end's own in-process node, member discovery and one push run to
 //! its end (targets chosen, progress shown, results gathered into an [`Outcome`]).
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -202,7 +201,8 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
         timeout: cmd.timeout,
         progress: cmd.progress,
         verbose: out.verbose,
-        itemize: cmd.itemize,
+        // -v lists every path, from the itemized changes.
+        itemize: cmd.itemize || out.verbose > 0,
         stats: cmd.stats,
         walk_time: walked,
         no_member: format!(
@@ -293,6 +293,16 @@ pub(crate) fn push_on(
         } else {
             p.no_member.clone()
         };
+        // Members that could not be heard because of the key are named. Members cannot open
+        // our join to answer it, so wait for one heartbeat period to hear theirs.
+        let until = Instant::now() + Duration::from_millis(1200);
+        while node.unopened().is_empty() && Instant::now() < until {
+            node.turn(Duration::from_millis(50))?;
+        }
+        let why = match node.unopened_note() {
+            Some(note) => format!("{why} ({note})"),
+            None => why,
+        };
         let mut o = Outcome::failed(Exit::NoMember, why, started.elapsed().as_secs_f64());
         o.members = absent.iter().map(Absent::outcome).collect();
         return Ok(o);
@@ -308,11 +318,7 @@ pub(crate) fn push_on(
         .engine
         .handle_command(Instant::now(), Command::Push(req))
         .map_err(|e| anyhow!("{e}"))?;
-    let bar = (p.progress && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.enable_steady_tick(Duration::from_millis(100));
-        b
-    });
+    let bar = super::progress::Bar::new(p.progress);
     let mut last_activity = Instant::now();
     let mut last_rx = 0;
     let report = loop {
@@ -327,17 +333,29 @@ pub(crate) fn push_on(
         for e in events {
             match e {
                 // Member names and errors from the network are in it.
-                Event::Progress { line, .. } => match &bar {
-                    Some(b) => b.set_message(crate::escape::text_str(&line).into_owned()),
-                    None if p.verbose > 0 => eprintln!("{}", crate::escape::text_str(&line)),
-                    None => {}
-                },
+                Event::Progress { line, .. } if bar.on() => {
+                    bar.line(&crate::escape::text_str(&line))
+                }
+                Event::Progress { line, .. } if p.verbose > 0 => {
+                    eprintln!("{}", crate::escape::text_str(&line))
+                }
                 Event::PushDone(r) if r.xfer == xfer => done = Some(r),
                 _ => {}
             }
         }
         if let Some(r) = done {
             break r;
+        }
+        if bar.on() {
+            if let Some((d, t, e)) = node.engine.push_bytes(xfer) {
+                if t > 0 {
+                    let path = e
+                        .and_then(|i| manifest.entries.get(i as usize))
+                        .map(|e| crate::escape::text(&e.path).into_owned())
+                        .unwrap_or_default();
+                    bar.bytes(d, t, &path);
+                }
+            }
         }
         if let Some(t) = p.timeout {
             if last_activity.elapsed() >= t {
@@ -352,9 +370,7 @@ pub(crate) fn push_on(
             }
         }
     };
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     if let Some(s) = state {
         // Remembered: the members that applied the push (a forged heartbeat never is).
         for m in report.members.iter().filter(|m| m.ok) {

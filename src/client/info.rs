@@ -9,7 +9,7 @@ use clap::ArgMatches;
 use super::direct::{direct_node, discover};
 use super::want_direct;
 use super::Console;
-use crate::cli::{ConsoleArgs, FrontArgs, MembersArgs, OutputArgs};
+use crate::cli::{ConsoleArgs, FrontArgs, MembersArgs, OutputArgs, StatusArgs};
 use crate::exit::Exit;
 
 /// The `members` lines, from the daemon's console or (direct) from the cluster itself.
@@ -377,7 +377,7 @@ pub(super) fn simple(c: &mut Console, cmd: &str, out: &OutputArgs) -> Result<Exi
 
 /// `makuo status` (daemon only): a header and the daemon's lines, or one JSON document of
 /// objects (`pid`, `base`, `uptime_secs`, `version`, `transfers`, `counters`).
-pub fn status(front: &FrontArgs) -> Result<Exit> {
+pub fn status(front: &StatusArgs) -> Result<Exit> {
     let mut c = Console::connect(
         &front.console.console,
         front.console.password_file.as_deref(),

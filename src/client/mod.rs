@@ -8,6 +8,7 @@
 
 mod direct;
 mod info;
+mod progress;
 mod session;
 mod watch;
 
@@ -111,9 +112,17 @@ fn print_outcome_with(
     itemize: bool,
     stats: bool,
 ) -> Exit {
-    if !out.json && itemize && !o.dry_run && !check {
+    if !out.json && !o.dry_run && !check {
         let mut so = std::io::stdout().lock();
-        for l in o.itemized() {
+        // -i: rsync's itemized lines; -v: the name of every path sent or deleted.
+        let lines = if itemize {
+            o.itemized()
+        } else if out.verbose > 0 && !out.quiet {
+            o.names()
+        } else {
+            Vec::new()
+        };
+        for l in lines {
             let _ = writeln!(so, "{l}");
         }
     }
@@ -407,7 +416,8 @@ fn via_console_inner(
             line.push_str(word);
         }
     }
-    if cmd.itemize {
+    // -v lists every path, from the itemized changes.
+    if cmd.itemize || out.verbose > 0 {
         line.push_str(" -i");
     }
     if cmd.stats {
@@ -426,15 +436,21 @@ fn via_console_inner(
         }
     }
     let mut result = None;
+    let bar = progress::Bar::new(cmd.progress && !out.quiet);
     let last = c.command(&line, |l| {
         if let Some(j) = l.strip_prefix("result ") {
             result = serde_json::from_str::<Outcome>(j).ok();
+        } else if l.starts_with("progress ") {
+            bar.console_line(l);
+        } else if bar.on() && !l.starts_with("skipping") && !l.starts_with("warning") {
+            bar.line(l);
         } else if !out.quiet
             && (out.verbose > 0 || l.starts_with("skipping") || l.starts_with("warning"))
         {
             eprintln!("{l}");
         }
     });
+    bar.finish();
     let last = last?;
     phase("push done");
     let _ = c.command("quit", |_| {});

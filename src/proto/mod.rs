@@ -243,6 +243,13 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Of push `xfer` (one this node sends): payload bytes its first pass has multicast, the
+    /// payload's length (both 0 until every target registered) and the manifest entry whose
+    /// contents go out now. `None` once it ended.
+    pub fn push_bytes(&self, xfer: u32) -> Option<(u64, u64, Option<u32>)> {
+        self.outbound.get(&xfer).map(|o| o.pass_bytes())
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -578,7 +585,12 @@ impl<S: Storage> Engine<S> {
             self.refuse_inbound(now, key, why);
             return;
         }
-        let list = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);
+        // Deletions are listed for a dry run, and for a real `--delete` so the sender can
+        // name them (`-v`, `-i`: rsync's `deleting` lines); the count always travels.
+        let list = ib
+            .manifest
+            .as_ref()
+            .is_some_and(|m| m.options.dry_run || m.options.delete);
         ib.set_inspection(insp, list);
         let report = ib.report.clone().unwrap();
         self.send_report(key, &report);

@@ -676,12 +676,46 @@ impl Outbound {
         self.deadline = None;
     }
 
+    /// Payload bytes the first pass has multicast so far, the payload's length (0 until
+    /// every target registered, and for a push that sends no contents) and the entry whose
+    /// contents go out now: what `--progress` draws. Repair after the pass is not counted.
+    pub(crate) fn pass_bytes(&self) -> (u64, u64, Option<u32>) {
+        let total = self.layout.len;
+        let done = match self.phase {
+            Phase::Register => return (0, 0, None),
+            Phase::Commit | Phase::Done => total,
+            Phase::Data => self
+                .queue
+                .iter()
+                .find_map(|w| match w {
+                    Work::Blocks {
+                        stream: Stream::Payload,
+                        next,
+                        ..
+                    } => Some((u64::from(*next) * self.code.block as u64).min(total)),
+                    _ => None,
+                })
+                .unwrap_or(total),
+        };
+        let spans = &self.layout.spans;
+        let at = spans.partition_point(|&(_, off, _)| off <= done);
+        let entry = at
+            .checked_sub(1)
+            .and_then(|i| spans.get(i))
+            .filter(|&&(_, off, n)| done < off + n)
+            .map(|&(i, _, _)| i);
+        (done, total, entry)
+    }
+
     fn start_commit(&mut self, now: Instant, cfg: &Config) {
         let ok = self.targets.iter().filter(|t| t.active()).count();
-        self.progress.push(format!(
-            "committing on {ok} member(s) after {:.2}s",
-            now.saturating_duration_since(self.started).as_secs_f64()
-        ));
+        let after = now.saturating_duration_since(self.started).as_secs_f64();
+        // A dry run changes nothing: it never says it commits.
+        self.progress.push(if self.manifest.options.dry_run {
+            format!("(dry run) nothing changed on {ok} member(s) after {after:.2}s")
+        } else {
+            format!("committing on {ok} member(s) after {after:.2}s")
+        });
         self.phase = Phase::Commit;
         self.queue.clear();
         self.sched.clear();

@@ -488,13 +488,14 @@ pub struct Run {
     pub elapsed: Duration,
 }
 
-/// One row of the per-member table (`MEMBER ADDRESS FILES BYTES RESULT`).
+/// One row of the per-member table (`MEMBER ADDRESS FILES BYTES DELETED RESULT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub name: String,
     pub address: String,
     pub files: u64,
     pub bytes: u64,
+    pub deleted: u64,
     pub result: String,
 }
 
@@ -516,20 +517,21 @@ impl Run {
         let header: Vec<&str> = lines[start].split_whitespace().collect();
         assert_eq!(
             header,
-            ["MEMBER", "ADDRESS", "FILES", "BYTES", "RESULT"],
+            ["MEMBER", "ADDRESS", "FILES", "BYTES", "DELETED", "RESULT"],
             "table header not where expected in:\n{self}"
         );
         lines[start + 1..]
             .iter()
             .map(|l| {
                 let w: Vec<&str> = l.split_whitespace().collect();
-                assert!(w.len() >= 5, "short table row {l:?} in:\n{self}");
+                assert!(w.len() >= 6, "short table row {l:?} in:\n{self}");
                 Row {
                     name: w[0].to_string(),
                     address: w[1].to_string(),
                     files: w[2].parse().expect("FILES is a number"),
                     bytes: w[3].parse().expect("BYTES is a number"),
-                    result: w[4..].join(" "),
+                    deleted: w[4].parse().expect("DELETED is a number"),
+                    result: w[5..].join(" "),
                 }
             })
             .collect()
@@ -567,13 +569,28 @@ impl std::fmt::Display for Run {
 }
 
 /// The RESULT column of `member`'s row in a per-member table (`NAME ADDRESS FILES BYTES
-/// RESULT`) anywhere in `out`.
+/// DELETED RESULT`) anywhere in `out`.
 pub fn row_result(out: &str, member: &str) -> String {
     let r = out
         .lines()
         .find(|l| l.split_whitespace().next() == Some(member))
         .unwrap_or_else(|| panic!("no row for {member} in:\n{out}"));
-    r.split_whitespace().skip(4).collect::<Vec<_>>().join(" ")
+    r.split_whitespace().skip(5).collect::<Vec<_>>().join(" ")
+}
+
+/// `makuo ARGS...` on a terminal (a pty from `script(1)`): stdout and stderr both arrive in
+/// the returned stdout, as the terminal showed them. `None` when `script` is missing.
+pub fn makuo_on_a_terminal(args: &[String], limit: Duration) -> Option<Run> {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let mut line = quote(EXE);
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    Command::new("script").arg("--version").output().ok()?;
+    let mut c = Command::new("script");
+    c.args(["-qfec", &line, "/dev/null"]);
+    Some(run(&mut c, limit))
 }
 
 /// Runs a command to completion, killing it (and failing) after `limit`.
