@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::meter::Meter;
-use super::rate::Constraint;
-use super::recv::nak_parts;
+use super::rate::{Constraint, KEEPALIVE_ROUNDS};
+use super::recv::{nak_parts, NakSpread};
 use super::storage::{Storage, XferKey};
 use super::wire::{self, Feedback, Msg, Pace};
 use super::Engine;
@@ -159,6 +159,8 @@ impl<S: Storage> Engine<S> {
             return;
         };
         let dest = self.reply_addr(key.origin, sender);
+        let group = self.group_size();
+        let keepalive = keepalive_rounds(group, me);
         let Some(m) = self.meters.get_mut(&key.origin) else {
             return;
         };
@@ -173,8 +175,15 @@ impl<S: Storage> Engine<S> {
             Duration::from_micros(u64::from(p.backlog_us))
         });
         let renak = m.rtt() * 2 + backlog.min(Duration::from_secs(1)) + Duration::from_millis(2);
-        let wants = ib.due_naks(now, gap, renak, MAX_ENTRIES);
-        let fb = m.due(now, me).then(|| m.take(now, key.xfer, me));
+        // The repair a NAK asks for comes back after the sender's holdoff (half an
+        // interval + the RTT), its queue and the round trip: members wait up to six times
+        // that at random, so that one NAK's repair cancels the others' (see `NakSpread`).
+        let spread = NakSpread {
+            window: (gap / 2 + m.rtt() * 2) * 6 + backlog.min(Duration::from_secs(1)),
+            members: group,
+        };
+        let wants = ib.due_naks(now, gap, renak, spread, MAX_ENTRIES);
+        let fb = m.due(now, me, keepalive).then(|| m.take(now, key.xfer, me));
         if !wants.is_empty() {
             for part in nak_parts(&wants, room) {
                 self.queue_reply_echo(
@@ -194,6 +203,12 @@ impl<S: Storage> Engine<S> {
         if let Some(f) = fb {
             self.queue_reply_echo(dest, &Msg::Feedback(f), echo_at);
         }
+    }
+
+    /// Members of the cluster as this node knows them (itself included): how many may
+    /// answer the same thing at once, for the randomized feedback timers.
+    pub(super) fn group_size(&self) -> usize {
+        self.members.iter().filter(|m| m.direct).count() + 1
     }
 
     /// Inbound transfers whose NAK timer has passed.
@@ -222,6 +237,23 @@ impl<S: Storage> Engine<S> {
             echo: None,
         }
     }
+}
+
+/// Members per [`KEEPALIVE_ROUNDS`] of keepalive interval: in a group of more, receivers
+/// other than the CLR (and those that would become it) report proportionally less often,
+/// so that their reports together stay about `GROUP_PER_KEEPALIVE` per keepalive interval.
+const GROUP_PER_KEEPALIVE: usize = 16;
+
+/// Feedback intervals between keepalive FEEDBACKs of a receiver that has nothing new to say
+/// in a group of `group` members; spread by the node id (`me`) over up to twice that, so
+/// that receivers that started together do not report together.
+fn keepalive_rounds(group: usize, me: u64) -> u32 {
+    let scale = (group / GROUP_PER_KEEPALIVE).max(1) as u32;
+    let base = KEEPALIVE_ROUNDS.saturating_mul(scale);
+    if scale == 1 {
+        return base;
+    }
+    base + (me % u64::from(base)) as u32
 }
 
 /// Bytes per second in rsync's units (KiB, MiB, GiB), one decimal.

@@ -32,6 +32,39 @@ pub(crate) const SLACK: u32 = 32;
 /// Most bytes of wholly needed blocks cached for decoding, per transfer.
 const CACHE_BYTES: usize = 16 << 20;
 
+/// How long a member waits before NAKing a group during the pass (NAK suppression, as
+/// NORM's and TFMCC's randomized feedback timers): `T × max(0, 1 + need × ln(x) / ln(N))`,
+/// `x` uniform in (0, 1], `N` the group size, `T` the time the sender's repair takes to come
+/// back. Among `N` members that lost something of a group, only about one NAKs before the
+/// repair it asks for arrives and cancels the others' timers; a member that needs more
+/// symbols draws earlier (its NAK would change more), so the first NAK tends to ask for as
+/// much as anyone needs. With `N` ≤ 2 there is nothing to suppress: no wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NakSpread {
+    /// `T`.
+    pub(crate) window: Duration,
+    /// The group size (members that may NAK), at least 1.
+    pub(crate) members: usize,
+}
+
+impl NakSpread {
+    /// No backoff (a small group).
+    #[cfg(test)]
+    pub(crate) const NONE: Self = Self {
+        window: Duration::ZERO,
+        members: 1,
+    };
+
+    fn draw(&self, x: f64, need: u32) -> Duration {
+        if self.members <= 2 || self.window.is_zero() {
+            return Duration::ZERO;
+        }
+        let n = (self.members as f64).ln();
+        let f = (1.0 + f64::from(need) * x.ln() / n).max(0.0);
+        self.window.mul_f64(f.min(1.0))
+    }
+}
+
 /// A NAK entry this receiver will send (see [`super::wire::NakEntry`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Want {
@@ -332,6 +365,10 @@ pub(crate) struct Inbound {
     /// NAKed groups: when they were NAKed, or repair for them last arrived.
     naked: BTreeMap<(Stream, u32), Instant>,
     last_nak: Option<Instant>,
+    /// Groups whose NAK waits out its random backoff: when it is due (see [`NakSpread`]).
+    backoff: BTreeMap<(Stream, u32), Instant>,
+    /// State of the generator that draws the backoffs (seeded per member and transfer).
+    rng: u64,
     /// When unsolicited NAKs should be looked at again.
     nak_timer: Option<Instant>,
     pub(crate) report: Option<Vec<u8>>,
@@ -373,6 +410,8 @@ impl Inbound {
             pass_over: false,
             naked: BTreeMap::new(),
             last_nak: None,
+            backoff: BTreeMap::new(),
+            rng: (u64::from(key.xfer) << 32) ^ key.origin ^ (pos as u64).wrapping_mul(0x9e37_79b9),
             nak_timer: None,
             report: None,
             digest: [0; 16],
@@ -783,6 +822,21 @@ impl Inbound {
         if let Some(t) = self.naked.get_mut(&(s, g)) {
             *t = now;
         }
+        // Repair for a group whose NAK waits out its backoff: another member asked first
+        // (suppression). What it leaves missing is asked for once it stops coming.
+        if self.backoff.remove(&(s, g)).is_some() {
+            self.naked.insert((s, g), now);
+        }
+    }
+
+    /// A uniform draw in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     /// Builds the answer to a poll of `round`: every incomplete group, at most `limit` of
@@ -821,6 +875,7 @@ impl Inbound {
         now: Instant,
         gap: Duration,
         renak: Duration,
+        spread: NakSpread,
         limit: usize,
     ) -> Vec<Want> {
         self.nak_timer = None;
@@ -862,6 +917,27 @@ impl Inbound {
                 }
             }
         }
+        // Each due group first waits out a random backoff (suppression: repair arriving
+        // meanwhile, asked for by another member, cancels it); groups whose backoff is over
+        // are NAKed.
+        let mut ripe = Vec::new();
+        for key in due {
+            let at = match self.backoff.get(&key) {
+                Some(&at) => at,
+                None => {
+                    let need = self.want(key).map_or(1, |w| w.need.max(1));
+                    let d = spread.draw(self.uniform(), need);
+                    self.backoff.insert(key, now + d);
+                    now + d
+                }
+            };
+            if at <= now {
+                ripe.push(key);
+            } else {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
+        }
+        let due = ripe;
         if due.is_empty() {
             self.nak_timer = next;
             return Vec::new();
@@ -874,14 +950,8 @@ impl Inbound {
         }
         let mut out = Vec::new();
         for (s, g) in due.into_iter().take(limit) {
-            let w = match s {
-                Stream::Payload => self.payload_want(g),
-                _ => self
-                    .pstream
-                    .as_ref()
-                    .and_then(|ps| ps.want(&self.code, s, g)),
-            };
-            if let Some(w) = w {
+            self.backoff.remove(&(s, g));
+            if let Some(w) = self.want((s, g)) {
                 self.naked.insert((s, g), now);
                 out.push(w);
             }
@@ -889,6 +959,18 @@ impl Inbound {
         self.last_nak = Some(now);
         self.nak_timer = Some(now + gap.min(renak));
         out
+    }
+
+    /// The NAK entry of group `key` (plan or payload) now, if it is incomplete.
+    fn want(&self, key: (Stream, u32)) -> Option<Want> {
+        let (s, g) = key;
+        match s {
+            Stream::Payload => self.payload_want(g),
+            _ => self
+                .pstream
+                .as_ref()
+                .and_then(|ps| ps.want(&self.code, s, g)),
+        }
     }
 
     /// When [`Inbound::due_naks`] should be called again, if anything may become due.
@@ -1030,7 +1112,7 @@ mod tests {
         }
         // Blocks up to 39 came: groups 0 and 1 are over (32 blocks of tolerance), group 2
         // not yet.
-        let w = ib.due_naks(t0, gap, renak, 100);
+        let w = ib.due_naks(t0, gap, renak, NakSpread::NONE, 100);
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(
             (w[0].stream, w[0].group, w[0].need),
@@ -1046,13 +1128,13 @@ mod tests {
         );
         // Block 44 comes: group 2 is over too, but the last NAK left less than a gap ago.
         ib.on_block(t0, &mut st, Stream::Payload, 44, &blocks[44]);
-        assert!(ib.due_naks(t0, gap, renak, 100).is_empty());
+        assert!(ib.due_naks(t0, gap, renak, NakSpread::NONE, 100).is_empty());
         assert_eq!(ib.nak_timer(), Some(t0 + gap));
         let t1 = t0 + gap;
-        let w = ib.due_naks(t1, gap, renak, 100);
+        let w = ib.due_naks(t1, gap, renak, NakSpread::NONE, 100);
         assert_eq!(w.iter().map(|w| w.group).collect::<Vec<_>>(), vec![2]);
         // Group 0 got no repair: it is NAKed again once renak has passed.
-        let w = ib.due_naks(t0 + renak, gap, renak, 100);
+        let w = ib.due_naks(t0 + renak, gap, renak, NakSpread::NONE, 100);
         assert_eq!(w.iter().map(|w| w.group).collect::<Vec<_>>(), vec![0]);
     }
 
@@ -1065,7 +1147,7 @@ mod tests {
         for i in (0..40u32).filter(|&i| i != 1 && i != 2) {
             ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
         }
-        assert_eq!(ib.due_naks(t0, gap, renak, 100)[0].need, 2);
+        assert_eq!(ib.due_naks(t0, gap, renak, NakSpread::NONE, 100)[0].need, 2);
         // One parity symbol arrives 8 ms later: the group still needs one, but a re-NAK
         // waits renak from that arrival.
         let code = ib.code;
@@ -1073,9 +1155,9 @@ mod tests {
         let t1 = t0 + Duration::from_millis(8);
         ib.on_parity(t1, &mut st, Stream::Payload, 0, 0, &par[0]);
         let t2 = t0 + Duration::from_millis(12);
-        assert!(ib.due_naks(t2, gap, renak, 100).is_empty());
+        assert!(ib.due_naks(t2, gap, renak, NakSpread::NONE, 100).is_empty());
         let t3 = t1 + renak;
-        let w = ib.due_naks(t3, gap, renak, 100);
+        let w = ib.due_naks(t3, gap, renak, NakSpread::NONE, 100);
         assert_eq!(
             (w[0].group, w[0].need, w[0].map.clone()),
             (0, 1, vec![0b0110])
@@ -1083,7 +1165,7 @@ mod tests {
         // The second parity symbol completes it (decoded): nothing more to NAK, the file's
         // bytes are right.
         ib.on_parity(t3, &mut st, Stream::Payload, 0, 1, &par[1]);
-        assert!(ib.due_naks(t3 + renak, gap, renak, 100).is_empty());
+        assert!(ib.due_naks(t3 + renak, gap, renak, NakSpread::NONE, 100).is_empty());
         let e = ib
             .manifest
             .as_ref()
@@ -1107,7 +1189,7 @@ mod tests {
         }
         // Group 15 is the last: no later block will ever come; only the poll says so.
         let gap = Duration::from_millis(1);
-        assert!(ib.due_naks(t0, gap, gap, 100).is_empty());
+        assert!(ib.due_naks(t0, gap, gap, NakSpread::NONE, 100).is_empty());
         let w = ib.naks(t0, 1, 100);
         assert_eq!(
             w.iter().map(|w| (w.group, w.need)).collect::<Vec<_>>(),
@@ -1115,7 +1197,7 @@ mod tests {
         );
         let later = t0 + Duration::from_secs(1);
         assert!(
-            ib.due_naks(later, gap, gap, 100).is_empty(),
+            ib.due_naks(later, gap, gap, NakSpread::NONE, 100).is_empty(),
             "polls drive the rest"
         );
         assert!(!ib.complete());

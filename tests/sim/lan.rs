@@ -166,6 +166,8 @@ pub struct Node {
     pub sent_wire_bytes: u64,
     /// Datagrams handed to the engine.
     pub recv_datagrams: u64,
+    /// Of those, how many of each message kind (header byte 3).
+    pub recv_kinds: [u64; 32],
     /// Datagrams dropped while deaf.
     pub deaf_dropped: u64,
     /// Datagrams dropped by the ingress queue (visible or not).
@@ -284,6 +286,7 @@ impl Lan {
             sent_datagrams: 0,
             sent_wire_bytes: 0,
             recv_datagrams: 0,
+            recv_kinds: [0; 32],
             deaf_dropped: 0,
             queue_dropped: 0,
             overflows: 0,
@@ -527,6 +530,7 @@ impl Lan {
                         }
                     } else if !n.gone {
                         n.recv_datagrams += 1;
+                        n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
                         n.engine.handle_datagram(self.now, from, &bytes);
                     }
                 }
@@ -543,6 +547,7 @@ impl Lan {
             if !n.paused && !n.gone && !n.backlog.is_empty() {
                 for (from, bytes) in std::mem::take(&mut n.backlog) {
                     n.recv_datagrams += 1;
+                    n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
                     n.engine.handle_datagram(self.now, from, &bytes);
                 }
             }

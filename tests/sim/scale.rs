@@ -57,6 +57,7 @@ fn scale_1000_members_1pct_loss() {
     let payload = m.total_bytes() as f64;
     let sent_before = lan.nodes[0].sent_wire_bytes;
     let heard_before = lan.nodes[0].recv_datagrams;
+    let kinds_before = lan.nodes[0].recv_kinds;
     let t0 = lan.now;
     let x = lan.push(0, &to, m);
     lan.drive(Duration::from_secs(60), |l| l.report(0, x).is_some());
@@ -72,6 +73,13 @@ fn scale_1000_members_1pct_loss() {
     }
     let wire_ratio = (lan.nodes[0].sent_wire_bytes - sent_before) as f64 / payload;
     let heard = lan.nodes[0].recv_datagrams - heard_before;
+    let kinds: Vec<String> = (0..32)
+        .filter_map(|k| {
+            let n = lan.nodes[0].recv_kinds[k] - kinds_before[k];
+            (n > 0).then(|| format!("{}={n}", kind_name(k)))
+        })
+        .collect();
+    eprintln!("scale: the sender heard {}", kinds.join(" "));
     let feedback = heard as f64 / r.datagrams.max(1) as f64;
     record(
         "scale",
@@ -129,5 +137,18 @@ fn push_to_200_members_announces_in_parts() {
         assert_eq!(s.pattern_files, 1, "member {j}: file not committed whole");
         assert_eq!(s.pattern_mismatches, 0, "member {j}: wrong bytes written");
         assert_eq!(s.staged_count(), 0, "member {j}: staged files left");
+    }
+}
+
+/// A message kind's name (header byte 3), for the breakdown of what the sender heard.
+fn kind_name(k: usize) -> &'static str {
+    match k {
+        1 => "heartbeat",
+        2 => "leave",
+        9 => "report",
+        10 => "nak",
+        12 => "result",
+        17 => "feedback",
+        _ => "other",
     }
 }
