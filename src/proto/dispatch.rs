@@ -184,6 +184,9 @@ impl<S: Storage> Engine<S> {
                 hold_us,
                 entries,
             } => {
+                if flags & wire::NAK_ECHO != 0 {
+                    return self.on_echo(now, node, xfer, entries);
+                }
                 let (holdoff, settle) = self.repair_timing();
                 match self.outbound.get_mut(&xfer) {
                     Some(ob) if ob.is_target(node) => {
@@ -191,6 +194,9 @@ impl<S: Storage> Engine<S> {
                             now, node, round, flags, seen, entries, holdoff, settle, &self.cfg,
                         );
                         self.on_nak_echo(now, node, seen, hold_us);
+                        if round == 0 {
+                            self.echo_naks(xfer, node, entries);
+                        }
                         self.after_outbound(now, xfer);
                         true
                     }

@@ -13,13 +13,15 @@ use std::time::{Duration, Instant};
 
 use super::meter::Meter;
 use super::rate::{Constraint, KEEPALIVE_ROUNDS};
-use super::recv::{nak_parts, NakSpread};
+use super::recv::{nak_parts, NakSpread, Want};
 use super::storage::{Storage, XferKey};
 use super::wire::{self, Feedback, Msg, Pace};
-use super::Engine;
+use super::{Dest, Engine};
 
 /// Most NAK entries sent at once during a pass.
 const MAX_ENTRIES: usize = 512;
+/// Groups whose echoed need a sender remembers per push (beyond, the oldest are forgotten).
+const MAX_ECHOED: usize = 4096;
 /// How long after its last datagram an overflow is blamed on a sender.
 const OVERFLOW_BLAME: Duration = Duration::from_millis(50);
 
@@ -100,6 +102,69 @@ impl<S: Storage> Engine<S> {
     /// The echo in a NAK from `node` (a round-trip time sample).
     pub(super) fn on_nak_echo(&mut self, _now: Instant, node: u64, seen: u64, hold_us: u32) {
         self.rate.on_echo(self.rx_time, node, seen, hold_us);
+    }
+
+    /// Sender: tells the group the needs a NAK during the pass named, where they exceed what
+    /// was echoed for the group before (the worst report so far), so that receivers that
+    /// need no more than that cancel their NAK timers (see `NakSpread`). Only for pushes to
+    /// more than two targets, and only NAKs of targets in the pace (the others' are ignored).
+    pub(super) fn echo_naks(&mut self, xfer: u32, node: u64, entries: &[u8]) {
+        let room = self.max_dgram() - wire::HEADER_LEN - 21;
+        let Some(ob) = self.outbound.get_mut(&xfer) else {
+            return;
+        };
+        if ob.targets().len() <= 2 || !ob.in_pass() {
+            return;
+        }
+        if !ob.targets().iter().any(|t| t.node == node && t.in_pace()) {
+            return;
+        }
+        let mut out = Vec::new();
+        for e in wire::naks(entries).filter(|e| e.stream != wire::Stream::Manifest) {
+            let seen = ob.echoed.entry((e.stream, e.group)).or_insert(0);
+            if e.need > *seen {
+                *seen = e.need;
+                out.push(Want::echo(e.stream, e.group, e.need));
+            }
+        }
+        if ob.echoed.len() > MAX_ECHOED {
+            // Old groups are long repaired: forget the first ones.
+            let cut = ob.echoed.len() - MAX_ECHOED;
+            let keys: Vec<_> = ob.echoed.keys().take(cut).copied().collect();
+            for k in keys {
+                ob.echoed.remove(&k);
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        for part in nak_parts(&out, room) {
+            self.queue(
+                Dest::Group,
+                &Msg::Nak {
+                    xfer,
+                    round: 0,
+                    flags: wire::NAK_ECHO,
+                    seen: 0,
+                    hold_us: 0,
+                    entries: &part,
+                },
+            );
+        }
+    }
+
+    /// Receiver: the sender's echo of the worst needs of groups of transfer `xfer` (see
+    /// [`Self::echo_naks`]).
+    pub(super) fn on_echo(&mut self, now: Instant, node: u64, xfer: u32, entries: &[u8]) -> bool {
+        let key = XferKey { origin: node, xfer };
+        let Some(ib) = self.inbound.get_mut(&key) else {
+            return self.records.contains(&key);
+        };
+        ib.last_heard = now;
+        for e in wire::naks(entries) {
+            ib.on_echo(now, e.stream, e.group, e.need);
+        }
+        true
     }
 
     /// How long the sender waits for the other receivers' NAKs of a group before deciding

@@ -29,6 +29,8 @@ use super::limits::{MAX_EARLY, MAX_HELD};
 
 /// Blocks past a group's end that must have arrived before the group is over.
 pub(crate) const SLACK: u32 = 32;
+/// Groups whose echoed need a receiver remembers per transfer.
+const ECHOES_KEPT: usize = 4096;
 /// Most bytes of wholly needed blocks cached for decoding, per transfer.
 const CACHE_BYTES: usize = 16 << 20;
 
@@ -89,6 +91,16 @@ impl Want {
             group,
             need: need.max(1) as u32,
             map,
+        }
+    }
+
+    /// An entry of the sender's echo: `need` symbols of group `group`, no map.
+    pub(crate) fn echo(stream: Stream, group: u32, need: u32) -> Self {
+        Self {
+            stream,
+            group,
+            need,
+            map: Vec::new(),
         }
     }
 
@@ -367,6 +379,8 @@ pub(crate) struct Inbound {
     last_nak: Option<Instant>,
     /// Groups whose NAK waits out its random backoff: when it is due (see [`NakSpread`]).
     backoff: BTreeMap<(Stream, u32), Instant>,
+    /// The largest need the sender echoed per group (another member asked for that much).
+    echoed: BTreeMap<(Stream, u32), u32>,
     /// State of the generator that draws the backoffs (seeded per member and transfer).
     rng: u64,
     /// When unsolicited NAKs should be looked at again.
@@ -411,6 +425,7 @@ impl Inbound {
             naked: BTreeMap::new(),
             last_nak: None,
             backoff: BTreeMap::new(),
+            echoed: BTreeMap::new(),
             rng: (u64::from(key.xfer) << 32) ^ key.origin ^ (pos as u64).wrapping_mul(0x9e37_79b9),
             nak_timer: None,
             report: None,
@@ -829,6 +844,24 @@ impl Inbound {
         }
     }
 
+    /// The sender echoed that some member needs `need` symbols of group `g` of `s`: if this
+    /// member needs no more, the repair on its way serves it too, and its NAK is cancelled
+    /// (asked for again only if that repair does not come, after the re-NAK wait).
+    pub(crate) fn on_echo(&mut self, now: Instant, s: Stream, g: u32, need: u32) {
+        if s == Stream::Manifest || self.pass_over {
+            return;
+        }
+        let e = self.echoed.entry((s, g)).or_insert(0);
+        *e = (*e).max(need);
+        if self.echoed.len() > ECHOES_KEPT {
+            self.echoed.pop_first();
+        }
+        if self.backoff.contains_key(&(s, g)) && self.want((s, g)).is_none_or(|w| w.need <= need) {
+            self.backoff.remove(&(s, g));
+            self.naked.insert((s, g), now);
+        }
+    }
+
     /// A uniform draw in (0, 1].
     fn uniform(&mut self) -> f64 {
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -926,6 +959,13 @@ impl Inbound {
                 Some(&at) => at,
                 None => {
                     let need = self.want(key).map_or(1, |w| w.need.max(1));
+                    if self.echoed.get(&key).is_some_and(|&e| e >= need) {
+                        // Someone asked for as much already: wait for that repair.
+                        self.naked.insert(key, now);
+                        let at = now + renak;
+                        next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                        continue;
+                    }
                     let d = spread.draw(self.uniform(), need);
                     self.backoff.insert(key, now + d);
                     now + d

@@ -357,6 +357,9 @@ pub const NAK_FINAL: u8 = 0x01;
 pub const NAK_DONE: u8 = 0x02;
 /// NAK flag: the receiver does not know this transfer (restarted, or never registered).
 pub const NAK_UNKNOWN: u8 = 0x04;
+/// NAK flag: sent by the sender to the group, not by a receiver: the echo of the largest
+/// needs it was told of during the pass (receivers that need no more stay quiet).
+pub const NAK_ECHO: u8 = 0x08;
 
 /// Commit flag: do not delete anything (`--max-delete` was exceeded).
 pub const COMMIT_NO_DELETE: u8 = 0x01;

@@ -58,6 +58,7 @@ fn scale_1000_members_1pct_loss() {
     let sent_before = lan.nodes[0].sent_wire_bytes;
     let heard_before = lan.nodes[0].recv_datagrams;
     let kinds_before = lan.nodes[0].recv_kinds;
+    let poll_naks_before = lan.nodes[0].recv_poll_naks;
     let t0 = lan.now;
     let x = lan.push(0, &to, m);
     lan.drive(Duration::from_secs(60), |l| l.report(0, x).is_some());
@@ -79,7 +80,11 @@ fn scale_1000_members_1pct_loss() {
             (n > 0).then(|| format!("{}={n}", kind_name(k)))
         })
         .collect();
-    eprintln!("scale: the sender heard {}", kinds.join(" "));
+    eprintln!(
+        "scale: the sender heard {} (NAKs answering polls: {})",
+        kinds.join(" "),
+        lan.nodes[0].recv_poll_naks - poll_naks_before
+    );
     let feedback = heard as f64 / r.datagrams.max(1) as f64;
     record(
         "scale",
