@@ -21,7 +21,7 @@ impl<S: Storage> Engine<S> {
                     node,
                     from,
                     &hb,
-                    self.cfg.member_expiry,
+                    self.member_expiry(),
                     &mut ch,
                 );
                 self.apply_changes(ch);

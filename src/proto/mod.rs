@@ -160,6 +160,9 @@ pub struct Engine<S: Storage> {
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
+    /// How many times `heartbeat` apart this node's heartbeats go, and how many times
+    /// `member_expiry` a member may stay silent (see [`members::heartbeat_scale`]).
+    hb_scale: u32,
 }
 
 impl<S: Storage> Engine<S> {
@@ -212,6 +215,7 @@ impl<S: Storage> Engine<S> {
             next_xfer,
             rr: 0,
             clock: now,
+            hb_scale: 1,
         }
     }
 
@@ -349,7 +353,7 @@ impl<S: Storage> Engine<S> {
         self.paths.rotation = self.paths.rotation.wrapping_add(1);
         // Twice the expiry: a sender whose heartbeats come late during a busy push is still
         // named as heard through the group.
-        let expiry = self.cfg.member_expiry * 2;
+        let expiry = self.member_expiry() * 2;
         for m in direct[start..].iter().chain(direct[..start].iter()) {
             let group = if self.paths.hear_group(now, m.node, expiry) {
                 paths::KNOWN_GROUP
@@ -390,7 +394,7 @@ impl<S: Storage> Engine<S> {
                 flags,
                 proto_min: wire::MIN_VERSION,
                 proto_max: wire::VERSION,
-                interval_ms: self.cfg.heartbeat.as_millis() as u32,
+                interval_ms: (self.cfg.heartbeat * self.hb_scale).as_millis() as u32,
                 name: name.as_bytes(),
                 version: version.as_bytes(),
                 info: &info,
@@ -398,6 +402,18 @@ impl<S: Storage> Engine<S> {
                 known_count: count,
             }),
         );
+    }
+
+    /// How long a member may stay silent before it is dropped: `member_expiry`, times the
+    /// heartbeat scale of a large group.
+    fn member_expiry(&self) -> Duration {
+        self.cfg.member_expiry * self.hb_scale
+    }
+
+    /// What a push adds to `member_timeout` for a target's last heartbeat in a large group,
+    /// whose heartbeats come `hb_scale` times further apart (replies still count at once).
+    fn heartbeat_slack(&self) -> Duration {
+        self.cfg.member_timeout * (self.hb_scale - 1)
     }
 
     /// Schedules an early heartbeat at a random moment within the join jitter, so a newcomer
@@ -447,12 +463,12 @@ impl<S: Storage> Engine<S> {
 
     /// How group datagrams reach member `m` (see `paths.rs`).
     pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
-        self.paths.path(now, m, self.cfg.member_expiry)
+        self.paths.path(now, m, self.member_expiry())
     }
 
     /// Whether member `node`'s datagrams came to us through the group within the expiry.
     pub fn hears_group(&self, now: Instant, node: u64) -> bool {
-        self.paths.hear_group(now, node, self.cfg.member_expiry)
+        self.paths.hear_group(now, node, self.member_expiry())
     }
 
     /// Reply addresses of the members that get unicast copies of every group datagram.
@@ -729,11 +745,12 @@ impl<S: Storage> Engine<S> {
 
     fn after_outbound(&mut self, now: Instant, xfer: u32) {
         let members = &self.members;
+        let slack = self.heartbeat_slack();
         if let Some(ob) = self.outbound.get_mut(&xfer) {
             ob.on_timeout(now, &self.cfg, |n| {
                 members
                     .get(n)
-                    .map(|m| if m.direct { m.last_seen } else { now })
+                    .map(|m| if m.direct { m.last_seen + slack } else { now })
             });
         }
         self.collect_outbound(now);
@@ -857,14 +874,17 @@ impl<S: Storage> Engine<S> {
         if now >= self.next_heartbeat {
             let join = !self.joined;
             self.joined = true;
+            let direct = self.members.iter().filter(|m| m.direct).count();
+            self.hb_scale = members::heartbeat_scale(direct + 1, self.hb_scale);
             self.heartbeat(now, join);
-            self.next_heartbeat = now + self.cfg.heartbeat;
+            self.next_heartbeat = now + self.cfg.heartbeat * self.hb_scale;
         }
         let mut ch = Vec::new();
-        self.members.expire(now, self.cfg.member_expiry, &mut ch);
+        self.members.expire(now, self.member_expiry(), &mut ch);
         self.apply_changes(ch);
-        self.versions.expire(now, self.cfg.member_expiry);
+        self.versions.expire(now, self.member_expiry());
         let xfers: Vec<u32> = self.outbound.keys().copied().collect();
+        let slack = self.heartbeat_slack();
         for x in xfers {
             let members = &self.members;
             if let Some(ob) = self.outbound.get_mut(&x) {
@@ -872,7 +892,7 @@ impl<S: Storage> Engine<S> {
                     ob.on_timeout(now, &self.cfg, |n| {
                         members
                             .get(n)
-                            .map(|m| if m.direct { m.last_seen } else { now })
+                            .map(|m| if m.direct { m.last_seen + slack } else { now })
                     });
                 }
             }
@@ -959,7 +979,7 @@ impl<S: Storage> Engine<S> {
     /// datagrams waiting, this includes when the pacing lets the next one go.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_heartbeat;
-        if let Some(e) = self.members.next_expiry(self.cfg.member_expiry) {
+        if let Some(e) = self.members.next_expiry(self.member_expiry()) {
             t = t.min(e);
         }
         for ob in self.outbound.values() {
