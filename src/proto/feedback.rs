@@ -321,7 +321,9 @@ fn keepalive_rounds(group: usize, me: u64) -> u32 {
     if scale == 1 {
         return KEEPALIVE_ROUNDS;
     }
-    let base = KEEPALIVE_ROUNDS.saturating_mul(scale).min(KEEPALIVE_MAX * 4 / 5);
+    let base = KEEPALIVE_ROUNDS
+        .saturating_mul(scale)
+        .min(KEEPALIVE_MAX * 4 / 5);
     base + (me % u64::from(base / 4 + 1)) as u32
 }
 

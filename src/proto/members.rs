@@ -292,3 +292,19 @@ impl Members {
         self.table.values().map(|m| m.last_seen + expiry).min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_scale_grows_with_the_group_at_once_and_shrinks_slowly() {
+        assert_eq!(heartbeat_scale(9, 1), 1);
+        assert_eq!(heartbeat_scale(63, 1), 1);
+        assert_eq!(heartbeat_scale(100, 1), 3);
+        assert_eq!(heartbeat_scale(1001, 3), 31);
+        // Most members vanish from view: one step down per heartbeat.
+        assert_eq!(heartbeat_scale(10, 31), 30);
+        assert_eq!(heartbeat_scale(10, 0), 1);
+    }
+}

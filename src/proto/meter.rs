@@ -596,18 +596,27 @@ mod tests {
         let me = 42;
         let mut m = Meter::new();
         let mut t = Instant::now();
-        assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS), "no PACE yet");
+        assert!(
+            !m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "no PACE yet"
+        );
         let mut p = pace(0);
         p.clr = me;
         m.on_pace(t, &p, 42);
         feed(&mut m, &mut t, 1, 500, |_| false);
-        assert!(m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS), "first report");
+        assert!(
+            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "first report"
+        );
         let f = m.take(t, 1, me);
         assert_eq!((f.flags, f.seen, f.overflows), (FB_CLR, 499, 0));
         assert!(f.recv_rate > 100_000_000, "{}", f.recv_rate);
         assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS));
         feed(&mut m, &mut t, 500, 1100, |_| false);
-        assert!(m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS), "the CLR reports every interval");
+        assert!(
+            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "the CLR reports every interval"
+        );
         m.take(t, 1, me);
         // Not the CLR and not lower: only the keepalive.
         p.clr = 7;
@@ -616,7 +625,10 @@ mod tests {
         assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS));
         m.on_overflow(3);
         t += Duration::from_millis(1);
-        assert!(m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS), "an overflow is reported at once");
+        assert!(
+            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "an overflow is reported at once"
+        );
         assert_eq!(m.take(t, 1, me).overflows, 3);
     }
 }

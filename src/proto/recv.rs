@@ -1179,6 +1179,52 @@ mod tests {
     }
 
     #[test]
+    fn nak_timers_are_spread_biased_by_need_and_cancelled_by_repair_or_echo() {
+        let spread = NakSpread {
+            window: Duration::from_millis(30),
+            members: 1000,
+        };
+        // x = 1 draws the full window; small x draws nothing; more need draws earlier.
+        assert_eq!(spread.draw(1.0, 1), Duration::from_millis(30));
+        assert_eq!(spread.draw(1e-4, 1), Duration::ZERO);
+        assert!(spread.draw(0.3, 2) < spread.draw(0.3, 1));
+        // Under a sixth of the window: x < 1000^(-5/6), about 0.3 % of members.
+        let mut ib = inbound(Instant::now()).0;
+        let early = (0..10_000)
+            .filter(|_| spread.draw(ib.uniform(), 1) < spread.window / 6)
+            .count();
+        assert!((5..100).contains(&early), "{early} of 10,000 early");
+
+        let t0 = Instant::now();
+        let (mut ib, blocks, mut st) = inbound(t0);
+        let gap = Duration::from_millis(1);
+        let renak = Duration::from_millis(20);
+        // Group 0 lacks block 2, group 1 lacks block 5; both are over.
+        for i in (0..40u32).filter(|&i| i != 2 && i != 5) {
+            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
+        }
+        let window = Duration::from_secs(1);
+        let wide = NakSpread {
+            window,
+            members: 1000,
+        };
+        // Both wait out a backoff (x = 1 would be the whole window; none is zero here
+        // unless drawn so).
+        let w = ib.due_naks(t0, gap, renak, wide, 100);
+        let timer = ib.nak_timer().expect("a NAK timer");
+        assert!(w.len() < 2 && timer <= t0 + window, "{w:?}");
+        // The sender echoes that someone needs 1 symbol of group 0: this member needs no
+        // more, so its group 0 timer is cancelled. Repair for group 1 arrives (another
+        // member asked): its timer is cancelled too.
+        ib.on_echo(t0, Stream::Payload, 0, 1);
+        ib.repair_seen(t0, Stream::Payload, 1);
+        let before_renak = t0 + renak / 2;
+        assert!(ib.due_naks(before_renak, gap, renak, wide, 100).is_empty());
+        // An echo of less than this member needs cancels nothing.
+        ib.on_echo(t0, Stream::Payload, 0, 0);
+    }
+
+    #[test]
     fn repair_arriving_holds_a_re_nak_back_and_completing_stops_it() {
         let t0 = Instant::now();
         let (mut ib, blocks, mut st) = inbound(t0);
@@ -1205,7 +1251,9 @@ mod tests {
         // The second parity symbol completes it (decoded): nothing more to NAK, the file's
         // bytes are right.
         ib.on_parity(t3, &mut st, Stream::Payload, 0, 1, &par[1]);
-        assert!(ib.due_naks(t3 + renak, gap, renak, NakSpread::NONE, 100).is_empty());
+        assert!(ib
+            .due_naks(t3 + renak, gap, renak, NakSpread::NONE, 100)
+            .is_empty());
         let e = ib
             .manifest
             .as_ref()
@@ -1237,7 +1285,8 @@ mod tests {
         );
         let later = t0 + Duration::from_secs(1);
         assert!(
-            ib.due_naks(later, gap, gap, NakSpread::NONE, 100).is_empty(),
+            ib.due_naks(later, gap, gap, NakSpread::NONE, 100)
+                .is_empty(),
             "polls drive the rest"
         );
         assert!(!ib.complete());

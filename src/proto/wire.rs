@@ -20,9 +20,12 @@ pub const MAGIC: [u8; 2] = *b"MK";
 /// Protocol version this build speaks (and the highest it accepts). Version 2: NAKs name the
 /// missing symbols, receivers report during the pass, rate control (PACE, feedback).
 /// Version 3: ANNOUNCE lists the targets in parts (a push serves up to [`MAX_TARGETS`]).
-pub const VERSION: u8 = 3;
+/// Version 4: feedback that scales: the sender's NAK echo ([`NAK_ECHO`]), randomized NAK
+/// timers, heartbeats and expiry that scale with the group (a member of version 3 would
+/// expire members of a large group and misread an echo).
+pub const VERSION: u8 = 4;
 /// Lowest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 3;
+pub const MIN_VERSION: u8 = 4;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.

@@ -534,7 +534,9 @@ impl Lan {
                     } else if !n.gone {
                         n.recv_datagrams += 1;
                         n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
-                        if bytes.get(3) == Some(&10) && bytes.get(28..32).is_some_and(|r| r != [0; 4]) {
+                        if bytes.get(3) == Some(&10)
+                            && bytes.get(28..32).is_some_and(|r| r != [0; 4])
+                        {
                             n.recv_poll_naks += 1;
                         }
                         n.engine.handle_datagram(self.now, from, &bytes);
