@@ -138,7 +138,7 @@ impl<S: Storage> Engine<S> {
                         skip,
                     };
                 }
-                self.send_result(key);
+                self.send_result(key, true, flags & wire::COMMIT_PREPARE != 0);
                 true
             }
             Msg::Abort { xfer, reason } => {
@@ -204,6 +204,11 @@ impl<S: Storage> Engine<S> {
                 }
             }
             Msg::Pace(p) => self.on_pace(now, node, &p),
+            Msg::Aggregate {
+                origin,
+                xfer,
+                items,
+            } => self.on_aggregate(now, from, node, origin, xfer, items),
             Msg::Feedback(f) => self.on_feedback(now, node, &f),
             Msg::Result {
                 xfer,
@@ -277,6 +282,10 @@ impl<S: Storage> Engine<S> {
             self.inbound
                 .insert(key, Inbound::new(key, from, pos, code, a.manifest_len, now));
             self.meter_for(node);
+        }
+        if self.inbound.get(&key).is_some_and(|ib| ib.leader.is_none()) {
+            let leader = self.cohort_leader(a, pos);
+            self.inbound.get_mut(&key).unwrap().leader = leader;
         }
         let ib = self.inbound.get_mut(&key).unwrap();
         ib.last_heard = now;

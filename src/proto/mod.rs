@@ -23,6 +23,7 @@
 //! when): the rate comes from receivers' feedback (`rate.rs`), capped by
 //! [`Config::rate_limit`].
 
+mod aggregate;
 mod api;
 mod dispatch;
 mod feedback;
@@ -160,6 +161,8 @@ pub struct Engine<S: Storage> {
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
+    /// Answers this node gathers as a cohort leader (`aggregate.rs`).
+    gathering: aggregate::Gathering,
     /// How many times `heartbeat` apart this node's heartbeats go, and how many times
     /// `member_expiry` a member may stay silent (see [`members::heartbeat_scale`]).
     hb_scale: u32,
@@ -216,6 +219,7 @@ impl<S: Storage> Engine<S> {
             rr: 0,
             clock: now,
             hb_scale: 1,
+            gathering: Default::default(),
         }
     }
 
@@ -611,14 +615,14 @@ impl<S: Storage> Engine<S> {
             if matches!(ib.commit, CommitState::Done(..)) {
                 self.commit_event(key);
             }
-            self.send_result(key);
+            self.send_result(key, false, true);
             self.retire_if_done(now, key);
             return;
         }
         if matches!(ib.commit, CommitState::Pending) {
             ib.commit = Inbound::finished(outcome);
             self.commit_event(key);
-            self.send_result(key);
+            self.send_result(key, false, false);
             self.retire_if_done(now, key);
         }
     }
@@ -656,8 +660,11 @@ impl<S: Storage> Engine<S> {
             report.chunks(room).collect()
         };
         let parts = chunks.len().min(u16::MAX as usize) as u16;
+        let now = self.clock;
         for (i, c) in chunks.iter().take(parts as usize).enumerate() {
-            self.queue_reply(
+            self.answer(
+                now,
+                key,
                 dest,
                 &Msg::Report {
                     xfer: key.xfer,
@@ -665,11 +672,16 @@ impl<S: Storage> Engine<S> {
                     parts,
                     data: c,
                 },
+                (wire::kind::ANNOUNCE, 0),
+                i == 0,
+                None,
             );
         }
     }
 
-    fn send_result(&mut self, key: XferKey) {
+    /// Sends the RESULT of inbound transfer `key`; `asked`: it answers a COMMIT (with
+    /// PREPARE: `prepare`), rather than reports a commit that just finished.
+    fn send_result(&mut self, key: XferKey, asked: bool, prepare: bool) {
         let Some(ib) = self.inbound.get(&key) else {
             return;
         };
@@ -684,7 +696,10 @@ impl<S: Storage> Engine<S> {
         };
         let mut msg = msg.into_bytes();
         msg.truncate(1000);
-        self.queue_reply(
+        let now = self.clock;
+        self.answer(
+            now,
+            key,
             dest,
             &Msg::Result {
                 xfer: key.xfer,
@@ -694,6 +709,9 @@ impl<S: Storage> Engine<S> {
                 deleted,
                 message: &msg,
             },
+            (wire::kind::COMMIT, u32::from(prepare)),
+            asked,
+            None,
         );
     }
 
@@ -728,18 +746,19 @@ impl<S: Storage> Engine<S> {
             if done {
                 flags |= wire::NAK_DONE;
             }
-            self.queue_reply_echo(
-                dest,
-                &Msg::Nak {
-                    xfer: key.xfer,
-                    round,
-                    flags,
-                    seen,
-                    hold_us,
-                    entries: p,
-                },
-                echo_at,
-            );
+            let m = Msg::Nak {
+                xfer: key.xfer,
+                round,
+                flags,
+                seen,
+                hold_us,
+                entries: p,
+            };
+            if round > 0 {
+                self.answer(now, key, dest, &m, (wire::kind::POLL, round), i == 0, echo_at);
+            } else {
+                self.queue_reply_echo(dest, &m, echo_at);
+            }
         }
     }
 
@@ -862,7 +881,7 @@ impl<S: Storage> Engine<S> {
             };
             ib.commit(&mut self.storage, no_delete, &skip);
             self.commit_event(key);
-            self.send_result(key);
+            self.send_result(key, false, false);
             self.retire_if_done(now, key);
         }
     }
@@ -902,6 +921,7 @@ impl<S: Storage> Engine<S> {
             self.update_rate(now);
         }
         self.inbound_timers(now);
+        self.gathering_timers(now);
         // Receivers: abandon transfers whose sender went silent; forget old records.
         let stale: Vec<XferKey> = self
             .inbound
@@ -991,6 +1011,9 @@ impl<S: Storage> Engine<S> {
                     t = t.min(p);
                 }
             }
+        }
+        if let Some(g) = self.gathering_timeout() {
+            t = t.min(g);
         }
         for ib in self.inbound.values() {
             t = t.min(ib.last_heard + self.cfg.transfer_timeout);

@@ -388,6 +388,13 @@ pub(crate) struct Inbound {
     pub(crate) report: Option<Vec<u8>>,
     /// MD5 of the manifest bytes: identical on every member that got the same push.
     pub(crate) digest: [u8; 16],
+    /// The cohort leader this member sends its answers through (`aggregate.rs`): node id
+    /// and address; `None`: straight to the sender.
+    pub(crate) leader: Option<(u64, SocketAddr)>,
+    /// The last request answered through the leader (kind, round).
+    pub(crate) relayed: Option<(u8, u32)>,
+    /// A request answered through the leader came again: answers go straight to the sender.
+    pub(crate) direct_replies: bool,
 }
 
 impl Inbound {
@@ -430,6 +437,9 @@ impl Inbound {
             nak_timer: None,
             report: None,
             digest: [0; 16],
+            leader: None,
+            relayed: None,
+            direct_replies: false,
         }
     }
 
