@@ -19,6 +19,9 @@ pub const COHORT: usize = 32;
 pub const AGG_MIN_TARGETS: usize = 64;
 /// How long a leader gathers answers before it sends them on.
 pub const AGG_HOLD: Duration = Duration::from_millis(3);
+/// A request answered through the leader that comes again within this is not answered
+/// (it crossed the answer); later, the member answers the sender directly.
+const REPEAT_GRACE: Duration = Duration::from_millis(12);
 /// Transfers a leader gathers for at once (beyond, answers are dropped and the members
 /// answer the sender's repeat directly).
 const MAX_GATHERING: usize = 64;
@@ -41,7 +44,11 @@ impl<S: Storage> Engine<S> {
     /// The leader of this member in a push with the targets of announce `a` (`pos`: this
     /// member's position), if the push gathers answers and the leader is listed in the same
     /// part and a member heard directly.
-    pub(super) fn cohort_leader(&self, a: &wire::Announce<'_>, pos: usize) -> Option<(u64, SocketAddr)> {
+    pub(super) fn cohort_leader(
+        &self,
+        a: &wire::Announce<'_>,
+        pos: usize,
+    ) -> Option<(u64, SocketAddr)> {
         if a.target_count() == 0 || usize::from(a.total) <= AGG_MIN_TARGETS {
             return None;
         }
@@ -73,17 +80,21 @@ impl<S: Storage> Engine<S> {
     ) {
         let me = self.cfg.node_id;
         let via = match self.inbound.get_mut(&key) {
-            Some(ib) if !ib.direct_replies => match ib.leader {
-                Some(l) => {
-                    if asked && ib.relayed == Some(req) {
-                        ib.direct_replies = true;
-                        None
-                    } else {
-                        ib.relayed = Some(req);
-                        Some(l)
+            Some(ib) if !ib.direct_replies => match (ib.leader, ib.relayed) {
+                (Some(_), Some((r, at))) if asked && r == req => {
+                    if now.saturating_duration_since(at) < REPEAT_GRACE {
+                        // The answer is on its way through the leader: the request
+                        // crossed it.
+                        return;
                     }
+                    ib.direct_replies = true;
+                    None
                 }
-                None => None,
+                (Some(l), _) => {
+                    ib.relayed = Some((req, now));
+                    Some(l)
+                }
+                _ => None,
             },
             _ => None,
         };
@@ -208,8 +219,7 @@ impl<S: Storage> Engine<S> {
                         let (holdoff, settle) = self.repair_timing();
                         if let Some(ob) = self.outbound.get_mut(&xfer) {
                             ob.on_nak(
-                                now, who, round, flags, seen, entries, holdoff, settle,
-                                &self.cfg,
+                                now, who, round, flags, seen, entries, holdoff, settle, &self.cfg,
                             );
                         }
                         self.after_outbound(now, xfer);

@@ -295,7 +295,7 @@ impl<S: Storage> Engine<S> {
         // report goes out by itself once the manifest is in; later announces are answered.
         if a.is_pending(pos) && !fresh {
             if let Some(report) = ib.report.clone() {
-                self.send_report(key, &report);
+                self.send_report(key, &report, true);
             } else {
                 // Not ready: say which manifest groups are missing (or just that we live).
                 self.answer_poll(now, key, 0);

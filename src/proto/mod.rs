@@ -601,7 +601,7 @@ impl<S: Storage> Engine<S> {
         let list = ib.manifest.as_ref().is_some_and(|m| m.options.dry_run);
         ib.set_inspection(insp, list);
         let report = ib.report.clone().unwrap();
-        self.send_report(key, &report);
+        self.send_report(key, &report, false);
     }
 
     /// Input: the storage finished a commit it answered "pending" to.
@@ -648,7 +648,9 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    fn send_report(&mut self, key: XferKey, report: &[u8]) {
+    /// Sends inbound transfer `key`'s report; `asked`: it answers an announce (rather than
+    /// goes out by itself once the manifest is inspected).
+    fn send_report(&mut self, key: XferKey, report: &[u8], asked: bool) {
         let Some(ib) = self.inbound.get(&key) else {
             return;
         };
@@ -673,7 +675,7 @@ impl<S: Storage> Engine<S> {
                     data: c,
                 },
                 (wire::kind::ANNOUNCE, 0),
-                i == 0,
+                asked && i == 0,
                 None,
             );
         }

@@ -391,8 +391,8 @@ pub(crate) struct Inbound {
     /// The cohort leader this member sends its answers through (`aggregate.rs`): node id
     /// and address; `None`: straight to the sender.
     pub(crate) leader: Option<(u64, SocketAddr)>,
-    /// The last request answered through the leader (kind, round).
-    pub(crate) relayed: Option<(u8, u32)>,
+    /// The last request answered through the leader (kind, round), and when.
+    pub(crate) relayed: Option<((u8, u32), Instant)>,
     /// A request answered through the leader came again: answers go straight to the sender.
     pub(crate) direct_replies: bool,
 }
