@@ -757,7 +757,15 @@ impl<S: Storage> Engine<S> {
                 entries: p,
             };
             if round > 0 {
-                self.answer(now, key, dest, &m, (wire::kind::POLL, round), i == 0, echo_at);
+                self.answer(
+                    now,
+                    key,
+                    dest,
+                    &m,
+                    (wire::kind::POLL, round),
+                    i == 0,
+                    echo_at,
+                );
             } else {
                 self.queue_reply_echo(dest, &m, echo_at);
             }
