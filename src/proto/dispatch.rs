@@ -21,7 +21,7 @@ impl<S: Storage> Engine<S> {
                     node,
                     from,
                     &hb,
-                    self.cfg.member_expiry,
+                    self.member_expiry(),
                     &mut ch,
                 );
                 self.apply_changes(ch);
@@ -138,7 +138,7 @@ impl<S: Storage> Engine<S> {
                         skip,
                     };
                 }
-                self.send_result(key);
+                self.send_result(key, true, flags & wire::COMMIT_PREPARE != 0);
                 true
             }
             Msg::Abort { xfer, reason } => {
@@ -184,6 +184,9 @@ impl<S: Storage> Engine<S> {
                 hold_us,
                 entries,
             } => {
+                if flags & wire::NAK_ECHO != 0 {
+                    return self.on_echo(now, node, xfer, entries);
+                }
                 let (holdoff, settle) = self.repair_timing();
                 match self.outbound.get_mut(&xfer) {
                     Some(ob) if ob.is_target(node) => {
@@ -191,6 +194,9 @@ impl<S: Storage> Engine<S> {
                             now, node, round, flags, seen, entries, holdoff, settle, &self.cfg,
                         );
                         self.on_nak_echo(now, node, seen, hold_us);
+                        if round == 0 {
+                            self.echo_naks(xfer, node, entries);
+                        }
                         self.after_outbound(now, xfer);
                         true
                     }
@@ -198,6 +204,11 @@ impl<S: Storage> Engine<S> {
                 }
             }
             Msg::Pace(p) => self.on_pace(now, node, &p),
+            Msg::Aggregate {
+                origin,
+                xfer,
+                items,
+            } => self.on_aggregate(now, from, node, origin, xfer, items),
             Msg::Feedback(f) => self.on_feedback(now, node, &f),
             Msg::Result {
                 xfer,
@@ -272,6 +283,10 @@ impl<S: Storage> Engine<S> {
                 .insert(key, Inbound::new(key, from, pos, code, a.manifest_len, now));
             self.meter_for(node);
         }
+        if self.inbound.get(&key).is_some_and(|ib| ib.leader.is_none()) {
+            let leader = self.cohort_leader(a, pos);
+            self.inbound.get_mut(&key).unwrap().leader = leader;
+        }
         let ib = self.inbound.get_mut(&key).unwrap();
         ib.last_heard = now;
         ib.sender = from;
@@ -280,7 +295,7 @@ impl<S: Storage> Engine<S> {
         // report goes out by itself once the manifest is in; later announces are answered.
         if a.is_pending(pos) && !fresh {
             if let Some(report) = ib.report.clone() {
-                self.send_report(key, &report);
+                self.send_report(key, &report, true);
             } else {
                 // Not ready: say which manifest groups are missing (or just that we live).
                 self.answer_poll(now, key, 0);

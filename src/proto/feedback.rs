@@ -12,14 +12,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::meter::Meter;
-use super::rate::Constraint;
-use super::recv::nak_parts;
+use super::rate::{Constraint, KEEPALIVE_ROUNDS};
+use super::recv::{nak_parts, NakSpread, Want};
 use super::storage::{Storage, XferKey};
 use super::wire::{self, Feedback, Msg, Pace};
-use super::Engine;
+use super::{Dest, Engine};
 
 /// Most NAK entries sent at once during a pass.
 const MAX_ENTRIES: usize = 512;
+/// Groups whose echoed need a sender remembers per push (beyond, the oldest are forgotten).
+const MAX_ECHOED: usize = 4096;
 /// How long after its last datagram an overflow is blamed on a sender.
 const OVERFLOW_BLAME: Duration = Duration::from_millis(50);
 
@@ -102,6 +104,69 @@ impl<S: Storage> Engine<S> {
         self.rate.on_echo(self.rx_time, node, seen, hold_us);
     }
 
+    /// Sender: tells the group the needs a NAK during the pass named, where they exceed what
+    /// was echoed for the group before (the worst report so far), so that receivers that
+    /// need no more than that cancel their NAK timers (see `NakSpread`). Only for pushes to
+    /// more than two targets, and only NAKs of targets in the pace (the others' are ignored).
+    pub(super) fn echo_naks(&mut self, xfer: u32, node: u64, entries: &[u8]) {
+        let room = self.max_dgram() - wire::HEADER_LEN - 21;
+        let Some(ob) = self.outbound.get_mut(&xfer) else {
+            return;
+        };
+        if ob.targets().len() <= 2 || !ob.in_pass() {
+            return;
+        }
+        if !ob.targets().iter().any(|t| t.node == node && t.in_pace()) {
+            return;
+        }
+        let mut out = Vec::new();
+        for e in wire::naks(entries).filter(|e| e.stream != wire::Stream::Manifest) {
+            let seen = ob.echoed.entry((e.stream, e.group)).or_insert(0);
+            if e.need > *seen {
+                *seen = e.need;
+                out.push(Want::echo(e.stream, e.group, e.need));
+            }
+        }
+        if ob.echoed.len() > MAX_ECHOED {
+            // Old groups are long repaired: forget the first ones.
+            let cut = ob.echoed.len() - MAX_ECHOED;
+            let keys: Vec<_> = ob.echoed.keys().take(cut).copied().collect();
+            for k in keys {
+                ob.echoed.remove(&k);
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        for part in nak_parts(&out, room) {
+            self.queue(
+                Dest::Group,
+                &Msg::Nak {
+                    xfer,
+                    round: 0,
+                    flags: wire::NAK_ECHO,
+                    seen: 0,
+                    hold_us: 0,
+                    entries: &part,
+                },
+            );
+        }
+    }
+
+    /// Receiver: the sender's echo of the worst needs of groups of transfer `xfer` (see
+    /// [`Self::echo_naks`]).
+    pub(super) fn on_echo(&mut self, now: Instant, node: u64, xfer: u32, entries: &[u8]) -> bool {
+        let key = XferKey { origin: node, xfer };
+        let Some(ib) = self.inbound.get_mut(&key) else {
+            return self.records.contains(&key);
+        };
+        ib.last_heard = now;
+        for e in wire::naks(entries) {
+            ib.on_echo(now, e.stream, e.group, e.need);
+        }
+        true
+    }
+
     /// How long the sender waits for the other receivers' NAKs of a group before deciding
     /// its repair, and after how long from its first pass every receiver's NAK of a group is
     /// in (receivers NAK at most once per feedback interval).
@@ -159,6 +224,8 @@ impl<S: Storage> Engine<S> {
             return;
         };
         let dest = self.reply_addr(key.origin, sender);
+        let group = self.group_size();
+        let keepalive = keepalive_rounds(group, me);
         let Some(m) = self.meters.get_mut(&key.origin) else {
             return;
         };
@@ -173,8 +240,15 @@ impl<S: Storage> Engine<S> {
             Duration::from_micros(u64::from(p.backlog_us))
         });
         let renak = m.rtt() * 2 + backlog.min(Duration::from_secs(1)) + Duration::from_millis(2);
-        let wants = ib.due_naks(now, gap, renak, MAX_ENTRIES);
-        let fb = m.due(now, me).then(|| m.take(now, key.xfer, me));
+        // The repair a NAK asks for comes back after the sender's holdoff (half an
+        // interval + the RTT), its queue and the round trip: members wait up to six times
+        // that at random, so that one NAK's repair cancels the others' (see `NakSpread`).
+        let spread = NakSpread {
+            window: (gap / 2 + m.rtt() * 2) * 6 + backlog.min(Duration::from_secs(1)),
+            members: group,
+        };
+        let wants = ib.due_naks(now, gap, renak, spread, MAX_ENTRIES);
+        let fb = m.due(now, me, keepalive).then(|| m.take(now, key.xfer, me));
         if !wants.is_empty() {
             for part in nak_parts(&wants, room) {
                 self.queue_reply_echo(
@@ -194,6 +268,12 @@ impl<S: Storage> Engine<S> {
         if let Some(f) = fb {
             self.queue_reply_echo(dest, &Msg::Feedback(f), echo_at);
         }
+    }
+
+    /// Members of the cluster as this node knows them (itself included): how many may
+    /// answer the same thing at once, for the randomized feedback timers.
+    pub(super) fn group_size(&self) -> usize {
+        self.members.iter().filter(|m| m.direct).count() + 1
     }
 
     /// Inbound transfers whose NAK timer has passed.
@@ -222,6 +302,29 @@ impl<S: Storage> Engine<S> {
             echo: None,
         }
     }
+}
+
+/// Members per [`KEEPALIVE_ROUNDS`] of keepalive interval: in a group of more, receivers
+/// other than the CLR (and those that would become it) report less often, up to
+/// [`KEEPALIVE_MAX`] intervals apart.
+const GROUP_PER_KEEPALIVE: usize = 16;
+/// The longest keepalive spacing, in feedback intervals: within `rate.rs`'s
+/// `STALE_ROUNDS` (40), beyond which a receiver's last report no longer counts (measured:
+/// letting reports go stale slows a 100-member push by 40 %).
+const KEEPALIVE_MAX: u32 = 32;
+
+/// Feedback intervals between keepalive FEEDBACKs of a receiver that has nothing new to say
+/// in a group of `group` members; spread by the node id (`me`) over a quarter of that more,
+/// so that receivers that started together do not report together.
+fn keepalive_rounds(group: usize, me: u64) -> u32 {
+    let scale = (group / GROUP_PER_KEEPALIVE).max(1) as u32;
+    if scale == 1 {
+        return KEEPALIVE_ROUNDS;
+    }
+    let base = KEEPALIVE_ROUNDS
+        .saturating_mul(scale)
+        .min(KEEPALIVE_MAX * 4 / 5);
+    base + (me % u64::from(base / 4 + 1)) as u32
 }
 
 /// Bytes per second in rsync's units (KiB, MiB, GiB), one decimal.

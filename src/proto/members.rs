@@ -22,6 +22,22 @@ use std::time::{Duration, Instant};
 use super::limits::{MAX_INDIRECT, MAX_MEMBERS, MAX_MEMBERS_PER_HOST};
 use super::wire::{Heartbeat, Known, HB_RECEIVER};
 
+/// Members per step of the heartbeat scale: in a group of `n` members each heartbeats
+/// `max(1, n / HEARTBEAT_GROUP)` times `heartbeat` apart (and is expired that many times
+/// `member_expiry` after it was last heard), so that a member hears about
+/// `HEARTBEAT_GROUP` heartbeats per `heartbeat` whatever the size of the group: a sender of
+/// a push to 1,000 members would otherwise hear 1,000 a second.
+pub const HEARTBEAT_GROUP: usize = 32;
+
+/// The heartbeat scale for a group of `members` (this node included), given the scale
+/// now (`old`): it grows at once and shrinks by at most one step per heartbeat, so that a
+/// member that lost sight of many others does not expire the rest, whose heartbeats still
+/// come at the larger spacing, in a cascade.
+pub(crate) fn heartbeat_scale(members: usize, old: u32) -> u32 {
+    let want = (members / HEARTBEAT_GROUP).max(1) as u32;
+    want.max(old.saturating_sub(1)).max(1)
+}
+
 /// What is known about one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberInfo {
@@ -274,5 +290,21 @@ impl Members {
     /// When the next member would expire.
     pub(crate) fn next_expiry(&self, expiry: Duration) -> Option<Instant> {
         self.table.values().map(|m| m.last_seen + expiry).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_scale_grows_with_the_group_at_once_and_shrinks_slowly() {
+        assert_eq!(heartbeat_scale(9, 1), 1);
+        assert_eq!(heartbeat_scale(63, 1), 1);
+        assert_eq!(heartbeat_scale(100, 1), 3);
+        assert_eq!(heartbeat_scale(1001, 3), 31);
+        // Most members vanish from view: one step down per heartbeat.
+        assert_eq!(heartbeat_scale(10, 31), 30);
+        assert_eq!(heartbeat_scale(10, 0), 1);
     }
 }

@@ -385,8 +385,9 @@ impl Meter {
 
     /// Whether a FEEDBACK is due now (`me`: this node's id). The current limiting receiver
     /// reports every interval; the others when they see a lower rate than the sender's,
-    /// when their socket overflowed, or every few intervals so the sender knows them.
-    pub(crate) fn due(&self, now: Instant, me: u64) -> bool {
+    /// when their socket overflowed, or every `keepalive` intervals so the sender knows them
+    /// (the engine scales it with the group, so that their reports together stay few).
+    pub(crate) fn due(&self, now: Instant, me: u64, keepalive: u32) -> bool {
         let Some(pace) = self.pace else {
             return false;
         };
@@ -416,7 +417,7 @@ impl Meter {
         } else {
             mine
         };
-        mine < 0.9 * pace.rate as f64 || since >= interval * super::rate::KEEPALIVE_ROUNDS
+        mine < 0.9 * pace.rate as f64 || since >= interval * keepalive
     }
 
     /// The FEEDBACK to send now for transfer `xfer`; resets the per-interval counters.
@@ -595,27 +596,39 @@ mod tests {
         let me = 42;
         let mut m = Meter::new();
         let mut t = Instant::now();
-        assert!(!m.due(t, me), "no PACE yet");
+        assert!(
+            !m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "no PACE yet"
+        );
         let mut p = pace(0);
         p.clr = me;
         m.on_pace(t, &p, 42);
         feed(&mut m, &mut t, 1, 500, |_| false);
-        assert!(m.due(t, me), "first report");
+        assert!(
+            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "first report"
+        );
         let f = m.take(t, 1, me);
         assert_eq!((f.flags, f.seen, f.overflows), (FB_CLR, 499, 0));
         assert!(f.recv_rate > 100_000_000, "{}", f.recv_rate);
-        assert!(!m.due(t, me));
+        assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS));
         feed(&mut m, &mut t, 500, 1100, |_| false);
-        assert!(m.due(t, me), "the CLR reports every interval");
+        assert!(
+            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "the CLR reports every interval"
+        );
         m.take(t, 1, me);
         // Not the CLR and not lower: only the keepalive.
         p.clr = 7;
         m.on_pace(t, &p, 42);
         feed(&mut m, &mut t, 1100, 1700, |_| false);
-        assert!(!m.due(t, me));
+        assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS));
         m.on_overflow(3);
         t += Duration::from_millis(1);
-        assert!(m.due(t, me), "an overflow is reported at once");
+        assert!(
+            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
+            "an overflow is reported at once"
+        );
         assert_eq!(m.take(t, 1, me).overflows, 3);
     }
 }

@@ -23,6 +23,7 @@
 //! when): the rate comes from receivers' feedback (`rate.rs`), capped by
 //! [`Config::rate_limit`].
 
+mod aggregate;
 mod api;
 mod dispatch;
 mod feedback;
@@ -160,6 +161,11 @@ pub struct Engine<S: Storage> {
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
+    /// Answers this node gathers as a cohort leader (`aggregate.rs`).
+    gathering: aggregate::Gathering,
+    /// How many times `heartbeat` apart this node's heartbeats go, and how many times
+    /// `member_expiry` a member may stay silent (see [`members::heartbeat_scale`]).
+    hb_scale: u32,
 }
 
 impl<S: Storage> Engine<S> {
@@ -212,6 +218,8 @@ impl<S: Storage> Engine<S> {
             next_xfer,
             rr: 0,
             clock: now,
+            hb_scale: 1,
+            gathering: Default::default(),
         }
     }
 
@@ -356,7 +364,7 @@ impl<S: Storage> Engine<S> {
         self.paths.rotation = self.paths.rotation.wrapping_add(1);
         // Twice the expiry: a sender whose heartbeats come late during a busy push is still
         // named as heard through the group.
-        let expiry = self.cfg.member_expiry * 2;
+        let expiry = self.member_expiry() * 2;
         for m in direct[start..].iter().chain(direct[..start].iter()) {
             let group = if self.paths.hear_group(now, m.node, expiry) {
                 paths::KNOWN_GROUP
@@ -397,7 +405,7 @@ impl<S: Storage> Engine<S> {
                 flags,
                 proto_min: wire::MIN_VERSION,
                 proto_max: wire::VERSION,
-                interval_ms: self.cfg.heartbeat.as_millis() as u32,
+                interval_ms: (self.cfg.heartbeat * self.hb_scale).as_millis() as u32,
                 name: name.as_bytes(),
                 version: version.as_bytes(),
                 info: &info,
@@ -405,6 +413,18 @@ impl<S: Storage> Engine<S> {
                 known_count: count,
             }),
         );
+    }
+
+    /// How long a member may stay silent before it is dropped: `member_expiry`, times the
+    /// heartbeat scale of a large group.
+    fn member_expiry(&self) -> Duration {
+        self.cfg.member_expiry * self.hb_scale
+    }
+
+    /// What a push adds to `member_timeout` for a target's last heartbeat in a large group,
+    /// whose heartbeats come `hb_scale` times further apart (replies still count at once).
+    fn heartbeat_slack(&self) -> Duration {
+        self.cfg.member_timeout * (self.hb_scale - 1)
     }
 
     /// Schedules an early heartbeat at a random moment within the join jitter, so a newcomer
@@ -454,12 +474,12 @@ impl<S: Storage> Engine<S> {
 
     /// How group datagrams reach member `m` (see `paths.rs`).
     pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
-        self.paths.path(now, m, self.cfg.member_expiry)
+        self.paths.path(now, m, self.member_expiry())
     }
 
     /// Whether member `node`'s datagrams came to us through the group within the expiry.
     pub fn hears_group(&self, now: Instant, node: u64) -> bool {
-        self.paths.hear_group(now, node, self.cfg.member_expiry)
+        self.paths.hear_group(now, node, self.member_expiry())
     }
 
     /// Reply addresses of the members that get unicast copies of every group datagram.
@@ -593,7 +613,7 @@ impl<S: Storage> Engine<S> {
             .is_some_and(|m| m.options.dry_run || m.options.delete);
         ib.set_inspection(insp, list);
         let report = ib.report.clone().unwrap();
-        self.send_report(key, &report);
+        self.send_report(key, &report, false);
     }
 
     /// Input: the storage finished a commit it answered "pending" to.
@@ -607,14 +627,14 @@ impl<S: Storage> Engine<S> {
             if matches!(ib.commit, CommitState::Done(..)) {
                 self.commit_event(key);
             }
-            self.send_result(key);
+            self.send_result(key, false, true);
             self.retire_if_done(now, key);
             return;
         }
         if matches!(ib.commit, CommitState::Pending) {
             ib.commit = Inbound::finished(outcome);
             self.commit_event(key);
-            self.send_result(key);
+            self.send_result(key, false, false);
             self.retire_if_done(now, key);
         }
     }
@@ -640,7 +660,9 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    fn send_report(&mut self, key: XferKey, report: &[u8]) {
+    /// Sends inbound transfer `key`'s report; `asked`: it answers an announce (rather than
+    /// goes out by itself once the manifest is inspected).
+    fn send_report(&mut self, key: XferKey, report: &[u8], asked: bool) {
         let Some(ib) = self.inbound.get(&key) else {
             return;
         };
@@ -652,8 +674,11 @@ impl<S: Storage> Engine<S> {
             report.chunks(room).collect()
         };
         let parts = chunks.len().min(u16::MAX as usize) as u16;
+        let now = self.clock;
         for (i, c) in chunks.iter().take(parts as usize).enumerate() {
-            self.queue_reply(
+            self.answer(
+                now,
+                key,
                 dest,
                 &Msg::Report {
                     xfer: key.xfer,
@@ -661,11 +686,16 @@ impl<S: Storage> Engine<S> {
                     parts,
                     data: c,
                 },
+                (wire::kind::ANNOUNCE, 0),
+                asked && i == 0,
+                None,
             );
         }
     }
 
-    fn send_result(&mut self, key: XferKey) {
+    /// Sends the RESULT of inbound transfer `key`; `asked`: it answers a COMMIT (with
+    /// PREPARE: `prepare`), rather than reports a commit that just finished.
+    fn send_result(&mut self, key: XferKey, asked: bool, prepare: bool) {
         let Some(ib) = self.inbound.get(&key) else {
             return;
         };
@@ -680,7 +710,10 @@ impl<S: Storage> Engine<S> {
         };
         let mut msg = msg.into_bytes();
         msg.truncate(1000);
-        self.queue_reply(
+        let now = self.clock;
+        self.answer(
+            now,
+            key,
             dest,
             &Msg::Result {
                 xfer: key.xfer,
@@ -690,6 +723,9 @@ impl<S: Storage> Engine<S> {
                 deleted,
                 message: &msg,
             },
+            (wire::kind::COMMIT, u32::from(prepare)),
+            asked,
+            None,
         );
     }
 
@@ -724,28 +760,38 @@ impl<S: Storage> Engine<S> {
             if done {
                 flags |= wire::NAK_DONE;
             }
-            self.queue_reply_echo(
-                dest,
-                &Msg::Nak {
-                    xfer: key.xfer,
-                    round,
-                    flags,
-                    seen,
-                    hold_us,
-                    entries: p,
-                },
-                echo_at,
-            );
+            let m = Msg::Nak {
+                xfer: key.xfer,
+                round,
+                flags,
+                seen,
+                hold_us,
+                entries: p,
+            };
+            if round > 0 {
+                self.answer(
+                    now,
+                    key,
+                    dest,
+                    &m,
+                    (wire::kind::POLL, round),
+                    i == 0,
+                    echo_at,
+                );
+            } else {
+                self.queue_reply_echo(dest, &m, echo_at);
+            }
         }
     }
 
     fn after_outbound(&mut self, now: Instant, xfer: u32) {
         let members = &self.members;
+        let slack = self.heartbeat_slack();
         if let Some(ob) = self.outbound.get_mut(&xfer) {
             ob.on_timeout(now, &self.cfg, |n| {
                 members
                     .get(n)
-                    .map(|m| if m.direct { m.last_seen } else { now })
+                    .map(|m| if m.direct { m.last_seen + slack } else { now })
             });
         }
         self.collect_outbound(now);
@@ -857,7 +903,7 @@ impl<S: Storage> Engine<S> {
             };
             ib.commit(&mut self.storage, no_delete, &skip);
             self.commit_event(key);
-            self.send_result(key);
+            self.send_result(key, false, false);
             self.retire_if_done(now, key);
         }
     }
@@ -869,14 +915,17 @@ impl<S: Storage> Engine<S> {
         if now >= self.next_heartbeat {
             let join = !self.joined;
             self.joined = true;
+            let direct = self.members.iter().filter(|m| m.direct).count();
+            self.hb_scale = members::heartbeat_scale(direct + 1, self.hb_scale);
             self.heartbeat(now, join);
-            self.next_heartbeat = now + self.cfg.heartbeat;
+            self.next_heartbeat = now + self.cfg.heartbeat * self.hb_scale;
         }
         let mut ch = Vec::new();
-        self.members.expire(now, self.cfg.member_expiry, &mut ch);
+        self.members.expire(now, self.member_expiry(), &mut ch);
         self.apply_changes(ch);
-        self.versions.expire(now, self.cfg.member_expiry);
+        self.versions.expire(now, self.member_expiry());
         let xfers: Vec<u32> = self.outbound.keys().copied().collect();
+        let slack = self.heartbeat_slack();
         for x in xfers {
             let members = &self.members;
             if let Some(ob) = self.outbound.get_mut(&x) {
@@ -884,7 +933,7 @@ impl<S: Storage> Engine<S> {
                     ob.on_timeout(now, &self.cfg, |n| {
                         members
                             .get(n)
-                            .map(|m| if m.direct { m.last_seen } else { now })
+                            .map(|m| if m.direct { m.last_seen + slack } else { now })
                     });
                 }
             }
@@ -894,6 +943,7 @@ impl<S: Storage> Engine<S> {
             self.update_rate(now);
         }
         self.inbound_timers(now);
+        self.gathering_timers(now);
         // Receivers: abandon transfers whose sender went silent; forget old records.
         let stale: Vec<XferKey> = self
             .inbound
@@ -971,7 +1021,7 @@ impl<S: Storage> Engine<S> {
     /// datagrams waiting, this includes when the pacing lets the next one go.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_heartbeat;
-        if let Some(e) = self.members.next_expiry(self.cfg.member_expiry) {
+        if let Some(e) = self.members.next_expiry(self.member_expiry()) {
             t = t.min(e);
         }
         for ob in self.outbound.values() {
@@ -983,6 +1033,9 @@ impl<S: Storage> Engine<S> {
                     t = t.min(p);
                 }
             }
+        }
+        if let Some(g) = self.gathering_timeout() {
+            t = t.min(g);
         }
         for ib in self.inbound.values() {
             t = t.min(ib.last_heard + self.cfg.transfer_timeout);

@@ -29,8 +29,43 @@ use super::limits::{MAX_EARLY, MAX_HELD};
 
 /// Blocks past a group's end that must have arrived before the group is over.
 pub(crate) const SLACK: u32 = 32;
+/// Groups whose echoed need a receiver remembers per transfer.
+const ECHOES_KEPT: usize = 4096;
 /// Most bytes of wholly needed blocks cached for decoding, per transfer.
 const CACHE_BYTES: usize = 16 << 20;
+
+/// How long a member waits before NAKing a group during the pass (NAK suppression, as
+/// NORM's and TFMCC's randomized feedback timers): `T × max(0, 1 + need × ln(x) / ln(N))`,
+/// `x` uniform in (0, 1], `N` the group size, `T` the time the sender's repair takes to come
+/// back. Among `N` members that lost something of a group, only about one NAKs before the
+/// repair it asks for arrives and cancels the others' timers; a member that needs more
+/// symbols draws earlier (its NAK would change more), so the first NAK tends to ask for as
+/// much as anyone needs. With `N` ≤ 2 there is nothing to suppress: no wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NakSpread {
+    /// `T`.
+    pub(crate) window: Duration,
+    /// The group size (members that may NAK), at least 1.
+    pub(crate) members: usize,
+}
+
+impl NakSpread {
+    /// No backoff (a small group).
+    #[cfg(test)]
+    pub(crate) const NONE: Self = Self {
+        window: Duration::ZERO,
+        members: 1,
+    };
+
+    fn draw(&self, x: f64, need: u32) -> Duration {
+        if self.members <= 2 || self.window.is_zero() {
+            return Duration::ZERO;
+        }
+        let n = (self.members as f64).ln();
+        let f = (1.0 + f64::from(need) * x.ln() / n).max(0.0);
+        self.window.mul_f64(f.min(1.0))
+    }
+}
 
 /// A NAK entry this receiver will send (see [`super::wire::NakEntry`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +91,16 @@ impl Want {
             group,
             need: need.max(1) as u32,
             map,
+        }
+    }
+
+    /// An entry of the sender's echo: `need` symbols of group `group`, no map.
+    pub(crate) fn echo(stream: Stream, group: u32, need: u32) -> Self {
+        Self {
+            stream,
+            group,
+            need,
+            map: Vec::new(),
         }
     }
 
@@ -332,11 +377,24 @@ pub(crate) struct Inbound {
     /// NAKed groups: when they were NAKed, or repair for them last arrived.
     naked: BTreeMap<(Stream, u32), Instant>,
     last_nak: Option<Instant>,
+    /// Groups whose NAK waits out its random backoff: when it is due (see [`NakSpread`]).
+    backoff: BTreeMap<(Stream, u32), Instant>,
+    /// The largest need the sender echoed per group (another member asked for that much).
+    echoed: BTreeMap<(Stream, u32), u32>,
+    /// State of the generator that draws the backoffs (seeded per member and transfer).
+    rng: u64,
     /// When unsolicited NAKs should be looked at again.
     nak_timer: Option<Instant>,
     pub(crate) report: Option<Vec<u8>>,
     /// MD5 of the manifest bytes: identical on every member that got the same push.
     pub(crate) digest: [u8; 16],
+    /// The cohort leader this member sends its answers through (`aggregate.rs`): node id
+    /// and address; `None`: straight to the sender.
+    pub(crate) leader: Option<(u64, SocketAddr)>,
+    /// The last request answered through the leader (kind, round), and when.
+    pub(crate) relayed: Option<((u8, u32), Instant)>,
+    /// A request answered through the leader came again: answers go straight to the sender.
+    pub(crate) direct_replies: bool,
 }
 
 impl Inbound {
@@ -373,9 +431,15 @@ impl Inbound {
             pass_over: false,
             naked: BTreeMap::new(),
             last_nak: None,
+            backoff: BTreeMap::new(),
+            echoed: BTreeMap::new(),
+            rng: (u64::from(key.xfer) << 32) ^ key.origin ^ (pos as u64).wrapping_mul(0x9e37_79b9),
             nak_timer: None,
             report: None,
             digest: [0; 16],
+            leader: None,
+            relayed: None,
+            direct_replies: false,
         }
     }
 
@@ -783,6 +847,39 @@ impl Inbound {
         if let Some(t) = self.naked.get_mut(&(s, g)) {
             *t = now;
         }
+        // Repair for a group whose NAK waits out its backoff: another member asked first
+        // (suppression). What it leaves missing is asked for once it stops coming.
+        if self.backoff.remove(&(s, g)).is_some() {
+            self.naked.insert((s, g), now);
+        }
+    }
+
+    /// The sender echoed that some member needs `need` symbols of group `g` of `s`: if this
+    /// member needs no more, the repair on its way serves it too, and its NAK is cancelled
+    /// (asked for again only if that repair does not come, after the re-NAK wait).
+    pub(crate) fn on_echo(&mut self, now: Instant, s: Stream, g: u32, need: u32) {
+        if s == Stream::Manifest || self.pass_over {
+            return;
+        }
+        let e = self.echoed.entry((s, g)).or_insert(0);
+        *e = (*e).max(need);
+        if self.echoed.len() > ECHOES_KEPT {
+            self.echoed.pop_first();
+        }
+        if self.backoff.contains_key(&(s, g)) && self.want((s, g)).is_none_or(|w| w.need <= need) {
+            self.backoff.remove(&(s, g));
+            self.naked.insert((s, g), now);
+        }
+    }
+
+    /// A uniform draw in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     /// Builds the answer to a poll of `round`: every incomplete group, at most `limit` of
@@ -821,6 +918,7 @@ impl Inbound {
         now: Instant,
         gap: Duration,
         renak: Duration,
+        spread: NakSpread,
         limit: usize,
     ) -> Vec<Want> {
         self.nak_timer = None;
@@ -862,6 +960,34 @@ impl Inbound {
                 }
             }
         }
+        // Each due group first waits out a random backoff (suppression: repair arriving
+        // meanwhile, asked for by another member, cancels it); groups whose backoff is over
+        // are NAKed.
+        let mut ripe = Vec::new();
+        for key in due {
+            let at = match self.backoff.get(&key) {
+                Some(&at) => at,
+                None => {
+                    let need = self.want(key).map_or(1, |w| w.need.max(1));
+                    if self.echoed.get(&key).is_some_and(|&e| e >= need) {
+                        // Someone asked for as much already: wait for that repair.
+                        self.naked.insert(key, now);
+                        let at = now + renak;
+                        next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                        continue;
+                    }
+                    let d = spread.draw(self.uniform(), need);
+                    self.backoff.insert(key, now + d);
+                    now + d
+                }
+            };
+            if at <= now {
+                ripe.push(key);
+            } else {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
+        }
+        let due = ripe;
         if due.is_empty() {
             self.nak_timer = next;
             return Vec::new();
@@ -874,14 +1000,8 @@ impl Inbound {
         }
         let mut out = Vec::new();
         for (s, g) in due.into_iter().take(limit) {
-            let w = match s {
-                Stream::Payload => self.payload_want(g),
-                _ => self
-                    .pstream
-                    .as_ref()
-                    .and_then(|ps| ps.want(&self.code, s, g)),
-            };
-            if let Some(w) = w {
+            self.backoff.remove(&(s, g));
+            if let Some(w) = self.want((s, g)) {
                 self.naked.insert((s, g), now);
                 out.push(w);
             }
@@ -889,6 +1009,18 @@ impl Inbound {
         self.last_nak = Some(now);
         self.nak_timer = Some(now + gap.min(renak));
         out
+    }
+
+    /// The NAK entry of group `key` (plan or payload) now, if it is incomplete.
+    fn want(&self, key: (Stream, u32)) -> Option<Want> {
+        let (s, g) = key;
+        match s {
+            Stream::Payload => self.payload_want(g),
+            _ => self
+                .pstream
+                .as_ref()
+                .and_then(|ps| ps.want(&self.code, s, g)),
+        }
     }
 
     /// When [`Inbound::due_naks`] should be called again, if anything may become due.
@@ -974,153 +1106,4 @@ pub(crate) fn nak_parts(entries: &[Want], room: usize) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::manifest::change;
-    use crate::proto::storage::MemStorage;
-    use crate::proto::wire::naks;
-
-    const BLOCK: usize = 256;
-    const K: u32 = 4;
-
-    /// An inbound transfer of one file of 64 blocks (16 groups of 4), registered and with
-    /// its plan, so payload blocks count; and the file's blocks, and a storage.
-    fn inbound(now: Instant) -> (Inbound, Vec<Vec<u8>>, MemStorage) {
-        let code = Code {
-            block: BLOCK,
-            k: K,
-            parity: 2,
-        };
-        let mut src = MemStorage::new();
-        let data: Vec<u8> = (0..64 * BLOCK).map(|i| (i * 13 % 251) as u8).collect();
-        src.add_file(b"f", data.clone(), 0o644, 1);
-        let m = src.manifest();
-        let key = XferKey { origin: 7, xfer: 1 };
-        let mut ib = Inbound::new(key, "127.0.0.1:9".parse().unwrap(), 0, code, 1, now);
-        // The engine sets it from what every inbound transfer holds: room enough here.
-        ib.headroom = 1 << 30;
-        let n = m.entries.len();
-        let f = m.entries.iter().position(|e| e.path == b"f").unwrap();
-        ib.manifest = Some(m);
-        ib.set_inspection(
-            Inspection {
-                flags: vec![change::MISSING; n],
-                deletions: vec![],
-                refused: None,
-            },
-            false,
-        );
-        let mut plan = vec![0u8; n.div_ceil(8)];
-        plan[f / 8] |= 1 << (f % 8);
-        let mut st = MemStorage::new();
-        assert!(ib.on_block(now, &mut st, Stream::Plan, 0, &plan));
-        let blocks = data.chunks(BLOCK).map(<[u8]>::to_vec).collect();
-        (ib, blocks, st)
-    }
-
-    #[test]
-    fn a_group_is_naked_once_later_blocks_came_naming_what_it_misses() {
-        let t0 = Instant::now();
-        let (mut ib, blocks, mut st) = inbound(t0);
-        let gap = Duration::from_millis(5);
-        let renak = Duration::from_millis(20);
-        // Blocks 0..40 arrive but block 2 and block 9 (groups 0 and 2).
-        for i in (0..40u32).filter(|&i| i != 2 && i != 9) {
-            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
-        }
-        // Blocks up to 39 came: groups 0 and 1 are over (32 blocks of tolerance), group 2
-        // not yet.
-        let w = ib.due_naks(t0, gap, renak, 100);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert_eq!(
-            (w[0].stream, w[0].group, w[0].need),
-            (Stream::Payload, 0, 1)
-        );
-        assert_eq!(w[0].map, vec![0b0100]);
-        // As a NAK: the entry decodes to the same.
-        let parts = nak_parts(&w, 1000);
-        let e: Vec<_> = naks(&parts[0]).collect();
-        assert_eq!(
-            (e[0].group, e[0].need, e[0].lacks(2), e[0].lacks(1)),
-            (0, 1, true, false)
-        );
-        // Block 44 comes: group 2 is over too, but the last NAK left less than a gap ago.
-        ib.on_block(t0, &mut st, Stream::Payload, 44, &blocks[44]);
-        assert!(ib.due_naks(t0, gap, renak, 100).is_empty());
-        assert_eq!(ib.nak_timer(), Some(t0 + gap));
-        let t1 = t0 + gap;
-        let w = ib.due_naks(t1, gap, renak, 100);
-        assert_eq!(w.iter().map(|w| w.group).collect::<Vec<_>>(), vec![2]);
-        // Group 0 got no repair: it is NAKed again once renak has passed.
-        let w = ib.due_naks(t0 + renak, gap, renak, 100);
-        assert_eq!(w.iter().map(|w| w.group).collect::<Vec<_>>(), vec![0]);
-    }
-
-    #[test]
-    fn repair_arriving_holds_a_re_nak_back_and_completing_stops_it() {
-        let t0 = Instant::now();
-        let (mut ib, blocks, mut st) = inbound(t0);
-        let gap = Duration::from_millis(1);
-        let renak = Duration::from_millis(10);
-        for i in (0..40u32).filter(|&i| i != 1 && i != 2) {
-            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
-        }
-        assert_eq!(ib.due_naks(t0, gap, renak, 100)[0].need, 2);
-        // One parity symbol arrives 8 ms later: the group still needs one, but a re-NAK
-        // waits renak from that arrival.
-        let code = ib.code;
-        let par = code.encode(&blocks[0..4], 0..2).unwrap();
-        let t1 = t0 + Duration::from_millis(8);
-        ib.on_parity(t1, &mut st, Stream::Payload, 0, 0, &par[0]);
-        let t2 = t0 + Duration::from_millis(12);
-        assert!(ib.due_naks(t2, gap, renak, 100).is_empty());
-        let t3 = t1 + renak;
-        let w = ib.due_naks(t3, gap, renak, 100);
-        assert_eq!(
-            (w[0].group, w[0].need, w[0].map.clone()),
-            (0, 1, vec![0b0110])
-        );
-        // The second parity symbol completes it (decoded): nothing more to NAK, the file's
-        // bytes are right.
-        ib.on_parity(t3, &mut st, Stream::Payload, 0, 1, &par[1]);
-        assert!(ib.due_naks(t3 + renak, gap, renak, 100).is_empty());
-        let e = ib
-            .manifest
-            .as_ref()
-            .unwrap()
-            .entries
-            .iter()
-            .position(|e| e.path == b"f");
-        let entry = ib.manifest.as_ref().unwrap().entries[e.unwrap()].clone();
-        let mut got = vec![0u8; BLOCK];
-        st.read_staged(ib.key, e.unwrap() as u32, &entry, BLOCK as u64, &mut got)
-            .unwrap();
-        assert_eq!(got, blocks[1]);
-    }
-
-    #[test]
-    fn the_poll_ends_the_pass_lists_every_incomplete_group_and_stops_unasked_naks() {
-        let t0 = Instant::now();
-        let (mut ib, blocks, mut st) = inbound(t0);
-        for i in (0..64u32).filter(|&i| i != 61) {
-            ib.on_block(t0, &mut st, Stream::Payload, i, &blocks[i as usize]);
-        }
-        // Group 15 is the last: no later block will ever come; only the poll says so.
-        let gap = Duration::from_millis(1);
-        assert!(ib.due_naks(t0, gap, gap, 100).is_empty());
-        let w = ib.naks(t0, 1, 100);
-        assert_eq!(
-            w.iter().map(|w| (w.group, w.need)).collect::<Vec<_>>(),
-            vec![(15, 1)]
-        );
-        let later = t0 + Duration::from_secs(1);
-        assert!(
-            ib.due_naks(later, gap, gap, 100).is_empty(),
-            "polls drive the rest"
-        );
-        assert!(!ib.complete());
-        ib.on_block(later, &mut st, Stream::Payload, 61, &blocks[61]);
-        assert!(ib.complete());
-        assert!(ib.naks(later, 2, 100).is_empty());
-    }
-}
+mod tests;

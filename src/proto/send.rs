@@ -16,7 +16,7 @@ mod report;
 
 pub use atomic::NOT_COMMITTED;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -178,6 +178,9 @@ pub(crate) struct Outbound {
     progress: Vec<String>,
     /// All or none (`--atomic`).
     atomic: Option<atomic::Atomic>,
+    /// The largest need echoed to the group per group of a stream during the pass (NAK
+    /// suppression, `feedback.rs`).
+    pub(crate) echoed: BTreeMap<(Stream, u32), u32>,
 }
 
 impl Outbound {
@@ -253,6 +256,7 @@ impl Outbound {
             repair_datagrams: 0,
             progress: Vec::new(),
             atomic: None,
+            echoed: BTreeMap::new(),
         }
     }
 

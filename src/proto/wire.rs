@@ -20,9 +20,12 @@ pub const MAGIC: [u8; 2] = *b"MK";
 /// Protocol version this build speaks (and the highest it accepts). Version 2: NAKs name the
 /// missing symbols, receivers report during the pass, rate control (PACE, feedback).
 /// Version 3: ANNOUNCE lists the targets in parts (a push serves up to [`MAX_TARGETS`]).
-pub const VERSION: u8 = 3;
+/// Version 4: feedback that scales: the sender's NAK echo ([`NAK_ECHO`]), randomized NAK
+/// timers, heartbeats and expiry that scale with the group (a member of version 3 would
+/// expire members of a large group and misread an echo).
+pub const VERSION: u8 = 4;
 /// Lowest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 3;
+pub const MIN_VERSION: u8 = 4;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.
@@ -172,6 +175,8 @@ pub mod kind {
     pub const PACE: u8 = 16;
     /// Receiver's rate feedback: loss event rate, receive rate, overflows, RTT echo.
     pub const FEEDBACK: u8 = 17;
+    /// Answers of several receivers gathered by one of them (see [`super::Msg::Aggregate`]).
+    pub const AGGREGATE: u8 = 18;
 }
 
 /// Transfer streams.
@@ -357,6 +362,9 @@ pub const NAK_FINAL: u8 = 0x01;
 pub const NAK_DONE: u8 = 0x02;
 /// NAK flag: the receiver does not know this transfer (restarted, or never registered).
 pub const NAK_UNKNOWN: u8 = 0x04;
+/// NAK flag: sent by the sender to the group, not by a receiver: the echo of the largest
+/// needs it was told of during the pass (receivers that need no more stay quiet).
+pub const NAK_ECHO: u8 = 0x08;
 
 /// Commit flag: do not delete anything (`--max-delete` was exceeded).
 pub const COMMIT_NO_DELETE: u8 = 0x01;
@@ -580,6 +588,47 @@ pub enum Msg<'a> {
     Pace(Pace),
     /// Receiver's rate feedback.
     Feedback(Feedback),
+    /// Answers (REPORT, NAK answering a poll, RESULT) of receivers of push `xfer` from
+    /// `origin`, gathered by one of its targets (the cohort's leader) and sent to the
+    /// sender as one datagram; a member sends its own answer to its leader the same way,
+    /// as a single item. Items: node u64, kind u8, body length u16, body; see
+    /// [`aggregate_items`].
+    Aggregate {
+        /// The push's sender.
+        origin: u64,
+        /// Transfer.
+        xfer: u32,
+        /// Raw items.
+        items: &'a [u8],
+    },
+}
+
+/// Bytes an item of an AGGREGATE takes besides its body.
+pub const AGG_ITEM_HDR: usize = 11;
+/// Bytes of an AGGREGATE body before its items.
+pub const AGG_HDR: usize = 12;
+/// Most items one AGGREGATE carries.
+pub const MAX_AGG_ITEMS: usize = 255;
+
+/// Appends one item to an AGGREGATE's raw items.
+pub fn push_aggregate_item(out: &mut Vec<u8>, node: u64, kind: u8, body: &[u8]) {
+    out.extend_from_slice(&node.to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(&(body.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    out.extend_from_slice(&body[..body.len().min(u16::MAX as usize)]);
+}
+
+/// Iterates over an AGGREGATE's items (node, kind, body); decode validated them.
+pub fn aggregate_items(raw: &[u8]) -> impl Iterator<Item = (u64, u8, &[u8])> + '_ {
+    let mut r = Reader::new(raw);
+    std::iter::from_fn(move || read_agg_item(&mut r).ok())
+}
+
+fn read_agg_item<'a>(r: &mut Reader<'a>) -> Result<(u64, u8, &'a [u8]), WireError> {
+    let node = r.u64()?;
+    let kind = r.u8()?;
+    let body = r.bytes16()?;
+    Ok((node, kind, body))
 }
 
 /// Iterates over NAK entries; a malformed tail ends the iteration (decode already validated
@@ -894,6 +943,28 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
             echo_ts: r.u32()?,
             echo_hold_us: r.u32()?,
         }),
+        kind::AGGREGATE => {
+            let origin = r.u64()?;
+            let xfer = r.u32()?;
+            let items = r.rest();
+            let mut ir = Reader::new(items);
+            let mut n = 0;
+            while ir.remaining() > 0 {
+                let (_, k, _) = read_agg_item(&mut ir)?;
+                if !matches!(k, kind::REPORT | kind::NAK | kind::RESULT) {
+                    return Err(WireError::UnknownKind(k));
+                }
+                n += 1;
+                if n > MAX_AGG_ITEMS {
+                    return Err(WireError::TooLarge("aggregate items"));
+                }
+            }
+            Msg::Aggregate {
+                origin,
+                xfer,
+                items,
+            }
+        }
         kind::FEEDBACK => Msg::Feedback(Feedback {
             xfer: r.u32()?,
             flags: r.u8()?,
@@ -927,6 +998,7 @@ impl Msg<'_> {
             Msg::Abort { .. } => kind::ABORT,
             Msg::Pace(_) => kind::PACE,
             Msg::Feedback(_) => kind::FEEDBACK,
+            Msg::Aggregate { .. } => kind::AGGREGATE,
         }
     }
 
@@ -1074,6 +1146,15 @@ impl Msg<'_> {
                 c.u64(f.recv_rate);
                 c.u32(f.overflows);
                 c.u32(f.ts_us);
+            }
+            Msg::Aggregate {
+                origin,
+                xfer,
+                items,
+            } => {
+                c.u64(*origin);
+                c.u32(*xfer);
+                c.raw(items);
             }
         }
         c.len()

@@ -166,6 +166,10 @@ pub struct Node {
     pub sent_wire_bytes: u64,
     /// Datagrams handed to the engine.
     pub recv_datagrams: u64,
+    /// Of those, how many of each message kind (header byte 3).
+    pub recv_kinds: [u64; 32],
+    /// Of the NAKs, how many answered a poll (round > 0) rather than came during the pass.
+    pub recv_poll_naks: u64,
     /// Datagrams dropped while deaf.
     pub deaf_dropped: u64,
     /// Datagrams dropped by the ingress queue (visible or not).
@@ -284,6 +288,8 @@ impl Lan {
             sent_datagrams: 0,
             sent_wire_bytes: 0,
             recv_datagrams: 0,
+            recv_kinds: [0; 32],
+            recv_poll_naks: 0,
             deaf_dropped: 0,
             queue_dropped: 0,
             overflows: 0,
@@ -527,6 +533,12 @@ impl Lan {
                         }
                     } else if !n.gone {
                         n.recv_datagrams += 1;
+                        n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
+                        if bytes.get(3) == Some(&10)
+                            && bytes.get(28..32).is_some_and(|r| r != [0; 4])
+                        {
+                            n.recv_poll_naks += 1;
+                        }
                         n.engine.handle_datagram(self.now, from, &bytes);
                     }
                 }
@@ -543,6 +555,7 @@ impl Lan {
             if !n.paused && !n.gone && !n.backlog.is_empty() {
                 for (from, bytes) in std::mem::take(&mut n.backlog) {
                     n.recv_datagrams += 1;
+                    n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
                     n.engine.handle_datagram(self.now, from, &bytes);
                 }
             }

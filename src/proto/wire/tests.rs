@@ -343,3 +343,45 @@ fn echo_hold_is_rewritten_in_place_for_naks_and_feedback_only() {
     assert!(!set_echo_hold(&mut buf[..n], 1));
     assert_eq!(buf[..n], before[..]);
 }
+
+#[test]
+fn aggregate_round_trips_and_refuses_foreign_kinds_and_bad_items() {
+    let mut items = Vec::new();
+    push_aggregate_item(&mut items, 11, kind::RESULT, &[0, 0, 0, 5, 0, 0, 0, 0, 1]);
+    push_aggregate_item(
+        &mut items,
+        12,
+        kind::REPORT,
+        b"\x00\x00\x00\x05\x00\x00\x00\x01",
+    );
+    round_trip(Msg::Aggregate {
+        origin: 0x55,
+        xfer: 5,
+        items: &items,
+    });
+    let got: Vec<_> = aggregate_items(&items)
+        .map(|(n, k, b)| (n, k, b.len()))
+        .collect();
+    assert_eq!(got, vec![(11, kind::RESULT, 9), (12, kind::REPORT, 8)]);
+    let mut buf = [0u8; MAX_DATAGRAM];
+    // An item of a kind that is not an answer (a BLOCK) is refused.
+    let mut bad = Vec::new();
+    push_aggregate_item(&mut bad, 11, kind::BLOCK, &[1, 2, 3]);
+    let n = Msg::Aggregate {
+        origin: 1,
+        xfer: 2,
+        items: &bad,
+    }
+    .encode(&hdr(), &mut buf);
+    assert!(decode(&buf[..n]).is_err());
+    // An item whose length runs past the end is refused.
+    let mut short = items.clone();
+    short.truncate(items.len() - 1);
+    let n = Msg::Aggregate {
+        origin: 1,
+        xfer: 2,
+        items: &short,
+    }
+    .encode(&hdr(), &mut buf);
+    assert!(decode(&buf[..n]).is_err());
+}
