@@ -199,6 +199,7 @@ impl<S: Storage> Engine<S> {
             }
             Msg::Pace(p) => self.on_pace(now, node, &p),
             Msg::Feedback(f) => self.on_feedback(now, node, &f),
+            Msg::Relay(r) => self.on_relay(now, from, node, &r),
             Msg::Result {
                 xfer,
                 status,

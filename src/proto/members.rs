@@ -147,7 +147,7 @@ impl Members {
             addr: from,
             version: String::from_utf8_lossy(hb.version).into_owned(),
             proto: (hb.proto_min, hb.proto_max),
-            flags: hb.flags & HB_RECEIVER,
+            flags: hb.flags & (HB_RECEIVER | super::wire::HB_RELAY),
             info: hb.info.to_vec(),
             last_seen: now,
             since,

@@ -35,6 +35,7 @@ pub mod paths;
 mod rate;
 mod records;
 mod recv;
+pub mod relay;
 pub mod repair;
 mod sched;
 mod send;
@@ -157,6 +158,8 @@ pub struct Engine<S: Storage> {
     /// Whether the datagram being handled came through the group (see `paths.rs`).
     rx_group: bool,
     paths: paths::Paths,
+    /// Relaying: this node's plan as a sender, its assignments as a relay (`relay.rs`).
+    relays: relay::Relays,
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
@@ -188,6 +191,7 @@ impl<S: Storage> Engine<S> {
             rx_group: true,
             paths: paths::Paths::default(),
             seq_skipped: 0,
+            relays: relay::Relays::default(),
             hdr: HeaderGen {
                 node: cfg.node_id,
                 cluster: cfg.cluster,
@@ -370,7 +374,7 @@ impl<S: Storage> Engine<S> {
                     .saturating_duration_since(m.last_seen)
                     .as_millis()
                     .min(u32::MAX as u128) as u32,
-                flags: m.flags | group,
+                flags: (m.flags & HB_RECEIVER) | group,
                 name: m.name.as_bytes(),
             };
             if wire::known_len(&k) > c.room() {
@@ -385,6 +389,9 @@ impl<S: Storage> Engine<S> {
         }
         let kl = c.len();
         let mut flags = if self.cfg.receive { HB_RECEIVER } else { 0 };
+        if self.cfg.relay {
+            flags |= wire::HB_RELAY;
+        }
         if join {
             flags |= HB_JOIN;
         }
@@ -952,8 +959,8 @@ impl<S: Storage> Engine<S> {
                 self.rr = self.rr.wrapping_add(1);
                 self.stats.sent += 1;
                 self.stats.sent_bytes += len as u64;
-                self.pacer
-                    .on_send(now, len + rate::WIRE_OVERHEAD, self.rate.rate());
+                let pace = self.pace_rate();
+                self.pacer.on_send(now, len + rate::WIRE_OVERHEAD, pace);
                 self.rate.on_paced(now, len + rate::WIRE_OVERHEAD);
                 self.rate.on_sent(now, self.hdr.seq);
                 return Some(Transmit { dest, len });
@@ -979,7 +986,7 @@ impl<S: Storage> Engine<S> {
                 t = t.min(d);
             }
             if ob.has_work() {
-                if let Some(p) = self.pacer.wake_at(self.rate.rate()) {
+                if let Some(p) = self.pacer.wake_at(self.pace_rate()) {
                     t = t.min(p);
                 }
             }
