@@ -593,8 +593,10 @@ impl Node {
     }
 
     /// A `members` line: [`member_line`], the path to the member (`path=multicast`, or
-    /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`) and, for the
-    /// unicast path, why (`why=...`).
+    /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`), for the
+    /// unicast path why (`why=...`), and when measured the round-trip time of the last push
+    /// to it (`rtt=1.25ms`) and the share of its heartbeats lost on the way here
+    /// (`loss=0.0%`).
     pub fn member_line(&self, m: &proto::members::MemberInfo) -> String {
         let p = self.path(m);
         let from = if !self.unicast_only && self.engine.hears_group(Instant::now(), m.node) {
@@ -606,6 +608,13 @@ impl Node {
         if !p.why().is_empty() {
             l.push_str(" why=");
             l.push_str(p.why());
+        }
+        let (rtt, loss) = self.engine.link_stats(m.node);
+        if let Some(rtt) = rtt {
+            l.push_str(&format!(" rtt={:.2}ms", rtt.as_secs_f64() * 1e3));
+        }
+        if let Some(loss) = loss {
+            l.push_str(&format!(" loss={:.1}%", loss * 100.0));
         }
         l
     }

@@ -269,6 +269,20 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
         line_of(&d.stdout, "r1").contains("multicast  multicast  multicast"),
         "{d}"
     );
+    // Round-trip time (of the push just made) and heartbeat loss, per member.
+    assert!(d.stdout.lines().next().unwrap_or("").contains("RTT"), "{d}");
+    assert!(r3.contains("ms "), "no RTT for r3:\n{d}");
+    let dj = run(
+        &mut sender.command(&["doctor", "--console", &addr, "--json"]),
+        RUN_LIMIT,
+    );
+    assert_eq!(dj.code, 1, "{dj}");
+    for m in dj.json().as_array().expect("a list of members") {
+        let rtt = m["rtt_ms"].as_f64().unwrap_or(-1.0);
+        assert!(rtt > 0.0 && rtt < 1000.0, "rtt of {}: {dj}", m["name"]);
+        let loss = m["loss"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..0.2).contains(&loss), "loss of {}: {dj}", m["name"]);
+    }
 
     // The direct front end learns the same on its own.
     write(&c.src, "after/direct.txt", "r3 by unicast copies\n");
@@ -300,6 +314,60 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     });
     let d = doctor();
     assert_eq!(d.code, 0, "{d}");
+
+    // Half of what r2 sends is lost on the way to s0: doctor shows it, and only for r2.
+    net.nft(&spaces[0], &["add", "table", "inet", "half"]);
+    net.nft(
+        &spaces[0],
+        &[
+            "add",
+            "chain",
+            "inet",
+            "half",
+            "in",
+            "{ type filter hook input priority 0; }",
+        ],
+    );
+    net.nft(
+        &spaces[0],
+        &[
+            "add",
+            "rule",
+            "inet",
+            "half",
+            "in",
+            "ip",
+            "saddr",
+            &v4_addr(2),
+            "udp",
+            "dport",
+            &c.port.to_string(),
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            "50",
+            "counter",
+            "drop",
+        ],
+    );
+    let loss_of = |j: &serde_json::Value, name: &str| {
+        j.as_array()
+            .and_then(|a| a.iter().find(|m| m["name"] == name))
+            .and_then(|m| m["loss"].as_f64())
+            .unwrap_or(-1.0)
+    };
+    let dj = wait_for("doctor to see r2's heartbeats lost", RUN_LIMIT, || {
+        let r = run(
+            &mut sender.command(&["doctor", "--console", &addr, "--json"]),
+            RUN_LIMIT,
+        );
+        (loss_of(&r.json(), "r2") >= 0.25).then_some(r)
+    });
+    assert!(net.counted(&spaces[0], "half") > 0);
+    let r1 = loss_of(&dj.json(), "r1");
+    assert!((0.0..0.2).contains(&r1), "r1 lost {r1}: {dj}");
     drop(c);
     drop(net);
 }

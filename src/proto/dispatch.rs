@@ -33,6 +33,8 @@ impl<S: Storage> Engine<S> {
                     .known()
                     .any(|k| k.node == me && k.flags & paths::KNOWN_GROUP != 0);
                 self.paths.heartbeat(now, node, self.rx_group, hears_us);
+                let interval = Duration::from_millis(u64::from(hb.interval_ms));
+                self.paths.count_beat(now, node, self.rx_seq, interval);
                 let members = &self.members;
                 self.paths.retain(|n| members.get(n).is_some());
                 if hb.flags & HB_JOIN != 0 && new {

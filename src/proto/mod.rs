@@ -157,6 +157,8 @@ pub struct Engine<S: Storage> {
     rx_time: Instant,
     /// Whether the datagram being handled came through the group (see `paths.rs`).
     rx_group: bool,
+    /// Header sequence number of the datagram being handled (heartbeat loss, `paths.rs`).
+    rx_seq: u64,
     paths: paths::Paths,
     /// Relaying: this node's plan as a sender, its assignments as a relay (`relay.rs`).
     relays: relay::Relays,
@@ -189,6 +191,7 @@ impl<S: Storage> Engine<S> {
             meters: BTreeMap::new(),
             rx_time: now,
             rx_group: true,
+            rx_seq: 0,
             paths: paths::Paths::default(),
             seq_skipped: 0,
             relays: relay::Relays::default(),
@@ -469,6 +472,16 @@ impl<S: Storage> Engine<S> {
         self.paths.hear_group(now, node, self.cfg.member_expiry)
     }
 
+    /// What this node measured of member `node`: the smoothed round-trip time of the last
+    /// push it sent there (`None`: none measured), and the share of its heartbeats lost on
+    /// the way here over the last window of ten (`None`: no window complete yet).
+    pub fn link_stats(&self, node: u64) -> (Option<Duration>, Option<f64>) {
+        (
+            self.rate.receiver(node).and_then(|r| r.srtt),
+            self.paths.heartbeat_loss(node),
+        )
+    }
+
     /// Reply addresses of the members that get unicast copies of every group datagram.
     pub fn unicast_paths(&self, now: Instant) -> Vec<SocketAddr> {
         self.members
@@ -535,6 +548,7 @@ impl<S: Storage> Engine<S> {
             return;
         }
         self.members.touch(now, h.node);
+        self.rx_seq = h.seq;
         self.meter_datagram(received, h.node, h.seq, bytes.len());
         if matches!(
             msg,

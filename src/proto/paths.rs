@@ -70,7 +70,16 @@ struct Seen {
     hears_us: Option<Instant>,
     /// Its heartbeats since then that did not.
     misses: u32,
+    /// Heartbeat loss: the sequence number of its last heartbeat (duplicates and replays are
+    /// not counted), the window being counted (start, heartbeats in it), and the share lost
+    /// in the last complete window.
+    beat_seq: u64,
+    window: Option<(Instant, u32)>,
+    loss: Option<f64>,
 }
+
+/// Heartbeat intervals a loss window spans.
+const LOSS_WINDOW: u32 = 10;
 
 /// Heartbeats in a row that must leave us out before a member goes to the unicast path.
 const MISSES: u32 = 3;
@@ -98,6 +107,36 @@ impl Paths {
         } else {
             s.misses = s.misses.saturating_add(1);
         }
+    }
+
+    /// Counts a heartbeat of `node` (header sequence number `seq`, announced interval
+    /// `interval`) for its loss: every [`LOSS_WINDOW`] intervals the share of the heartbeats
+    /// due that did not come is kept. A heartbeat heard twice (group and unicast copy) counts
+    /// once; early heartbeats (answers to a join) may make up for lost ones.
+    pub(crate) fn count_beat(&mut self, now: Instant, node: u64, seq: u64, interval: Duration) {
+        let Some(s) = self.seen.get_mut(&node) else {
+            return;
+        };
+        if seq <= s.beat_seq || interval.is_zero() {
+            return;
+        }
+        s.beat_seq = seq;
+        let (start, count) = s.window.get_or_insert((now, 0));
+        let span = now.saturating_duration_since(*start);
+        if span >= interval * LOSS_WINDOW {
+            let due = (span.as_secs_f64() / interval.as_secs_f64())
+                .round()
+                .max(1.0);
+            s.loss = Some((1.0 - f64::from(*count) / due).clamp(0.0, 1.0));
+            s.window = Some((now, 1));
+        } else {
+            *count += 1;
+        }
+    }
+
+    /// Share of `node`'s heartbeats lost in the last complete window.
+    pub(crate) fn heartbeat_loss(&self, node: u64) -> Option<f64> {
+        self.seen.get(&node).and_then(|s| s.loss)
     }
 
     /// Whether `node`'s datagrams came through the group within `expiry` (the bit we set for
@@ -196,6 +235,34 @@ mod tests {
         p.heartbeat(t0, 2, true, false);
         p.retain(|n| n == 2);
         assert!(!p.hear_group(t0, 1, EXPIRY) && p.hear_group(t0, 2, EXPIRY));
+    }
+
+    #[test]
+    fn heartbeat_loss_is_the_share_missing_in_a_window_and_duplicates_count_once() {
+        let t0 = Instant::now();
+        let mut p = Paths::default();
+        let mut seq = 0;
+        p.heartbeat(t0, 5, true, true);
+        // 20 intervals: every heartbeat twice (group and unicast), every fourth lost.
+        for k in 0..=20u32 {
+            seq += 3;
+            if k % 4 == 3 {
+                continue;
+            }
+            let at = t0 + HB * k;
+            p.count_beat(at, 5, seq, HB);
+            p.count_beat(at, 5, seq, HB);
+        }
+        let loss = p.heartbeat_loss(5).unwrap();
+        assert!((0.2..=0.31).contains(&loss), "{loss}");
+        assert_eq!(p.heartbeat_loss(6), None);
+        // None lost: 0.
+        let mut q = Paths::default();
+        q.heartbeat(t0, 5, true, true);
+        for k in 0..=10u32 {
+            q.count_beat(t0 + HB * k, 5, u64::from(k) + 1, HB);
+        }
+        assert_eq!(q.heartbeat_loss(5), Some(0.0));
     }
 
     #[test]
