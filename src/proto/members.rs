@@ -95,6 +95,11 @@ impl Members {
         self.direct.contains_key(a)
     }
 
+    /// Members heard directly.
+    pub(crate) fn direct_count(&self) -> usize {
+        self.direct.len()
+    }
+
     fn insert(&mut self, m: MemberInfo) -> Option<MemberInfo> {
         let old = self.remove(m.node);
         if m.direct {

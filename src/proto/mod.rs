@@ -464,6 +464,11 @@ impl<S: Storage> Engine<S> {
 
     /// How group datagrams reach member `m` (see `paths.rs`).
     pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
+        if !m.direct && !self.cfg.sealed {
+            // Without a key anyone can name any address in a forged list: copies to members
+            // known only second hand would go wherever a forger says.
+            return paths::Path::Multicast;
+        }
         self.paths.path(now, m, self.cfg.member_expiry)
     }
 

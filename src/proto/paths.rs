@@ -4,11 +4,13 @@
 //! Every member marks, in the known-member list of its heartbeats, the members whose
 //! datagrams it heard *through the group* within the member expiry ([`KNOWN_GROUP`], a bit of
 //! [`wire::Known::flags`](super::wire::Known) that older nodes mask away). A member that has
-//! listed us with that bit within the expiry, or in one of its last three heartbeats, hears our
-//! multicast: its path is [`Path::Multicast`]. A member heard directly whose last three
-//! heartbeats (at least) did not, and not within the expiry either, gets [`Path::Unicast`]
-//! (counting heartbeats rather than time keeps a member whose heartbeats are late during a
-//! busy push on multicast): the driver
+//! listed us with that bit within the expiry, or in one of its last three heartbeats (three full
+//! turns of its list when the list needs several heartbeats to name everyone), hears our
+//! multicast: its path is [`Path::Multicast`]. A member heard directly that names us without
+//! the bit, or whose last three heartbeats (turns) did not name us, and not within the expiry
+//! either, gets [`Path::Unicast`] (counting heartbeats rather than time keeps a member whose
+//! heartbeats are late during a busy push on multicast), as does a member known only second
+//! hand (the engine keeps those on multicast without a key): the driver
 //! then sends it a unicast copy of every group datagram, so it takes part in pushes with the
 //! same engine, repair and pacing, while the others stay on multicast. When the member hears
 //! the group again it says so and moves back. The known list rotates from one heartbeat to the
@@ -40,6 +42,8 @@ pub enum Why {
     NoMulticastFromUs,
     /// This node runs without multicast (`--peer`): everything is unicast.
     Peers,
+    /// Known only from others' lists: it did not answer our join, so it may not hear us.
+    NotHeardDirectly,
 }
 
 impl Path {
@@ -57,6 +61,7 @@ impl Path {
             Path::Multicast => "",
             Path::Unicast(Why::NoMulticastFromUs) => "does-not-hear-our-multicast",
             Path::Unicast(Why::Peers) => "peer-list-no-multicast",
+            Path::Unicast(Why::NotHeardDirectly) => "not-heard-directly",
         }
     }
 }
@@ -70,6 +75,8 @@ struct Seen {
     hears_us: Option<Instant>,
     /// Its heartbeats since then that did not.
     misses: u32,
+    /// Misses that put it on the unicast path: [`MISSES`] full turns of its rotating list.
+    need: u32,
     /// Heartbeat loss: the sequence number of its last heartbeat (duplicates and replays are
     /// not counted), the window being counted (start, heartbeats in it), and the share lost
     /// in the last complete window.
@@ -81,8 +88,20 @@ struct Seen {
 /// Heartbeat intervals a loss window spans.
 const LOSS_WINDOW: u32 = 10;
 
-/// Heartbeats in a row that must leave us out before a member goes to the unicast path.
+/// Heartbeats in a row that must leave us out before a member goes to the unicast path (times
+/// the turns its list needs to name everyone).
 const MISSES: u32 = 3;
+
+/// What a member's heartbeat says of us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// Named with [`KNOWN_GROUP`]: it hears our multicast.
+    WithBit,
+    /// Named without it: it heard us, not through the group.
+    WithoutBit,
+    /// Not named (its list may not have room for everyone).
+    Not,
+}
 
 /// Path state of every member (bounded by the member table: entries of members that left are
 /// dropped by [`Paths::retain`]).
@@ -94,18 +113,35 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
-    /// A heartbeat from `node` (heard directly; `to_group`: through the group), and whether
-    /// its known list named us with [`KNOWN_GROUP`].
-    pub(crate) fn heartbeat(&mut self, now: Instant, node: u64, to_group: bool, hears_us: bool) {
+    /// A heartbeat from `node` (heard directly; `to_group`: through the group), and what its
+    /// known list says of us. `turns`: heartbeats its rotating list needs to name every member
+    /// (1 when it fits one datagram): not being named counts as a miss, and [`MISSES`] full
+    /// turns of misses put it on the unicast path, so a big cluster whose lists do not fit one
+    /// datagram does not put members there falsely. Named without the bit, it heard us (by a
+    /// unicast copy) but not through the group: the unicast path at once.
+    pub(crate) fn heartbeat(
+        &mut self,
+        now: Instant,
+        node: u64,
+        to_group: bool,
+        named: Named,
+        turns: u32,
+    ) {
         let s = self.seen.entry(node).or_default();
+        s.need = MISSES.saturating_mul(turns.max(1));
         if to_group {
             s.group_from = Some(now);
         }
-        if hears_us {
-            s.hears_us = Some(now);
-            s.misses = 0;
-        } else {
-            s.misses = s.misses.saturating_add(1);
+        match named {
+            Named::WithBit => {
+                s.hears_us = Some(now);
+                s.misses = 0;
+            }
+            Named::WithoutBit => {
+                s.hears_us = None;
+                s.misses = s.need;
+            }
+            Named::Not => s.misses = s.misses.saturating_add(1),
         }
     }
 
@@ -151,14 +187,16 @@ impl Paths {
     /// The path to `m`, given the member expiry.
     pub(crate) fn path(&self, now: Instant, m: &MemberInfo, expiry: Duration) -> Path {
         if !m.direct {
-            // Known only second hand: nothing to judge by; it is reached as the others are.
-            return Path::Multicast;
+            // Known only second hand: it did not answer our heartbeats' joins, so it may well
+            // not hear our multicast (a deaf port, another subnet). Unicast copies reach it
+            // either way; once heard directly it is judged as the others.
+            return Path::Unicast(Why::NotHeardDirectly);
         }
         let s = self.seen.get(&m.node).copied().unwrap_or_default();
         let recent = s
             .hears_us
             .is_some_and(|t| now.saturating_duration_since(t) < expiry);
-        if recent || s.misses < MISSES {
+        if recent || s.misses < s.need.max(MISSES) {
             return Path::Multicast;
         }
         Path::Unicast(Why::NoMulticastFromUs)
@@ -199,23 +237,23 @@ mod tests {
         let m = member(7, t0);
         let mut p = Paths::default();
         for k in 1..=2 {
-            p.heartbeat(t0 + HB * k, 7, true, false);
+            p.heartbeat(t0 + HB * k, 7, true, Named::Not, 1);
             assert_eq!(p.path(t0 + HB * k, &m, EXPIRY), Path::Multicast, "grace");
         }
         let later = t0 + HB * 3;
-        p.heartbeat(later, 7, true, false);
+        p.heartbeat(later, 7, true, Named::Not, 1);
         assert_eq!(
             p.path(later, &m, EXPIRY),
             Path::Unicast(Why::NoMulticastFromUs)
         );
         // It hears the group again: back to multicast at once.
-        p.heartbeat(later, 7, true, true);
+        p.heartbeat(later, 7, true, Named::WithBit, 1);
         assert_eq!(p.path(later, &m, EXPIRY), Path::Multicast);
         // Late heartbeats alone do not move it: three that leave us out, past the expiry.
         let late = later + EXPIRY * 2;
         assert_eq!(p.path(late, &m, EXPIRY), Path::Multicast);
         for _ in 0..3 {
-            p.heartbeat(late, 7, true, false);
+            p.heartbeat(late, 7, true, Named::Not, 1);
         }
         assert_eq!(
             p.path(late, &m, EXPIRY),
@@ -227,12 +265,12 @@ mod tests {
     fn group_hearing_is_what_we_report_and_members_that_left_are_forgotten() {
         let t0 = Instant::now();
         let mut p = Paths::default();
-        p.heartbeat(t0, 1, false, false);
+        p.heartbeat(t0, 1, false, Named::Not, 1);
         assert!(!p.hear_group(t0, 1, EXPIRY), "unicast only");
-        p.heartbeat(t0, 1, true, false);
+        p.heartbeat(t0, 1, true, Named::Not, 1);
         assert!(p.hear_group(t0, 1, EXPIRY));
         assert!(!p.hear_group(t0 + EXPIRY, 1, EXPIRY));
-        p.heartbeat(t0, 2, true, false);
+        p.heartbeat(t0, 2, true, Named::Not, 1);
         p.retain(|n| n == 2);
         assert!(!p.hear_group(t0, 1, EXPIRY) && p.hear_group(t0, 2, EXPIRY));
     }
@@ -242,7 +280,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Paths::default();
         let mut seq = 0;
-        p.heartbeat(t0, 5, true, true);
+        p.heartbeat(t0, 5, true, Named::WithBit, 1);
         // 20 intervals: every heartbeat twice (group and unicast), every fourth lost.
         for k in 0..=20u32 {
             seq += 3;
@@ -258,7 +296,7 @@ mod tests {
         assert_eq!(p.heartbeat_loss(6), None);
         // None lost: 0.
         let mut q = Paths::default();
-        q.heartbeat(t0, 5, true, true);
+        q.heartbeat(t0, 5, true, Named::WithBit, 1);
         for k in 0..=10u32 {
             q.count_beat(t0 + HB * k, 5, u64::from(k) + 1, HB);
         }
@@ -266,11 +304,36 @@ mod tests {
     }
 
     #[test]
-    fn second_hand_members_stay_multicast() {
+    fn second_hand_members_get_unicast_copies() {
         let t0 = Instant::now();
         let mut m = member(9, t0);
         m.direct = false;
         let p = Paths::default();
-        assert_eq!(p.path(t0 + EXPIRY * 10, &m, EXPIRY), Path::Multicast);
+        assert_eq!(p.path(t0, &m, EXPIRY), Path::Unicast(Why::NotHeardDirectly));
+    }
+
+    #[test]
+    fn named_without_the_bit_is_unicast_at_once_and_big_lists_get_full_turns() {
+        let t0 = Instant::now();
+        let m = member(7, t0);
+        let mut p = Paths::default();
+        p.heartbeat(t0, 7, true, Named::WithoutBit, 1);
+        assert_eq!(
+            p.path(t0, &m, EXPIRY),
+            Path::Unicast(Why::NoMulticastFromUs)
+        );
+        // A list that needs 5 heartbeats to name everyone: 14 misses are no evidence yet.
+        let mut q = Paths::default();
+        q.heartbeat(t0, 7, true, Named::WithBit, 5);
+        let late = t0 + EXPIRY * 2;
+        for _ in 0..14 {
+            q.heartbeat(late, 7, true, Named::Not, 5);
+        }
+        assert_eq!(q.path(late, &m, EXPIRY), Path::Multicast);
+        q.heartbeat(late, 7, true, Named::Not, 5);
+        assert_eq!(
+            q.path(late, &m, EXPIRY),
+            Path::Unicast(Why::NoMulticastFromUs)
+        );
     }
 }
