@@ -393,6 +393,12 @@ impl Node {
                                 remember(&mut self.recent, from, now);
                             }
                         }
+                        Err(SealError::Replayed { node, .. }) if d.to_group => {
+                            // A group copy of a datagram whose unicast copy came first: it
+                            // still shows the sender's multicast reaches us (paths.rs).
+                            self.seal_refused += 1;
+                            self.engine.handle_group_copy(now, node);
+                        }
                         Err(e) => {
                             self.seal_refused += 1;
                             self.notice(from, &e, now);

@@ -462,13 +462,18 @@ impl<S: Storage> Engine<S> {
         self.rx_group = true;
     }
 
+    /// Input: an authenticated datagram of `node` came through the group but was not handed
+    /// over, being a copy of one already received by unicast (the sealing layer refused it as
+    /// a repeat): `node`'s multicast reaches us all the same (`paths.rs`).
+    pub fn handle_group_copy(&mut self, now: Instant, node: u64) {
+        self.clock = self.clock.max(now);
+        if self.members.get(node).is_some_and(|m| m.direct) {
+            self.paths.group_copy(now, node);
+        }
+    }
+
     /// How group datagrams reach member `m` (see `paths.rs`).
     pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
-        if !m.direct && !self.cfg.sealed {
-            // Without a key anyone can name any address in a forged list: copies to members
-            // known only second hand would go wherever a forger says.
-            return paths::Path::Multicast;
-        }
         self.paths.path(now, m, self.cfg.member_expiry)
     }
 

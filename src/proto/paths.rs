@@ -9,8 +9,7 @@
 //! multicast: its path is [`Path::Multicast`]. A member heard directly that names us without
 //! the bit, or whose last three heartbeats (turns) did not name us, and not within the expiry
 //! either, gets [`Path::Unicast`] (counting heartbeats rather than time keeps a member whose
-//! heartbeats are late during a busy push on multicast), as does a member known only second
-//! hand (the engine keeps those on multicast without a key): the driver
+//! heartbeats are late during a busy push on multicast): the driver
 //! then sends it a unicast copy of every group datagram, so it takes part in pushes with the
 //! same engine, repair and pacing, while the others stay on multicast. When the member hears
 //! the group again it says so and moves back. The known list rotates from one heartbeat to the
@@ -42,8 +41,6 @@ pub enum Why {
     NoMulticastFromUs,
     /// This node runs without multicast (`--peer`): everything is unicast.
     Peers,
-    /// Known only from others' lists: it did not answer our join, so it may not hear us.
-    NotHeardDirectly,
 }
 
 impl Path {
@@ -61,7 +58,6 @@ impl Path {
             Path::Multicast => "",
             Path::Unicast(Why::NoMulticastFromUs) => "does-not-hear-our-multicast",
             Path::Unicast(Why::Peers) => "peer-list-no-multicast",
-            Path::Unicast(Why::NotHeardDirectly) => "not-heard-directly",
         }
     }
 }
@@ -117,8 +113,7 @@ impl Paths {
     /// known list says of us. `turns`: heartbeats its rotating list needs to name every member
     /// (1 when it fits one datagram): not being named counts as a miss, and [`MISSES`] full
     /// turns of misses put it on the unicast path, so a big cluster whose lists do not fit one
-    /// datagram does not put members there falsely. Named without the bit, it heard us (by a
-    /// unicast copy) but not through the group: the unicast path at once.
+    /// datagram does not put members there falsely.
     pub(crate) fn heartbeat(
         &mut self,
         now: Instant,
@@ -137,11 +132,9 @@ impl Paths {
                 s.hears_us = Some(now);
                 s.misses = 0;
             }
-            Named::WithoutBit => {
-                s.hears_us = None;
-                s.misses = s.need;
-            }
-            Named::Not => s.misses = s.misses.saturating_add(1),
+            // Named without the bit: it heard us (a unicast copy) but not through the group
+            // lately; as good as a miss.
+            Named::WithoutBit | Named::Not => s.misses = s.misses.saturating_add(1),
         }
     }
 
@@ -170,6 +163,13 @@ impl Paths {
         }
     }
 
+    /// A datagram of `node` came through the group (a copy of one already handled).
+    pub(crate) fn group_copy(&mut self, now: Instant, node: u64) {
+        if let Some(s) = self.seen.get_mut(&node) {
+            s.group_from = Some(now);
+        }
+    }
+
     /// Share of `node`'s heartbeats lost in the last complete window.
     pub(crate) fn heartbeat_loss(&self, node: u64) -> Option<f64> {
         self.seen.get(&node).and_then(|s| s.loss)
@@ -187,10 +187,8 @@ impl Paths {
     /// The path to `m`, given the member expiry.
     pub(crate) fn path(&self, now: Instant, m: &MemberInfo, expiry: Duration) -> Path {
         if !m.direct {
-            // Known only second hand: it did not answer our heartbeats' joins, so it may well
-            // not hear our multicast (a deaf port, another subnet). Unicast copies reach it
-            // either way; once heard directly it is judged as the others.
-            return Path::Unicast(Why::NotHeardDirectly);
+            // Known only second hand: nothing to judge by; it is reached as the others are.
+            return Path::Multicast;
         }
         let s = self.seen.get(&m.node).copied().unwrap_or_default();
         let recent = s
@@ -304,24 +302,18 @@ mod tests {
     }
 
     #[test]
-    fn second_hand_members_get_unicast_copies() {
+    fn second_hand_members_stay_multicast() {
         let t0 = Instant::now();
         let mut m = member(9, t0);
         m.direct = false;
         let p = Paths::default();
-        assert_eq!(p.path(t0, &m, EXPIRY), Path::Unicast(Why::NotHeardDirectly));
+        assert_eq!(p.path(t0 + EXPIRY * 10, &m, EXPIRY), Path::Multicast);
     }
 
     #[test]
-    fn named_without_the_bit_is_unicast_at_once_and_big_lists_get_full_turns() {
+    fn big_lists_get_full_turns_before_a_member_goes_unicast() {
         let t0 = Instant::now();
         let m = member(7, t0);
-        let mut p = Paths::default();
-        p.heartbeat(t0, 7, true, Named::WithoutBit, 1);
-        assert_eq!(
-            p.path(t0, &m, EXPIRY),
-            Path::Unicast(Why::NoMulticastFromUs)
-        );
         // A list that needs 5 heartbeats to name everyone: 14 misses are no evidence yet.
         let mut q = Paths::default();
         q.heartbeat(t0, 7, true, Named::WithBit, 5);
