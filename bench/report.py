@@ -7,13 +7,17 @@ an SVG plot of seconds against the number of receivers. Python 3 standard librar
 
 REPS.jsonl holds one object per timed run:
   {"tool","workload","receivers","loss_pct","link_mbit","durable","outage","slow_member_mbit",
-   "keyed","atomic","multicast","rep","seconds","ok","payload_bytes","wire_bytes",
+   "keyed","atomic","multicast","unicast_member","relay","rep","seconds","ok","payload_bytes",
+   "wire_bytes",
    "wire_bytes_all","cpu_sender","cpu_receivers","version","note", ...}
 
 A cell is one (tool, workload, receivers, loss, link, durable, outage, slow member, keyed,
-atomic, multicast): every field that changes what is measured is part of its identity, so runs
-with and without an option are separate rows. Older records without a field read as the
-default (no outage, no slow member, keyed/atomic unknown, multicast on).
+atomic, multicast, unicast member, relay): every field that changes what is measured is part
+of its identity, so runs with and without an option are separate rows. Older records without a
+field read as the default (no outage, no slow member, keyed/atomic unknown, multicast on, no
+unicast member, relay unknown). A unicast member (the first receiver drops makuo's group) is
+makuo's condition alone: it is not among the cluster's conditions, so raw-mcast's yardstick
+for such a cell is the run with multicast everywhere.
 """
 import json
 import math
@@ -27,10 +31,11 @@ REFERENCE = "raw-mcast"
 WIRE_FACTOR = 1514 / 1472
 GIB = float(1 << 30)
 IDENTITY = ("tool", "workload", "receivers", "loss_pct", "link_mbit", "durable", "outage",
-            "slow_member_mbit", "keyed", "atomic", "multicast")
+            "slow_member_mbit", "keyed", "atomic", "multicast", "unicast_member", "relay")
 # the conditions of the cluster (the same for every tool in them): raw-mcast's reference key
 CONDITIONS = ("workload", "receivers", "loss_pct", "link_mbit", "outage", "slow_member_mbit", "multicast")
-DEFAULTS = {"outage": None, "slow_member_mbit": None, "keyed": None, "atomic": None, "multicast": True}
+DEFAULTS = {"outage": None, "slow_member_mbit": None, "keyed": None, "atomic": None, "multicast": True,
+            "unicast_member": None, "relay": None}
 
 
 def med(v):
@@ -47,6 +52,18 @@ def rnd(x, k=3):
 
 def field(c, k):
     return c.get(k, DEFAULTS.get(k))
+
+
+# the tool's own variants: one row (and one plotted series) each
+VARIANT = ("keyed", "atomic", "relay", "unicast_member")
+
+
+def var_of(c):
+    return tuple(field(c, f) for f in VARIANT)
+
+
+def var_dict(v):
+    return dict(zip(VARIANT, v))
 
 
 def tool_key(t):
@@ -69,7 +86,8 @@ def cond_key(c):
 
 def variant_key(c):
     k = field(c, "keyed")
-    return (tool_key(c["tool"]), k is not True, k is None, bool(field(c, "atomic")))
+    return (tool_key(c["tool"]), k is not True, k is None, bool(field(c, "atomic")),
+            bool(field(c, "relay")), nkey(field(c, "unicast_member")))
 
 
 def cell_key(c):
@@ -176,13 +194,18 @@ def conditions(c, loss=True):
 
 
 def variant(c):
-    """the tool's own variant (durability aside): keyed or not, atomic"""
+    """the tool's own variant (durability aside): keyed or not, atomic, relay, a member served
+    by unicast"""
     out = []
     k = field(c, "keyed")
     if k is not None:
         out.append("keyed" if k else "unkeyed")
     if field(c, "atomic"):
         out.append("atomic")
+    if field(c, "relay"):
+        out.append("relay")
+    if field(c, "unicast_member"):
+        out.append(f"{field(c, 'unicast_member')} member by unicast")
     return " ".join(out)
 
 
@@ -217,17 +240,17 @@ def markdown(cells, meta, svgname=None):
                       f"{lim * WIRE_FACTOR:.3g} s)" if lim else "") + "\n")
         out.append("| tool | " + " | ".join(f"N={n}" for n in ns) + " |")
         out.append("|---|" + "---:|" * len(ns))
-        rows = sorted({(c["tool"], field(c, "keyed"), field(c, "atomic")) for c in sub},
-                      key=lambda t: variant_key({"tool": t[0], "keyed": t[1], "atomic": t[2]}))
-        for tool, keyed, atomic in rows:
-            lab = tool + (f" ({variant({'keyed': keyed, 'atomic': atomic})})"
-                          if variant({"keyed": keyed, "atomic": atomic}) else "")
+        rows = sorted({(c["tool"],) + var_of(c) for c in sub},
+                      key=lambda t: variant_key({"tool": t[0], **var_dict(t[1:])}))
+        for tool, *var in rows:
+            var = tuple(var)
+            lab = tool + (f" ({variant(var_dict(var))})" if variant(var_dict(var)) else "")
             row = [lab]
             for n in ns:
                 vs = []
                 for durable in (True, False):
                     c = next((c for c in sub if c["tool"] == tool and c["receivers"] == n
-                              and field(c, "keyed") == keyed and field(c, "atomic") == atomic
+                              and var_of(c) == var
                               and c["durable"] == durable), None)
                     if c is None:
                         continue
@@ -380,13 +403,13 @@ NO_DURABILITY = ("raw-mcast", "uftp", "udpcast")
 def svg(cells, title=""):
     cf = [f for f in CONDITIONS if f != "receivers"]
     panels = sorted({tuple(field(c, f) for f in cf) for c in cells}, key=lambda t: cond_key(dict(zip(cf, t))))
-    series = sorted({(c["tool"], c["durable"], field(c, "keyed"), field(c, "atomic")) for c in cells},
-                    key=lambda s: variant_key({"tool": s[0], "keyed": s[2], "atomic": s[3]}) + (not s[1],))
+    series = sorted({(c["tool"], c["durable"]) + var_of(c) for c in cells},
+                    key=lambda s: variant_key({"tool": s[0], **var_dict(s[2:])}) + (not s[1],))
     # a tool's first variant (keyed before unkeyed) gets its own colour, further ones the extras
     colors = {}
     k = 0
-    for t, _d, keyed, atomic in series:
-        v = (t, keyed, atomic)
+    for t, _d, *var in series:
+        v = (t,) + tuple(var)
         if v not in colors:
             own = COLORS.get(t)
             if own and own not in colors.values():
@@ -441,11 +464,12 @@ def svg(cells, title=""):
             o.append(f'<line x1="{px}" y1="{Y(lim):.1f}" x2="{px + pw}" y2="{Y(lim):.1f}" stroke="#999" '
                      f'stroke-dasharray="2,3"/>')
             o.append(f'<text x="{px + pw - 3}" y="{Y(lim) - 3:.1f}" text-anchor="end" fill="#777">link limit</text>')
-        for tool, durable, keyed, atomic in series:
+        for tool, durable, *var in series:
+            var = tuple(var)
             pts = sorted(((c["receivers"], c) for c in sub if c["tool"] == tool and c["durable"] == durable
-                          and field(c, "keyed") == keyed and field(c, "atomic") == atomic),
+                          and var_of(c) == var),
                          key=lambda p: p[0])
-            col = colors[(tool, keyed, atomic)]
+            col = colors[(tool,) + var]
             nofsync = not durable and tool not in NO_DURABILITY   # the no-fsync variant
             dash = ' stroke-dasharray="6,3"' if nofsync else ''
             good = [(n, c) for n, c in pts if c["seconds"] is not None]
@@ -467,11 +491,12 @@ def svg(cells, title=""):
                                  f'stroke="{col}">{tip}</circle>')
     lx0 = cols * (pw + ml + mr) + 5
     ly = 60
-    for tool, durable, keyed, atomic in series:
-        col = colors[(tool, keyed, atomic)]
+    for tool, durable, *var in series:
+        var = tuple(var)
+        col = colors[(tool,) + var]
         nofsync = not durable and tool not in NO_DURABILITY
         dash = ' stroke-dasharray="6,3"' if nofsync else ''
-        var = variant({"keyed": keyed, "atomic": atomic})
+        var = variant(var_dict(var))
         lab = tool + (" " + var if var else "") + ("" if tool in NO_DURABILITY else (" (fsync)" if durable else " (no fsync)"))
         o.append(f'<line x1="{lx0}" y1="{ly}" x2="{lx0 + 28}" y2="{ly}" stroke="{col}" stroke-width="2"{dash}/>')
         if nofsync:

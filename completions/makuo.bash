@@ -85,7 +85,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__check)
-            opts="-r -t -f -F -0 -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-r -t -f -F -0 -K -b -m -p -i -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --console --password-file --direct --discover --base --group --port --interface --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -323,7 +323,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__daemon)
-            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --pid-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --after-push --before-commit --hook-timeout --help"
+            opts="-b -m -p -i -k -P -l -o -U -K -n -d -u -g -G -c -r -s -f -T -R -S -O -h --base --group --port --interface --ttl --peer --relay --key --insecure --name --state-dir --mtu --bind --reply-port --config --print-config --console-port --console-addr --no-console --console-socket --password-file --console-group --foreground --loglevel --log-file --pid-file --syslog --syslog-socket --metrics --user --group-id --run-group --groups --chroot --chroot-dir --no-receive --no-send --parallel --rate --min-rate --rcvbuf --sndbuf --no-fsync --heartbeat --member-timeout --member-expiry --allow-devices --owner-match --preserve-owner --protect --max-delete --after-push --before-commit --hook-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -767,7 +767,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__doctor)
-            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
+            opts="-K -b -m -p -i -k -v -q -h --console --password-file --direct --discover --base --group --port --interface --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1112,7 +1112,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__members)
-            opts="-K -m -p -i -k -v -q -b -h --forget --console --password-file --direct --discover --group --port --interface --ttl --peer --key --insecure --name --mtu --verbose --quiet --json --base --state-dir --help"
+            opts="-K -m -p -i -k -v -q -b -h --forget --console --password-file --direct --discover --group --port --interface --ttl --peer --relay --key --insecure --name --mtu --verbose --quiet --json --base --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1329,7 +1329,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__sync)
-            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1580,7 +1580,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__watch)
-            opts="-r -t -f -F -a -c -i -z -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --archive --delete --delay --checksum --no-fsync --itemize-changes --compress --list --stop --console --password-file --direct --discover --base --group --port --ttl --peer --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            opts="-r -t -f -F -a -c -i -z -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --archive --delete --delay --checksum --no-fsync --itemize-changes --compress --list --stop --console --password-file --direct --discover --base --group --port --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -78,6 +78,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l max-delete -d 'Re
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l after-push -d 'Run CMD (with /bin/sh -c) on this member after each push it commits' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l before-commit -d 'Run CMD on this member once a push is staged, before its commit; non-zero vetoes it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l hook-timeout -d 'Longest a hook may run, in seconds; it is then killed and fails' -r
+complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -l print-config -d 'Print the effective settings and where each came from, then exit'
 complete -c makuo -n "__fish_makuo_using_subcommand daemon" -s o -l no-console -d 'No console at all: neither TCP nor the unix socket (makuosan\'s -o)'
@@ -136,6 +137,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -s A -l acls -d 'Keep 
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l progress -d 'Show progress while transferring'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l no-fsync -d 'Let members skip the durability step (fsync before rename) for this push'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s q -l quiet -d 'Print errors only'
@@ -165,6 +167,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -s r -l recursive -d 
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s F -d 'Same as --filter=\'dir-merge /.rsync-filter\'; repeated, also --filter=\'- .rsync-filter\''
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s 0 -l from0 -d 'The --files-from list is separated by NUL bytes, not lines'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand check" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s q -l quiet -d 'Print errors only'
@@ -201,6 +204,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand watch" -s z -l compress -d '
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l list -d 'List the daemon\'s watches (with their last push and lag) and exit'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l stop -d 'Remove the daemon\'s watches on PATH... and exit'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand watch" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s q -l quiet -d 'Print errors only'
@@ -221,6 +225,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand members" -l mtu -d 'Path MTU
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand members" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand members" -s q -l quiet -d 'Print errors only'
@@ -240,6 +245,7 @@ complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l name -d 'Member n
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s v -l verbose -d 'Print more (repeat for even more)'
 complete -c makuo -n "__fish_makuo_using_subcommand doctor" -s q -l quiet -d 'Print errors only'

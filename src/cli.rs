@@ -222,6 +222,16 @@ pub struct ClusterArgs {
     #[arg(long = "peer", value_name = "ADDR", action = ArgAction::Append)]
     pub peers: Vec<PeerAddr>,
 
+    /// Relay pushes: forward other members' pushes when asked, and push through relays.
+    ///
+    /// A daemon with --relay offers to forward; a sender with --relay (daemon or direct front
+    /// end) sends its push to a few such members, which forward it to the others that multicast
+    /// does not reach (every member with --peer), so its link carries about the square root of
+    /// their number in copies instead of one each. A relay that hears its own multicast where
+    /// the sender's does not reach bridges that subnet.
+    #[arg(long)]
+    pub relay: bool,
+
     /// Cluster key file (repeatable, at most 2): the first seals, both open.
     ///
     /// Every datagram is authenticated and encrypted with the first key; datagrams sealed with

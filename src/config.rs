@@ -714,6 +714,11 @@ pub fn apply_front_with(
             front.cluster.insecure = *b;
         }
     }
+    if !typed("relay") {
+        if let Some((Value::Switch(b), _)) = d.get("relay") {
+            front.cluster.relay = *b;
+        }
+    }
     apply_console_layer(&mut front.console, sub, &d)
 }
 

@@ -201,6 +201,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         rate_limit: args.rate.map(|m| m as u64 * 1_000_000 / 8),
         min_rate: crate::cli::min_rate_floor(args.min_rate),
         seed: node::random_node_id(),
+        relay: args.cluster.relay,
         ..proto::Config::default()
     };
     if let Some(h) = args.heartbeat {

@@ -114,6 +114,10 @@ pub struct Node {
     /// With `--peer` and a key: addresses that recently sent us an authenticated datagram or
     /// handshake (a new front end, before it is a member), so our answers reach them.
     recent: HashMap<SocketAddr, Instant>,
+    /// `--relay`: the plan last computed for these unicast destinations, and when.
+    relay_plan: Option<(Instant, Vec<SocketAddr>, proto::relay::Plan)>,
+    /// Datagrams forwarded as a relay (copies sent).
+    pub relayed: u64,
 }
 
 /// Most addresses whose last notice time is kept.
@@ -190,6 +194,8 @@ impl Node {
             peers,
             unicast_only,
             recent: HashMap::new(),
+            relay_plan: None,
+            relayed: 0,
         })
     }
 
@@ -304,9 +310,12 @@ impl Node {
         let now = Instant::now();
         let wall = unix_ms();
         let sys = SystemTime::now();
+        let relay = self.engine.config().relay;
+        let mut forward: Vec<(Vec<net::Dest>, Vec<u8>)> = Vec::new();
         for i in 0..n {
             let Some(d) = self.batch.get(i) else { continue };
             let from = d.from;
+            let relay_this = relay && !d.to_group;
             // When the kernel had it (clamped: a wall clock that stepped is not believed).
             let age = d
                 .received
@@ -340,7 +349,17 @@ impl Node {
                         );
                     }
                     self.engine
-                        .handle_datagram_via(now, received, from, d.to_group, d.data)
+                        .handle_datagram_via(now, received, from, d.to_group, d.data);
+                    if relay_this {
+                        relay_copy(
+                            &self.engine,
+                            now,
+                            from,
+                            d.data,
+                            self.unicast_only,
+                            &mut forward,
+                        );
+                    }
                 }
                 Some(s) => {
                     let len = d.data.len();
@@ -356,12 +375,29 @@ impl Node {
                                 from,
                                 d.to_group,
                                 &self.scratch[..l],
-                            )
+                            );
+                            if relay_this {
+                                // Forwarded as it came: still sealed by its sender.
+                                relay_copy(
+                                    &self.engine,
+                                    now,
+                                    from,
+                                    d.data,
+                                    self.unicast_only,
+                                    &mut forward,
+                                );
+                            }
                         }
                         Ok(Opened::Handshake) => {
                             if self.unicast_only {
                                 remember(&mut self.recent, from, now);
                             }
+                        }
+                        Err(SealError::Replayed { node, .. }) if d.to_group => {
+                            // A group copy of a datagram whose unicast copy came first: it
+                            // still shows the sender's multicast reaches us (paths.rs).
+                            self.seal_refused += 1;
+                            self.engine.handle_group_copy(now, node);
                         }
                         Err(e) => {
                             self.seal_refused += 1;
@@ -370,6 +406,11 @@ impl Node {
                     }
                 }
             }
+        }
+        if !forward.is_empty() {
+            self.relayed += forward.iter().map(|(to, _)| to.len() as u64).sum::<u64>();
+            let batch = by_destination(&forward);
+            self.net.send(&batch).context("send (relay)")?;
         }
         if let Some(s) = &mut self.sealer {
             while let Some(node) = s.poll_verified() {
@@ -454,6 +495,21 @@ impl Node {
             // all, the rate held down by a stale one; seconds-long stalls.)
             self.engine.skip_seq_to(s.last_seq());
         }
+        // Where group datagrams go besides (or, with --peer, instead of) the group, and with
+        // --relay through which relays; pacing counts the copies the link carries.
+        let targets = if self.unicast_only {
+            self.fan_out_set()
+        } else {
+            self.engine.unicast_paths(now)
+        };
+        let plan = self.relay_plan(now, &targets);
+        let mcast = usize::from(!self.unicast_only);
+        let copies = mcast + plan.as_ref().map_or(targets.len(), |p| p.copies());
+        self.engine.set_link_copies(copies.max(1));
+        let first_hops = plan.as_ref().map(|p| p.first_hops());
+        if let Some(p) = plan {
+            self.engine.set_relay_plan(now, p, !self.unicast_only);
+        }
         // The sealed timestamp is information only: one clock read per batch, not per datagram.
         let wall = unix_ms();
         for _ in 0..32 {
@@ -483,14 +539,10 @@ impl Node {
                 .zip(self.bufs.iter())
                 .map(|((d, l), b)| (*d, &b[..*l]))
                 .collect();
-            if self.unicast_only {
-                batch = fan_out(&batch, &self.fan_out_set(), false);
-            } else {
-                // Members that do not hear our multicast get unicast copies (paths.rs).
-                let copies = self.engine.unicast_paths(now);
-                if !copies.is_empty() {
-                    batch = fan_out(&batch, &copies, true);
-                }
+            // Members that do not hear our multicast (paths.rs), or every member with --peer,
+            // get unicast copies; with relays the push's stream goes to the first hops only.
+            if self.unicast_only || !targets.is_empty() {
+                batch = fan_out(&batch, &targets, first_hops.as_deref(), !self.unicast_only);
             }
             self.net.send(&batch).context("send")?;
         }
@@ -519,6 +571,23 @@ impl Node {
         to
     }
 
+    /// With `--relay`, the relay plan for `targets` (kept for a while: computing it looks at
+    /// every member); `None` without `--relay` or targets.
+    fn relay_plan(&mut self, now: Instant, targets: &[SocketAddr]) -> Option<proto::relay::Plan> {
+        if !self.engine.config().relay || targets.is_empty() {
+            self.relay_plan = None;
+            return None;
+        }
+        let fresh = self.relay_plan.as_ref().is_some_and(|(t, to, _)| {
+            now.saturating_duration_since(*t) < RELAY_PLAN_FOR && to == targets
+        });
+        if !fresh {
+            let p = self.engine.relay_plan(targets);
+            self.relay_plan = Some((now, targets.to_vec(), p));
+        }
+        self.relay_plan.as_ref().map(|(_, _, p)| p.clone())
+    }
+
     /// How group datagrams reach member `m`: everything is unicast with `--peer`, else as the
     /// engine learned it.
     pub fn path(&self, m: &proto::members::MemberInfo) -> proto::paths::Path {
@@ -530,8 +599,10 @@ impl Node {
     }
 
     /// A `members` line: [`member_line`], the path to the member (`path=multicast`, or
-    /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`) and, for the
-    /// unicast path, why (`why=...`).
+    /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`), for the
+    /// unicast path why (`why=...`), and when measured the round-trip time of the last push
+    /// to it (`rtt=1.25ms`) and the share of its heartbeats lost on the way here
+    /// (`loss=0.0%`).
     pub fn member_line(&self, m: &proto::members::MemberInfo) -> String {
         let p = self.path(m);
         let from = if !self.unicast_only && self.engine.hears_group(Instant::now(), m.node) {
@@ -543,6 +614,13 @@ impl Node {
         if !p.why().is_empty() {
             l.push_str(" why=");
             l.push_str(p.why());
+        }
+        let (rtt, loss) = self.engine.link_stats(m.node);
+        if let Some(rtt) = rtt {
+            l.push_str(&format!(" rtt={:.2}ms", rtt.as_secs_f64() * 1e3));
+        }
+        if let Some(loss) = loss {
+            l.push_str(&format!(" loss={:.1}%", loss * 100.0));
         }
         l
     }
@@ -572,12 +650,66 @@ fn remember(recent: &mut HashMap<SocketAddr, Instant>, from: SocketAddr, now: In
     recent.insert(from, now);
 }
 
+/// How long a relay plan is reused while the destinations stay the same.
+const RELAY_PLAN_FOR: Duration = Duration::from_millis(200);
+
+/// As a relay: queues `data` (from `from`, by unicast) for forwarding when the engine holds
+/// an assignment of its sender for it.
+fn relay_copy(
+    engine: &Engine<FsStorage>,
+    now: Instant,
+    from: SocketAddr,
+    data: &[u8],
+    unicast_only: bool,
+    out: &mut Vec<(Vec<net::Dest>, Vec<u8>)>,
+) {
+    if data.len() < wire::HEADER_LEN {
+        return;
+    }
+    let node = u64::from_be_bytes(data[8..16].try_into().unwrap());
+    let Some(f) = engine.relay_for(now, node, from, data[3]) else {
+        return;
+    };
+    let to: Vec<net::Dest> = if unicast_only || !f.group {
+        f.all.iter().map(|a| net::Dest::Unicast(*a)).collect()
+    } else {
+        std::iter::once(net::Dest::Group)
+            .chain(f.unicast.iter().map(|a| net::Dest::Unicast(*a)))
+            .collect()
+    };
+    out.push((to, data.to_vec()));
+}
+
+/// Forwarded datagrams ordered destination by destination (each in the order received), so
+/// runs stay GSO-batchable.
+fn by_destination(fwd: &[(Vec<net::Dest>, Vec<u8>)]) -> Vec<(net::Dest, &[u8])> {
+    let mut dests: Vec<net::Dest> = Vec::new();
+    for (to, _) in fwd {
+        for d in to {
+            if !dests.contains(d) {
+                dests.push(*d);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in dests {
+        out.extend(
+            fwd.iter()
+                .filter(|(to, _)| to.contains(&d))
+                .map(|(_, b)| (d, b.as_slice())),
+        );
+    }
+    out
+}
+
 /// `batch` with every run of group datagrams followed (`keep_group`) or replaced by unicast
 /// copies to each of `to`, destination by destination (so runs stay GSO-batchable and each
-/// member gets them in order).
+/// member gets them in order). With `first_hops` (relays in use) datagrams of the push's
+/// stream ([`proto::relay::relayed`]) go only to those of `to` that are first hops.
 fn fan_out<'a>(
     batch: &[(net::Dest, &'a [u8])],
     to: &[SocketAddr],
+    first_hops: Option<&[SocketAddr]>,
     keep_group: bool,
 ) -> Vec<(net::Dest, &'a [u8])> {
     let mut out = Vec::with_capacity(batch.len() * to.len().max(1));
@@ -596,15 +728,23 @@ fn fan_out<'a>(
             out.extend_from_slice(&batch[i..i + run]);
         }
         for a in to {
+            let first = first_hops.is_none_or(|f| f.contains(a));
             out.extend(
                 batch[i..i + run]
                     .iter()
+                    .filter(|(_, b)| first || !relayed_kind(b))
                     .map(|(_, b)| (net::Dest::Unicast(*a), *b)),
             );
         }
         i += run;
     }
     out
+}
+
+/// Whether a datagram (sealed or not: the kind is in clear) belongs to the push's stream that
+/// relays forward.
+fn relayed_kind(b: &[u8]) -> bool {
+    b.len() > 3 && proto::relay::relayed(b[3])
 }
 
 /// Returns the heap's free memory to the system. A transfer's memory (its manifest, held

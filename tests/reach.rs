@@ -269,6 +269,20 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
         line_of(&d.stdout, "r1").contains("multicast  multicast  multicast"),
         "{d}"
     );
+    // Round-trip time (of the push just made) and heartbeat loss, per member.
+    assert!(d.stdout.lines().next().unwrap_or("").contains("RTT"), "{d}");
+    assert!(r3.contains("ms "), "no RTT for r3:\n{d}");
+    let dj = run(
+        &mut sender.command(&["doctor", "--console", &addr, "--json"]),
+        RUN_LIMIT,
+    );
+    assert_eq!(dj.code, 1, "{dj}");
+    for m in dj.json().as_array().expect("a list of members") {
+        let rtt = m["rtt_ms"].as_f64().unwrap_or(-1.0);
+        assert!(rtt > 0.0 && rtt < 1000.0, "rtt of {}: {dj}", m["name"]);
+        let loss = m["loss"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..0.2).contains(&loss), "loss of {}: {dj}", m["name"]);
+    }
 
     // The direct front end learns the same on its own.
     write(&c.src, "after/direct.txt", "r3 by unicast copies\n");
@@ -300,6 +314,331 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     });
     let d = doctor();
     assert_eq!(d.code, 0, "{d}");
+
+    // Half of what r2 sends is lost on the way to s0: doctor shows it, and only for r2.
+    net.nft(&spaces[0], &["add", "table", "inet", "half"]);
+    net.nft(
+        &spaces[0],
+        &[
+            "add",
+            "chain",
+            "inet",
+            "half",
+            "in",
+            "{ type filter hook input priority 0; }",
+        ],
+    );
+    net.nft(
+        &spaces[0],
+        &[
+            "add",
+            "rule",
+            "inet",
+            "half",
+            "in",
+            "ip",
+            "saddr",
+            &v4_addr(2),
+            "udp",
+            "dport",
+            &c.port.to_string(),
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            "50",
+            "counter",
+            "drop",
+        ],
+    );
+    let loss_of = |j: &serde_json::Value, name: &str| {
+        j.as_array()
+            .and_then(|a| a.iter().find(|m| m["name"] == name))
+            .and_then(|m| m["loss"].as_f64())
+            .unwrap_or(-1.0)
+    };
+    let dj = wait_for("doctor to see r2's heartbeats lost", RUN_LIMIT, || {
+        let r = run(
+            &mut sender.command(&["doctor", "--console", &addr, "--json"]),
+            RUN_LIMIT,
+        );
+        (loss_of(&r.json(), "r2") >= 0.25).then_some(r)
+    });
+    assert!(net.counted(&spaces[0], "half") > 0);
+    let r1 = loss_of(&dj.json(), "r1");
+    assert!((0.0..0.2).contains(&r1), "r1 lost {r1}: {dj}");
+    drop(c);
+    drop(net);
+}
+
+/// A cluster of `1 + receivers` namespaces that drop all multicast, with daemons `s0` (the
+/// sender, base = the cluster's source) and `r1..`, every one given the whole `--peer` list
+/// and `more`. Returns the namespaces and the peer arguments.
+fn peer_cluster(
+    net: &mut Net,
+    c: &mut Cluster,
+    receivers: usize,
+    more: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let peers: Vec<String> = (0..=receivers)
+        .flat_map(|i| ["--peer".to_string(), v4_addr(i)])
+        .collect();
+    let mut spaces = Vec::new();
+    for i in 0..=receivers {
+        let ns = net.host(i, &v4_addr(i));
+        net.drop_multicast(&ns);
+        spaces.push(ns);
+    }
+    for (i, ns) in spaces.iter().enumerate() {
+        let name = if i == 0 {
+            "s0".to_string()
+        } else {
+            format!("r{i}")
+        };
+        let base = if i == 0 {
+            c.src.clone()
+        } else {
+            let b = c.path(&format!("{name}/base"));
+            fs::create_dir_all(&b).unwrap();
+            b
+        };
+        let mut args = c.key_args();
+        args.extend(FAST.map(String::from));
+        args.push("--no-fsync".into());
+        args.extend(peers.iter().cloned());
+        args.extend(more.iter().map(|s| s.to_string()));
+        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), args);
+        d.sender = i == 0;
+        c.push_daemon(d);
+    }
+    let sender = &c.daemons[0];
+    wait_for("s0 to see every receiver by unicast", RUN_LIMIT, || {
+        let r = sender.members(&[]);
+        (1..=receivers)
+            .all(|i| r.stdout.contains(&format!("r{i} ")))
+            .then_some(())
+    });
+    (spaces, peers)
+}
+
+/// 16 MiB that no earlier push carried (a new file at `rel`).
+const RELAY_PAYLOAD: usize = 16 << 20;
+
+/// Five namespaces without multicast, every daemon with `--peer` lists and `--relay`: a push
+/// from s0's console reaches all four receivers exact while s0's link carries well under four
+/// copies of the payload (the relays forward the rest). From a sixth namespace, a direct front
+/// end without `--relay` puts about five copies on its link (one per daemon: the count sees
+/// them), and with `--relay` well under that.
+#[test]
+fn relays_carry_a_peer_push_with_few_copies_from_the_sender() {
+    if !root_or_skip(
+        "relays_carry_a_peer_push_with_few_copies_from_the_sender",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    docroot(&c.src, 50, None);
+    let (_, peers) = peer_cluster(&mut net, &mut c, 4, &["--relay"]);
+    let sender = &c.daemons[0];
+    // Let every member hear every other's heartbeat (the relay flag) before pushing.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+
+    write_big(&c.src.join("relayed.bin"), RELAY_PAYLOAD);
+    let before = net.sent_bytes(0);
+    let r = sender.sync(&[]);
+    let sent = net.sent_bytes(0) - before;
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    let copies = sent as f64 / RELAY_PAYLOAD as f64;
+    eprintln!("with relays s0 sent {sent} bytes: {copies:.2} x the payload to 4 receivers");
+    assert!(copies >= 1.0, "less than the payload left s0: {copies:.2}");
+    assert!(
+        copies < 2.8,
+        "s0 carried {copies:.2} copies for 4 receivers: relays did not forward\n{r}"
+    );
+
+    // A front end in a namespace of its own (so no daemon's relaying shares its link), to
+    // the five daemons: without --relay one copy each.
+    let client = net.host(5, &v4_addr(5));
+    net.drop_multicast(&client);
+    write_big(&c.src.join("direct.bin"), RELAY_PAYLOAD);
+    let before = net.sent_bytes(5);
+    let mut args = vec!["--discover", "1500", "-r", "."];
+    args.extend(peers.iter().map(String::as_str));
+    let r = c.direct_in(&client, &v4_addr(5), "sync", &args);
+    let sent = net.sent_bytes(5) - before;
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    let plain = sent as f64 / RELAY_PAYLOAD as f64;
+    eprintln!("without relays the front end sent {plain:.2} x the payload to 5 daemons");
+    assert!(plain > 4.5, "plain fan-out carried only {plain:.2} copies");
+
+    // With --relay it uses the daemons as relays.
+    write_big(&c.src.join("direct-relayed.bin"), RELAY_PAYLOAD);
+    let before = net.sent_bytes(5);
+    args.push("--relay");
+    let r = c.direct_in(&client, &v4_addr(5), "sync", &args);
+    let sent = net.sent_bytes(5) - before;
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    let relayed = sent as f64 / RELAY_PAYLOAD as f64;
+    eprintln!("a direct front end with --relay sent {relayed:.2} x the payload to 5 daemons");
+    // Two copies by the plan (two relays of two each); repair of what relays on this busy
+    // machine drop comes on top.
+    assert!(
+        relayed < 0.7 * plain,
+        "{relayed:.2} copies with relays, {plain:.2} without\n{r}"
+    );
+    drop(c);
+    drop(net);
+}
+
+/// The relay cluster above with 5 % of the UDP datagrams into every receiver dropped (relays
+/// among them): a push still ends exact on all four, through repair that also goes by relays.
+#[test]
+fn relays_survive_loss() {
+    if !root_or_skip("relays_survive_loss", "network namespaces") {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    docroot(&c.src, 50, None);
+    let (spaces, _) = peer_cluster(&mut net, &mut c, 4, &["--relay"]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    for ns in &spaces[1..] {
+        net.loss(ns, c.port, 5);
+    }
+    write_big(&c.src.join("lossy.bin"), 8 << 20);
+    let before = net.sent_bytes(0);
+    let r = c.daemons[0].sync(&[]);
+    let sent = net.sent_bytes(0) - before;
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    for ns in &spaces[1..] {
+        assert!(
+            net.counted(ns, "t") > 0,
+            "the loss rule in {ns} dropped nothing"
+        );
+    }
+    let copies = sent as f64 / (8 << 20) as f64;
+    eprintln!("under 5 % loss s0 sent {copies:.2} x the payload");
+    assert!(
+        copies < 3.2,
+        "s0 carried {copies:.2} copies: relays did not forward"
+    );
+    drop(c);
+    drop(net);
+}
+
+/// Two "subnets" on one bridge that do not carry each other's multicast (nftables in r2..r4
+/// drop the group's datagrams from s0 and r1): with `--relay` everywhere, s0 multicasts to r1
+/// and sends one unicast copy to a relay among r2..r4, which multicasts it on its side. Every
+/// member ends exact; s0's link carries about two copies (four without relaying), and r2..r4
+/// together put about one copy on their links (the relay's group copy), not one per member.
+#[test]
+fn a_relay_bridges_a_subnet_the_group_does_not_reach() {
+    if !root_or_skip(
+        "a_relay_bridges_a_subnet_the_group_does_not_reach",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let mut spaces = Vec::new();
+    for i in 0..5 {
+        spaces.push(net.host(i, &v4_addr(i)));
+    }
+    let side_a = format!("{{ {}, {} }}", v4_addr(0), v4_addr(1));
+    for ns in &spaces[2..] {
+        net.nft(ns, &["add", "table", "inet", "nogrp"]);
+        net.nft(
+            ns,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "nogrp",
+                "in",
+                "{ type filter hook input priority -10; }",
+            ],
+        );
+        net.nft(
+            ns,
+            &[
+                "add", "rule", "inet", "nogrp", "in", "ip", "saddr", &side_a, "ip", "daddr",
+                &c.group, "counter", "drop",
+            ],
+        );
+    }
+    for (i, ns) in spaces.iter().enumerate() {
+        let name = if i == 0 {
+            "s0".to_string()
+        } else {
+            format!("r{i}")
+        };
+        let base = if i == 0 {
+            c.src.clone()
+        } else {
+            let b = c.path(&format!("{name}/base"));
+            fs::create_dir_all(&b).unwrap();
+            b
+        };
+        let mut more = c.key_args();
+        more.extend(FAST.map(String::from));
+        more.push("--no-fsync".into());
+        more.push("--relay".into());
+        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), more);
+        d.sender = i == 0;
+        c.push_daemon(d);
+    }
+    docroot(&c.src, 50, None);
+    let sender = &c.daemons[0];
+    wait_for("s0 to put r2..r4 on the unicast path", RUN_LIMIT, || {
+        let r = sender.members(&["--json"]);
+        let ok = member_path(&r, "r1").0 == "multicast"
+            && ["r2", "r3", "r4"]
+                .iter()
+                .all(|n| member_path(&r, n).0 == "unicast");
+        ok.then_some(())
+    });
+    // And each of r2..r4 to hear the others' multicast (the relay's group copy reaches them).
+    for d in &c.daemons[2..] {
+        wait_for("r2..r4 to hear each other by multicast", RUN_LIMIT, || {
+            let r = d.members(&["--json"]);
+            ["r2", "r3", "r4"]
+                .iter()
+                .filter(|n| **n != d.name)
+                .all(|n| member_path(&r, n).0 == "multicast")
+                .then_some(())
+        });
+    }
+    write_big(&c.src.join("bridged.bin"), RELAY_PAYLOAD);
+    let before: Vec<u64> = (0..5).map(|i| net.sent_bytes(i)).collect();
+    let r = sender.sync(&[]);
+    let sent: Vec<f64> = (0..5)
+        .map(|i| (net.sent_bytes(i) - before[i]) as f64 / RELAY_PAYLOAD as f64)
+        .collect();
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    assert!(
+        net.counted(&spaces[3], "nogrp") > 0,
+        "s0's multicast reached r3"
+    );
+    eprintln!("copies put on each link: {sent:.2?}\n{r}");
+    assert!(
+        sent[0] < 2.6,
+        "s0 carried {:.2} copies: no relay bridged r2..r4",
+        sent[0]
+    );
+    let far: f64 = sent[2..].iter().sum();
+    assert!(
+        far < 1.6,
+        "r2..r4 carried {far:.2} copies: the relay did not use its group"
+    );
     drop(c);
     drop(net);
 }

@@ -42,6 +42,7 @@ pub(super) fn direct_node(
         min_rate: crate::cli::min_rate_floor(floor),
         seed: node::random_node_id(),
         mtu: front.cluster.mtu as usize,
+        relay: front.cluster.relay,
         ..proto::Config::default()
     };
     Node::new(NodeConfig {

@@ -39,76 +39,57 @@ fn member_lines(front: &FrontArgs, sub: &ArgMatches) -> Result<Vec<String>> {
 /// exit 1 when a member is reachable only by unicast.
 pub fn doctor(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
     let lines = member_lines(front, sub)?;
-    let field = |l: &str, k: &str| {
-        l.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap_or("-")
-            .to_string()
-    };
     let mut rows = vec![[
-        "MEMBER".to_string(),
-        "ADDRESS".to_string(),
-        "TO-IT".to_string(),
-        "FROM-IT".to_string(),
-        "PATH".to_string(),
-        "WHY".to_string(),
-    ]];
+        "MEMBER", "ADDRESS", "TO-IT", "FROM-IT", "PATH", "RTT", "LOSS", "WHY",
+    ]
+    .map(String::from)];
     let mut unicast = 0;
     let mut json = Vec::new();
-    for l in &lines {
-        let w: Vec<&str> = l.split_whitespace().collect();
+    for m in lines.iter().filter_map(|l| parse_member(l)) {
         // Our own line and members known only second hand say nothing about paths.
-        if w.len() < 3 || w[2] != "live" {
+        if m.state != "live" {
             continue;
         }
-        let path = field(l, "path=");
-        let to_it = if path == "multicast" {
-            "multicast"
-        } else {
-            "no"
-        };
-        let from_it = match field(l, "from=").as_str() {
-            "multicast" => "multicast",
-            _ => "no",
-        };
+        let path = m.path.clone().unwrap_or_else(|| "-".into());
+        let to_it = path == "multicast";
+        let from_it = m.from.as_deref() == Some("multicast");
         if path == "unicast" {
             unicast += 1;
         }
-        let why = field(l, "why=");
+        let why = m.why.clone().unwrap_or_else(|| "-".into());
+        let yes = |b: bool| if b { "multicast" } else { "no" }.to_string();
         json.push(serde_json::json!({
-            "name": w[0], "address": w[1], "multicast_to": to_it == "multicast",
-            "multicast_from": from_it == "multicast", "path": path, "why": why,
+            "name": m.name, "address": m.address, "multicast_to": to_it,
+            "multicast_from": from_it, "path": path, "why": why,
+            "rtt_ms": m.rtt_ms, "loss": m.loss,
         }));
         rows.push([
-            w[0].to_string(),
-            w[1].to_string(),
-            to_it.to_string(),
-            from_it.to_string(),
+            crate::escape::word_str(&m.name).into_owned(),
+            m.address.clone(),
+            yes(to_it),
+            yes(from_it),
             path,
+            m.rtt_ms.map_or("-".into(), |r| format!("{r:.2}ms")),
+            m.loss.map_or("-".into(), |l| format!("{:.1}%", l * 100.0)),
             why,
         ]);
     }
     if front.output.json {
         println!("{}", serde_json::to_string(&json)?);
     } else {
-        let w: Vec<usize> = (0..5)
+        let w: Vec<usize> = (0..rows[0].len())
             .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
             .collect();
         for r in &rows {
-            println!(
-                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:<w4$}  {}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3],
-                w4 = w[4]
-            );
+            let mut line = String::new();
+            for (c, cell) in r.iter().enumerate() {
+                if c + 1 == r.len() {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}  ", width = w[c]));
+                }
+            }
+            println!("{}", line.trim_end());
         }
         if unicast > 0 {
             eprintln!("makuo doctor: {unicast} member(s) reachable only by unicast");
@@ -196,6 +177,12 @@ struct MemberRow {
     from: Option<String>,
     /// Why the path is unicast.
     why: Option<String>,
+    /// Round-trip time of the last push to it, ms (when one was measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_ms: Option<f64>,
+    /// Share of its heartbeats lost on the way to us, 0..1 (once a window was counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loss: Option<f64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -233,6 +220,8 @@ fn parse_member(l: &str) -> Option<MemberRow> {
         path: None,
         from: None,
         why: None,
+        rtt_ms: None,
+        loss: None,
     };
     for word in &w[2..] {
         match word.split_once('=') {
@@ -253,6 +242,14 @@ fn parse_member(l: &str) -> Option<MemberRow> {
             Some(("path", v)) => row.path = Some(v.to_string()),
             Some(("from", v)) => row.from = Some(v.to_string()),
             Some(("why", v)) => row.why = Some(unescaped(v)),
+            Some(("rtt", v)) => row.rtt_ms = v.trim_end_matches("ms").parse().ok(),
+            Some(("loss", v)) => {
+                row.loss = v
+                    .trim_end_matches('%')
+                    .parse::<f64>()
+                    .ok()
+                    .map(|p| p / 100.0)
+            }
             Some(("last-seen" | "last-heard", v)) => {
                 row.last_seen_secs_ago = v.trim_end_matches("s-ago").parse().ok();
             }

@@ -50,6 +50,9 @@ pub struct Config {
     pub group_size: u16,
     /// Seed of the engine's random numbers (join jitter, transfer ids).
     pub seed: u64,
+    /// `--relay`: offer to forward other members' pushes (see `relay.rs`) and, as a sender,
+    /// use the members that offer it.
+    pub relay: bool,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             min_rate: Some(DEFAULT_MIN_RATE),
             group_size: 128,
             seed: 1,
+            relay: false,
         }
     }
 }

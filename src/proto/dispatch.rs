@@ -29,10 +29,18 @@ impl<S: Storage> Engine<S> {
                     return false;
                 };
                 let me = self.cfg.node_id;
-                let hears_us = hb
-                    .known()
-                    .any(|k| k.node == me && k.flags & paths::KNOWN_GROUP != 0);
-                self.paths.heartbeat(now, node, self.rx_group, hears_us);
+                let named = match hb.known().find(|k| k.node == me) {
+                    Some(k) if k.flags & paths::KNOWN_GROUP != 0 => paths::Named::WithBit,
+                    Some(_) => paths::Named::WithoutBit,
+                    None => paths::Named::Not,
+                };
+                // Turns its rotating list needs to name every member (we count as many as it
+                // does, roughly): not being named in fewer is no evidence.
+                let direct = self.members.direct_count() as u32;
+                let turns = (direct + 1).div_ceil(u32::from(hb.known_count).max(1));
+                self.paths.heartbeat(now, node, self.rx_group, named, turns);
+                let interval = Duration::from_millis(u64::from(hb.interval_ms));
+                self.paths.count_beat(now, node, self.rx_seq, interval);
                 let members = &self.members;
                 self.paths.retain(|n| members.get(n).is_some());
                 if hb.flags & HB_JOIN != 0 && new {
@@ -210,6 +218,7 @@ impl<S: Storage> Engine<S> {
                 items,
             } => self.on_aggregate(now, from, node, origin, xfer, items),
             Msg::Feedback(f) => self.on_feedback(now, node, &f),
+            Msg::Relay(r) => self.on_relay(now, from, node, &r),
             Msg::Result {
                 xfer,
                 status,

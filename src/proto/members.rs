@@ -111,6 +111,11 @@ impl Members {
         self.direct.contains_key(a)
     }
 
+    /// Members heard directly.
+    pub(crate) fn direct_count(&self) -> usize {
+        self.direct.len()
+    }
+
     fn insert(&mut self, m: MemberInfo) -> Option<MemberInfo> {
         let old = self.remove(m.node);
         if m.direct {
@@ -163,7 +168,7 @@ impl Members {
             addr: from,
             version: String::from_utf8_lossy(hb.version).into_owned(),
             proto: (hb.proto_min, hb.proto_max),
-            flags: hb.flags & HB_RECEIVER,
+            flags: hb.flags & (HB_RECEIVER | super::wire::HB_RELAY),
             info: hb.info.to_vec(),
             last_seen: now,
             since,

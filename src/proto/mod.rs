@@ -36,6 +36,7 @@ pub mod paths;
 mod rate;
 mod records;
 mod recv;
+pub mod relay;
 pub mod repair;
 mod sched;
 mod send;
@@ -157,7 +158,11 @@ pub struct Engine<S: Storage> {
     rx_time: Instant,
     /// Whether the datagram being handled came through the group (see `paths.rs`).
     rx_group: bool,
+    /// Header sequence number of the datagram being handled (heartbeat loss, `paths.rs`).
+    rx_seq: u64,
     paths: paths::Paths,
+    /// Relaying: this node's plan as a sender, its assignments as a relay (`relay.rs`).
+    relays: relay::Relays,
     rr: u32,
     /// The latest time passed in.
     clock: Instant,
@@ -192,8 +197,10 @@ impl<S: Storage> Engine<S> {
             meters: BTreeMap::new(),
             rx_time: now,
             rx_group: true,
+            rx_seq: 0,
             paths: paths::Paths::default(),
             seq_skipped: 0,
+            relays: relay::Relays::default(),
             hdr: HeaderGen {
                 node: cfg.node_id,
                 cluster: cfg.cluster,
@@ -378,7 +385,7 @@ impl<S: Storage> Engine<S> {
                     .saturating_duration_since(m.last_seen)
                     .as_millis()
                     .min(u32::MAX as u128) as u32,
-                flags: m.flags | group,
+                flags: (m.flags & HB_RECEIVER) | group,
                 name: m.name.as_bytes(),
             };
             if wire::known_len(&k) > c.room() {
@@ -393,6 +400,9 @@ impl<S: Storage> Engine<S> {
         }
         let kl = c.len();
         let mut flags = if self.cfg.receive { HB_RECEIVER } else { 0 };
+        if self.cfg.relay {
+            flags |= wire::HB_RELAY;
+        }
         if join {
             flags |= HB_JOIN;
         }
@@ -472,6 +482,16 @@ impl<S: Storage> Engine<S> {
         self.rx_group = true;
     }
 
+    /// Input: an authenticated datagram of `node` came through the group but was not handed
+    /// over, being a copy of one already received by unicast (the sealing layer refused it as
+    /// a repeat): `node`'s multicast reaches us all the same (`paths.rs`).
+    pub fn handle_group_copy(&mut self, now: Instant, node: u64) {
+        self.clock = self.clock.max(now);
+        if self.members.get(node).is_some_and(|m| m.direct) {
+            self.paths.group_copy(now, node);
+        }
+    }
+
     /// How group datagrams reach member `m` (see `paths.rs`).
     pub fn path(&self, now: Instant, m: &members::MemberInfo) -> paths::Path {
         self.paths.path(now, m, self.member_expiry())
@@ -480,6 +500,16 @@ impl<S: Storage> Engine<S> {
     /// Whether member `node`'s datagrams came to us through the group within the expiry.
     pub fn hears_group(&self, now: Instant, node: u64) -> bool {
         self.paths.hear_group(now, node, self.member_expiry())
+    }
+
+    /// What this node measured of member `node`: the smoothed round-trip time of the last
+    /// push it sent there (`None`: none measured), and the share of its heartbeats lost on
+    /// the way here over the last window of ten (`None`: no window complete yet).
+    pub fn link_stats(&self, node: u64) -> (Option<Duration>, Option<f64>) {
+        (
+            self.rate.receiver(node).and_then(|r| r.srtt),
+            self.paths.heartbeat_loss(node),
+        )
     }
 
     /// Reply addresses of the members that get unicast copies of every group datagram.
@@ -548,6 +578,7 @@ impl<S: Storage> Engine<S> {
             return;
         }
         self.members.touch(now, h.node);
+        self.rx_seq = h.seq;
         self.meter_datagram(received, h.node, h.seq, bytes.len());
         if matches!(
             msg,
@@ -1002,8 +1033,8 @@ impl<S: Storage> Engine<S> {
                 self.rr = self.rr.wrapping_add(1);
                 self.stats.sent += 1;
                 self.stats.sent_bytes += len as u64;
-                self.pacer
-                    .on_send(now, len + rate::WIRE_OVERHEAD, self.rate.rate());
+                let pace = self.pace_rate();
+                self.pacer.on_send(now, len + rate::WIRE_OVERHEAD, pace);
                 self.rate.on_paced(now, len + rate::WIRE_OVERHEAD);
                 self.rate.on_sent(now, self.hdr.seq);
                 return Some(Transmit { dest, len });
@@ -1029,7 +1060,7 @@ impl<S: Storage> Engine<S> {
                 t = t.min(d);
             }
             if ob.has_work() {
-                if let Some(p) = self.pacer.wake_at(self.rate.rate()) {
+                if let Some(p) = self.pacer.wake_at(self.pace_rate()) {
                     t = t.min(p);
                 }
             }

@@ -177,6 +177,8 @@ pub mod kind {
     pub const FEEDBACK: u8 = 17;
     /// Answers of several receivers gathered by one of them (see [`super::Msg::Aggregate`]).
     pub const AGGREGATE: u8 = 18;
+    /// Sender to a relay member (`--relay`): forward my group datagrams to these members.
+    pub const RELAY: u8 = 19;
 }
 
 /// Transfer streams.
@@ -207,6 +209,9 @@ impl Stream {
 pub const HB_JOIN: u8 = 0x01;
 /// Heartbeat flag: the member accepts pushes.
 pub const HB_RECEIVER: u8 = 0x02;
+/// Heartbeat flag: the member forwards a sender's datagrams to others when asked (`--relay`,
+/// see `relay.rs`); older nodes ignore it.
+pub const HB_RELAY: u8 = 0x04;
 
 /// A member known to the heartbeat's sender, passed along so newcomers learn the whole set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -601,6 +606,51 @@ pub enum Msg<'a> {
         /// Raw items.
         items: &'a [u8],
     },
+    /// Relay assignment (see `relay.rs`).
+    Relay(Relay<'a>),
+}
+
+/// Flag of [`Relay`]: also send what is forwarded to the relay's own multicast group, once,
+/// for the listed members that hear it (bridging a subnet the sender's multicast does not
+/// reach).
+pub const RELAY_GROUP: u8 = 0x01;
+
+/// Most members one relay assignment lists.
+pub const MAX_RELAY_TARGETS: usize = 64;
+
+/// Relay assignment: until `ttl_ms` passes, the receiving member forwards the datagrams of
+/// the kinds `relay.rs` names that come to it by unicast from the sender's own address to
+/// the listed members (an empty list cancels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relay<'a> {
+    /// How long the assignment stands (ms; relays cap it).
+    pub ttl_ms: u32,
+    /// [`RELAY_GROUP`].
+    pub flags: u8,
+    /// Number of addresses in `addrs_raw` (at most [`MAX_RELAY_TARGETS`]).
+    pub count: u8,
+    /// Raw addresses (family u8, address, port u16); iterate with [`Relay::targets`].
+    pub addrs_raw: &'a [u8],
+}
+
+impl<'a> Relay<'a> {
+    /// The listed members' addresses (decode validated every entry).
+    pub fn targets(&self) -> impl Iterator<Item = SocketAddr> + 'a {
+        let mut r = Reader::new(self.addrs_raw);
+        (0..self.count).map_while(move |_| read_addr(&mut r).ok())
+    }
+
+    /// Encodes `addrs` (at most [`MAX_RELAY_TARGETS`] are taken) into `buf`, returning the
+    /// count and the bytes used.
+    pub fn write_targets(addrs: &[SocketAddr], buf: &mut [u8]) -> (u8, usize) {
+        let mut c = Cursor::new(buf);
+        let mut n = 0u8;
+        for a in addrs.iter().take(MAX_RELAY_TARGETS) {
+            write_addr(&mut c, a);
+            n += 1;
+        }
+        (n, c.len())
+    }
 }
 
 /// Bytes an item of an AGGREGATE takes besides its body.
@@ -975,6 +1025,26 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
             overflows: r.u32()?,
             ts_us: r.u32()?,
         }),
+        kind::RELAY => {
+            let ttl_ms = r.u32()?;
+            let flags = r.u8()?;
+            let count = r.u8()?;
+            if count as usize > MAX_RELAY_TARGETS {
+                return Err(WireError::TooLarge("relay targets"));
+            }
+            let addrs_raw = r.rest();
+            let mut ar = Reader::new(addrs_raw);
+            for _ in 0..count {
+                read_addr(&mut ar)?;
+            }
+            ar.finish()?;
+            Msg::Relay(Relay {
+                ttl_ms,
+                flags,
+                count,
+                addrs_raw,
+            })
+        }
         other => return Err(WireError::UnknownKind(other)),
     };
     r.finish()?;
@@ -999,6 +1069,7 @@ impl Msg<'_> {
             Msg::Pace(_) => kind::PACE,
             Msg::Feedback(_) => kind::FEEDBACK,
             Msg::Aggregate { .. } => kind::AGGREGATE,
+            Msg::Relay(_) => kind::RELAY,
         }
     }
 
@@ -1155,6 +1226,12 @@ impl Msg<'_> {
                 c.u64(*origin);
                 c.u32(*xfer);
                 c.raw(items);
+            }
+            Msg::Relay(rl) => {
+                c.u32(rl.ttl_ms);
+                c.u8(rl.flags);
+                c.u8(rl.count);
+                c.raw(rl.addrs_raw);
             }
         }
         c.len()

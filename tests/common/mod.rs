@@ -2030,6 +2030,30 @@ impl Net {
         );
     }
 
+    /// Bytes host `i` has put on its link so far (what its veth's bridge end received).
+    pub fn sent_bytes(&self, i: usize) -> u64 {
+        let p = format!("/sys/class/net/{}v{i}/statistics/rx_bytes", self.tag);
+        fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Packets counted by the first `counter` of table `inet TABLE` in `ns`.
+    pub fn counted(&self, ns: &str, table: &str) -> u64 {
+        let l = run(
+            Command::new("ip").args(["netns", "exec", ns, "nft", "list", "table", "inet", table]),
+            Duration::from_secs(10),
+        );
+        l.stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Packets counted by the rules of `ns`'s ruleset (the first `counter`).
     pub fn dropped(&self, ns: &str) -> u64 {
         let l = run(

@@ -9,6 +9,7 @@
 mod atomic;
 mod lan;
 mod limits;
+mod reach;
 mod scale;
 
 use std::collections::BTreeMap;
