@@ -1,13 +1,26 @@
 //! A slow commit runs on the worker thread: the member's loop keeps answering heartbeats and
 //! receiving another transfer meanwhile, and the sender's RESULT waits for the commit.
-//! Loopback only (127.0.0.1, a 239.255/16 group, TTL 0).
+//! And with a key, datagrams that arrive coalesced (the sender's GSO, our `UDP_GRO`) are split
+//! and each is opened on its own. Loopback only (127.0.0.1, a 239.255/16 group, TTL 0).
 
 use super::*;
 use crate::proto::manifest::PushOptions;
 use crate::proto::{Command, PushReport, PushRequest};
+use crate::seal::Key;
 
 /// A node on loopback: `group:port`, receiving or not, with its own base.
 fn node(group: IpAddr, port: u16, name: &str, receive: bool, base: &std::path::Path) -> Node {
+    keyed_node(group, port, name, receive, base, Vec::new())
+}
+
+fn keyed_node(
+    group: IpAddr,
+    port: u16,
+    name: &str,
+    receive: bool,
+    base: &std::path::Path,
+    keys: Vec<Key>,
+) -> Node {
     Node::new(NodeConfig {
         group,
         port,
@@ -27,7 +40,7 @@ fn node(group: IpAddr, port: u16, name: &str, receive: bool, base: &std::path::P
             seed: random_node_id(),
             ..proto::Config::default()
         },
-        keys: Vec::new(),
+        keys,
         base: base.to_path_buf(),
         apply: ApplyOptions {
             node_name: name.into(),
@@ -67,8 +80,8 @@ fn done(events: Vec<Event>) -> Option<PushReport> {
     })
 }
 
-#[test]
-fn a_slow_commit_does_not_stop_heartbeats_or_another_transfer() {
+/// A fresh loopback group and port.
+fn group_port() -> (IpAddr, u16) {
     let mut r = [0u8; 2];
     getrandom::getrandom(&mut r).unwrap();
     let group: IpAddr = std::net::Ipv4Addr::new(239, 255, r[0], r[1].max(1)).into();
@@ -77,6 +90,12 @@ fn a_slow_commit_does_not_stop_heartbeats_or_another_transfer() {
         .local_addr()
         .unwrap()
         .port();
+    (group, port)
+}
+
+#[test]
+fn a_slow_commit_does_not_stop_heartbeats_or_another_transfer() {
+    let (group, port) = group_port();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let one: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
     let two: Vec<u8> = (0..100_000u32).map(|i| (i * 13) as u8).collect();
@@ -155,4 +174,49 @@ fn a_slow_commit_does_not_stop_heartbeats_or_another_transfer() {
     assert_eq!(most_in_flight, 2);
     assert_eq!(std::fs::read(dirs[0].path().join("one.bin")).unwrap(), one);
     assert_eq!(std::fs::read(dirs[0].path().join("two.bin")).unwrap(), two);
+}
+
+#[test]
+fn gro_coalesced_datagrams_are_each_opened_and_counted() {
+    let (group, port) = group_port();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let data: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i * 31 + i / 977) as u8)
+        .collect();
+    std::fs::write(dirs[1].path().join("big.bin"), &data).unwrap();
+    let key = Key::generate().unwrap();
+    let mut a = keyed_node(group, port, "a", true, dirs[0].path(), vec![key.clone()]);
+    let mut b = keyed_node(group, port, "b", false, dirs[1].path(), vec![key]);
+    let end = Instant::now() + Duration::from_secs(30);
+    let tick = Duration::from_millis(5);
+    while !b.engine.members().any(|m| m.name == "a") {
+        assert!(Instant::now() < end, "members never met");
+        a.turn(tick).unwrap();
+        b.turn(tick).unwrap();
+    }
+    let a_id = b.engine.members().find(|m| m.name == "a").unwrap().node;
+    push(&mut b, dirs[1].path(), a_id);
+    let report = loop {
+        assert!(Instant::now() < end, "the push never finished");
+        a.turn(tick).unwrap();
+        if let Some(r) = done(b.turn(tick).unwrap()) {
+            break r;
+        }
+    };
+    assert!(report.members.iter().all(|m| m.ok), "{:?}", report.members);
+    assert_eq!(std::fs::read(dirs[0].path().join("big.bin")).unwrap(), data);
+    let net = a.net_stats();
+    let seal = a.seal_stats().unwrap();
+    // The kernel handed over buffers holding several datagrams...
+    assert!(net.recv_coalesced > 0, "no coalesced buffer: {net:?}");
+    // ...each was opened on its own: none failed its tag, and every one opened reached the
+    // engine; what was received and not opened is the sealer's own (handshakes) or refused
+    // and counted.
+    assert_eq!(seal.bad_tag + seal.malformed, 0, "{seal:?}");
+    assert_eq!(seal.opened, a.engine.stats().received, "{seal:?}");
+    let unaccounted = net.recv_datagrams - seal.opened - a.seal_refused;
+    assert!(
+        unaccounted <= 16,
+        "{unaccounted} datagrams neither opened nor refused: {net:?} {seal:?}"
+    );
 }
