@@ -142,7 +142,7 @@ impl Node {
         if cfg.sndbuf > 0 {
             nc.sndbuf = cfg.sndbuf;
         }
-        let net = Net::new(&nc).with_context(|| {
+        let mut net = Net::new(&nc).with_context(|| {
             format!(
                 "cannot open multicast sockets for {}:{} on {}",
                 cfg.group, cfg.port, iface.addr
@@ -164,8 +164,13 @@ impl Node {
         peers.sort();
         peers.dedup();
         let unicast_only = !cfg.peers.is_empty();
-        let storage = FsStorage::new(cfg.base.clone(), cfg.apply.clone())
+        let mut storage = FsStorage::new(cfg.base.clone(), cfg.apply.clone())
             .with_context(|| format!("cannot use base directory {}", cfg.base.display()))?;
+        if cfg.engine.receive {
+            // Commits run on a worker thread; it wakes this loop when one ended (issue 13).
+            let wake = net.waker().context("wake-up eventfd")?;
+            storage.offload_commits(std::sync::Arc::new(move || wake.wake()));
+        }
         cfg.engine.sealed = !cfg.keys.is_empty();
         if cfg.engine.cluster == 0 {
             cfg.engine.cluster = cluster_id(cfg.group, cfg.port);
@@ -424,6 +429,10 @@ impl Node {
         if self.batch.overflows() > 0 {
             // The socket dropped datagrams (SO_RXQ_OVFL): the senders must slow down.
             self.engine.handle_rx_overflow(now, self.batch.overflows());
+        }
+        // Commits the worker finished: their RESULT goes out with this flush.
+        for (key, out) in self.engine.storage_mut().take_commits() {
+            self.engine.handle_committed(now, key, out);
         }
         // Answers go out before timers run: a queued commit (which may block for a while)
         // runs only after its BUSY answer has left.
@@ -1230,3 +1239,6 @@ mod tests {
         assert_eq!(seq(&buf[..t.len]), first + 6);
     }
 }
+
+#[cfg(test)]
+mod offload_tests;

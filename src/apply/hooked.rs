@@ -46,7 +46,7 @@ impl FsStorage {
         if !self.is_prepared(key) && self.hold_for_before_commit(key, req, false) {
             return None;
         }
-        let out = self.commit_now(key, req);
+        let out = self.commit_or_offload(key, req)?;
         self.after_commit(key, out)
     }
 
@@ -104,7 +104,11 @@ impl FsStorage {
         true
     }
 
-    fn after_commit(&mut self, key: XferKey, out: CommitOutcome) -> Option<CommitOutcome> {
+    pub(super) fn after_commit(
+        &mut self,
+        key: XferKey,
+        out: CommitOutcome,
+    ) -> Option<CommitOutcome> {
         let after = self
             .opts
             .hooks
@@ -167,7 +171,7 @@ impl FsStorage {
                         ..Default::default()
                     });
                 }
-                let out = self.commit_now(key, &req);
+                let out = self.commit_or_offload(key, &req)?;
                 self.after_commit(key, out)
             }
             HookKind::AfterPush => {

@@ -61,7 +61,7 @@ pub struct Unfinished {
 /// The atomic pushes that are ready or committing on this member.
 #[derive(Debug, Default)]
 pub(super) struct Journals {
-    open: HashMap<XferKey, Unfinished>,
+    pub(super) open: HashMap<XferKey, Unfinished>,
     /// The paths each atomic push between PREPARE and its end changes here: a second
     /// atomic push over any of them is refused meanwhile (serialized).
     claims: HashMap<XferKey, BTreeSet<Vec<u8>>>,

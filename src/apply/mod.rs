@@ -43,6 +43,7 @@ mod hooked;
 mod inspect;
 mod journal;
 mod names;
+mod offload;
 mod protect;
 pub(crate) mod source;
 mod special;
@@ -80,6 +81,7 @@ use stage::Staged;
 use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 
 pub use journal::{open_journal_dir, recover_journal, Unfinished};
+pub use offload::Wake;
 pub use protect::Protection;
 pub use sweep::sweep_temp;
 
@@ -202,6 +204,10 @@ pub struct FsStorage {
     filter_overrun: HashSet<XferKey>,
     /// Atomic pushes ready or committing here, and their journals.
     journals: journal::Journals,
+    /// The commit worker, when commits run off the caller's thread (`offload.rs`).
+    offload: Option<Box<offload::Offload>>,
+    /// Commits finished without the worker and not collected yet (`offload.rs`).
+    finished: Vec<(XferKey, CommitOutcome)>,
 }
 
 impl FsStorage {
@@ -209,7 +215,12 @@ impl FsStorage {
     pub fn new(base: PathBuf, opts: ApplyOptions) -> io::Result<Self> {
         // The base itself may be reached through a symlink: the operator chose it.
         let base_fd = Arc::new(open_dir_path(&base, DIR_WALK)?);
-        Ok(Self {
+        Ok(Self::with_base_fd(base, base_fd, opts))
+    }
+
+    /// A storage on an open base directory.
+    fn with_base_fd(base: PathBuf, base_fd: DirFd, opts: ApplyOptions) -> Self {
+        Self {
             base,
             base_fd,
             opts,
@@ -234,7 +245,9 @@ impl FsStorage {
             filters: HashMap::new(),
             filter_overrun: HashSet::new(),
             journals: journal::Journals::default(),
-        })
+            offload: None,
+            finished: Vec::new(),
+        }
     }
 
     /// The compiled filter of transfer `key`, compiling it from `m` the first time.

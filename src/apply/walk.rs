@@ -223,7 +223,16 @@ pub(super) mod tests {
         let base = super::super::sys::open_dir_path(tmp.path(), DIR_WALK).unwrap();
         let mut st: DirStack<'_, ()> = DirStack::new(base.as_fd());
         st.push(b".", Vec::new(), ()).unwrap();
-        let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        // Descriptors inside the tree only: tests running beside this one in the process
+        // open (and close) descriptors of their own.
+        let root = tmp.path().canonicalize().unwrap();
+        let fds = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|p| p.starts_with(&root))
+                .count()
+        };
         let before = fds();
         let mut seen = 0;
         let mut max_fds = 0;

@@ -140,6 +140,9 @@ pub struct NetStats {
     pub recv_datagrams: u64,
     /// `recvmmsg` calls made.
     pub recv_syscalls: u64,
+    /// Receive buffers that held more than one datagram (`UDP_GRO` coalesced them; each is
+    /// handed up on its own, split by the `gso_size` the kernel reported).
+    pub recv_coalesced: u64,
     /// Received datagrams dropped because they did not fit a slot (`MSG_TRUNC`/`MSG_CTRUNC`).
     pub truncated: u64,
     /// Datagrams the kernel dropped because a receive buffer was full (`SO_RXQ_OVFL`; with GRO

@@ -218,6 +218,7 @@ impl Net {
                 }
             }
             self.stats.recv_datagrams += pieces;
+            self.stats.recv_coalesced += u64::from(pieces > 1);
         }
         out.used += n;
         Ok(())

@@ -31,7 +31,8 @@ pub struct Config {
     /// A push target silent this long while the push waits for it has failed.
     pub member_timeout: Duration,
     /// A target that acknowledged the commit (BUSY) may take this long to finish it (a
-    /// durable commit of many files on a slow disk blocks the member's loop meanwhile).
+    /// durable commit of many files on a slow disk takes a while; the daemon runs it off its
+    /// network loop).
     pub commit_timeout: Duration,
     /// A receiver abandons an inbound transfer whose sender is silent this long.
     pub transfer_timeout: Duration,
