@@ -39,6 +39,11 @@ fn sealer(k: &Key, node: u64) -> Sealer {
 
 /// A block datagram from `s`'s node, sealed (unsealed form, sealed form).
 fn sealed(s: &mut Sealer, at: u64) -> (Vec<u8>, Vec<u8>) {
+    sealed_seq(s, 0, at)
+}
+
+/// [`sealed`] of a datagram the engine numbered `seq` (0: none).
+fn sealed_seq(s: &mut Sealer, seq: u64, at: u64) -> (Vec<u8>, Vec<u8>) {
     let mut buf = [0u8; 256];
     let m = Msg::Block {
         xfer: 3,
@@ -46,7 +51,9 @@ fn sealed(s: &mut Sealer, at: u64) -> (Vec<u8>, Vec<u8>) {
         idx: 5,
         data: b"delete nothing, please",
     };
-    let n = m.encode(&hdr(s.node), &mut buf);
+    let mut h = hdr(s.node);
+    h.seq = seq;
+    let n = m.encode(&h, &mut buf);
     let mut plain = buf[..n].to_vec();
     let m = s.seal(&mut buf, n, at);
     assert_eq!(m, n + SEAL_OVERHEAD);
@@ -884,21 +891,9 @@ fn seal_replayed_handshakes_starve_nobody() {
     ));
 }
 
-/// A block datagram numbered `seq` by the engine, sealed by `s`; returns the number it went
-/// out with.
+/// The number a datagram the engine numbered `seq` went out with.
 fn sealed_as(s: &mut Sealer, seq: u64) -> u64 {
-    let mut buf = [0u8; 256];
-    let m = Msg::Block {
-        xfer: 3,
-        stream: Stream::Payload,
-        idx: 5,
-        data: b"x",
-    };
-    let mut h = hdr(s.node);
-    h.seq = seq;
-    let n = m.encode(&h, &mut buf);
-    s.seal(&mut buf, n, NOW);
-    be64(&buf[16..24])
+    be64(&sealed_seq(s, seq, NOW).1[16..24])
 }
 
 #[test]

@@ -2,6 +2,35 @@
 
 use super::*;
 
+fn sample_pace() -> Pace {
+    Pace {
+        xfer: 9,
+        rate: 50_000_000,
+        rtt_us: 400,
+        interval_us: 2000,
+        clr: 0x1234,
+        backlog_us: 77,
+        uni: 3,
+        flags: 0,
+        echo: 0x77,
+        echo_ts: 123,
+        echo_hold_us: 9,
+    }
+}
+
+fn sample_feedback() -> Feedback {
+    Feedback {
+        xfer: 9,
+        flags: FB_CLR,
+        seen: 123_456,
+        hold_us: 12,
+        loss: u32::MAX / 100,
+        recv_rate: 12_500_000,
+        overflows: 4,
+        ts_us: 0xdead_beef,
+    }
+}
+
 fn hdr() -> Header {
     Header {
         version: VERSION,
@@ -116,29 +145,8 @@ fn every_message_round_trips() {
     assert!(e1.lacks(0) && e1.lacks(2) && e1.lacks(7) && e1.lacks(22));
     assert!(!e1.lacks(1) && !e1.lacks(8) && !e1.lacks(23) && !e1.lacks(1000));
     assert!(e2.lacks(5), "an empty map means every block");
-    round_trip(Msg::Pace(Pace {
-        xfer: 9,
-        rate: 50_000_000,
-        rtt_us: 400,
-        interval_us: 2000,
-        clr: 0x1234,
-        backlog_us: 77,
-        uni: 3,
-        flags: 0,
-        echo: 0x77,
-        echo_ts: 123,
-        echo_hold_us: 9,
-    }));
-    round_trip(Msg::Feedback(Feedback {
-        xfer: 9,
-        flags: FB_CLR,
-        seen: 123_456,
-        hold_us: 12,
-        loss: u32::MAX / 100,
-        recv_rate: 12_500_000,
-        overflows: 4,
-        ts_us: 0xdead_beef,
-    }));
+    round_trip(Msg::Pace(sample_pace()));
+    round_trip(Msg::Feedback(sample_feedback()));
     round_trip(Msg::Commit {
         xfer: 1,
         flags: COMMIT_NO_DELETE,
@@ -261,16 +269,7 @@ fn announce_parts_must_fit_their_total() {
 #[test]
 fn echo_hold_is_rewritten_in_place_for_naks_and_feedback_only() {
     let entries = [0u8; 0];
-    let fb = Feedback {
-        xfer: 9,
-        flags: FB_CLR,
-        seen: 123_456,
-        hold_us: 12,
-        loss: 7,
-        recv_rate: 12_500_000,
-        overflows: 4,
-        ts_us: 0xdead_beef,
-    };
+    let fb = sample_feedback();
     let msgs = [
         Msg::Feedback(fb),
         Msg::Nak {
@@ -325,20 +324,7 @@ fn echo_hold_is_rewritten_in_place_for_naks_and_feedback_only() {
         assert!(!set_echo_hold(&mut buf[..30], 1));
     }
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let n = Msg::Pace(Pace {
-        xfer: 9,
-        rate: 50_000_000,
-        rtt_us: 400,
-        interval_us: 2000,
-        clr: 0x1234,
-        backlog_us: 77,
-        uni: 3,
-        flags: 0,
-        echo: 0x77,
-        echo_ts: 123,
-        echo_hold_us: 9,
-    })
-    .encode(&hdr(), &mut buf);
+    let n = Msg::Pace(sample_pace()).encode(&hdr(), &mut buf);
     let before = buf[..n].to_vec();
     assert!(!set_echo_hold(&mut buf[..n], 1));
     assert_eq!(buf[..n], before[..]);
