@@ -64,6 +64,17 @@ pub enum Depth {
     All,
 }
 
+/// A PATH argument as the tree functions take it: trailing slashes dropped (`dir/` is
+/// `dir`), and what is left empty (`/`, an empty argument) is the base itself, `.`.
+pub fn path_arg(p: &str) -> Vec<u8> {
+    let p = p.trim_end_matches('/');
+    if p.is_empty() {
+        b".".to_vec()
+    } else {
+        p.as_bytes().to_vec()
+    }
+}
+
 /// One path of a [`walk_list`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {

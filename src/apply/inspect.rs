@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -180,21 +179,5 @@ impl FsStorage {
 
 /// MD5 of a regular file, opened without following a symlink.
 pub(super) fn md5_at(dfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<[u8; 16]> {
-    use md5::{Digest, Md5};
-    let f = File::from(open_at(dfd, name, READ_NOFOLLOW, 0)?);
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut off = 0u64;
-    loop {
-        match f.read_at(&mut buf, off) {
-            Ok(0) => break,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                off += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(h.finalize().into())
+    super::source::md5_of_file(&File::from(open_at(dfd, name, READ_NOFOLLOW, 0)?))
 }

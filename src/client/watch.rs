@@ -99,17 +99,7 @@ pub fn watch(args: &crate::cli::WatchArgs, sub: &ArgMatches) -> Result<Exit> {
     }
     let cfg = crate::watch::WatchConfig {
         base: front.cluster.base.clone(),
-        paths: paths
-            .iter()
-            .map(|p| {
-                let p = p.trim_end_matches('/');
-                if p.is_empty() {
-                    b".".to_vec()
-                } else {
-                    p.as_bytes().to_vec()
-                }
-            })
-            .collect(),
+        paths: paths.iter().map(|p| crate::tree::path_arg(p)).collect(),
         recursive,
         delete: args.delete,
         delay: Duration::from_millis(args.delay),

@@ -329,18 +329,7 @@ impl Session {
         c: &console::WatchCmd,
         rules: &[RuleSpec],
     ) -> std::io::Result<()> {
-        let paths: Vec<Vec<u8>> = c
-            .paths
-            .iter()
-            .map(|p| {
-                let p = p.trim_end_matches('/');
-                if p.is_empty() {
-                    b".".to_vec()
-                } else {
-                    p.as_bytes().to_vec()
-                }
-            })
-            .collect();
+        let paths: Vec<Vec<u8>> = c.paths.iter().map(|p| crate::tree::path_arg(p)).collect();
         match c.action.as_str() {
             "list" => {
                 for l in self.watches.lines() {

@@ -58,13 +58,8 @@ pub fn build_manifest(
             .iter()
             .map(|p| {
                 let dir_slash = p.len() > 1 && p.ends_with('/');
-                let path = p.trim_end_matches('/');
                 crate::tree::Listed {
-                    path: if path.is_empty() {
-                        b".".to_vec()
-                    } else {
-                        path.as_bytes().to_vec()
-                    },
+                    path: crate::tree::path_arg(p),
                     depth: if sel.recursive {
                         crate::tree::Depth::All
                     } else if dir_slash {
@@ -83,18 +78,7 @@ pub fn build_manifest(
             &mut filter,
         )?
     } else {
-        let paths: Vec<Vec<u8>> = sel
-            .paths
-            .iter()
-            .map(|p| {
-                let p = p.trim_end_matches('/');
-                if p.is_empty() {
-                    b".".to_vec()
-                } else {
-                    p.as_bytes().to_vec()
-                }
-            })
-            .collect();
+        let paths: Vec<Vec<u8>> = sel.paths.iter().map(|p| crate::tree::path_arg(p)).collect();
         crate::tree::walk(base, &paths, &opts, &mut filter)?
     };
     Ok(selection_of(walk, &filter, options, started.elapsed()))
