@@ -28,7 +28,7 @@ pub const MAX_SHOWN: usize = 40;
 pub const COMMANDS: &[&str] = &[
     "send", "sync", "dsync", "md5", "check", "members", "status", "exclude", "include", "loglevel",
     "alive", "echo", "help", "?", "quit", "exit", "bye", "password", "filter", "files", "watch",
-    "standing",
+    "standing", "rollback",
 ];
 
 /// What [`read_line`] got.
@@ -197,6 +197,13 @@ pub struct SendCmd {
     pub stats: bool,
     /// `--files-from`: push the session's `files add` list (rsync's `--files-from`).
     pub files_from: bool,
+    /// `--release NAME` (or `rollback NAME`): push into `releases/<push-id>/` and flip the
+    /// link NAME to it on every member (implies `--atomic`).
+    pub release: Option<String>,
+    /// `--keep-releases K`.
+    pub keep_releases: Option<u32>,
+    /// `rollback NAME`: flip NAME back to the release before, on every member or on none.
+    pub rollback: bool,
 }
 
 /// `watch add|del|list`.
@@ -280,12 +287,15 @@ pub enum Request {
 pub const HELP: &[&str] = &[
     "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--no-fsync] [--json]",
     "     [--progress] [-i] [--stats] [--files-from]",
-    "     [-H] [-S] [-D] [--devices] [--specials] [-X] [-A] [PATH...]",
+    "     [-H] [-S] [-D] [--devices] [--specials] [-X] [-A]",
+    "     [--release NAME [--keep-releases K]] [PATH...]",
     "                      push PATHs (relative to the base; default .) to every member",
     "sync [...]            send, then delete on members what the sender lacks",
     "dsync [...]           only the delete half of sync",
     "md5|check [-r] [-t HOST]... [--json] [PATH...]",
     "                      compare checksums on every member; lists PATH MEMBER per difference",
+    "rollback NAME [-t HOST]... [--json]",
+    "                      flip release link NAME back to its previous release, everywhere or nowhere",
     "members [--json]      live and missing members, one per line",
     "members forget NAME   stop remembering member NAME (it is no longer named failed)",
     "status                daemon state and counters",
@@ -367,6 +377,22 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
             }
             "--json" => c.json = true,
             "--atomic" if !check => c.atomic = true,
+            "--release" if !check => {
+                let name = value()?;
+                crate::proto::manifest::release::check_name(name.as_bytes())
+                    .map_err(|e| format!("--release {}: {e}", shown(&name)))?;
+                c.release = Some(name);
+                c.atomic = true;
+            }
+            "--keep-releases" if !check => {
+                c.keep_releases = Some(
+                    value()?
+                        .parse()
+                        .ok()
+                        .filter(|k| (1..=crate::proto::manifest::release::MAX_KEEP).contains(k))
+                        .ok_or("--keep-releases takes 1 to 10000")?,
+                )
+            }
             "--progress" => c.progress = true,
             "--no-fsync" if !check => c.no_fsync = true,
             "-H" | "--hard-links" if !check => c.hard_links = true,
@@ -394,6 +420,44 @@ fn parse_send(words: &[String], check: bool) -> Result<SendCmd, ParseError> {
         c.paths.push(".".into());
         // makuosan's `md5` without a path compares the whole base (as `md5 -r`).
         c.recursive |= check;
+    }
+    Ok(c)
+}
+
+/// `rollback NAME [-t HOST]... [--json] [--progress]`: an atomic push of no files that flips
+/// NAME back to its previous release.
+fn parse_rollback(words: &[String]) -> Result<SendCmd, ParseError> {
+    const USAGE: &str = "usage: rollback NAME [-t HOST]... [--json] [--progress]";
+    let mut c = SendCmd {
+        rollback: true,
+        atomic: true,
+        ..SendCmd::default()
+    };
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        match w {
+            "-t" | "--target" => {
+                i += 1;
+                c.targets
+                    .push(words.get(i).cloned().ok_or("-t needs a value")?);
+            }
+            "--json" => c.json = true,
+            "--progress" => c.progress = true,
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(format!("unknown option {}", shown(f)).into())
+            }
+            name if c.release.is_none() => {
+                crate::proto::manifest::release::check_name(name.as_bytes())
+                    .map_err(|e| format!("rollback {}: {e}", shown(name)))?;
+                c.release = Some(name.to_string());
+            }
+            _ => return Err(USAGE.into()),
+        }
+        i += 1;
+    }
+    if c.release.is_none() {
+        return Err(USAGE.into());
     }
     Ok(c)
 }
@@ -488,6 +552,7 @@ pub fn parse(line: &str) -> Result<Request, ParseError> {
             Request::Send(c)
         }
         "md5" | "check" => Request::Check(parse_send(rest, true)?),
+        "rollback" => Request::Send(parse_rollback(rest)?),
         "members"
             if rest
                 .first()

@@ -45,6 +45,7 @@ mod journal;
 mod names;
 mod offload;
 mod protect;
+mod release;
 pub(crate) mod source;
 mod special;
 mod stage;
@@ -83,6 +84,7 @@ use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 pub use journal::{open_journal_dir, recover_journal, Unfinished};
 pub use offload::Wake;
 pub use protect::Protection;
+pub(crate) use release::drop_owned;
 pub use sweep::sweep_temp;
 
 /// How a daemon applies transfers to its base directory.
@@ -383,14 +385,30 @@ impl Storage for FsStorage {
     }
 
     fn inspect(&mut self, key: XferKey, manifest: &Manifest) -> Option<Inspection> {
+        // A release push: its directory is made and seeded first (`release.rs`).
+        if let Err(why) = self.release_seed(key, manifest) {
+            return Some(Inspection {
+                refused: Some(why),
+                ..Inspection::default()
+            });
+        }
         let own = self.opts.protect.clone();
         let own = own.as_deref();
-        let mine = |p: &[u8], d: bool| own.is_some_and(|g| g.protects(p, d));
+        let base = self.base_fd.clone();
+        let plain = manifest.release().is_none();
+        // Patterns match paths as the sender named them; makuo's own paths are never
+        // deleted by a push that is not a release push.
+        let mine = |p: &[u8], d: bool| {
+            own.is_some_and(|g| g.protects(manifest.sender_path(p), d))
+                || (plain && release::makuo_owned(base.as_fd(), p, d))
+        };
         let filter = self.filter_of(key, manifest);
         let mut insp = match &*filter {
             Ok(filter) => {
                 let meter = Metered::new(filter, FILTER_TIME_FREE, FILTER_TIME_RATIO);
-                let i = self.inspect_with(manifest, &|p, d| mine(p, d) || meter.protected(p, d));
+                let i = self.inspect_with(manifest, &|p, d| {
+                    mine(p, d) || meter.protected(manifest.sender_path(p), d)
+                });
                 if meter.overrun() {
                     self.filter_overrun.insert(key);
                 }
@@ -517,10 +535,14 @@ impl Storage for FsStorage {
     }
 
     fn prepare(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<Result<(), String>> {
+        if let Err(why) = self.release_ready(req.manifest) {
+            return Some(Err(why));
+        }
         self.prepare_hooked(key, req)
     }
 
     fn abort(&mut self, key: XferKey) {
+        self.release_abort(key);
         self.journal_done(key);
         self.forget_hooks(key);
         self.drop_staged(key);
@@ -541,7 +563,12 @@ impl FsStorage {
         // An atomic push: the go is journaled before the first rename (a crash from here on
         // is finished at restart), and the journal goes once the commit is done.
         let out = match self.journal_go(key, req.skip) {
-            Ok(()) => self.commit_durable(key, req),
+            Ok(()) => {
+                let mut out = self.commit_durable(key, req);
+                // A release push or rollback: the link flips once the release is in place.
+                self.release_finish(key, req, &mut out);
+                out
+            }
             Err(e) => {
                 self.drop_staged(key);
                 CommitOutcome {
@@ -589,13 +616,21 @@ impl FsStorage {
 
     fn commit_durable(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
         let own = self.opts.protect.clone();
-        let mine = |p: &[u8], d: bool| own.as_ref().is_some_and(|g| g.protects(p, d));
+        let m = req.manifest;
+        let base = self.base_fd.clone();
+        let plain = m.release().is_none();
+        let mine = |p: &[u8], d: bool| {
+            own.as_ref()
+                .is_some_and(|g| g.protects(m.sender_path(p), d))
+                || (plain && release::makuo_owned(base.as_fd(), p, d))
+        };
         let filter = self.filter_of(key, req.manifest);
         let out = match &*filter {
             Ok(filter) => {
                 let meter = Metered::new(filter, FILTER_TIME_FREE, FILTER_TIME_RATIO);
-                let mut out =
-                    self.commit_with(key, req, &|p, d| mine(p, d) || meter.protected(p, d));
+                let mut out = self.commit_with(key, req, &|p, d| {
+                    mine(p, d) || meter.protected(m.sender_path(p), d)
+                });
                 if meter.overrun() {
                     self.filter_overrun.insert(key);
                 }

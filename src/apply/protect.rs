@@ -75,7 +75,7 @@ pub(super) fn guard(
     let mut marked = 0;
     if let Some(p) = protect {
         for (e, f) in m.entries.iter().zip(insp.flags.iter_mut()) {
-            if *f != 0 && p.protects(&e.path, e.kind == EntryKind::Dir) {
+            if *f != 0 && p.protects(m.sender_path(&e.path), e.kind == EntryKind::Dir) {
                 *f = change::PROTECTED;
                 marked += 1;
             }

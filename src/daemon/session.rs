@@ -18,6 +18,7 @@ use crate::logging;
 use crate::node::{self};
 use crate::operate::DaemonRules;
 use crate::owner_match;
+use crate::proto::manifest::release::{self, Release};
 use crate::proto::manifest::PushOptions;
 use crate::proto::{self};
 use crate::report::Outcome;
@@ -444,6 +445,11 @@ impl Session {
             sparse: c.sparse,
             devices: c.devices,
             specials: c.specials,
+            release: c.release.as_ref().map(|name| Release {
+                name: name.clone(),
+                keep: c.keep_releases.unwrap_or(release::DEFAULT_KEEP),
+                rollback: c.rollback,
+            }),
         };
         // The config file's rules first, then the session's: both apply.
         let all = self.all_rules(rules);
@@ -453,7 +459,12 @@ impl Session {
             files_from: c.files_from,
             rules: &all,
         };
-        let mut sel = match node::build_manifest(&self.base, &select, options) {
+        let built = if c.rollback {
+            Ok(node::Selection::nothing(options))
+        } else {
+            node::build_manifest(&self.base, &select, options)
+        };
+        let mut sel = match built {
             Ok(s) => s,
             Err(e) => return writeln!(w, "error: {e:#}"),
         };

@@ -25,6 +25,23 @@ pub struct Selection {
     pub warnings: Vec<String>,
 }
 
+impl Selection {
+    /// A selection of nothing (`makuo rollback`: a push of no files).
+    pub fn nothing(options: proto::manifest::PushOptions) -> Self {
+        Selection {
+            manifest: proto::manifest::Manifest {
+                options,
+                ..Default::default()
+            },
+            vanished: 0,
+            skipped: Vec::new(),
+            missing: Vec::new(),
+            walk_time: Duration::ZERO,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// What to walk for a push.
 #[derive(Clone, Copy, Debug)]
 pub struct Select<'a> {
@@ -81,7 +98,10 @@ pub fn build_manifest(
         let paths: Vec<Vec<u8>> = sel.paths.iter().map(|p| crate::tree::path_arg(p)).collect();
         crate::tree::walk(base, &paths, &opts, &mut filter)?
     };
-    Ok(selection_of(walk, &filter, options, started.elapsed()))
+    let mut sel = selection_of(walk, &filter, options, started.elapsed());
+    // `releases/` and release links are makuo's: they never travel.
+    crate::apply::drop_owned(base, &mut sel.manifest);
+    Ok(sel)
 }
 
 /// Turns a walk into a manifest carrying the filter's receiver side.

@@ -81,7 +81,9 @@ impl<S: Storage> Engine<S> {
                 others + memory
             ));
         }
-        let m = Manifest::decode(bytes).map_err(malformed)?;
+        let mut m = Manifest::decode(bytes).map_err(malformed)?;
+        // A release push lands in `releases/<push-id>/` (`manifest/release.rs`).
+        m.into_release(key).map_err(malformed)?;
         // The payload must be addressable (block indices are 24 bits), as the sender checks
         // too; a larger one would overflow the layout and block counts.
         if m.payload_bytes().div_ceil(block) > u64::from(wire::MAX_BLOCK_INDEX) {

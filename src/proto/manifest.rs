@@ -14,6 +14,7 @@
 
 mod changes;
 pub mod ext;
+pub mod release;
 
 use std::collections::HashMap;
 
@@ -289,6 +290,8 @@ pub struct PushOptions {
     pub devices: bool,
     /// Sender only, not on the wire: FIFOs and sockets are sent (`--specials`, `-D`).
     pub specials: bool,
+    /// `--release NAME` / `makuo rollback NAME` (extension section 5, `release.rs`).
+    pub release: Option<release::Release>,
 }
 
 const OPT_CHECKSUM: u8 = 1;

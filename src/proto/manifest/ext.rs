@@ -36,6 +36,8 @@ const SEC_FILTER: u8 = 1;
 const SEC_DEVICES: u8 = 2;
 const SEC_EXTENTS: u8 = 3;
 const SEC_XATTRS: u8 = 4;
+/// The release switch (`--release NAME`, `rollback NAME`; see `release.rs`).
+const SEC_RELEASE: u8 = 5;
 
 /// A device node's type and number (entries of kind [`EntryKind::Device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -290,6 +292,9 @@ pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
             }
         });
     }
+    if let Some(r) = &m.options.release {
+        section(w, SEC_RELEASE, |b| super::release::encode(r, b));
+    }
 }
 
 fn section(w: &mut Writer, tag: u8, body: impl FnOnce(&mut Writer)) {
@@ -396,12 +401,14 @@ pub(super) fn decode_sections(
 ) -> Result<(), WireError> {
     let n = m.entries.len();
     let mut last = 0u8;
+    let mut attrs_seen = false;
     while r.remaining() > 0 {
         let tag = r.u8()?;
         if tag <= last {
             return Err(WireError::BadValue("section order"));
         }
         last = tag;
+        attrs_seen |= tag == SEC_XATTRS;
         let body = r.bytes_v(usize::MAX)?;
         let mut b = Reader::new(body);
         let mut next = 0usize;
@@ -496,6 +503,7 @@ pub(super) fn decode_sections(
                     e.extra.get_mut().xattrs = list;
                 }
             }
+            SEC_RELEASE => m.options.release = Some(super::release::decode(&mut b, count)?),
             _ => return Err(WireError::BadValue("unknown manifest section")),
         }
         b.finish()?;
@@ -506,7 +514,7 @@ pub(super) fn decode_sections(
     {
         return Err(WireError::BadValue("device without a number"));
     }
-    if (m.options.xattrs || m.options.acls) && last < SEC_XATTRS {
+    if (m.options.xattrs || m.options.acls) && !attrs_seen {
         return Err(WireError::BadValue("attribute section missing"));
     }
     Ok(())

@@ -1,0 +1,544 @@
+//! The release switch on a member's disk (`--release NAME`, `makuo rollback NAME`; the wire
+//! side is `proto/manifest/release.rs`).
+//!
+//! Layout under the base: `releases/` (makuo's, marked by the file `releases/.makuo-releases`)
+//! holds one directory per release, named by its push id (`releases/<push-id>/`), and for each
+//! a record `releases/.<push-id>.prev`: a symlink whose text is the release it was made from
+//! (`-` for none), written when the release is committed. The link `NAME` in the base
+//! (`NAME -> releases/<push-id>`, relative) is the current release.
+//!
+//! - At inspection (`seed`): `NAME` must be absent or a release link (a real file or
+//!   directory there is refused, never replaced). The new release directory is made and
+//!   seeded from the current release: its directories are made afresh, its other entries
+//!   hard-linked, except entries the push carries that differ from the manifest in any way
+//!   the commit would apply in place (type, size, time, mode, owner; attributes with
+//!   `-X`/`-A`): those are left out, so they arrive whole and the commit renames new inodes
+//!   in. A hard-linked file is therefore never written: the previous release stays as it
+//!   was. The first release (no `NAME` yet) starts empty: it holds what the push carries.
+//! - The commit (`finish`, after the files of the release are in place) writes the record,
+//!   then makes a symlink under a temp name and renames it over `NAME` (one `renameat`: a
+//!   reader resolving `NAME` sees the old release or the new one), and prunes: releases
+//!   beyond `--keep-releases` (newest kept by their record's age), never the current one nor
+//!   the one it was made from. A commit with errors flips nothing and drops the release.
+//! - A rollback flips `NAME` to the release the current one was made from (its record), by
+//!   the same rename; it fails when there is none.
+//! - `abort` drops the release directory of a push that did not commit (no record).
+//! - `releases/` and release links are makuo's: a push that is not a release push never
+//!   deletes them ([`FsStorage::makuo_owned`]), and senders leave them out of what they walk
+//!   ([`drop_owned`]).
+//!
+//! Everything goes through descriptors of the base and `*at` calls without following
+//! symlinks; names from the network were checked by the wire layer and are checked again.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{AtFlags, OFlags, Timespec, Timestamps};
+
+use super::dirs::open_dir;
+use super::names::{is_temp_name, with_temp_name};
+use super::sys::{
+    lstat_at, mkdir_at, open_at, readlink_at, rename_at, symlink_at, unlink_at, Meta, DIR_WALK,
+};
+use super::walk::MAX_DEPTH;
+use super::FsStorage;
+use crate::proto::manifest::release::{check_name, release_id, release_path, RELEASES_DIR};
+use crate::proto::manifest::{Entry, EntryKind, Manifest};
+use crate::proto::storage::{CommitOutcome, CommitRequest, XferKey};
+
+/// The file that marks `releases/` as makuo's.
+const MARKER: &[u8] = b".makuo-releases";
+/// A record's text when the release was the first.
+const NO_PREV: &[u8] = b"-";
+
+/// What `NAME` is on this member.
+enum Current {
+    /// Absent: the first release.
+    None,
+    /// A release link to `releases/<id>`.
+    Release(Vec<u8>),
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why)
+}
+
+/// The record name of release `id`: `.<id>.prev`.
+fn record_name(id: &[u8]) -> Vec<u8> {
+    let mut n = b".".to_vec();
+    n.extend_from_slice(id);
+    n.extend_from_slice(b".prev");
+    n
+}
+
+/// Whether `id` may name a release directory (one component, not hidden).
+fn safe_id(id: &[u8]) -> bool {
+    check_name(id).is_ok()
+}
+
+/// Opens `releases/` when it is makuo's (its marker is a regular file).
+fn open_releases(base: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    let fd = match open_at(
+        base,
+        RELEASES_DIR,
+        DIR_WALK | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        0,
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match lstat_at(fd.as_fd(), MARKER) {
+        Ok(m) if m.kind == Some(EntryKind::File) => Ok(Some(fd)),
+        _ => Ok(None),
+    }
+}
+
+/// What `NAME` is in the base; an error for anything but absent or a release link.
+fn current(base: BorrowedFd<'_>, name: &[u8]) -> io::Result<Current> {
+    let shown = String::from_utf8_lossy(name);
+    let m = match lstat_at(base, name) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Current::None),
+        Err(e) => return Err(e),
+    };
+    if m.kind != Some(EntryKind::Symlink) {
+        return Err(refused(format!(
+            "{shown} exists here and is not a release link (a real file or directory): \
+             makuo does not replace it; move it away first"
+        )));
+    }
+    let target = readlink_at(base, name)?;
+    match link_id(&target) {
+        Some(id) if open_releases(base)?.is_some() => Ok(Current::Release(id.to_vec())),
+        _ => Err(refused(format!(
+            "{shown} is a symlink that is not a makuo release link (-> {}): not replacing it",
+            String::from_utf8_lossy(&target)
+        ))),
+    }
+}
+
+/// The release a link's text names (`releases/<id>`), if it is one.
+fn link_id(target: &[u8]) -> Option<&[u8]> {
+    let id = target.strip_prefix(RELEASES_DIR)?.strip_prefix(b"/")?;
+    safe_id(id).then_some(id)
+}
+
+/// The release `id` was made from, by its record.
+fn previous_of(rel: BorrowedFd<'_>, id: &[u8]) -> Option<Vec<u8>> {
+    let t = readlink_at(rel, &record_name(id)).ok()?;
+    (t != NO_PREV && safe_id(&t)).then_some(t)
+}
+
+/// Whether `m` (on disk) is what entry `e` asks for, in everything a commit would change in
+/// place: only then may the previous release's inode be shared.
+fn same(e: &Entry, m: &Meta, owners: bool, mode: u32, attrs: bool) -> bool {
+    e.kind == EntryKind::File
+        && m.kind == Some(EntryKind::File)
+        && !attrs
+        && e.extents().is_none()
+        && e.size == m.size
+        && e.mtime == m.mtime
+        && i64::from(e.mtime_nsec) == m.mtime_nsec
+        && m.perm == mode
+        && (!owners || (e.uid == m.uid && e.gid == m.gid))
+}
+
+impl FsStorage {
+    /// At inspection of a release push: checks `NAME`, makes `releases/<push-id>/` and
+    /// seeds it from the current release. `Err` is the reason the push is refused here.
+    pub(super) fn release_seed(&mut self, key: XferKey, m: &Manifest) -> Result<(), String> {
+        let Some(r) = m.release() else {
+            return Ok(());
+        };
+        let base = self.base_fd.clone();
+        let base = base.as_fd();
+        let cur = current(base, r.name.as_bytes()).map_err(|e| e.to_string())?;
+        if r.rollback || m.options.dry_run {
+            return Ok(());
+        }
+        let rel = self
+            .releases_dir(base)
+            .map_err(|e| format!("releases/: {e}"))?;
+        let id = release_id(key).into_bytes();
+        if lstat_at(rel.as_fd(), &record_name(&id)).is_ok() {
+            return Err(format!(
+                "release {} exists here already; not replacing it",
+                String::from_utf8_lossy(&id)
+            ));
+        }
+        // A leftover of this very push (no record: never committed) goes first.
+        if lstat_at(rel.as_fd(), &id).is_ok() {
+            self.drop_release_dir(rel.as_fd(), &id)
+                .map_err(|e| format!("releases/{}: {e}", String::from_utf8_lossy(&id)))?;
+        }
+        let owners = self.owners(m);
+        let attrs = m.options.xattrs || m.options.acls;
+        let wanted: HashMap<&[u8], &Entry> = m
+            .entries
+            .iter()
+            .map(|e| (m.sender_path(&e.path), e))
+            .collect();
+        let r = match &cur {
+            Current::Release(prev) if lstat_at(rel.as_fd(), prev).is_ok() => {
+                let mode = |e: &Entry| self.want_mode(e, owners);
+                seed_tree(rel.as_fd(), prev, &id, &|p, meta| {
+                    wanted
+                        .get(p)
+                        .is_none_or(|e| same(e, meta, owners, mode(e), attrs))
+                })
+            }
+            _ => mkdir_at(rel.as_fd(), &id, 0o755),
+        };
+        r.map_err(|e| {
+            let _ = self.drop_release_dir(rel.as_fd(), &id);
+            format!("cannot make release {}: {e}", String::from_utf8_lossy(&id))
+        })
+    }
+
+    /// `releases/`, made (with its marker) when missing; refused when it exists and is not
+    /// makuo's but holds something.
+    fn releases_dir(&mut self, base: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+        if let Some(fd) = open_releases(base)? {
+            return Ok(fd);
+        }
+        match mkdir_at(base, RELEASES_DIR, 0o755) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let fd = open_at(
+            base,
+            RELEASES_DIR,
+            DIR_WALK | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+            0,
+        )?;
+        if !super::sys::list_dir(fd.as_fd())?.is_empty() {
+            return Err(refused(
+                "exists and is not makuo's (no .makuo-releases in it): not using it".into(),
+            ));
+        }
+        drop(open_at(
+            fd.as_fd(),
+            MARKER,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+            0o644,
+        )?);
+        Ok(fd)
+    }
+
+    /// Removes release directory `id` (its tree) from `releases/`.
+    fn drop_release_dir(&mut self, rel: BorrowedFd<'_>, id: &[u8]) -> io::Result<()> {
+        self.dirs.clear();
+        match super::delete::remove_tree(rel, id, id, &|_, _| false) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// At `--atomic` PREPARE: what the commit will need is still there (`NAME` is absent or a
+    /// release link; for a rollback, the release to go back to).
+    pub(super) fn release_ready(&mut self, m: &Manifest) -> Result<(), String> {
+        let Some(r) = m.release() else {
+            return Ok(());
+        };
+        let base = self.base_fd.clone();
+        let cur = current(base.as_fd(), r.name.as_bytes()).map_err(|e| e.to_string())?;
+        if r.rollback {
+            self.rollback_target(base.as_fd(), &r.name, &cur)?;
+        }
+        Ok(())
+    }
+
+    /// The release a rollback of `name` goes back to.
+    fn rollback_target(
+        &self,
+        base: BorrowedFd<'_>,
+        name: &str,
+        cur: &Current,
+    ) -> Result<Vec<u8>, String> {
+        let Current::Release(id) = cur else {
+            return Err(format!(
+                "{name} is not a release link here: nothing to roll back"
+            ));
+        };
+        let rel = open_releases(base)
+            .map_err(|e| format!("releases/: {e}"))?
+            .ok_or("no releases/ here")?;
+        let prev = previous_of(rel.as_fd(), id).ok_or_else(|| {
+            format!(
+                "{name} -> releases/{}: no previous release recorded here",
+                String::from_utf8_lossy(id)
+            )
+        })?;
+        match lstat_at(rel.as_fd(), &prev) {
+            Ok(m) if m.kind == Some(EntryKind::Dir) => Ok(prev),
+            _ => Err(format!(
+                "the previous release releases/{} is gone here",
+                String::from_utf8_lossy(&prev)
+            )),
+        }
+    }
+
+    /// After the commit of a release push or rollback: records the release, flips `NAME`,
+    /// prunes. Failures go into `out.errors` (then `NAME` is left as it was).
+    pub(super) fn release_finish(
+        &mut self,
+        key: XferKey,
+        req: &CommitRequest<'_>,
+        out: &mut CommitOutcome,
+    ) {
+        let m = req.manifest;
+        let Some(r) = m.release().cloned() else {
+            return;
+        };
+        if m.options.dry_run {
+            return;
+        }
+        let base = self.base_fd.clone();
+        let base = base.as_fd();
+        let id = release_id(key).into_bytes();
+        let r2 = (|| -> Result<(), String> {
+            let cur = current(base, r.name.as_bytes()).map_err(|e| e.to_string())?;
+            if r.rollback {
+                let to = self.rollback_target(base, &r.name, &cur)?;
+                return self.flip(base, r.name.as_bytes(), &to);
+            }
+            if !out.errors.is_empty() {
+                return Err("the release is not complete: not switched".into());
+            }
+            let rel = open_releases(base)
+                .map_err(|e| format!("releases/: {e}"))?
+                .ok_or("releases/ vanished")?;
+            let prev = match &cur {
+                Current::Release(p) => p.clone(),
+                Current::None => NO_PREV.to_vec(),
+            };
+            let rec = record_name(&id);
+            let _ = unlink_at(rel.as_fd(), &rec);
+            symlink_at(&prev, rel.as_fd(), &rec).map_err(|e| format!("release record: {e}"))?;
+            if self.opts.durable {
+                self.fsync_dir(rel.as_fd())
+                    .map_err(|e| format!("fsync releases/: {e}"))?;
+            }
+            self.flip(base, r.name.as_bytes(), &id)?;
+            self.prune(rel.as_fd(), base, r.keep, &id, &prev);
+            Ok(())
+        })();
+        if let Err(e) = r2 {
+            out.errors.push(format!("{}: {e}; not switched", r.name));
+            if !r.rollback {
+                if let Ok(Some(rel)) = open_releases(base) {
+                    let _ = unlink_at(rel.as_fd(), &record_name(&id));
+                    let _ = self.drop_release_dir(rel.as_fd(), &id);
+                }
+            }
+        }
+    }
+
+    /// Points `name` at `releases/<id>` with one rename of a fresh symlink over it.
+    fn flip(&mut self, base: BorrowedFd<'_>, name: &[u8], id: &[u8]) -> Result<(), String> {
+        let mut target = RELEASES_DIR.to_vec();
+        target.push(b'/');
+        target.extend_from_slice(id);
+        let (tmp, ()) = with_temp_name(name, |t| symlink_at(&target, base, t))
+            .map_err(|e| format!("cannot make the new link: {e}"))?;
+        if let Err(e) = rename_at(base, &tmp, name) {
+            let _ = unlink_at(base, &tmp);
+            return Err(format!("cannot switch the link: {e}"));
+        }
+        if self.opts.durable {
+            self.fsync_dir(base)
+                .map_err(|e| format!("fsync of the base: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn fsync_dir(&self, dir: BorrowedFd<'_>) -> io::Result<()> {
+        let fd = open_at(dir, b".", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+        rustix::fs::fsync(&fd)?;
+        self.sync_calls.fsync.set(self.sync_calls.fsync.get() + 1);
+        Ok(())
+    }
+
+    /// Removes releases beyond the newest `keep` (by their record's age), never `current`,
+    /// `prev`, a release any link in the base points at, nor one any of those was made from.
+    fn prune(
+        &mut self,
+        rel: BorrowedFd<'_>,
+        base: BorrowedFd<'_>,
+        keep: u32,
+        current: &[u8],
+        prev: &[u8],
+    ) {
+        let Ok(names) = super::sys::list_dir(rel) else {
+            return;
+        };
+        let mut spare: Vec<Vec<u8>> = vec![current.to_vec(), prev.to_vec()];
+        // Releases other links point at (and theirs before), so that each can roll back.
+        if let Ok(top) = super::sys::list_dir(base) {
+            for n in top {
+                if let Ok(t) = readlink_at(base, &n) {
+                    if let Some(id) = link_id(&t) {
+                        spare.push(id.to_vec());
+                        spare.extend(previous_of(rel, id));
+                    }
+                }
+            }
+        }
+        let mut recorded: Vec<(i64, i64, Vec<u8>)> = names
+            .iter()
+            .filter(|n| safe_id(n))
+            .filter_map(|n| {
+                let st =
+                    rustix::fs::statat(rel, record_name(n).as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                        .ok()?;
+                #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+                Some((st.st_ctime as i64, st.st_ctime_nsec as i64, n.clone()))
+            })
+            .collect();
+        recorded.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, _, id) in recorded.into_iter().skip(keep as usize) {
+            if spare.contains(&id) {
+                continue;
+            }
+            if self.drop_release_dir(rel, &id).is_ok() {
+                let _ = unlink_at(rel, &record_name(&id));
+            }
+        }
+    }
+
+    /// `abort` of a transfer: its release directory goes unless it was committed.
+    pub(super) fn release_abort(&mut self, key: XferKey) {
+        let base = self.base_fd.clone();
+        let Ok(Some(rel)) = open_releases(base.as_fd()) else {
+            return;
+        };
+        let id = release_id(key).into_bytes();
+        if lstat_at(rel.as_fd(), &record_name(&id)).is_err() && lstat_at(rel.as_fd(), &id).is_ok() {
+            let _ = self.drop_release_dir(rel.as_fd(), &id);
+        }
+    }
+}
+
+/// Whether `rel` (a path of a push that is not a release push) is makuo's own: `releases`
+/// when marked so, or a release link in the base. Such paths are never deleted.
+pub(super) fn makuo_owned(base: BorrowedFd<'_>, rel: &[u8], is_dir: bool) -> bool {
+    if rel.contains(&b'/') {
+        return false;
+    }
+    if is_dir {
+        return rel == RELEASES_DIR && open_releases(base).ok().flatten().is_some();
+    }
+    readlink_at(base, rel).is_ok_and(|t| link_id(&t).is_some())
+        && open_releases(base).ok().flatten().is_some()
+}
+
+/// Makes `releases/<to>` a copy of `releases/<from>` in which directories are new and other
+/// entries hard links, leaving out entries `keep` says no to (and makuo's temp names). Times
+/// and modes of directories are copied (deepest first, once their contents are in).
+fn seed_tree(
+    rel: BorrowedFd<'_>,
+    from: &[u8],
+    to: &[u8],
+    keep: &dyn Fn(&[u8], &Meta) -> bool,
+) -> io::Result<()> {
+    let root = lstat_at(rel, from)?;
+    mkdir_at(rel, to, root.perm)?;
+    let src_root = open_at(
+        rel,
+        from,
+        DIR_WALK | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        0,
+    )?;
+    let dst_root = open_at(rel, to, DIR_WALK | OFlags::DIRECTORY | OFlags::NOFOLLOW, 0)?;
+    // Directories still to fill (relative to the release), and every directory made with
+    // the times to give it at the end.
+    let mut todo: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut made: Vec<(Vec<u8>, Meta)> = vec![(Vec::new(), root)];
+    while let Some(dir) = todo.pop() {
+        if dir.iter().filter(|&&b| b == b'/').count() >= MAX_DEPTH {
+            return Err(io::Error::other("release tree too deep"));
+        }
+        let src = open_dir(src_root.as_fd(), &dir, None)?;
+        let dst = open_dir(dst_root.as_fd(), &dir, None)?;
+        for name in super::sys::list_dir(src.as_fd())? {
+            if is_temp_name(&name) {
+                continue;
+            }
+            let meta = match lstat_at(src.as_fd(), &name) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let path = if dir.is_empty() {
+                name.clone()
+            } else {
+                [dir.as_slice(), b"/", name.as_slice()].concat()
+            };
+            if meta.kind == Some(EntryKind::Dir) {
+                mkdir_at(dst.as_fd(), &name, meta.perm)?;
+                made.push((path.clone(), meta));
+                todo.push(path);
+            } else if keep(&path, &meta) {
+                super::sys::link_at(src.as_fd(), &name, dst.as_fd(), &name)?;
+            }
+        }
+    }
+    made.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    for (dir, meta) in made {
+        let (parent, name): (&[u8], &[u8]) = match dir.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&dir[..i], &dir[i + 1..]),
+            None => (b"", &dir),
+        };
+        let (pfd, name) = if dir.is_empty() {
+            (open_at(rel, b".", DIR_WALK, 0)?, to)
+        } else {
+            (open_dir(dst_root.as_fd(), parent, None)?, name)
+        };
+        let t = Timespec {
+            tv_sec: meta.mtime,
+            tv_nsec: meta.mtime_nsec as _,
+        };
+        let _ = rustix::fs::utimensat(
+            pfd.as_fd(),
+            name,
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+    Ok(())
+}
+
+/// Sender side: leaves makuo's own paths (`releases/` when marked so, release links at the
+/// top of the base) out of a walked manifest, so they never travel.
+pub(crate) fn drop_owned(base: &std::path::Path, m: &mut Manifest) {
+    use std::os::unix::ffi::OsStrExt;
+    let marked = std::fs::symlink_metadata(base.join("releases").join(".makuo-releases"))
+        .is_ok_and(|md| md.is_file());
+    if !marked {
+        return;
+    }
+    m.entries.retain(|e| {
+        let p = e.path.as_slice();
+        if p == RELEASES_DIR || p.starts_with(b"releases/") {
+            return false;
+        }
+        !(e.kind == EntryKind::Symlink
+            && !p.contains(&b'/')
+            && link_id(&e.target).is_some()
+            && std::fs::read_link(base.join(std::ffi::OsStr::from_bytes(p)))
+                .is_ok_and(|t| link_id(t.as_os_str().as_bytes()).is_some()))
+    });
+}
+
+/// `releases/<push-id>` of a transfer (for tests and logs).
+#[allow(dead_code)]
+pub(crate) fn dir_of(key: XferKey) -> Vec<u8> {
+    release_path(key)
+}
