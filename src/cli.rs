@@ -107,6 +107,15 @@ pub enum Command {
     /// Without PATH the whole base directory is compared. Contents are compared by checksum.
     /// Exits 0 only when every targeted member matches.
     Check(CheckArgs),
+    /// Switch release link NAME back to its previous release on every member, or on none.
+    ///
+    /// The counterpart of makuo sync --release NAME: every member checks that NAME is a
+    /// release link and that the release it was made from is still there, and reports ready;
+    /// only then do all of them switch NAME (one atomic rename each). If any member cannot,
+    /// none switches and the command exits 23 with 'not committed on any member'. Rolling back
+    /// again goes one release further back, while those releases are kept.
+    #[command(mut_arg("interface", |a| a.short(None)))]
+    Rollback(RollbackArgs),
     /// Watch paths and push what changes, as it happens (lsyncd's job).
     ///
     /// Watches each PATH (relative to the base) with inotify and pushes changes in batches: a
@@ -169,6 +178,7 @@ impl Command {
             Command::Daemon(_) => "daemon",
             Command::Sync(_) => "sync",
             Command::Check(_) => "check",
+            Command::Rollback(_) => "rollback",
             Command::Watch(_) => "watch",
             Command::Members(_) => "members",
             Command::Doctor(_) => "doctor",
@@ -517,6 +527,30 @@ pub struct SyncArgs {
     #[arg(long)]
     pub atomic: bool,
 
+    /// Push into a new release and switch the link NAME to it on every member (implies --atomic).
+    ///
+    /// The push goes into releases/<push-id>/ under each member's base: entries unchanged
+    /// since the current release (NAME's target) are hard-linked from it, so only changes
+    /// move and take space, and the rest of the current release carries over (pushing a
+    /// sub-path still makes a complete release; --delete deletes inside the new release).
+    /// Once every member has staged it, each replaces the symlink NAME (relative:
+    /// NAME -> releases/<push-id>) with one atomic rename: readers see the old tree or the
+    /// new one, never a mix. The first release (no NAME yet) holds only what the push
+    /// carries; a NAME that exists and is not a release link is refused, never replaced.
+    /// NAME is one path component (no '/', not 'releases', not starting with '.').
+    /// releases/ and release links are makuo's: check does not report them and --delete of
+    /// a parent path leaves them. Hooks get MAKUO_RELEASE. See makuo rollback.
+    #[arg(long, value_name = "NAME", value_parser = release_name)]
+    pub release: Option<String>,
+
+    /// With --release: keep the newest K releases on each member (default 5).
+    ///
+    /// Older releases are removed after a switch; the current release and the one it was
+    /// made from (what makuo rollback goes back to) always stay.
+    #[arg(long, value_name = "K", requires = "release",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub keep_releases: Option<u32>,
+
     /// Compare file contents by checksum, not size and mtime.
     #[arg(short = 'c', long)]
     pub checksum: bool,
@@ -634,6 +668,34 @@ pub struct CheckArgs {
     /// Console, direct mode and output.
     #[command(flatten)]
     pub front: FrontArgs,
+}
+
+/// `makuo rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release link to switch back (as given to makuo sync --release).
+    #[arg(value_name = "NAME", value_parser = release_name)]
+    pub name: String,
+
+    /// Only this member (name or address; repeatable). Default: every live member.
+    #[arg(short = 't', long = "target", value_name = "HOST", action = ArgAction::Append,
+          value_hint = ValueHint::Hostname)]
+    pub targets: Vec<String>,
+
+    /// Give up when the daemon says nothing for this many seconds (exit 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Console, direct mode and output.
+    #[command(flatten)]
+    pub front: FrontArgs,
+}
+
+/// A release name: one safe path component (`proto::manifest::release::check_name`).
+fn release_name(s: &str) -> Result<String, String> {
+    crate::proto::manifest::release::check_name(s.as_bytes())
+        .map(|()| s.to_string())
+        .map_err(str::to_string)
 }
 
 /// `makuo watch`.
@@ -846,6 +908,7 @@ impl Cli {
             Command::Daemon(a) => &a.cluster,
             Command::Sync(a) => &a.front.cluster,
             Command::Check(a) => &a.front.cluster,
+            Command::Rollback(a) => &a.front.cluster,
             Command::Watch(a) => &a.front.cluster,
             Command::Members(a) => &a.front.cluster,
             Command::Doctor(a) => &a.cluster,

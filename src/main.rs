@@ -103,6 +103,8 @@ fn main() -> ExitCode {
                         .and_then(|_| makuo::client::sync(&a, &sub)),
                     Command::Check(mut a) => config::apply_front(&mut a.front, &sub)
                         .and_then(|_| makuo::client::check(&a, &sub)),
+                    Command::Rollback(mut a) => config::apply_front(&mut a.front, &sub)
+                        .and_then(|_| makuo::client::rollback(&a, &sub)),
                     Command::Watch(mut a) => config::apply_front(&mut a.front, &sub)
                         .and_then(|_| makuo::client::watch(&a, &sub)),
                     Command::Members(mut a) => config::apply_front(&mut a.front, &sub)

@@ -266,35 +266,6 @@ fn slow_hook_runs_off_the_loop_and_times_out() {
     assert!(out.contains("hook failed: timed out after 3s"), "{out}");
 }
 
-/// Makes directory `dir` unwritable even for root (`chattr +i`; a plain `chmod 555` when not
-/// root, which binds everyone else), and undoes it on drop so the temp dir can be removed.
-struct Unwritable(std::path::PathBuf);
-
-impl Unwritable {
-    fn new(dir: &std::path::Path) -> Unwritable {
-        if is_root() {
-            sh(&["chattr", "+i", dir.to_str().unwrap()]);
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
-        }
-        Unwritable(dir.to_path_buf())
-    }
-}
-
-impl Drop for Unwritable {
-    fn drop(&mut self) {
-        if is_root() {
-            let _ = std::process::Command::new("chattr")
-                .args(["-i", self.0.to_str().unwrap()])
-                .status();
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
-        }
-    }
-}
-
 /// Must show: "3 receivers, one of which cannot write one file (a read-only directory):
 /// `makuo sync --atomic` exits 23 with `not committed on any member`, and the other two
 /// members' trees are unchanged." As root a read-only mode binds nobody, so the directory is

@@ -32,6 +32,8 @@ pub(super) struct HookState {
     held: HashMap<XferKey, HeldCommit>,
     after: HashMap<XferKey, CommitOutcome>,
     jobs: Vec<HookJob>,
+    /// Release pushes and rollbacks in flight: their link's name (for `MAKUO_RELEASE`).
+    release: HashMap<XferKey, String>,
 }
 
 impl FsStorage {
@@ -42,6 +44,9 @@ impl FsStorage {
         key: XferKey,
         req: &CommitRequest<'_>,
     ) -> Option<CommitOutcome> {
+        if let Some(r) = req.manifest.release() {
+            self.hooks.release.insert(key, r.name.clone());
+        }
         // An atomic push ran its `--before-commit` at PREPARE.
         if !self.is_prepared(key) && self.hold_for_before_commit(key, req, false) {
             return None;
@@ -66,6 +71,9 @@ impl FsStorage {
                  here; not committed, push again",
                 other.origin, other.xfer
             )));
+        }
+        if let Some(r) = req.manifest.release() {
+            self.hooks.release.insert(key, r.name.clone());
         }
         if self.hold_for_before_commit(key, req, true) {
             return None;
@@ -99,7 +107,7 @@ impl FsStorage {
             key,
             kind: HookKind::BeforeCommit,
             changes,
-            release: None,
+            release: self.release_env(key),
         });
         true
     }
@@ -114,6 +122,8 @@ impl FsStorage {
             .hooks
             .as_ref()
             .is_some_and(|h| h.after_push.is_some());
+        let release = self.release_env(key);
+        self.hooks.release.remove(&key);
         // The hook runs after a commit that applied; a failed commit is reported as it is.
         if !after || !out.errors.is_empty() {
             return Some(out);
@@ -124,7 +134,7 @@ impl FsStorage {
             key,
             kind: HookKind::AfterPush,
             changes,
-            release: None,
+            release,
         });
         self.hooks.after.insert(key, out);
         None
@@ -188,7 +198,18 @@ impl FsStorage {
     pub(super) fn forget_hooks(&mut self, key: XferKey) {
         self.hooks.held.remove(&key);
         self.hooks.after.remove(&key);
+        self.hooks.release.remove(&key);
         self.hooks.jobs.retain(|j| j.key != key);
+    }
+}
+
+impl FsStorage {
+    /// `MAKUO_RELEASE` for a hook of transfer `key`: the release directory its link NAME
+    /// points at now (`releases/<push-id>`; before the switch, the one it still points at
+    /// for a rollback, and this push's own for a release push).
+    fn release_env(&self, key: XferKey) -> Option<String> {
+        let name = self.hooks.release.get(&key)?;
+        Some(self.release_dir_for(key, name))
     }
 }
 

@@ -418,6 +418,7 @@ impl Storage for FsStorage {
             Err(_) => self.inspect_with(manifest, &|_, _| true),
         };
         protect::guard(manifest, &mut insp, own, self.opts.max_delete);
+        release::guard_owned(self.base_dir(), manifest, &mut insp);
         Some(insp)
     }
 

@@ -43,9 +43,10 @@ use super::sys::{
 };
 use super::walk::MAX_DEPTH;
 use super::FsStorage;
+use crate::proto::manifest::change;
 use crate::proto::manifest::release::{check_name, release_id, release_path, RELEASES_DIR};
 use crate::proto::manifest::{Entry, EntryKind, Manifest};
-use crate::proto::storage::{CommitOutcome, CommitRequest, XferKey};
+use crate::proto::storage::{CommitOutcome, CommitRequest, Inspection, XferKey};
 
 /// The file that marks `releases/` as makuo's.
 const MARKER: &[u8] = b".makuo-releases";
@@ -410,6 +411,23 @@ impl FsStorage {
         }
     }
 
+    /// What a hook of transfer `key` on link `name` gets as `MAKUO_RELEASE`: this push's
+    /// release directory once it exists and is not switched to yet, else where `name` points.
+    pub(super) fn release_dir_for(&self, key: XferKey, name: &str) -> String {
+        let mine = release_path(key);
+        let base = self.base_dir();
+        let pending = lstat_at(base, &mine).is_ok();
+        let now = readlink_at(base, name.as_bytes())
+            .ok()
+            .filter(|t| link_id(t).is_some());
+        let dir = match now {
+            Some(t) if !pending || t == mine => t,
+            _ if pending => mine,
+            _ => Vec::new(),
+        };
+        String::from_utf8_lossy(&dir).into_owned()
+    }
+
     /// `abort` of a transfer: its release directory goes unless it was committed.
     pub(super) fn release_abort(&mut self, key: XferKey) {
         let base = self.base_fd.clone();
@@ -419,6 +437,29 @@ impl FsStorage {
         let id = release_id(key).into_bytes();
         if lstat_at(rel.as_fd(), &record_name(&id)).is_err() && lstat_at(rel.as_fd(), &id).is_ok() {
             let _ = self.drop_release_dir(rel.as_fd(), &id);
+        }
+    }
+}
+
+/// For a push that is not a release push: entries at makuo's own paths (`releases/...`, a
+/// release link) that differ are marked protected, so that they are neither written nor
+/// deleted (the result names them, as for `--protect`).
+pub(super) fn guard_owned(base: BorrowedFd<'_>, m: &Manifest, insp: &mut Inspection) {
+    if m.release().is_some() {
+        return;
+    }
+    for (e, f) in m.entries.iter().zip(insp.flags.iter_mut()) {
+        if *f == 0 {
+            continue;
+        }
+        let top = e.path.split(|&b| b == b'/').next().unwrap_or_default();
+        let owned = if top == RELEASES_DIR {
+            makuo_owned(base, top, true)
+        } else {
+            top == e.path.as_slice() && makuo_owned(base, top, false)
+        };
+        if owned {
+            *f = change::PROTECTED;
         }
     }
 }
@@ -535,10 +576,4 @@ pub(crate) fn drop_owned(base: &std::path::Path, m: &mut Manifest) {
             && std::fs::read_link(base.join(std::ffi::OsStr::from_bytes(p)))
                 .is_ok_and(|t| link_id(t.as_os_str().as_bytes()).is_some()))
     });
-}
-
-/// `releases/<push-id>` of a transfer (for tests and logs).
-#[allow(dead_code)]
-pub(crate) fn dir_of(key: XferKey) -> Vec<u8> {
-    release_path(key)
 }

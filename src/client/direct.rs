@@ -138,16 +138,21 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     // milliseconds on a big tree; they overlap.
     let (sel, found) = std::thread::scope(|s| {
         let walk = s.spawn(|| {
-            let sel = node::build_manifest(
-                base,
-                &node::Select {
-                    paths: &cmd.paths,
-                    recursive: cmd.recursive,
-                    files_from: cmd.files_from,
-                    rules: &cmd.rules,
-                },
-                cmd.options.clone(),
-            );
+            let rollback = cmd.options.release.as_ref().is_some_and(|r| r.rollback);
+            let sel = if rollback {
+                Ok(node::Selection::nothing(cmd.options.clone()))
+            } else {
+                node::build_manifest(
+                    base,
+                    &node::Select {
+                        paths: &cmd.paths,
+                        recursive: cmd.recursive,
+                        files_from: cmd.files_from,
+                        rules: &cmd.rules,
+                    },
+                    cmd.options.clone(),
+                )
+            };
             (sel, started.elapsed())
         });
         let found = (|| -> Result<_> {

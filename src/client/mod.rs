@@ -25,10 +25,13 @@ use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use crate::cli::{self, CheckArgs, FilterArgKind, FrontArgs, ListArgs, OutputArgs, SyncArgs};
+use crate::cli::{
+    self, CheckArgs, FilterArgKind, FrontArgs, ListArgs, OutputArgs, RollbackArgs, SyncArgs,
+};
 use crate::console;
 use crate::exit::Exit;
 use crate::filter::RuleSpec;
+use crate::proto::manifest::release::{self, Release};
 use crate::proto::manifest::{FilterRule, PushOptions};
 use crate::report::Outcome;
 
@@ -189,6 +192,11 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
                 delete_only: false,
                 dry_run: args.dry_run,
                 no_fsync: args.no_fsync,
+                release: args.release.as_ref().map(|name| Release {
+                    name: name.clone(),
+                    keep: args.keep_releases.unwrap_or(release::DEFAULT_KEEP),
+                    rollback: false,
+                }),
                 ..PushOptions::default()
             };
             args.kinds.apply(&mut o);
@@ -200,7 +208,8 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
             o
         },
         max_delete: args.max_delete,
-        atomic: args.atomic,
+        // A release switches on every member together or on none.
+        atomic: args.atomic || args.release.is_some(),
         check: false,
         bwlimit: args.bwlimit.filter(|&b| b > 0),
         min_rate: args.min_rate,
@@ -208,6 +217,35 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
         progress: args.progress,
         itemize: args.itemize_changes,
         stats: args.stats,
+    };
+    run_push(&args.front, sub, &cmd)
+}
+
+/// `makuo rollback NAME`: an atomic push of no files that switches NAME back on every member.
+pub fn rollback(args: &RollbackArgs, sub: &ArgMatches) -> Result<Exit> {
+    let cmd = PushCmd {
+        paths: Vec::new(),
+        files_from: false,
+        recursive: false,
+        targets: args.targets.clone(),
+        rules: Vec::new(),
+        options: PushOptions {
+            release: Some(Release {
+                name: args.name.clone(),
+                keep: release::DEFAULT_KEEP,
+                rollback: true,
+            }),
+            ..PushOptions::default()
+        },
+        max_delete: None,
+        atomic: true,
+        check: false,
+        bwlimit: None,
+        min_rate: None,
+        timeout: args.timeout.filter(|&t| t > 0).map(Duration::from_secs),
+        progress: false,
+        itemize: false,
+        stats: false,
     };
     run_push(&args.front, sub, &cmd)
 }
@@ -376,13 +414,16 @@ fn via_console_inner(
     if cmd.files_from {
         send_files(&mut c, &cmd.paths)?;
     }
-    let mut line = String::from(if cmd.check {
-        "md5"
+    let rollback = cmd.options.release.as_ref().filter(|r| r.rollback);
+    let mut line = if cmd.check {
+        "md5".to_string()
+    } else if let Some(r) = rollback {
+        format!("rollback {}", quote(&r.name))
     } else if cmd.options.delete {
-        "sync"
+        "sync".to_string()
     } else {
-        "send"
-    });
+        "send".to_string()
+    };
     if cmd.options.dry_run && !cmd.check {
         line.push_str(" -n");
     }
@@ -398,8 +439,15 @@ fn via_console_inner(
     if let Some(n) = cmd.max_delete {
         line.push_str(&format!(" --max-delete {n}"));
     }
-    if cmd.atomic {
+    if cmd.atomic && rollback.is_none() {
         line.push_str(" --atomic");
+    }
+    if let Some(r) = cmd.options.release.as_ref().filter(|r| !r.rollback) {
+        line.push_str(&format!(
+            " --release {} --keep-releases {}",
+            quote(&r.name),
+            r.keep
+        ));
     }
     if cmd.options.no_fsync {
         line.push_str(" --no-fsync");
@@ -417,7 +465,7 @@ fn via_console_inner(
         }
     }
     // -v lists every path, from the itemized changes.
-    if cmd.itemize || out.verbose > 0 {
+    if (cmd.itemize || out.verbose > 0) && rollback.is_none() {
         line.push_str(" -i");
     }
     if cmd.stats {
@@ -428,7 +476,11 @@ fn via_console_inner(
     }
     // Progress and keep-alive lines even with --json: `--timeout` counts silence between
     // lines, and --progress draws them.
-    line.push_str(" --progress --json --");
+    line.push_str(if rollback.is_some() {
+        " --progress --json"
+    } else {
+        " --progress --json --"
+    });
     if !cmd.files_from {
         for p in &cmd.paths {
             line.push(' ');

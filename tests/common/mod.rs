@@ -1786,6 +1786,35 @@ impl Default for Cluster {
     }
 }
 
+/// Makes directory `dir` unwritable even for root (`chattr +i`; a plain `chmod 555` when not
+/// root, which binds everyone else), and undoes it on drop so the temp dir can be removed.
+pub struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    pub fn new(dir: &std::path::Path) -> Unwritable {
+        if is_root() {
+            sh(&["chattr", "+i", dir.to_str().unwrap()]);
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        Unwritable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        if is_root() {
+            let _ = std::process::Command::new("chattr")
+                .args(["-i", self.0.to_str().unwrap()])
+                .status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
 /// `-k FILE` for each key; `--insecure` when there is none (makuo refuses to run a daemon or
 /// a direct push without a key unless told so).
 pub fn keys_args<'a>(keys: impl Iterator<Item = &'a Path>) -> Vec<String> {
