@@ -43,6 +43,9 @@ _makuo() {
             makuo,members)
                 cmd="makuo__subcmd__members"
                 ;;
+            makuo,rollback)
+                cmd="makuo__subcmd__rollback"
+                ;;
             makuo,status)
                 cmd="makuo__subcmd__status"
                 ;;
@@ -71,7 +74,7 @@ _makuo() {
 
     case "${cmd}" in
         makuo)
-            opts="-h -V --help --version daemon sync check watch members doctor status exclude loglevel keygen demo help"
+            opts="-h -V --help --version daemon sync check rollback watch members doctor status exclude loglevel keygen demo help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1035,7 +1038,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__help)
-            opts="-h --help daemon sync check watch members doctor status exclude loglevel keygen demo"
+            opts="-h --help daemon sync check rollback watch members doctor status exclude loglevel keygen demo"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1279,6 +1282,177 @@ _makuo() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        makuo__subcmd__rollback)
+            opts="-t -K -b -m -p -k -v -q -h --target --timeout --console --password-file --direct --discover --base --group --port --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --target)
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -W "$(makuo members 2>/dev/null | awk 'NR>1 {print $1}')" -- "${cur}"))
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --console)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --password-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -K)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --discover)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --base)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --key)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -k)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --mtu)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         makuo__subcmd__status)
             opts="-K -v -q -h --console --password-file --verbose --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1329,7 +1503,7 @@ _makuo() {
             return 0
             ;;
         makuo__subcmd__sync)
-            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
+            opts="-r -t -f -F -0 -a -i -z -n -c -H -S -D -X -A -K -b -m -p -k -v -q -h --recursive --target --exclude --include --exclude-from --include-from --filter --files-from --from0 --archive --itemize-changes --stats --compress --dry-run --delete --max-delete --atomic --release --keep-releases --checksum --hard-links --sparse --devices --specials --xattrs --acls --bwlimit --min-rate --timeout --progress --no-fsync --console --password-file --direct --discover --base --group --port --ttl --peer --relay --key --insecure --name --state-dir --mtu --verbose --quiet --json --interface --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1411,6 +1585,16 @@ _makuo() {
                     return 0
                     ;;
                 --max-delete)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --release)
+                    COMPREPLY=()
+                    [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
+                    return 0
+                    ;;
+                --keep-releases)
                     COMPREPLY=()
                     [[ "${BASH_VERSINFO[0]}" -ge 4 ]] && compopt +o default +o bashdefault
                     return 0

@@ -29,6 +29,7 @@ complete -c makuo -n "__fish_makuo_needs_command" -s V -l version -d 'Print vers
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "daemon" -d 'Run the daemon: receive pushes into the base dir, send what the console asks for'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "sync" -d 'Push paths to every member (rsync-style): send what differs, optionally delete'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "check" -d 'Compare paths on every member with the sender and list what differs; change nothing'
+complete -c makuo -n "__fish_makuo_needs_command" -f -a "rollback" -d 'Switch release link NAME back to its previous release on every member, or on none'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "watch" -d 'Watch paths and push what changes, as it happens (lsyncd\'s job)'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "members" -d 'List live members: name, address, version and role'
 complete -c makuo -n "__fish_makuo_needs_command" -f -a "doctor" -d 'How each member is reached: multicast to it and from it, or unicast only'
@@ -100,6 +101,8 @@ complete -c makuo -n "__fish_makuo_using_subcommand sync" -l include-from -d 'Re
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -s f -l filter -d 'Add an rsync filter RULE (\'- *.o\', \'P /keep\', \'merge FILE\', \'dir-merge NAME\', \'clear\')' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l files-from -d 'Push exactly the paths listed in FILE (\'-\': standard input), with their parents' -r -F
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l max-delete -d 'Delete at most N paths per member; stop deleting (exit 25) beyond that' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l release -d 'Push into a new release and switch the link NAME to it on every member (implies --atomic)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand sync" -l keep-releases -d 'With --release: keep the newest N releases on each member (default 5)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l bwlimit -d 'Cap the send rate; RATE is KiB/s unless suffixed (1.5M, 10MB: rsync units)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l min-rate -d 'Lowest rate a member must take to stay in the push\'s pace (units as --bwlimit)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand sync" -l timeout -d 'Give up when nothing progresses for SECONDS (exit 30); 0 means never (the default)' -r
@@ -173,6 +176,28 @@ complete -c makuo -n "__fish_makuo_using_subcommand check" -s v -l verbose -d 'P
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s q -l quiet -d 'Print errors only'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -l json -d 'Print the result as one JSON document instead of text'
 complete -c makuo -n "__fish_makuo_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l timeout -d 'Give up when the daemon says nothing for this many seconds (exit 30)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l console -d 'Daemon console: HOST:PORT, or a unix socket path (anything containing \'/\')' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s K -l password-file -d 'File holding the console password (the daemon\'s -K)' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l discover -d 'In direct mode, the longest to listen for members before starting, in milliseconds' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s b -l base -d 'Base directory: the tree that is pushed and received' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s m -l group -d 'Multicast group address, IPv4 or IPv6 (ff02::…, ff05::…, ff15::…)' -r -f
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s p -l port -d 'UDP port of the multicast group' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l ttl -d 'Multicast hop limit (IPv4 TTL, IPv6 hops); above 1 routed multicast crosses subnets' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l peer -d 'Member reached by unicast, ADDR[:PORT] (repeatable; PORT defaults to -p)' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s k -l key -d 'Cluster key file (repeatable, at most 2): the first seals, both open' -r -F
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l name -d 'Member name announced to the cluster. Default: the hostname' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l state-dir -d 'Directory for persistent state (member identity, interrupted transfers)' -r -f -a "(__fish_complete_directories)"
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l mtu -d 'Path MTU in bytes; datagrams are sized to fit it' -r
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l interface -d 'Local interface to send and join multicast on: its name (eth1) or one of its addresses' -r -f
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l direct -d 'Do not use a daemon: walk the tree and multicast directly'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l relay -d 'Relay pushes: forward other members\' pushes when asked, and push through relays'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l insecure -d 'Run without a cluster key: unauthenticated, anyone on the LAN can push or delete files'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s v -l verbose -d 'Print more (repeat for even more)'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s q -l quiet -d 'Print errors only'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -l json -d 'Print the result as one JSON document instead of text'
+complete -c makuo -n "__fish_makuo_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -s t -l target -d 'Only this member (name or address; repeatable). Default: every live member' -r -f -a "(__fish_print_hostnames)"
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l exclude -d 'Exclude paths matching PATTERN (rsync rules; repeatable)' -r
 complete -c makuo -n "__fish_makuo_using_subcommand watch" -l include -d 'Do not exclude paths matching PATTERN (repeatable; see --exclude for the order)' -r

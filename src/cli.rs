@@ -543,11 +543,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "NAME", value_parser = release_name)]
     pub release: Option<String>,
 
-    /// With --release: keep the newest K releases on each member (default 5).
+    /// With --release: keep the newest N releases on each member (default 5).
     ///
     /// Older releases are removed after a switch; the current release and the one it was
     /// made from (what makuo rollback goes back to) always stay.
-    #[arg(long, value_name = "K", requires = "release",
+    #[arg(long, value_name = "N", requires = "release",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub keep_releases: Option<u32>,
 

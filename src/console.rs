@@ -288,7 +288,7 @@ pub const HELP: &[&str] = &[
     "send [-n] [-r] [-c] [-t HOST]... [--delete] [--max-delete N] [--no-fsync] [--json]",
     "     [--progress] [-i] [--stats] [--files-from]",
     "     [-H] [-S] [-D] [--devices] [--specials] [-X] [-A]",
-    "     [--release NAME [--keep-releases K]] [PATH...]",
+    "     [--release NAME [--keep-releases N]] [PATH...]",
     "                      push PATHs (relative to the base; default .) to every member",
     "sync [...]            send, then delete on members what the sender lacks",
     "dsync [...]           only the delete half of sync",

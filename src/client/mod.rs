@@ -192,10 +192,12 @@ pub fn sync(args: &SyncArgs, sub: &ArgMatches) -> Result<Exit> {
                 delete_only: false,
                 dry_run: args.dry_run,
                 no_fsync: args.no_fsync,
-                release: args.release.as_ref().map(|name| Release {
-                    name: name.clone(),
-                    keep: args.keep_releases.unwrap_or(release::DEFAULT_KEEP),
-                    rollback: false,
+                release: args.release.as_ref().map(|name| {
+                    Box::new(Release {
+                        name: name.clone(),
+                        keep: args.keep_releases.unwrap_or(release::DEFAULT_KEEP),
+                        rollback: false,
+                    })
                 }),
                 ..PushOptions::default()
             };
@@ -230,11 +232,11 @@ pub fn rollback(args: &RollbackArgs, sub: &ArgMatches) -> Result<Exit> {
         targets: args.targets.clone(),
         rules: Vec::new(),
         options: PushOptions {
-            release: Some(Release {
+            release: Some(Box::new(Release {
                 name: args.name.clone(),
                 keep: release::DEFAULT_KEEP,
                 rollback: true,
-            }),
+            })),
             ..PushOptions::default()
         },
         max_delete: None,

@@ -445,10 +445,12 @@ impl Session {
             sparse: c.sparse,
             devices: c.devices,
             specials: c.specials,
-            release: c.release.as_ref().map(|name| Release {
-                name: name.clone(),
-                keep: c.keep_releases.unwrap_or(release::DEFAULT_KEEP),
-                rollback: c.rollback,
+            release: c.release.as_ref().map(|name| {
+                Box::new(Release {
+                    name: name.clone(),
+                    keep: c.keep_releases.unwrap_or(release::DEFAULT_KEEP),
+                    rollback: c.rollback,
+                })
             }),
         };
         // The config file's rules first, then the session's: both apply.

@@ -291,7 +291,7 @@ pub struct PushOptions {
     /// Sender only, not on the wire: FIFOs and sockets are sent (`--specials`, `-D`).
     pub specials: bool,
     /// `--release NAME` / `makuo rollback NAME` (extension section 5, `release.rs`).
-    pub release: Option<release::Release>,
+    pub release: Option<Box<release::Release>>,
 }
 
 const OPT_CHECKSUM: u8 = 1;

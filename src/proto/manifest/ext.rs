@@ -503,7 +503,9 @@ pub(super) fn decode_sections(
                     e.extra.get_mut().xattrs = list;
                 }
             }
-            SEC_RELEASE => m.options.release = Some(super::release::decode(&mut b, count)?),
+            SEC_RELEASE => {
+                m.options.release = Some(Box::new(super::release::decode(&mut b, count)?))
+            }
             _ => return Err(WireError::BadValue("unknown manifest section")),
         }
         b.finish()?;

@@ -101,7 +101,7 @@ pub(super) fn decode(b: &mut Reader<'_>, count: usize) -> Result<Release, WireEr
 impl Manifest {
     /// The release this manifest pushes into or rolls back, if any.
     pub fn release(&self) -> Option<&Release> {
-        self.options.release.as_ref()
+        self.options.release.as_deref()
     }
 
     /// Receiver side, once decoded: moves a release push's entries under
@@ -155,7 +155,7 @@ impl Manifest {
     /// release directory itself; otherwise as it is. Filter rules and the daemon's
     /// `--protect` patterns are matched against this.
     pub fn sender_path<'a>(&self, path: &'a [u8]) -> &'a [u8] {
-        if !self.release().is_some_and(|r| !r.rollback) {
+        if self.release().is_none_or(|r| r.rollback) {
             return path;
         }
         let Some(rest) = path
@@ -205,11 +205,11 @@ mod tests {
             xfer: 7,
         };
         let mut m = Manifest::default();
-        m.options.release = Some(Release {
+        m.options.release = Some(Box::new(Release {
             name: "current".into(),
             keep: 5,
             rollback: false,
-        });
+        }));
         m.roots = vec![b".".to_vec()];
         for p in [".", "a", "a/b"] {
             m.entries.push(super::super::Entry {
@@ -231,11 +231,11 @@ mod tests {
     #[test]
     fn the_section_round_trips_and_refuses_hostile_names() {
         let mut m = Manifest::default();
-        m.options.release = Some(Release {
+        m.options.release = Some(Box::new(Release {
             name: "current".into(),
             keep: 3,
             rollback: true,
-        });
+        }));
         let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
         for bad in ["..", "releases", "a/b"] {
@@ -244,11 +244,11 @@ mod tests {
         }
         // A rollback carries no entries.
         let mut m = Manifest::default();
-        m.options.release = Some(Release {
+        m.options.release = Some(Box::new(Release {
             name: "current".into(),
             keep: 3,
             rollback: true,
-        });
+        }));
         m.entries.push(Default::default());
         assert!(m.into_release(XferKey { origin: 1, xfer: 1 }).is_err());
     }
