@@ -577,3 +577,74 @@ pub(crate) fn drop_owned(base: &std::path::Path, m: &mut Manifest) {
                 .is_ok_and(|t| link_id(t.as_os_str().as_bytes()).is_some()))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    fn base() -> (tempfile::TempDir, OwnedFd) {
+        let d = tempfile::tempdir().unwrap();
+        let fd = super::super::sys::open_dir_path(d.path(), DIR_WALK).unwrap();
+        (d, fd)
+    }
+
+    fn mark(d: &std::path::Path) {
+        fs::create_dir_all(d.join("releases")).unwrap();
+        fs::write(d.join("releases/.makuo-releases"), "").unwrap();
+    }
+
+    #[test]
+    fn only_release_links_into_a_marked_releases_dir_count() {
+        let (d, fd) = base();
+        let b = fd.as_fd();
+        assert!(matches!(current(b, b"current"), Ok(Current::None)));
+        // Unmarked releases/: a link into it is not makuo's.
+        fs::create_dir(d.path().join("releases")).unwrap();
+        symlink("releases/abc", d.path().join("current")).unwrap();
+        assert!(current(b, b"current").is_err());
+        assert!(!makuo_owned(b, b"releases", true));
+        assert!(!makuo_owned(b, b"current", false));
+        mark(d.path());
+        assert!(matches!(current(b, b"current"), Ok(Current::Release(id)) if id == b"abc"));
+        assert!(makuo_owned(b, b"releases", true) && makuo_owned(b, b"current", false));
+        // Hostile or foreign link texts and real directories are refused, never followed.
+        for t in [
+            "releases/../etc",
+            "../releases/abc",
+            "/etc",
+            "releases/.x",
+            "releases/a/b",
+        ] {
+            fs::remove_file(d.path().join("current")).unwrap();
+            symlink(t, d.path().join("current")).unwrap();
+            assert!(current(b, b"current").is_err(), "{t}");
+            assert!(!makuo_owned(b, b"current", false), "{t}");
+        }
+        fs::create_dir(d.path().join("live")).unwrap();
+        let e = current(b, b"live").err().unwrap().to_string();
+        assert!(e.contains("not a release link"), "{e}");
+    }
+
+    #[test]
+    fn seeding_links_what_it_may_and_makes_directories_anew() {
+        let (d, fd) = base();
+        mark(d.path());
+        let r = d.path().join("releases");
+        fs::create_dir_all(r.join("old/sub")).unwrap();
+        fs::write(r.join("old/same.txt"), "same").unwrap();
+        fs::write(r.join("old/sub/changed.txt"), "old").unwrap();
+        symlink("same.txt", r.join("old/link")).unwrap();
+        fs::write(r.join("old/.x.makuo-AbCdEf"), "temp").unwrap();
+        let rel = open_releases(fd.as_fd()).unwrap().unwrap();
+        seed_tree(rel.as_fd(), b"old", b"new", &|p, _| p != b"sub/changed.txt").unwrap();
+        let ino = |p: &str| fs::symlink_metadata(r.join(p)).unwrap().ino();
+        assert_eq!(ino("old/same.txt"), ino("new/same.txt"));
+        assert_eq!(ino("old/link"), ino("new/link"));
+        assert_ne!(ino("old/sub"), ino("new/sub"));
+        assert!(r.join("new/sub").is_dir());
+        assert!(!r.join("new/sub/changed.txt").exists());
+        assert!(!r.join("new/.x.makuo-AbCdEf").exists());
+    }
+}
