@@ -171,14 +171,21 @@ fn two_releases_share_unchanged_inodes_and_rollback_switches_everywhere() {
 
 /// Through a daemon's console (`sync --release`, and `rollback NAME` as a console word via
 /// `makuo rollback --console`), with `--keep-releases 2` pruning old releases but never the
-/// current one nor the one before it.
+/// current one nor the one before it; m1's `--after-push` hook gets `MAKUO_RELEASE`.
 #[test]
 fn release_and_rollback_through_the_console_with_pruning() {
     let mut c = Cluster::new();
     small_site(&c.src);
-    for m in ["m1", "m2"] {
-        c.add(m, &["--no-fsync"]);
-    }
+    c.add(
+        "m1",
+        &[
+            "--no-fsync",
+            "--after-push",
+            r#"printf '%s' "$MAKUO_RELEASE" > "$MAKUO_BASE/../release-env""#,
+        ],
+    );
+    c.add("m2", &["--no-fsync"]);
+    let env_file = c.base("m1").parent().unwrap().join("release-env");
     let src = c.src.clone();
     let s = c.add_sender("s", &src, &["--no-fsync", "--no-receive"]);
     c.wait_converged(s);
@@ -189,6 +196,11 @@ fn release_and_rollback_through_the_console_with_pruning() {
         assert_eq!(r.code, 0, "{r}");
         links.push(link_of(c.base("m1"), "web"));
         assert_eq!(link_of(c.base("m2"), "web"), links[gen]);
+        assert_eq!(
+            fs::read_to_string(&env_file).unwrap(),
+            links[gen],
+            "MAKUO_RELEASE"
+        );
     }
     for d in c.receivers() {
         let mut kept: Vec<String> = fs::read_dir(d.base.join("releases"))
@@ -208,6 +220,11 @@ fn release_and_rollback_through_the_console_with_pruning() {
         Duration::from_secs(60),
     );
     assert_eq!(rb.code, 0, "{rb}");
+    assert_eq!(
+        fs::read_to_string(&env_file).unwrap(),
+        links[2],
+        "MAKUO_RELEASE"
+    );
     for d in c.receivers() {
         assert_eq!(link_of(&d.base, "web"), links[2], "{}", d.name);
         assert_eq!(
