@@ -85,6 +85,7 @@ pub use journal::{open_journal_dir, recover_journal, Unfinished};
 pub use offload::Wake;
 pub use protect::Protection;
 pub(crate) use release::drop_owned;
+pub use release::sweep_releases;
 pub use sweep::sweep_temp;
 
 /// How a daemon applies transfers to its base directory.

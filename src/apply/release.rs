@@ -441,6 +441,35 @@ impl FsStorage {
     }
 }
 
+/// At daemon start (after the journal recovery, before any push): removes release
+/// directories that were never committed (no record, and no link in the base points at
+/// them), left by a crash between seeding and commit. Returns how many went.
+pub fn sweep_releases(base: BorrowedFd<'_>) -> usize {
+    let Ok(Some(rel)) = open_releases(base) else {
+        return 0;
+    };
+    let Ok(names) = super::sys::list_dir(rel.as_fd()) else {
+        return 0;
+    };
+    let linked: Vec<Vec<u8>> = super::sys::list_dir(base)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| readlink_at(base, n).ok())
+        .filter_map(|t| link_id(&t).map(<[u8]>::to_vec))
+        .collect();
+    let mut n = 0;
+    for id in names.iter().filter(|id| safe_id(id)) {
+        let is_dir = lstat_at(rel.as_fd(), id).is_ok_and(|m| m.kind == Some(EntryKind::Dir));
+        if !is_dir || lstat_at(rel.as_fd(), &record_name(id)).is_ok() || linked.contains(id) {
+            continue;
+        }
+        if super::delete::remove_tree(rel.as_fd(), id, id, &|_, _| false).is_ok_and(|gone| gone) {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// For a push that is not a release push: entries at makuo's own paths (`releases/...`, a
 /// release link) that differ are marked protected, so that they are neither written nor
 /// deleted (the result names them, as for `--protect`).
@@ -625,6 +654,27 @@ mod tests {
         fs::create_dir(d.path().join("live")).unwrap();
         let e = current(b, b"live").err().unwrap().to_string();
         assert!(e.contains("not a release link"), "{e}");
+    }
+
+    #[test]
+    fn the_start_sweep_drops_only_uncommitted_releases() {
+        let (d, fd) = base();
+        mark(d.path());
+        let r = d.path().join("releases");
+        for id in ["done", "linked", "left"] {
+            fs::create_dir_all(r.join(id).join("sub")).unwrap();
+            fs::write(r.join(id).join("sub/f"), id).unwrap();
+        }
+        symlink("-", r.join(".done.prev")).unwrap();
+        symlink("releases/linked", d.path().join("current")).unwrap();
+        assert_eq!(sweep_releases(fd.as_fd()), 1);
+        assert!(r.join("done/sub/f").exists() && r.join("linked/sub/f").exists());
+        assert!(!r.join("left").exists());
+        // Unmarked: nothing is makuo's to sweep.
+        fs::remove_file(r.join(".makuo-releases")).unwrap();
+        fs::create_dir(r.join("other")).unwrap();
+        assert_eq!(sweep_releases(fd.as_fd()), 0);
+        assert!(r.join("other").exists());
     }
 
     #[test]

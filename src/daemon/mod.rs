@@ -149,6 +149,8 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let recovered = crate::apply::recover_journal(&base, &apply)
         .with_context(|| format!("commit journal in {}", state_dir.display()))?;
     let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
+    // Release directories a crash left uncommitted (`apply/release.rs`).
+    let swept = swept + crate::apply::sweep_releases(base_lock.fd());
     let mut state = StateDir::open(&state_dir)?;
     let excludes = Arc::new(crate::state::Excludes::load(&state)?);
     // Every staged file of a transfer stays open until its commit.
