@@ -41,8 +41,6 @@ impl<S: Storage> Engine<S> {
                 self.paths.heartbeat(now, node, self.rx_group, named, turns);
                 let interval = Duration::from_millis(u64::from(hb.interval_ms));
                 self.paths.count_beat(now, node, self.rx_seq, interval);
-                let members = &self.members;
-                self.paths.retain(|n| members.get(n).is_some());
                 if hb.flags & HB_JOIN != 0 && new {
                     self.answer_soon();
                 }

@@ -273,7 +273,7 @@ impl<S: Storage> Engine<S> {
     /// Members of the cluster as this node knows them (itself included): how many may
     /// answer the same thing at once, for the randomized feedback timers.
     pub(super) fn group_size(&self) -> usize {
-        self.members.iter().filter(|m| m.direct).count() + 1
+        self.members.direct_count() + 1
     }
 
     /// Inbound transfers whose NAK timer has passed.

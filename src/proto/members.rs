@@ -15,8 +15,8 @@
 //! full. The addresses of members heard directly are indexed: they are the only ones replies
 //! go to without an anti-amplification budget.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::limits::{MAX_INDIRECT, MAX_MEMBERS, MAX_MEMBERS_PER_HOST};
@@ -89,6 +89,11 @@ pub(crate) struct Members {
     direct: HashMap<SocketAddr, u64>,
     /// Members known only second hand.
     indirect: usize,
+    /// Every member by when it was last heard (oldest first): expiry without a scan of the
+    /// table, which a timer asks for after every datagram.
+    by_seen: BTreeSet<(Instant, u64)>,
+    /// Members heard directly per host (the per-host cap without a scan).
+    per_host: HashMap<IpAddr, usize>,
 }
 
 /// A change to report as an event.
@@ -119,10 +124,13 @@ impl Members {
     fn insert(&mut self, m: MemberInfo) -> Option<MemberInfo> {
         let old = self.remove(m.node);
         if m.direct {
-            self.direct.insert(m.addr, m.node);
+            if self.direct.insert(m.addr, m.node).is_none() {
+                *self.per_host.entry(m.addr.ip()).or_insert(0) += 1;
+            }
         } else {
             self.indirect += 1;
         }
+        self.by_seen.insert((m.last_seen, m.node));
         self.table.insert(m.node, m);
         old
     }
@@ -134,9 +142,16 @@ impl Members {
     }
 
     fn unindex(&mut self, m: &MemberInfo) {
+        self.by_seen.remove(&(m.last_seen, m.node));
         if m.direct {
             if self.direct.get(&m.addr) == Some(&m.node) {
                 self.direct.remove(&m.addr);
+                if let Some(n) = self.per_host.get_mut(&m.addr.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_host.remove(&m.addr.ip());
+                    }
+                }
             }
         } else {
             self.indirect -= 1;
@@ -198,7 +213,7 @@ impl Members {
                 }
             }
         }
-        let on_host = self.direct.keys().filter(|a| a.ip() == from.ip()).count();
+        let on_host = self.per_host.get(&from.ip()).copied().unwrap_or(0);
         if on_host >= MAX_MEMBERS_PER_HOST {
             return false;
         }
@@ -235,6 +250,8 @@ impl Members {
         match self.table.get_mut(&k.node) {
             Some(m) => {
                 if !m.direct && seen > m.last_seen {
+                    self.by_seen.remove(&(m.last_seen, m.node));
+                    self.by_seen.insert((seen, m.node));
                     m.last_seen = seen;
                     m.addr = k.addr;
                 }
@@ -264,7 +281,9 @@ impl Members {
     /// Refreshes a member on any other datagram from it.
     pub(crate) fn touch(&mut self, now: Instant, node: u64) {
         if let Some(m) = self.table.get_mut(&node) {
-            if m.direct {
+            if m.direct && m.last_seen != now {
+                self.by_seen.remove(&(m.last_seen, m.node));
+                self.by_seen.insert((now, m.node));
                 m.last_seen = now;
             }
         }
@@ -279,12 +298,13 @@ impl Members {
 
     /// Drops members not heard within `expiry`.
     pub(crate) fn expire(&mut self, now: Instant, expiry: Duration, changes: &mut Vec<Change>) {
-        let dead: Vec<u64> = self
-            .table
-            .values()
-            .filter(|m| now.saturating_duration_since(m.last_seen) >= expiry)
-            .map(|m| m.node)
+        let mut dead: Vec<u64> = self
+            .by_seen
+            .iter()
+            .take_while(|(seen, _)| now.saturating_duration_since(*seen) >= expiry)
+            .map(|&(_, node)| node)
             .collect();
+        dead.sort_unstable();
         for n in dead {
             if let Some(m) = self.remove(n) {
                 changes.push(Change::Down(m, LeaveReason::Expired));
@@ -294,7 +314,7 @@ impl Members {
 
     /// When the next member would expire.
     pub(crate) fn next_expiry(&self, expiry: Duration) -> Option<Instant> {
-        self.table.values().map(|m| m.last_seen + expiry).min()
+        self.by_seen.first().map(|&(seen, _)| seen + expiry)
     }
 }
 

@@ -460,7 +460,10 @@ impl<S: Storage> Engine<S> {
         for c in changes {
             self.events.push_back(match c {
                 Change::Up(m) => Event::MemberUp(m),
-                Change::Down(m, r) => Event::MemberDown(m, r),
+                Change::Down(m, r) => {
+                    self.paths.forget(m.node);
+                    Event::MemberDown(m, r)
+                }
             });
         }
     }
@@ -946,7 +949,7 @@ impl<S: Storage> Engine<S> {
         if now >= self.next_heartbeat {
             let join = !self.joined;
             self.joined = true;
-            let direct = self.members.iter().filter(|m| m.direct).count();
+            let direct = self.members.direct_count();
             self.hb_scale = members::heartbeat_scale(direct + 1, self.hb_scale);
             self.heartbeat(now, join);
             self.next_heartbeat = now + self.cfg.heartbeat * self.hb_scale;

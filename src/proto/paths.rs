@@ -100,7 +100,7 @@ pub(crate) enum Named {
 }
 
 /// Path state of every member (bounded by the member table: entries of members that left are
-/// dropped by [`Paths::retain`]).
+/// dropped by [`Paths::forget`] as they leave).
 #[derive(Debug, Default)]
 pub(crate) struct Paths {
     seen: HashMap<u64, Seen>,
@@ -200,7 +200,13 @@ impl Paths {
         Path::Unicast(Why::NoMulticastFromUs)
     }
 
+    /// Forgets a member that left the table.
+    pub(crate) fn forget(&mut self, node: u64) {
+        self.seen.remove(&node);
+    }
+
     /// Forgets members no longer in the table.
+    #[cfg(test)]
     pub(crate) fn retain(&mut self, mut live: impl FnMut(u64) -> bool) {
         self.seen.retain(|n, _| live(*n));
     }

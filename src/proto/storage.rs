@@ -181,10 +181,24 @@ pub struct MemStorage {
 /// The contents pattern-mode storage expects at `offset` of any file (cheap to make and to
 /// check: word `i` is `i × φ`, little-endian).
 pub fn pattern_fill(offset: u64, buf: &mut [u8]) {
-    for (i, b) in buf.iter_mut().enumerate() {
+    let word = |w: u64| w.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
+    // The bytes before the first word boundary, then whole words, then the tail.
+    let head = ((8 - (offset & 7)) & 7).min(buf.len() as u64) as usize;
+    let whole = (buf.len() - head) / 8;
+    let (first, rest) = buf.split_at_mut(head);
+    for (i, b) in first.iter_mut().enumerate() {
         let o = offset + i as u64;
-        *b = ((o >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (8 * (o & 7))) as u8;
+        *b = word(o >> 3)[(o & 7) as usize];
     }
+    let base = (offset + head as u64) >> 3;
+    let mut words = rest.chunks_exact_mut(8);
+    for (i, c) in (&mut words).enumerate() {
+        c.copy_from_slice(&word(base + i as u64));
+    }
+    let tail = words.into_remainder();
+    let w = word(base + whole as u64);
+    let n = tail.len();
+    tail.copy_from_slice(&w[..n]);
 }
 
 fn pattern_matches(offset: u64, data: &[u8]) -> bool {
@@ -574,4 +588,22 @@ impl MemStorage {
 /// A path for messages (lossy UTF-8).
 pub fn show(p: &[u8]) -> String {
     crate::escape::exact(p).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_fill;
+
+    #[test]
+    fn pattern_fill_is_the_same_bytes_at_any_offset_and_length() {
+        let byte = |o: u64| ((o >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (8 * (o & 7))) as u8;
+        for offset in 0..20u64 {
+            for len in 0..40usize {
+                let mut buf = vec![0u8; len];
+                pattern_fill(offset, &mut buf);
+                let want: Vec<u8> = (0..len as u64).map(|i| byte(offset + i)).collect();
+                assert_eq!(buf, want, "offset {offset} len {len}");
+            }
+        }
+    }
 }

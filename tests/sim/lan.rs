@@ -15,10 +15,15 @@
 //!    buffer (drops counted and handed to the engine as `SO_RXQ_OVFL` would report them).
 //!
 //! Everything is drawn from seeded generators, so runs are deterministic.
+//!
+//! A step touches only the members something happened to: arrivals and timers sit in
+//! queues keyed by time (each member's next timer is re-read from its engine after every
+//! call into it), so a step costs what happens in it, not the size of the LAN.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use makuo::proto::storage::MemStorage;
@@ -177,9 +182,12 @@ pub struct Node {
     /// Overflows reported to the engine.
     pub overflows: u64,
     /// Datagrams that arrived while paused, as a socket buffer holds them (bounded).
-    backlog: Vec<(SocketAddr, Vec<u8>)>,
+    backlog: Vec<(SocketAddr, Rc<[u8]>)>,
     link_free: Instant,
     rx_free: Instant,
+    /// When the LAN next wakes this member (its timer, or its egress getting room), as
+    /// queued in `Lan::wakes`; older entries there are stale.
+    wake: Option<Instant>,
 }
 
 impl Node {
@@ -199,7 +207,7 @@ enum Due {
     Datagram {
         to: usize,
         from: SocketAddr,
-        bytes: Vec<u8>,
+        bytes: Rc<[u8]>,
     },
     Overflow {
         to: usize,
@@ -213,6 +221,12 @@ pub struct Lan {
     rng: Rng,
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     arrivals: Vec<Option<Due>>,
+    /// Members' wake-ups (see `Node::wake`), earliest first.
+    wakes: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Members touched in this step (by index), to poll afterwards.
+    dirty: Vec<bool>,
+    /// Member index by reply address (unicast delivery).
+    by_addr: HashMap<SocketAddr, usize>,
     free: Vec<usize>,
     seq: u64,
     /// Gilbert-Elliott state per link (from, to): bad, and the slot it was last stepped at.
@@ -254,6 +268,9 @@ impl Lan {
             rng: Rng(seed),
             queue: BinaryHeap::new(),
             arrivals: Vec::new(),
+            wakes: BinaryHeap::new(),
+            dirty: Vec::new(),
+            by_addr: HashMap::new(),
             free: Vec::new(),
             seq: 0,
             bad: HashMap::new(),
@@ -296,7 +313,10 @@ impl Lan {
             backlog: Vec::new(),
             link_free: self.now,
             rx_free: self.now,
+            wake: None,
         });
+        self.dirty.push(false);
+        self.by_addr.insert(addr, i);
         i
     }
 
@@ -380,7 +400,7 @@ impl Lan {
         j: usize,
         at: Instant,
         from: SocketAddr,
-        bytes: Vec<u8>,
+        bytes: Rc<[u8]>,
         first: Option<u32>,
     ) {
         if self.nodes[j].deaf_at(at) {
@@ -407,114 +427,143 @@ impl Lan {
         self.schedule(at, Due::Datagram { to: j, from, bytes });
     }
 
-    /// Drains every node's output onto the wire (as far as each one's egress takes it).
-    fn flush(&mut self) {
+    /// Drains every node's output onto the wire (as far as each one's egress takes it) and
+    /// re-reads every node's timer: after anything the LAN cannot see (a test's call into an
+    /// engine, a pause lifted).
+    fn resync(&mut self) {
         for i in 0..self.nodes.len() {
-            if self.nodes[i].paused || self.nodes[i].gone {
-                continue;
-            }
-            while self.tx_room_at(i).is_none() {
-                let Some(t) = self.nodes[i].engine.poll_transmit(self.now, &mut self.buf) else {
-                    break;
-                };
-                let bytes = self.buf[..t.len].to_vec();
-                if let Some(c) = &mut self.capture {
-                    if c.len() < 20_000 {
-                        c.push(bytes.clone());
-                    }
+            let n = &mut self.nodes[i];
+            if !n.paused && !n.gone && !n.backlog.is_empty() {
+                for (from, bytes) in std::mem::take(&mut n.backlog) {
+                    n.recv_datagrams += 1;
+                    n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
+                    n.engine.handle_datagram(self.now, from, &bytes);
                 }
-                let rate = self.tx_rate(i);
-                let n = &mut self.nodes[i];
-                n.sent_datagrams += 1;
-                n.sent_wire_bytes += (t.len + WIRE_OVERHEAD) as u64;
-                let depart = n.link_free.max(self.now)
-                    + Duration::from_secs_f64((t.len + WIRE_OVERHEAD) as f64 / rate);
-                n.link_free = depart;
-                let from = n.addr;
-                let first = match (&self.first_pass_losses, wire::decode(&bytes)) {
-                    (
-                        Some(_),
-                        Ok((
-                            _,
-                            wire::Msg::Block {
-                                stream: wire::Stream::Payload,
-                                idx,
-                                ..
-                            },
-                        )),
-                    ) => self.first_sent.insert(idx).then_some(idx),
-                    _ => None,
+            }
+            self.flush_one(i);
+        }
+    }
+
+    /// Drains node `i`'s output onto the wire (as far as its egress takes it), collects its
+    /// events, and queues when it wants to be woken next.
+    fn flush_one(&mut self, i: usize) {
+        if self.nodes[i].paused || self.nodes[i].gone {
+            self.nodes[i].wake = None;
+            return;
+        }
+        while self.tx_room_at(i).is_none() {
+            let Some(t) = self.nodes[i].engine.poll_transmit(self.now, &mut self.buf) else {
+                break;
+            };
+            let bytes: Rc<[u8]> = Rc::from(&self.buf[..t.len]);
+            if let Some(c) = &mut self.capture {
+                if c.len() < 20_000 {
+                    c.push(bytes.to_vec());
+                }
+            }
+            let rate = self.tx_rate(i);
+            let n = &mut self.nodes[i];
+            n.sent_datagrams += 1;
+            n.sent_wire_bytes += (t.len + WIRE_OVERHEAD) as u64;
+            let depart = n.link_free.max(self.now)
+                + Duration::from_secs_f64((t.len + WIRE_OVERHEAD) as f64 / rate);
+            n.link_free = depart;
+            let from = n.addr;
+            let first = match (&self.first_pass_losses, wire::decode(&bytes)) {
+                (
+                    Some(_),
+                    Ok((
+                        _,
+                        wire::Msg::Block {
+                            stream: wire::Stream::Payload,
+                            idx,
+                            ..
+                        },
+                    )),
+                ) => self.first_sent.insert(idx).then_some(idx),
+                _ => None,
+            };
+            let (lo, hi) = match t.dest {
+                Dest::Group => (0, self.nodes.len()),
+                Dest::Unicast(a) => match self.by_addr.get(&a) {
+                    Some(&j) => (j, j + 1),
+                    None => (0, 0),
+                },
+            };
+            for j in lo..hi {
+                if j == i && matches!(t.dest, Dest::Group) {
+                    continue;
+                }
+                if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes)) || self.lost(i, j, depart)
+                {
+                    self.trace_loss(j, first);
+                    continue;
+                }
+                let copies = if self.rng.chance(self.faults.dup) {
+                    2
+                } else {
+                    1
                 };
-                let dests: Vec<usize> = match t.dest {
-                    Dest::Group => (0..self.nodes.len()).filter(|&j| j != i).collect(),
-                    Dest::Unicast(a) => self
-                        .nodes
-                        .iter()
-                        .position(|n| n.addr == a)
-                        .into_iter()
-                        .collect(),
-                };
-                for j in dests {
-                    if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes))
-                        || self.lost(i, j, depart)
-                    {
-                        self.trace_loss(j, first);
-                        continue;
-                    }
-                    let copies = if self.rng.chance(self.faults.dup) {
-                        2
+                for _ in 0..copies {
+                    let jit = if self.faults.jitter.is_zero() {
+                        Duration::ZERO
                     } else {
-                        1
+                        Duration::from_nanos(self.rng.below(self.faults.jitter.as_nanos() as u64))
                     };
-                    for _ in 0..copies {
-                        let jit = if self.faults.jitter.is_zero() {
-                            Duration::ZERO
-                        } else {
-                            Duration::from_nanos(
-                                self.rng.below(self.faults.jitter.as_nanos() as u64),
-                            )
-                        };
-                        let at = depart + self.faults.latency + jit;
-                        self.deliver(j, at, from, bytes.clone(), first);
-                    }
+                    let at = depart + self.faults.latency + jit;
+                    self.deliver(j, at, from, bytes.clone(), first);
                 }
             }
-            while let Some(e) = self.nodes[i].engine.poll_event() {
-                self.nodes[i].events.push((self.now, e));
+        }
+        while let Some(e) = self.nodes[i].engine.poll_event() {
+            self.nodes[i].events.push((self.now, e));
+        }
+        let wake = self.wake_of(i);
+        if wake != self.nodes[i].wake {
+            self.nodes[i].wake = wake;
+            if let Some(t) = wake {
+                self.wakes.push(Reverse((t, i)));
             }
         }
     }
 
-    /// The earliest moment something happens: an arrival, a timer, or a blocked sender's
-    /// egress getting room.
-    fn next_event(&self) -> Option<Instant> {
-        let mut next = self.queue.peek().map(|Reverse((t, _, _))| *t);
-        let mut at = |t: Instant| next = Some(next.map_or(t, |x: Instant| x.min(t)));
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.paused || n.gone {
-                continue;
-            }
-            let room = self.tx_room_at(i);
-            if let Some(t) = n.engine.poll_timeout() {
-                // A sender blocked on its egress waits for room, whatever its pacing says.
-                match room {
-                    Some(r) if t <= self.now => at(r),
-                    _ => at(t),
-                }
-            }
+    /// When node `i` next has something to do: its timer, or its egress getting room while
+    /// it has output (a sender blocked on its egress waits for room, whatever its pacing
+    /// says).
+    fn wake_of(&self, i: usize) -> Option<Instant> {
+        let n = &self.nodes[i];
+        let room = self.tx_room_at(i);
+        let mut next = n.engine.poll_timeout().map(|t| match room {
+            Some(r) if t <= self.now => r,
+            _ => t,
+        });
+        if let Some(r) = room {
             if n.engine.wants_transmit() {
-                if let Some(t) = room {
-                    at(t);
-                }
+                next = Some(next.map_or(r, |x| x.min(r)));
             }
         }
         next
     }
 
+    /// The earliest moment something happens: an arrival, or a node's wake-up.
+    fn next_event(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, i))) = self.wakes.peek() {
+            if self.nodes[i].wake == Some(t) {
+                break;
+            }
+            self.wakes.pop();
+        }
+        let a = self.queue.peek().map(|Reverse((t, _, _))| *t);
+        let w = self.wakes.peek().map(|Reverse((t, _))| *t);
+        match (a, w) {
+            (Some(a), Some(w)) => Some(a.min(w)),
+            (a, w) => a.or(w),
+        }
+    }
+
     /// Advances to the next arrival or timer and processes everything due then.
-    pub fn step(&mut self) {
+    fn step_inner(&mut self) {
         self.steps += 1;
-        self.flush();
         let Some(t) = self.next_event() else { return };
         self.now = self.now.max(t);
         while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
@@ -526,6 +575,7 @@ impl Lan {
             self.free.push(slot);
             match due {
                 Due::Datagram { to, from, bytes } => {
+                    self.dirty[to] = true;
                     let n = &mut self.nodes[to];
                     if n.paused {
                         if n.backlog.len() < 4096 {
@@ -543,6 +593,7 @@ impl Lan {
                     }
                 }
                 Due::Overflow { to } => {
+                    self.dirty[to] = true;
                     let n = &mut self.nodes[to];
                     n.overflows += 1;
                     if !n.gone {
@@ -551,43 +602,47 @@ impl Lan {
                 }
             }
         }
-        for n in &mut self.nodes {
-            if !n.paused && !n.gone && !n.backlog.is_empty() {
-                for (from, bytes) in std::mem::take(&mut n.backlog) {
-                    n.recv_datagrams += 1;
-                    n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
-                    n.engine.handle_datagram(self.now, from, &bytes);
-                }
+        while let Some(&Reverse((t, i))) = self.wakes.peek() {
+            if t > self.now {
+                break;
+            }
+            self.wakes.pop();
+            if self.nodes[i].wake == Some(t) {
+                self.nodes[i].wake = None;
+                self.dirty[i] = true;
             }
         }
-        for n in &mut self.nodes {
-            if n.paused || n.gone {
+        for i in 0..self.nodes.len() {
+            if !std::mem::take(&mut self.dirty[i]) {
                 continue;
             }
-            if n.engine.poll_timeout().is_some_and(|d| d <= self.now) {
+            let n = &mut self.nodes[i];
+            if !n.paused && !n.gone && n.engine.poll_timeout().is_some_and(|d| d <= self.now) {
                 n.engine.handle_timeout(self.now);
             }
+            self.flush_one(i);
         }
-        self.flush();
     }
 
     /// Steps until `done` holds; panics past `limit` of virtual time or a step bound.
     pub fn drive(&mut self, limit: Duration, mut done: impl FnMut(&Lan) -> bool) {
         let end = self.now + limit;
         let max_steps = self.steps + 5_000_000;
+        self.resync();
         while !done(self) {
             assert!(self.now <= end, "not done after {limit:?} of virtual time");
             assert!(self.steps < max_steps, "step bound hit");
-            self.step();
+            self.step_inner();
         }
     }
 
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
+        self.resync();
         while self.now < end {
             let before = self.now;
-            self.step();
+            self.step_inner();
             if self.now == before && self.queue.is_empty() {
                 break;
             }
