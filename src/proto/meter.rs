@@ -70,6 +70,8 @@ pub(crate) struct Meter {
     last_rx: Option<Instant>,
     overflows: u32,
     last_feedback: Option<Instant>,
+    /// This receiver's own rate (`own_rate`) when it last reported.
+    reported: Option<f64>,
     /// Last PACE: rate, rtt, interval, clr.
     pace: Option<Pace>,
     /// Origin of this receiver's feedback timestamps.
@@ -98,6 +100,7 @@ impl Meter {
             last_rx: None,
             overflows: 0,
             last_feedback: None,
+            reported: None,
             pace: None,
             epoch: None,
             own_rtt: None,
@@ -322,6 +325,7 @@ impl Meter {
     /// repair to the members still missing data, some of which it may have outrun on
     /// purpose (they left the pace); their loss rate starts afresh.
     pub(crate) fn reset_losses(&mut self) {
+        self.reported = None;
         self.pending.clear();
         self.intervals.clear();
         self.event = None;
@@ -384,9 +388,12 @@ impl Meter {
     }
 
     /// Whether a FEEDBACK is due now (`me`: this node's id). The current limiting receiver
-    /// reports every interval; the others when they see a lower rate than the sender's,
-    /// when their socket overflowed, or every `keepalive` intervals so the sender knows them
-    /// (the engine scales it with the group, so that their reports together stay few).
+    /// reports every interval; the others when they see a lower rate than the sender's and
+    /// lower than what they last reported (news: the sender already took their last report
+    /// into its rate, and repeating it every interval made every member of a large group
+    /// report all the time), when their socket overflowed, or every `keepalive` intervals so
+    /// the sender knows them (the engine scales it with the group, so that their reports
+    /// together stay few).
     pub(crate) fn due(&self, now: Instant, me: u64, keepalive: u32) -> bool {
         let Some(pace) = self.pace else {
             return false;
@@ -407,17 +414,22 @@ impl Meter {
         if pace.clr == me || pace.clr == 0 {
             return true;
         }
-        // The rate the sender would compute for this receiver (the equation at the path's
-        // round-trip time without queues).
+        let mine = self.own_rate(now);
+        let news = self.reported.is_none_or(|r| mine < 0.9 * r);
+        (news && mine < 0.9 * pace.rate as f64) || since >= interval * keepalive
+    }
+
+    /// The rate the sender would compute for this receiver (the equation at the path's
+    /// round-trip time without queues, at most twice what it receives).
+    fn own_rate(&self, now: Instant) -> f64 {
         let base = self.own_min_rtt.unwrap_or_else(|| self.rtt());
         let mine = super::rate::tcp_rate(super::rate::SEGMENT, base.as_secs_f64(), self.p);
         let recv = self.recv_rate(now) as f64;
-        let mine = if recv > 0.0 {
+        if recv > 0.0 {
             mine.min(2.0 * recv)
         } else {
             mine
-        };
-        mine < 0.9 * pace.rate as f64 || since >= interval * keepalive
+        }
     }
 
     /// The FEEDBACK to send now for transfer `xfer`; resets the per-interval counters.
@@ -441,6 +453,7 @@ impl Meter {
             overflows: self.overflows,
             ts_us: self.clock_us(now),
         };
+        self.reported = Some(self.own_rate(now));
         self.overflows = 0;
         self.last_feedback = Some(now);
         if self.recv_rate(now) > 0 {
