@@ -972,6 +972,7 @@ impl<S: Storage> Engine<S> {
                 }
             }
         }
+        self.probe_silent(now);
         self.collect_outbound(now);
         if !self.outbound.is_empty() {
             self.update_rate(now);

@@ -20,6 +20,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::members::MemberInfo;
+use super::storage::Storage;
+use super::Engine;
+
+/// Shortest wait, after the first announce a target would answer, before it is probed by
+/// unicast copies (times four its round-trip time when one was measured, if longer).
+const PROBE_WAIT: Duration = Duration::from_millis(100);
 
 /// Known-entry flag: the heartbeat's sender heard this member through the multicast group
 /// within its member expiry.
@@ -41,6 +47,9 @@ pub enum Why {
     NoMulticastFromUs,
     /// This node runs without multicast (`--peer`): everything is unicast.
     Peers,
+    /// It did not answer a push's announces through the group (probed by unicast copies
+    /// until its heartbeats say it hears our multicast).
+    NoAnswerToMulticast,
 }
 
 impl Path {
@@ -58,6 +67,7 @@ impl Path {
             Path::Multicast => "",
             Path::Unicast(Why::NoMulticastFromUs) => "does-not-hear-our-multicast",
             Path::Unicast(Why::Peers) => "peer-list-no-multicast",
+            Path::Unicast(Why::NoAnswerToMulticast) => "no-answer-to-our-multicast",
         }
     }
 }
@@ -79,6 +89,9 @@ struct Seen {
     beat_seq: u64,
     window: Option<(Instant, u32)>,
     loss: Option<f64>,
+    /// Since when it gets unicast copies because it did not answer a push's announces
+    /// through the group ([`Paths::probe`]); cleared when it names us with [`KNOWN_GROUP`].
+    probed: Option<Instant>,
 }
 
 /// Heartbeat intervals a loss window spans.
@@ -131,6 +144,7 @@ impl Paths {
             Named::WithBit => {
                 s.hears_us = Some(now);
                 s.misses = 0;
+                s.probed = None;
             }
             // Named without the bit: it heard us (a unicast copy) but not through the group
             // lately; as good as a miss.
@@ -184,8 +198,23 @@ impl Paths {
             .is_some_and(|t| now.saturating_duration_since(t) < expiry)
     }
 
+    /// `node` did not answer a push's announces through the group: it gets unicast copies
+    /// (whether heard directly or known second hand) until a heartbeat of its names us with
+    /// [`KNOWN_GROUP`], which a member that hears our multicast does within one heartbeat
+    /// (so a member probed falsely, its answers lost, moves back at once). Returns whether
+    /// it was not probed before.
+    pub(crate) fn probe(&mut self, now: Instant, node: u64) -> bool {
+        let s = self.seen.entry(node).or_default();
+        let new = s.probed.is_none();
+        s.probed.get_or_insert(now);
+        new
+    }
+
     /// The path to `m`, given the member expiry.
     pub(crate) fn path(&self, now: Instant, m: &MemberInfo, expiry: Duration) -> Path {
+        if self.seen.get(&m.node).is_some_and(|s| s.probed.is_some()) {
+            return Path::Unicast(Why::NoAnswerToMulticast);
+        }
         if !m.direct {
             // Known only second hand: nothing to judge by; it is reached as the others are.
             return Path::Multicast;
@@ -209,6 +238,46 @@ impl Paths {
     #[cfg(test)]
     pub(crate) fn retain(&mut self, mut live: impl FnMut(u64) -> bool) {
         self.seen.retain(|n, _| live(*n));
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    /// Per-transfer probing: a target of one of our pushes that has not answered
+    /// [`SILENT_ANNOUNCES`](super::send::SILENT_ANNOUNCES) announces sent through the group
+    /// (nor anything else of that push), though it is a member on the multicast path, is put
+    /// on the unicast path ([`Paths::probe`]): the driver then sends it unicast copies of
+    /// everything, the announces included. A member that does not hear the group (a fresh
+    /// front end has not seen three of its heartbeats yet, or knows it only second hand)
+    /// thus takes part in the push after a few hundred milliseconds, not after the member
+    /// timeout.
+    pub(super) fn probe_silent(&mut self, now: Instant) {
+        let expiry = self.member_expiry();
+        for ob in self.outbound.values_mut() {
+            for (node, since) in ob.silent_targets() {
+                let wait = self
+                    .rate
+                    .receiver(node)
+                    .and_then(|r| r.srtt)
+                    .map_or(PROBE_WAIT, |rtt| PROBE_WAIT.max(rtt * 4));
+                if now.saturating_duration_since(since) < wait {
+                    continue;
+                }
+                let Some(m) = self.members.get(node) else {
+                    continue;
+                };
+                if self.paths.path(now, m, expiry) != Path::Multicast {
+                    continue;
+                }
+                let name = m.name.clone();
+                if self.paths.probe(now, node) {
+                    ob.announce_soon(now, &self.cfg);
+                    ob.note(format!(
+                        "{name}: no answer to {} announces through the group: unicast copies",
+                        super::send::SILENT_ANNOUNCES
+                    ));
+                }
+            }
+        }
     }
 }
 

@@ -95,10 +95,14 @@ impl Outbound {
                     }
                     let mut targets_raw = Vec::with_capacity((end - start) * 8);
                     let mut part = vec![0u8; (end - start).div_ceil(8)];
-                    for (i, t) in self.targets[start..end].iter().enumerate() {
+                    for (i, t) in self.targets[start..end].iter_mut().enumerate() {
                         targets_raw.extend_from_slice(&t.node.to_be_bytes());
                         if bit(&pending, start + i) {
                             set_bit(&mut part, i);
+                            t.announced += 1;
+                            if t.announced == 2 {
+                                t.answerable_at = Some(now);
+                            }
                         }
                     }
                     let m = Msg::Announce(Announce {
