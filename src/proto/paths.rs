@@ -403,4 +403,24 @@ mod tests {
             Path::Unicast(Why::NoMulticastFromUs)
         );
     }
+
+    #[test]
+    fn a_probed_member_is_unicast_even_second_hand_until_it_names_us_with_the_bit() {
+        let t0 = Instant::now();
+        let mut m = member(4, t0);
+        m.direct = false;
+        let mut p = Paths::default();
+        assert!(p.probe(t0, 4));
+        assert!(!p.probe(t0, 4), "probed once");
+        let uni = Path::Unicast(Why::NoAnswerToMulticast);
+        assert_eq!(p.path(t0, &m, EXPIRY), uni);
+        m.direct = true;
+        // Heard recently through the group, or named without the bit: still probed.
+        p.heartbeat(t0 + HB, 4, true, Named::WithoutBit, 1);
+        assert_eq!(p.path(t0 + HB, &m, EXPIRY), uni);
+        // It says it hears our multicast: back at once.
+        p.heartbeat(t0 + HB * 2, 4, true, Named::WithBit, 1);
+        assert_eq!(p.path(t0 + HB * 2, &m, EXPIRY), Path::Multicast);
+        assert_eq!(uni.why(), "no-answer-to-our-multicast");
+    }
 }

@@ -158,6 +158,10 @@ pub struct Link {
     pub rx_visible: bool,
     /// Egress rate override (bytes per second).
     pub tx_rate: Option<f64>,
+    /// Drops every datagram sent to the group (a host whose firewall drops the group's
+    /// traffic): only unicast, and the unicast copies a sender's driver makes for the members
+    /// its engine puts on the unicast path, reach it.
+    pub group_deaf: bool,
 }
 
 pub struct Node {
@@ -182,7 +186,7 @@ pub struct Node {
     /// Overflows reported to the engine.
     pub overflows: u64,
     /// Datagrams that arrived while paused, as a socket buffer holds them (bounded).
-    backlog: Vec<(SocketAddr, Rc<[u8]>)>,
+    backlog: Vec<(SocketAddr, Rc<[u8]>, bool)>,
     link_free: Instant,
     rx_free: Instant,
     /// When the LAN next wakes this member (its timer, or its egress getting room), as
@@ -208,6 +212,8 @@ enum Due {
         to: usize,
         from: SocketAddr,
         bytes: Rc<[u8]>,
+        /// It came through the group (not a unicast copy).
+        group: bool,
     },
     Overflow {
         to: usize,
@@ -402,8 +408,9 @@ impl Lan {
         from: SocketAddr,
         bytes: Rc<[u8]>,
         first: Option<u32>,
+        group: bool,
     ) {
-        if self.nodes[j].deaf_at(at) {
+        if self.nodes[j].deaf_at(at) || (group && self.nodes[j].link.group_deaf) {
             self.nodes[j].deaf_dropped += 1;
             self.trace_loss(j, first);
             return;
@@ -424,7 +431,15 @@ impl Lan {
             n.rx_free = n.rx_free.max(at) + Duration::from_secs_f64(size / rate);
             at = n.rx_free;
         }
-        self.schedule(at, Due::Datagram { to: j, from, bytes });
+        self.schedule(
+            at,
+            Due::Datagram {
+                to: j,
+                from,
+                bytes,
+                group,
+            },
+        );
     }
 
     /// Drains every node's output onto the wire (as far as each one's egress takes it) and
@@ -434,10 +449,11 @@ impl Lan {
         for i in 0..self.nodes.len() {
             let n = &mut self.nodes[i];
             if !n.paused && !n.gone && !n.backlog.is_empty() {
-                for (from, bytes) in std::mem::take(&mut n.backlog) {
+                for (from, bytes, group) in std::mem::take(&mut n.backlog) {
                     n.recv_datagrams += 1;
                     n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
-                    n.engine.handle_datagram(self.now, from, &bytes);
+                    n.engine
+                        .handle_datagram_via(self.now, self.now, from, group, &bytes);
                 }
             }
             self.flush_one(i);
@@ -483,15 +499,30 @@ impl Lan {
                 ) => self.first_sent.insert(idx).then_some(idx),
                 _ => None,
             };
-            let (lo, hi) = match t.dest {
-                Dest::Group => (0, self.nodes.len()),
+            let (lo, hi, group) = match t.dest {
+                Dest::Group => (0, self.nodes.len(), true),
                 Dest::Unicast(a) => match self.by_addr.get(&a) {
-                    Some(&j) => (j, j + 1),
-                    None => (0, 0),
+                    Some(&j) => (j, j + 1, false),
+                    None => (0, 0, false),
                 },
             };
-            for j in lo..hi {
-                if j == i && matches!(t.dest, Dest::Group) {
+            // As the driver does: a group datagram also goes by unicast to the members the
+            // engine puts on the unicast path.
+            let copies_to: Vec<usize> = if group {
+                self.nodes[i]
+                    .engine
+                    .unicast_paths(self.now)
+                    .iter()
+                    .filter_map(|a| self.by_addr.get(a).copied())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let dests = (lo..hi)
+                .map(|j| (j, group))
+                .chain(copies_to.into_iter().map(|j| (j, false)));
+            for (j, group) in dests {
+                if j == i && group {
                     continue;
                 }
                 if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes)) || self.lost(i, j, depart)
@@ -511,7 +542,7 @@ impl Lan {
                         Duration::from_nanos(self.rng.below(self.faults.jitter.as_nanos() as u64))
                     };
                     let at = depart + self.faults.latency + jit;
-                    self.deliver(j, at, from, bytes.clone(), first);
+                    self.deliver(j, at, from, bytes.clone(), first, group);
                 }
             }
         }
@@ -574,12 +605,17 @@ impl Lan {
             let due = self.arrivals[slot].take().unwrap();
             self.free.push(slot);
             match due {
-                Due::Datagram { to, from, bytes } => {
+                Due::Datagram {
+                    to,
+                    from,
+                    bytes,
+                    group,
+                } => {
                     self.dirty[to] = true;
                     let n = &mut self.nodes[to];
                     if n.paused {
                         if n.backlog.len() < 4096 {
-                            n.backlog.push((from, bytes));
+                            n.backlog.push((from, bytes, group));
                         }
                     } else if !n.gone {
                         n.recv_datagrams += 1;
@@ -589,7 +625,8 @@ impl Lan {
                         {
                             n.recv_poll_naks += 1;
                         }
-                        n.engine.handle_datagram(self.now, from, &bytes);
+                        n.engine
+                            .handle_datagram_via(self.now, self.now, from, group, &bytes);
                     }
                 }
                 Due::Overflow { to } => {

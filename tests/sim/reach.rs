@@ -41,3 +41,82 @@ fn pacing_counts_the_copies_the_link_carries_against_the_cap() {
         "{four:?} with 4 copies vs {one:?} with 1"
     );
 }
+
+/// Lines the sender's engine noted of members it probed by unicast copies (`paths.rs`).
+fn probe_notes(lan: &Lan, i: usize) -> Vec<String> {
+    lan.nodes[i]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            makuo::proto::Event::Progress { line, .. } if line.contains("unicast copies") => {
+                Some(line.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_deaf_to_the_group_is_probed_by_unicast_in_the_first_push() {
+    let mut lan = Lan::new(11, Faults::default());
+    lan.add_with(test_config(0, "sender"), super::small_tree(5, "site", 40));
+    for i in 0..3 {
+        lan.add(&format!("web{}", i + 1), MemStorage::new());
+    }
+    lan.nodes[1].link.group_deaf = true;
+    // Push as soon as the sender has heard every member once: it has not yet seen the three
+    // heartbeats of web1's that would put it on the unicast path.
+    lan.drive(Duration::from_secs(5), |l| l.known(0) == 3);
+    let web1 = lan.node_id(1);
+    let m = lan.nodes[0]
+        .engine
+        .members()
+        .find(|m| m.node == web1)
+        .cloned();
+    let m = m.expect("the sender heard web1");
+    assert_eq!(lan.nodes[0].engine.path(lan.now, &m).word(), "multicast");
+    let manifest = lan.nodes[0].engine.storage().manifest();
+    let start = lan.now;
+    let x = lan.push(0, &[1, 2, 3], manifest);
+    lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+    let (at, r) = lan.report(0, x).expect("the push ended");
+    assert_all_ok(&r);
+    let notes = probe_notes(&lan, 0);
+    assert!(
+        notes.len() == 1 && notes[0].starts_with("web1:"),
+        "{notes:?}"
+    );
+    eprintln!("push with web1 probed: {:?}", at - start);
+    // The group never reached web1: it heard everything through the unicast copies.
+    assert!(lan.nodes[1].deaf_dropped > 0);
+    assert_eq!(lan.nodes[0].engine.path(lan.now, &m).word(), "unicast");
+    super::assert_same_tree(&lan, 0, 1, &["site"]);
+}
+
+#[test]
+fn no_member_is_probed_falsely_at_5_percent_loss() {
+    let faults = Faults {
+        loss: 0.05,
+        ..Faults::default()
+    };
+    let mut lan = Lan::new(12, faults);
+    lan.add_with(test_config(0, "sender"), super::small_tree(6, "site", 40));
+    for i in 0..4 {
+        lan.add(&format!("web{}", i + 1), MemStorage::new());
+    }
+    lan.drive(Duration::from_secs(5), |l| (0..5).all(|i| l.known(i) == 4));
+    for _ in 0..10 {
+        let manifest = lan.nodes[0].engine.storage().manifest();
+        let x = lan.push(0, &[1, 2, 3, 4], manifest);
+        lan.drive(Duration::from_secs(30), |l| l.report(0, x).is_some());
+        let (_, r) = lan.report(0, x).expect("the push ended");
+        assert_all_ok(&r);
+    }
+    assert_eq!(probe_notes(&lan, 0), Vec::<String>::new());
+    let paths: Vec<&str> = lan.nodes[0]
+        .engine
+        .members()
+        .map(|m| lan.nodes[0].engine.path(lan.now, m).word())
+        .collect();
+    assert_eq!(paths, ["multicast"; 4]);
+}
