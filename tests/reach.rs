@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::fs;
-
 use common::*;
 
 /// A ULA /64 of our own for this run (fd00::/8, random 40-bit global id as RFC 4193 says).
@@ -34,16 +32,10 @@ fn ipv6_cluster_by_interface_name() {
     let prefix = ula_prefix();
     let addr = |i: usize| format!("{prefix}::{}", 10 + i);
     let ns0 = net.host_with(0, "eth0", &[&format!("{}/64", addr(0))]);
-    for i in 1..=3 {
-        let ns = net.host_with(i, "eth0", &[&format!("{}/64", addr(i))]);
-        let base = c.path(&format!("r{i}/base"));
-        fs::create_dir_all(&base).unwrap();
-        let mut more = c.key_args();
-        more.extend(FAST.map(String::from));
-        more.push("--no-fsync".into());
-        let d = c.daemon_at(&format!("r{i}"), base, 5000, Some(ns), "eth0", more);
-        c.push_daemon(d);
-    }
+    let hosts: Vec<(usize, String)> = (1..=3)
+        .map(|i| (i, net.host_with(i, "eth0", &[&format!("{}/64", addr(i))])))
+        .collect();
+    c.daemons_in(&hosts, |_| "eth0".into(), false, &fast_and(&[]));
     docroot(&c.src, 200, Some(4 << 20));
 
     // The receivers find each other over IPv6 multicast, and say so with IPv6 addresses.
@@ -79,6 +71,16 @@ fn v4_addr(i: usize) -> String {
     format!("198.18.{third}.{}", 30 + i)
 }
 
+/// Hosts 0..n on a fresh bridge at [`v4_addr`]; their namespaces.
+fn v4_hosts(net: &mut Net, n: usize) -> Vec<String> {
+    (0..n).map(|i| net.host(i, &v4_addr(i))).collect()
+}
+
+/// `spaces` with their host numbers, for [`Cluster::daemons_in`].
+fn numbered(spaces: &[String]) -> Vec<(usize, String)> {
+    spaces.iter().cloned().enumerate().collect()
+}
+
 /// Four namespaces that drop every multicast datagram (nftables in each): without `--peer`
 /// a direct front end finds nobody; with the same `--peer` list everywhere (own address
 /// included, and skipped) the daemons find each other by unicast, and a push through the
@@ -93,33 +95,13 @@ fn no_multicast_peer_lists() {
     let peers: Vec<String> = (0..4)
         .flat_map(|i| ["--peer".to_string(), v4_addr(i)])
         .collect();
-    let mut spaces = Vec::new();
-    for i in 0..4 {
-        let ns = net.host(i, &v4_addr(i));
-        net.drop_multicast(&ns);
-        spaces.push(ns);
+    let spaces = v4_hosts(&mut net, 4);
+    for ns in &spaces {
+        net.drop_multicast(ns);
     }
-    for (i, ns) in spaces.iter().enumerate() {
-        let name = if i == 0 {
-            "s0".to_string()
-        } else {
-            format!("r{i}")
-        };
-        let base = if i == 0 {
-            c.src.clone()
-        } else {
-            let b = c.path(&format!("{name}/base"));
-            fs::create_dir_all(&b).unwrap();
-            b
-        };
-        let mut more = c.key_args();
-        more.extend(FAST.map(String::from));
-        more.push("--no-fsync".into());
-        more.extend(peers.iter().cloned());
-        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), more);
-        d.sender = i == 0;
-        c.push_daemon(d);
-    }
+    let mut more = fast_and(&[]);
+    more.extend(peers.iter().cloned());
+    c.daemons_in(&numbered(&spaces), v4_addr, true, &more);
     docroot(&c.src, 200, Some(4 << 20));
 
     // Multicast really is gone: a front end without --peer hears nobody.
@@ -192,31 +174,9 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     }
     let mut net = Net::new();
     let mut c = Cluster::new();
-    let mut spaces = Vec::new();
-    for i in 0..4 {
-        spaces.push(net.host(i, &v4_addr(i)));
-    }
+    let spaces = v4_hosts(&mut net, 4);
     net.drop_group(&spaces[3], &c.group);
-    for (i, ns) in spaces.iter().enumerate() {
-        let name = if i == 0 {
-            "s0".to_string()
-        } else {
-            format!("r{i}")
-        };
-        let base = if i == 0 {
-            c.src.clone()
-        } else {
-            let b = c.path(&format!("{name}/base"));
-            fs::create_dir_all(&b).unwrap();
-            b
-        };
-        let mut more = c.key_args();
-        more.extend(FAST.map(String::from));
-        more.push("--no-fsync".into());
-        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), more);
-        d.sender = i == 0;
-        c.push_daemon(d);
-    }
+    c.daemons_in(&numbered(&spaces), v4_addr, true, &fast_and(&[]));
     docroot(&c.src, 200, Some(4 << 20));
 
     let sender = &c.daemons[0];
@@ -372,6 +332,68 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     drop(net);
 }
 
+/// The direct front end with default timing (daemons heartbeat once a second, the front end
+/// discovers for its default time and ends early once members answered): r1 drops the
+/// group, so the front end never hears it answer the join and has not seen three of its
+/// heartbeats when it pushes. The push probes r1 by unicast when it does not answer the
+/// announces: exit 0, every member exact, r1 served `unicast`, and all three in the result.
+#[test]
+fn a_direct_push_with_default_timing_serves_a_deaf_member_by_unicast() {
+    if !root_or_skip(
+        "a_direct_push_with_default_timing_serves_a_deaf_member_by_unicast",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let spaces = v4_hosts(&mut net, 4);
+    net.drop_group(&spaces[1], &c.group);
+    c.daemons_in(&numbered(&spaces)[1..], v4_addr, false, &[]);
+    docroot(&c.src, 200, Some(4 << 20));
+    // Steady state: the other daemons have heard r1's heartbeats.
+    wait_for("r2 to hear r1", RUN_LIMIT, || {
+        c.daemons[1]
+            .members(&[])
+            .stdout
+            .contains("r1 ")
+            .then_some(())
+    });
+    for round in 0..2 {
+        write(&c.src, "round.txt", format!("round {round}\n"));
+        let r = c.direct_in(
+            &spaces[0],
+            &v4_addr(0),
+            "sync",
+            &["-v", "--json", "-r", "."],
+        );
+        assert_eq!(r.code, 0, "{r}");
+        c.assert_all_identical();
+        // Probed in the push, not judged by heartbeats (the front end has not seen three).
+        assert!(
+            r.stderr
+                .contains("r1: no answer to 3 announces through the group"),
+            "{r}"
+        );
+        assert!(!r.stderr.contains("r2: no answer"), "{r}");
+        let j = r.json();
+        let members = j["members"].as_array().expect("members in the result");
+        let path_of = |name: &str| {
+            members
+                .iter()
+                .find(|m| m["name"] == name)
+                .map(|m| m["path"].clone())
+        };
+        assert_eq!(members.len(), 3, "{r}");
+        assert_eq!(path_of("r1"), Some("unicast".into()), "{r}");
+        assert_eq!(path_of("r2"), Some("multicast".into()), "{r}");
+        assert_eq!(path_of("r3"), Some("multicast".into()), "{r}");
+    }
+    assert!(net.dropped(&spaces[1]) > 0, "r1 dropped nothing");
+    drop(c);
+    drop(net);
+}
+
 /// A cluster of `1 + receivers` namespaces that drop all multicast, with daemons `s0` (the
 /// sender, base = the cluster's source) and `r1..`, every one given the whole `--peer` list
 /// and `more`. Returns the namespaces and the peer arguments.
@@ -384,34 +406,13 @@ fn peer_cluster(
     let peers: Vec<String> = (0..=receivers)
         .flat_map(|i| ["--peer".to_string(), v4_addr(i)])
         .collect();
-    let mut spaces = Vec::new();
-    for i in 0..=receivers {
-        let ns = net.host(i, &v4_addr(i));
-        net.drop_multicast(&ns);
-        spaces.push(ns);
+    let spaces = v4_hosts(net, receivers + 1);
+    for ns in &spaces {
+        net.drop_multicast(ns);
     }
-    for (i, ns) in spaces.iter().enumerate() {
-        let name = if i == 0 {
-            "s0".to_string()
-        } else {
-            format!("r{i}")
-        };
-        let base = if i == 0 {
-            c.src.clone()
-        } else {
-            let b = c.path(&format!("{name}/base"));
-            fs::create_dir_all(&b).unwrap();
-            b
-        };
-        let mut args = c.key_args();
-        args.extend(FAST.map(String::from));
-        args.push("--no-fsync".into());
-        args.extend(peers.iter().cloned());
-        args.extend(more.iter().map(|s| s.to_string()));
-        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), args);
-        d.sender = i == 0;
-        c.push_daemon(d);
-    }
+    let mut args = fast_and(more);
+    args.extend(peers.iter().cloned());
+    c.daemons_in(&numbered(&spaces), v4_addr, true, &args);
     let sender = &c.daemons[0];
     wait_for("s0 to see every receiver by unicast", RUN_LIMIT, || {
         let r = sender.members(&[]);
@@ -548,10 +549,7 @@ fn a_relay_bridges_a_subnet_the_group_does_not_reach() {
     }
     let mut net = Net::new();
     let mut c = Cluster::new();
-    let mut spaces = Vec::new();
-    for i in 0..5 {
-        spaces.push(net.host(i, &v4_addr(i)));
-    }
+    let spaces = v4_hosts(&mut net, 5);
     let side_a = format!("{{ {}, {} }}", v4_addr(0), v4_addr(1));
     for ns in &spaces[2..] {
         net.nft(ns, &["add", "table", "inet", "nogrp"]);
@@ -574,27 +572,7 @@ fn a_relay_bridges_a_subnet_the_group_does_not_reach() {
             ],
         );
     }
-    for (i, ns) in spaces.iter().enumerate() {
-        let name = if i == 0 {
-            "s0".to_string()
-        } else {
-            format!("r{i}")
-        };
-        let base = if i == 0 {
-            c.src.clone()
-        } else {
-            let b = c.path(&format!("{name}/base"));
-            fs::create_dir_all(&b).unwrap();
-            b
-        };
-        let mut more = c.key_args();
-        more.extend(FAST.map(String::from));
-        more.push("--no-fsync".into());
-        more.push("--relay".into());
-        let mut d = c.daemon_at(&name, base, 5000, Some(ns.clone()), &v4_addr(i), more);
-        d.sender = i == 0;
-        c.push_daemon(d);
-    }
+    c.daemons_in(&numbered(&spaces), v4_addr, true, &fast_and(&["--relay"]));
     docroot(&c.src, 50, None);
     let sender = &c.daemons[0];
     wait_for("s0 to put r2..r4 on the unicast path", RUN_LIMIT, || {

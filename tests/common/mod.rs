@@ -32,6 +32,11 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// Daemon flags that make a silent member fail fast.
 pub const FAST: [&str; 4] = ["--heartbeat", "200", "--member-timeout", "1500"];
 
+/// [`FAST`] followed by `extra`, as owned flags.
+pub fn fast_and(extra: &[&str]) -> Vec<String> {
+    FAST.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 // ---------------------------------------------------------------------------------------------
@@ -1627,6 +1632,40 @@ impl Cluster {
         d.start();
         self.daemons.push(d);
         self.daemons.len() - 1
+    }
+
+    /// Starts one keyed daemon (`--no-fsync` and `more`) in each namespace of `hosts`
+    /// (`(i, namespace)`, host `i` using interface `iface(i)`, console port 5000 inside its
+    /// namespace): host 0 is the sending daemon `s0` (base: the source) when `sender`, every
+    /// other host `r{i}` with an empty base `r{i}/base`.
+    pub fn daemons_in(
+        &mut self,
+        hosts: &[(usize, String)],
+        iface: impl Fn(usize) -> String,
+        sender: bool,
+        more: &[String],
+    ) {
+        for (i, ns) in hosts {
+            let s0 = *i == 0 && sender;
+            let name = if s0 {
+                "s0".to_string()
+            } else {
+                format!("r{i}")
+            };
+            let base = if s0 {
+                self.src.clone()
+            } else {
+                let b = self.path(&format!("{name}/base"));
+                fs::create_dir_all(&b).unwrap();
+                b
+            };
+            let mut args = self.key_args();
+            args.push("--no-fsync".into());
+            args.extend(more.iter().cloned());
+            let mut d = self.daemon_at(&name, base, 5000, Some(ns.clone()), &iface(*i), args);
+            d.sender = s0;
+            self.push_daemon(d);
+        }
     }
 
     /// Starts a keyed daemon named `name` on loopback with `extra` flags and waits for its
