@@ -534,6 +534,54 @@ fn relays_survive_loss() {
     drop(net);
 }
 
+/// A relay that stops answering mid-push (SIGSTOP) is planned out: the member it served gets
+/// the push directly (or through another relay) and ends exact, the stopped one is named
+/// failed, and nobody waits for it to expire. Two receivers with `--relay` and no multicast:
+/// one of them relays for the other, so stopping each in turn (one push each) stops the relay
+/// once.
+#[test]
+fn a_relay_stopped_mid_push_is_planned_out() {
+    if !root_or_skip(
+        "a_relay_stopped_mid_push_is_planned_out",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    docroot(&c.src, 20, None);
+    // s0 sends at most 100 Mbit/s (-T): the 32 MiB pushes take some 3 s.
+    peer_cluster(&mut net, &mut c, 2, &["--relay", "-T", "100"]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    for (stopped, alive) in [(1, 2), (2, 1)] {
+        write_big(&c.src.join(format!("stop-r{stopped}.bin")), 32 << 20);
+        let r = std::thread::scope(|s| {
+            let push = s.spawn(|| c.daemons[0].sync(&[]));
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            c.daemons[stopped].signal(libc::SIGSTOP);
+            push.join().unwrap()
+        });
+        c.daemons[stopped].signal(libc::SIGCONT);
+        eprintln!("r{stopped} stopped mid-push:\n{r}");
+        assert_ne!(r.code, 0, "{r}");
+        assert!(
+            !r.result_of(&format!("r{stopped}")).starts_with("ok"),
+            "{r}"
+        );
+        assert!(r.result_of(&format!("r{alive}")).starts_with("ok"), "{r}");
+        assert_identical(&c.src, &c.daemons[alive].base, &format!("r{alive}"));
+        wait_for("the stopped daemon to be heard again", RUN_LIMIT, || {
+            let m = c.daemons[0].members(&[]);
+            m.stdout.contains(&format!("r{stopped} ")).then_some(())
+        });
+    }
+    let r = c.daemons[0].sync(&[]);
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    drop(c);
+    drop(net);
+}
+
 /// Two "subnets" on one bridge that do not carry each other's multicast (nftables in r2..r4
 /// drop the group's datagrams from s0 and r1): with `--relay` everywhere, s0 multicasts to r1
 /// and sends one unicast copy to a relay among r2..r4, which multicasts it on its side. Every

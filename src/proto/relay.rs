@@ -49,6 +49,8 @@ pub fn relayed(kind: u8) -> bool {
 pub const MAX_ORIGINS: usize = 64;
 /// Longest an assignment stands at a relay, whatever the sender asked.
 pub const MAX_TTL: Duration = Duration::from_secs(30);
+/// Heartbeats a relay may miss before the sender plans without it.
+const QUIET_HEARTBEATS: u32 = 3;
 /// Heartbeats an assignment stands for (renewed every heartbeat while pushing).
 const TTL_HEARTBEATS: u32 = 3;
 
@@ -192,12 +194,20 @@ pub(crate) struct Relays {
 
 impl<S: Storage> Engine<S> {
     /// The relay plan for `to`, the addresses that get unicast copies of group datagrams:
-    /// members heard directly that offer to relay ([`HB_RELAY`]) may become relays.
+    /// members heard directly that offer to relay ([`HB_RELAY`]) may become relays, unless
+    /// they went quiet ([`QUIET_HEARTBEATS`] of their heartbeats missing) or a push of ours
+    /// failed them: a relay that stops answering mid-push is replaced at the next plan (the
+    /// driver re-plans every [`RELAY_PLAN_FOR`](crate::node)), so its members get the push
+    /// directly or through another relay instead of waiting for it to expire.
     pub fn relay_plan(&self, to: &[SocketAddr]) -> Plan {
+        let now = self.clock;
+        let quiet = self.cfg.heartbeat * self.hb_scale * QUIET_HEARTBEATS;
+        let failed = |n: u64| self.outbound.values().any(|ob| ob.failed_target(n));
         let by_addr: HashMap<SocketAddr, &super::members::MemberInfo> = self
             .members
             .iter()
             .filter(|m| m.direct)
+            .filter(|m| now.saturating_duration_since(m.last_seen) < quiet && !failed(m.node))
             .map(|m| (m.addr, m))
             .collect();
         let hops: Vec<Hop> = to

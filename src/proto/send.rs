@@ -968,6 +968,12 @@ impl Outbound {
         self.progress.push(line);
     }
 
+    /// Whether target `node` has failed in this push.
+    pub(crate) fn failed_target(&self, node: u64) -> bool {
+        self.target_pos(node)
+            .is_some_and(|p| self.targets[p].failed.is_some())
+    }
+
     /// Whether target `node` must answer (for receivers of a sender's own loopback).
     pub(crate) fn is_target(&self, node: u64) -> bool {
         self.target_pos(node).is_some()
