@@ -616,7 +616,8 @@ impl Node {
     /// `path=unicast`), how its datagrams come to us (`from=multicast|unicast`), for the
     /// unicast path why (`why=...`), and when measured the round-trip time of the last push
     /// to it (`rtt=1.25ms`) and the share of its heartbeats lost on the way here
-    /// (`loss=0.0%`).
+    /// (`loss=0.0%`); with `--relay`, the relay the current plan serves it through
+    /// (`via=NAME`, or the relay's address when it is not a member heard directly).
     pub fn member_line(&self, m: &proto::members::MemberInfo) -> String {
         let p = self.path(m);
         let from = if !self.unicast_only && self.engine.hears_group(Instant::now(), m.node) {
@@ -636,7 +637,23 @@ impl Node {
         if let Some(loss) = loss {
             l.push_str(&format!(" loss={:.1}%", loss * 100.0));
         }
+        if let Some(relay) = self.relayed_via(m.addr) {
+            l.push_str(" via=");
+            l.push_str(&relay);
+        }
         l
+    }
+
+    /// The relay through which the current relay plan sends to `addr` (one word).
+    fn relayed_via(&self, addr: std::net::SocketAddr) -> Option<String> {
+        let (_, _, plan) = self.relay_plan.as_ref()?;
+        let (relay, _) = plan.relays.iter().find(|(_, l)| l.contains(&addr))?;
+        Some(
+            match self.engine.members().find(|m| m.direct && m.addr == *relay) {
+                Some(m) => crate::escape::word_str(&m.name).into_owned(),
+                None => relay.to_string(),
+            },
+        )
     }
 
     /// Says goodbye to the cluster and flushes it out.

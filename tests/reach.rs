@@ -560,6 +560,28 @@ fn a_relay_stopped_mid_push_is_planned_out() {
         &["--relay", "-T", "100", "--member-expiry", "120000"],
     );
     std::thread::sleep(std::time::Duration::from_millis(600));
+    // members and doctor say which member is served through which relay: one of the two
+    // relays for the other.
+    let m = c.daemons[0].members(&["--json"]);
+    let via: Vec<(String, String)> = m.json()["members"]
+        .as_array()
+        .expect("a list of members")
+        .iter()
+        .filter_map(|r| Some((r["name"].as_str()?.into(), r["via"].as_str()?.into())))
+        .collect();
+    assert!(
+        via == [("r1".into(), "r2".into())] || via == [("r2".into(), "r1".into())],
+        "{via:?}\n{m}"
+    );
+    let d = run(
+        &mut c.daemons[0].command(&["doctor", "--console", &c.daemons[0].console_addr()]),
+        RUN_LIMIT,
+    );
+    assert!(
+        d.stdout.lines().next().unwrap_or("").ends_with("VIA"),
+        "{d}"
+    );
+    assert!(line_of(&d.stdout, &via[0].0).ends_with(&via[0].1), "{d}");
     for (stopped, alive) in [(1, 2), (2, 1)] {
         write_big(&c.src.join(format!("stop-r{stopped}.bin")), 32 << 20);
         let r = std::thread::scope(|s| {

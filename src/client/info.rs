@@ -40,7 +40,7 @@ fn member_lines(front: &FrontArgs, sub: &ArgMatches) -> Result<Vec<String>> {
 pub fn doctor(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
     let lines = member_lines(front, sub)?;
     let mut rows = vec![[
-        "MEMBER", "ADDRESS", "TO-IT", "FROM-IT", "PATH", "RTT", "LOSS", "WHY",
+        "MEMBER", "ADDRESS", "TO-IT", "FROM-IT", "PATH", "RTT", "LOSS", "WHY", "VIA",
     ]
     .map(String::from)];
     let mut unicast = 0;
@@ -61,7 +61,7 @@ pub fn doctor(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
         json.push(serde_json::json!({
             "name": m.name, "address": m.address, "multicast_to": to_it,
             "multicast_from": from_it, "path": path, "why": why,
-            "rtt_ms": m.rtt_ms, "loss": m.loss,
+            "rtt_ms": m.rtt_ms, "loss": m.loss, "via": m.via,
         }));
         rows.push([
             crate::escape::word_str(&m.name).into_owned(),
@@ -72,6 +72,9 @@ pub fn doctor(front: &FrontArgs, sub: &ArgMatches) -> Result<Exit> {
             m.rtt_ms.map_or("-".into(), |r| format!("{r:.2}ms")),
             m.loss.map_or("-".into(), |l| format!("{:.1}%", l * 100.0)),
             why,
+            m.via
+                .as_deref()
+                .map_or("-".into(), |v| crate::escape::word_str(v).into_owned()),
         ]);
     }
     if front.output.json {
@@ -183,6 +186,9 @@ struct MemberRow {
     /// Share of its heartbeats lost on the way to us, 0..1 (once a window was counted).
     #[serde(skip_serializing_if = "Option::is_none")]
     loss: Option<f64>,
+    /// With `--relay`: the relay that forwards our pushes to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -222,6 +228,7 @@ fn parse_member(l: &str) -> Option<MemberRow> {
         why: None,
         rtt_ms: None,
         loss: None,
+        via: None,
     };
     for word in &w[2..] {
         match word.split_once('=') {
@@ -242,6 +249,7 @@ fn parse_member(l: &str) -> Option<MemberRow> {
             Some(("path", v)) => row.path = Some(v.to_string()),
             Some(("from", v)) => row.from = Some(v.to_string()),
             Some(("why", v)) => row.why = Some(unescaped(v)),
+            Some(("via", v)) => row.via = Some(unescaped(v)),
             Some(("rtt", v)) => row.rtt_ms = v.trim_end_matches("ms").parse().ok(),
             Some(("loss", v)) => {
                 row.loss = v
@@ -312,10 +320,12 @@ fn print_members(lines: &[String], out: &OutputArgs) -> Result<()> {
             r.state.clone(),
             r.version.as_deref().map_or("-".into(), esc),
             r.proto.map_or("-".into(), |p| p.to_string()),
-            match (&r.path, &r.why) {
-                (Some(p), Some(w)) => format!("{p} ({})", esc(w)),
-                (Some(p), None) => p.clone(),
-                (None, _) => "-".into(),
+            match (&r.path, &r.why, &r.via) {
+                (Some(p), Some(w), Some(v)) => format!("{p} ({}, via {})", esc(w), esc(v)),
+                (Some(p), Some(w), None) => format!("{p} ({})", esc(w)),
+                (Some(p), None, Some(v)) => format!("{p} (via {})", esc(v)),
+                (Some(p), None, None) => p.clone(),
+                (None, ..) => "-".into(),
             },
             last,
         ]);
