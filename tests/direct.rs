@@ -640,3 +640,34 @@ fn console_mode_goes_through_the_daemon_with_the_same_table_and_exits() {
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("no daemon answers"), "{r}");
 }
+
+/// A receiver first heard while a direct push is under way was not pushed to: the result
+/// names it failed ("not pushed to") instead of leaving it out, and the exit says so.
+#[test]
+fn a_member_heard_only_during_the_push_is_named_not_pushed_to() {
+    let c = Cluster::start(2);
+    write_big(&c.src.join("slow.bin"), 48 << 20);
+    let mut late = c.daemon_on_loopback("late", &[]);
+    let r = std::thread::scope(|s| {
+        // 48 MiB at 16 MiB/s: some 3 s, and the late daemon starts 1 s in.
+        let push = s.spawn(|| c.direct("sync", &["--bwlimit", "16M", "--json", "-r", "."]));
+        std::thread::sleep(Duration::from_millis(1000));
+        late.start();
+        push.join().unwrap()
+    });
+    assert_ne!(r.code, 0, "{r}");
+    let j = r.json();
+    let members = j["members"].as_array().expect("members in the result");
+    let of = |name: &str| {
+        members
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m.to_string())
+            .unwrap_or_default()
+    };
+    assert!(of("late").contains("not pushed to"), "{r}");
+    for name in c.receiver_names() {
+        assert!(of(&name).contains("\"result\":\"ok\""), "{name}: {r}");
+    }
+    c.assert_all_identical();
+}

@@ -391,6 +391,25 @@ pub(crate) fn push_on(
         }
         let _ = s.save();
     }
+    // Every receiving member the front end knows of by now is in the result: one first heard
+    // during the push (its heartbeats came late, or nobody had heard it when discovery
+    // ended) was not pushed to, and is named failed rather than left out.
+    let (now_live, ..) =
+        node::resolve_targets(node.engine.members(), std::iter::empty(), &[], p.targets);
+    for n in now_live {
+        let Some(m) = node.engine.members().find(|m| m.node == n) else {
+            continue;
+        };
+        let named = report.members.iter().any(|r| r.name == m.name)
+            || absent.iter().any(|a| a.name == m.name);
+        if !named {
+            absent.push(Absent {
+                name: m.name.clone(),
+                address: m.addr.ip().to_string(),
+                reason: "heard only after the push began: not pushed to".into(),
+            });
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     let mut o = if p.check {
         Outcome::from_check(&manifest, &report, &absent, secs)
