@@ -175,6 +175,9 @@ impl Node {
             // Commits run on a worker thread; it wakes this loop when one ended (issue 13).
             let wake = net.waker().context("wake-up eventfd")?;
             storage.offload_commits(std::sync::Arc::new(move || wake.wake()));
+            // Payload writes run on a writer thread too, so receipt never waits for the disk
+            // (issue 11).
+            storage.pool_writes();
         }
         cfg.engine.sealed = !cfg.keys.is_empty();
         if cfg.engine.cluster == 0 {

@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 use super::checked_split;
 use super::stage::WRITEBACK_EVERY;
 use super::sys::start_writeback;
+use super::writer::write_pieces;
 use super::FsStorage;
 use crate::proto::manifest::Entry;
 use crate::proto::storage::XferKey;
@@ -52,23 +53,35 @@ impl FsStorage {
             self.pending_bytes += entry.size as usize;
             return Ok(());
         }
-        let f = self.staged_file(key, idx, entry, true)?;
-        let mut from = 0;
-        for &(at, len) in &pieces {
-            f.write_all_at(&data[from..from + len as usize], at)?;
-            from += len as usize;
-        }
+        // With a write pool the staged file is created (or reopened) here, so a refusal or
+        // a failure to create shows at once, and only the write itself is queued.
+        let target = match self.writer.as_ref().and_then(|w| w.target(k)) {
+            Some(t) => Some(t),
+            None if self.writer.is_some() => {
+                let f = self.staged_file(key, idx, entry, true)?.try_clone()?;
+                let w = self.writer.as_mut().expect("checked");
+                Some(w.add_target(k, f, &entry.path))
+            }
+            None => None,
+        };
+        let mut writeback = false;
         if self.opts.durable {
             if let Some(s) = self.staged.get_mut(&k) {
                 s.unsynced += data.len() as u64;
                 if s.unsynced >= WRITEBACK_EVERY {
                     s.unsynced = 0;
-                    // Asynchronous: starts writing dirty pages, waits for nothing.
-                    if let Some(f) = &s.file {
-                        start_writeback(f);
-                    }
+                    writeback = true;
                 }
             }
+        }
+        if let (Some(t), Some(w)) = (target, self.writer.as_mut()) {
+            return w.submit(t, pieces, data, writeback);
+        }
+        let f = self.staged_file(key, idx, entry, true)?;
+        write_pieces(f, &pieces, data)?;
+        if writeback {
+            // Asynchronous: starts writing dirty pages, waits for nothing.
+            start_writeback(f);
         }
         Ok(())
     }

@@ -44,6 +44,18 @@ impl FsStorage {
         key: XferKey,
         req: &CommitRequest<'_>,
     ) -> Option<CommitOutcome> {
+        // A `--before-commit` hook does not run for a transfer whose queued write failed.
+        if !self.is_prepared(key)
+            && self
+                .opts
+                .hooks
+                .as_ref()
+                .is_some_and(|h| h.before_commit.is_some())
+        {
+            if let Some(msg) = self.settle_writes(key) {
+                return Some(self.fail_written(key, msg));
+            }
+        }
         if let Some(r) = req.manifest.release() {
             self.hooks.release.insert(key, r.name.clone());
         }
@@ -62,6 +74,11 @@ impl FsStorage {
         key: XferKey,
         req: &CommitRequest<'_>,
     ) -> Option<Result<(), String>> {
+        // Every queued write lands first; one that failed fails the push here as a failed
+        // synchronous write would (the engine then drops the staging).
+        if let Some(msg) = self.settle_writes(key) {
+            return Some(Err(msg));
+        }
         // Atomic pushes over the same paths are serialized here: while one is between
         // PREPARE and its end, another touching any of its paths is refused (not committed
         // anywhere); the sender may push again.

@@ -60,6 +60,7 @@ mod tests_journal;
 #[cfg(test)]
 mod tests_kinds;
 mod walk;
+mod writer;
 mod xattrs;
 
 use std::cell::Cell;
@@ -87,6 +88,7 @@ pub use protect::Protection;
 pub(crate) use release::drop_owned;
 pub use release::sweep_releases;
 pub use sweep::sweep_temp;
+pub use writer::WriteStats;
 
 /// How a daemon applies transfers to its base directory.
 #[derive(Clone, Debug, Default)]
@@ -211,6 +213,9 @@ pub struct FsStorage {
     offload: Option<Box<offload::Offload>>,
     /// Commits finished without the worker and not collected yet (`offload.rs`).
     finished: Vec<(XferKey, CommitOutcome)>,
+    /// The write pool, when received payload is written off the caller's thread
+    /// (`writer.rs`).
+    writer: Option<Box<writer::WritePool>>,
 }
 
 impl FsStorage {
@@ -250,6 +255,7 @@ impl FsStorage {
             journals: journal::Journals::default(),
             offload: None,
             finished: Vec::new(),
+            writer: None,
         }
     }
 
@@ -468,6 +474,13 @@ impl Storage for FsStorage {
         // A gathered file that cannot be written out fails the transfer, as a failed write
         // of a bigger one does.
         self.flush_pending(key, idx, e)?;
+        if let Some(w) = self.writer.as_mut() {
+            // Its last writes may still be queued: the commit sets the attributes then.
+            w.forget_target((key, idx));
+            if w.in_flight((key, idx)) > 0 {
+                return Ok(());
+            }
+        }
         // Attributes now, while the network is what the transfer waits for; the commit is
         // then one rename per file. Only while the file stays ours alone: it may still be
         // read back to decode parity for other files, so it is not handed to another owner
@@ -524,6 +537,9 @@ impl Storage for FsStorage {
             }
             return Ok(());
         }
+        if let Some(w) = &self.writer {
+            w.wait_file((key, idx));
+        }
         let f = self.staged_checked(key, idx, entry)?;
         for (at, len) in pieces {
             f.read_exact_at(&mut buf[to..to + len as usize], at)?;
@@ -544,6 +560,9 @@ impl Storage for FsStorage {
     }
 
     fn abort(&mut self, key: XferKey) {
+        if let Some(w) = self.writer.as_mut() {
+            w.cancel(key);
+        }
         self.release_abort(key);
         self.journal_done(key);
         self.forget_hooks(key);

@@ -52,6 +52,9 @@ pub(super) struct Job {
     /// An atomic push's journal entry (its `.go` is written and the journal removed by the
     /// commit, on the worker); its claim on paths stays with the loop until the commit ends.
     journal: Option<super::journal::Unfinished>,
+    /// The write pool's barrier: the commit waits there for the transfer's queued writes
+    /// (`writer.rs`), and one that failed fails it.
+    fence: Option<super::writer::Fence>,
 }
 
 /// A finished commit and what it cost.
@@ -144,6 +147,9 @@ impl FsStorage {
         req: &CommitRequest<'_>,
     ) -> Option<CommitOutcome> {
         if self.offload.is_none() {
+            if let Some(msg) = self.settle_writes(key) {
+                return Some(self.fail_written(key, msg));
+            }
             return Some(self.commit_now(key, req));
         }
         let job = self.detach(key, req);
@@ -310,7 +316,12 @@ impl FsStorage {
             .into_iter()
             .filter_map(|k| self.refusals.remove(&k).map(|r| (k, r)))
             .collect();
+        let fence = self.writer.as_mut().map(|w| {
+            w.forget_transfer(key);
+            w.fence()
+        });
         Job {
+            fence,
             key,
             manifest: req.manifest.clone(),
             flags: req.flags.to_vec(),
@@ -356,6 +367,21 @@ impl FsStorage {
         }
     }
 
+    /// Waits for transfer `key`'s queued writes (on this thread); the first that failed.
+    pub(super) fn settle_writes(&mut self, key: XferKey) -> Option<String> {
+        self.writer.as_ref().and_then(|w| w.settle(key))
+    }
+
+    /// A queued write of transfer `key` failed: it is dropped as the engine drops a transfer
+    /// whose write failed, with the same message.
+    pub(super) fn fail_written(&mut self, key: XferKey, msg: String) -> CommitOutcome {
+        crate::proto::storage::Storage::abort(self, key);
+        CommitOutcome {
+            errors: vec![msg],
+            ..Default::default()
+        }
+    }
+
     /// A storage on the same base descriptor and options, for the worker.
     fn sibling(&self) -> FsStorage {
         let mut s =
@@ -368,7 +394,20 @@ impl FsStorage {
 /// Attaches and commits one job on `s`, counting what it cost.
 fn commit_job(s: &mut FsStorage, mut job: Job, delay: Duration) -> Done {
     let (fsync, syncfs, refused) = (s.sync_calls.fsync(), s.sync_calls.syncfs(), s.refused);
+    let failed = job.fence.take().and_then(|f| f.settle(job.key));
     s.attach(&mut job);
+    if let Some(msg) = failed {
+        let started = Instant::now();
+        let out = s.fail_written(job.key, msg);
+        return Done {
+            key: job.key,
+            out,
+            took: started.elapsed(),
+            fsync: 0,
+            syncfs: 0,
+            refused: s.refused - refused,
+        };
+    }
     if !delay.is_zero() {
         std::thread::sleep(delay);
     }

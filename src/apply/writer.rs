@@ -1,0 +1,427 @@
+//! The write pool: received payload is written into staged files on worker threads, so the
+//! network thread only checks, copies and hands the bytes over (issue 11); it owns the
+//! queue, its byte budget, the threads and the barriers, not how a file is staged
+//! (`stage.rs`, `gather.rs`) or committed (`commit.rs`, `offload.rs`).
+//!
+//! The engine still calls `Storage::write` synchronously; with a pool the write is *accepted*
+//! (checked, its staged file created or reopened on the caller's thread, so refusals and
+//! failures to create show at once as before) and the `pwrite` itself is queued. Payload
+//! blocks never overlap, so queued writes may land in any order; what must wait for them is
+//! ordered by barriers:
+//! - reading a staged file back (parity decode) waits for that file's queued writes;
+//! - finishing a file early (`Storage::complete`) is skipped while its writes are queued (the
+//!   commit then sets its attributes, as it does whenever the early step did not happen);
+//! - a commit (and an atomic push's PREPARE) waits for every queued write of its transfer —
+//!   on the commit worker when commits are offloaded, so the network thread does not — and a
+//!   write that failed there fails the transfer with the very message a synchronous failed
+//!   write gives (`path: reason`), nothing of it applied;
+//! - an abort drops the transfer's queued writes.
+//!
+//! Memory is bounded by [`BUDGET`] bytes of queued data per daemon, whoever sends. When the
+//! budget is full the network thread waits at most [`FULL_WAIT`] for room and then writes
+//! the block itself, as without a pool: nothing accepted is ever dropped (the engine counts
+//! a block as stored once `write` returned), and a disk slower than the network slows the
+//! loop no more than it did before.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::sys::start_writeback;
+use crate::proto::storage::{show, XferKey};
+
+/// Writer threads per daemon. Buffered writes into one file serialize on its inode, so one
+/// thread takes all the network thread shed; a second helps only with several files at once.
+pub(super) const THREADS: usize = 1;
+/// Most bytes of payload queued (or being written) at once, per daemon.
+pub(super) const BUDGET: usize = 48 << 20;
+/// How long the network thread waits for room in a full budget before writing itself.
+pub(super) const FULL_WAIT: Duration = Duration::from_millis(5);
+
+/// One staged file as the writers see it: a duplicate of its descriptor (so closing the
+/// staged copy to stay within the open-file budget does not disturb queued writes) and its
+/// path for error messages.
+#[derive(Debug)]
+pub(super) struct Target {
+    file: File,
+    path: Vec<u8>,
+    key: XferKey,
+    idx: u32,
+}
+
+/// One queued write: `data` goes to the file ranges `pieces` (offset, length) in order.
+struct Job {
+    target: Arc<Target>,
+    pieces: Vec<(u64, u64)>,
+    data: Vec<u8>,
+    /// Start writeback after the write (durable daemons, every `WRITEBACK_EVERY` bytes).
+    writeback: bool,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    /// Bytes queued or being written.
+    bytes: usize,
+    /// Writes queued or running, per staged file and per transfer.
+    per_file: HashMap<(XferKey, u32), usize>,
+    per_key: HashMap<XferKey, usize>,
+    /// The first failed write of each transfer (`path: reason`).
+    errors: HashMap<XferKey, String>,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a job is queued or the pool stops (writers wait on it).
+    more: Condvar,
+    /// Signalled when a job ended (the budget and the barriers wait on it).
+    ended: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A writer that panicked leaves consistent counters (it panics outside the lock).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until transfer `key` has no write queued or running, and takes its error.
+    fn settle(&self, key: XferKey) -> Option<String> {
+        let mut st = self.lock();
+        while st.per_key.contains_key(&key) {
+            st = self.ended.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.errors.remove(&key)
+    }
+}
+
+/// A handle on the pool for the commit worker: waits for a transfer's writes.
+#[derive(Clone)]
+pub(super) struct Fence(Arc<Shared>);
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
+}
+
+impl Fence {
+    /// Waits until every write of transfer `key` queued so far is done; the first that
+    /// failed, as `path: reason`.
+    pub(super) fn settle(&self, key: XferKey) -> Option<String> {
+        self.0.settle(key)
+    }
+}
+
+/// Counters of the pool (for tests and `status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Writes handed to the pool.
+    pub queued: u64,
+    /// Writes the network thread did itself because the budget stayed full.
+    pub inline: u64,
+    /// Times the network thread waited for room.
+    pub waits: u64,
+}
+
+/// The network thread's side of the pool.
+pub(super) struct WritePool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    /// Writers to start (they start on the first write: after the daemon forked and gave up
+    /// root); 0 once started, or when starting failed (every write is then done inline).
+    to_start: usize,
+    budget: usize,
+    /// Descriptors of files being received, by staged entry (dropped at complete/commit).
+    targets: HashMap<(XferKey, u32), Arc<Target>>,
+    pub(super) stats: WriteStats,
+    /// Test hook: writers fail every write with this error (a full disk).
+    #[cfg(test)]
+    pub(super) fail: Arc<Mutex<Option<io::ErrorKind>>>,
+}
+
+impl std::fmt::Debug for WritePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WritePool")
+            .field("threads", &self.threads.len())
+            .field("targets", &self.targets.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl WritePool {
+    pub(super) fn new(threads: usize, budget: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                more: Condvar::new(),
+                ended: Condvar::new(),
+            }),
+            threads: Vec::new(),
+            to_start: threads,
+            budget: budget.max(1),
+            targets: HashMap::new(),
+            stats: WriteStats::default(),
+            #[cfg(test)]
+            fail: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The writers' descriptor of staged entry `k`, if it has one.
+    pub(super) fn target(&self, k: (XferKey, u32)) -> Option<Arc<Target>> {
+        self.targets.get(&k).cloned()
+    }
+
+    /// Gives staged entry `k` a writers' descriptor (`file`, a duplicate of its own).
+    pub(super) fn add_target(&mut self, k: (XferKey, u32), file: File, path: &[u8]) -> Arc<Target> {
+        let t = Arc::new(Target {
+            file,
+            path: path.to_vec(),
+            key: k.0,
+            idx: k.1,
+        });
+        self.targets.insert(k, t.clone());
+        t
+    }
+
+    /// Drops staged entry `k`'s descriptor (queued writes keep theirs until done).
+    pub(super) fn forget_target(&mut self, k: (XferKey, u32)) {
+        self.targets.remove(&k);
+    }
+
+    /// Drops transfer `key`'s descriptors (its commit took its staging elsewhere).
+    pub(super) fn forget_transfer(&mut self, key: XferKey) {
+        self.targets.retain(|(k, _), _| *k != key);
+    }
+
+    /// Writes queued or running for staged entry `k`.
+    pub(super) fn in_flight(&self, k: (XferKey, u32)) -> usize {
+        self.shared.lock().per_file.get(&k).copied().unwrap_or(0)
+    }
+
+    /// Waits until staged entry `k` has no write queued or running (a read-back barrier).
+    pub(super) fn wait_file(&self, k: (XferKey, u32)) {
+        let mut st = self.shared.lock();
+        while st.per_file.contains_key(&k) {
+            st = self
+                .shared
+                .ended
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Waits for transfer `key`'s writes; the first that failed, as `path: reason`.
+    pub(super) fn settle(&self, key: XferKey) -> Option<String> {
+        self.shared.settle(key)
+    }
+
+    /// A handle for waiting on writes from another thread (the commit worker).
+    pub(super) fn fence(&self) -> Fence {
+        Fence(self.shared.clone())
+    }
+
+    /// Transfer `key` is dropped: its queued writes go, running ones are waited for (at most
+    /// one block per writer), and its error and descriptors are forgotten.
+    pub(super) fn cancel(&mut self, key: XferKey) {
+        self.targets.retain(|(k, _), _| *k != key);
+        {
+            let mut st = self.shared.lock();
+            let mut dropped = Vec::new();
+            st.jobs.retain(|j| {
+                let keep = j.target.key != key;
+                if !keep {
+                    dropped.push((j.target.idx, j.data.len()));
+                }
+                keep
+            });
+            for (idx, len) in dropped {
+                end_job(&mut st, key, idx, len);
+            }
+        }
+        self.shared.ended.notify_all();
+        self.settle(key);
+    }
+
+    /// Queues `data` for the file ranges `pieces` of `target` (see the module doc for a full
+    /// budget). An error is only returned for a write done here.
+    pub(super) fn submit(
+        &mut self,
+        target: Arc<Target>,
+        pieces: Vec<(u64, u64)>,
+        data: &[u8],
+        writeback: bool,
+    ) -> io::Result<()> {
+        self.start();
+        let len = data.len();
+        let mut st = self.shared.lock();
+        if self.threads.is_empty() {
+            drop(st);
+            return write_pieces(&target.file, &pieces, data);
+        }
+        if st.bytes > 0 && st.bytes + len > self.budget {
+            self.stats.waits += 1;
+            let until = Instant::now() + FULL_WAIT;
+            while st.bytes > 0 && st.bytes + len > self.budget {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    drop(st);
+                    self.stats.inline += 1;
+                    let r = write_pieces(&target.file, &pieces, data);
+                    if writeback {
+                        start_writeback(&target.file);
+                    }
+                    return r;
+                }
+                st = self
+                    .shared
+                    .ended
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        st.bytes += len;
+        *st.per_file.entry((target.key, target.idx)).or_insert(0) += 1;
+        *st.per_key.entry(target.key).or_insert(0) += 1;
+        st.jobs.push_back(Job {
+            target,
+            pieces,
+            data: data.to_vec(),
+            writeback,
+        });
+        drop(st);
+        self.stats.queued += 1;
+        self.shared.more.notify_one();
+        Ok(())
+    }
+
+    /// Starts the writers the first time (a thread that cannot start leaves the writes to
+    /// the caller).
+    fn start(&mut self) {
+        if self.to_start == 0 {
+            return;
+        }
+        for i in 0..std::mem::take(&mut self.to_start) {
+            let sh = self.shared.clone();
+            #[cfg(test)]
+            let fail = self.fail.clone();
+            #[cfg(not(test))]
+            let fail = ();
+            match std::thread::Builder::new()
+                .name(format!("makuo-write{i}"))
+                .spawn(move || run(sh, fail))
+            {
+                Ok(t) => self.threads.push(t),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Drop for WritePool {
+    fn drop(&mut self) {
+        // Queued writes still go out (the staged files are dropped by their owner anyway).
+        self.shared.lock().stop = true;
+        self.shared.more.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Counts a job of `key`/`idx` with `len` bytes as ended.
+fn end_job(st: &mut State, key: XferKey, idx: u32, len: usize) {
+    st.bytes -= len;
+    if let Some(n) = st.per_file.get_mut(&(key, idx)) {
+        *n -= 1;
+        if *n == 0 {
+            st.per_file.remove(&(key, idx));
+        }
+    }
+    if let Some(n) = st.per_key.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            st.per_key.remove(&key);
+        }
+    }
+}
+
+/// Writes `data` to the file ranges `pieces` of `file`.
+pub(super) fn write_pieces(file: &File, pieces: &[(u64, u64)], data: &[u8]) -> io::Result<()> {
+    let mut from = 0;
+    for &(at, len) in pieces {
+        file.write_all_at(&data[from..from + len as usize], at)?;
+        from += len as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+type FailHook = Arc<Mutex<Option<io::ErrorKind>>>;
+#[cfg(not(test))]
+type FailHook = ();
+
+/// A writer: takes jobs in order until the pool stops and its queue is empty.
+fn run(sh: Arc<Shared>, fail: FailHook) {
+    let mut st = sh.lock();
+    loop {
+        let Some(job) = st.jobs.pop_front() else {
+            if st.stop {
+                return;
+            }
+            st = sh.more.wait(st).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        drop(st);
+        #[cfg(test)]
+        let forced = *fail.lock().unwrap();
+        #[cfg(not(test))]
+        let forced: Option<io::ErrorKind> = {
+            let _ = &fail;
+            None
+        };
+        let r = match forced {
+            Some(kind) => Err(io::Error::from(kind)),
+            None => write_pieces(&job.target.file, &job.pieces, &job.data),
+        };
+        if job.writeback && r.is_ok() {
+            start_writeback(&job.target.file);
+        }
+        let (key, idx, len) = (job.target.key, job.target.idx, job.data.len());
+        let failed = r.err().map(|e| format!("{}: {e}", show(&job.target.path)));
+        drop(job);
+        st = sh.lock();
+        if let Some(msg) = failed {
+            st.errors.entry(key).or_insert(msg);
+        }
+        end_job(&mut st, key, idx, len);
+        sh.ended.notify_all();
+    }
+}
+
+impl super::FsStorage {
+    /// Writes received payload on [`THREADS`] writer threads from now on, with at most
+    /// [`BUDGET`] bytes queued (the threads start at the first write).
+    pub fn pool_writes(&mut self) {
+        self.pool_writes_with(THREADS, BUDGET);
+    }
+
+    /// [`FsStorage::pool_writes`](super::FsStorage::pool_writes) with `threads` writers and
+    /// a `budget` of queued bytes.
+    pub(super) fn pool_writes_with(&mut self, threads: usize, budget: usize) {
+        self.writer = Some(Box::new(WritePool::new(threads, budget)));
+    }
+
+    /// The write pool's counters (zero without one).
+    pub fn write_stats(&self) -> WriteStats {
+        self.writer
+            .as_ref()
+            .map_or_else(WriteStats::default, |w| w.stats)
+    }
+}
