@@ -310,6 +310,8 @@ impl Node {
     /// One bounded round: wait for input up to the engine's deadline (at most `cap`), feed
     /// it, fire timers, send what is due. Returns the engine's events.
     pub fn turn(&mut self, cap: Duration) -> Result<Vec<Event>> {
+        // Writes queued by the last batch go to the writer before this loop may sleep.
+        self.engine.storage_mut().flush_writes();
         let now = Instant::now();
         // A push's datagrams are paced: poll_timeout says when the next one may go.
         let wait = self

@@ -59,6 +59,8 @@ mod tests_durable;
 mod tests_journal;
 #[cfg(test)]
 mod tests_kinds;
+#[cfg(test)]
+mod tests_writer;
 mod walk;
 mod writer;
 mod xattrs;
@@ -537,7 +539,7 @@ impl Storage for FsStorage {
             }
             return Ok(());
         }
-        if let Some(w) = &self.writer {
+        if let Some(w) = self.writer.as_mut() {
             w.wait_file((key, idx));
         }
         let f = self.staged_checked(key, idx, entry)?;

@@ -369,7 +369,7 @@ impl FsStorage {
 
     /// Waits for transfer `key`'s queued writes (on this thread); the first that failed.
     pub(super) fn settle_writes(&mut self, key: XferKey) -> Option<String> {
-        self.writer.as_ref().and_then(|w| w.settle(key))
+        self.writer.as_mut().and_then(|w| w.settle(key))
     }
 
     /// A queued write of transfer `key` failed: it is dropped as the engine drops a transfer

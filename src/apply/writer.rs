@@ -60,12 +60,14 @@ struct Job {
     data: Vec<u8>,
     /// Start writeback after the write (durable daemons, every `WRITEBACK_EVERY` bytes).
     writeback: bool,
+    /// Bytes it holds (its buffer's capacity), counted against the budget.
+    cost: usize,
 }
 
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
-    /// Bytes queued or being written.
+    /// Bytes queued or being written (buffer capacity).
     bytes: usize,
     /// Writes queued or running, per staged file and per transfer.
     per_file: HashMap<(XferKey, u32), usize>,
@@ -73,7 +75,22 @@ struct State {
     /// The first failed write of each transfer (`path: reason`).
     errors: HashMap<XferKey, String>,
     stop: bool,
+    /// Buffers of finished jobs, for the next ones (a fresh allocation per datagram cost
+    /// the network thread more than the copy).
+    spare: Vec<Vec<u8>>,
+    spare_bytes: usize,
+    /// Writers asleep waiting for a job, and threads waiting for one to end: a wake-up
+    /// (a futex call) is made only when someone waits.
+    idle: usize,
+    waiting: usize,
 }
+
+/// Most bytes of spare buffers kept.
+const SPARE: usize = 8 << 20;
+/// Consecutive writes of one file are joined into one write of at most this many bytes while
+/// queued (the sender sends a file's blocks in order): fewer jobs for the network thread to
+/// queue, fewer system calls for the writer.
+const MAX_JOB: usize = 256 << 10;
 
 struct Shared {
     state: Mutex<State>,
@@ -89,11 +106,36 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits (at most `limit`) until a job ends.
+    fn wait_ended<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        limit: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        // A writer may sleep on a short queue (see `WritePool::submit`): whoever waits for
+        // a job to end wakes it first.
+        if st.idle > 0 && !st.jobs.is_empty() {
+            self.more.notify_one();
+        }
+        st.waiting += 1;
+        let mut st = match limit {
+            None => self.ended.wait(st).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                self.ended
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+        st.waiting -= 1;
+        st
+    }
+
     /// Waits until transfer `key` has no write queued or running, and takes its error.
     fn settle(&self, key: XferKey) -> Option<String> {
         let mut st = self.lock();
         while st.per_key.contains_key(&key) {
-            st = self.ended.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.wait_ended(st, None);
         }
         st.errors.remove(&key)
     }
@@ -138,6 +180,8 @@ pub(super) struct WritePool {
     budget: usize,
     /// Descriptors of files being received, by staged entry (dropped at complete/commit).
     targets: HashMap<(XferKey, u32), Arc<Target>>,
+    /// The job being joined on this thread (not yet handed to the writers).
+    local: Option<Job>,
     pub(super) stats: WriteStats,
     /// Test hook: writers fail every write with this error (a full disk).
     #[cfg(test)]
@@ -166,6 +210,7 @@ impl WritePool {
             to_start: threads,
             budget: budget.max(1),
             targets: HashMap::new(),
+            local: None,
             stats: WriteStats::default(),
             #[cfg(test)]
             fail: Arc::new(Mutex::new(None)),
@@ -200,35 +245,37 @@ impl WritePool {
     }
 
     /// Writes queued or running for staged entry `k`.
-    pub(super) fn in_flight(&self, k: (XferKey, u32)) -> usize {
+    pub(super) fn in_flight(&mut self, k: (XferKey, u32)) -> usize {
+        self.push_local();
         self.shared.lock().per_file.get(&k).copied().unwrap_or(0)
     }
 
     /// Waits until staged entry `k` has no write queued or running (a read-back barrier).
-    pub(super) fn wait_file(&self, k: (XferKey, u32)) {
+    pub(super) fn wait_file(&mut self, k: (XferKey, u32)) {
+        self.push_local();
         let mut st = self.shared.lock();
         while st.per_file.contains_key(&k) {
-            st = self
-                .shared
-                .ended
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            st = self.shared.wait_ended(st, None);
         }
     }
 
     /// Waits for transfer `key`'s writes; the first that failed, as `path: reason`.
-    pub(super) fn settle(&self, key: XferKey) -> Option<String> {
+    pub(super) fn settle(&mut self, key: XferKey) -> Option<String> {
+        self.push_local();
         self.shared.settle(key)
     }
 
-    /// A handle for waiting on writes from another thread (the commit worker).
-    pub(super) fn fence(&self) -> Fence {
+    /// A handle for waiting on writes from another thread (the commit worker); what this
+    /// thread holds is handed over first.
+    pub(super) fn fence(&mut self) -> Fence {
+        self.push_local();
         Fence(self.shared.clone())
     }
 
     /// Transfer `key` is dropped: its queued writes go, running ones are waited for (at most
     /// one block per writer), and its error and descriptors are forgotten.
     pub(super) fn cancel(&mut self, key: XferKey) {
+        self.push_local();
         self.targets.retain(|(k, _), _| *k != key);
         {
             let mut st = self.shared.lock();
@@ -236,7 +283,7 @@ impl WritePool {
             st.jobs.retain(|j| {
                 let keep = j.target.key != key;
                 if !keep {
-                    dropped.push((j.target.idx, j.data.len()));
+                    dropped.push((j.target.idx, j.cost));
                 }
                 keep
             });
@@ -250,6 +297,11 @@ impl WritePool {
 
     /// Queues `data` for the file ranges `pieces` of `target` (see the module doc for a full
     /// budget). An error is only returned for a write done here.
+    ///
+    /// A write that continues the one before it in the same file joins it in a job this
+    /// thread still holds (no lock taken); the job goes to the writers when it is
+    /// [`MAX_JOB`] bytes, when a write does not join it, at [`WritePool::flush`] (once per
+    /// batch of datagrams), or at any barrier.
     pub(super) fn submit(
         &mut self,
         target: Arc<Target>,
@@ -258,12 +310,29 @@ impl WritePool {
         writeback: bool,
     ) -> io::Result<()> {
         self.start();
-        let len = data.len();
-        let mut st = self.shared.lock();
         if self.threads.is_empty() {
-            drop(st);
             return write_pieces(&target.file, &pieces, data);
         }
+        let len = data.len();
+        if let Some(j) = self
+            .local
+            .as_mut()
+            .filter(|j| joins(j, &target, &pieces, len))
+        {
+            j.data.extend_from_slice(data);
+            if let Some(l) = j.pieces.last_mut() {
+                l.1 += pieces[0].1;
+            }
+            j.pieces.extend_from_slice(&pieces[1..]);
+            j.writeback |= writeback;
+            self.stats.queued += 1;
+            if j.data.len() >= MAX_JOB {
+                self.push_local();
+            }
+            return Ok(());
+        }
+        self.push_local();
+        let mut st = self.shared.lock();
         if st.bytes > 0 && st.bytes + len > self.budget {
             self.stats.waits += 1;
             let until = Instant::now() + FULL_WAIT;
@@ -278,27 +347,49 @@ impl WritePool {
                     }
                     return r;
                 }
-                st = self
-                    .shared
-                    .ended
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                st = self.shared.wait_ended(st, Some(left));
             }
         }
-        st.bytes += len;
-        *st.per_file.entry((target.key, target.idx)).or_insert(0) += 1;
-        *st.per_key.entry(target.key).or_insert(0) += 1;
-        st.jobs.push_back(Job {
+        let mut buf = st.spare.pop().unwrap_or_default();
+        st.spare_bytes -= buf.capacity();
+        drop(st);
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.local = Some(Job {
             target,
             pieces,
-            data: data.to_vec(),
+            data: buf,
             writeback,
+            cost: 0,
         });
-        drop(st);
         self.stats.queued += 1;
-        self.shared.more.notify_one();
         Ok(())
+    }
+
+    /// Hands the job this thread holds to the writers.
+    fn push_local(&mut self) {
+        let Some(mut job) = self.local.take() else {
+            return;
+        };
+        job.cost = job.data.capacity();
+        let mut st = self.shared.lock();
+        st.bytes += job.cost;
+        *st.per_file
+            .entry((job.target.key, job.target.idx))
+            .or_insert(0) += 1;
+        *st.per_key.entry(job.target.key).or_insert(0) += 1;
+        st.jobs.push_back(job);
+        let wake = st.idle > 0;
+        drop(st);
+        if wake {
+            self.shared.more.notify_one();
+        }
+    }
+
+    /// Hands queued writes to the writers now (the driver calls it once per batch of
+    /// datagrams, before it may wait for input).
+    pub(super) fn flush(&mut self) {
+        self.push_local();
     }
 
     /// Starts the writers the first time (a thread that cannot start leaves the writes to
@@ -327,6 +418,7 @@ impl WritePool {
 impl Drop for WritePool {
     fn drop(&mut self) {
         // Queued writes still go out (the staged files are dropped by their owner anyway).
+        self.push_local();
         self.shared.lock().stop = true;
         self.shared.more.notify_all();
         for t in self.threads.drain(..) {
@@ -335,9 +427,19 @@ impl Drop for WritePool {
     }
 }
 
-/// Counts a job of `key`/`idx` with `len` bytes as ended.
-fn end_job(st: &mut State, key: XferKey, idx: u32, len: usize) {
-    st.bytes -= len;
+/// Whether a write of `len` bytes to `pieces` of `target` may join queued job `j`.
+fn joins(j: &Job, target: &Arc<Target>, pieces: &[(u64, u64)], len: usize) -> bool {
+    Arc::ptr_eq(&j.target, target)
+        && j.data.len() + len <= MAX_JOB
+        && j.pieces
+            .last()
+            .zip(pieces.first())
+            .is_some_and(|(&(a, n), &(b, _))| a + n == b)
+}
+
+/// Counts a job of `key`/`idx` holding `cost` bytes as ended.
+fn end_job(st: &mut State, key: XferKey, idx: u32, cost: usize) {
+    st.bytes -= cost;
     if let Some(n) = st.per_file.get_mut(&(key, idx)) {
         *n -= 1;
         if *n == 0 {
@@ -375,7 +477,9 @@ fn run(sh: Arc<Shared>, fail: FailHook) {
             if st.stop {
                 return;
             }
+            st.idle += 1;
             st = sh.more.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.idle -= 1;
             continue;
         };
         drop(st);
@@ -393,15 +497,22 @@ fn run(sh: Arc<Shared>, fail: FailHook) {
         if job.writeback && r.is_ok() {
             start_writeback(&job.target.file);
         }
-        let (key, idx, len) = (job.target.key, job.target.idx, job.data.len());
+        let (key, idx, cost) = (job.target.key, job.target.idx, job.cost);
         let failed = r.err().map(|e| format!("{}: {e}", show(&job.target.path)));
-        drop(job);
+        let Job { target, data, .. } = job;
+        drop(target);
         st = sh.lock();
         if let Some(msg) = failed {
             st.errors.entry(key).or_insert(msg);
         }
-        end_job(&mut st, key, idx, len);
-        sh.ended.notify_all();
+        end_job(&mut st, key, idx, cost);
+        if data.capacity() <= 2 * MAX_JOB && st.spare_bytes + data.capacity() <= SPARE {
+            st.spare_bytes += data.capacity();
+            st.spare.push(data);
+        }
+        if st.waiting > 0 {
+            sh.ended.notify_all();
+        }
     }
 }
 
@@ -416,6 +527,14 @@ impl super::FsStorage {
     /// a `budget` of queued bytes.
     pub(super) fn pool_writes_with(&mut self, threads: usize, budget: usize) {
         self.writer = Some(Box::new(WritePool::new(threads, budget)));
+    }
+
+    /// Hands queued writes to a writer now: the driver calls it once per batch of
+    /// datagrams, before it waits for more (a short queue does not wake a writer by itself).
+    pub fn flush_writes(&mut self) {
+        if let Some(w) = self.writer.as_mut() {
+            w.flush();
+        }
     }
 
     /// The write pool's counters (zero without one).

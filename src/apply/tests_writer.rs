@@ -1,0 +1,177 @@
+//! Unit tests of the write pool (`writer.rs`): pooled writes land whole, a reader of staged
+//! data waits for them, a failed queued write fails the commit with the message a failed
+//! synchronous write gives, and a full budget never loses a block.
+
+use super::tests::{manifest, storage, KEY};
+use super::*;
+use std::fs;
+use std::sync::mpsc;
+
+/// A file of `len` bytes (`len` > the gathering size, so it is written block by block).
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// Writes `d` into entry 0 of `m` in `block`-byte pieces, last block first.
+fn write_all(s: &mut FsStorage, m: &Manifest, d: &[u8], block: usize) {
+    let e = &m.entries[0];
+    let mut offs: Vec<usize> = (0..d.len()).step_by(block).collect();
+    offs.reverse();
+    for o in offs {
+        let end = (o + block).min(d.len());
+        s.write(KEY, 0, e, o as u64, &d[o..end]).unwrap();
+    }
+}
+
+fn req<'a>(m: &'a Manifest, flags: &'a [change::Flags]) -> CommitRequest<'a> {
+    CommitRequest {
+        manifest: m,
+        flags,
+        deletions: &[],
+        skip: &[],
+    }
+}
+
+use crate::proto::manifest::change;
+
+#[test]
+fn pooled_writes_land_and_a_read_back_waits_for_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    s.pool_writes_with(2, 1 << 20);
+    let d = data(3 << 20);
+    let m = manifest(vec![Entry::file(b"big", d.len() as u64, 0o644, 5_000)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    write_all(&mut s, &m, &d, 1400);
+    // Read back at once (as a parity decode does): every queued byte is there.
+    let mut back = vec![0u8; 1 << 20];
+    s.read_staged(KEY, 0, &m.entries[0], 2 << 20, &mut back)
+        .unwrap();
+    assert_eq!(back, d[2 << 20..]);
+    s.complete(KEY, 0, &m).unwrap();
+    let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!(fs::read(tmp.path().join("big")).unwrap(), d);
+    let st = s.write_stats();
+    let writes = (d.len() as u64).div_ceil(1400);
+    assert_eq!(st.queued + st.inline, writes, "{st:?}");
+    assert!(st.queued > 0, "{st:?}");
+    let meta = fs::metadata(tmp.path().join("big")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        meta.mtime(),
+        5_000,
+        "attributes are set after the last write"
+    );
+    assert_eq!(meta.mode() & 0o777, 0o644);
+}
+
+#[test]
+fn a_tiny_budget_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    // Room for about two blocks: most writes wait, some are done by the caller.
+    s.pool_writes_with(1, 3000);
+    let d = data(1 << 20);
+    let m = manifest(vec![Entry::file(b"f", d.len() as u64, 0o600, 1)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    write_all(&mut s, &m, &d, 1400);
+    s.complete(KEY, 0, &m).unwrap();
+    let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!(fs::read(tmp.path().join("f")).unwrap(), d);
+    assert!(s.write_stats().waits > 0, "{:?}", s.write_stats());
+}
+
+#[test]
+fn a_failed_queued_write_fails_the_commit_as_a_failed_write_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    s.pool_writes_with(1, 1 << 20);
+    if let Some(w) = s.writer.as_mut() {
+        *w.fail.lock().unwrap() = Some(io::ErrorKind::StorageFull);
+    }
+    let d = data(256 << 10);
+    let m = manifest(vec![Entry::file(b"dir/full", d.len() as u64, 0o644, 1)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    write_all(&mut s, &m, &d, 1400);
+    s.complete(KEY, 0, &m).unwrap();
+    let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+    // The engine words a failed write `path: reason` (recv.rs) and drops the staging.
+    let want = format!("dir/full: {}", io::Error::from(io::ErrorKind::StorageFull));
+    assert_eq!(out.errors, vec![want]);
+    assert_eq!(out.files, 0);
+    assert!(!tmp.path().join("dir/full").exists());
+    assert!(
+        !tmp.path().join("dir").exists(),
+        "its staging's directory goes too"
+    );
+    assert_eq!(super::tests::temps(tmp.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn an_offloaded_commit_waits_for_the_writes_and_reports_their_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    s.offload_commits(Arc::new(move || {
+        let _ = tx.lock().unwrap().send(());
+    }));
+    s.pool_writes_with(1, 8 << 20);
+    let d = data(4 << 20);
+    let m = manifest(vec![Entry::file(b"a", d.len() as u64, 0o644, 1)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    write_all(&mut s, &m, &d, 8192);
+    s.complete(KEY, 0, &m).unwrap();
+    assert!(s.commit(KEY, &req(&m, &ins.flags)).is_none(), "offloaded");
+    rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let done = s.take_commits();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1.errors, Vec::<String>::new());
+    assert_eq!(fs::read(tmp.path().join("a")).unwrap(), d);
+
+    // The same with every write failing: the worker reports it.
+    let key2 = XferKey { origin: 1, xfer: 8 };
+    if let Some(w) = s.writer.as_mut() {
+        *w.fail.lock().unwrap() = Some(io::ErrorKind::Other);
+    }
+    let mut m2 = m.clone();
+    m2.entries[0].path = b"b".to_vec();
+    let ins = s.inspect(key2, &m2).unwrap();
+    for o in (0..d.len()).step_by(8192) {
+        let end = (o + 8192).min(d.len());
+        s.write(key2, 0, &m2.entries[0], o as u64, &d[o..end])
+            .unwrap();
+    }
+    s.complete(key2, 0, &m2).unwrap();
+    assert!(s.commit(key2, &req(&m2, &ins.flags)).is_none());
+    rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let done = s.take_commits();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1.errors.len(), 1);
+    assert!(
+        done[0].1.errors[0].starts_with("b: "),
+        "{:?}",
+        done[0].1.errors
+    );
+    assert!(!tmp.path().join("b").exists());
+    assert_eq!(super::tests::temps(tmp.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn an_abort_drops_queued_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    s.pool_writes_with(1, 64 << 20);
+    let d = data(8 << 20);
+    let m = manifest(vec![Entry::file(b"gone", d.len() as u64, 0o644, 1)]);
+    s.inspect(KEY, &m).unwrap();
+    write_all(&mut s, &m, &d, 1400);
+    s.abort(KEY);
+    let w = s.writer.as_ref().unwrap();
+    assert_eq!(w.in_flight((KEY, 0)), 0);
+    assert!(w.settle(KEY).is_none());
+    assert!(!tmp.path().join("gone").exists());
+    assert_eq!(super::tests::temps(tmp.path()), Vec::<PathBuf>::new());
+}
