@@ -12,11 +12,14 @@ fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
-/// Writes `d` into entry 0 of `m` in `block`-byte pieces, last block first.
-fn write_all(s: &mut FsStorage, m: &Manifest, d: &[u8], block: usize) {
+/// Writes `d` into entry 0 of `m` in `block`-byte pieces, in order (joined into bigger
+/// writes) or last block first (each one a write of its own).
+fn write_all(s: &mut FsStorage, m: &Manifest, d: &[u8], block: usize, in_order: bool) {
     let e = &m.entries[0];
     let mut offs: Vec<usize> = (0..d.len()).step_by(block).collect();
-    offs.reverse();
+    if !in_order {
+        offs.reverse();
+    }
     for o in offs {
         let end = (o + block).min(d.len());
         s.write(KEY, 0, e, o as u64, &d[o..end]).unwrap();
@@ -42,7 +45,7 @@ fn pooled_writes_land_and_a_read_back_waits_for_them() {
     let d = data(3 << 20);
     let m = manifest(vec![Entry::file(b"big", d.len() as u64, 0o644, 5_000)]);
     let ins = s.inspect(KEY, &m).unwrap();
-    write_all(&mut s, &m, &d, 1400);
+    write_all(&mut s, &m, &d, 1400, true);
     // Read back at once (as a parity decode does): every queued byte is there.
     let mut back = vec![0u8; 1 << 20];
     s.read_staged(KEY, 0, &m.entries[0], 2 << 20, &mut back)
@@ -75,7 +78,7 @@ fn a_tiny_budget_loses_nothing() {
     let d = data(1 << 20);
     let m = manifest(vec![Entry::file(b"f", d.len() as u64, 0o600, 1)]);
     let ins = s.inspect(KEY, &m).unwrap();
-    write_all(&mut s, &m, &d, 1400);
+    write_all(&mut s, &m, &d, 1400, false);
     s.complete(KEY, 0, &m).unwrap();
     let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
     assert_eq!(out.errors, Vec::<String>::new());
@@ -94,7 +97,7 @@ fn a_failed_queued_write_fails_the_commit_as_a_failed_write_does() {
     let d = data(256 << 10);
     let m = manifest(vec![Entry::file(b"dir/full", d.len() as u64, 0o644, 1)]);
     let ins = s.inspect(KEY, &m).unwrap();
-    write_all(&mut s, &m, &d, 1400);
+    write_all(&mut s, &m, &d, 1400, false);
     s.complete(KEY, 0, &m).unwrap();
     let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
     // The engine words a failed write `path: reason` (recv.rs) and drops the staging.
@@ -122,7 +125,7 @@ fn an_offloaded_commit_waits_for_the_writes_and_reports_their_failure() {
     let d = data(4 << 20);
     let m = manifest(vec![Entry::file(b"a", d.len() as u64, 0o644, 1)]);
     let ins = s.inspect(KEY, &m).unwrap();
-    write_all(&mut s, &m, &d, 8192);
+    write_all(&mut s, &m, &d, 8192, true);
     s.complete(KEY, 0, &m).unwrap();
     assert!(s.commit(KEY, &req(&m, &ins.flags)).is_none(), "offloaded");
     rx.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -167,9 +170,9 @@ fn an_abort_drops_queued_writes() {
     let d = data(8 << 20);
     let m = manifest(vec![Entry::file(b"gone", d.len() as u64, 0o644, 1)]);
     s.inspect(KEY, &m).unwrap();
-    write_all(&mut s, &m, &d, 1400);
+    write_all(&mut s, &m, &d, 1400, false);
     s.abort(KEY);
-    let w = s.writer.as_ref().unwrap();
+    let w = s.writer.as_mut().unwrap();
     assert_eq!(w.in_flight((KEY, 0)), 0);
     assert!(w.settle(KEY).is_none());
     assert!(!tmp.path().join("gone").exists());
