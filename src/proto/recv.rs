@@ -279,6 +279,11 @@ struct Payload {
     needed: Vec<u64>,
     full: Vec<u64>,
     have: Vec<u64>,
+    /// Per group: blocks had, needed blocks not had yet, and blocks had without a gap from
+    /// the group's start (so that the per-block checks cost O(1), not O(group size)).
+    got: Vec<u32>,
+    short: Vec<u32>,
+    lead: Vec<u32>,
     incomplete: BTreeSet<u32>,
     /// Bytes still to be written, per span of the layout (every block is written once).
     left: Vec<u64>,
@@ -293,6 +298,30 @@ struct Payload {
 }
 
 impl Payload {
+    /// Notes block `idx` of group `g` as had (its bit is not set yet).
+    fn mark(&mut self, code: &Code, g: u32, idx: u32) {
+        bs_set(&mut self.have, idx);
+        let gi = g as usize;
+        self.got[gi] += 1;
+        if bs_get(&self.needed, idx) {
+            self.short[gi] -= 1;
+        }
+        let range = code.group_range(g, self.nblocks);
+        if idx == range.start + self.lead[gi] {
+            let mut n = self.lead[gi] + 1;
+            while range.start + n < range.end && bs_get(&self.have, range.start + n) {
+                n += 1;
+            }
+            self.lead[gi] = n;
+        }
+    }
+
+    /// Whether group `g` misses a block before `idx`.
+    fn gap_before(&self, code: &Code, g: u32, idx: u32) -> bool {
+        let start = code.group_range(g, self.nblocks).start;
+        start + self.lead[g as usize] < idx
+    }
+
     /// Whether group `g` may hold symbols in memory: it already does, or one more whole
     /// group (its blocks and parity never exceed its size) fits under `limit` bytes.
     fn may_hold(&self, code: &Code, g: u32, limit: u64) -> bool {
@@ -600,7 +629,7 @@ impl Inbound {
                     return true;
                 }
                 let range = code.group_range(g, p.nblocks);
-                let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
+                let have = p.got[g as usize] as usize;
                 let par = p.parity.entry(g).or_default();
                 // More parity than the group misses is never needed: it is not kept.
                 if have + par.len() >= range.len() || par.contains_key(&index) {
@@ -647,7 +676,20 @@ impl Inbound {
             *w &= needed[i];
         }
         let left = layout.spans.iter().map(|&(_, _, size)| size).collect();
+        let groups = nblocks.div_ceil(code.k.max(1)) as usize;
+        let mut short = vec![0u32; groups];
+        for (w, &bits) in needed.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let b = w as u32 * 64 + bits.trailing_zeros();
+                short[(b / code.k.max(1)) as usize] += 1;
+                bits &= bits - 1;
+            }
+        }
         self.payload = Some(Payload {
+            got: vec![0; groups],
+            short,
+            lead: vec![0; groups],
             left,
             layout,
             nblocks,
@@ -721,7 +763,7 @@ impl Inbound {
             // No room to hold it: as if lost; the group is repaired once others completed.
             return true;
         }
-        bs_set(&mut p.have, idx);
+        p.mark(&code, g, idx);
         p.stored += 1;
         let needed = bs_get(&p.needed, idx);
         if !full {
@@ -731,7 +773,7 @@ impl Inbound {
             p.held += 1;
         } else if ((p.held + p.cache.len() as u64 + 1) * code.block as u64) <= limit / 2
             && p.cache.len() * code.block < CACHE_BYTES
-            && (g * code.k..idx).any(|i| !bs_get(&p.have, i))
+            && p.gap_before(&code, g, idx)
         {
             // The group lost a block already: keep a copy for decoding it (within half of
             // what the transfer may hold, so blocks that must be held keep their room).
@@ -752,16 +794,13 @@ impl Inbound {
         let p = self.payload.as_mut().unwrap();
         let range = code.group_range(g, p.nblocks);
         let k_g = range.len();
-        let done = range
-            .clone()
-            .all(|i| !bs_get(&p.needed, i) || bs_get(&p.have, i));
-        if done {
+        if p.short[g as usize] == 0 {
             p.incomplete.remove(&g);
             p.release(&code, g);
             self.naked.remove(&(Stream::Payload, g));
             return;
         }
-        let have = range.clone().filter(|&i| bs_get(&p.have, i)).count();
+        let have = p.got[g as usize] as usize;
         let npar = p.parity.get(&g).map_or(0, BTreeMap::len);
         if have + npar < k_g {
             return;
@@ -808,7 +847,7 @@ impl Inbound {
             if bs_get(&p.have, i) {
                 continue;
             }
-            bs_set(&mut p.have, i);
+            p.mark(&code, g, i);
             if bs_get(&p.needed, i) {
                 let r = code.block_range(i, p.layout.len);
                 let n = (r.end - r.start) as usize;
