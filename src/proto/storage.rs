@@ -2,7 +2,12 @@
 //! staged and applied, without the engine touching a file system.
 //!
 //! The engine calls [`Storage`] synchronously for cheap operations (reading a source block,
-//! writing a received block into a staged file). The two slow ones, inspecting what a
+//! writing a received block into a staged file). A write may be *accepted* and carried out
+//! later (the daemon's write pool, `apply/writer.rs`), as long as `read_staged`, `prepare`
+//! and `commit` see every write accepted before them (and `complete` does not finish a file
+//! ahead of its accepted writes), and a write that fails
+//! after its acceptance fails the transfer's commit (or prepare) with the message the engine
+//! gives a failed write (`path: reason`). The two slow ones, inspecting what a
 //! receiver has and committing a transfer, may answer "pending" (`None`); the driver then
 //! finishes the work elsewhere and reports back through `Engine::handle_inspected` and
 //! `Engine::handle_committed`, while the engine keeps answering the network.
@@ -83,7 +88,7 @@ pub trait Storage {
     fn inspect(&mut self, key: XferKey, manifest: &Manifest) -> Option<Inspection>;
 
     /// Receiver: writes received contents of entry `idx` at `offset` into its staged (hidden)
-    /// copy, creating it on first use.
+    /// copy, creating it on first use. `Ok` may mean "accepted": see the module doc.
     fn write(
         &mut self,
         key: XferKey,
