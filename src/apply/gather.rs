@@ -57,7 +57,7 @@ impl FsStorage {
         // a failure to create shows at once, and only the write itself is queued.
         let target = match self.writer.as_ref().and_then(|w| w.target(k)) {
             Some(t) => Some(t),
-            None if self.writer.is_some() => {
+            None if self.writer.as_mut().is_some_and(|w| w.room_for_target()) => {
                 let f = self.staged_file(key, idx, entry, true)?.try_clone()?;
                 let w = self.writer.as_mut().expect("checked");
                 Some(w.add_target(k, f, &entry.path))

@@ -178,3 +178,44 @@ fn an_abort_drops_queued_writes() {
     assert!(!tmp.path().join("gone").exists());
     assert_eq!(super::tests::temps(tmp.path()), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn the_writers_hold_a_bounded_number_of_descriptors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    s.pool_writes_with(1, 64 << 20);
+    let d = data(100 << 10);
+    let files = 2 * super::writer::MAX_TARGETS + 10;
+    let m = manifest(
+        (0..files)
+            .map(|i| Entry::file(format!("f{i}").as_bytes(), d.len() as u64, 0o644, 1))
+            .collect(),
+    );
+    let ins = s.inspect(KEY, &m).unwrap();
+    // The first block of every file, then the rest: every file is open at once.
+    for half in [0, 1] {
+        for (i, e) in m.entries.iter().enumerate() {
+            let (a, b) = if half == 0 {
+                (0, 1400)
+            } else {
+                (1400, d.len())
+            };
+            s.write(KEY, i as u32, e, a as u64, &d[a..b]).unwrap();
+            let live = s
+                .writer
+                .as_ref()
+                .unwrap()
+                .live
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(live <= super::writer::MAX_TARGETS, "{live}");
+        }
+    }
+    for i in 0..files {
+        s.complete(KEY, i as u32, &m).unwrap();
+    }
+    let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+    assert_eq!(out.errors, Vec::<String>::new());
+    for i in [0, files / 2, files - 1] {
+        assert_eq!(fs::read(tmp.path().join(format!("f{i}"))).unwrap(), d);
+    }
+}

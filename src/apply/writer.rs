@@ -27,6 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,7 +52,20 @@ pub(super) struct Target {
     path: Vec<u8>,
     key: XferKey,
     idx: u32,
+    /// The pool's count of live targets (descriptors held), decremented on drop.
+    live: Arc<AtomicUsize>,
 }
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Most descriptors the writers hold at once (beyond it, blocks of further files are written
+/// by the caller): a push of many big files, out of order, must not run the daemon out of
+/// descriptors on top of the staged files' own.
+pub(super) const MAX_TARGETS: usize = 256;
 
 /// One queued write: `data` goes to the file ranges `pieces` (offset, length) in order.
 struct Job {
@@ -180,6 +194,8 @@ pub(super) struct WritePool {
     budget: usize,
     /// Descriptors of files being received, by staged entry (dropped at complete/commit).
     targets: HashMap<(XferKey, u32), Arc<Target>>,
+    /// Targets alive (in `targets` or in queued jobs).
+    pub(super) live: Arc<AtomicUsize>,
     /// The job being joined on this thread (not yet handed to the writers).
     local: Option<Job>,
     pub(super) stats: WriteStats,
@@ -210,6 +226,7 @@ impl WritePool {
             to_start: threads,
             budget: budget.max(1),
             targets: HashMap::new(),
+            live: Arc::new(AtomicUsize::new(0)),
             local: None,
             stats: WriteStats::default(),
             #[cfg(test)]
@@ -224,14 +241,26 @@ impl WritePool {
 
     /// Gives staged entry `k` a writers' descriptor (`file`, a duplicate of its own).
     pub(super) fn add_target(&mut self, k: (XferKey, u32), file: File, path: &[u8]) -> Arc<Target> {
+        self.live.fetch_add(1, Ordering::Relaxed);
         let t = Arc::new(Target {
             file,
             path: path.to_vec(),
             key: k.0,
             idx: k.1,
+            live: self.live.clone(),
         });
         self.targets.insert(k, t.clone());
         t
+    }
+
+    /// Whether one more file may get a writers' descriptor (idle ones are closed first when
+    /// the writers hold [`MAX_TARGETS`]).
+    pub(super) fn room_for_target(&mut self) -> bool {
+        if self.live.load(Ordering::Relaxed) >= MAX_TARGETS {
+            self.push_local();
+            self.targets.retain(|_, t| Arc::strong_count(t) > 1);
+        }
+        self.live.load(Ordering::Relaxed) < MAX_TARGETS
     }
 
     /// Drops staged entry `k`'s descriptor (queued writes keep theirs until done).
