@@ -55,14 +55,15 @@ impl FsStorage {
         }
         // With a write pool the staged file is created (or reopened) here, so a refusal or
         // a failure to create shows at once, and only the write itself is queued.
-        let target = match self.writer.as_ref().and_then(|w| w.target(k)) {
-            Some(t) => Some(t),
-            None if self.writer.as_mut().is_some_and(|w| w.room_for_target()) => {
+        let pooled = match self.writer.as_ref().map(|w| w.has_target(k)) {
+            Some(true) => true,
+            Some(false) if self.writer.as_mut().is_some_and(|w| w.room_for_target()) => {
                 let f = self.staged_file(key, idx, entry, true)?.try_clone()?;
                 let w = self.writer.as_mut().expect("checked");
-                Some(w.add_target(k, f, &entry.path))
+                w.add_target(k, f, &entry.path);
+                true
             }
-            None => None,
+            _ => false,
         };
         let mut writeback = false;
         if self.opts.durable {
@@ -74,8 +75,8 @@ impl FsStorage {
                 }
             }
         }
-        if let (Some(t), Some(w)) = (target, self.writer.as_mut()) {
-            return w.submit(t, pieces, data, writeback);
+        if let Some(w) = self.writer.as_mut().filter(|_| pooled) {
+            return w.submit(k, pieces, data, writeback);
         }
         let f = self.staged_file(key, idx, entry, true)?;
         write_pieces(f, &pieces, data)?;

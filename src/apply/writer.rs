@@ -234,13 +234,13 @@ impl WritePool {
         }
     }
 
-    /// The writers' descriptor of staged entry `k`, if it has one.
-    pub(super) fn target(&self, k: (XferKey, u32)) -> Option<Arc<Target>> {
-        self.targets.get(&k).cloned()
+    /// Whether staged entry `k` has a writers' descriptor.
+    pub(super) fn has_target(&self, k: (XferKey, u32)) -> bool {
+        self.targets.contains_key(&k)
     }
 
     /// Gives staged entry `k` a writers' descriptor (`file`, a duplicate of its own).
-    pub(super) fn add_target(&mut self, k: (XferKey, u32), file: File, path: &[u8]) -> Arc<Target> {
+    pub(super) fn add_target(&mut self, k: (XferKey, u32), file: File, path: &[u8]) {
         self.live.fetch_add(1, Ordering::Relaxed);
         let t = Arc::new(Target {
             file,
@@ -249,8 +249,7 @@ impl WritePool {
             idx: k.1,
             live: self.live.clone(),
         });
-        self.targets.insert(k, t.clone());
-        t
+        self.targets.insert(k, t);
     }
 
     /// Whether one more file may get a writers' descriptor (idle ones are closed first when
@@ -331,23 +330,20 @@ impl WritePool {
     /// thread still holds (no lock taken); the job goes to the writers when it is
     /// [`MAX_JOB`] bytes, when a write does not join it, at [`WritePool::flush`] (once per
     /// batch of datagrams), or at any barrier.
+    ///
+    /// The descriptor of staged entry `k` is looked up here, not passed: a reference-count
+    /// change per datagram on a count the writers also change cost the network thread a
+    /// contended cache line each time.
     pub(super) fn submit(
         &mut self,
-        target: Arc<Target>,
+        k: (XferKey, u32),
         pieces: Vec<(u64, u64)>,
         data: &[u8],
         writeback: bool,
     ) -> io::Result<()> {
         self.start();
-        if self.threads.is_empty() {
-            return write_pieces(&target.file, &pieces, data);
-        }
         let len = data.len();
-        if let Some(j) = self
-            .local
-            .as_mut()
-            .filter(|j| joins(j, &target, &pieces, len))
-        {
+        if let Some(j) = self.local.as_mut().filter(|j| joins(j, k, &pieces, len)) {
             j.data.extend_from_slice(data);
             if let Some(l) = j.pieces.last_mut() {
                 l.1 += pieces[0].1;
@@ -361,6 +357,12 @@ impl WritePool {
             return Ok(());
         }
         self.push_local();
+        let Some(target) = self.targets.get(&k).cloned() else {
+            return Err(io::Error::other("staged file has no writer descriptor"));
+        };
+        if self.threads.is_empty() {
+            return write_pieces(&target.file, &pieces, data);
+        }
         let mut st = self.shared.lock();
         if st.bytes > 0 && st.bytes + len > self.budget {
             self.stats.waits += 1;
@@ -456,9 +458,9 @@ impl Drop for WritePool {
     }
 }
 
-/// Whether a write of `len` bytes to `pieces` of `target` may join queued job `j`.
-fn joins(j: &Job, target: &Arc<Target>, pieces: &[(u64, u64)], len: usize) -> bool {
-    Arc::ptr_eq(&j.target, target)
+/// Whether a write of `len` bytes to `pieces` of staged entry `k` may join job `j`.
+fn joins(j: &Job, k: (XferKey, u32), pieces: &[(u64, u64)], len: usize) -> bool {
+    (j.target.key, j.target.idx) == k
         && j.data.len() + len <= MAX_JOB
         && j.pieces
             .last()
