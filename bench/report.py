@@ -262,6 +262,7 @@ def markdown(cells, meta, svgname=None):
             out.append("| " + " | ".join(row) + " |")
         out.append("")
     out.extend(key_cost(cells))
+    out.extend(atomic_cost(cells))
     out.extend(cpu_per_gib(cells))
     out.append("### Every cell\n")
     out.append("seconds: median over the reps, from the command's start (discovery included) until every "
@@ -353,6 +354,35 @@ def key_cost(cells):
         out.append(f"| {k['workload']} | {link(k)} | {conditions(k)} | {k['receivers']} | {k['tool']} | "
                    f"{'yes' if k['durable'] else 'no'} | {ks} | {us} | {fmt(ratio, 3)} | {both(*cs)} | "
                    f"{delta(*cs)} | {both(*cr)} | {delta(*cr)} |")
+    out.append("")
+    return out
+
+
+def atomic_cost(cells):
+    """what --atomic costs: each atomic makuo cell against the plain one of the same run (issue 17's
+    target: atomic ÷ plain ≤ 1.05 on small at 8 receivers)"""
+    pairs = []
+    for a in cells:
+        if not a["tool"].startswith("makuo") or field(a, "atomic") is not True:
+            continue
+        p = next((c for c in cells if field(c, "atomic") is False and same_but(c, a, "atomic")), None)
+        if p is not None:
+            pairs.append((a, p))
+    if not pairs:
+        return []
+    out = ["### What --atomic costs (atomic ÷ plain, same run)\n",
+           "Median seconds with `--atomic` and without, reps alternating, and their ratio "
+           "(`FAIL`: a rep failed).\n",
+           "| workload | link | conditions | N | tool | fsync | keyed | atomic s | plain s | atomic ÷ plain |",
+           "|---|---|---|---:|---|---|---|---:|---:|---:|"]
+    for a, p in pairs:
+        ratio = a["seconds"] / p["seconds"] if a["seconds"] and p["seconds"] else None
+        s_a = fmt(a["seconds"]) if a["seconds"] is not None else "FAIL"
+        s_p = fmt(p["seconds"]) if p["seconds"] is not None else "FAIL"
+        k = field(a, "keyed")
+        out.append(f"| {a['workload']} | {link(a)} | {conditions(a)} | {a['receivers']} | {a['tool']} | "
+                   f"{'yes' if a['durable'] else 'no'} | {'-' if k is None else ('yes' if k else 'no')} | "
+                   f"{s_a} | {s_p} | {fmt(ratio, 3)} |")
     out.append("")
     return out
 
