@@ -464,10 +464,17 @@ fn a_member_killed_after_ready_rolls_back_from_its_journal_on_restart() {
     assert!(out.contains("not committed on any member"), "{out}");
 
     c.daemons[m1].start();
-    let log = c.daemon("m1").log_text();
-    assert!(
-        log.contains("no go recorded: rolled back"),
-        "m1 logs the roll-back: {log}"
+    // In doubt: the sender (a direct push) is gone and no member got the go, so nobody can
+    // say; after its patience m1 rolls back (presumed abort).
+    wait_for(
+        "m1 to roll the push in doubt back",
+        std::time::Duration::from_secs(40),
+        || {
+            let log = c.daemon("m1").log_text();
+            log.contains("no go recorded: in doubt")
+                .then_some(())
+                .filter(|_| log.contains("in doubt since a crash: rolled back (nobody answered"))
+        },
     );
     let st = c.daemon("m1").status();
     assert!(
@@ -491,4 +498,92 @@ fn a_member_killed_after_ready_rolls_back_from_its_journal_on_restart() {
     let r = c.sync("-r . --atomic");
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();
+}
+
+/// A member killed (SIGKILL) within an atomic push's last round trip: it answered READY in
+/// the confirming round and the go reached it, but it died before recording the go (a test
+/// hook stops it there). The others commit; the push names it failed (exit 23). On restart
+/// the member holds the push in doubt (`status`: `state=in-doubt`), asks the cluster, hears
+/// from a member that got the go that it was committed, and finishes it from its journal:
+/// every member ends the same.
+#[test]
+fn a_member_killed_before_recording_the_go_commits_on_restart_like_the_others() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    let marker = c.path("paused-before-go");
+    let mut d = c.daemon_on_loopback("m1", &[]);
+    d.env.push((
+        "MAKUO_TEST_PAUSE_BEFORE_GO".into(),
+        marker.to_string_lossy().into_owned(),
+    ));
+    let m1 = c.push_daemon(d);
+    c.add("m2", &[]);
+    c.add("m3", &[]);
+    c.initial_sync();
+    write(&c.src, "index.php", "<?php echo 'v2';\n");
+    write(&c.src, "newdir/new.txt", "new\n");
+    fs::remove_file(c.src.join("robots.txt")).ok();
+
+    let mut args = vec!["sync".to_string(), "--direct".into(), "-b".into()];
+    args.push(c.src.to_string_lossy().into_owned());
+    args.extend(c.net());
+    args.extend(c.key_args());
+    args.extend(["-r", ".", "--atomic", "--delete"].map(String::from));
+    let mut push = Background::start(&args, c.path("push.log"));
+    wait_for(
+        "m1 to get the go",
+        std::time::Duration::from_secs(30),
+        || marker.exists().then_some(()),
+    );
+    c.daemons[m1].kill9();
+    let st = push.wait(std::time::Duration::from_secs(60));
+    if st.is_none() {
+        let _ = push.stop(std::time::Duration::from_secs(5));
+    }
+    let out = push.log_text();
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(23),
+        "{out}\nm2: {}",
+        c.daemon("m2").log_text()
+    );
+    assert!(!out.contains("not committed on any member"), "{out}");
+    let want = fingerprint(&c.src);
+    for m in ["m2", "m3"] {
+        assert_same(&want, &fingerprint(c.base(m)), m);
+    }
+    let journal = c.daemon("m1").state.join("journal");
+    assert_eq!(
+        fs::read_dir(&journal).unwrap().count(),
+        1,
+        "m1's journal, no .go"
+    );
+    assert!(!temp_files(c.base("m1")).is_empty(), "m1's staging is left");
+
+    // Restarted without the hook: in doubt, then committed on the others' word.
+    c.daemons[m1].env.clear();
+    c.daemons[m1].start();
+    let log = wait_for(
+        "m1 to resolve the push in doubt",
+        std::time::Duration::from_secs(40),
+        || {
+            let log = c.daemon("m1").log_text();
+            log.contains("in doubt since a crash:").then_some(log)
+        },
+    );
+    assert!(log.contains("no go recorded: in doubt"), "{log}");
+    assert!(
+        log.contains("in doubt since a crash: committed (m2 says it was committed)")
+            || log.contains("in doubt since a crash: committed (m3 says it was committed)"),
+        "{log}"
+    );
+    c.assert_all_identical();
+    assert!(temp_files(c.base("m1")).is_empty());
+    assert_eq!(fs::read_dir(&journal).unwrap().count(), 0, "journal gone");
+    let st = c.daemon("m1").status();
+    assert!(
+        !st.lines.iter().any(|l| l.starts_with("unfinished-commit ")),
+        "{:?}",
+        st.lines
+    );
 }

@@ -10,9 +10,11 @@
 //! same way before the first rename; after the commit both are removed (and the directory
 //! fsynced). On restart, before the sweep of temp files ([`recover_journal`]):
 //! - a journal without `.go` (crashed between READY and the go, or before the go arrived):
-//!   **rolled back** (presumed abort: the member cannot know whether the others got the
-//!   go): its staged files and the directories staging made are removed; the sender named
-//!   this member failed;
+//!   **in doubt** (the member cannot know whether the others got the go): its staged files
+//!   stay (the sweep spares them), `status` shows it `in-doubt`, and the engine asks the
+//!   cluster how the push ended (`proto/outcome.rs`); [`FsStorage::resolve`] then finishes
+//!   it (the go was given: as below) or **rolls it back** (not committed, or nobody answered
+//!   in time): its staged files and the directories staging made are removed;
 //! - a journal with `.go` (crashed in the commit): **finished** with the same commit code:
 //!   staged files still under their temp name (checked to be the same inode, owner and
 //!   birth time) are installed, entries whose temp name is gone and whose final name is that
@@ -168,6 +170,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// What [`recover_journal`] did at start.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// One line per push finished or dropped, for the log.
+    pub lines: Vec<String>,
+    /// Pushes held in doubt (journaled ready, no go recorded), with the Unix second they
+    /// became ready: the daemon asks the cluster how they ended.
+    pub in_doubt: Vec<(XferKey, u64)>,
+    /// The temp names of their staged files, which the start-up sweep must spare.
+    pub keep: std::collections::HashSet<Vec<u8>>,
+}
+
 /// A journal read back.
 struct Record {
     since: u64,
@@ -271,6 +285,16 @@ fn read_whole(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
+/// Test hook: with `MAKUO_TEST_PAUSE_BEFORE_GO=FILE` in its environment, a member that gets
+/// the go of a journaled atomic push creates FILE and stops for a minute before it records
+/// the go, so a test can kill it within the push's last round trip (`tests/deploy.rs`).
+fn pause_before_go() {
+    if let Some(p) = std::env::var_os("MAKUO_TEST_PAUSE_BEFORE_GO") {
+        let _ = std::fs::write(p, b"");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
 fn remove(dir: BorrowedFd<'_>, name: &str) {
     let _ = rfs::unlinkat(dir, name, rfs::AtFlags::empty());
 }
@@ -367,6 +391,7 @@ impl FsStorage {
         if !u.journaled {
             return Ok(());
         }
+        pause_before_go();
         let Some(dir) = self.opts.journal.clone() else {
             return Ok(());
         };
@@ -391,6 +416,60 @@ impl FsStorage {
             // Durably gone: a journal found again after a crash would redo its deletions.
             let _ = rfs::fsync(dir.as_fd());
         }
+    }
+
+    /// Holds pushes in doubt after a restart ([`Recovery::in_doubt`]): `status` shows them
+    /// until [`Storage::resolve`](crate::proto::storage::Storage::resolve) settles each.
+    pub fn hold_in_doubt(&mut self, keys: &[(XferKey, u64)]) {
+        for &(key, since) in keys {
+            self.journals.open.insert(
+                key,
+                Unfinished {
+                    key,
+                    state: "in-doubt",
+                    since,
+                    journaled: true,
+                },
+            );
+        }
+    }
+
+    /// Finishes (`commit`) or rolls back a push held in doubt from its journal; the
+    /// outcome and manifest digest of a finished one. Anything not held in doubt here is
+    /// left alone (an answer about a push this member never staged changes nothing).
+    pub(super) fn resolve_doubt(
+        &mut self,
+        key: XferKey,
+        commit: bool,
+    ) -> Option<(CommitOutcome, [u8; 16])> {
+        if self.journals.open.get(&key).map(|u| u.state) != Some("in-doubt") {
+            return None;
+        }
+        let dir = self.opts.journal.clone()?;
+        let name = name_of(key);
+        let rec = match read_whole(dir.as_fd(), &name).and_then(|b| match b {
+            Some(b) => Record::parse(&b),
+            None => Err(bad("gone")),
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::logging::warn(format_args!(
+                    "atomic push {:016x}/{:x}: journal unreadable ({e}); dropped",
+                    key.origin, key.xfer
+                ));
+                self.journal_done(key);
+                return None;
+            }
+        };
+        if !commit {
+            self.roll_back(&rec);
+            self.journal_done(key);
+            return None;
+        }
+        let digest = crate::proto::storage::md5_of(&rec.manifest.encode());
+        let skip = rec.skip.clone();
+        // The go is journaled (`commit_now`) before the first rename, as for any go.
+        Some((self.roll_forward(key, rec, skip), digest))
     }
 
     /// Atomic pushes ready or committing here now (for `status`).
@@ -495,14 +574,15 @@ pub fn open_journal_dir(state_dir: &Path) -> io::Result<std::os::fd::OwnedFd> {
     )?)
 }
 
-/// At daemon start, before temp files are swept: rolls back or finishes every journaled
-/// atomic push (see the module doc). Returns one line per push for the log.
-pub fn recover_journal(base: &Path, opts: &ApplyOptions) -> io::Result<Vec<String>> {
+/// At daemon start, before temp files are swept: finishes every journaled atomic push whose
+/// go was recorded and holds the others in doubt (see the module doc).
+pub fn recover_journal(base: &Path, opts: &ApplyOptions) -> io::Result<Recovery> {
+    let mut rcv = Recovery::default();
     let Some(dir) = opts.journal.clone() else {
-        return Ok(Vec::new());
+        return Ok(rcv);
     };
     let names = super::sys::list_dir(dir.as_fd())?;
-    let mut out = Vec::new();
+    let out = &mut rcv.lines;
     let mut storage: Option<FsStorage> = None;
     for raw in names {
         let Ok(name) = std::str::from_utf8(&raw) else {
@@ -559,10 +639,14 @@ pub fn recover_journal(base: &Path, opts: &ApplyOptions) -> io::Result<Vec<Strin
         let age = unix_now().saturating_sub(rec.since);
         match go {
             None => {
-                let n = s.roll_back(&rec);
                 out.push(format!(
-                    "{who}: ready {age}s before a crash, no go recorded: rolled back ({n} staged files removed)"
+                    "{who}: ready {age}s before a crash, no go recorded: in doubt, asking the cluster whether it was committed ({} staged files kept)",
+                    rec.staged.len()
                 ));
+                rcv.keep
+                    .extend(rec.staged.iter().map(|(_, _, tmp, _)| tmp.clone()));
+                rcv.in_doubt.push((key, rec.since));
+                continue;
             }
             Some(skip) => {
                 let _ = rec.skip;
@@ -583,5 +667,5 @@ pub fn recover_journal(base: &Path, opts: &ApplyOptions) -> io::Result<Vec<Strin
         remove(dir.as_fd(), &format!("{name}.go"));
     }
     let _ = rfs::fsync(dir.as_fd());
-    Ok(out)
+    Ok(rcv)
 }

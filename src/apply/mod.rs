@@ -84,7 +84,7 @@ use dirs::{open_dir, DirCache, DirFd};
 use stage::Staged;
 use sys::{euid, open_at, open_dir_path, DIR_WALK, READ_NOFOLLOW};
 
-pub use journal::{open_journal_dir, recover_journal, Unfinished};
+pub use journal::{open_journal_dir, recover_journal, Recovery, Unfinished};
 pub use offload::Wake;
 pub use protect::Protection;
 pub(crate) use release::drop_owned;
@@ -559,6 +559,10 @@ impl Storage for FsStorage {
             return Some(Err(why));
         }
         self.prepare_hooked(key, req)
+    }
+
+    fn resolve(&mut self, key: XferKey, commit: bool) -> Option<(CommitOutcome, [u8; 16])> {
+        self.resolve_doubt(key, commit)
     }
 
     fn abort(&mut self, key: XferKey) {

@@ -1,6 +1,7 @@
 //! The start-up sweep: removes makuo temp files left by a crash anywhere under the base, and
 //! the private directories device and socket nodes are made in (`special`), once emptied.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::BorrowedFd;
 
@@ -13,8 +14,9 @@ use crate::proto::manifest::EntryKind;
 /// following symlinks; run at daemon start. Directories that cannot be read are skipped, as
 /// is anything deeper than [`super::walk::MAX_DEPTH`] levels (the walk is iterative and holds at
 /// most [`super::walk::OPEN_DIRS`] descriptors). `base` is a descriptor of the base directory (the
-/// daemon's locked one). Returns how many were removed.
-pub fn sweep_temp(base: BorrowedFd<'_>) -> io::Result<usize> {
+/// daemon's locked one). Files named in `keep` (the staging of atomic pushes held in doubt,
+/// see `journal.rs`) stay. Returns how many were removed.
+pub fn sweep_temp(base: BorrowedFd<'_>, keep: &HashSet<Vec<u8>>) -> io::Result<usize> {
     let mut n = 0;
     let mut st: DirStack<'_, ()> = DirStack::new(base);
     st.push(b".", Vec::new(), ())?;
@@ -41,7 +43,7 @@ pub fn sweep_temp(base: BorrowedFd<'_>) -> io::Result<usize> {
             {
                 n += 1;
             }
-        } else if is_temp_name(&name) {
+        } else if is_temp_name(&name) && !keep.contains(&name) {
             unlink_at(fd, &name)?;
             n += 1;
         }

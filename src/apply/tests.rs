@@ -590,7 +590,10 @@ fn abort_and_sweep_temp_leave_no_temp_file() {
     fs::write(base.join(".a.makuo-notes"), b"").unwrap();
     fs::write(base.join("a.makuo-Abc123"), b"").unwrap();
     let fd = File::open(base).unwrap();
-    assert_eq!(sweep_temp(std::os::fd::AsFd::as_fd(&fd)).unwrap(), 3);
+    assert_eq!(
+        sweep_temp(std::os::fd::AsFd::as_fd(&fd), &Default::default()).unwrap(),
+        3
+    );
     assert!(temps(base).is_empty());
     assert!(base.join(".a.makuo-notes").exists() && base.join("a.makuo-Abc123").exists());
 }
@@ -1094,11 +1097,11 @@ fn a_twenty_thousand_level_chain_crashes_nothing() {
         out.errors
     );
     // The start-up sweep walks down to the cap and leaves the rest.
-    assert_eq!(sweep_temp(s.base_dir()).unwrap(), 0);
+    assert_eq!(sweep_temp(s.base_dir(), &Default::default()).unwrap(), 0);
     remove_chain(base);
     // Within the cap: the sweep finds the deepest temp file, and the tree is removed.
     deep_chain(base, MAX_DEPTH - 1, b".x.makuo-BBBBBB");
-    assert_eq!(sweep_temp(s.base_dir()).unwrap(), 1);
+    assert_eq!(sweep_temp(s.base_dir(), &Default::default()).unwrap(), 1);
     deep_chain_leaf(base, MAX_DEPTH - 1, b"leaf");
     let ins = s.inspect(KEY, &m).unwrap();
     assert_eq!(ins.deletions, vec![b"old.txt".to_vec(), b"d".to_vec()]);

@@ -1,5 +1,5 @@
-//! Unit tests of the `--atomic` commit journal: a push that crashed after READY is rolled
-//! back on restart, one that crashed in the commit (some renames done) is finished, and a
+//! Unit tests of the `--atomic` commit journal: a push that crashed after READY is held in
+//! doubt on restart and finished or rolled back as the cluster answers, one that crashed in the commit (some renames done) is finished, and a
 //! journal that is not makuo's is dropped without harm.
 
 use super::tests::{manifest, temps, KEY};
@@ -103,19 +103,53 @@ fn a_prepared_push_is_journaled_and_the_commit_removes_the_journal() {
     assert!(!f.base.join("gone").exists());
 }
 
+/// The daemon died after READY (no abort, no commit, no go): on restart the push is held in
+/// doubt, its staging spared by the sweep; returns the restarted storage holding it.
+fn restarted_in_doubt(f: &Fixture) -> FsStorage {
+    let (s, _, _) = prepared(f);
+    std::mem::forget(s);
+    let r = recover_journal(&f.base, &f.opts).unwrap();
+    assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
+    assert!(r.lines[0].contains("in doubt"), "{:?}", r.lines);
+    assert_eq!(r.in_doubt.len(), 1);
+    assert_eq!(r.in_doubt[0].0, KEY);
+    assert_eq!(r.keep.len(), 3);
+    let mut s = FsStorage::new(f.base.clone(), f.opts.clone()).unwrap();
+    assert_eq!(sweep_temp(s.base_dir(), &r.keep).unwrap(), 0);
+    assert_eq!(temps(&f.base).len(), 3, "the staging stays while in doubt");
+    s.hold_in_doubt(&r.in_doubt);
+    assert_eq!(s.unfinished()[0].state, "in-doubt");
+    // An answer about a push never staged here changes nothing.
+    assert!(s.resolve(XferKey { origin: 5, xfer: 1 }, true).is_none());
+    s
+}
+
 #[test]
-fn a_crash_after_ready_rolls_back_on_restart() {
+fn a_push_in_doubt_that_was_committed_elsewhere_is_finished() {
     let f = fixture();
     old_tree(&f.base);
-    let (s, _, _) = prepared(&f);
-    // The daemon dies here (no abort, no commit): nothing is cleaned up by it.
-    std::mem::forget(s);
-    let lines = recover_journal(&f.base, &f.opts).unwrap();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(
-        lines[0].contains("rolled back (3 staged files removed)"),
-        "{lines:?}"
-    );
+    let mut s = restarted_in_doubt(&f);
+    let (out, digest) = s.resolve(KEY, true).expect("finished");
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!((out.files, out.deleted), (4, 1));
+    assert_ne!(digest, [0; 16]);
+    assert_eq!(fs::read(f.base.join("a")).unwrap(), b"new a");
+    assert_eq!(fs::read(f.base.join("n/x")).unwrap(), b"new x");
+    assert!(!f.base.join("gone").exists());
+    assert!(temps(&f.base).is_empty(), "{:?}", temps(&f.base));
+    assert!(journal_files(&f).is_empty(), "{:?}", journal_files(&f));
+    assert!(s.unfinished().is_empty());
+    // A second answer finds nothing to do.
+    assert!(s.resolve(KEY, true).is_none());
+}
+
+#[test]
+fn a_push_in_doubt_that_was_not_committed_is_rolled_back() {
+    let f = fixture();
+    old_tree(&f.base);
+    let mut s = restarted_in_doubt(&f);
+    assert!(s.resolve(KEY, false).is_none());
+    assert!(s.unfinished().is_empty());
     assert!(temps(&f.base).is_empty(), "{:?}", temps(&f.base));
     assert!(
         !f.base.join("n").exists(),
@@ -126,7 +160,7 @@ fn a_crash_after_ready_rolls_back_on_restart() {
     assert!(f.base.join("gone").exists(), "nothing deleted");
     assert!(journal_files(&f).is_empty(), "{:?}", journal_files(&f));
     // A second start finds nothing to do.
-    assert!(recover_journal(&f.base, &f.opts).unwrap().is_empty());
+    assert!(recover_journal(&f.base, &f.opts).unwrap().lines.is_empty());
 }
 
 #[test]
@@ -146,7 +180,7 @@ fn a_crash_in_the_commit_is_finished_on_restart() {
     .unwrap();
     std::mem::forget(s);
     assert_eq!(journal_files(&f).len(), 2, "{:?}", journal_files(&f));
-    let lines = recover_journal(&f.base, &f.opts).unwrap();
+    let lines = recover_journal(&f.base, &f.opts).unwrap().lines;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].contains("finished (3 files, 1 deleted)"),
@@ -182,7 +216,7 @@ fn a_staged_file_swapped_before_the_restart_is_not_installed() {
     let p = f.base.join(std::ffi::OsStr::from_bytes(&tmp_c));
     fs::remove_file(&p).unwrap();
     fs::write(&p, b"forged").unwrap();
-    let lines = recover_journal(&f.base, &f.opts).unwrap();
+    let lines = recover_journal(&f.base, &f.opts).unwrap().lines;
     assert!(
         lines[0].contains("c: staged file lost; left as it is"),
         "{lines:?}"
@@ -206,7 +240,7 @@ fn a_journal_that_is_not_makuos_is_dropped() {
     fs::write(f.jdir.join("0000000000000002-00000007"), vec![0u8; 100]).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", f.jdir.join("0000000000000003-00000007")).unwrap();
     fs::write(f.jdir.join("0000000000000009-00000007.go"), b"MAKUOJ1\n").unwrap();
-    let lines = recover_journal(&f.base, &f.opts).unwrap();
+    let lines = recover_journal(&f.base, &f.opts).unwrap().lines;
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(
         lines

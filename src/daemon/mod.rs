@@ -144,11 +144,11 @@ pub fn run(conf: Resolved) -> Result<Exit> {
                 .with_context(|| format!("journal directory in {}", state_dir.display()))?,
         )),
     };
-    // An atomic push a crash interrupted is rolled back or finished before the sweep
-    // (which would take its staged files).
+    // An atomic push a crash interrupted is finished or held in doubt before the sweep
+    // (which spares the staging of those in doubt).
     let recovered = crate::apply::recover_journal(&base, &apply)
         .with_context(|| format!("commit journal in {}", state_dir.display()))?;
-    let swept = crate::apply::sweep_temp(base_lock.fd()).unwrap_or(0);
+    let swept = crate::apply::sweep_temp(base_lock.fd(), &recovered.keep).unwrap_or(0);
     // Release directories a crash left uncommitted (`apply/release.rs`).
     let swept = swept + crate::apply::sweep_releases(base_lock.fd());
     let mut state = StateDir::open(&state_dir)?;
@@ -343,8 +343,17 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         &state_dir,
         swept,
     );
-    for l in &recovered {
+    for l in &recovered.lines {
         logging::notice(format_args!("{l}"));
+    }
+    if !recovered.in_doubt.is_empty() {
+        // Asked of the cluster for three member timeouts: the sender decides within one of a
+        // silent member, and a sealed cluster first verifies the restarted node.
+        node.engine.storage_mut().hold_in_doubt(&recovered.in_doubt);
+        let keys: Vec<_> = recovered.in_doubt.iter().map(|(k, _)| *k).collect();
+        let patience = (node.engine.config().member_timeout * 3).max(Duration::from_secs(10));
+        node.engine
+            .resolve_in_doubt(Instant::now(), &keys, patience);
     }
     if args.preserve_owner && !rustix::process::geteuid().is_root() {
         logging::warn("-u drops root, so owners cannot be preserved (--preserve-owner is off)");

@@ -266,6 +266,20 @@ fn handle_event(
             1,
             format_args!("abandoned push {:016x}/{:x}: {why}", key.origin, key.xfer),
         ),
+        Event::Resolved {
+            key,
+            committed,
+            why,
+        } => logging::notice(format_args!(
+            "atomic push {:016x}/{:x}, in doubt since a crash: {} ({why})",
+            key.origin,
+            key.xfer,
+            if committed {
+                "committed"
+            } else {
+                "rolled back"
+            }
+        )),
         Event::Inspect(_) => {}
         Event::VersionRefused(f) => log(0, format_args!("{}", f.describe())),
     }

@@ -243,6 +243,16 @@ pub enum Event {
     },
     /// An inbound transfer was abandoned (sender silent or aborted).
     Abandoned(XferKey, String),
+    /// An atomic push held in doubt after a restart (`outcome.rs`) was finished
+    /// (`committed`) or rolled back, and why.
+    Resolved {
+        /// The push.
+        key: XferKey,
+        /// Finished (the go was given) or rolled back.
+        committed: bool,
+        /// Who said so, or that nobody answered in time.
+        why: String,
+    },
     /// A peer speaks a protocol version this node does not: its datagrams are refused. At
     /// most once per peer per [`version::NOTICE_EVERY`] (log [`Foreign::describe`]).
     VersionRefused(Foreign),

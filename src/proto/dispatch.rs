@@ -121,6 +121,9 @@ impl<S: Storage> Engine<S> {
                 vanished_raw,
             } => {
                 let key = XferKey { origin: node, xfer };
+                if flags & wire::COMMIT_PREPARE == 0 && self.go_for_doubt(key) {
+                    return true;
+                }
                 let ib = match heard_inbound(&mut self.inbound, &self.records, key, now) {
                     Ok(ib) => ib,
                     Err(known) => {
@@ -139,6 +142,10 @@ impl<S: Storage> Engine<S> {
                     let no_delete = flags & wire::COMMIT_NO_DELETE != 0;
                     ib.prepare(&mut self.storage, no_delete, &skip);
                 } else if matches!(ib.commit, CommitState::None | CommitState::Ready) {
+                    if matches!(ib.commit, CommitState::Ready) {
+                        // The go of an atomic push: members that restart in doubt may ask.
+                        self.outcomes.note(key, true);
+                    }
                     ib.commit = CommitState::Queued {
                         no_delete: flags & wire::COMMIT_NO_DELETE != 0,
                         skip,
@@ -217,6 +224,11 @@ impl<S: Storage> Engine<S> {
             } => self.on_aggregate(now, from, node, origin, xfer, items),
             Msg::Feedback(f) => self.on_feedback(now, node, &f),
             Msg::Relay(r) => self.on_relay(now, from, node, &r),
+            Msg::Outcome {
+                origin,
+                xfer,
+                status,
+            } => self.on_outcome(from, node, XferKey { origin, xfer }, status),
             Msg::Result {
                 xfer,
                 status,

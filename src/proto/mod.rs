@@ -32,6 +32,7 @@ pub mod limits;
 pub mod manifest;
 pub mod members;
 mod meter;
+pub mod outcome;
 pub mod paths;
 mod rate;
 mod records;
@@ -171,6 +172,10 @@ pub struct Engine<S: Storage> {
     /// How many times `heartbeat` apart this node's heartbeats go, and how many times
     /// `member_expiry` a member may stay silent (see [`members::heartbeat_scale`]).
     hb_scale: u32,
+    /// Outcomes of atomic pushes this node sent or got the go for, and the pushes it holds
+    /// in doubt after a restart (`outcome.rs`).
+    outcomes: outcome::Outcomes,
+    doubts: outcome::Doubts,
 }
 
 impl<S: Storage> Engine<S> {
@@ -227,6 +232,8 @@ impl<S: Storage> Engine<S> {
             clock: now,
             hb_scale: 1,
             gathering: Default::default(),
+            outcomes: Default::default(),
+            doubts: Default::default(),
         }
     }
 
@@ -833,9 +840,21 @@ impl<S: Storage> Engine<S> {
 
     fn collect_outbound(&mut self, now: Instant) {
         let mut done = Vec::new();
+        let me = self.cfg.node_id;
         for (x, ob) in self.outbound.iter_mut() {
             for line in ob.take_progress() {
                 self.events.push_back(Event::Progress { xfer: *x, line });
+            }
+            // An atomic push's outcome, for members that restart in doubt (`outcome.rs`).
+            match ob.atomic_outcome() {
+                Some(c) if c || ob.phase == Phase::Done => self.outcomes.note(
+                    XferKey {
+                        origin: me,
+                        xfer: *x,
+                    },
+                    c,
+                ),
+                _ => {}
             }
             if ob.phase == Phase::Done {
                 done.push(*x);
@@ -979,6 +998,7 @@ impl<S: Storage> Engine<S> {
         }
         self.inbound_timers(now);
         self.gathering_timers(now);
+        self.doubt_timers(now);
         // Receivers: abandon transfers whose sender went silent; forget old records.
         let stale: Vec<XferKey> = self
             .inbound
@@ -1072,6 +1092,9 @@ impl<S: Storage> Engine<S> {
         if let Some(g) = self.gathering_timeout() {
             t = t.min(g);
         }
+        if let Some(d) = self.doubt_timeout() {
+            t = t.min(d);
+        }
         for ib in self.inbound.values() {
             t = t.min(ib.last_heard + self.cfg.transfer_timeout);
             if matches!(ib.commit, CommitState::Queued { .. }) {
@@ -1091,6 +1114,10 @@ impl<S: Storage> Engine<S> {
             self.storage.abort(key);
         }
         for (xfer, mut ob) in std::mem::take(&mut self.outbound) {
+            if let Some(c) = ob.atomic_outcome() {
+                let origin = self.cfg.node_id;
+                self.outcomes.note(XferKey { origin, xfer }, c);
+            }
             self.queue(
                 Dest::Group,
                 &Msg::Abort {

@@ -132,6 +132,13 @@ pub trait Storage {
     fn prepare(&mut self, _key: XferKey, _req: &CommitRequest<'_>) -> Option<Result<(), String>> {
         Some(Ok(()))
     }
+
+    /// Receiver, `--atomic` after a restart: push `key`, journaled ready here before a crash
+    /// and held in doubt since, was given the go (`commit`: finish it) or not (roll it back).
+    /// Returns the commit's outcome and the digest of its manifest when it was finished.
+    fn resolve(&mut self, _key: XferKey, _commit: bool) -> Option<(CommitOutcome, [u8; 16])> {
+        None
+    }
 }
 
 /// A node of the in-memory tree.

@@ -186,7 +186,17 @@ pub mod kind {
     pub const AGGREGATE: u8 = 18;
     /// Sender to a relay member (`--relay`): forward my group datagrams to these members.
     pub const RELAY: u8 = 19;
+    /// An atomic push's outcome: a member that restarted with it in doubt asks, the sender
+    /// or a member that got the go answers (`outcome.rs`).
+    pub const OUTCOME: u8 = 20;
 }
+
+/// OUTCOME status: a question (was this push given the go?).
+pub const OUTCOME_ASK: u8 = 0;
+/// OUTCOME status: the push was given the go (committed).
+pub const OUTCOME_COMMITTED: u8 = 1;
+/// OUTCOME status: the push was not committed on any member.
+pub const OUTCOME_ABORTED: u8 = 2;
 
 /// Transfer streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -598,6 +608,15 @@ pub enum Msg<'a> {
     },
     /// Sender's pacing state.
     Pace(Pace),
+    /// An atomic push's outcome, asked ([`OUTCOME_ASK`]) or told.
+    Outcome {
+        /// The push's sender.
+        origin: u64,
+        /// The push.
+        xfer: u32,
+        /// [`OUTCOME_ASK`], [`OUTCOME_COMMITTED`] or [`OUTCOME_ABORTED`].
+        status: u8,
+    },
     /// Receiver's rate feedback.
     Feedback(Feedback),
     /// Answers (REPORT, NAK answering a poll, RESULT) of receivers of push `xfer` from
@@ -981,6 +1000,17 @@ pub fn decode_body<'a>(k: u8, r: &mut Reader<'a>) -> Result<Msg<'a>, WireError> 
                 addrs_raw,
             })
         }
+        kind::OUTCOME => {
+            let (origin, xfer, status) = (r.u64()?, r.u32()?, r.u8()?);
+            if status > OUTCOME_ABORTED {
+                return Err(WireError::BadValue("outcome status"));
+            }
+            Msg::Outcome {
+                origin,
+                xfer,
+                status,
+            }
+        }
         other => return Err(WireError::UnknownKind(other)),
     };
     r.finish()?;
@@ -1006,6 +1036,7 @@ impl Msg<'_> {
             Msg::Feedback(_) => kind::FEEDBACK,
             Msg::Aggregate { .. } => kind::AGGREGATE,
             Msg::Relay(_) => kind::RELAY,
+            Msg::Outcome { .. } => kind::OUTCOME,
         }
     }
 
@@ -1168,6 +1199,15 @@ impl Msg<'_> {
                 c.u8(rl.flags);
                 c.u8(rl.count);
                 c.raw(rl.addrs_raw);
+            }
+            Msg::Outcome {
+                origin,
+                xfer,
+                status,
+            } => {
+                c.u64(*origin);
+                c.u32(*xfer);
+                c.u8(*status);
             }
         }
         c.len()

@@ -102,6 +102,11 @@ impl Outbound {
         true
     }
 
+    /// Of an atomic push: whether the go was given (`None`: not atomic).
+    pub(crate) fn atomic_outcome(&self) -> Option<bool> {
+        self.atomic.as_ref().map(|a| a.go)
+    }
+
     /// Timer in the commit phase of an atomic push before the go: a failed target ends the
     /// push for everyone; all ready gives the go.
     pub(super) fn atomic_step(&mut self, now: Instant, cfg: &Config) {
@@ -128,9 +133,8 @@ impl Outbound {
         if a.ready.iter().all(|&r| r) && !a.confirming {
             // A member may have answered READY long ago (the others were slower, a
             // `--before-commit` hook ran) and died since: one more PREPARE round, answered
-            // READY by every target, comes before the go. What remains is a crash within
-            // that round trip (the journal then rolls that member back, see
-            // `apply/journal.rs`).
+            // READY by every target, comes before the go. A crash within that round trip
+            // leaves the member in doubt; on restart it asks (`outcome.rs`) and finishes.
             a.confirming = true;
             a.ready.fill(false);
             self.progress.push(format!(

@@ -165,6 +165,29 @@ fn every_message_round_trips() {
         xfer: 1,
         reason: b"bye",
     });
+    for status in [OUTCOME_ASK, OUTCOME_COMMITTED, OUTCOME_ABORTED] {
+        round_trip(Msg::Outcome {
+            origin: 7,
+            xfer: 9,
+            status,
+        });
+    }
+}
+
+#[test]
+fn outcome_with_an_unknown_status_is_refused() {
+    let mut buf = [0u8; 64];
+    let m = Msg::Outcome {
+        origin: 7,
+        xfer: 9,
+        status: OUTCOME_ABORTED,
+    };
+    let n = m.encode(&hdr(), &mut buf);
+    buf[n - 1] = 3;
+    assert_eq!(
+        decode(&buf[..n]),
+        Err(WireError::BadValue("outcome status"))
+    );
 }
 
 #[test]
