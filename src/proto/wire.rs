@@ -20,7 +20,7 @@ pub use forward::{
 };
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 /// First two bytes of every makuo datagram.
 pub const MAGIC: [u8; 2] = *b"MK";
@@ -92,7 +92,8 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-pub use codec::{varint_len, Cursor, Reader, Writer};
+pub use codec::{known_len, varint_len, write_addr, Cursor, Reader, Writer};
+use codec::read_addr;
 
 /// The fixed header at the start of every datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,35 +292,6 @@ fn read_known<'a>(r: &mut Reader<'a>) -> Result<Known<'a>, WireError> {
         flags,
         name,
     })
-}
-
-fn read_addr(r: &mut Reader<'_>) -> Result<SocketAddr, WireError> {
-    let ip = match r.u8()? {
-        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.raw(4)?).unwrap())),
-        6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.raw(16)?).unwrap())),
-        _ => return Err(WireError::BadValue("address family")),
-    };
-    Ok(SocketAddr::new(ip, r.u16()?))
-}
-
-/// Writes a socket address (family byte, address, port).
-pub fn write_addr(c: &mut Cursor<'_>, a: &SocketAddr) {
-    match a.ip() {
-        IpAddr::V4(v4) => {
-            c.u8(4);
-            c.raw(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            c.u8(6);
-            c.raw(&v6.octets());
-        }
-    }
-    c.u16(a.port());
-}
-
-/// Encoded size of one known-member entry.
-pub fn known_len(k: &Known<'_>) -> usize {
-    8 + if k.addr.is_ipv4() { 5 } else { 17 } + 2 + 4 + 1 + 1 + k.name.len().min(255)
 }
 
 /// Announce body: opens a transfer and polls for registrations.

@@ -1,7 +1,9 @@
 //! The byte-level codec under every message: a bounds-checked [`Reader`] over untrusted
 //! bytes, a growable [`Writer`] and a fixed-capacity [`Cursor`], with LEB128 varints.
 
-use super::WireError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::{Known, WireError};
 
 /// Bounds-checked reader over untrusted bytes.
 pub struct Reader<'a> {
@@ -217,4 +219,34 @@ impl<'a> Cursor<'a> {
 /// Bytes a varint takes.
 pub fn varint_len(v: u64) -> usize {
     (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Reads a socket address (family byte, address, port).
+pub(super) fn read_addr(r: &mut Reader<'_>) -> Result<SocketAddr, WireError> {
+    let ip = match r.u8()? {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.raw(4)?).unwrap())),
+        6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.raw(16)?).unwrap())),
+        _ => return Err(WireError::BadValue("address family")),
+    };
+    Ok(SocketAddr::new(ip, r.u16()?))
+}
+
+/// Writes a socket address (family byte, address, port).
+pub fn write_addr(c: &mut Cursor<'_>, a: &SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(v4) => {
+            c.u8(4);
+            c.raw(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            c.u8(6);
+            c.raw(&v6.octets());
+        }
+    }
+    c.u16(a.port());
+}
+
+/// Encoded size of one known-member entry.
+pub fn known_len(k: &Known<'_>) -> usize {
+    8 + if k.addr.is_ipv4() { 5 } else { 17 } + 2 + 4 + 1 + 1 + k.name.len().min(255)
 }
