@@ -86,6 +86,7 @@ mod tests {
                 entry("d/odd*[name]?", 7, false),
             ],
             filter: None,
+            started_ms: None,
         };
         let (skipped, off) = apply(&mut m, 1000);
         assert!(!off);
@@ -110,6 +111,7 @@ mod tests {
             rules: vec![],
             entries: vec![Entry::file(b"x\xff", 1, 0o644, 0)],
             filter: None,
+            started_ms: None,
         };
         m.entries[0].uid = 5;
         assert!(apply(&mut m, 1000).1 && !m.options.delete);
@@ -135,6 +137,7 @@ mod tests {
             rules: vec![],
             entries: vec![entry("theirs", 7, false)],
             filter: Some(t),
+            started_ms: None,
         };
         apply(&mut m, 1000);
         let r = Filter::for_manifest(&m).unwrap();

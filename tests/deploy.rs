@@ -587,3 +587,59 @@ fn a_member_killed_before_recording_the_go_commits_on_restart_like_the_others() 
         st.lines
     );
 }
+
+/// Overlapping pushes (not atomic) from two hosts over the same file end the same on every
+/// member: the cluster-wide order is the push id (start time, origin), and a member skips
+/// what an older push would write over a newer one's. m3 holds the older push (a
+/// `--before-commit` hook sleeps for it alone), so there the newer push commits first; the
+/// older one then leaves the file as the newer one made it, as m1 and m2 have it.
+#[test]
+fn overlapping_pushes_from_two_hosts_end_the_same_on_every_member() {
+    let mut c = Cluster::new();
+    let hold = "case \"$MAKUO_ORIGIN\" in older) sleep 3 ;; esac; exit 0";
+    c.add("m1", &[]);
+    c.add("m2", &[]);
+    c.add("m3", &["--before-commit", hold]);
+    let (a, b) = (c.path("src-older"), c.path("src-newer"));
+    write(&a, "same.txt", "from the older push\n");
+    write(&a, "only-older.txt", "older\n");
+    write(&b, "same.txt", "from the newer push, longer\n");
+    write(&b, "only-newer.txt", "newer\n");
+    let push = |src: &std::path::Path, name: &str| {
+        let mut args = vec!["sync".to_string(), "--direct".into(), "-b".into()];
+        args.push(src.to_string_lossy().into_owned());
+        args.extend(c.net());
+        args.extend(c.key_args());
+        args.extend(["--name", name, "-r", "."].map(String::from));
+        Background::start(&args, c.path(&format!("push-{name}.log")))
+    };
+    let mut older = push(&a, "older");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let mut newer = push(&b, "newer");
+    for (p, what) in [(&mut newer, "newer"), (&mut older, "older")] {
+        let st = p.wait(std::time::Duration::from_secs(60));
+        assert_eq!(
+            st.and_then(|s| s.code()),
+            Some(0),
+            "{what}: {}",
+            p.log_text()
+        );
+    }
+    for m in ["m1", "m2", "m3"] {
+        let base = c.base(m);
+        assert_eq!(
+            fs::read_to_string(base.join("same.txt")).unwrap(),
+            "from the newer push, longer\n",
+            "{m}: the newer push's contents win"
+        );
+        assert!(base.join("only-older.txt").exists(), "{m}");
+        assert!(base.join("only-newer.txt").exists(), "{m}");
+        wait_for(
+            "no staged file left",
+            std::time::Duration::from_secs(10),
+            || temp_files(base).is_empty().then_some(()),
+        );
+    }
+    let log = c.daemon("m3").log_text();
+    assert!(log.contains("left as a newer push made them"), "{log}");
+}

@@ -551,6 +551,7 @@ fn hostile_manifest(rng: &mut Rng, outside: &Path) -> Manifest {
         rules,
         entries,
         filter: rng.chance(0.3).then(|| hostile_table(rng)),
+        started_ms: None,
     };
     hostile_kinds(rng, &mut m);
     m

@@ -44,6 +44,7 @@ mod inspect;
 mod journal;
 mod names;
 mod offload;
+pub mod order;
 mod protect;
 mod release;
 pub(crate) mod source;
@@ -114,6 +115,9 @@ pub struct ApplyOptions {
     /// The directory of `--atomic` commit journals (`journal/` in the state directory),
     /// opened before any chroot (`journal.rs`).
     pub journal: Option<Arc<std::os::fd::OwnedFd>>,
+    /// The paths recent pushes wrote or deleted here, and by which push (`order.rs`),
+    /// shared with the commit worker.
+    pub order: Arc<std::sync::Mutex<order::Recent>>,
 }
 
 /// Durability calls made by a storage since it was opened.
@@ -591,7 +595,7 @@ impl FsStorage {
         // is finished at restart), and the journal goes once the commit is done.
         let out = match self.journal_go(key, req.skip) {
             Ok(()) => {
-                let mut out = self.commit_durable(key, req);
+                let mut out = self.commit_ordered(key, req);
                 // A release push or rollback: the link flips once the release is in place.
                 self.release_finish(key, req, &mut out);
                 out
@@ -609,6 +613,70 @@ impl FsStorage {
         self.journal_done(key);
         self.opts.durable = durable;
         self.last_commit = started.elapsed();
+        out
+    }
+
+    /// Commits in the cluster-wide order of overlapping pushes (`order.rs`): what a newer
+    /// push already wrote or deleted here is left as it is; what this one writes or deletes
+    /// is noted under its id.
+    fn commit_ordered(&mut self, key: XferKey, req: &CommitRequest<'_>) -> CommitOutcome {
+        let Some(start) = req.manifest.started_ms else {
+            return self.commit_durable(key, req);
+        };
+        let id = (start, key.origin);
+        let recent = self.opts.order.clone();
+        let (flags, deletions, superseded) = {
+            let r = recent.lock().unwrap_or_else(|e| e.into_inner());
+            let mut n = 0usize;
+            let flags: Vec<_> = req
+                .flags
+                .iter()
+                .zip(&req.manifest.entries)
+                .map(|(&f, e)| {
+                    if f != 0 && r.superseded(&e.path, id) {
+                        n += 1;
+                        0
+                    } else {
+                        f
+                    }
+                })
+                .collect();
+            let deletions: Vec<Vec<u8>> = req
+                .deletions
+                .iter()
+                .filter(|d| {
+                    let newer = r.superseded(d, id);
+                    n += usize::from(newer);
+                    !newer
+                })
+                .cloned()
+                .collect();
+            (flags, deletions, n)
+        };
+        if superseded > 0 {
+            crate::logging::log(
+                1,
+                format_args!(
+                    "push {:016x}/{:x}: {superseded} paths left as a newer push made them",
+                    key.origin, key.xfer
+                ),
+            );
+        }
+        let ordered = CommitRequest {
+            manifest: req.manifest,
+            flags: &flags,
+            deletions: &deletions,
+            skip: req.skip,
+        };
+        let out = self.commit_durable(key, &ordered);
+        let mut r = recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.expire(journal::unix_now().saturating_mul(1000));
+        for p in &out.written {
+            r.note(p, id, false);
+        }
+        for p in &out.removed {
+            r.note(p, id, true);
+        }
         out
     }
 

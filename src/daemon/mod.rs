@@ -143,6 +143,7 @@ pub fn run(conf: Resolved) -> Result<Exit> {
             crate::apply::open_journal_dir(&state_dir)
                 .with_context(|| format!("journal directory in {}", state_dir.display()))?,
         )),
+        order: Default::default(),
     };
     // An atomic push a crash interrupted is finished or held in doubt before the sweep
     // (which spares the staging of those in doubt).

@@ -128,6 +128,11 @@ pub fn selection_of(
             rules,
             entries: walk.entries,
             filter: table,
+            // The push's place in the cluster-wide order (`apply/order.rs`).
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as u64),
         },
         vanished: walk.vanished,
         skipped: walk.skipped,

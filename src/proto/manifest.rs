@@ -377,6 +377,10 @@ pub struct Manifest {
     /// entries, so a receiver that does not know it refuses the manifest instead of deleting
     /// what these rules protect.
     pub filter: Option<FilterTable>,
+    /// When the push started (Unix ms, the sender's clock): with the origin's node id, the
+    /// push's place in the cluster-wide order of overlapping pushes (`apply/order.rs`).
+    /// `None`: the sender stamped none (an older build, a test).
+    pub started_ms: Option<u64>,
 }
 
 /// Most entries one manifest may hold.
@@ -536,6 +540,7 @@ impl Manifest {
             rules,
             entries,
             filter: None,
+            started_ms: None,
         };
         ext::decode_sections(&mut r, &mut m, &mut budget)?;
         r.finish()?;

@@ -92,8 +92,8 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-pub use codec::{known_len, varint_len, write_addr, Cursor, Reader, Writer};
 use codec::read_addr;
+pub use codec::{known_len, varint_len, write_addr, Cursor, Reader, Writer};
 
 /// The fixed header at the start of every datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

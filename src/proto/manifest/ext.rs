@@ -38,6 +38,8 @@ const SEC_EXTENTS: u8 = 3;
 const SEC_XATTRS: u8 = 4;
 /// The release switch (`--release NAME`, `rollback NAME`; see `release.rs`).
 const SEC_RELEASE: u8 = 5;
+/// The push's start time (Unix ms): one record, a u64.
+const SEC_ORDER: u8 = 6;
 
 /// A device node's type and number (entries of kind [`EntryKind::Device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -295,6 +297,12 @@ pub(super) fn encode_sections(m: &Manifest, w: &mut Writer) {
     if let Some(r) = &m.options.release {
         section(w, SEC_RELEASE, |b| super::release::encode(r, b));
     }
+    if let Some(t) = m.started_ms {
+        section(w, SEC_ORDER, |b| {
+            b.varint(1);
+            b.raw(&t.to_be_bytes());
+        });
+    }
 }
 
 fn section(w: &mut Writer, tag: u8, body: impl FnOnce(&mut Writer)) {
@@ -505,6 +513,12 @@ pub(super) fn decode_sections(
             }
             SEC_RELEASE => {
                 m.options.release = Some(Box::new(super::release::decode(&mut b, count)?))
+            }
+            SEC_ORDER => {
+                if count != 1 {
+                    return Err(WireError::BadValue("order section"));
+                }
+                m.started_ms = Some(b.u64()?);
             }
             _ => return Err(WireError::BadValue("unknown manifest section")),
         }

@@ -90,6 +90,7 @@ fn sample() -> Manifest {
             Entry::file(b"htdocs/\xff\xfe", 0, 0o4755, 0),
         ],
         filter: None,
+        started_ms: None,
     }
 }
 
@@ -467,4 +468,20 @@ fn itemize_like_rsync() {
         itemize(&Entry::dir(b"d", 0o755, 0), change::MISSING),
         "cd+++++++++"
     );
+}
+
+#[test]
+fn the_push_start_travels_in_its_own_section() {
+    let mut m = sample();
+    let plain = m.encode();
+    m.started_ms = Some(1_790_000_000_123);
+    let b = m.encode();
+    assert!(b.starts_with(&plain), "the section follows everything else");
+    assert_eq!(Manifest::decode(&b).unwrap(), m);
+    // Tag 5, length 9, count 1, the u64: a count other than 1 is refused.
+    let mut bad = b.clone();
+    let at = plain.len() + 2;
+    assert_eq!(bad[at], 1);
+    bad[at] = 2;
+    assert!(Manifest::decode(&bad).is_err());
 }
