@@ -74,12 +74,19 @@ pub struct LastPush {
     pub time: u64,
     /// Digest of the pushed manifest (hex), identical on members that got the same tree.
     pub digest: String,
+    /// When the push started (Unix ms, its sender's stamp): orders pushes across members
+    /// (`behind`); absent in lines of older builds.
+    pub started: Option<u64>,
 }
 
 impl LastPush {
     /// One-line form (also published in heartbeats).
     pub fn line(&self) -> String {
-        format!("{} {} {} {}", self.id, self.origin, self.time, self.digest)
+        let mut l = format!("{} {} {} {}", self.id, self.origin, self.time, self.digest);
+        if let Some(s) = self.started {
+            l.push_str(&format!(" {s}"));
+        }
+        l
     }
 
     /// Parses [`LastPush::line`].
@@ -90,8 +97,59 @@ impl LastPush {
             origin: w.next()?.to_string(),
             time: w.next()?.parse().ok()?,
             digest: w.next()?.to_string(),
+            started: w.next().and_then(|s| s.parse().ok()),
         })
     }
+}
+
+impl LastPush {
+    /// Its place in the order of pushes: the push's start stamp (ms), else when it was
+    /// applied.
+    fn order(&self) -> u64 {
+        self.started.unwrap_or(self.time.saturating_mul(1000))
+    }
+}
+
+/// A receiving member whose tree is behind the cluster's: its last applied push is not the
+/// newest one any receiving member reports (by the push's start stamp, else applied time),
+/// or it applied none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Behind {
+    /// The member.
+    pub name: String,
+    /// Its last applied push (`None`: none since its state directory was made).
+    pub last: Option<LastPush>,
+    /// The newest push it did not get.
+    pub missed: LastPush,
+}
+
+/// The members behind the newest push among `members` (name, last applied push), which
+/// are the receiving members heard now and this node. A heuristic: a push that targeted
+/// only some members (`-t`) makes the others look behind until the next push to all.
+pub fn behind<'a>(
+    members: impl IntoIterator<Item = (&'a str, Option<&'a LastPush>)> + Clone,
+) -> Vec<Behind> {
+    let Some(newest) = members
+        .clone()
+        .into_iter()
+        .filter_map(|(_, l)| l)
+        .max_by_key(|l| (l.order(), l.time, l.id.clone()))
+        .cloned()
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<Behind> = members
+        .into_iter()
+        // The same push, or one of the same tree (a repeat to the members that missed one).
+        .filter(|(_, l)| l.is_none_or(|l| l.id != newest.id && l.digest != newest.digest))
+        .map(|(name, l)| Behind {
+            name: name.to_string(),
+            last: l.cloned(),
+            missed: newest.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn unescaped(s: &str) -> String {
@@ -425,6 +483,7 @@ mod tests {
             origin: "src".into(),
             time: 5,
             digest: "ff".into(),
+            started: None,
         })
         .unwrap();
         let mut s = StateDir::open(d.path()).unwrap();

@@ -643,3 +643,76 @@ fn overlapping_pushes_from_two_hosts_end_the_same_on_every_member() {
     let log = c.daemon("m3").log_text();
     assert!(log.contains("left as a newer push made them"), "{log}");
 }
+
+/// Catch-up: a member that was down during a push comes back behind the cluster; `status`
+/// (on any member) names it, with the push it missed and how to fix it; once the push is
+/// repeated to it, nobody is behind.
+#[test]
+fn status_names_a_member_that_missed_the_last_push_until_it_gets_it() {
+    let mut c = Cluster::new();
+    small_site(&c.src);
+    c.add("m1", &[]);
+    c.add("m2", &[]);
+    let m3 = c.add("m3", &[]);
+    c.initial_sync();
+    let behind = |c: &Cluster| -> Vec<String> {
+        c.daemon("m1")
+            .status()
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("behind "))
+            .cloned()
+            .collect()
+    };
+    wait_for(
+        "every member's last push heard",
+        std::time::Duration::from_secs(10),
+        || behind(&c).is_empty().then_some(()),
+    );
+    let before = c.daemon("m3").status().line("last-push").to_string();
+
+    c.daemons[m3].stop();
+    write(&c.src, "index.php", "<?php echo 'v3';\n");
+    let r = c.sync("-r .");
+    assert_eq!(r.code, 0, "{r}");
+    let now = c.daemon("m1").status().line("last-push").to_string();
+    assert_ne!(before, now);
+    c.daemons[m3].start();
+    let lines = wait_for(
+        "m1's status to name m3 behind",
+        std::time::Duration::from_secs(20),
+        || {
+            let b = behind(&c);
+            (!b.is_empty()).then_some(b)
+        },
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let id = now.split_whitespace().nth(1).unwrap().to_string();
+    let old = before.split_whitespace().nth(1).unwrap().to_string();
+    assert!(
+        lines[0].starts_with(&format!("behind m3 missed={id} "))
+            && lines[0].ends_with(&format!(" last={old}")),
+        "{lines:?} (now {now}, m3 had {before})"
+    );
+    let st = c.daemon("m1").status();
+    assert!(
+        st.lines
+            .iter()
+            .any(|l| l.starts_with("behind-fix ") && l.contains("makuo sync -t NAME")),
+        "{:?}",
+        st.lines
+    );
+    let addr = c.daemon("m1").console_addr();
+    let js = makuo(&["status", "--console", &addr, "--json"]);
+    assert_eq!(js.code, 0, "{js}");
+    assert_eq!(js.json()["behind"][0]["name"], "m3", "{js}");
+    assert_eq!(js.json()["behind"][0]["missed"], id.as_str(), "{js}");
+
+    // The fix the status names: the push again, to m3.
+    let r = c.sync("-t m3 -r .");
+    assert_eq!(r.code, 0, "{r}");
+    c.assert_all_identical();
+    wait_for("nobody behind", std::time::Duration::from_secs(20), || {
+        behind(&c).is_empty().then_some(())
+    });
+}

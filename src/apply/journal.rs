@@ -441,7 +441,7 @@ impl FsStorage {
         &mut self,
         key: XferKey,
         commit: bool,
-    ) -> Option<(CommitOutcome, [u8; 16])> {
+    ) -> Option<(CommitOutcome, [u8; 16], Option<u64>)> {
         if self.journals.open.get(&key).map(|u| u.state) != Some("in-doubt") {
             return None;
         }
@@ -466,10 +466,11 @@ impl FsStorage {
             self.journal_done(key);
             return None;
         }
-        let digest = crate::proto::storage::md5_of(&rec.manifest.encode());
+        let digest = rec.manifest.tree_digest(&rec.manifest.encode());
+        let started = rec.manifest.started_ms;
         let skip = rec.skip.clone();
         // The go is journaled (`commit_now`) before the first rename, as for any go.
-        Some((self.roll_forward(key, rec, skip), digest))
+        Some((self.roll_forward(key, rec, skip), digest, started))
     }
 
     /// Atomic pushes ready or committing here now (for `status`).

@@ -565,7 +565,11 @@ impl Storage for FsStorage {
         self.prepare_hooked(key, req)
     }
 
-    fn resolve(&mut self, key: XferKey, commit: bool) -> Option<(CommitOutcome, [u8; 16])> {
+    fn resolve(
+        &mut self,
+        key: XferKey,
+        commit: bool,
+    ) -> Option<(CommitOutcome, [u8; 16], Option<u64>)> {
         self.resolve_doubt(key, commit)
     }
 

@@ -129,7 +129,7 @@ fn a_push_in_doubt_that_was_committed_elsewhere_is_finished() {
     let f = fixture();
     old_tree(&f.base);
     let mut s = restarted_in_doubt(&f);
-    let (out, digest) = s.resolve(KEY, true).expect("finished");
+    let (out, digest, _) = s.resolve(KEY, true).expect("finished");
     assert_eq!(out.errors, Vec::<String>::new());
     assert_eq!((out.files, out.deleted), (4, 1));
     assert_ne!(digest, [0; 16]);

@@ -457,6 +457,31 @@ pub fn status(front: &StatusArgs) -> Result<Exit> {
                         a.push(o.into());
                     }
                 }
+                "behind" => {
+                    // `NAME missed=ID origin=NAME at=UNIX last=ID|-`.
+                    let mut o = serde_json::Map::new();
+                    if let Some(n) = w.first() {
+                        o.insert("name".into(), unescaped(n).into());
+                    }
+                    for (k, v) in w.iter().skip(1).filter_map(|p| p.split_once('=')) {
+                        let v = match v.parse::<u64>() {
+                            Ok(n) if k == "at" => serde_json::Value::from(n),
+                            _ if k == "last" && v == "-" => serde_json::Value::Null,
+                            _ => serde_json::Value::from(unescaped(v)),
+                        };
+                        o.insert(k.to_string(), v);
+                    }
+                    if let Some(a) = doc
+                        .entry("behind")
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                        .as_array_mut()
+                    {
+                        a.push(o.into());
+                    }
+                }
+                "behind-fix" => {
+                    doc.insert("behind_fix".into(), w.join(" ").into());
+                }
                 "standing-exclude" => {
                     if let Some(a) = doc
                         .entry("standing_excludes")
@@ -472,6 +497,8 @@ pub fn status(front: &StatusArgs) -> Result<Exit> {
             }
         }
         doc.entry("unfinished_commits")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        doc.entry("behind")
             .or_insert_with(|| serde_json::Value::Array(Vec::new()));
         doc.insert("counters".into(), counters.into());
         println!("{}", serde_json::Value::Object(doc));

@@ -232,6 +232,7 @@ fn handle_event(
             outcome,
             dry_run,
             digest,
+            started_ms,
         } => {
             if dry_run {
                 return;
@@ -255,6 +256,7 @@ fn handle_event(
                     },
                     time: crate::state::unix_now(),
                     digest: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+                    started: started_ms,
                 };
                 node.engine.set_info(lp.line().into_bytes());
                 if let Err(e) = state.set_last_push(lp) {
@@ -447,6 +449,41 @@ fn handle_job(
                 format!("authenticated {}", if node.seal_stats().is_some() { "yes" } else { "NO (no cluster key)" }),
                 format!("last-push {}", escape::text_str(&state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into()))),
             ];
+            // Catch-up: receiving members (this one included) whose last push is not the
+            // cluster's newest, with what they missed and how to bring them up to date.
+            let infos: Vec<(String, Option<LastPush>)> = node
+                .engine
+                .members()
+                .filter(|m| m.flags & proto::wire::HB_RECEIVER != 0)
+                .map(|m| {
+                    let name = escape::word_str(&m.name).into_owned();
+                    (name, LastPush::parse(&escape::text(&m.info)))
+                })
+                .chain(cfg.receive.then(|| {
+                    (
+                        escape::word_str(&cfg.name).into_owned(),
+                        state.last_push.clone(),
+                    )
+                }))
+                .collect();
+            let behind = crate::state::behind(infos.iter().map(|(n, l)| (n.as_str(), l.as_ref())));
+            for b in &behind {
+                lines.push(format!(
+                    "behind {} missed={} origin={} at={} last={}",
+                    b.name,
+                    b.missed.id,
+                    b.missed.origin,
+                    b.missed.time,
+                    b.last.as_ref().map_or("-", |l| l.id.as_str())
+                ));
+            }
+            if !behind.is_empty() {
+                lines.push(
+                    "behind-fix repeat the missed push to each member behind, from its origin: \
+                     makuo sync -t NAME -r PATH... (makuo check -t NAME -r PATH... lists what differs)"
+                        .into(),
+                );
+            }
             // `--atomic` pushes ready or committing here (journaled: a crash is recovered).
             for u in node.engine.storage().unfinished() {
                 let origin = node

@@ -240,6 +240,9 @@ pub enum Event {
         dry_run: bool,
         /// MD5 of the pushed manifest (same on every member that got this push).
         digest: [u8; 16],
+        /// When the push started (Unix ms, the sender's stamp), if it carried one: its
+        /// place in the cluster's order of pushes.
+        started_ms: Option<u64>,
     },
     /// An inbound transfer was abandoned (sender silent or aborted).
     Abandoned(XferKey, String),

@@ -390,6 +390,18 @@ const E_HAS_SUM: u8 = 1;
 const E_HAS_NSEC: u8 = 2;
 
 impl Manifest {
+    /// The digest members compare (`status`, `members`): MD5 of this manifest's encoding
+    /// `encoded` less its push-start section, so two pushes of the same tree and options
+    /// have the same digest.
+    pub fn tree_digest(&self, encoded: &[u8]) -> [u8; 16] {
+        let cut = if self.started_ms.is_some() {
+            ext::ORDER_SECTION_LEN
+        } else {
+            0
+        };
+        super::storage::md5_of(&encoded[..encoded.len().saturating_sub(cut)])
+    }
+
     /// Serialises the manifest.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();

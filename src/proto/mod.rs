@@ -294,10 +294,14 @@ impl<S: Storage> Engine<S> {
         self.cfg.member_timeout = timeout;
     }
 
-    /// Sets the opaque status published in heartbeats (at most 512 bytes are sent).
-    pub fn set_info(&mut self, info: Vec<u8>) {
+    /// Sets the opaque status published in heartbeats (at most 512 bytes are sent); a
+    /// change goes out in a heartbeat soon (others see a new last push at once).
+    pub fn set_info(&mut self, mut info: Vec<u8>) {
+        info.truncate(512);
+        if info != self.info && self.joined {
+            self.answer_soon();
+        }
         self.info = info;
-        self.info.truncate(512);
     }
 
     /// Number of pushes in flight from this node, and inbound transfers in progress.
@@ -617,6 +621,7 @@ impl<S: Storage> Engine<S> {
             match self.decode_manifest(key, &bytes, block) {
                 Ok((m, memory)) => {
                     let ib = self.inbound.get_mut(&key).unwrap();
+                    ib.digest = m.tree_digest(&bytes);
                     ib.manifest = Some(m);
                     ib.manifest_memory = memory;
                     ib.inspecting = true;
@@ -697,6 +702,7 @@ impl<S: Storage> Engine<S> {
                 outcome: out.clone(),
                 dry_run,
                 digest: ib.digest,
+                started_ms: ib.manifest.as_ref().and_then(|m| m.started_ms),
             });
         }
     }

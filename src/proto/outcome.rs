@@ -105,7 +105,7 @@ impl<S: Storage> Engine<S> {
     fn settle(&mut self, key: XferKey, commit: bool, why: &str) {
         self.doubts.until.remove(&key);
         let applied = self.storage.resolve(key, commit);
-        if let Some((outcome, digest)) = applied {
+        if let Some((outcome, digest, started_ms)) = applied {
             self.outcomes.note(key, true);
             let origin = self
                 .members
@@ -118,6 +118,7 @@ impl<S: Storage> Engine<S> {
                 outcome,
                 dry_run: false,
                 digest,
+                started_ms,
             });
         }
         self.events.push_back(Event::Resolved {

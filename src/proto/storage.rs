@@ -135,8 +135,13 @@ pub trait Storage {
 
     /// Receiver, `--atomic` after a restart: push `key`, journaled ready here before a crash
     /// and held in doubt since, was given the go (`commit`: finish it) or not (roll it back).
-    /// Returns the commit's outcome and the digest of its manifest when it was finished.
-    fn resolve(&mut self, _key: XferKey, _commit: bool) -> Option<(CommitOutcome, [u8; 16])> {
+    /// Returns the commit's outcome, the digest of its manifest and the push's start stamp
+    /// when it was finished.
+    fn resolve(
+        &mut self,
+        _key: XferKey,
+        _commit: bool,
+    ) -> Option<(CommitOutcome, [u8; 16], Option<u64>)> {
         None
     }
 }

@@ -40,6 +40,8 @@ const SEC_XATTRS: u8 = 4;
 const SEC_RELEASE: u8 = 5;
 /// The push's start time (Unix ms): one record, a u64.
 const SEC_ORDER: u8 = 6;
+/// Encoded length of the order section (tag, length 9, count 1, u64); it is always last.
+pub(super) const ORDER_SECTION_LEN: usize = 11;
 
 /// A device node's type and number (entries of kind [`EntryKind::Device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

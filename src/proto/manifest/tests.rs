@@ -477,6 +477,7 @@ fn the_push_start_travels_in_its_own_section() {
     m.started_ms = Some(1_790_000_000_123);
     let b = m.encode();
     assert!(b.starts_with(&plain), "the section follows everything else");
+    assert_eq!(m.tree_digest(&b), crate::proto::storage::md5_of(&plain));
     assert_eq!(Manifest::decode(&b).unwrap(), m);
     // Tag 5, length 9, count 1, the u64: a count other than 1 is refused.
     let mut bad = b.clone();
