@@ -473,6 +473,33 @@ mod tests {
     }
 
     #[test]
+    fn behind_names_members_without_the_newest_push_or_its_tree() {
+        let lp = |id: &str, time, digest: &str, started| LastPush {
+            id: id.into(),
+            origin: "src".into(),
+            time,
+            digest: digest.into(),
+            started,
+        };
+        let (old, new) = (
+            lp("a/1", 9, "d0", Some(1_000)),
+            lp("b/2", 9, "d1", Some(1_001)),
+        );
+        let again = lp("c/3", 9, "d1", Some(2_000));
+        assert!(behind([("m1", Some(&old)), ("m2", Some(&old))]).is_empty());
+        let b = behind([("m1", Some(&new)), ("m2", Some(&old)), ("m3", None)]);
+        let names: Vec<_> = b.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["m2", "m3"]);
+        assert_eq!(b[0].missed, new);
+        assert_eq!(b[0].last, Some(old.clone()));
+        // A repeat of the same tree to one member does not put the others behind.
+        assert!(behind([("m1", Some(&new)), ("m2", Some(&again))]).is_empty());
+        // The line keeps the start stamp; a line of an older build has none.
+        assert_eq!(LastPush::parse(&new.line()), Some(new.clone()));
+        assert_eq!(LastPush::parse("a/1 src 9 d0").unwrap().started, None);
+    }
+
+    #[test]
     fn remembers_members_and_last_push_across_reopen() {
         let d = tempfile::tempdir().unwrap();
         let mut s = StateDir::open(d.path()).unwrap();
