@@ -237,7 +237,7 @@ fn parse_member(l: &str) -> Option<MemberRow> {
             Some(("proto", p)) => row.proto = p.parse().ok(),
             Some(("last-push", v)) => {
                 let f: Vec<&str> = v.split(',').collect();
-                if let [id, origin, time, digest] = f[..] {
+                if let [id, origin, time, digest, ..] = f[..] {
                     row.last_push = Some(LastPushRow {
                         id: id.into(),
                         origin: unescaped(origin),

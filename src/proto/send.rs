@@ -793,11 +793,8 @@ impl Outbound {
                 continue;
             }
             let heard = t.last_heard.unwrap_or(waiting_since).max(waiting_since);
-            let seen = last_seen(t.node);
-            let alive = seen.unwrap_or(heard).max(heard);
-            // A member that answered BUSY may take the commit timeout, unless it dropped out
-            // of the member table (its heartbeats stopped: it died while committing).
-            let timeout = if phase == Phase::Commit && t.committing && seen.is_some() {
+            let alive = last_seen(t.node).unwrap_or(heard).max(heard);
+            let timeout = if phase == Phase::Commit && t.committing {
                 cfg.commit_timeout.max(cfg.member_timeout)
             } else {
                 cfg.member_timeout
