@@ -116,6 +116,8 @@ pub struct PushRequest {
 
 /// Commands.
 #[derive(Clone, Debug)]
+// One command per push or leave, moved once: boxing the push would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Start a push; its id comes back from `handle_command`.
     Push(PushRequest),
