@@ -443,8 +443,10 @@ impl FsStorage {
 
 /// At daemon start (after the journal recovery, before any push): removes release
 /// directories that were never committed (no record, and no link in the base points at
-/// them), left by a crash between seeding and commit. Returns how many went.
-pub fn sweep_releases(base: BorrowedFd<'_>) -> usize {
+/// them), left by a crash between seeding and commit. The releases of pushes held in doubt
+/// (`in_doubt`: the journal waits for the cluster's answer, and may yet commit them) are
+/// spared. Returns how many went.
+pub fn sweep_releases(base: BorrowedFd<'_>, in_doubt: &[XferKey]) -> usize {
     let Ok(Some(rel)) = open_releases(base) else {
         return 0;
     };
@@ -456,6 +458,7 @@ pub fn sweep_releases(base: BorrowedFd<'_>) -> usize {
         .iter()
         .filter_map(|n| readlink_at(base, n).ok())
         .filter_map(|t| link_id(&t).map(<[u8]>::to_vec))
+        .chain(in_doubt.iter().map(|k| release_id(*k).into_bytes()))
         .collect();
     let mut n = 0;
     for id in names.iter().filter(|id| safe_id(id)) {
@@ -667,13 +670,19 @@ mod tests {
         }
         symlink("-", r.join(".done.prev")).unwrap();
         symlink("releases/linked", d.path().join("current")).unwrap();
-        assert_eq!(sweep_releases(fd.as_fd()), 1);
+        assert_eq!(sweep_releases(fd.as_fd(), &[]), 1);
         assert!(r.join("done/sub/f").exists() && r.join("linked/sub/f").exists());
         assert!(!r.join("left").exists());
+        // A push held in doubt keeps its release until the cluster answers.
+        let key = XferKey { origin: 7, xfer: 9 };
+        fs::create_dir_all(r.join(release_id(key))).unwrap();
+        assert_eq!(sweep_releases(fd.as_fd(), &[key]), 0);
+        assert!(r.join(release_id(key)).exists());
+        assert_eq!(sweep_releases(fd.as_fd(), &[]), 1);
         // Unmarked: nothing is makuo's to sweep.
         fs::remove_file(r.join(".makuo-releases")).unwrap();
         fs::create_dir(r.join("other")).unwrap();
-        assert_eq!(sweep_releases(fd.as_fd()), 0);
+        assert_eq!(sweep_releases(fd.as_fd(), &[]), 0);
         assert!(r.join("other").exists());
     }
 

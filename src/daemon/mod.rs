@@ -150,8 +150,10 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     let recovered = crate::apply::recover_journal(&base, &apply)
         .with_context(|| format!("commit journal in {}", state_dir.display()))?;
     let swept = crate::apply::sweep_temp(base_lock.fd(), &recovered.keep).unwrap_or(0);
-    // Release directories a crash left uncommitted (`apply/release.rs`).
-    let swept = swept + crate::apply::sweep_releases(base_lock.fd());
+    // Release directories a crash left uncommitted (`apply/release.rs`); those of pushes in
+    // doubt stay until the cluster answers.
+    let doubtful: Vec<_> = recovered.in_doubt.iter().map(|(k, _)| *k).collect();
+    let swept = swept + crate::apply::sweep_releases(base_lock.fd(), &doubtful);
     let mut state = StateDir::open(&state_dir)?;
     let excludes = Arc::new(crate::state::Excludes::load(&state)?);
     // Every staged file of a transfer stays open until its commit.
