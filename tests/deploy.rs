@@ -273,11 +273,7 @@ fn slow_hook_runs_off_the_loop_and_times_out() {
 /// the others, and dropping the staging removes it again.
 #[test]
 fn atomic_push_commits_nowhere_when_one_member_cannot_write() {
-    let mut c = Cluster::new();
-    small_site(&c.src);
-    for m in ["m1", "m2", "m3"] {
-        c.add(m, &["--no-fsync"]);
-    }
+    let mut c = Cluster::start(3);
     c.initial_sync();
     write(&c.src, "index.php", "<?php echo 'v2';\n");
     write(&c.src, "lib/util.php", "<?php function f() { return 2; }\n");

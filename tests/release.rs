@@ -41,11 +41,7 @@ fn ino(p: &Path) -> u64 {
 /// and the link alone, and a NAME that is a real directory is refused, not replaced.
 #[test]
 fn two_releases_share_unchanged_inodes_and_rollback_switches_everywhere() {
-    let mut c = Cluster::new();
-    small_site(&c.src);
-    for m in ["m1", "m2", "m3"] {
-        c.add(m, &["--no-fsync"]);
-    }
+    let c = Cluster::start(3);
     let r = c.sync("--release current -r .");
     assert_eq!(r.code, 0, "{r}");
     let first: Vec<String> = c
@@ -247,11 +243,7 @@ fn release_and_rollback_through_the_console_with_pruning() {
 /// the others drop their staged release.
 #[test]
 fn a_member_that_cannot_stage_means_no_member_switches() {
-    let mut c = Cluster::new();
-    small_site(&c.src);
-    for m in ["m1", "m2", "m3"] {
-        c.add(m, &["--no-fsync"]);
-    }
+    let c = Cluster::start(3);
     let r = c.sync("--release current -r .");
     assert_eq!(r.code, 0, "{r}");
     let first = link_of(c.base("m1"), "current");
