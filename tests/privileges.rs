@@ -113,8 +113,16 @@ fn a_chrooted_daemon_pushes_from_its_console_and_keeps_its_state_and_log() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(fs::read(src.join("news.txt")).unwrap(), b"from m1");
     let state = c.daemons[s].state.clone();
-    let last = fs::read_to_string(state.join("last-push")).unwrap();
-    assert!(last.contains(" m1 "), "last-push: {last}");
+    // The member answers the push before its loop records it: wait for the record.
+    wait_for(
+        "the chrooted daemon to record the push from m1",
+        Duration::from_secs(5),
+        || {
+            fs::read_to_string(state.join("last-push"))
+                .ok()
+                .filter(|t| t.contains(" m1 "))
+        },
+    );
     wait_for(
         "the chrooted daemon to save its members",
         Duration::from_secs(12),
