@@ -670,8 +670,15 @@ fn status_names_a_member_that_missed_the_last_push_until_it_gets_it() {
     write(&c.src, "index.php", "<?php echo 'v3';\n");
     let r = c.sync("-r .");
     assert_eq!(r.code, 0, "{r}");
-    let now = c.daemon("m1").status().line("last-push").to_string();
-    assert_ne!(before, now);
+    // A member answers a push before its loop records it as its last push.
+    let now = wait_for(
+        "m1 to record the push as its last",
+        std::time::Duration::from_secs(5),
+        || {
+            let now = c.daemon("m1").status().line("last-push").to_string();
+            (now != before).then_some(now)
+        },
+    );
     c.daemons[m3].start();
     let lines = wait_for(
         "m1's status to name m3 behind",
