@@ -436,6 +436,9 @@ fn receiver_stopped_before_a_push_is_named_failed() {
     let src = c.daemons[s].base.clone();
     docroot(&src, 100, None);
     c.wait_converged(s);
+    // A member heard only once is never remembered (one forged heartbeat must not make a
+    // member the push then fails on): let the sender hear recv2's heartbeats (200 ms) again.
+    std::thread::sleep(Duration::from_millis(600));
 
     // Stopped while still in the sender's member table: targeted, silent, failed.
     let stopped = 2;
