@@ -30,9 +30,14 @@ pub const MAGIC: [u8; 2] = *b"MK";
 /// Version 4: feedback that scales: the sender's NAK echo ([`NAK_ECHO`]), randomized NAK
 /// timers, heartbeats and expiry that scale with the group (a member of version 3 would
 /// expire members of a large group and misread an echo).
-pub const VERSION: u8 = 4;
+/// Version 5: deploy safety and path probing: OUTCOME (kind 20) for atomic pushes held in
+/// doubt, manifest sections 5 (release switch) and 6 (the push's start stamp, sent with every
+/// push), and the heartbeat's "hears our multicast" answer that ends per-push probing (a
+/// member of version 4 would refuse every push of version 5 for its unknown manifest section,
+/// and would stay probed).
+pub const VERSION: u8 = 5;
 /// Lowest protocol version this build accepts.
-pub const MIN_VERSION: u8 = 4;
+pub const MIN_VERSION: u8 = 5;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes reserved per datagram for sealing (sealed timestamp + AEAD tag) when keyed.
