@@ -917,12 +917,19 @@ pub enum Node {
 /// UTF-8) to [`Node`].
 pub type Tree = BTreeMap<String, Node>;
 
+/// A file that went away between the walk and the read (a member's staged file renamed into
+/// place while a test polls its tree) hashes to 0: that tree differs and the poll goes on,
+/// where a panic would end the test.
 pub fn hash_file(p: &Path) -> u64 {
-    let mut f = fs::File::open(p).unwrap();
+    let Ok(mut f) = fs::File::open(p) else {
+        return 0;
+    };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).unwrap();
+        let Ok(n) = f.read(&mut buf) else {
+            return 0;
+        };
         if n == 0 {
             break;
         }
@@ -934,10 +941,11 @@ pub fn hash_file(p: &Path) -> u64 {
 /// Every path under `base` (not `base` itself).
 pub fn fingerprint(base: &Path) -> Tree {
     fn walk(base: &Path, rel: &Path, out: &mut Tree) {
-        let mut names: Vec<_> = fs::read_dir(base.join(rel))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        // A directory that vanishes while walking (staging dropped) lists as empty.
+        let Ok(dir) = fs::read_dir(base.join(rel)) else {
+            return;
+        };
+        let mut names: Vec<_> = dir.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
         names.sort();
         for n in names {
             let r = rel.join(&n);
@@ -961,7 +969,7 @@ pub fn fingerprint(base: &Path) -> Tree {
                 }
             } else if ft.is_symlink() {
                 Node::Symlink {
-                    target: fs::read_link(&p).unwrap(),
+                    target: fs::read_link(&p).unwrap_or_default(),
                     mtime,
                 }
             } else {
