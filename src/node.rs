@@ -607,6 +607,27 @@ impl Node {
         self.relay_plan.as_ref().map(|(_, _, p)| p.clone())
     }
 
+    /// Records in `state` the members that applied the push `report` describes, with how long
+    /// each has been heard: a member that applied a push is real (a forged heartbeat never
+    /// applies one), so it is remembered at once. The daemon and the direct front end both
+    /// call this after a push.
+    pub fn remember_applied(
+        &self,
+        state: &mut crate::state::StateDir,
+        report: &proto::PushReport,
+    ) {
+        for m in report.members.iter().filter(|m| m.ok) {
+            let seen_for = self
+                .engine
+                .members()
+                .find(|i| i.node == m.node)
+                .map_or(Duration::ZERO, |i| {
+                    i.last_seen.saturating_duration_since(i.since)
+                });
+            state.seen(&m.name, &m.addr.ip().to_string(), seen_for);
+        }
+    }
+
     /// How group datagrams reach member `m`: everything is unicast with `--peer`, else as the
     /// engine learned it.
     pub fn path(&self, m: &proto::members::MemberInfo) -> proto::paths::Path {

@@ -378,17 +378,7 @@ pub(crate) fn push_on(
     };
     bar.finish();
     if let Some(s) = state {
-        // Remembered: the members that applied the push (a forged heartbeat never is).
-        for m in report.members.iter().filter(|m| m.ok) {
-            let seen_for = node
-                .engine
-                .members()
-                .find(|i| i.node == m.node)
-                .map_or(Duration::ZERO, |i| {
-                    i.last_seen.saturating_duration_since(i.since)
-                });
-            s.seen(&m.name, &m.addr.ip().to_string(), seen_for);
-        }
+        node.remember_applied(s, &report);
         let _ = s.save();
     }
     // Every receiving member the front end knows of by now is in the result: one first heard

@@ -177,17 +177,7 @@ fn handle_event(
             }
         }
         Event::PushDone(r) => {
-            // A member that applied a push is real: remember it at once.
-            for m in r.members.iter().filter(|m| m.ok) {
-                let seen_for = node
-                    .engine
-                    .members()
-                    .find(|i| i.node == m.node)
-                    .map_or(Duration::ZERO, |i| {
-                        i.last_seen.saturating_duration_since(i.since)
-                    });
-                state.seen(&m.name, &m.addr.ip().to_string(), seen_for);
-            }
+            node.remember_applied(state, &r);
             if let Some(p) = pending.remove(&r.xfer) {
                 let secs = p.started.elapsed().as_secs_f64();
                 let mut o = if p.check {
