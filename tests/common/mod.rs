@@ -2118,30 +2118,12 @@ impl Net {
 
     /// Packets counted by the first `counter` of table `inet TABLE` in `ns`.
     pub fn counted(&self, ns: &str, table: &str) -> u64 {
-        let l = run(
-            Command::new("ip").args(["netns", "exec", ns, "nft", "list", "table", "inet", table]),
-            Duration::from_secs(10),
-        );
-        l.stdout
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        first_counter(ns, &["list", "table", "inet", table])
     }
 
     /// Packets counted by the rules of `ns`'s ruleset (the first `counter`).
     pub fn dropped(&self, ns: &str) -> u64 {
-        let l = run(
-            Command::new("ip").args(["netns", "exec", ns, "nft", "list", "ruleset"]),
-            Duration::from_secs(10),
-        );
-        l.stdout
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        first_counter(ns, &["list", "ruleset"])
     }
 }
 
@@ -2156,6 +2138,23 @@ pub fn raw_sender() -> UdpSocket {
     s.set_multicast_ttl_v4(1).unwrap();
     s.set_multicast_loop_v4(true).unwrap();
     s.into()
+}
+
+/// The packets of the first `counter` in what `nft ARGS` prints inside namespace `ns` (0 when
+/// there is none).
+fn first_counter(ns: &str, args: &[&str]) -> u64 {
+    let l = run(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .args(args),
+        Duration::from_secs(10),
+    );
+    l.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Resident set size of process `pid` and its peak (`VmRSS`, `VmHWM`), in bytes.
