@@ -611,11 +611,7 @@ impl Node {
     /// each has been heard: a member that applied a push is real (a forged heartbeat never
     /// applies one), so it is remembered at once. The daemon and the direct front end both
     /// call this after a push.
-    pub fn remember_applied(
-        &self,
-        state: &mut crate::state::StateDir,
-        report: &proto::PushReport,
-    ) {
+    pub fn remember_applied(&self, state: &mut crate::state::StateDir, report: &proto::PushReport) {
         for m in report.members.iter().filter(|m| m.ok) {
             let seen_for = self
                 .engine
