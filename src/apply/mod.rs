@@ -78,6 +78,7 @@ use std::time::{Duration, Instant};
 
 use crate::filter::Filter;
 use crate::proto::manifest::{check_rel_path, Entry, EntryKind, Manifest};
+use crate::proto::restore::{restore_inline, Restore};
 use crate::proto::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
 
 use attrs::finish_attrs;
@@ -552,6 +553,15 @@ impl Storage for FsStorage {
             to += len as usize;
         }
         Ok(())
+    }
+
+    fn restore(&mut self, key: XferKey, m: &Manifest, job: Restore) -> io::Result<()> {
+        // On the write pool when it can take it, so the network thread does not wait for
+        // the read-back and the decode; otherwise here.
+        match self.pool_restore(key, m, job) {
+            Ok(()) => Ok(()),
+            Err(job) => restore_inline(self, key, m, job),
+        }
     }
 
     fn commit(&mut self, key: XferKey, req: &CommitRequest<'_>) -> Option<CommitOutcome> {

@@ -219,3 +219,153 @@ fn the_writers_hold_a_bounded_number_of_descriptors() {
         assert_eq!(fs::read(tmp.path().join(format!("f{i}"))).unwrap(), d);
     }
 }
+
+/// Parity for group `g` (blocks of `block` bytes, `k` per group) of `d`, and the job that
+/// rebuilds its blocks `lost`: half the present ones held, the others read back.
+fn restore_job(d: &[u8], block: usize, k: usize, g: usize, lost: &[usize]) -> Restore {
+    use crate::proto::repair::Code;
+    use crate::proto::restore::Piece;
+    let code = Code {
+        block,
+        k: k as u32,
+        parity: 4,
+    };
+    let blk = |i: usize| {
+        let mut b = d[i * block..((i + 1) * block).min(d.len())].to_vec();
+        b.resize(block, 0);
+        b
+    };
+    let sources: Vec<Vec<u8>> = (g * k..g * k + k).map(blk).collect();
+    let parity = code.encode(&sources, 0..lost.len() as u16).unwrap();
+    let piece = |pos: usize| Piece {
+        idx: 0,
+        offset: ((g * k + pos) * block) as u64,
+        len: block,
+        at: 0,
+    };
+    let present: Vec<usize> = (0..k).filter(|p| !lost.contains(p)).collect();
+    Restore {
+        code,
+        k_g: k,
+        held: present
+            .iter()
+            .step_by(2)
+            .map(|&p| (p, blk(g * k + p)))
+            .collect(),
+        staged: present
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&p| (p, vec![piece(p)]))
+            .collect(),
+        parity: parity.into_iter().enumerate().collect(),
+        writes: lost.iter().map(|&p| (p, vec![piece(p)])).collect(),
+    }
+}
+
+#[test]
+fn a_parity_decode_runs_on_the_pool_after_the_writes_it_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    s.pool_writes_with(1, 1 << 20);
+    let (block, k) = (1400, 16);
+    let d = data(block * k * 8);
+    let m = manifest(vec![Entry::file(b"big", d.len() as u64, 0o644, 7)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    // Blocks 3 and 9 of group 5 are lost; everything else is written (queued).
+    let (g, lost) = (5, [3usize, 9]);
+    for i in 0..d.len() / block {
+        if i / k == g && lost.contains(&(i % k)) {
+            continue;
+        }
+        s.write(
+            KEY,
+            0,
+            &m.entries[0],
+            (i * block) as u64,
+            &d[i * block..(i + 1) * block],
+        )
+        .unwrap();
+    }
+    s.restore(KEY, &m, restore_job(&d, block, k, g, &lost))
+        .unwrap();
+    assert_eq!(s.write_stats().restores, 1, "the pool took the decode");
+    // A reader of the staged file waits for the decode's writes too.
+    let mut back = vec![0u8; block];
+    let at = (g * k + lost[1]) * block;
+    s.read_staged(KEY, 0, &m.entries[0], at as u64, &mut back)
+        .unwrap();
+    assert_eq!(back, d[at..at + block]);
+    s.complete(KEY, 0, &m).unwrap();
+    let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+    assert_eq!(out.errors, Vec::<String>::new());
+    assert_eq!(fs::read(tmp.path().join("big")).unwrap(), d);
+}
+
+#[test]
+fn a_parity_decode_the_pool_cannot_take_runs_inline() {
+    // Without a pool, and for a file gathered in memory, the decode runs on the caller's
+    // thread with the same result.
+    for pooled in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = storage(tmp.path());
+        if pooled {
+            s.pool_writes_with(1, 1 << 20);
+        }
+        let (block, k) = (1000, 8);
+        let d = data(block * k * 4);
+        assert!(d.len() as u64 <= super::gather::GATHER_FILE);
+        let m = manifest(vec![Entry::file(b"small", d.len() as u64, 0o644, 7)]);
+        let ins = s.inspect(KEY, &m).unwrap();
+        let (g, lost) = (2, [0usize, 7]);
+        for i in 0..d.len() / block {
+            if i / k == g && lost.contains(&(i % k)) {
+                continue;
+            }
+            s.write(
+                KEY,
+                0,
+                &m.entries[0],
+                (i * block) as u64,
+                &d[i * block..(i + 1) * block],
+            )
+            .unwrap();
+        }
+        s.restore(KEY, &m, restore_job(&d, block, k, g, &lost))
+            .unwrap();
+        assert_eq!(s.write_stats().restores, 0);
+        s.complete(KEY, 0, &m).unwrap();
+        let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+        assert_eq!(out.errors, Vec::<String>::new());
+        assert_eq!(fs::read(tmp.path().join("small")).unwrap(), d);
+    }
+}
+
+#[test]
+fn a_failed_read_back_on_the_pool_fails_the_commit_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = storage(tmp.path());
+    s.pool_writes_with(1, 1 << 20);
+    let (block, k) = (1400, 16);
+    let d = data(block * k * 8);
+    let m = manifest(vec![Entry::file(b"dir/big", d.len() as u64, 0o644, 7)]);
+    let ins = s.inspect(KEY, &m).unwrap();
+    // Only the first group is written: the decode of group 5 reads back past the end.
+    for i in 0..k {
+        s.write(
+            KEY,
+            0,
+            &m.entries[0],
+            (i * block) as u64,
+            &d[i * block..(i + 1) * block],
+        )
+        .unwrap();
+    }
+    s.restore(KEY, &m, restore_job(&d, block, k, 5, &[1, 2]))
+        .unwrap();
+    assert_eq!(s.write_stats().restores, 1);
+    let out = s.commit(KEY, &req(&m, &ins.flags)).unwrap();
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(out.errors[0].starts_with("dir/big: "), "{:?}", out.errors);
+    assert!(!tmp.path().join("dir/big").exists());
+}

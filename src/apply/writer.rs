@@ -33,6 +33,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::sys::start_writeback;
+use crate::proto::manifest::{Entry, EntryKind, Manifest};
+use crate::proto::restore::Restore;
 use crate::proto::storage::{show, XferKey};
 
 /// Writer threads per daemon. Buffered writes into one file serialize on its inode, so one
@@ -78,9 +80,34 @@ struct Job {
     cost: usize,
 }
 
+/// A queued parity decode (`Storage::restore`): it reads back and writes the staged files
+/// `files` (each counted as a queued write of its file until it ends).
+struct RestoreJob {
+    key: XferKey,
+    job: Restore,
+    /// Every entry the job reads or writes: its index, descriptor and manifest entry.
+    files: Vec<(u32, Arc<Target>, Entry)>,
+    cost: usize,
+}
+
+/// What the writers take from the queue, in order.
+enum Task {
+    Write(Job),
+    Restore(RestoreJob),
+}
+
+impl Task {
+    fn key(&self) -> XferKey {
+        match self {
+            Task::Write(j) => j.target.key,
+            Task::Restore(r) => r.key,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Task>,
     /// Bytes queued or being written (buffer capacity).
     bytes: usize,
     /// Writes queued or running, per staged file and per transfer.
@@ -182,6 +209,8 @@ pub struct WriteStats {
     pub inline: u64,
     /// Times the network thread waited for room.
     pub waits: u64,
+    /// Parity decodes handed to the pool.
+    pub restores: u64,
 }
 
 /// The network thread's side of the pool.
@@ -307,16 +336,12 @@ impl WritePool {
         self.targets.retain(|(k, _), _| *k != key);
         {
             let mut st = self.shared.lock();
-            let mut dropped = Vec::new();
-            st.jobs.retain(|j| {
-                let keep = j.target.key != key;
-                if !keep {
-                    dropped.push((j.target.idx, j.cost));
-                }
-                keep
-            });
-            for (idx, len) in dropped {
-                end_job(&mut st, key, idx, len);
+            let (dropped, kept) = std::mem::take(&mut st.jobs)
+                .into_iter()
+                .partition::<Vec<_>, _>(|t| t.key() == key);
+            st.jobs = kept.into();
+            for t in dropped {
+                end_task(&mut st, &t);
             }
         }
         self.shared.ended.notify_all();
@@ -397,6 +422,51 @@ impl WritePool {
         Ok(())
     }
 
+    /// Queues parity decode `job` of transfer `key`, which touches the staged files of
+    /// `entries` (index and manifest entry), after every write accepted so far. `Err(job)`:
+    /// the pool cannot take it (no writer runs, or it holds no descriptor for one of the
+    /// files), and the caller does it.
+    pub(super) fn submit_restore(
+        &mut self,
+        key: XferKey,
+        job: Restore,
+        entries: Vec<(u32, Entry)>,
+    ) -> Result<(), Restore> {
+        self.start();
+        if self.threads.is_empty() {
+            return Err(job);
+        }
+        let mut files = Vec::with_capacity(entries.len());
+        for (idx, e) in entries {
+            match self.targets.get(&(key, idx)) {
+                Some(t) => files.push((idx, t.clone(), e)),
+                None => return Err(job),
+            }
+        }
+        // The blocks it reads back may be in the job this thread holds: that goes first.
+        self.push_local();
+        let cost = job.held_bytes();
+        let mut st = self.shared.lock();
+        st.bytes += cost;
+        for (idx, ..) in &files {
+            *st.per_file.entry((key, *idx)).or_insert(0) += 1;
+            *st.per_key.entry(key).or_insert(0) += 1;
+        }
+        st.jobs.push_back(Task::Restore(RestoreJob {
+            key,
+            job,
+            files,
+            cost,
+        }));
+        let wake = st.idle > 0;
+        drop(st);
+        if wake {
+            self.shared.more.notify_one();
+        }
+        self.stats.restores += 1;
+        Ok(())
+    }
+
     /// Hands the job this thread holds to the writers.
     fn push_local(&mut self) {
         let Some(mut job) = self.local.take() else {
@@ -409,7 +479,7 @@ impl WritePool {
             .entry((job.target.key, job.target.idx))
             .or_insert(0) += 1;
         *st.per_key.entry(job.target.key).or_insert(0) += 1;
-        st.jobs.push_back(job);
+        st.jobs.push_back(Task::Write(job));
         let wake = st.idle > 0;
         drop(st);
         if wake {
@@ -485,6 +555,61 @@ fn end_job(st: &mut State, key: XferKey, idx: u32, cost: usize) {
     }
 }
 
+/// Counts task `t` as ended (a restore as one write of each of its files).
+fn end_task(st: &mut State, t: &Task) {
+    match t {
+        Task::Write(j) => end_job(st, j.target.key, j.target.idx, j.cost),
+        Task::Restore(r) => {
+            let idxs: Vec<u32> = r.files.iter().map(|(i, ..)| *i).collect();
+            end_files(st, r.key, &idxs, r.cost);
+        }
+    }
+}
+
+/// Counts a restore of `key` touching files `idxs` and holding `cost` bytes as ended.
+fn end_files(st: &mut State, key: XferKey, idxs: &[u32], cost: usize) {
+    let mut cost = cost;
+    for &idx in idxs {
+        end_job(st, key, idx, std::mem::take(&mut cost));
+    }
+}
+
+/// Runs a queued restore: reads back, decodes and writes through the files' descriptors.
+/// An error names its file (`path: reason`).
+fn run_restore(files: &[(u32, Arc<Target>, Entry)], job: Restore) -> Result<(), String> {
+    let file = |idx: u32| {
+        files
+            .iter()
+            .find(|(i, ..)| *i == idx)
+            .map(|(_, t, e)| (t, e))
+            .ok_or_else(|| format!("entry {idx}: no descriptor for its staged file"))
+    };
+    let named = |t: &Target, e: io::Error| format!("{}: {e}", show(&t.path));
+    let mut failed = None;
+    let writes = job.decode(|p, buf| {
+        let (t, e) = file(p.idx).map_err(io::Error::other)?;
+        let mut to = 0;
+        for (at, len) in e.file_ranges(p.offset, p.len as u64) {
+            let r = t.file.read_exact_at(&mut buf[to..to + len as usize], at);
+            r.inspect_err(|err| {
+                failed = Some(named(t, io::Error::new(err.kind(), err.to_string())))
+            })?;
+            to += len as usize;
+        }
+        Ok(())
+    });
+    let writes = match writes {
+        Ok(w) => w,
+        Err(e) => return Err(failed.unwrap_or_else(|| e.to_string())),
+    };
+    for (p, data) in writes {
+        let (t, e) = file(p.idx)?;
+        write_pieces(&t.file, &e.file_ranges(p.offset, p.len as u64), &data)
+            .map_err(|err| named(t, err))?;
+    }
+    Ok(())
+}
+
 /// Writes `data` to the file ranges `pieces` of `file`.
 pub(super) fn write_pieces(file: &File, pieces: &[(u64, u64)], data: &[u8]) -> io::Result<()> {
     let mut from = 0;
@@ -504,7 +629,7 @@ type FailHook = ();
 fn run(sh: Arc<Shared>, fail: FailHook) {
     let mut st = sh.lock();
     loop {
-        let Some(job) = st.jobs.pop_front() else {
+        let Some(task) = st.jobs.pop_front() else {
             if st.stop {
                 return;
             }
@@ -514,6 +639,29 @@ fn run(sh: Arc<Shared>, fail: FailHook) {
             continue;
         };
         drop(st);
+        let job = match task {
+            Task::Write(job) => job,
+            Task::Restore(r) => {
+                let RestoreJob {
+                    key,
+                    job,
+                    files,
+                    cost,
+                } = r;
+                let failed = run_restore(&files, job).err();
+                let idxs: Vec<u32> = files.iter().map(|(i, ..)| *i).collect();
+                drop(files);
+                st = sh.lock();
+                if let Some(msg) = failed {
+                    st.errors.entry(key).or_insert(msg);
+                }
+                end_files(&mut st, key, &idxs, cost);
+                if st.waiting > 0 {
+                    sh.ended.notify_all();
+                }
+                continue;
+            }
+        };
         #[cfg(test)]
         let forced = *fail.lock().unwrap();
         #[cfg(not(test))]
@@ -565,6 +713,45 @@ impl super::FsStorage {
     pub fn flush_writes(&mut self) {
         if let Some(w) = self.writer.as_mut() {
             w.flush();
+        }
+    }
+
+    /// Hands parity decode `job` to the pool when every file it touches is written through
+    /// the pool (not gathered in memory, not refused, a descriptor held) and its writes are
+    /// ones `write` accepts; otherwise `Err(job)`, for the caller to do on its thread.
+    pub(super) fn pool_restore(
+        &mut self,
+        key: XferKey,
+        m: &Manifest,
+        job: Restore,
+    ) -> Result<(), Restore> {
+        let fits = job.writes.iter().flat_map(|(_, ps)| ps).all(|p| {
+            m.entries.get(p.idx as usize).is_some_and(|e| {
+                e.kind == EntryKind::File
+                    && p.offset
+                        .checked_add(p.len as u64)
+                        .is_some_and(|end| end <= e.payload_len())
+            })
+        });
+        let mut idxs: Vec<u32> = job.entries().collect();
+        idxs.sort_unstable();
+        idxs.dedup();
+        let ours = |idx: u32| {
+            !self.pending.contains_key(&(key, idx)) && !self.refusals.contains_key(&(key, idx))
+        };
+        if !fits || !idxs.iter().all(|&i| ours(i)) {
+            return Err(job);
+        }
+        let Some(entries) = idxs
+            .iter()
+            .map(|&i| m.entries.get(i as usize).map(|e| (i, e.clone())))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Err(job);
+        };
+        match self.writer.as_mut() {
+            Some(w) => w.submit_restore(key, job, entries),
+            None => Err(job),
         }
     }
 

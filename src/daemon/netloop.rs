@@ -435,6 +435,13 @@ fn handle_job(
                     node.seal_refused
                 ),
                 format!("refused-paths {}", node.engine.storage().refused()),
+                {
+                    let w = node.engine.storage().write_stats();
+                    format!(
+                        "write-pool queued {} inline {} waits {} decodes {}",
+                        w.queued, w.inline, w.waits, w.restores
+                    )
+                },
                 format!("socket sent {} in {} syscalls, received {} in {} syscalls, overflows {}", ns.sent_datagrams, ns.sent_syscalls, ns.recv_datagrams, ns.recv_syscalls, ns.recv_overflows),
                 format!("authenticated {}", if node.seal_stats().is_some() { "yes" } else { "NO (no cluster key)" }),
                 format!("last-push {}", escape::text_str(&state.last_push.as_ref().map(|l| l.line()).unwrap_or_else(|| "-".into()))),

@@ -39,6 +39,7 @@ mod records;
 mod recv;
 pub mod relay;
 pub mod repair;
+pub mod restore;
 mod sched;
 mod send;
 pub mod storage;

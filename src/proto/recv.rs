@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::manifest::{bit, needs_data, Layout, Manifest};
 use super::repair::Code;
+use super::restore::{Piece, Restore};
 use super::storage::{CommitOutcome, CommitRequest, Inspection, Storage, XferKey};
 use super::wire::{Stream, Writer};
 
@@ -269,6 +270,31 @@ fn bs_get(v: &[u64], i: u32) -> bool {
 }
 fn bs_set(v: &mut [u64], i: u32) {
     v[i as usize / 64] |= 1 << (i % 64);
+}
+
+/// The pieces of payload block `i` in the entries `keep` accepts, each with its span's index
+/// in `layout`.
+fn block_pieces<'a>(
+    layout: &'a Layout,
+    code: &Code,
+    i: u32,
+    keep: impl Fn(u32) -> bool + 'a,
+) -> impl Iterator<Item = (usize, Piece)> + 'a {
+    let r = code.block_range(i, layout.len);
+    layout.overlapping(r.start, r.end).filter_map(move |si| {
+        let (e, off, size) = layout.spans[si];
+        let a = r.start.max(off);
+        let z = r.end.min(off + size);
+        keep(e).then_some((
+            si,
+            Piece {
+                idx: e,
+                offset: a - off,
+                len: (z - a) as usize,
+                at: (a - r.start) as usize,
+            },
+        ))
+    })
 }
 
 /// Payload reception state, once the plan is known.
@@ -715,26 +741,23 @@ impl Inbound {
         let (Some(p), Some(m)) = (self.payload.as_mut(), self.manifest.as_ref()) else {
             return;
         };
-        let r = code.block_range(idx, p.layout.len);
-        for si in p.layout.overlapping(r.start, r.end) {
-            let (e, off, size) = p.layout.spans[si];
-            if !bit(&self.needs, e as usize) {
-                continue;
-            }
-            let a = r.start.max(off);
-            let b = r.end.min(off + size);
-            let part = &data[(a - r.start) as usize..(b - r.start) as usize];
+        let needs = &self.needs;
+        for (si, pc) in block_pieces(&p.layout, &code, idx, |e| bit(needs, e as usize)) {
+            let e = pc.idx;
+            let part = &data[pc.at..pc.at + pc.len];
             let entry = &m.entries[e as usize];
-            let r = storage.write(key, e, entry, a - off, part).and_then(|()| {
-                // Blocks are written once each, so the countdown reaches 0 exactly when the
-                // file's last byte is in.
-                p.left[si] = p.left[si].saturating_sub(part.len() as u64);
-                if p.left[si] == 0 {
-                    storage.complete(key, e, m)
-                } else {
-                    Ok(())
-                }
-            });
+            let r = storage
+                .write(key, e, entry, pc.offset, part)
+                .and_then(|()| {
+                    // Blocks are written once each, so the countdown reaches 0 exactly when the
+                    // file's last byte is in.
+                    p.left[si] = p.left[si].saturating_sub(part.len() as u64);
+                    if p.left[si] == 0 {
+                        storage.complete(key, e, m)
+                    } else {
+                        Ok(())
+                    }
+                });
             match r {
                 Ok(()) => {}
                 Err(err) => {
@@ -805,53 +828,68 @@ impl Inbound {
         if have + npar < k_g {
             return;
         }
-        // Gather the group's present symbols: from memory, or read back from staged files.
-        let mut present: Vec<(usize, Vec<u8>)> = Vec::with_capacity(have);
-        let m = self.manifest.as_ref().unwrap();
-        for i in range.clone().filter(|&i| bs_get(&p.have, i)) {
-            if let Some(b) = p.mem.get(&i).or_else(|| p.cache.get(&i)) {
-                present.push(((i - range.start) as usize, b.clone()));
-                continue;
-            }
-            let mut b = vec![0u8; code.block];
-            let r = code.block_range(i, p.layout.len);
-            for si in p.layout.overlapping(r.start, r.end) {
-                let (e, off, size) = p.layout.spans[si];
-                let a = r.start.max(off);
-                let z = r.end.min(off + size);
-                let dst = &mut b[(a - r.start) as usize..(z - r.start) as usize];
-                if storage
-                    .read_staged(key, e, &m.entries[e as usize], a - off, dst)
-                    .is_err()
-                {
-                    self.error
-                        .get_or_insert_with(|| "cannot read back a staged file".into());
-                    return;
+        // The group's present symbols: those held in memory go with the job, the others are
+        // read back from the staged files by the storage (off this thread, with a pool).
+        let mut held = Vec::new();
+        let mut staged = Vec::new();
+        let mut writes = Vec::new();
+        let mut counted = Vec::new();
+        for i in range.clone() {
+            let pos = (i - range.start) as usize;
+            if bs_get(&p.have, i) {
+                match p.mem.get(&i).or_else(|| p.cache.get(&i)) {
+                    Some(b) => held.push((pos, b.clone())),
+                    None => {
+                        staged.push((pos, block_pieces(&p.layout, &code, i, |_| true).collect()))
+                    }
                 }
+            } else {
+                let pieces = if bs_get(&p.needed, i) {
+                    block_pieces(&p.layout, &code, i, |e| bit(&self.needs, e as usize)).collect()
+                } else {
+                    Vec::new()
+                };
+                counted.extend(pieces.iter().map(|&(si, p)| (si, p.len as u64)));
+                writes.push((pos, pieces));
             }
-            present.push(((i - range.start) as usize, b));
         }
+        let strip = |v: Vec<(usize, Vec<(usize, Piece)>)>| -> Vec<(usize, Vec<Piece>)> {
+            v.into_iter()
+                .map(|(pos, ps)| (pos, ps.into_iter().map(|(_, p)| p).collect()))
+                .collect()
+        };
         let parity = p.parity.remove(&g).unwrap_or_default();
         p.held -= parity.len() as u64;
-        let pres: Vec<(usize, &[u8])> = present.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-        let par: Vec<(usize, &[u8])> = parity
-            .iter()
-            .map(|(i, b)| (*i as usize, b.as_slice()))
-            .collect();
-        let Ok(restored) = code.decode(k_g, &pres, &par) else {
-            return;
+        let job = Restore {
+            code,
+            k_g,
+            held,
+            staged: strip(staged),
+            parity: parity.into_iter().map(|(i, b)| (i as usize, b)).collect(),
+            writes: strip(writes),
         };
-        for (pos, b) in restored {
-            let i = range.start + pos as u32;
-            let p = self.payload.as_mut().unwrap();
-            if bs_get(&p.have, i) {
-                continue;
+        let m = self.manifest.as_ref().unwrap();
+        if let Err(e) = storage.restore(key, m, job) {
+            // The group stays incomplete, and the transfer fails on this member.
+            self.error.get_or_insert_with(|| e.to_string());
+            return;
+        }
+        let p = self.payload.as_mut().unwrap();
+        for i in range.clone() {
+            if !bs_get(&p.have, i) {
+                p.mark(&code, g, i);
             }
-            p.mark(&code, g, i);
-            if bs_get(&p.needed, i) {
-                let r = code.block_range(i, p.layout.len);
-                let n = (r.end - r.start) as usize;
-                self.write_parts(storage, i, &b[..n]);
+        }
+        // The restored pieces are written (or accepted): count them down as `write_parts`
+        // does, finishing each file whose last byte is in.
+        for (si, n) in counted {
+            p.left[si] = p.left[si].saturating_sub(n);
+            if p.left[si] == 0 {
+                let e = p.layout.spans[si].0;
+                if let Err(err) = storage.complete(key, e, m) {
+                    let path = super::storage::show(&m.entries[e as usize].path);
+                    self.error.get_or_insert_with(|| format!("{path}: {err}"));
+                }
             }
         }
         let p = self.payload.as_mut().unwrap();

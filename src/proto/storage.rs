@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 
 use super::manifest::{change, needs_data, Entry, EntryKind, Manifest};
+use super::restore::{restore_inline, Restore};
 use change::Flags;
 
 /// Identifies one inbound transfer on a receiver: the sender's node id and its transfer id.
@@ -115,6 +116,15 @@ pub trait Storage {
         offset: u64,
         buf: &mut [u8],
     ) -> io::Result<()>;
+
+    /// Receiver: rebuilds a group's lost source blocks from parity, reading back the present
+    /// ones it does not hold, and writes the pieces of them the transfer needs. `Ok` may mean
+    /// *accepted*, as for `write`: the job is then carried out later, after every write
+    /// accepted before it and before `read_staged`, `prepare` and `commit` of its files, and
+    /// a failure fails the transfer's commit. The default does it now, on this thread.
+    fn restore(&mut self, key: XferKey, manifest: &Manifest, job: Restore) -> io::Result<()> {
+        restore_inline(self, key, manifest, job)
+    }
 
     /// Receiver: applies the transfer (renames staged files into place, creates dirs and
     /// links, sets attributes, deletes). `None` means the outcome will come later through
