@@ -29,6 +29,14 @@ pub use select::{
     build_manifest, foreign_line, member_line, resolve_targets, selection_of, Select, Selection,
 };
 
+/// The host name: a daemon's default member name, and the start of a direct-mode front
+/// end's.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "makuo".into())
+}
+
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {

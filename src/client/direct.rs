@@ -32,7 +32,7 @@ pub(super) fn direct_node(
         .cluster
         .name
         .clone()
-        .unwrap_or_else(|| format!("{}-sync", crate::daemon::hostname()));
+        .unwrap_or_else(|| format!("{}-sync", node::hostname()));
     let keys = load_keys(front)?;
     let engine = proto::Config {
         node_id: node::random_node_id(),

@@ -50,13 +50,6 @@ pub fn log(level: u8, msg: impl std::fmt::Display) {
     crate::logging::log(level, msg)
 }
 
-/// The host name (default member name).
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "makuo".into())
-}
-
 /// A request from a console session to the network loop.
 // One message per push: the size of the variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -111,7 +104,11 @@ pub fn run(conf: Resolved) -> Result<Exit> {
     args.cluster.require_key()?;
     logging::set_level(args.loglevel);
     let base = base_dir(&conf)?;
-    let name = args.cluster.name.clone().unwrap_or_else(hostname);
+    let name = args
+        .cluster
+        .name
+        .clone()
+        .unwrap_or_else(crate::node::hostname);
     let state_dir = args
         .cluster
         .state_dir
