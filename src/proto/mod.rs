@@ -179,6 +179,11 @@ pub struct Engine<S: Storage> {
     doubts: outcome::Doubts,
 }
 
+/// Share of the join window per member heard (see `Engine::answer_soon`).
+const JOIN_SLOT: Duration = Duration::from_micros(100);
+/// Shortest join window.
+const JOIN_MIN: Duration = Duration::from_millis(2);
+
 impl<S: Storage> Engine<S> {
     /// A new engine; it announces itself on the first `poll_transmit`.
     pub fn new(cfg: Config, storage: S, now: Instant) -> Self {
@@ -450,9 +455,16 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Schedules an early heartbeat at a random moment within the join jitter, so a newcomer
-    /// learns this member soon and answers from many members do not collide.
+    /// learns this member soon and answers from many members do not collide. The window is
+    /// [`JOIN_SLOT`] per member heard, at least [`JOIN_MIN`] and at most the configured
+    /// jitter: a newcomer to a few members (a direct-mode front end) hears them all within
+    /// a couple of milliseconds, and a thousand still spread their answers over the jitter.
     fn answer_soon(&mut self) {
-        let j = self.cfg.join_jitter.as_micros().max(1) as u64;
+        let members = self.members.direct_count() as u64 + 1;
+        let j = (JOIN_SLOT.as_micros() as u64 * members)
+            .max(JOIN_MIN.as_micros() as u64)
+            .min(self.cfg.join_jitter.as_micros() as u64)
+            .max(1);
         let at = self.clock + Duration::from_micros(self.rng.next() % j);
         self.next_heartbeat = self.next_heartbeat.min(at);
     }
@@ -1091,9 +1103,11 @@ impl<S: Storage> Engine<S> {
                 t = t.min(d);
             }
             if ob.has_work() {
-                if let Some(p) = self.pacer.wake_at(self.pace_rate()) {
-                    t = t.min(p);
-                }
+                // A pacer that has sent nothing yet lets the first datagram go at once (a
+                // driver that waited for the transfer's own deadline instead started every
+                // push one poll interval, 20 ms, late).
+                let p = self.pacer.wake_at(self.pace_rate()).unwrap_or(self.clock);
+                t = t.min(p);
             }
         }
         if let Some(g) = self.gathering_timeout() {

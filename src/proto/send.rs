@@ -644,7 +644,7 @@ impl Outbound {
         let opts = &self.manifest.options;
         let registered = self.targets.iter().filter(|t| t.active()).count();
         self.progress.push(format!(
-            "registered {registered}/{} members after {:.2}s; sending {} bytes",
+            "registered {registered}/{} members after {:.3}s; sending {} bytes",
             self.targets.len(),
             now.saturating_duration_since(self.started).as_secs_f64(),
             if opts.dry_run || opts.delete_only {
@@ -728,7 +728,7 @@ impl Outbound {
         self.progress.push(if self.manifest.options.dry_run {
             format!("(dry run) nothing changed on {ok} member(s) after {after:.2}s")
         } else {
-            format!("committing on {ok} member(s) after {after:.2}s")
+            format!("committing on {ok} member(s) after {after:.3}s")
         });
         self.phase = Phase::Commit;
         self.queue.clear();
