@@ -70,14 +70,16 @@ pub(super) fn direct_node(
     })
 }
 
-/// Listens for members for at most `d`. Members answer a join within tens of milliseconds
-/// and pass along everyone they know, so once some have answered and no new one has appeared
-/// for a short quiet period (and every remembered member is live), waiting longer learns
-/// nothing: discovery ends early.
+/// Listens for members for at most `d`. Members answer a join within milliseconds (tens in
+/// a big group) and pass along everyone they know, so once some have answered and no new one
+/// has appeared for a short quiet period (and every remembered member is live), waiting
+/// longer learns nothing: discovery ends early. The quiet period is [`QUIET`], or only
+/// [`SETTLED`] once every member named by those that answered has answered too.
 pub(super) fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
+    const QUIET: Duration = Duration::from_millis(50);
+    const SETTLED: Duration = Duration::from_millis(5);
     let start = Instant::now();
     let end = start + d;
-    let quiet = Duration::from_millis(50);
     let mut count = 0;
     let mut changed = start;
     while Instant::now() < end {
@@ -90,7 +92,11 @@ pub(super) fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Resul
             }
         }
         warn_notices(node);
-        let n = node.engine.members().filter(|m| m.receives()).count();
+        let (mut n, mut heard) = (0, true);
+        for m in node.engine.members().filter(|m| m.receives()) {
+            n += 1;
+            heard &= m.direct;
+        }
         if n != count {
             count = n;
             changed = Instant::now();
@@ -98,6 +104,7 @@ pub(super) fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Resul
         let all_expected = expect
             .iter()
             .all(|name| node.engine.members().any(|m| &m.name == name));
+        let quiet = if heard { SETTLED } else { QUIET };
         if count > 0 && all_expected && changed.elapsed() >= quiet {
             break;
         }
@@ -137,6 +144,7 @@ pub(super) fn direct_push(front: &FrontArgs, cmd: &PushCmd) -> Result<Exit> {
     // Walking (and hashing) the tree and listening for members both take tens of
     // milliseconds on a big tree; they overlap.
     let (sel, found) = std::thread::scope(|s| {
+        s.spawn(proto::repair::warm_up);
         let walk = s.spawn(|| {
             let rollback = cmd.options.release.as_ref().is_some_and(|r| r.rollback);
             let sel = if rollback {

@@ -128,6 +128,8 @@ pub fn run(conf: Resolved) -> Result<Exit> {
         .canonicalize()
         .unwrap_or_else(|_| state_dir.clone());
     let keys = load_keys(&args.cluster.keys)?;
+    // Once per daemon, before anything waits for it.
+    proto::repair::warm_up();
     let apply = ApplyOptions {
         node_name: name.clone(),
         durable: !args.no_fsync,

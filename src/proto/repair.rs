@@ -10,6 +10,13 @@
 
 use std::collections::BTreeMap;
 
+/// Makes the coding library's tables now: they are built on first use and cost 10-35 ms of
+/// CPU, which a push would otherwise wait for at its first parity symbol. A direct-mode
+/// front end calls it on a thread of its own while it discovers members, a daemon at start.
+pub fn warm_up() {
+    let _ = reed_solomon_simd::ReedSolomonEncoder::new(2, 1, 64);
+}
+
 /// The coding parameters of one transfer (sent in its announcement).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Code {
