@@ -217,18 +217,22 @@ fn admit_and_serve<S: Conn>(
     finish: impl Fn(&S),
     session: &(dyn Fn(S, &Who) + Send + Sync),
 ) {
-    let turn_away = |conn: S, line: &str| {
-        say_and_close(conn, line, Duration::from_secs(1), &finish);
-    };
+    // Every refusal: counted, logged (within the log limit), answered with one line.
+    let turn_away =
+        |conn: S, count: &AtomicU64, key: &str, why: std::fmt::Arguments, line: &str| {
+            bump(count);
+            srv.log_limited(key, "refused", why);
+            say_and_close(conn, line, Duration::from_secs(1), &finish);
+        };
     let (who, slot) = match admission {
         Admission::Refused(why) => {
-            bump(&srv.stats.refused);
-            srv.log_limited(
+            turn_away(
+                conn,
+                &srv.stats.refused,
                 &key,
-                "refused",
                 format_args!("console {name}: permission denied: {why}"),
+                "error: permission denied",
             );
-            turn_away(conn, "error: permission denied");
             return;
         }
         Admission::Local(uid) => {
@@ -253,27 +257,27 @@ fn admit_and_serve<S: Conn>(
             // `log_limited` takes the lock again.
             let wait = srv.throttle().backoff.wait(Instant::now(), &key);
             if let Some(left) = wait {
-                bump(&srv.stats.backoff);
-                srv.log_limited(
+                turn_away(
+                    conn,
+                    &srv.stats.backoff,
                     &key,
-                    "refused",
                     format_args!("console {name} (remote): too many wrong passwords"),
+                    &backoff_line(&key, left),
                 );
-                turn_away(conn, &backoff_line(&key, left));
                 return;
             }
             let Some(slot) = srv.unauthenticated.take() else {
-                bump(&srv.stats.busy);
-                srv.log_limited(
-                    &key,
-                    "refused",
-                    format_args!("console {name} (remote): too many waiting for the password"),
-                );
                 let line = format!(
                     "error: too many connections waiting for the password ({}); try again later",
                     srv.limits.unauthenticated
                 );
-                turn_away(conn, &line);
+                turn_away(
+                    conn,
+                    &srv.stats.busy,
+                    &key,
+                    format_args!("console {name} (remote): too many waiting for the password"),
+                    &line,
+                );
                 return;
             };
             let who = Who {
@@ -287,17 +291,17 @@ fn admit_and_serve<S: Conn>(
         }
     };
     let Some(slot) = slot else {
-        bump(&srv.stats.busy);
-        srv.log_limited(
-            &who.key,
-            "refused",
-            format_args!("console {who}: too many sessions"),
-        );
         let line = format!(
             "error: too many console sessions ({}); try again later",
             srv.limits.max_sessions
         );
-        turn_away(conn, &line);
+        turn_away(
+            conn,
+            &srv.stats.busy,
+            &who.key,
+            format_args!("console {who}: too many sessions"),
+            &line,
+        );
         return;
     };
     *who.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
