@@ -702,3 +702,45 @@ fn a_relay_bridges_a_subnet_the_group_does_not_reach() {
     drop(c);
     drop(net);
 }
+
+/// A fresh cluster: r1, deaf to the group, starts first (its join goes out before anyone
+/// listens), then r2 and r3; a direct front end pushes as soon as r3 lists r2 (the bench's
+/// "receivers up" moment). r1 repeats its join while it has heard nobody, so the others (and
+/// through them the front end) know it within a fraction of a heartbeat: all three members
+/// are in the result, exact. Without the repeats nobody knew r1 until its next heartbeat
+/// (1 s on, 2 s with a key), and the push left it out (3 of 3 runs on a quiet machine).
+#[test]
+fn a_fresh_deaf_member_is_known_before_its_next_heartbeat() {
+    if !root_or_skip(
+        "a_fresh_deaf_member_is_known_before_its_next_heartbeat",
+        "network namespaces",
+    ) {
+        return;
+    }
+    let mut net = Net::new();
+    let mut c = Cluster::new();
+    let spaces = v4_hosts(&mut net, 4);
+    net.drop_group(&spaces[1], &c.group);
+    c.daemons_in(&numbered(&spaces)[1..], v4_addr, false, &[]);
+    docroot(&c.src, 20, None);
+    wait_for("r3 to list r2", RUN_LIMIT, || {
+        c.daemons[2]
+            .members(&[])
+            .stdout
+            .contains("r2 ")
+            .then_some(())
+    });
+    let r = c.direct_in(&spaces[0], &v4_addr(0), "sync", &["--json", "-r", "."]);
+    assert_eq!(r.code, 0, "{r}");
+    let j = r.json();
+    let names: Vec<&str> = j["members"]
+        .as_array()
+        .expect("members in the result")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "r1 left out: {r}");
+    c.assert_all_identical();
+    drop(c);
+    drop(net);
+}

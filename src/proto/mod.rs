@@ -70,6 +70,15 @@ use storage::{CommitOutcome, Inspection, Storage, XferKey};
 use version::{Foreign, Versions};
 use wire::{Header, Heartbeat, Msg, WireError, HB_JOIN, HB_RECEIVER};
 
+/// Joins a node repeats while it has heard no member: its first may have gone out before
+/// anyone listened, and a member deaf to the group hears nobody's answer, so without them the
+/// others would learn it only at its next heartbeat (a second later, two with a key: the
+/// first heartbeat a member hears from a stranger is refused until the challenge is answered).
+/// Bounded: a lone member sends four more heartbeats than usual, in its first 1.5 s.
+const JOIN_REPEATS: u32 = 4;
+/// First gap before a join is repeated; it doubles with each repeat.
+const JOIN_RETRY: Duration = Duration::from_millis(100);
+
 /// Writes headers with increasing sequence numbers.
 #[derive(Debug)]
 pub(crate) struct HeaderGen {
@@ -148,6 +157,8 @@ pub struct Engine<S: Storage> {
     rng: Rng,
     next_heartbeat: Instant,
     joined: bool,
+    /// Joins still to repeat while this node has heard no member ([`JOIN_REPEATS`]).
+    joins_left: u32,
     info: Vec<u8>,
     next_xfer: u32,
     code: Code,
@@ -232,6 +243,7 @@ impl<S: Storage> Engine<S> {
             rng,
             next_heartbeat: now,
             joined: false,
+            joins_left: JOIN_REPEATS,
             info: Vec::new(),
             next_xfer,
             rr: 0,
@@ -985,12 +997,26 @@ impl<S: Storage> Engine<S> {
         self.clock = self.clock.max(now);
         self.run_queued_commits(now);
         if now >= self.next_heartbeat {
-            let join = !self.joined;
-            self.joined = true;
             let direct = self.members.direct_count();
+            // Alone so far: the join may have gone out before anyone listened (members
+            // started together), or this node does not hear the group, so nobody's answer
+            // reaches it. Joins are repeated, soon and then backing off, so the others
+            // learn it within a fraction of a heartbeat rather than at its next one.
+            let repeat = self.joined && direct == 0 && self.joins_left > 0;
+            let join = !self.joined || repeat;
+            self.joined = true;
             self.hb_scale = members::heartbeat_scale(direct + 1, self.hb_scale);
             self.heartbeat(now, join);
-            self.next_heartbeat = now + self.cfg.heartbeat * self.hb_scale;
+            if repeat {
+                self.joins_left -= 1;
+            }
+            let mut next = self.cfg.heartbeat * self.hb_scale;
+            if direct == 0 && self.joins_left > 0 {
+                // 100 ms after the join, then 200, 400, 800 ms apart (never beyond the
+                // heartbeat interval).
+                next = next.min(JOIN_RETRY * (1 << (JOIN_REPEATS - self.joins_left)));
+            }
+            self.next_heartbeat = now + next;
         }
         let mut ch = Vec::new();
         self.members.expire(now, self.member_expiry(), &mut ch);

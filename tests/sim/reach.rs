@@ -120,3 +120,45 @@ fn no_member_is_probed_falsely_at_5_percent_loss() {
         .collect();
     assert_eq!(paths, ["multicast"; 4]);
 }
+
+/// A member deaf to the group started before the others listened (its join lost): it hears
+/// nobody, so it repeats its join (100 ms on, backing off) and the others learn it within a
+/// fraction of a heartbeat, not at its next heartbeat a second later. The repeats are
+/// bounded: four, in its first 1.5 s.
+#[test]
+fn a_lone_deaf_member_repeats_its_join_so_the_others_learn_it_soon() {
+    let second = |name: &str| {
+        let mut c = test_config(0, name);
+        c.heartbeat = Duration::from_secs(1);
+        c.member_expiry = Duration::from_secs(5);
+        c
+    };
+    let mut lan = Lan::new(5, Faults::default());
+    lan.add_with(second("web1"), MemStorage::new());
+    lan.nodes[0].link.group_deaf = true;
+    // Its join goes out with nobody listening.
+    lan.run_for(Duration::from_millis(20));
+    for name in ["web2", "web3"] {
+        lan.add_with(second(name), MemStorage::new());
+    }
+    let start = lan.now;
+    lan.drive(Duration::from_secs(5), |l| {
+        l.known(1) == 2 && l.known(2) == 2
+    });
+    let took = lan.now - start;
+    eprintln!("the others knew the deaf member after {took:?}");
+    assert!(took < Duration::from_millis(400), "{took:?}");
+
+    // Bounded: alone, it heartbeats at 0, 0.1, 0.3, 0.7 and 1.5 s, then once a second (the
+    // eighth at 4.5 s).
+    let mut alone = Lan::new(6, Faults::default());
+    alone.add_with(second("web1"), MemStorage::new());
+    alone.nodes[0].link.group_deaf = true;
+    let t0 = alone.now;
+    alone.drive(Duration::from_secs(10), |l| l.nodes[0].sent_datagrams == 8);
+    let at = alone.now - t0;
+    assert!(
+        at >= Duration::from_millis(4400) && at <= Duration::from_millis(4600),
+        "eighth heartbeat after {at:?}"
+    );
+}
