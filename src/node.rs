@@ -128,7 +128,7 @@ pub struct Node {
     /// handshake (a new front end, before it is a member), so our answers reach them.
     recent: HashMap<SocketAddr, Instant>,
     /// `--relay`: the plan last computed for these unicast destinations, and when.
-    relay_plan: Option<(Instant, Vec<SocketAddr>, proto::relay::Plan)>,
+    relay_plan: Option<(Instant, u64, Vec<SocketAddr>, proto::relay::Plan)>,
     /// Datagrams forwarded as a relay (copies sent).
     pub relayed: u64,
 }
@@ -605,14 +605,18 @@ impl Node {
             self.relay_plan = None;
             return None;
         }
-        let fresh = self.relay_plan.as_ref().is_some_and(|(t, to, _)| {
-            now.saturating_duration_since(*t) < RELAY_PLAN_FOR && to == targets
+        // Kept while the targets and the member table are the same: a plan made before the
+        // relays were heard (a fresh front end plans at its first flush, during discovery)
+        // sent every member a direct copy for the first 200 ms of its push.
+        let changes = self.engine.member_changes();
+        let fresh = self.relay_plan.as_ref().is_some_and(|(t, c, to, _)| {
+            now.saturating_duration_since(*t) < RELAY_PLAN_FOR && *c == changes && to == targets
         });
         if !fresh {
             let p = self.engine.relay_plan(targets);
-            self.relay_plan = Some((now, targets.to_vec(), p));
+            self.relay_plan = Some((now, changes, targets.to_vec(), p));
         }
-        self.relay_plan.as_ref().map(|(_, _, p)| p.clone())
+        self.relay_plan.as_ref().map(|(_, _, _, p)| p.clone())
     }
 
     /// Records in `state` the members that applied the push `report` describes, with how long
@@ -676,7 +680,7 @@ impl Node {
 
     /// The relay through which the current relay plan sends to `addr` (one word).
     fn relayed_via(&self, addr: std::net::SocketAddr) -> Option<String> {
-        let (_, _, plan) = self.relay_plan.as_ref()?;
+        let (_, _, _, plan) = self.relay_plan.as_ref()?;
         let (relay, _) = plan.relays.iter().find(|(_, l)| l.contains(&addr))?;
         Some(
             match self.engine.members().find(|m| m.direct && m.addr == *relay) {

@@ -159,6 +159,9 @@ pub struct Engine<S: Storage> {
     joined: bool,
     /// Joins still to repeat while this node has heard no member ([`JOIN_REPEATS`]).
     joins_left: u32,
+    /// Members that came or went (or became heard directly) so far: what the driver's cached
+    /// relay plan was made from is stale when this moved.
+    member_changes: u64,
     info: Vec<u8>,
     next_xfer: u32,
     code: Code,
@@ -244,6 +247,7 @@ impl<S: Storage> Engine<S> {
             next_heartbeat: now,
             joined: false,
             joins_left: JOIN_REPEATS,
+            member_changes: 0,
             info: Vec::new(),
             next_xfer,
             rr: 0,
@@ -263,6 +267,13 @@ impl<S: Storage> Engine<S> {
     /// Known members (not including this node).
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
         self.members.iter()
+    }
+
+    /// How many times a member came, went or was first heard directly so far (each a
+    /// `MemberUp` or `MemberDown` event): anything derived from the member table, such as a
+    /// relay plan, is stale once this moved.
+    pub fn member_changes(&self) -> u64 {
+        self.member_changes
     }
 
     /// Peers heard speaking a protocol version this node does not (refused; not members).
@@ -493,6 +504,7 @@ impl<S: Storage> Engine<S> {
     }
 
     fn apply_changes(&mut self, changes: Vec<Change>) {
+        self.member_changes += changes.len() as u64;
         for c in changes {
             self.events.push_back(match c {
                 Change::Up(m) => Event::MemberUp(m),

@@ -2062,6 +2062,58 @@ impl Net {
         }
     }
 
+    /// Counts, from now on, the bytes `ns` sends to each IPv4 address of `to` (nftables table
+    /// `inet perdst`, made afresh: counting starts at zero). Read with [`Net::bytes_to`].
+    pub fn count_bytes_to(&self, ns: &str, to: &[String]) {
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "nft", "delete", "table", "inet", "perdst",
+            ])
+            .stderr(Stdio::null())
+            .status();
+        self.nft(ns, &["add", "table", "inet", "perdst"]);
+        self.nft(
+            ns,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "perdst",
+                "out",
+                "{ type filter hook output priority 0; }",
+            ],
+        );
+        for a in to {
+            self.nft(
+                ns,
+                &[
+                    "add", "rule", "inet", "perdst", "out", "ip", "daddr", a, "counter",
+                ],
+            );
+        }
+    }
+
+    /// Bytes `ns` sent to each address given to [`Net::count_bytes_to`], in that order.
+    pub fn bytes_to(&self, ns: &str) -> Vec<u64> {
+        let l = run(
+            Command::new("ip").args([
+                "netns", "exec", ns, "nft", "list", "table", "inet", "perdst",
+            ]),
+            Duration::from_secs(10),
+        );
+        l.stdout
+            .lines()
+            .filter(|l| l.contains("counter"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "bytes")
+                    .nth(1)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
     /// Runs `nft ARGS` inside `ns`, failing unless it succeeds.
     pub fn nft(&self, ns: &str, args: &[&str]) {
         let mut v = vec!["ip", "netns", "exec", ns, "nft"];
