@@ -524,16 +524,20 @@ impl Node {
         }
         // Where group datagrams go besides (or, with --peer, instead of) the group, and with
         // --relay through which relays; pacing counts the copies the link carries.
-        let targets = if self.unicast_only {
+        // The push's stream goes only to members (a listed peer that is no member, such as
+        // the front end's own address when no daemon runs beside it, gets heartbeats only).
+        let (targets, members) = if self.unicast_only {
             self.fan_out_set()
         } else {
-            self.engine.unicast_paths(now)
+            let t = self.engine.unicast_paths(now);
+            (t.clone(), t)
         };
-        let plan = self.relay_plan(now, &targets);
+        let plan = self.relay_plan(now, &members);
         let mcast = usize::from(!self.unicast_only);
-        let copies = mcast + plan.as_ref().map_or(targets.len(), |p| p.copies());
-        self.engine.set_link_copies(copies.max(1));
-        let first_hops = plan.as_ref().map(|p| p.first_hops());
+        let mut stream_to = plan.as_ref().map_or(members, |p| p.first_hops());
+        stream_to.sort();
+        self.engine
+            .set_link_copies((mcast + stream_to.len()).max(1));
         if let Some(p) = plan {
             self.engine.set_relay_plan(now, p, !self.unicast_only);
         }
@@ -569,7 +573,7 @@ impl Node {
             // Members that do not hear our multicast (paths.rs), or every member with --peer,
             // get unicast copies; with relays the push's stream goes to the first hops only.
             if self.unicast_only || !targets.is_empty() {
-                batch = fan_out(&batch, &targets, first_hops.as_deref(), !self.unicast_only);
+                batch = fan_out(&batch, &targets, &stream_to, !self.unicast_only);
             }
             self.net.send(&batch).context("send")?;
         }
@@ -577,25 +581,36 @@ impl Node {
     }
 
     /// Where a group datagram goes without multicast (`--peer`): the listed peers and every
-    /// member the engine knows (heard directly or reported by others), never ourselves.
-    fn fan_out_set(&self) -> Vec<SocketAddr> {
+    /// member the engine knows (heard directly or reported by others), never ourselves; and
+    /// of those, the members' addresses (where the push's stream goes).
+    fn fan_out_set(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
         let own = self.net.local_addr();
+        let usable =
+            |a: &SocketAddr| *a != own && a.is_ipv6() == own.is_ipv6() && !a.ip().is_unspecified();
+        let mut members: Vec<SocketAddr> = self
+            .engine
+            .members()
+            .map(|m| m.addr)
+            .filter(usable)
+            .collect();
+        members.sort();
+        members.dedup();
         let mut to: Vec<SocketAddr> = self
             .peers
             .iter()
             .copied()
-            .chain(self.engine.members().map(|m| m.addr))
+            .chain(members.iter().copied())
             .chain(
                 self.recent
                     .iter()
                     .filter(|(_, t)| t.elapsed() < RECENT_FOR)
                     .map(|(a, _)| *a),
             )
-            .filter(|a| *a != own && a.is_ipv6() == own.is_ipv6() && !a.ip().is_unspecified())
+            .filter(usable)
             .collect();
         to.sort();
         to.dedup();
-        to
+        (to, members)
     }
 
     /// With `--relay`, the relay plan for `targets` (kept for a while: computing it looks at
@@ -769,12 +784,14 @@ fn by_destination(fwd: &[(Vec<net::Dest>, Vec<u8>)]) -> Vec<(net::Dest, &[u8])> 
 
 /// `batch` with every run of group datagrams followed (`keep_group`) or replaced by unicast
 /// copies to each of `to`, destination by destination (so runs stay GSO-batchable and each
-/// member gets them in order). With `first_hops` (relays in use) datagrams of the push's
-/// stream ([`proto::relay::relayed`]) go only to those of `to` that are first hops.
+/// member gets them in order). Datagrams of the push's stream ([`proto::relay::relayed`]) go
+/// only to those of `to` in `stream` (sorted: the relays and direct members of a relay plan,
+/// else the members; a listed peer that is no member gets heartbeats, not a copy of every
+/// push).
 fn fan_out<'a>(
     batch: &[(net::Dest, &'a [u8])],
     to: &[SocketAddr],
-    first_hops: Option<&[SocketAddr]>,
+    stream: &[SocketAddr],
     keep_group: bool,
 ) -> Vec<(net::Dest, &'a [u8])> {
     let mut out = Vec::with_capacity(batch.len() * to.len().max(1));
@@ -793,7 +810,7 @@ fn fan_out<'a>(
             out.extend_from_slice(&batch[i..i + run]);
         }
         for a in to {
-            let first = first_hops.is_none_or(|f| f.contains(a));
+            let first = stream.binary_search(a).is_ok();
             out.extend(
                 batch[i..i + run]
                     .iter()

@@ -462,20 +462,36 @@ fn relays_carry_a_peer_push_with_few_copies_from_the_sender() {
     );
 
     // A front end in a namespace of its own (so no daemon's relaying shares its link), to
-    // the five daemons: without --relay one copy each.
+    // the five daemons: without --relay one copy each. Its peer list also names its own
+    // address and a host where no daemon runs (one list for every node, one host down): they
+    // get heartbeats, never a copy of the push.
     let client = net.host(5, &v4_addr(5));
     net.drop_multicast(&client);
+    let down = net.host(6, &v4_addr(6));
+    net.drop_multicast(&down);
     write_big(&c.src.join("direct.bin"), RELAY_PAYLOAD);
     let before = net.sent_bytes(5);
     let mut args = vec!["--discover", "1500", "-r", "."];
     args.extend(peers.iter().map(String::as_str));
+    let (own, absent) = (v4_addr(5), v4_addr(6));
+    args.extend(["--peer", own.as_str(), "--peer", absent.as_str()]);
+    net.count_bytes_to(&client, std::slice::from_ref(&absent));
     let r = c.direct_in(&client, &v4_addr(5), "sync", &args);
     let sent = net.sent_bytes(5) - before;
     assert_eq!(r.code, 0, "{r}");
     c.assert_all_identical();
     let plain = sent as f64 / RELAY_PAYLOAD as f64;
-    eprintln!("without relays the front end sent {plain:.2} x the payload to 5 daemons");
+    let to_down = net.bytes_to(&client);
+    eprintln!(
+        "without relays the front end sent {plain:.2} x the payload to 5 daemons, \
+         {to_down:?} bytes to the listed host without a daemon"
+    );
     assert!(plain > 4.5, "plain fan-out carried only {plain:.2} copies");
+    // (Before, a listed peer that never answered got the whole push: 6.2 copies here.)
+    assert!(
+        plain < 5.5 && to_down[0] < RELAY_PAYLOAD as u64 / 100,
+        "{plain:.2} copies for 5 daemons; {to_down:?} bytes to a host without one\n{r}"
+    );
 
     // With --relay it uses the daemons as relays: five members, so two relays of two members
     // each (relay.rs), and two copies of the push on the front end's link.
