@@ -18,13 +18,20 @@
 //!
 //! A step touches only the members something happened to: arrivals and timers sit in
 //! queues keyed by time (each member's next timer is re-read from its engine after every
-//! call into it), so a step costs what happens in it, not the size of the LAN.
+//! call into it), so a step costs what happens in it, not the size of the LAN. The copies of
+//! one datagram that arrive at the same moment are one entry of the arrival queue. Within a
+//! step the members' engines are independent (nothing one sends arrives before a later
+//! step), so when many members have something to do they run on several threads; what they
+//! sent then goes onto the wire member by member, in index order, drawing from the one
+//! seeded generator in the same order as one thread would: runs stay deterministic.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
 
 use makuo::proto::storage::MemStorage;
 use makuo::proto::{wire, Config, Dest, Engine, Event};
@@ -186,15 +193,131 @@ pub struct Node {
     /// Overflows reported to the engine.
     pub overflows: u64,
     /// Datagrams that arrived while paused, as a socket buffer holds them (bounded).
-    backlog: Vec<(SocketAddr, Rc<[u8]>, bool)>,
+    backlog: Vec<(SocketAddr, Arc<[u8]>, bool)>,
     link_free: Instant,
     rx_free: Instant,
     /// When the LAN next wakes this member (its timer, or its egress getting room), as
     /// queued in `Lan::wakes`; older entries there are stale.
     wake: Option<Instant>,
+    /// Something happened to it in this step (it is run, then its output goes out).
+    dirty: bool,
+    /// What arrived for it in this step, in order.
+    inbox: Vec<Arrival>,
+    /// What it sent in this step, in order, not yet on the wire past its egress.
+    outbox: Vec<Sent>,
+    /// Scratch for `poll_transmit` (sized on first use).
+    buf: Vec<u8>,
+}
+
+/// One arrival at a member, handed to its engine in its step.
+enum Arrival {
+    Datagram {
+        from: SocketAddr,
+        bytes: Arc<[u8]>,
+        /// It came through the group (not a unicast copy).
+        group: bool,
+    },
+    Overflow,
+}
+
+/// One datagram a member sent, as it leaves its egress.
+struct Sent {
+    bytes: Arc<[u8]>,
+    dest: Dest,
+    depart: Instant,
+    /// For a group datagram: the members its engine had on the unicast path as it sent it.
+    copies_to: Vec<SocketAddr>,
 }
 
 impl Node {
+    fn tx_rate(&self, faults: &Faults) -> f64 {
+        self.link.tx_rate.unwrap_or(faults.link_rate)
+    }
+
+    /// When the egress has room again (`None`: it has room now): when no more than
+    /// `tx_queue` bytes are left in it.
+    fn tx_room_at(&self, now: Instant, faults: &Faults) -> Option<Instant> {
+        let hold = Duration::from_secs_f64(faults.tx_queue as f64 / self.tx_rate(faults));
+        let at = self.link_free.checked_sub(hold)?;
+        (at > now).then_some(at)
+    }
+
+    /// The member's part of a step: hands it what arrived, fires its timer if due, and
+    /// drains its output into `outbox` (as far as its egress takes it).
+    fn run(&mut self, now: Instant, faults: &Faults) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        for a in inbox.drain(..) {
+            match a {
+                Arrival::Datagram { from, bytes, group } => {
+                    if self.paused {
+                        if self.backlog.len() < 4096 {
+                            self.backlog.push((from, bytes, group));
+                        }
+                    } else if !self.gone {
+                        self.recv_datagrams += 1;
+                        self.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
+                        if bytes.get(3) == Some(&10)
+                            && bytes.get(28..32).is_some_and(|r| r != [0; 4])
+                        {
+                            self.recv_poll_naks += 1;
+                        }
+                        self.engine
+                            .handle_datagram_via(now, now, from, group, &bytes);
+                    }
+                }
+                Arrival::Overflow => {
+                    self.overflows += 1;
+                    if !self.gone {
+                        self.engine.handle_rx_overflow(now, 1);
+                    }
+                }
+            }
+        }
+        self.inbox = inbox;
+        if !self.paused && !self.gone && self.engine.poll_timeout().is_some_and(|d| d <= now) {
+            self.engine.handle_timeout(now);
+        }
+        self.drain(now, faults);
+    }
+
+    /// Drains the engine's output into `outbox` (as far as the egress takes it) and collects
+    /// its events.
+    fn drain(&mut self, now: Instant, faults: &Faults) {
+        if self.paused || self.gone {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; wire::MAX_DATAGRAM];
+        }
+        while self.tx_room_at(now, faults).is_none() {
+            let Some(t) = self.engine.poll_transmit(now, &mut self.buf) else {
+                break;
+            };
+            let bytes: Arc<[u8]> = Arc::from(&self.buf[..t.len]);
+            let rate = self.tx_rate(faults);
+            self.sent_datagrams += 1;
+            self.sent_wire_bytes += (t.len + WIRE_OVERHEAD) as u64;
+            let depart = self.link_free.max(now)
+                + Duration::from_secs_f64((t.len + WIRE_OVERHEAD) as f64 / rate);
+            self.link_free = depart;
+            // As the driver does: a group datagram also goes by unicast to the members the
+            // engine puts on the unicast path.
+            let copies_to = match t.dest {
+                Dest::Group => self.engine.unicast_paths(now),
+                Dest::Unicast(_) => Vec::new(),
+            };
+            self.outbox.push(Sent {
+                bytes,
+                dest: t.dest,
+                depart,
+                copies_to,
+            });
+        }
+        while let Some(e) = self.engine.poll_event() {
+            self.events.push((now, e));
+        }
+    }
+
     fn deaf_at(&self, t: Instant) -> bool {
         let Some((start, d)) = self.link.deaf else {
             return false;
@@ -208,16 +331,69 @@ impl Node {
 }
 
 enum Due {
+    /// Copies of one datagram arriving at the same moment: the members they reach, and
+    /// whether each came through the group (not a unicast copy).
     Datagram {
-        to: usize,
+        to: Vec<(usize, bool)>,
         from: SocketAddr,
-        bytes: Rc<[u8]>,
-        /// It came through the group (not a unicast copy).
-        group: bool,
+        bytes: Arc<[u8]>,
     },
     Overflow {
         to: usize,
     },
+}
+
+/// Dirty members from which a step may run them on several threads.
+const PARALLEL_FROM: usize = 16;
+
+/// Whether steps may run members on several threads (`MAKUO_SIM_THREADS=1`: never).
+fn parallel_allowed() -> bool {
+    static P: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *P.get_or_init(|| {
+        std::env::var("MAKUO_SIM_THREADS").map_or(true, |v| v != "1")
+            && rayon::current_num_threads() > 1
+    })
+}
+
+/// Chooses between running a big step's members on one thread or several by which has
+/// been faster per member lately (real time, measured): on a machine whose other CPUs are
+/// busy, waiting for a second thread at every step costs more than it saves. Only speed
+/// depends on it, never what the simulation does.
+#[derive(Default)]
+struct Threads {
+    /// Big steps so far.
+    steps: u64,
+    /// Recent real time per member run, in nanoseconds: on one thread, on several.
+    one: Option<f64>,
+    many: Option<f64>,
+}
+
+impl Threads {
+    /// Whether the next big step runs on several threads: mostly the faster way, now and
+    /// then the other to see whether it still is slower.
+    fn pick(&mut self) -> bool {
+        self.steps += 1;
+        let probe = self.steps % 64 < 4;
+        match (self.one, self.many) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(one), Some(many)) => (many < one) != probe,
+        }
+    }
+
+    fn record(&mut self, many: bool, per_member: f64) {
+        let slot = if many { &mut self.many } else { &mut self.one };
+        *slot = Some(slot.map_or(per_member, |x| 0.75 * x + 0.25 * per_member));
+    }
+}
+
+/// Copies of one datagram arriving at one moment, being gathered into one queue entry.
+#[derive(Default)]
+struct Batch {
+    at: Option<Instant>,
+    /// Its place among the arrivals at `at` (its first copy's).
+    seq: u64,
+    to: Vec<(usize, bool)>,
 }
 
 pub struct Lan {
@@ -229,8 +405,6 @@ pub struct Lan {
     arrivals: Vec<Option<Due>>,
     /// Members' wake-ups (see `Node::wake`), earliest first.
     wakes: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Members touched in this step (by index), to poll afterwards.
-    dirty: Vec<bool>,
     /// Member index by reply address (unicast delivery).
     by_addr: HashMap<SocketAddr, usize>,
     free: Vec<usize>,
@@ -238,6 +412,7 @@ pub struct Lan {
     /// Gilbert-Elliott state per link (from, to): bad, and the slot it was last stepped at.
     bad: HashMap<(usize, usize), (bool, Instant)>,
     pub steps: u64,
+    threads: Threads,
     /// When set, every datagram any node sends is copied here (for fuzz corpora).
     pub capture: Option<Vec<Vec<u8>>>,
     /// When set, decides per copy `(from, to, bytes)` whether the link drops it (a hook to
@@ -275,7 +450,6 @@ impl Lan {
             queue: BinaryHeap::new(),
             arrivals: Vec::new(),
             wakes: BinaryHeap::new(),
-            dirty: Vec::new(),
             by_addr: HashMap::new(),
             free: Vec::new(),
             seq: 0,
@@ -285,6 +459,7 @@ impl Lan {
             drop_if: None,
             first_pass_losses: None,
             first_sent: std::collections::HashSet::new(),
+            threads: Threads::default(),
             buf: vec![0u8; wire::MAX_DATAGRAM],
         }
     }
@@ -320,8 +495,11 @@ impl Lan {
             link_free: self.now,
             rx_free: self.now,
             wake: None,
+            dirty: false,
+            inbox: Vec::new(),
+            outbox: Vec::new(),
+            buf: Vec::new(),
         });
-        self.dirty.push(false);
         self.by_addr.insert(addr, i);
         i
     }
@@ -346,6 +524,12 @@ impl Lan {
     }
 
     fn schedule(&mut self, at: Instant, d: Due) {
+        self.seq += 1;
+        self.schedule_as(at, self.seq, d);
+    }
+
+    /// Queues `d` at `at` in the place of sequence number `seq` among arrivals at `at`.
+    fn schedule_as(&mut self, at: Instant, seq: u64, d: Due) {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.arrivals[s] = Some(d);
@@ -356,8 +540,7 @@ impl Lan {
                 self.arrivals.len() - 1
             }
         };
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, slot)));
+        self.queue.push(Reverse((at, seq, slot)));
     }
 
     /// Whether the datagram leaving `from` at `at` is lost on its way to `to`.
@@ -380,18 +563,6 @@ impl Lan {
         self.rng.chance(self.faults.loss)
     }
 
-    fn tx_rate(&self, i: usize) -> f64 {
-        self.nodes[i].link.tx_rate.unwrap_or(self.faults.link_rate)
-    }
-
-    /// When member `i`'s egress has room again (`None`: it has room now): when no more than
-    /// `tx_queue` bytes are left in it.
-    fn tx_room_at(&self, i: usize) -> Option<Instant> {
-        let hold = Duration::from_secs_f64(self.faults.tx_queue as f64 / self.tx_rate(i));
-        let at = self.nodes[i].link_free.checked_sub(hold)?;
-        (at > self.now).then_some(at)
-    }
-
     /// Counts a lost first transmission of a payload block (see `first_pass_losses`).
     fn trace_loss(&mut self, j: usize, first: Option<u32>) {
         if let (Some(t), Some(idx)) = (&mut self.first_pass_losses, first) {
@@ -400,22 +571,25 @@ impl Lan {
     }
 
     /// Puts one copy of a datagram on `j`'s ingress, arriving at `at`; `first`: the payload
-    /// block index if this is its first transmission.
+    /// block index if this is its first transmission. A copy that arrives at `at` joins
+    /// `batch` (the copies arriving at one moment, queued as one entry) when it holds copies
+    /// arriving then; otherwise `batch` is queued and a new one started.
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         j: usize,
         at: Instant,
         from: SocketAddr,
-        bytes: Rc<[u8]>,
+        bytes: &Arc<[u8]>,
         first: Option<u32>,
         group: bool,
+        batch: &mut Batch,
     ) {
         if self.nodes[j].deaf_at(at) || (group && self.nodes[j].link.group_deaf) {
             self.nodes[j].deaf_dropped += 1;
             self.trace_loss(j, first);
             return;
         }
-        let mut at = at;
         if let Some(rate) = self.nodes[j].link.rx_rate {
             let n = &mut self.nodes[j];
             let size = (bytes.len() + WIRE_OVERHEAD) as f64;
@@ -429,17 +603,41 @@ impl Lan {
                 return;
             }
             n.rx_free = n.rx_free.max(at) + Duration::from_secs_f64(size / rate);
-            at = n.rx_free;
+            let at = n.rx_free;
+            // Queued alone: a shaped ingress delays each copy by its own amount.
+            self.schedule(
+                at,
+                Due::Datagram {
+                    to: vec![(j, group)],
+                    from,
+                    bytes: bytes.clone(),
+                },
+            );
+            return;
         }
-        self.schedule(
-            at,
-            Due::Datagram {
-                to: j,
+        if batch.at != Some(at) {
+            self.flush_batch(from, bytes, batch);
+            self.seq += 1;
+            *batch = Batch {
+                at: Some(at),
+                seq: self.seq,
+                to: Vec::new(),
+            };
+        }
+        batch.to.push((j, group));
+    }
+
+    /// Queues the copies gathered in `batch` (in the place of its first copy).
+    fn flush_batch(&mut self, from: SocketAddr, bytes: &Arc<[u8]>, batch: &mut Batch) {
+        if let Some(at) = batch.at.take() {
+            let to = std::mem::take(&mut batch.to);
+            let d = Due::Datagram {
+                to,
                 from,
-                bytes,
-                group,
-            },
-        );
+                bytes: bytes.clone(),
+            };
+            self.schedule_as(at, batch.seq, d);
+        }
     }
 
     /// Drains every node's output onto the wire (as far as each one's egress takes it) and
@@ -463,92 +661,22 @@ impl Lan {
     /// Drains node `i`'s output onto the wire (as far as its egress takes it), collects its
     /// events, and queues when it wants to be woken next.
     fn flush_one(&mut self, i: usize) {
+        self.nodes[i].drain(self.now, &self.faults);
+        self.send_out(i);
+    }
+
+    /// Puts what node `i` sent in this step on the wire, and queues when it wants to be
+    /// woken next.
+    fn send_out(&mut self, i: usize) {
         if self.nodes[i].paused || self.nodes[i].gone {
             self.nodes[i].wake = None;
             return;
         }
-        while self.tx_room_at(i).is_none() {
-            let Some(t) = self.nodes[i].engine.poll_transmit(self.now, &mut self.buf) else {
-                break;
-            };
-            let bytes: Rc<[u8]> = Rc::from(&self.buf[..t.len]);
-            if let Some(c) = &mut self.capture {
-                if c.len() < 20_000 {
-                    c.push(bytes.to_vec());
-                }
-            }
-            let rate = self.tx_rate(i);
-            let n = &mut self.nodes[i];
-            n.sent_datagrams += 1;
-            n.sent_wire_bytes += (t.len + WIRE_OVERHEAD) as u64;
-            let depart = n.link_free.max(self.now)
-                + Duration::from_secs_f64((t.len + WIRE_OVERHEAD) as f64 / rate);
-            n.link_free = depart;
-            let from = n.addr;
-            let first = match (&self.first_pass_losses, wire::decode(&bytes)) {
-                (
-                    Some(_),
-                    Ok((
-                        _,
-                        wire::Msg::Block {
-                            stream: wire::Stream::Payload,
-                            idx,
-                            ..
-                        },
-                    )),
-                ) => self.first_sent.insert(idx).then_some(idx),
-                _ => None,
-            };
-            let (lo, hi, group) = match t.dest {
-                Dest::Group => (0, self.nodes.len(), true),
-                Dest::Unicast(a) => match self.by_addr.get(&a) {
-                    Some(&j) => (j, j + 1, false),
-                    None => (0, 0, false),
-                },
-            };
-            // As the driver does: a group datagram also goes by unicast to the members the
-            // engine puts on the unicast path.
-            let copies_to: Vec<usize> = if group {
-                self.nodes[i]
-                    .engine
-                    .unicast_paths(self.now)
-                    .iter()
-                    .filter_map(|a| self.by_addr.get(a).copied())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let dests = (lo..hi)
-                .map(|j| (j, group))
-                .chain(copies_to.into_iter().map(|j| (j, false)));
-            for (j, group) in dests {
-                if j == i && group {
-                    continue;
-                }
-                if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes)) || self.lost(i, j, depart)
-                {
-                    self.trace_loss(j, first);
-                    continue;
-                }
-                let copies = if self.rng.chance(self.faults.dup) {
-                    2
-                } else {
-                    1
-                };
-                for _ in 0..copies {
-                    let jit = if self.faults.jitter.is_zero() {
-                        Duration::ZERO
-                    } else {
-                        Duration::from_nanos(self.rng.below(self.faults.jitter.as_nanos() as u64))
-                    };
-                    let at = depart + self.faults.latency + jit;
-                    self.deliver(j, at, from, bytes.clone(), first, group);
-                }
-            }
+        let mut outbox = std::mem::take(&mut self.nodes[i].outbox);
+        for sent in outbox.drain(..) {
+            self.fan_out(i, sent);
         }
-        while let Some(e) = self.nodes[i].engine.poll_event() {
-            self.nodes[i].events.push((self.now, e));
-        }
+        self.nodes[i].outbox = outbox;
         let wake = self.wake_of(i);
         if wake != self.nodes[i].wake {
             self.nodes[i].wake = wake;
@@ -558,12 +686,81 @@ impl Lan {
         }
     }
 
+    /// Carries one datagram node `i` sent to every member it reaches.
+    fn fan_out(&mut self, i: usize, sent: Sent) {
+        let Sent {
+            bytes,
+            dest,
+            depart,
+            copies_to,
+        } = sent;
+        if let Some(c) = &mut self.capture {
+            if c.len() < 20_000 {
+                c.push(bytes.to_vec());
+            }
+        }
+        let from = self.nodes[i].addr;
+        let first = match (&self.first_pass_losses, wire::decode(&bytes)) {
+            (
+                Some(_),
+                Ok((
+                    _,
+                    wire::Msg::Block {
+                        stream: wire::Stream::Payload,
+                        idx,
+                        ..
+                    },
+                )),
+            ) => self.first_sent.insert(idx).then_some(idx),
+            _ => None,
+        };
+        let (lo, hi, group) = match dest {
+            Dest::Group => (0, self.nodes.len(), true),
+            Dest::Unicast(a) => match self.by_addr.get(&a) {
+                Some(&j) => (j, j + 1, false),
+                None => (0, 0, false),
+            },
+        };
+        let copies_to: Vec<usize> = copies_to
+            .iter()
+            .filter_map(|a| self.by_addr.get(a).copied())
+            .collect();
+        let dests = (lo..hi)
+            .map(|j| (j, group))
+            .chain(copies_to.into_iter().map(|j| (j, false)));
+        let mut batch = Batch::default();
+        for (j, group) in dests {
+            if j == i && group {
+                continue;
+            }
+            if self.drop_if.as_mut().is_some_and(|f| f(i, j, &bytes)) || self.lost(i, j, depart) {
+                self.trace_loss(j, first);
+                continue;
+            }
+            let copies = if self.rng.chance(self.faults.dup) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let jit = if self.faults.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_nanos(self.rng.below(self.faults.jitter.as_nanos() as u64))
+                };
+                let at = depart + self.faults.latency + jit;
+                self.deliver(j, at, from, &bytes, first, group, &mut batch);
+            }
+        }
+        self.flush_batch(from, &bytes, &mut batch);
+    }
+
     /// When node `i` next has something to do: its timer, or its egress getting room while
     /// it has output (a sender blocked on its egress waits for room, whatever its pacing
     /// says).
     fn wake_of(&self, i: usize) -> Option<Instant> {
         let n = &self.nodes[i];
-        let room = self.tx_room_at(i);
+        let room = n.tx_room_at(self.now, &self.faults);
         let mut next = n.engine.poll_timeout().map(|t| match room {
             Some(r) if t <= self.now => r,
             _ => t,
@@ -605,37 +802,21 @@ impl Lan {
             let due = self.arrivals[slot].take().unwrap();
             self.free.push(slot);
             match due {
-                Due::Datagram {
-                    to,
-                    from,
-                    bytes,
-                    group,
-                } => {
-                    self.dirty[to] = true;
-                    let n = &mut self.nodes[to];
-                    if n.paused {
-                        if n.backlog.len() < 4096 {
-                            n.backlog.push((from, bytes, group));
-                        }
-                    } else if !n.gone {
-                        n.recv_datagrams += 1;
-                        n.recv_kinds[usize::from(bytes.get(3).copied().unwrap_or(0) & 31)] += 1;
-                        if bytes.get(3) == Some(&10)
-                            && bytes.get(28..32).is_some_and(|r| r != [0; 4])
-                        {
-                            n.recv_poll_naks += 1;
-                        }
-                        n.engine
-                            .handle_datagram_via(self.now, self.now, from, group, &bytes);
+                Due::Datagram { to, from, bytes } => {
+                    for (j, group) in to {
+                        let n = &mut self.nodes[j];
+                        n.dirty = true;
+                        n.inbox.push(Arrival::Datagram {
+                            from,
+                            bytes: bytes.clone(),
+                            group,
+                        });
                     }
                 }
                 Due::Overflow { to } => {
-                    self.dirty[to] = true;
                     let n = &mut self.nodes[to];
-                    n.overflows += 1;
-                    if !n.gone {
-                        n.engine.handle_rx_overflow(self.now, 1);
-                    }
+                    n.dirty = true;
+                    n.inbox.push(Arrival::Overflow);
                 }
             }
         }
@@ -646,18 +827,36 @@ impl Lan {
             self.wakes.pop();
             if self.nodes[i].wake == Some(t) {
                 self.nodes[i].wake = None;
-                self.dirty[i] = true;
+                self.nodes[i].dirty = true;
             }
         }
-        for i in 0..self.nodes.len() {
-            if !std::mem::take(&mut self.dirty[i]) {
-                continue;
+        let dirty: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].dirty)
+            .collect();
+        let (now, faults) = (self.now, &self.faults);
+        if dirty.len() >= PARALLEL_FROM && parallel_allowed() {
+            let many = self.threads.pick();
+            let started = Instant::now();
+            if many {
+                self.nodes
+                    .par_iter_mut()
+                    .filter(|n| n.dirty)
+                    .for_each(|n| n.run(now, faults));
+            } else {
+                for &i in &dirty {
+                    self.nodes[i].run(now, faults);
+                }
             }
-            let n = &mut self.nodes[i];
-            if !n.paused && !n.gone && n.engine.poll_timeout().is_some_and(|d| d <= self.now) {
-                n.engine.handle_timeout(self.now);
+            let per_member = started.elapsed().as_nanos() as f64 / dirty.len() as f64;
+            self.threads.record(many, per_member);
+        } else {
+            for &i in &dirty {
+                self.nodes[i].run(now, faults);
             }
-            self.flush_one(i);
+        }
+        for i in dirty {
+            self.nodes[i].dirty = false;
+            self.send_out(i);
         }
     }
 
