@@ -84,13 +84,17 @@ pub enum LeaveReason {
 /// The membership table.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
-    table: BTreeMap<u64, MemberInfo>,
+    /// Each member, with the time `by_seen` has it at (see there).
+    table: BTreeMap<u64, (MemberInfo, Instant)>,
     /// Members heard directly, by reply address.
     direct: HashMap<SocketAddr, u64>,
     /// Members known only second hand.
     indirect: usize,
     /// Every member by when it was last heard (oldest first): expiry without a scan of the
-    /// table, which a timer asks for after every datagram.
+    /// table, which a timer asks for after every datagram. A datagram refreshing a member
+    /// does not move it here (a removal and an insertion per datagram): its entry may lag
+    /// behind its `last_seen`, except for the first entry, which is kept exact (`fix_first`),
+    /// so the first is the member heard longest ago.
     by_seen: BTreeSet<(Instant, u64)>,
     /// Members heard directly per host (the per-host cap without a scan).
     per_host: HashMap<IpAddr, usize>,
@@ -104,11 +108,11 @@ pub(crate) enum Change {
 
 impl Members {
     pub(crate) fn get(&self, node: u64) -> Option<&MemberInfo> {
-        self.table.get(&node)
+        self.table.get(&node).map(|(m, _)| m)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberInfo> {
-        self.table.values()
+        self.table.values().map(|(m, _)| m)
     }
 
     /// Whether `a` is the reply address of a member heard directly.
@@ -131,18 +135,53 @@ impl Members {
             self.indirect += 1;
         }
         self.by_seen.insert((m.last_seen, m.node));
-        self.table.insert(m.node, m);
+        let (node, seen) = (m.node, m.last_seen);
+        self.table.insert(node, (m, seen));
         old
     }
 
     fn remove(&mut self, node: u64) -> Option<MemberInfo> {
-        let m = self.table.remove(&node)?;
+        let (m, at) = self.table.remove(&node)?;
+        self.by_seen.remove(&(at, m.node));
+        self.fix_first();
         self.unindex(&m);
         Some(m)
     }
 
+    /// Moves the first entries of `by_seen` that lag behind their member's `last_seen` to
+    /// where they belong, until the first is exact.
+    fn fix_first(&mut self) {
+        while let Some(&(at, node)) = self.by_seen.first() {
+            let Some((m, indexed)) = self.table.get_mut(&node) else {
+                return;
+            };
+            if m.last_seen == at {
+                return;
+            }
+            self.by_seen.pop_first();
+            self.by_seen.insert((m.last_seen, node));
+            *indexed = m.last_seen;
+        }
+    }
+
+    /// Sets a member's `last_seen` to `seen`, moving its `by_seen` entry only when it must.
+    fn reseen(&mut self, node: u64, seen: Instant) {
+        let Some((m, indexed)) = self.table.get_mut(&node) else {
+            return;
+        };
+        m.last_seen = seen;
+        if seen < *indexed {
+            // Back in time (not in practice): the entry may not lag ahead of it.
+            self.by_seen.remove(&(*indexed, node));
+            self.by_seen.insert((seen, node));
+            *indexed = seen;
+        }
+        if self.by_seen.first() == Some(&(*indexed, node)) {
+            self.fix_first();
+        }
+    }
+
     fn unindex(&mut self, m: &MemberInfo) {
-        self.by_seen.remove(&(m.last_seen, m.node));
         if m.direct {
             if self.direct.get(&m.addr) == Some(&m.node) {
                 self.direct.remove(&m.addr);
@@ -172,7 +211,28 @@ impl Members {
         expiry: Duration,
         changes: &mut Vec<Change>,
     ) -> Option<bool> {
-        let old = self.table.get(&node);
+        if let Some((m, _)) = self.table.get_mut(&node) {
+            if m.direct && m.addr == from {
+                // Heard again where it was: refreshed in place (what a new entry would hold).
+                if m.name.as_bytes() != hb.name {
+                    m.name = String::from_utf8_lossy(hb.name).into_owned();
+                }
+                if m.version.as_bytes() != hb.version {
+                    m.version = String::from_utf8_lossy(hb.version).into_owned();
+                }
+                m.proto = (hb.proto_min, hb.proto_max);
+                m.flags = hb.flags & (HB_RECEIVER | super::wire::HB_RELAY);
+                if m.info != hb.info {
+                    m.info = hb.info.to_vec();
+                }
+                self.reseen(node, now);
+                for k in hb.known() {
+                    self.learn(now, me, &k, expiry, changes);
+                }
+                return Some(false);
+            }
+        }
+        let old = self.table.get(&node).map(|(m, _)| m);
         let since = old.filter(|o| o.direct).map_or(now, |o| o.since);
         if old.is_none_or(|o| !o.direct) && !self.make_room(node, from, changes) {
             return None;
@@ -222,6 +282,7 @@ impl Members {
             let oldest = self
                 .table
                 .values()
+                .map(|(m, _)| m)
                 .filter(|m| !m.direct)
                 .min_by_key(|m| (m.last_seen, m.node))
                 .map(|m| m.node);
@@ -248,12 +309,10 @@ impl Members {
         }
         let seen = now.checked_sub(age).unwrap_or(now);
         match self.table.get_mut(&k.node) {
-            Some(m) => {
+            Some((m, _)) => {
                 if !m.direct && seen > m.last_seen {
-                    self.by_seen.remove(&(m.last_seen, m.node));
-                    self.by_seen.insert((seen, m.node));
-                    m.last_seen = seen;
                     m.addr = k.addr;
+                    self.reseen(k.node, seen);
                 }
             }
             None => {
@@ -280,11 +339,9 @@ impl Members {
 
     /// Refreshes a member on any other datagram from it.
     pub(crate) fn touch(&mut self, now: Instant, node: u64) {
-        if let Some(m) = self.table.get_mut(&node) {
+        if let Some((m, _)) = self.table.get(&node) {
             if m.direct && m.last_seen != now {
-                self.by_seen.remove(&(m.last_seen, m.node));
-                self.by_seen.insert((now, m.node));
-                m.last_seen = now;
+                self.reseen(node, now);
             }
         }
     }
@@ -298,12 +355,17 @@ impl Members {
 
     /// Drops members not heard within `expiry`.
     pub(crate) fn expire(&mut self, now: Instant, expiry: Duration, changes: &mut Vec<Change>) {
-        let mut dead: Vec<u64> = self
-            .by_seen
-            .iter()
-            .take_while(|(seen, _)| now.saturating_duration_since(*seen) >= expiry)
-            .map(|&(_, node)| node)
-            .collect();
+        // The expired entries leave `by_seen` oldest first, each exact when first.
+        let mut dead = Vec::new();
+        self.fix_first();
+        while let Some(&(seen, node)) = self.by_seen.first() {
+            if now.saturating_duration_since(seen) < expiry {
+                break;
+            }
+            self.by_seen.pop_first();
+            dead.push(node);
+            self.fix_first();
+        }
         dead.sort_unstable();
         for n in dead {
             if let Some(m) = self.remove(n) {
@@ -331,5 +393,58 @@ mod tests {
         // Most members vanish from view: one step down per heartbeat.
         assert_eq!(heartbeat_scale(10, 31), 30);
         assert_eq!(heartbeat_scale(10, 0), 1);
+    }
+
+    fn member(node: u64, seen: Instant) -> MemberInfo {
+        MemberInfo {
+            node,
+            name: format!("m{node}"),
+            addr: SocketAddr::from(([127, 0, 0, node as u8], 4000)),
+            version: String::new(),
+            proto: (1, 1),
+            flags: 0,
+            info: Vec::new(),
+            last_seen: seen,
+            since: seen,
+            direct: true,
+        }
+    }
+
+    #[test]
+    fn expiry_follows_the_member_heard_longest_ago_though_refreshes_do_not_reindex() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let e = ms(100);
+        let mut m = Members::default();
+        for n in 1..=3 {
+            m.insert(member(n, t0));
+        }
+        m.touch(t0 + ms(10), 1);
+        m.touch(t0 + ms(20), 1);
+        m.touch(t0 + ms(30), 3);
+        assert_eq!(m.next_expiry(e), Some(t0 + e), "2 is oldest");
+        m.touch(t0 + ms(40), 2);
+        assert_eq!(
+            m.next_expiry(e),
+            Some(t0 + ms(20) + e),
+            "then 1, at its last refresh"
+        );
+        m.touch(t0 + ms(50), 1);
+        assert_eq!(m.next_expiry(e), Some(t0 + ms(30) + e), "then 3");
+        let mut ch = Vec::new();
+        m.expire(t0 + ms(40) + e, e, &mut ch);
+        let gone: Vec<u64> = ch
+            .iter()
+            .map(|c| match c {
+                Change::Down(i, LeaveReason::Expired) => i.node,
+                _ => panic!("not an expiry"),
+            })
+            .collect();
+        assert_eq!(gone, [2, 3]);
+        assert_eq!(m.next_expiry(e), Some(t0 + ms(50) + e));
+        assert_eq!(m.iter().map(|i| i.node).collect::<Vec<_>>(), [1]);
+        m.leave(1, &mut ch);
+        assert_eq!(m.next_expiry(e), None);
+        assert!(m.by_seen.is_empty());
     }
 }
