@@ -412,6 +412,8 @@ pub struct Lan {
     /// Gilbert-Elliott state per link (from, to): bad, and the slot it was last stepped at.
     bad: HashMap<(usize, usize), (bool, Instant)>,
     pub steps: u64,
+    /// The members marked `dirty` in this step, in the order they were marked.
+    touched: Vec<usize>,
     threads: Threads,
     /// When set, every datagram any node sends is copied here (for fuzz corpora).
     pub capture: Option<Vec<Vec<u8>>>,
@@ -460,6 +462,7 @@ impl Lan {
             first_pass_losses: None,
             first_sent: std::collections::HashSet::new(),
             threads: Threads::default(),
+            touched: Vec::new(),
             buf: vec![0u8; wire::MAX_DATAGRAM],
         }
     }
@@ -805,7 +808,9 @@ impl Lan {
                 Due::Datagram { to, from, bytes } => {
                     for (j, group) in to {
                         let n = &mut self.nodes[j];
-                        n.dirty = true;
+                        if !std::mem::replace(&mut n.dirty, true) {
+                            self.touched.push(j);
+                        }
                         n.inbox.push(Arrival::Datagram {
                             from,
                             bytes: bytes.clone(),
@@ -815,7 +820,9 @@ impl Lan {
                 }
                 Due::Overflow { to } => {
                     let n = &mut self.nodes[to];
-                    n.dirty = true;
+                    if !std::mem::replace(&mut n.dirty, true) {
+                        self.touched.push(to);
+                    }
                     n.inbox.push(Arrival::Overflow);
                 }
             }
@@ -827,12 +834,13 @@ impl Lan {
             self.wakes.pop();
             if self.nodes[i].wake == Some(t) {
                 self.nodes[i].wake = None;
-                self.nodes[i].dirty = true;
+                if !std::mem::replace(&mut self.nodes[i].dirty, true) {
+                    self.touched.push(i);
+                }
             }
         }
-        let dirty: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].dirty)
-            .collect();
+        let mut dirty = std::mem::take(&mut self.touched);
+        dirty.sort_unstable();
         let (now, faults) = (self.now, &self.faults);
         if dirty.len() >= PARALLEL_FROM && parallel_allowed() {
             let many = self.threads.pick();
@@ -854,10 +862,12 @@ impl Lan {
                 self.nodes[i].run(now, faults);
             }
         }
-        for i in dirty {
+        for &i in &dirty {
             self.nodes[i].dirty = false;
             self.send_out(i);
         }
+        dirty.clear();
+        self.touched = dirty;
     }
 
     /// Steps until `done` holds; panics past `limit` of virtual time or a step bound.
