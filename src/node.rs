@@ -304,6 +304,18 @@ impl Node {
         self.sealer.as_ref().map(Sealer::stats)
     }
 
+    /// Whether a listed peer (`--peer`) on another host has not been heard directly yet: no
+    /// member heard by this node has its address.
+    pub fn peers_unheard(&self) -> bool {
+        self.peers.iter().any(|p| {
+            !net::iface::is_local(p.ip())
+                && !self
+                    .engine
+                    .members()
+                    .any(|m| m.direct && m.addr.ip() == p.ip())
+        })
+    }
+
     /// Senders the sealer has verified and remembers (0 without a key).
     pub fn seal_peers(&self) -> usize {
         self.sealer.as_ref().map_or(0, Sealer::peers)

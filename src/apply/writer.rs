@@ -8,7 +8,11 @@
 //! failures to create show at once as before) and the `pwrite` itself is queued. Payload
 //! blocks never overlap, so queued writes may land in any order; what must wait for them is
 //! ordered by barriers:
-//! - reading a staged file back (parity decode) waits for that file's queued writes;
+//! - reading a staged file back waits for that file's queued writes and decodes;
+//! - a parity decode handed over (`Storage::restore`) is queued behind every write accepted
+//!   before it, and the single writer takes jobs in order, so its read-back sees them; it
+//!   counts as a queued write of each file it reads or writes (for the barriers here) and
+//!   against the budget, and when the budget stays full it runs on the caller's thread;
 //! - finishing a file early (`Storage::complete`) is skipped while its writes are queued (the
 //!   commit then sets its attributes, as it does whenever the early step did not happen);
 //! - a commit (and an atomic push's PREPARE) waits for every queued write of its transfer —
@@ -40,6 +44,10 @@ use crate::proto::storage::{show, XferKey};
 /// Writer threads per daemon. Buffered writes into one file serialize on its inode, so one
 /// thread takes all the network thread shed; a second helps only with several files at once.
 pub(super) const THREADS: usize = 1;
+// A parity decode reads back blocks that writes queued before it produce, and only the queue's
+// order makes them land first: with a second writer a decode could overtake a write still
+// running on the other one and rebuild wrong blocks. More writers need that barrier first.
+const _: () = assert!(THREADS == 1);
 /// Most bytes of payload queued (or being written) at once, per daemon.
 pub(super) const BUDGET: usize = 48 << 20;
 /// How long the network thread waits for room in a full budget before writing itself.
@@ -447,6 +455,20 @@ impl WritePool {
         self.push_local();
         let cost = job.held_bytes();
         let mut st = self.shared.lock();
+        // Within the budget like a write: memory for what any sender makes us decode stays
+        // bounded; a decode that finds no room in time is done by the caller.
+        if st.bytes > 0 && st.bytes + cost > self.budget {
+            self.stats.waits += 1;
+            let until = Instant::now() + FULL_WAIT;
+            while st.bytes > 0 && st.bytes + cost > self.budget {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.stats.inline += 1;
+                    return Err(job);
+                }
+                st = self.shared.wait_ended(st, Some(left));
+            }
+        }
         st.bytes += cost;
         for (idx, ..) in &files {
             *st.per_file.entry((key, *idx)).or_insert(0) += 1;
@@ -568,9 +590,9 @@ fn end_task(st: &mut State, t: &Task) {
 
 /// Counts a restore of `key` touching files `idxs` and holding `cost` bytes as ended.
 fn end_files(st: &mut State, key: XferKey, idxs: &[u32], cost: usize) {
-    let mut cost = cost;
+    st.bytes -= cost;
     for &idx in idxs {
-        end_job(st, key, idx, std::mem::take(&mut cost));
+        end_job(st, key, idx, 0);
     }
 }
 

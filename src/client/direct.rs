@@ -74,7 +74,9 @@ pub(super) fn direct_node(
 /// a big group) and pass along everyone they know, so once some have answered and no new one
 /// has appeared for a short quiet period (and every remembered member is live), waiting
 /// longer learns nothing: discovery ends early. The quiet period is [`QUIET`], or only
-/// [`SETTLED`] once every member named by those that answered has answered too.
+/// [`SETTLED`] once every member named by those that answered, and every `--peer` on
+/// another host, has answered too (members that hear nobody else, across subnets, are
+/// named by nobody: the listed peers stand for them).
 pub(super) fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Result<()> {
     const QUIET: Duration = Duration::from_millis(50);
     const SETTLED: Duration = Duration::from_millis(5);
@@ -104,7 +106,11 @@ pub(super) fn discover(node: &mut Node, d: Duration, expect: &[String]) -> Resul
         let all_expected = expect
             .iter()
             .all(|name| node.engine.members().any(|m| &m.name == name));
-        let quiet = if heard { SETTLED } else { QUIET };
+        let quiet = if heard && !node.peers_unheard() {
+            SETTLED
+        } else {
+            QUIET
+        };
         if count > 0 && all_expected && changed.elapsed() >= quiet {
             break;
         }

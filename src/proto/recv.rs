@@ -869,10 +869,11 @@ impl Inbound {
             writes: strip(writes),
         };
         let m = self.manifest.as_ref().unwrap();
-        if let Err(e) = storage.restore(key, m, job) {
-            // The group stays incomplete, and the transfer fails on this member.
+        let restored = storage.restore(key, m, job);
+        if let Err(e) = &restored {
+            // The transfer fails on this member (at its commit); the group is finished all
+            // the same, as a block whose write failed is, so it is not asked for again.
             self.error.get_or_insert_with(|| e.to_string());
-            return;
         }
         let p = self.payload.as_mut().unwrap();
         for i in range.clone() {
@@ -881,8 +882,8 @@ impl Inbound {
             }
         }
         // The restored pieces are written (or accepted): count them down as `write_parts`
-        // does, finishing each file whose last byte is in.
-        for (si, n) in counted {
+        // does, finishing each file whose last byte is in (not after a failure).
+        for (si, n) in counted.into_iter().filter(|_| restored.is_ok()) {
             p.left[si] = p.left[si].saturating_sub(n);
             if p.left[si] == 0 {
                 let e = p.layout.spans[si].0;

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 /// front end calls it on a thread of its own while it discovers members, a daemon at start.
 pub fn warm_up() {
     let _ = reed_solomon_simd::ReedSolomonEncoder::new(2, 1, 64);
+    let _ = reed_solomon_simd::ReedSolomonDecoder::new(2, 1, 64);
 }
 
 /// The coding parameters of one transfer (sent in its announcement).

@@ -122,13 +122,19 @@ pub fn restore_inline<S: Storage + ?Sized>(
         s.read_staged(key, p.idx, e, p.offset, buf)
             .map_err(|err| named(p.idx, err))
     })?;
+    // Every piece is tried, as blocks received whole are: one file's failure fails only it
+    // (the transfer fails at the commit either way), the first error is returned.
+    let mut first = None;
     for (p, data) in writes {
-        let e = m
-            .entries
-            .get(p.idx as usize)
-            .ok_or_else(|| io::Error::other("no such entry"))?;
-        s.write(key, p.idx, e, p.offset, &data)
-            .map_err(|err| named(p.idx, err))?;
+        let r = match m.entries.get(p.idx as usize) {
+            Some(e) => s
+                .write(key, p.idx, e, p.offset, &data)
+                .map_err(|err| named(p.idx, err)),
+            None => Err(io::Error::other("no such entry")),
+        };
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
