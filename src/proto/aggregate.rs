@@ -3,7 +3,8 @@
 //! them for [`AGG_HOLD`] and sends them to the sender in one AGGREGATE datagram. So a
 //! sender hears about one datagram per cohort per request instead of one per target. A
 //! member whose request comes again after it answered through its leader (the leader is
-//! gone, slow, or lost it) answers straight to the sender from then on. No I/O, no clock.
+//! gone, slow, or one of the two hops lost it) answers that repeat straight to the sender;
+//! after [`LEADER_MISSES`] such repeats, everything it answers. No I/O, no clock.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +14,8 @@ use super::storage::{Storage, XferKey};
 use super::wire::{self, Msg};
 use super::Engine;
 
-/// Targets per cohort: target `i`'s leader is target `⌊i / COHORT⌋ × COHORT`.
+/// Targets per cohort: the `j`-th target listed in an announce part is led by the part's
+/// `⌊j / COHORT⌋ × COHORT`-th.
 pub const COHORT: usize = 32;
 /// Pushes to more targets than this gather answers through cohort leaders.
 pub const AGG_MIN_TARGETS: usize = 64;
@@ -22,6 +24,9 @@ pub const AGG_HOLD: Duration = Duration::from_millis(3);
 /// A request answered through the leader that comes again within this is not answered
 /// (it crossed the answer); later, the member answers the sender directly.
 const REPEAT_GRACE: Duration = Duration::from_millis(12);
+/// Repeated requests after which a member stops answering through its leader (one lost
+/// answer on either hop is not reason enough: at 1 % loss a few of every cohort lose one).
+pub const LEADER_MISSES: u8 = 2;
 /// Transfers a leader gathers for at once (beyond, answers are dropped and the members
 /// answer the sender's repeat directly).
 const MAX_GATHERING: usize = 64;
@@ -42,8 +47,9 @@ pub(crate) type Gathering = BTreeMap<XferKey, Gathered>;
 
 impl<S: Storage> Engine<S> {
     /// The leader of this member in a push with the targets of announce `a` (`pos`: this
-    /// member's position), if the push gathers answers and the leader is listed in the same
-    /// part and a member heard directly.
+    /// member's position), if the push gathers answers and the leader is a member heard
+    /// directly. Cohorts are counted from the start of the announce part that lists the
+    /// member, so that its leader is always listed in the same part.
     pub(super) fn cohort_leader(
         &self,
         a: &wire::Announce<'_>,
@@ -52,9 +58,8 @@ impl<S: Storage> Engine<S> {
         if a.target_count() == 0 || usize::from(a.total) <= AGG_MIN_TARGETS {
             return None;
         }
-        let lp = pos / COHORT * COHORT;
         let first = usize::from(a.first);
-        let node = a.targets().nth(lp.checked_sub(first)?)?;
+        let node = a.targets().nth(pos.checked_sub(first)? / COHORT * COHORT)?;
         if node == self.cfg.node_id {
             return Some((node, a_dummy_addr()));
         }
@@ -65,7 +70,8 @@ impl<S: Storage> Engine<S> {
     /// Sends an answer about inbound transfer `key` (a REPORT, a NAK answering a poll, a
     /// RESULT) to `dest` (the sender), or through the cohort's leader. `asked`: it answers a
     /// request of kind `req` and round `round` (a repeat of a request answered through the
-    /// leader goes straight to the sender, and so does everything after). `echo_at`: as
+    /// leader goes straight to the sender; after [`LEADER_MISSES`] repeats, every answer
+    /// does). `echo_at`: as
     /// for [`Self::queue_reply_echo`], when it goes straight to the sender.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn answer(
@@ -80,14 +86,16 @@ impl<S: Storage> Engine<S> {
     ) {
         let me = self.cfg.node_id;
         let via = match self.inbound.get_mut(&key) {
-            Some(ib) if !ib.direct_replies => match (ib.leader, ib.relayed) {
+            Some(ib) if ib.leader_misses < LEADER_MISSES => match (ib.leader, ib.relayed) {
                 (Some(_), Some((r, at))) if asked && r == req => {
                     if now.saturating_duration_since(at) < REPEAT_GRACE {
                         // The answer is on its way through the leader: the request
                         // crossed it.
                         return;
                     }
-                    ib.direct_replies = true;
+                    // This repeat is answered straight to the sender.
+                    ib.leader_misses += 1;
+                    ib.relayed = None;
                     None
                 }
                 (Some(l), _) => {

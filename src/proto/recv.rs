@@ -448,8 +448,10 @@ pub(crate) struct Inbound {
     pub(crate) leader: Option<(u64, SocketAddr)>,
     /// The last request answered through the leader (kind, round), and when.
     pub(crate) relayed: Option<((u8, u32), Instant)>,
-    /// A request answered through the leader came again: answers go straight to the sender.
-    pub(crate) direct_replies: bool,
+    /// Requests answered through the leader that came again (the leader is gone, slow, or
+    /// lost it): from [`super::aggregate::LEADER_MISSES`] on, answers go straight to the
+    /// sender.
+    pub(crate) leader_misses: u8,
 }
 
 impl Inbound {
@@ -494,7 +496,7 @@ impl Inbound {
             digest: [0; 16],
             leader: None,
             relayed: None,
-            direct_replies: false,
+            leader_misses: 0,
         }
     }
 

@@ -147,7 +147,10 @@ impl Outbound {
                 }
                 Work::Poll => {
                     self.queue.pop_front();
-                    let pending = self.pending_bitmap(|t| !t.done);
+                    // A target that answered this round already is not asked again: its
+                    // answer came (a repeat would only make it answer past its cohort leader).
+                    let round = self.round;
+                    let pending = self.pending_bitmap(|t| !t.done && t.answered != round);
                     if self.polled_round != self.round {
                         // Targets are waited for from the first poll of a round on, not
                         // while the pass before it is still being sent.
