@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::meter::Meter;
-use super::rate::{Constraint, KEEPALIVE_ROUNDS};
+use super::rate::Constraint;
 use super::recv::{nak_parts, NakSpread, Want};
 use super::storage::{Storage, XferKey};
 use super::wire::{self, Feedback, Msg, Pace};
@@ -225,7 +225,6 @@ impl<S: Storage> Engine<S> {
         };
         let dest = self.reply_addr(key.origin, sender);
         let group = self.group_size();
-        let keepalive = keepalive_rounds(group, me);
         let Some(m) = self.meters.get_mut(&key.origin) else {
             return;
         };
@@ -248,7 +247,9 @@ impl<S: Storage> Engine<S> {
             members: group,
         };
         let wants = ib.due_naks(now, gap, renak, spread, MAX_ENTRIES);
-        let fb = m.due(now, me, keepalive).then(|| m.take(now, key.xfer, me));
+        // A member that has everything it needs has no rate to ask for (after the pass,
+        // that is nearly all of a large group).
+        let fb = (!ib.complete() && m.due(now, me, group)).then(|| m.take(now, key.xfer, me));
         if !wants.is_empty() {
             for part in nak_parts(&wants, room) {
                 self.queue_reply_echo(
@@ -302,29 +303,6 @@ impl<S: Storage> Engine<S> {
             echo: None,
         }
     }
-}
-
-/// Members per [`KEEPALIVE_ROUNDS`] of keepalive interval: in a group of more, receivers
-/// other than the CLR (and those that would become it) report less often, up to
-/// [`KEEPALIVE_MAX`] intervals apart.
-const GROUP_PER_KEEPALIVE: usize = 16;
-/// The longest keepalive spacing, in feedback intervals: within `rate.rs`'s
-/// `STALE_ROUNDS` (40), beyond which a receiver's last report no longer counts (measured:
-/// letting reports go stale slows a 100-member push by 40 %).
-const KEEPALIVE_MAX: u32 = 32;
-
-/// Feedback intervals between keepalive FEEDBACKs of a receiver that has nothing new to say
-/// in a group of `group` members; spread by the node id (`me`) over a quarter of that more,
-/// so that receivers that started together do not report together.
-fn keepalive_rounds(group: usize, me: u64) -> u32 {
-    let scale = (group / GROUP_PER_KEEPALIVE).max(1) as u32;
-    if scale == 1 {
-        return KEEPALIVE_ROUNDS;
-    }
-    let base = KEEPALIVE_ROUNDS
-        .saturating_mul(scale)
-        .min(KEEPALIVE_MAX * 4 / 5);
-    base + (me % u64::from(base / 4 + 1)) as u32
 }
 
 /// Bytes per second in rsync's units (KiB, MiB, GiB), one decimal.

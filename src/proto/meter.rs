@@ -34,6 +34,10 @@ const WEIGHTS: [f64; INTERVALS] = [1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2];
 pub const SETTLE: Duration = Duration::from_millis(10);
 /// Most pending losses held for forgiveness.
 const MAX_PENDING: usize = 1024;
+/// Feedback intervals after which a receiver the sender does not follow reports again.
+pub const REPEAT_ROUNDS: u32 = 16;
+/// Feedback intervals over which a report's random wait is spread (see [`Meter::due`]).
+pub const TIMER_ROUNDS: u32 = 3;
 
 /// A loss waiting to be counted: the first lost sequence number, how many in a row, when
 /// it was found.
@@ -80,6 +84,13 @@ pub(crate) struct Meter {
     /// least sample (the path without queues).
     own_rtt: Option<Duration>,
     own_min_rtt: Option<Duration>,
+    /// The least round-trip time the sender advertised (its PACE says the largest it knows).
+    least_advertised: Option<Duration>,
+    /// A report this receiver will send then, unless the sender's rate falls to its own
+    /// first (see [`Meter::due`]).
+    timer: Option<Instant>,
+    /// State of the generator that draws the report timers.
+    rng: u64,
 }
 
 impl Meter {
@@ -105,7 +116,23 @@ impl Meter {
             epoch: None,
             own_rtt: None,
             own_min_rtt: None,
+            least_advertised: None,
+            timer: None,
+            rng: 0,
         }
+    }
+
+    /// A uniform draw in (0, 1] (SplitMix64, seeded by the caller's node id on first use).
+    fn uniform(&mut self, seed: u64) -> f64 {
+        if self.rng == 0 {
+            self.rng = seed ^ 0x5851_f42d_4c95_7f2d;
+        }
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     fn clock_us(&mut self, now: Instant) -> u32 {
@@ -360,6 +387,10 @@ impl Meter {
             self.credit += u64::from(p.uni.wrapping_sub(u)).min(4096);
         }
         self.uni = Some(p.uni);
+        let adv = Duration::from_micros(u64::from(p.rtt_us));
+        if p.rtt_us > 0 && self.least_advertised.is_none_or(|l| adv < l) {
+            self.least_advertised = Some(adv);
+        }
         self.pace = Some(*p);
         self.count_pending(now);
     }
@@ -387,21 +418,30 @@ impl Meter {
         }
     }
 
-    /// Whether a FEEDBACK is due now (`me`: this node's id). The current limiting receiver
-    /// reports every interval; the others when they see a lower rate than the sender's and
-    /// lower than what they last reported (news: the sender already took their last report
-    /// into its rate, and repeating it every interval made every member of a large group
-    /// report all the time), when their socket overflowed, or every `keepalive` intervals so
-    /// the sender knows them (the engine scales it with the group, so that their reports
-    /// together stay few).
-    pub(crate) fn due(&self, now: Instant, me: u64, keepalive: u32) -> bool {
+    /// Whether a FEEDBACK is due now (`me`: this node's id, `group`: how many members may
+    /// report at once). The receiver's half of TFMCC's feedback rules (RFC 4654 section 4):
+    /// - the current limiting receiver (CLR) reports every interval, and a receiver whose
+    ///   socket overflowed at once;
+    /// - another receiver reports only when the rate it allows ([`Self::own_rate`]) is below
+    ///   what the sender sends (its PACE), or before the sender has a CLR; and only when that
+    ///   is news (it never reported, or allows less than it last said) or
+    ///   [`REPEAT_ROUNDS`] intervals passed since its last report (the sender let it go
+    ///   stale, or did not follow it). Receivers that allow more than the sender sends,
+    ///   nearly all of a large group, say nothing;
+    /// - such a report waits a random time first, `T × max(0, 1 + ln(x) / ln(N))` with `x`
+    ///   uniform in (0, 1], `N` the group and `T` [`TIMER_ROUNDS`] intervals (exponentially
+    ///   biased towards the end, as TFMCC's and NORM's feedback timers), and is dropped when
+    ///   meanwhile a PACE shows the sender at or below this receiver's rate: the first report
+    ///   lowers the rate at once, which silences the others that would have said the same.
+    pub(crate) fn due(&mut self, now: Instant, me: u64, group: usize) -> bool {
         let Some(pace) = self.pace else {
             return false;
         };
-        if !self.heard_within(now, self.interval()) {
+        let interval = self.interval();
+        if !self.heard_within(now, interval) {
+            self.timer = None;
             return false;
         }
-        let interval = self.interval();
         let since = self
             .last_feedback
             .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
@@ -411,25 +451,51 @@ impl Meter {
         if since < interval {
             return false;
         }
-        if pace.clr == me || pace.clr == 0 {
+        if pace.clr == me {
             return true;
         }
         let mine = self.own_rate(now);
+        let below = if pace.clr == 0 {
+            self.reported.is_none()
+        } else {
+            mine < 0.9 * pace.rate as f64
+        };
+        if !below {
+            self.timer = None;
+            return false;
+        }
+        if let Some(t) = self.timer {
+            return now >= t;
+        }
         let news = self.reported.is_none_or(|r| mine < 0.9 * r);
-        (news && mine < 0.9 * pace.rate as f64) || since >= interval * keepalive
+        if !news && since < interval * REPEAT_ROUNDS {
+            return false;
+        }
+        let wait = if group <= 2 {
+            Duration::ZERO
+        } else {
+            let x = self.uniform(me);
+            let f = (1.0 + x.ln() / (group as f64).ln()).clamp(0.0, 1.0);
+            (interval * TIMER_ROUNDS).mul_f64(f)
+        };
+        self.timer = Some(now + wait);
+        wait.is_zero()
     }
 
-    /// The rate the sender would compute for this receiver (the equation at the path's
-    /// round-trip time without queues, at most twice what it receives).
-    fn own_rate(&self, now: Instant) -> f64 {
-        let base = self.own_min_rtt.unwrap_or_else(|| self.rtt());
-        let mine = super::rate::tcp_rate(super::rate::SEGMENT, base.as_secs_f64(), self.p);
-        let recv = self.recv_rate(now) as f64;
-        if recv > 0.0 {
-            mine.min(2.0 * recv)
-        } else {
-            mine
-        }
+    /// The rate the sender would compute for this receiver from its loss: the equation at
+    /// the path's round-trip time without queues (infinite without loss). That time is this
+    /// receiver's own least sample once the sender echoed one of its reports, else the least
+    /// the sender advertised (the largest it knows, which a queue inflates: taken as it
+    /// stands, most members of a large group believed themselves below the sender's rate
+    /// and reported in vain). What it receives is not compared: a low receive rate without
+    /// loss says the sender offered little, and the sender sees a queue from the CLR's
+    /// reports.
+    fn own_rate(&self, _now: Instant) -> f64 {
+        let base = self
+            .own_min_rtt
+            .or(self.least_advertised)
+            .unwrap_or_else(|| self.rtt());
+        super::rate::tcp_rate(super::rate::SEGMENT, base.as_secs_f64(), self.p)
     }
 
     /// The FEEDBACK to send now for transfer `xfer`; resets the per-interval counters.
@@ -454,6 +520,7 @@ impl Meter {
             ts_us: self.clock_us(now),
         };
         self.reported = Some(self.own_rate(now));
+        self.timer = None;
         self.overflows = 0;
         self.last_feedback = Some(now);
         if self.recv_rate(now) > 0 {
@@ -609,39 +676,80 @@ mod tests {
         let me = 42;
         let mut m = Meter::new();
         let mut t = Instant::now();
-        assert!(
-            !m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
-            "no PACE yet"
-        );
+        assert!(!m.due(t, me, 1), "no PACE yet");
         let mut p = pace(0);
         p.clr = me;
         m.on_pace(t, &p, 42);
         feed(&mut m, &mut t, 1, 500, |_| false);
-        assert!(
-            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
-            "first report"
-        );
+        assert!(m.due(t, me, 1), "first report");
         let f = m.take(t, 1, me);
         assert_eq!((f.flags, f.seen, f.overflows), (FB_CLR, 499, 0));
         assert!(f.recv_rate > 100_000_000, "{}", f.recv_rate);
-        assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS));
+        assert!(!m.due(t, me, 1));
         feed(&mut m, &mut t, 500, 1100, |_| false);
-        assert!(
-            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
-            "the CLR reports every interval"
-        );
+        assert!(m.due(t, me, 1), "the CLR reports every interval");
         m.take(t, 1, me);
-        // Not the CLR and not lower: only the keepalive.
+        // Not the CLR and not lower: nothing to say.
         p.clr = 7;
         m.on_pace(t, &p, 42);
         feed(&mut m, &mut t, 1100, 1700, |_| false);
-        assert!(!m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS));
+        assert!(!m.due(t, me, 1));
         m.on_overflow(3);
         t += Duration::from_millis(1);
-        assert!(
-            m.due(t, me, super::super::rate::KEEPALIVE_ROUNDS),
-            "an overflow is reported at once"
-        );
+        assert!(m.due(t, me, 1), "an overflow is reported at once");
         assert_eq!(m.take(t, 1, me).overflows, 3);
+    }
+
+    #[test]
+    fn in_a_large_group_reports_wait_and_a_lower_rate_silences_them() {
+        let me = 42;
+        let mut p = pace(0);
+        p.clr = 7;
+        // 5 % loss: this receiver allows far less than the 100 MB/s the sender sends.
+        let lossy = |p: &Pace| {
+            let mut m = Meter::new();
+            let mut t = Instant::now();
+            m.on_pace(t, p, me);
+            feed(&mut m, &mut t, 1, 20_001, |s| s % 20 == 10);
+            m.on_pace(t, p, me);
+            (m, t)
+        };
+        let (mut m, mut t) = lossy(&p);
+        assert!(m.own_rate(t) < 0.9 * p.rate as f64);
+        // In a group of 1,000 it waits a random time of at most 3 intervals (15 ms).
+        let start = t;
+        let mut seq = 20_001;
+        while !m.due(t, me, 1000) {
+            feed(&mut m, &mut t, seq, seq + 10, |_| false);
+            seq += 10;
+            assert!(t - start <= Duration::from_millis(16), "no report");
+        }
+        m.take(t, 1, me);
+        // Another one hears, while it waits, that the sender went down to its rate (a
+        // member like it reported first): it says nothing.
+        let (mut m, mut t) = lossy(&p);
+        let mut silenced = false;
+        for _ in 0..2000 {
+            if m.due(t, me, 1000) {
+                assert!(!silenced, "reported after the sender went down to its rate");
+                break;
+            }
+            if !silenced && m.timer.is_some() {
+                let mut low = p;
+                low.rate = (m.own_rate(t) * 0.95) as u64;
+                m.on_pace(t, &low, me);
+                silenced = true;
+            }
+            feed(&mut m, &mut t, seq, seq + 10, |_| false);
+            seq += 10;
+        }
+        assert!(silenced);
+        // A receiver without loss allows more than any rate: it never reports.
+        let mut m = Meter::new();
+        let mut t = Instant::now();
+        m.on_pace(t, &p, me);
+        feed(&mut m, &mut t, 1, 50_001, |_| false);
+        m.on_pace(t, &p, me);
+        assert!(!m.due(t, me, 1000));
     }
 }

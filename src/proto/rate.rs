@@ -53,11 +53,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
 pub const MAX_INTERVAL: Duration = Duration::from_millis(100);
 /// Feedback intervals without a report after which the CLR no longer leads.
 pub const SILENT_ROUNDS: u32 = 4;
-/// Feedback intervals after which any receiver's last report is too old to count (receivers
-/// other than the CLR report at least every `KEEPALIVE_ROUNDS`).
+/// Feedback intervals after which any receiver's last report is too old to count (a
+/// receiver still below the rate the sender then goes to reports again, see `meter.rs`).
 pub const STALE_ROUNDS: u32 = 40;
-/// Feedback intervals between reports of a receiver that has nothing new to say.
-pub const KEEPALIVE_ROUNDS: u32 = 16;
 /// How long a receiver must stay below the floor before it leaves the pace.
 pub const FLOOR_GRACE: Duration = Duration::from_millis(200);
 /// Queueing delay (over the path's base RTT) at which the sender holds back to drain it.

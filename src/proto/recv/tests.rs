@@ -98,6 +98,16 @@ fn nak_timers_are_spread_biased_by_need_and_cancelled_by_repair_or_echo() {
         .filter(|_| spread.draw(ib.uniform(), 1) < spread.window / 6)
         .count();
     assert!((5..100).contains(&early), "{early} of 10,000 early");
+    // Needing 3, under a sixth of the window: x < 1000^(-1/2), about 3 %; no wait at all
+    // stays as rare as for one symbol (x ≤ 1/N).
+    let early = (0..10_000)
+        .filter(|_| spread.draw(ib.uniform(), 3) < spread.window / 6)
+        .count();
+    assert!((150..600).contains(&early), "{early} of 10,000 early");
+    let none = (0..10_000)
+        .filter(|_| spread.draw(ib.uniform(), 3).is_zero())
+        .count();
+    assert!(none < 40, "{none} of 10,000 without a wait");
 
     let t0 = Instant::now();
     let (mut ib, blocks, mut st) = inbound(t0);
