@@ -36,14 +36,16 @@ const ECHOES_KEPT: usize = 4096;
 const CACHE_BYTES: usize = 16 << 20;
 
 /// How long a member waits before NAKing a group during the pass (NAK suppression, as
-/// NORM's and TFMCC's randomized feedback timers): `T × max(0, 1 + ln(x) / ln(N)) / need`,
+/// NORM's and TFMCC's randomized feedback timers): `T × (b + max(0, 1 + ln(x) / ln(N))) / B`,
 /// `x` uniform in (0, 1], `N` the group size, `T` the time the sender's repair takes to come
-/// back. Among `N` members that lost something of a group, only about one NAKs before the
-/// repair it asks for arrives and cancels the others' timers; a member that needs more
-/// symbols draws within a shorter window (its NAK would change more), so the first NAK
-/// tends to ask for as much as anyone needs. (Scaling the logarithm by `need` instead made
-/// one member in six that needs 3 symbols draw no wait at all: ten NAKs per group at once
-/// in a 200-member push.) With `N` ≤ 2 there is nothing to suppress: no wait.
+/// back, `B` = [`NAK_BANDS`] and `b = B − min(need, B)`: a member that needs more symbols
+/// draws in an earlier band (its NAK would change more), so the first NAK tends to ask for
+/// as much as anyone needs, and its echo cancels the timers of every member that needs no
+/// more; within a band, exponentially biased, only about one member of `N` draws early.
+/// (Scaling the logarithm by `need` instead made one member in six that needs 3 symbols
+/// draw no wait at all: ten NAKs per group at once in a 200-member push; dividing the
+/// window by `need` let the needs' windows overlap: four per group.) With `N` ≤ 2 there is
+/// nothing to suppress: no wait.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NakSpread {
     /// `T`.
@@ -65,10 +67,16 @@ impl NakSpread {
             return Duration::ZERO;
         }
         let n = (self.members as f64).ln();
-        let f = (1.0 + x.ln() / n).max(0.0) / f64::from(need.max(1));
-        self.window.mul_f64(f.min(1.0))
+        let f = (1.0 + x.ln() / n).clamp(0.0, 1.0);
+        let band = NAK_BANDS - need.clamp(1, NAK_BANDS);
+        self.window
+            .mul_f64((f64::from(band) + f) / f64::from(NAK_BANDS))
     }
 }
+
+/// Bands of the NAK timer window: a member needing `n` symbols draws in band
+/// `NAK_BANDS − min(n, NAK_BANDS)` (see [`NakSpread`]).
+const NAK_BANDS: u32 = 8;
 
 /// A NAK entry this receiver will send (see [`super::wire::NakEntry`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
