@@ -150,6 +150,31 @@ impl<S: Storage> Engine<S> {
             count: 0,
             due: now + AGG_HOLD,
         });
+        // A member's RESULT makes its BUSY held here moot (it answered a COMMIT with BUSY
+        // and finished the commit within the hold): only the outcome goes on.
+        let results: Vec<u64> = wire::aggregate_items(items)
+            .filter(|&(_, kind, _)| kind == wire::kind::RESULT)
+            .map(|(who, _, _)| who)
+            .collect();
+        if !results.is_empty() {
+            let busy = |who: u64, kind: u8, body: &[u8]| {
+                kind == wire::kind::RESULT
+                    && body.get(4) == Some(&wire::RESULT_BUSY)
+                    && results.contains(&who)
+            };
+            if wire::aggregate_items(&g.items).any(|(w, k, b)| busy(w, k, b)) {
+                let mut kept = Vec::with_capacity(g.items.len());
+                let mut count = 0;
+                for (w, k, b) in wire::aggregate_items(&g.items) {
+                    if !busy(w, k, b) {
+                        wire::push_aggregate_item(&mut kept, w, k, b);
+                        count += 1;
+                    }
+                }
+                g.items = kept;
+                g.count = count;
+            }
+        }
         g.items.extend_from_slice(items);
         g.count += n;
     }

@@ -38,6 +38,9 @@ const MAX_PENDING: usize = 1024;
 pub const REPEAT_ROUNDS: u32 = 16;
 /// Feedback intervals over which a report's random wait is spread (see [`Meter::due`]).
 pub const TIMER_ROUNDS: u32 = 3;
+/// Groups smaller than this report without a random wait, and every receiver sends a
+/// keepalive every [`REPEAT_ROUNDS`] intervals (their reports are few anyway).
+pub const SMALL_GROUP: usize = 32;
 
 /// A loss waiting to be counted: the first lost sequence number, how many in a row, when
 /// it was found.
@@ -91,6 +94,8 @@ pub(crate) struct Meter {
     timer: Option<Instant>,
     /// State of the generator that draws the report timers.
     rng: u64,
+    /// The group size last given to [`Meter::due`].
+    group: usize,
 }
 
 impl Meter {
@@ -119,6 +124,7 @@ impl Meter {
             least_advertised: None,
             timer: None,
             rng: 0,
+            group: 1,
         }
     }
 
@@ -434,6 +440,7 @@ impl Meter {
     ///   meanwhile a PACE shows the sender at or below this receiver's rate: the first report
     ///   lowers the rate at once, which silences the others that would have said the same.
     pub(crate) fn due(&mut self, now: Instant, me: u64, group: usize) -> bool {
+        self.group = group;
         let Some(pace) = self.pace else {
             return false;
         };
@@ -454,7 +461,15 @@ impl Meter {
         if pace.clr == me {
             return true;
         }
-        let mine = self.own_rate(now);
+        let mine = self.own_rate(now, group);
+        if group < SMALL_GROUP {
+            // A small group: every member reports while the sender has no CLR, news at
+            // once, and a keepalive every `REPEAT_ROUNDS` (their reports are few anyway).
+            let news = self.reported.is_none_or(|r| mine < 0.9 * r);
+            return pace.clr == 0
+                || (news && mine < 0.9 * pace.rate as f64)
+                || since >= interval * REPEAT_ROUNDS;
+        }
         let below = if pace.clr == 0 {
             self.reported.is_none()
         } else {
@@ -471,7 +486,7 @@ impl Meter {
         if !news && since < interval * REPEAT_ROUNDS {
             return false;
         }
-        let wait = if group <= 2 {
+        let wait = if group < SMALL_GROUP {
             Duration::ZERO
         } else {
             let x = self.uniform(me);
@@ -482,20 +497,30 @@ impl Meter {
         wait.is_zero()
     }
 
-    /// The rate the sender would compute for this receiver from its loss: the equation at
-    /// the path's round-trip time without queues (infinite without loss). That time is this
-    /// receiver's own least sample once the sender echoed one of its reports, else the least
-    /// the sender advertised (the largest it knows, which a queue inflates: taken as it
-    /// stands, most members of a large group believed themselves below the sender's rate
-    /// and reported in vain). What it receives is not compared: a low receive rate without
-    /// loss says the sender offered little, and the sender sees a queue from the CLR's
-    /// reports.
-    fn own_rate(&self, _now: Instant) -> f64 {
-        let base = self
-            .own_min_rtt
-            .or(self.least_advertised)
-            .unwrap_or_else(|| self.rtt());
-        super::rate::tcp_rate(super::rate::SEGMENT, base.as_secs_f64(), self.p)
+    /// The rate the sender would compute for this receiver: the equation at its loss event
+    /// rate and the path's round-trip time without queues, at most twice what it receives;
+    /// infinite without loss in a large group (a low receive rate without loss says the
+    /// sender offered little, and a data-limited sender would hear from every member). That time is this receiver's own least sample once the sender echoed one of
+    /// its reports, else the least the sender advertised (the largest it knows, which a
+    /// queue inflates: taken as it stands, most members of a large group believed
+    /// themselves below the sender's rate and reported in vain).
+    fn own_rate(&self, now: Instant, group: usize) -> f64 {
+        let base = if group < SMALL_GROUP {
+            self.own_min_rtt.unwrap_or_else(|| self.rtt())
+        } else if self.p <= 0.0 {
+            return f64::INFINITY;
+        } else {
+            self.own_min_rtt
+                .or(self.least_advertised)
+                .unwrap_or_else(|| self.rtt())
+        };
+        let mine = super::rate::tcp_rate(super::rate::SEGMENT, base.as_secs_f64(), self.p);
+        let recv = self.recv_rate(now) as f64;
+        if recv > 0.0 {
+            mine.min(2.0 * recv)
+        } else {
+            mine
+        }
     }
 
     /// The FEEDBACK to send now for transfer `xfer`; resets the per-interval counters.
@@ -519,7 +544,7 @@ impl Meter {
             overflows: self.overflows,
             ts_us: self.clock_us(now),
         };
-        self.reported = Some(self.own_rate(now));
+        self.reported = Some(self.own_rate(now, self.group));
         self.timer = None;
         self.overflows = 0;
         self.last_feedback = Some(now);
@@ -715,7 +740,7 @@ mod tests {
             (m, t)
         };
         let (mut m, mut t) = lossy(&p);
-        assert!(m.own_rate(t) < 0.9 * p.rate as f64);
+        assert!(m.own_rate(t, 1000) < 0.9 * p.rate as f64);
         // In a group of 1,000 it waits a random time of at most 3 intervals (15 ms).
         let start = t;
         let mut seq = 20_001;
@@ -736,7 +761,7 @@ mod tests {
             }
             if !silenced && m.timer.is_some() {
                 let mut low = p;
-                low.rate = (m.own_rate(t) * 0.95) as u64;
+                low.rate = (m.own_rate(t, 1000) * 0.95) as u64;
                 m.on_pace(t, &low, me);
                 silenced = true;
             }

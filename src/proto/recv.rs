@@ -67,6 +67,11 @@ impl NakSpread {
             return Duration::ZERO;
         }
         let n = (self.members as f64).ln();
+        if self.members < super::meter::SMALL_GROUP {
+            // Few members: little to suppress, and their NAKs should not wait long.
+            let f = (1.0 + f64::from(need) * x.ln() / n).max(0.0);
+            return self.window.mul_f64(f.min(1.0));
+        }
         let f = (1.0 + x.ln() / n).clamp(0.0, 1.0);
         let band = NAK_BANDS - need.clamp(1, NAK_BANDS);
         self.window
