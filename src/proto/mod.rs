@@ -1023,6 +1023,13 @@ impl<S: Storage> Engine<S> {
                 self.joins_left -= 1;
             }
             let mut next = self.cfg.heartbeat * self.hb_scale;
+            // Spread over 0.8-1.2 of the interval, as RTCP does: members that started
+            // together (a power-on, a fleet restart) would otherwise heartbeat in step, a
+            // burst of the whole group at once, every interval.
+            let spread = next.as_micros() as u64 * 2 / 5;
+            if spread > 0 {
+                next = next - next / 5 + Duration::from_micros(self.rng.next() % spread);
+            }
             if direct == 0 && self.joins_left > 0 {
                 // 100 ms after the join, then 200, 400, 800 ms apart (never beyond the
                 // heartbeat interval).
