@@ -263,6 +263,26 @@ fn restore_job(d: &[u8], block: usize, k: usize, g: usize, lost: &[usize]) -> Re
     }
 }
 
+/// Writes every `block`-byte block of `d` into entry 0 of `m` except blocks `lost` (positions
+/// in group `g` of `k` blocks), and none from group `end_group` on.
+fn write_but(
+    s: &mut FsStorage,
+    m: &Manifest,
+    d: &[u8],
+    (block, k): (usize, usize),
+    (g, lost): (usize, &[usize]),
+    end_group: usize,
+) {
+    for i in 0..(d.len() / block).min(end_group.saturating_mul(k)) {
+        if i / k == g && lost.contains(&(i % k)) {
+            continue;
+        }
+        let at = i * block;
+        s.write(KEY, 0, &m.entries[0], at as u64, &d[at..at + block])
+            .unwrap();
+    }
+}
+
 #[test]
 fn a_parity_decode_runs_on_the_pool_after_the_writes_it_reads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -274,19 +294,7 @@ fn a_parity_decode_runs_on_the_pool_after_the_writes_it_reads() {
     let ins = s.inspect(KEY, &m).unwrap();
     // Blocks 3 and 9 of group 5 are lost; everything else is written (queued).
     let (g, lost) = (5, [3usize, 9]);
-    for i in 0..d.len() / block {
-        if i / k == g && lost.contains(&(i % k)) {
-            continue;
-        }
-        s.write(
-            KEY,
-            0,
-            &m.entries[0],
-            (i * block) as u64,
-            &d[i * block..(i + 1) * block],
-        )
-        .unwrap();
-    }
+    write_but(&mut s, &m, &d, (block, k), (g, &lost), usize::MAX);
     s.restore(KEY, &m, restore_job(&d, block, k, g, &lost))
         .unwrap();
     assert_eq!(s.write_stats().restores, 1, "the pool took the decode");
@@ -318,19 +326,7 @@ fn a_parity_decode_the_pool_cannot_take_runs_inline() {
         let m = manifest(vec![Entry::file(b"small", d.len() as u64, 0o644, 7)]);
         let ins = s.inspect(KEY, &m).unwrap();
         let (g, lost) = (2, [0usize, 7]);
-        for i in 0..d.len() / block {
-            if i / k == g && lost.contains(&(i % k)) {
-                continue;
-            }
-            s.write(
-                KEY,
-                0,
-                &m.entries[0],
-                (i * block) as u64,
-                &d[i * block..(i + 1) * block],
-            )
-            .unwrap();
-        }
+        write_but(&mut s, &m, &d, (block, k), (g, &lost), usize::MAX);
         s.restore(KEY, &m, restore_job(&d, block, k, g, &lost))
             .unwrap();
         assert_eq!(s.write_stats().restores, 0);
@@ -351,16 +347,7 @@ fn a_failed_read_back_on_the_pool_fails_the_commit_naming_the_file() {
     let m = manifest(vec![Entry::file(b"dir/big", d.len() as u64, 0o644, 7)]);
     let ins = s.inspect(KEY, &m).unwrap();
     // Only the first group is written: the decode of group 5 reads back past the end.
-    for i in 0..k {
-        s.write(
-            KEY,
-            0,
-            &m.entries[0],
-            (i * block) as u64,
-            &d[i * block..(i + 1) * block],
-        )
-        .unwrap();
-    }
+    write_but(&mut s, &m, &d, (block, k), (0, &[]), 1);
     s.restore(KEY, &m, restore_job(&d, block, k, 5, &[1, 2]))
         .unwrap();
     assert_eq!(s.write_stats().restores, 1);
