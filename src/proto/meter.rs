@@ -128,17 +128,12 @@ impl Meter {
         }
     }
 
-    /// A uniform draw in (0, 1] (SplitMix64, seeded by the caller's node id on first use).
+    /// A uniform draw in (0, 1] (seeded by the caller's node id on first use).
     fn uniform(&mut self, seed: u64) -> f64 {
         if self.rng == 0 {
             self.rng = seed ^ 0x5851_f42d_4c95_7f2d;
         }
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        uniform(&mut self.rng)
     }
 
     fn clock_us(&mut self, now: Instant) -> u32 {
@@ -572,6 +567,16 @@ impl Meter {
             None => (0, 0),
         }
     }
+}
+
+/// A uniform draw in (0, 1] from SplitMix64 state `rng` (the receivers' random waits).
+pub(super) fn uniform(rng: &mut u64) -> f64 {
+    *rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *rng;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -969,12 +969,7 @@ impl Inbound {
 
     /// A uniform draw in (0, 1].
     fn uniform(&mut self) -> f64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        super::meter::uniform(&mut self.rng)
     }
 
     /// Builds the answer to a poll of `round`: every incomplete group, at most `limit` of
