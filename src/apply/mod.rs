@@ -370,6 +370,27 @@ impl FsStorage {
     }
 }
 
+/// Whether `len` received bytes at `offset` of `entry`'s payload may be written: only into a
+/// regular file, and within its payload (for `write` and for a decode handed to the pool).
+fn check_write(entry: &Entry, offset: u64, len: usize) -> io::Result<()> {
+    if entry.kind != EntryKind::File {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "data for an entry that is not a regular file",
+        ));
+    }
+    if offset
+        .checked_add(len as u64)
+        .is_none_or(|end| end > entry.payload_len())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "write beyond the entry's size",
+        ));
+    }
+    Ok(())
+}
+
 impl Storage for FsStorage {
     fn read(&mut self, entry: &Entry, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         if !matches!(&self.reader, Some((p, _)) if *p == entry.path) {
@@ -444,21 +465,7 @@ impl Storage for FsStorage {
         offset: u64,
         data: &[u8],
     ) -> io::Result<()> {
-        if entry.kind != EntryKind::File {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "data for an entry that is not a regular file",
-            ));
-        }
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|end| end > entry.payload_len())
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "write beyond the entry's size",
-            ));
-        }
+        check_write(entry, offset, data.len())?;
         if let Some(why) = self.refusals.get(&(key, idx)) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -548,11 +555,7 @@ impl Storage for FsStorage {
             w.wait_file((key, idx));
         }
         let f = self.staged_checked(key, idx, entry)?;
-        for (at, len) in pieces {
-            f.read_exact_at(&mut buf[to..to + len as usize], at)?;
-            to += len as usize;
-        }
-        Ok(())
+        writer::read_pieces(f, &pieces, buf)
     }
 
     fn restore(&mut self, key: XferKey, m: &Manifest, job: Restore) -> io::Result<()> {

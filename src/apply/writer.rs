@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::sys::start_writeback;
-use crate::proto::manifest::{Entry, EntryKind, Manifest};
+use crate::proto::manifest::{Entry, Manifest};
 use crate::proto::restore::Restore;
 use crate::proto::storage::{show, XferKey};
 
@@ -607,27 +607,27 @@ fn run_restore(files: &[(u32, Arc<Target>, Entry)], job: Restore) -> Result<(), 
             .ok_or_else(|| format!("entry {idx}: no descriptor for its staged file"))
     };
     let named = |t: &Target, e: io::Error| format!("{}: {e}", show(&t.path));
-    let mut failed = None;
-    let writes = job.decode(|p, buf| {
-        let (t, e) = file(p.idx).map_err(io::Error::other)?;
-        let mut to = 0;
-        for (at, len) in e.file_ranges(p.offset, p.len as u64) {
-            let r = t.file.read_exact_at(&mut buf[to..to + len as usize], at);
-            r.inspect_err(|err| {
-                failed = Some(named(t, io::Error::new(err.kind(), err.to_string())))
-            })?;
-            to += len as usize;
-        }
-        Ok(())
-    });
-    let writes = match writes {
-        Ok(w) => w,
-        Err(e) => return Err(failed.unwrap_or_else(|| e.to_string())),
-    };
+    let writes = job
+        .decode(|p, buf| {
+            let (t, e) = file(p.idx).map_err(io::Error::other)?;
+            read_pieces(&t.file, &e.file_ranges(p.offset, p.len as u64), buf)
+                .map_err(|err| io::Error::new(err.kind(), named(t, err)))
+        })
+        .map_err(|e| e.to_string())?;
     for (p, data) in writes {
         let (t, e) = file(p.idx)?;
         write_pieces(&t.file, &e.file_ranges(p.offset, p.len as u64), &data)
             .map_err(|err| named(t, err))?;
+    }
+    Ok(())
+}
+
+/// Reads the file ranges `pieces` of `file` into `buf`, in order (they add up to its length).
+pub(super) fn read_pieces(file: &File, pieces: &[(u64, u64)], buf: &mut [u8]) -> io::Result<()> {
+    let mut to = 0;
+    for &(at, len) in pieces {
+        file.read_exact_at(&mut buf[to..to + len as usize], at)?;
+        to += len as usize;
     }
     Ok(())
 }
@@ -748,12 +748,9 @@ impl super::FsStorage {
         job: Restore,
     ) -> Result<(), Restore> {
         let fits = job.writes.iter().flat_map(|(_, ps)| ps).all(|p| {
-            m.entries.get(p.idx as usize).is_some_and(|e| {
-                e.kind == EntryKind::File
-                    && p.offset
-                        .checked_add(p.len as u64)
-                        .is_some_and(|end| end <= e.payload_len())
-            })
+            m.entries
+                .get(p.idx as usize)
+                .is_some_and(|e| super::check_write(e, p.offset, p.len).is_ok())
         });
         let mut idxs: Vec<u32> = job.entries().collect();
         idxs.sort_unstable();
