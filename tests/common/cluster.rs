@@ -152,9 +152,9 @@ impl Daemon {
                         w: s,
                     };
                     if let Some(p) = &password {
-                        (c.cmd(&format!("password \"{p}\"")).1 == "ok").then_some(())?;
+                        (c.try_cmd(&format!("password \"{p}\""))? == "ok").then_some(())?;
                     }
-                    (c.cmd("alive").1 == "ok").then_some(())
+                    (c.try_cmd("alive")? == "ok").then_some(())
                 }
             },
         );

@@ -60,6 +60,22 @@ impl Console {
         }
     }
 
+    /// The final line of one command, or `None` on any error or EOF: for probes, where a
+    /// connection lost mid-reply means "not yet", and whoever probes looks at the daemon.
+    pub fn try_cmd(&mut self, line: &str) -> Option<String> {
+        self.w.write_all(format!("{line}\n").as_bytes()).ok()?;
+        loop {
+            let mut l = String::new();
+            if self.r.read_line(&mut l).ok()? == 0 {
+                return None;
+            }
+            let l = l.trim_end_matches(['\r', '\n']);
+            if l == "ok" || l.starts_with("error:") {
+                return Some(l.to_string());
+            }
+        }
+    }
+
     pub fn cmd(&mut self, line: &str) -> (Vec<String>, String) {
         self.send(&format!("{line}\n"));
         self.reply()

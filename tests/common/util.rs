@@ -8,22 +8,48 @@ pub fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Ports handed out by [`free_tcp_port`] and [`free_udp_port`]: a range below the kernel's
+/// ephemeral ports (32768-60999), so that no client's outgoing connection takes one between the
+/// moment it is handed out and the moment a daemon binds it, and each port at most once per
+/// test process, so that two daemons of tests running side by side never share one. (Asking the
+/// kernel for port 0 gave both faults: after a port is released, the kernel may hand it out
+/// again, to a second test or as a connection's source port; a daemon that lost its console
+/// port that way exited at start, and the probe of `wait_up` met another test's daemon.)
+const PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A port that is free for TCP and UDP on 127.0.0.1 now and that this process has not handed
+/// out before. Test processes start at different places in the range (by pid), and a port
+/// another process holds is skipped.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = PORTS.end - PORTS.start;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (PORTS.start + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
-/// A UDP port that was free a moment ago.
+/// A TCP port on 127.0.0.1 that is free now and was never handed out before in this process.
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// A UDP port that is free now and was never handed out before in this process.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// A random group in 239.255.0.0/16 (administratively scoped).
