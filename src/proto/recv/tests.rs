@@ -5,6 +5,7 @@ use super::*;
 use crate::proto::manifest::change;
 use crate::proto::storage::MemStorage;
 use crate::proto::wire::naks;
+use std::time::Duration;
 
 const BLOCK: usize = 256;
 const K: u32 = 4;
