@@ -360,6 +360,9 @@ pub(crate) struct Inbound {
     rng: u64,
     /// When unsolicited NAKs should be looked at again.
     nak_timer: Option<Instant>,
+    /// What the last full look at the groups saw (see [`Inbound::scan_key`]): until it
+    /// changes or `nak_timer` passes, no group can have become due.
+    scanned: Option<naks::ScanKey>,
     pub(crate) report: Option<Vec<u8>>,
     /// MD5 of the manifest bytes: identical on every member that got the same push.
     pub(crate) digest: [u8; 16],
@@ -412,6 +415,7 @@ impl Inbound {
             echoed: BTreeMap::new(),
             rng: (u64::from(key.xfer) << 32) ^ key.origin ^ (pos as u64).wrapping_mul(0x9e37_79b9),
             nak_timer: None,
+            scanned: None,
             report: None,
             digest: [0; 16],
             leader: None,

@@ -106,6 +106,29 @@ impl Want {
     }
 }
 
+/// See [`Inbound::scan_key`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScanKey {
+    frontier: [u32; 3],
+    plan: bool,
+    incomplete: Option<usize>,
+    held: u64,
+    headroom: u64,
+    over: bool,
+    /// The spacing of NAKs and the wait before a group is NAKed again: the timer set with
+    /// them holds while they do not shrink.
+    gap: Duration,
+    renak: Duration,
+}
+
+impl ScanKey {
+    /// Whether a look with `self` saw everything a look with `now` would.
+    fn covers(&self, now: &ScanKey) -> bool {
+        let same = |k: &ScanKey| (k.frontier, k.plan, k.incomplete, k.held, k.headroom, k.over);
+        same(self) == same(now) && now.gap >= self.gap && now.renak >= self.renak
+    }
+}
+
 impl Inbound {
     /// The NAK entry of payload group `g`, if it is incomplete.
     fn payload_want(&self, g: u32) -> Option<Want> {
@@ -131,6 +154,8 @@ impl Inbound {
         // (suppression). What it leaves missing is asked for once it stops coming.
         if self.backoff.remove(&(s, g)).is_some() {
             self.naked.insert((s, g), now);
+            // Its re-NAK may be due before the time the last look set.
+            self.scanned = None;
         }
     }
 
@@ -149,6 +174,7 @@ impl Inbound {
         if self.backoff.contains_key(&(s, g)) && self.want((s, g)).is_none_or(|w| w.need <= need) {
             self.backoff.remove(&(s, g));
             self.naked.insert((s, g), now);
+            self.scanned = None;
         }
     }
 
@@ -196,6 +222,15 @@ impl Inbound {
         spread: NakSpread,
         limit: usize,
     ) -> Vec<Want> {
+        // Called on every datagram that arrives: the look at every incomplete group is
+        // skipped while nothing that could make one due has changed (a group becomes due when
+        // the frontier passes it, when memory frees up for it to be held, or at a time the
+        // last look set the timer to).
+        let key = self.scan_key(gap, renak);
+        if self.scanned.is_some_and(|k| k.covers(&key)) && self.nak_timer.is_none_or(|t| now < t) {
+            return Vec::new();
+        }
+        self.scanned = Some(key);
         self.nak_timer = None;
         if self.pass_over || self.commit_started() {
             return Vec::new();
@@ -284,6 +319,22 @@ impl Inbound {
         self.last_nak = Some(now);
         self.nak_timer = Some(now + gap.min(renak));
         out
+    }
+
+    /// What decides which groups [`Inbound::due_naks`] looks at, besides time: the frontiers,
+    /// the incomplete groups, the memory held and allowed, the phase, and the NAK spacing.
+    fn scan_key(&self, gap: Duration, renak: Duration) -> ScanKey {
+        let p = self.payload.as_ref();
+        ScanKey {
+            gap,
+            renak,
+            frontier: self.frontier,
+            plan: self.pstream.is_some(),
+            incomplete: p.map(|p| p.incomplete.len()),
+            held: p.map_or(0, |p| p.held),
+            headroom: self.headroom,
+            over: self.pass_over || self.commit_started(),
+        }
     }
 
     /// The NAK entry of group `key` (plan or payload) now, if it is incomplete.
