@@ -763,8 +763,11 @@ impl Inbound {
         for i in range.clone() {
             let pos = (i - range.start) as usize;
             if bs_get(&p.have, i) {
-                match p.mem.get(&i).or_else(|| p.cache.get(&i)) {
-                    Some(b) => held.push((pos, b.clone())),
+                // Taken, not copied: the group releases what it holds right after.
+                let mem = p.mem.remove(&i);
+                p.held -= u64::from(mem.is_some());
+                match mem.or_else(|| p.cache.remove(&i)) {
+                    Some(b) => held.push((pos, b)),
                     None => {
                         staged.push((pos, block_pieces(&p.layout, &code, i, |_| true).collect()))
                     }
