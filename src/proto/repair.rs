@@ -10,6 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use reed_solomon_simd::engine::{tables, DefaultEngine, Engine, GfElement, ShardsRefMut, GF_ORDER};
+use reed_solomon_simd::rate::{DefaultRateDecoder, RateDecoder};
+
 /// Makes the coding library's tables now: they are built on first use and cost 10-35 ms of
 /// CPU, which a push would otherwise wait for at its first parity symbol. A direct-mode
 /// front end calls it on a thread of its own while it discovers members, a daemon at start.
@@ -92,9 +95,14 @@ impl Code {
         if present.len() + parity.len() < k_g {
             return Err(CodeError("not enough symbols".into()));
         }
-        let mut dec =
-            reed_solomon_simd::ReedSolomonDecoder::new(k_g, self.parity as usize, self.block)
-                .map_err(|e| CodeError(e.to_string()))?;
+        let mut dec = DefaultRateDecoder::new(
+            k_g,
+            self.parity as usize,
+            self.block,
+            Locator(DefaultEngine::new()),
+            None,
+        )
+        .map_err(|e| CodeError(e.to_string()))?;
         for (i, b) in present {
             dec.add_original_shard(*i, b)
                 .map_err(|e| CodeError(e.to_string()))?;
@@ -108,6 +116,58 @@ impl Code {
             .restored_original_iter()
             .map(|(i, b)| (i, b.to_vec()))
             .collect())
+    }
+}
+
+/// The library's engine, with a cheaper evaluation of the erasure locator for the decodes a
+/// receiver runs: a group of 128 blocks with 64 parity symbols has about 64 erasures (the
+/// parity symbols it did not get, and its lost blocks) among 192 positions, and the decoder reads
+/// the locator at those 192 only. The library computes it at all 65,536 field elements with two
+/// Walsh-Hadamard transforms, the same 110 µs for any group: half of a decode's time, and
+/// the largest item of a receiver's CPU under 1 % loss with 8 receivers. Summing the logs
+/// directly at the positions read takes 64 × 192 table look-ups (a decode: 215 → 99 µs).
+struct Locator(DefaultEngine);
+
+/// Above this many look-ups (erasures × positions) the library's transform is cheaper.
+const DIRECT_LOOKUPS: usize = 1 << 16;
+
+impl Engine for Locator {
+    fn fft(&self, d: &mut ShardsRefMut, pos: usize, size: usize, trunc: usize, skew: usize) {
+        self.0.fft(d, pos, size, trunc, skew)
+    }
+
+    fn ifft(&self, d: &mut ShardsRefMut, pos: usize, size: usize, trunc: usize, skew: usize) {
+        self.0.ifft(d, pos, size, trunc, skew)
+    }
+
+    fn mul(&self, x: &mut [[u8; 64]], log_m: GfElement) {
+        self.0.mul(x, log_m)
+    }
+
+    /// `erasures[i]` for `i < truncated_size`: the sum, modulo 65,535, of `log(i ^ j)` over the
+    /// erased positions `j` (`log(0)` counting 0), which is what the library's two transforms
+    /// give there (a dyadic convolution of the erasure indicator with the log table). Only
+    /// for indicators (0 or 1) and few enough look-ups; the library's high-rate decoder reads
+    /// no position at or past `truncated_size` (checked against it in the tests below).
+    fn eval_poly(erasures: &mut [GfElement; GF_ORDER], truncated_size: usize) {
+        let n = truncated_size.min(GF_ORDER);
+        let erased: Vec<usize> = (0..n).filter(|&j| erasures[j] != 0).collect();
+        let direct = n < GF_ORDER
+            && erased.len() * n <= DIRECT_LOOKUPS
+            && erased.iter().all(|&j| erasures[j] == 1);
+        if !direct {
+            return DefaultEngine::eval_poly(erasures, truncated_size);
+        }
+        let log = &tables::get_exp_log().log;
+        for (i, e) in erasures.iter_mut().enumerate().take(n) {
+            // `i ^ i` is 0, whose log the library's transform takes as 0 (`log_walsh[0] = 0`).
+            let sum: u32 = erased
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| u32::from(log[i ^ j]))
+                .sum();
+            *e = (sum % 65_535) as GfElement;
+        }
     }
 }
 
@@ -159,6 +219,72 @@ mod tests {
         let got = code.decode(3, &[], &parity).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[&0], src[0]);
+    }
+
+    /// A xorshift draw, for the random patterns below.
+    fn draw(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    #[test]
+    fn direct_locator_equals_the_librarys_transform_where_the_decoder_reads_it() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for (truncated, erased) in [(192, 64), (192, 1), (130, 70), (384, 130), (64, 63), (2, 1)] {
+            let mut lib = [0 as GfElement; GF_ORDER];
+            for _ in 0..erased {
+                lib[draw(&mut seed) as usize % truncated] = 1;
+            }
+            let mut direct = lib;
+            DefaultEngine::eval_poly(&mut lib, truncated);
+            Locator::eval_poly(&mut direct, truncated);
+            for i in 0..truncated {
+                // Both are residues modulo 65,535, which has two spellings of 0.
+                assert_eq!(
+                    lib[i] % 65_535,
+                    direct[i] % 65_535,
+                    "position {i} of {truncated}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_with_the_direct_locator_rebuild_random_losses_exactly() {
+        let mut seed = 0x1234_5678_9abc_def1;
+        for round in 0..120 {
+            let k = [128, 128, 100, 64, 33, 10, 3, 1][round % 8];
+            let code = Code {
+                block: 64,
+                k: 128,
+                parity: 64,
+            };
+            let src: Vec<Vec<u8>> = (0..k)
+                .map(|_| (0..64).map(|_| draw(&mut seed) as u8).collect())
+                .collect();
+            let par = code.encode(&src, 0..64).unwrap();
+            let miss = 1 + draw(&mut seed) as usize % k.min(20);
+            let mut order: Vec<usize> = (0..k).collect();
+            for i in 0..k {
+                order.swap(i, i + draw(&mut seed) as usize % (k - i));
+            }
+            let lost = &order[..miss];
+            let present: Vec<(usize, &[u8])> = (0..k)
+                .filter(|i| !lost.contains(i))
+                .map(|i| (i, src[i].as_slice()))
+                .collect();
+            let first = draw(&mut seed) as usize % (64 - miss + 1);
+            let parity: Vec<(usize, &[u8])> = (first..first + miss)
+                .map(|i| (i, par[i].as_slice()))
+                .collect();
+            let got = code.decode(k, &present, &parity).unwrap();
+            assert_eq!(got.len(), miss, "round {round}");
+            for &l in lost {
+                assert_eq!(got[&l], src[l], "round {round}, k {k}, block {l}");
+            }
+        }
     }
 
     #[test]
