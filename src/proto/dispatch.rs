@@ -208,7 +208,7 @@ impl<S: Storage> Engine<S> {
                         );
                         self.on_nak_echo(now, node, seen, hold_us);
                         if round == 0 {
-                            self.echo_naks(xfer, node, entries);
+                            self.echo_naks(now, xfer, node, entries);
                         }
                         self.after_outbound(now, xfer);
                         true
@@ -307,6 +307,7 @@ impl<S: Storage> Engine<S> {
             self.inbound.get_mut(&key).unwrap().leader = leader;
         }
         let ib = self.inbound.get_mut(&key).unwrap();
+        ib.tail_naks = usize::from(a.total) > super::send::TAIL_WAIT_FROM;
         ib.last_heard = now;
         ib.sender = from;
         // The first announce of a transfer travels just ahead of its manifest: answering it

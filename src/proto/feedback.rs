@@ -105,11 +105,17 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Sender: tells the group the needs a NAK during the pass named, where they exceed what
-    /// was echoed for the group before (the worst report so far), so that receivers that
-    /// need no more than that cancel their NAK timers (see `NakSpread`). Only for pushes to
-    /// more than two targets, and only NAKs of targets in the pace (the others' are ignored).
-    pub(super) fn echo_naks(&mut self, xfer: u32, node: u64, entries: &[u8]) {
+    /// was echoed for the group before (the worst report so far) or that echo is older than
+    /// the receivers' re-NAK wait (a new cycle: the members that lost some of the repair
+    /// ask again, and its echo suppresses them as the first one did), so that receivers
+    /// that need no more than that cancel their NAK timers (see `NakSpread`). Only for
+    /// pushes to more than two targets, and only NAKs of targets in the pace (the others'
+    /// are ignored).
+    pub(super) fn echo_naks(&mut self, now: Instant, xfer: u32, node: u64, entries: &[u8]) {
         let room = self.max_dgram() - wire::HEADER_LEN - 21;
+        // The least re-NAK wait of a receiver (`inbound_feedback`): an echo older than
+        // that has lost its hold on the receivers.
+        let rearm = self.rate.rtt() * 2 + Duration::from_millis(2);
         let Some(ob) = self.outbound.get_mut(&xfer) else {
             return;
         };
@@ -121,9 +127,9 @@ impl<S: Storage> Engine<S> {
         }
         let mut out = Vec::new();
         for e in wire::naks(entries).filter(|e| e.stream != wire::Stream::Manifest) {
-            let seen = ob.echoed.entry((e.stream, e.group)).or_insert(0);
-            if e.need > *seen {
-                *seen = e.need;
+            let seen = ob.echoed.entry((e.stream, e.group)).or_insert((0, now));
+            if e.need > seen.0 || now >= seen.1 + rearm {
+                *seen = (e.need, now);
                 out.push(Want::echo(e.stream, e.group, e.need));
             }
         }
@@ -301,6 +307,7 @@ impl<S: Storage> Engine<S> {
             // numbers the driver's handshakes took.
             uni: (self.stats.sent_unicast + self.seq_skipped) as u32,
             echo: None,
+            data_limited: self.rate.limited_now(self.clock),
         }
     }
 }

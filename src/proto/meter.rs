@@ -456,6 +456,15 @@ impl Meter {
         if pace.clr == me {
             return true;
         }
+        if pace.flags & super::wire::PACE_DATA_LIMITED != 0 {
+            // The sender sends less than its rate allows (a pause, the end of the pass,
+            // repair only): its rate limits nothing now, and while it is data-limited it
+            // takes its rate from what receivers took, not from their reports. A report that
+            // this receiver is below that rate would change nothing (at the end of a pass
+            // to 1,000 members, hundreds reported so). The CLR and overflows still report.
+            self.timer = None;
+            return false;
+        }
         let mine = self.own_rate(now, group);
         if group < SMALL_GROUP {
             // A small group: every member reports while the sender has no CLR, news at

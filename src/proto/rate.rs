@@ -446,6 +446,12 @@ impl RateControl {
         self.usage.limited
     }
 
+    /// Whether the sender is data-limited now (see `Usage::limited`): told receivers in
+    /// PACE.
+    pub(crate) fn limited_now(&self, now: Instant) -> bool {
+        self.usage.limited(now, self.interval(), self.rate)
+    }
+
     /// An echo from `node`: it had received up to `seen`, `hold_us` µs before sending.
     pub(crate) fn on_echo(&mut self, now: Instant, node: u64, seen: u64, hold_us: u32) {
         let Some(sent) = self.log.sent_at(seen, self.newest) else {

@@ -349,13 +349,17 @@ pub(crate) struct Inbound {
     frontier: [u32; 3],
     /// The end-of-pass poll came: every incomplete group is over.
     pass_over: bool,
+    /// A push to many targets, whose sender polls only once the pass's tail is repaired:
+    /// the last groups are over once the stream's last block arrived (`naks.rs`).
+    pub(crate) tail_naks: bool,
     /// NAKed groups: when they were NAKed, or repair for them last arrived.
     naked: BTreeMap<(Stream, u32), Instant>,
     last_nak: Option<Instant>,
     /// Groups whose NAK waits out its random backoff: when it is due (see [`NakSpread`]).
     backoff: BTreeMap<(Stream, u32), Instant>,
-    /// The largest need the sender echoed per group (another member asked for that much).
-    echoed: BTreeMap<(Stream, u32), u32>,
+    /// The largest need the sender echoed per group (another member asked for that much),
+    /// and when the echo came.
+    echoed: BTreeMap<(Stream, u32), (u32, Instant)>,
     /// State of the generator that draws the backoffs (seeded per member and transfer).
     rng: u64,
     /// When unsolicited NAKs should be looked at again.
@@ -409,6 +413,7 @@ impl Inbound {
             last_heard: now,
             frontier: [0; 3],
             pass_over: false,
+            tail_naks: false,
             naked: BTreeMap::new(),
             last_nak: None,
             backoff: BTreeMap::new(),

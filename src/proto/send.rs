@@ -43,6 +43,11 @@ const MAX_STALLED_ROUNDS: u32 = 30;
 pub(crate) const SILENT_ANNOUNCES: u32 = 3;
 /// Longest interval between COMMIT retries.
 const COMMIT_RETRY_MAX: Duration = Duration::from_millis(100);
+/// Pushes to more targets than this (those that gather answers through cohort leaders) poll
+/// only once the in-pass repair of the pass's tail is done (`Outbound::tail_poll`).
+pub(crate) const TAIL_WAIT_FROM: usize = super::aggregate::AGG_MIN_TARGETS;
+/// The longest the first poll waits for the tail's repair, in tail windows.
+const TAIL_WAIT_MAX: u32 = 4;
 
 /// Phase of an outbound transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +150,8 @@ pub(crate) struct PaceInfo {
     pub(crate) uni: u32,
     /// A receiver's feedback timestamp to echo: (node, timestamp, µs held).
     pub(crate) echo: Option<(u64, u32, u32)>,
+    /// The sender is data-limited ([`wire::PACE_DATA_LIMITED`]).
+    pub(crate) data_limited: bool,
 }
 
 /// One push in flight.
@@ -175,6 +182,9 @@ pub(crate) struct Outbound {
     interval: Duration,
     waiting_since: Instant,
     polled_round: u32,
+    /// A push to many targets: when its pass's last block went out and the first poll
+    /// waits for the in-pass repair of the pass's tail (see [`TAIL_WAIT_FROM`]).
+    tail: Option<(Instant, Duration)>,
     max_delete: Option<u64>,
     no_delete: bool,
     vanished: BTreeSet<u32>,
@@ -187,8 +197,8 @@ pub(crate) struct Outbound {
     /// All or none (`--atomic`).
     atomic: Option<atomic::Atomic>,
     /// The largest need echoed to the group per group of a stream during the pass (NAK
-    /// suppression, `feedback.rs`).
-    pub(crate) echoed: BTreeMap<(Stream, u32), u32>,
+    /// suppression, `feedback.rs`), and when.
+    pub(crate) echoed: BTreeMap<(Stream, u32), (u32, Instant)>,
 }
 
 impl Outbound {
@@ -258,6 +268,7 @@ impl Outbound {
             interval: cfg.poll_interval,
             waiting_since: now,
             polled_round: 0,
+            tail: None,
             max_delete,
             no_delete: false,
             vanished: BTreeSet::new(),
@@ -684,7 +695,9 @@ impl Outbound {
             next: 0,
             end: self.code.blocks(self.layout.len),
         });
-        self.queue.push_back(Work::Poll);
+        if !self.waits_for_tail() {
+            self.queue.push_back(Work::Poll);
+        }
         self.interval = cfg.poll_interval;
         self.waiting_since = now;
         self.deadline = None;
@@ -826,6 +839,7 @@ impl Outbound {
             }
             Phase::Data => {
                 self.maybe_next_round(now, cfg);
+                self.tail_poll(now);
                 if self.phase == Phase::Data
                     && self.deadline.is_some_and(|d| now >= d)
                     && self.queue.is_empty()

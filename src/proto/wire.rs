@@ -453,7 +453,7 @@ pub struct Pace {
     /// Unicast datagrams the sender has sent so far (mod 2^32): they take header sequence
     /// numbers that group members never see, which are not losses.
     pub uni: u32,
-    /// Reserved (0).
+    /// [`PACE_DATA_LIMITED`].
     pub flags: u8,
     /// Receiver whose feedback timestamp is echoed (0: none), so it learns its own
     /// round-trip time.
@@ -487,6 +487,12 @@ pub struct Feedback {
 
 /// Feedback flag: sent as the current limiting receiver.
 pub const FB_CLR: u8 = 0x01;
+
+/// PACE flag: the sender is data-limited (it sent less than its rate allows: a pause, the
+/// end of the pass): what receivers received says what was offered, not what their paths
+/// take, so a receiver's own rate is not capped by its receive rate (as the sender does
+/// not cut its rate on such receive rates, RFC 5348 section 8.2).
+pub const PACE_DATA_LIMITED: u8 = 0x01;
 
 /// A decoded message body.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -186,6 +186,9 @@ pub struct Node {
     pub recv_kinds: [u64; 32],
     /// Of the NAKs, how many answered a poll (round > 0) rather than came during the pass.
     pub recv_poll_naks: u64,
+    /// When set, every datagram handed to the engine is copied here (to break down what a
+    /// member heard).
+    pub heard: Option<Vec<(Instant, Arc<[u8]>)>>,
     /// Datagrams dropped while deaf.
     pub deaf_dropped: u64,
     /// Datagrams dropped by the ingress queue (visible or not).
@@ -260,6 +263,9 @@ impl Node {
                             && bytes.get(28..32).is_some_and(|r| r != [0; 4])
                         {
                             self.recv_poll_naks += 1;
+                        }
+                        if let Some(h) = &mut self.heard {
+                            h.push((now, bytes.clone()));
                         }
                         self.engine
                             .handle_datagram_via(now, now, from, group, &bytes);
@@ -491,6 +497,7 @@ impl Lan {
             recv_datagrams: 0,
             recv_kinds: [0; 32],
             recv_poll_naks: 0,
+            heard: None,
             deaf_dropped: 0,
             queue_dropped: 0,
             overflows: 0,

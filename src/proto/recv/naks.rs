@@ -166,8 +166,9 @@ impl Inbound {
         if s == Stream::Manifest || self.pass_over {
             return;
         }
-        let e = self.echoed.entry((s, g)).or_insert(0);
-        *e = (*e).max(need);
+        // The latest echo stands: within a repair cycle the sender echoes only needs above
+        // what it echoed before, and a new cycle's echo replaces the last one's.
+        self.echoed.insert((s, g), (need, now));
         if self.echoed.len() > ECHOES_KEPT {
             self.echoed.pop_first();
         }
@@ -260,7 +261,14 @@ impl Inbound {
             }
         }
         if let Some(p) = &self.payload {
-            let over = self.frontier[Stream::Payload as usize].saturating_sub(SLACK) / k;
+            let front = self.frontier[Stream::Payload as usize];
+            let over = if self.tail_naks && front >= self.code.blocks(p.layout.len) {
+                // The stream's last block came: the pass is sent, and the sender waits for
+                // the tail's NAKs before it polls.
+                u32::MAX
+            } else {
+                front.saturating_sub(SLACK) / k
+            };
             let code = self.code;
             for &g in p.incomplete.range(..over) {
                 // A group that has no room to be held now is repaired after the pass, once
@@ -279,8 +287,16 @@ impl Inbound {
                 Some(&at) => at,
                 None => {
                     let need = self.want(key).map_or(1, |w| w.need.max(1));
-                    if self.echoed.get(&key).is_some_and(|&e| e >= need) {
-                        // Someone asked for as much already: wait for that repair.
+                    if self
+                        .echoed
+                        .get(&key)
+                        .is_some_and(|&(e, at)| e >= need && now < at + renak)
+                    {
+                        // Someone asked for as much just now: wait for that repair. Once
+                        // the echo is older than the re-NAK wait, the repair it announced
+                        // came and left this member short (it lost some of it), or never
+                        // came: this member asks for itself (an echo remembered for good
+                        // silenced such a member until the end-of-pass poll).
                         self.naked.insert(key, now);
                         let at = now + renak;
                         next = Some(next.map_or(at, |n: Instant| n.min(at)));

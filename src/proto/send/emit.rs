@@ -131,6 +131,10 @@ impl Outbound {
                         }
                         self.passed.push_back(((s, i / self.code.k), now));
                     }
+                    if s == Stream::Payload && *next == *end && self.waits_for_tail() {
+                        self.tail = Some((now, Self::tail_window(pace)));
+                        self.deadline = Some(now + Self::tail_window(pace));
+                    }
                     self.sent_datagrams += 1;
                     return Some(self.emit_block(storage, hdr, buf, s, i));
                 }
@@ -202,6 +206,51 @@ impl Outbound {
         }
     }
 
+    /// Whether the pass's end waits for the tail's repair before the first poll: a push to
+    /// many targets. Its receivers NAK the groups of the pass's tail during the pass, as
+    /// they do every other group (once the stream's last block arrived, see
+    /// `Inbound::due_naks`), with their randomized timers, so that one NAK (and its echo)
+    /// stands for many; polled at once, every member that lost something in the last
+    /// groups (most of them, at 1,000 members) would answer needy and again once repaired:
+    /// a second round of answers from nearly every target.
+    pub(super) fn waits_for_tail(&self) -> bool {
+        self.targets.len() > TAIL_WAIT_FROM
+    }
+
+    /// How long after the pass's last block the tail's NAKs have come: the receivers' NAK
+    /// window (six times the sender's holdoff plus a round trip, as `feedback.rs` draws
+    /// it), the holdoff, and a round trip.
+    pub(super) fn tail_window(pace: &PaceInfo) -> Duration {
+        (pace.interval / 2 + pace.rtt * 2) * 7 + pace.rtt * 2
+    }
+
+    /// Timer, after a pass that waits for its tail: the first poll goes out once the tail
+    /// window has passed and no repair is queued or held off (at most `TAIL_WAIT_MAX`
+    /// windows after the pass: NAKs that keep coming are the poll's to gather).
+    pub(super) fn tail_poll(&mut self, now: Instant) {
+        let Some((end, window)) = self.tail else {
+            return;
+        };
+        if self.phase != Phase::Data
+            || self.polled_round != 0
+            || !self.queue.is_empty()
+            || self.deadline.is_some_and(|d| now < d)
+        {
+            return;
+        }
+        let cap = end + window * TAIL_WAIT_MAX;
+        if now < cap && (self.sched.backlog() > 0 || self.sched.next_due().is_some()) {
+            let next = self
+                .sched
+                .next_due()
+                .unwrap_or(now + Duration::from_millis(1));
+            self.deadline = Some(next.min(cap).max(now + Duration::from_micros(100)));
+            return;
+        }
+        self.queue.push_back(Work::Poll);
+        self.deadline = None;
+    }
+
     /// Whether the next datagram should be a PACE.
     pub(crate) fn pace_due(&self, now: Instant) -> bool {
         self.phase == Phase::Data && self.has_work() && self.next_pace.is_none_or(|t| now >= t)
@@ -231,7 +280,11 @@ impl Outbound {
             clr: pace.clr,
             backlog_us: us(Duration::from_secs_f64(backlog.min(1e6))),
             uni: pace.uni,
-            flags: 0,
+            flags: if pace.data_limited {
+                wire::PACE_DATA_LIMITED
+            } else {
+                0
+            },
             echo: pace.echo.map_or(0, |e| e.0),
             echo_ts: pace.echo.map_or(0, |e| e.1),
             echo_hold_us: pace.echo.map_or(0, |e| e.2),
