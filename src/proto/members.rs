@@ -339,10 +339,22 @@ impl Members {
 
     /// Refreshes a member on any other datagram from it.
     pub(crate) fn touch(&mut self, now: Instant, node: u64) {
-        if let Some((m, _)) = self.table.get(&node) {
-            if m.direct && m.last_seen != now {
-                self.reseen(node, now);
-            }
+        // Called for every datagram (a receiver's for each block of a push): one lookup,
+        // and `by_seen` only looked at when this member is its first entry.
+        let Some((m, indexed)) = self.table.get_mut(&node) else {
+            return;
+        };
+        if !m.direct || m.last_seen == now {
+            return;
+        }
+        if now < *indexed {
+            self.reseen(node, now);
+            return;
+        }
+        m.last_seen = now;
+        let at = *indexed;
+        if self.by_seen.first() == Some(&(at, node)) {
+            self.fix_first();
         }
     }
 
