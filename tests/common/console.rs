@@ -35,45 +35,48 @@ impl Console {
         self.w.write_all(text.as_bytes()).unwrap();
     }
 
+    /// One line, without its newline; `Ok(None)` at EOF.
+    fn read_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut s = String::new();
+        Ok(match self.r.read_line(&mut s)? {
+            0 => None,
+            _ => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+        })
+    }
+
     /// One line, without its newline; `None` at EOF.
     pub fn line(&mut self) -> Option<String> {
-        let mut s = String::new();
-        match self.r.read_line(&mut s) {
-            Ok(0) => None,
-            Ok(_) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
-            Err(e) => panic!("console read: {e}"),
+        self.read_line()
+            .unwrap_or_else(|e| panic!("console read: {e}"))
+    }
+
+    /// The lines of one command: those before the final line, and the final line (`ok` or
+    /// `error: ...`); `Err` says why the reply ended early (a read error, or EOF).
+    fn read_reply(&mut self) -> Result<(Vec<String>, String), String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self
+                .read_line()
+                .map_err(|e| format!("console read: {e}"))?
+                .ok_or_else(|| format!("console closed mid-reply after {lines:?}"))?;
+            if l == "ok" || l.starts_with("error:") {
+                return Ok((lines, l));
+            }
+            lines.push(l);
         }
     }
 
     /// Reads the lines of one command: those before the final line, and the final line
     /// (`ok` or `error: ...`).
     pub fn reply(&mut self) -> (Vec<String>, String) {
-        let mut lines = Vec::new();
-        loop {
-            let l = self
-                .line()
-                .unwrap_or_else(|| panic!("console closed mid-reply after {lines:?}"));
-            if l == "ok" || l.starts_with("error:") {
-                return (lines, l);
-            }
-            lines.push(l);
-        }
+        self.read_reply().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The final line of one command, or `None` on any error or EOF: for probes, where a
     /// connection lost mid-reply means "not yet", and whoever probes looks at the daemon.
     pub fn try_cmd(&mut self, line: &str) -> Option<String> {
         self.w.write_all(format!("{line}\n").as_bytes()).ok()?;
-        loop {
-            let mut l = String::new();
-            if self.r.read_line(&mut l).ok()? == 0 {
-                return None;
-            }
-            let l = l.trim_end_matches(['\r', '\n']);
-            if l == "ok" || l.starts_with("error:") {
-                return Some(l.to_string());
-            }
-        }
+        self.read_reply().ok().map(|(_, last)| last)
     }
 
     pub fn cmd(&mut self, line: &str) -> (Vec<String>, String) {
