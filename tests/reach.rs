@@ -276,18 +276,7 @@ fn a_member_deaf_to_the_group_gets_unicast_copies() {
     assert_eq!(d.code, 0, "{d}");
 
     // Half of what r2 sends is lost on the way to s0: doctor shows it, and only for r2.
-    net.nft(&spaces[0], &["add", "table", "inet", "half"]);
-    net.nft(
-        &spaces[0],
-        &[
-            "add",
-            "chain",
-            "inet",
-            "half",
-            "in",
-            "{ type filter hook input priority 0; }",
-        ],
-    );
+    net.nft_chain(&spaces[0], "half", "in", "input", 0);
     net.nft(
         &spaces[0],
         &[
@@ -663,25 +652,7 @@ fn a_relay_bridges_a_subnet_the_group_does_not_reach() {
     let spaces = v4_hosts(&mut net, 5);
     let side_a = format!("{{ {}, {} }}", v4_addr(0), v4_addr(1));
     for ns in &spaces[2..] {
-        net.nft(ns, &["add", "table", "inet", "nogrp"]);
-        net.nft(
-            ns,
-            &[
-                "add",
-                "chain",
-                "inet",
-                "nogrp",
-                "in",
-                "{ type filter hook input priority -10; }",
-            ],
-        );
-        net.nft(
-            ns,
-            &[
-                "add", "rule", "inet", "nogrp", "in", "ip", "saddr", &side_a, "ip", "daddr",
-                &c.group, "counter", "drop",
-            ],
-        );
+        net.drop_group_from(ns, &c.group, &side_a);
     }
     c.daemons_in(&numbered(&spaces), v4_addr, true, &fast_and(&["--relay"]));
     docroot(&c.src, 50, None);

@@ -115,22 +115,25 @@ impl Net {
     /// Drops the datagrams of IPv4 group `group` arriving in `ns` (counted), as a switch that
     /// stopped forwarding the group to that port would; [`Net::undrop_group`] lifts it.
     pub fn drop_group(&self, ns: &str, group: &str) {
-        self.nft(ns, &["add", "table", "inet", "nogrp"]);
-        self.nft(
-            ns,
-            &[
-                "add",
-                "chain",
-                "inet",
-                "nogrp",
-                "in",
-                "{ type filter hook input priority -10; }",
-            ],
-        );
+        self.nft_chain(ns, "nogrp", "in", "input", -10);
         self.nft(
             ns,
             &[
                 "add", "rule", "inet", "nogrp", "in", "ip", "daddr", group, "counter", "drop",
+            ],
+        );
+    }
+
+    /// As [`Net::drop_group`], for the group's datagrams from `sources` only (an nftables
+    /// address or set, such as `{ 198.18.0.1, 198.18.0.2 }`): a router that does not carry
+    /// the group between two subnets.
+    pub fn drop_group_from(&self, ns: &str, group: &str, sources: &str) {
+        self.nft_chain(ns, "nogrp", "in", "input", -10);
+        self.nft(
+            ns,
+            &[
+                "add", "rule", "inet", "nogrp", "in", "ip", "saddr", sources, "ip", "daddr", group,
+                "counter", "drop",
             ],
         );
     }
@@ -143,18 +146,7 @@ impl Net {
     /// Drops every multicast datagram arriving in `ns` (IPv4 and IPv6, counted), as a network
     /// without multicast would.
     pub fn drop_multicast(&self, ns: &str) {
-        self.nft(ns, &["add", "table", "inet", "nomc"]);
-        self.nft(
-            ns,
-            &[
-                "add",
-                "chain",
-                "inet",
-                "nomc",
-                "in",
-                "{ type filter hook input priority -10; }",
-            ],
-        );
+        self.nft_chain(ns, "nomc", "in", "input", -10);
         for rule in [
             &["ip", "daddr", "224.0.0.0/4", "counter", "drop"][..],
             &[
@@ -176,18 +168,7 @@ impl Net {
             ])
             .stderr(Stdio::null())
             .status();
-        self.nft(ns, &["add", "table", "inet", "perdst"]);
-        self.nft(
-            ns,
-            &[
-                "add",
-                "chain",
-                "inet",
-                "perdst",
-                "out",
-                "{ type filter hook output priority 0; }",
-            ],
-        );
+        self.nft_chain(ns, "perdst", "out", "output", 0);
         for a in to {
             self.nft(
                 ns,
@@ -219,6 +200,14 @@ impl Net {
             .collect()
     }
 
+    /// Makes table `inet TABLE` in `ns` with one base chain `CHAIN` on `HOOK` (`input`,
+    /// `output`) at `priority`, for the rules that follow.
+    pub fn nft_chain(&self, ns: &str, table: &str, chain: &str, hook: &str, priority: i32) {
+        self.nft(ns, &["add", "table", "inet", table]);
+        let spec = format!("{{ type filter hook {hook} priority {priority}; }}");
+        self.nft(ns, &["add", "chain", "inet", table, chain, &spec]);
+    }
+
     /// Runs `nft ARGS` inside `ns`, failing unless it succeeds.
     pub fn nft(&self, ns: &str, args: &[&str]) {
         let mut v = vec!["ip", "netns", "exec", ns, "nft"];
@@ -228,18 +217,7 @@ impl Net {
 
     /// Drops `pct` % of the UDP datagrams to `port` arriving in `ns` (counted).
     pub fn loss(&self, ns: &str, port: u16, pct: u32) {
-        self.nft(ns, &["add", "table", "inet", "t"]);
-        self.nft(
-            ns,
-            &[
-                "add",
-                "chain",
-                "inet",
-                "t",
-                "in",
-                "{ type filter hook input priority 0; }",
-            ],
-        );
+        self.nft_chain(ns, "t", "in", "input", 0);
         self.nft(
             ns,
             &[
