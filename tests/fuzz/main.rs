@@ -52,7 +52,7 @@ use makuo::proto::manifest::{
 };
 use makuo::proto::repair::Code;
 use makuo::proto::storage::MemStorage;
-use makuo::proto::wire::{self, Header, Msg, Stream};
+use makuo::proto::wire::{self, Msg, Stream};
 use makuo::proto::{Engine, Event, MAX_INBOUND, MAX_MEMBERS};
 use makuo::seal::{Key, Opened, SealError, SealStats, Sealer};
 

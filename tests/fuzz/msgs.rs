@@ -1,5 +1,6 @@
 //! Structured messages and transfers.
 
+use super::lan::header;
 use super::*;
 
 pub(crate) const SENDERS: [u64; 3] = [
@@ -7,18 +8,6 @@ pub(crate) const SENDERS: [u64; 3] = [
     0xb0b0_0000_0000_0002,
     0xe5e5_0000_0000_0003,
 ];
-
-pub(crate) fn header(node: u64, seq: u64) -> Header {
-    Header {
-        version: wire::VERSION,
-        kind: 0,
-        flags: 0,
-        key_id: 0,
-        cluster: 0,
-        node,
-        seq,
-    }
-}
 
 pub(crate) fn encode(m: &Msg<'_>, node: u64, seq: u64) -> Vec<u8> {
     let mut buf = vec![0u8; 70_000];

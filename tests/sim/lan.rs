@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use makuo::proto::storage::MemStorage;
+use makuo::proto::wire::Header;
 use makuo::proto::{wire, Config, Dest, Engine, Event};
 
 /// Ethernet + IPv4 + UDP bytes per datagram on the wire (preamble and gap not counted).
@@ -958,5 +959,19 @@ impl Lan {
             Event::PushDone(r) if r.xfer == xfer => Some((*t, r.clone())),
             _ => None,
         })
+    }
+}
+
+/// The header node `node` would put on its `seq`-th datagram (cluster 0, unsealed): for the
+/// datagrams the sim and the fuzzer craft as a member would.
+pub fn header(node: u64, seq: u64) -> Header {
+    Header {
+        version: wire::VERSION,
+        kind: 0,
+        flags: 0,
+        key_id: 0,
+        cluster: 0,
+        node,
+        seq,
     }
 }

@@ -14,23 +14,11 @@ use makuo::proto::limits::{
     IDLE_EVICT, MAX_HELD, MAX_INBOUND, MAX_INBOUND_PER_ADDR, MAX_MANIFEST_MEMORY,
 };
 use makuo::proto::storage::MemStorage;
-use makuo::proto::wire::{self, Announce, Header, Msg, Stream};
+use makuo::proto::wire::{self, Announce, Msg, Stream};
 use makuo::proto::Dest;
 
-use super::lan::{Faults, Lan, Rng};
+use super::lan::{header, Faults, Lan, Rng};
 use super::{assert_all_ok, assert_same_tree, cluster, content, push_all, receivers, small_tree};
-
-fn header(node: u64, seq: u64) -> Header {
-    Header {
-        version: wire::VERSION,
-        kind: 0,
-        flags: 0,
-        key_id: 0,
-        cluster: 0,
-        node,
-        seq,
-    }
-}
 
 fn encode(m: &Msg<'_>, node: u64, seq: u64) -> Vec<u8> {
     let mut buf = vec![0u8; wire::MAX_DATAGRAM];
